@@ -1,0 +1,15 @@
+"""
+wsdaemon: a WebSocket messaging daemon on Twisted and Autobahn.
+
+Run it with C{twistd -n wsdaemon --config etc/wsdaemon.ini}; write your own
+reply strategy against L{wsdaemon.interfaces.IReplyStrategy}.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("wsdaemon")
+except PackageNotFoundError:  # running from a checkout that is not installed
+    __version__ = "0+unknown"
+
+__all__ = ["__version__"]

@@ -1,0 +1,237 @@
+"""
+The WebSocket protocol of a route: hands messages to the route's strategy.
+
+No exception escapes an Autobahn callback: a failing strategy closes its
+client with 1011 and is logged with context; other clients never notice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wsdaemon.config import ProtocolSettings, RouteConfig
+from wsdaemon.session import Session
+
+__all__ = ["RouteFactory", "RouteProtocol"]
+
+_log = Logger(namespace="wsdaemon.protocol")
+
+#: Close code for a failure inside the daemon (RFC 6455 section 7.4.1).
+INTERNAL_ERROR = 1011
+
+
+def _accept_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+def _refuse(offers: list[Any]) -> None:
+    return None
+
+
+class RouteProtocol(WebSocketServerProtocol):
+    """
+    One client on one route.
+    """
+
+    factory: RouteFactory
+    _session: Session | None = None
+    _counted = False
+
+    # -- Autobahn callbacks --------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        try:
+            factory = self.factory
+            settings = factory.route.protocol
+            if not settings.origins.allows(request.origin):
+                _log.info(
+                    "refused {peer} on {route}: origin {origin!r} not allowed",
+                    peer=request.peer, route=factory.route.path, origin=request.origin,
+                )
+                raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+            if settings.max_connections and factory.connections >= settings.max_connections:
+                _log.warn(
+                    "refused {peer} on {route}: {count} connections open (max_connections)",
+                    peer=request.peer, route=factory.route.path, count=factory.connections,
+                )
+                raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
+            factory.connections += 1
+            self._counted = True
+        except ConnectionDeny:
+            raise
+        except Exception:
+            _log.failure("onConnect failed for {peer}", peer=getattr(request, "peer", "?"))
+            raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR, "internal error") from None
+
+    def onOpen(self) -> None:
+        factory = self.factory
+        route = factory.route
+        session = Session(
+            session_id=uuid.uuid4().hex,
+            route=route.path,
+            peer=self.peer,
+            connected_at=factory.clock.seconds(),
+            protocol=self,
+        )
+        self._session = session
+        self._strategy = route.strategy
+        _log.info(
+            "client {peer} connected to {route} (session {session_id})",
+            peer=session.peer, route=route.path, session_id=session.session_id,
+        )
+        try:
+            self._strategy.connection_opened(session)
+        except Exception:
+            self._strategy_failed("connection_opened")
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        session = self._session
+        if session is None or not session.is_open:
+            return
+        try:
+            reply = self._strategy.message_received(
+                session, payload if isBinary else payload.decode("utf-8")
+            )
+        except Exception:
+            self._strategy_failed("message_received")
+            return
+        # The common cases first, without a Deferred or a function call.
+        kind = type(reply)
+        if reply is None:
+            return
+        if kind is str:
+            self.sendMessage(reply.encode("utf-8"), False)
+        elif kind is bytes:
+            self.sendMessage(reply, True)
+        else:
+            self._send_reply(reply)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        factory = self.factory
+        if self._counted:
+            self._counted = False
+            factory.connections -= 1
+        session = self._session
+        if session is None:
+            return
+        self._session = None
+        session.detach()
+        _log.info(
+            "client {peer} left {route} (session {session_id}, code {code})",
+            peer=session.peer, route=session.route, session_id=session.session_id, code=code,
+        )
+        try:
+            self._strategy.connection_closed(session, code, reason or "")
+        except Exception:
+            _log.failure(
+                "strategy {strategy} failed in connection_closed for {session_id} on {route}",
+                strategy=type(self._strategy).__name__, session_id=session.session_id,
+                route=session.route,
+            )
+
+    # -- helpers -------------------------------------------------------------
+
+    def close_with(self, code: int, reason: str) -> None:
+        """
+        Start the closing handshake with any valid code (Autobahn's
+        C{sendClose} refuses 1001, 1008, 1011).
+        """
+        reason_bytes = reason.encode("utf-8")[:123]
+        # Cut at a character boundary: the reason must stay valid UTF-8.
+        reason_bytes = reason_bytes.decode("utf-8", "ignore").encode("utf-8")
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=reason_bytes)
+
+    def _send_reply(self, reply: object) -> None:
+        session = self._session
+        if session is None:
+            return
+        if isinstance(reply, list | tuple):
+            for message in reply:
+                if not self._send_one(message):
+                    return
+        elif isinstance(reply, Deferred):
+            reply.addCallback(self._deferred_reply)
+            reply.addErrback(self._deferred_failed)
+        else:
+            self._send_one(reply)
+
+    def _send_one(self, message: object) -> bool:
+        session = self._session
+        if session is None:
+            return False
+        try:
+            return session.send(message)  # type: ignore[arg-type]
+        except TypeError:
+            self._strategy_failed("message_received")
+            return False
+
+    def _deferred_reply(self, reply: object) -> None:
+        if reply is not None and self._session is not None:
+            self._send_reply(reply)
+
+    def _deferred_failed(self, failure: Failure) -> None:
+        self._strategy_failed("a deferred reply", failure)
+
+    def _strategy_failed(self, where: str, failure: Failure | None = None) -> None:
+        session = self._session
+        _log.failure(
+            "strategy {strategy} failed in {where} for session {session_id} on {route}; "
+            "closing it with 1011",
+            failure=failure,
+            strategy=type(self._strategy).__name__,
+            where=where,
+            session_id=session.session_id if session else None,
+            route=self.factory.route.path,
+        )
+        if session is not None:
+            session.close(INTERNAL_ERROR, "internal error")
+
+
+class RouteFactory(WebSocketServerFactory):
+    """
+    The Autobahn factory of one route, configured from its L{RouteConfig}.
+
+    @ivar connections: handshakes accepted and not yet closed.
+    """
+
+    protocol = RouteProtocol
+
+    def __init__(self, route: RouteConfig, clock: IReactorTime, reactor: Any = None) -> None:
+        super().__init__(reactor=reactor)
+        self.route = route
+        self.clock = clock
+        self.connections = 0
+        self.apply(route.protocol)
+
+    def apply(self, settings: ProtocolSettings) -> None:
+        self.setProtocolOptions(
+            maxFramePayloadSize=settings.max_frame_size,
+            maxMessagePayloadSize=settings.max_message_size,
+            openHandshakeTimeout=settings.open_handshake_timeout,
+            closeHandshakeTimeout=settings.close_handshake_timeout,
+            autoPingInterval=settings.auto_ping_interval,
+            autoPingTimeout=settings.auto_ping_timeout,
+            # Our own origin check answers 403; Autobahn's would answer 400.
+            allowedOrigins=["*"],
+            allowNullOrigin=True,
+            # Let clients see 1009/1007 instead of a dropped TCP connection.
+            failByDrop=False,
+            # Our own max_connections check: Autobahn's admits one too many.
+            maxConnections=0,
+            perMessageCompressionAccept=_accept_deflate if settings.compression else _refuse,
+            # A plain GET on a WebSocket route must not advertise the version.
+            webStatus=False,
+        )

@@ -1,0 +1,3 @@
+"""
+Built-in reply strategies, each in its own module.
+"""

@@ -1,0 +1,64 @@
+"""
+What strategy factories are given and what they may raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from twisted.internet.interfaces import IReactorTime
+
+__all__ = ["OptionError", "StrategyContext", "reject_unknown_options"]
+
+
+class OptionError(ValueError):
+    """
+    A strategy option is wrong.
+
+    @ivar key: the option's name (None when the problem is not one key's).
+    @ivar expected: what a correct value looks like, said to the user.
+    @ivar line: a line number inside another file the option names (e.g. a
+        rules file), with C{path}; None when the problem is the INI value.
+    """
+
+    def __init__(
+        self,
+        key: str | None,
+        expected: str,
+        *,
+        path: Path | None = None,
+        line: int | None = None,
+    ) -> None:
+        super().__init__(expected)
+        self.key = key
+        self.expected = expected
+        self.path = path
+        self.line = line
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """
+    Everything a strategy may use besides its options.
+
+    @ivar clock: the only source of time and timers a strategy may use.
+    @ivar config_dir: the directory of the INI file, for relative paths.
+    @ivar route: the URL path the strategy serves.
+    """
+
+    clock: IReactorTime
+    config_dir: Path
+    route: str
+
+
+def reject_unknown_options(options: Mapping[str, str], known: Iterable[str]) -> None:
+    """
+    Raise L{OptionError} for the first option not in C{known}.
+    """
+    allowed = sorted(known)
+    for key in options:
+        if key not in allowed:
+            wanted = ", ".join(allowed) if allowed else "no strategy options"
+            raise OptionError(key, f"unknown option; this strategy takes {wanted}")

@@ -1,0 +1,82 @@
+"""
+The twistd / twist entry point: command-line options and the service.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from wsdaemon.config import ConfigError, DaemonConfig, load_config
+from wsdaemon.endpoints import check_endpoint
+
+__all__ = ["Options", "makeService"]
+
+
+class Options(usage.Options):
+    synopsis = "--config PATH [--listen ENDPOINT]... [--check-config]"
+    longdesc = (
+        "Run the wsdaemon WebSocket messaging daemon. ENDPOINT is a Twisted endpoint "
+        "string such as tcp:8080:interface=127.0.0.1, unix:/run/wsdaemon.sock, "
+        "ssl:8443:privateKey=key.pem:certKey=cert.pem or systemd:domain=INET:index=0."
+    )
+    optParameters = [
+        ["config", "c", None, "Path of the INI config file (required)."],
+    ]
+    optFlags = [
+        ["check-config", None, "Validate the config, print a one-line summary and exit."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        Listen on ENDPOINT instead of the config's [wsdaemon] listen
+        (repeatable).
+        """
+        self["listen"].append(endpoint)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            raise usage.UsageError("--config PATH is required")
+
+
+def load(options: Options | dict[str, Any], reactor: Any) -> DaemonConfig:
+    """
+    @raise ConfigError: if the config (or a --listen value) is wrong.
+    """
+    return load_config(
+        options["config"],
+        clock=reactor,
+        listen_override=options["listen"],
+        check_endpoint=lambda description: check_endpoint(description, reactor),
+    )
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    Build the daemon, or exit: 0 after C{--check-config} succeeds, 1 with a
+    one-line error for a wrong config (nothing listens in either case).
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    from wsdaemon.service import WsDaemonService
+
+    try:
+        config = load(options, reactor)
+    except ConfigError as e:
+        sys.stderr.write(f"wsdaemon: config error: {e}\n")
+        raise SystemExit(1) from None
+    if options["check-config"]:
+        sys.stdout.write(config.summary() + "\n")
+        raise SystemExit(0)
+    return WsDaemonService(config, reactor)
