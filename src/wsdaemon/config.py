@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.interfaces import IReplyStrategy
 from wsdaemon.origin import OriginPolicy
-from wsdaemon.registry import StrategyRegistry, UnknownStrategy
+from wsdaemon.registry import StrategyRegistry, UnknownStrategyError
 from wsdaemon.strategy import OptionError, StrategyContext
 
 __all__ = [
@@ -337,7 +337,7 @@ def _build_route(
     name = reader.parser[section]["strategy"].strip()
     try:
         factory = registry.resolve(name)
-    except UnknownStrategy as e:
+    except UnknownStrategyError as e:
         raise reader.error(section, "strategy", str(e)) from None
     options = {
         key: value

@@ -39,7 +39,8 @@ def build_endpoint(description: str, reactor: Any) -> IStreamServerEndpoint:
     @raise ValueError: with the reason, for any malformed description.
     """
     try:
-        return serverFromString(reactor, description)  # type: ignore[no-any-return]
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
+        return endpoint
     except IndexError:
         if description.startswith("systemd:"):
             count = os.environ.get("LISTEN_FDS", "0")

@@ -11,7 +11,11 @@ dotted path or Twisted plugin.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from zope.interface import Attribute, Interface
+
+from wsdaemon.strategy import StrategyContext
 
 
 class ISession(Interface):
@@ -100,7 +104,7 @@ class IStrategyFactory(Interface):
     name = Attribute("Short name (str) used in the config, e.g. 'echo'.")
     description = Attribute("One line (str) saying what the strategy does.")
 
-    def create(options: object, context: object) -> IReplyStrategy:
+    def create(options: Mapping[str, str], context: StrategyContext) -> IReplyStrategy:
         """
         Validate C{options} (a read-only mapping of str to str: the route's
         keys that are not generic route settings) and build a strategy.

@@ -28,7 +28,9 @@ LOCAL_ORIGINS = (
 )
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_PATTERN = re.compile(r"^(?P<scheme>https?)://(?P<host>[A-Za-z0-9.*\-\[\]:]+?)(:(?P<port>\*|\d+))?$")
+_PATTERN = re.compile(
+    r"^(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.*]+\]|[A-Za-z0-9.*\-]+)(:(?P<port>\*|\d+))?$"
+)
 
 
 def _compile(pattern: str) -> re.Pattern[str]:

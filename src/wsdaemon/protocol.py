@@ -81,7 +81,7 @@ class RouteProtocol(WebSocketServerProtocol):
         session = Session(
             session_id=uuid.uuid4().hex,
             route=route.path,
-            peer=self.peer,
+            peer=str(self.peer),
             connected_at=factory.clock.seconds(),
             protocol=self,
         )
@@ -108,12 +108,11 @@ class RouteProtocol(WebSocketServerProtocol):
             self._strategy_failed("message_received")
             return
         # The common cases first, without a Deferred or a function call.
-        kind = type(reply)
         if reply is None:
             return
-        if kind is str:
+        if isinstance(reply, str):
             self.sendMessage(reply.encode("utf-8"), False)
-        elif kind is bytes:
+        elif type(reply) is bytes:
             self.sendMessage(reply, True)
         else:
             self._send_reply(reply)
@@ -207,7 +206,7 @@ class RouteFactory(WebSocketServerFactory):
     @ivar connections: handshakes accepted and not yet closed.
     """
 
-    protocol = RouteProtocol
+    protocol = RouteProtocol  # type: ignore[assignment]
 
     def __init__(self, route: RouteConfig, clock: IReactorTime, reactor: Any = None) -> None:
         super().__init__(reactor=reactor)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from twisted.plugin import getPlugins
 from twisted.python.reflect import namedAny
 
 from wsdaemon.interfaces import IStrategyFactory
 
-__all__ = ["BUILTIN_STRATEGIES", "StrategyRegistry", "UnknownStrategy"]
+__all__ = ["BUILTIN_STRATEGIES", "StrategyRegistry", "UnknownStrategyError"]
 
 #: Built-in strategies, short name -> "module:attribute" (imported lazily).
 BUILTIN_STRATEGIES: dict[str, str] = {
@@ -27,7 +28,7 @@ BUILTIN_STRATEGIES: dict[str, str] = {
 }
 
 
-class UnknownStrategy(LookupError):
+class UnknownStrategyError(LookupError):
     """
     No strategy goes by that name; C{str()} says which ones do.
     """
@@ -44,9 +45,11 @@ def _plugins() -> list[IStrategyFactory]:
 
 def _as_factory(obj: object) -> IStrategyFactory | None:
     if IStrategyFactory.providedBy(obj):
-        return obj  # type: ignore[return-value]
+        return obj
     if isinstance(obj, type) and IStrategyFactory.implementedBy(obj):
-        return obj()  # type: ignore[no-any-return]
+        factory_class: Any = obj
+        instance: IStrategyFactory = factory_class()
+        return instance
     return None
 
 
@@ -87,12 +90,12 @@ class StrategyRegistry:
     def resolve(self, name: str) -> IStrategyFactory:
         """
         @return: the factory called C{name}.
-        @raise UnknownStrategy: with a message listing the known names.
+        @raise UnknownStrategyError: with a message listing the known names.
         """
         if name in self._builtins:
             factory = _as_factory(_load_builtin(self._builtins[name]))
             if factory is None:  # pragma: no cover - a packaging mistake
-                raise UnknownStrategy(f"built-in strategy {name!r} is broken")
+                raise UnknownStrategyError(f"built-in strategy {name!r} is broken")
             return factory
         plugin = self._plugin_map().get(name)
         if plugin is not None:
@@ -101,18 +104,18 @@ class StrategyRegistry:
             try:
                 obj = namedAny(name)
             except Exception as e:
-                raise UnknownStrategy(
+                raise UnknownStrategyError(
                     f"cannot import {name!r} ({type(e).__name__}: {e}); expected a dotted "
                     "path to an IStrategyFactory provider"
                 ) from None
             factory = _as_factory(obj)
             if factory is None:
-                raise UnknownStrategy(
+                raise UnknownStrategyError(
                     f"{name!r} does not provide IStrategyFactory; expected a dotted path to "
                     "an IStrategyFactory provider or a class implementing it"
                 )
             return factory
-        raise UnknownStrategy(
+        raise UnknownStrategyError(
             f"unknown strategy {name!r}; expected one of: {', '.join(self.known_names())}, "
             "or a dotted path (package.module.attribute)"
         )

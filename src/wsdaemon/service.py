@@ -50,6 +50,19 @@ class WsDaemonService(MultiService):
             listener.setName(description)
             listener.setServiceParent(self)
 
+    def privilegedStartService(self) -> None:
+        # twistd binds here (before dropping privileges); `twist` binds in
+        # startService. Either way, a listener that cannot bind ends the
+        # process with one clear line instead of a traceback.
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            self._cannot_listen(e)
+
+    def _cannot_listen(self, error: Exception) -> None:
+        _log.critical("cannot listen: {error}", error=str(error))
+        raise SystemExit(1)
+
     def startService(self) -> None:
         config = self.config
         _log.info(
@@ -67,6 +80,9 @@ class WsDaemonService(MultiService):
                 compression="on" if route.protocol.compression else "off",
                 origins=" ".join(route.protocol.origins.patterns) or "(none)",
             )
-        super().startService()
+        try:
+            super().startService()
+        except Exception as e:
+            self._cannot_listen(e)
         for description in config.listen:
             _log.info("listening on {endpoint}", endpoint=description)

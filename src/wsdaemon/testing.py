@@ -1,0 +1,110 @@
+"""
+Helpers for testing reply strategies, wsdaemon's own and third parties'.
+
+C{RecordingSession} stands in for a client's connection; C{check_strategy}
+runs the contract every strategy must meet (the same one wsdaemon's test
+suite runs against every built-in strategy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
+from wsdaemon.strategy import OptionError, StrategyContext
+
+__all__ = ["RecordingSession", "check_strategy", "is_valid_reply"]
+
+
+@implementer(ISession)
+class RecordingSession:
+    """
+    An in-memory session: records what is sent and how it was closed.
+    """
+
+    def __init__(self, session_id: str = "test-session", route: str = "/test",
+                 peer: str = "tcp4:127.0.0.1:50000", connected_at: float = 0.0) -> None:
+        self.session_id = session_id
+        self.route = route
+        self.peer = peer
+        self.connected_at = connected_at
+        self.sent: list[str | bytes] = []
+        self.closed: tuple[int, str] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed is None
+
+    def send(self, message: str | bytes) -> bool:
+        if not isinstance(message, str | bytes):
+            raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
+        if self.closed is not None:
+            return False
+        self.sent.append(message)
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closed is None:
+            self.closed = (code, reason)
+
+
+def is_valid_reply(reply: object) -> bool:
+    """
+    @return: whether C{reply} is one of the forms C{message_received} may return.
+    """
+    if reply is None or isinstance(reply, str | bytes | Deferred):
+        return True
+    if isinstance(reply, list | tuple):
+        return all(isinstance(m, str | bytes) for m in reply)
+    return False
+
+
+def check_strategy(
+    factory: IStrategyFactory,
+    options: Mapping[str, str],
+    config_dir: Path,
+    messages: tuple[str | bytes, ...] = ("hello", "你好，世界", "", b"\x00\xff"),
+) -> None:
+    """
+    Assert that C{factory} and the strategy it builds meet the contract:
+    they provide their interfaces, reject unknown options with
+    L{OptionError}, answer every message with a valid reply, and leave no
+    timer behind once the connection closes.
+
+    @raise AssertionError: naming what is broken.
+    """
+    assert verifyObject(IStrategyFactory, factory)
+    assert isinstance(factory.name, str) and factory.name, "factory.name must be a str"
+    assert isinstance(factory.description, str), "factory.description must be a str"
+    clock = Clock()
+    context = StrategyContext(clock=clock, config_dir=config_dir, route="/test")
+
+    bogus = dict(options, **{"no-such-option-xyz": "1"})
+    try:
+        factory.create(MappingProxyType(bogus), context)
+    except OptionError as e:
+        assert e.key == "no-such-option-xyz", f"OptionError names {e.key!r}"
+    else:
+        raise AssertionError("an unknown option must raise OptionError")
+
+    strategy = factory.create(MappingProxyType(dict(options)), context)
+    assert verifyObject(IReplyStrategy, strategy)
+
+    session = RecordingSession()
+    strategy.connection_opened(session)
+    for message in messages:
+        reply = strategy.message_received(session, message)
+        assert is_valid_reply(reply), f"invalid reply {reply!r} to {message!r}"
+        if isinstance(reply, Deferred):
+            reply.addErrback(lambda f: AssertionError(f"deferred reply failed: {f}"))
+    clock.advance(3600)
+    strategy.connection_closed(session, 1000, "")
+    pending = clock.getDelayedCalls()
+    assert not pending, f"timers outlive the connection: {pending}"

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import Daemon
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require_tool(available: bool, what: str) -> None:
+    """Skip a test whose tool is missing, except in CI, where it must be there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is missing; .ci/run must install it")
+    pytest.skip(f"{what} is not installed")
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Write an INI file (dedented) into the test's directory."""
+
+    def write(text: str, name: str = "wsdaemon.ini") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        return path
+
+    return write
+
+
+ECHO_CONFIG = """
+    [wsdaemon]
+    listen = tcp:0:interface=127.0.0.1
+
+    [protocol]
+    max_message_size = 64KiB
+    max_frame_size = 64KiB
+
+    [route:/echo]
+    strategy = echo
+    """
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[Callable[..., Daemon]]:
+    """Start real daemons; all are stopped after the test."""
+    started: list[Daemon] = []
+
+    def start(config: Path, **kwargs: object) -> Daemon:
+        daemon = Daemon(config, **kwargs)  # type: ignore[arg-type]
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def echo_daemon(write_config: Callable[[str], Path],
+                start_daemon: Callable[..., Daemon]) -> Daemon:
+    return start_daemon(write_config(ECHO_CONFIG))

@@ -1,0 +1,245 @@
+"""
+Config loading: the shipped example, defaults, and one clear line per mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from twisted.internet.task import Clock
+
+from tests.daemon import REPO
+from wsdaemon.config import ConfigError, ProtocolSettings, load_config
+from wsdaemon.endpoints import check_endpoint
+from wsdaemon.strategies.echo import EchoStrategy
+
+MINIMAL = """
+[wsdaemon]
+listen = tcp:8080
+
+[route:/echo]
+strategy = echo
+"""
+
+
+def load(path: Path, **kwargs: object) -> object:
+    return load_config(
+        path, clock=Clock(), check_endpoint=lambda d: check_endpoint(d, Clock()), **kwargs
+    )
+
+
+def test_shipped_config_loads() -> None:
+    """etc/wsdaemon.ini is valid and has the documented safe defaults."""
+    config = load_config(REPO / "etc" / "wsdaemon.ini", clock=Clock())
+    assert config.listen == ("tcp:8080:interface=127.0.0.1",)
+    assert config.demo_page is True
+    routes = {r.path: r for r in config.routes}
+    echo = routes["/echo"]
+    assert echo.strategy_name == "echo"
+    assert isinstance(echo.strategy, EchoStrategy)
+    settings = echo.protocol
+    assert settings.max_message_size == 65536
+    assert settings.max_frame_size == 65536
+    assert settings.compression is False
+    assert settings.origins.allows("http://localhost:3000")
+    assert settings.origins.allows("http://127.0.0.1:8080")
+    assert not settings.origins.allows("http://example.com")
+    assert settings.origins.allows(None)
+
+
+def test_defaults_without_protocol_section(write_config: Callable[..., Path]) -> None:
+    """Without a [protocol] section every route gets the safe defaults."""
+    config = load_config(write_config(MINIMAL), clock=Clock())
+    assert config.routes[0].protocol == ProtocolSettings()
+    assert ProtocolSettings().max_message_size == 64 * 1024
+
+
+def test_route_overrides_protocol(write_config: Callable[..., Path]) -> None:
+    """A route section may override [protocol] keys for itself only."""
+    config = load_config(write_config("""
+        [wsdaemon]
+        listen = tcp:8080
+        [protocol]
+        max_message_size = 1MiB
+        max_frame_size = 1MiB
+        compression = on
+        [route:/a]
+        strategy = echo
+        [route:/b/c]
+        strategy = echo
+        max_message_size = 100
+        max_frame_size = 100
+        allowed_origins = https://*.example.com
+        """), clock=Clock())
+    a, b = config.routes
+    assert (a.path, a.protocol.max_message_size, a.protocol.compression) == ("/a", 1 << 20, True)
+    assert (b.path, b.protocol.max_message_size, b.protocol.compression) == ("/b/c", 100, True)
+    assert b.protocol.origins.allows("https://app.example.com")
+    assert not b.protocol.origins.allows("http://localhost:8080")
+    assert b.options == {}
+
+
+def test_listen_override(write_config: Callable[..., Path]) -> None:
+    """--listen values replace the config's listen list."""
+    config = load_config(write_config(MINIMAL), clock=Clock(),
+                         listen_override=["tcp:1", "unix:/tmp/x.sock"])
+    assert config.listen == ("tcp:1", "unix:/tmp/x.sock")
+
+
+def test_summary_is_one_line(write_config: Callable[..., Path]) -> None:
+    config = load_config(write_config(MINIMAL), clock=Clock())
+    summary = config.summary()
+    assert "\n" not in summary
+    assert "/echo (echo)" in summary and "tcp:8080" in summary
+
+
+# Each case: config text, then fragments the one-line error must contain
+# (file name is checked for every case).
+BAD_CONFIGS = {
+    "unknown section": (
+        MINIMAL + "\n[sever]\nx = 1\n",
+        [":7: [sever]", "unknown section", "[wsdaemon]"],
+    ),
+    "unknown key": (
+        "[wsdaemon]\nlisten = tcp:8080\nlissen = tcp:1\n[route:/echo]\nstrategy = echo\n",
+        [":3: [wsdaemon] lissen", "unknown key", "listen"],
+    ),
+    "unknown protocol key": (
+        MINIMAL + "\n[protocol]\nmax_msg = 5\n",
+        [":8: [protocol] max_msg", "unknown key", "max_message_size"],
+    ),
+    "bad size": (
+        MINIMAL + "max_message_size = lots\n",
+        [":6: [route:/echo] max_message_size", "expected a size in bytes", "'lots'"],
+    ),
+    "negative seconds": (
+        MINIMAL + "open_handshake_timeout = -1\n",
+        ["[route:/echo] open_handshake_timeout", "non-negative number of seconds"],
+    ),
+    "bad bool": (
+        MINIMAL + "compression = maybe\n",
+        ["[route:/echo] compression", "expected yes or no"],
+    ),
+    "frame bigger than message": (
+        MINIMAL + "max_frame_size = 2MiB\n",
+        ["[route:/echo] max_frame_size", "at most max_message_size"],
+    ),
+    "bad origin pattern": (
+        MINIMAL + "allowed_origins = localhost\n",
+        ["[route:/echo] allowed_origins", "scheme://host[:port]", "'localhost'"],
+    ),
+    "unknown strategy": (
+        "[wsdaemon]\nlisten = tcp:8080\n[route:/echo]\nstrategy = ecoh\n",
+        [":4: [route:/echo] strategy", "unknown strategy 'ecoh'", "expected one of: echo"],
+    ),
+    "dotted strategy that does not import": (
+        "[wsdaemon]\nlisten = tcp:8080\n[route:/echo]\nstrategy = no.such.module\n",
+        ["[route:/echo] strategy", "cannot import 'no.such.module'"],
+    ),
+    "dotted strategy that is no factory": (
+        "[wsdaemon]\nlisten = tcp:8080\n[route:/echo]\nstrategy = os.path.join\n",
+        ["[route:/echo] strategy", "does not provide IStrategyFactory"],
+    ),
+    "missing strategy": (
+        "[wsdaemon]\nlisten = tcp:8080\n[route:/echo]\nmax_connections = 3\n",
+        ["[route:/echo] strategy", "missing", "echo"],
+    ),
+    "unknown strategy option": (
+        MINIMAL + "greeting = hi\n",
+        [":6: [route:/echo] greeting", "unknown option"],
+    ),
+    "duplicate route section": (
+        MINIMAL + "\n[route:/echo]\nstrategy = echo\n",
+        [":7: [route:/echo]", "duplicate route '/echo'"],
+    ),
+    "duplicate route by trailing slash": (
+        MINIMAL + "\n[route:/echo/]\nstrategy = echo\n",
+        [":7: [route:/echo/]", "duplicate route '/echo'"],
+    ),
+    "nested route": (
+        MINIMAL + "\n[route:/echo/inner]\nstrategy = echo\n",
+        [":7: [route:/echo/inner]", "lies inside route '/echo'"],
+    ),
+    "bad route path": (
+        "[wsdaemon]\nlisten = tcp:8080\n[route:echo]\nstrategy = echo\n",
+        [":3: [route:echo]", "[route:/path]"],
+    ),
+    "root route": (
+        "[wsdaemon]\nlisten = tcp:8080\n[route:/]\nstrategy = echo\n",
+        [":3: [route:/]", "one or more"],
+    ),
+    "duplicate key": (
+        "[wsdaemon]\nlisten = tcp:8080\nlisten = tcp:8081\n[route:/echo]\nstrategy = echo\n",
+        [":3: [wsdaemon] listen", "given twice"],
+    ),
+    "missing listen": (
+        "[wsdaemon]\ndemo_page = no\n[route:/echo]\nstrategy = echo\n",
+        ["[wsdaemon] listen", "missing", "endpoint"],
+    ),
+    "bad endpoint": (
+        "[wsdaemon]\nlisten = tcp:eighty\n[route:/echo]\nstrategy = echo\n",
+        [":2: [wsdaemon] listen", "'tcp:eighty'", "Twisted endpoint string"],
+    ),
+    "bad systemd endpoint": (
+        "[wsdaemon]\nlisten = systemd:index=0\n[route:/echo]\nstrategy = echo\n",
+        ["[wsdaemon] listen", "systemd:domain=INET"],
+    ),
+    "no main section": (
+        "[route:/echo]\nstrategy = echo\n",
+        ["missing section [wsdaemon]"],
+    ),
+    "no routes": (
+        "[wsdaemon]\nlisten = tcp:8080\n",
+        ["no routes", "[route:/path]"],
+    ),
+    "key before any section": (
+        "listen = tcp:8080\n",
+        [":1:", "[section] header"],
+    ),
+    "not key = value": (
+        "[wsdaemon]\nlisten\n",
+        [":2:", "expected 'key = value'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_is_one_clear_line(case: str, write_config: Callable[..., Path]) -> None:
+    """Each mistake gives one line naming file, line, section, key and what was expected."""
+    text, fragments = BAD_CONFIGS[case]
+    path = write_config(text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.ini: config file not found"):
+        load(tmp_path / "nope.ini")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.ini"
+    path.write_bytes(b"[wsdaemon]\nlisten = caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load(path)
+
+
+def test_bad_listen_override(write_config: Callable[..., Path]) -> None:
+    """A wrong --listen value is named as coming from the command line."""
+    with pytest.raises(ConfigError, match=r"^--listen: 'nonsense:1'"):
+        load(write_config(MINIMAL), listen_override=["nonsense:1"])
+
+
+def test_config_values_are_immutable(write_config: Callable[..., Path]) -> None:
+    config = load_config(write_config(MINIMAL), clock=Clock())
+    with pytest.raises(AttributeError):
+        config.listen = ()  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.routes[0].options["x"] = "y"  # type: ignore[index]
