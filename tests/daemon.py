@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,7 @@ class Daemon:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.http = f"http://127.0.0.1:{self.port}"
-        self._logfile = config.parent / f"daemon-{self.port}.log"
+        self._logfile = Path(tempfile.mkdtemp(prefix="wsdaemon-test-")) / "daemon.log"
         self._out = open(self._logfile, "wb")  # noqa: SIM115 - closed in stop()
         command = twistd_command(
             "--config", str(config), "--listen", f"tcp:{self.port}:interface=127.0.0.1",

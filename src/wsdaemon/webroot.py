@@ -13,7 +13,6 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
-from twisted.web.static import Data
 
 from wsdaemon.config import DaemonConfig
 from wsdaemon.protocol import RouteFactory
@@ -30,6 +29,26 @@ def demo_page(config: DaemonConfig) -> bytes:
     # Inside <script>, "</" and "<!--" must not appear literally.
     routes_json = json.dumps(routes).replace("<", "\\u003c")
     return template.replace("__ROUTES__", routes_json).encode("utf-8")
+
+
+class DemoPage(Resource):
+    """
+    The demo page, rendered once at startup.
+    """
+
+    isLeaf = True
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self._body = body
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return self._body
+
+    render_HEAD = render_GET
 
 
 class _NoIndexResource(Resource):
@@ -51,8 +70,7 @@ def build_site(
     """
     root = _NoIndexResource()
     if config.demo_page:
-        page = Data(demo_page(config), "text/html; charset=utf-8")
-        root.putChild(b"", page)
+        root.putChild(b"", DemoPage(demo_page(config)))
     factories: dict[str, RouteFactory] = {}
     for route in config.routes:
         factory = RouteFactory(route, clock=clock, reactor=reactor)

@@ -1,0 +1,111 @@
+"""
+The command line, run for real: --check-config, config errors, --listen,
+`twist`, and a listener that cannot bind.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.conftest import ECHO_CONFIG
+from tests.daemon import REPO, Daemon, free_port, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_check_config_on_shipped_example() -> None:
+    result = run_cli("--config", "etc/wsdaemon.ini", "--check-config")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert "etc/wsdaemon.ini: OK" in lines[0] and "/echo (echo)" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = ecoh\n",
+         ":4: [route:/echo] strategy: unknown strategy 'ecoh'; expected one of: echo"),
+        ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\nmax_message_size = big\n",
+         ":5: [route:/echo] max_message_size: expected a size in bytes"),
+        ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\n[route:/echo]\nstrategy = echo\n",
+         ":5: [route:/echo]: duplicate route '/echo'"),
+        ("[wsdaemon]\nlisten = tcp:1\n[routes]\n", ":3: [routes]: unknown section"),
+    ],
+)
+@pytest.mark.parametrize("check_only", [True, False])
+def test_config_error_exits_before_listening(
+    text: str, expected: str, check_only: bool, write_config: Callable[..., Path]
+) -> None:
+    """A bad config exits 1 with one line naming file, line, section, key and expectation."""
+    path = write_config(text)
+    port = free_port()
+    args = ["--config", str(path), "--listen", f"tcp:{port}:interface=127.0.0.1"]
+    result = run_cli(*args, *(["--check-config"] if check_only else []))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert errors == [f"wsdaemon: config error: {path}{expected}"] or (
+        len(errors) == 1 and f"{path}{expected}" in errors[0]), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "nothing may listen"
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = run_cli("--config", str(tmp_path / "missing.ini"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"wsdaemon: config error: {tmp_path}/missing.ini: config file not found"
+
+
+def test_twist_runs_the_daemon(write_config: Callable[..., Path],
+                               start_daemon: Callable[..., Daemon]) -> None:
+    """`twist wsdaemon ...` works as `twistd -n wsdaemon ...` does."""
+    daemon = start_daemon(write_config(ECHO_CONFIG), runner="twist")
+    with connect(f"{daemon.url}/echo") as client:
+        client.send("via twist")
+        assert client.recv() == "via twist"
+
+
+def test_listen_replaces_config_endpoints(write_config: Callable[..., Path],
+                                          start_daemon: Callable[..., Daemon]) -> None:
+    """The config's endpoint is not used when --listen is given; several --listen all work."""
+    config_port = free_port()
+    path = write_config(ECHO_CONFIG.replace("tcp:0:", f"tcp:{config_port}:"))
+    unix_path = path.parent / "ws.sock"
+    daemon = start_daemon(path, extra_args=["--listen", f"unix:{unix_path}"])
+    with connect(f"{daemon.url}/echo") as client:
+        client.send("tcp")
+        assert client.recv() == "tcp"
+    from websockets.sync.client import unix_connect
+
+    with unix_connect(str(unix_path), "ws://localhost/echo") as client:
+        client.send("unix")
+        assert client.recv() == "unix"
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", config_port)) != 0
+
+
+@pytest.mark.parametrize("runner", ["twistd", "twist"])
+def test_port_in_use_exits_1(runner: str, write_config: Callable[..., Path]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("--config", str(write_config(ECHO_CONFIG)),
+                         "--listen", f"tcp:{port}:interface=127.0.0.1", runner=runner)
+    assert result.returncode == 1
+    assert "cannot listen" in result.stdout + result.stderr
+    assert "Address already in use" in result.stdout + result.stderr
+
+
+def test_shipped_config_serves_echo(start_daemon: Callable[..., Daemon]) -> None:
+    """etc/wsdaemon.ini as shipped works (on a free port instead of 8080)."""
+    daemon = start_daemon(REPO / "etc" / "wsdaemon.ini", cwd=REPO)
+    with connect(f"{daemon.url}/echo", origin="http://localhost:8080") as client:  # type: ignore[arg-type]
+        client.send("shipped")
+        assert client.recv() == "shipped"

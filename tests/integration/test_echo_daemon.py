@@ -1,0 +1,134 @@
+"""
+The real daemon (twistd -n wsdaemon) on a loopback port, talked to by the
+independent `websockets` client and, for what it refuses to send, raw sockets.
+"""
+
+from __future__ import annotations
+
+import socket
+from contextlib import ExitStack
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.sync.client import connect
+
+from tests import wsframes as ws
+from tests.daemon import Daemon
+
+pytestmark = pytest.mark.slow
+
+
+def test_echo_text_binary_unicode_empty(echo_daemon: Daemon) -> None:
+    """Echo returns text as text and binary as binary, byte for byte."""
+    with connect(f"{echo_daemon.url}/echo") as client:
+        for message in ("hello", "你好，世界", "", b"", b"\x00\x01\xfe\xff", bytes(range(256))):
+            client.send(message)
+            reply = client.recv()
+            assert reply == message and type(reply) is type(message)
+
+
+def test_echo_up_to_the_size_limit(echo_daemon: Daemon) -> None:
+    """A message of exactly max_message_size comes back; one byte more closes with 1009."""
+    with connect(f"{echo_daemon.url}/echo", max_size=None) as client:
+        client.send("é" * 32768)  # 65536 bytes of UTF-8
+        assert client.recv() == "é" * 32768
+        client.send(b"\x07" * 65536)
+        assert client.recv() == b"\x07" * 65536
+        client.send(b"x" * 65537)
+        with pytest.raises(ConnectionClosedError) as info:
+            client.recv()
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+def test_many_clients_at_once(echo_daemon: Daemon) -> None:
+    with ExitStack() as stack:
+        clients = [stack.enter_context(connect(f"{echo_daemon.url}/echo")) for _ in range(20)]
+        for i, client in enumerate(clients):
+            client.send(f"client {i}")
+        for i, client in enumerate(clients):
+            assert client.recv() == f"client {i}"
+
+
+def raw_handshake(daemon: Daemon, path: str = "/echo", origin: str | None = None) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+    sock.sendall(ws.handshake_request(path, origin=origin))
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return sock, data
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_invalid_utf8_closes_with_1007(echo_daemon: Daemon) -> None:
+    """A text message that is not UTF-8 gets close code 1007; the daemon keeps serving."""
+    sock, response = raw_handshake(echo_daemon)
+    assert response.startswith(b"HTTP/1.1 101")
+    head, rest = ws.split_response(response)
+    sock.sendall(ws.client_frame(ws.TEXT, b"ok \xff\xfe not utf-8"))
+    frames = ws.parse_frames(rest + read_until_closed(sock))
+    sock.close()
+    assert frames[-1].opcode == ws.CLOSE and frames[-1].close_code == 1007
+    with connect(f"{echo_daemon.url}/echo") as client:
+        client.send("still here")
+        assert client.recv() == "still here"
+
+
+def test_foreign_origin_gets_403(echo_daemon: Daemon) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        connect(f"{echo_daemon.url}/echo", origin="http://evil.example")  # type: ignore[arg-type]
+    assert info.value.response.status_code == 403
+
+
+def test_local_origins_and_no_origin_allowed(echo_daemon: Daemon) -> None:
+    for origin in ("http://localhost:5173", "http://127.0.0.1:8080", None):
+        with connect(f"{echo_daemon.url}/echo", origin=origin) as client:  # type: ignore[arg-type]
+            client.send("hi")
+            assert client.recv() == "hi"
+
+
+def test_unknown_path_is_404(echo_daemon: Daemon) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        connect(f"{echo_daemon.url}/nope")
+    assert info.value.response.status_code == 404
+
+
+def test_demo_page_lists_routes(echo_daemon: Daemon) -> None:
+    with urllib.request.urlopen(f"{echo_daemon.http}/") as response:
+        assert response.status == 200
+        assert response.headers["content-type"].startswith("text/html")
+        body = response.read().decode()
+    assert '"path": "/echo"' in body and "new WebSocket" in body
+
+
+def test_plain_get_on_route_shows_no_status_page(echo_daemon: Daemon) -> None:
+    """Autobahn's status page (which advertises its version) is off."""
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{echo_daemon.http}/echo")
+    assert info.value.code == 426
+    assert b"autobahn" not in info.value.read().lower()
+
+
+def test_connections_are_logged(echo_daemon: Daemon) -> None:
+    """Startup names version, routes, endpoints and NVX; each connection's open and close are logged."""
+    with connect(f"{echo_daemon.url}/echo") as client:
+        client.send("x")
+        client.recv()
+    log = echo_daemon.wait_for_log("code 1000")
+    assert "wsdaemon 0" in log or "wsdaemon " in log
+    assert "NVX (masking, UTF-8 validation) in use" in log
+    assert "route /echo: strategy echo" in log
+    assert f"listening on tcp:{echo_daemon.port}:interface=127.0.0.1" in log
+    assert "connected to /echo" in log and "left /echo" in log
