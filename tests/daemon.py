@@ -34,8 +34,10 @@ def twistd_command(*args: str, runner: str = "twistd") -> list[str]:
     return [exe, "wsdaemon", *args]
 
 
-def run_cli(*args: str, runner: str = "twistd", cwd: Path | None = None,
-            env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, runner: str = "twistd", cwd: Path | None = None,
+    env: dict[str, str] | None = None, timeout: float = 30,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         twistd_command(*args, runner=runner), capture_output=True, text=True,
         timeout=timeout, cwd=cwd or REPO, env=env,

@@ -33,7 +33,8 @@ def test_check_config_on_shipped_example() -> None:
          ":4: [route:/echo] strategy: unknown strategy 'ecoh'; expected one of: echo"),
         ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\nmax_message_size = big\n",
          ":5: [route:/echo] max_message_size: expected a size in bytes"),
-        ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\n[route:/echo]\nstrategy = echo\n",
+        ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\n"
+         "[route:/echo]\nstrategy = echo\n",
          ":5: [route:/echo]: duplicate route '/echo'"),
         ("[wsdaemon]\nlisten = tcp:1\n[routes]\n", ":3: [routes]: unknown section"),
     ],
@@ -59,7 +60,8 @@ def test_config_error_exits_before_listening(
 def test_missing_config_file(tmp_path: Path) -> None:
     result = run_cli("--config", str(tmp_path / "missing.ini"))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"wsdaemon: config error: {tmp_path}/missing.ini: config file not found"
+    expected = f"wsdaemon: config error: {tmp_path}/missing.ini: config file not found"
+    assert result.stderr.strip() == expected
 
 
 def test_twist_runs_the_daemon(write_config: Callable[..., Path],

@@ -6,9 +6,9 @@ independent `websockets` client and, for what it refuses to send, raw sockets.
 from __future__ import annotations
 
 import socket
-from contextlib import ExitStack
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
@@ -51,7 +51,9 @@ def test_many_clients_at_once(echo_daemon: Daemon) -> None:
             assert client.recv() == f"client {i}"
 
 
-def raw_handshake(daemon: Daemon, path: str = "/echo", origin: str | None = None) -> tuple[socket.socket, bytes]:
+def raw_handshake(
+    daemon: Daemon, path: str = "/echo", origin: str | None = None
+) -> tuple[socket.socket, bytes]:
     sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
     sock.sendall(ws.handshake_request(path, origin=origin))
     data = b""
@@ -122,7 +124,7 @@ def test_plain_get_on_route_shows_no_status_page(echo_daemon: Daemon) -> None:
 
 
 def test_connections_are_logged(echo_daemon: Daemon) -> None:
-    """Startup names version, routes, endpoints and NVX; each connection's open and close are logged."""
+    """Startup names version, routes, endpoints and NVX; connections are logged."""
     with connect(f"{echo_daemon.url}/echo") as client:
         client.send("x")
         client.recv()

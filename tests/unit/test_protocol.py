@@ -237,7 +237,8 @@ def test_origin_refused_with_403() -> None:
 
 
 def test_origin_allowed_and_missing() -> None:
-    assert Client(make_factory(ProgrammableStrategy(echo)), origin="http://localhost:5173").status == 101
+    local = "http://localhost:5173"
+    assert Client(make_factory(ProgrammableStrategy(echo)), origin=local).status == 101
     assert Client(make_factory(ProgrammableStrategy(echo))).status == 101
     strict = replace(SETTINGS, origins=SETTINGS.origins.with_allow_missing(False))
     assert Client(make_factory(ProgrammableStrategy(echo), strict)).status == 403
