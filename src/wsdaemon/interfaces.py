@@ -17,6 +17,8 @@ from zope.interface import Attribute, Interface
 
 from wsdaemon.strategy import StrategyContext
 
+__all__ = ["IReplyStrategy", "ISession", "IStrategyFactory"]
+
 
 class ISession(Interface):
     """

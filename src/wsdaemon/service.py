@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import txaio
 from autobahn import __version__ as autobahn_version
 from autobahn.websocket import HAS_NVX, USES_NVX
 from twisted import __version__ as twisted_version
@@ -42,6 +43,10 @@ class WsDaemonService(MultiService):
     def __init__(self, config: DaemonConfig, reactor: Any) -> None:
         super().__init__()
         self.config = config
+        # Autobahn's own timers (handshake timeouts, auto-ping) run on
+        # txaio's loop, not on the factory's reactor: point it at ours.
+        txaio.use_twisted()
+        txaio.config.loop = reactor  # type: ignore[attr-defined]
         self.site, self.factories = build_site(config, clock=reactor, reactor=reactor)
         for description in config.listen:
             listener = StreamServerEndpointService(build_endpoint(description, reactor), self.site)
