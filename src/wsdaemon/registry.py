@@ -25,6 +25,7 @@ __all__ = ["BUILTIN_STRATEGIES", "StrategyRegistry", "UnknownStrategyError"]
 #: Built-in strategies, short name -> "module:attribute" (imported lazily).
 BUILTIN_STRATEGIES: dict[str, str] = {
     "echo": "wsdaemon.strategies.echo:EchoStrategyFactory",
+    "scripted": "wsdaemon.scripted.strategy:ScriptedStrategyFactory",
 }
 
 
