@@ -12,6 +12,7 @@ import pytest
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
+from tests.daemon import REPO
 from wsdaemon.interfaces import ISession
 from wsdaemon.registry import BUILTIN_STRATEGIES, StrategyRegistry
 from wsdaemon.strategy import StrategyContext
@@ -22,6 +23,7 @@ THIRDPARTY = Path(__file__).resolve().parent.parent / "thirdparty"
 #: Options each built-in needs to be built; every built-in must have an entry.
 CONTRACT_OPTIONS: dict[str, dict[str, str]] = {
     "echo": {},
+    "scripted": {"rules": str(REPO / "etc" / "bot.rules.toml")},
 }
 
 

@@ -78,8 +78,13 @@ class TomlLines:
         @return: the line of C{key} in the table at C{path}; failing that,
             the table's header line (or the nearest enclosing table's).
         """
-        if key is not None and (path, key) in self._keys:
-            return self._keys[(path, key)]
+        if key is not None:
+            if (path, key) in self._keys:
+                return self._keys[(path, key)]
+            # The key may be a sub-table: [path.key] or the first [[path.key]].
+            for table in (path + (key,), path + (key, 0)):
+                if table in self._tables:
+                    return self._tables[table]
         while path:
             if path in self._tables:
                 return self._tables[path]

@@ -194,7 +194,8 @@ class _Loader:
         if len(given) != 1:
             raise self.fail(
                 "expected exactly one of text, hex or base64 for the message"
-                + (f", got {', '.join(given)}" if given else ""), where, given[-1] if given else None
+                + (f", got {', '.join(given)}" if given else ""),
+                where, given[-1] if given else None,
             )
         key = given[0]
         if key == "text":
@@ -281,6 +282,7 @@ class _Loader:
         return ()
 
     def close(self, value: Any, where: TablePath) -> Close:
+        code: Any
         if isinstance(value, int) and not isinstance(value, bool):
             code, reason = value, ""
         elif isinstance(value, dict):

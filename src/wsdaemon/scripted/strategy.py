@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
-from wsdaemon.scripted.rules import Outgoing, Rule, RuleSet, RulesError, Ticker, load_rules
+from wsdaemon.scripted.rules import Outgoing, Rule, RulesError, RuleSet, Ticker, load_rules
 from wsdaemon.scripted.template import parse_json_path
 from wsdaemon.strategy import OptionError, StrategyContext, reject_unknown_options
 
@@ -258,12 +258,16 @@ class ScriptedStrategy:
             if at == 0:
                 session.send(_render(message, values))
             else:
-                self._later(conversation, at, lambda m=message: session.send(_render(m, values)))
+                self._later(conversation, at, partial(self._send_one, session, message, values))
         if close is not None:
             if at == 0:
                 session.close(close.code, close.reason)
             else:
                 self._later(conversation, at, lambda: session.close(close.code, close.reason))
+
+    @staticmethod
+    def _send_one(session: ISession, message: Outgoing, values: _Values) -> None:
+        session.send(_render(message, values))
 
     def _later(self, conversation: _Conversation, delay: float, action: Callable[[], Any]) -> None:
         def fire() -> None:

@@ -89,7 +89,10 @@ class Scope:
         if kind == "json":
             if not self.json:
                 raise TemplateError(f"{{{name}}} needs a rule that matches JSON")
-            parse_json_path(rest)
+            try:
+                parse_json_path(rest)
+            except ValueError as e:
+                raise TemplateError(str(e)) from None
             return
         raise TemplateError(
             f"unknown placeholder {{{name}}}; expected one of {{message}}, {{session}}, "

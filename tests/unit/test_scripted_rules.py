@@ -1,0 +1,210 @@
+"""
+Loading rules files: the shipped example, and every mistake refused with
+its line.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import REPO
+from wsdaemon.scripted.lines import TomlLines
+from wsdaemon.scripted.rules import RulesError, load_rules
+
+EXAMPLE = REPO / "etc" / "bot.rules.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "test.rules.toml"
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def test_shipped_example_uses_every_feature() -> None:
+    """etc/bot.rules.toml loads and shows each feature the README documents."""
+    rules = load_rules(EXAMPLE)
+    assert len(rules.greetings) >= 2 and any(g.delay for g in rules.greetings)
+    kinds = {r.matcher.kind for r in rules.rules if r.matcher}
+    assert kinds == {"text", "regex", "json", "binary", "binary_prefix"}
+    assert any(r.once for r in rules.rules)
+    assert any(r.cycle for r in rules.rules)
+    assert any(r.start_ticker for r in rules.rules)
+    assert any(r.stop_tickers for r in rules.rules)
+    assert any(r.close for r in rules.rules)
+    assert any(not r.messages and not r.close for r in rules.rules)  # a silent rule
+    assert any(len(r.messages) > 1 and any(m.delay for m in r.messages) for r in rules.rules)
+    assert any(m.data for r in rules.rules for m in r.messages)  # binary replies
+    assert rules.default is not None
+    names = {n for r in rules.rules for m in r.messages if m.template for n in m.template.names}
+    assert {"match.name", "match.1", "json.channel", "counter", "time"} <= names
+
+
+BAD = {
+    "bad regex": ("""
+        [[rule]]
+        regex = '(unclosed'
+        reply = "x"
+        """, 2, "regex: bad regular expression"),
+    "unknown placeholder": ("""
+        [[rule]]
+        text = "a"
+
+        [[rule]]
+        text = "b"
+        reply = "hi {mesage}"
+        """, 6, "reply: unknown placeholder {mesage}"),
+    "group the regex lacks": ("""
+        [[rule]]
+        regex = '^(\\d+)$'
+        reply = "{match.2}"
+        """, 3, "the regex has no group '2'"),
+    "bad JSON path": ("""
+        [[rule]]
+        json = { type = "x" }
+        reply = "{json.a..b}"
+        """, 3, "bad JSON path 'a..b'"),
+    "json placeholder in text rule": ("""
+        [[rule]]
+        text = "x"
+        reply = "{json.a}"
+        """, 3, "needs a rule that matches JSON"),
+    "negative delay": ("""
+        [[rule]]
+        text = "x"
+        [[rule.send]]
+        text = "a"
+        [[rule.send]]
+        text = "b"
+        delay = -1
+        """, 7, "delay: expected seconds between 0 and 86400"),
+    "delay not a number": ("""
+        [[greeting]]
+        text = "hi"
+        delay = "soon"
+        """, 3, "delay: expected a number of seconds"),
+    "unknown key in rule": ("""
+        [[rule]]
+        text = "x"
+        replay = "y"
+        """, 3, "unknown key 'replay' in [[rule]]; expected one of:"),
+    "unknown key in send": ("""
+        [[rule]]
+        text = "x"
+        [[rule.send]]
+        txt = "y"
+        """, 4, "unknown key 'txt' in [[send]]"),
+    "unknown top-level table": ("""
+        [[rules]]
+        text = "x"
+        """, 1, "unknown key 'rules' in the rules file"),
+    "two matchers": ("""
+        [[rule]]
+        text = "x"
+        regex = "y"
+        reply = "z"
+        """, 3, "exactly one of text, regex, json, binary, binary_prefix; got text, regex"),
+    "no matcher": ("""
+        [[rule]]
+        reply = "z"
+        """, 1, "a rule needs exactly one of"),
+    "bad hex": ("""
+        [[rule]]
+        binary = true
+        [[rule.send]]
+        hex = "zz"
+        """, 4, "hex: not valid hex"),
+    "bad base64": ("""
+        [[greeting]]
+        base64 = "***"
+        """, 2, "base64: not valid base64"),
+    "bad prefix": ("""
+        [[rule]]
+        binary_prefix = "xyz"
+        """, 2, "binary_prefix: expected hex digits"),
+    "bad close code": ("""
+        [[rule]]
+        text = "x"
+        close = { code = 1005 }
+        """, 3, "close: expected code 1000"),
+    "stop of unknown ticker": ("""
+        [[rule]]
+        text = "start"
+        start_ticker = { name = "prices", every = 1, text = "p" }
+        [[rule]]
+        text = "stop"
+        stop_ticker = "price"
+        """, 6, "no rule starts a ticker named 'price' (started: prices)"),
+    "ticker too fast": ("""
+        [[rule]]
+        text = "start"
+        [rule.start_ticker]
+        name = "t"
+        every = 0
+        text = "p"
+        """, 5, "every: expected seconds between 0.01"),
+    "cycle of one": ("""
+        [[rule]]
+        text = "x"
+        cycle = true
+        reply = "only"
+        """, 3, "cycle: needs at least two messages"),
+    "reply and send": ("""
+        [[rule]]
+        text = "x"
+        reply = "a"
+        [[rule.send]]
+        text = "b"
+        """, 4, "use either reply"),
+    "once not a boolean": ("""
+        [[rule]]
+        text = "x"
+        once = "yes"
+        """, 3, "once: expected true or false"),
+    "invalid TOML": ("""
+        [[rule]]
+        text = "x
+        """, 2, "invalid TOML"),
+    "nothing to say": ("""
+        # only a comment
+        """, None, "never say anything"),
+    "message with two bodies": ("""
+        [[greeting]]
+        text = "a"
+        hex = "00"
+        """, 3, "exactly one of text, hex or base64"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_rules_refused_with_line(case: str, tmp_path: Path) -> None:
+    text, line, fragment = BAD[case]
+    with pytest.raises(RulesError) as info:
+        load_rules(write(tmp_path, text))
+    assert fragment in info.value.message
+    assert info.value.line == line
+
+
+def test_toml_lines_address_nested_tables() -> None:
+    lines = TomlLines(textwrap.dedent("""
+        [[rule]]
+        text = "a"
+        [[rule.send]]
+        text = "first"
+        [[rule]]
+        text = '''
+        multi = line
+        '''
+        [[rule.send]]
+        delay = 3
+        [default]
+        reply = "d"
+        """))
+    assert lines.line_of(("rule", 0), "text") == 3
+    assert lines.line_of(("rule", 0, "send", 0), "text") == 5
+    assert lines.line_of(("rule", 1)) == 6
+    assert lines.line_of(("rule", 1), "multi") == 6  # inside a string: not a key
+    assert lines.line_of(("rule", 1, "send", 0), "delay") == 11
+    assert lines.line_of(("default",), "reply") == 13
