@@ -13,6 +13,7 @@ import configparser
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.interfaces import IReplyStrategy
+from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
+from wsdaemon.operators.store import SQLiteStore
+from wsdaemon.operators.tokens import parse_tokens
 from wsdaemon.origin import OriginPolicy
 from wsdaemon.registry import StrategyRegistry, UnknownStrategyError
 from wsdaemon.strategy import OptionError, StrategyContext
@@ -34,6 +38,7 @@ __all__ = [
 
 MAIN_SECTION = "wsdaemon"
 PROTOCOL_SECTION = "protocol"
+OPERATOR_SECTION = "operator"
 ROUTE_PREFIX = "route:"
 
 _ROUTE_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
@@ -109,16 +114,24 @@ class DaemonConfig:
     listen: tuple[str, ...]
     demo_page: bool
     routes: tuple[RouteConfig, ...]
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+    operator: OperatorSettings | None = None
+    operator_queue: OperatorQueue | None = None
 
     def summary(self) -> str:
         """
         @return: one line naming the listeners, the routes and their strategies.
         """
         routes = ", ".join(f"{r.path} ({r.strategy_name})" for r in self.routes)
-        return (
+        summary = (
             f"{self.path}: OK; listen {', '.join(self.listen)}; "
             f"{len(self.routes)} route(s): {routes}"
         )
+        if self.operator is not None:
+            summary += (f"; operators: {len(self.operator.tokens)} token(s), channel "
+                        f"{self.operator.path}, console {self.operator.console_path}, store "
+                        f"{self.operator.store_path}")
+        return summary
 
 
 # -- value parsers: each takes the raw string and returns the value or raises
@@ -195,6 +208,11 @@ _PROTOCOL_KEYS: dict[str, Callable[[str], Any]] = {
     "allow_missing_origin": _bool,
 }
 _MAIN_KEYS = {"listen", "demo_page"}
+_OPERATOR_KEYS = {
+    "path", "console_path", "store", "tokens", "tokens_file", "lease", "fallback_after",
+    "fallback_message", "fallback_when_offline", "keep_after_fallback",
+}
+_URL_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
 _ROUTE_KEYS = {"strategy"}
 
 
@@ -328,6 +346,7 @@ def _build_route(
     protocol: ProtocolSettings,
     registry: StrategyRegistry,
     clock: IReactorTime,
+    operator_queue: OperatorQueue | None = None,
 ) -> RouteConfig:
     if "strategy" not in reader.parser[section]:
         raise reader.error(
@@ -344,7 +363,8 @@ def _build_route(
         for key, value in reader.parser[section].items()
         if key not in _ROUTE_KEYS and key not in _PROTOCOL_KEYS
     }
-    context = StrategyContext(clock=clock, config_dir=reader.path.parent, route=path)
+    context = StrategyContext(clock=clock, config_dir=reader.path.parent, route=path,
+                              operator_queue=operator_queue)
     try:
         strategy = factory.create(MappingProxyType(options), context)
     except OptionError as e:
@@ -394,15 +414,15 @@ def load_config(
 
     route_sections = []
     for section in parser.sections():
-        if section in (MAIN_SECTION, PROTOCOL_SECTION):
+        if section in (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION):
             continue
         if section.startswith(ROUTE_PREFIX):
             route_sections.append(section)
             continue
         raise reader.error(
             section, None,
-            f"unknown section; expected [{MAIN_SECTION}], [{PROTOCOL_SECTION}] or "
-            f"[{ROUTE_PREFIX}/path]",
+            f"unknown section; expected [{MAIN_SECTION}], [{PROTOCOL_SECTION}], "
+            f"[{OPERATOR_SECTION}] or [{ROUTE_PREFIX}/path]",
         )
     if MAIN_SECTION not in parser:
         raise ConfigError(path, f"missing section [{MAIN_SECTION}]")
@@ -439,6 +459,12 @@ def load_config(
         reader.check_keys(PROTOCOL_SECTION, set(_PROTOCOL_KEYS))
         defaults = _protocol_settings(reader, PROTOCOL_SECTION, defaults)
 
+    operator: OperatorSettings | None = None
+    queue: OperatorQueue | None = None
+    if OPERATOR_SECTION in parser:
+        operator = _operator_settings(reader)
+        queue = OperatorQueue(operator, SQLiteStore(operator.store_path, clock), clock)
+
     if not route_sections:
         raise ConfigError(
             path, f"no routes; expected at least one [{ROUTE_PREFIX}/path] section"
@@ -461,6 +487,73 @@ def load_config(
                 )
         seen[route_path] = section
         protocol = _protocol_settings(reader, section, defaults)
-        routes.append(_build_route(reader, section, route_path, protocol, registry, clock))
+        routes.append(
+            _build_route(reader, section, route_path, protocol, registry, clock, queue)
+        )
+    if operator is not None:
+        for special in (operator.path, operator.console_path):
+            clash = [r.path for r in routes
+                     if special == r.path or special.startswith(r.path + "/")
+                     or r.path.startswith(special + "/")]
+            if clash:
+                raise reader.error(
+                    OPERATOR_SECTION, None,
+                    f"{special} collides with route {clash[0]}; give the operator channel and "
+                    "console paths of their own",
+                )
 
-    return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes))
+    return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
+                        protocol=defaults, operator=operator, operator_queue=queue)
+
+
+def _operator_settings(reader: _Reader) -> OperatorSettings:
+    section = OPERATOR_SECTION
+    reader.check_keys(section, _OPERATOR_KEYS)
+    values = reader.parser[section]
+    base = reader.path.parent
+    tokens: dict[str, str] = {}
+    if "tokens" in values:
+        try:
+            tokens.update(parse_tokens(values["tokens"].splitlines()))
+        except ValueError as e:
+            raise reader.error(section, "tokens", f"{e} (counting lines of this value)") from None
+    if "tokens_file" in values:
+        token_path = base / values["tokens_file"].strip()
+        try:
+            lines = token_path.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise reader.error(section, "tokens_file",
+                               f"cannot read {token_path}: {e.strerror}") from None
+        try:
+            for token, name in parse_tokens(lines).items():
+                if token in tokens:
+                    raise ValueError(f"{name!r} has the same token as {tokens[token]!r}")
+                tokens[token] = name
+        except ValueError as e:
+            raise reader.error(section, "tokens_file", f"{token_path}: {e}") from None
+    if not tokens:
+        raise reader.error(section, "tokens",
+                           "no operator tokens; expected tokens = name:token lines or "
+                           "tokens_file = a file of them")
+    settings: dict[str, Any] = {}
+    for key in ("path", "console_path"):
+        if key in values:
+            value = values[key].strip()
+            if not _URL_PATH.match(value):
+                raise reader.error(section, key, f"expected a URL path such as /operator, "
+                                                 f"got {value!r}")
+            settings[key] = value
+    for key, allow_zero in (("lease", False), ("fallback_after", True)):
+        if key in values:
+            settings[key] = reader.convert(section, key, partial(_seconds, allow_zero=allow_zero))
+    for key in ("fallback_when_offline", "keep_after_fallback"):
+        if key in values:
+            settings[key] = reader.convert(section, key, _bool)
+    if "fallback_message" in values:
+        settings["fallback_message"] = values["fallback_message"].strip()
+        if not settings["fallback_message"]:
+            raise reader.error(section, "fallback_message", "expected a message, got nothing")
+    store = values.get("store", "wsdaemon-queue.sqlite3").strip()
+    if not store:
+        raise reader.error(section, "store", "expected the path of the SQLite file")
+    return OperatorSettings(store_path=base / store, tokens=tokens, **settings)

@@ -11,13 +11,15 @@ dotted path or Twisted plugin.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
+from wsdaemon.operators.records import ItemRecord, MessageRecord
 from wsdaemon.strategy import StrategyContext
 
-__all__ = ["IReplyStrategy", "ISession", "IStrategyFactory"]
+__all__ = ["IQueueStore", "IReplyStrategy", "ISession", "IStrategyFactory"]
 
 
 class ISession(Interface):
@@ -26,6 +28,10 @@ class ISession(Interface):
     """
 
     session_id = Attribute("A unique, opaque str naming this connection.")
+    client_id = Attribute(
+        "The client's identity across reconnects (str): the client_id query parameter "
+        "it connected with, or its session_id when it gave none."
+    )
     route = Attribute("The URL path (str) of the route the client connected to.")
     peer = Attribute("The client's address as a str, e.g. '127.0.0.1:50312'.")
     connected_at = Attribute("When the connection opened, in the clock's seconds (float).")
@@ -118,4 +124,85 @@ class IStrategyFactory(Interface):
             what was expected; the config loader adds file, section and line.
 
         @return: a provider of L{IReplyStrategy}.
+        """
+
+
+class IQueueStore(Interface):
+    """
+    Where the operator queue keeps items and conversations.
+
+    Every method returns a Deferred; a store may do its I/O on another
+    thread or over the network, never blocking the reactor. Records are
+    L{wsdaemon.operators.records.ItemRecord} and
+    L{wsdaemon.operators.records.MessageRecord}. The queue's state machine
+    decides every transition; a store only keeps what it is told.
+    """
+
+    def open() -> Deferred[None]:
+        """
+        Prepare the store (create tables, connect).
+
+        @return: a Deferred firing with None when ready.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Finish pending writes and release the store.
+
+        @return: a Deferred firing with None once everything is written.
+        """
+
+    def load_open_items() -> Deferred[list[ItemRecord]]:
+        """
+        @return: a Deferred firing with the list of ItemRecords not yet
+            answered or expired, oldest first.
+        """
+
+    def add_item(item: ItemRecord, message: MessageRecord) -> Deferred[None]:
+        """
+        Store a new item and the client message it holds, atomically.
+
+        @return: a Deferred firing with None once both are durable.
+        """
+
+    def update_item(item: ItemRecord) -> Deferred[None]:
+        """
+        Store an item's new state (claimed, released, expired, fallback).
+
+        @return: a Deferred firing with None once durable.
+        """
+
+    def answer_item(item: ItemRecord, reply: MessageRecord) -> Deferred[int]:
+        """
+        Store an item as answered together with the reply, atomically.
+
+        @return: a Deferred firing with the reply's sequence number (int).
+        """
+
+    def add_message(message: MessageRecord) -> Deferred[int]:
+        """
+        Store an outgoing or incoming message outside any item (a push, a
+        broadcast, a fallback).
+
+        @return: a Deferred firing with its sequence number (int).
+        """
+
+    def undelivered(client_id: str) -> Deferred[list[MessageRecord]]:
+        """
+        @return: a Deferred firing with the client's outgoing
+            MessageRecords not yet delivered, oldest first.
+        """
+
+    def mark_delivered(seqs: Iterable[int]) -> Deferred[None]:
+        """
+        Record that the messages with these sequence numbers were written
+        to a connection of their client.
+
+        @return: a Deferred firing with None.
+        """
+
+    def transcript(client_id: str | None) -> Deferred[list[MessageRecord]]:
+        """
+        @return: a Deferred firing with the MessageRecords of one client's
+            conversation (or of all, for None), oldest first.
         """

@@ -7,6 +7,7 @@ client with 1011 and is logged with context; other clients never notice.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -36,6 +37,20 @@ def _accept_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
     return None
 
 
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def _client_id(params: dict[str, list[str]]) -> str | None:
+    """
+    The client's own identity from C{?client_id=...}, if well-formed (an
+    ill-formed one is ignored: the session id stands in).
+    """
+    values = params.get("client_id")
+    if values and _CLIENT_ID.match(values[0]):
+        return values[0]
+    return None
+
+
 def _refuse(offers: list[Any]) -> None:
     return None
 
@@ -47,6 +62,7 @@ class RouteProtocol(WebSocketServerProtocol):
 
     factory: RouteFactory
     _session: Session | None = None
+    _client_id: str | None = None
     _counted = False
 
     # -- Autobahn callbacks --------------------------------------------------
@@ -67,6 +83,7 @@ class RouteProtocol(WebSocketServerProtocol):
                     peer=request.peer, route=factory.route.path, count=factory.connections,
                 )
                 raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
+            self._client_id = _client_id(request.params)
             factory.connections += 1
             self._counted = True
         except ConnectionDeny:
@@ -84,12 +101,14 @@ class RouteProtocol(WebSocketServerProtocol):
             peer=str(self.peer),
             connected_at=factory.clock.seconds(),
             protocol=self,
+            client_id=self._client_id,
         )
         self._session = session
         self._strategy = route.strategy
         _log.info(
-            "client {peer} connected to {route} (session {session_id})",
+            "client {peer} connected to {route} (session {session_id}, client {client_id})",
             peer=session.peer, route=route.path, session_id=session.session_id,
+            client_id=session.client_id,
         )
         try:
             self._strategy.connection_opened(session)

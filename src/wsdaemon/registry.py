@@ -26,6 +26,7 @@ __all__ = ["BUILTIN_STRATEGIES", "StrategyRegistry", "UnknownStrategyError"]
 BUILTIN_STRATEGIES: dict[str, str] = {
     "echo": "wsdaemon.strategies.echo:EchoStrategyFactory",
     "scripted": "wsdaemon.scripted.strategy:ScriptedStrategyFactory",
+    "operator": "wsdaemon.operators.strategy:OperatorStrategyFactory",
 }
 
 

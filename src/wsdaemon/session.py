@@ -32,7 +32,7 @@ class Session:
     strategy keeping a session around keeps no transport alive.
     """
 
-    __slots__ = ("session_id", "route", "peer", "connected_at", "_protocol")
+    __slots__ = ("session_id", "client_id", "route", "peer", "connected_at", "_protocol")
 
     def __init__(
         self,
@@ -41,8 +41,10 @@ class Session:
         peer: str,
         connected_at: float,
         protocol: RouteProtocol,
+        client_id: str | None = None,
     ) -> None:
         self.session_id = session_id
+        self.client_id = client_id or session_id
         self.route = route
         self.peer = peer
         self.connected_at = connected_at

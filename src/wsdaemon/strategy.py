@@ -46,11 +46,15 @@ class StrategyContext:
     @ivar clock: the only source of time and timers a strategy may use.
     @ivar config_dir: the directory of the INI file, for relative paths.
     @ivar route: the URL path the strategy serves.
+    @ivar operator_queue: the daemon's operator queue (an
+        L{wsdaemon.operators.queue.OperatorQueue}) when the config has an
+        [operator] section, else None.
     """
 
     clock: IReactorTime
     config_dir: Path
     route: str
+    operator_queue: object = None
 
 
 def reject_unknown_options(options: Mapping[str, str], known: Iterable[str]) -> None:

@@ -30,8 +30,10 @@ class RecordingSession:
     """
 
     def __init__(self, session_id: str = "test-session", route: str = "/test",
-                 peer: str = "tcp4:127.0.0.1:50000", connected_at: float = 0.0) -> None:
+                 peer: str = "tcp4:127.0.0.1:50000", connected_at: float = 0.0,
+                 client_id: str | None = None) -> None:
         self.session_id = session_id
+        self.client_id = client_id or session_id
         self.route = route
         self.peer = peer
         self.connected_at = connected_at
@@ -71,6 +73,7 @@ def check_strategy(
     options: Mapping[str, str],
     config_dir: Path,
     messages: tuple[str | bytes, ...] = ("hello", "你好，世界", "", b"\x00\xff"),
+    operator_queue: object = None,
 ) -> None:
     """
     Assert that C{factory} and the strategy it builds meet the contract:
@@ -84,7 +87,8 @@ def check_strategy(
     assert isinstance(factory.name, str) and factory.name, "factory.name must be a str"
     assert isinstance(factory.description, str), "factory.description must be a str"
     clock = Clock()
-    context = StrategyContext(clock=clock, config_dir=config_dir, route="/test")
+    context = StrategyContext(clock=clock, config_dir=config_dir, route="/test",
+                              operator_queue=operator_queue)
 
     bogus = dict(options, **{"no-such-option-xyz": "1"})
     try:

@@ -14,6 +14,8 @@ from zope.interface.verify import verifyObject
 
 from tests.daemon import REPO
 from wsdaemon.interfaces import ISession
+from wsdaemon.operators.memory import MemoryStore
+from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
 from wsdaemon.registry import BUILTIN_STRATEGIES, StrategyRegistry
 from wsdaemon.strategy import StrategyContext
 from wsdaemon.testing import RecordingSession, check_strategy
@@ -23,6 +25,7 @@ THIRDPARTY = Path(__file__).resolve().parent.parent / "thirdparty"
 #: Options each built-in needs to be built; every built-in must have an entry.
 CONTRACT_OPTIONS: dict[str, dict[str, str]] = {
     "echo": {},
+    "operator": {},
     "scripted": {"rules": str(REPO / "etc" / "bot.rules.toml")},
 }
 
@@ -35,7 +38,9 @@ def test_every_builtin_has_a_contract_case() -> None:
 @pytest.mark.parametrize("name", sorted(BUILTIN_STRATEGIES))
 def test_builtin_meets_contract(name: str, tmp_path: Path) -> None:
     factory = StrategyRegistry(plugins=lambda: []).resolve(name)
-    check_strategy(factory, CONTRACT_OPTIONS[name], config_dir=tmp_path)
+    queue = OperatorQueue(OperatorSettings(store_path=tmp_path / "unused"), MemoryStore(), Clock())
+    queue.start()
+    check_strategy(factory, CONTRACT_OPTIONS[name], config_dir=tmp_path, operator_queue=queue)
 
 
 def test_thirdparty_meets_contract(tmp_path: Path) -> None:

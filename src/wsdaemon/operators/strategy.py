@@ -1,0 +1,87 @@
+"""
+The C{operator} reply strategy: client messages queue up for operators.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
+from wsdaemon.operators.item import QueueItem
+from wsdaemon.operators.queue import OperatorQueue
+from wsdaemon.strategy import OptionError, StrategyContext, reject_unknown_options
+
+__all__ = ["OperatorStrategy", "OperatorStrategyFactory"]
+
+_log = Logger(namespace="wsdaemon.operators")
+
+DEFAULT_ACK = "Thanks! Your message is number {position} in the queue."
+NOT_QUEUED = "Sorry, your message could not be queued. Please send it again."
+TEXT_ONLY = "Only text messages reach an operator."
+
+
+def _check_ack(template: str) -> None:
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if name not in ("position", "item") or spec or conversion:
+            raise OptionError("ack_message",
+                              f"unknown placeholder {{{name}}}; expected {{position}} or {{item}}")
+
+
+@implementer(IReplyStrategy)
+class OperatorStrategy:
+    """
+    Queues each text message; answers with an acknowledgement once the
+    message is stored (or with an apology if it could not be).
+    """
+
+    def __init__(self, queue: OperatorQueue, ack_message: str) -> None:
+        self.queue = queue
+        self.ack_message = ack_message
+
+    def connection_opened(self, session: ISession) -> None:
+        self.queue.client_connected(session)
+
+    def message_received(self, session: ISession, message: str | bytes) -> object:
+        if isinstance(message, bytes):
+            return TEXT_ONLY
+        d: Deferred[Any] = self.queue.enqueue(session, message)
+        d.addCallbacks(self._acknowledge, self._not_queued, errbackArgs=(session,))
+        return d
+
+    def _acknowledge(self, item: QueueItem) -> str | None:
+        if not self.ack_message:
+            return None
+        return self.ack_message.format(position=self.queue.position(item), item=item.item_id)
+
+    def _not_queued(self, failure: Failure, session: ISession) -> str:
+        _log.failure("could not queue a message from client {client_id} on {route}",
+                     failure=failure, client_id=session.client_id, route=session.route)
+        return NOT_QUEUED
+
+    def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:
+        self.queue.client_disconnected(session)
+
+
+@implementer(IStrategyFactory)
+class OperatorStrategyFactory:
+    name = "operator"
+    description = "messages queue up for human operators (terminal or web console)"
+
+    def create(self, options: Mapping[str, str], context: StrategyContext) -> OperatorStrategy:
+        reject_unknown_options(options, {"ack_message"})
+        queue = context.operator_queue
+        if not isinstance(queue, OperatorQueue):
+            raise OptionError(None, "the operator strategy needs an [operator] section "
+                              "(tokens, store) in the config")
+        ack = options.get("ack_message", DEFAULT_ACK)
+        _check_ack(ack)
+        return OperatorStrategy(queue, ack)
