@@ -12,7 +12,9 @@ from autobahn.websocket import HAS_NVX, USES_NVX
 from twisted import __version__ as twisted_version
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wsdaemon import __version__
 from wsdaemon.config import DaemonConfig
@@ -43,6 +45,7 @@ class WsDaemonService(MultiService):
     def __init__(self, config: DaemonConfig, reactor: Any) -> None:
         super().__init__()
         self.config = config
+        self._reactor = reactor
         # Autobahn's own timers (handshake timeouts, auto-ping) run on
         # txaio's loop, not on the factory's reactor: point it at ours.
         txaio.use_twisted()
@@ -64,12 +67,27 @@ class WsDaemonService(MultiService):
         except Exception as e:
             self._cannot_listen(e)
 
+    def _queue_failed(self, failure: Failure) -> None:
+        _log.failure("cannot open the operator queue's store", failure=failure)
+        self._reactor.stop()
+
     def _cannot_listen(self, error: Exception) -> None:
         _log.critical("cannot listen: {error}", error=str(error))
         raise SystemExit(1)
 
+    def stopService(self) -> Deferred[Any]:
+        d: Deferred[Any] = maybeDeferred(super().stopService)
+        queue = self.config.operator_queue
+        if queue is not None:
+            # Listeners first (no new messages), then let the store finish.
+            d.addCallback(lambda _: queue.stop())
+        return d
+
     def startService(self) -> None:
         config = self.config
+        queue = config.operator_queue
+        if queue is not None:
+            queue.start().addErrback(self._queue_failed)
         _log.info(
             "wsdaemon {version} (Twisted {twisted}, Autobahn {autobahn}; {accel}) "
             "starting with {config}",

@@ -15,25 +15,37 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from wsdaemon.config import DaemonConfig
+from wsdaemon.operators.channel import OperatorChannelFactory
 from wsdaemon.protocol import RouteFactory
 
 __all__ = ["build_site", "demo_page"]
+
+
+def _page(name: str, data: object) -> bytes:
+    template = files("wsdaemon").joinpath(f"static/{name}").read_text(encoding="utf-8")
+    # Inside <script>, "</" and "<!--" must not appear literally.
+    data_json = json.dumps(data).replace("<", "\\u003c")
+    return template.replace("__DATA__", data_json).encode("utf-8")
 
 
 def demo_page(config: DaemonConfig) -> bytes:
     """
     @return: the demo page, listing the config's routes.
     """
-    template = files("wsdaemon").joinpath("static/demo.html").read_text(encoding="utf-8")
-    routes = [{"path": r.path, "strategy": r.strategy_name} for r in config.routes]
-    # Inside <script>, "</" and "<!--" must not appear literally.
-    routes_json = json.dumps(routes).replace("<", "\\u003c")
-    return template.replace("__ROUTES__", routes_json).encode("utf-8")
+    return _page("demo.html", {"routes": [{"path": r.path, "strategy": r.strategy_name}
+                                          for r in config.routes]})
 
 
-class DemoPage(Resource):
+def console_page(channel_path: str) -> bytes:
     """
-    The demo page, rendered once at startup.
+    @return: the operators' web console, talking to C{channel_path}.
+    """
+    return _page("console.html", {"channel": channel_path})
+
+
+class StaticPage(Resource):
+    """
+    An HTML page rendered once at startup.
     """
 
     isLeaf = True
@@ -62,6 +74,18 @@ class _NoIndexResource(Resource):
         return b"Not found\n"
 
 
+def _put(root: Resource, path: str, resource: Resource) -> None:
+    *parents, leaf = path.strip("/").split("/")
+    node = root
+    for segment in parents:
+        child = node.children.get(segment.encode())
+        if child is None:
+            child = _NoIndexResource()
+            node.putChild(segment.encode(), child)
+        node = child
+    node.putChild(leaf.encode(), resource)
+
+
 def build_site(
     config: DaemonConfig, clock: IReactorTime, reactor: Any = None
 ) -> tuple[Site, dict[str, RouteFactory]]:
@@ -70,20 +94,18 @@ def build_site(
     """
     root = _NoIndexResource()
     if config.demo_page:
-        root.putChild(b"", DemoPage(demo_page(config)))
+        root.putChild(b"", StaticPage(demo_page(config)))
     factories: dict[str, RouteFactory] = {}
     for route in config.routes:
         factory = RouteFactory(route, clock=clock, reactor=reactor)
         factories[route.path] = factory
-        *parents, leaf = route.path.strip("/").split("/")
-        node: Resource = root
-        for segment in parents:
-            child = node.children.get(segment.encode())
-            if child is None:
-                child = _NoIndexResource()
-                node.putChild(segment.encode(), child)
-            node = child
-        node.putChild(leaf.encode(), WebSocketResource(factory))
+        _put(root, route.path, WebSocketResource(factory))
+    operator = config.operator
+    if operator is not None and config.operator_queue is not None:
+        channel = OperatorChannelFactory(config.operator_queue, dict(operator.tokens),
+                                         config.protocol, reactor=reactor)
+        _put(root, operator.path, WebSocketResource(channel))
+        _put(root, operator.console_path, StaticPage(console_page(operator.path)))
     site = Site(root)
     site.displayTracebacks = False
     return site, factories
