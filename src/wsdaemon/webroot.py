@@ -74,7 +74,7 @@ class _NoIndexResource(Resource):
         return b"Not found\n"
 
 
-def _put(root: Resource, path: str, resource: Resource) -> None:
+def _put(root: Resource, path: str, resource: Any) -> None:
     *parents, leaf = path.strip("/").split("/")
     node = root
     for segment in parents:
