@@ -46,6 +46,7 @@ class QueueItem:
     def __init__(self, record: ItemRecord) -> None:
         self.record = record
         self.holder: object | None = None
+        self.order = 0  # arrival order, for items queued in the same instant
         self.lease_call: Any = None
         self.fallback_call: Any = None
 

@@ -11,6 +11,7 @@ the store has it.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -99,6 +100,7 @@ class OperatorQueue:
         self._in_flight: set[int] = set()
         self.started = False
         self._waiting: list[Deferred[None]] = []
+        self._order = itertools.count()
 
     # -- life ----------------------------------------------------------------
 
@@ -114,6 +116,7 @@ class OperatorQueue:
     def _restore(self, records: list[ItemRecord]) -> None:
         for record in records:
             item = QueueItem.restore(record)
+            item.order = next(self._order)
             self._items[item.item_id] = item
             if record.state == "claimed":
                 self._persist(item, "release a claim left over from before a restart")
@@ -191,6 +194,7 @@ class OperatorQueue:
         return d
 
     def _accepted(self, item: QueueItem) -> QueueItem:
+        item.order = next(self._order)
         self._items[item.item_id] = item
         self._broadcast_to_operators({"type": "item", "item": self.describe(item)})
         if not self._operators and self.settings.fallback_when_offline:
@@ -203,8 +207,9 @@ class OperatorQueue:
         """
         @return: 1 for the oldest open item, 2 for the next...
         """
+        key = (item.record.created_at, item.order)
         return 1 + sum(1 for other in self._items.values()
-                       if other.record.created_at < item.record.created_at)
+                       if (other.record.created_at, other.order) < key)
 
     # -- operators -----------------------------------------------------------
 
@@ -229,7 +234,7 @@ class OperatorQueue:
         return len(self._operators)
 
     def open_items(self) -> list[QueueItem]:
-        return sorted(self._items.values(), key=lambda i: (i.record.created_at, i.item_id))
+        return sorted(self._items.values(), key=lambda i: (i.record.created_at, i.order))
 
     def find(self, item_id: str) -> QueueItem:
         """

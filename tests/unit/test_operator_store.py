@@ -1,0 +1,121 @@
+"""
+The store contract, run against every store: the embedded SQLite store (on a
+real file) and the in-memory one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from zope.interface.verify import verifyObject
+
+from wsdaemon.interfaces import IQueueStore
+from wsdaemon.operators.memory import MemoryStore
+from wsdaemon.operators.records import ItemRecord, MessageRecord
+from wsdaemon.operators.store import SQLiteStore
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    def make() -> IQueueStore:
+        if request.param == "memory":
+            if not hasattr(request, "_memory"):
+                request._memory = MemoryStore()  # type: ignore[attr-defined]
+            return request._memory  # type: ignore[attr-defined,no-any-return]
+        from twisted.internet import reactor
+
+        return SQLiteStore(tmp_path / "state" / "queue.sqlite3", reactor)
+
+    return make
+
+
+def item(item_id: str, at: float, **changes: Any) -> ItemRecord:
+    return ItemRecord(item_id=item_id, route="/support", client_id=f"client-{item_id}",
+                      text=f"question {item_id}", created_at=at, **changes)
+
+
+def incoming(record: ItemRecord) -> MessageRecord:
+    return MessageRecord(client_id=record.client_id, route=record.route, direction="in",
+                         sender="client", body=record.text, at=record.created_at,
+                         item_id=record.item_id)
+
+
+def test_provides_interface(make_store: Any) -> None:
+    assert verifyObject(IQueueStore, make_store())
+
+
+@pytest_twisted.inlineCallbacks
+def test_items_survive_reopening(make_store: Any) -> Generator[Any, Any, None]:
+    """Open items come back after close and reopen, oldest first; answered ones do not."""
+    store = make_store()
+    yield store.open()
+    for record in (item("b", 2.0), item("a", 1.0), item("c", 3.0)):
+        yield store.add_item(record, incoming(record))
+    yield store.update_item(item("b", 2.0, state="claimed", operator="alice"))
+    reply = MessageRecord(client_id="client-c", route="/support", direction="out",
+                          sender="bob", body="answer", at=4.0, item_id="c")
+    seq = yield store.answer_item(item("c", 3.0, state="answered", operator="bob",
+                                       answered_at=4.0), reply)
+    assert isinstance(seq, int)
+    yield store.close()
+
+    store = make_store()
+    yield store.open()
+    open_items = yield store.load_open_items()
+    assert [(i.item_id, i.state, i.operator) for i in open_items] == [
+        ("a", "queued", None), ("b", "claimed", "alice")]
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_outbox_and_transcript(make_store: Any) -> Generator[Any, Any, None]:
+    store = make_store()
+    yield store.open()
+    record = item("x", 1.0)
+    yield store.add_item(record, incoming(record))
+    seqs = []
+    for n, body in enumerate(["one", "two"]):
+        seq = yield store.add_message(MessageRecord(
+            client_id="client-x", route="/support", direction="out", sender="alice",
+            body=body, at=2.0 + n))
+        seqs.append(seq)
+    assert seqs[0] < seqs[1]
+    waiting = yield store.undelivered("client-x")
+    assert [m.body for m in waiting] == ["one", "two"]
+    assert (yield store.undelivered("someone-else")) == []
+    yield store.mark_delivered([seqs[0]])
+    waiting = yield store.undelivered("client-x")
+    assert [m.body for m in waiting] == ["two"]
+    transcript = yield store.transcript("client-x")
+    assert [(m.direction, m.sender, m.body, m.delivered) for m in transcript] == [
+        ("in", "client", "question x", False), ("out", "alice", "one", True),
+        ("out", "alice", "two", False)]
+    everyone = yield store.transcript(None)
+    assert len(everyone) == 3
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_updating_an_unknown_item_fails(make_store: Any) -> Generator[Any, Any, None]:
+    store = make_store()
+    yield store.open()
+    with pytest.raises(LookupError):
+        yield store.update_item(item("ghost", 1.0, state="claimed"))
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sqlite_uses_wal(tmp_path: Path) -> Generator[Any, Any, None]:
+    import sqlite3
+
+    from twisted.internet import reactor
+
+    store = SQLiteStore(tmp_path / "q.sqlite3", reactor)
+    yield store.open()
+    yield store.close()
+    mode = sqlite3.connect(tmp_path / "q.sqlite3").execute("PRAGMA journal_mode").fetchone()
+    assert mode == ("wal",)
