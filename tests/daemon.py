@@ -50,8 +50,9 @@ class Daemon:
     """
 
     def __init__(self, config: Path, *, runner: str = "twistd", extra_args: Sequence[str] = (),
-                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self.port = free_port()
+                 env: dict[str, str] | None = None, cwd: Path | None = None,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.http = f"http://127.0.0.1:{self.port}"
         self._logfile = Path(tempfile.mkdtemp(prefix="wsdaemon-test-")) / "daemon.log"
@@ -82,7 +83,8 @@ class Daemon:
         raise AssertionError(f"daemon did not listen within {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self._logfile.read_text(errors="replace")
 
     def wait_for_log(self, text: str, timeout: float = 5) -> str:
@@ -94,6 +96,12 @@ class Daemon:
             time.sleep(0.05)
         raise AssertionError(f"{text!r} not in the daemon's log:\n{self.log()}")
 
+    def kill(self) -> None:
+        """Kill -9: no shutdown code runs."""
+        self.process.kill()
+        self.process.wait()
+        self._out.close()
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -102,5 +110,6 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._out.close()
+        if not self._out.closed:
+            self._out.close()
         return self.process.returncode

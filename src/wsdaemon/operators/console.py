@@ -365,3 +365,7 @@ def main(argv: list[str] | None = None) -> None:
     stdio.StandardIO(_Lines(console))
     the_reactor.run()
     sys.exit(status[0])
+
+
+if __name__ == "__main__":
+    main()
