@@ -211,11 +211,11 @@ def test_sigterm_keeps_items(config: Path, start_daemon: Callable[..., Daemon]) 
         alice.close()
 
 
-def console(daemon: Daemon, token_file: Path, stdin: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+def console(daemon: Daemon, token_file: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "wsdaemon.operators.console", f"{daemon.url}/operator",
          "--token-file", str(token_file)],
-        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
@@ -225,7 +225,8 @@ def test_terminal_console_scripted(daemon: Daemon, tmp_path: Path) -> None:
     token_file.write_text(f"# my token\n{ALICE}\n")
     with ask(daemon, "c1", "hello from the browser") as client:
         export = tmp_path / "t.jsonl"
-        script = f"wait\nlist\nreply Hello, how can I help?\npush c1 one more thing\nexport {export} c1\n"
+        script = ("wait\nlist\nreply Hello, how can I help?\npush c1 one more thing\n"
+                  f"export {export} c1\n")
         result = subprocess.run(
             [sys.executable, "-m", "wsdaemon.operators.console", f"{daemon.url}/operator",
              "--token-file", str(token_file)],
