@@ -1,0 +1,99 @@
+"""
+The operator queue through browsers: the web console answers a client, and
+the demo page keeps its client id, so a reply sent while it was away
+reaches it when it comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.daemon import Daemon
+from tests.integration.test_operator_daemon import ALICE, CONFIG, Operator
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_web_console_answers_a_client(browser: Any, write_config: Callable[..., Path],
+                                      start_daemon: Callable[..., Daemon]) -> None:
+    from selenium.webdriver.common.by import By
+
+    daemon = start_daemon(write_config(CONFIG))
+    find = browser.find_element
+    browser.get(f"{daemon.http}/console")
+    find(By.ID, "token").send_keys(ALICE)
+    find(By.ID, "login").click()
+    wait_for(lambda: find(By.ID, "state").text == "open")
+    wait_for(lambda: "as alice" in find(By.ID, "whoami").text)
+
+    with connect(f"{daemon.url}/support?client_id=web-test") as client:
+        client.send("Where is my order?")
+        assert str(client.recv(timeout=5)).startswith("queued #1")
+        row = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#items tr"))[0]
+        assert "Where is my order?" in row.text and "web-test" in row.text
+        row.find_element(By.CSS_SELECTOR, "button.claim").click()
+        wait_for(lambda: "claimed by alice" in find(By.CSS_SELECTOR, "#items tr").text)
+        find(By.CSS_SELECTOR, "#items tr").click()
+        find(By.ID, "reply-text").send_keys("It ships today.")
+        find(By.ID, "reply-send").click()
+        assert client.recv(timeout=10) == "It ships today."
+        wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, "#items tr"))
+        assert "replied to" in find(By.ID, "events").text
+
+    find(By.ID, "transcript-client").send_keys("web-test")
+    find(By.ID, "transcript-show").click()
+    text = wait_for(lambda: find(By.ID, "transcript").text)
+    assert "<- client: Where is my order?" in text and "-> alice: It ships today." in text
+
+
+def test_demo_page_gets_reply_after_coming_back(browser: Any, write_config: Callable[..., Path],
+                                                start_daemon: Callable[..., Daemon]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    daemon = start_daemon(write_config(CONFIG))
+    find = browser.find_element
+
+    def open_support() -> None:
+        browser.get(f"{daemon.http}/")
+        Select(find(By.ID, "route")).select_by_value("/support")
+        find(By.ID, "connect").click()
+        wait_for(lambda: find(By.ID, "state").text == "open")
+
+    open_support()
+    client_id = find(By.ID, "client-id").text
+    assert client_id.startswith("web-")
+    find(By.ID, "message").send_keys("Call me back")
+    find(By.ID, "send").click()
+    wait_for(lambda: "queued #1" in find(By.ID, "log").text)
+    find(By.ID, "disconnect").click()
+    wait_for(lambda: find(By.ID, "state").text == "closed")
+
+    operator = Operator(daemon, ALICE)
+    try:
+        (item,) = operator.hello["items"]
+        assert item["client_id"] == client_id and item["online"] is False
+        answer = operator.request(type="reply", item=item["item_id"], text="Calling you back")
+        assert answer["delivered"] == 0
+    finally:
+        operator.close()
+
+    open_support()  # a new page load: the same client id from localStorage
+    assert find(By.ID, "client-id").text == client_id
+    wait_for(lambda: "Calling you back" in find(By.ID, "log").text)
