@@ -5,6 +5,7 @@ The command line, run for real: --check-config, config errors, --listen,
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -105,9 +106,10 @@ def test_port_in_use_exits_1(runner: str, write_config: Callable[..., Path]) -> 
     assert "Address already in use" in result.stdout + result.stderr
 
 
-def test_shipped_config_serves_echo(start_daemon: Callable[..., Daemon]) -> None:
-    """etc/wsdaemon.ini as shipped works (on a free port instead of 8080)."""
-    daemon = start_daemon(REPO / "etc" / "wsdaemon.ini", cwd=REPO)
+def test_shipped_config_serves_echo(start_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
+    """etc/wsdaemon.ini as shipped works (a copy, on a free port instead of 8080)."""
+    shutil.copytree(REPO / "etc", tmp_path / "etc")
+    daemon = start_daemon(tmp_path / "etc" / "wsdaemon.ini", cwd=tmp_path)
     with connect(f"{daemon.url}/echo", origin="http://localhost:8080") as client:  # type: ignore[arg-type]
         client.send("shipped")
         assert client.recv() == "shipped"

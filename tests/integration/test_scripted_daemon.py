@@ -21,9 +21,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def shipped() -> Iterator[Daemon]:
-    """One daemon on the shipped config for the whole module (each test has its own client)."""
-    daemon = Daemon(REPO / "etc" / "wsdaemon.ini", cwd=REPO)
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon on (a copy of) the shipped config for the whole module."""
+    etc = tmp_path_factory.mktemp("shipped") / "etc"
+    shutil.copytree(REPO / "etc", etc)
+    daemon = Daemon(etc / "wsdaemon.ini", cwd=etc)
     yield daemon
     daemon.stop()
 

@@ -202,6 +202,39 @@ BAD_CONFIGS = {
         "[wsdaemon]\nlisten\n",
         [":2:", "expected 'key = value'"],
     ),
+    "operator strategy without [operator]": (
+        "[wsdaemon]\nlisten = tcp:8080\n[route:/support]\nstrategy = operator\n",
+        [":3: [route:/support]", "needs an [operator] section"],
+    ),
+    "operator without tokens": (
+        MINIMAL + "\n[operator]\nlease = 5\n",
+        ["[operator] tokens", "no operator tokens"],
+    ),
+    "operator token too short": (
+        MINIMAL + "\n[operator]\ntokens = alice:short\n",
+        [":8: [operator] tokens", "at least 16 characters"],
+    ),
+    "operator tokens file missing": (
+        MINIMAL + "\n[operator]\ntokens_file = nope.tokens\n",
+        [":8: [operator] tokens_file", "cannot read", "nope.tokens"],
+    ),
+    "operator bad lease": (
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\nlease = 0\n",
+        [":9: [operator] lease", "greater than 0"],
+    ),
+    "operator unknown key": (
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\nleese = 5\n",
+        [":9: [operator] leese", "unknown key", "lease"],
+    ),
+    "operator path collides with a route": (
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\npath = /echo\n",
+        ["[operator]", "/echo collides with route /echo"],
+    ),
+    "operator bad ack placeholder": (
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
+        "[route:/support]\nstrategy = operator\nack_message = you are {number}\n",
+        ["[route:/support] ack_message", "unknown placeholder {number}"],
+    ),
 }
 
 
@@ -235,6 +268,32 @@ def test_bad_listen_override(write_config: Callable[..., Path]) -> None:
     """A wrong --listen value is named as coming from the command line."""
     with pytest.raises(ConfigError, match=r"^--listen: 'nonsense:1'"):
         load(write_config(MINIMAL), listen_override=["nonsense:1"])
+
+
+def test_operator_section(write_config: Callable[..., Path]) -> None:
+    """[operator] settings, tokens inline and from a file, paths relative to the config."""
+    path = write_config(MINIMAL + """
+[operator]
+tokens = alice:aaaaaaaaaaaaaaaaaa
+tokens_file = ops.tokens
+store = state/q.sqlite3
+lease = 30
+fallback_after = 0
+keep_after_fallback = no
+[route:/support]
+strategy = operator
+""")
+    (path.parent / "ops.tokens").write_text("# ops\nbob:bbbbbbbbbbbbbbbbbb\n")
+    config = load_config(path, clock=Clock())
+    operator = config.operator
+    assert operator is not None and config.operator_queue is not None
+    assert dict(operator.tokens) == {"aaaaaaaaaaaaaaaaaa": "alice", "bbbbbbbbbbbbbbbbbb": "bob"}
+    assert operator.store_path == path.parent / "state" / "q.sqlite3"
+    assert (operator.lease, operator.fallback_after, operator.keep_after_fallback) == \
+        (30.0, 0.0, False)
+    assert (operator.path, operator.console_path) == ("/operator", "/console")
+    assert "2 token(s)" in config.summary() and "aaaa" not in config.summary()
+    assert not (path.parent / "state").exists(), "loading the config must not touch the store"
 
 
 def test_config_values_are_immutable(write_config: Callable[..., Path]) -> None:
