@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from wsdaemon.config import ProtocolSettings, RouteConfig
 from wsdaemon.session import Session
+from wsdaemon.sessions import SessionIndex
 
 __all__ = ["RouteFactory", "RouteProtocol"]
 
@@ -61,7 +62,9 @@ class RouteProtocol(WebSocketServerProtocol):
     """
 
     factory: RouteFactory
-    _session: Session | None = None
+    session: Session | None = None
+    messages_in = 0
+    messages_out = 0
     _client_id: str | None = None
     _counted = False
 
@@ -76,12 +79,14 @@ class RouteProtocol(WebSocketServerProtocol):
                     "refused {peer} on {route}: origin {origin!r} not allowed",
                     peer=request.peer, route=factory.route.path, origin=request.origin,
                 )
+                factory.stats.refused("origin")
                 raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
             if settings.max_connections and factory.connections >= settings.max_connections:
                 _log.warn(
                     "refused {peer} on {route}: {count} connections open (max_connections)",
                     peer=request.peer, route=factory.route.path, count=factory.connections,
                 )
+                factory.stats.refused("max_connections")
                 raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
             self._client_id = _client_id(request.params)
             factory.connections += 1
@@ -103,8 +108,11 @@ class RouteProtocol(WebSocketServerProtocol):
             protocol=self,
             client_id=self._client_id,
         )
-        self._session = session
+        self.session = session
         self._strategy = route.strategy
+        factory.stats.opened += 1
+        if factory.index is not None:
+            factory.index.add(self)
         _log.info(
             "client {peer} connected to {route} (session {session_id}, client {client_id})",
             peer=session.peer, route=route.path, session_id=session.session_id,
@@ -116,9 +124,13 @@ class RouteProtocol(WebSocketServerProtocol):
             self._strategy_failed("connection_opened")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        session = self._session
+        session = self.session
         if session is None or not session.is_open:
             return
+        self.messages_in += 1
+        stats = self.factory.stats
+        stats.messages_in += 1
+        stats.bytes_in += len(payload)
         try:
             reply = self._strategy.message_received(
                 session, payload if isBinary else payload.decode("utf-8")
@@ -141,11 +153,13 @@ class RouteProtocol(WebSocketServerProtocol):
         if self._counted:
             self._counted = False
             factory.connections -= 1
-        session = self._session
+        session = self.session
         if session is None:
             return
-        self._session = None
+        self.session = None
         session.detach()
+        if factory.index is not None:
+            factory.index.remove(self, session.session_id, session.client_id, session.route)
         _log.info(
             "client {peer} left {route} (session {session_id}, code {code})",
             peer=session.peer, route=session.route, session_id=session.session_id, code=code,
@@ -158,6 +172,32 @@ class RouteProtocol(WebSocketServerProtocol):
                 strategy=type(self._strategy).__name__, session_id=session.session_id,
                 route=session.route,
             )
+
+    # -- sending -------------------------------------------------------------
+
+    def sendMessage(self, payload: bytes, isBinary: bool = False,
+                    fragmentSize: int | None = None, sync: bool = False,
+                    doNotCompress: bool = False) -> None:
+        super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+        self.messages_out += 1
+        stats = self.factory.stats
+        stats.messages_out += 1
+        stats.bytes_out += len(payload)
+
+    def send_prepared(self, prepared: Any, length: int) -> bool:
+        """
+        Send a message framed once for many connections (a push).
+
+        @return: whether the connection was open to take it.
+        """
+        if self.state != self.STATE_OPEN:
+            return False
+        self.sendPreparedMessage(prepared)
+        self.messages_out += 1
+        stats = self.factory.stats
+        stats.messages_out += 1
+        stats.bytes_out += length
+        return True
 
     # -- helpers -------------------------------------------------------------
 
@@ -173,7 +213,7 @@ class RouteProtocol(WebSocketServerProtocol):
             self.sendCloseFrame(code=code, reasonUtf8=reason_bytes)
 
     def _send_reply(self, reply: object) -> None:
-        session = self._session
+        session = self.session
         if session is None:
             return
         if isinstance(reply, list | tuple):
@@ -187,7 +227,7 @@ class RouteProtocol(WebSocketServerProtocol):
             self._send_one(reply)
 
     def _send_one(self, message: object) -> bool:
-        session = self._session
+        session = self.session
         if session is None:
             return False
         try:
@@ -197,14 +237,14 @@ class RouteProtocol(WebSocketServerProtocol):
             return False
 
     def _deferred_reply(self, reply: object) -> None:
-        if reply is not None and self._session is not None:
+        if reply is not None and self.session is not None:
             self._send_reply(reply)
 
     def _deferred_failed(self, failure: Failure) -> None:
         self._strategy_failed("a deferred reply", failure)
 
     def _strategy_failed(self, where: str, failure: Failure | None = None) -> None:
-        session = self._session
+        session = self.session
         _log.failure(
             "strategy {strategy} failed in {where} for session {session_id} on {route}; "
             "closing it with 1011",
@@ -218,38 +258,78 @@ class RouteProtocol(WebSocketServerProtocol):
             session.close(INTERNAL_ERROR, "internal error")
 
 
+class RouteStats:
+    """
+    A route's counters since startup (read by /metrics at scrape time, so
+    the per-message cost is one integer addition).
+    """
+
+    __slots__ = ("messages_in", "messages_out", "bytes_in", "bytes_out", "opened",
+                 "refusals")
+
+    def __init__(self) -> None:
+        self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
+        self.opened = 0
+        self.refusals: dict[str, int] = {}
+
+    def refused(self, reason: str) -> None:
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+
+
 class RouteFactory(WebSocketServerFactory):
     """
     The Autobahn factory of one route, configured from its L{RouteConfig}.
 
     @ivar connections: handshakes accepted and not yet closed.
+    @ivar index: where open connections register, for pushes.
     """
 
     protocol = RouteProtocol  # type: ignore[assignment]
 
-    def __init__(self, route: RouteConfig, clock: IReactorTime, reactor: Any = None) -> None:
+    def __init__(self, route: RouteConfig, clock: IReactorTime, reactor: Any = None,
+                 index: SessionIndex | None = None) -> None:
         super().__init__(reactor=reactor)
         self.route = route
         self.clock = clock
+        self.index = index
         self.connections = 0
+        self.stats = RouteStats()
+        self.apply(route.protocol)
+
+    def update(self, route: RouteConfig) -> None:
+        """
+        Serve C{route}'s new strategy and settings to new connections (a
+        reload); open connections keep what they started with.
+        """
+        self.route = route
         self.apply(route.protocol)
 
     def apply(self, settings: ProtocolSettings) -> None:
         self.setProtocolOptions(
-            maxFramePayloadSize=settings.max_frame_size,
-            maxMessagePayloadSize=settings.max_message_size,
-            openHandshakeTimeout=settings.open_handshake_timeout,
-            closeHandshakeTimeout=settings.close_handshake_timeout,
-            autoPingInterval=settings.auto_ping_interval,
-            autoPingTimeout=settings.auto_ping_timeout,
-            # Our own origin check answers 403; Autobahn's would answer 400.
-            allowedOrigins=["*"],
-            allowNullOrigin=True,
-            # Let clients see 1009/1007 instead of a dropped TCP connection.
-            failByDrop=False,
-            # Our own max_connections check: Autobahn's admits one too many.
-            maxConnections=0,
+            **autobahn_options(settings),
             perMessageCompressionAccept=_accept_deflate if settings.compression else _refuse,
-            # A plain GET on a WebSocket route must not advertise the version.
-            webStatus=False,
         )
+
+
+def autobahn_options(settings: ProtocolSettings) -> dict[str, Any]:
+    """
+    Autobahn's protocol options for our settings (shared by routes and the
+    operator channel).
+    """
+    return dict(
+        maxFramePayloadSize=settings.max_frame_size,
+        maxMessagePayloadSize=settings.max_message_size,
+        openHandshakeTimeout=settings.open_handshake_timeout,
+        closeHandshakeTimeout=settings.close_handshake_timeout,
+        autoPingInterval=settings.auto_ping_interval,
+        autoPingTimeout=settings.auto_ping_timeout,
+        # Our own origin check answers 403; Autobahn's would answer 400.
+        allowedOrigins=["*"],
+        allowNullOrigin=True,
+        # Let clients see 1009/1007 instead of a dropped TCP connection.
+        failByDrop=False,
+        # Our own max_connections check: Autobahn's admits one too many.
+        maxConnections=0,
+        # A plain GET on a WebSocket route must not advertise the version.
+        webStatus=False,
+    )

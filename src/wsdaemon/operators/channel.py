@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from wsdaemon.config import ProtocolSettings
 from wsdaemon.operators.queue import OperatorQueue, QueueError
 from wsdaemon.operators.tokens import check_token
+from wsdaemon.protocol import autobahn_options
 
 __all__ = ["OperatorChannelFactory", "OperatorChannelProtocol"]
 
@@ -181,12 +182,4 @@ class OperatorChannelFactory(WebSocketServerFactory):
         self.queue = queue
         self.tokens = tokens
         self.settings = settings
-        self.setProtocolOptions(
-            maxFramePayloadSize=settings.max_frame_size,
-            maxMessagePayloadSize=settings.max_message_size,
-            openHandshakeTimeout=settings.open_handshake_timeout,
-            closeHandshakeTimeout=settings.close_handshake_timeout,
-            autoPingInterval=settings.auto_ping_interval,
-            autoPingTimeout=settings.auto_ping_timeout,
-            allowedOrigins=["*"], allowNullOrigin=True, failByDrop=False, webStatus=False,
-        )
+        self.setProtocolOptions(**autobahn_options(settings))
