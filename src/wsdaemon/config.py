@@ -20,10 +20,10 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
+from wsdaemon.credentials import parse_tokens
 from wsdaemon.interfaces import IReplyStrategy
 from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
 from wsdaemon.operators.store import SQLiteStore
-from wsdaemon.operators.tokens import parse_tokens
 from wsdaemon.origin import OriginPolicy
 from wsdaemon.registry import StrategyRegistry, UnknownStrategyError
 from wsdaemon.strategy import OptionError, StrategyContext
@@ -39,6 +39,7 @@ __all__ = [
 MAIN_SECTION = "wsdaemon"
 PROTOCOL_SECTION = "protocol"
 OPERATOR_SECTION = "operator"
+ADMIN_SECTION = "admin"
 ROUTE_PREFIX = "route:"
 
 _ROUTE_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
@@ -105,6 +106,19 @@ class RouteConfig:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """
+    The C{[admin]} section: the push API, /clients, /metrics and /healthz.
+
+    @ivar api_keys: key -> name of who holds it.
+    """
+
+    listen: tuple[str, ...]
+    api_keys: Mapping[str, str]
+    max_body: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     """
     The whole daemon's configuration.
@@ -117,6 +131,7 @@ class DaemonConfig:
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     operator: OperatorSettings | None = None
     operator_queue: OperatorQueue | None = None
+    admin: AdminSettings | None = None
 
     def summary(self) -> str:
         """
@@ -127,6 +142,9 @@ class DaemonConfig:
             f"{self.path}: OK; listen {', '.join(self.listen)}; "
             f"{len(self.routes)} route(s): {routes}"
         )
+        if self.admin is not None:
+            summary += (f"; admin API on {', '.join(self.admin.listen)} with "
+                        f"{len(self.admin.api_keys)} key(s)")
         if self.operator is not None:
             summary += (f"; operators: {len(self.operator.tokens)} token(s), channel "
                         f"{self.operator.path}, console {self.operator.console_path}, store "
@@ -212,6 +230,7 @@ _OPERATOR_KEYS = {
     "path", "console_path", "store", "tokens", "tokens_file", "lease", "fallback_after",
     "fallback_message", "fallback_when_offline", "keep_after_fallback",
 }
+_ADMIN_KEYS = {"listen", "api_keys", "api_keys_file", "max_body"}
 _URL_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
 _ROUTE_KEYS = {"strategy"}
 
@@ -395,6 +414,7 @@ def load_config(
     registry: StrategyRegistry | None = None,
     listen_override: Sequence[str] = (),
     check_endpoint: Callable[[str], None] | None = None,
+    operator_queue: OperatorQueue | None = None,
 ) -> DaemonConfig:
     """
     Read, validate and build the daemon's config.
@@ -403,6 +423,8 @@ def load_config(
     @param listen_override: endpoint strings replacing C{[wsdaemon] listen}.
     @param check_endpoint: validates one endpoint string, raising
         ValueError with the reason (see L{wsdaemon.endpoints}).
+    @param operator_queue: on a reload, the running queue, kept as it is
+        (its store stays open; new [operator] settings apply to it).
 
     @raise ConfigError: on the first mistake found.
     """
@@ -414,7 +436,7 @@ def load_config(
 
     route_sections = []
     for section in parser.sections():
-        if section in (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION):
+        if section in (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION):
             continue
         if section.startswith(ROUTE_PREFIX):
             route_sections.append(section)
@@ -422,7 +444,7 @@ def load_config(
         raise reader.error(
             section, None,
             f"unknown section; expected [{MAIN_SECTION}], [{PROTOCOL_SECTION}], "
-            f"[{OPERATOR_SECTION}] or [{ROUTE_PREFIX}/path]",
+            f"[{OPERATOR_SECTION}], [{ADMIN_SECTION}] or [{ROUTE_PREFIX}/path]",
         )
     if MAIN_SECTION not in parser:
         raise ConfigError(path, f"missing section [{MAIN_SECTION}]")
@@ -463,7 +485,11 @@ def load_config(
     queue: OperatorQueue | None = None
     if OPERATOR_SECTION in parser:
         operator = _operator_settings(reader)
-        queue = OperatorQueue(operator, SQLiteStore(operator.store_path, clock), clock)
+        if operator_queue is not None:
+            queue = operator_queue  # a reload: keep the running queue and its store
+        else:
+            queue = OperatorQueue(operator, SQLiteStore(operator.store_path, clock), clock)
+    admin = _admin_settings(reader, check_endpoint) if ADMIN_SECTION in parser else None
 
     if not route_sections:
         raise ConfigError(
@@ -503,7 +529,64 @@ def load_config(
                 )
 
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
-                        protocol=defaults, operator=operator, operator_queue=queue)
+                        protocol=defaults, operator=operator, operator_queue=queue,
+                        admin=admin)
+
+
+def _secrets(reader: _Reader, section: str, inline_key: str, file_key: str,
+             what: str) -> dict[str, str]:
+    """
+    C{name:secret} lines from an inline key and/or a file it names.
+    """
+    values = reader.parser[section]
+    found: dict[str, str] = {}
+    if inline_key in values:
+        try:
+            found.update(parse_tokens(values[inline_key].splitlines()))
+        except ValueError as e:
+            raise reader.error(section, inline_key,
+                               f"{e} (counting lines of this value)") from None
+    if file_key in values:
+        secret_path = reader.path.parent / values[file_key].strip()
+        try:
+            lines = secret_path.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise reader.error(section, file_key,
+                               f"cannot read {secret_path}: {e.strerror}") from None
+        try:
+            for secret, name in parse_tokens(lines).items():
+                if secret in found:
+                    raise ValueError(f"{name!r} has the same {what} as {found[secret]!r}")
+                found[secret] = name
+        except ValueError as e:
+            raise reader.error(section, file_key, f"{secret_path}: {e}") from None
+    if not found:
+        raise reader.error(section, inline_key,
+                           f"no {what}s; expected {inline_key} = name:secret lines or "
+                           f"{file_key} = a file of them")
+    return found
+
+
+def _admin_settings(reader: _Reader,
+                    check_endpoint: Callable[[str], None] | None) -> AdminSettings:
+    section = ADMIN_SECTION
+    reader.check_keys(section, _ADMIN_KEYS)
+    values = reader.parser[section]
+    raw = values.get("listen", "tcp:8081:interface=127.0.0.1")
+    listen = tuple(line.strip() for line in raw.splitlines() if line.strip())
+    if not listen:
+        raise reader.error(section, "listen", "expected one or more endpoint strings")
+    if check_endpoint is not None:
+        for endpoint in listen:
+            try:
+                check_endpoint(endpoint)
+            except ValueError as e:
+                raise reader.error(section, "listen", f"{endpoint!r}: {e}") from None
+    keys = _secrets(reader, section, "api_keys", "api_keys_file", "API key")
+    max_body = 1024 * 1024
+    if "max_body" in values:
+        max_body = reader.convert(section, "max_body", _size)
+    return AdminSettings(listen=listen, api_keys=keys, max_body=max_body)
 
 
 def _operator_settings(reader: _Reader) -> OperatorSettings:
@@ -511,30 +594,7 @@ def _operator_settings(reader: _Reader) -> OperatorSettings:
     reader.check_keys(section, _OPERATOR_KEYS)
     values = reader.parser[section]
     base = reader.path.parent
-    tokens: dict[str, str] = {}
-    if "tokens" in values:
-        try:
-            tokens.update(parse_tokens(values["tokens"].splitlines()))
-        except ValueError as e:
-            raise reader.error(section, "tokens", f"{e} (counting lines of this value)") from None
-    if "tokens_file" in values:
-        token_path = base / values["tokens_file"].strip()
-        try:
-            lines = token_path.read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise reader.error(section, "tokens_file",
-                               f"cannot read {token_path}: {e.strerror}") from None
-        try:
-            for token, name in parse_tokens(lines).items():
-                if token in tokens:
-                    raise ValueError(f"{name!r} has the same token as {tokens[token]!r}")
-                tokens[token] = name
-        except ValueError as e:
-            raise reader.error(section, "tokens_file", f"{token_path}: {e}") from None
-    if not tokens:
-        raise reader.error(section, "tokens",
-                           "no operator tokens; expected tokens = name:token lines or "
-                           "tokens_file = a file of them")
+    tokens = _secrets(reader, section, "tokens", "tokens_file", "operator token")
     settings: dict[str, Any] = {}
     for key in ("path", "console_path"):
         if key in values:

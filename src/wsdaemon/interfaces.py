@@ -17,9 +17,10 @@ from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 from wsdaemon.operators.records import ItemRecord, MessageRecord
+from wsdaemon.sessions import PushTarget
 from wsdaemon.strategy import StrategyContext
 
-__all__ = ["IQueueStore", "IReplyStrategy", "ISession", "IStrategyFactory"]
+__all__ = ["IPushBus", "IQueueStore", "IReplyStrategy", "ISession", "IStrategyFactory"]
 
 
 class ISession(Interface):
@@ -205,4 +206,21 @@ class IQueueStore(Interface):
         """
         @return: a Deferred firing with the MessageRecords of one client's
             conversation (or of all, for None), oldest first.
+        """
+
+
+class IPushBus(Interface):
+    """
+    The one seam every push goes through (the push API, and anything else
+    that sends to clients it did not hear from). In-process by default; a
+    broker-backed bus fans out across daemons without the API changing.
+    """
+
+    def publish(target: PushTarget, message: str | bytes) -> Deferred[int]:
+        """
+        Send C{message} (str: text, bytes: binary) to every connection the
+        L{wsdaemon.sessions.PushTarget} names.
+
+        @return: a Deferred firing with how many connections it was written
+            to (on this daemon).
         """

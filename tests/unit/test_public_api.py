@@ -12,7 +12,7 @@ import wsdaemon.testing
 
 def test_interfaces() -> None:
     assert set(wsdaemon.interfaces.__all__) == {
-        "IQueueStore","IReplyStrategy", "ISession", "IStrategyFactory"}
+        "IPushBus", "IQueueStore","IReplyStrategy", "ISession", "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}
     assert set(wsdaemon.interfaces.ISession.names()) == {
@@ -34,7 +34,7 @@ def test_testing_helpers() -> None:
 def test_every_interface_method_documents_its_return() -> None:
     """Every interface method's docstring says what it returns."""
     for interface in (wsdaemon.interfaces.IReplyStrategy, wsdaemon.interfaces.ISession,
-                      wsdaemon.interfaces.IQueueStore,
+                      wsdaemon.interfaces.IQueueStore, wsdaemon.interfaces.IPushBus,
                       wsdaemon.interfaces.IStrategyFactory):
         for name, description in interface.namesAndDescriptions():
             if hasattr(description, "getSignatureString"):

@@ -20,8 +20,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.config import ProtocolSettings
+from wsdaemon.credentials import check_token
 from wsdaemon.operators.queue import OperatorQueue, QueueError
-from wsdaemon.operators.tokens import check_token
 from wsdaemon.protocol import autobahn_options
 
 __all__ = ["OperatorChannelFactory", "OperatorChannelProtocol"]
@@ -59,13 +59,17 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> None:
         try:
             settings = self.factory.settings
+            refusals = self.factory.refusals
             if not settings.origins.allows(request.origin):
+                refusals["origin"] = refusals.get("origin", 0) + 1
                 raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
             offered = _offered_token(request)
             if not offered:
+                refusals["no_token"] = refusals.get("no_token", 0) + 1
                 raise ConnectionDeny(UNAUTHORIZED, "operator token required")
             name = check_token(offered, self.factory.tokens)
             if name is None:
+                refusals["bad_token"] = refusals.get("bad_token", 0) + 1
                 _log.warn("refused an operator from {peer}: bad token", peer=request.peer)
                 raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "bad operator token")
             self.name = name
@@ -182,4 +186,6 @@ class OperatorChannelFactory(WebSocketServerFactory):
         self.queue = queue
         self.tokens = tokens
         self.settings = settings
+        self.refusals: dict[str, int] = {}
+        self.path = ""
         self.setProtocolOptions(**autobahn_options(settings))

@@ -1,5 +1,6 @@
 """
-Operator credentials: secret tokens, each naming an operator.
+Credentials: secret tokens (operator tokens, push API keys), each naming
+who holds it.
 
 Tokens are compared in constant time against every known token (the time
 taken does not depend on which token matched or how much of one did), and

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsdaemon.operators.tokens import check_token, parse_tokens
+from wsdaemon.credentials import check_token, parse_tokens
 
 
 def test_parse_and_check() -> None:

@@ -1,0 +1,246 @@
+"""
+The admin listener's HTTP API: push, the client list, metrics, health.
+
+    POST /push      push a message (API key)
+    GET  /clients   the open connections (API key)
+    GET  /metrics   Prometheus text format
+    GET  /healthz   liveness and readiness (200 ready, 503 not yet)
+
+Bodies over C{max_body} bytes are answered 413 without being kept in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, generate_latest
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from wsdaemon.credentials import check_token
+from wsdaemon.interfaces import IPushBus
+from wsdaemon.sessions import PushTarget, SessionIndex
+
+__all__ = ["AdminSite", "DaemonView", "PushCounters"]
+
+_log = Logger(namespace="wsdaemon.admin")
+
+_TARGET_KEYS = ("session", "client", "route", "all")
+
+
+class DaemonView(Protocol):
+    """
+    What the admin API reads from the running daemon.
+    """
+
+    index: SessionIndex
+    bus: IPushBus
+    ready: bool
+
+    def health(self) -> dict[str, Any]: ...
+
+
+class PushCounters:
+    """
+    Push calls by target kind and outcome, for /metrics.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def count(self, kind: str, outcome: str) -> None:
+        key = (kind, outcome)
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+
+class _RequestError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _json(request: Request, code: int, body: Mapping[str, Any]) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class _ApiResource(Resource):
+    isLeaf = True
+
+    def __init__(self, site: AdminSite) -> None:
+        super().__init__()
+        self.admin = site
+
+    def authorize(self, request: Request) -> None:
+        raw = request.getHeader(b"authorization") or b""
+        header = raw.decode("latin-1")
+        key = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not key or check_token(key, self.admin.api_keys) is None:
+            request.setHeader(b"www-authenticate", b'Bearer realm="wsdaemon"')
+            raise _RequestError(401, "missing or wrong API key (Authorization: Bearer KEY)")
+
+    def render(self, request: Request) -> bytes | int:
+        try:
+            result: bytes | int = super().render(request)
+            return result
+        except _RequestError as e:
+            return _json(request, e.code, {"error": e.message})
+
+
+def parse_push(body: bytes) -> tuple[PushTarget, str | bytes]:
+    """
+    @raise _RequestError: 400 with the reason.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError as e:
+        raise _RequestError(400, f"body is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise _RequestError(400, "body must be a JSON object")
+    unknown = set(data) - set(_TARGET_KEYS) - {"text", "base64"}
+    if unknown:
+        raise _RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    targets = [k for k in _TARGET_KEYS if k in data]
+    if len(targets) != 1:
+        raise _RequestError(400, "give exactly one target: session, client, route or all")
+    kind = targets[0]
+    value = data[kind]
+    if kind == "all":
+        if value is not True:
+            raise _RequestError(400, '"all" must be true')
+        target = PushTarget("all")
+    else:
+        if not isinstance(value, str) or not value:
+            raise _RequestError(400, f'"{kind}" must be a non-empty string')
+        target = PushTarget(kind, value)
+    bodies = [k for k in ("text", "base64") if k in data]
+    if len(bodies) != 1:
+        raise _RequestError(400, 'give exactly one of "text" (a text message) or "base64" '
+                               "(a binary message)")
+    if bodies[0] == "text":
+        if not isinstance(data["text"], str):
+            raise _RequestError(400, '"text" must be a string')
+        return target, data["text"]
+    if not isinstance(data["base64"], str):
+        raise _RequestError(400, '"base64" must be a string')
+    try:
+        return target, base64.b64decode(data["base64"], validate=True)
+    except (ValueError, binascii.Error):
+        raise _RequestError(400, '"base64" is not valid base64') from None
+
+
+class PushResource(_ApiResource):
+    def render_POST(self, request: Request) -> bytes | int:
+        self.authorize(request)
+        if getattr(request, "oversized", False):
+            raise _RequestError(413, f"body over {self.admin.max_body} bytes")
+        assert request.content is not None
+        target, message = parse_push(request.content.read())
+        counters = self.admin.push_counters
+        d = self.admin.daemon.bus.publish(target, message)
+
+        def done(count: int) -> None:
+            counters.count(target.kind, "ok")
+            _log.info("push to {kind} {value}: {count} connection(s)", kind=target.kind,
+                      value=target.value, count=count)
+            request.write(_json(request, 200, {"delivered": count, "target": target.to_json()}))
+            request.finish()
+
+        def failed(failure: Any) -> None:
+            counters.count(target.kind, "error")
+            _log.failure("push failed", failure=failure)
+            request.write(_json(request, 500, {"error": "push failed"}))
+            request.finish()
+
+        d.addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+
+class ClientsResource(_ApiResource):
+    def render_GET(self, request: Request) -> bytes:
+        self.authorize(request)
+        clients = self.admin.daemon.index.describe()
+        return _json(request, 200, {"count": len(clients), "clients": clients})
+
+
+class MetricsResource(Resource):
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+        return generate_latest(self.registry)
+
+
+class HealthResource(Resource):
+    isLeaf = True
+
+    def __init__(self, daemon: DaemonView) -> None:
+        super().__init__()
+        self.daemon = daemon
+
+    def render_GET(self, request: Request) -> bytes:
+        health = self.daemon.health()
+        return _json(request, 200 if health["ready"] else 503, health)
+
+
+class _AdminRequest(Request):
+    """
+    Keeps at most C{max_body} bytes of a body; beyond, drops the rest and
+    marks the request oversized (answered 413).
+    """
+
+    oversized = False
+    _kept = 0
+
+    def _limit(self) -> int:
+        site: Any = getattr(self.channel, "site", None)
+        return int(site.max_body)
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self._limit()
+        if length is not None and length > limit:
+            self.oversized = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        limit = self._limit()
+        if self.oversized or self._kept + len(data) > limit:
+            self.oversized = True
+            return
+        self._kept += len(data)
+        super().handleContentChunk(data)
+
+
+class AdminSite(Site):
+    """
+    @param api_keys: key -> name of who holds it.
+    """
+
+    requestFactory = _AdminRequest
+    displayTracebacks = False
+
+    def __init__(self, daemon: DaemonView, api_keys: Mapping[str, str], max_body: int,
+                 registry: CollectorRegistry, push_counters: PushCounters) -> None:
+        self.daemon = daemon
+        self.api_keys = dict(api_keys)
+        self.max_body = max_body
+        self.push_counters = push_counters
+        root = Resource()
+        root.putChild(b"push", PushResource(self))
+        root.putChild(b"clients", ClientsResource(self))
+        root.putChild(b"metrics", MetricsResource(registry))
+        root.putChild(b"healthz", HealthResource(daemon))
+        super().__init__(root)
