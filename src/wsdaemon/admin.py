@@ -38,9 +38,11 @@ class DaemonView(Protocol):
     What the admin API reads from the running daemon.
     """
 
-    index: SessionIndex
-    bus: IPushBus
-    ready: bool
+    @property
+    def index(self) -> SessionIndex: ...
+
+    @property
+    def bus(self) -> IPushBus: ...
 
     def health(self) -> dict[str, Any]: ...
 

@@ -24,10 +24,17 @@ class MetricsSource(Protocol):
     What the collector reads: the running service.
     """
 
-    factories: dict[str, Any]
-    operator_channel: Any
-    index: Any
-    ready: bool
+    @property
+    def factories(self) -> dict[str, Any]: ...
+
+    @property
+    def operator_channel(self) -> Any: ...
+
+    @property
+    def index(self) -> Any: ...
+
+    @property
+    def ready(self) -> bool: ...
 
     def queue_stats(self) -> dict[str, Any] | None: ...
 

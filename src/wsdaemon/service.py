@@ -1,9 +1,13 @@
 """
-The daemon as a Twisted service: one listener per endpoint, one Site.
+The daemon as a Twisted service: listeners, the operator queue, the admin
+API, reloads on SIGHUP, a graceful stop on SIGTERM, and systemd's notify
+protocol.
 """
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
 from typing import Any
 
 import txaio
@@ -12,18 +16,29 @@ from autobahn.websocket import HAS_NVX, USES_NVX
 from twisted import __version__ as twisted_version
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon import __version__
-from wsdaemon.config import DaemonConfig
+from wsdaemon.admin import AdminSite, PushCounters
+from wsdaemon.config import ConfigError, DaemonConfig
 from wsdaemon.endpoints import build_endpoint
-from wsdaemon.webroot import build_site
+from wsdaemon.metrics import make_registry
+from wsdaemon.operators.queue import OperatorQueue
+from wsdaemon.push import LocalPushBus
+from wsdaemon.sessions import SessionIndex
+from wsdaemon.systemd import notify, reloading_message
+from wsdaemon.webroot import WebRoot, build_site
 
 __all__ = ["WsDaemonService", "accelerations"]
 
 _log = Logger(namespace="wsdaemon.service")
+
+#: Close code for connections closed because the daemon stops (RFC 6455).
+GOING_AWAY = 1001
+#: The longest a stop waits for clients to answer their close frames.
+MAX_CLOSE_WAIT = 5.0
 
 
 def accelerations() -> str:
@@ -39,61 +54,121 @@ def accelerations() -> str:
 
 class WsDaemonService(MultiService):
     """
-    Listens on every configured endpoint and serves the config's routes.
+    @param reload_config: reads the config anew (given the running operator
+        queue, which a reload keeps); raises L{ConfigError}.
+    @param handle_signals: install the SIGHUP (reload) and SIGTERM
+        (graceful stop) handlers; off in tests that build many services.
     """
 
-    def __init__(self, config: DaemonConfig, reactor: Any) -> None:
+    def __init__(self, config: DaemonConfig, reactor: Any,
+                 reload_config: Callable[[OperatorQueue | None], DaemonConfig] | None = None,
+                 handle_signals: bool = True) -> None:
         super().__init__()
         self.config = config
         self._reactor = reactor
+        self._reload_config = reload_config
+        self._handle_signals = handle_signals
+        self._signals_installed = False
+        self.ready = False
         # Autobahn's own timers (handshake timeouts, auto-ping) run on
         # txaio's loop, not on the factory's reactor: point it at ours.
         txaio.use_twisted()
         txaio.config.loop = reactor  # type: ignore[attr-defined]
-        self.site, self.factories = build_site(config, clock=reactor, reactor=reactor)
+        self.index = SessionIndex()
+        self.bus = LocalPushBus(self.index)
+        self.push_counters = PushCounters()
+        self.webroot = WebRoot(clock=reactor, reactor=reactor, index=self.index)
+        self.site = build_site(self.webroot.build(config))
         for description in config.listen:
-            listener = StreamServerEndpointService(build_endpoint(description, reactor), self.site)
-            # Fail the start (and the process) if we cannot listen.
-            listener._raiseSynchronously = True
-            listener.setName(description)
-            listener.setServiceParent(self)
+            self._listen(description, self.site)
+        self.admin_site: AdminSite | None = None
+        if config.admin is not None:
+            registry = make_registry(self, self.push_counters)
+            self.admin_site = AdminSite(self, config.admin.api_keys, config.admin.max_body,
+                                        registry, self.push_counters)
+            for description in config.admin.listen:
+                self._listen(description, self.admin_site)
+
+    def _listen(self, description: str, factory: Any) -> None:
+        listener = StreamServerEndpointService(build_endpoint(description, self._reactor),
+                                               factory)
+        # Fail the start (and the process) if we cannot listen.
+        listener._raiseSynchronously = True
+        listener.setName(description)
+        listener.setServiceParent(self)
+
+    # -- what the admin API and /metrics read ----------------------------------
+
+    @property
+    def factories(self) -> dict[str, Any]:
+        return dict(self.webroot.factories)
+
+    @property
+    def operator_channel(self) -> Any:
+        return self.webroot.channel
+
+    def queue_stats(self) -> dict[str, Any] | None:
+        queue = self.config.operator_queue
+        if queue is None:
+            return None
+        items = queue.open_items()
+        by_state: dict[str, int] = {}
+        for item in items:
+            by_state[item.state] = by_state.get(item.state, 0) + 1
+        now = self._reactor.seconds()
+        oldest = max(0.0, now - items[0].record.created_at) if items else 0.0
+        return {"by_state": by_state, "oldest_age": oldest,
+                "operators_online": queue.operators_online}
+
+    def health(self) -> dict[str, Any]:
+        queue = self.config.operator_queue
+        return {
+            "status": "ok", "ready": self.ready, "version": __version__,
+            "connections": len(self.index),
+            "queue": None if queue is None else {"started": queue.started,
+                                                 "open_items": len(queue.open_items())},
+        }
+
+    # -- start -----------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
         # twistd binds here (before dropping privileges); `twist` binds in
         # startService. Either way, a listener that cannot bind ends the
         # process with one clear line instead of a traceback.
+        self._install_reload_signal()
         try:
             super().privilegedStartService()
         except Exception as e:
             self._cannot_listen(e)
 
-    def _queue_failed(self, failure: Failure) -> None:
-        _log.failure("cannot open the operator queue's store", failure=failure)
-        self._reactor.stop()
-
     def _cannot_listen(self, error: Exception) -> None:
         _log.critical("cannot listen: {error}", error=str(error))
         raise SystemExit(1)
 
-    def stopService(self) -> Deferred[Any]:
-        d: Deferred[Any] = maybeDeferred(super().stopService)
-        queue = self.config.operator_queue
-        if queue is not None:
-            # Listeners first (no new messages), then let the store finish.
-            d.addCallback(lambda _: queue.stop())
-        return d
-
     def startService(self) -> None:
+        self._install_reload_signal()
         config = self.config
-        queue = config.operator_queue
-        if queue is not None:
-            queue.start().addErrback(self._queue_failed)
         _log.info(
             "wsdaemon {version} (Twisted {twisted}, Autobahn {autobahn}; {accel}) "
             "starting with {config}",
             version=__version__, twisted=twisted_version, autobahn=autobahn_version,
             accel=accelerations(), config=str(config.path),
         )
+        self._log_routes(config)
+        queue = config.operator_queue
+        started: Deferred[Any] = queue.start() if queue is not None else succeed(None)
+        try:
+            super().startService()
+        except Exception as e:
+            self._cannot_listen(e)
+        for description in config.listen:
+            _log.info("listening on {endpoint}", endpoint=description)
+        if config.admin is not None:
+            for description in config.admin.listen:
+                _log.info("admin API listening on {endpoint}", endpoint=description)
+        started.addCallbacks(self._started, self._queue_failed)
+
+    def _log_routes(self, config: DaemonConfig) -> None:
         for route in config.routes:
             _log.info(
                 "route {route}: strategy {strategy}, max message {max_message} bytes, "
@@ -103,9 +178,135 @@ class WsDaemonService(MultiService):
                 compression="on" if route.protocol.compression else "off",
                 origins=" ".join(route.protocol.origins.patterns) or "(none)",
             )
+
+    def _started(self, _: Any) -> None:
+        self.ready = True
+        if self._handle_signals:
+            self._reactor.callWhenRunning(self._install_stop_signal)
+        notify("READY=1\nSTATUS=serving")
+        _log.info("ready")
+
+    def _queue_failed(self, failure: Failure) -> None:
+        _log.failure("cannot open the operator queue's store", failure=failure)
+        self._reactor.stop()
+
+    # -- signals -----------------------------------------------------------------
+
+    def _install_reload_signal(self) -> None:
+        # twistd installs no SIGHUP handler: without ours, SIGHUP kills.
+        if not self._handle_signals or self._signals_installed:
+            return
+        self._signals_installed = True
+        reactor = self._reactor
+        signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+
+    def _install_stop_signal(self) -> None:
+        # The reactor's own SIGTERM handler makes twistd re-raise the signal
+        # (the process then "dies of SIGTERM"); ours stops cleanly, exit 0.
+        reactor = self._reactor
+        signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+
+    # -- reload ------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """
+        Read the config again. If it is valid, new routes, strategies and
+        settings serve new connections (open ones keep what they started
+        with); if not, log why and keep the running config.
+
+        @return: whether the new config took effect.
+        """
+        if self._reload_config is None:
+            _log.warn("reload asked for, but this service cannot reload")
+            return False
+        notify(reloading_message())
+        old = self.config
         try:
-            super().startService()
-        except Exception as e:
-            self._cannot_listen(e)
-        for description in config.listen:
-            _log.info("listening on {endpoint}", endpoint=description)
+            new = self._reload_config(old.operator_queue)
+            self._check_reloadable(old, new)
+        except ConfigError as e:
+            _log.error("reload refused, still running the previous config: {error}",
+                       error=str(e))
+            notify("READY=1\nSTATUS=reload refused; running the previous config")
+            return False
+        except Exception:
+            _log.failure("reload failed, still running the previous config")
+            notify("READY=1\nSTATUS=reload failed; running the previous config")
+            return False
+        if new.operator is not None and new.operator_queue is not None:
+            new.operator_queue.settings = new.operator
+        self.site.resource = self.webroot.build(new)
+        if self.admin_site is not None and new.admin is not None:
+            self.admin_site.api_keys = dict(new.admin.api_keys)
+            self.admin_site.max_body = new.admin.max_body
+        self.config = new
+        _log.info("reloaded {config}: {summary}", config=str(new.path), summary=new.summary())
+        self._log_routes(new)
+        notify("READY=1\nSTATUS=serving (reloaded)")
+        return True
+
+    def _check_reloadable(self, old: DaemonConfig, new: DaemonConfig) -> None:
+        """
+        @raise ConfigError: for changes only a restart can make.
+        """
+        if new.listen != old.listen:
+            raise ConfigError(new.path, "listen endpoints changed: restart to apply",
+                              section="wsdaemon", key="listen")
+        if (old.admin is None) != (new.admin is None) or (
+                old.admin is not None and new.admin is not None
+                and old.admin.listen != new.admin.listen):
+            raise ConfigError(new.path, "the admin listener changed: restart to apply",
+                              section="admin", key="listen")
+        if (old.operator is None) != (new.operator is None) or (
+                old.operator is not None and new.operator is not None
+                and old.operator.store_path != new.operator.store_path):
+            raise ConfigError(new.path, "the operator store changed: restart to apply",
+                              section="operator", key="store")
+
+    # -- stop --------------------------------------------------------------------
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Stop listening, close every connection with 1001 (going away), wait
+        for them (bounded), then let the store finish its writes.
+        """
+        notify("STOPPING=1")
+        self.ready = False
+        _log.info("stopping: closing {count} connection(s) with 1001",
+                  count=len(self.index))
+        d: Deferred[Any] = maybeDeferred(super().stopService)
+        d.addCallback(lambda _: self._close_all())
+        queue = self.config.operator_queue
+        if queue is not None:
+            d.addCallback(lambda _: queue.stop())
+        d.addCallback(lambda _: _log.info("stopped"))
+        return d
+
+    def _open_protocols(self) -> list[Any]:
+        protocols: list[Any] = list(self.index.select_all())
+        channel = self.webroot.channel
+        if channel is not None:
+            protocols.extend(channel.connections)
+        return protocols
+
+    def _close_all(self) -> Deferred[Any]:
+        for protocol in self._open_protocols():
+            if protocol.state == protocol.STATE_OPEN:
+                protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server shutting down")
+        waits = self.config.protocol.close_handshake_timeout
+        deadline = self._reactor.seconds() + min(MAX_CLOSE_WAIT, waits + 0.5)
+        done: Deferred[None] = Deferred()
+
+        def check() -> None:
+            remaining = [p for p in self._open_protocols() if p.state != p.STATE_CLOSED]
+            if not remaining:
+                done.callback(None)
+            elif self._reactor.seconds() >= deadline:
+                for protocol in remaining:
+                    protocol.dropConnection(abort=True)
+                done.callback(None)
+            else:
+                self._reactor.callLater(0.05, check)
+
+        check()
+        return DeferredList([done])

@@ -70,6 +70,9 @@ class SessionIndex:
             return list(self._by_route.get(target.value or "", ()))
         raise ValueError(f"unknown push target kind {target.kind!r}")
 
+    def select_all(self) -> list[RouteProtocol]:
+        return list(self._by_session.values())
+
     def count_by_route(self) -> dict[str, int]:
         return {route: len(members) for route, members in self._by_route.items()}
 

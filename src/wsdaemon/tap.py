@@ -12,6 +12,7 @@ from twisted.python import usage
 
 from wsdaemon.config import ConfigError, DaemonConfig, load_config
 from wsdaemon.endpoints import check_endpoint
+from wsdaemon.operators.queue import OperatorQueue
 
 __all__ = ["Options", "makeService"]
 
@@ -48,8 +49,10 @@ class Options(usage.Options):
             raise usage.UsageError("--config PATH is required")
 
 
-def load(options: Options | dict[str, Any], reactor: Any) -> DaemonConfig:
+def load(options: Options | dict[str, Any], reactor: Any,
+         operator_queue: OperatorQueue | None = None) -> DaemonConfig:
     """
+    @param operator_queue: on a reload, the running queue to keep.
     @raise ConfigError: if the config (or a --listen value) is wrong.
     """
     return load_config(
@@ -57,6 +60,7 @@ def load(options: Options | dict[str, Any], reactor: Any) -> DaemonConfig:
         clock=reactor,
         listen_override=options["listen"],
         check_endpoint=lambda description: check_endpoint(description, reactor),
+        operator_queue=operator_queue,
     )
 
 
@@ -65,6 +69,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     Build the daemon, or exit: 0 after C{--check-config} succeeds, 1 with a
     one-line error for a wrong config (nothing listens in either case).
     """
+    handle_signals = reactor is None
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -79,4 +84,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if options["check-config"]:
         sys.stdout.write(config.summary() + "\n")
         raise SystemExit(0)
-    return WsDaemonService(config, reactor)
+    return WsDaemonService(config, reactor,
+                           reload_config=lambda queue: load(options, reactor, queue),
+                           handle_signals=handle_signals)

@@ -17,8 +17,9 @@ from twisted.web.server import Request, Site
 from wsdaemon.config import DaemonConfig
 from wsdaemon.operators.channel import OperatorChannelFactory
 from wsdaemon.protocol import RouteFactory
+from wsdaemon.sessions import SessionIndex
 
-__all__ = ["build_site", "demo_page"]
+__all__ = ["WebRoot", "build_site", "console_page", "demo_page"]
 
 
 def _page(name: str, data: object) -> bytes:
@@ -86,26 +87,54 @@ def _put(root: Resource, path: str, resource: Any) -> None:
     node.putChild(leaf.encode(), resource)
 
 
-def build_site(
-    config: DaemonConfig, clock: IReactorTime, reactor: Any = None
-) -> tuple[Site, dict[str, RouteFactory]]:
+class WebRoot:
     """
-    @return: the Site and, by route path, the Autobahn factory serving it.
+    The resource tree and the factories behind it; rebuilt on a reload,
+    keeping the factory of every route that stays (its counters and open
+    connections carry on).
     """
-    root = _NoIndexResource()
-    if config.demo_page:
-        root.putChild(b"", StaticPage(demo_page(config)))
-    factories: dict[str, RouteFactory] = {}
-    for route in config.routes:
-        factory = RouteFactory(route, clock=clock, reactor=reactor)
-        factories[route.path] = factory
-        _put(root, route.path, WebSocketResource(factory))
-    operator = config.operator
-    if operator is not None and config.operator_queue is not None:
-        channel = OperatorChannelFactory(config.operator_queue, dict(operator.tokens),
-                                         config.protocol, reactor=reactor)
-        _put(root, operator.path, WebSocketResource(channel))
-        _put(root, operator.console_path, StaticPage(console_page(operator.path)))
+
+    def __init__(self, clock: IReactorTime, reactor: Any, index: SessionIndex) -> None:
+        self.clock = clock
+        self.reactor = reactor
+        self.index = index
+        self.factories: dict[str, RouteFactory] = {}
+        self.channel: OperatorChannelFactory | None = None
+
+    def build(self, config: DaemonConfig) -> Resource:
+        """
+        @return: the root resource for C{config}.
+        """
+        root = _NoIndexResource()
+        if config.demo_page:
+            root.putChild(b"", StaticPage(demo_page(config)))
+        factories: dict[str, RouteFactory] = {}
+        for route in config.routes:
+            factory = self.factories.get(route.path)
+            if factory is None:
+                factory = RouteFactory(route, clock=self.clock, reactor=self.reactor,
+                                       index=self.index)
+            else:
+                factory.update(route)
+            factories[route.path] = factory
+            _put(root, route.path, WebSocketResource(factory))
+        self.factories = factories
+        operator = config.operator
+        if operator is not None and config.operator_queue is not None:
+            channel = self.channel
+            if channel is None:
+                channel = OperatorChannelFactory(config.operator_queue, dict(operator.tokens),
+                                                 config.protocol, reactor=self.reactor)
+            else:
+                channel.update(config.operator_queue, dict(operator.tokens), config.protocol)
+            channel.path = operator.path
+            self.channel = channel
+            _put(root, operator.path, WebSocketResource(channel))
+            _put(root, operator.console_path, StaticPage(console_page(operator.path)))
+        return root
+
+
+def build_site(root: Resource) -> Site:
     site = Site(root)
     site.displayTracebacks = False
-    return site, factories
+    return site

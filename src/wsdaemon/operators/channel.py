@@ -82,6 +82,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         queue = self.factory.queue
         self._joined = True
+        self.factory.connections.add(self)
         queue.add_operator(self)
         self.notify({"type": "hello", "operator": self.name, **self._snapshot()})
 
@@ -93,6 +94,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self._joined:
             self._joined = False
+            self.factory.connections.discard(self)
             self.factory.queue.remove_operator(self)
 
     def notify(self, event: dict[str, Any]) -> None:
@@ -188,4 +190,15 @@ class OperatorChannelFactory(WebSocketServerFactory):
         self.settings = settings
         self.refusals: dict[str, int] = {}
         self.path = ""
+        self.connections: set[OperatorChannelProtocol] = set()
+        self.setProtocolOptions(**autobahn_options(settings))
+
+    def update(self, queue: OperatorQueue, tokens: dict[str, str],
+               settings: ProtocolSettings) -> None:
+        """
+        A reload: new tokens and limits apply to new connections.
+        """
+        self.queue = queue
+        self.tokens = tokens
+        self.settings = settings
         self.setProtocolOptions(**autobahn_options(settings))
