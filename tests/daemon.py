@@ -25,6 +25,21 @@ def free_port() -> int:
         return port
 
 
+def copy_shipped_etc(destination: Path) -> Path:
+    """
+    Copy etc/ to C{destination}, moving the admin listener to a free port.
+
+    @return: the copied wsdaemon.ini.
+    """
+    shutil.copytree(REPO / "etc", destination)
+    config = destination / "wsdaemon.ini"
+    text = config.read_text()
+    shipped = "listen = tcp:8081:interface=127.0.0.1"
+    assert shipped in text
+    config.write_text(text.replace(shipped, f"listen = tcp:{free_port()}:interface=127.0.0.1"))
+    return config
+
+
 def twistd_command(*args: str, runner: str = "twistd") -> list[str]:
     """The command line of the installed twistd (or twist) for this Python."""
     exe = shutil.which(runner, path=str(Path(sys.executable).parent)) or shutil.which(runner)

@@ -5,7 +5,6 @@ The command line, run for real: --check-config, config errors, --listen,
 
 from __future__ import annotations
 
-import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import ECHO_CONFIG
-from tests.daemon import REPO, Daemon, free_port, run_cli
+from tests.daemon import Daemon, copy_shipped_etc, free_port, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -108,8 +107,7 @@ def test_port_in_use_exits_1(runner: str, write_config: Callable[..., Path]) -> 
 
 def test_shipped_config_serves_echo(start_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
     """etc/wsdaemon.ini as shipped works (a copy, on a free port instead of 8080)."""
-    shutil.copytree(REPO / "etc", tmp_path / "etc")
-    daemon = start_daemon(tmp_path / "etc" / "wsdaemon.ini", cwd=tmp_path)
+    daemon = start_daemon(copy_shipped_etc(tmp_path / "etc"), cwd=tmp_path)
     with connect(f"{daemon.url}/echo", origin="http://localhost:8080") as client:  # type: ignore[arg-type]
         client.send("shipped")
         assert client.recv() == "shipped"

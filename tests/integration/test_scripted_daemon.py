@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import ClientConnection, connect
 
-from tests.daemon import REPO, Daemon, run_cli
+from tests.daemon import REPO, Daemon, copy_shipped_etc, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +23,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """One daemon on (a copy of) the shipped config for the whole module."""
-    etc = tmp_path_factory.mktemp("shipped") / "etc"
-    shutil.copytree(REPO / "etc", etc)
-    daemon = Daemon(etc / "wsdaemon.ini", cwd=etc)
+    config = copy_shipped_etc(tmp_path_factory.mktemp("shipped") / "etc")
+    daemon = Daemon(config, cwd=config.parent)
     yield daemon
     daemon.stop()
 
