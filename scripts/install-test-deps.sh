@@ -15,4 +15,11 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# systemd-analyze, to verify the unit files.
+if ! command -v systemd-analyze >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq systemd >/dev/null
+fi
+
 bash scripts/install-wstest.sh

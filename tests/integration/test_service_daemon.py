@@ -1,0 +1,350 @@
+"""
+The daemon as a service, for real: the push API, reloads with clients
+connected throughout, systemd notifications, graceful shutdown, TLS, and
+the unit files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests.conftest import require_tool
+from tests.daemon import REPO, Daemon, free_port
+
+pytestmark = pytest.mark.slow
+
+KEY = "push-key-0123456789abcdef"
+TOKEN = "alice-token-0123456789abcdef"
+
+
+def config_text(admin_port: int, extra: str = "") -> str:
+    return f"""
+        [wsdaemon]
+        listen = tcp:0:interface=127.0.0.1
+
+        [admin]
+        listen = tcp:{admin_port}:interface=127.0.0.1
+        api_keys = ops:{KEY}
+        max_body = 4KiB
+
+        [operator]
+        tokens = alice:{TOKEN}
+        store = queue.sqlite3
+        fallback_after = 0
+        fallback_when_offline = no
+
+        [route:/echo]
+        strategy = echo
+
+        [route:/news]
+        strategy = echo
+
+        [route:/support]
+        strategy = operator
+        {extra}
+    """
+
+
+class Admin:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def call(self, path: str, body: Any = None, key: str | None = KEY,
+             raw: bytes | None = None) -> tuple[int, Any]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None
+                                             else None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        request = urllib.request.Request(self.base + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                text = response.read().decode()
+                status = response.status
+        except urllib.error.HTTPError as e:
+            text, status = e.read().decode(), e.code
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+
+@pytest.fixture
+def service(write_config: Callable[..., Path],
+            start_daemon: Callable[..., Daemon]) -> tuple[Daemon, Admin]:
+    port = free_port()
+    daemon = start_daemon(write_config(config_text(port)))
+    return daemon, Admin(port)
+
+
+def test_push_api_targets(service: tuple[Daemon, Admin]) -> None:
+    """One client, a client id, a route, everyone; text and binary; the count reached."""
+    daemon, admin = service
+    with ExitStack() as stack:
+        a1 = stack.enter_context(connect(f"{daemon.url}/news?client_id=ann"))
+        a2 = stack.enter_context(connect(f"{daemon.url}/news?client_id=ann"))
+        b = stack.enter_context(connect(f"{daemon.url}/echo?client_id=bob"))
+        status, clients = admin.call("/clients")
+        assert status == 200 and clients["count"] == 3
+        assert {c["client_id"] for c in clients["clients"]} == {"ann", "bob"}
+        bob_session = next(c["session_id"] for c in clients["clients"] if c["client_id"] == "bob")
+
+        assert admin.call("/push", {"client": "ann", "text": "to ann"}) == \
+            (200, {"delivered": 2, "target": {"kind": "client", "value": "ann"}})
+        assert (a1.recv(timeout=5), a2.recv(timeout=5)) == ("to ann", "to ann")
+        assert admin.call("/push", {"session": bob_session, "text": "to bob"})[1]["delivered"] == 1
+        assert b.recv(timeout=5) == "to bob"
+        assert admin.call("/push", {"route": "/news", "base64": "AAEC"})[1]["delivered"] == 2
+        assert a1.recv(timeout=5) == b"\x00\x01\x02" and a2.recv(timeout=5) == b"\x00\x01\x02"
+        assert admin.call("/push", {"all": True, "text": "everyone"})[1]["delivered"] == 3
+        assert {a1.recv(timeout=5), a2.recv(timeout=5), b.recv(timeout=5)} == {"everyone"}
+        assert admin.call("/push", {"client": "nobody", "text": "x"})[1]["delivered"] == 0
+        status, clients = admin.call("/clients")
+        bob = next(c for c in clients["clients"] if c["client_id"] == "bob")
+        assert (bob["messages_out"], bob["route"]) == (2, "/echo")
+
+
+def test_push_api_errors(service: tuple[Daemon, Admin]) -> None:
+    daemon, admin = service
+    assert admin.call("/push", {"all": True, "text": "x"}, key=None)[0] == 401
+    assert admin.call("/push", {"all": True, "text": "x"}, key="wrong-key-0123456789")[0] == 401
+    assert admin.call("/clients", key=None)[0] == 401
+    status, body = admin.call("/push", raw=b"{broken")
+    assert status == 400 and "not JSON" in body["error"]
+    status, body = admin.call("/push", {"all": True})
+    assert status == 400 and '"text"' in body["error"]
+    status, body = admin.call("/push", raw=json.dumps({"all": True, "text": "x" * 5000}).encode())
+    assert status == 413 and "over 4096 bytes" in body["error"]
+    log = daemon.log()
+    assert KEY not in log and TOKEN not in log
+
+
+def test_metrics_and_health(service: tuple[Daemon, Admin]) -> None:
+    daemon, admin = service
+    with connect(f"{daemon.url}/echo") as client:
+        client.send("hello")
+        client.recv(timeout=5)
+        with pytest.raises(InvalidStatus):
+            connect(f"{daemon.url}/echo", origin="http://evil.example")  # type: ignore[arg-type]
+        with connect(f"{daemon.url}/support") as support:
+            support.send("help")
+            support.recv(timeout=5)
+            admin.call("/push", {"all": True, "text": "x"})
+            status, text = admin.call("/metrics", key=None)
+    assert status == 200
+    for line in (
+        'wsdaemon_connections{route="/echo"} 1.0',
+        'wsdaemon_messages_received_total{route="/echo"} 1.0',
+        'wsdaemon_bytes_received_total{route="/echo"} 5.0',
+        'wsdaemon_handshakes_refused_total{reason="origin",route="/echo"} 1.0',
+        'wsdaemon_queue_items{state="queued"} 1.0',
+        "wsdaemon_operators_online 0.0",
+        'wsdaemon_push_calls_total{outcome="ok",target="all"} 1.0',
+        "wsdaemon_ready 1.0",
+    ):
+        assert line in text, line
+    assert "wsdaemon_queue_oldest_item_age_seconds" in text
+    status, health = admin.call("/healthz", key=None)
+    assert status == 200 and health["ready"] is True and health["queue"]["started"] is True
+
+
+def test_reload_good_and_bad_with_clients_connected(
+    write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]
+) -> None:
+    """SIGHUP: a valid config adds routes for new clients, open ones keep going; an
+    invalid one is logged with file, section, key and line, and the old config stays."""
+    port = free_port()
+    path = write_config(config_text(port))
+    daemon = start_daemon(path)
+    with connect(f"{daemon.url}/echo") as old_client:
+        old_client.send("before")
+        assert old_client.recv(timeout=5) == "before"
+
+        rules = path.parent / "bot.toml"
+        rules.write_text('[[rule]]\ntext = "ping"\nreply = "pong"\n')
+        path.write_text(path.read_text() + "\n[route:/bot]\nstrategy = scripted\n"
+                        "rules = bot.toml\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for_log("reloaded")
+        with connect(f"{daemon.url}/bot") as bot:
+            bot.send("ping")
+            assert bot.recv(timeout=5) == "pong"
+        old_client.send("during")
+        assert old_client.recv(timeout=5) == "during"
+
+        good = path.read_text()
+        path.write_text(good.replace("strategy = scripted", "strategy = scriptd"))
+        daemon.process.send_signal(signal.SIGHUP)
+        log = daemon.wait_for_log("reload refused")
+        line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                    if text == "strategy = scriptd")
+        assert f"{path}:{line}: [route:/bot] strategy: unknown strategy 'scriptd'" in log
+        with connect(f"{daemon.url}/bot") as bot:
+            bot.send("ping")
+            assert bot.recv(timeout=5) == "pong"
+
+        rules.write_text('[[rule]]\ntext = "ping"\nreply = "{nope}"\n')
+        path.write_text(good)
+        daemon.process.send_signal(signal.SIGHUP)
+        log = daemon.wait_for_log("unknown placeholder {nope}")
+        assert f"{rules}:3: reply: unknown placeholder" in log
+        old_client.send("after")
+        assert old_client.recv(timeout=5) == "after"
+    assert daemon.process.poll() is None
+
+
+def test_systemd_notifications_and_graceful_stop(
+    write_config: Callable[..., Path], start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """READY=1 once listening, RELOADING=1/READY=1 around SIGHUP, STOPPING=1 on SIGTERM,
+    clients and operators closed with 1001, exit status 0."""
+    import os
+
+    notify_path = tmp_path / "notify.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(notify_path))
+    receiver.settimeout(15)
+    try:
+        daemon = start_daemon(write_config(config_text(free_port())),
+                              env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)))
+        assert receiver.recv(200).startswith(b"READY=1")
+        daemon.process.send_signal(signal.SIGHUP)
+        assert receiver.recv(200).startswith(b"RELOADING=1\nMONOTONIC_USEC=")
+        assert receiver.recv(200).startswith(b"READY=1")
+        client = connect(f"{daemon.url}/echo")
+        operator = connect(f"{daemon.url}/operator?token={TOKEN}")
+        operator.recv(timeout=5)
+        started = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        assert receiver.recv(200) == b"STOPPING=1"
+        for connection in (client, operator):
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    connection.recv(timeout=5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        assert daemon.process.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        receiver.close()
+
+
+def test_abstract_notify_socket(write_config: Callable[..., Path],
+                                start_daemon: Callable[..., Daemon]) -> None:
+    import os
+
+    name = f"wsdaemon-notify-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind("\0" + name)
+        receiver.settimeout(15)
+        start_daemon(write_config(config_text(free_port())),
+                     env=dict(os.environ, NOTIFY_SOCKET="@" + name))
+        assert receiver.recv(200).startswith(b"READY=1")
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def test_tls_endpoint(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    """wss:// through an ssl: endpoint with a self-signed certificate."""
+    key_path, cert_path = self_signed(tmp_path)
+    port = free_port()
+    path = write_config(f"""
+        [wsdaemon]
+        listen = ssl:{port}:privateKey={key_path}:certKey={cert_path}:interface=127.0.0.1
+
+        [route:/echo]
+        strategy = echo
+    """)
+    process = subprocess.Popen(
+        [shutil.which("twistd") or "twistd", "-n", "--pidfile=", "wsdaemon", "--config", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        context = ssl.create_default_context(cafile=str(cert_path))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with connect(f"wss://localhost:{port}/echo", ssl=context) as client:
+                    client.send("secret")
+                    assert client.recv(timeout=5) == "secret"
+                break
+            except (OSError, ConnectionError):
+                assert time.monotonic() < deadline, "no TLS listener"
+                time.sleep(0.2)
+        with pytest.raises(ssl.SSLError):
+            with connect(f"wss://localhost:{port}/echo", ssl=ssl.create_default_context()):
+                pass
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_unit_files_verify(tmp_path: Path) -> None:
+    """systemd-analyze verify accepts etc/wsdaemon.service and etc/wsdaemon.socket."""
+    analyze = shutil.which("systemd-analyze")
+    require_tool(analyze is not None, "systemd-analyze (apt-get install systemd)")
+    twistd = shutil.which("twistd")
+    assert twistd is not None
+    service = (REPO / "etc" / "wsdaemon.service").read_text()
+    assert "/usr/local/bin/twistd" in service
+    (tmp_path / "wsdaemon.service").write_text(service.replace("/usr/local/bin/twistd", twistd))
+    shutil.copy(REPO / "etc" / "wsdaemon.socket", tmp_path / "wsdaemon.socket")
+    result = subprocess.run([str(analyze), "verify", str(tmp_path / "wsdaemon.service"),
+                             str(tmp_path / "wsdaemon.socket")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for directive in ("Type=notify", "ExecReload=", "StateDirectory=wsdaemon",
+                      "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
+                      "PrivateTmp=yes", "LimitNOFILE=", "DynamicUser=yes"):
+        assert directive in service
+
+
+def test_socket_activation_endpoint_syntax() -> None:
+    """A config for socket activation passes --check-config outside systemd."""
+    from tests.daemon import run_cli
+
+    config = REPO / "tests" / "conformance" / "wsdaemon.ini"
+    result = run_cli("--config", str(config), "--listen", "systemd:domain=INET:index=0",
+                     "--check-config")
+    assert result.returncode == 0, result.stderr
+    assert "systemd:domain=INET:index=0" in result.stdout
+
