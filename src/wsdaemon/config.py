@@ -86,6 +86,9 @@ class ProtocolSettings:
     auto_ping_timeout: float = 10.0
     max_connections: int = 1000
     compression: bool = False
+    max_message_rate: float = 1000.0
+    max_fragments: int = 1024
+    max_outbound_buffer: int = 1024 * 1024
     origins: OriginPolicy = field(default_factory=OriginPolicy.local_only)
 
 
@@ -128,6 +131,8 @@ class DaemonConfig:
     listen: tuple[str, ...]
     demo_page: bool
     routes: tuple[RouteConfig, ...]
+    max_connections_total: int = 10000
+    max_connections_per_ip: int = 0
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     operator: OperatorSettings | None = None
     operator_queue: OperatorQueue | None = None
@@ -199,6 +204,17 @@ def _seconds(raw: str, allow_zero: bool) -> float:
     return number
 
 
+def _rate(raw: str) -> float:
+    try:
+        number = float(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected messages per second (e.g. 100; 0 = no limit), got {raw!r}") \
+            from None
+    if number != number or number < 0 or number == float("inf"):
+        raise ValueError(f"expected a finite number >= 0 of messages per second, got {raw!r}")
+    return number
+
+
 def _count(raw: str) -> int:
     try:
         number = int(raw.strip())
@@ -222,10 +238,13 @@ _PROTOCOL_KEYS: dict[str, Callable[[str], Any]] = {
     "auto_ping_timeout": lambda raw: _seconds(raw, allow_zero=False),
     "max_connections": _count,
     "compression": _bool,
+    "max_message_rate": lambda raw: _rate(raw),
+    "max_fragments": _count,
+    "max_outbound_buffer": _size,
     "allowed_origins": _words,
     "allow_missing_origin": _bool,
 }
-_MAIN_KEYS = {"listen", "demo_page"}
+_MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip"}
 _OPERATOR_KEYS = {
     "path", "console_path", "store", "tokens", "tokens_file", "lease", "fallback_after",
     "fallback_message", "fallback_when_offline", "keep_after_fallback",
@@ -475,6 +494,9 @@ def load_config(
     demo_page = True
     if "demo_page" in parser[MAIN_SECTION]:
         demo_page = reader.convert(MAIN_SECTION, "demo_page", _bool)
+    caps = {key: reader.convert(MAIN_SECTION, key, _count)
+            for key in ("max_connections_total", "max_connections_per_ip")
+            if key in parser[MAIN_SECTION]}
 
     defaults = ProtocolSettings()
     if PROTOCOL_SECTION in parser:
@@ -530,7 +552,7 @@ def load_config(
 
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
                         protocol=defaults, operator=operator, operator_queue=queue,
-                        admin=admin)
+                        admin=admin, **caps)
 
 
 def _secrets(reader: _Reader, section: str, inline_key: str, file_key: str,

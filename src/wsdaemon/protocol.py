@@ -15,11 +15,13 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from wsdaemon.config import ProtocolSettings, RouteConfig
+from wsdaemon.limits import ConnectionLimits, MessageRate
 from wsdaemon.session import Session
 from wsdaemon.sessions import SessionIndex
 
@@ -27,8 +29,42 @@ __all__ = ["RouteFactory", "RouteProtocol"]
 
 _log = Logger(namespace="wsdaemon.protocol")
 
-#: Close code for a failure inside the daemon (RFC 6455 section 7.4.1).
+#: Close codes (RFC 6455 section 7.4.1).
 INTERNAL_ERROR = 1011
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+#: HTTP status for a client over its per-address connection limit.
+TOO_MANY_REQUESTS = 429
+
+
+@implementer(IPushProducer)
+class _Backpressure:
+    """
+    Registered on a connection's transport: told when the client stops
+    reading (our writes pile up) and when it drains them.
+    """
+
+    def __init__(self, protocol: RouteProtocol) -> None:
+        self.protocol = protocol
+
+    def pauseProducing(self) -> None:
+        protocol = self.protocol
+        protocol._paused = True
+        protocol._backlog = 0
+        transport: Any = protocol.transport
+        if transport is not None:
+            transport.pauseProducing()  # stop reading: no more work from it
+
+    def resumeProducing(self) -> None:
+        protocol = self.protocol
+        protocol._paused = False
+        protocol._backlog = 0
+        transport: Any = protocol.transport
+        if transport is not None and protocol.state != protocol.STATE_CLOSED:
+            transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.protocol._paused = False
 
 
 def _accept_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
@@ -65,6 +101,13 @@ class RouteProtocol(WebSocketServerProtocol):
     session: Session | None = None
     messages_in = 0
     messages_out = 0
+    _ip = ""
+    _rate: MessageRate | None = None
+    _fragments = 0
+    _max_fragments = 0
+    _max_backlog = 0
+    _paused = False
+    _backlog = 0
     _client_id: str | None = None
     _counted = False
 
@@ -89,6 +132,18 @@ class RouteProtocol(WebSocketServerProtocol):
                 factory.stats.refused("max_connections")
                 raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
             self._client_id = _client_id(request.params)
+            transport: Any = self.transport
+            self._ip = str(getattr(transport.getPeer(), "host", request.peer))
+            refusal = factory.limits.admit(self._ip) if factory.limits is not None else None
+            if refusal is not None:
+                factory.stats.refused(refusal)
+                _log.warn("refused {peer} on {route}: {limit} reached", peer=request.peer,
+                          route=factory.route.path, limit=refusal)
+                raise ConnectionDeny(
+                    TOO_MANY_REQUESTS if refusal == "max_connections_per_ip"
+                    else ConnectionDeny.SERVICE_UNAVAILABLE,
+                    "too many connections",
+                )
             factory.connections += 1
             self._counted = True
         except ConnectionDeny:
@@ -110,6 +165,12 @@ class RouteProtocol(WebSocketServerProtocol):
         )
         self.session = session
         self._strategy = route.strategy
+        settings = route.protocol
+        self._rate = (MessageRate(settings.max_message_rate, factory.clock.seconds())
+                      if settings.max_message_rate else None)
+        self._max_fragments = settings.max_fragments
+        self._max_backlog = settings.max_outbound_buffer
+        self._start_backpressure()
         factory.stats.opened += 1
         if factory.index is not None:
             factory.index.add(self)
@@ -126,6 +187,13 @@ class RouteProtocol(WebSocketServerProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
         if session is None or not session.is_open:
+            return
+        rate = self._rate
+        if rate is not None and not rate.allow(self.factory.clock.seconds()):
+            self.factory.stats.refused("max_message_rate")
+            _log.warn("closing {peer} on {route}: over {rate} messages per second",
+                      peer=session.peer, route=session.route, rate=rate.rate)
+            session.close(POLICY_VIOLATION, "message rate limit")
             return
         self.messages_in += 1
         stats = self.factory.stats
@@ -153,6 +221,9 @@ class RouteProtocol(WebSocketServerProtocol):
         if self._counted:
             self._counted = False
             factory.connections -= 1
+            if factory.limits is not None:
+                factory.limits.release(self._ip)
+        self._stop_backpressure()
         session = self.session
         if session is None:
             return
@@ -173,12 +244,59 @@ class RouteProtocol(WebSocketServerProtocol):
                 route=session.route,
             )
 
+    def onMessageBegin(self, isBinary: bool) -> None:
+        self._fragments = 0
+        super().onMessageBegin(isBinary)
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        # Autobahn bounds a message's bytes, not its frames: 100,000 one-byte
+        # fragments would cost 100,000 objects. Bound the count too.
+        self._fragments += 1
+        if self._max_fragments and self._fragments > self._max_fragments:
+            if not self.failedByMe:
+                self.factory.stats.refused("max_fragments")
+                self._fail_connection(MESSAGE_TOO_BIG, "message has too many fragments")
+            return
+        super().onMessageFrameBegin(length)
+
+    # -- backpressure ----------------------------------------------------------
+
+    def _start_backpressure(self) -> None:
+        """
+        Become the transport's producer: when its write buffer fills (the
+        client is not reading), stop reading from the client, and close the
+        connection once C{max_outbound_buffer} more bytes pile up.
+        """
+        transport: Any = self.transport
+        if transport is None or not hasattr(transport, "registerProducer"):
+            return
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()  # twisted.web's channel, from the handshake
+        transport.registerProducer(_Backpressure(self), True)
+
+    def _stop_backpressure(self) -> None:
+        self._paused = False
+
+    def _queued(self, length: int) -> None:
+        if self._paused:
+            self._backlog += length
+            if self._max_backlog and self._backlog > self._max_backlog:
+                self.factory.stats.refused("slow_reader")
+                session = self.session
+                _log.warn("dropping {peer} on {route}: it does not read ({count} bytes waiting)",
+                          peer=session.peer if session else self.peer,
+                          route=self.factory.route.path, count=self._backlog)
+                self._paused = False
+                self.dropConnection(abort=True)
+
     # -- sending -------------------------------------------------------------
 
     def sendMessage(self, payload: bytes, isBinary: bool = False,
                     fragmentSize: int | None = None, sync: bool = False,
                     doNotCompress: bool = False) -> None:
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+        if self._paused:
+            self._queued(len(payload))
         self.messages_out += 1
         stats = self.factory.stats
         stats.messages_out += 1
@@ -193,6 +311,8 @@ class RouteProtocol(WebSocketServerProtocol):
         if self.state != self.STATE_OPEN:
             return False
         self.sendPreparedMessage(prepared)
+        if self._paused:
+            self._queued(length)
         self.messages_out += 1
         stats = self.factory.stats
         stats.messages_out += 1
@@ -287,11 +407,13 @@ class RouteFactory(WebSocketServerFactory):
     protocol = RouteProtocol  # type: ignore[assignment]
 
     def __init__(self, route: RouteConfig, clock: IReactorTime, reactor: Any = None,
-                 index: SessionIndex | None = None) -> None:
+                 index: SessionIndex | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         super().__init__(reactor=reactor)
         self.route = route
         self.clock = clock
         self.index = index
+        self.limits = limits
         self.connections = 0
         self.stats = RouteStats()
         self.apply(route.protocol)

@@ -78,7 +78,8 @@ class WsDaemonService(MultiService):
         self.bus = LocalPushBus(self.index)
         self.push_counters = PushCounters()
         self.webroot = WebRoot(clock=reactor, reactor=reactor, index=self.index)
-        self.site = build_site(self.webroot.build(config))
+        self.site = build_site(self.webroot.build(config),
+                               handshake_timeout=config.protocol.open_handshake_timeout)
         for description in config.listen:
             self._listen(description, self.site)
         self.admin_site: AdminSite | None = None

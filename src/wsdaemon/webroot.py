@@ -15,6 +15,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from wsdaemon.config import DaemonConfig
+from wsdaemon.limits import ConnectionLimits, HandshakeDeadlineChannel
 from wsdaemon.operators.channel import OperatorChannelFactory
 from wsdaemon.protocol import RouteFactory
 from wsdaemon.sessions import SessionIndex
@@ -100,11 +101,14 @@ class WebRoot:
         self.index = index
         self.factories: dict[str, RouteFactory] = {}
         self.channel: OperatorChannelFactory | None = None
+        self.limits = ConnectionLimits(total=0, per_ip=0)
 
     def build(self, config: DaemonConfig) -> Resource:
         """
         @return: the root resource for C{config}.
         """
+        self.limits.total = config.max_connections_total
+        self.limits.per_ip = config.max_connections_per_ip
         root = _NoIndexResource()
         if config.demo_page:
             root.putChild(b"", StaticPage(demo_page(config)))
@@ -113,7 +117,7 @@ class WebRoot:
             factory = self.factories.get(route.path)
             if factory is None:
                 factory = RouteFactory(route, clock=self.clock, reactor=self.reactor,
-                                       index=self.index)
+                                       index=self.index, limits=self.limits)
             else:
                 factory.update(route)
             factories[route.path] = factory
@@ -134,7 +138,17 @@ class WebRoot:
         return root
 
 
-def build_site(root: Resource) -> Site:
-    site = Site(root)
+def build_site(root: Resource, handshake_timeout: float) -> Site:
+    """
+    @param handshake_timeout: seconds a connection has to send a request's
+        headers (however slowly), see L{HandshakeDeadlineChannel}.
+    """
+    site = _Site(root)
     site.displayTracebacks = False
+    site.handshake_timeout = handshake_timeout
     return site
+
+
+class _Site(Site):
+    protocol = HandshakeDeadlineChannel  # type: ignore[assignment]
+    handshake_timeout = 5.0
