@@ -49,6 +49,8 @@ class _Backpressure:
 
     def pauseProducing(self) -> None:
         protocol = self.protocol
+        if protocol._paused:
+            return  # called again on each write while the buffer stays full
         protocol._paused = True
         protocol._backlog = 0
         transport: Any = protocol.transport

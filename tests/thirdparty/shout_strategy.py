@@ -27,6 +27,8 @@ class ShoutStrategy:
     def message_received(self, session: ISession, message: str | bytes) -> object:
         if isinstance(message, bytes):
             return message[::-1]
+        if message == "explode":
+            raise RuntimeError("the shout strategy exploded (on purpose, for a test)")
         return message.upper() + self.suffix
 
     def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:

@@ -295,3 +295,106 @@ def test_strategy_may_close_with_code() -> None:
     client.send(ws.TEXT, b"x")
     frame = client.frames()[-1]
     assert frame.close_code == 4001 and frame.payload[2:] == b"go away"
+
+
+def test_message_rate_limit_closes_with_1008() -> None:
+    """Over max_message_rate (a bucket of that many messages) the client gets 1008."""
+    clock = Clock()
+    factory = make_factory(ProgrammableStrategy(echo), replace(SETTINGS, max_message_rate=5),
+                           clock=clock)
+    client = Client(factory)
+    for _ in range(5):
+        client.send(ws.TEXT, b"x")
+    assert [f.payload for f in client.frames()] == [b"x"] * 5
+    client.send(ws.TEXT, b"one too many")
+    assert client.frames()[-1].close_code == 1008
+    assert factory.stats.refusals == {"max_message_rate": 1}
+
+
+def test_message_rate_refills_with_time() -> None:
+    clock = Clock()
+    client = Client(make_factory(ProgrammableStrategy(echo),
+                                 replace(SETTINGS, max_message_rate=2), clock=clock))
+    for _ in range(10):
+        client.send(ws.TEXT, b"x")
+        client.send(ws.TEXT, b"y")
+        clock.advance(1)
+    assert all(f.opcode == ws.TEXT for f in client.frames())
+
+
+def test_too_many_fragments_closes_with_1009() -> None:
+    client = Client(make_factory(ProgrammableStrategy(echo), replace(SETTINGS, max_fragments=10)))
+    client.send(ws.TEXT, b"a", fin=False)
+    for _ in range(20):
+        client.send(ws.CONTINUATION, b"a", fin=False)
+    assert client.frames()[-1].close_code == 1009
+
+
+def test_connection_caps_total_and_per_ip() -> None:
+    from wsdaemon.limits import ConnectionLimits
+
+    limits = ConnectionLimits(total=3, per_ip=2)
+    factory = make_factory(ProgrammableStrategy(echo))
+    factory.limits = limits
+    first, second = Client(factory), Client(factory)
+    assert (first.status, second.status) == (101, 101)
+    assert Client(factory).status == 429  # a third from the same address
+    other = LenientTransport(peerAddress=IPv4Address("TCP", "10.0.0.9", 1))
+    proto = factory.buildProtocol(other.getPeer())
+    proto.makeConnection(other)
+    proto.dataReceived(ws.handshake_request("/t"))
+    assert other.value().startswith(b"HTTP/1.1 101")
+    elsewhere = LenientTransport(peerAddress=IPv4Address("TCP", "10.0.0.10", 1))
+    proto = factory.buildProtocol(elsewhere.getPeer())
+    proto.makeConnection(elsewhere)
+    proto.dataReceived(ws.handshake_request("/t"))
+    assert elsewhere.value().startswith(b"HTTP/1.1 503")
+    first.disconnect()
+    assert limits.open == 2
+    assert Client(factory).status == 101
+
+
+def test_slow_reader_is_dropped_after_the_backlog() -> None:
+    """When the transport says its buffer is full, reading stops; past
+    max_outbound_buffer more bytes the connection is aborted."""
+    sessions: list[ISession] = []
+    strategy = ProgrammableStrategy(echo)
+    strategy.connection_opened = sessions.append  # type: ignore[method-assign]
+    client = Client(make_factory(strategy, replace(SETTINGS, max_outbound_buffer=1000)))
+    producer = client.transport.producer
+    assert producer is not None and client.transport.streaming
+    producer.pauseProducing()
+    assert client.transport.producerState == "paused"  # we stopped reading it
+    for _ in range(9):
+        sessions[0].send(b"x" * 100)
+    assert not client.transport.disconnecting
+    sessions[0].send(b"x" * 200)
+    assert client.transport.disconnecting
+    assert client.protocol.factory.stats.refusals == {"slow_reader": 1}
+
+
+def test_reader_catching_up_resets_the_backlog() -> None:
+    sessions: list[ISession] = []
+    strategy = ProgrammableStrategy(echo)
+    strategy.connection_opened = sessions.append  # type: ignore[method-assign]
+    client = Client(make_factory(strategy, replace(SETTINGS, max_outbound_buffer=1000)))
+    producer = client.transport.producer
+    for _ in range(5):
+        producer.pauseProducing()
+        sessions[0].send(b"x" * 900)
+        producer.resumeProducing()
+        assert client.transport.producerState == "producing"
+    assert not client.transport.disconnecting
+
+
+def test_repeated_pause_signals_do_not_reset_the_backlog() -> None:
+    """Twisted calls pauseProducing on every write while its buffer stays full."""
+    sessions: list[ISession] = []
+    strategy = ProgrammableStrategy(echo)
+    strategy.connection_opened = sessions.append  # type: ignore[method-assign]
+    client = Client(make_factory(strategy, replace(SETTINGS, max_outbound_buffer=1000)))
+    producer = client.transport.producer
+    for _ in range(11):
+        producer.pauseProducing()
+        sessions[0].send(b"x" * 100)
+    assert client.transport.disconnecting

@@ -1,0 +1,250 @@
+"""
+Hostile and broken clients against the real daemon: each is closed with the
+right code or dropped, memory stays bounded, other clients do not notice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests import wsframes as ws
+from tests.daemon import Daemon, free_port
+
+pytestmark = pytest.mark.slow
+
+KEY = "push-key-0123456789abcdef"
+
+
+def config(admin_port: int, **protocol: object) -> str:
+    extra = "\n".join(f"{key} = {value}" for key, value in protocol.items())
+    return f"""
+[wsdaemon]
+listen = tcp:0:interface=127.0.0.1
+max_connections_per_ip = 20
+
+[admin]
+listen = tcp:{admin_port}:interface=127.0.0.1
+api_keys = ops:{KEY}
+
+[protocol]
+open_handshake_timeout = 2
+max_fragments = 1000
+max_outbound_buffer = 256KiB
+max_message_rate = 50
+{extra}
+
+[route:/echo]
+strategy = echo
+
+[route:/shout]
+strategy = shout_strategy.shout
+"""
+
+
+@pytest.fixture
+def daemon(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> Daemon:
+    env = dict(os.environ)
+    thirdparty = str(Path(__file__).resolve().parent.parent / "thirdparty")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [thirdparty, env.get("PYTHONPATH")]))
+    d = start_daemon(write_config(config(free_port())), env=env)
+    return d
+
+
+def admin_port_of(daemon: Daemon) -> int:
+    text = daemon.wait_for_log("admin API listening on")
+    line = next(row for row in text.splitlines() if "admin API listening on" in row)
+    return int(line.split("tcp:")[1].split(":")[0])
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def open_raw(daemon: Daemon, path: str = "/echo",
+             receive_buffer: int | None = None) -> tuple[socket.socket, bytes]:
+    sock = socket.socket()
+    if receive_buffer is not None:  # before connecting: no window autotuning
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", daemon.port))
+    sock.sendall(ws.handshake_request(path))
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, "closed during the handshake"
+        data += chunk
+    head, rest = ws.split_response(data)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock, rest
+
+
+def read_close_code(sock: socket.socket, already: bytes = b"") -> int | None:
+    data = already
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    closes = [f for f in ws.parse_frames(data) if f.opcode == ws.CLOSE]
+    return closes[-1].close_code if closes else None
+
+
+def round_trip(daemon: Daemon) -> float:
+    with connect(f"{daemon.url}/echo") as client:
+        started = time.monotonic()
+        client.send("ping")
+        assert client.recv(timeout=5) == "ping"
+        return time.monotonic() - started
+
+
+def test_frame_announcing_2_to_the_60_bytes(daemon: Daemon) -> None:
+    sock, rest = open_raw(daemon)
+    header = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 2**60) + os.urandom(4)
+    sock.sendall(header + b"x" * 100)
+    assert read_close_code(sock, rest) == 1009
+    sock.close()
+    assert round_trip(daemon) < 1
+
+
+def test_hundred_thousand_one_byte_fragments(daemon: Daemon) -> None:
+    before = rss_kib(daemon.process.pid)
+    sock, rest = open_raw(daemon)
+    frames = [ws.client_frame(ws.TEXT, b"a", fin=False)]
+    frames += [ws.client_frame(ws.CONTINUATION, b"a", fin=False) for _ in range(99_999)]
+    try:
+        sock.sendall(b"".join(frames))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # closed before we finished: fine
+    assert read_close_code(sock, rest) == 1009
+    sock.close()
+    assert rss_kib(daemon.process.pid) - before < 20_000
+    assert round_trip(daemon) < 1
+
+
+@pytest.mark.parametrize("shape", ["one huge header", "too many headers"])
+def test_oversized_handshakes_are_refused(daemon: Daemon, shape: str) -> None:
+    request = ws.handshake_request("/echo").rstrip(b"\r\n") + b"\r\n"
+    if shape == "one huge header":
+        request += b"X-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    else:
+        request += b"".join(b"X-H%d: v\r\n" % n for n in range(600)) + b"\r\n"
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = b""
+        try:
+            while chunk := sock.recv(4096):
+                response += chunk
+        except ConnectionResetError:
+            pass
+    assert response.startswith(b"HTTP/1.1 400") or response == b""
+    assert not response.startswith(b"HTTP/1.1 101")
+    assert round_trip(daemon) < 1
+
+
+def test_handshake_one_byte_at_a_time_is_cut_off(daemon: Daemon) -> None:
+    """The handshake deadline (open_handshake_timeout, 2 s here) holds however slowly
+    bytes trickle in, and other clients are served meanwhile."""
+    request = ws.handshake_request("/echo")
+    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    started = time.monotonic()
+    latencies = []
+    cut_off = None
+    for byte in request:
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            cut_off = time.monotonic() - started
+            break
+        latencies.append(round_trip(daemon))
+        time.sleep(0.25)
+        sock.setblocking(False)
+        try:
+            if sock.recv(1) == b"":
+                cut_off = time.monotonic() - started
+                break
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            cut_off = time.monotonic() - started
+            break
+        finally:
+            sock.setblocking(True)
+    sock.close()
+    assert cut_off is not None and cut_off < 5, cut_off
+    assert max(latencies) < 0.5
+
+
+def test_slow_reader_is_dropped(daemon: Daemon) -> None:
+    """A client that never reads: pushes pile up to max_outbound_buffer, then it is dropped."""
+    port = admin_port_of(daemon)
+    sock, _ = open_raw(daemon, receive_buffer=4096)
+    before = rss_kib(daemon.process.pid)
+    body = json.dumps({"route": "/echo", "text": "x" * 60_000}).encode()
+    reached = []
+    for _ in range(200):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/push", data=body,
+                                         headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            reached.append(json.loads(response.read())["delivered"])
+        if reached[-1] == 0:
+            break
+    assert reached[0] == 1 and reached[-1] == 0, reached
+    assert rss_kib(daemon.process.pid) - before < 30_000
+    assert "it does not read" in daemon.log()
+    sock.close()
+    assert round_trip(daemon) < 1
+
+
+def test_message_rate_limit(daemon: Daemon) -> None:
+    with connect(f"{daemon.url}/echo") as client:
+        with pytest.raises(ConnectionClosed) as info:
+            for n in range(200):
+                client.send(f"m{n}")
+            while True:
+                client.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+
+
+def test_connections_per_ip(daemon: Daemon) -> None:
+    clients = [connect(f"{daemon.url}/echo") for _ in range(20)]
+    try:
+        with pytest.raises(InvalidStatus) as info:
+            connect(f"{daemon.url}/echo")
+        assert info.value.response.status_code == 429
+    finally:
+        for client in clients:
+            client.close()
+    assert round_trip(daemon) < 1
+
+
+def test_strategy_exception_gets_1011_others_unaffected(daemon: Daemon) -> None:
+    with connect(f"{daemon.url}/shout") as bystander, connect(f"{daemon.url}/shout") as victim:
+        assert bystander.recv(timeout=5) == victim.recv(timeout=5) == "WELCOME"
+        victim.send("explode")
+        with pytest.raises(ConnectionClosed) as info:
+            victim.recv(timeout=5)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+        bystander.send("still here")
+        assert bystander.recv(timeout=5) == "STILL HERE!"
+    log = daemon.wait_for_log("the shout strategy exploded")
+    assert "failed in message_received" in log and "on /shout" in log
