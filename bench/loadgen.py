@@ -1,0 +1,129 @@
+"""
+The load generator: picows clients on uvloop (compiled, not the bottleneck).
+
+    python bench/loadgen.py echo URL CONNECTIONS SIZE KIND SECONDS
+        request/response on CONNECTIONS connections; prints messages/s
+    python bench/loadgen.py latency URL SIZE KIND COUNT
+        one connection, COUNT round trips; prints p50/p99/max in µs
+    python bench/loadgen.py handshakes URL SECONDS CONCURRENCY
+        open+close connections as fast as possible; prints handshakes/s
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+import uvloop
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+
+class EchoClient(WSListener):
+    def __init__(self, payload: bytes, kind: WSMsgType, deadline: float) -> None:
+        self.payload = payload
+        self.kind = kind
+        self.deadline = deadline
+        self.count = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.latencies: list[float] = []
+        self.sent_at = 0.0
+        self.limit = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def start(self) -> None:
+        self.sent_at = time.perf_counter()
+        self.transport.send(self.kind, self.payload)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return
+        now = time.perf_counter()
+        self.count += 1
+        if self.limit:
+            self.latencies.append(now - self.sent_at)
+            if self.count >= self.limit:
+                self.done.set_result(None)
+                return
+        elif now >= self.deadline:
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        self.sent_at = now
+        transport.send(self.kind, self.payload)
+
+
+def _payload(size: int, kind: str) -> tuple[bytes, WSMsgType]:
+    if kind == "text":
+        return (b"a" * size), WSMsgType.TEXT
+    return bytes(range(256)) * (size // 256) + bytes(size % 256), WSMsgType.BINARY
+
+
+async def echo(url: str, connections: int, size: int, kind: str, seconds: float) -> None:
+    payload, msg_type = _payload(size, kind)
+    deadline = time.perf_counter() + 3600
+    pairs = [await ws_connect(lambda: EchoClient(payload, msg_type, deadline), url,
+                              max_frame_size=1 << 21) for _ in range(connections)]
+    clients = [client for _, client in pairs]
+    started = time.perf_counter()
+    for client in clients:
+        client.deadline = started + seconds
+        client.start()
+    await asyncio.gather(*(c.done for c in clients))
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"msgs_per_s": sum(c.count for c in clients) / elapsed}))
+    for transport, _ in pairs:
+        transport.disconnect()
+
+
+async def latency(url: str, size: int, kind: str, count: int) -> None:
+    payload, msg_type = _payload(size, kind)
+    transport, client = await ws_connect(lambda: EchoClient(payload, msg_type, 0), url,
+                                         max_frame_size=1 << 21)
+    client.limit = count
+    client.start()
+    await client.done
+    values = sorted(client.latencies[count // 10:])  # drop the warm-up tenth
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))] * 1e6  # noqa: E731
+    print(json.dumps({"p50_us": pick(0.5), "p99_us": pick(0.99), "max_us": values[-1] * 1e6}))
+    transport.disconnect()
+
+
+class Quiet(WSListener):
+    pass
+
+
+async def handshakes(url: str, seconds: float, concurrency: int) -> None:
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            transport, _ = await ws_connect(Quiet, url)
+            transport.disconnect(graceful=False)
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    print(json.dumps({"handshakes_per_s": done / (time.perf_counter() - started)}))
+
+
+def main() -> None:
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "echo":
+        coroutine = echo(args[0], int(args[1]), int(args[2]), args[3], float(args[4]))
+    elif mode == "latency":
+        coroutine = latency(args[0], int(args[1]), args[2], int(args[3]))
+    elif mode == "handshakes":
+        coroutine = handshakes(args[0], float(args[1]), int(args[2]))
+    else:
+        raise SystemExit(__doc__)
+    uvloop.run(coroutine)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""
+Benchmarks: wsdaemon against a raw Autobahn-on-Twisted echo server, both
+started here, in the same run, driven by the same load generator (picows on
+uvloop, pinned to the other core), in interleaved rounds. Prints medians
+and ratios (wsdaemon / raw). Run by hand; results go in bench/RESULTS.md.
+
+    python bench/run.py                     # everything, 5 rounds
+    python bench/run.py --only echo --rounds 3 --seconds 5
+    python bench/run.py --only latency,handshakes,idle,broadcast,queue
+
+Needs: pip install picows uvloop (see bench/README in RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("server did not listen")
+
+
+def pinned(cpu: str, command: list[str]) -> list[str]:
+    return (["taskset", "-c", cpu] if shutil.which("taskset") else []) + command
+
+
+class Servers:
+    """The raw Autobahn server and wsdaemon, both running for the whole run."""
+
+    def __init__(self, config: Path = HERE / "bench.ini", log_dir: Path = Path("/tmp")) -> None:
+        self.raw_port, self.daemon_port = free_port(), free_port()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.raw = subprocess.Popen(
+            pinned(SERVER_CPU, [sys.executable, str(HERE / "raw_autobahn_server.py"),
+                                str(self.raw_port)]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        twistd = shutil.which("twistd", path=str(Path(sys.executable).parent)) or "twistd"
+        self.daemon_log = open(log_dir / "wsdaemon-bench.log", "wb")  # noqa: SIM115
+        self.daemon = subprocess.Popen(
+            pinned(SERVER_CPU, [twistd, "-n", "--pidfile=", "wsdaemon", "--config", str(config),
+                                "--listen", f"tcp:{self.daemon_port}:interface=127.0.0.1:backlog=4096"]),
+            stdout=self.daemon_log, stderr=subprocess.STDOUT, env=env)
+        wait_port(self.raw_port, self.raw)
+        wait_port(self.daemon_port, self.daemon)
+
+    def urls(self, path: str = "/echo") -> dict[str, str]:
+        return {"raw": f"ws://127.0.0.1:{self.raw_port}/",
+                "wsdaemon": f"ws://127.0.0.1:{self.daemon_port}{path}"}
+
+    def pids(self) -> dict[str, int]:
+        return {"raw": self.raw.pid, "wsdaemon": self.daemon.pid}
+
+    def stop(self) -> None:
+        for process in (self.raw, self.daemon):
+            process.send_signal(signal.SIGTERM)
+        for process in (self.raw, self.daemon):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def loadgen(*args: str, timeout: float = 300) -> dict[str, float]:
+    result = subprocess.run(pinned(CLIENT_CPU, [sys.executable, str(HERE / "loadgen.py"),
+                                                *args]),
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise SystemExit(f"loadgen {args} failed:\n{result.stderr}")
+    value: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return value
+
+
+def interleaved(rounds: int, measure: Callable[[str], float]) -> dict[str, list[float]]:
+    """Alternate which server goes first, round after round."""
+    samples: dict[str, list[float]] = {"raw": [], "wsdaemon": []}
+    for n in range(rounds):
+        order = ("raw", "wsdaemon") if n % 2 == 0 else ("wsdaemon", "raw")
+        for name in order:
+            samples[name].append(measure(name))
+    return samples
+
+
+def report(title: str, unit: str, samples: dict[str, list[float]],
+           higher_is_better: bool = True) -> dict[str, Any]:
+    raw, ours = statistics.median(samples["raw"]), statistics.median(samples["wsdaemon"])
+    ratio = ours / raw if raw else float("nan")
+    spread = {k: f"{min(v):.0f}–{max(v):.0f}" for k, v in samples.items()}
+    better = "higher is better" if higher_is_better else "lower is better"
+    print(f"{title:<44} raw {raw:>10.0f} {unit:<6} wsdaemon {ours:>10.0f} {unit:<6} "
+          f"ratio {ratio:5.2f}x  ({better}; spread raw {spread['raw']}, "
+          f"wsdaemon {spread['wsdaemon']})", flush=True)
+    return {"title": title, "unit": unit, "raw": raw, "wsdaemon": ours, "ratio": ratio,
+            "samples": samples}
+
+
+def bench_echo(servers: Servers, rounds: int, seconds: float) -> list[dict[str, Any]]:
+    results = []
+    for size, kind in ((64, "binary"), (16384, "binary"), (16384, "text")):
+        urls = servers.urls()
+        samples = interleaved(rounds, lambda name: loadgen(
+            "echo", urls[name], "64", str(size), kind, str(seconds))["msgs_per_s"])
+        results.append(report(f"echo 64 conns x {size} B {kind}", "msg/s", samples))
+    return results
+
+
+def bench_latency(servers: Servers, rounds: int) -> list[dict[str, Any]]:
+    urls = servers.urls()
+    runs: dict[str, list[dict[str, float]]] = {"raw": [], "wsdaemon": []}
+
+    def measure(name: str) -> float:
+        result = loadgen("latency", urls[name], "64", "binary", "20000")
+        runs[name].append(result)
+        return result["p99_us"]
+
+    samples = interleaved(rounds, measure)
+    p50 = {k: [r["p50_us"] for r in v] for k, v in runs.items()}
+    report("single connection p50 latency", "µs", p50, higher_is_better=False)
+    return [report("single connection p99 latency", "µs", samples, higher_is_better=False)]
+
+
+def bench_handshakes(servers: Servers, rounds: int, seconds: float) -> list[dict[str, Any]]:
+    urls = servers.urls()
+    samples = interleaved(rounds, lambda name: loadgen(
+        "handshakes", urls[name], str(seconds), "16")["handshakes_per_s"])
+    return [report("handshakes (16 concurrent)", "hs/s", samples)]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_idle(servers: Servers, count: int) -> list[dict[str, Any]]:
+    """RSS added per idle connection (count connections held open, then closed)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count * 2 + 100)), hard))
+    samples: dict[str, list[float]] = {}
+    for name, url in servers.urls().items():
+        pid = servers.pids()[name]
+        before = rss_kib(pid)
+        holder = subprocess.Popen(
+            pinned(CLIENT_CPU, [sys.executable, "-c", _IDLE_HOLDER, url, str(count)]),
+            stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None
+        line = holder.stdout.readline()
+        assert line.strip() == "ready", line
+        time.sleep(1)
+        after = rss_kib(pid)
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=60)
+        samples[name] = [(after - before) / count]
+        time.sleep(2)
+    print(f"{'idle connections':<44} {count} each; RSS per connection: raw "
+          f"{samples['raw'][0]:.1f} KiB, wsdaemon {samples['wsdaemon'][0]:.1f} KiB", flush=True)
+    return [{"title": f"{count} idle connections", "unit": "KiB/conn",
+             "raw": samples["raw"][0], "wsdaemon": samples["wsdaemon"][0],
+             "ratio": samples["wsdaemon"][0] / samples["raw"][0]}]
+
+
+_IDLE_HOLDER = r"""
+import asyncio, sys, resource, uvloop
+from picows import ws_connect, WSListener
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+async def main(url, count):
+    sem = asyncio.Semaphore(200)
+    async def one():
+        async with sem:
+            transport, _ = await ws_connect(WSListener, url)
+            return transport
+    transports = await asyncio.gather(*(one() for _ in range(count)))
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+uvloop.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="echo,latency,handshakes,idle,broadcast,queue")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--idle", type=int, default=10000)
+    parser.add_argument("--json", type=Path, default=Path("/tmp/wsdaemon-bench.json"))
+    args = parser.parse_args()
+    wanted = set(args.only.split(","))
+    servers = Servers()
+    results: list[dict[str, Any]] = []
+    try:
+        if "echo" in wanted:
+            results += bench_echo(servers, args.rounds, args.seconds)
+        if "latency" in wanted:
+            results += bench_latency(servers, args.rounds)
+        if "handshakes" in wanted:
+            results += bench_handshakes(servers, args.rounds, args.seconds)
+        if "idle" in wanted:
+            results += bench_idle(servers, args.idle)
+    finally:
+        servers.stop()
+    if "broadcast" in wanted or "queue" in wanted:
+        from service_bench import run_service_benches
+
+        results += run_service_benches(wanted)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"results: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
