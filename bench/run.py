@@ -126,10 +126,12 @@ def report(title: str, unit: str, samples: dict[str, list[float]],
 
 def bench_echo(servers: Servers, rounds: int, seconds: float) -> list[dict[str, Any]]:
     results = []
+    urls = servers.urls()
     for size, kind in ((64, "binary"), (16384, "binary"), (16384, "text")):
-        urls = servers.urls()
-        samples = interleaved(rounds, lambda name: loadgen(
-            "echo", urls[name], "64", str(size), kind, str(seconds))["msgs_per_s"])
+        def measure(name: str, size: int = size, kind: str = kind) -> float:
+            return loadgen("echo", urls[name], "64", str(size), kind, str(seconds))["msgs_per_s"]
+
+        samples = interleaved(rounds, measure)
         results.append(report(f"echo 64 conns x {size} B {kind}", "msg/s", samples))
     return results
 
