@@ -7,7 +7,7 @@ test:
 	$(PYTHON) -m pytest
 
 lint:
-	ruff check src tests twisted scripts
+	ruff check src tests twisted scripts bench
 	mypy
 
 wstest:

@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succee
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wsdaemon import __version__
+from wsdaemon import __version__, accel
 from wsdaemon.admin import AdminSite, PushCounters
 from wsdaemon.config import ConfigError, DaemonConfig
 from wsdaemon.endpoints import build_endpoint
@@ -74,6 +74,7 @@ class WsDaemonService(MultiService):
         # txaio's loop, not on the factory's reactor: point it at ours.
         txaio.use_twisted()
         txaio.config.loop = reactor  # type: ignore[attr-defined]
+        accel.install()
         self.index = SessionIndex()
         self.bus = LocalPushBus(self.index)
         self.push_counters = PushCounters()
@@ -150,10 +151,10 @@ class WsDaemonService(MultiService):
         self._install_reload_signal()
         config = self.config
         _log.info(
-            "wsdaemon {version} (Twisted {twisted}, Autobahn {autobahn}; {accel}) "
-            "starting with {config}",
+            "wsdaemon {version} (Twisted {twisted}, Autobahn {autobahn}; {accel}; "
+            "wsdaemon: {ours}) starting with {config}",
             version=__version__, twisted=twisted_version, autobahn=autobahn_version,
-            accel=accelerations(), config=str(config.path),
+            accel=accelerations(), ours=accel.describe(), config=str(config.path),
         )
         self._log_routes(config)
         queue = config.operator_queue
