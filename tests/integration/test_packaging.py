@@ -78,6 +78,10 @@ def test_install_and_editable_install_list_the_plugin(tmp_path: Path) -> None:
     run(python, "-m", "pip", "install", "-q", source, cwd=elsewhere)
     assert "wsdaemon" in twistd_help(python, elsewhere)
     assert tap_location(python, elsewhere).startswith(str(venv))
+    # Autobahn's accelerated code comes with a plain install (24x on 16 KiB here).
+    nvx = run(python, "-c", "from autobahn.websocket import USES_NVX; print(USES_NVX)",
+              cwd=elsewhere)
+    assert nvx.strip() == "True"
 
     run(python, "-m", "pip", "uninstall", "-q", "-y", "wsdaemon", cwd=elsewhere)
     assert "wsdaemon" not in twistd_help(python, elsewhere)
