@@ -127,6 +127,7 @@ class WsDaemonService(MultiService):
         return {
             "status": "ok", "ready": self.ready, "version": __version__,
             "connections": len(self.index),
+            "pending_timers": len(self._reactor.getDelayedCalls()),
             "queue": None if queue is None else {"started": queue.started,
                                                  "open_items": len(queue.open_items())},
         }

@@ -1,0 +1,24 @@
+"""
+A short run of bench/soak.py (the by-hand soak lasts 5 minutes): clients,
+bot tickers, the operator queue, operators coming and going, reloads; then
+memory, file descriptors and timers back to baseline, and every queued
+message answered exactly once or given the fallback.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.daemon import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_short_soak() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "soak.py"), "--minutes", "0.4"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "soak: OK" in result.stdout
