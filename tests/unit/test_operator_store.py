@@ -119,3 +119,27 @@ def test_sqlite_uses_wal(tmp_path: Path) -> Generator[Any, Any, None]:
     yield store.close()
     mode = sqlite3.connect(tmp_path / "q.sqlite3").execute("PRAGMA journal_mode").fetchone()
     assert mode == ("wal",)
+
+
+@pytest_twisted.inlineCallbacks
+def test_sqlite_group_commit_keeps_order_and_isolates_failures(
+    tmp_path: Path,
+) -> Generator[Any, Any, None]:
+    """Operations asked for together share a transaction, in order; one that
+    fails is rolled back alone and only its Deferred fails."""
+    from twisted.internet import reactor
+    from twisted.internet.defer import DeferredList
+
+    store = SQLiteStore(tmp_path / "q.sqlite3", reactor)
+    yield store.open()
+    records = [item(f"i{n}", float(n)) for n in range(50)]
+    ds = [store.add_item(r, incoming(r)) for r in records]
+    ds.append(store.update_item(item("ghost", 0.0, state="claimed")))
+    ds.append(store.update_item(item("i3", 3.0, state="claimed", operator="a")))
+    results = yield DeferredList(ds, consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 50 + [False, True]
+    assert results[50][1].check(LookupError)
+    open_items = yield store.load_open_items()
+    assert [i.item_id for i in open_items] == [f"i{n}" for n in range(50)]
+    assert open_items[3].state == "claimed"
+    yield store.close()

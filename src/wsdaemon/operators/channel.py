@@ -80,10 +80,18 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR, "internal error") from None
 
     def onOpen(self) -> None:
-        queue = self.factory.queue
-        self._joined = True
         self.factory.connections.add(self)
-        queue.add_operator(self)
+        # Right after a restart the queue may still be reading its store:
+        # greet (with the full queue) once it has.
+        self.factory.queue.when_started().addCallback(self._join).addErrback(
+            lambda failure: _log.failure("operator {name}: queue not started",
+                                         failure=failure, name=self.name))
+
+    def _join(self, _: object) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        self._joined = True
+        self.factory.queue.add_operator(self)
         self.notify({"type": "hello", "operator": self.name, **self._snapshot()})
 
     def _snapshot(self) -> dict[str, Any]:
@@ -92,9 +100,9 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
                 "clients": queue.clients(), "operators_online": queue.operators_online}
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.connections.discard(self)
         if self._joined:
             self._joined = False
-            self.factory.connections.discard(self)
             self.factory.queue.remove_operator(self)
 
     def notify(self, event: dict[str, Any]) -> None:

@@ -3,9 +3,13 @@ The embedded queue store: one SQLite file in WAL mode.
 
 All SQLite calls run on one dedicated thread (a thread pool of size one),
 so the reactor never blocks on disk and the connection is only ever used by
-the thread that opened it. Each write is its own transaction, committed
-with C{synchronous=FULL} before the Deferred fires: what the queue has been
-told is stored survives C{kill -9} and power loss.
+the thread that opened it. Operations are executed in the order they were
+asked for; those that arrive while a commit is under way are grouped into
+the next transaction (group commit: one fsync for many items), each inside
+its own savepoint so that one failing operation does not undo the others.
+Every Deferred fires only after its transaction is committed with
+C{synchronous=FULL}: what the queue has been told is stored survives
+C{kill -9} and power loss.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -91,14 +96,62 @@ class SQLiteStore:
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="wsdaemon-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]] = []
+        self._committing = False
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
-        def in_thread() -> T:
-            assert self._db is not None, "store is not open"
-            with self._db:  # one transaction: commit, or roll back on error
-                return work(self._db)
+        d: Deferred[T] = Deferred()
+        self._pending.append((work, d))
+        if not self._committing:
+            self._commit_next()
+        return d
 
-        return deferToThreadPool(self._reactor, self._pool, in_thread)
+    def _commit_next(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            self._committing = False
+            return
+        self._committing = True
+        works = [work for work, _ in batch]
+        done: Deferred[list[tuple[bool, Any]]] = deferToThreadPool(
+            self._reactor, self._pool, self._execute, works)
+
+        def deliver(outcomes: list[tuple[bool, Any]]) -> None:
+            for (_, d), (ok, value) in zip(batch, outcomes, strict=True):
+                if ok:
+                    d.callback(value)
+                else:
+                    d.errback(value)
+
+        def commit_failed(failure: Failure) -> None:
+            for _, d in batch:
+                d.errback(failure)
+
+        done.addCallbacks(deliver, commit_failed)
+        done.addBoth(lambda _: self._commit_next())
+
+    def _execute(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        """
+        On the store's thread: run C{works} in one transaction, each in a
+        savepoint. @return: (succeeded, result or exception) per work.
+        """
+        db = self._db
+        assert db is not None, "store is not open"
+        outcomes: list[tuple[bool, Any]] = []
+        with db:  # one transaction: commit (one fsync), or roll back on error
+            if not db.in_transaction:
+                # Explicitly: a SAVEPOINT outside a transaction would start
+                # (and its RELEASE commit) a transaction of its own.
+                db.execute("BEGIN")
+            for work in works:
+                db.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, work(db)))
+                except Exception as e:
+                    db.execute("ROLLBACK TO op")
+                    outcomes.append((False, e))
+                db.execute("RELEASE op")
+        return outcomes
 
     def open(self) -> Deferred[None]:
         self._pool.start()
