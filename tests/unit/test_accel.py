@@ -48,3 +48,5 @@ def test_installed_into_autobahn() -> None:
     assert isinstance(protocol.create_xor_masker(b"abcd", 64), SmallFrameMasker)
     assert not isinstance(protocol.create_xor_masker(b"abcd", SMALL_FRAME), SmallFrameMasker)
     assert protocol.hltype(SmallFrameMasker) == "SmallFrameMasker"
+    lazy = protocol.pformat([("a", 1)])
+    assert str(lazy) == "[('a', 1)]"
