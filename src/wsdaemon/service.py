@@ -46,7 +46,7 @@ def accelerations() -> str:
     @return: which of Autobahn's accelerated code paths are in use.
     """
     if USES_NVX:
-        return "NVX (masking, UTF-8 validation) in use"
+        return "Autobahn NVX in use"
     if HAS_NVX:
         return "NVX built but disabled (AUTOBAHN_USE_NVX=0?): pure Python, slow"
     return "NVX not available: pure Python, slow"
