@@ -2,7 +2,7 @@
 /metrics: the daemon's state in the Prometheus text format.
 
 Nothing is counted through prometheus_client on the message path: routes
-keep plain integer counters (L{wsdaemon.protocol.RouteStats}) and this
+keep plain integer counters (L{wsdaemon.stats.RouteStats}) and this
 collector reads them when Prometheus scrapes.
 """
 

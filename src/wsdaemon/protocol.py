@@ -16,15 +16,16 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from wsdaemon.backpressure import Backpressure
 from wsdaemon.config import ProtocolSettings, RouteConfig
 from wsdaemon.limits import ConnectionLimits, MessageRate
 from wsdaemon.session import Session
 from wsdaemon.sessions import SessionIndex
+from wsdaemon.stats import RouteStats
 
 __all__ = ["RouteFactory", "RouteProtocol"]
 
@@ -36,38 +37,6 @@ POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 #: HTTP status for a client over its per-address connection limit.
 TOO_MANY_REQUESTS = 429
-
-
-@implementer(IPushProducer)
-class _Backpressure:
-    """
-    Registered on a connection's transport: told when the client stops
-    reading (our writes pile up) and when it drains them.
-    """
-
-    def __init__(self, protocol: RouteProtocol) -> None:
-        self.protocol = protocol
-
-    def pauseProducing(self) -> None:
-        protocol = self.protocol
-        if protocol._paused:
-            return  # called again on each write while the buffer stays full
-        protocol._paused = True
-        protocol._backlog = 0
-        transport: Any = protocol.transport
-        if transport is not None:
-            transport.pauseProducing()  # stop reading: no more work from it
-
-    def resumeProducing(self) -> None:
-        protocol = self.protocol
-        protocol._paused = False
-        protocol._backlog = 0
-        transport: Any = protocol.transport
-        if transport is not None and protocol.state != protocol.STATE_CLOSED:
-            transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self.protocol._paused = False
 
 
 def _accept_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
@@ -336,7 +305,7 @@ class RouteProtocol(WebSocketServerProtocol):
             return
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()  # twisted.web's channel, from the handshake
-        transport.registerProducer(_Backpressure(self), True)
+        transport.registerProducer(Backpressure(self), True)
 
     def _stop_backpressure(self) -> None:
         self._paused = False
@@ -440,24 +409,6 @@ class RouteProtocol(WebSocketServerProtocol):
         )
         if session is not None:
             session.close(INTERNAL_ERROR, "internal error")
-
-
-class RouteStats:
-    """
-    A route's counters since startup (read by /metrics at scrape time, so
-    the per-message cost is one integer addition).
-    """
-
-    __slots__ = ("messages_in", "messages_out", "bytes_in", "bytes_out", "opened",
-                 "refusals")
-
-    def __init__(self) -> None:
-        self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
-        self.opened = 0
-        self.refusals: dict[str, int] = {}
-
-    def refused(self, reason: str) -> None:
-        self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
 
 class RouteFactory(WebSocketServerFactory):

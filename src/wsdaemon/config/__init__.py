@@ -1,0 +1,179 @@
+"""
+Reading the INI file into immutable values.
+
+All validation happens here, once: every later part of the daemon works on
+L{DaemonConfig} and never sees a raw string. Every error is a L{ConfigError}
+naming the file, the line where it can, the section, the key and what was
+expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from twisted.internet.interfaces import IReactorTime
+
+from wsdaemon.config._model import (
+    AdminSettings,
+    ConfigError,
+    DaemonConfig,
+    ProtocolSettings,
+    RouteConfig,
+)
+from wsdaemon.config._reader import ROUTE_PREFIX, _parse, _read_file, _Reader
+from wsdaemon.config._sections import (
+    ADMIN_SECTION,
+    OPERATOR_SECTION,
+    _admin_settings,
+    _build_route,
+    _operator_settings,
+    _protocol_settings,
+    _route_path,
+)
+from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count
+from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
+from wsdaemon.operators.store import SQLiteStore
+from wsdaemon.registry import StrategyRegistry
+
+__all__ = [
+    "AdminSettings",
+    "ConfigError",
+    "DaemonConfig",
+    "ProtocolSettings",
+    "RouteConfig",
+    "load_config",
+]
+
+MAIN_SECTION = "wsdaemon"
+PROTOCOL_SECTION = "protocol"
+_MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip"}
+
+
+def load_config(
+    path: Path | str,
+    *,
+    clock: IReactorTime,
+    registry: StrategyRegistry | None = None,
+    listen_override: Sequence[str] = (),
+    check_endpoint: Callable[[str], None] | None = None,
+    operator_queue: OperatorQueue | None = None,
+) -> DaemonConfig:
+    """
+    Read, validate and build the daemon's config.
+
+    @param clock: handed to strategies (their only source of time).
+    @param listen_override: endpoint strings replacing C{[wsdaemon] listen}.
+    @param check_endpoint: validates one endpoint string, raising
+        ValueError with the reason (see L{wsdaemon.endpoints}).
+    @param operator_queue: on a reload, the running queue, kept as it is
+        (its store stays open; new [operator] settings apply to it).
+
+    @raise ConfigError: on the first mistake found.
+    """
+    path = Path(path)
+    text = _read_file(path)
+    parser = _parse(path, text)
+    reader = _Reader(path, text, parser)
+    registry = registry if registry is not None else StrategyRegistry()
+
+    route_sections = []
+    for section in parser.sections():
+        if section in (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION):
+            continue
+        if section.startswith(ROUTE_PREFIX):
+            route_sections.append(section)
+            continue
+        raise reader.error(
+            section, None,
+            f"unknown section; expected [{MAIN_SECTION}], [{PROTOCOL_SECTION}], "
+            f"[{OPERATOR_SECTION}], [{ADMIN_SECTION}] or [{ROUTE_PREFIX}/path]",
+        )
+    if MAIN_SECTION not in parser:
+        raise ConfigError(path, f"missing section [{MAIN_SECTION}]")
+    reader.check_keys(MAIN_SECTION, _MAIN_KEYS)
+
+    if listen_override:
+        listen = tuple(listen_override)
+        listen_source: tuple[str, str | None] = ("command line", None)
+    else:
+        raw = parser[MAIN_SECTION].get("listen", "")
+        listen = tuple(line.strip() for line in raw.splitlines() if line.strip())
+        listen_source = (MAIN_SECTION, "listen")
+        if not listen:
+            raise reader.error(
+                MAIN_SECTION, "listen",
+                "missing; expected one or more Twisted endpoint strings, one per line, "
+                "e.g. tcp:8080:interface=127.0.0.1",
+            )
+    if check_endpoint is not None:
+        for endpoint in listen:
+            try:
+                check_endpoint(endpoint)
+            except ValueError as e:
+                if listen_source[1] is None:
+                    raise ConfigError("--listen", f"{endpoint!r}: {e}") from None
+                raise reader.error(MAIN_SECTION, "listen", f"{endpoint!r}: {e}") from None
+
+    demo_page = True
+    if "demo_page" in parser[MAIN_SECTION]:
+        demo_page = reader.convert(MAIN_SECTION, "demo_page", _bool)
+    caps = {key: reader.convert(MAIN_SECTION, key, _count)
+            for key in ("max_connections_total", "max_connections_per_ip")
+            if key in parser[MAIN_SECTION]}
+
+    defaults = ProtocolSettings()
+    if PROTOCOL_SECTION in parser:
+        reader.check_keys(PROTOCOL_SECTION, set(_PROTOCOL_KEYS))
+        defaults = _protocol_settings(reader, PROTOCOL_SECTION, defaults)
+
+    operator: OperatorSettings | None = None
+    queue: OperatorQueue | None = None
+    if OPERATOR_SECTION in parser:
+        operator = _operator_settings(reader)
+        if operator_queue is not None:
+            queue = operator_queue  # a reload: keep the running queue and its store
+        else:
+            queue = OperatorQueue(operator, SQLiteStore(operator.store_path, clock), clock)
+    admin = _admin_settings(reader, check_endpoint) if ADMIN_SECTION in parser else None
+
+    if not route_sections:
+        raise ConfigError(
+            path, f"no routes; expected at least one [{ROUTE_PREFIX}/path] section"
+        )
+    routes: list[RouteConfig] = []
+    seen: dict[str, str] = {}
+    for section in route_sections:
+        route_path = _route_path(reader, section)
+        if route_path in seen:
+            raise reader.error(
+                section, None, f"duplicate route {route_path!r} (also [{seen[route_path]}])"
+            )
+        for other in seen:
+            inner, outer = sorted((route_path, other), key=len, reverse=True)
+            if inner.startswith(outer + "/"):
+                raise reader.error(
+                    section, None,
+                    f"route {inner!r} lies inside route {outer!r}; a WebSocket route has "
+                    "no sub-paths",
+                )
+        seen[route_path] = section
+        protocol = _protocol_settings(reader, section, defaults)
+        routes.append(
+            _build_route(reader, section, route_path, protocol, registry, clock, queue)
+        )
+    if operator is not None:
+        for special in (operator.path, operator.console_path):
+            clash = [r.path for r in routes
+                     if special == r.path or special.startswith(r.path + "/")
+                     or r.path.startswith(special + "/")]
+            if clash:
+                raise reader.error(
+                    OPERATOR_SECTION, None,
+                    f"{special} collides with route {clash[0]}; give the operator channel and "
+                    "console paths of their own",
+                )
+
+    return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
+                        protocol=defaults, operator=operator, operator_queue=queue,
+                        admin=admin, **caps)

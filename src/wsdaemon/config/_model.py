@@ -1,0 +1,131 @@
+"""
+The configuration's values: immutable, fully checked, and the error type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wsdaemon.interfaces import IReplyStrategy
+from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
+from wsdaemon.origin import OriginPolicy
+
+__all__ = ["AdminSettings", "ConfigError", "DaemonConfig", "ProtocolSettings", "RouteConfig"]
+
+
+class ConfigError(Exception):
+    """
+    The config is wrong; C{str()} is one line a user can act on.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        message: str,
+        *,
+        section: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.section = section
+        self.key = key
+        self.line = line
+        self.message = message
+        where = self.path if line is None else f"{self.path}:{line}"
+        if section is not None:
+            where += f": [{section}]"
+            if key is not None:
+                where += f" {key}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """
+    WebSocket limits and policies for one route.
+    """
+
+    max_message_size: int = 65536
+    max_frame_size: int = 65536
+    open_handshake_timeout: float = 5.0
+    close_handshake_timeout: float = 1.0
+    auto_ping_interval: float = 30.0
+    auto_ping_timeout: float = 10.0
+    max_connections: int = 1000
+    compression: bool = False
+    max_message_rate: float = 1000.0
+    max_fragments: int = 1024
+    max_outbound_buffer: int = 1024 * 1024
+    origins: OriginPolicy = field(default_factory=OriginPolicy.local_only)
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """
+    One URL path, its strategy and its protocol settings.
+
+    @ivar options: the strategy's own options, as given (read-only).
+    """
+
+    path: str
+    section: str
+    strategy_name: str
+    strategy: IReplyStrategy
+    options: Mapping[str, str]
+    protocol: ProtocolSettings
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """
+    The C{[admin]} section: the push API, /clients, /metrics and /healthz.
+
+    @ivar api_keys: key -> name of who holds it.
+    """
+
+    listen: tuple[str, ...]
+    api_keys: Mapping[str, str]
+    max_body: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """
+    The whole daemon's configuration.
+    """
+
+    path: Path
+    listen: tuple[str, ...]
+    demo_page: bool
+    routes: tuple[RouteConfig, ...]
+    max_connections_total: int = 10000
+    max_connections_per_ip: int = 0
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+    operator: OperatorSettings | None = None
+    operator_queue: OperatorQueue | None = None
+    admin: AdminSettings | None = None
+
+    def summary(self) -> str:
+        """
+        @return: one line naming the listeners, the routes and their strategies.
+        """
+        routes = ", ".join(f"{r.path} ({r.strategy_name})" for r in self.routes)
+        summary = (
+            f"{self.path}: OK; listen {', '.join(self.listen)}; "
+            f"{len(self.routes)} route(s): {routes}"
+        )
+        if self.admin is not None:
+            summary += (f"; admin API on {', '.join(self.admin.listen)} with "
+                        f"{len(self.admin.api_keys)} key(s)")
+        if self.operator is not None:
+            summary += (f"; operators: {len(self.operator.tokens)} token(s), channel "
+                        f"{self.operator.path}, console {self.operator.console_path}, store "
+                        f"{self.operator.store_path}")
+        return summary
+
+
+# -- value parsers: each takes the raw string and returns the value or raises
+# -- ValueError whose text says what was expected.

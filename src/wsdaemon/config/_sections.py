@@ -1,0 +1,207 @@
+"""
+Building each section's settings from the parsed file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from types import MappingProxyType
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+
+from wsdaemon.config._model import AdminSettings, ProtocolSettings, RouteConfig
+from wsdaemon.config._reader import ROUTE_PREFIX, _Reader
+from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _seconds, _size
+from wsdaemon.credentials import parse_tokens
+from wsdaemon.interfaces import IReplyStrategy
+from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
+from wsdaemon.registry import StrategyRegistry, UnknownStrategyError
+from wsdaemon.strategy import OptionError, StrategyContext
+
+OPERATOR_SECTION = "operator"
+ADMIN_SECTION = "admin"
+_ROUTE_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
+_OPERATOR_KEYS = {
+    "path", "console_path", "store", "tokens", "tokens_file", "lease", "fallback_after",
+    "fallback_message", "fallback_when_offline", "keep_after_fallback",
+}
+_ADMIN_KEYS = {"listen", "api_keys", "api_keys_file", "max_body"}
+_URL_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
+_ROUTE_KEYS = {"strategy"}
+
+
+def _protocol_settings(
+    reader: _Reader, section: str, base: ProtocolSettings
+) -> ProtocolSettings:
+    values: dict[str, Any] = {}
+    for key, parse in _PROTOCOL_KEYS.items():
+        if key in reader.parser[section]:
+            values[key] = reader.convert(section, key, parse)
+    origins = base.origins
+    if "allowed_origins" in values:
+        try:
+            origins = origins.with_patterns(values.pop("allowed_origins"))
+        except ValueError as e:
+            raise reader.error(section, "allowed_origins", str(e)) from None
+    if "allow_missing_origin" in values:
+        origins = origins.with_allow_missing(values.pop("allow_missing_origin"))
+    settings = replace(base, origins=origins, **values)
+    if settings.max_frame_size > settings.max_message_size:
+        raise reader.error(
+            section, "max_frame_size",
+            f"expected at most max_message_size ({settings.max_message_size}), "
+            f"got {settings.max_frame_size}",
+        )
+    return settings
+
+
+def _route_path(reader: _Reader, section: str) -> str:
+    path = section[len(ROUTE_PREFIX):].strip()
+    if path.endswith("/") and path != "/":
+        path = path.rstrip("/")
+    if not _ROUTE_PATH.match(path):
+        raise reader.error(
+            section, None,
+            "expected a route section named [route:/path] with a URL path of one or more "
+            f"non-empty segments, e.g. [route:/echo]; got {path!r}",
+        )
+    return path
+
+
+def _build_route(
+    reader: _Reader,
+    section: str,
+    path: str,
+    protocol: ProtocolSettings,
+    registry: StrategyRegistry,
+    clock: IReactorTime,
+    operator_queue: OperatorQueue | None = None,
+) -> RouteConfig:
+    if "strategy" not in reader.parser[section]:
+        raise reader.error(
+            section, "strategy",
+            f"missing; expected a strategy name, one of: {', '.join(registry.known_names())}",
+        )
+    name = reader.parser[section]["strategy"].strip()
+    try:
+        factory = registry.resolve(name)
+    except UnknownStrategyError as e:
+        raise reader.error(section, "strategy", str(e)) from None
+    options = {
+        key: value
+        for key, value in reader.parser[section].items()
+        if key not in _ROUTE_KEYS and key not in _PROTOCOL_KEYS
+    }
+    context = StrategyContext(clock=clock, config_dir=reader.path.parent, route=path,
+                              operator_queue=operator_queue)
+    try:
+        strategy = factory.create(MappingProxyType(options), context)
+    except OptionError as e:
+        if e.path is not None:
+            where = str(e.path) if e.line is None else f"{e.path}:{e.line}"
+            raise reader.error(section, e.key, f"{where}: {e.expected}") from None
+        raise reader.error(section, e.key, e.expected) from None
+    if not IReplyStrategy.providedBy(strategy):
+        raise reader.error(
+            section, "strategy",
+            f"strategy factory {name!r} returned {strategy!r}, which does not provide "
+            "IReplyStrategy",
+        )
+    return RouteConfig(
+        path=path,
+        section=section,
+        strategy_name=name,
+        strategy=strategy,
+        options=MappingProxyType(options),
+        protocol=protocol,
+    )
+
+
+def _secrets(reader: _Reader, section: str, inline_key: str, file_key: str,
+             what: str) -> dict[str, str]:
+    """
+    C{name:secret} lines from an inline key and/or a file it names.
+    """
+    values = reader.parser[section]
+    found: dict[str, str] = {}
+    if inline_key in values:
+        try:
+            found.update(parse_tokens(values[inline_key].splitlines()))
+        except ValueError as e:
+            raise reader.error(section, inline_key,
+                               f"{e} (counting lines of this value)") from None
+    if file_key in values:
+        secret_path = reader.path.parent / values[file_key].strip()
+        try:
+            lines = secret_path.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise reader.error(section, file_key,
+                               f"cannot read {secret_path}: {e.strerror}") from None
+        try:
+            for secret, name in parse_tokens(lines).items():
+                if secret in found:
+                    raise ValueError(f"{name!r} has the same {what} as {found[secret]!r}")
+                found[secret] = name
+        except ValueError as e:
+            raise reader.error(section, file_key, f"{secret_path}: {e}") from None
+    if not found:
+        raise reader.error(section, inline_key,
+                           f"no {what}s; expected {inline_key} = name:secret lines or "
+                           f"{file_key} = a file of them")
+    return found
+
+
+def _admin_settings(reader: _Reader,
+                    check_endpoint: Callable[[str], None] | None) -> AdminSettings:
+    section = ADMIN_SECTION
+    reader.check_keys(section, _ADMIN_KEYS)
+    values = reader.parser[section]
+    raw = values.get("listen", "tcp:8081:interface=127.0.0.1")
+    listen = tuple(line.strip() for line in raw.splitlines() if line.strip())
+    if not listen:
+        raise reader.error(section, "listen", "expected one or more endpoint strings")
+    if check_endpoint is not None:
+        for endpoint in listen:
+            try:
+                check_endpoint(endpoint)
+            except ValueError as e:
+                raise reader.error(section, "listen", f"{endpoint!r}: {e}") from None
+    keys = _secrets(reader, section, "api_keys", "api_keys_file", "API key")
+    max_body = 1024 * 1024
+    if "max_body" in values:
+        max_body = reader.convert(section, "max_body", _size)
+    return AdminSettings(listen=listen, api_keys=keys, max_body=max_body)
+
+
+def _operator_settings(reader: _Reader) -> OperatorSettings:
+    section = OPERATOR_SECTION
+    reader.check_keys(section, _OPERATOR_KEYS)
+    values = reader.parser[section]
+    base = reader.path.parent
+    tokens = _secrets(reader, section, "tokens", "tokens_file", "operator token")
+    settings: dict[str, Any] = {}
+    for key in ("path", "console_path"):
+        if key in values:
+            value = values[key].strip()
+            if not _URL_PATH.match(value):
+                raise reader.error(section, key, f"expected a URL path such as /operator, "
+                                                 f"got {value!r}")
+            settings[key] = value
+    for key, allow_zero in (("lease", False), ("fallback_after", True)):
+        if key in values:
+            settings[key] = reader.convert(section, key, partial(_seconds, allow_zero=allow_zero))
+    for key in ("fallback_when_offline", "keep_after_fallback"):
+        if key in values:
+            settings[key] = reader.convert(section, key, _bool)
+    if "fallback_message" in values:
+        settings["fallback_message"] = values["fallback_message"].strip()
+        if not settings["fallback_message"]:
+            raise reader.error(section, "fallback_message", "expected a message, got nothing")
+    store = values.get("store", "wsdaemon-queue.sqlite3").strip()
+    if not store:
+        raise reader.error(section, "store", "expected the path of the SQLite file")
+    return OperatorSettings(store_path=base / store, tokens=tokens, **settings)
