@@ -28,6 +28,7 @@ CONFIG = """
 
 def test_demo_page_round_trip(browser: object, write_config: Callable[..., Path],
                               start_daemon: Callable[..., Daemon]) -> None:
+    """The demo page connects to a chosen route, sends, shows the reply and the close."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
     from selenium.webdriver.support.ui import WebDriverWait

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_check_config_on_shipped_example() -> None:
+    """--check-config on etc/wsdaemon.ini exits 0 with a one-line summary."""
     result = run_cli("--config", "etc/wsdaemon.ini", "--check-config")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
@@ -58,6 +59,7 @@ def test_config_error_exits_before_listening(
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
+    """A missing config file is one line on stderr and exit status 1."""
     result = run_cli("--config", str(tmp_path / "missing.ini"))
     assert result.returncode == 1
     expected = f"wsdaemon: config error: {tmp_path}/missing.ini: config file not found"
@@ -94,6 +96,7 @@ def test_listen_replaces_config_endpoints(write_config: Callable[..., Path],
 
 @pytest.mark.parametrize("runner", ["twistd", "twist"])
 def test_port_in_use_exits_1(runner: str, write_config: Callable[..., Path]) -> None:
+    """A listener that cannot bind ends the process with status 1 and says why."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -24,6 +24,7 @@ sys.path.remove(str(REPO / "scripts"))
 
 
 def test_autobahn_testsuite_cases_1_to_10(tmp_path: Path) -> None:
+    """The echo route passes Autobahn|Testsuite cases 1-10 with zero FAILED."""
     require_tool(conformance.WSTEST.exists(), "wstest (scripts/install-wstest.sh)")
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "conformance.py"), "--cases", "1-10",

@@ -43,6 +43,7 @@ def test_echo_up_to_the_size_limit(echo_daemon: Daemon) -> None:
 
 
 def test_many_clients_at_once(echo_daemon: Daemon) -> None:
+    """Twenty clients at once each get their own echo."""
     with ExitStack() as stack:
         clients = [stack.enter_context(connect(f"{echo_daemon.url}/echo")) for _ in range(20)]
         for i, client in enumerate(clients):
@@ -100,12 +101,14 @@ def test_invalid_utf8_closes_with_1007(echo_daemon: Daemon) -> None:
 
 
 def test_foreign_origin_gets_403(echo_daemon: Daemon) -> None:
+    """A page from a foreign origin is refused with HTTP 403."""
     with pytest.raises(InvalidStatus) as info:
         connect(f"{echo_daemon.url}/echo", origin="http://evil.example")  # type: ignore[arg-type]
     assert info.value.response.status_code == 403
 
 
 def test_local_origins_and_no_origin_allowed(echo_daemon: Daemon) -> None:
+    """Local origins and no origin allowed."""
     for origin in ("http://localhost:5173", "http://127.0.0.1:8080", None):
         with connect(f"{echo_daemon.url}/echo", origin=origin) as client:  # type: ignore[arg-type]
             client.send("hi")
@@ -113,12 +116,14 @@ def test_local_origins_and_no_origin_allowed(echo_daemon: Daemon) -> None:
 
 
 def test_unknown_path_is_404(echo_daemon: Daemon) -> None:
+    """A handshake on a path that is no route gets HTTP 404."""
     with pytest.raises(InvalidStatus) as info:
         connect(f"{echo_daemon.url}/nope")
     assert info.value.response.status_code == 404
 
 
 def test_demo_page_lists_routes(echo_daemon: Daemon) -> None:
+    """GET / serves the demo page listing the configured routes."""
     with urllib.request.urlopen(f"{echo_daemon.http}/") as response:
         assert response.status == 200
         assert response.headers["content-type"].startswith("text/html")

@@ -115,6 +115,7 @@ def round_trip(daemon: Daemon) -> float:
 
 
 def test_frame_announcing_2_to_the_60_bytes(daemon: Daemon) -> None:
+    """A frame header announcing 2**60 bytes is closed with 1009; others unaffected."""
     sock, rest = open_raw(daemon)
     header = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 2**60) + os.urandom(4)
     sock.sendall(header + b"x" * 100)
@@ -124,6 +125,7 @@ def test_frame_announcing_2_to_the_60_bytes(daemon: Daemon) -> None:
 
 
 def test_hundred_thousand_one_byte_fragments(daemon: Daemon) -> None:
+    """Hundred thousand one byte fragments."""
     before = rss_kib(daemon.process.pid)
     sock, rest = open_raw(daemon)
     frames = [ws.client_frame(ws.TEXT, b"a", fin=False)]
@@ -140,6 +142,7 @@ def test_hundred_thousand_one_byte_fragments(daemon: Daemon) -> None:
 
 @pytest.mark.parametrize("shape", ["one huge header", "too many headers"])
 def test_oversized_handshakes_are_refused(daemon: Daemon, shape: str) -> None:
+    """A handshake with one huge header or too many headers never upgrades."""
     request = ws.handshake_request("/echo").rstrip(b"\r\n") + b"\r\n"
     if shape == "one huge header":
         request += b"X-Big: " + b"a" * 20_000 + b"\r\n\r\n"
@@ -216,6 +219,7 @@ def test_slow_reader_is_dropped(daemon: Daemon) -> None:
 
 
 def test_message_rate_limit(daemon: Daemon) -> None:
+    """A client over max_message_rate is closed with 1008."""
     with connect(f"{daemon.url}/echo") as client:
         with pytest.raises(ConnectionClosed) as info:
             for n in range(200):
@@ -226,6 +230,7 @@ def test_message_rate_limit(daemon: Daemon) -> None:
 
 
 def test_connections_per_ip(daemon: Daemon) -> None:
+    """Past max_connections_per_ip, one more handshake gets HTTP 429."""
     clients = [connect(f"{daemon.url}/echo") for _ in range(20)]
     try:
         with pytest.raises(InvalidStatus) as info:
@@ -238,6 +243,7 @@ def test_connections_per_ip(daemon: Daemon) -> None:
 
 
 def test_strategy_exception_gets_1011_others_unaffected(daemon: Daemon) -> None:
+    """Strategy exception gets 1011 others unaffected."""
     with connect(f"{daemon.url}/shout") as bystander, connect(f"{daemon.url}/shout") as victim:
         assert bystander.recv(timeout=5) == victim.recv(timeout=5) == "WELCOME"
         victim.send("explode")

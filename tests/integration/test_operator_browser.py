@@ -32,6 +32,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10) -> Any:
 
 def test_web_console_answers_a_client(browser: Any, write_config: Callable[..., Path],
                                       start_daemon: Callable[..., Daemon]) -> None:
+    """An operator claims and answers a client from the web console; transcripts show it."""
     from selenium.webdriver.common.by import By
 
     daemon = start_daemon(write_config(CONFIG))
@@ -64,6 +65,7 @@ def test_web_console_answers_a_client(browser: Any, write_config: Callable[..., 
 
 def test_demo_page_gets_reply_after_coming_back(browser: Any, write_config: Callable[..., Path],
                                                 start_daemon: Callable[..., Daemon]) -> None:
+    """Demo page gets reply after coming back."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 

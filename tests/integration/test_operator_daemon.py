@@ -126,6 +126,7 @@ def test_operator_auth(daemon: Daemon) -> None:
 
 def test_two_clients_two_operators(daemon: Daemon,
                                    operators: Callable[[str], Operator]) -> None:
+    """Two clients and two operators at once: claims are exclusive, each client gets one reply."""
     alice, bob = operators(ALICE), operators(BOB)
     with ExitStack() as stack:
         c1 = stack.enter_context(ask(daemon, "c1", "question one"))
@@ -150,6 +151,7 @@ def test_two_clients_two_operators(daemon: Daemon,
 
 def test_operator_dies_holding_an_item(daemon: Daemon,
                                        operators: Callable[[str], Operator]) -> None:
+    """An operator that disconnects mid-claim gives the item back; another answers it once."""
     alice, bob = operators(ALICE), operators(BOB)
     with ask(daemon, "c1", "help") as client:
         item_id = alice.next("item")["item"]["item_id"]
@@ -166,6 +168,7 @@ def test_operator_dies_holding_an_item(daemon: Daemon,
 
 
 def test_binary_is_not_queued(daemon: Daemon) -> None:
+    """Binary messages on an operator route are refused with a text answer."""
     with connect(f"{daemon.url}/support") as client:
         client.send(b"\x00")
         assert client.recv(timeout=5) == "Only text messages reach an operator."
@@ -199,6 +202,7 @@ def test_kill_9_with_100_items_then_restart(config: Path,
 
 
 def test_sigterm_keeps_items(config: Path, start_daemon: Callable[..., Daemon]) -> None:
+    """Queued items survive a SIGTERM restart."""
     first = start_daemon(config)
     with ask(first, "c1", "still there?"):
         pass
@@ -247,6 +251,7 @@ def test_terminal_console_scripted(daemon: Daemon, tmp_path: Path) -> None:
 
 
 def test_terminal_console_errors_and_bad_token(daemon: Daemon, tmp_path: Path) -> None:
+    """Terminal console errors and bad token."""
     token_file = tmp_path / "alice.token"
     token_file.write_text(ALICE)
     result = subprocess.run(
@@ -268,6 +273,7 @@ def test_terminal_console_errors_and_bad_token(daemon: Daemon, tmp_path: Path) -
 
 def test_terminal_console_reconnects_after_restart(config: Path, tmp_path: Path,
                                                    start_daemon: Callable[..., Daemon]) -> None:
+    """Terminal console reconnects after restart."""
     first = start_daemon(config)
     token_file = tmp_path / "alice.token"
     token_file.write_text(ALICE)

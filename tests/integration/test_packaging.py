@@ -39,6 +39,7 @@ def run(*command: str | Path, cwd: Path, timeout: float = 300) -> str:
 
 
 def test_wheel_contents(tmp_path: Path) -> None:
+    """The wheel holds the plugin and no twisted/__init__.py or dropin.cache."""
     source = copy_tree(tmp_path)
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
         "-w", tmp_path / "dist", source, cwd=tmp_path)
@@ -68,6 +69,7 @@ def tap_location(python: Path, cwd: Path) -> str:
 
 
 def test_install_and_editable_install_list_the_plugin(tmp_path: Path) -> None:
+    """Install and editable install list the plugin."""
     source = copy_tree(tmp_path)
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)

@@ -38,6 +38,7 @@ def bot(shipped: Daemon) -> Iterator[ClientConnection]:
 
 
 def test_greetings_in_order_with_delay(shipped: Daemon) -> None:
+    """Greetings arrive in order, the second after its delay."""
     with connect(f"{shipped.url}/bot") as client:
         started = time.monotonic()
         first = client.recv(timeout=5)
@@ -48,6 +49,7 @@ def test_greetings_in_order_with_delay(shipped: Daemon) -> None:
 
 
 def test_text_regex_and_default(bot: ClientConnection) -> None:
+    """Exact text, regex groups, the counter and the default rule."""
     bot.recv(timeout=5)  # second greeting
     bot.send("ping")
     assert bot.recv(timeout=5) == "pong"
@@ -60,6 +62,7 @@ def test_text_regex_and_default(bot: ClientConnection) -> None:
 
 
 def test_once_and_cycle(bot: ClientConnection) -> None:
+    """A once rule answers once per connection; a cycle goes round."""
     bot.recv(timeout=5)
     bot.send("secret")
     assert "42" in str(bot.recv(timeout=5))
@@ -73,6 +76,7 @@ def test_once_and_cycle(bot: ClientConnection) -> None:
 
 
 def test_json_subscribe_ticker_and_unsubscribe(bot: ClientConnection) -> None:
+    """JSON subscribe ticker and unsubscribe."""
     bot.recv(timeout=5)
     bot.send(json.dumps({"type": "subscribe", "channel": "prices"}))
     assert json.loads(bot.recv(timeout=5)) == {"type": "subscribed", "channel": "prices"}
@@ -85,6 +89,7 @@ def test_json_subscribe_ticker_and_unsubscribe(bot: ClientConnection) -> None:
 
 
 def test_nested_json_fields(bot: ClientConnection) -> None:
+    """Nested JSON fields match and fill templates."""
     bot.recv(timeout=5)
     bot.send(json.dumps({"type": "order", "order": {"side": "buy", "id": 12},
                          "user": {"name": "ann"}}))
@@ -92,6 +97,7 @@ def test_nested_json_fields(bot: ClientConnection) -> None:
 
 
 def test_binary(bot: ClientConnection) -> None:
+    """Binary messages match by hex prefix or as any binary."""
     bot.recv(timeout=5)
     bot.send(b"\xca\xfe\x00\x01")
     assert bot.recv(timeout=5) == b"\xbe\xef"
@@ -100,6 +106,7 @@ def test_binary(bot: ClientConnection) -> None:
 
 
 def test_delayed_sequence(bot: ClientConnection) -> None:
+    """A reply of several messages keeps its delays."""
     bot.recv(timeout=5)
     bot.send("slow")
     started = time.monotonic()
@@ -110,6 +117,7 @@ def test_delayed_sequence(bot: ClientConnection) -> None:
 
 
 def test_silent_rule(bot: ClientConnection) -> None:
+    """A rule without replies stays silent."""
     bot.recv(timeout=5)
     bot.send("# a comment")
     bot.send("ping")
@@ -119,6 +127,7 @@ def test_silent_rule(bot: ClientConnection) -> None:
 @pytest.mark.parametrize(("message", "code", "reason"),
                          [("bye", 1000, "bye"), ("kick me", 4001, "kicked by rule")])
 def test_close_with_code(bot: ClientConnection, message: str, code: int, reason: str) -> None:
+    """A rule closes the connection with its code and reason."""
     bot.recv(timeout=5)
     bot.send(message)
     if message == "bye":

@@ -120,6 +120,7 @@ def test_push_api_targets(service: tuple[Daemon, Admin]) -> None:
 
 
 def test_push_api_errors(service: tuple[Daemon, Admin]) -> None:
+    """The push API answers 401, 400 and 413 as documented, and logs no secret."""
     daemon, admin = service
     assert admin.call("/push", {"all": True, "text": "x"}, key=None)[0] == 401
     assert admin.call("/push", {"all": True, "text": "x"}, key="wrong-key-0123456789")[0] == 401
@@ -135,6 +136,7 @@ def test_push_api_errors(service: tuple[Daemon, Admin]) -> None:
 
 
 def test_metrics_and_health(service: tuple[Daemon, Admin]) -> None:
+    """/metrics shows connections, messages, refusals, queue and pushes; /healthz is ready."""
     daemon, admin = service
     with connect(f"{daemon.url}/echo") as client:
         client.send("hello")
@@ -245,6 +247,7 @@ def test_systemd_notifications_and_graceful_stop(
 
 def test_abstract_notify_socket(write_config: Callable[..., Path],
                                 start_daemon: Callable[..., Daemon]) -> None:
+    """READY=1 reaches an abstract-namespace NOTIFY_SOCKET."""
     import os
 
     name = f"wsdaemon-notify-{os.getpid()}"

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_short_soak() -> None:
+    """A short soak ends with memory, fds and timers at baseline."""
     result = subprocess.run([sys.executable, str(REPO / "bench" / "soak.py"), "--minutes", "0.4"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -40,6 +40,7 @@ def thirdparty_env() -> dict[str, str]:
 def test_thirdparty_strategy_by_plugin_and_dotted_path(
     write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]
 ) -> None:
+    """Third-party strategy by plugin and dotted path."""
     daemon = start_daemon(write_config(CONFIG), env=thirdparty_env())
     with connect(f"{daemon.url}/plugin") as client:
         assert client.recv() == "WELCOME"
@@ -54,6 +55,7 @@ def test_thirdparty_strategy_by_plugin_and_dotted_path(
 
 
 def test_thirdparty_option_error_names_key(write_config: Callable[..., Path]) -> None:
+    """Third-party option error names key."""
     path = write_config(CONFIG.replace("suffix = ?!", "suffix = !!!!!"))
     result = run_cli("--config", str(path), "--check-config", env=thirdparty_env())
     assert result.returncode == 1

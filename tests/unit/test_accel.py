@@ -18,12 +18,14 @@ def reference(mask: bytes, data: bytes) -> bytes:
 
 @pytest.mark.parametrize("length", [0, 1, 3, 4, 5, 64, 125, 126, 1000])
 def test_matches_reference_in_one_piece(length: int) -> None:
+    """The small-frame masker equals XOR with the repeated mask."""
     mask, data = os.urandom(4), os.urandom(length)
     assert SmallFrameMasker(mask, length).process(data) == reference(mask, data)
 
 
 @pytest.mark.parametrize("cuts", [(1,), (3, 5), (2, 2, 2), (7, 11, 13)])
 def test_matches_reference_in_pieces(cuts: tuple[int, ...]) -> None:
+    """The masker is right however the data is split."""
     mask, data = os.urandom(4), os.urandom(100)
     masker = SmallFrameMasker(mask, len(data))
     out, at = b"", 0
@@ -37,11 +39,13 @@ def test_matches_reference_in_pieces(cuts: tuple[int, ...]) -> None:
 
 
 def test_more_data_than_announced_is_still_correct() -> None:
+    """More data than announced is still correct."""
     mask, data = os.urandom(4), os.urandom(50)
     assert SmallFrameMasker(mask, 10).process(data) == reference(mask, data)
 
 
 def test_installed_into_autobahn() -> None:
+    """install() makes Autobahn use our masker and plain log helpers."""
     install()
     from autobahn.websocket import protocol
 

@@ -22,6 +22,7 @@ from wsdaemon.sessions import PushTarget
     ],
 )
 def test_valid(body: dict[str, object], target: PushTarget, message: str | bytes) -> None:
+    """Each target and body form parses."""
     assert parse_push(json.dumps(body).encode()) == (target, message)
 
 
@@ -42,6 +43,7 @@ def test_valid(body: dict[str, object], target: PushTarget, message: str | bytes
     ],
 )
 def test_invalid(body: bytes, error: str) -> None:
+    """Each malformed body is a 400 with the reason."""
     with pytest.raises(_RequestError) as info:
         parse_push(body)
     assert info.value.code == 400 and error in info.value.message

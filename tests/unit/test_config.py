@@ -89,6 +89,7 @@ def test_listen_override(write_config: Callable[..., Path]) -> None:
 
 
 def test_summary_is_one_line(write_config: Callable[..., Path]) -> None:
+    """The --check-config summary is one line naming routes and endpoints."""
     config = load_config(write_config(MINIMAL), clock=Clock())
     summary = config.summary()
     assert "\n" not in summary
@@ -253,11 +254,13 @@ def test_bad_config_is_one_clear_line(case: str, write_config: Callable[..., Pat
 
 
 def test_missing_file(tmp_path: Path) -> None:
+    """A missing file is a ConfigError naming it."""
     with pytest.raises(ConfigError, match=r"nope\.ini: config file not found"):
         load(tmp_path / "nope.ini")
 
 
 def test_not_utf8(tmp_path: Path) -> None:
+    """A file that is not UTF-8 is a ConfigError."""
     path = tmp_path / "latin1.ini"
     path.write_bytes(b"[wsdaemon]\nlisten = caf\xe9\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
@@ -297,6 +300,7 @@ strategy = operator
 
 
 def test_config_values_are_immutable(write_config: Callable[..., Path]) -> None:
+    """Loaded config values cannot be changed."""
     config = load_config(write_config(MINIMAL), clock=Clock())
     with pytest.raises(AttributeError):
         config.listen = ()  # type: ignore[misc]

@@ -10,6 +10,7 @@ from wsdaemon.credentials import check_token, parse_tokens
 
 
 def test_parse_and_check() -> None:
+    """Parse and check."""
     tokens = parse_tokens(["# comment", "", "alice: aaaaaaaaaaaaaaaa1", "bob:bbbbbbbbbbbbbbbb2"])
     assert tokens == {"aaaaaaaaaaaaaaaa1": "alice", "bbbbbbbbbbbbbbbb2": "bob"}
     assert check_token("bbbbbbbbbbbbbbbb2", tokens) == "bob"
@@ -27,5 +28,6 @@ def test_parse_and_check() -> None:
     ],
 )
 def test_bad_tokens(lines: list[str], error: str) -> None:
+    """Bad tokens."""
     with pytest.raises(ValueError, match=error):
         parse_tokens(lines)

@@ -16,6 +16,7 @@ def fresh() -> QueueItem:
 
 
 def test_claim_answer() -> None:
+    """Claim answer."""
     item = fresh()
     assert item.state == "queued"
     item.claim("alice", "link-a")
@@ -26,6 +27,7 @@ def test_claim_answer() -> None:
 
 
 def test_release_returns_to_queue() -> None:
+    """Release returns to queue."""
     item = fresh()
     item.claim("alice", "a")
     item.release()
@@ -35,6 +37,7 @@ def test_release_returns_to_queue() -> None:
 
 
 def test_expire_from_queued_and_claimed() -> None:
+    """Expire from queued and claimed."""
     for claim_first in (False, True):
         item = fresh()
         if claim_first:
@@ -57,6 +60,7 @@ def test_expire_from_queued_and_claimed() -> None:
     ],
 )
 def test_invalid_transitions_raise(setup: list[str], action: str) -> None:
+    """Invalid transitions raise."""
     item = fresh()
     moves = {"claim": lambda: item.claim("x", "h"), "answer": lambda: item.answer("x", 1.0),
              "release": item.release, "expire": item.expire}
@@ -69,6 +73,7 @@ def test_invalid_transitions_raise(setup: list[str], action: str) -> None:
 
 
 def test_restore_brings_claims_back_as_queued() -> None:
+    """Restore brings claims back as queued."""
     record = ItemRecord(item_id="i", route="/s", client_id="c", text="t", created_at=1.0,
                         state="claimed", operator="alice")
     item = QueueItem.restore(record)

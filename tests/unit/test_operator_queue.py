@@ -58,6 +58,7 @@ def client(client_id: str, route: str = "/support") -> RecordingSession:
 
 
 def test_enqueue_notifies_operators_and_counts_positions() -> None:
+    """Enqueue notifies operators and counts positions."""
     queue, store, _ = make()
     alice = Operator("alice")
     queue.add_operator(alice)
@@ -71,6 +72,7 @@ def test_enqueue_notifies_operators_and_counts_positions() -> None:
 
 
 def test_claim_is_exclusive_and_leased() -> None:
+    """Claim is exclusive and leased."""
     queue, store, clock = make()
     alice, bob = Operator("alice"), Operator("bob")
     queue.add_operator(alice)
@@ -93,6 +95,7 @@ def test_claim_is_exclusive_and_leased() -> None:
 
 
 def test_operator_leaving_releases_its_items() -> None:
+    """Operator leaving releases its items."""
     queue, _, _ = make()
     alice, bob = Operator("alice"), Operator("bob")
     queue.add_operator(alice)
@@ -107,6 +110,7 @@ def test_operator_leaving_releases_its_items() -> None:
 
 
 def test_reply_exactly_once_and_delivered() -> None:
+    """Reply exactly once and delivered."""
     queue, store, _ = make()
     alice, bob = Operator("alice"), Operator("bob")
     queue.add_operator(alice)
@@ -125,6 +129,7 @@ def test_reply_exactly_once_and_delivered() -> None:
 
 
 def test_reply_to_oldest_unclaimed() -> None:
+    """Reply to oldest unclaimed."""
     queue, _, clock = make()
     alice = Operator("alice")
     queue.add_operator(alice)
@@ -137,6 +142,7 @@ def test_reply_to_oldest_unclaimed() -> None:
 
 
 def test_empty_queue_and_unknown_items() -> None:
+    """Empty queue and unknown items."""
     queue, _, _ = make()
     alice = Operator("alice")
     with pytest.raises(QueueError, match="the queue is empty"):
@@ -149,6 +155,7 @@ def test_empty_queue_and_unknown_items() -> None:
 
 
 def test_id_prefix() -> None:
+    """Id prefix."""
     queue, _, _ = make()
     result(queue.enqueue(client("c"), "q"))
     assert queue.find("item").item_id == "item1"
@@ -158,6 +165,7 @@ def test_id_prefix() -> None:
 
 
 def test_offline_client_gets_reply_on_reconnect() -> None:
+    """Offline client gets reply on reconnect."""
     queue, store, _ = make()
     alice = Operator("alice")
     queue.add_operator(alice)
@@ -176,6 +184,7 @@ def test_offline_client_gets_reply_on_reconnect() -> None:
 
 
 def test_push_to_offline_client_is_kept() -> None:
+    """Push to offline client is kept."""
     queue, _, _ = make()
     alice = Operator("alice")
     assert result(queue.push("c9", "news", alice)) == 0
@@ -185,6 +194,7 @@ def test_push_to_offline_client_is_kept() -> None:
 
 
 def test_broadcast_reaches_route_only() -> None:
+    """Broadcast reaches route only."""
     queue, _, _ = make()
     here, there = client("a", "/support"), client("b", "/sales")
     for session in (here, there):
@@ -194,6 +204,7 @@ def test_broadcast_reaches_route_only() -> None:
 
 
 def test_fallback_after_timeout_keeps_item_answerable() -> None:
+    """Fallback after timeout keeps item answerable."""
     queue, _, clock = make()
     alice = Operator("alice")
     queue.add_operator(alice)
@@ -212,6 +223,7 @@ def test_fallback_after_timeout_keeps_item_answerable() -> None:
 
 
 def test_fallback_can_close_the_item() -> None:
+    """Fallback can close the item."""
     queue, store, clock = make(settings=replace(SETTINGS, keep_after_fallback=False))
     alice = Operator("alice")
     queue.add_operator(alice)
@@ -224,6 +236,7 @@ def test_fallback_can_close_the_item() -> None:
 
 
 def test_fallback_at_once_when_no_operator_online() -> None:
+    """Fallback at once when no operator online."""
     queue, _, _ = make(settings=replace(SETTINGS, fallback_when_offline=True))
     session = client("c1")
     result(queue.client_connected(session))
@@ -232,6 +245,7 @@ def test_fallback_at_once_when_no_operator_online() -> None:
 
 
 def test_restart_restores_open_items_and_fallback_timers() -> None:
+    """Restart restores open items and fallback timers."""
     store, clock = MemoryStore(), Clock()
     queue, _, _ = make(store, clock=clock)
     alice = Operator("alice")
@@ -254,6 +268,7 @@ def test_restart_restores_open_items_and_fallback_timers() -> None:
 
 
 def test_stop_cancels_timers() -> None:
+    """Stop cancels timers."""
     queue, _, clock = make()
     alice = Operator("alice")
     queue.add_operator(alice)

@@ -45,6 +45,7 @@ def incoming(record: ItemRecord) -> MessageRecord:
 
 
 def test_provides_interface(make_store: Any) -> None:
+    """Provides interface."""
     assert verifyObject(IQueueStore, make_store())
 
 
@@ -73,6 +74,7 @@ def test_items_survive_reopening(make_store: Any) -> Generator[Any, Any, None]:
 
 @pytest_twisted.inlineCallbacks
 def test_outbox_and_transcript(make_store: Any) -> Generator[Any, Any, None]:
+    """Outbox and transcript."""
     store = make_store()
     yield store.open()
     record = item("x", 1.0)
@@ -101,6 +103,7 @@ def test_outbox_and_transcript(make_store: Any) -> Generator[Any, Any, None]:
 
 @pytest_twisted.inlineCallbacks
 def test_updating_an_unknown_item_fails(make_store: Any) -> Generator[Any, Any, None]:
+    """Updating an unknown item fails."""
     store = make_store()
     yield store.open()
     with pytest.raises(LookupError):
@@ -110,6 +113,7 @@ def test_updating_an_unknown_item_fails(make_store: Any) -> Generator[Any, Any, 
 
 @pytest_twisted.inlineCallbacks
 def test_sqlite_uses_wal(tmp_path: Path) -> Generator[Any, Any, None]:
+    """SQLite uses WAL."""
     import sqlite3
 
     from twisted.internet import reactor

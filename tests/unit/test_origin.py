@@ -34,12 +34,14 @@ def test_local_only(origin: str | None, allowed: bool) -> None:
 
 
 def test_missing_origin_can_be_refused() -> None:
+    """Missing origin can be refused."""
     policy = LOCAL.with_allow_missing(False)
     assert not policy.allows(None)
     assert policy.allows("http://localhost:1")
 
 
 def test_pattern_without_port_means_default_port() -> None:
+    """Pattern without port means default port."""
     policy = OriginPolicy(patterns=("https://example.com",))
     assert policy.allows("https://example.com")
     assert policy.allows("https://example.com:443")
@@ -48,12 +50,14 @@ def test_pattern_without_port_means_default_port() -> None:
 
 
 def test_host_wildcard() -> None:
+    """Host wildcard."""
     policy = OriginPolicy(patterns=("https://*.example.com:*",))
     assert policy.allows("https://app.example.com:444")
     assert not policy.allows("https://example.org")
 
 
 def test_star_and_null() -> None:
+    """Star and null."""
     assert OriginPolicy(patterns=("*",)).allows("https://anything.test:1")
     assert OriginPolicy(patterns=("null",)).allows("null")
     assert not OriginPolicy(patterns=()).allows("http://localhost:1")
@@ -61,5 +65,6 @@ def test_star_and_null() -> None:
 
 @pytest.mark.parametrize("bad", ["localhost", "http://", "ws://localhost", "http://a:port"])
 def test_malformed_pattern(bad: str) -> None:
+    """Malformed pattern."""
     with pytest.raises(ValueError, match="expected origin patterns"):
         OriginPolicy(patterns=(bad,))

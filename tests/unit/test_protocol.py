@@ -116,18 +116,21 @@ def test_handshake_and_echo() -> None:
 
 
 def test_several_replies_in_order() -> None:
+    """A list reply sends every message, in order."""
     client = Client(make_factory(ProgrammableStrategy(lambda s, m: ["one", b"two", "three"])))
     client.send(ws.TEXT, b"go")
     assert [f.payload for f in client.frames()] == [b"one", b"two", b"three"]
 
 
 def test_no_reply() -> None:
+    """A strategy returning None sends nothing."""
     client = Client(make_factory(ProgrammableStrategy(lambda s, m: None)))
     client.send(ws.TEXT, b"go")
     assert client.frames() == []
 
 
 def test_deferred_reply_arrives_later() -> None:
+    """Deferred reply arrives later."""
     pending: list[Deferred[object]] = []
 
     def later(session: ISession, message: str | bytes) -> object:
@@ -144,6 +147,7 @@ def test_deferred_reply_arrives_later() -> None:
 
 
 def test_push_through_session_at_any_time() -> None:
+    """Push through session at any time."""
     sessions: list[ISession] = []
     strategy = ProgrammableStrategy(echo)
     strategy.connection_opened = sessions.append  # type: ignore[method-assign]
@@ -185,6 +189,7 @@ def test_strategy_exception_closes_that_client_with_1011(logged: list[LogEvent])
 
 
 def test_failed_deferred_reply_closes_with_1011(logged: list[LogEvent]) -> None:
+    """Failed deferred reply closes with 1011."""
     pending: list[Deferred[object]] = []
     client = Client(make_factory(ProgrammableStrategy(lambda s, m: pending.append(Deferred())
                                                       or pending[-1])))
@@ -194,12 +199,14 @@ def test_failed_deferred_reply_closes_with_1011(logged: list[LogEvent]) -> None:
 
 
 def test_wrong_reply_type_closes_with_1011(logged: list[LogEvent]) -> None:
+    """Wrong reply type closes with 1011."""
     client = Client(make_factory(ProgrammableStrategy(lambda s, m: 42)))
     client.send(ws.TEXT, b"q")
     assert client.frames()[-1].close_code == 1011
 
 
 def test_closed_callback_gets_code() -> None:
+    """Closed callback gets code."""
     strategy = ProgrammableStrategy(echo)
     client = Client(make_factory(strategy))
     client.send(ws.CLOSE, b"\x0f\xa0bye")  # 4000
@@ -209,12 +216,14 @@ def test_closed_callback_gets_code() -> None:
 
 
 def test_oversized_message_closes_with_1009() -> None:
+    """Oversized message closes with 1009."""
     client = Client(make_factory(ProgrammableStrategy(echo)))
     client.send(ws.BINARY, b"x" * 1025)
     assert client.frames()[-1].close_code == 1009
 
 
 def test_oversized_fragmented_message_closes_with_1009() -> None:
+    """Oversized fragmented message closes with 1009."""
     client = Client(make_factory(ProgrammableStrategy(echo)))
     for _ in range(3):
         client.send(ws.CONTINUATION if _ else ws.TEXT, b"x" * 400, fin=False)
@@ -222,6 +231,7 @@ def test_oversized_fragmented_message_closes_with_1009() -> None:
 
 
 def test_invalid_utf8_closes_with_1007() -> None:
+    """Invalid UTF-8 closes with 1007."""
     strategy = ProgrammableStrategy(echo)
     client = Client(make_factory(strategy))
     client.send(ws.TEXT, b"\xc3\x28")
@@ -230,6 +240,7 @@ def test_invalid_utf8_closes_with_1007() -> None:
 
 
 def test_origin_refused_with_403() -> None:
+    """Origin refused with 403."""
     strategy = ProgrammableStrategy(echo)
     client = Client(make_factory(strategy), origin="http://evil.example")
     assert client.status == 403
@@ -237,6 +248,7 @@ def test_origin_refused_with_403() -> None:
 
 
 def test_origin_allowed_and_missing() -> None:
+    """Origin allowed and missing."""
     local = "http://localhost:5173"
     assert Client(make_factory(ProgrammableStrategy(echo)), origin=local).status == 101
     assert Client(make_factory(ProgrammableStrategy(echo))).status == 101
@@ -261,18 +273,21 @@ DEFLATE = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
 
 
 def test_compression_off_by_default() -> None:
+    """Compression off by default."""
     client = Client(make_factory(ProgrammableStrategy(echo)), extra=DEFLATE)
     assert client.status == 101
     assert b"permessage-deflate" not in client.response.lower()
 
 
 def test_compression_on_when_configured() -> None:
+    """Compression on when configured."""
     factory = make_factory(ProgrammableStrategy(echo), replace(SETTINGS, compression=True))
     client = Client(factory, extra=DEFLATE)
     assert b"permessage-deflate" in client.response.lower()
 
 
 def test_session_knows_route_peer_and_time() -> None:
+    """Session knows route peer and time."""
     sessions: list[ISession] = []
     strategy = ProgrammableStrategy(echo)
     strategy.connection_opened = sessions.append  # type: ignore[method-assign]
@@ -287,6 +302,7 @@ def test_session_knows_route_peer_and_time() -> None:
 
 
 def test_strategy_may_close_with_code() -> None:
+    """Strategy may close with code."""
     def close_it(session: ISession, message: str | bytes) -> object:
         session.close(4001, "go away")
         return None
@@ -312,6 +328,7 @@ def test_message_rate_limit_closes_with_1008() -> None:
 
 
 def test_message_rate_refills_with_time() -> None:
+    """Message rate refills with time."""
     clock = Clock()
     client = Client(make_factory(ProgrammableStrategy(echo),
                                  replace(SETTINGS, max_message_rate=2), clock=clock))
@@ -323,6 +340,7 @@ def test_message_rate_refills_with_time() -> None:
 
 
 def test_too_many_fragments_closes_with_1009() -> None:
+    """Too many fragments closes with 1009."""
     client = Client(make_factory(ProgrammableStrategy(echo), replace(SETTINGS, max_fragments=10)))
     client.send(ws.TEXT, b"a", fin=False)
     for _ in range(20):
@@ -331,6 +349,7 @@ def test_too_many_fragments_closes_with_1009() -> None:
 
 
 def test_connection_caps_total_and_per_ip() -> None:
+    """Connection caps total and per IP."""
     from wsdaemon.limits import ConnectionLimits
 
     limits = ConnectionLimits(total=3, per_ip=2)
@@ -374,6 +393,7 @@ def test_slow_reader_is_dropped_after_the_backlog() -> None:
 
 
 def test_reader_catching_up_resets_the_backlog() -> None:
+    """Reader catching up resets the backlog."""
     sessions: list[ISession] = []
     strategy = ProgrammableStrategy(echo)
     strategy.connection_opened = sessions.append  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ import wsdaemon.testing
 
 
 def test_interfaces() -> None:
+    """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
         "IPushBus", "IQueueStore","IReplyStrategy", "ISession", "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
@@ -22,11 +23,13 @@ def test_interfaces() -> None:
 
 
 def test_strategy_helpers() -> None:
+    """Strategy helpers."""
     assert set(wsdaemon.strategy.__all__) == {
         "OptionError", "StrategyContext", "reject_unknown_options"}
 
 
 def test_testing_helpers() -> None:
+    """Testing helpers."""
     assert set(wsdaemon.testing.__all__) == {
         "RecordingSession", "check_strategy", "is_valid_reply"}
 

@@ -34,33 +34,39 @@ def thirdparty_on_path() -> Iterator[None]:
 
 
 def test_builtin_echo() -> None:
+    """Builtin echo."""
     factory = StrategyRegistry(plugins=lambda: []).resolve("echo")
     assert isinstance(factory, EchoStrategyFactory)
     assert IStrategyFactory.providedBy(factory)
 
 
 def test_every_builtin_resolves() -> None:
+    """Every builtin resolves."""
     registry = StrategyRegistry(plugins=lambda: [])
     for name in BUILTIN_STRATEGIES:
         assert registry.resolve(name).name == name
 
 
 def test_unknown_lists_known_names() -> None:
+    """Unknown lists known names."""
     with pytest.raises(UnknownStrategyError, match=r"unknown strategy 'nope'.*echo"):
         StrategyRegistry(plugins=lambda: []).resolve("nope")
 
 
 def test_dotted_path_to_instance(thirdparty_on_path: None) -> None:
+    """Dotted path to instance."""
     factory = StrategyRegistry(plugins=lambda: []).resolve("shout_strategy.shout")
     assert factory.name == "shout"
 
 
 def test_dotted_path_to_class(thirdparty_on_path: None) -> None:
+    """Dotted path to class."""
     factory = StrategyRegistry(plugins=lambda: []).resolve("shout_strategy.ShoutFactory")
     assert IStrategyFactory.providedBy(factory)
 
 
 def test_dotted_path_not_a_factory() -> None:
+    """Dotted path not a factory."""
     with pytest.raises(UnknownStrategyError, match="does not provide IStrategyFactory"):
         StrategyRegistry(plugins=lambda: []).resolve("os.path.join")
 

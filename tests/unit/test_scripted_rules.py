@@ -180,6 +180,7 @@ BAD = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_rules_refused_with_line(case: str, tmp_path: Path) -> None:
+    """Bad rules refused with line."""
     text, line, fragment = BAD[case]
     with pytest.raises(RulesError) as info:
         load_rules(write(tmp_path, text))
@@ -188,6 +189,7 @@ def test_bad_rules_refused_with_line(case: str, tmp_path: Path) -> None:
 
 
 def test_toml_lines_address_nested_tables() -> None:
+    """TOML lines address nested tables."""
     lines = TomlLines(textwrap.dedent("""
         [[rule]]
         text = "a"

@@ -118,6 +118,7 @@ def bot(tmp_path: Path, clock: Clock) -> tuple[ScriptedStrategy, RecordingSessio
 
 def test_greetings_now_and_delayed(bot: tuple[ScriptedStrategy, RecordingSession],
                                    clock: Clock) -> None:
+    """Greetings now and delayed."""
     strategy, session = bot
     assert session.sent == ["hello s1 on /bot"]
     clock.advance(2)
@@ -131,6 +132,7 @@ def test_exact_text_returns_plain_value(bot: tuple[ScriptedStrategy, RecordingSe
 
 
 def test_regex_groups_and_counter(bot: tuple[ScriptedStrategy, RecordingSession]) -> None:
+    """Regex groups and counter."""
     strategy, session = bot
     strategy.message_received(session, "x")
     assert strategy.message_received(session, "add 2 40") == ["2+40", "#2"]
@@ -138,6 +140,7 @@ def test_regex_groups_and_counter(bot: tuple[ScriptedStrategy, RecordingSession]
 
 def test_json_nested_match_and_ticker(bot: tuple[ScriptedStrategy, RecordingSession],
                                       clock: Clock) -> None:
+    """JSON nested match and ticker."""
     strategy, session = bot
     clock.advance(5)  # past the delayed greeting
     message = json.dumps({"type": "sub", "meta": {"channel": "px", "x": 1}, "user": {"id": 3}})
@@ -153,6 +156,7 @@ def test_json_nested_match_and_ticker(bot: tuple[ScriptedStrategy, RecordingSess
 
 def test_ticker_stops_after_times(bot: tuple[ScriptedStrategy, RecordingSession],
                                   clock: Clock) -> None:
+    """Ticker stops after times."""
     strategy, session = bot
     strategy.message_received(session, '{"type": "sub", "meta": {"channel": "px"}}')
     for _ in range(10):
@@ -163,6 +167,7 @@ def test_ticker_stops_after_times(bot: tuple[ScriptedStrategy, RecordingSession]
 
 
 def test_json_non_matching(bot: tuple[ScriptedStrategy, RecordingSession]) -> None:
+    """JSON non matching."""
     strategy, session = bot
     assert strategy.message_received(session, '{"type": "sub", "meta": {"channel": "fx"}}') \
         == '? {"type": "sub", "meta": {"channel": "fx"}}'
@@ -172,6 +177,7 @@ def test_json_non_matching(bot: tuple[ScriptedStrategy, RecordingSession]) -> No
 
 
 def test_binary_prefix_and_any(bot: tuple[ScriptedStrategy, RecordingSession]) -> None:
+    """Binary prefix and any."""
     strategy, session = bot
     assert strategy.message_received(session, b"\xca\xfe\x00") == b"\xbe\xef"
     assert strategy.message_received(session, b"\x01") == b"\x00\x01"
@@ -180,6 +186,7 @@ def test_binary_prefix_and_any(bot: tuple[ScriptedStrategy, RecordingSession]) -
 
 def test_delays_are_cumulative(bot: tuple[ScriptedStrategy, RecordingSession],
                                clock: Clock) -> None:
+    """Delays are cumulative."""
     strategy, session = bot
     clock.advance(5)  # past the delayed greeting
     before = len(session.sent)
@@ -193,12 +200,14 @@ def test_delays_are_cumulative(bot: tuple[ScriptedStrategy, RecordingSession],
 
 
 def test_once_then_falls_through(bot: tuple[ScriptedStrategy, RecordingSession]) -> None:
+    """Once then falls through."""
     strategy, session = bot
     assert strategy.message_received(session, "once") == "first"
     assert strategy.message_received(session, "once") == "? once"
 
 
 def test_once_is_per_connection(tmp_path: Path, clock: Clock) -> None:
+    """Once is per connection."""
     strategy = make(tmp_path, clock)
     first, second = RecordingSession("a"), RecordingSession("b")
     strategy.connection_opened(first)
@@ -208,6 +217,7 @@ def test_once_is_per_connection(tmp_path: Path, clock: Clock) -> None:
 
 
 def test_cycle(bot: tuple[ScriptedStrategy, RecordingSession]) -> None:
+    """Cycle."""
     strategy, session = bot
     for _ in range(4):
         strategy.message_received(session, "cycle")
@@ -215,6 +225,7 @@ def test_cycle(bot: tuple[ScriptedStrategy, RecordingSession]) -> None:
 
 
 def test_close_with_code_after_reply(bot: tuple[ScriptedStrategy, RecordingSession]) -> None:
+    """Close with code after reply."""
     strategy, session = bot
     strategy.message_received(session, "bye")
     assert session.sent[-1] == "ciao"
@@ -223,6 +234,7 @@ def test_close_with_code_after_reply(bot: tuple[ScriptedStrategy, RecordingSessi
 
 def test_close_after_delayed_message(bot: tuple[ScriptedStrategy, RecordingSession],
                                      clock: Clock) -> None:
+    """Close after delayed message."""
     strategy, session = bot
     clock.advance(5)
     strategy.message_received(session, "late bye")
@@ -233,6 +245,7 @@ def test_close_after_delayed_message(bot: tuple[ScriptedStrategy, RecordingSessi
 
 
 def test_silence(bot: tuple[ScriptedStrategy, RecordingSession]) -> None:
+    """Silence."""
     strategy, session = bot
     count = len(session.sent)
     assert strategy.message_received(session, "# just a comment") is None
@@ -240,6 +253,7 @@ def test_silence(bot: tuple[ScriptedStrategy, RecordingSession]) -> None:
 
 
 def test_no_default_means_no_reply(tmp_path: Path, clock: Clock) -> None:
+    """No default means no reply."""
     strategy = make(tmp_path, clock, '[[rule]]\ntext = "a"\nreply = "b"\n')
     session = RecordingSession()
     strategy.connection_opened(session)
@@ -261,6 +275,7 @@ def test_close_cancels_every_timer(bot: tuple[ScriptedStrategy, RecordingSession
 
 
 def test_factory_option_errors(tmp_path: Path, clock: Clock) -> None:
+    """Factory option errors."""
     context = StrategyContext(clock=clock, config_dir=tmp_path, route="/bot")
     factory = ScriptedStrategyFactory()
     with pytest.raises(OptionError, match="missing; expected the path of a rules file"):

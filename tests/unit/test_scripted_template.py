@@ -17,19 +17,23 @@ def render(source: str, scope: Scope | None = None) -> str:
 
 
 def test_literal_and_placeholders() -> None:
+    """Literal and placeholders."""
     assert render("you said {message} (#{counter}) on {session}") == "you said hi (#3) on s1"
 
 
 def test_braces_escape() -> None:
+    """Braces escape."""
     assert render('{{"echo": "{message}"}}') == '{"echo": "hi"}'
 
 
 def test_regex_groups() -> None:
+    """Regex groups."""
     scope = Scope(groups={"0", "1", "name"})
     assert render("{match.1} {match.name}", scope) == "one Bob"
 
 
 def test_json_path_and_tick() -> None:
+    """JSON path and tick."""
     assert render("{json.user.name}", Scope(json=True)) == "ann"
     assert render("{tick}", Scope(tick=True)) == "7"
 
@@ -57,12 +61,14 @@ def test_names_are_data_not_code() -> None:
     ],
 )
 def test_errors(source: str, scope: Scope, error: str) -> None:
+    """Errors."""
     with pytest.raises(TemplateError) as info:
         Template.compile(source, scope)
     assert error in str(info.value)
 
 
 def test_json_paths() -> None:
+    """JSON paths."""
     assert parse_json_path("items.0.id") == ("items", 0, "id")
     with pytest.raises(ValueError):
         parse_json_path("")

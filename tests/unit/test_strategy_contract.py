@@ -37,6 +37,7 @@ def test_every_builtin_has_a_contract_case() -> None:
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_STRATEGIES))
 def test_builtin_meets_contract(name: str, tmp_path: Path) -> None:
+    """Builtin meets contract."""
     factory = StrategyRegistry(plugins=lambda: []).resolve(name)
     queue = OperatorQueue(OperatorSettings(store_path=tmp_path / "unused"), MemoryStore(), Clock())
     queue.start()
@@ -44,6 +45,7 @@ def test_builtin_meets_contract(name: str, tmp_path: Path) -> None:
 
 
 def test_thirdparty_meets_contract(tmp_path: Path) -> None:
+    """Third-party meets contract."""
     sys.path.insert(0, str(THIRDPARTY))
     try:
         from shout_strategy import shout
@@ -54,6 +56,7 @@ def test_thirdparty_meets_contract(tmp_path: Path) -> None:
 
 
 def test_recording_session_provides_isession() -> None:
+    """Recording session provides ISession."""
     assert verifyObject(ISession, RecordingSession())
 
 

@@ -31,18 +31,21 @@ def parse(*argv: str) -> Options:
 
 
 def test_listen_is_repeatable() -> None:
+    """Listen is repeatable."""
     options = parse("--config", "x.ini", "--listen", "tcp:1", "--listen", "unix:/tmp/s")
     assert options["listen"] == ["tcp:1", "unix:/tmp/s"]
     assert not options["check-config"]
 
 
 def test_config_is_required() -> None:
+    """Config is required."""
     with pytest.raises(UsageError, match="--config"):
         parse("--listen", "tcp:1")
 
 
 def test_check_config_prints_summary(write_config: Callable[..., Path],
                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Check config prints summary."""
     options = parse("--config", str(write_config(CONFIG)), "--check-config")
     with pytest.raises(SystemExit) as info:
         makeService(options, reactor=MemoryReactorClock())
@@ -53,6 +56,7 @@ def test_check_config_prints_summary(write_config: Callable[..., Path],
 
 def test_config_error_exits_1_with_one_line(write_config: Callable[..., Path],
                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Config error exits 1 with one line."""
     path = write_config(CONFIG.replace("strategy = echo", "strategy = nope", 1))
     with pytest.raises(SystemExit) as info:
         makeService(parse("--config", str(path)), reactor=MemoryReactorClock())
