@@ -147,7 +147,7 @@ def test_deferred_reply_arrives_later() -> None:
 
 
 def test_push_through_session_at_any_time() -> None:
-    """Push through session at any time."""
+    """A strategy can push through the session at any time; after the close send() says False."""
     sessions: list[ISession] = []
     strategy = ProgrammableStrategy(echo)
     strategy.connection_opened = sessions.append  # type: ignore[method-assign]
@@ -373,35 +373,38 @@ def test_connection_caps_total_and_per_ip() -> None:
     assert Client(factory).status == 101
 
 
-def test_slow_reader_is_dropped_after_the_backlog() -> None:
-    """When the transport says its buffer is full, reading stops; past
-    max_outbound_buffer more bytes the connection is aborted."""
+def backlogged_client() -> tuple[Client, ISession]:
+    """A client whose connection allows 1000 bytes of backlog, and its session."""
     sessions: list[ISession] = []
     strategy = ProgrammableStrategy(echo)
     strategy.connection_opened = sessions.append  # type: ignore[method-assign]
     client = Client(make_factory(strategy, replace(SETTINGS, max_outbound_buffer=1000)))
+    return client, sessions[0]
+
+
+def test_slow_reader_is_dropped_after_the_backlog() -> None:
+    """When the transport says its buffer is full, reading stops; past
+    max_outbound_buffer more bytes the connection is aborted."""
+    client, session = backlogged_client()
     producer = client.transport.producer
     assert producer is not None and client.transport.streaming
     producer.pauseProducing()
     assert client.transport.producerState == "paused"  # we stopped reading it
     for _ in range(9):
-        sessions[0].send(b"x" * 100)
+        session.send(b"x" * 100)
     assert not client.transport.disconnecting
-    sessions[0].send(b"x" * 200)
+    session.send(b"x" * 200)
     assert client.transport.disconnecting
     assert client.protocol.factory.stats.refusals == {"slow_reader": 1}
 
 
 def test_reader_catching_up_resets_the_backlog() -> None:
-    """Reader catching up resets the backlog."""
-    sessions: list[ISession] = []
-    strategy = ProgrammableStrategy(echo)
-    strategy.connection_opened = sessions.append  # type: ignore[method-assign]
-    client = Client(make_factory(strategy, replace(SETTINGS, max_outbound_buffer=1000)))
+    """A client that catches up (resumeProducing) starts a fresh backlog."""
+    client, session = backlogged_client()
     producer = client.transport.producer
     for _ in range(5):
         producer.pauseProducing()
-        sessions[0].send(b"x" * 900)
+        session.send(b"x" * 900)
         producer.resumeProducing()
         assert client.transport.producerState == "producing"
     assert not client.transport.disconnecting
@@ -409,12 +412,9 @@ def test_reader_catching_up_resets_the_backlog() -> None:
 
 def test_repeated_pause_signals_do_not_reset_the_backlog() -> None:
     """Twisted calls pauseProducing on every write while its buffer stays full."""
-    sessions: list[ISession] = []
-    strategy = ProgrammableStrategy(echo)
-    strategy.connection_opened = sessions.append  # type: ignore[method-assign]
-    client = Client(make_factory(strategy, replace(SETTINGS, max_outbound_buffer=1000)))
+    client, session = backlogged_client()
     producer = client.transport.producer
     for _ in range(11):
         producer.pauseProducing()
-        sessions[0].send(b"x" * 100)
+        session.send(b"x" * 100)
     assert client.transport.disconnecting
