@@ -72,22 +72,34 @@ def split_response(data: bytes) -> tuple[bytes, bytes]:
     return head, rest
 
 
-def parse_frames(data: bytes) -> list[Frame]:
-    """Parse unmasked server frames; fails on a truncated frame."""
+def split_frames(data: bytes) -> tuple[list[Frame], bytes]:
+    """Parse the complete unmasked server frames; return them and the rest."""
     frames = []
     i = 0
-    while i < len(data):
+    while i + 2 <= len(data):
         b0, b1 = data[i], data[i + 1]
         assert not b1 & 0x80, "server frames must not be masked"
         n = b1 & 0x7F
-        i += 2
+        j = i + 2
         if n == 126:
-            (n,) = struct.unpack("!H", data[i : i + 2])
-            i += 2
+            if j + 2 > len(data):
+                break
+            (n,) = struct.unpack("!H", data[j : j + 2])
+            j += 2
         elif n == 127:
-            (n,) = struct.unpack("!Q", data[i : i + 8])
-            i += 8
-        assert i + n <= len(data), "truncated frame"
-        frames.append(Frame(opcode=b0 & 0x0F, payload=data[i : i + n], fin=bool(b0 & 0x80)))
-        i += n
+            if j + 8 > len(data):
+                break
+            (n,) = struct.unpack("!Q", data[j : j + 8])
+            j += 8
+        if j + n > len(data):
+            break
+        frames.append(Frame(opcode=b0 & 0x0F, payload=data[j : j + n], fin=bool(b0 & 0x80)))
+        i = j + n
+    return frames, data[i:]
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Parse unmasked server frames; fails on a truncated frame."""
+    frames, rest = split_frames(data)
+    assert rest == b"", "truncated frame"
     return frames
