@@ -21,9 +21,16 @@ pytestmark = pytest.mark.slow
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10) -> Any:
+    """Poll until C{condition} is true. The console redraws its table on every
+    event, so an element found a moment ago may be stale: try again then."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         time.sleep(0.05)
@@ -46,11 +53,11 @@ def test_web_console_answers_a_client(browser: Any, write_config: Callable[..., 
     with connect(f"{daemon.url}/support?client_id=web-test") as client:
         client.send("Where is my order?")
         assert str(client.recv(timeout=5)).startswith("queued #1")
-        row = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#items tr"))[0]
-        assert "Where is my order?" in row.text and "web-test" in row.text
-        row.find_element(By.CSS_SELECTOR, "button.claim").click()
+        text = wait_for(lambda: find(By.CSS_SELECTOR, "#items tr").text)
+        assert "Where is my order?" in text and "web-test" in text
+        wait_for(lambda: find(By.CSS_SELECTOR, "#items tr button.claim").click() or True)
         wait_for(lambda: "claimed by alice" in find(By.CSS_SELECTOR, "#items tr").text)
-        find(By.CSS_SELECTOR, "#items tr").click()
+        wait_for(lambda: find(By.CSS_SELECTOR, "#items tr").click() or True)
         find(By.ID, "reply-text").send_keys("It ships today.")
         find(By.ID, "reply-send").click()
         assert client.recv(timeout=10) == "It ships today."
