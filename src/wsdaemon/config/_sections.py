@@ -24,13 +24,13 @@ from wsdaemon.strategy import OptionError, StrategyContext
 
 OPERATOR_SECTION = "operator"
 ADMIN_SECTION = "admin"
-_ROUTE_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
+#: A URL path of one or more non-empty segments (routes, operator paths).
+_URL_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
 _OPERATOR_KEYS = {
     "path", "console_path", "store", "tokens", "tokens_file", "lease", "fallback_after",
     "fallback_message", "fallback_when_offline", "keep_after_fallback",
 }
 _ADMIN_KEYS = {"listen", "api_keys", "api_keys_file", "max_body"}
-_URL_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
 _ROUTE_KEYS = {"strategy"}
 
 
@@ -63,7 +63,7 @@ def _route_path(reader: _Reader, section: str) -> str:
     path = section[len(ROUTE_PREFIX):].strip()
     if path.endswith("/") and path != "/":
         path = path.rstrip("/")
-    if not _ROUTE_PATH.match(path):
+    if not _URL_PATH.match(path):
         raise reader.error(
             section, None,
             "expected a route section named [route:/path] with a URL path of one or more "
