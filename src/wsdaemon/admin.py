@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from wsdaemon.broker.link import BrokerUnavailable
 from wsdaemon.credentials import check_token
 from wsdaemon.interfaces import IPushBus
 from wsdaemon.sessions import PushTarget, SessionIndex
@@ -158,8 +159,14 @@ class PushResource(_ApiResource):
 
         def failed(failure: Any) -> None:
             counters.count(target.kind, "error")
-            _log.failure("push failed", failure=failure)
-            request.write(_json(request, 500, {"error": "push failed"}))
+            if failure.check(BrokerUnavailable):
+                # Written to this daemon's connections; the others never saw it.
+                request.write(_json(request, 503, {
+                    "error": "Redis unavailable: delivered on this daemon only, not to the "
+                             "other daemons; try again", "target": target.to_json()}))
+            else:
+                _log.failure("push failed", failure=failure)
+                request.write(_json(request, 500, {"error": "push failed"}))
             request.finish()
 
         d.addCallbacks(done, failed)

@@ -38,6 +38,8 @@ class MetricsSource(Protocol):
 
     def queue_stats(self) -> dict[str, Any] | None: ...
 
+    def broker_status(self) -> dict[str, Any]: ...
+
 
 class DaemonCollector:
     def __init__(self, source: MetricsSource, push: PushCounters) -> None:
@@ -100,6 +102,15 @@ class DaemonCollector:
         yield calls
         yield GaugeMetricFamily("wsdaemon_ready", "1 once every listener is bound and the "
                                 "store is open", value=1 if source.ready else 0)
+        broker = source.broker_status()
+        if broker["backend"] == "redis":
+            yield GaugeMetricFamily("wsdaemon_broker_up", "1 while Redis answers, 0 during an "
+                                    "outage", value=1 if broker["up"] else 0)
+            yield CounterMetricFamily("wsdaemon_broker_outages", "Times Redis became "
+                                      "unreachable", value=broker["outages"])
+            yield CounterMetricFamily("wsdaemon_broker_calls_failed", "Redis calls that "
+                                      "timed out or lost their connection",
+                                      value=broker["calls_failed"])
 
 
 def make_registry(source: MetricsSource, push: PushCounters) -> CollectorRegistry:

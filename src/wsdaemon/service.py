@@ -22,10 +22,10 @@ from twisted.python.failure import Failure
 
 from wsdaemon import __version__, accel
 from wsdaemon.admin import AdminSite, PushCounters
+from wsdaemon.broker.push import RedisPushBus
 from wsdaemon.config import ConfigError, DaemonConfig
 from wsdaemon.endpoints import build_endpoint
 from wsdaemon.metrics import make_registry
-from wsdaemon.operators.queue import OperatorQueue
 from wsdaemon.push import LocalPushBus
 from wsdaemon.sessions import SessionIndex
 from wsdaemon.systemd import notify, reloading_message
@@ -54,14 +54,15 @@ def accelerations() -> str:
 
 class WsDaemonService(MultiService):
     """
-    @param reload_config: reads the config anew (given the running operator
-        queue, which a reload keeps); raises L{ConfigError}.
+    @param reload_config: reads the config anew (given the running config,
+        whose operator queue and Redis link a reload keeps); raises
+        L{ConfigError}.
     @param handle_signals: install the SIGHUP (reload) and SIGTERM
         (graceful stop) handlers; off in tests that build many services.
     """
 
     def __init__(self, config: DaemonConfig, reactor: Any,
-                 reload_config: Callable[[OperatorQueue | None], DaemonConfig] | None = None,
+                 reload_config: Callable[[DaemonConfig], DaemonConfig] | None = None,
                  handle_signals: bool = True) -> None:
         super().__init__()
         self.config = config
@@ -76,7 +77,9 @@ class WsDaemonService(MultiService):
         txaio.config.loop = reactor  # type: ignore[attr-defined]
         accel.install()
         self.index = SessionIndex()
-        self.bus = LocalPushBus(self.index)
+        self.bus: LocalPushBus | RedisPushBus = LocalPushBus(self.index)
+        if config.broker_link is not None:
+            self.bus = RedisPushBus(self.index, config.broker_link, reactor)
         self.push_counters = PushCounters()
         self.webroot = WebRoot(clock=reactor, reactor=reactor, index=self.index)
         self.site = build_site(self.webroot.build(config),
@@ -122,10 +125,20 @@ class WsDaemonService(MultiService):
         return {"by_state": by_state, "oldest_age": oldest,
                 "operators_online": queue.operators_online}
 
+    def broker_status(self) -> dict[str, Any]:
+        link = self.config.broker_link
+        if link is None:
+            return {"backend": "embedded", "up": True}
+        return link.status()
+
     def health(self) -> dict[str, Any]:
         queue = self.config.operator_queue
+        broker = self.broker_status()
         return {
-            "status": "ok", "ready": self.ready, "version": __version__,
+            # Still ready when Redis is down: echo and scripted routes serve,
+            # and a load balancer should not take every daemon out at once.
+            "status": "ok" if broker["up"] else "degraded", "ready": self.ready,
+            "version": __version__, "broker": broker,
             "connections": len(self.index),
             "pending_timers": len(self._reactor.getDelayedCalls()),
             "queue": None if queue is None else {"started": queue.started,
@@ -160,6 +173,8 @@ class WsDaemonService(MultiService):
         self._log_routes(config)
         queue = config.operator_queue
         started: Deferred[Any] = queue.start() if queue is not None else succeed(None)
+        if config.broker_link is not None:
+            config.broker_link.start()
         try:
             super().startService()
         except Exception as e:
@@ -225,7 +240,7 @@ class WsDaemonService(MultiService):
         notify(reloading_message())
         old = self.config
         try:
-            new = self._reload_config(old.operator_queue)
+            new = self._reload_config(old)
             self._check_reloadable(old, new)
         except ConfigError as e:
             _log.error("reload refused, still running the previous config: {error}",
@@ -265,6 +280,9 @@ class WsDaemonService(MultiService):
                 and old.operator.store_path != new.operator.store_path):
             raise ConfigError(new.path, "the operator store changed: restart to apply",
                               section="operator", key="store")
+        if old.broker != new.broker:
+            raise ConfigError(new.path, "the [broker] section changed: restart to apply",
+                              section="broker", key=None)
 
     # -- stop --------------------------------------------------------------------
 
@@ -282,6 +300,9 @@ class WsDaemonService(MultiService):
         queue = self.config.operator_queue
         if queue is not None:
             d.addCallback(lambda _: queue.stop())
+        link = self.config.broker_link
+        if link is not None:
+            d.addCallback(lambda _: link.stop())
         d.addCallback(lambda _: _log.info("stopped"))
         return d
 

@@ -47,7 +47,8 @@ class StrategyContext:
     @ivar config_dir: the directory of the INI file, for relative paths.
     @ivar route: the URL path the strategy serves.
     @ivar operator_queue: the daemon's operator queue (an
-        L{wsdaemon.operators.queue.OperatorQueue}) when the config has an
+        L{wsdaemon.operators.queue.OperatorQueue}, or with Redis
+        L{wsdaemon.broker.queue.SharedOperatorQueue}) when the config has an
         [operator] section, else None.
     """
 

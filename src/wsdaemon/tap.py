@@ -10,6 +10,8 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from wsdaemon.broker.link import RedisLink
+from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config import ConfigError, DaemonConfig, load_config
 from wsdaemon.endpoints import check_endpoint
 from wsdaemon.operators.queue import OperatorQueue
@@ -50,9 +52,11 @@ class Options(usage.Options):
 
 
 def load(options: Options | dict[str, Any], reactor: Any,
-         operator_queue: OperatorQueue | None = None) -> DaemonConfig:
+         operator_queue: OperatorQueue | SharedOperatorQueue | None = None,
+         broker_link: RedisLink | None = None) -> DaemonConfig:
     """
     @param operator_queue: on a reload, the running queue to keep.
+    @param broker_link: on a reload, the running Redis link to keep.
     @raise ConfigError: if the config (or a --listen value) is wrong.
     """
     return load_config(
@@ -61,6 +65,7 @@ def load(options: Options | dict[str, Any], reactor: Any,
         listen_override=options["listen"],
         check_endpoint=lambda description: check_endpoint(description, reactor),
         operator_queue=operator_queue,
+        broker_link=broker_link,
     )
 
 
@@ -85,5 +90,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         sys.stdout.write(config.summary() + "\n")
         raise SystemExit(0)
     return WsDaemonService(config, reactor,
-                           reload_config=lambda queue: load(options, reactor, queue),
+                           reload_config=lambda old: load(options, reactor, old.operator_queue,
+                                                          old.broker_link),
                            handle_signals=handle_signals)

@@ -10,10 +10,14 @@ expected.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from twisted.internet.interfaces import IReactorTime
 
+from wsdaemon.broker.link import BrokerSettings, RedisLink
+from wsdaemon.broker.queue import SharedOperatorQueue
+from wsdaemon.config._broker import BROKER_SECTION, broker_settings
 from wsdaemon.config._model import (
     AdminSettings,
     ConfigError,
@@ -57,7 +61,8 @@ def load_config(
     registry: StrategyRegistry | None = None,
     listen_override: Sequence[str] = (),
     check_endpoint: Callable[[str], None] | None = None,
-    operator_queue: OperatorQueue | None = None,
+    operator_queue: OperatorQueue | SharedOperatorQueue | None = None,
+    broker_link: RedisLink | None = None,
 ) -> DaemonConfig:
     """
     Read, validate and build the daemon's config.
@@ -68,6 +73,7 @@ def load_config(
         ValueError with the reason (see L{wsdaemon.endpoints}).
     @param operator_queue: on a reload, the running queue, kept as it is
         (its store stays open; new [operator] settings apply to it).
+    @param broker_link: on a reload, the running Redis link, kept.
 
     @raise ConfigError: on the first mistake found.
     """
@@ -79,7 +85,8 @@ def load_config(
 
     route_sections = []
     for section in parser.sections():
-        if section in (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION):
+        if section in (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION,
+                       BROKER_SECTION):
             continue
         if section.startswith(ROUTE_PREFIX):
             route_sections.append(section)
@@ -87,7 +94,8 @@ def load_config(
         raise reader.error(
             section, None,
             f"unknown section; expected [{MAIN_SECTION}], [{PROTOCOL_SECTION}], "
-            f"[{OPERATOR_SECTION}], [{ADMIN_SECTION}] or [{ROUTE_PREFIX}/path]",
+            f"[{OPERATOR_SECTION}], [{ADMIN_SECTION}], [{BROKER_SECTION}] or "
+            f"[{ROUTE_PREFIX}/path]",
         )
     if MAIN_SECTION not in parser:
         raise ConfigError(path, f"missing section [{MAIN_SECTION}]")
@@ -127,12 +135,18 @@ def load_config(
         reader.check_keys(PROTOCOL_SECTION, set(_PROTOCOL_KEYS))
         defaults = _protocol_settings(reader, PROTOCOL_SECTION, defaults)
 
+    broker = broker_settings(reader) if BROKER_SECTION in parser else None
+    link: RedisLink | None = None
+    if broker is not None:
+        link = broker_link if broker_link is not None else RedisLink(_named(broker), clock)
     operator: OperatorSettings | None = None
-    queue: OperatorQueue | None = None
+    queue: OperatorQueue | SharedOperatorQueue | None = None
     if OPERATOR_SECTION in parser:
         operator = _operator_settings(reader)
         if operator_queue is not None:
             queue = operator_queue  # a reload: keep the running queue and its store
+        elif link is not None:
+            queue = SharedOperatorQueue(operator, link, clock)
         else:
             queue = OperatorQueue(operator, SQLiteStore(operator.store_path, clock), clock)
     admin = _admin_settings(reader, check_endpoint) if ADMIN_SECTION in parser else None
@@ -176,4 +190,19 @@ def load_config(
 
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
                         protocol=defaults, operator=operator, operator_queue=queue,
-                        admin=admin, **caps)
+                        admin=admin, broker=broker, broker_link=link, **caps)
+
+
+def _named(settings: BrokerSettings) -> BrokerSettings:
+    """
+    Give the daemon a name among the others if the config gave none: host,
+    process and a random part (a restarted daemon is a new member).
+    """
+    if settings.daemon_id:
+        return settings
+    import os
+    import secrets
+    import socket
+
+    return replace(settings, daemon_id=f"{socket.gethostname()}-{os.getpid()}-"
+                                       f"{secrets.token_hex(2)}")

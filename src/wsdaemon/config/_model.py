@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsdaemon.broker.link import BrokerSettings, RedisLink
+from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.interfaces import IReplyStrategy
 from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
 from wsdaemon.origin import OriginPolicy
@@ -105,8 +107,11 @@ class DaemonConfig:
     max_connections_per_ip: int = 0
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     operator: OperatorSettings | None = None
-    operator_queue: OperatorQueue | None = None
+    operator_queue: OperatorQueue | SharedOperatorQueue | None = None
     admin: AdminSettings | None = None
+    #: Redis settings, or None for the embedded store (one daemon).
+    broker: BrokerSettings | None = None
+    broker_link: RedisLink | None = None
 
     def summary(self) -> str:
         """
@@ -123,7 +128,10 @@ class DaemonConfig:
         if self.operator is not None:
             summary += (f"; operators: {len(self.operator.tokens)} token(s), channel "
                         f"{self.operator.path}, console {self.operator.console_path}, store "
-                        f"{self.operator.store_path}")
+                        + (f"{self.operator.store_path}" if self.broker is None else "redis"))
+        if self.broker is not None:
+            summary += (f"; broker redis at {self.broker.host}:{self.broker.port}/"
+                        f"{self.broker.db} prefix {self.broker.prefix}")
         return summary
 
 

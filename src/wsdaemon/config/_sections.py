@@ -13,6 +13,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
+from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config._model import AdminSettings, ProtocolSettings, RouteConfig
 from wsdaemon.config._reader import ROUTE_PREFIX, _Reader
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _seconds, _size
@@ -79,7 +80,7 @@ def _build_route(
     protocol: ProtocolSettings,
     registry: StrategyRegistry,
     clock: IReactorTime,
-    operator_queue: OperatorQueue | None = None,
+    operator_queue: OperatorQueue | SharedOperatorQueue | None = None,
 ) -> RouteConfig:
     if "strategy" not in reader.parser[section]:
         raise reader.error(

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config import ProtocolSettings
 from wsdaemon.credentials import check_token
 from wsdaemon.operators.queue import OperatorQueue, QueueError
@@ -95,7 +96,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
         self.notify({"type": "hello", "operator": self.name, **self._snapshot()})
 
     def _snapshot(self) -> dict[str, Any]:
-        queue = self.factory.queue
+        queue: Any = self.factory.queue  # embedded or shared: the same calls
         return {"items": [queue.describe(i) for i in queue.open_items()],
                 "clients": queue.clients(), "operators_online": queue.operators_online}
 
@@ -157,13 +158,16 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     def _do_list(self, request: dict[str, Any]) -> dict[str, Any]:
         return self._snapshot()
 
-    def _do_claim(self, request: dict[str, Any]) -> dict[str, Any]:
-        item = self.factory.queue.claim(_text(request, "item"), self)
-        return {"item": self.factory.queue.describe(item)}
+    def _do_claim(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        # The embedded queue decides at once, the shared one (Redis) later.
+        queue = self.factory.queue
+        d: Deferred[Any] = maybeDeferred(queue.claim, _text(request, "item"), self)
+        return d.addCallback(lambda item: {"item": queue.describe(item)})
 
-    def _do_release(self, request: dict[str, Any]) -> dict[str, Any]:
-        item = self.factory.queue.release(_text(request, "item"), self)
-        return {"item": self.factory.queue.describe(item)}
+    def _do_release(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        queue = self.factory.queue
+        d: Deferred[Any] = maybeDeferred(queue.release, _text(request, "item"), self)
+        return d.addCallback(lambda item: {"item": queue.describe(item)})
 
     def _do_reply(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
         item_id = request.get("item")
@@ -190,7 +194,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
 class OperatorChannelFactory(WebSocketServerFactory):
     protocol = OperatorChannelProtocol  # type: ignore[assignment]
 
-    def __init__(self, queue: OperatorQueue, tokens: dict[str, str],
+    def __init__(self, queue: OperatorQueue | SharedOperatorQueue, tokens: dict[str, str],
                  settings: ProtocolSettings, reactor: Any = None) -> None:
         super().__init__(reactor=reactor)
         self.queue = queue
@@ -201,7 +205,7 @@ class OperatorChannelFactory(WebSocketServerFactory):
         self.connections: set[OperatorChannelProtocol] = set()
         self.setProtocolOptions(**autobahn_options(settings))
 
-    def update(self, queue: OperatorQueue, tokens: dict[str, str],
+    def update(self, queue: OperatorQueue | SharedOperatorQueue, tokens: dict[str, str],
                settings: ProtocolSettings) -> None:
         """
         A reload: new tokens and limits apply to new connections.

@@ -158,6 +158,10 @@ class Console:
             for item in event["items"]:
                 self.say("   " + describe(item))
             self._next_command()
+        elif kind == "resync":
+            # After a Redis outage the daemon reloads the queue: take its list.
+            self.items = {item["item_id"]: item for item in event["items"]}
+            self.say(f"-- queue resynchronised; {len(self.items)} open item(s)")
         elif kind in ("item", "updated"):
             item = event["item"]
             self.say(("new  " if kind == "item" else "upd  ") + describe(item))

@@ -13,8 +13,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
-from wsdaemon.operators.item import QueueItem
 from wsdaemon.operators.queue import OperatorQueue
 from wsdaemon.strategy import OptionError, StrategyContext, reject_unknown_options
 
@@ -43,7 +43,7 @@ class OperatorStrategy:
     message is stored (or with an apology if it could not be).
     """
 
-    def __init__(self, queue: OperatorQueue, ack_message: str) -> None:
+    def __init__(self, queue: OperatorQueue | SharedOperatorQueue, ack_message: str) -> None:
         self.queue = queue
         self.ack_message = ack_message
 
@@ -57,7 +57,7 @@ class OperatorStrategy:
         d.addCallbacks(self._acknowledge, self._not_queued, errbackArgs=(session,))
         return d
 
-    def _acknowledge(self, item: QueueItem) -> str | None:
+    def _acknowledge(self, item: Any) -> str | None:
         if not self.ack_message:
             return None
         return self.ack_message.format(position=self.queue.position(item), item=item.item_id)
@@ -79,7 +79,7 @@ class OperatorStrategyFactory:
     def create(self, options: Mapping[str, str], context: StrategyContext) -> OperatorStrategy:
         reject_unknown_options(options, {"ack_message"})
         queue = context.operator_queue
-        if not isinstance(queue, OperatorQueue):
+        if not isinstance(queue, (OperatorQueue, SharedOperatorQueue)):
             raise OptionError(None, "the operator strategy needs an [operator] section "
                               "(tokens, store) in the config")
         ack = options.get("ack_message", DEFAULT_ACK)

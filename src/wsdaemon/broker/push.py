@@ -1,0 +1,98 @@
+"""
+Pushing to clients on every daemon, through the shared event stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from wsdaemon.broker.link import RedisLink
+from wsdaemon.interfaces import IPushBus
+from wsdaemon.push import LocalPushBus
+from wsdaemon.sessions import PushTarget, SessionIndex
+
+__all__ = ["RedisPushBus"]
+
+_log = Logger(namespace="wsdaemon.push")
+
+
+@implementer(IPushBus)
+class RedisPushBus:
+    """
+    Writes a push to this daemon's connections at once and appends it to
+    the event stream for the others. Pushes made in the same reactor turn
+    go out as one stream entry (one Redis call for a burst, not one per
+    message); each daemon writes the batch to its own connections.
+    """
+
+    def __init__(self, index: SessionIndex, link: RedisLink, clock: IReactorTime) -> None:
+        self._local = LocalPushBus(index)
+        self._link = link
+        self._clock = clock
+        self._batch: list[dict[str, Any]] = []
+        self._waiting: list[Deferred[None]] = []
+        self._flush_call: Any = None
+        self.batches_sent = 0
+        self.pushes_received = 0
+        link.on_events(self._handle_events)
+
+    def publish(self, target: PushTarget, message: str | bytes) -> Deferred[int]:
+        """
+        @return: a Deferred firing with how many connections here got it,
+            once the other daemons can read it; failing with
+            L{wsdaemon.broker.link.BrokerUnavailable} if Redis cannot be
+            reached (the connections here got it all the same).
+        """
+        here: list[int] = []
+        self._local.publish(target, message).addCallback(here.append)
+        entry: dict[str, Any] = {"target": target.to_json()}
+        if isinstance(message, bytes):
+            entry["base64"] = base64.b64encode(message).decode("ascii")
+        else:
+            entry["text"] = message
+        self._batch.append(entry)
+        sent: Deferred[None] = Deferred()
+        self._waiting.append(sent)
+        if self._flush_call is None or not self._flush_call.active():
+            self._flush_call = self._clock.callLater(0, self._flush)
+        return sent.addCallback(lambda _: here[0] if here else 0)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        waiting, self._waiting = self._waiting, []
+        event = {"type": "push", "origin": self._link.daemon_id, "pushes": batch}
+        d = self._link.call("XADD", self._link.events_key, "MAXLEN", "~", 100000, "*", "e",
+                            json.dumps(event, ensure_ascii=False))
+
+        def written(_: Any) -> None:
+            self.batches_sent += 1
+            for w in waiting:
+                w.callback(None)
+
+        def failed(failure: Failure) -> None:
+            _log.error("push: {count} message(s) not sent to the other daemons: {why}",
+                       count=len(batch), why=failure.getErrorMessage())
+            for w in waiting:
+                w.errback(failure)
+
+        d.addCallbacks(written, failed)
+
+    def _handle_events(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            if event.get("type") != "push" or event.get("origin") == self._link.daemon_id:
+                continue
+            for entry in event.get("pushes", ()):
+                raw = entry["target"]
+                target = PushTarget(raw["kind"], raw.get("value"))
+                message: str | bytes = (base64.b64decode(entry["base64"]) if "base64" in entry
+                                        else entry["text"])
+                self.pushes_received += 1
+                self._local.publish(target, message)

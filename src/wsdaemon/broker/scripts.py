@@ -1,0 +1,348 @@
+"""
+The operator queue's transitions, as Lua scripts run atomically by Redis.
+
+Every decision that two daemons could race on (claim, release, answer,
+lease expiry, fallback) is one script: Redis runs a script to its end before
+anything else, so an item is claimed by one operator at a time and answered
+exactly once however many daemons ask at the same instant. Each script also
+appends what changed to the shared event stream in the same step, so a state
+change and its announcement cannot part (a daemon dying between the two
+would otherwise leave a reply stored but never delivered).
+
+Keys, under the configured prefix C{P}:
+
+    P item:ID           hash: one item (route, client_id, text, created_at,
+                        state, operator, answered_at, fallback_sent,
+                        lease_until, order, version)
+    P open              zset: open items by arrival order
+    P leases            zset: claimed items by lease end
+    P fallbacks         zset: items by when their fallback is due
+    P messages          hash: message seq -> MessageRecord JSON
+    P conv / conv:C     zset: every message seq / one client's
+    P undelivered:C     zset: seqs of outgoing messages not yet written to
+                        a connection of client C
+    P daemons           hash: daemon id -> "operators expires_at"
+    P presence:D        hash: client id -> connections on daemon D
+    P routes:D          hash: "client<TAB>route" -> connections on daemon D
+    P events            stream: what changed, read by every daemon
+
+Keys are built inside the scripts from the prefix (ARGV[1]): this is for one
+Redis server (with replicas if you like), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCRIPTS"]
+
+_PRELUDE = r"""
+local P = ARGV[1]
+local function item_key(id) return P .. 'item:' .. id end
+local function now_arg(i) return tonumber(ARGV[i]) end
+
+local function live_daemons(now)
+  local found = {}
+  local entries = redis.call('HGETALL', P .. 'daemons')
+  for i = 1, #entries, 2 do
+    local count, expires = string.match(entries[i + 1], '^(%d+) ([%d%.]+)$')
+    if expires and tonumber(expires) > now then
+      found[entries[i]] = tonumber(count)
+    else
+      redis.call('HDEL', P .. 'daemons', entries[i])
+    end
+  end
+  return found
+end
+
+local function operators_online(now)
+  local total = 0
+  for _, count in pairs(live_daemons(now)) do total = total + count end
+  return total
+end
+
+local function client_online(client, now)
+  for daemon, _ in pairs(live_daemons(now)) do
+    if redis.call('HEXISTS', P .. 'presence:' .. daemon, client) == 1 then return true end
+  end
+  return false
+end
+
+local function item_table(id, now)
+  local fields = redis.call('HGETALL', item_key(id))
+  if #fields == 0 then return nil end
+  local t = {item_id = id}
+  for i = 1, #fields, 2 do t[fields[i]] = fields[i + 1] end
+  t.online = client_online(t.client_id, now)
+  return t
+end
+
+local function emit(json)
+  redis.call('XADD', P .. 'events', 'MAXLEN', '~', 100000, '*', 'e', json)
+end
+
+local function emit_item(kind, id, now, why)
+  local t = item_table(id, now)
+  emit(cjson.encode({type = kind, item = t, why = why}))
+  return t
+end
+
+local function bump(id)
+  redis.call('HINCRBY', item_key(id), 'version', 1)
+end
+
+-- Store an outgoing message for a client: kept until delivered.
+local function store_out(client, json, undelivered)
+  local seq = redis.call('INCR', P .. 'msgseq')
+  redis.call('HSET', P .. 'messages', seq, json)
+  redis.call('ZADD', P .. 'conv:' .. client, seq, seq)
+  redis.call('ZADD', P .. 'conv', seq, seq)
+  if undelivered then
+    redis.call('ZADD', P .. 'undelivered:' .. client, seq, seq)
+    emit('{"type":"deliver","seq":' .. seq .. ',"message":' .. json .. '}')
+  end
+  return seq
+end
+
+local function closed_error(id)
+  local state = redis.call('HGET', item_key(id), 'state')
+  if state then return {'err', 'item ' .. id .. ' is ' .. state .. ': no longer open'} end
+  return {'err', 'no open item ' .. id .. ' (answered, expired or unknown)'}
+end
+"""
+
+# ARGV: P, id, route, client, text, now, fallback_after, when_offline, in-message JSON
+_ENQUEUE = r"""
+local id, route, client, text = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local now, fallback_after, when_offline = now_arg(6), now_arg(7), ARGV[8]
+local order = redis.call('INCR', P .. 'itemseq')
+redis.call('HSET', item_key(id), 'route', route, 'client_id', client, 'text', text,
+           'created_at', ARGV[6], 'state', 'queued', 'operator', '', 'answered_at', '',
+           'fallback_sent', '0', 'lease_until', '0', 'order', order, 'version', 1)
+redis.call('ZADD', P .. 'open', order, id)
+local seq = redis.call('INCR', P .. 'msgseq')
+redis.call('HSET', P .. 'messages', seq, ARGV[9])
+redis.call('ZADD', P .. 'conv:' .. client, seq, seq)
+redis.call('ZADD', P .. 'conv', seq, seq)
+local due = nil
+if when_offline == '1' and operators_online(now) == 0 then
+  due = now
+elseif fallback_after > 0 then
+  due = now + fallback_after
+end
+if due then redis.call('ZADD', P .. 'fallbacks', due, id) end
+local position = redis.call('ZRANK', P .. 'open', id) + 1
+local t = emit_item('item', id, now, 'queued')
+return {'ok', cjson.encode(t), position, due == now and 1 or 0}
+"""
+
+# ARGV: P, id, operator, now, lease
+_CLAIM = r"""
+local id, operator, now, lease = ARGV[2], ARGV[3], now_arg(4), now_arg(5)
+local k = item_key(id)
+local state = redis.call('HGET', k, 'state')
+if state ~= 'queued' and state ~= 'claimed' then return closed_error(id) end
+if state == 'claimed' then
+  local holder = redis.call('HGET', k, 'operator')
+  if holder ~= operator and tonumber(redis.call('HGET', k, 'lease_until')) > now then
+    return {'err', 'item ' .. id .. ' is claimed by ' .. holder}
+  end
+end
+local lease_until = now + lease
+redis.call('HSET', k, 'state', 'claimed', 'operator', operator, 'lease_until', lease_until)
+redis.call('ZADD', P .. 'leases', lease_until, id)
+bump(id)
+return {'ok', cjson.encode(emit_item('updated', id, now, 'claimed by ' .. operator))}
+"""
+
+# ARGV: P, id, operator, now
+_RELEASE = r"""
+local id, operator, now = ARGV[2], ARGV[3], now_arg(4)
+local k = item_key(id)
+local state = redis.call('HGET', k, 'state')
+if state ~= 'queued' and state ~= 'claimed' then return closed_error(id) end
+if state ~= 'claimed' or redis.call('HGET', k, 'operator') ~= operator then
+  return {'err', 'item ' .. id .. ' is not claimed by you'}
+end
+redis.call('HSET', k, 'state', 'queued', 'operator', '', 'lease_until', '0')
+redis.call('ZREM', P .. 'leases', id)
+bump(id)
+return {'ok', cjson.encode(emit_item('updated', id, now, operator .. ' released it'))}
+"""
+
+# ARGV: P, id, operator, now, reply body
+_ANSWER = r"""
+local id, operator, now, body = ARGV[2], ARGV[3], now_arg(4), ARGV[5]
+local k = item_key(id)
+local state = redis.call('HGET', k, 'state')
+if state ~= 'queued' and state ~= 'claimed' then return closed_error(id) end
+if state == 'claimed' then
+  local holder = redis.call('HGET', k, 'operator')
+  if holder ~= operator and tonumber(redis.call('HGET', k, 'lease_until')) > now then
+    return {'err', 'item ' .. id .. ' is claimed by ' .. holder}
+  end
+end
+redis.call('HSET', k, 'state', 'answered', 'operator', operator, 'answered_at', ARGV[4],
+           'lease_until', '0')
+for _, set in ipairs({'open', 'leases', 'fallbacks'}) do redis.call('ZREM', P .. set, id) end
+bump(id)
+local client = redis.call('HGET', k, 'client_id')
+local reply = cjson.encode({client_id = client, route = redis.call('HGET', k, 'route'),
+  direction = 'out', sender = operator, body = body, at = now, item_id = id})
+local t = emit_item('updated', id, now, 'answered by ' .. operator)
+local seq = store_out(client, reply, true)
+return {'ok', cjson.encode(t), seq}
+"""
+
+# ARGV: P, now, keep_after_fallback, fallback message, limit
+_SWEEP = r"""
+local now, keep, text, limit = now_arg(2), ARGV[3], ARGV[4], tonumber(ARGV[5])
+local released, fallbacks = 0, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', P .. 'leases', id)
+  local k = item_key(id)
+  if redis.call('HGET', k, 'state') == 'claimed'
+      and tonumber(redis.call('HGET', k, 'lease_until')) <= now then
+    redis.call('HSET', k, 'state', 'queued', 'operator', '', 'lease_until', '0')
+    bump(id)
+    emit_item('updated', id, now, 'its lease expired')
+    released = released + 1
+  end
+end
+local due = redis.call('ZRANGEBYSCORE', P .. 'fallbacks', '-inf', now, 'LIMIT', 0, limit)
+for _, id in ipairs(due) do
+  redis.call('ZREM', P .. 'fallbacks', id)
+  local k = item_key(id)
+  local state = redis.call('HGET', k, 'state')
+  local open = state == 'queued' or state == 'claimed'
+  if open and redis.call('HGET', k, 'fallback_sent') == '0' then
+    redis.call('HSET', k, 'fallback_sent', '1')
+    if keep == '0' then
+      redis.call('HSET', k, 'state', 'expired', 'lease_until', '0')
+      redis.call('ZREM', P .. 'open', id)
+      redis.call('ZREM', P .. 'leases', id)
+    end
+    bump(id)
+    local client = redis.call('HGET', k, 'client_id')
+    emit_item('updated', id, now, 'fallback sent')
+    store_out(client, cjson.encode({client_id = client, route = redis.call('HGET', k, 'route'),
+      direction = 'out', sender = 'system', body = text, at = now, item_id = id}), true)
+    fallbacks = fallbacks + 1
+  end
+end
+return {released, fallbacks}
+"""
+
+# ARGV: P, client, message JSON, undelivered ('1' keep until delivered, '0' already written)
+_STORE_MESSAGE = r"""
+return store_out(ARGV[2], ARGV[3], ARGV[4] == '1')
+"""
+
+# ARGV: P, client
+_UNDELIVERED = r"""
+local seqs = redis.call('ZRANGE', P .. 'undelivered:' .. ARGV[2], 0, -1)
+local out = {}
+for _, seq in ipairs(seqs) do
+  local json = redis.call('HGET', P .. 'messages', seq)
+  if json then
+    out[#out + 1] = seq
+    out[#out + 1] = json
+  end
+end
+return out
+"""
+
+# ARGV: P, client ('' for every client)
+_TRANSCRIPT = r"""
+local key = P .. 'conv'
+if ARGV[2] ~= '' then key = key .. ':' .. ARGV[2] end
+local out = {}
+for _, seq in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+  local json = redis.call('HGET', P .. 'messages', seq)
+  if json then
+    local client = cjson.decode(json).client_id
+    local pending = redis.call('ZSCORE', P .. 'undelivered:' .. client, seq)
+    out[#out + 1] = seq
+    out[#out + 1] = json
+    out[#out + 1] = pending and '0' or '1'
+  end
+end
+return out
+"""
+
+# ARGV: P, now
+_OPEN_ITEMS = r"""
+local now = now_arg(2)
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', P .. 'open', 0, -1)) do
+  local t = item_table(id, now)
+  if t then out[#out + 1] = t end
+end
+if #out == 0 then return '[]' end
+return cjson.encode(out)
+"""
+
+# ARGV: P, daemon, operators here, now, ttl. Returns operators online in all.
+_HEARTBEAT = r"""
+local daemon, now, ttl = ARGV[2], now_arg(4), now_arg(5)
+redis.call('HSET', P .. 'daemons', daemon, ARGV[3] .. ' ' .. string.format('%.3f', now + ttl))
+for _, kind in ipairs({'presence:', 'routes:'}) do
+  redis.call('EXPIRE', P .. kind .. daemon, math.ceil(ttl) + 1)
+end
+return operators_online(now)
+"""
+
+# ARGV: P, daemon, ttl, then client, route, delta triples.
+_PRESENCE = r"""
+local daemon, ttl = ARGV[2], math.ceil(tonumber(ARGV[3])) + 1
+local clients, routes = P .. 'presence:' .. daemon, P .. 'routes:' .. daemon
+for i = 4, #ARGV, 3 do
+  local client, route, delta = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  if redis.call('HINCRBY', clients, client, delta) <= 0 then redis.call('HDEL', clients, client) end
+  local pair = client .. '\t' .. route
+  if redis.call('HINCRBY', routes, pair, delta) <= 0 then redis.call('HDEL', routes, pair) end
+end
+redis.call('EXPIRE', clients, ttl)
+redis.call('EXPIRE', routes, ttl)
+return 1
+"""
+
+# ARGV: P, daemon, ttl, then client, route, count triples: replace this daemon's presence.
+_PRESENCE_RESET = r"""
+local daemon, ttl = ARGV[2], math.ceil(tonumber(ARGV[3])) + 1
+local clients, routes = P .. 'presence:' .. daemon, P .. 'routes:' .. daemon
+redis.call('DEL', clients, routes)
+for i = 4, #ARGV, 3 do
+  local client, route, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  redis.call('HINCRBY', clients, client, count)
+  redis.call('HINCRBY', routes, client .. '\t' .. route, count)
+end
+redis.call('EXPIRE', clients, ttl)
+redis.call('EXPIRE', routes, ttl)
+return 1
+"""
+
+# ARGV: P, now. Returns "client<TAB>route", count pairs over every live daemon.
+_CLIENTS = r"""
+local now = now_arg(2)
+local merged = {}
+for daemon, _ in pairs(live_daemons(now)) do
+  local entries = redis.call('HGETALL', P .. 'routes:' .. daemon)
+  for i = 1, #entries, 2 do
+    merged[entries[i]] = (merged[entries[i]] or 0) + tonumber(entries[i + 1])
+  end
+end
+local out = {}
+for pair, count in pairs(merged) do
+  out[#out + 1] = pair
+  out[#out + 1] = tostring(count)
+end
+return out
+"""
+
+SCRIPTS: dict[str, str] = {
+    name: _PRELUDE + body for name, body in {
+        "enqueue": _ENQUEUE, "claim": _CLAIM, "release": _RELEASE, "answer": _ANSWER,
+        "sweep": _SWEEP, "store_message": _STORE_MESSAGE, "undelivered": _UNDELIVERED,
+        "transcript": _TRANSCRIPT, "open_items": _OPEN_ITEMS, "heartbeat": _HEARTBEAT,
+        "presence": _PRESENCE, "presence_reset": _PRESENCE_RESET, "clients": _CLIENTS,
+    }.items()
+}
