@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.redis_server import RedisServer, redis_available
 from tests.daemon import Daemon
 
 IN_CI = bool(os.environ.get("CI"))
@@ -97,3 +98,12 @@ def browser() -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server with AOF on, stopped after the test."""
+    require_tool(redis_available(), "redis-server (Debian package redis-server)")
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.stop()

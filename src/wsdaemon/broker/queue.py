@@ -124,7 +124,8 @@ class SharedOperatorQueue:
         self._clients: dict[str, set[ISession]] = {}
         self._operators: set[OperatorLink] = set()
         self._operators_elsewhere = 0
-        self._sent: dict[int, float] = {}
+        # seq -> (when, connections written to) for replies written here.
+        self._sent: dict[int, tuple[float, int]] = {}
         self._closed: dict[str, tuple[int, float]] = {}
         self._to_mark: dict[str, list[int]] = {}
         self._presence: list[tuple[str, str, int]] = []
@@ -218,7 +219,7 @@ class SharedOperatorQueue:
 
     def _heartbeat(self) -> Deferred[Any]:
         now = self._clock.seconds()
-        for seq, at in list(self._sent.items()):
+        for seq, (at, _) in list(self._sent.items()):
             if now - at > _REMEMBER_SENT:
                 del self._sent[seq]
         for item_id, (_, at) in list(self._closed.items()):
@@ -283,7 +284,7 @@ class SharedOperatorQueue:
                 message = parse_message(json.loads(reply[i + 1]), seq)
                 if session.send(message.body):
                     sent += 1
-                    self._sent_to(message.client_id, seq)
+                    self._sent_to(message.client_id, seq, 1)
             return sent
 
         d.addCallback(got)
@@ -320,7 +321,9 @@ class SharedOperatorQueue:
             if self._apply(item):
                 self._notify_operators({"type": "item", "item": self.describe(item)})
             if int(reply[3]):
-                self._clock.callLater(0, self.sweep)
+                # Nobody online: the fallback is due now. The sweep's answer
+                # comes in a later turn, after the acknowledgement.
+                self.sweep()
             return item
 
         d.addCallback(accepted)
@@ -537,17 +540,23 @@ class SharedOperatorQueue:
     # -- delivery ------------------------------------------------------------
 
     def _deliver(self, message: MessageRecord) -> int:
+        """
+        Write a message to its client's connections here, once (the
+        answering operator's result and the stream both bring it).
+
+        @return: how many connections here have it.
+        """
         assert message.seq is not None
         if message.seq in self._sent:
-            return 0
+            return self._sent[message.seq][1]
         sessions = list(self._clients.get(message.client_id, ()))
         count = sum(1 for session in sessions if session.send(message.body))
         if count:
-            self._sent_to(message.client_id, message.seq)
+            self._sent_to(message.client_id, message.seq, count)
         return count
 
-    def _sent_to(self, client_id: str, seq: int) -> None:
-        self._sent[seq] = self._clock.seconds()
+    def _sent_to(self, client_id: str, seq: int, count: int) -> None:
+        self._sent[seq] = (self._clock.seconds(), count)
         self._to_mark.setdefault(client_id, []).append(seq)
         self._schedule_flush()
 

@@ -1,0 +1,322 @@
+"""
+The operator queue's contract, run against every backend: the in-memory
+store, the SQLite store (one daemon) and Redis (several daemons). The same
+steps and the same expectations: queueing and positions, one claim at a
+time, answered exactly once, leases that run out, fallback timing, replies
+kept for offline clients, transcripts.
+
+Queue time runs on a task.Clock; I/O (SQLite's thread, Redis' socket) on
+the real reactor, so each step waits for its result.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
+from twisted.internet.task import Clock, deferLater
+
+from tests.redis_server import RedisServer
+from wsdaemon.broker.link import BrokerSettings, RedisLink
+from wsdaemon.broker.queue import SharedOperatorQueue
+from wsdaemon.operators.memory import MemoryStore
+from wsdaemon.operators.queue import OperatorQueue, OperatorSettings, QueueError
+from wsdaemon.operators.store import SQLiteStore
+from wsdaemon.testing import RecordingSession
+
+SETTINGS = OperatorSettings(store_path=Path("unused"), lease=60, fallback_after=300,
+                            fallback_when_offline=False)
+
+
+class Operator:
+    """An operator link that records what the queue tells it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.events: list[dict[str, Any]] = []
+
+    def notify(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+def client(client_id: str) -> RecordingSession:
+    return RecordingSession(session_id=f"s-{client_id}", route="/support", client_id=client_id)
+
+
+@dataclass
+class Harness:
+    kind: str
+    make: Callable[[OperatorSettings], Any]
+    clock: Clock
+
+    @inlineCallbacks
+    def settle(self, check: Callable[[], bool], timeout: float = 5.0) -> Iterator[Deferred[Any]]:
+        """
+        Let the real reactor run until C{check()} holds (and the queue's
+        zero-delay calls, which batch its writes: no time passes for it).
+        """
+        for _ in range(int(timeout / 0.01)):
+            self.clock.advance(0)
+            if check():
+                return
+            yield deferLater(reactor, 0.01, lambda: None)
+        raise AssertionError(f"{self.kind}: condition not met within {timeout}s")
+
+    @inlineCallbacks
+    def stop(self, queue: Any) -> Iterator[Deferred[Any]]:
+        """Stop a queue (once) as the daemon does: the queue, then the link."""
+        if getattr(queue, "_test_stopped", False):
+            return
+        queue._test_stopped = True
+        yield queue.stop()
+        if isinstance(queue, SharedOperatorQueue):
+            yield queue.link.stop()
+
+    @inlineCallbacks
+    def advance(self, seconds: float, queue: Any) -> Iterator[Deferred[Any]]:
+        """Move queue time on, and let Redis run the sweep it triggers."""
+        self.clock.advance(seconds)
+        if isinstance(queue, SharedOperatorQueue):
+            yield queue.sweep()
+            yield deferLater(reactor, 0.05, lambda: None)
+
+
+@pytest_twisted.async_yield_fixture(params=["memory", "sqlite", "redis"])
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    counter = itertools.count(1)
+    made: list[Any] = []
+
+    def new_id() -> str:
+        return f"item{next(counter)}"
+
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        prefix = f"test{id(clock)}:"
+
+        def make(settings: OperatorSettings) -> Any:
+            link = RedisLink(BrokerSettings(url=server.url, port=server.port, prefix=prefix,
+                                            daemon_id=f"d{len(made)}", timeout=3), clock)
+            queue = SharedOperatorQueue(settings, link, clock, new_id=new_id)
+            made.append(queue)
+            return queue
+    elif request.param == "sqlite":
+        def make(settings: OperatorSettings) -> Any:
+            queue = OperatorQueue(settings, SQLiteStore(tmp_path / "q.sqlite3", reactor), clock,
+                                  new_id=new_id)
+            made.append(queue)
+            return queue
+    else:
+        store = MemoryStore()
+
+        def make(settings: OperatorSettings) -> Any:
+            queue = OperatorQueue(settings, store, clock, new_id=new_id)
+            made.append(queue)
+            return queue
+
+    harness = Harness(request.param, make, clock)
+    yield harness
+    for queue in made:
+        await harness.stop(queue)
+
+
+@inlineCallbacks
+def started(harness: Harness, settings: OperatorSettings = SETTINGS) -> Iterator[Any]:
+    queue = harness.make(settings)
+    yield queue.start()
+    yield queue.when_started()
+    return queue
+
+
+@pytest_twisted.inlineCallbacks
+def test_items_queue_in_order_and_operators_hear_of_them(harness: Harness) -> Iterator[Any]:
+    """Enqueued items are acknowledged with their position and announced."""
+    queue = yield started(harness)
+    operator = Operator("ann")
+    queue.add_operator(operator)
+    first = yield queue.enqueue(client("c1"), "hello")
+    second = yield queue.enqueue(client("c2"), "hi there")
+    assert (queue.position(first), queue.position(second)) == (1, 2)
+    assert [i.item_id for i in queue.open_items()] == [first.item_id, second.item_id]
+    yield harness.settle(lambda: [e["type"] for e in operator.events] == ["item", "item"])
+    assert operator.events[1]["item"]["text"] == "hi there"
+
+
+@pytest_twisted.inlineCallbacks
+def test_one_claim_at_a_time_and_one_answer(harness: Harness) -> Iterator[Any]:
+    """A claimed item is refused to others; it is answered once, by its holder."""
+    queue = yield started(harness)
+    ann, bob = Operator("ann"), Operator("bob")
+    queue.add_operator(ann)
+    queue.add_operator(bob)
+    session = client("c1")
+    queue.client_connected(session)
+    item = yield queue.enqueue(session, "help")
+    claimed = yield maybeDeferred(queue.claim, item.item_id, ann)
+    assert claimed.state == "claimed"
+    with pytest.raises(QueueError, match="claimed by ann"):
+        yield maybeDeferred(queue.claim, item.item_id, bob)
+    with pytest.raises(QueueError, match="claimed by ann"):
+        yield maybeDeferred(queue.reply, item.item_id, bob, "me too")
+    answer = yield queue.reply(item.item_id, ann, "here you go")
+    assert answer["item"]["state"] == "answered"
+    assert answer["delivered"] == 1
+    with pytest.raises(QueueError):
+        yield maybeDeferred(queue.reply, item.item_id, ann, "again")
+    yield deferLater(reactor, 0.1, lambda: None)
+    assert session.sent == ["here you go"]
+    assert queue.open_items() == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_expired_lease_returns_the_item(harness: Harness) -> Iterator[Any]:
+    """After the lease, the item is queued again and another operator may take it."""
+    queue = yield started(harness)
+    ann, bob = Operator("ann"), Operator("bob")
+    item = yield queue.enqueue(client("c1"), "help")
+    yield maybeDeferred(queue.claim, item.item_id, ann)
+    yield harness.advance(SETTINGS.lease - 1, queue)
+    with pytest.raises(QueueError, match="claimed by ann"):
+        yield maybeDeferred(queue.claim, item.item_id, bob)
+    yield harness.advance(2, queue)
+    yield harness.settle(lambda: [i.state for i in queue.open_items()] == ["queued"])
+    claimed = yield maybeDeferred(queue.claim, item.item_id, bob)
+    assert claimed.record.operator == "bob"
+
+
+@pytest_twisted.inlineCallbacks
+def test_fallback_is_sent_once_on_time(harness: Harness) -> Iterator[Any]:
+    """No answer within fallback_after: the client gets the fallback, once."""
+    queue = yield started(harness)
+    session = client("c1")
+    queue.client_connected(session)
+    yield queue.enqueue(session, "anyone?")
+    yield harness.advance(SETTINGS.fallback_after - 5, queue)
+    yield deferLater(reactor, 0.05, lambda: None)
+    assert session.sent == []
+    yield harness.advance(10, queue)
+    yield harness.settle(lambda: session.sent == [SETTINGS.fallback_message])
+    yield harness.advance(SETTINGS.fallback_after * 2, queue)
+    yield deferLater(reactor, 0.1, lambda: None)
+    assert session.sent == [SETTINGS.fallback_message]
+    # kept answerable after the fallback (keep_after_fallback defaults to yes)
+    assert [i.record.fallback_sent for i in queue.open_items()] == [True]
+
+
+@pytest_twisted.inlineCallbacks
+def test_fallback_at_once_when_no_operator_is_online(harness: Harness) -> Iterator[Any]:
+    """With fallback_when_offline and nobody online, the fallback comes right away."""
+    queue = yield started(harness, replace(SETTINGS, fallback_when_offline=True))
+    session = client("c1")
+    queue.client_connected(session)
+    yield queue.enqueue(session, "hello?")
+    yield harness.settle(lambda: session.sent == [SETTINGS.fallback_message])
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_reply_waits_for_an_offline_client(harness: Harness) -> Iterator[Any]:
+    """Answered while away: delivered once when the client reconnects."""
+    queue = yield started(harness)
+    ann = Operator("ann")
+    first = client("c1")
+    queue.client_connected(first)
+    item = yield queue.enqueue(first, "call me back")
+    queue.client_disconnected(first)
+    answer = yield queue.reply(item.item_id, ann, "calling back")
+    assert answer["delivered"] == 0
+    again = client("c1")
+    count = yield queue.client_connected(again)
+    assert count == 1
+    assert again.sent == ["calling back"]
+    third = client("c1")
+    count = yield queue.client_connected(third)
+    assert count == 0 and third.sent == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_transcript_holds_both_sides(harness: Harness) -> Iterator[Any]:
+    """The conversation is kept: the client's message and the operator's reply."""
+    queue = yield started(harness)
+    ann = Operator("ann")
+    session = client("c1")
+    queue.client_connected(session)
+    item = yield queue.enqueue(session, "question")
+    yield queue.reply(item.item_id, ann, "answer")
+    records: list[Any] = []
+
+    @inlineCallbacks
+    def read() -> Iterator[Any]:
+        records[:] = yield queue.transcript("c1")
+
+    def delivered() -> bool:
+        read()
+        return len(records) == 2 and records[1].delivered is True
+
+    yield harness.settle(delivered)
+    assert [(r.direction, r.sender, r.body) for r in records] == [
+        ("in", "client", "question"), ("out", "ann", "answer")]
+
+
+@pytest.mark.parametrize("harness", ["sqlite", "redis"], indirect=True)
+@pytest_twisted.inlineCallbacks
+def test_open_items_survive_a_restart(harness: Harness) -> Iterator[Any]:
+    """A new queue on the same store (a restarted daemon) has the open items."""
+    queue = yield started(harness)
+    item = yield queue.enqueue(client("c1"), "still there?")
+    yield harness.stop(queue)
+    again = yield started(harness)
+    assert [i.item_id for i in again.open_items()] == [item.item_id]
+
+
+# -- two daemons on one Redis ---------------------------------------------------
+
+
+@pytest.mark.parametrize("harness", ["redis"], indirect=True)
+@pytest_twisted.inlineCallbacks
+def test_two_daemons_racing_answer_an_item_once(harness: Harness) -> Iterator[Any]:
+    """Operators on two daemons answer the same item at the same instant: one wins."""
+    a = yield started(harness)
+    b = yield started(harness)
+    session = client("c1")
+    a.client_connected(session)
+    item = yield a.enqueue(session, "who answers?")
+    yield harness.settle(lambda: [i.item_id for i in b.open_items()] == [item.item_id])
+    results = yield DeferredList([
+        maybeDeferred(a.reply, item.item_id, Operator("ann"), "from ann"),
+        maybeDeferred(b.reply, item.item_id, Operator("bob"), "from bob"),
+    ], consumeErrors=True)
+    outcomes = sorted(ok for ok, _ in results)
+    assert outcomes == [False, True]
+    loser = next(value for ok, value in results if not ok)
+    assert loser.check(QueueError)
+    yield harness.settle(lambda: len(session.sent) == 1)
+    yield deferLater(reactor, 0.2, lambda: None)
+    harness.clock.advance(0)
+    assert session.sent in (["from ann"], ["from bob"])
+    assert a.open_items() == [] and b.open_items() == []
+
+
+@pytest.mark.parametrize("harness", ["redis"], indirect=True)
+@pytest_twisted.inlineCallbacks
+def test_a_claim_follows_the_operator_to_another_daemon(harness: Harness) -> Iterator[Any]:
+    """Claimed on A, the same operator answers on B; others stay refused."""
+    a = yield started(harness)
+    b = yield started(harness)
+    item = yield a.enqueue(client("c1"), "help")
+    on_a = Operator("ann")
+    a.add_operator(on_a)
+    yield maybeDeferred(a.claim, item.item_id, on_a)
+    a.remove_operator(on_a)  # ann's connection drops; the lease holds
+    yield harness.settle(lambda: [i.state for i in b.open_items()] == ["claimed"])
+    with pytest.raises(QueueError, match="claimed by ann"):
+        yield maybeDeferred(b.claim, item.item_id, Operator("bob"))
+    answer = yield b.reply(item.item_id, Operator("ann"), "done")
+    assert answer["item"]["state"] == "answered"
