@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_server import RedisServer, redis_available
 from tests.daemon import Daemon
+from tests.redis_server import RedisServer, redis_available
 
 IN_CI = bool(os.environ.get("CI"))
 

@@ -1,0 +1,279 @@
+"""
+Several daemons as one service through a real redis-server: a client on one
+daemon answered by an operator on another, operators racing across daemons,
+pushes through any daemon, Redis restarting mid-conversation, a daemon
+killed with kill -9 in the middle of a claim.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.daemon import Daemon, free_port
+from tests.integration.test_operator_daemon import ALICE, BOB, Operator, no_more
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+
+API_KEY = "redis-test-key-0123456789"
+LEASE = 3.0
+
+
+def config_text(redis: RedisServer, admin_port: int, name: str) -> str:
+    return f"""
+        [wsdaemon]
+        listen = tcp:0:interface=127.0.0.1
+
+        [admin]
+        listen = tcp:{admin_port}:interface=127.0.0.1
+        api_keys = ci:{API_KEY}
+
+        [operator]
+        tokens =
+            alice:{ALICE}
+            bob:{BOB}
+        lease = {LEASE}
+        fallback_after = 0
+        fallback_when_offline = no
+
+        [broker]
+        backend = redis
+        url = {redis.url}
+        prefix = it:
+        timeout = 1
+        heartbeat = 0.5
+        sweep_interval = 0.25
+        daemon_id = {name}
+
+        [route:/support]
+        strategy = operator
+        ack_message = queued #{{position}} as {{item}}
+
+        [route:/echo]
+        strategy = echo
+    """
+
+
+class Cluster:
+    """Daemons on one Redis, each with its admin API on a port of its own."""
+
+    def __init__(self, redis: RedisServer, write_config: Callable[..., Path],
+                 start_daemon: Callable[..., Daemon]) -> None:
+        self.redis = redis
+        self._write = write_config
+        self._start = start_daemon
+        self.admin: dict[str, int] = {}
+
+    def start(self, name: str) -> Daemon:
+        port = free_port()
+        path = self._write(config_text(self.redis, port, name), name=f"{name}.ini")
+        daemon = self._start(path)
+        daemon.admin_port = port  # type: ignore[attr-defined]
+        daemon.wait_for_log("redis: connected", timeout=10)
+        daemon.wait_for_log("open item(s) in Redis", timeout=10)
+        return daemon
+
+
+@pytest.fixture
+def cluster(redis_server: RedisServer, write_config: Callable[..., Path],
+            start_daemon: Callable[..., Daemon]) -> Cluster:
+    return Cluster(redis_server, write_config, start_daemon)
+
+
+@pytest.fixture
+def closing() -> Iterator[list[Any]]:
+    opened: list[Any] = []
+    yield opened
+    for thing in opened:
+        thing.close()
+
+
+def admin(daemon: Daemon, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    port = daemon.admin_port  # type: ignore[attr-defined]
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, method="POST" if data else "GET",
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read().decode()
+            return response.status, json.loads(raw) if path != "/metrics" else raw
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read().decode())
+
+
+def ask(daemon: Daemon, client_id: str, text: str, closing: list[Any]) -> tuple[ClientConnection,
+                                                                                str]:
+    client = connect(f"{daemon.url}/support?client_id={client_id}")
+    closing.append(client)
+    client.send(text)
+    ack = str(client.recv(timeout=5))
+    assert ack.startswith("queued #"), ack
+    return client, ack.rsplit(" ", 1)[1]
+
+
+def operator(daemon: Daemon, token: str, closing: list[Any]) -> Operator:
+    op = Operator(daemon, token)
+    closing.append(op)
+    return op
+
+
+def wait_item(op: Operator, item_id: str, state: str = "queued") -> dict[str, Any]:
+    """Wait until the operator's view shows the item in C{state}."""
+    for item in op.hello["items"]:
+        if item["item_id"] == item_id and item["state"] == state:
+            return item  # type: ignore[no-any-return]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        event = op.next("updated" if state != "queued" else "item", timeout=10)
+        if event["item"]["item_id"] == item_id and event["item"]["state"] == state:
+            return event["item"]  # type: ignore[no-any-return]
+    raise AssertionError(f"{item_id} never became {state}")
+
+
+def test_client_on_a_answered_by_operator_on_b(cluster: Cluster, closing: list[Any]) -> None:
+    """The reply crosses daemons; the operator on B saw the item queued on A."""
+    a, b = cluster.start("a"), cluster.start("b")
+    alice = operator(b, ALICE, closing)
+    client, item_id = ask(a, "c1", "hello from A", closing)
+    item = wait_item(alice, item_id)
+    assert item["text"] == "hello from A"
+    answer = alice.request(type="reply", item=item_id, text="hello from B")
+    assert answer["type"] == "ok", answer
+    assert client.recv(timeout=5) == "hello from B"
+    no_more(client)
+
+
+def test_two_operators_on_two_daemons_race_one_reply(cluster: Cluster,
+                                                     closing: list[Any]) -> None:
+    """Both answer at the same moment: exactly one ok, exactly one reply arrives."""
+    a, b = cluster.start("a"), cluster.start("b")
+    alice, bob = operator(a, ALICE, closing), operator(b, BOB, closing)
+    client, item_id = ask(a, "c1", "race me", closing)
+    wait_item(alice, item_id)
+    wait_item(bob, item_id)
+    answers: dict[str, dict[str, Any]] = {}
+
+    def answer(name: str, op: Operator) -> None:
+        answers[name] = op.request(type="reply", item=item_id, text=f"from {name}")
+
+    threads = [threading.Thread(target=answer, args=(n, o))
+               for n, o in (("alice", alice), ("bob", bob))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    kinds = sorted(r["type"] for r in answers.values())
+    assert kinds == ["error", "ok"], answers
+    winner = next(n for n, r in answers.items() if r["type"] == "ok")
+    assert client.recv(timeout=5) == f"from {winner}"
+    no_more(client, 1.0)
+
+
+def test_push_through_b_reaches_clients_on_a(cluster: Cluster, closing: list[Any]) -> None:
+    """The push API on any daemon reaches one client, a route, everyone, anywhere."""
+    a, b = cluster.start("a"), cluster.start("b")
+    on_a = connect(f"{a.url}/echo?client_id=pat")
+    on_b = connect(f"{b.url}/echo?client_id=sam")
+    closing.extend([on_a, on_b])
+    time.sleep(0.2)
+    status, body = admin(b, "/push", {"client": "pat", "text": "just for pat"})
+    assert status == 200, body
+    assert on_a.recv(timeout=5) == "just for pat"
+    status, body = admin(b, "/push", {"route": "/echo", "base64": "AAEC"})
+    assert status == 200
+    assert on_a.recv(timeout=5) == b"\x00\x01\x02"
+    assert on_b.recv(timeout=5) == b"\x00\x01\x02"
+    status, body = admin(a, "/push", {"all": True, "text": "everyone"})
+    assert (status, body["delivered"]) == (200, 1)  # the one on A; B writes its own
+    assert on_a.recv(timeout=5) == "everyone"
+    assert on_b.recv(timeout=5) == "everyone"
+    no_more(on_a)
+    no_more(on_b)
+
+
+def test_offline_client_gets_its_reply_on_another_daemon(cluster: Cluster,
+                                                         closing: list[Any]) -> None:
+    """Asked on A, answered while away, delivered once on reconnecting to B."""
+    a, b = cluster.start("a"), cluster.start("b")
+    alice = operator(a, ALICE, closing)
+    client, item_id = ask(a, "c9", "call me back", closing)
+    client.close()
+    wait_item(alice, item_id)
+    assert alice.request(type="reply", item=item_id, text="calling back")["type"] == "ok"
+    again = connect(f"{b.url}/support?client_id=c9")
+    closing.append(again)
+    assert again.recv(timeout=5) == "calling back"
+    no_more(again)
+    third = connect(f"{a.url}/support?client_id=c9")
+    closing.append(third)
+    no_more(third)
+
+
+def test_redis_restart_loses_nothing(cluster: Cluster, redis_server: RedisServer,
+                                     closing: list[Any]) -> None:
+    """
+    Redis goes away and comes back: accepted messages survive, echo keeps
+    serving, the outage shows in /healthz and /metrics, and the daemons
+    recover by themselves.
+    """
+    a, b = cluster.start("a"), cluster.start("b")
+    client, item_id = ask(a, "c1", "before the outage", closing)
+    redis_server.stop()
+    echo = connect(f"{a.url}/echo")
+    closing.append(echo)
+    echo.send("still here")
+    assert echo.recv(timeout=5) == "still here"
+    client.send("during the outage")
+    assert "could not be queued" in str(client.recv(timeout=10))
+    a.wait_for_log("redis: unreachable", timeout=10)
+    status, health = admin(a, "/healthz")
+    assert (status, health["status"], health["broker"]["up"]) == (200, "degraded", False)
+    assert "wsdaemon_broker_up 0.0" in admin(a, "/metrics")[1]
+
+    redis_server.start()
+    a.wait_for_log("redis: reachable again", timeout=15)
+    b.wait_for_log("redis: reachable again", timeout=15)
+    bob = operator(b, BOB, closing)
+    wait_item(bob, item_id)
+    assert [i["text"] for i in bob.hello["items"]] == ["before the outage"]
+    assert bob.request(type="reply", item=item_id, text="after the outage")["type"] == "ok"
+    assert client.recv(timeout=5) == "after the outage"
+    no_more(client)
+    status, health = admin(a, "/healthz")
+    assert (health["status"], health["broker"]["outages"]) == ("ok", 1)
+
+
+def test_a_daemon_killed_mid_claim_loses_nothing(cluster: Cluster,
+                                                 closing: list[Any]) -> None:
+    """kill -9 on the claiming operator's daemon: the lease runs out, B answers."""
+    a, b = cluster.start("a"), cluster.start("b")
+    client, item_id = ask(b, "c1", "help", closing)
+    alice = operator(a, ALICE, closing)
+    wait_item(alice, item_id)
+    assert alice.request(type="claim", item=item_id)["type"] == "ok"
+    bob = operator(b, BOB, closing)
+    assert bob.request(type="claim", item=item_id)["type"] == "error"
+    a.kill()
+    started = time.monotonic()
+    deadline = started + LEASE + 5
+    while time.monotonic() < deadline:
+        event = bob.next("updated", timeout=LEASE + 5)
+        if event["item"]["item_id"] == item_id and event["item"]["state"] == "queued":
+            break
+    else:
+        raise AssertionError("the lease never ran out")
+    assert time.monotonic() - started >= LEASE - 1.0
+    assert bob.request(type="reply", item=item_id, text="bob here")["type"] == "ok"
+    assert client.recv(timeout=5) == "bob here"
+    no_more(client)
