@@ -18,6 +18,7 @@ from typing import Any
 import txredisapi
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, TimeoutError, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -82,6 +83,9 @@ class RedisLink:
         self.prefix = settings.prefix
         self.events_key = settings.prefix + "events"
         self.up = False
+        # Both connections must work for the link to be up: commands (the
+        # queue's scripts, pushes) and the event stream (what others did).
+        self._ok = {"commands": False, "events": False}
         self.down_since: float | None = None
         self.outages = 0
         self.calls_failed = 0
@@ -91,6 +95,7 @@ class RedisLink:
         self._pool: Any = None
         self._reader: Any = None
         self._retry: Any = None
+        self._pinger: LoopingCall | None = None
         self._last_id: str | None = None
         self._event_handlers: list[Callable[[list[dict[str, Any]]], None]] = []
         self._recovery_handlers: list[Callable[[], None]] = []
@@ -120,12 +125,27 @@ class RedisLink:
                       reconnect=True, convertNumbers=False, connectTimeout=s.timeout)
         self._pool = txredisapi.lazyConnectionPool(poolsize=1, replyTimeout=s.timeout, **common)
         self._reader = txredisapi.lazyConnection(replyTimeout=self.block + s.timeout, **common)
+        for handler in (self._pool, self._reader):
+            # txredisapi backs off up to 10 s between attempts; after an
+            # outage, come back within about a second instead.
+            handler._factory.initialDelay = 0.2
+            handler._factory.maxDelay = 1.0
         self._read()
+        # A PING now and then keeps the health current even on a daemon
+        # that makes no other calls (push only, no operator queue).
+        self._pinger = LoopingCall(self._ping)
+        self._pinger.clock = self._clock
+        self._pinger.start(s.heartbeat, now=True)
+
+    def _ping(self) -> None:
+        self.call("PING").addErrback(lambda _: None)  # _guard logged and counted it
 
     def stop(self) -> Deferred[Any]:
         if self._stopping:
             return succeed(None)
         self._stopping = True
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         waits = [conn.disconnect() for conn in (self._pool, self._reader) if conn is not None]
@@ -160,13 +180,14 @@ class RedisLink:
         d.addTimeout(self.settings.timeout, self._clock)
 
         def worked(result: Any) -> Any:
-            self._reachable()
+            self._reachable("commands")
             return result
 
         def failed(failure: Failure) -> Any:
             if failure.check(*_OUTAGE):
                 self.calls_failed += 1
-                self._unreachable(f"{what}: {failure.getErrorMessage() or 'timed out'}")
+                self._unreachable("commands",
+                                  f"{what}: {failure.getErrorMessage() or 'timed out'}")
                 raise BrokerUnavailable(
                     f"Redis did not answer {what} within {self.settings.timeout:g} s")
             return failure
@@ -176,8 +197,9 @@ class RedisLink:
 
     # -- health ----------------------------------------------------------------
 
-    def _reachable(self) -> None:
-        if self.up:
+    def _reachable(self, which: str) -> None:
+        self._ok[which] = True
+        if self.up or not all(self._ok.values()):
             return
         was_down = self.down_since
         self.up = True
@@ -194,9 +216,10 @@ class RedisLink:
             except Exception:
                 _log.failure("redis: catching up after a reconnect failed")
 
-    def _unreachable(self, why: str) -> None:
+    def _unreachable(self, which: str, why: str) -> None:
         if self._stopping:
             return
+        self._ok[which] = False
         if self.up or self.down_since is None:
             self.outages += 1
             self.down_since = self._clock.seconds()
@@ -233,11 +256,11 @@ class RedisLink:
 
     def _got_start(self, reply: Any) -> None:
         self._last_id = reply[0][0] if reply else "0-0"
-        self._reachable()
+        self._reachable("events")
         self._read()
 
     def _got_events(self, reply: Any) -> None:
-        self._reachable()
+        self._reachable("events")
         if reply:
             entries = reply[0][1]
             events = []
@@ -259,7 +282,8 @@ class RedisLink:
         if self._stopping:
             return
         if failure.check(*_OUTAGE):
-            self._unreachable(f"event stream: {failure.getErrorMessage() or 'timed out'}")
+            self._unreachable("events",
+                              f"event stream: {failure.getErrorMessage() or 'timed out'}")
         else:
             _log.failure("redis: reading the event stream failed", failure=failure)
         self._retry = self._clock.callLater(min(1.0, self.settings.timeout), self._read)
