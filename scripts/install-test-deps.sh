@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian machine (as root):
 # the package with its test extras (editable), Chromium and chromedriver for
-# the browser test, and the Autobahn|Testsuite for the conformance test.
+# the browser test, redis-server and HAProxy for the several-daemons tests,
+# and the Autobahn|Testsuite for the conformance test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,17 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     apt-get update -qq
     apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+
+# redis-server and HAProxy, for the several-daemons tests (the tests start
+# their own servers on free ports; nothing is left running).
+if ! command -v redis-server >/dev/null || ! command -v haproxy >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq redis-server haproxy >/dev/null
+fi
+# Debian starts the packaged services; the tests need neither.
+(service redis-server stop || true) >/dev/null 2>&1
+(service haproxy stop || true) >/dev/null 2>&1
 
 # systemd-analyze, to verify the unit files.
 if ! command -v systemd-analyze >/dev/null; then

@@ -8,6 +8,8 @@ killed with kill -9 in the middle of a claim.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
 import urllib.error
@@ -19,7 +21,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.daemon import Daemon, free_port
+from tests.conftest import require_tool
+from tests.daemon import REPO, Daemon, free_port
 from tests.integration.test_operator_daemon import ALICE, BOB, Operator, no_more
 from tests.redis_server import RedisServer
 
@@ -277,3 +280,79 @@ def test_a_daemon_killed_mid_claim_loses_nothing(cluster: Cluster,
     assert bob.request(type="reply", item=item_id, text="bob here")["type"] == "ok"
     assert client.recv(timeout=5) == "bob here"
     no_more(client)
+
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def test_shipped_cluster_example_behind_haproxy(redis_server: RedisServer, tmp_path: Path,
+                                                start_daemon: Callable[..., Daemon],
+                                                closing: list[Any]) -> None:
+    """
+    etc/cluster as shipped (ports moved): HAProxy spreads a client and an
+    operator over the two daemons, and the reply finds its way back.
+    """
+    require_tool(Path(HAPROXY).exists(), "haproxy (Debian package haproxy)")
+    etc = tmp_path / "etc"
+    shutil.copytree(REPO / "etc", etc)
+    ports = {old: free_port() for old in ("8080", "8091", "8092", "8191", "8192")}
+    for name in ("wsdaemon-a.ini", "wsdaemon-b.ini", "haproxy.cfg"):
+        path = etc / "cluster" / name
+        text = path.read_text().replace("redis://127.0.0.1:6379/0", redis_server.url)
+        for old, new in ports.items():
+            text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
+            text = text.replace(f"port {old}", f"port {new}")
+            text = text.replace(f"tcp:{old}:", f"tcp:{new}:")
+        path.write_text(text)
+    a = start_daemon(etc / "cluster" / "wsdaemon-a.ini", port=ports["8091"])
+    b = start_daemon(etc / "cluster" / "wsdaemon-b.ini", port=ports["8092"])
+    for daemon in (a, b):
+        daemon.wait_for_log("open item(s) in Redis", timeout=10)
+    proxy = subprocess.Popen([HAPROXY, "-db", "-f", str(etc / "cluster" / "haproxy.cfg")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    closing.append(_Stop(proxy))
+    front = Daemon.__new__(Daemon)
+    front.url = f"ws://127.0.0.1:{ports['8080']}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            probe = connect(f"{front.url}/echo")
+            probe.close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "HAProxy did not start"
+            time.sleep(0.1)
+    time.sleep(2.5)  # let the health checks mark both daemons up
+    token = "alice-example-token-change-me"
+    alice = operator(front, token, closing)
+    client = connect(f"{front.url}/support?client_id=via-proxy")
+    closing.append(client)
+    client.send("hello through HAProxy")
+    assert str(client.recv(timeout=5)).startswith("Thanks! Your message is number 1")
+    item = alice.next("item")["item"]
+    assert (item["text"], item["client_id"]) == ("hello through HAProxy", "via-proxy")
+    item_id = item["item_id"]
+    # leastconn: the operator went to one daemon, the client to the other
+    clients = [admin_clients(port) for port in (ports["8191"], ports["8192"])]
+    operators = ["operator alice online" in d.log() for d in (a, b)]
+    assert sorted(clients) == [0, 1] and operators == [c == 0 for c in clients], \
+        (clients, operators)
+    assert alice.request(type="reply", item=item_id, text="answered")["type"] == "ok"
+    assert client.recv(timeout=5) == "answered"
+
+
+class _Stop:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def admin_clients(port: int) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/clients",
+                                     headers={"Authorization":
+                                              "Bearer ops-example-api-key-change-me"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return len(json.loads(response.read())["clients"])

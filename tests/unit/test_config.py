@@ -231,6 +231,34 @@ BAD_CONFIGS = {
         MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\npath = /echo\n",
         ["[operator]", "/echo collides with route /echo"],
     ),
+    "broker unknown backend": (
+        MINIMAL + "\n[broker]\nbackend = kafka\n",
+        [":8: [broker] backend", "expected embedded or redis, got 'kafka'"],
+    ),
+    "broker redis without url": (
+        MINIMAL + "\n[broker]\nbackend = redis\n",
+        ["[broker] url", "missing; expected redis://"],
+    ),
+    "broker bad url": (
+        MINIMAL + "\n[broker]\nbackend = redis\nurl = http://localhost:6379\n",
+        [":9: [broker] url", "expected redis://[:password@]host[:port][/db]"],
+    ),
+    "broker bad database": (
+        MINIMAL + "\n[broker]\nbackend = redis\nurl = redis://localhost/zero\n",
+        [":9: [broker] url", "the database must be a number"],
+    ),
+    "broker bad timeout": (
+        MINIMAL + "\n[broker]\nbackend = redis\nurl = redis://localhost\ntimeout = 0\n",
+        [":10: [broker] timeout", "greater than 0"],
+    ),
+    "broker redis key with embedded": (
+        MINIMAL + "\n[broker]\nbackend = embedded\nurl = redis://localhost\n",
+        [":9: [broker] url", "only used with backend = redis"],
+    ),
+    "broker unknown key": (
+        MINIMAL + "\n[broker]\nbackend = redis\nurl = redis://localhost\nprefx = x:\n",
+        [":10: [broker] prefx", "unknown key"],
+    ),
     "operator bad ack placeholder": (
         MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
         "[route:/support]\nstrategy = operator\nack_message = you are {number}\n",
@@ -306,3 +334,37 @@ def test_config_values_are_immutable(write_config: Callable[..., Path]) -> None:
         config.listen = ()  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.routes[0].options["x"] = "y"  # type: ignore[index]
+
+
+def test_broker_section(write_config: Callable[..., Path]) -> None:
+    """[broker] backend = redis: URL parts, prefix, timings; the queue lives in Redis."""
+    from wsdaemon.broker.queue import SharedOperatorQueue
+
+    path = write_config(MINIMAL + """
+[broker]
+backend = redis
+url = redis://:s%40cret@redis.internal:6380/3
+prefix = chat:
+timeout = 2.5
+heartbeat = 1
+
+[operator]
+tokens = alice:aaaaaaaaaaaaaaaaaa
+""")
+    config = load(path)
+    broker = config.broker  # type: ignore[attr-defined]
+    assert (broker.host, broker.port, broker.db, broker.password) == (
+        "redis.internal", 6380, 3, "s@cret")
+    assert (broker.prefix, broker.timeout, broker.heartbeat) == ("chat:", 2.5, 1.0)
+    assert broker.daemon_id == ""  # named by the link: host, pid, random
+    assert config.broker_link.daemon_id  # type: ignore[attr-defined]
+    assert isinstance(config.operator_queue, SharedOperatorQueue)  # type: ignore[attr-defined]
+    summary = config.summary()  # type: ignore[attr-defined]
+    assert "broker redis at redis.internal:6380/3" in summary and "cret" not in summary
+
+
+def test_embedded_broker_is_the_default(write_config: Callable[..., Path]) -> None:
+    """No [broker] (or backend = embedded): SQLite store, no Redis link."""
+    for extra in ("", "\n[broker]\nbackend = embedded\n"):
+        config = load(write_config(MINIMAL + extra))
+        assert config.broker is None and config.broker_link is None  # type: ignore[attr-defined]
