@@ -356,3 +356,24 @@ def admin_clients(port: int) -> int:
                                               "Bearer ops-example-api-key-change-me"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return len(json.loads(response.read())["clients"])
+
+
+def test_reload_keeps_the_broker_and_refuses_to_change_it(cluster: Cluster,
+                                                          closing: list[Any]) -> None:
+    """SIGHUP with the same [broker] keeps the shared queue; a new prefix is refused."""
+    import signal
+
+    a = cluster.start("a")
+    client, item_id = ask(a, "c1", "before the reload", closing)
+    path = Path(a.process.args[a.process.args.index("--config") + 1])  # type: ignore[index]
+    path.write_text(path.read_text().replace("lease = 3.0", "lease = 4"))
+    a.process.send_signal(signal.SIGHUP)
+    a.wait_for_log("reloaded")
+    alice = operator(a, ALICE, closing)
+    wait_item(alice, item_id)
+    path.write_text(path.read_text().replace("prefix = it:", "prefix = other:"))
+    a.process.send_signal(signal.SIGHUP)
+    log = a.wait_for_log("reload refused")
+    assert "[broker]" in log and "restart to apply" in log
+    assert alice.request(type="reply", item=item_id, text="still shared")["type"] == "ok"
+    assert client.recv(timeout=5) == "still shared"
