@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 
 from wsdaemon.backpressure import Backpressure
 from wsdaemon.config import ProtocolSettings, RouteConfig
+from wsdaemon.directwrite import write_now
 from wsdaemon.limits import ConnectionLimits, MessageRate
 from wsdaemon.session import Session
 from wsdaemon.sessions import SessionIndex
@@ -323,6 +324,19 @@ class RouteProtocol(WebSocketServerProtocol):
                 self.dropConnection(abort=True)
 
     # -- sending -------------------------------------------------------------
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # Autobahn's own path for what it queues (sync writes, chopped
+        # writes); everything else straight to the socket when nothing waits
+        # before it (see wsdaemon.directwrite).
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+            return
+        write_now(self.transport, data)
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        else:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
 
     def sendMessage(self, payload: bytes, isBinary: bool = False,
                     fragmentSize: int | None = None, sync: bool = False,
