@@ -12,6 +12,7 @@ dotted path or Twisted plugin.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
@@ -20,7 +21,8 @@ from wsdaemon.operators.records import ItemRecord, MessageRecord
 from wsdaemon.sessions import PushTarget
 from wsdaemon.strategy import StrategyContext
 
-__all__ = ["IPushBus", "IQueueStore", "IReplyStrategy", "ISession", "IStrategyFactory"]
+__all__ = ["IOperatorQueue", "IPushBus", "IQueueStore", "IReplyStrategy", "ISession",
+           "IStrategyFactory"]
 
 
 class ISession(Interface):
@@ -206,6 +208,134 @@ class IQueueStore(Interface):
         """
         @return: a Deferred firing with the MessageRecords of one client's
             conversation (or of all, for None), oldest first.
+        """
+
+
+class IOperatorQueue(Interface):
+    """
+    The operator queue as the C{operator} strategy, the operators' channel
+    and the service use it. Two providers: L{wsdaemon.operators.queue.
+    OperatorQueue} (one daemon, an L{IQueueStore}) and
+    L{wsdaemon.broker.queue.SharedOperatorQueue} (several daemons, Redis).
+
+    Items are Anys with C{item_id}, C{state} and C{record} (an
+    L{wsdaemon.operators.records.ItemRecord}); operators are links with a
+    C{name} and a C{notify(event)} method. Requests an operator may not make
+    raise (or fail with) L{wsdaemon.operators.queue.QueueError}.
+    """
+
+    settings = Attribute("The [operator] settings (OperatorSettings); a reload replaces them.")
+    started = Attribute("True once the queue has loaded its open items (bool).")
+    operators_online = Attribute("Operators connected, on every daemon (int).")
+
+    def start() -> Deferred[None]:
+        """
+        @return: a Deferred firing when the daemon may serve (the items may
+            still be loading: see C{when_started}).
+        """
+
+    def when_started() -> Deferred[None]:
+        """
+        @return: a Deferred firing once the open items are loaded.
+        """
+
+    def stop() -> Deferred[Any]:
+        """
+        Cancel timers and let pending writes finish.
+
+        @return: a Deferred firing once they have.
+        """
+
+    def client_connected(session: ISession) -> Deferred[int]:
+        """
+        Track the client and deliver what was kept for it.
+
+        @return: a Deferred firing with how many kept messages were sent.
+        """
+
+    def client_disconnected(session: ISession) -> None:
+        """
+        Forget the connection.
+
+        @return: None.
+        """
+
+    def enqueue(session: ISession, text: str) -> Deferred[Any]:
+        """
+        Queue a client message.
+
+        @return: a Deferred firing with the item once it is stored (the
+            message is accepted only then).
+        """
+
+    def position(item: Any) -> int:
+        """
+        @return: the item's place in the queue, 1 for the oldest.
+        """
+
+    def add_operator(operator: Any) -> None:
+        """
+        An operator joined (on this daemon).
+
+        @return: None.
+        """
+
+    def remove_operator(operator: Any) -> None:
+        """
+        An operator's connection is gone.
+
+        @return: None.
+        """
+
+    def open_items() -> list[Any]:
+        """
+        @return: the open items, oldest first.
+        """
+
+    def describe(item: Any) -> dict[str, Any]:
+        """
+        @return: the item as operators see it (JSON-ready).
+        """
+
+    def clients() -> list[dict[str, Any]]:
+        """
+        @return: connected clients: C{client_id}, C{routes}, C{connections}.
+        """
+
+    def claim(item_id: str, operator: Any) -> Any:
+        """
+        @return: the claimed item, or a Deferred firing with it.
+        """
+
+    def release(item_id: str, operator: Any) -> Any:
+        """
+        @return: the released item, or a Deferred firing with it.
+        """
+
+    def reply(item_id: str | None, operator: Any, text: str) -> Deferred[dict[str, Any]]:
+        """
+        Answer an item (the oldest unclaimed one for None), exactly once.
+
+        @return: a Deferred firing with C{{"item": ..., "delivered": N}}.
+        """
+
+    def push(client_id: str, text: str, operator: Any) -> Deferred[int]:
+        """
+        Send to one client, kept for it while it is away.
+
+        @return: a Deferred firing with how many connections (here) got it.
+        """
+
+    def broadcast(route: str, text: str, operator: Any) -> Deferred[int]:
+        """
+        Send to every client connected to C{route} now.
+
+        @return: a Deferred firing with how many connections (here) got it.
+        """
+
+    def transcript(client_id: str | None) -> Deferred[list[MessageRecord]]:
+        """
+        @return: a Deferred firing with one client's conversation (or all).
         """
 
 

@@ -13,7 +13,8 @@ import wsdaemon.testing
 def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
-        "IPushBus", "IQueueStore","IReplyStrategy", "ISession", "IStrategyFactory"}
+        "IOperatorQueue", "IPushBus", "IQueueStore", "IReplyStrategy", "ISession",
+        "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}
     assert set(wsdaemon.interfaces.ISession.names()) == {
@@ -38,7 +39,19 @@ def test_every_interface_method_documents_its_return() -> None:
     """Every interface method's docstring says what it returns."""
     for interface in (wsdaemon.interfaces.IReplyStrategy, wsdaemon.interfaces.ISession,
                       wsdaemon.interfaces.IQueueStore, wsdaemon.interfaces.IPushBus,
-                      wsdaemon.interfaces.IStrategyFactory):
+                      wsdaemon.interfaces.IStrategyFactory,
+                      wsdaemon.interfaces.IOperatorQueue):
         for name, description in interface.namesAndDescriptions():
             if hasattr(description, "getSignatureString"):
                 assert "@return" in (description.getDoc() or ""), f"{interface.__name__}.{name}"
+
+
+def test_both_operator_queues_provide_the_interface() -> None:
+    """The embedded and the Redis-backed queue offer the same calls."""
+    from zope.interface.verify import verifyClass
+
+    from wsdaemon.broker.queue import SharedOperatorQueue
+    from wsdaemon.operators.queue import OperatorQueue
+
+    for queue_class in (OperatorQueue, SharedOperatorQueue):
+        assert verifyClass(wsdaemon.interfaces.IOperatorQueue, queue_class)

@@ -30,9 +30,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from wsdaemon.broker.link import RedisLink
-from wsdaemon.interfaces import ISession
+from wsdaemon.interfaces import IOperatorQueue, ISession
 from wsdaemon.operators.queue import OperatorLink, OperatorSettings, QueueError
 from wsdaemon.operators.records import ItemRecord, MessageRecord
 
@@ -106,6 +107,7 @@ def _log_failure(what: str) -> Callable[[Failure], None]:
     return log
 
 
+@implementer(IOperatorQueue)
 class SharedOperatorQueue:
     """
     @param link: the daemon's Redis link (shared with the push bus).

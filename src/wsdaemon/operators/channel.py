@@ -19,10 +19,10 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config import ProtocolSettings
 from wsdaemon.credentials import check_token
-from wsdaemon.operators.queue import OperatorQueue, QueueError
+from wsdaemon.interfaces import IOperatorQueue
+from wsdaemon.operators.queue import QueueError
 from wsdaemon.protocol import autobahn_options
 
 __all__ = ["OperatorChannelFactory", "OperatorChannelProtocol"]
@@ -96,7 +96,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
         self.notify({"type": "hello", "operator": self.name, **self._snapshot()})
 
     def _snapshot(self) -> dict[str, Any]:
-        queue: Any = self.factory.queue  # embedded or shared: the same calls
+        queue = self.factory.queue
         return {"items": [queue.describe(i) for i in queue.open_items()],
                 "clients": queue.clients(), "operators_online": queue.operators_online}
 
@@ -194,7 +194,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
 class OperatorChannelFactory(WebSocketServerFactory):
     protocol = OperatorChannelProtocol  # type: ignore[assignment]
 
-    def __init__(self, queue: OperatorQueue | SharedOperatorQueue, tokens: dict[str, str],
+    def __init__(self, queue: IOperatorQueue, tokens: dict[str, str],
                  settings: ProtocolSettings, reactor: Any = None) -> None:
         super().__init__(reactor=reactor)
         self.queue = queue
@@ -205,7 +205,7 @@ class OperatorChannelFactory(WebSocketServerFactory):
         self.connections: set[OperatorChannelProtocol] = set()
         self.setProtocolOptions(**autobahn_options(settings))
 
-    def update(self, queue: OperatorQueue | SharedOperatorQueue, tokens: dict[str, str],
+    def update(self, queue: IOperatorQueue, tokens: dict[str, str],
                settings: ProtocolSettings) -> None:
         """
         A reload: new tokens and limits apply to new connections.

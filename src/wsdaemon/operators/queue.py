@@ -22,8 +22,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from wsdaemon.interfaces import IQueueStore, ISession
+from wsdaemon.interfaces import IOperatorQueue, IQueueStore, ISession
 from wsdaemon.operators.item import InvalidTransition, QueueItem
 from wsdaemon.operators.records import ItemRecord, MessageRecord
 
@@ -79,6 +80,7 @@ def _log_failure(what: str) -> Callable[[Failure], None]:
     return log
 
 
+@implementer(IOperatorQueue)
 class OperatorQueue:
     """
     @param store: where items and conversations are kept.

@@ -13,9 +13,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wsdaemon.broker.queue import SharedOperatorQueue
-from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
-from wsdaemon.operators.queue import OperatorQueue
+from wsdaemon.interfaces import IOperatorQueue, IReplyStrategy, ISession, IStrategyFactory
 from wsdaemon.strategy import OptionError, StrategyContext, reject_unknown_options
 
 __all__ = ["OperatorStrategy", "OperatorStrategyFactory"]
@@ -43,7 +41,7 @@ class OperatorStrategy:
     message is stored (or with an apology if it could not be).
     """
 
-    def __init__(self, queue: OperatorQueue | SharedOperatorQueue, ack_message: str) -> None:
+    def __init__(self, queue: IOperatorQueue, ack_message: str) -> None:
         self.queue = queue
         self.ack_message = ack_message
 
@@ -79,7 +77,7 @@ class OperatorStrategyFactory:
     def create(self, options: Mapping[str, str], context: StrategyContext) -> OperatorStrategy:
         reject_unknown_options(options, {"ack_message"})
         queue = context.operator_queue
-        if not isinstance(queue, (OperatorQueue, SharedOperatorQueue)):
+        if not IOperatorQueue.providedBy(queue):
             raise OptionError(None, "the operator strategy needs an [operator] section "
                               "(tokens, store) in the config")
         ack = options.get("ack_message", DEFAULT_ACK)
