@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, mayb
 from twisted.internet.task import Clock, deferLater
 
 from tests.redis_server import RedisServer
+from tests.unit.test_operator_queue import Operator
 from wsdaemon.broker.link import BrokerSettings, RedisLink
 from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.operators.memory import MemoryStore
@@ -33,17 +34,6 @@ from wsdaemon.testing import RecordingSession
 
 SETTINGS = OperatorSettings(store_path=Path("unused"), lease=60, fallback_after=300,
                             fallback_when_offline=False)
-
-
-class Operator:
-    """An operator link that records what the queue tells it."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.events: list[dict[str, Any]] = []
-
-    def notify(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
 
 
 def client(client_id: str) -> RecordingSession:

@@ -102,6 +102,17 @@ local function store_out(client, json, undelivered)
   return seq
 end
 
+-- An item claimed by someone else whose lease still runs: the refusal.
+local function held_by_another(id, operator, now)
+  local k = item_key(id)
+  if redis.call('HGET', k, 'state') ~= 'claimed' then return nil end
+  local holder = redis.call('HGET', k, 'operator')
+  if holder ~= operator and tonumber(redis.call('HGET', k, 'lease_until')) > now then
+    return {'err', 'item ' .. id .. ' is claimed by ' .. holder}
+  end
+  return nil
+end
+
 local function closed_error(id)
   local state = redis.call('HGET', item_key(id), 'state')
   if state then return {'err', 'item ' .. id .. ' is ' .. state .. ': no longer open'} end
@@ -140,12 +151,8 @@ local id, operator, now, lease = ARGV[2], ARGV[3], now_arg(4), now_arg(5)
 local k = item_key(id)
 local state = redis.call('HGET', k, 'state')
 if state ~= 'queued' and state ~= 'claimed' then return closed_error(id) end
-if state == 'claimed' then
-  local holder = redis.call('HGET', k, 'operator')
-  if holder ~= operator and tonumber(redis.call('HGET', k, 'lease_until')) > now then
-    return {'err', 'item ' .. id .. ' is claimed by ' .. holder}
-  end
-end
+local refused = held_by_another(id, operator, now)
+if refused then return refused end
 local lease_until = now + lease
 redis.call('HSET', k, 'state', 'claimed', 'operator', operator, 'lease_until', lease_until)
 redis.call('ZADD', P .. 'leases', lease_until, id)
@@ -174,12 +181,8 @@ local id, operator, now, body = ARGV[2], ARGV[3], now_arg(4), ARGV[5]
 local k = item_key(id)
 local state = redis.call('HGET', k, 'state')
 if state ~= 'queued' and state ~= 'claimed' then return closed_error(id) end
-if state == 'claimed' then
-  local holder = redis.call('HGET', k, 'operator')
-  if holder ~= operator and tonumber(redis.call('HGET', k, 'lease_until')) > now then
-    return {'err', 'item ' .. id .. ' is claimed by ' .. holder}
-  end
-end
+local refused = held_by_another(id, operator, now)
+if refused then return refused end
 redis.call('HSET', k, 'state', 'answered', 'operator', operator, 'answered_at', ARGV[4],
            'lease_until', '0')
 for _, set in ipairs({'open', 'leases', 'fallbacks'}) do redis.call('ZREM', P .. set, id) end
