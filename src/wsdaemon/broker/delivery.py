@@ -1,10 +1,18 @@
 """
 This daemon's side of delivery for the shared queue: which clients are
-connected here (and telling Redis, for the other daemons), writing each
-reply to their connections once, and marking it delivered in Redis.
+connected here (and telling Redis, for the other daemons), and writing
+replies to them.
 
-Presence changes and delivery marks pile up during a reactor turn and go to
-Redis together at its end: a few calls for many messages.
+A message for a client is I{taken} by one daemon in Redis before it is
+written (L{wsdaemon.broker.scripts}: C{take}), then I{settled}: done, or
+given back when nobody was there to write it to. So a client that reads a
+reply on daemon A and reconnects at once to daemon B does not get it again
+from B, and a reply taken by a daemon that dies before writing it is given
+back by the sweep and delivered later: at most once per connection in
+normal operation, never lost.
+
+Takes, settlements and presence changes pile up during a reactor turn and
+go to Redis together at its end: a few calls for many messages.
 """
 
 from __future__ import annotations
@@ -38,21 +46,15 @@ def log_failure(what: str) -> Callable[[Failure], None]:
 class ClientDelivery:
     """
     @param ttl: seconds this daemon's presence lasts in Redis unless renewed.
-    @param remember: seconds a message written here is remembered, so that
-        the same message read again (from the stream, or a reconnecting
-        client's backlog) is not written twice.
     """
 
-    def __init__(self, link: RedisLink, clock: IReactorTime, ttl: float,
-                 remember: float) -> None:
+    def __init__(self, link: RedisLink, clock: IReactorTime, ttl: float) -> None:
         self._link = link
         self._clock = clock
         self._ttl = ttl
-        self._remember = remember
         self._clients: dict[str, set[ISession]] = {}
-        # seq -> (when, connections written to) for messages written here.
-        self._sent: dict[int, tuple[float, int]] = {}
-        self._to_mark: dict[str, list[int]] = {}
+        self._to_take: list[str] = []  # client, seq ('*': all kept for it), ...
+        self._to_settle: list[str] = []  # client, seq, '1' written / '0' give back, ...
         self._presence: list[tuple[str, str, int]] = []
         self._flush_call: Any = None
         self._remote: dict[tuple[str, str], int] = {}
@@ -66,7 +68,7 @@ class ClientDelivery:
         self._clients.setdefault(session.client_id, set()).add(session)
         self._presence.append((session.client_id, session.route, 1))
         self._schedule_flush()
-        return self.send_backlog(session)
+        return self._take([session.client_id, "*"])
 
     def disconnected(self, session: ISession) -> None:
         sessions = self._clients.get(session.client_id)
@@ -84,29 +86,10 @@ class ClientDelivery:
         sessions = self._clients.get(client_id)
         return next(iter(sessions)).route if sessions else ""
 
-    def send_backlog(self, session: ISession) -> Deferred[int]:
-        d = self._link.script("undelivered", session.client_id)
-
-        def got(reply: list[str]) -> int:
-            sent = 0
-            for i in range(0, len(reply), 2):
-                seq = int(reply[i])
-                if seq in self._sent:
-                    continue
-                message = parse_message(json.loads(reply[i + 1]), seq)
-                if session.send(message.body):
-                    sent += 1
-                    self._sent_to(message.client_id, seq, 1)
-            return sent
-
-        d.addCallback(got)
-        d.addErrback(log_failure("delivering kept replies"))
-        return d
-
     def catch_up(self) -> None:
         """
-        After an outage: announce every connection here again and send each
-        what was kept for it meanwhile.
+        After an outage: announce every connection here again and take what
+        was kept for these clients meanwhile.
         """
         counts: dict[tuple[str, str], int] = {}
         for client_id, sessions in self._clients.items():
@@ -119,27 +102,52 @@ class ClientDelivery:
         self._presence = []
         self._link.script("presence_reset", self._link.daemon_id, self._ttl, *triples) \
             .addErrback(log_failure("announcing this daemon's clients"))
-        for sessions in list(self._clients.values()):
-            for session in list(sessions):
-                self.send_backlog(session)
+        wanted: list[str] = []
+        for client_id in self._clients:
+            wanted += [client_id, "*"]
+        if wanted:
+            self._take(wanted)
 
     # -- writing -----------------------------------------------------------------
 
-    def deliver(self, message: MessageRecord) -> int:
+    def heard_of(self, client_id: str, seq: int) -> None:
         """
-        Write a message to its client's connections here, once (the
-        answering operator's result and the stream both bring it).
+        A message nobody has taken yet: take it if its client is here.
+        """
+        if client_id in self._clients:
+            self._to_take += [client_id, str(seq)]
+            self._schedule_flush()
 
-        @return: how many connections here have it.
+    def write_taken(self, client_id: str, seq: int, body: str) -> int:
         """
-        assert message.seq is not None
-        if message.seq in self._sent:
-            return self._sent[message.seq][1]
-        sessions = list(self._clients.get(message.client_id, ()))
-        count = sum(1 for session in sessions if session.send(message.body))
-        if count:
-            self._sent_to(message.client_id, message.seq, count)
+        Write a message this daemon has taken to its client's connections
+        here, and settle it: done, or given back if none took it.
+
+        @return: how many connections got it.
+        """
+        sessions = list(self._clients.get(client_id, ()))
+        count = sum(1 for session in sessions if session.send(body))
+        self._to_settle += [client_id, str(seq), "1" if count else "0"]
+        self._schedule_flush()
         return count
+
+    def _take(self, wanted: list[str]) -> Deferred[int]:
+        d = self._link.script("take", self._link.daemon_id, self._clock.seconds(), *wanted)
+
+        def took(reply: list[str]) -> int:
+            written = 0
+            for i in range(0, len(reply), 3):
+                message = parse_message(json.loads(reply[i + 2]), int(reply[i + 1]))
+                written += 1 if self.write_taken(reply[i], int(reply[i + 1]), message.body) else 0
+            return written
+
+        def failed(failure: Failure) -> int:
+            # Still kept in Redis: taken on the next connection or catch-up.
+            if not failure.check(BrokerUnavailable):
+                log_failure("taking messages to deliver")(failure)
+            return 0
+
+        return d.addCallbacks(took, failed)
 
     def broadcast_here(self, event: dict[str, Any]) -> int:
         """
@@ -157,30 +165,21 @@ class ClientDelivery:
             message = MessageRecord(client_id=client_id, route=event["route"], direction="out",
                                     sender=event["sender"], body=event["body"],
                                     at=float(event["at"]), delivered=True)
-            self._link.script("store_message", client_id, message_json(message), "0") \
+            self._link.script("store_message", client_id, message_json(message), "done", "",
+                              self._clock.seconds()) \
                 .addErrback(log_failure("storing a broadcast"))
         return count
 
-    def _sent_to(self, client_id: str, seq: int, count: int) -> None:
-        self._sent[seq] = (self._clock.seconds(), count)
-        self._to_mark.setdefault(client_id, []).append(seq)
-        self._schedule_flush()
-
-    def _mark_later(self, failure: Failure, client_id: str, seqs: list[int]) -> None:
-        # Not marked (Redis away): keep the marks for the next flush, or the
-        # client would get these messages again on its next connection.
+    def _settle_later(self, failure: Failure, settlements: list[str]) -> None:
+        # Not settled (Redis away): keep them for the next flush, or a taken
+        # message would stay taken (or a given-back one never come back).
         if not failure.check(BrokerUnavailable):
-            log_failure("marking delivered")(failure)
-        self._to_mark.setdefault(client_id, []).extend(seqs)
+            log_failure("settling deliveries")(failure)
+        self._to_settle += settlements
 
     @property
     def pending(self) -> bool:
-        return bool(self._to_mark or self._presence)
-
-    def forget_old(self, now: float) -> None:
-        for seq, (at, _) in list(self._sent.items()):
-            if now - at > self._remember:
-                del self._sent[seq]
+        return bool(self._to_take or self._to_settle or self._presence)
 
     # -- the client list -----------------------------------------------------------
 
@@ -224,16 +223,19 @@ class ClientDelivery:
 
     def flush(self) -> Deferred[Any]:
         """
-        Write what piled up this turn: delivery marks and presence changes.
+        Send what piled up this turn: takes, settlements, presence changes.
         """
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
-        marks, self._to_mark = self._to_mark, {}
+        wanted, self._to_take = self._to_take, []
+        settlements, self._to_settle = self._to_settle, []
         presence, self._presence = self._presence, []
         calls: list[Deferred[Any]] = []
-        for client_id, seqs in marks.items():
-            d = self._link.call("ZREM", f"{self._link.prefix}undelivered:{client_id}", *seqs)
-            d.addErrback(self._mark_later, client_id, seqs)
+        if wanted:
+            calls.append(self._take(wanted))
+        if settlements:
+            d = self._link.script("settle", self._link.daemon_id, *settlements)
+            d.addErrback(self._settle_later, settlements)
             calls.append(d)
         if presence:
             args: list[Any] = []

@@ -109,6 +109,9 @@ class ItemMirror:
         self._closed[item.item_id] = (item.version, now)
         return self._items.pop(item.item_id, None) is not None
 
+    def get(self, item_id: str) -> SharedItem | None:
+        return self._items.get(item_id)
+
     def forget_old(self, now: float) -> None:
         for item_id, (_, at) in list(self._closed.items()):
             if now - at > self._remember:

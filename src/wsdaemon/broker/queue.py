@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -72,7 +71,7 @@ class SharedOperatorQueue:
         self._clock = clock
         self._new_id = new_id
         self._mirror = ItemMirror(_REMEMBER)
-        self._delivery = ClientDelivery(link, clock, 3 * link.settings.heartbeat, _REMEMBER)
+        self._delivery = ClientDelivery(link, clock, 3 * link.settings.heartbeat)
         self._operators: set[OperatorLink] = set()
         self._operators_elsewhere = 0
         self.started = False
@@ -145,7 +144,6 @@ class SharedOperatorQueue:
 
     def _heartbeat(self) -> Deferred[Any]:
         now = self._clock.seconds()
-        self._delivery.forget_old(now)
         self._mirror.forget_old(now)
         if self._delivery.pending:
             self._delivery.flush()
@@ -274,15 +272,18 @@ class SharedOperatorQueue:
         """
         target = (self._mirror.oldest_unclaimed() if item_id is None
                   else self._mirror.find(item_id))
-        d = self.link.script("answer", target, operator.name, self._clock.seconds(), text)
+        known = self._mirror.get(target)
+        # The client is here: take the reply for this daemon in the same
+        # step (no second round trip); otherwise its daemon takes it.
+        here = known is not None and self._delivery.is_here(known.record.client_id)
+        d = self.link.script("answer", target, operator.name, self._clock.seconds(), text,
+                             self.link.daemon_id if here else "")
 
         def answered(reply: list[Any]) -> dict[str, Any]:
             item = self._decided(reply)
             r = item.record
-            delivered = self._delivery.deliver(MessageRecord(
-                client_id=r.client_id, route=r.route, direction="out", sender=operator.name,
-                body=text, at=r.answered_at or self._clock.seconds(), item_id=r.item_id,
-                seq=int(reply[2])))
+            delivered = (self._delivery.write_taken(r.client_id, int(reply[2]), text)
+                         if here else 0)
             _log.info("item {item_id} answered by {operator} ({delivered} connection(s) here)",
                       item_id=r.item_id, operator=operator.name, delivered=delivered)
             return {"item": self.describe(item), "delivered": delivered}
@@ -296,11 +297,15 @@ class SharedOperatorQueue:
 
         @return: a Deferred firing with how many connections here got it.
         """
+        here = self._delivery.is_here(client_id)
         message = MessageRecord(client_id=client_id, route=self._delivery.route_of(client_id),
                                 direction="out", sender=operator.name, body=text,
                                 at=self._clock.seconds())
-        d = self.link.script("store_message", client_id, message_json(message), "1")
-        return d.addCallback(lambda seq: self._delivery.deliver(replace(message, seq=int(seq))))
+        d = self.link.script("store_message", client_id, message_json(message),
+                             "take" if here else "keep", self.link.daemon_id if here else "",
+                             message.at)
+        return d.addCallback(lambda seq: self._delivery.write_taken(client_id, int(seq), text)
+                             if here else 0)
 
     def broadcast(self, route: str, text: str, operator: OperatorLink) -> Deferred[int]:
         """
@@ -346,8 +351,8 @@ class SharedOperatorQueue:
                 item = parse_item(event["item"])
                 if self._mirror.apply(item, now):
                     self._notify_operators({"type": kind, "item": self.describe(item)})
-            elif kind == "deliver":
-                self._delivery.deliver(parse_message(event["message"], int(event["seq"])))
+            elif kind == "deliver" and not event.get("taken"):
+                self._delivery.heard_of(event["message"]["client_id"], int(event["seq"]))
             elif kind == "broadcast" and event.get("origin") != self.link.daemon_id:
                 self._delivery.broadcast_here(event)
 

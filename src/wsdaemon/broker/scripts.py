@@ -19,8 +19,13 @@ Keys, under the configured prefix C{P}:
     P fallbacks         zset: items by when their fallback is due
     P messages          hash: message seq -> MessageRecord JSON
     P conv / conv:C     zset: every message seq / one client's
-    P undelivered:C     zset: seqs of outgoing messages not yet written to
-                        a connection of client C
+    P undelivered:C     zset: seqs of outgoing messages for client C that
+                        no daemon has taken yet
+    P inflight:D        zset: "client<TAB>seq" taken by daemon D to write to
+                        its connections, until D says done (or gives it
+                        back); a dead daemon's entries are given back by the
+                        sweep
+    P inflight_daemons  set: daemons that may have entries in inflight:D
     P daemons           hash: daemon id -> "operators expires_at"
     P presence:D        hash: client id -> connections on daemon D
     P routes:D          hash: "client<TAB>route" -> connections on daemon D
@@ -89,13 +94,26 @@ local function bump(id)
   redis.call('HINCRBY', item_key(id), 'version', 1)
 end
 
--- Store an outgoing message for a client: kept until delivered.
-local function store_out(client, json, undelivered)
+-- A message is taken by one daemon to write to its client's connections
+-- there: never written by two daemons, never lost if the taker dies.
+local function take(daemon, client, seq, now)
+  redis.call('ZADD', P .. 'inflight:' .. daemon, now, client .. '\t' .. seq)
+  redis.call('SADD', P .. 'inflight_daemons', daemon)
+end
+
+-- Store an outgoing message for a client. mode: 'keep' (until a daemon
+-- takes it), 'take' (taken at once by daemon `taker`, whose client is
+-- connected there), 'done' (already written: a broadcast's transcript line).
+local function store_out(client, json, mode, taker, now)
   local seq = redis.call('INCR', P .. 'msgseq')
   redis.call('HSET', P .. 'messages', seq, json)
   redis.call('ZADD', P .. 'conv:' .. client, seq, seq)
   redis.call('ZADD', P .. 'conv', seq, seq)
-  if undelivered then
+  if mode == 'take' then
+    take(taker, client, seq, now)
+    emit('{"type":"deliver","seq":' .. seq .. ',"taken":' .. cjson.encode(taker) ..
+         ',"message":' .. json .. '}')
+  elseif mode == 'keep' then
     redis.call('ZADD', P .. 'undelivered:' .. client, seq, seq)
     emit('{"type":"deliver","seq":' .. seq .. ',"message":' .. json .. '}')
   end
@@ -175,9 +193,10 @@ bump(id)
 return {'ok', cjson.encode(emit_item('updated', id, now, operator .. ' released it'))}
 """
 
-# ARGV: P, id, operator, now, reply body
+# ARGV: P, id, operator, now, reply body, taker (this daemon if the client
+# is connected here, else '')
 _ANSWER = r"""
-local id, operator, now, body = ARGV[2], ARGV[3], now_arg(4), ARGV[5]
+local id, operator, now, body, taker = ARGV[2], ARGV[3], now_arg(4), ARGV[5], ARGV[6]
 local k = item_key(id)
 local state = redis.call('HGET', k, 'state')
 if state ~= 'queued' and state ~= 'claimed' then return closed_error(id) end
@@ -191,7 +210,7 @@ local client = redis.call('HGET', k, 'client_id')
 local reply = cjson.encode({client_id = client, route = redis.call('HGET', k, 'route'),
   direction = 'out', sender = operator, body = body, at = now, item_id = id})
 local t = emit_item('updated', id, now, 'answered by ' .. operator)
-local seq = store_out(client, reply, true)
+local seq = store_out(client, reply, taker ~= '' and 'take' or 'keep', taker, now)
 return {'ok', cjson.encode(t), seq}
 """
 
@@ -227,30 +246,70 @@ for _, id in ipairs(due) do
     local client = redis.call('HGET', k, 'client_id')
     emit_item('updated', id, now, 'fallback sent')
     store_out(client, cjson.encode({client_id = client, route = redis.call('HGET', k, 'route'),
-      direction = 'out', sender = 'system', body = text, at = now, item_id = id}), true)
+      direction = 'out', sender = 'system', body = text, at = now, item_id = id}), 'keep', '', now)
     fallbacks = fallbacks + 1
+  end
+end
+local live = live_daemons(now)
+for _, daemon in ipairs(redis.call('SMEMBERS', P .. 'inflight_daemons')) do
+  if not live[daemon] then
+    for _, entry in ipairs(redis.call('ZRANGE', P .. 'inflight:' .. daemon, 0, -1)) do
+      local client, seq = string.match(entry, '^(.*)\t(%d+)$')
+      local json = redis.call('HGET', P .. 'messages', seq)
+      if client and json then
+        redis.call('ZADD', P .. 'undelivered:' .. client, seq, seq)
+        emit('{"type":"deliver","seq":' .. seq .. ',"message":' .. json .. '}')
+      end
+    end
+    redis.call('DEL', P .. 'inflight:' .. daemon)
+    redis.call('SREM', P .. 'inflight_daemons', daemon)
   end
 end
 return {released, fallbacks}
 """
 
-# ARGV: P, client, message JSON, undelivered ('1' keep until delivered, '0' already written)
+# ARGV: P, client, message JSON, mode (keep, take, done), taker, now
 _STORE_MESSAGE = r"""
-return store_out(ARGV[2], ARGV[3], ARGV[4] == '1')
+return store_out(ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_arg(6))
 """
 
-# ARGV: P, client
-_UNDELIVERED = r"""
-local seqs = redis.call('ZRANGE', P .. 'undelivered:' .. ARGV[2], 0, -1)
+# ARGV: P, daemon, now, then client, seq pairs ('*' as seq: everything kept
+# for that client). Returns client, seq, JSON triples of what this daemon took.
+_TAKE = r"""
+local daemon, now = ARGV[2], now_arg(3)
 local out = {}
-for _, seq in ipairs(seqs) do
-  local json = redis.call('HGET', P .. 'messages', seq)
-  if json then
-    out[#out + 1] = seq
-    out[#out + 1] = json
+for i = 4, #ARGV, 2 do
+  local client, wanted = ARGV[i], ARGV[i + 1]
+  local key = P .. 'undelivered:' .. client
+  local seqs = {wanted}
+  if wanted == '*' then seqs = redis.call('ZRANGE', key, 0, -1) end
+  for _, seq in ipairs(seqs) do
+    if redis.call('ZREM', key, seq) == 1 then
+      local json = redis.call('HGET', P .. 'messages', seq)
+      if json then
+        take(daemon, client, seq, now)
+        out[#out + 1] = client
+        out[#out + 1] = seq
+        out[#out + 1] = json
+      end
+    end
   end
 end
 return out
+"""
+
+# ARGV: P, daemon, then client, seq, written ('1': done; '0': give it back,
+# nobody was there to write it to) triples.
+_SETTLE = r"""
+local daemon = ARGV[2]
+for i = 3, #ARGV, 3 do
+  local client, seq, written = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('ZREM', P .. 'inflight:' .. daemon, client .. '\t' .. seq) == 1
+      and written == '0' then
+    redis.call('ZADD', P .. 'undelivered:' .. client, seq, seq)
+  end
+end
+return 1
 """
 
 # ARGV: P, client ('' for every client)
@@ -344,7 +403,7 @@ return out
 SCRIPTS: dict[str, str] = {
     name: _PRELUDE + body for name, body in {
         "enqueue": _ENQUEUE, "claim": _CLAIM, "release": _RELEASE, "answer": _ANSWER,
-        "sweep": _SWEEP, "store_message": _STORE_MESSAGE, "undelivered": _UNDELIVERED,
+        "sweep": _SWEEP, "store_message": _STORE_MESSAGE, "take": _TAKE, "settle": _SETTLE,
         "transcript": _TRANSCRIPT, "open_items": _OPEN_ITEMS, "heartbeat": _HEARTBEAT,
         "presence": _PRESENCE, "presence_reset": _PRESENCE_RESET, "clients": _CLIENTS,
     }.items()
