@@ -172,7 +172,8 @@ async def support_client(urls: list[str], deadline: float, name: str, tally: Tal
                     else:
                         tally.errors.append(f"{name}: unexpected {message!r}")
             except TimeoutError:
-                tally.errors.append(f"{name}: acked={acked}, no outcome within 6 s")
+                tally.errors.append(f"{name}: acked={acked}, no outcome within 6 s "
+                                    f"(asked at {time.strftime('%H:%M:%S')} - 6 s)")
 
 
 async def operator(urls: list[str], deadline: float) -> None:
@@ -332,6 +333,11 @@ def main() -> int:
               + (f"; {tally.refused} refused while Redis was away" if redis else ""))
         for problem in problems:
             print(f"PROBLEM: {problem}")
+        if problems:
+            kept = Path(tempfile.mkdtemp(prefix="wsdaemon-soak-"))
+            for name, *_ in daemons:
+                shutil.copy(directory / f"{name}.log", kept)
+            print(f"daemon logs kept in {kept}")
         print("soak: OK" if not problems else "soak: FAILED")
         return 1 if problems else 0
 

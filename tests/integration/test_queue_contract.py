@@ -310,3 +310,26 @@ def test_a_claim_follows_the_operator_to_another_daemon(harness: Harness) -> Ite
         yield maybeDeferred(b.claim, item.item_id, Operator("bob"))
     answer = yield b.reply(item.item_id, Operator("ann"), "done")
     assert answer["item"]["state"] == "answered"
+
+
+@pytest.mark.parametrize("harness", ["redis"], indirect=True)
+@pytest_twisted.inlineCallbacks
+def test_a_dead_daemons_taken_messages_come_back(harness: Harness) -> Iterator[Any]:
+    """A message taken by a daemon that died before writing it is given back by the sweep."""
+    queue = yield started(harness)
+    first = client("c1")
+    queue.client_connected(first)
+    item = yield queue.enqueue(first, "hello?")
+    queue.client_disconnected(first)
+    yield queue.reply(item.item_id, Operator("ann"), "kept for you")
+    # A daemon that is not alive (no heartbeat) takes it, then "dies".
+    taken = yield queue.link.script("take", "ghost", harness.clock.seconds(), "c1", "*")
+    assert taken[0:2] == ["c1", "2"]
+    nothing = client("c1")
+    count = yield queue.client_connected(nothing)
+    assert count == 0 and nothing.sent == []
+    queue.client_disconnected(nothing)
+    yield harness.advance(1, queue)  # the sweep gives the ghost's messages back
+    again = client("c1")
+    count = yield queue.client_connected(again)
+    assert (count, again.sent) == (1, ["kept for you"])

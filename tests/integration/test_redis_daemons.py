@@ -205,6 +205,22 @@ def test_push_through_b_reaches_clients_on_a(cluster: Cluster, closing: list[Any
     no_more(on_b)
 
 
+def test_a_reply_read_on_a_is_not_sent_again_on_b(cluster: Cluster,
+                                                  closing: list[Any]) -> None:
+    """Read on A, reconnecting at once to B (as through a balancer): no second copy."""
+    a, b = cluster.start("a"), cluster.start("b")
+    alice = operator(b, ALICE, closing)
+    for n in range(20):
+        client, item_id = ask(a if n % 2 else b, "hopper", f"question {n}", closing)
+        wait_item(alice, item_id)
+        assert alice.request(type="reply", item=item_id, text=f"answer {n}")["type"] == "ok"
+        assert client.recv(timeout=5) == f"answer {n}"
+        client.close()
+    last = connect(f"{a.url}/support?client_id=hopper")
+    closing.append(last)
+    no_more(last)
+
+
 def test_offline_client_gets_its_reply_on_another_daemon(cluster: Cluster,
                                                          closing: list[Any]) -> None:
     """Asked on A, answered while away, delivered once on reconnecting to B."""

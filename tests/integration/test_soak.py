@@ -23,3 +23,11 @@ def test_short_soak() -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "soak: OK" in result.stdout
+
+
+def test_short_soak_on_two_daemons_with_a_redis_restart(redis_server: object) -> None:
+    """Two daemons on Redis, Redis restarted midway: each accepted message answered once."""
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "soak.py"), "--minutes", "0.4",
+                             "--redis"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "redis restarted" in result.stdout and "soak: OK" in result.stdout

@@ -166,9 +166,12 @@ class SharedOperatorQueue:
         daemon gets there first does it, once).
         """
         s = self.settings
-        d = self.link.script("sweep", self._clock.seconds(),
-                             "1" if s.keep_after_fallback else "0",
-                             s.fallback_message, _SWEEP_LIMIT)
+        now = self._clock.seconds()
+        # A daemon settles what it took within milliseconds; one that has
+        # not after two call timeouts never heard back (or is gone).
+        stale_before = now - 2 * self.link.settings.timeout
+        d = self.link.script("sweep", now, "1" if s.keep_after_fallback else "0",
+                             s.fallback_message, _SWEEP_LIMIT, stale_before)
 
         def swept(result: list[Any]) -> None:
             released, fallbacks = int(result[0]), int(result[1])

@@ -23,8 +23,9 @@ Keys, under the configured prefix C{P}:
                         no daemon has taken yet
     P inflight:D        zset: "client<TAB>seq" taken by daemon D to write to
                         its connections, until D says done (or gives it
-                        back); a dead daemon's entries are given back by the
-                        sweep
+                        back); the sweep gives back a dead daemon's entries
+                        and any not settled within two call timeouts (the
+                        taker never heard back)
     P inflight_daemons  set: daemons that may have entries in inflight:D
     P daemons           hash: daemon id -> "operators expires_at"
     P presence:D        hash: client id -> connections on daemon D
@@ -214,9 +215,11 @@ local seq = store_out(client, reply, taker ~= '' and 'take' or 'keep', taker, no
 return {'ok', cjson.encode(t), seq}
 """
 
-# ARGV: P, now, keep_after_fallback, fallback message, limit
+# ARGV: P, now, keep_after_fallback, fallback message, limit, stale_before
+# (messages taken before it and not settled are given back)
 _SWEEP = r"""
 local now, keep, text, limit = now_arg(2), ARGV[3], ARGV[4], tonumber(ARGV[5])
+local stale_before = ARGV[6]
 local released, fallbacks = 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', P .. 'leases', id)
@@ -250,18 +253,23 @@ for _, id in ipairs(due) do
     fallbacks = fallbacks + 1
   end
 end
+-- Taken but never settled: the taker died, or never heard back from the
+-- script that took it for it (Redis went away in between). Give it back.
 local live = live_daemons(now)
 for _, daemon in ipairs(redis.call('SMEMBERS', P .. 'inflight_daemons')) do
-  if not live[daemon] then
-    for _, entry in ipairs(redis.call('ZRANGE', P .. 'inflight:' .. daemon, 0, -1)) do
-      local client, seq = string.match(entry, '^(.*)\t(%d+)$')
-      local json = redis.call('HGET', P .. 'messages', seq)
-      if client and json then
-        redis.call('ZADD', P .. 'undelivered:' .. client, seq, seq)
-        emit('{"type":"deliver","seq":' .. seq .. ',"message":' .. json .. '}')
-      end
+  local key = P .. 'inflight:' .. daemon
+  local upto = stale_before
+  if not live[daemon] then upto = '+inf' end
+  for _, entry in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', upto)) do
+    redis.call('ZREM', key, entry)
+    local client, seq = string.match(entry, '^(.*)\t(%d+)$')
+    local json = redis.call('HGET', P .. 'messages', seq)
+    if client and json then
+      redis.call('ZADD', P .. 'undelivered:' .. client, seq, seq)
+      emit('{"type":"deliver","seq":' .. seq .. ',"message":' .. json .. '}')
     end
-    redis.call('DEL', P .. 'inflight:' .. daemon)
+  end
+  if redis.call('ZCARD', key) == 0 then
     redis.call('SREM', P .. 'inflight_daemons', daemon)
   end
 end

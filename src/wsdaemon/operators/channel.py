@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wsdaemon.broker.link import BrokerUnavailable
 from wsdaemon.config import ProtocolSettings
 from wsdaemon.credentials import check_token
 from wsdaemon.interfaces import IOperatorQueue
@@ -146,6 +147,11 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     def _answer_failure(self, failure: Failure, request_id: Any) -> None:
         if failure.check(QueueError):
             self._answer_error(request_id, str(failure.value))
+            return
+        if failure.check(BrokerUnavailable):
+            # Logged once by the link; the request may be retried (an answer
+            # that did land is refused the second time, never sent twice).
+            self._answer_error(request_id, "the queue's Redis is unavailable: try again")
             return
         _log.failure("operator {name}: request failed", failure=failure, name=self.name)
         self._answer_error(request_id, "internal error")
