@@ -7,9 +7,9 @@ A message for a client is I{taken} by one daemon in Redis before it is
 written (L{wsdaemon.broker.scripts}: C{take}), then I{settled}: done, or
 given back when nobody was there to write it to. So a client that reads a
 reply on daemon A and reconnects at once to daemon B does not get it again
-from B, and a reply taken by a daemon that dies before writing it is given
-back by the sweep and delivered later: at most once per connection in
-normal operation, never lost.
+from B; a reply taken by a daemon that dies before writing it (or that
+never heard back from Redis) is given back by the sweep and delivered
+later: once in normal operation, never lost.
 
 Takes, settlements and presence changes pile up during a reactor turn and
 go to Redis together at its end: a few calls for many messages.
