@@ -21,10 +21,11 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wsdaemon.interfaces import IOperatorQueue, IQueueStore, ISession
+from wsdaemon.operators.delivery import LocalDelivery
+from wsdaemon.operators.delivery import log_failure as _log_failure
 from wsdaemon.operators.item import InvalidTransition, QueueItem
 from wsdaemon.operators.records import ItemRecord, MessageRecord
 
@@ -73,13 +74,6 @@ class OperatorLink(Protocol):
     def notify(self, event: dict[str, Any]) -> None: ...
 
 
-def _log_failure(what: str) -> Callable[[Failure], None]:
-    def log(failure: Failure) -> None:
-        _log.failure("operator queue: {what} failed", failure=failure, what=what)
-
-    return log
-
-
 @implementer(IOperatorQueue)
 class OperatorQueue:
     """
@@ -95,11 +89,8 @@ class OperatorQueue:
         self._clock = clock
         self._new_id = new_id
         self._items: dict[str, QueueItem] = {}
-        self._clients: dict[str, set[ISession]] = {}
+        self._delivery = LocalDelivery(store)
         self._operators: set[OperatorLink] = set()
-        # Replies sent on the reply path whose "delivered" mark may not be
-        # stored yet: a reconnecting client's backlog must skip them.
-        self._in_flight: set[int] = set()
         self.started = False
         self._waiting: list[Deferred[None]] = []
         self._order = itertools.count()
@@ -156,27 +147,14 @@ class OperatorQueue:
 
         @return: a Deferred firing with how many kept messages were sent.
         """
-        self._clients.setdefault(session.client_id, set()).add(session)
+        self._delivery.connected(session)
         d: Deferred[Any] = self.when_started()
-        d.addCallback(lambda _: self.store.undelivered(session.client_id))
-        d.addCallback(self._deliver_backlog, session)
+        d.addCallback(lambda _: self._delivery.send_backlog(session))
         d.addErrback(_log_failure("delivering kept replies"))
         return d
 
-    def _deliver_backlog(self, records: list[MessageRecord], session: ISession) -> int:
-        sent = [r.seq for r in records
-                if r.seq is not None and r.seq not in self._in_flight and session.send(r.body)]
-        if sent:
-            self.store.mark_delivered([s for s in sent if s is not None]).addErrback(
-                _log_failure("marking kept replies delivered"))
-        return len(sent)
-
     def client_disconnected(self, session: ISession) -> None:
-        sessions = self._clients.get(session.client_id)
-        if sessions is not None:
-            sessions.discard(session)
-            if not sessions:
-                del self._clients[session.client_id]
+        self._delivery.disconnected(session)
 
     def enqueue(self, session: ISession, text: str) -> Deferred[QueueItem]:
         """
@@ -309,7 +287,7 @@ class OperatorQueue:
         reply = MessageRecord(client_id=record.client_id, route=record.route, direction="out",
                               sender=operator.name, body=text, at=now, item_id=item.item_id)
         d: Deferred[Any] = self.store.answer_item(record, reply)
-        d.addCallback(lambda seq: self._deliver(replace(reply, seq=seq)))
+        d.addCallback(lambda seq: self._delivery.deliver(replace(reply, seq=seq)))
         d.addCallback(lambda count: self._answered(item, count))
         return d
 
@@ -325,12 +303,11 @@ class OperatorQueue:
 
         @return: a Deferred firing with how many connections got it now.
         """
-        sessions = self._clients.get(client_id, set())
-        route = next(iter(sessions)).route if sessions else ""
-        message = MessageRecord(client_id=client_id, route=route, direction="out",
+        message = MessageRecord(client_id=client_id, route=self._delivery.route_of(client_id),
+                                direction="out",
                                 sender=operator.name, body=text, at=self._clock.seconds())
         d = self.store.add_message(message)
-        d.addCallback(lambda seq: self._deliver(replace(message, seq=seq)))
+        d.addCallback(lambda seq: self._delivery.deliver(replace(message, seq=seq)))
         return d
 
     def broadcast(self, route: str, text: str, operator: OperatorLink) -> Deferred[int]:
@@ -340,8 +317,7 @@ class OperatorQueue:
         @return: a Deferred firing with how many connections got it.
         """
         now = self._clock.seconds()
-        targets = [(client_id, session) for client_id, sessions in self._clients.items()
-                   for session in sessions if session.route == route]
+        targets = self._delivery.on_route(route)
         count = sum(1 for _, session in targets if session.send(text))
         for client_id in {client_id for client_id, _ in targets}:
             self.store.add_message(MessageRecord(
@@ -355,34 +331,15 @@ class OperatorQueue:
         return result
 
     def clients(self) -> list[dict[str, Any]]:
-        return [{"client_id": client_id, "routes": sorted({s.route for s in sessions}),
-                 "connections": len(sessions)}
-                for client_id, sessions in sorted(self._clients.items())]
+        return self._delivery.clients()
 
     def describe(self, item: QueueItem) -> dict[str, Any]:
         described = item.record.to_json()
         described["state"] = item.state
-        described["online"] = item.record.client_id in self._clients
+        described["online"] = self._delivery.is_here(item.record.client_id)
         return described
 
     # -- internals -----------------------------------------------------------
-
-    def _deliver(self, message: MessageRecord) -> int:
-        assert message.seq is not None
-        sessions = list(self._clients.get(message.client_id, ()))
-        count = sum(1 for session in sessions if session.send(message.body))
-        if count:
-            seq = message.seq
-            self._in_flight.add(seq)
-
-            def landed(result: Any) -> Any:
-                self._in_flight.discard(seq)
-                return result
-
-            d: Deferred[Any] = self.store.mark_delivered([seq])
-            d.addBoth(landed)
-            d.addErrback(_log_failure("marking a reply delivered"))
-        return count
 
     def _persist(self, item: QueueItem, what: str) -> None:
         self.store.update_item(item.record).addErrback(_log_failure(what))
@@ -430,7 +387,7 @@ class OperatorQueue:
                                 body=self.settings.fallback_message,
                                 at=self._clock.seconds(), item_id=item.item_id)
         d = self.store.add_message(message)
-        d.addCallback(lambda seq: self._deliver(replace(message, seq=seq)))
+        d.addCallback(lambda seq: self._delivery.deliver(replace(message, seq=seq)))
         d.addErrback(_log_failure("sending a fallback"))
         self._broadcast_to_operators({"type": "updated", "item": self.describe(item)})
 
