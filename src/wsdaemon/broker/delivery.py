@@ -18,7 +18,6 @@ go to Redis together at its end: a few calls for many messages.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -29,18 +28,12 @@ from twisted.python.failure import Failure
 from wsdaemon.broker.items import message_json, parse_message
 from wsdaemon.broker.link import BrokerUnavailable, RedisLink
 from wsdaemon.interfaces import ISession
+from wsdaemon.operators.delivery import log_failure
 from wsdaemon.operators.records import MessageRecord
 
 __all__ = ["ClientDelivery"]
 
 _log = Logger(namespace="wsdaemon.operators")
-
-
-def log_failure(what: str) -> Callable[[Failure], None]:
-    def log(failure: Failure) -> None:
-        _log.failure("operator queue (redis): {what} failed", failure=failure, what=what)
-
-    return log
 
 
 class ClientDelivery:

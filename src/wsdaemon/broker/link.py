@@ -28,6 +28,9 @@ __all__ = ["BrokerSettings", "BrokerUnavailable", "RedisLink"]
 
 _log = Logger(namespace="wsdaemon.broker")
 
+#: Events the stream keeps, about (also in scripts.py's emit()).
+EVENTS_KEPT = 100000
+
 #: Errors that mean "Redis cannot be reached now" (not "Redis said no").
 _OUTAGE = (txredisapi.ConnectionError, TimeoutError, CancelledError, ConnectionError)
 
@@ -89,7 +92,6 @@ class RedisLink:
         self.down_since: float | None = None
         self.outages = 0
         self.calls_failed = 0
-        self.events_read = 0
         self._started = False
         self._stopping = False
         self._pool: Any = None
@@ -175,6 +177,14 @@ class RedisLink:
         d: Deferred[Any] = self._pool.eval(SCRIPTS[name], keys=[],
                                           args=[self.prefix, *args])
         return self._guard(d, name)
+
+    def publish(self, event: dict[str, Any]) -> Deferred[Any]:
+        """
+        Append one event to the stream every daemon reads (capped like the
+        scripts' own events).
+        """
+        return self.call("XADD", self.events_key, "MAXLEN", "~", EVENTS_KEPT, "*", "e",
+                         json.dumps(event, ensure_ascii=False))
 
     def _guard(self, d: Deferred[Any], what: str) -> Deferred[Any]:
         d.addTimeout(self.settings.timeout, self._clock)
@@ -270,7 +280,6 @@ class RedisLink:
                     events.append(json.loads(fields[1]))
                 except (ValueError, IndexError):
                     _log.warn("redis: skipped a malformed event {id}", id=entry_id)
-            self.events_read += len(events)
             for handler in list(self._event_handlers):
                 try:
                     handler(events)

@@ -5,7 +5,6 @@ Pushing to clients on every daemon, through the shared event stream.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -40,8 +39,6 @@ class RedisPushBus:
         self._batch: list[dict[str, Any]] = []
         self._waiting: list[Deferred[None]] = []
         self._flush_call: Any = None
-        self.batches_sent = 0
-        self.pushes_received = 0
         link.on_events(self._handle_events)
 
     def publish(self, target: PushTarget, message: str | bytes) -> Deferred[int]:
@@ -69,11 +66,9 @@ class RedisPushBus:
         batch, self._batch = self._batch, []
         waiting, self._waiting = self._waiting, []
         event = {"type": "push", "origin": self._link.daemon_id, "pushes": batch}
-        d = self._link.call("XADD", self._link.events_key, "MAXLEN", "~", 100000, "*", "e",
-                            json.dumps(event, ensure_ascii=False))
+        d = self._link.publish(event)
 
         def written(_: Any) -> None:
-            self.batches_sent += 1
             for w in waiting:
                 w.callback(None)
 
@@ -94,5 +89,4 @@ class RedisPushBus:
                 target = PushTarget(raw["kind"], raw.get("value"))
                 message: str | bytes = (base64.b64decode(entry["base64"]) if "base64" in entry
                                         else entry["text"])
-                self.pushes_received += 1
                 self._local.publish(target, message)

@@ -33,7 +33,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wsdaemon.broker.delivery import ClientDelivery, log_failure
+from wsdaemon.broker.delivery import ClientDelivery
 from wsdaemon.broker.items import (
     ItemMirror,
     SharedItem,
@@ -43,6 +43,7 @@ from wsdaemon.broker.items import (
 )
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.interfaces import IOperatorQueue, ISession
+from wsdaemon.operators.delivery import log_failure
 from wsdaemon.operators.queue import OperatorLink, OperatorSettings, QueueError
 from wsdaemon.operators.records import MessageRecord
 
@@ -151,12 +152,15 @@ class SharedOperatorQueue:
         d = self.link.script("heartbeat", self.link.daemon_id, mine, now,
                              3 * self.link.settings.heartbeat)
 
-        def counted(total: Any) -> Any:
+        def counted(total: Any) -> None:
             self._operators_elsewhere = max(0, int(total) - mine)
-            return self.link.script("clients", self._clock.seconds())
+            if self._operators:
+                # The merged client list is for operators' consoles: read it
+                # (every daemon's presence) only when one is connected here.
+                self.link.script("clients", self._clock.seconds()).addCallbacks(
+                    self._delivery.set_elsewhere, lambda f: None)
 
         d.addCallback(counted)
-        d.addCallback(self._delivery.set_elsewhere)
         d.addErrback(lambda f: None)  # the link logged the outage
         return d
 
@@ -318,8 +322,7 @@ class SharedOperatorQueue:
         """
         event = {"type": "broadcast", "route": route, "body": text, "sender": operator.name,
                  "at": self._clock.seconds(), "origin": self.link.daemon_id}
-        d = self.link.call("XADD", self.link.events_key, "MAXLEN", "~", 100000, "*", "e",
-                           json.dumps(event, ensure_ascii=False))
+        d = self.link.publish(event)
         return d.addCallback(lambda _: self._delivery.broadcast_here(event))
 
     def transcript(self, client_id: str | None) -> Deferred[list[MessageRecord]]:

@@ -45,7 +45,11 @@ local P = ARGV[1]
 local function item_key(id) return P .. 'item:' .. id end
 local function now_arg(i) return tonumber(ARGV[i]) end
 
+-- Read once per script run: every item event asks whether its client is
+-- online, which needs the live daemons.
+local live_cache = nil
 local function live_daemons(now)
+  if live_cache then return live_cache end
   local found = {}
   local entries = redis.call('HGETALL', P .. 'daemons')
   for i = 1, #entries, 2 do
@@ -56,6 +60,7 @@ local function live_daemons(now)
       redis.call('HDEL', P .. 'daemons', entries[i])
     end
   end
+  live_cache = found
   return found
 end
 
