@@ -393,3 +393,36 @@ def test_reload_keeps_the_broker_and_refuses_to_change_it(cluster: Cluster,
     assert "[broker]" in log and "restart to apply" in log
     assert alice.request(type="reply", item=item_id, text="still shared")["type"] == "ok"
     assert client.recv(timeout=5) == "still shared"
+
+
+def test_web_console_on_b_answers_a_client_on_a(cluster: Cluster, redis_server: RedisServer,
+                                                browser: Any, closing: list[Any]) -> None:
+    """
+    In a real browser: the console on B shows A's client, claims and answers
+    it; after a Redis restart the console says it resynchronised the queue.
+    """
+    from selenium.webdriver.common.by import By
+
+    from tests.integration.test_operator_browser import wait_for
+
+    a, b = cluster.start("a"), cluster.start("b")
+    find = browser.find_element
+    browser.get(f"{b.http}/console")
+    find(By.ID, "token").send_keys(ALICE)
+    find(By.ID, "login").click()
+    wait_for(lambda: "as alice" in find(By.ID, "whoami").text)
+
+    client, _ = ask(a, "web-a", "Where is my order?", closing)
+    text = wait_for(lambda: find(By.CSS_SELECTOR, "#items tr").text)
+    assert "Where is my order?" in text and "web-a" in text
+    wait_for(lambda: find(By.CSS_SELECTOR, "#items tr button.claim").click() or True)
+    wait_for(lambda: "claimed by alice" in find(By.CSS_SELECTOR, "#items tr").text)
+    wait_for(lambda: find(By.CSS_SELECTOR, "#items tr").click() or True)
+    find(By.ID, "reply-text").send_keys("It ships today.")
+    find(By.ID, "reply-send").click()
+    assert client.recv(timeout=10) == "It ships today."
+    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, "#items tr"))
+
+    redis_server.restart(down_for=1.0)
+    wait_for(lambda: "queue resynchronised: 0 open item(s)" in find(By.ID, "events").text,
+             timeout=20)
