@@ -3,6 +3,8 @@ Flow control for one client connection: registered as its transport's push
 producer, it learns when the client stops reading (our writes pile up in
 the transport) and when it catches up. The protocol then stops reading that
 client, and drops it once C{max_outbound_buffer} more bytes wait for it.
+Routes and the operator channel use it alike: the protocol needs
+C{_paused}, C{_backlog}, C{transport} and C{state}.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class Backpressure:
     reading (our writes pile up) and when it drains them.
     """
 
-    def __init__(self, protocol: RouteProtocol) -> None:
+    def __init__(self, protocol: RouteProtocol | Any) -> None:
         self.protocol = protocol
 
     def pauseProducing(self) -> None:

@@ -11,7 +11,7 @@ dotted path or Twisted plugin.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -155,10 +155,25 @@ class IQueueStore(Interface):
         @return: a Deferred firing with None once everything is written.
         """
 
-    def load_open_items() -> Deferred[list[ItemRecord]]:
+    def load_open_items(preview: int = 0) -> Deferred[list[tuple[ItemRecord, int]]]:
         """
-        @return: a Deferred firing with the list of ItemRecords not yet
-            answered or expired, oldest first.
+        @param preview: if not 0, each record's text is cut to this many
+            characters (the queue keeps only a preview in memory).
+        @return: a Deferred firing with (ItemRecord, length of the whole
+            text in characters) for every item not yet answered or
+            expired, oldest first.
+        """
+
+    def item_text(item_id: str) -> Deferred[str | None]:
+        """
+        @return: a Deferred firing with an item's whole text (None if there
+            is no such item).
+        """
+
+    def message_body(seq: int) -> Deferred[str | None]:
+        """
+        @return: a Deferred firing with a message's whole body (None if
+            there is no such message).
         """
 
     def add_item(item: ItemRecord, message: MessageRecord) -> Deferred[None]:
@@ -170,16 +185,21 @@ class IQueueStore(Interface):
 
     def update_item(item: ItemRecord) -> Deferred[None]:
         """
-        Store an item's new state (claimed, released, expired, fallback).
+        Store an item's new state (claimed, released). Its text is never
+        changed.
 
-        @return: a Deferred firing with None once durable.
+        @return: a Deferred firing with None once durable (or failing,
+            and then nothing changed).
         """
 
     def answer_item(item: ItemRecord, reply: MessageRecord) -> Deferred[int]:
         """
-        Store an item as answered together with the reply, atomically.
+        Store an item's new state together with a message to its client,
+        atomically: an answer and its reply, or a fallback (and expiry)
+        and the fallback message.
 
-        @return: a Deferred firing with the reply's sequence number (int).
+        @return: a Deferred firing with the message's sequence number (int)
+            once both are durable (or failing, and then neither is).
         """
 
     def add_message(message: MessageRecord) -> Deferred[int]:
@@ -204,8 +224,20 @@ class IQueueStore(Interface):
         @return: a Deferred firing with None.
         """
 
-    def transcript(client_id: str | None) -> Deferred[list[MessageRecord]]:
+    def mark_failed(seqs: Iterable[int]) -> Deferred[None]:
         """
+        Record that these messages can never be written to their client
+        (too big for its route): they are no longer undelivered, and are
+        shown as failed in transcripts.
+
+        @return: a Deferred firing with None.
+        """
+
+    def transcript(client_id: str | None, before: int | None = None,
+                   limit: int | None = None) -> Deferred[list[MessageRecord]]:
+        """
+        @param before: only messages with a smaller sequence number.
+        @param limit: at most this many, the newest ones (None: all).
         @return: a Deferred firing with the MessageRecords of one client's
             conversation (or of all, for None), oldest first.
         """
@@ -227,6 +259,11 @@ class IOperatorQueue(Interface):
     settings = Attribute("The [operator] settings (OperatorSettings); a reload replaces them.")
     started = Attribute("True once the queue has loaded its open items (bool).")
     operators_online = Attribute("Operators connected, on every daemon (int).")
+    send_limits = Attribute(
+        "route -> the largest message (UTF-8 bytes) its clients accept, '' for a client "
+        "whose route is unknown (dict[str, int]); kept up to date by the web root. Replies "
+        "and pushes over it are refused before anything is stored."
+    )
 
     def start() -> Deferred[None]:
         """
@@ -265,7 +302,9 @@ class IOperatorQueue(Interface):
         Queue a client message.
 
         @return: a Deferred firing with the item once it is stored (the
-            message is accepted only then).
+            message is accepted only then), or failing with
+            L{wsdaemon.operators.errors.QueueRefused} when it is over one
+            of the caps (nothing is stored).
         """
 
     def position(item: Any) -> int:
@@ -290,6 +329,23 @@ class IOperatorQueue(Interface):
     def open_items() -> list[Any]:
         """
         @return: the open items, oldest first.
+        """
+
+    def count_open() -> int:
+        """
+        @return: how many items are open (O(1)).
+        """
+
+    def iter_open(client_id: str | None = None) -> Iterator[Any]:
+        """
+        @return: the open items (of one client, or all), oldest first; each
+            has an C{order} that grows with arrival (a paging cursor).
+        """
+
+    def full_text(item_id: str | None = None, seq: int | None = None) -> Deferred[str | None]:
+        """
+        @return: a Deferred firing with an item's whole text, or a
+            transcript message's whole body (None if there is none).
         """
 
     def describe(item: Any) -> dict[str, Any]:
@@ -333,9 +389,13 @@ class IOperatorQueue(Interface):
         @return: a Deferred firing with how many connections (here) got it.
         """
 
-    def transcript(client_id: str | None) -> Deferred[list[MessageRecord]]:
+    def transcript(client_id: str | None, before: int | None = None,
+                   limit: int | None = None) -> Deferred[list[MessageRecord]]:
         """
-        @return: a Deferred firing with one client's conversation (or all).
+        @param before: only messages with a smaller sequence number.
+        @param limit: at most this many, the newest ones (None: all).
+        @return: a Deferred firing with one client's conversation (or
+            all), oldest first.
         """
 
 

@@ -6,6 +6,7 @@ per route, all on one port.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib.resources import files
 from typing import Any
 
@@ -125,12 +126,21 @@ class WebRoot:
         self.factories = factories
         operator = config.operator
         if operator is not None and config.operator_queue is not None:
+            queue = config.operator_queue
+            # What each route's clients accept: replies and pushes over it
+            # are refused at the operator, before anything is stored.
+            queue.send_limits = {"": config.protocol.max_message_size, **{
+                route.path: route.protocol.max_message_size for route in config.routes}}
+            # The channel's own limits, independent of the client routes'.
+            settings = replace(config.protocol, max_message_size=operator.max_message_size,
+                               max_frame_size=operator.max_message_size,
+                               max_outbound_buffer=operator.max_outbound_buffer)
             channel = self.channel
             if channel is None:
-                channel = OperatorChannelFactory(config.operator_queue, dict(operator.tokens),
-                                                 config.protocol, reactor=self.reactor)
+                channel = OperatorChannelFactory(queue, dict(operator.tokens), settings,
+                                                 reactor=self.reactor)
             else:
-                channel.update(config.operator_queue, dict(operator.tokens), config.protocol)
+                channel.update(queue, dict(operator.tokens), settings)
             channel.path = operator.path
             self.channel = channel
             _put(root, operator.path, WebSocketResource(channel))

@@ -34,8 +34,9 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 
 def item(item_id: str, at: float, **changes: Any) -> ItemRecord:
+    fields: dict[str, Any] = {"text": f"question {item_id}", **changes}
     return ItemRecord(item_id=item_id, route="/support", client_id=f"client-{item_id}",
-                      text=f"question {item_id}", created_at=at, **changes)
+                      created_at=at, **fields)
 
 
 def incoming(record: ItemRecord) -> MessageRecord:
@@ -66,7 +67,8 @@ def test_items_survive_reopening(make_store: Any) -> Generator[Any, Any, None]:
 
     store = make_store()
     yield store.open()
-    open_items = yield store.load_open_items()
+    loaded = yield store.load_open_items()
+    open_items = [record for record, _ in loaded]
     assert [(i.item_id, i.state, i.operator) for i in open_items] == [
         ("a", "queued", None), ("b", "claimed", "alice")]
     yield store.close()
@@ -98,6 +100,41 @@ def test_outbox_and_transcript(make_store: Any) -> Generator[Any, Any, None]:
         ("out", "alice", "two", False)]
     everyone = yield store.transcript(None)
     assert len(everyone) == 3
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_previews_whole_texts_and_pages(make_store: Any) -> Generator[Any, Any, None]:
+    """Open items load with a preview of their text and its whole length; the
+    whole text and a message's whole body are read on request; a transcript
+    comes in pages of the newest lines before a sequence number; a failed
+    message is no longer waiting and shows as failed."""
+    store = make_store()
+    yield store.open()
+    long = item("long", 1.0, text="é" * 5000)
+    yield store.add_item(long, incoming(long))
+    loaded = yield store.load_open_items(preview=10)
+    assert [(r.text, n) for r, n in loaded] == [("é" * 10, 5000)]
+    assert (yield store.item_text("long")) == "é" * 5000
+    assert (yield store.item_text("nope")) is None
+    seqs = []
+    for n in range(5):
+        seq = yield store.add_message(MessageRecord(
+            client_id="client-long", route="/support", direction="out", sender="alice",
+            body=f"line {n}", at=2.0 + n))
+        seqs.append(seq)
+    assert (yield store.message_body(seqs[2])) == "line 2"
+    page = yield store.transcript("client-long", None, 2)
+    assert [m.body for m in page] == ["line 3", "line 4"]
+    page = yield store.transcript("client-long", page[0].seq, 2)
+    assert [m.body for m in page] == ["line 1", "line 2"]
+    page = yield store.transcript("client-long", page[0].seq, 10)
+    assert [m.body for m in page] == ["é" * 5000, "line 0"]
+    yield store.mark_failed([seqs[0]])
+    waiting = yield store.undelivered("client-long")
+    assert [m.body for m in waiting] == [f"line {n}" for n in range(1, 5)]
+    everything = yield store.transcript("client-long")
+    assert [m.failed for m in everything] == [False, True, False, False, False, False]
     yield store.close()
 
 
@@ -143,7 +180,8 @@ def test_sqlite_group_commit_keeps_order_and_isolates_failures(
     results = yield DeferredList(ds, consumeErrors=True)
     assert [ok for ok, _ in results] == [True] * 50 + [False, True]
     assert results[50][1].check(LookupError)
-    open_items = yield store.load_open_items()
+    loaded = yield store.load_open_items()
+    open_items = [record for record, _ in loaded]
     assert [i.item_id for i in open_items] == [f"i{n}" for n in range(50)]
     assert open_items[3].state == "claimed"
     yield store.close()

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from wsdaemon.broker.items import message_json, parse_message
 from wsdaemon.broker.link import BrokerUnavailable, RedisLink
 from wsdaemon.interfaces import ISession
-from wsdaemon.operators.delivery import log_failure
+from wsdaemon.operators.delivery import log_failure, write
 from wsdaemon.operators.records import MessageRecord
 
 __all__ = ["ClientDelivery"]
@@ -119,8 +119,12 @@ class ClientDelivery:
         @return: how many connections got it.
         """
         sessions = list(self._clients.get(client_id, ()))
-        count = sum(1 for session in sessions if session.send(body))
-        self._to_settle += [client_id, str(seq), "1" if count else "0"]
+        probe = MessageRecord(client_id=client_id, route="", direction="out", sender="",
+                              body=body, at=0.0, seq=seq)
+        count, error = write(probe, sessions)
+        # One that can never be written (logged by write()) is settled as
+        # done too: given back, it would be retried for ever.
+        self._to_settle += [client_id, str(seq), "1" if count or error else "0"]
         self._schedule_flush()
         return count
 
@@ -154,10 +158,10 @@ class ClientDelivery:
             here = [s for s in sessions if s.route == event["route"]]
             if not here:
                 continue
-            count += sum(1 for s in here if s.send(event["body"]))
             message = MessageRecord(client_id=client_id, route=event["route"], direction="out",
                                     sender=event["sender"], body=event["body"],
                                     at=float(event["at"]), delivered=True)
+            count += write(message, here)[0]
             self._link.script("store_message", client_id, message_json(message), "done", "",
                               self._clock.seconds()) \
                 .addErrback(log_failure("storing a broadcast"))

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from wsdaemon.operators.queue import QueueError
+from wsdaemon.operators.errors import QueueError
 from wsdaemon.operators.records import ItemRecord, MessageRecord
 
 __all__ = ["ItemMirror", "SharedItem", "message_json", "parse_item", "parse_message"]
@@ -71,7 +71,7 @@ def message_json(message: MessageRecord) -> str:
         Redis gives the one and tracks the other).
     """
     data = message.to_json()
-    del data["seq"], data["delivered"]
+    del data["seq"], data["delivered"], data["failed"]
     return json.dumps(data, ensure_ascii=False)
 
 
@@ -119,6 +119,9 @@ class ItemMirror:
 
     def open_items(self) -> list[SharedItem]:
         return sorted(self._items.values(), key=lambda i: i.order)
+
+    def count(self) -> int:
+        return len(self._items)
 
     def find(self, item_id: str) -> str:
         """

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -44,7 +44,8 @@ from wsdaemon.broker.items import (
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.interfaces import IOperatorQueue, ISession
 from wsdaemon.operators.delivery import log_failure
-from wsdaemon.operators.queue import OperatorLink, OperatorSettings, QueueError
+from wsdaemon.operators.errors import QueueError, QueueRefused, check_sendable
+from wsdaemon.operators.queue import OperatorLink, OperatorSettings
 from wsdaemon.operators.records import MessageRecord
 
 __all__ = ["SharedItem", "SharedOperatorQueue"]
@@ -78,6 +79,7 @@ class SharedOperatorQueue:
         self.started = False
         self._waiting: list[Deferred[None]] = []
         self._loops: list[LoopingCall] = []
+        self.send_limits: dict[str, int] = {}
 
     # -- life ----------------------------------------------------------------
 
@@ -206,11 +208,17 @@ class SharedOperatorQueue:
                                 direction="in", sender="client", body=text, at=now,
                                 item_id=item_id)
         s = self.settings
+        if s.max_item_size and len(text) * 4 > s.max_item_size \
+                and len(text.encode("utf-8", "surrogatepass")) > s.max_item_size:
+            return fail(QueueRefused("too_long", s.max_item_size))
         d = self.link.script("enqueue", item_id, session.route, session.client_id, text, now,
                              s.fallback_after, "1" if s.fallback_when_offline else "0",
-                             message_json(message))
+                             message_json(message), s.max_open_per_client,
+                             s.max_open_per_route, s.max_open_total)
 
         def accepted(reply: list[Any]) -> SharedItem:
+            if reply[0] == "refused":
+                raise QueueRefused(str(reply[1]), int(reply[2]))
             item = parse_item(json.loads(reply[1]))
             item.position = int(reply[2])
             if self._mirror.apply(item, self._clock.seconds()):
@@ -253,6 +261,29 @@ class SharedOperatorQueue:
     def open_items(self) -> list[SharedItem]:
         return self._mirror.open_items()
 
+    def count_open(self) -> int:
+        return self._mirror.count()
+
+    def iter_open(self, client_id: str | None = None) -> Iterator[SharedItem]:
+        items = self._mirror.open_items()
+        if client_id is None:
+            return iter(items)
+        return (item for item in items if item.record.client_id == client_id)
+
+    def full_text(self, item_id: str | None = None,
+                  seq: int | None = None) -> Deferred[str | None]:
+        if seq is not None:
+            d = self.link.call("HGET", self.link.prefix + "messages", str(seq))
+            return d.addCallback(lambda found: None if found is None
+                                 else str(json.loads(found)["body"]))
+        assert item_id is not None
+        d = self.link.call("HGET", self.link.prefix + "item:" + self._mirror.find(item_id),
+                           "text")
+        return d.addCallback(lambda found: None if found is None else str(found))
+
+    def _limit(self, route: str) -> int:
+        return self.send_limits.get(route, self.send_limits.get("", 0))
+
     def _decided(self, reply: list[Any]) -> SharedItem:
         if reply[0] != "ok":
             raise QueueError(str(reply[1]))
@@ -280,6 +311,8 @@ class SharedOperatorQueue:
         target = (self._mirror.oldest_unclaimed() if item_id is None
                   else self._mirror.find(item_id))
         known = self._mirror.get(target)
+        route = known.record.route if known is not None else ""
+        check_sendable(text, self._limit(route), route)
         # The client is here: take the reply for this daemon in the same
         # step (no second round trip); otherwise its daemon takes it.
         here = known is not None and self._delivery.is_here(known.record.client_id)
@@ -305,7 +338,9 @@ class SharedOperatorQueue:
         @return: a Deferred firing with how many connections here got it.
         """
         here = self._delivery.is_here(client_id)
-        message = MessageRecord(client_id=client_id, route=self._delivery.route_of(client_id),
+        route = self._delivery.route_of(client_id)
+        check_sendable(text, self._limit(route), route)
+        message = MessageRecord(client_id=client_id, route=route,
                                 direction="out", sender=operator.name, body=text,
                                 at=self._clock.seconds())
         d = self.link.script("store_message", client_id, message_json(message),
@@ -320,13 +355,16 @@ class SharedOperatorQueue:
 
         @return: a Deferred firing with how many connections here got it.
         """
+        check_sendable(text, self._limit(route), route)
         event = {"type": "broadcast", "route": route, "body": text, "sender": operator.name,
                  "at": self._clock.seconds(), "origin": self.link.daemon_id}
         d = self.link.publish(event)
         return d.addCallback(lambda _: self._delivery.broadcast_here(event))
 
-    def transcript(self, client_id: str | None) -> Deferred[list[MessageRecord]]:
-        d = self.link.script("transcript", client_id or "")
+    def transcript(self, client_id: str | None, before: int | None = None,
+                   limit: int | None = None) -> Deferred[list[MessageRecord]]:
+        d = self.link.script("transcript", client_id or "",
+                             "" if before is None else str(before), limit or 0)
 
         def parsed(reply: list[str]) -> list[MessageRecord]:
             records = []
@@ -345,6 +383,8 @@ class SharedOperatorQueue:
         described = item.record.to_json()
         described["state"] = item.state
         described["online"] = item.online or self._delivery.is_here(item.record.client_id)
+        described["length"] = len(item.record.text)
+        described["order"] = item.order
         return described
 
     # -- events --------------------------------------------------------------

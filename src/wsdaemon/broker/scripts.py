@@ -137,6 +137,22 @@ local function held_by_another(id, operator, now)
   return nil
 end
 
+-- Open items per client and per route, for the caps (kept by enqueue and
+-- by every step that closes an item).
+local function count_open(client, route, delta)
+  if redis.call('HINCRBY', P .. 'open_by_client', client, delta) <= 0 then
+    redis.call('HDEL', P .. 'open_by_client', client)
+  end
+  if redis.call('HINCRBY', P .. 'open_by_route', route, delta) <= 0 then
+    redis.call('HDEL', P .. 'open_by_route', route)
+  end
+end
+
+local function closed(id)
+  local k = item_key(id)
+  count_open(redis.call('HGET', k, 'client_id'), redis.call('HGET', k, 'route'), -1)
+end
+
 local function closed_error(id)
   local state = redis.call('HGET', item_key(id), 'state')
   if state then return {'err', 'item ' .. id .. ' is ' .. state .. ': no longer open'} end
@@ -144,10 +160,23 @@ local function closed_error(id)
 end
 """
 
-# ARGV: P, id, route, client, text, now, fallback_after, when_offline, in-message JSON
+# ARGV: P, id, route, client, text, now, fallback_after, when_offline, in-message JSON,
+# max open per client, per route, in all (0: no cap). Returns {'ok', item, position,
+# fallback due now} or {'refused', which cap, its value}.
 _ENQUEUE = r"""
 local id, route, client, text = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now, fallback_after, when_offline = now_arg(6), now_arg(7), ARGV[8]
+local caps = {
+  {'client', tonumber(ARGV[10]), function()
+    return tonumber(redis.call('HGET', P .. 'open_by_client', client) or '0') end},
+  {'route', tonumber(ARGV[11]), function()
+    return tonumber(redis.call('HGET', P .. 'open_by_route', route) or '0') end},
+  {'total', tonumber(ARGV[12]), function() return redis.call('ZCARD', P .. 'open') end},
+}
+for _, cap in ipairs(caps) do
+  if cap[2] > 0 and cap[3]() >= cap[2] then return {'refused', cap[1], cap[2]} end
+end
+count_open(client, route, 1)
 local order = redis.call('INCR', P .. 'itemseq')
 redis.call('HSET', item_key(id), 'route', route, 'client_id', client, 'text', text,
            'created_at', ARGV[6], 'state', 'queued', 'operator', '', 'answered_at', '',
@@ -211,6 +240,7 @@ if refused then return refused end
 redis.call('HSET', k, 'state', 'answered', 'operator', operator, 'answered_at', ARGV[4],
            'lease_until', '0')
 for _, set in ipairs({'open', 'leases', 'fallbacks'}) do redis.call('ZREM', P .. set, id) end
+closed(id)
 bump(id)
 local client = redis.call('HGET', k, 'client_id')
 local reply = cjson.encode({client_id = client, route = redis.call('HGET', k, 'route'),
@@ -249,6 +279,7 @@ for _, id in ipairs(due) do
       redis.call('HSET', k, 'state', 'expired', 'lease_until', '0')
       redis.call('ZREM', P .. 'open', id)
       redis.call('ZREM', P .. 'leases', id)
+      closed(id)
     end
     bump(id)
     local client = redis.call('HGET', k, 'client_id')
@@ -325,12 +356,23 @@ end
 return 1
 """
 
-# ARGV: P, client ('' for every client)
+# ARGV: P, client ('' for every client), before seq ('' for none), limit (0: all)
 _TRANSCRIPT = r"""
 local key = P .. 'conv'
 if ARGV[2] ~= '' then key = key .. ':' .. ARGV[2] end
+local before, limit = ARGV[3], tonumber(ARGV[4])
+local seqs
+if limit > 0 then
+  -- The newest `limit` before `before`, oldest first.
+  seqs = redis.call('ZREVRANGEBYSCORE', key, before == '' and '+inf' or '(' .. before, '-inf',
+                    'LIMIT', 0, limit)
+  local n = #seqs
+  for i = 1, math.floor(n / 2) do seqs[i], seqs[n - i + 1] = seqs[n - i + 1], seqs[i] end
+else
+  seqs = redis.call('ZRANGE', key, 0, -1)
+end
 local out = {}
-for _, seq in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+for _, seq in ipairs(seqs) do
   local json = redis.call('HGET', P .. 'messages', seq)
   if json then
     local client = cjson.decode(json).client_id

@@ -16,9 +16,10 @@ from twisted.internet.interfaces import IReactorTime
 from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config._model import AdminSettings, ProtocolSettings, RouteConfig
 from wsdaemon.config._reader import ROUTE_PREFIX, _Reader
-from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _seconds, _size
+from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count, _seconds, _size
 from wsdaemon.credentials import parse_tokens
 from wsdaemon.interfaces import IReplyStrategy
+from wsdaemon.operators.pages import MAX_LIMIT
 from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
 from wsdaemon.registry import StrategyRegistry, UnknownStrategyError
 from wsdaemon.strategy import OptionError, StrategyContext
@@ -30,9 +31,25 @@ _URL_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
 _OPERATOR_KEYS = {
     "path", "console_path", "store", "tokens", "tokens_file", "lease", "fallback_after",
     "fallback_message", "fallback_when_offline", "keep_after_fallback",
+    "max_open_per_client", "max_open_per_route", "max_open_total", "max_item_size",
+    "max_message_size", "max_outbound_buffer", "page_size", "preview_chars",
 }
+#: [operator] keys that are whole numbers, with their allowed range.
+_OPERATOR_COUNTS = {
+    "max_open_per_client": (0, None), "max_open_per_route": (0, None),
+    "max_open_total": (0, None), "page_size": (1, MAX_LIMIT), "preview_chars": (20, 10_000),
+}
+_OPERATOR_SIZES = ("max_item_size", "max_message_size", "max_outbound_buffer")
 _ADMIN_KEYS = {"listen", "api_keys", "api_keys_file", "max_body"}
 _ROUTE_KEYS = {"strategy"}
+
+
+def _count_in(raw: str, low: int, high: int | None) -> int:
+    number = _count(raw)
+    if number < low or (high is not None and number > high):
+        upto = f" to {high}" if high is not None else " or more"
+        raise ValueError(f"expected a whole number from {low}{upto}, got {raw!r}")
+    return number
 
 
 def _protocol_settings(
@@ -198,6 +215,12 @@ def _operator_settings(reader: _Reader) -> OperatorSettings:
     for key in ("fallback_when_offline", "keep_after_fallback"):
         if key in values:
             settings[key] = reader.convert(section, key, _bool)
+    for key, (low, high) in _OPERATOR_COUNTS.items():
+        if key in values:
+            settings[key] = reader.convert(section, key, partial(_count_in, low=low, high=high))
+    for key in _OPERATOR_SIZES:
+        if key in values:
+            settings[key] = reader.convert(section, key, _size)
     if "fallback_message" in values:
         settings["fallback_message"] = values["fallback_message"].strip()
         if not settings["fallback_message"]:

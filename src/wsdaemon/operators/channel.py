@@ -10,6 +10,7 @@ the README ("Operator protocol") for the whole list.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -19,11 +20,13 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wsdaemon.backpressure import Backpressure
 from wsdaemon.broker.link import BrokerUnavailable
 from wsdaemon.config import ProtocolSettings
 from wsdaemon.credentials import check_token
 from wsdaemon.interfaces import IOperatorQueue
-from wsdaemon.operators.queue import QueueError
+from wsdaemon.operators.errors import QueueError
+from wsdaemon.operators.pages import MAX_LIMIT, chunk, encode, page, shorten
 from wsdaemon.protocol import autobahn_options
 
 __all__ = ["OperatorChannelFactory", "OperatorChannelProtocol"]
@@ -31,6 +34,15 @@ __all__ = ["OperatorChannelFactory", "OperatorChannelProtocol"]
 _log = Logger(namespace="wsdaemon.operators")
 
 UNAUTHORIZED = 401
+#: Close code for an operator whose token a reload removed or changed.
+TOKEN_REVOKED = 4001
+#: Close code for a request the channel cannot answer (never expected).
+INTERNAL_ERROR = 1011
+
+
+def _digest(token: str) -> bytes:
+    # What a connection remembers of its token (never the token itself).
+    return hashlib.sha256(token.encode("utf-8")).digest()
 
 
 def _offered_token(request: ConnectionRequest) -> str | None:
@@ -48,6 +60,22 @@ def _text(request: dict[str, Any], key: str = "text") -> str:
     return value
 
 
+def _optional(request: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    value = request.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise QueueError(f"{key!r} must be {what} (or absent)")
+    return value
+
+
+def _limit(request: dict[str, Any], default: int) -> int:
+    limit = _optional(request, "limit", int, f"a number of entries from 1 to {MAX_LIMIT}")
+    if limit is None:
+        return default
+    if not 1 <= limit <= MAX_LIMIT:
+        raise QueueError(f"'limit' must be from 1 to {MAX_LIMIT}, got {limit}")
+    return int(limit)
+
+
 class OperatorChannelProtocol(WebSocketServerProtocol):
     """
     One operator's connection. Provides what L{OperatorQueue} expects of an
@@ -57,6 +85,9 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     factory: OperatorChannelFactory
     name = ""
     _joined = False
+    _token_digest = b""
+    _paused = False
+    _backlog = 0
 
     def onConnect(self, request: ConnectionRequest) -> None:
         try:
@@ -75,6 +106,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
                 _log.warn("refused an operator from {peer}: bad token", peer=request.peer)
                 raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "bad operator token")
             self.name = name
+            self._token_digest = _digest(offered)
         except ConnectionDeny:
             raise
         except Exception:
@@ -83,6 +115,11 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self.factory.connections.add(self)
+        transport: Any = self.transport
+        if transport is not None and hasattr(transport, "registerProducer"):
+            if getattr(transport, "producer", None) is not None:
+                transport.unregisterProducer()  # twisted.web's, from the handshake
+            transport.registerProducer(Backpressure(self), True)
         # Right after a restart the queue may still be reading its store:
         # greet (with the full queue) once it has.
         self.factory.queue.when_started().addCallback(self._join).addErrback(
@@ -97,9 +134,48 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
         self.notify({"type": "hello", "operator": self.name, **self._snapshot()})
 
     def _snapshot(self) -> dict[str, Any]:
+        """
+        The greeting: the first page of the queue and of the clients.
+        """
+        settings = self.factory.queue.settings
+        snapshot = self._items_page({}, settings.page_size)
+        clients = self.factory.queue.clients()
+        snapshot["clients"], _ = page(clients, dict, settings.page_size)
+        snapshot["clients_total"] = len(clients)
+        snapshot["operators_online"] = self.factory.queue.operators_online
+        snapshot["page_size"] = settings.page_size
+        snapshot["preview_chars"] = settings.preview_chars
+        return snapshot
+
+    def describe(self, item: Any) -> dict[str, Any]:
+        """
+        An item as operators see it: its text shortened to a preview.
+        """
+        described = self.factory.queue.describe(item)
+        return shorten(described, "text", self.factory.queue.settings.preview_chars)
+
+    def _items_page(self, request: dict[str, Any], limit: int) -> dict[str, Any]:
         queue = self.factory.queue
-        return {"items": [queue.describe(i) for i in queue.open_items()],
-                "clients": queue.clients(), "operators_online": queue.operators_online}
+        after = _optional(request, "after", int, "the 'next' of the previous page")
+        client = _optional(request, "client", str, "a client id")
+        search = _optional(request, "search", str, "a text to look for")
+        state = _optional(request, "state", str, "'queued' or 'claimed'")
+        if state not in (None, "queued", "claimed"):
+            raise QueueError("'state' must be 'queued' or 'claimed' (or absent)")
+        needle = search.casefold() if search else None
+
+        def wanted(item: Any) -> bool:
+            if after is not None and item.order <= after:
+                return False
+            if state is not None and item.state != state:
+                return False
+            return needle is None or needle in item.record.text.casefold() \
+                or needle in item.record.client_id.casefold()
+
+        items, more = page((i for i in queue.iter_open(client) if wanted(i)),
+                           self.describe, limit)
+        return {"items": items, "total": queue.count_open(), "more": more,
+                "next": items[-1]["order"] if more and items else None}
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.connections.discard(self)
@@ -108,8 +184,42 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
             self.factory.queue.remove_operator(self)
 
     def notify(self, event: dict[str, Any]) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        kind = event.get("type")
+        if kind in ("item", "updated"):
+            event = {**event, "item": shorten(dict(event["item"]), "text",
+                                              self.factory.queue.settings.preview_chars)}
+        elif kind == "resync":
+            event = {**self._items_page({}, self.factory.queue.settings.page_size),
+                     "type": "resync"}
+        data = encode(event)
+        try:
+            self.sendMessage(data, False)
+        except Exception:
+            _log.failure("operator {name}: could not send a {kind} event ({size} bytes); "
+                         "closing with 1011", name=self.name, kind=kind, size=len(data))
+            self.sendCloseFrame(code=INTERNAL_ERROR, reasonUtf8=b"internal error")
+            return
+        if self._paused:
+            self._backlog += len(data)
+            limit = self.factory.queue.settings.max_outbound_buffer
+            if limit and self._backlog > limit:
+                _log.warn("dropping operator {name} ({peer}): it does not read ({count} bytes "
+                          "waiting)", name=self.name, peer=self.peer, count=self._backlog)
+                self._paused = False
+                self.dropConnection(abort=True)
+
+    def revoke(self) -> None:
+        """
+        Its token was removed or changed: close at once.
+        """
+        _log.info("closing operator {name} ({peer}): its token was revoked", name=self.name,
+                  peer=self.peer)
         if self.state == self.STATE_OPEN:
-            self.sendMessage(json.dumps(event, ensure_ascii=False).encode("utf-8"), False)
+            self.sendCloseFrame(code=TOKEN_REVOKED, reasonUtf8=b"operator token revoked")
+        else:
+            self.dropConnection(abort=True)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         request_id = None
@@ -123,11 +233,13 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
             if not isinstance(request, dict):
                 raise QueueError("expected a JSON object with a 'type'")
             request_id = request.get("id")
-            handler = getattr(self, f"_do_{request.get('type')}", None)
+            kind = request.get("type")
+            handler = getattr(self, f"_do_{kind}", None) if isinstance(kind, str) else None
             if handler is None:
+                shown = repr(kind)[:40]
                 raise QueueError(
-                    f"unknown type {request.get('type')!r}; expected one of: list, claim, "
-                    "release, reply, push, broadcast, transcript"
+                    f"unknown type {shown}; expected one of: list, claim, release, reply, "
+                    "push, broadcast, transcript, text, clients"
                 )
             d: Deferred[Any] = maybeDeferred(handler, request)
         except QueueError as e:
@@ -162,24 +274,58 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     # -- requests ------------------------------------------------------------
 
     def _do_list(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self._snapshot()
+        queue = self.factory.queue
+        answer = self._items_page(request, _limit(request, queue.settings.page_size))
+        answer["operators_online"] = queue.operators_online
+        return answer
+
+    def _do_clients(self, request: dict[str, Any]) -> dict[str, Any]:
+        after = _optional(request, "after", str, "the 'next' of the previous page")
+        search = _optional(request, "search", str, "a text to look for")
+        clients = self.factory.queue.clients()
+        shown = (c for c in clients if (after is None or c["client_id"] > after)
+                 and (not search or search.casefold() in c["client_id"].casefold()))
+        entries, more = page(shown, dict, _limit(request, self.factory.queue.settings.page_size))
+        return {"clients": entries, "total": len(clients), "more": more,
+                "next": entries[-1]["client_id"] if more and entries else None}
+
+    def _do_text(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        item_id = _optional(request, "item", str, "an item id")
+        seq = _optional(request, "seq", int, "a transcript line's seq")
+        offset = _optional(request, "offset", int, "a character offset") or 0
+        if (item_id is None) == (seq is None) or offset < 0:
+            raise QueueError("give 'item' (an item id) or 'seq' (a transcript line), and an "
+                             "'offset' of 0 or more")
+        d = self.factory.queue.full_text(item_id, seq)
+
+        def found(text: str | None) -> dict[str, Any]:
+            if text is None:
+                raise QueueError(f"no such {'item' if seq is None else 'message'}")
+            return {"item": item_id, "seq": seq, **chunk(text, offset)}
+
+        return d.addCallback(found)
 
     def _do_claim(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
         # The embedded queue decides at once, the shared one (Redis) later.
-        queue = self.factory.queue
-        d: Deferred[Any] = maybeDeferred(queue.claim, _text(request, "item"), self)
-        return d.addCallback(lambda item: {"item": queue.describe(item)})
+        d: Deferred[Any] = maybeDeferred(self.factory.queue.claim, _text(request, "item"), self)
+        return d.addCallback(lambda item: {"item": self.describe(item)})
 
     def _do_release(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
-        queue = self.factory.queue
-        d: Deferred[Any] = maybeDeferred(queue.release, _text(request, "item"), self)
-        return d.addCallback(lambda item: {"item": queue.describe(item)})
+        d: Deferred[Any] = maybeDeferred(self.factory.queue.release, _text(request, "item"),
+                                         self)
+        return d.addCallback(lambda item: {"item": self.describe(item)})
 
     def _do_reply(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
         item_id = request.get("item")
         if item_id is not None and not isinstance(item_id, str):
             raise QueueError("'item' must be an item id (or absent for the oldest)")
-        return self.factory.queue.reply(item_id or None, self, _text(request))
+        d = self.factory.queue.reply(item_id or None, self, _text(request))
+
+        def answered(result: dict[str, Any]) -> dict[str, Any]:
+            return {**result, "item": shorten(dict(result["item"]), "text",
+                                              self.factory.queue.settings.preview_chars)}
+
+        return d.addCallback(answered)
 
     def _do_push(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
         d = self.factory.queue.push(_text(request, "client"), _text(request), self)
@@ -190,11 +336,25 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
         return d.addCallback(lambda count: {"delivered": count})
 
     def _do_transcript(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
-        client = request.get("client")
-        if client is not None and not isinstance(client, str):
-            raise QueueError("'client' must be a client id (or absent for every client)")
-        d = self.factory.queue.transcript(client)
-        return d.addCallback(lambda records: {"entries": [r.to_json() for r in records]})
+        client = _optional(request, "client", str, "a client id")
+        before = _optional(request, "before", int, "the 'before' of the previous page")
+        limit = _limit(request, self.factory.queue.settings.page_size)
+        # One more than asked: whether older lines exist.
+        d = self.factory.queue.transcript(client, before, limit + 1)
+        preview = self.factory.queue.settings.preview_chars
+
+        def paged(records: list[Any]) -> dict[str, Any]:
+            older = len(records) > limit
+            records = records[-limit:] if older else records
+            # Newest first, so that a cut for size keeps the newest lines.
+            entries, cut = page(reversed(records),
+                                lambda r: shorten(r.to_json(), "body", preview), limit)
+            entries.reverse()
+            more = older or cut
+            return {"entries": entries, "more": more,
+                    "before": entries[0]["seq"] if more and entries else None}
+
+        return d.addCallback(paged)
 
 
 class OperatorChannelFactory(WebSocketServerFactory):
@@ -214,9 +374,15 @@ class OperatorChannelFactory(WebSocketServerFactory):
     def update(self, queue: IOperatorQueue, tokens: dict[str, str],
                settings: ProtocolSettings) -> None:
         """
-        A reload: new tokens and limits apply to new connections.
+        A reload: new limits apply to new connections; an open session
+        whose token was removed (or now names someone else) is closed at
+        once with L{TOKEN_REVOKED}.
         """
         self.queue = queue
         self.tokens = tokens
         self.settings = settings
         self.setProtocolOptions(**autobahn_options(settings))
+        still = {_digest(token): name for token, name in tokens.items()}
+        for connection in list(self.connections):
+            if still.get(connection._token_digest) != connection.name:
+                connection.revoke()

@@ -6,7 +6,7 @@ delivered kept straight.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -28,14 +28,40 @@ def log_failure(what: str) -> Callable[[Failure], None]:
     return log
 
 
+def write(message: MessageRecord, sessions: Iterable[ISession]) -> tuple[int, str | None]:
+    """
+    Write a message to a client's connections, surviving any of them
+    refusing it (too big for its route: Autobahn raises on send).
+
+    @return: how many connections took it, and why the last refusal (None
+        if none refused).
+    """
+    count, error = 0, None
+    for session in sessions:
+        try:
+            if session.send(message.body):
+                count += 1
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            _log.warn("message {seq} for client {client_id} could not be written to session "
+                      "{session_id} on {route}: {error}", seq=message.seq,
+                      client_id=message.client_id, session_id=session.session_id,
+                      route=session.route, error=error)
+    return count, error
+
+
 class LocalDelivery:
     """
     @param store: where messages wait for their client, and are marked
-        delivered once written.
+        delivered once written (or failed, if they never can be).
+    @param on_failed: told of each message that can never be written (it is
+        marked failed and not tried again, so later ones are not held up).
     """
 
-    def __init__(self, store: IQueueStore) -> None:
+    def __init__(self, store: IQueueStore,
+                 on_failed: Callable[[MessageRecord, str], None] | None = None) -> None:
         self._store = store
+        self._on_failed = on_failed
         self._clients: dict[str, set[ISession]] = {}
         # Messages written on the reply path whose "delivered" mark may not
         # be stored yet: a reconnecting client's backlog must skip them.
@@ -69,12 +95,27 @@ class LocalDelivery:
         return d
 
     def _write_backlog(self, records: list[MessageRecord], session: ISession) -> int:
-        sent = [r.seq for r in records
-                if r.seq is not None and r.seq not in self._in_flight and session.send(r.body)]
+        sent: list[int] = []
+        for record in records:
+            if record.seq is None or record.seq in self._in_flight:
+                continue
+            count, error = write(record, [session])
+            if count:
+                sent.append(record.seq)
+            elif error is not None:
+                self._failed(record, error)
+            else:
+                break  # the connection closed: the rest waits for the next one
         if sent:
-            self._store.mark_delivered([s for s in sent if s is not None]).addErrback(
+            self._store.mark_delivered(sent).addErrback(
                 log_failure("marking kept replies delivered"))
         return len(sent)
+
+    def _failed(self, message: MessageRecord, error: str) -> None:
+        assert message.seq is not None
+        self._store.mark_failed([message.seq]).addErrback(log_failure("marking a message failed"))
+        if self._on_failed is not None:
+            self._on_failed(message, error)
 
     def deliver(self, message: MessageRecord) -> int:
         """
@@ -83,8 +124,9 @@ class LocalDelivery:
         @return: how many connections got it (0: it waits in the store).
         """
         assert message.seq is not None
-        sessions = list(self._clients.get(message.client_id, ()))
-        count = sum(1 for session in sessions if session.send(message.body))
+        count, error = write(message, list(self._clients.get(message.client_id, ())))
+        if not count and error is not None:
+            self._failed(message, error)
         if count:
             seq = message.seq
             self._in_flight.add(seq)

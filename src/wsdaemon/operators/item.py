@@ -49,6 +49,10 @@ class QueueItem:
         self.order = 0  # arrival order, for items queued in the same instant
         self.lease_call: Any = None
         self.fallback_call: Any = None
+        #: The whole text's length in characters (the record may hold a preview).
+        self.length = len(record.text)
+        #: A change is being committed to the store: no other move until it lands.
+        self.busy = False
 
     # -- states --------------------------------------------------------------
 

@@ -33,9 +33,20 @@ class MemoryStore:
         self.is_open = False
         return succeed(None)
 
-    def load_open_items(self) -> Deferred[list[ItemRecord]]:
-        open_items = [i for i in self.items.values() if i.state in ("queued", "claimed")]
-        return succeed(sorted(open_items, key=lambda i: i.created_at))
+    def load_open_items(self, preview: int = 0) -> Deferred[list[tuple[ItemRecord, int]]]:
+        open_items = sorted((i for i in self.items.values() if i.state in ("queued", "claimed")),
+                            key=lambda i: i.created_at)
+        return succeed([(replace(i, text=i.text[:preview] if preview else i.text), len(i.text))
+                        for i in open_items])
+
+    def item_text(self, item_id: str) -> Deferred[str | None]:
+        item = self.items.get(item_id)
+        return succeed(None if item is None else item.text)
+
+    def message_body(self, seq: int) -> Deferred[str | None]:
+        if 1 <= seq <= len(self.messages):
+            return succeed(self.messages[seq - 1].body)
+        return succeed(None)
 
     def add_item(self, item: ItemRecord, message: MessageRecord) -> Deferred[None]:
         if item.item_id in self.items:
@@ -45,9 +56,11 @@ class MemoryStore:
         return succeed(None)
 
     def update_item(self, item: ItemRecord) -> Deferred[None]:
-        if item.item_id not in self.items:
+        known = self.items.get(item.item_id)
+        if known is None:
             raise LookupError(f"no stored item {item.item_id}")
-        self.items[item.item_id] = item
+        # The text is stored once, on add (the queue may hold a preview).
+        self.items[item.item_id] = replace(item, text=known.text)
         return succeed(None)
 
     def answer_item(self, item: ItemRecord, reply: MessageRecord) -> Deferred[int]:
@@ -64,12 +77,20 @@ class MemoryStore:
 
     def undelivered(self, client_id: str) -> Deferred[list[MessageRecord]]:
         return succeed([m for m in self.messages if m.client_id == client_id
-                        and m.direction == "out" and not m.delivered])
+                        and m.direction == "out" and not m.delivered and not m.failed])
 
     def mark_delivered(self, seqs: Iterable[int]) -> Deferred[None]:
         for seq in seqs:
             self.messages[seq - 1] = replace(self.messages[seq - 1], delivered=True)
         return succeed(None)
 
-    def transcript(self, client_id: str | None) -> Deferred[list[MessageRecord]]:
-        return succeed([m for m in self.messages if client_id is None or m.client_id == client_id])
+    def mark_failed(self, seqs: Iterable[int]) -> Deferred[None]:
+        for seq in seqs:
+            self.messages[seq - 1] = replace(self.messages[seq - 1], failed=True)
+        return succeed(None)
+
+    def transcript(self, client_id: str | None, before: int | None = None,
+                   limit: int | None = None) -> Deferred[list[MessageRecord]]:
+        found = [m for m in self.messages if (client_id is None or m.client_id == client_id)
+                 and (before is None or (m.seq or 0) < before)]
+        return succeed(found if limit is None else found[-limit:] if limit else [])

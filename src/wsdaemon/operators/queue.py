@@ -4,64 +4,48 @@ answer; replies reach the client now or when it next connects.
 
 The queue's in-memory items (each an L{QueueItem} state machine) decide every
 transition, synchronously, on the reactor thread: two operators can never
-both claim or both answer an item. The store only keeps the outcome. An
-item is accepted (acknowledged to the client, shown to operators) only once
-the store has it.
+both claim or both answer an item. Every transition is committed to the
+store I{before} the item moves in memory: while a commit is under way the
+item is busy (other moves are refused), and a failed commit leaves it where
+it was, open and answerable. An item is accepted (acknowledged to the
+client, shown to operators) only once the store has it.
+
+Bounded: open items per client, per route and in all, and the size of one
+message, are capped (L{OperatorSettings}); only a preview of each text is
+kept in memory. Nothing on the enqueue and acknowledge path is O(n) in the
+queue's length.
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wsdaemon.interfaces import IOperatorQueue, IQueueStore, ISession
-from wsdaemon.operators.delivery import LocalDelivery
+from wsdaemon.operators.delivery import LocalDelivery, write
 from wsdaemon.operators.delivery import log_failure as _log_failure
+from wsdaemon.operators.errors import QueueError, QueueRefused, check_sendable
 from wsdaemon.operators.item import InvalidTransition, QueueItem
+from wsdaemon.operators.openitems import OpenItems
 from wsdaemon.operators.records import ItemRecord, MessageRecord
+from wsdaemon.operators.settings import OperatorSettings
 
-__all__ = ["OperatorLink", "OperatorQueue", "OperatorSettings", "QueueError"]
+__all__ = ["OperatorLink", "OperatorQueue", "OperatorSettings", "QueueError", "QueueRefused"]
 
 _log = Logger(namespace="wsdaemon.operators")
 
-
-@dataclass(frozen=True)
-class OperatorSettings:
-    """
-    The C{[operator]} section.
-
-    @ivar tokens: secret token -> operator name.
-    @ivar fallback_after: seconds without an answer before the fallback
-        message is sent; 0 never.
-    """
-
-    store_path: Path
-    tokens: Mapping[str, str] = field(default_factory=dict)
-    path: str = "/operator"
-    console_path: str = "/console"
-    lease: float = 120.0
-    fallback_after: float = 300.0
-    fallback_message: str = (
-        "Sorry, no operator could answer yet. We will reply here as soon as one does."
-    )
-    fallback_when_offline: bool = True
-    keep_after_fallback: bool = True
-    ack_message: str = "Thanks! Your message is number {position} in the queue."
-
-
-class QueueError(Exception):
-    """
-    An operator's request cannot be done; C{str()} says why.
-    """
+#: Seconds before a transition whose commit failed is tried again (a
+#: release after a disconnect, a fallback).
+RETRY_AFTER = 5.0
 
 
 class OperatorLink(Protocol):
@@ -74,12 +58,19 @@ class OperatorLink(Protocol):
     def notify(self, event: dict[str, Any]) -> None: ...
 
 
+def _why(failure: Failure) -> str:
+    return failure.getErrorMessage()[:200] or type(failure.value).__name__
+
+
 @implementer(IOperatorQueue)
 class OperatorQueue:
     """
     @param store: where items and conversations are kept.
     @param clock: leases and fallback timers.
     @param new_id: makes item ids (injectable for tests).
+    @ivar send_limits: route -> the largest message (bytes) its clients
+        accept; C{""} for a client whose route is not known. Kept up to date
+        by the web root on every (re)load.
     """
 
     def __init__(self, settings: OperatorSettings, store: IQueueStore, clock: IReactorTime,
@@ -88,12 +79,14 @@ class OperatorQueue:
         self.store = store
         self._clock = clock
         self._new_id = new_id
-        self._items: dict[str, QueueItem] = {}
-        self._delivery = LocalDelivery(store)
+        self._items = OpenItems()
+        self._order = itertools.count(1)
+        self._held: dict[OperatorLink, set[str]] = {}
+        self._delivery = LocalDelivery(store, on_failed=self._undeliverable)
         self._operators: set[OperatorLink] = set()
         self.started = False
         self._waiting: list[Deferred[None]] = []
-        self._order = itertools.count()
+        self.send_limits: dict[str, int] = {}
 
     # -- life ----------------------------------------------------------------
 
@@ -102,24 +95,27 @@ class OperatorQueue:
         Open the store and take back every item not yet answered.
         """
         d: Deferred[Any] = self.store.open()
-        d.addCallback(lambda _: self.store.load_open_items())
+        d.addCallback(lambda _: self.store.load_open_items(self.settings.preview_chars))
         d.addCallback(self._restore)
         return d
 
-    def _restore(self, records: list[ItemRecord]) -> None:
-        for record in records:
+    def _restore(self, loaded: list[tuple[ItemRecord, int]]) -> None:
+        for record, length in loaded:
             item = QueueItem.restore(record)
-            item.order = next(self._order)
-            self._items[item.item_id] = item
+            item.length = length
+            self._add(item)
             if record.state == "claimed":
-                self._persist(item, "release a claim left over from before a restart")
+                # Stored as claimed, read back as queued: storing the
+                # release only tidies the store.
+                self.store.update_item(item.record).addErrback(
+                    _log_failure("release a claim left over from before a restart"))
             self._schedule_fallback(item)
         self.started = True
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(None)
         _log.info("operator queue: {count} open item(s) restored from {path}",
-                  count=len(records), path=str(self.settings.store_path))
+                  count=len(loaded), path=str(self.settings.store_path))
 
     def when_started(self) -> Deferred[None]:
         """
@@ -135,9 +131,31 @@ class OperatorQueue:
         """
         Cancel the timers and let the store finish its writes.
         """
-        for item in self._items.values():
+        for item in self._items.iter():
             self._cancel_timers(item)
         return self.store.close()
+
+    # -- the open items ------------------------------------------------------
+
+    def _add(self, item: QueueItem) -> None:
+        item.order = next(self._order)
+        self._items.add(item)
+
+    def _forget(self, item: QueueItem) -> None:
+        self._items.remove(item)
+        self._cancel_timers(item)
+
+    def count_open(self) -> int:
+        return len(self._items)
+
+    def iter_open(self, client_id: str | None = None) -> Iterator[QueueItem]:
+        """
+        @return: the open items (of one client), oldest first.
+        """
+        return self._items.iter(client_id)
+
+    def open_items(self) -> list[QueueItem]:
+        return list(self._items.iter())
 
     # -- clients -------------------------------------------------------------
 
@@ -160,22 +178,35 @@ class OperatorQueue:
         """
         Turn a client message into an item.
 
-        @return: a Deferred firing with the item once the store has it.
+        @return: a Deferred firing with the item once the store has it, or
+            failing with L{QueueRefused} (over a cap: nothing stored).
         """
+        client, route = session.client_id, session.route
+        try:
+            settle = self._items.reserve(self.settings, client, route, text)
+        except QueueRefused:
+            return fail()
         now = self._clock.seconds()
-        record = ItemRecord(item_id=self._new_id(), route=session.route,
-                            client_id=session.client_id, text=text, created_at=now)
-        message = MessageRecord(client_id=session.client_id, route=session.route,
-                                direction="in", sender="client", body=text, at=now,
-                                item_id=record.item_id)
+        record = ItemRecord(item_id=self._new_id(), route=route, client_id=client, text=text,
+                            created_at=now)
+        message = MessageRecord(client_id=client, route=route, direction="in", sender="client",
+                                body=text, at=now, item_id=record.item_id)
+
+        def settled(result: Any) -> Any:
+            settle()
+            return result
+
         d: Deferred[Any] = self.when_started()
         d.addCallback(lambda _: self.store.add_item(record, message))
-        d.addCallback(lambda _: self._accepted(QueueItem(record)))
+        d.addBoth(settled)
+        d.addCallback(lambda _: self._accepted(record))
         return d
 
-    def _accepted(self, item: QueueItem) -> QueueItem:
-        item.order = next(self._order)
-        self._items[item.item_id] = item
+    def _accepted(self, record: ItemRecord) -> QueueItem:
+        preview = self.settings.preview_chars
+        item = QueueItem(replace(record, text=record.text[:preview]) if preview else record)
+        item.length = len(record.text)
+        self._add(item)
         self._broadcast_to_operators({"type": "item", "item": self.describe(item)})
         if not self._operators and self.settings.fallback_when_offline:
             self._fallback(item)
@@ -185,11 +216,9 @@ class OperatorQueue:
 
     def position(self, item: QueueItem) -> int:
         """
-        @return: 1 for the oldest open item, 2 for the next...
+        @return: 1 for the oldest open item, 2 for the next... (O(log n)).
         """
-        key = (item.record.created_at, item.order)
-        return 1 + sum(1 for other in self._items.values()
-                       if (other.record.created_at, other.order) < key)
+        return self._items.position(item.item_id)
 
     # -- operators -----------------------------------------------------------
 
@@ -203,8 +232,9 @@ class OperatorQueue:
         The operator left: every item it held goes back to the queue.
         """
         self._operators.discard(operator)
-        for item in list(self._items.values()):
-            if item.holder is operator:
+        for item_id in list(self._held.get(operator, ())):
+            item = self._items.get(item_id)
+            if item is not None and item.holder is operator:
                 self._release(item, "its operator disconnected")
         _log.info("operator {name} offline ({count} online)", name=operator.name,
                   count=len(self._operators))
@@ -213,53 +243,83 @@ class OperatorQueue:
     def operators_online(self) -> int:
         return len(self._operators)
 
-    def open_items(self) -> list[QueueItem]:
-        return sorted(self._items.values(), key=lambda i: (i.record.created_at, i.order))
-
     def find(self, item_id: str) -> QueueItem:
         """
         @param item_id: an item id, or an unambiguous prefix of one.
         @raise QueueError: if no open item (or several) match.
         """
-        item = self._items.get(item_id)
-        if item is not None:
-            return item
-        found = [i for key, i in self._items.items() if key.startswith(item_id)] \
-            if item_id else []
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise QueueError(f"no open item {item_id!r} (answered, expired or unknown)")
-        raise QueueError(f"item id {item_id!r} is ambiguous: give more characters")
+        return self._items.find(item_id)
 
     def oldest_unclaimed(self) -> QueueItem:
-        for item in self.open_items():
-            if item.state == "queued":
-                return item
-        raise QueueError("the queue is empty")
+        return self._items.oldest_unclaimed()
 
-    def claim(self, item_id: str, operator: OperatorLink) -> QueueItem:
-        item = self.find(item_id)
+    def _check_free(self, item: QueueItem, operator: OperatorLink) -> None:
+        if item.busy:
+            raise QueueError(f"item {item.item_id} is being changed right now; try again")
         if item.state == "claimed" and item.holder is not operator:
             raise QueueError(f"item {item.item_id} is claimed by {item.record.operator}")
+
+    def claim(self, item_id: str, operator: OperatorLink) -> Deferred[QueueItem]:
+        """
+        @return: a Deferred firing with the item once the claim is stored.
+        @raise QueueError: at once, if the item is not there to claim.
+        """
+        item = self.find(item_id)
+        self._check_free(item, operator)
         if item.holder is operator:
             self._renew_lease(item)
-            return item
-        try:
-            item.claim(operator.name, operator)
-        except InvalidTransition as e:
-            raise QueueError(str(e)) from None
-        self._renew_lease(item)
-        self._persist(item, "store a claim")
-        self._broadcast_to_operators({"type": "updated", "item": self.describe(item)})
-        return item
+            return succeed(item)
+        claimed = replace(item.record, state="claimed", operator=operator.name)
 
-    def release(self, item_id: str, operator: OperatorLink) -> QueueItem:
+        def stored(_: Any) -> QueueItem:
+            try:
+                item.claim(operator.name, operator)
+            except InvalidTransition as e:  # pragma: no cover - busy kept others out
+                raise QueueError(str(e)) from None
+            self._held.setdefault(operator, set()).add(item.item_id)
+            self._renew_lease(item)
+            self._broadcast_to_operators({"type": "updated", "item": self.describe(item)})
+            return item
+
+        return self._commit(item, lambda: self.store.update_item(claimed), stored, "claim")
+
+    def _commit(self, item: QueueItem, store: Callable[[], Deferred[Any]],
+                stored: Callable[[Any], Any], what: str) -> Deferred[Any]:
+        """
+        Hold the item busy while C{store} (its commit) runs; then move it
+        with C{stored}, or leave it as it was and tell the operator why.
+        """
+        item.busy = True
+        d: Deferred[Any] = maybeDeferred(store)
+
+        def done(result: Any) -> Any:
+            item.busy = False
+            return result
+
+        def failed(failure: Failure) -> None:
+            _log.failure("operator queue: storing a {what} of item {item_id} failed; "
+                         "the item is unchanged", failure=failure, what=what,
+                         item_id=item.item_id)
+            raise QueueError(f"could not store the {what} ({_why(failure)}); item "
+                             f"{item.item_id} is unchanged: try again")
+
+        d.addBoth(done)
+        d.addCallbacks(stored, failed)
+        return d
+
+    def release(self, item_id: str, operator: OperatorLink) -> Deferred[QueueItem]:
         item = self.find(item_id)
         if item.holder is not operator:
             raise QueueError(f"item {item.item_id} is not claimed by you")
-        self._release(item, f"{operator.name} released it")
-        return item
+        self._check_free(item, operator)
+        released = replace(item.record, state="queued", operator=None)
+
+        def stored(_: Any) -> QueueItem:
+            self._released(item, f"{operator.name} released it")
+            return item
+
+        return self._commit(item, lambda: self.store.update_item(released), stored,
+                            "release")
 
     def reply(
         self, item_id: str | None, operator: OperatorLink, text: str
@@ -267,29 +327,33 @@ class OperatorQueue:
         """
         Answer an item (the oldest unclaimed one for None), claiming it first
         if it is queued. Answered exactly once: a second reply is refused.
+        A text its client could never receive is refused before anything is
+        stored.
 
         @return: a Deferred firing with C{{"item": ..., "delivered": N}}
             once the reply is stored (N: connections it was written to now).
         """
         item = self.oldest_unclaimed() if item_id is None else self.find(item_id)
-        if item.state == "queued":
-            self.claim(item.item_id, operator)
-        elif item.holder is not operator:
-            raise QueueError(f"item {item.item_id} is claimed by {item.record.operator}")
+        route = item.record.route
+        check_sendable(text, self.send_limits.get(route, self.send_limits.get("", 0)), route)
+        self._check_free(item, operator)
         now = self._clock.seconds()
-        try:
-            item.answer(operator.name, now)
-        except InvalidTransition as e:
-            raise QueueError(str(e)) from None
-        self._cancel_timers(item)
-        del self._items[item.item_id]
         record = item.record
-        reply = MessageRecord(client_id=record.client_id, route=record.route, direction="out",
+        answered = replace(record, state="answered", operator=operator.name, answered_at=now)
+        reply = MessageRecord(client_id=record.client_id, route=route, direction="out",
                               sender=operator.name, body=text, at=now, item_id=item.item_id)
-        d: Deferred[Any] = self.store.answer_item(record, reply)
-        d.addCallback(lambda seq: self._delivery.deliver(replace(reply, seq=seq)))
-        d.addCallback(lambda count: self._answered(item, count))
-        return d
+
+        def stored(seq: int) -> dict[str, Any]:
+            if item.state == "queued":
+                item.claim(operator.name, operator)
+            item.answer(operator.name, now)
+            self._drop_hold(item, operator)
+            self._forget(item)
+            delivered = self._delivery.deliver(replace(reply, seq=seq))
+            return self._answered(item, delivered)
+
+        return self._commit(item, lambda: self.store.answer_item(answered, reply), stored,
+                            "reply")
 
     def _answered(self, item: QueueItem, delivered: int) -> dict[str, Any]:
         self._broadcast_to_operators({"type": "updated", "item": self.describe(item)})
@@ -297,14 +361,19 @@ class OperatorQueue:
                   item_id=item.item_id, operator=item.record.operator, delivered=delivered)
         return {"item": self.describe(item), "delivered": delivered}
 
+    def _limit_for(self, client_id: str) -> tuple[str, int]:
+        route = self._delivery.route_of(client_id)
+        return route, self.send_limits.get(route, self.send_limits.get("", 0))
+
     def push(self, client_id: str, text: str, operator: OperatorLink) -> Deferred[int]:
         """
         Send to one client; kept for it if it is not connected.
 
         @return: a Deferred firing with how many connections got it now.
         """
-        message = MessageRecord(client_id=client_id, route=self._delivery.route_of(client_id),
-                                direction="out",
+        route, limit = self._limit_for(client_id)
+        check_sendable(text, limit, route)
+        message = MessageRecord(client_id=client_id, route=route, direction="out",
                                 sender=operator.name, body=text, at=self._clock.seconds())
         d = self.store.add_message(message)
         d.addCallback(lambda seq: self._delivery.deliver(replace(message, seq=seq)))
@@ -316,19 +385,38 @@ class OperatorQueue:
 
         @return: a Deferred firing with how many connections got it.
         """
+        check_sendable(text, self.send_limits.get(route, self.send_limits.get("", 0)), route)
         now = self._clock.seconds()
         targets = self._delivery.on_route(route)
-        count = sum(1 for _, session in targets if session.send(text))
+        probe = MessageRecord(client_id="", route=route, direction="out",
+                              sender=operator.name, body=text, at=now)
+        count, _ = write(probe, [session for _, session in targets])
         for client_id in {client_id for client_id, _ in targets}:
-            self.store.add_message(MessageRecord(
-                client_id=client_id, route=route, direction="out", sender=operator.name,
-                body=text, at=now, delivered=True,
-            )).addErrback(_log_failure("storing a broadcast"))
+            self.store.add_message(replace(probe, client_id=client_id, delivered=True)) \
+                .addErrback(_log_failure("storing a broadcast"))
         return succeed(count)
 
-    def transcript(self, client_id: str | None) -> Deferred[list[MessageRecord]]:
-        result: Deferred[list[MessageRecord]] = self.store.transcript(client_id)
+    def transcript(self, client_id: str | None, before: int | None = None,
+                   limit: int | None = None) -> Deferred[list[MessageRecord]]:
+        result: Deferred[list[MessageRecord]] = self.store.transcript(client_id, before, limit)
         return result
+
+    def full_text(self, item_id: str | None = None,
+                  seq: int | None = None) -> Deferred[str | None]:
+        """
+        @return: a Deferred firing with an item's whole text (open or not;
+            an open one may be named by a prefix) or a message's whole body.
+        """
+        if seq is not None:
+            return self.store.message_body(seq)
+        assert item_id is not None
+        found = self._items.get(item_id)
+        if found is None:
+            try:
+                found = self.find(item_id)
+            except QueueError:
+                found = None
+        return self.store.item_text(found.item_id if found is not None else item_id)
 
     def clients(self) -> list[dict[str, Any]]:
         return self._delivery.clients()
@@ -337,21 +425,64 @@ class OperatorQueue:
         described = item.record.to_json()
         described["state"] = item.state
         described["online"] = self._delivery.is_here(item.record.client_id)
+        described["length"] = item.length
+        described["order"] = item.order
         return described
 
     # -- internals -----------------------------------------------------------
 
-    def _persist(self, item: QueueItem, what: str) -> None:
-        self.store.update_item(item.record).addErrback(_log_failure(what))
+    def _drop_hold(self, item: QueueItem, operator: Any) -> None:
+        held = self._held.get(operator)
+        if held is not None:
+            held.discard(item.item_id)
+            if not held:
+                del self._held[operator]
 
-    def _release(self, item: QueueItem, why: str) -> None:
+    def _released(self, item: QueueItem, why: str) -> None:
+        self._drop_hold(item, item.holder)
         item.release()
         if item.lease_call is not None and item.lease_call.active():
             item.lease_call.cancel()
         item.lease_call = None
-        self._persist(item, "store a release")
         _log.info("item {item_id} back in the queue: {why}", item_id=item.item_id, why=why)
         self._broadcast_to_operators({"type": "updated", "item": self.describe(item)})
+
+    def _release(self, item: QueueItem, why: str) -> None:
+        """
+        Give a claim back without being asked (disconnect, lease expiry):
+        stored first; if that fails, tried again a little later.
+        """
+        if item.busy:
+            self._retry(item, "lease_call", lambda: self._release(item, why))
+            return
+        released = replace(item.record, state="queued", operator=None)
+        item.busy = True
+
+        def stored(_: Any) -> None:
+            item.busy = False
+            if item.state == "claimed" and item.item_id in self._items:
+                self._released(item, why)
+
+        def failed(failure: Failure) -> None:
+            item.busy = False
+            _log.failure("operator queue: storing the release of item {item_id} failed; "
+                         "trying again in {delay} s", failure=failure, item_id=item.item_id,
+                         delay=RETRY_AFTER)
+            self._retry(item, "lease_call", lambda: self._release(item, why))
+
+        maybeDeferred(self.store.update_item, released).addCallbacks(stored, failed)
+
+    def _retry(self, item: QueueItem, slot: str, again: Callable[[], None]) -> None:
+        """
+        Run C{again} in a little while, on the item's lease or fallback
+        timer (so that answering or stopping cancels it).
+        """
+        def run() -> None:
+            setattr(item, slot, None)
+            if item.item_id in self._items:
+                again()
+
+        setattr(item, slot, self._clock.callLater(RETRY_AFTER, run))
 
     def _renew_lease(self, item: QueueItem) -> None:
         if item.lease_call is not None and item.lease_call.active():
@@ -372,24 +503,47 @@ class OperatorQueue:
         item.fallback_call = self._clock.callLater(delay, self._fallback, item)
 
     def _fallback(self, item: QueueItem) -> None:
+        """
+        Send the fallback message (and close the item unless it is kept
+        answerable): the item's new state and the message are stored
+        together first; if that fails, tried again a little later.
+        """
         item.fallback_call = None
         if item.item_id not in self._items or item.record.fallback_sent:
             return
-        item.mark_fallback_sent()
-        record = item.record
-        if not self.settings.keep_after_fallback:
-            self._cancel_timers(item)
-            item.expire()
-            del self._items[item.item_id]
-        self._persist(item, "store a fallback")
+        if item.busy:
+            self._retry(item, "fallback_call", lambda: self._fallback(item))
+            return
+        keep = self.settings.keep_after_fallback
+        record = replace(item.record, fallback_sent=True)
+        if not keep:
+            record = replace(record, state="expired", operator=None)
         message = MessageRecord(client_id=record.client_id, route=record.route,
                                 direction="out", sender="system",
                                 body=self.settings.fallback_message,
                                 at=self._clock.seconds(), item_id=item.item_id)
-        d = self.store.add_message(message)
-        d.addCallback(lambda seq: self._delivery.deliver(replace(message, seq=seq)))
-        d.addErrback(_log_failure("sending a fallback"))
-        self._broadcast_to_operators({"type": "updated", "item": self.describe(item)})
+        item.busy = True
+
+        def stored(seq: int) -> None:
+            item.busy = False
+            if item.item_id not in self._items:
+                return
+            item.mark_fallback_sent()
+            if not keep:
+                self._drop_hold(item, item.holder)
+                item.expire()
+                self._forget(item)
+            self._delivery.deliver(replace(message, seq=seq))
+            self._broadcast_to_operators({"type": "updated", "item": self.describe(item)})
+
+        def failed(failure: Failure) -> None:
+            item.busy = False
+            _log.failure("operator queue: storing the fallback of item {item_id} failed; "
+                         "trying again in {delay} s", failure=failure, item_id=item.item_id,
+                         delay=RETRY_AFTER)
+            self._retry(item, "fallback_call", lambda: self._fallback(item))
+
+        maybeDeferred(self.store.answer_item, record, message).addCallbacks(stored, failed)
 
     def _cancel_timers(self, item: QueueItem) -> None:
         for call in (item.lease_call, item.fallback_call):
@@ -397,10 +551,16 @@ class OperatorQueue:
                 call.cancel()
         item.lease_call = item.fallback_call = None
 
+    def _undeliverable(self, message: MessageRecord, error: str) -> None:
+        _log.warn("message {seq} for client {client_id} can never be written ({error}); "
+                  "marked failed", seq=message.seq, client_id=message.client_id, error=error)
+        self._broadcast_to_operators({"type": "undeliverable", "seq": message.seq,
+                                      "client_id": message.client_id, "item_id": message.item_id,
+                                      "error": error[:200]})
+
     def _broadcast_to_operators(self, event: dict[str, Any]) -> None:
         for operator in list(self._operators):
             try:
                 operator.notify(event)
             except Exception:
                 _log.failure("notifying operator {name}", name=operator.name)
-

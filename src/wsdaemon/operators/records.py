@@ -43,6 +43,8 @@ class MessageRecord:
         acknowledgement).
     @ivar delivered: for C{out} messages, whether it was written to a
         connection of the client.
+    @ivar failed: for C{out} messages, whether writing it to the client
+        failed for good (too big for its route): it is not tried again.
     """
 
     client_id: str
@@ -54,6 +56,7 @@ class MessageRecord:
     item_id: str | None = None
     delivered: bool = False
     seq: int | None = None
+    failed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

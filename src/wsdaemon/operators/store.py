@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS messages (
     sender TEXT NOT NULL,
     body TEXT NOT NULL,
     at REAL NOT NULL,
+    -- out messages: 0 waiting, 1 delivered, 2 failed for good (not retried)
     delivered INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_client ON messages (client_id, seq);
@@ -75,7 +76,7 @@ def _item(row: tuple[Any, ...]) -> ItemRecord:
 def _message(row: tuple[Any, ...]) -> MessageRecord:
     return MessageRecord(
         seq=row[0], client_id=row[1], route=row[2], item_id=row[3], direction=row[4],
-        sender=row[5], body=row[6], at=row[7], delivered=bool(row[8]),
+        sender=row[5], body=row[6], at=row[7], delivered=row[8] == 1, failed=row[8] == 2,
     )
 
 
@@ -182,13 +183,30 @@ class SQLiteStore:
         d.addBoth(stop_pool)
         return d
 
-    def load_open_items(self) -> Deferred[list[ItemRecord]]:
-        def work(db: sqlite3.Connection) -> list[ItemRecord]:
+    def load_open_items(self, preview: int = 0) -> Deferred[list[tuple[ItemRecord, int]]]:
+        columns = _ITEM_COLUMNS if not preview else _ITEM_COLUMNS.replace(
+            "text,", f"substr(text, 1, {int(preview)}),")
+
+        def work(db: sqlite3.Connection) -> list[tuple[ItemRecord, int]]:
             rows = db.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE state IN ('queued', 'claimed') "
-                "ORDER BY created_at, rowid"
+                f"SELECT {columns}, length(text) FROM items "
+                "WHERE state IN ('queued', 'claimed') ORDER BY created_at, rowid"
             ).fetchall()
-            return [_item(row) for row in rows]
+            return [(_item(row), row[-1]) for row in rows]
+
+        return self._run(work)
+
+    def item_text(self, item_id: str) -> Deferred[str | None]:
+        def work(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT text FROM items WHERE item_id = ?", (item_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._run(work)
+
+    def message_body(self, seq: int) -> Deferred[str | None]:
+        def work(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT body FROM messages WHERE seq = ?", (seq,)).fetchone()
+            return None if row is None else str(row[0])
 
         return self._run(work)
 
@@ -234,14 +252,35 @@ class SQLiteStore:
 
         return self._run(work)
 
-    def transcript(self, client_id: str | None) -> Deferred[list[MessageRecord]]:
+    def mark_failed(self, seqs: Iterable[int]) -> Deferred[None]:
+        values = [(seq,) for seq in seqs]
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE messages SET delivered = 2 WHERE seq = ?", values)
+
+        return self._run(work)
+
+    def transcript(self, client_id: str | None, before: int | None = None,
+                   limit: int | None = None) -> Deferred[list[MessageRecord]]:
         def work(db: sqlite3.Connection) -> list[MessageRecord]:
-            if client_id is None:
-                rows = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages ORDER BY seq")
+            where: list[str] = []
+            args: list[Any] = []
+            if client_id is not None:
+                where.append("client_id = ?")
+                args.append(client_id)
+            if before is not None:
+                where.append("seq < ?")
+                args.append(before)
+            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            if limit is None:
+                rows = db.execute(sql + " ORDER BY seq", args).fetchall()
             else:
-                rows = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE client_id = ? "
-                                  "ORDER BY seq", (client_id,))
-            return [_message(row) for row in rows.fetchall()]
+                # The newest page, given oldest first.
+                rows = db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit]).fetchall()
+                rows.reverse()
+            return [_message(row) for row in rows]
 
         return self._run(work)
 

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wsdaemon.interfaces import IOperatorQueue, IReplyStrategy, ISession, IStrategyFactory
+from wsdaemon.operators.errors import QueueRefused
 from wsdaemon.strategy import OptionError, StrategyContext, reject_unknown_options
 
 __all__ = ["OperatorStrategy", "OperatorStrategyFactory"]
@@ -23,6 +24,15 @@ _log = Logger(namespace="wsdaemon.operators")
 DEFAULT_ACK = "Thanks! Your message is number {position} in the queue."
 NOT_QUEUED = "Sorry, your message could not be queued. Please send it again."
 TEXT_ONLY = "Only text messages reach an operator."
+#: What a client is told when its message is over one of the queue's caps
+#: (nothing is stored; the connection stays open).
+REFUSED = {
+    "too_long": "Sorry, your message is too long for an operator (at most {limit} bytes).",
+    "client": "You already have {limit} messages waiting for an answer; please wait for a "
+              "reply before sending more.",
+    "route": "Sorry, the queue is full right now. Please try again later.",
+    "total": "Sorry, the queue is full right now. Please try again later.",
+}
 
 
 def _check_ack(template: str) -> None:
@@ -61,6 +71,12 @@ class OperatorStrategy:
         return self.ack_message.format(position=self.queue.position(item), item=item.item_id)
 
     def _not_queued(self, failure: Failure, session: ISession) -> str:
+        refusal = failure.check(QueueRefused)
+        if refusal is not None:
+            refused: QueueRefused = failure.value  # type: ignore[assignment]
+            _log.info("refused a message from client {client_id} on {route}: {why}",
+                      client_id=session.client_id, route=session.route, why=str(refused))
+            return REFUSED[refused.why].format(limit=refused.limit)
         _log.failure("could not queue a message from client {client_id} on {route}",
                      failure=failure, client_id=session.client_id, route=session.route)
         return NOT_QUEUED
