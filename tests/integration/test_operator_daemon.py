@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon
+from tests.operator_client import Operator
 
 pytestmark = pytest.mark.slow
 
@@ -52,35 +52,6 @@ def config(write_config: Callable[..., Path]) -> Path:
 @pytest.fixture
 def daemon(config: Path, start_daemon: Callable[..., Daemon]) -> Daemon:
     return start_daemon(config)
-
-
-class Operator:
-    """An operator speaking the JSON protocol through the `websockets` client."""
-
-    def __init__(self, daemon: Daemon, token: str) -> None:
-        self.ws: ClientConnection = connect(
-            f"{daemon.url}/operator", additional_headers={"Authorization": f"Bearer {token}"})
-        self.hello = self.next("hello")
-        self._id = 0
-
-    def next(self, kind: str, timeout: float = 5) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            event = json.loads(self.ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-            if event["type"] == kind:
-                return event  # type: ignore[no-any-return]
-
-    def request(self, **body: Any) -> dict[str, Any]:
-        self._id += 1
-        self.ws.send(json.dumps({"id": self._id, **body}))
-        deadline = time.monotonic() + 10
-        while True:
-            event = json.loads(self.ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-            if event["type"] in ("ok", "error") and event.get("id") == self._id:
-                return event  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        self.ws.close()
 
 
 @pytest.fixture

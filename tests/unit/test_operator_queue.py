@@ -277,3 +277,114 @@ def test_stop_cancels_timers() -> None:
     assert clock.getDelayedCalls()
     result(queue.stop())
     assert clock.getDelayedCalls() == []
+
+
+class FailingStore(MemoryStore):
+    """A memory store whose writes fail while C{failing} is set (a locked
+    database, a full disk)."""
+
+    failing = False
+
+    def _check(self) -> None:
+        if self.failing:
+            raise OSError("database is locked")
+
+    def update_item(self, item: Any) -> Any:
+        self._check()
+        return super().update_item(item)
+
+    def answer_item(self, item: Any, reply: Any) -> Any:
+        self._check()
+        return super().answer_item(item, reply)
+
+
+def test_a_failed_commit_changes_nothing() -> None:
+    """Claim, release and reply are stored before the item moves: when the
+    store fails the item stays where it was, open and answerable, and the
+    operator is told why."""
+    store = FailingStore()
+    queue, _, _ = make(store)
+    alice, bob = Operator("alice"), Operator("bob")
+    queue.add_operator(alice)
+    session = client("c1")
+    queue.client_connected(session)
+    item = result(queue.enqueue(session, "help"))
+    store.failing = True
+    with pytest.raises(QueueError, match="could not store the claim .*database is locked"):
+        result(queue.claim(item.item_id, alice))
+    assert item.state == "queued" and not item.busy
+    with pytest.raises(QueueError, match="could not store the reply .*unchanged"):
+        result(queue.reply(item.item_id, alice, "answer"))
+    assert queue.find(item.item_id) is item and item.state == "queued"
+    assert session.sent == []
+    store.failing = False
+    result(queue.claim(item.item_id, alice))
+    store.failing = True
+    with pytest.raises(QueueError, match="could not store the release"):
+        result(queue.release(item.item_id, alice))
+    assert item.state == "claimed" and item.holder is alice
+    with pytest.raises(QueueError, match="is claimed by alice"):
+        queue.reply(item.item_id, bob, "mine")
+    store.failing = False
+    assert result(queue.reply(item.item_id, alice, "answer"))["delivered"] == 1
+    assert session.sent == ["answer"]
+
+
+def test_a_failed_fallback_or_release_is_tried_again() -> None:
+    """A fallback or a release after a disconnect whose commit fails is tried
+    again RETRY_AFTER seconds later, and then lands once."""
+    from wsdaemon.operators.queue import RETRY_AFTER
+
+    store = FailingStore()
+    settings = replace(SETTINGS, fallback_after=10)
+    queue, _, clock = make(store, settings)
+    alice = Operator("alice")
+    queue.add_operator(alice)
+    session = client("c1")
+    queue.client_connected(session)
+    item = result(queue.enqueue(session, "help"))
+    result(queue.claim(item.item_id, alice))
+    store.failing = True
+    queue.remove_operator(alice)
+    assert item.state == "claimed"
+    clock.advance(10)
+    assert session.sent == [] and not item.record.fallback_sent
+    store.failing = False
+    clock.advance(RETRY_AFTER)
+    assert item.state == "queued"
+    assert session.sent == [settings.fallback_message] and item.record.fallback_sent
+    clock.advance(RETRY_AFTER * 3)
+    assert session.sent == [settings.fallback_message]
+
+
+def test_caps_refuse_before_storing() -> None:
+    """Over a cap enqueue fails with QueueRefused and stores nothing; messages
+    being stored count already; a closed item frees room."""
+    from twisted.internet.defer import Deferred
+
+    from wsdaemon.operators.queue import QueueRefused
+
+    settings = replace(SETTINGS, max_open_per_client=2, max_open_per_route=3,
+                       max_open_total=0, max_item_size=8)
+    queue, store, _ = make(settings=settings)
+    a, b, c = client("a"), client("b"), client("c")
+    first = result(queue.enqueue(a, "1"))
+    # A slow store: the second message is still being stored.
+    slow: Deferred[None] = Deferred()
+    store.add_item = lambda item, message: slow  # type: ignore[method-assign]
+    queue.enqueue(a, "2")
+
+    def refused(session: Any, text: str) -> str:
+        with pytest.raises(QueueRefused) as info:
+            result(queue.enqueue(session, text))
+        return info.value.why
+
+    assert refused(a, "3") == "client"
+    assert refused(b, "123456789") == "too_long"
+    del store.add_item
+    result(queue.enqueue(b, "é" * 4))  # 8 bytes
+    assert refused(c, "x") == "route"
+    slow.callback(None)
+    assert queue.count_open() == 3
+    result(queue.reply(first.item_id, Operator("alice"), "ok"))
+    assert result(queue.enqueue(c, "now")).item_id

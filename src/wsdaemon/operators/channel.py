@@ -194,6 +194,9 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
             event = {**self._items_page({}, self.factory.queue.settings.page_size),
                      "type": "resync"}
         data = encode(event)
+        # Bytes count against max_outbound_buffer once the operator has
+        # stopped reading (not the message whose write found that out).
+        was_paused = self._paused
         try:
             self.sendMessage(data, False)
         except Exception:
@@ -201,7 +204,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
                          "closing with 1011", name=self.name, kind=kind, size=len(data))
             self.sendCloseFrame(code=INTERNAL_ERROR, reasonUtf8=b"internal error")
             return
-        if self._paused:
+        if was_paused and self._paused:
             self._backlog += len(data)
             limit = self.factory.queue.settings.max_outbound_buffer
             if limit and self._backlog > limit:

@@ -17,7 +17,7 @@ __all__ = ["MAX_LIMIT", "PAGE_BYTES", "TEXT_CHUNK", "chunk", "encode", "page", "
 MAX_LIMIT = 1000
 #: A page stops growing past this many bytes of JSON (a message's whole
 #: size stays well under the channel's limit).
-PAGE_BYTES = 256 * 1024
+PAGE_BYTES = 512 * 1024
 #: Characters of a text per C{text} answer (at most 6 JSON bytes each).
 TEXT_CHUNK = 32 * 1024
 
