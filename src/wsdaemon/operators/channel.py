@@ -303,7 +303,8 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
 
         def found(text: str | None) -> dict[str, Any]:
             if text is None:
-                raise QueueError(f"no such {'item' if seq is None else 'message'}")
+                raise QueueError(f"no item {(item_id or '')[:40]!r}" if seq is None
+                                 else f"no message with seq {seq}")
             return {"item": item_id, "seq": seq, **chunk(text, offset)}
 
         return d.addCallback(found)

@@ -1,0 +1,164 @@
+"""
+The terminal console (`wsdaemon-operator`) as its users meet it: on a real
+terminal (a pty), piped, against a daemon that is not there, and against
+clients that write escape sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.daemon import Daemon, free_port
+
+pytestmark = pytest.mark.slow
+
+ALICE = "alice-token-0123456789abcdef"
+
+CONFIG = f"""
+    [wsdaemon]
+    listen = tcp:0:interface=127.0.0.1
+
+    [operator]
+    tokens = alice:{ALICE}
+    store = state/queue.sqlite3
+    fallback_after = 0
+    fallback_when_offline = no
+    page_size = 5
+    preview_chars = 40
+    max_open_per_client = 0
+
+    [route:/support]
+    strategy = operator
+"""
+
+
+@pytest.fixture
+def daemon(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> Daemon:
+    return start_daemon(write_config(CONFIG))
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "alice.token"
+    path.write_text(ALICE)
+    return path
+
+
+def run_console(url: str, token_file: Path, script: str,
+                timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wsdaemon.operators.console", url, "--token-file",
+         str(token_file)], input=script, capture_output=True, text=True, timeout=timeout)
+
+
+def send(daemon: Daemon, client_id: str, *texts: str) -> None:
+    with connect(f"{daemon.url}/support?client_id={client_id}") as client:
+        for text in texts:
+            client.send(text)
+            client.recv(timeout=5)
+
+
+def test_cannot_connect_says_why_and_exits_1(token_file: Path) -> None:
+    """Piped, with nothing listening: a few tries, then one clear error line and
+    exit status 1 (no hang)."""
+    started = time.monotonic()
+    url = f"ws://127.0.0.1:{free_port()}/operator"
+    result = run_console(url, token_file, "list\n")
+    assert result.returncode == 1
+    assert f"error: cannot connect to {url}:" in result.stderr
+    assert "refused" in result.stderr.lower()
+    assert time.monotonic() - started < 25
+
+
+def test_client_text_cannot_drive_the_terminal(daemon: Daemon, token_file: Path,
+                                               tmp_path: Path) -> None:
+    """Escape sequences, OSC 52 and newlines from a client are shown escaped on
+    one line; long texts are shortened with the command that shows them whole;
+    pages go on with `more`; `export` writes every line whole."""
+    nasty = ("\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07\n"
+             "#forged /support x [answered by alice]: ok")
+    send(daemon, "evil", nasty)
+    send(daemon, "many", *(f"question {n}" for n in range(7)))
+    long = "L" * 100 + "END"
+    send(daemon, "long", long)
+    export = tmp_path / "all.jsonl"
+    result = run_console(f"{daemon.url}/operator", token_file,
+                         f"list\nmore\nshow #zz\nsearch END\nexport {export}\n")
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    lines = result.stdout.splitlines()
+    evil = next(line for line in lines if " evil " in line and line.startswith("   #"))
+    assert "\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07\\n#forg" in evil
+    assert not any(line.startswith("#forged") for line in lines)
+    assert "... more: type `more` for the next page" in result.stdout
+    assert "question 6" in result.stdout  # the second page
+    [shortened] = [line for line in lines if "LLLL" in line]
+    assert "[... 63 more characters: show #" in shortened
+    assert "error: no item 'zz'" in result.stderr
+    entries = [json.loads(line) for line in export.read_text().splitlines()]
+    assert len(entries) == 9
+    assert [e["body"] for e in entries if e["client_id"] == "long"] == [long]
+    assert [e["body"] for e in entries if e["client_id"] == "evil"] == [nasty]
+
+
+def _read_until(fd: int, wanted: str, seen: list[str], timeout: float = 10,
+                count: int = 1) -> str:
+    deadline = time.monotonic() + timeout
+    while "".join(seen).count(wanted) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{wanted!r} not seen in:\n{''.join(seen)!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                seen.append(os.read(fd, 65536).decode("utf-8", "replace"))
+            except OSError:
+                break
+    return "".join(seen)
+
+
+def test_terminal_line_editing_history_and_events_above(daemon: Daemon,
+                                                        token_file: Path) -> None:
+    """On a terminal: the Up arrow recalls the last command (it is not sent as
+    a command), and an event arriving while a command is half typed does not
+    break it: the finished line runs as typed."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wsdaemon.operators.console", f"{daemon.url}/operator",
+         "--token-file", str(token_file)], stdin=follower, stdout=follower, stderr=follower,
+        env={**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"})
+    os.close(follower)
+    seen: list[str] = []
+    try:
+        _read_until(leader, "-- connected as alice", seen)
+        _read_until(leader, "operator>", seen)
+        os.write(leader, b"list\r")
+        _read_until(leader, "0 open item(s), 1 operator(s) online", seen, count=2)
+        os.write(leader, b"\x1b[A\r")  # Up, Enter: `list` again
+        output = _read_until(leader, "0 open item(s), 1 operator(s) online", seen, count=3)
+        assert "unknown command" not in output
+        with connect(f"{daemon.url}/support?client_id=c1") as client:
+            os.write(leader, b"reply hel")
+            client.send("are you there?")
+            client.recv(timeout=5)
+            before = len(_read_until(leader, "are you there?", seen))
+            # The half-typed line is drawn again below the event, intact.
+            redrawn = _read_until(leader, "reply hel", seen, count=2)
+            assert redrawn.rindex("reply hel") > redrawn.index("are you there?") < before
+            os.write(leader, b"lo there\r")
+            assert client.recv(timeout=10) == "hello there"
+        os.write(leader, b"quit\r")
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        os.close(leader)
