@@ -106,3 +106,52 @@ def test_demo_page_gets_reply_after_coming_back(browser: Any, write_config: Call
     open_support()  # a new page load: the same client id from localStorage
     assert find(By.ID, "client-id").text == client_id
     wait_for(lambda: "Calling you back" in find(By.ID, "log").text)
+
+
+def test_web_console_large_queue_long_texts_and_revocation(
+        browser: Any, write_config: Callable[..., Path],
+        start_daemon: Callable[..., Daemon]) -> None:
+    """With 2,001 open items the console shows the first page and how many more
+    there are, loads the next page, searches; a long message is shortened with
+    a "show all" that fetches it whole; a reload that revokes the token signs
+    the operator out and says why."""
+    import signal
+
+    from selenium.webdriver.common.by import By
+
+    from tests.integration.test_operator_scale import fill_store
+
+    config = write_config(CONFIG)
+    fill_store(config.parent / "state" / "queue.sqlite3", 2000)
+    daemon = start_daemon(config)
+    daemon.wait_for_log("2001 open item(s) restored", timeout=30)
+    long = "A long story. " * 200
+    with connect(f"{daemon.url}/support?client_id=storyteller") as client:
+        client.send(long)
+        client.recv(timeout=5)
+
+    find = browser.find_element
+    browser.get(f"{daemon.http}/console")
+    find(By.ID, "token").send_keys(ALICE)
+    find(By.ID, "login").click()
+    wait_for(lambda: find(By.ID, "count").text == "2002")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#items tr")) == 100
+    assert find(By.ID, "queue-nav").text.startswith("100 shown, 1902 more in the queue")
+    find(By.ID, "load-more").click()
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#items tr")) == 200)
+
+    find(By.ID, "filter-text").send_keys("storyteller")
+    find(By.ID, "filter-client").click()
+    find(By.ID, "filter-apply").click()
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#items tr")) == 1)
+    row = find(By.CSS_SELECTOR, "#items tr")
+    assert f"{len(long) - 500} more characters" in row.text
+    row.find_element(By.CSS_SELECTOR, "button.show-all").click()
+    wait_for(lambda: find(By.ID, "full").text.count("A long story.") == 200)
+    browser.set_window_size(1280, 900)
+    browser.save_screenshot(str(config.parent / "console.png"))
+
+    config.write_text(config.read_text().replace(f"alice:{ALICE}\n", ""))
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: find(By.ID, "state").text == "signed out: your token was revoked")
+    assert "token was revoked" in find(By.ID, "events").text
