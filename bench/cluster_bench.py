@@ -117,6 +117,8 @@ def config(directory: Path, name: str, broker: str) -> Path:
         max_connections_total = 0
 
         [protocol]
+        # These clients choose their ids (?client_id=).
+        identity = claimed
         auto_ping_interval = 0
         max_connections = 0
         max_message_rate = 0

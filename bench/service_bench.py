@@ -110,6 +110,8 @@ def _config(directory: Path, admin_port: int) -> Path:
         api_keys = bench:{KEY}
 
         [protocol]
+        # These clients choose their ids (?client_id=).
+        identity = claimed
         auto_ping_interval = 0
         max_connections = 0
         max_message_rate = 0

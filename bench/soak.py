@@ -80,6 +80,8 @@ def write_config(directory: Path, port: int, admin: int, broker: str = "",
         listen = tcp:{admin}:interface=127.0.0.1
         api_keys = soak:{KEY}
         [protocol]
+        # These clients choose their ids (?client_id=).
+        identity = claimed
         max_message_rate = 0
         [operator]
         tokens = soak:{TOKEN}

@@ -8,7 +8,6 @@ client with 1011 and is logged with context; other clients never notice.
 from __future__ import annotations
 
 import codecs
-import re
 import uuid
 from typing import Any
 
@@ -16,13 +15,14 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.backpressure import Backpressure
 from wsdaemon.config import ProtocolSettings, RouteConfig
 from wsdaemon.directwrite import write_now
+from wsdaemon.identity import resolve
 from wsdaemon.limits import ConnectionLimits, MessageRate
 from wsdaemon.session import Session
 from wsdaemon.sessions import SessionIndex
@@ -44,20 +44,6 @@ def _accept_deflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
     for offer in offers:
         if isinstance(offer, PerMessageDeflateOffer):
             return PerMessageDeflateOfferAccept(offer)
-    return None
-
-
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-
-
-def _client_id(params: dict[str, list[str]]) -> str | None:
-    """
-    The client's own identity from C{?client_id=...}, if well-formed (an
-    ill-formed one is ignored: the session id stands in).
-    """
-    values = params.get("client_id")
-    if values and _CLIENT_ID.match(values[0]):
-        return values[0]
     return None
 
 
@@ -91,7 +77,7 @@ class RouteProtocol(WebSocketServerProtocol):
 
     # -- Autobahn callbacks --------------------------------------------------
 
-    def onConnect(self, request: ConnectionRequest) -> None:
+    def onConnect(self, request: ConnectionRequest) -> tuple[None, dict[str, str]] | None:
         try:
             factory = self.factory
             settings = factory.route.protocol
@@ -109,8 +95,10 @@ class RouteProtocol(WebSocketServerProtocol):
                 )
                 factory.stats.refused("max_connections")
                 raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
-            self._client_id = _client_id(request.params)
             transport: Any = self.transport
+            # Who the client is: refused here (401/403) if it must prove it.
+            self._client_id, headers = resolve(settings.identity, request,
+                                               secure=ISSLTransport.providedBy(transport))
             self._ip = str(getattr(transport.getPeer(), "host", request.peer))
             refusal = factory.limits.admit(self._ip) if factory.limits is not None else None
             if refusal is not None:
@@ -124,6 +112,7 @@ class RouteProtocol(WebSocketServerProtocol):
                 )
             factory.connections += 1
             self._counted = True
+            return (None, headers) if headers else None
         except ConnectionDeny:
             raise
         except Exception:

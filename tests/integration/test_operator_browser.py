@@ -72,11 +72,13 @@ def test_web_console_answers_a_client(browser: Any, write_config: Callable[..., 
 
 def test_demo_page_gets_reply_after_coming_back(browser: Any, write_config: Callable[..., Path],
                                                 start_daemon: Callable[..., Daemon]) -> None:
-    """Demo page gets reply after coming back."""
+    """The demo page's identity is issued by the daemon (a cookie): a reply sent
+    while the page was away reaches it when it comes back."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 
-    daemon = start_daemon(write_config(CONFIG))
+    daemon = start_daemon(write_config(CONFIG.replace("identity = claimed",
+                                                      "identity = anonymous")))
     find = browser.find_element
 
     def open_support() -> None:
@@ -86,8 +88,6 @@ def test_demo_page_gets_reply_after_coming_back(browser: Any, write_config: Call
         wait_for(lambda: find(By.ID, "state").text == "open")
 
     open_support()
-    client_id = find(By.ID, "client-id").text
-    assert client_id.startswith("web-")
     find(By.ID, "message").send_keys("Call me back")
     find(By.ID, "send").click()
     wait_for(lambda: "queued #1" in find(By.ID, "log").text)
@@ -97,14 +97,16 @@ def test_demo_page_gets_reply_after_coming_back(browser: Any, write_config: Call
     operator = Operator(daemon, ALICE)
     try:
         (item,) = operator.hello["items"]
-        assert item["client_id"] == client_id and item["online"] is False
+        cookie = browser.get_cookie("wsdaemon_client")
+        assert cookie is not None and cookie["httpOnly"]
+        assert item["client_id"] == cookie["value"] and item["online"] is False
+        assert len(cookie["value"].split(".")[0]) == 22  # 128 random bits
         answer = operator.request(type="reply", item=item["item_id"], text="Calling you back")
         assert answer["delivered"] == 0
     finally:
         operator.close()
 
-    open_support()  # a new page load: the same client id from localStorage
-    assert find(By.ID, "client-id").text == client_id
+    open_support()  # a new page load: the same identity, from the cookie
     wait_for(lambda: "Calling you back" in find(By.ID, "log").text)
 
 

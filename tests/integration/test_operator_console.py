@@ -38,6 +38,10 @@ CONFIG = f"""
     preview_chars = 40
     max_open_per_client = 0
 
+    [protocol]
+    # These clients choose their ids (?client_id=).
+    identity = claimed
+
     [route:/support]
     strategy = operator
 """

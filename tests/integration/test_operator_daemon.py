@@ -38,6 +38,10 @@ CONFIG = f"""
     fallback_after = 0
     fallback_when_offline = no
 
+    [protocol]
+    # These clients choose their ids (?client_id=).
+    identity = claimed
+
     [route:/support]
     strategy = operator
     ack_message = queued #{{position}} as {{item}}

@@ -45,6 +45,10 @@ def config_text(operator_extra: str = "", route_extra: str = "") -> str:
         fallback_when_offline = no
         {operator_extra}
 
+        [protocol]
+        # These clients choose their ids (?client_id=).
+        identity = claimed
+
         [route:/support]
         strategy = operator
         ack_message = queued #{{position}} as {{item}}

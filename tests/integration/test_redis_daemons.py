@@ -58,6 +58,10 @@ def config_text(redis: RedisServer, admin_port: int, name: str) -> str:
         sweep_interval = 0.25
         daemon_id = {name}
 
+        [protocol]
+        # These clients choose their ids (?client_id=).
+        identity = claimed
+
         [route:/support]
         strategy = operator
         ack_message = queued #{{position}} as {{item}}
@@ -341,12 +345,15 @@ def test_shipped_cluster_example_behind_haproxy(redis_server: RedisServer, tmp_p
     time.sleep(2.5)  # let the health checks mark both daemons up
     token = "alice-example-token-change-me"
     alice = operator(front, token, closing)
-    client = connect(f"{front.url}/support?client_id=via-proxy")
+    client = connect(f"{front.url}/support")
     closing.append(client)
+    # The shipped config issues client ids (a signed cookie).
+    cookie = client.response.headers["Set-Cookie"]
+    issued = cookie.split(";")[0].removeprefix("wsdaemon_client=")
     client.send("hello through HAProxy")
     assert str(client.recv(timeout=5)).startswith("Thanks! Your message is number 1")
     item = alice.next("item")["item"]
-    assert (item["text"], item["client_id"]) == ("hello through HAProxy", "via-proxy")
+    assert (item["text"], item["client_id"]) == ("hello through HAProxy", issued)
     item_id = item["item_id"]
     # leastconn: the operator went to one daemon, the client to the other
     clients = [admin_clients(port) for port in (ports["8191"], ports["8192"])]

@@ -50,6 +50,10 @@ def config_text(admin_port: int, extra: str = "") -> str:
         fallback_after = 0
         fallback_when_offline = no
 
+        [protocol]
+        # These clients choose their ids (?client_id=).
+        identity = claimed
+
         [route:/echo]
         strategy = echo
 

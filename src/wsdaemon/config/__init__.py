@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from wsdaemon.broker.link import BrokerSettings, RedisLink
 from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config._broker import BROKER_SECTION, broker_settings
+from wsdaemon.config._identity import IDENTITY_KEYS
 from wsdaemon.config._model import (
     AdminSettings,
     ConfigError,
@@ -132,7 +133,7 @@ def load_config(
 
     defaults = ProtocolSettings()
     if PROTOCOL_SECTION in parser:
-        reader.check_keys(PROTOCOL_SECTION, set(_PROTOCOL_KEYS))
+        reader.check_keys(PROTOCOL_SECTION, set(_PROTOCOL_KEYS) | IDENTITY_KEYS)
         defaults = _protocol_settings(reader, PROTOCOL_SECTION, defaults)
 
     broker = broker_settings(reader) if BROKER_SECTION in parser else None

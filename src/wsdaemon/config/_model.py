@@ -10,6 +10,7 @@ from pathlib import Path
 
 from wsdaemon.broker.link import BrokerSettings, RedisLink
 from wsdaemon.broker.queue import SharedOperatorQueue
+from wsdaemon.identity import IdentityPolicy
 from wsdaemon.interfaces import IReplyStrategy
 from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
 from wsdaemon.origin import OriginPolicy
@@ -62,6 +63,8 @@ class ProtocolSettings:
     max_fragments: int = 1024
     max_outbound_buffer: int = 1024 * 1024
     origins: OriginPolicy = field(default_factory=OriginPolicy.local_only)
+    #: Who a client is (L{wsdaemon.identity}).
+    identity: IdentityPolicy = field(default_factory=IdentityPolicy)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.broker.queue import SharedOperatorQueue
+from wsdaemon.config._identity import IDENTITY_KEYS, identity_policy
 from wsdaemon.config._model import AdminSettings, ProtocolSettings, RouteConfig
 from wsdaemon.config._reader import ROUTE_PREFIX, _Reader
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count, _seconds, _size
@@ -67,7 +68,8 @@ def _protocol_settings(
             raise reader.error(section, "allowed_origins", str(e)) from None
     if "allow_missing_origin" in values:
         origins = origins.with_allow_missing(values.pop("allow_missing_origin"))
-    settings = replace(base, origins=origins, **values)
+    identity = identity_policy(reader, section, base.identity)
+    settings = replace(base, origins=origins, identity=identity, **values)
     if settings.max_frame_size > settings.max_message_size:
         raise reader.error(
             section, "max_frame_size",
@@ -112,7 +114,7 @@ def _build_route(
     options = {
         key: value
         for key, value in reader.parser[section].items()
-        if key not in _ROUTE_KEYS and key not in _PROTOCOL_KEYS
+        if key not in _ROUTE_KEYS and key not in _PROTOCOL_KEYS and key not in IDENTITY_KEYS
     }
     context = StrategyContext(clock=clock, config_dir=reader.path.parent, route=path,
                               operator_queue=operator_queue)

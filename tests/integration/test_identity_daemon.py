@@ -1,0 +1,159 @@
+"""
+Identity in the real daemon: ids it issues (cookies) and tokens the team's
+backend signs (JWT, HS256 and ES256), with the push API and the operator
+queue addressing them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.daemon import Daemon, free_port
+from tests.integration.test_service_daemon import KEY, Admin
+from tests.operator_client import Operator
+
+pytestmark = pytest.mark.slow
+
+ALICE = "alice-token-0123456789abcdef"
+SECRET = "0123456789abcdef0123456789abcdef-shared"
+
+
+def start(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon],
+          identity: str, files: dict[str, bytes] | None = None) -> tuple[Daemon, Admin]:
+    admin_port = free_port()
+    config = write_config(f"""
+        [wsdaemon]
+        listen = tcp:0:interface=127.0.0.1
+
+        [admin]
+        listen = tcp:{admin_port}:interface=127.0.0.1
+        api_keys = ops:{KEY}
+
+        [operator]
+        tokens = alice:{ALICE}
+        store = state/queue.sqlite3
+        fallback_after = 0
+        fallback_when_offline = no
+
+        [protocol]
+        {identity}
+
+        [route:/support]
+        strategy = operator
+        ack_message = queued
+    """.replace("\n        {identity}", "").replace("{identity}", identity))
+    (config.parent / "jwt.secret").write_text(SECRET)
+    for name, data in (files or {}).items():
+        (config.parent / name).write_bytes(data)
+    return start_daemon(config), Admin(admin_port)
+
+
+def test_anonymous_ids_are_issued_and_cannot_be_claimed(
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
+    """A client gets an unguessable id in a cookie and keeps it by presenting
+    it; claiming someone else's id (or any chosen one) gets a new id instead,
+    and nothing kept for the other client."""
+    daemon, admin = start(write_config, start_daemon,
+                          "identity = anonymous\n        identity_secret_file = state/id.key")
+    first = connect(f"{daemon.url}/support")
+    cookie = first.response.headers["Set-Cookie"]
+    issued = cookie.split(";")[0].removeprefix("wsdaemon_client=")
+    assert "HttpOnly" in cookie and len(issued.split(".")[0]) == 22
+    first.send("my one-time code please")
+    assert first.recv(timeout=5) == "queued"
+    first.close()
+
+    alice = Operator(daemon, ALICE)
+    try:
+        assert alice.hello["items"][0]["client_id"] == issued
+        assert alice.request(type="reply", text="your code is 4711")["type"] == "ok"
+    finally:
+        alice.close()
+
+    # Someone who saw only the nonce, or guesses, or picks a name, is not them.
+    for claim in (issued.split(".")[0] + ".AAAAAAAAAAAAAAAA", "alice"):
+        with connect(f"{daemon.url}/support?client_id={claim}") as impostor:
+            assert impostor.response.headers["Set-Cookie"].split(";")[0] != \
+                f"wsdaemon_client={issued}"
+            with pytest.raises(TimeoutError):
+                impostor.recv(timeout=0.5)
+    with connect(f"{daemon.url}/support",
+                 additional_headers={"Cookie": f"wsdaemon_client={issued}"}) as again:
+        assert "Set-Cookie" not in again.response.headers
+        assert again.recv(timeout=5) == "your code is 4711"
+        assert admin.call("/push", {"client": issued, "text": "order shipped"})[1]["delivered"] \
+            == 1
+        assert again.recv(timeout=5) == "order shipped"
+
+
+def test_jwt_identity(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon],
+                      tmp_path: Path) -> None:
+    """With identity = jwt a missing token is refused with 401 and a forged,
+    expired or wrong-audience one with 403, before the upgrade; a good one's
+    subject is the client id, whatever ?client_id= says; the push API
+    reaches it by that id."""
+    daemon, admin = start(write_config, start_daemon,
+                          "identity = jwt\n        jwt_secret_file = jwt.secret\n"
+                          "        jwt_audience = shop")
+
+    def token(key: str = SECRET, **claims: Any) -> str:
+        body = {"sub": "customer-7", "exp": time.time() + 60, "aud": "shop", **claims}
+        return jwt.encode(body, key, "HS256")
+
+    url = f"{daemon.url}/support"
+    for attempt, status in ((url, 401),
+                            (f"{url}?access_token={token(key='x' * 40)}", 403),
+                            (f"{url}?access_token={token(exp=time.time() - 10)}", 403),
+                            (f"{url}?access_token={token(aud='other')}", 403)):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(attempt)
+        assert refused.value.response.status_code == status
+    with connect(f"{url}?access_token={token()}&client_id=customer-8") as client:
+        assert "Set-Cookie" not in client.response.headers
+        assert admin.call("/push", {"client": "customer-7", "text": "hi"})[1]["delivered"] == 1
+        assert client.recv(timeout=5) == "hi"
+    with connect(url, additional_headers={"Authorization": f"Bearer {token()}"}) as client:
+        client.send("question")
+        assert client.recv(timeout=5) == "queued"
+    alice = Operator(daemon, ALICE)
+    try:
+        assert [i["client_id"] for i in alice.hello["items"]] == ["customer-7"]
+    finally:
+        alice.close()
+
+
+def test_jwt_with_a_public_key(write_config: Callable[..., Path],
+                               start_daemon: Callable[..., Daemon]) -> None:
+    """ES256: the daemon holds only the public key; a token signed with the
+    private key is accepted, one signed with another key is refused."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private, other = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+    pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    daemon, _ = start(write_config, start_daemon,
+                      "identity = jwt\n        jwt_public_key_file = jwt.pub", {"jwt.pub": pem})
+
+    def token(key: Any) -> str:
+        return jwt.encode({"sub": "ec-user", "exp": time.time() + 60}, key, "ES256")
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{daemon.url}/support?access_token={token(other)}")
+    assert refused.value.response.status_code == 403
+    with connect(f"{daemon.url}/support?access_token={token(private)}") as client:
+        client.send("hello")
+        assert client.recv(timeout=5) == "queued"
+    alice = Operator(daemon, ALICE)
+    try:
+        assert [i["client_id"] for i in alice.hello["items"]] == ["ec-user"]
+    finally:
+        alice.close()

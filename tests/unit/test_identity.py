@@ -1,0 +1,137 @@
+"""
+Identity: ids the daemon issues, tokens the team's backend signs, and the
+config that chooses between them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.task import Clock
+
+from wsdaemon.config import ConfigError, load_config
+from wsdaemon.identity import IdentityPolicy, JwtSettings, issue, resolve, verify
+
+SECRET = b"s" * 32
+
+
+class Request:
+    """What Autobahn hands onConnect, as far as identity reads it."""
+
+    def __init__(self, params: dict[str, list[str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.params = params or {}
+        self.headers = headers or {}
+        self.peer = "tcp4:127.0.0.1:5000"
+
+
+def test_issued_ids_are_random_signed_and_checked() -> None:
+    """An issued id carries 128 random bits and verifies; any change, another
+    secret or a chosen name does not."""
+    first, second = issue(SECRET), issue(SECRET)
+    assert first != second and verify(SECRET, first)
+    nonce, signature = first.split(".")
+    assert len(nonce) == 22
+    assert not verify(b"t" * 32, first)
+    assert not verify(SECRET, nonce + "." + signature[:-1] + ("A" if signature[-1] != "A" else "B"))
+    assert not verify(SECRET, "alice") and not verify(SECRET, "")
+
+
+def test_anonymous_issues_and_recognises_but_never_accepts_a_claim() -> None:
+    """A new client gets an id in an HttpOnly cookie; it comes back with it
+    (cookie or ?client_id=) as the same client; a chosen id is replaced."""
+    policy = IdentityPolicy(mode="anonymous", secret=SECRET)
+    client_id, headers = resolve(policy, Request(), secure=True)
+    assert client_id is not None and verify(SECRET, client_id)
+    cookie = headers["Set-Cookie"]
+    assert cookie.startswith(f"wsdaemon_client={client_id};")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" in cookie
+    again, more = resolve(policy, Request(headers={"cookie": f"a=b; wsdaemon_client={client_id}"}))
+    assert (again, more) == (client_id, {})
+    assert resolve(policy, Request(params={"client_id": [client_id]}))[0] == client_id
+    chosen, fresh = resolve(policy, Request(params={"client_id": ["alice"]}))
+    assert chosen != "alice" and "Set-Cookie" in fresh
+
+
+def _token(**claims: Any) -> str:
+    body = {"sub": "user-42", "exp": time.time() + 60, "aud": "shop", **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, SECRET, "HS256")
+
+
+def test_jwt_subject_is_the_id_and_bad_tokens_are_refused() -> None:
+    """The token's subject is the client id (?client_id= cannot change it);
+    no token: 401; bad signature, expired, wrong audience, no expiry: 403."""
+    policy = IdentityPolicy(mode="jwt", jwt=JwtSettings(key=SECRET, algorithms=("HS256",),
+                                                        audience="shop"))
+    good = _token()
+    assert resolve(policy, Request(params={"access_token": [good],
+                                           "client_id": ["someone"]}))[0] == "user-42"
+    assert resolve(policy, Request(headers={"authorization": f"Bearer {good}"}))[0] == "user-42"
+    with pytest.raises(ConnectionDeny) as denied:
+        resolve(policy, Request())
+    assert denied.value.code == 401
+    forged = jwt.encode({"sub": "user-42", "exp": time.time() + 60, "aud": "shop"},
+                        b"x" * 32, "HS256")
+    for bad in (forged, _token(exp=time.time() - 5), _token(aud="other"), _token(exp=None),
+                jwt.encode({"sub": "u", "exp": time.time() + 60, "aud": "shop"}, None, "none")):
+        with pytest.raises(ConnectionDeny) as denied:
+            resolve(policy, Request(params={"access_token": [bad]}))
+        assert denied.value.code == 403
+
+
+CONFIG = """\
+[wsdaemon]
+listen = tcp:0:interface=127.0.0.1
+
+[route:/echo]
+strategy = echo
+{extra}
+"""
+
+
+@pytest.mark.parametrize(("extra", "key", "expected"), [
+    ("identity = whoever", "identity", "expected one of anonymous, jwt, claimed"),
+    ("identity = jwt", "identity", "jwt needs jwt_secret_file"),
+    ("identity = jwt\njwt_secret_file = short.key", "jwt_secret_file", "expected at least 32"),
+    ("identity = jwt\njwt_secret_file = missing.key", "jwt_secret_file", "cannot read"),
+    ("identity = jwt\njwt_public_key_file = short.key", "jwt_public_key_file",
+     "expected a PEM public key"),
+    ("identity = jwt\njwt_secret_file = long.key\njwt_algorithms = RS256", "jwt_algorithms",
+     "expected some of HS256"),
+])
+def test_identity_config_errors(tmp_path: Path, extra: str, key: str, expected: str) -> None:
+    """Each identity mistake names the file, line, section and key."""
+    (tmp_path / "short.key").write_text("tooshort")
+    (tmp_path / "long.key").write_text("k" * 40)
+    path = tmp_path / "wsdaemon.ini"
+    path.write_text(CONFIG.format(extra=extra))
+    with pytest.raises(ConfigError) as error:
+        load_config(path, clock=Clock())
+    assert error.value.section == "route:/echo" and error.value.key == key
+    assert expected in str(error.value) and str(path) in str(error.value)
+
+
+def test_identity_secret_file_is_created_private_and_kept(tmp_path: Path,
+                                                          monkeypatch: Any) -> None:
+    """identity_secret_file is created readable by the daemon's user only (even
+    with a permissive umask) and read again as it is."""
+    import os
+
+    path = tmp_path / "wsdaemon.ini"
+    path.write_text(CONFIG.format(extra="identity_secret_file = state/id.key"))
+    old = os.umask(0)
+    try:
+        first = load_config(path, clock=Clock()).routes[0].protocol.identity.secret
+    finally:
+        os.umask(old)
+    key = tmp_path / "state" / "id.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert load_config(path, clock=Clock()).routes[0].protocol.identity.secret == first
+
+
+
