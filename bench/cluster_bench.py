@@ -128,6 +128,8 @@ def config(directory: Path, name: str, broker: str) -> Path:
         store = {directory}/{name}.sqlite3
         fallback_after = 0
         fallback_when_offline = no
+        # Throughput, not the per-client cap: these clients pipeline.
+        max_open_per_client = 0
 
         [route:/support]
         strategy = operator

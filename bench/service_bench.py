@@ -122,6 +122,8 @@ def _config(directory: Path, admin_port: int) -> Path:
         store = {directory}/queue.sqlite3
         fallback_after = 0
         fallback_when_offline = no
+        # Throughput, not the per-client cap: these clients pipeline.
+        max_open_per_client = 0
 
         [route:/echo]
         strategy = echo

@@ -90,6 +90,8 @@ def write_config(directory: Path, port: int, admin: int, broker: str = "",
         fallback_after = 3
         fallback_message = {FALLBACK}
         fallback_when_offline = no
+        # Throughput, not the per-client cap: these clients pipeline.
+        max_open_per_client = 0
         keep_after_fallback = no
         [route:/echo]
         strategy = echo

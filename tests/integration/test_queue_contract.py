@@ -333,3 +333,70 @@ def test_a_dead_daemons_taken_messages_come_back(harness: Harness) -> Iterator[A
     again = client("c1")
     count = yield queue.client_connected(again)
     assert (count, again.sent) == (1, ["kept for you"])
+
+
+@pytest_twisted.inlineCallbacks
+def test_caps_and_unsendable_replies(harness: Harness) -> Iterator[Any]:
+    """Over the per-client, per-route, total and size caps a message is refused
+    with QueueRefused and nothing stored; a reply too big for the client's
+    route or holding a lone surrogate is refused before anything is stored,
+    and the item stays answerable."""
+    from wsdaemon.operators.errors import QueueRefused
+
+    settings = replace(SETTINGS, max_open_per_client=2, max_open_per_route=3,
+                       max_open_total=4, max_item_size=10)
+    queue = yield started(harness, settings)
+    queue.send_limits = {"/support": 20, "/sales": 1000, "": 1000}
+    alice = Operator("alice")
+    queue.add_operator(alice)
+
+    def refused(session: Any, text: str) -> Any:
+        d = maybeDeferred(queue.enqueue, session, text)
+        d.addCallbacks(lambda _: None, lambda f: f.trap(QueueRefused) and f.value.why)
+        return d
+
+    a, b = client("a"), client("b")
+    first = yield queue.enqueue(a, "a1")
+    yield queue.enqueue(a, "a2")
+    assert (yield refused(a, "a3")) == "client"
+    assert (yield refused(b, "x" * 11)) == "too_long"
+    yield queue.enqueue(b, "b1")
+    assert (yield refused(client("c"), "c1")) == "route"
+    sales = RecordingSession(session_id="s-d", route="/sales", client_id="d")
+    yield queue.enqueue(sales, "d1")
+    assert (yield refused(RecordingSession(session_id="s-e", route="/sales", client_id="e"),
+                          "e1")) == "total"
+    yield harness.settle(lambda: len(queue.open_items()) == 4)
+
+    for text, why in (("y" * 21, "accepts messages of at most 20 bytes"),
+                      ("bad \ud800", "lone surrogate")):
+        with pytest.raises(QueueError, match=why):
+            yield maybeDeferred(queue.reply, first.item_id, alice, text)
+    answer = yield queue.reply(first.item_id, alice, "fits")
+    assert answer["item"]["state"] == "answered"
+    yield harness.settle(lambda: len(queue.open_items()) == 3)
+    yield queue.enqueue(a, "a3")
+
+
+@pytest_twisted.inlineCallbacks
+def test_transcript_pages_and_whole_texts(harness: Harness) -> Iterator[Any]:
+    """A transcript comes a page at a time (the newest lines before a seq); an
+    item's whole text and a line's whole body can be read back."""
+    queue = yield started(harness)
+    session = client("c1")
+    queue.client_connected(session)
+    long = "é" * 3000
+    item = yield queue.enqueue(session, long)
+    alice = Operator("alice")
+    queue.add_operator(alice)
+    for n in range(5):
+        yield queue.push("c1", f"push {n}", alice)
+    page = yield queue.transcript("c1", None, 2)
+    assert [m.body for m in page] == ["push 3", "push 4"]
+    older = yield queue.transcript("c1", page[0].seq, 10)
+    assert [m.body for m in older] == [long, "push 0", "push 1", "push 2"]
+    assert (yield queue.full_text(item.item_id, None)) == long
+    assert (yield queue.full_text(None, older[1].seq)) == "push 0"
+    assert queue.count_open() == 1
+    assert [i.item_id for i in queue.iter_open("c1")] == [item.item_id]
+    assert list(queue.iter_open("nobody")) == []
