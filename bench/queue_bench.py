@@ -72,38 +72,43 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-class Bystander:
-    """A client on /echo, one message at a time, timing each round trip."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.samples: list[float] = []
-        self.running = True
-
-    async def run(self) -> None:
-        async with websockets.connect(self.url) as ws:
-            while self.running:
-                started = time.perf_counter()
-                await ws.send("ping")
-                await ws.recv()
-                self.samples.append((time.perf_counter() - started) * 1000)
-                await asyncio.sleep(0.005)
-
-    def summary(self) -> dict[str, float]:
-        return {"p50_ms": pct(self.samples, 0.5), "p99_ms": pct(self.samples, 0.99),
-                "n": len(self.samples)}
+_BYSTANDER = r"""
+import asyncio, json, sys, time, websockets
+async def main(url):
+    samples, stop = [], asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sys.stdin.fileno(), stop.set)  # the parent closes stdin: done
+    async with websockets.connect(url) as ws:
+        while not stop.is_set():
+            started = time.perf_counter()
+            await ws.send("ping")
+            await ws.recv()
+            samples.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.005)
+    print(json.dumps(samples))
+asyncio.run(main(sys.argv[1]))
+"""
 
 
 async def measured(url: str, work: Any, seconds: float | None = None) -> dict[str, float]:
-    bystander = Bystander(url)
-    task = asyncio.create_task(bystander.run())
+    """
+    Echo round trips of a bystander on another route, from a process of its
+    own (so that the load generator's own work does not count), while
+    C{work} runs (or for C{seconds}).
+    """
+    bystander = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _BYSTANDER, url, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
+    await asyncio.sleep(0.5)  # connected
     if work is None:
         await asyncio.sleep(seconds or 3)
     else:
         await work
-    bystander.running = False
-    await task
-    return bystander.summary()
+    assert bystander.stdin is not None
+    bystander.stdin.close()
+    out, _ = await bystander.communicate()
+    samples = json.loads(out)
+    return {"p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99), "n": len(samples)}
 
 
 async def operator_reader(base: str, stop: asyncio.Event, counts: list[int]) -> None:
@@ -143,6 +148,8 @@ max_open_per_route = {args.items + args.clients + 10000}
 
 [route:/support]
 strategy = operator
+# The flood below measures the queue's caps, not the message rate limit.
+max_message_rate = 0
 
 [route:/echo]
 strategy = echo
@@ -163,6 +170,7 @@ strategy = echo
             base = f"ws://127.0.0.1:{port}"
 
             signin = []
+            timings: dict[str, list[float]] = {}
             for _ in range(5):
                 t0 = time.perf_counter()
                 async with websockets.connect(f"{base}/operator?token={TOKEN}",
@@ -170,7 +178,8 @@ strategy = echo
                     hello = json.loads(await ws.recv())
                     signin.append((time.perf_counter() - t0) * 1000)
                     assert hello["total"] == args.items, hello["total"]
-                    timings: dict[str, list[float]] = {}
+                    if not hello["items"]:
+                        continue
                     for name, request in (
                             ("page_100_ms", {"after": hello["items"][-1]["order"]}),
                             ("page_1000_ms", {"after": args.items // 2, "limit": 1000}),
@@ -238,7 +247,9 @@ def report(r: dict[str, Any]) -> None:
           f"-> {r['rss_end_mib']:.0f} MiB at the end")
     print(f"  operator sign-in (connect -> greeting): median {r['signin_ms']['median']:.0f} ms, "
           f"max {r['signin_ms']['max']:.0f} ms")
-    print("  list: " + ", ".join(f"{k} {v:.1f}" for k, v in r["list"].items()))
+    if r["list"]:
+        print("  list (ms): " + ", ".join(f"{k.removesuffix('_ms')} {v:.1f}"
+                                          for k, v in r["list"].items()))
     e = r["enqueue"]
     print(f"  enqueue: {e['clients_per_s']:.0f} new clients/s (connect, send, ack), ack p50 "
           f"{e['ack_p50_ms']:.1f} ms, p99 {e['ack_p99_ms']:.1f} ms; operators read "
@@ -258,7 +269,15 @@ if __name__ == "__main__":
     parser.add_argument("--operators", type=int, default=3)
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
+    baseline = asyncio.run(main(argparse.Namespace(**{**vars(arguments), "items": 0})))
     outcome = asyncio.run(main(arguments))
+    report(baseline)
     report(outcome)
+    print(f"ratios, {arguments.items:,} open items vs an empty queue (same run): ack p50 "
+          f"{outcome['enqueue']['ack_p50_ms'] / baseline['enqueue']['ack_p50_ms']:.2f}x, p99 "
+          f"{outcome['enqueue']['ack_p99_ms'] / baseline['enqueue']['ack_p99_ms']:.2f}x; "
+          f"bystander p99 during enqueue "
+          f"{outcome['bystander_during_enqueue']['p99_ms'] / baseline['bystander_during_enqueue']['p99_ms']:.2f}x")
     if arguments.json:
-        arguments.json.write_text(json.dumps(outcome, indent=2))
+        arguments.json.write_text(json.dumps({"baseline": baseline, "loaded": outcome},
+                                             indent=2))
