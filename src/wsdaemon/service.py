@@ -142,7 +142,7 @@ class WsDaemonService(MultiService):
             "connections": len(self.index),
             "pending_timers": len(self._reactor.getDelayedCalls()),
             "queue": None if queue is None else {"started": queue.started,
-                                                 "open_items": len(queue.open_items())},
+                                                 "open_items": queue.count_open()},
         }
 
     # -- start -----------------------------------------------------------------
