@@ -98,6 +98,14 @@ class _ApiResource(Resource):
             return _json(request, e.code, {"error": e.message})
 
 
+def _check_unicode(key: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _RequestError(400, f'"{key}" holds a lone surrogate (U+{ord(value[e.start]):04X} '
+                                 f"at character {e.start}): not valid Unicode") from None
+
+
 def parse_push(body: bytes) -> tuple[PushTarget, str | bytes]:
     """
     @raise _RequestError: 400 with the reason.
@@ -106,6 +114,8 @@ def parse_push(body: bytes) -> tuple[PushTarget, str | bytes]:
         data = json.loads(body)
     except ValueError as e:
         raise _RequestError(400, f"body is not JSON: {e}") from None
+    except RecursionError:
+        raise _RequestError(400, "body is not a push: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise _RequestError(400, "body must be a JSON object")
     unknown = set(data) - set(_TARGET_KEYS) - {"text", "base64"}
@@ -128,6 +138,9 @@ def parse_push(body: bytes) -> tuple[PushTarget, str | bytes]:
     if len(bodies) != 1:
         raise _RequestError(400, 'give exactly one of "text" (a text message) or "base64" '
                                "(a binary message)")
+    for key in (kind, "text"):
+        if isinstance(data.get(key), str):
+            _check_unicode(key, data[key])
     if bodies[0] == "text":
         if not isinstance(data["text"], str):
             raise _RequestError(400, '"text" must be a string')

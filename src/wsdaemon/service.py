@@ -6,7 +6,9 @@ protocol.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +54,34 @@ def accelerations() -> str:
     return "NVX not available: pure Python, slow"
 
 
+class ListenError(Exception):
+    """
+    A listener could not bind: which endpoint, and the config key naming it.
+    """
+
+    def __init__(self, endpoint: str, key: str, error: Exception) -> None:
+        super().__init__(f"{endpoint} ({key}): {error}")
+        self.endpoint = endpoint
+        self.key = key
+        self.error = error
+
+
+class _Listener(StreamServerEndpointService):
+    key = ""
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            raise ListenError(str(self.name), self.key, e) from None
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except Exception as e:
+            raise ListenError(str(self.name), self.key, e) from None
+
+
 class WsDaemonService(MultiService):
     """
     @param reload_config: reads the config anew (given the running config,
@@ -71,6 +101,8 @@ class WsDaemonService(MultiService):
         self._handle_signals = handle_signals
         self._signals_installed = False
         self.ready = False
+        self._exit_status = 0
+        self._stopping = False
         # Autobahn's own timers (handshake timeouts, auto-ping) run on
         # txaio's loop, not on the factory's reactor: point it at ours.
         txaio.use_twisted()
@@ -85,18 +117,18 @@ class WsDaemonService(MultiService):
         self.site = build_site(self.webroot.build(config),
                                handshake_timeout=config.protocol.open_handshake_timeout)
         for description in config.listen:
-            self._listen(description, self.site)
+            self._listen(description, self.site, "[wsdaemon] listen (or --listen)")
         self.admin_site: AdminSite | None = None
         if config.admin is not None:
             registry = make_registry(self, self.push_counters)
             self.admin_site = AdminSite(self, config.admin.api_keys, config.admin.max_body,
                                         registry, self.push_counters)
             for description in config.admin.listen:
-                self._listen(description, self.admin_site)
+                self._listen(description, self.admin_site, "[admin] listen (or --admin-listen)")
 
-    def _listen(self, description: str, factory: Any) -> None:
-        listener = StreamServerEndpointService(build_endpoint(description, self._reactor),
-                                               factory)
+    def _listen(self, description: str, factory: Any, key: str) -> None:
+        listener = _Listener(build_endpoint(description, self._reactor), factory)
+        listener.key = key
         # Fail the start (and the process) if we cannot listen.
         listener._raiseSynchronously = True
         listener.setName(description)
@@ -158,7 +190,11 @@ class WsDaemonService(MultiService):
             self._cannot_listen(e)
 
     def _cannot_listen(self, error: Exception) -> None:
-        _log.critical("cannot listen: {error}", error=str(error))
+        if isinstance(error, ListenError):
+            _log.critical("cannot listen on {endpoint} ({key}): {error}",
+                          endpoint=error.endpoint, key=error.key, error=str(error.error))
+        else:
+            _log.critical("cannot listen: {error}", error=str(error))
         raise SystemExit(1)
 
     def startService(self) -> None:
@@ -205,8 +241,22 @@ class WsDaemonService(MultiService):
         _log.info("ready")
 
     def _queue_failed(self, failure: Failure) -> None:
-        _log.failure("cannot open the operator queue's store", failure=failure)
+        """
+        The store cannot be opened: one clear line, and exit status 1 (so
+        systemd and scripts see the failure).
+        """
+        operator = self.config.operator
+        _log.critical("cannot open the operator store {path}: {why}",
+                      path=str(operator.store_path) if operator is not None else "?",
+                      why=failure.getErrorMessage() or repr(failure.value))
+        self._exit_status = 1
+        self._reactor.addSystemEventTrigger("after", "shutdown", self._exit)
         self._reactor.stop()
+
+    def _exit(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(self._exit_status)
 
     # -- signals -----------------------------------------------------------------
 
@@ -221,8 +271,18 @@ class WsDaemonService(MultiService):
     def _install_stop_signal(self) -> None:
         # The reactor's own SIGTERM handler makes twistd re-raise the signal
         # (the process then "dies of SIGTERM"); ours stops cleanly, exit 0.
+        # A second signal (Ctrl-C twice, `timeout` sending two) while
+        # stopping is ignored, quietly.
         reactor = self._reactor
-        signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: reactor.callFromThread(self._stop_once))
+
+    def _stop_once(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._reactor.running:
+            self._reactor.stop()
 
     # -- reload ------------------------------------------------------------------
 

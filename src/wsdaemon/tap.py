@@ -20,7 +20,8 @@ __all__ = ["Options", "makeService"]
 
 
 class Options(usage.Options):
-    synopsis = "--config PATH [--listen ENDPOINT]... [--check-config]"
+    synopsis = ("--config PATH [--listen ENDPOINT]... [--admin-listen ENDPOINT]... "
+                "[--check-config]")
     longdesc = (
         "Run the wsdaemon WebSocket messaging daemon. ENDPOINT is a Twisted endpoint "
         "string such as tcp:8080:interface=127.0.0.1, unix:/run/wsdaemon.sock, "
@@ -36,6 +37,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["admin-listen"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -45,6 +47,13 @@ class Options(usage.Options):
         self["listen"].append(endpoint)
 
     opt_l = opt_listen
+
+    def opt_admin_listen(self, endpoint: str) -> None:
+        """
+        Serve the admin API on ENDPOINT instead of the config's [admin]
+        listen (repeatable).
+        """
+        self["admin-listen"].append(endpoint)
 
     def postOptions(self) -> None:
         if not self["config"]:
@@ -63,6 +72,7 @@ def load(options: Options | dict[str, Any], reactor: Any,
         options["config"],
         clock=reactor,
         listen_override=options["listen"],
+        admin_listen_override=options.get("admin-listen", ()),
         check_endpoint=lambda description: check_endpoint(description, reactor),
         operator_queue=operator_queue,
         broker_link=broker_link,

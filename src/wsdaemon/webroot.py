@@ -16,6 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from wsdaemon.config import DaemonConfig
+from wsdaemon.config._sections import ASSETS_PATH
 from wsdaemon.limits import ConnectionLimits, HandshakeDeadlineChannel
 from wsdaemon.operators.channel import OperatorChannelFactory
 from wsdaemon.protocol import RouteFactory
@@ -46,24 +47,60 @@ def console_page(channel_path: str) -> bytes:
     return _page("console.html", {"channel": channel_path})
 
 
+#: Where the pages' scripts and style sheets are served (no route may lie
+#: there).
+ASSETS = ASSETS_PATH
+_ASSET_TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8"}
+#: Scripts and styles only from our own files (no inline script runs, so an
+#: injected one would not either); WebSockets to this origin; never framed.
+CONTENT_SECURITY_POLICY = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    b"img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def security_headers(request: Request) -> None:
+    """
+    What every page and asset is sent with.
+    """
+    request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY)
+    request.setHeader(b"x-frame-options", b"DENY")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    # The console accepts ?token=: it must never leave in a Referer.
+    request.setHeader(b"referrer-policy", b"no-referrer")
+
+
 class StaticPage(Resource):
     """
-    An HTML page rendered once at startup.
+    An HTML page (or one of its scripts or style sheets) rendered once at
+    startup.
     """
 
     isLeaf = True
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, content_type: bytes = b"text/html; charset=utf-8") -> None:
         super().__init__()
         self._body = body
+        self._type = content_type
 
     def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"content-type", self._type)
         request.setHeader(b"cache-control", b"no-store")
-        request.setHeader(b"x-content-type-options", b"nosniff")
+        security_headers(request)
         return self._body
 
     render_HEAD = render_GET
+
+
+def assets() -> Resource:
+    """
+    @return: the pages' scripts and style sheets, at L{ASSETS}.
+    """
+    folder = _NoIndexResource()
+    for name in ("demo.js", "demo.css", "console.js", "console.css"):
+        body = files("wsdaemon").joinpath(f"static/{name}").read_bytes()
+        folder.putChild(name.encode(), StaticPage(body, _ASSET_TYPES[name[name.rindex("."):]]))
+    return folder
 
 
 class _NoIndexResource(Resource):
@@ -111,6 +148,7 @@ class WebRoot:
         self.limits.total = config.max_connections_total
         self.limits.per_ip = config.max_connections_per_ip
         root = _NoIndexResource()
+        root.putChild(ASSETS.strip("/").encode(), assets())
         if config.demo_page:
             root.putChild(b"", StaticPage(demo_page(config)))
         factories: dict[str, RouteFactory] = {}

@@ -5,6 +5,7 @@ The command line, run for real: --check-config, config errors, --listen,
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -114,3 +115,54 @@ def test_shipped_config_serves_echo(start_daemon: Callable[..., Daemon], tmp_pat
     with connect(f"{daemon.url}/echo", origin="http://localhost:8080") as client:  # type: ignore[arg-type]
         client.send("shipped")
         assert client.recv() == "shipped"
+
+
+ADMIN_CONFIG = ECHO_CONFIG + """
+    [admin]
+    listen = tcp:{port}:interface=127.0.0.1
+    api_keys = ops:ops-key-0123456789abcdef
+"""
+
+
+def test_a_busy_admin_port_names_its_key_and_admin_listen_moves_it(
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
+    """The admin port taken: exit 1 naming [admin] listen and --admin-listen;
+    --admin-listen moves the admin API like --listen moves the routes."""
+    import urllib.request
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_config(ADMIN_CONFIG.format(port=port))
+        result = run_cli("--config", str(config), "--listen", "tcp:0:interface=127.0.0.1")
+        assert result.returncode == 1
+        output = result.stdout + result.stderr
+        assert f"cannot listen on tcp:{port}:interface=127.0.0.1 ([admin] listen (or " \
+            "--admin-listen))" in output and "Address already in use" in output
+        moved = free_port()
+        daemon = start_daemon(config, extra_args=[
+            "--admin-listen", f"tcp:{moved}:interface=127.0.0.1"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{moved}/healthz", timeout=5) as answer:
+            assert json.loads(answer.read())["ready"] in (True, False)
+        assert daemon.process.poll() is None
+
+
+def test_second_ctrl_c_is_quiet(write_config: Callable[..., Path],
+                                start_daemon: Callable[..., Daemon]) -> None:
+    """Two SIGINTs in a row (Ctrl-C twice) stop the daemon once, cleanly: exit
+    0, no traceback, no ReactorNotRunning."""
+    import signal
+    import time
+
+    daemon = start_daemon(write_config(ECHO_CONFIG))
+    daemon.wait_for_log("ready")
+    with connect(f"{daemon.url}/echo") as client:
+        client.send("x")
+        client.recv(timeout=5)
+        daemon.process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        daemon.process.send_signal(signal.SIGINT)
+        assert daemon.process.wait(timeout=15) == 0
+    log = daemon.log()
+    assert "ReactorNotRunning" not in log and "Traceback" not in log, log

@@ -157,3 +157,30 @@ def test_bad_rules_file_refused_with_both_files_and_lines(
         assert result.returncode == 1
         assert (f"{config}:5: [route:/bot] rules: {rules}:{line}: regex: bad regular "
                 "expression") in result.stderr
+
+
+def test_a_slow_regex_cannot_stall_the_daemon(write_config: Callable[..., Path],
+                                              start_daemon: Callable[..., Daemon]) -> None:
+    """The classic catastrophic-backtracking rule answers a hostile message at
+    once (RE2 runs in linear time) and a client on another route never waits."""
+    config = write_config("""
+        [wsdaemon]
+        listen = tcp:0:interface=127.0.0.1
+
+        [route:/bot]
+        strategy = scripted
+        rules = redos.toml
+
+        [route:/echo]
+        strategy = echo
+    """)
+    (config.parent / "redos.toml").write_text(
+        "[[rule]]\nregex = '^(\\w+\\s?)*$'\nreply = 'words'\n\n[default]\nreply = 'other'\n")
+    daemon = start_daemon(config)
+    with connect(f"{daemon.url}/bot") as bot, connect(f"{daemon.url}/echo") as echo:
+        bot.send("a" * 60 + "!")  # Python's re would take longer than the universe
+        echo.send("still there?")
+        assert echo.recv(timeout=2) == "still there?"
+        assert bot.recv(timeout=2) == "other"
+        bot.send("a few words here")
+        assert bot.recv(timeout=2) == "words"

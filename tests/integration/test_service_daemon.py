@@ -124,7 +124,8 @@ def test_push_api_targets(service: tuple[Daemon, Admin]) -> None:
 
 
 def test_push_api_errors(service: tuple[Daemon, Admin]) -> None:
-    """The push API answers 401, 400 and 413 as documented, and logs no secret."""
+    """The push API answers 401, 400 and 413 as documented (never 500 for a bad
+    body: deep nesting, lone surrogates), and logs no secret."""
     daemon, admin = service
     assert admin.call("/push", {"all": True, "text": "x"}, key=None)[0] == 401
     assert admin.call("/push", {"all": True, "text": "x"}, key="wrong-key-0123456789")[0] == 401
@@ -135,6 +136,12 @@ def test_push_api_errors(service: tuple[Daemon, Admin]) -> None:
     assert status == 400 and '"text"' in body["error"]
     status, body = admin.call("/push", raw=json.dumps({"all": True, "text": "x" * 5000}).encode())
     assert status == 413 and "over 4096 bytes" in body["error"]
+    status, body = admin.call("/push", raw=b"[" * 2000 + b"]" * 2000)
+    assert status == 400 and "nested too deeply" in body["error"]
+    status, body = admin.call("/push", raw=b'{"all": true, "text": "bad \\ud800 text"}')
+    assert status == 400 and "lone surrogate (U+D800" in body["error"], body
+    status, body = admin.call("/push", raw=b'{"client": "\\udfff", "text": "x"}')
+    assert status == 400 and '"client" holds a lone surrogate' in body["error"], body
     log = daemon.log()
     assert KEY not in log and TOKEN not in log
 

@@ -47,7 +47,18 @@ BAD = {
         [[rule]]
         regex = '(unclosed'
         reply = "x"
-        """, 2, "regex: bad regular expression"),
+        """, 2, "regex: bad regular expression: missing )"),
+    "backreference (not linear)": ("""
+        [[rule]]
+        regex = '(a)\\1'
+        reply = "x"
+        """, 2, "not supported by RE2, the linear-time engine rules run on: invalid escape "
+                "sequence: \\1 (backreferences and look-arounds cannot run in linear time"),
+    "look-ahead (not linear)": ("""
+        [[rule]]
+        regex = 'a(?=b)'
+        reply = "x"
+        """, 2, "linear time"),
     "unknown placeholder": ("""
         [[rule]]
         text = "a"

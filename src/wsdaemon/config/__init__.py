@@ -61,6 +61,7 @@ def load_config(
     clock: IReactorTime,
     registry: StrategyRegistry | None = None,
     listen_override: Sequence[str] = (),
+    admin_listen_override: Sequence[str] = (),
     check_endpoint: Callable[[str], None] | None = None,
     operator_queue: OperatorQueue | SharedOperatorQueue | None = None,
     broker_link: RedisLink | None = None,
@@ -70,6 +71,7 @@ def load_config(
 
     @param clock: handed to strategies (their only source of time).
     @param listen_override: endpoint strings replacing C{[wsdaemon] listen}.
+    @param admin_listen_override: endpoint strings replacing C{[admin] listen}.
     @param check_endpoint: validates one endpoint string, raising
         ValueError with the reason (see L{wsdaemon.endpoints}).
     @param operator_queue: on a reload, the running queue, kept as it is
@@ -150,7 +152,10 @@ def load_config(
             queue = SharedOperatorQueue(operator, link, clock)
         else:
             queue = OperatorQueue(operator, SQLiteStore(operator.store_path, clock), clock)
-    admin = _admin_settings(reader, check_endpoint) if ADMIN_SECTION in parser else None
+    admin = (_admin_settings(reader, check_endpoint, tuple(admin_listen_override))
+             if ADMIN_SECTION in parser else None)
+    if admin_listen_override and admin is None:
+        raise ConfigError("--admin-listen", "the config has no [admin] section to move")
 
     if not route_sections:
         raise ConfigError(

@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config._identity import IDENTITY_KEYS, identity_policy
-from wsdaemon.config._model import AdminSettings, ProtocolSettings, RouteConfig
+from wsdaemon.config._model import AdminSettings, ConfigError, ProtocolSettings, RouteConfig
 from wsdaemon.config._reader import ROUTE_PREFIX, _Reader
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count, _seconds, _size
 from wsdaemon.credentials import parse_tokens
@@ -26,6 +26,8 @@ from wsdaemon.registry import StrategyRegistry, UnknownStrategyError
 from wsdaemon.strategy import OptionError, StrategyContext
 
 OPERATOR_SECTION = "operator"
+#: Where the web pages' scripts and style sheets are served.
+ASSETS_PATH = "/_wsdaemon"
 ADMIN_SECTION = "admin"
 #: A URL path of one or more non-empty segments (routes, operator paths).
 _URL_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
@@ -89,7 +91,14 @@ def _route_path(reader: _Reader, section: str) -> str:
             "expected a route section named [route:/path] with a URL path of one or more "
             f"non-empty segments, e.g. [route:/echo]; got {path!r}",
         )
+    if _reserved(path):
+        raise reader.error(section, None, f"{ASSETS_PATH} is where the pages' scripts are "
+                                          "served; choose another path")
     return path
+
+
+def _reserved(path: str) -> bool:
+    return path == ASSETS_PATH or path.startswith(ASSETS_PATH + "/")
 
 
 def _build_route(
@@ -175,13 +184,13 @@ def _secrets(reader: _Reader, section: str, inline_key: str, file_key: str,
     return found
 
 
-def _admin_settings(reader: _Reader,
-                    check_endpoint: Callable[[str], None] | None) -> AdminSettings:
+def _admin_settings(reader: _Reader, check_endpoint: Callable[[str], None] | None,
+                    override: tuple[str, ...] = ()) -> AdminSettings:
     section = ADMIN_SECTION
     reader.check_keys(section, _ADMIN_KEYS)
     values = reader.parser[section]
     raw = values.get("listen", "tcp:8081:interface=127.0.0.1")
-    listen = tuple(line.strip() for line in raw.splitlines() if line.strip())
+    listen = override or tuple(line.strip() for line in raw.splitlines() if line.strip())
     if not listen:
         raise reader.error(section, "listen", "expected one or more endpoint strings")
     if check_endpoint is not None:
@@ -189,6 +198,8 @@ def _admin_settings(reader: _Reader,
             try:
                 check_endpoint(endpoint)
             except ValueError as e:
+                if override:
+                    raise ConfigError("--admin-listen", f"{endpoint!r}: {e}") from None
                 raise reader.error(section, "listen", f"{endpoint!r}: {e}") from None
     keys = _secrets(reader, section, "api_keys", "api_keys_file", "API key")
     max_body = 1024 * 1024
@@ -207,9 +218,9 @@ def _operator_settings(reader: _Reader) -> OperatorSettings:
     for key in ("path", "console_path"):
         if key in values:
             value = values[key].strip()
-            if not _URL_PATH.match(value):
-                raise reader.error(section, key, f"expected a URL path such as /operator, "
-                                                 f"got {value!r}")
+            if not _URL_PATH.match(value) or _reserved(value):
+                raise reader.error(section, key, f"expected a URL path such as /operator "
+                                                 f"(not under {ASSETS_PATH}), got {value!r}")
             settings[key] = value
     for key, allow_zero in (("lease", False), ("fallback_after", True)):
         if key in values:

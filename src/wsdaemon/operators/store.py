@@ -14,6 +14,7 @@ C{kill -9} and power loss.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -159,6 +160,7 @@ class SQLiteStore:
 
         def connect() -> None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private(self.path)
             db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -283,6 +285,24 @@ class SQLiteStore:
             return [_message(row) for row in rows]
 
         return self._run(work)
+
+
+def _private(path: Path) -> None:
+    """
+    Make the database file readable by the daemon's user only, whatever the
+    umask (SQLite gives its WAL and SHM files the database file's mode):
+    every conversation is in it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists() and companion.stat().st_mode & 0o077:
+            companion.chmod(0o600)
 
 
 def _update_item(db: sqlite3.Connection, item: ItemRecord) -> None:
