@@ -128,7 +128,11 @@ def test_demo_page_lists_routes(echo_daemon: Daemon) -> None:
         assert response.status == 200
         assert response.headers["content-type"].startswith("text/html")
         body = response.read().decode()
-    assert '"path": "/echo"' in body and "new WebSocket" in body
+    assert '"path": "/echo"' in body and '<script src="/_wsdaemon/demo.js">' in body
+    # The page's script (served apart, for the CSP) opens the WebSocket.
+    with urllib.request.urlopen(f"{echo_daemon.http}/_wsdaemon/demo.js") as response:
+        assert response.headers["content-type"].startswith("text/javascript")
+        assert "new WebSocket" in response.read().decode()
 
 
 def test_plain_get_on_route_shows_no_status_page(echo_daemon: Daemon) -> None:

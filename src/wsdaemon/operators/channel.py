@@ -60,6 +60,16 @@ def _text(request: dict[str, Any], key: str = "text") -> str:
     return value
 
 
+def _request_id(value: Any) -> Any:
+    """
+    The request's C{id}, echoed in the answer: a number or a short string
+    (anything else is not echoed).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    return value if len(str(value)) <= 100 else None
+
+
 def _optional(request: dict[str, Any], key: str, kind: type, what: str) -> Any:
     value = request.get(key)
     if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
@@ -233,9 +243,11 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
                 request = json.loads(payload)
             except ValueError:
                 raise QueueError("not JSON") from None
+            except RecursionError:
+                raise QueueError("not a request: JSON nested too deeply") from None
             if not isinstance(request, dict):
                 raise QueueError("expected a JSON object with a 'type'")
-            request_id = request.get("id")
+            request_id = _request_id(request.get("id"))
             kind = request.get("type")
             handler = getattr(self, f"_do_{kind}", None) if isinstance(kind, str) else None
             if handler is None:
