@@ -24,6 +24,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from wsdaemon.broker.link import BrokerUnavailable
 from wsdaemon.credentials import check_token
+from wsdaemon.escaping import visible
 from wsdaemon.interfaces import IPushBus
 from wsdaemon.sessions import PushTarget, SessionIndex
 
@@ -166,7 +167,7 @@ class PushResource(_ApiResource):
         def done(count: int) -> None:
             counters.count(target.kind, "ok")
             _log.info("push to {kind} {value}: {count} connection(s)", kind=target.kind,
-                      value=target.value, count=count)
+                      value=visible(target.value or ""), count=count)
             request.write(_json(request, 200, {"delivered": count, "target": target.to_json()}))
             request.finish()
 

@@ -59,3 +59,36 @@ def check_token(offered: str, tokens: Mapping[str, str]) -> str | None:
         if hmac.compare_digest(offered_bytes, token.encode("utf-8")):
             found = name
     return found
+
+
+#: The secrets shipped in etc/ as examples: anyone who read the README knows
+#: them. Warned about on loopback, refused on any other listener.
+EXAMPLE_SECRETS = frozenset({
+    "alice-example-token-change-me", "bob-example-token-change-me",
+    "ops-example-api-key-change-me",
+})
+
+
+def example_names(secrets: Mapping[str, str]) -> list[str]:
+    """
+    @param secrets: secret -> name.
+    @return: the names whose secret is one of the shipped examples.
+    """
+    return sorted(name for secret, name in secrets.items() if secret in EXAMPLE_SECRETS)
+
+
+def is_loopback(endpoint: str) -> bool:
+    """
+    @return: whether a listening endpoint string only accepts this machine's
+        connections (TCP on a loopback interface, or a Unix socket).
+    """
+    kind, _, rest = endpoint.partition(":")
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False  # systemd: and others: we cannot tell
+    for part in re.split(r"(?<!\\):", rest):  # "\:" escapes a colon (IPv6)
+        if part.startswith("interface="):
+            host = part[len("interface="):].replace("\\", "")
+            return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    return False

@@ -33,6 +33,8 @@ from pathlib import Path
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 
+from wsdaemon.escaping import visible
+
 __all__ = ["COOKIE", "IdentityPolicy", "JwtSettings", "issue", "read_or_create_secret",
            "resolve", "verify"]
 
@@ -167,7 +169,7 @@ def _from_token(settings: JwtSettings, request: ConnectionRequest) -> str:
                   why=type(e).__name__)
         raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "identity token not accepted") from None
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not _SUBJECT.match(subject):
+    if not isinstance(subject, str) or not _SUBJECT.match(subject) or visible(subject) != subject:
         raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "identity token has no usable subject")
     return subject
 

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from wsdaemon.backpressure import Backpressure
 from wsdaemon.config import ProtocolSettings, RouteConfig
 from wsdaemon.directwrite import write_now
+from wsdaemon.escaping import visible
 from wsdaemon.identity import resolve
 from wsdaemon.limits import ConnectionLimits, MessageRate
 from wsdaemon.session import Session
@@ -76,6 +77,12 @@ class RouteProtocol(WebSocketServerProtocol):
     _counted = False
 
     # -- Autobahn callbacks --------------------------------------------------
+
+    def failHandshake(self, reason: str, code: int = 400,
+                      responseHeaders: Any = None) -> None:
+        # Autobahn puts a bad header's value, as the client sent it, into
+        # its log lines and the HTTP status line: escape it first.
+        super().failHandshake(visible(reason), code, responseHeaders)
 
     def onConnect(self, request: ConnectionRequest) -> tuple[None, dict[str, str]] | None:
         try:

@@ -26,6 +26,7 @@ from wsdaemon import __version__, accel
 from wsdaemon.admin import AdminSite, PushCounters
 from wsdaemon.broker.push import RedisPushBus
 from wsdaemon.config import ConfigError, DaemonConfig
+from wsdaemon.credentials import example_names
 from wsdaemon.endpoints import build_endpoint
 from wsdaemon.metrics import make_registry
 from wsdaemon.push import LocalPushBus
@@ -207,6 +208,7 @@ class WsDaemonService(MultiService):
             accel=accelerations(), ours=accel.describe(), config=str(config.path),
         )
         self._log_routes(config)
+        self._warn_examples(config)
         queue = config.operator_queue
         started: Deferred[Any] = queue.start() if queue is not None else succeed(None)
         if config.broker_link is not None:
@@ -221,6 +223,16 @@ class WsDaemonService(MultiService):
             for description in config.admin.listen:
                 _log.info("admin API listening on {endpoint}", endpoint=description)
         started.addCallbacks(self._started, self._queue_failed)
+
+    def _warn_examples(self, config: DaemonConfig) -> None:
+        for what, secrets in (("operator token", config.operator and config.operator.tokens),
+                              ("API key", config.admin and config.admin.api_keys)):
+            names = example_names(secrets or {})
+            if names:
+                _log.warn("{names}: the shipped example {what}(s), known to anyone who read "
+                          "the README; fine on loopback for a try, refused on any other "
+                          "listener: make your own (openssl rand -hex 24)",
+                          names=", ".join(names), what=what)
 
     def _log_routes(self, config: DaemonConfig) -> None:
         for route in config.routes:

@@ -115,6 +115,8 @@ def test_shipped_config_serves_echo(start_daemon: Callable[..., Daemon], tmp_pat
     with connect(f"{daemon.url}/echo", origin="http://localhost:8080") as client:  # type: ignore[arg-type]
         client.send("shipped")
         assert client.recv() == "shipped"
+    daemon.wait_for_log("alice, bob: the shipped example operator token(s)")
+    daemon.wait_for_log("ops: the shipped example API key(s)")
 
 
 ADMIN_CONFIG = ECHO_CONFIG + """

@@ -266,3 +266,25 @@ def test_strategy_exception_gets_1011_others_unaffected(daemon: Daemon) -> None:
         assert bystander.recv(timeout=5) == "STILL HERE!"
     log = daemon.wait_for_log("the shout strategy exploded")
     assert "failed in message_received" in log and "on /shout" in log
+
+
+def test_escape_sequences_in_handshake_headers_never_reach_the_log(echo_daemon: Daemon) -> None:
+    """Bad handshake headers full of terminal escape sequences are refused with
+    400; the log (and the status line) show them escaped, never raw."""
+    import base64
+
+    nasty = "\x1b]0;PWNED\x07\x1b[2J\u202e"
+    key = base64.b64encode(os.urandom(16)).decode()
+    requests = [
+        f"Sec-WebSocket-Key: bad{nasty}\r\nSec-WebSocket-Version: 13\r\n",
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13{nasty}\r\n",
+    ]
+    for headers in requests:
+        with socket.create_connection(("127.0.0.1", echo_daemon.port), timeout=5) as s:
+            s.sendall((f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                       f"Connection: Upgrade\r\n{headers}\r\n").encode())
+            answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"\x1b" not in answer
+    log = echo_daemon.wait_for_log("Sec-WebSocket-Version")
+    assert not any(c in log for c in "\x1b\x07\x80\u202e")
+    assert "\\x1b]0;PWNED\\x07\\x1b[2J" in log

@@ -142,7 +142,10 @@ def test_push_api_errors(service: tuple[Daemon, Admin]) -> None:
     assert status == 400 and "lone surrogate (U+D800" in body["error"], body
     status, body = admin.call("/push", raw=b'{"client": "\\udfff", "text": "x"}')
     assert status == 400 and '"client" holds a lone surrogate' in body["error"], body
-    log = daemon.log()
+    status, body = admin.call("/push", {"client": "\x1b]0;x\x07\u202e", "text": "x"})
+    assert status == 200 and body["delivered"] == 0
+    log = daemon.wait_for_log("push to client \\x1b]0;x\\x07\\u202e: 0 connection(s)")
+    assert "\x1b" not in log and "\u202e" not in log
     assert KEY not in log and TOKEN not in log
 
 

@@ -65,7 +65,8 @@ def _token(**claims: Any) -> str:
 
 def test_jwt_subject_is_the_id_and_bad_tokens_are_refused() -> None:
     """The token's subject is the client id (?client_id= cannot change it);
-    no token: 401; bad signature, expired, wrong audience, no expiry: 403."""
+    no token: 401; bad signature, expired, wrong audience, no expiry, a
+    subject with control or bidi characters: 403."""
     policy = IdentityPolicy(mode="jwt", jwt=JwtSettings(key=SECRET, algorithms=("HS256",),
                                                         audience="shop"))
     good = _token()
@@ -78,6 +79,7 @@ def test_jwt_subject_is_the_id_and_bad_tokens_are_refused() -> None:
     forged = jwt.encode({"sub": "user-42", "exp": time.time() + 60, "aud": "shop"},
                         b"x" * 32, "HS256")
     for bad in (forged, _token(exp=time.time() - 5), _token(aud="other"), _token(exp=None),
+                _token(sub="evil\u202etxt.exe"), _token(sub="a\x1b[2J"),
                 jwt.encode({"sub": "u", "exp": time.time() + 60, "aud": "shop"}, None, "none")):
         with pytest.raises(ConnectionDeny) as denied:
             resolve(policy, Request(params={"access_token": [bad]}))

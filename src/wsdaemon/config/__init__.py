@@ -37,6 +37,7 @@ from wsdaemon.config._sections import (
     _route_path,
 )
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count
+from wsdaemon.credentials import example_names, is_loopback
 from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
 from wsdaemon.operators.store import SQLiteStore
 from wsdaemon.registry import StrategyRegistry
@@ -53,6 +54,30 @@ __all__ = [
 MAIN_SECTION = "wsdaemon"
 PROTOCOL_SECTION = "protocol"
 _MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip"}
+
+
+def _refuse_exposed_examples(reader: _Reader, listen: Sequence[str],
+                             operator: OperatorSettings | None,
+                             admin: AdminSettings | None) -> None:
+    """
+    The shipped example tokens and keys are public: refuse them on any
+    listener other than loopback (the service warns about them on loopback).
+    """
+    checks = []
+    if operator is not None:
+        checks.append((OPERATOR_SECTION, "tokens", example_names(operator.tokens), listen))
+    if admin is not None:
+        checks.append((ADMIN_SECTION, "api_keys", example_names(admin.api_keys), admin.listen))
+    for section, key, names, endpoints in checks:
+        if f"{key}_file" in reader.parser[section]:
+            key = f"{key}_file"
+        exposed = [e for e in endpoints if not is_loopback(e)]
+        if names and exposed:
+            raise reader.error(
+                section, key,
+                f"{', '.join(names)} still use(s) the shipped example secret, and "
+                f"{exposed[0]} is not a loopback listener: make your own "
+                "(e.g. `openssl rand -hex 24`)")
 
 
 def load_config(
@@ -156,6 +181,7 @@ def load_config(
              if ADMIN_SECTION in parser else None)
     if admin_listen_override and admin is None:
         raise ConfigError("--admin-listen", "the config has no [admin] section to move")
+    _refuse_exposed_examples(reader, listen, operator, admin)
 
     if not route_sections:
         raise ConfigError(

@@ -24,6 +24,7 @@ from wsdaemon.backpressure import Backpressure
 from wsdaemon.broker.link import BrokerUnavailable
 from wsdaemon.config import ProtocolSettings
 from wsdaemon.credentials import check_token
+from wsdaemon.escaping import visible
 from wsdaemon.interfaces import IOperatorQueue
 from wsdaemon.operators.errors import QueueError
 from wsdaemon.operators.pages import MAX_LIMIT, chunk, encode, page, shorten
@@ -98,6 +99,12 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     _token_digest = b""
     _paused = False
     _backlog = 0
+
+    def failHandshake(self, reason: str, code: int = 400,
+                      responseHeaders: Any = None) -> None:
+        # Autobahn puts a bad header's value, as the client sent it, into
+        # its log lines and the HTTP status line: escape it first.
+        super().failHandshake(visible(reason), code, responseHeaders)
 
     def onConnect(self, request: ConnectionRequest) -> None:
         try:
