@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -26,6 +27,7 @@ from wsdaemon.broker.link import BrokerUnavailable
 from wsdaemon.credentials import check_token
 from wsdaemon.escaping import visible
 from wsdaemon.interfaces import IPushBus
+from wsdaemon.limits import HandshakeDeadlineChannel
 from wsdaemon.sessions import PushTarget, SessionIndex
 
 __all__ = ["AdminSite", "DaemonView", "PushCounters"]
@@ -247,19 +249,74 @@ class _AdminRequest(Request):
         super().handleContentChunk(data)
 
 
+class _AdminChannel(HandshakeDeadlineChannel):
+    """
+    The admin listener's HTTP channel: a whole request (headers I{and} body)
+    must arrive within the site's C{request_timeout}, and the site counts
+    its open connections.
+    """
+
+    site: Any
+
+    def connectionMade(self) -> None:
+        self.site.open_connections += 1
+        super().connectionMade()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.site.open_connections -= 1
+        super().connectionLost(reason)
+
+    def allHeadersReceived(self) -> None:
+        # Not done yet: the deadline runs until the body is in too.
+        HTTPChannel.allHeadersReceived(self)
+
+    def allContentReceived(self) -> None:
+        self._disarm()
+        super().allContentReceived()
+
+
+class _Misdirected(Resource):
+    """
+    A Host the admin API does not answer to (DNS rebinding: a browser page
+    of another site resolving its own name to this address).
+    """
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return _json(request, 421, {"error": "this Host is not served here; see [admin] "
+                                             "allowed_hosts"})
+
+
+def _host_name(request: Request) -> str:
+    raw = (request.getHeader(b"host") or b"").decode("latin-1").strip().lower()
+    if raw.startswith("["):  # [::1]:8081
+        return raw[1:raw.find("]")] if "]" in raw else raw
+    return raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
+
+
 class AdminSite(Site):
     """
     @param api_keys: key -> name of who holds it.
+    @param allowed_hosts: Host header names answered (others: 421).
     """
 
     requestFactory = _AdminRequest
+    protocol = _AdminChannel  # type: ignore[assignment]
     displayTracebacks = False
 
     def __init__(self, daemon: DaemonView, api_keys: Mapping[str, str], max_body: int,
-                 registry: CollectorRegistry, push_counters: PushCounters) -> None:
+                 registry: CollectorRegistry, push_counters: PushCounters,
+                 request_timeout: float = 10.0, max_connections: int = 100,
+                 allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"}),
+                 ) -> None:
         self.daemon = daemon
         self.api_keys = dict(api_keys)
         self.max_body = max_body
+        self.handshake_timeout = request_timeout
+        self.max_connections = max_connections
+        self.allowed_hosts = allowed_hosts
+        self.open_connections = 0
         self.push_counters = push_counters
         root = Resource()
         root.putChild(b"push", PushResource(self))
@@ -267,3 +324,15 @@ class AdminSite(Site):
         root.putChild(b"metrics", MetricsResource(registry))
         root.putChild(b"healthz", HealthResource(daemon))
         super().__init__(root)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.open_connections >= self.max_connections:
+            _log.warn("admin API: refused a connection from {peer}: {count} open "
+                      "([admin] max_connections)", peer=str(addr), count=self.open_connections)
+            return None
+        return super().buildProtocol(addr)
+
+    def getResourceFor(self, request: Request) -> Any:
+        if _host_name(request) not in self.allowed_hosts:
+            return _Misdirected()
+        return super().getResourceFor(request)

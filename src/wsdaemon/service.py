@@ -122,8 +122,10 @@ class WsDaemonService(MultiService):
         self.admin_site: AdminSite | None = None
         if config.admin is not None:
             registry = make_registry(self, self.push_counters)
-            self.admin_site = AdminSite(self, config.admin.api_keys, config.admin.max_body,
-                                        registry, self.push_counters)
+            admin = config.admin
+            self.admin_site = AdminSite(self, admin.api_keys, admin.max_body, registry,
+                                        self.push_counters, admin.request_timeout,
+                                        admin.max_connections, admin.allowed_hosts)
             for description in config.admin.listen:
                 self._listen(description, self.admin_site, "[admin] listen (or --admin-listen)")
 
@@ -329,6 +331,9 @@ class WsDaemonService(MultiService):
         if self.admin_site is not None and new.admin is not None:
             self.admin_site.api_keys = dict(new.admin.api_keys)
             self.admin_site.max_body = new.admin.max_body
+            self.admin_site.handshake_timeout = new.admin.request_timeout
+            self.admin_site.max_connections = new.admin.max_connections
+            self.admin_site.allowed_hosts = new.admin.allowed_hosts
         self.config = new
         _log.info("reloaded {config}: {summary}", config=str(new.path), summary=new.summary())
         self._log_routes(new)

@@ -94,6 +94,12 @@ class AdminSettings:
     listen: tuple[str, ...]
     api_keys: Mapping[str, str]
     max_body: int = 1024 * 1024
+    #: Seconds a client has to send a whole request (headers and body).
+    request_timeout: float = 10.0
+    #: Open connections at most; more are closed at once.
+    max_connections: int = 100
+    #: Host header names (lower case, no port) answered; others get 421.
+    allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,10 @@ _OPERATOR_COUNTS = {
     "max_open_total": (0, None), "page_size": (1, MAX_LIMIT), "preview_chars": (20, 10_000),
 }
 _OPERATOR_SIZES = ("max_item_size", "max_message_size", "max_outbound_buffer")
-_ADMIN_KEYS = {"listen", "api_keys", "api_keys_file", "max_body"}
+_ADMIN_KEYS = {"listen", "api_keys", "api_keys_file", "max_body", "request_timeout",
+               "max_connections", "allowed_hosts"}
+#: Host names the admin API always answers to.
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _ROUTE_KEYS = {"strategy"}
 
 
@@ -205,7 +208,27 @@ def _admin_settings(reader: _Reader, check_endpoint: Callable[[str], None] | Non
     max_body = 1024 * 1024
     if "max_body" in values:
         max_body = reader.convert(section, "max_body", _size)
-    return AdminSettings(listen=listen, api_keys=keys, max_body=max_body)
+    extra: dict[str, Any] = {}
+    if "request_timeout" in values:
+        extra["request_timeout"] = reader.convert(section, "request_timeout",
+                                                  partial(_seconds, allow_zero=False))
+    if "max_connections" in values:
+        extra["max_connections"] = reader.convert(
+            section, "max_connections", partial(_count_in, low=1, high=None))
+    hosts = set(_LOOPBACK_HOSTS) | {h for h in map(_interface, listen) if h}
+    hosts |= {h.lower().strip("[]") for h in values.get("allowed_hosts", "").split()}
+    return AdminSettings(listen=listen, api_keys=keys, max_body=max_body,
+                         allowed_hosts=frozenset(hosts), **extra)
+
+
+def _interface(endpoint: str) -> str | None:
+    """
+    @return: the address a TCP endpoint string listens on, if it names one.
+    """
+    for part in re.split(r"(?<!\\):", endpoint):
+        if part.startswith("interface="):
+            return part[len("interface="):].replace("\\", "").lower()
+    return None
 
 
 def _operator_settings(reader: _Reader) -> OperatorSettings:
