@@ -11,6 +11,7 @@ import codecs
 import uuid
 from typing import Any
 
+from autobahn.exception import PayloadExceededError
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
@@ -186,12 +187,15 @@ class RouteProtocol(WebSocketServerProtocol):
         # The common cases first, without a Deferred or a function call.
         if reply is None:
             return
-        if isinstance(reply, str):
-            self.sendMessage(reply.encode("utf-8"), False)
-        elif type(reply) is bytes:
-            self.sendMessage(reply, True)
-        else:
-            self._send_reply(reply)
+        try:
+            if isinstance(reply, str):
+                self.sendMessage(reply.encode("utf-8"), False)
+            elif type(reply) is bytes:
+                self.sendMessage(reply, True)
+            else:
+                self._send_reply(reply)
+        except PayloadExceededError as e:
+            self._cannot_send("a reply", e)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         factory = self.factory
@@ -353,7 +357,11 @@ class RouteProtocol(WebSocketServerProtocol):
         """
         if self.state != self.STATE_OPEN:
             return False
-        self.sendPreparedMessage(prepared)
+        try:
+            self.sendPreparedMessage(prepared)
+        except PayloadExceededError as e:
+            self._cannot_send("a push", e)
+            return False
         if self._paused:
             self._queued(length)
         self.messages_out += 1
@@ -374,6 +382,22 @@ class RouteProtocol(WebSocketServerProtocol):
         reason_bytes = reason_bytes.decode("utf-8", "ignore").encode("utf-8")
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code=code, reasonUtf8=reason_bytes)
+
+    def _cannot_send(self, what: str, error: Exception) -> None:
+        """
+        Autobahn refuses to send a message over the route's limit (after
+        compression, which can make incompressible data bigger): close this
+        client with 1009 and say so, instead of dropping it mid-send.
+        """
+        session = self.session
+        _log.warn("closing {peer} on {route} with 1009: {what} could not be sent ({error})",
+                  peer=session.peer if session else self.peer, route=self.factory.route.path,
+                  what=what, error=str(error))
+        self.factory.stats.refused("send_too_big")
+        if session is not None:
+            session.close(MESSAGE_TOO_BIG, "message too big to send")
+        else:
+            self.close_with(MESSAGE_TOO_BIG, "message too big to send")
 
     def _send_reply(self, reply: object) -> None:
         session = self.session

@@ -288,3 +288,52 @@ def test_escape_sequences_in_handshake_headers_never_reach_the_log(echo_daemon: 
     log = echo_daemon.wait_for_log("Sec-WebSocket-Version")
     assert not any(c in log for c in "\x1b\x07\x80\u202e")
     assert "\\x1b]0;PWNED\\x07\\x1b[2J" in log
+
+
+def test_replies_and_pushes_too_big_to_send_close_with_1009(
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
+    """A reply bigger than the route may send (a default reply quoting a
+    65,530-byte message; an echo that compression makes bigger) closes that
+    client with 1009 and a log line, never a dropped TCP connection; a push
+    that one compressing client cannot take still answers 200 and reaches the
+    others."""
+    admin_port = free_port()
+    path = write_config(config(admin_port) + """
+[route:/deflate]
+strategy = echo
+compression = yes
+
+[route:/bot]
+strategy = scripted
+rules = bot.toml
+""")
+    (path.parent / "bot.toml").write_text('[default]\nreply = "You said: {message}"\n')
+    env = dict(os.environ)
+    thirdparty = str(Path(__file__).resolve().parent.parent / "thirdparty")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [thirdparty, env.get("PYTHONPATH")]))
+    daemon = start_daemon(path, env=env)
+    with connect(f"{daemon.url}/bot", max_size=None) as bot:
+        bot.send("x" * 65_530)
+        with pytest.raises(ConnectionClosed) as closed:
+            bot.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    with connect(f"{daemon.url}/deflate", compression="deflate", max_size=None) as deflated, \
+            connect(f"{daemon.url}/echo", max_size=None) as plain:
+        deflated.send(os.urandom(65_536))
+        with pytest.raises(ConnectionClosed) as closed:
+            deflated.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        with connect(f"{daemon.url}/deflate", compression="deflate", max_size=None) as other:
+            body = json.dumps({"all": True, "base64": __import__("base64").b64encode(
+                os.urandom(65_536)).decode()}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{admin_port}/push", data=body,
+                                             headers={"Authorization": f"Bearer {KEY}"})
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                assert answer.status == 200
+                assert json.loads(answer.read())["delivered"] == 1  # the plain client
+            assert len(plain.recv(timeout=5)) == 65_536
+            with pytest.raises(ConnectionClosed) as closed:
+                other.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    log = daemon.wait_for_log("a push could not be sent")
+    assert "a reply could not be sent" in log and "Traceback" not in log
