@@ -333,6 +333,9 @@ class AdminSite(Site):
         return super().buildProtocol(addr)
 
     def getResourceFor(self, request: Request) -> Any:
-        if _host_name(request) not in self.allowed_hosts:
+        # No Host at all is an HTTP/1.0 health checker (HAProxy's httpchk),
+        # never a browser, which always sends one: DNS rebinding needs it.
+        host = _host_name(request)
+        if host and host not in self.allowed_hosts:
             return _Misdirected()
         return super().getResourceFor(request)

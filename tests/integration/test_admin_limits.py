@@ -51,13 +51,18 @@ def get(port: int, host: str) -> int:
 
 def test_only_its_host_names_are_answered(admin: tuple[Daemon, int]) -> None:
     """Loopback names, the listen address and allowed_hosts are answered; any
-    other Host (a rebinding attacker's domain) gets 421."""
+    other Host (a rebinding attacker's domain) gets 421; a request without a
+    Host (HTTP/1.0 health checks) is answered."""
     _, port = admin
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", "[::1]", "wsdaemon.internal",
                  f"WSDAEMON.internal:{port}"):
         assert get(port, host) == 200, host
-    for host in ("attacker.example", f"attacker.example:{port}", "", "127.0.0.1.evil.com"):
+    for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.evil.com"):
         assert get(port, host) == 421, host
+    # Without any Host (an HTTP/1.0 health check, never a browser): answered.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as check:
+        check.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert check.recv(100).startswith(b"HTTP/1.0 200")
 
 
 def test_a_request_must_arrive_whole_in_time(admin: tuple[Daemon, int]) -> None:
