@@ -14,10 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
@@ -156,21 +158,82 @@ def parse_push(body: bytes) -> tuple[PushTarget, str | bytes]:
         raise _RequestError(400, '"base64" is not valid base64') from None
 
 
+def _reactor() -> IReactorTime:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _idempotency_key(request: Request) -> str | None:
+    raw = request.getHeader(b"idempotency-key")
+    if raw is None:
+        return None
+    key = raw.decode("latin-1").strip()
+    if not key or len(key) > 200:
+        raise _RequestError(400, "Idempotency-Key must be 1 to 200 characters")
+    return key
+
+
+class PushesDone:
+    """
+    The answers to recent pushes that carried an C{Idempotency-Key}: the same
+    key with the same body within C{keep} seconds answers again without
+    sending again (a client retrying after a lost answer); the same key with
+    another body is refused (409). At most C{limit} keys, oldest forgotten.
+    """
+
+    def __init__(self, clock: IReactorTime, keep: float = 600.0, limit: int = 10_000) -> None:
+        self._clock = clock
+        self._keep = keep
+        self._limit = limit
+        self._done: OrderedDict[str, tuple[float, bytes, dict[str, Any]]] = OrderedDict()
+
+    def _forget_old(self) -> None:
+        now = self._clock.seconds()
+        while self._done and (len(self._done) > self._limit
+                              or next(iter(self._done.values()))[0] < now - self._keep):
+            self._done.popitem(last=False)
+
+    def get(self, key: str, body: bytes) -> dict[str, Any] | None:
+        self._forget_old()
+        found = self._done.get(key)
+        if found is None:
+            return None
+        if found[1] != body:
+            raise _RequestError(409, "this Idempotency-Key was used for another push")
+        return found[2]
+
+    def put(self, key: str, body: bytes, answer: dict[str, Any]) -> None:
+        self._done[key] = (self._clock.seconds(), body, answer)
+        self._forget_old()
+
+
 class PushResource(_ApiResource):
     def render_POST(self, request: Request) -> bytes | int:
         self.authorize(request)
         if getattr(request, "oversized", False):
             raise _RequestError(413, f"body over {self.admin.max_body} bytes")
         assert request.content is not None
-        target, message = parse_push(request.content.read())
+        body = request.content.read()
+        key = _idempotency_key(request)
+        if key is not None:
+            earlier = self.admin.pushes_done.get(key, body)
+            if earlier is not None:
+                return _json(request, 200, {**earlier, "replayed": True})
+        target, message = parse_push(body)
         counters = self.admin.push_counters
-        d = self.admin.daemon.bus.publish(target, message)
+        d = self.admin.daemon.bus.publish_counted(target, message)
 
-        def done(count: int) -> None:
+        def done(counts: tuple[int, int]) -> None:
+            delivered, failed = counts
             counters.count(target.kind, "ok")
-            _log.info("push to {kind} {value}: {count} connection(s)", kind=target.kind,
-                      value=visible(target.value or ""), count=count)
-            request.write(_json(request, 200, {"delivered": count, "target": target.to_json()}))
+            _log.info("push to {kind} {value}: {count} connection(s), {failed} could not take "
+                      "it", kind=target.kind, value=visible(target.value or ""),
+                      count=delivered, failed=failed)
+            answer = {"delivered": delivered, "failed": failed, "target": target.to_json()}
+            if key is not None:
+                self.admin.pushes_done.put(key, body, answer)
+            request.write(_json(request, 200, answer))
             request.finish()
 
         def failed(failure: Any) -> None:
@@ -309,7 +372,7 @@ class AdminSite(Site):
                  registry: CollectorRegistry, push_counters: PushCounters,
                  request_timeout: float = 10.0, max_connections: int = 100,
                  allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"}),
-                 ) -> None:
+                 clock: IReactorTime | None = None) -> None:
         self.daemon = daemon
         self.api_keys = dict(api_keys)
         self.max_body = max_body
@@ -318,6 +381,7 @@ class AdminSite(Site):
         self.allowed_hosts = allowed_hosts
         self.open_connections = 0
         self.push_counters = push_counters
+        self.pushes_done = PushesDone(clock if clock is not None else _reactor())
         root = Resource()
         root.putChild(b"push", PushResource(self))
         root.putChild(b"clients", ClientsResource(self))

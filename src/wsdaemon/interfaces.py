@@ -414,3 +414,12 @@ class IPushBus(Interface):
         @return: a Deferred firing with how many connections it was written
             to (on this daemon).
         """
+
+    def publish_counted(target: PushTarget,
+                        message: str | bytes) -> Deferred[tuple[int, int]]:
+        """
+        Like C{publish}.
+
+        @return: a Deferred firing with (connections written to, open
+            connections that could not take it) on this daemon.
+        """

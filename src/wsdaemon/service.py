@@ -125,7 +125,8 @@ class WsDaemonService(MultiService):
             admin = config.admin
             self.admin_site = AdminSite(self, admin.api_keys, admin.max_body, registry,
                                         self.push_counters, admin.request_timeout,
-                                        admin.max_connections, admin.allowed_hosts)
+                                        admin.max_connections, admin.allowed_hosts,
+                                        clock=reactor)
             for description in config.admin.listen:
                 self._listen(description, self.admin_site, "[admin] listen (or --admin-listen)")
 

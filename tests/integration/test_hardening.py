@@ -11,6 +11,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -295,8 +296,9 @@ def test_replies_and_pushes_too_big_to_send_close_with_1009(
     """A reply bigger than the route may send (a default reply quoting a
     65,530-byte message; an echo that compression makes bigger) closes that
     client with 1009 and a log line, never a dropped TCP connection; a push
-    that one compressing client cannot take still answers 200 and reaches the
-    others."""
+    that one compressing client cannot take still answers 200 with the counts
+    (delivered, failed) and reaches the others; retried with the same
+    Idempotency-Key it is not sent twice."""
     admin_port = free_port()
     path = write_config(config(admin_port) + """
 [route:/deflate]
@@ -328,10 +330,24 @@ rules = bot.toml
                 os.urandom(65_536)).decode()}).encode()
             request = urllib.request.Request(f"http://127.0.0.1:{admin_port}/push", data=body,
                                              headers={"Authorization": f"Bearer {KEY}"})
+            request.add_header("Idempotency-Key", "order-17-shipped")
             with urllib.request.urlopen(request, timeout=5) as answer:
                 assert answer.status == 200
-                assert json.loads(answer.read())["delivered"] == 1  # the plain client
+                counts = json.loads(answer.read())
+            assert (counts["delivered"], counts["failed"]) == (1, 1)  # plain / compressing
             assert len(plain.recv(timeout=5)) == 65_536
+            # A retry (the answer was lost, say) with the same key: not sent again.
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                again = json.loads(answer.read())
+            assert again["replayed"] is True and again["delivered"] == 1
+            with pytest.raises(TimeoutError):
+                plain.recv(timeout=0.5)
+            other_body = urllib.request.Request(
+                f"http://127.0.0.1:{admin_port}/push", data=b'{"all": true, "text": "x"}',
+                headers={"Authorization": f"Bearer {KEY}", "Idempotency-Key": "order-17-shipped"})
+            with pytest.raises(urllib.error.HTTPError) as conflict:
+                urllib.request.urlopen(other_body, timeout=5)
+            assert conflict.value.code == 409
             with pytest.raises(ConnectionClosed) as closed:
                 other.recv(timeout=5)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009

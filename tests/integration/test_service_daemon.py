@@ -109,7 +109,7 @@ def test_push_api_targets(service: tuple[Daemon, Admin]) -> None:
         bob_session = next(c["session_id"] for c in clients["clients"] if c["client_id"] == "bob")
 
         assert admin.call("/push", {"client": "ann", "text": "to ann"}) == \
-            (200, {"delivered": 2, "target": {"kind": "client", "value": "ann"}})
+            (200, {"delivered": 2, "failed": 0, "target": {"kind": "client", "value": "ann"}})
         assert (a1.recv(timeout=5), a2.recv(timeout=5)) == ("to ann", "to ann")
         assert admin.call("/push", {"session": bob_session, "text": "to bob"})[1]["delivered"] == 1
         assert b.recv(timeout=5) == "to bob"

@@ -48,8 +48,14 @@ class RedisPushBus:
             L{wsdaemon.broker.link.BrokerUnavailable} if Redis cannot be
             reached (the connections here got it all the same).
         """
-        here: list[int] = []
-        self._local.publish(target, message).addCallback(here.append)
+        return self.publish_counted(target, message).addCallback(lambda counts: counts[0])
+
+    def publish_counted(self, target: PushTarget,
+                        message: str | bytes) -> Deferred[tuple[int, int]]:
+        """
+        Like L{publish}, with the connections here that could not take it.
+        """
+        here = self._local.deliver(target, message)
         entry: dict[str, Any] = {"target": target.to_json()}
         if isinstance(message, bytes):
             entry["base64"] = base64.b64encode(message).decode("ascii")
@@ -60,7 +66,7 @@ class RedisPushBus:
         self._waiting.append(sent)
         if self._flush_call is None or not self._flush_call.active():
             self._flush_call = self._clock.callLater(0, self._flush)
-        return sent.addCallback(lambda _: here[0] if here else 0)
+        return sent.addCallback(lambda _: here)
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
@@ -89,4 +95,4 @@ class RedisPushBus:
                 target = PushTarget(raw["kind"], raw.get("value"))
                 message: str | bytes = (base64.b64decode(entry["base64"]) if "base64" in entry
                                         else entry["text"])
-                self._local.publish(target, message)
+                self._local.deliver(target, message)
