@@ -13,6 +13,8 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 
+from wsdaemon.endpoints import listen_interface
+
 __all__ = ["MIN_TOKEN_LENGTH", "check_token", "parse_tokens"]
 
 MIN_TOKEN_LENGTH = 16
@@ -82,13 +84,10 @@ def is_loopback(endpoint: str) -> bool:
     @return: whether a listening endpoint string only accepts this machine's
         connections (TCP on a loopback interface, or a Unix socket).
     """
-    kind, _, rest = endpoint.partition(":")
+    kind = endpoint.partition(":")[0]
     if kind == "unix":
         return True
     if kind not in ("tcp", "tcp6", "ssl"):
         return False  # systemd: and others: we cannot tell
-    for part in re.split(r"(?<!\\):", rest):  # "\:" escapes a colon (IPv6)
-        if part.startswith("interface="):
-            host = part[len("interface="):].replace("\\", "")
-            return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
-    return False
+    host = listen_interface(endpoint)
+    return host is not None and (host in ("::1", "localhost") or host.startswith("127."))

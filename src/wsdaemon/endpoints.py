@@ -11,7 +11,7 @@ from typing import Any
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 
-__all__ = ["build_endpoint", "check_endpoint"]
+__all__ = ["build_endpoint", "check_endpoint", "listen_interface"]
 
 _SYSTEMD = re.compile(r"^systemd:(?=.*\bdomain=(INET6?|UNIX)\b)(?=.*\bindex=(\d+)\b).*$")
 
@@ -54,3 +54,14 @@ def build_endpoint(description: str, reactor: Any) -> IStreamServerEndpoint:
             f"expected a Twisted endpoint string such as tcp:8080:interface=127.0.0.1, "
             f"unix:/run/wsdaemon.sock or ssl:8443:privateKey=KEY:certKey=CERT ({e})"
         ) from None
+
+
+def listen_interface(description: str) -> str | None:
+    """
+    @return: the address a TCP/SSL endpoint string listens on (lower case,
+        escapes removed), if it names one; None otherwise.
+    """
+    for part in re.split(r"(?<!\\):", description):  # "\:" escapes a colon (IPv6)
+        if part.startswith("interface="):
+            return part[len("interface="):].replace("\\", "").lower()
+    return None

@@ -19,6 +19,7 @@ from wsdaemon.config._model import AdminSettings, ConfigError, ProtocolSettings,
 from wsdaemon.config._reader import ROUTE_PREFIX, _Reader
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count, _seconds, _size
 from wsdaemon.credentials import parse_tokens
+from wsdaemon.endpoints import listen_interface
 from wsdaemon.interfaces import IReplyStrategy
 from wsdaemon.operators.pages import MAX_LIMIT
 from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
@@ -215,20 +216,11 @@ def _admin_settings(reader: _Reader, check_endpoint: Callable[[str], None] | Non
     if "max_connections" in values:
         extra["max_connections"] = reader.convert(
             section, "max_connections", partial(_count_in, low=1, high=None))
-    hosts = set(_LOOPBACK_HOSTS) | {h for h in map(_interface, listen) if h}
+    hosts = set(_LOOPBACK_HOSTS) | {h for h in map(listen_interface, listen) if h}
     hosts |= {h.lower().strip("[]") for h in values.get("allowed_hosts", "").split()}
     return AdminSettings(listen=listen, api_keys=keys, max_body=max_body,
                          allowed_hosts=frozenset(hosts), **extra)
 
-
-def _interface(endpoint: str) -> str | None:
-    """
-    @return: the address a TCP endpoint string listens on, if it names one.
-    """
-    for part in re.split(r"(?<!\\):", endpoint):
-        if part.startswith("interface="):
-            return part[len("interface="):].replace("\\", "").lower()
-    return None
 
 
 def _operator_settings(reader: _Reader) -> OperatorSettings:
