@@ -44,7 +44,13 @@ from wsdaemon.broker.items import (
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.interfaces import IOperatorQueue, ISession
 from wsdaemon.operators.delivery import log_failure
-from wsdaemon.operators.errors import QueueError, QueueRefused, check_sendable
+from wsdaemon.operators.errors import (
+    QueueError,
+    QueueRefused,
+    check_sendable,
+    send_limit,
+    too_long,
+)
 from wsdaemon.operators.queue import OperatorLink, OperatorSettings
 from wsdaemon.operators.records import MessageRecord
 
@@ -208,8 +214,7 @@ class SharedOperatorQueue:
                                 direction="in", sender="client", body=text, at=now,
                                 item_id=item_id)
         s = self.settings
-        if s.max_item_size and len(text) * 4 > s.max_item_size \
-                and len(text.encode("utf-8", "surrogatepass")) > s.max_item_size:
+        if too_long(text, s.max_item_size):
             return fail(QueueRefused("too_long", s.max_item_size))
         d = self.link.script("enqueue", item_id, session.route, session.client_id, text, now,
                              s.fallback_after, "1" if s.fallback_when_offline else "0",
@@ -282,7 +287,7 @@ class SharedOperatorQueue:
         return d.addCallback(lambda found: None if found is None else str(found))
 
     def _limit(self, route: str) -> int:
-        return self.send_limits.get(route, self.send_limits.get("", 0))
+        return send_limit(self.send_limits, route)
 
     def _decided(self, reply: list[Any]) -> SharedItem:
         if reply[0] != "ok":

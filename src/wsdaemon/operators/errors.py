@@ -4,7 +4,9 @@ What the operator queue refuses, and why.
 
 from __future__ import annotations
 
-__all__ = ["QueueError", "QueueRefused", "check_sendable"]
+from collections.abc import Mapping
+
+__all__ = ["QueueError", "QueueRefused", "check_sendable", "send_limit", "too_long"]
 
 
 class QueueError(Exception):
@@ -45,3 +47,21 @@ def check_sendable(text: str, limit: int, route: str) -> None:
         where = f"route {route}" if route else "the client's route"
         raise QueueError(f"the text is {size} bytes; {where} accepts messages of at most "
                          f"{limit} bytes")
+
+
+def send_limit(limits: Mapping[str, int], route: str) -> int:
+    """
+    @param limits: route -> largest message its clients accept; C{""} for a
+        client whose route is unknown.
+    @return: the limit for C{route} (0: none known).
+    """
+    return limits.get(route, limits.get("", 0))
+
+
+def too_long(text: str, limit: int) -> bool:
+    """
+    @return: whether C{text} is more than C{limit} UTF-8 bytes (0: no
+        limit), encoding it only when it may be (a character is at most 4).
+    """
+    return bool(limit) and len(text) * 4 > limit \
+        and len(text.encode("utf-8", "surrogatepass")) > limit

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-from wsdaemon.operators.errors import QueueError, QueueRefused
+from wsdaemon.operators.errors import QueueError, QueueRefused, too_long
 from wsdaemon.operators.item import QueueItem
 from wsdaemon.operators.ranks import ArrivalRanks
 from wsdaemon.operators.settings import OperatorSettings
@@ -99,9 +99,7 @@ class OpenItems:
         @raise QueueRefused: if it is over one of the caps.
         """
         s = settings
-        # A character is at most 4 UTF-8 bytes: encode only when it matters.
-        if s.max_item_size and len(text) * 4 > s.max_item_size \
-                and len(text.encode("utf-8", "surrogatepass")) > s.max_item_size:
+        if too_long(text, s.max_item_size):
             raise QueueRefused("too_long", s.max_item_size)
         mine = self._by_client.get(client)
         if s.max_open_per_client and (len(mine) if mine else 0) \

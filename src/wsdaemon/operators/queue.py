@@ -33,7 +33,7 @@ from zope.interface import implementer
 from wsdaemon.interfaces import IOperatorQueue, IQueueStore, ISession
 from wsdaemon.operators.delivery import LocalDelivery, write
 from wsdaemon.operators.delivery import log_failure as _log_failure
-from wsdaemon.operators.errors import QueueError, QueueRefused, check_sendable
+from wsdaemon.operators.errors import QueueError, QueueRefused, check_sendable, send_limit
 from wsdaemon.operators.item import InvalidTransition, QueueItem
 from wsdaemon.operators.openitems import OpenItems
 from wsdaemon.operators.records import ItemRecord, MessageRecord
@@ -332,7 +332,7 @@ class OperatorQueue(TimedMoves):
         """
         item = self.oldest_unclaimed() if item_id is None else self.find(item_id)
         route = item.record.route
-        check_sendable(text, self.send_limits.get(route, self.send_limits.get("", 0)), route)
+        check_sendable(text, send_limit(self.send_limits, route), route)
         self._check_free(item, operator)
         now = self._clock.seconds()
         record = item.record
@@ -360,7 +360,7 @@ class OperatorQueue(TimedMoves):
 
     def _limit_for(self, client_id: str) -> tuple[str, int]:
         route = self._delivery.route_of(client_id)
-        return route, self.send_limits.get(route, self.send_limits.get("", 0))
+        return route, send_limit(self.send_limits, route)
 
     def push(self, client_id: str, text: str, operator: OperatorLink) -> Deferred[int]:
         """
@@ -382,7 +382,7 @@ class OperatorQueue(TimedMoves):
 
         @return: a Deferred firing with how many connections got it.
         """
-        check_sendable(text, self.send_limits.get(route, self.send_limits.get("", 0)), route)
+        check_sendable(text, send_limit(self.send_limits, route), route)
         now = self._clock.seconds()
         targets = self._delivery.on_route(route)
         probe = MessageRecord(client_id="", route=route, direction="out",
