@@ -168,8 +168,14 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
         """
         An item as operators see it: its text shortened to a preview.
         """
-        described = self.factory.queue.describe(item)
-        return shorten(described, "text", self.factory.queue.settings.preview_chars)
+        return self._preview(self.factory.queue.describe(item))
+
+    def _preview(self, described: dict[str, Any]) -> dict[str, Any]:
+        """
+        A described item (the queue's dict, left as it is) with its text
+        shortened to the preview operators get.
+        """
+        return shorten(dict(described), "text", self.factory.queue.settings.preview_chars)
 
     def _items_page(self, request: dict[str, Any], limit: int) -> dict[str, Any]:
         queue = self.factory.queue
@@ -205,8 +211,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
             return
         kind = event.get("type")
         if kind in ("item", "updated"):
-            event = {**event, "item": shorten(dict(event["item"]), "text",
-                                              self.factory.queue.settings.preview_chars)}
+            event = {**event, "item": self._preview(event["item"])}
         elif kind == "resync":
             event = {**self._items_page({}, self.factory.queue.settings.page_size),
                      "type": "resync"}
@@ -344,11 +349,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
             raise QueueError("'item' must be an item id (or absent for the oldest)")
         d = self.factory.queue.reply(item_id or None, self, _text(request))
 
-        def answered(result: dict[str, Any]) -> dict[str, Any]:
-            return {**result, "item": shorten(dict(result["item"]), "text",
-                                              self.factory.queue.settings.preview_chars)}
-
-        return d.addCallback(answered)
+        return d.addCallback(lambda result: {**result, "item": self._preview(result["item"])})
 
     def _do_push(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
         d = self.factory.queue.push(_text(request, "client"), _text(request), self)
