@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from wsdaemon.operators.store import _SCHEMA  # noqa: E402
+from wsdaemon.strategies.operator.store import _SCHEMA  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
 

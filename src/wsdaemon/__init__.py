@@ -2,14 +2,19 @@
 wsdaemon: a WebSocket messaging daemon on Twisted and Autobahn.
 
 Run it with C{twistd -n wsdaemon --config etc/wsdaemon.ini}; write your own
-reply strategy against L{wsdaemon.interfaces.IReplyStrategy}.
+reply strategy with L{wsdaemon.strategies} (see ARCHITECTURE.md for the
+layers).
 """
 
 from importlib.metadata import PackageNotFoundError, version
+
+from wsdaemon import _compat
 
 try:
     __version__ = version("wsdaemon")
 except PackageNotFoundError:  # running from a checkout that is not installed
     __version__ = "0+unknown"
+
+_compat.install()
 
 __all__ = ["__version__"]

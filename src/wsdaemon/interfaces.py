@@ -12,17 +12,18 @@ dotted path or Twisted plugin.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-from wsdaemon.operators.records import ItemRecord, MessageRecord
-from wsdaemon.sessions import PushTarget
-from wsdaemon.strategy import StrategyContext
+from wsdaemon.records import ItemRecord, MessageRecord, PushTarget
 
-__all__ = ["IOperatorQueue", "IPushBus", "IQueueStore", "IReplyStrategy", "ISession",
-           "IStrategyFactory"]
+if TYPE_CHECKING:
+    from wsdaemon.strategies.api import OptionContext, StrategyContext
+
+__all__ = ["IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy",
+           "ISession", "IStrategyFactory"]
 
 
 class ISession(Interface):
@@ -120,13 +121,38 @@ class IStrategyFactory(Interface):
         Validate C{options} (a read-only mapping of str to str: the route's
         keys that are not generic route settings) and build a strategy.
 
-        @param context: a L{wsdaemon.strategy.StrategyContext} (clock,
+        @param context: a L{wsdaemon.strategies.api.StrategyContext} (clock,
             config directory, route path).
 
-        @raise wsdaemon.strategy.OptionError: naming the offending key and
+        @raise wsdaemon.strategies.api.OptionError: naming the offending key and
             what was expected; the config loader adds file, section and line.
 
         @return: a provider of L{IReplyStrategy}.
+        """
+
+
+class IOptionCheck(Interface):
+    """
+    A strategy factory that can check a route's options without building
+    anything (optional, alongside L{IStrategyFactory}).
+
+    Reading the config calls C{check}: a mistake is reported (and a reload
+    refused) before anything runs, and C{--check-config} finds it. A factory
+    without it is checked by building one strategy on a stopped clock and
+    dropping it.
+    """
+
+    def check(options: Mapping[str, str], context: OptionContext) -> object:
+        """
+        Validate C{options} (as for L{IStrategyFactory.create}).
+
+        @param context: a L{wsdaemon.strategies.OptionContext} (config
+            directory, route path, whether the daemon has an operator queue).
+
+        @raise wsdaemon.strategies.OptionError: as C{create} would.
+
+        @return: an immutable value (e.g. a parsed rules file), handed to
+            C{create} as C{context.checked}; None if there is nothing to keep.
         """
 
 
@@ -136,8 +162,8 @@ class IQueueStore(Interface):
 
     Every method returns a Deferred; a store may do its I/O on another
     thread or over the network, never blocking the reactor. Records are
-    L{wsdaemon.operators.records.ItemRecord} and
-    L{wsdaemon.operators.records.MessageRecord}. The queue's state machine
+    L{wsdaemon.records.ItemRecord} and
+    L{wsdaemon.records.MessageRecord}. The queue's state machine
     decides every transition; a store only keeps what it is told.
     """
 
@@ -246,14 +272,14 @@ class IQueueStore(Interface):
 class IOperatorQueue(Interface):
     """
     The operator queue as the C{operator} strategy, the operators' channel
-    and the service use it. Two providers: L{wsdaemon.operators.queue.
+    and the service use it. Two providers: L{wsdaemon.strategies.operator.queue.
     OperatorQueue} (one daemon, an L{IQueueStore}) and
     L{wsdaemon.broker.queue.SharedOperatorQueue} (several daemons, Redis).
 
     Items are Anys with C{item_id}, C{state} and C{record} (an
-    L{wsdaemon.operators.records.ItemRecord}); operators are links with a
+    L{wsdaemon.records.ItemRecord}); operators are links with a
     C{name} and a C{notify(event)} method. Requests an operator may not make
-    raise (or fail with) L{wsdaemon.operators.queue.QueueError}.
+    raise (or fail with) L{wsdaemon.strategies.operator.queue.QueueError}.
     """
 
     settings = Attribute("The [operator] settings (OperatorSettings); a reload replaces them.")
@@ -303,7 +329,7 @@ class IOperatorQueue(Interface):
 
         @return: a Deferred firing with the item once it is stored (the
             message is accepted only then), or failing with
-            L{wsdaemon.operators.errors.QueueRefused} when it is over one
+            L{wsdaemon.strategies.operator.errors.QueueRefused} when it is over one
             of the caps (nothing is stored).
         """
 
@@ -409,7 +435,7 @@ class IPushBus(Interface):
     def publish(target: PushTarget, message: str | bytes) -> Deferred[int]:
         """
         Send C{message} (str: text, bytes: binary) to every connection the
-        L{wsdaemon.sessions.PushTarget} names.
+        L{wsdaemon.connections.index.PushTarget} names.
 
         @return: a Deferred firing with how many connections it was written
             to (on this daemon).

@@ -10,11 +10,8 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from wsdaemon.broker.link import RedisLink
-from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config import ConfigError, DaemonConfig, load_config
 from wsdaemon.endpoints import check_endpoint
-from wsdaemon.operators.queue import OperatorQueue
 
 __all__ = ["Options", "makeService"]
 
@@ -60,22 +57,15 @@ class Options(usage.Options):
             raise usage.UsageError("--config PATH is required")
 
 
-def load(options: Options | dict[str, Any], reactor: Any,
-         operator_queue: OperatorQueue | SharedOperatorQueue | None = None,
-         broker_link: RedisLink | None = None) -> DaemonConfig:
+def load(options: Options | dict[str, Any], reactor: Any) -> DaemonConfig:
     """
-    @param operator_queue: on a reload, the running queue to keep.
-    @param broker_link: on a reload, the running Redis link to keep.
     @raise ConfigError: if the config (or a --listen value) is wrong.
     """
     return load_config(
         options["config"],
-        clock=reactor,
         listen_override=options["listen"],
         admin_listen_override=options.get("admin-listen", ()),
         check_endpoint=lambda description: check_endpoint(description, reactor),
-        operator_queue=operator_queue,
-        broker_link=broker_link,
     )
 
 
@@ -89,17 +79,15 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    from wsdaemon.service import WsDaemonService
+    from wsdaemon.server.assembly import Assembly
 
     try:
         config = load(options, reactor)
+        if options["check-config"]:
+            sys.stdout.write(config.summary() + "\n")
+            raise SystemExit(0)
+        return Assembly(reactor, lambda: load(options, reactor)).build(
+            config, handle_signals=handle_signals)
     except ConfigError as e:
         sys.stderr.write(f"wsdaemon: config error: {e}\n")
         raise SystemExit(1) from None
-    if options["check-config"]:
-        sys.stdout.write(config.summary() + "\n")
-        raise SystemExit(0)
-    return WsDaemonService(config, reactor,
-                           reload_config=lambda old: load(options, reactor, old.operator_queue,
-                                                          old.broker_link),
-                           handle_signals=handle_signals)

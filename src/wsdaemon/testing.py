@@ -18,7 +18,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
-from wsdaemon.strategy import OptionError, StrategyContext
+from wsdaemon.strategies.api import OptionError, StrategyContext
 
 __all__ = ["RecordingSession", "check_strategy", "is_valid_reply"]
 

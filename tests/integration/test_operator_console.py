@@ -62,7 +62,7 @@ def token_file(tmp_path: Path) -> Path:
 def run_console(url: str, token_file: Path, script: str,
                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "wsdaemon.operators.console", url, "--token-file",
+        [sys.executable, "-m", "wsdaemon.strategies.operator.console", url, "--token-file",
          str(token_file)], input=script, capture_output=True, text=True, timeout=timeout)
 
 
@@ -138,7 +138,7 @@ def test_terminal_line_editing_history_and_events_above(daemon: Daemon,
     break it: the finished line runs as typed."""
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "wsdaemon.operators.console", f"{daemon.url}/operator",
+        [sys.executable, "-m", "wsdaemon.strategies.operator.console", f"{daemon.url}/operator",
          "--token-file", str(token_file)], stdin=follower, stdout=follower, stderr=follower,
         env={**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"})
     os.close(follower)

@@ -192,7 +192,7 @@ def test_sigterm_keeps_items(config: Path, start_daemon: Callable[..., Daemon]) 
 
 def console(daemon: Daemon, token_file: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "wsdaemon.operators.console", f"{daemon.url}/operator",
+        [sys.executable, "-m", "wsdaemon.strategies.operator.console", f"{daemon.url}/operator",
          "--token-file", str(token_file)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -207,7 +207,7 @@ def test_terminal_console_scripted(daemon: Daemon, tmp_path: Path) -> None:
         script = ("wait\nlist\nreply Hello, how can I help?\npush c1 one more thing\n"
                   f"export {export} c1\n")
         result = subprocess.run(
-            [sys.executable, "-m", "wsdaemon.operators.console", f"{daemon.url}/operator",
+            [sys.executable, "-m", "wsdaemon.strategies.operator.console", f"{daemon.url}/operator",
              "--token-file", str(token_file)],
             input=script, capture_output=True, text=True, timeout=30,
         )
@@ -230,7 +230,7 @@ def test_terminal_console_errors_and_bad_token(daemon: Daemon, tmp_path: Path) -
     token_file = tmp_path / "alice.token"
     token_file.write_text(ALICE)
     result = subprocess.run(
-        [sys.executable, "-m", "wsdaemon.operators.console", f"{daemon.url}/operator",
+        [sys.executable, "-m", "wsdaemon.strategies.operator.console", f"{daemon.url}/operator",
          "--token-file", str(token_file)],
         input="reply nobody is waiting\nfrobnicate\n", capture_output=True, text=True, timeout=30,
     )
@@ -239,7 +239,7 @@ def test_terminal_console_errors_and_bad_token(daemon: Daemon, tmp_path: Path) -
     assert "error: unknown command 'frobnicate'" in result.stderr
     token_file.write_text("wrong-token-wrong-token")
     result = subprocess.run(
-        [sys.executable, "-m", "wsdaemon.operators.console", f"{daemon.url}/operator",
+        [sys.executable, "-m", "wsdaemon.strategies.operator.console", f"{daemon.url}/operator",
          "--token-file", str(token_file)],
         input="list\n", capture_output=True, text=True, timeout=30,
     )

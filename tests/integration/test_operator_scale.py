@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon
 from tests.operator_client import Operator
-from wsdaemon.operators.store import _SCHEMA
+from wsdaemon.strategies.operator.store import _SCHEMA
 
 pytestmark = pytest.mark.slow
 

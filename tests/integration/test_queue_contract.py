@@ -27,9 +27,9 @@ from tests.redis_server import RedisServer
 from tests.unit.test_operator_queue import Operator
 from wsdaemon.broker.link import BrokerSettings, RedisLink
 from wsdaemon.broker.queue import SharedOperatorQueue
-from wsdaemon.operators.memory import MemoryStore
-from wsdaemon.operators.queue import OperatorQueue, OperatorSettings, QueueError
-from wsdaemon.operators.store import SQLiteStore
+from wsdaemon.strategies.operator.memory import MemoryStore
+from wsdaemon.strategies.operator.queue import OperatorQueue, OperatorSettings, QueueError
+from wsdaemon.strategies.operator.store import SQLiteStore
 from wsdaemon.testing import RecordingSession
 
 SETTINGS = OperatorSettings(store_path=Path("unused"), lease=60, fallback_after=300,
@@ -341,7 +341,7 @@ def test_caps_and_unsendable_replies(harness: Harness) -> Iterator[Any]:
     with QueueRefused and nothing stored; a reply too big for the client's
     route or holding a lone surrogate is refused before anything is stored,
     and the item stays answerable."""
-    from wsdaemon.operators.errors import QueueRefused
+    from wsdaemon.strategies.operator.errors import QueueRefused
 
     settings = replace(SETTINGS, max_open_per_client=2, max_open_per_route=3,
                        max_open_total=4, max_item_size=10)

@@ -13,7 +13,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
-from wsdaemon.strategy import OptionError, StrategyContext, reject_unknown_options
+from wsdaemon.strategies.api import OptionError, StrategyContext, reject_unknown_options
 
 
 @implementer(IReplyStrategy)

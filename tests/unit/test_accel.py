@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from wsdaemon.accel import SMALL_FRAME, SmallFrameMasker, install
+from wsdaemon.connections.accel import SMALL_FRAME, SmallFrameMasker, install
 
 
 def reference(mask: bytes, data: bytes) -> bytes:

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from wsdaemon.admin import _RequestError, parse_push
-from wsdaemon.sessions import PushTarget
+from wsdaemon.connections.index import PushTarget
+from wsdaemon.server.admin import _RequestError, parse_push
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,10 @@ import pytest
 from twisted.internet.task import Clock
 
 from tests.daemon import REPO
-from wsdaemon.config import ConfigError, ProtocolSettings, load_config
+from wsdaemon.config import ConfigError, DaemonConfig, ProtocolSettings, load_config
 from wsdaemon.endpoints import check_endpoint
+from wsdaemon.server.assembly import Assembly
+from wsdaemon.server.service import Parts
 from wsdaemon.strategies.echo import EchoStrategy
 
 MINIMAL = """
@@ -30,6 +32,11 @@ def load(path: Path, **kwargs: object) -> object:
     )
 
 
+def built(config: DaemonConfig) -> Parts:
+    """What the daemon builds from C{config} (nothing started)."""
+    return Assembly(Clock()).fresh(config)
+
+
 def test_shipped_config_loads() -> None:
     """etc/wsdaemon.ini is valid and has the documented safe defaults."""
     config = load_config(REPO / "etc" / "wsdaemon.ini", clock=Clock())
@@ -38,7 +45,7 @@ def test_shipped_config_loads() -> None:
     routes = {r.path: r for r in config.routes}
     echo = routes["/echo"]
     assert echo.strategy_name == "echo"
-    assert isinstance(echo.strategy, EchoStrategy)
+    assert isinstance(built(config).routes[0].strategy, EchoStrategy)
     settings = echo.protocol
     assert settings.max_message_size == 65536
     assert settings.max_frame_size == 65536
@@ -317,7 +324,7 @@ strategy = operator
     (path.parent / "ops.tokens").write_text("# ops\nbob:bbbbbbbbbbbbbbbbbb\n")
     config = load_config(path, clock=Clock())
     operator = config.operator
-    assert operator is not None and config.operator_queue is not None
+    assert operator is not None and built(config).queue is not None
     assert dict(operator.tokens) == {"aaaaaaaaaaaaaaaaaa": "alice", "bbbbbbbbbbbbbbbbbb": "bob"}
     assert operator.store_path == path.parent / "state" / "q.sqlite3"
     assert (operator.lease, operator.fallback_after, operator.keep_after_fallback) == \
@@ -357,8 +364,9 @@ tokens = alice:aaaaaaaaaaaaaaaaaa
         "redis.internal", 6380, 3, "s@cret")
     assert (broker.prefix, broker.timeout, broker.heartbeat) == ("chat:", 2.5, 1.0)
     assert broker.daemon_id == ""  # named by the link: host, pid, random
-    assert config.broker_link.daemon_id  # type: ignore[attr-defined]
-    assert isinstance(config.operator_queue, SharedOperatorQueue)  # type: ignore[attr-defined]
+    parts = built(config)  # type: ignore[arg-type]
+    assert parts.link is not None and parts.link.daemon_id
+    assert isinstance(parts.queue, SharedOperatorQueue)
     summary = config.summary()  # type: ignore[attr-defined]
     assert "broker redis at redis.internal:6380/3" in summary and "cret" not in summary
 
@@ -367,4 +375,4 @@ def test_embedded_broker_is_the_default(write_config: Callable[..., Path]) -> No
     """No [broker] (or backend = embedded): SQLite store, no Redis link."""
     for extra in ("", "\n[broker]\nbackend = embedded\n"):
         config = load(write_config(MINIMAL + extra))
-        assert config.broker is None and config.broker_link is None  # type: ignore[attr-defined]
+        assert config.broker is None and built(config).link is None  # type: ignore[attr-defined,arg-type]

@@ -15,7 +15,7 @@ from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
 
-from wsdaemon.directwrite import write_now
+from wsdaemon.connections.directwrite import write_now
 
 BIG = 8 * 1024 * 1024
 

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from wsdaemon.admin import _RequestError, parse_push
 from wsdaemon.config import ConfigError, load_config
-from wsdaemon.scripted.rules import RulesError, load_rules
+from wsdaemon.server.admin import _RequestError, parse_push
+from wsdaemon.strategies.scripted.rules import RulesError, load_rules
 
 _FUZZ = settings(max_examples=200, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow])

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from wsdaemon.operators.item import InvalidTransition, QueueItem
-from wsdaemon.operators.records import ItemRecord
+from wsdaemon.records import ItemRecord
+from wsdaemon.strategies.operator.item import InvalidTransition, QueueItem
 
 
 def fresh() -> QueueItem:

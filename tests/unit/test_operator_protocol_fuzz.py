@@ -17,9 +17,9 @@ from twisted.logger import globalLogPublisher
 
 from tests.unit.test_operator_queue import result
 from wsdaemon.config import ProtocolSettings
-from wsdaemon.operators.channel import OperatorChannelFactory
-from wsdaemon.operators.memory import MemoryStore
-from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
+from wsdaemon.strategies.operator.channel import OperatorChannelFactory
+from wsdaemon.strategies.operator.memory import MemoryStore
+from wsdaemon.strategies.operator.queue import OperatorQueue, OperatorSettings
 from wsdaemon.testing import RecordingSession
 
 _TYPES = ["list", "clients", "text", "claim", "release", "reply", "push", "broadcast",

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from wsdaemon.operators.memory import MemoryStore
-from wsdaemon.operators.queue import OperatorQueue, OperatorSettings, QueueError
+from wsdaemon.strategies.operator.memory import MemoryStore
+from wsdaemon.strategies.operator.queue import OperatorQueue, OperatorSettings, QueueError
 from wsdaemon.testing import RecordingSession
 
 SETTINGS = OperatorSettings(store_path=Path("unused"), lease=60, fallback_after=300,
@@ -333,7 +333,7 @@ def test_a_failed_commit_changes_nothing() -> None:
 def test_a_failed_fallback_or_release_is_tried_again() -> None:
     """A fallback or a release after a disconnect whose commit fails is tried
     again RETRY_AFTER seconds later, and then lands once."""
-    from wsdaemon.operators.queue import RETRY_AFTER
+    from wsdaemon.strategies.operator.queue import RETRY_AFTER
 
     store = FailingStore()
     settings = replace(SETTINGS, fallback_after=10)
@@ -362,7 +362,7 @@ def test_caps_refuse_before_storing() -> None:
     being stored count already; a closed item frees room."""
     from twisted.internet.defer import Deferred
 
-    from wsdaemon.operators.queue import QueueRefused
+    from wsdaemon.strategies.operator.queue import QueueRefused
 
     settings = replace(SETTINGS, max_open_per_client=2, max_open_per_route=3,
                        max_open_total=0, max_item_size=8)

@@ -14,9 +14,9 @@ import pytest_twisted
 from zope.interface.verify import verifyObject
 
 from wsdaemon.interfaces import IQueueStore
-from wsdaemon.operators.memory import MemoryStore
-from wsdaemon.operators.records import ItemRecord, MessageRecord
-from wsdaemon.operators.store import SQLiteStore
+from wsdaemon.records import ItemRecord, MessageRecord
+from wsdaemon.strategies.operator.memory import MemoryStore
+from wsdaemon.strategies.operator.store import SQLiteStore
 
 
 @pytest.fixture(params=["sqlite", "memory"])

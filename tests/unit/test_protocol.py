@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from types import MappingProxyType
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -18,9 +17,10 @@ from twisted.logger import LogEvent, globalLogPublisher
 from zope.interface import implementer
 
 from tests import wsframes as ws
-from wsdaemon.config import ProtocolSettings, RouteConfig
+from wsdaemon.config import ProtocolSettings
+from wsdaemon.connections.protocol import RouteFactory, RouteProtocol
+from wsdaemon.connections.route import Route
 from wsdaemon.interfaces import IReplyStrategy, ISession
-from wsdaemon.protocol import RouteFactory, RouteProtocol
 
 # Autobahn's own timers run on the global reactor; keep them out of unit tests.
 SETTINGS = ProtocolSettings(open_handshake_timeout=0, close_handshake_timeout=0,
@@ -48,8 +48,8 @@ class ProgrammableStrategy:
 
 def make_factory(strategy: IReplyStrategy, settings: ProtocolSettings = SETTINGS,
                  clock: Clock | None = None) -> RouteFactory:
-    route = RouteConfig(path="/t", section="route:/t", strategy_name="test", strategy=strategy,
-                        options=MappingProxyType({}), protocol=settings)
+    route = Route(path="/t", section="route:/t", strategy_name="test", strategy=strategy,
+                  protocol=settings)
     return RouteFactory(route, clock=clock or Clock())
 
 
@@ -350,7 +350,7 @@ def test_too_many_fragments_closes_with_1009() -> None:
 
 def test_connection_caps_total_and_per_ip() -> None:
     """Connection caps total and per IP."""
-    from wsdaemon.limits import ConnectionLimits
+    from wsdaemon.connections.limits import ConnectionLimits
 
     limits = ConnectionLimits(total=3, per_ip=2)
     factory = make_factory(ProgrammableStrategy(echo))

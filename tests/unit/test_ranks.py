@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from wsdaemon.operators.ranks import ArrivalRanks
+from wsdaemon.strategies.operator.ranks import ArrivalRanks
 
 
 def test_ranks_match_counting_through_removals_and_compaction() -> None:

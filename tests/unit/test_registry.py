@@ -12,8 +12,8 @@ import pytest
 import twisted.plugins
 
 from wsdaemon.interfaces import IStrategyFactory
-from wsdaemon.registry import BUILTIN_STRATEGIES, StrategyRegistry, UnknownStrategyError
 from wsdaemon.strategies.echo import EchoStrategyFactory
+from wsdaemon.strategies.registry import BUILTIN_STRATEGIES, StrategyRegistry, UnknownStrategyError
 
 THIRDPARTY = Path(__file__).resolve().parent.parent / "thirdparty"
 

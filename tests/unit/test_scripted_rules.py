@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import REPO
-from wsdaemon.scripted.lines import TomlLines
-from wsdaemon.scripted.rules import RulesError, load_rules
+from wsdaemon.strategies.scripted.lines import TomlLines
+from wsdaemon.strategies.scripted.rules import RulesError, load_rules
 
 EXAMPLE = REPO / "etc" / "bot.rules.toml"
 

@@ -13,8 +13,8 @@ from types import MappingProxyType
 import pytest
 from twisted.internet.task import Clock
 
-from wsdaemon.scripted.strategy import ScriptedStrategy, ScriptedStrategyFactory
-from wsdaemon.strategy import OptionError, StrategyContext
+from wsdaemon.strategies.api import OptionError, StrategyContext
+from wsdaemon.strategies.scripted.strategy import ScriptedStrategy, ScriptedStrategyFactory
 from wsdaemon.testing import RecordingSession
 
 RULES = """

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsdaemon.scripted.template import Scope, Template, TemplateError, parse_json_path
+from wsdaemon.strategies.scripted.template import Scope, Template, TemplateError, parse_json_path
 
 VALUES = {"message": "hi", "session": "s1", "counter": "3", "match.1": "one",
           "match.name": "Bob", "json.user.name": "ann", "tick": "7"}

@@ -14,10 +14,10 @@ from zope.interface.verify import verifyObject
 
 from tests.daemon import REPO
 from wsdaemon.interfaces import ISession
-from wsdaemon.operators.memory import MemoryStore
-from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
-from wsdaemon.registry import BUILTIN_STRATEGIES, StrategyRegistry
-from wsdaemon.strategy import StrategyContext
+from wsdaemon.strategies.api import StrategyContext
+from wsdaemon.strategies.operator.memory import MemoryStore
+from wsdaemon.strategies.operator.queue import OperatorQueue, OperatorSettings
+from wsdaemon.strategies.registry import BUILTIN_STRATEGIES, StrategyRegistry
 from wsdaemon.testing import RecordingSession, check_strategy
 
 THIRDPARTY = Path(__file__).resolve().parent.parent / "thirdparty"
@@ -65,7 +65,7 @@ def test_contract_catches_a_broken_strategy(tmp_path: Path) -> None:
     from zope.interface import implementer
 
     from wsdaemon.interfaces import IReplyStrategy, IStrategyFactory
-    from wsdaemon.strategy import reject_unknown_options
+    from wsdaemon.strategies.api import reject_unknown_options
 
     @implementer(IReplyStrategy)
     class Broken:

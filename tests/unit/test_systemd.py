@@ -8,7 +8,7 @@ import os
 import socket
 from pathlib import Path
 
-from wsdaemon.systemd import notify, reloading_message
+from wsdaemon.server.systemd import notify, reloading_message
 
 
 def test_path_socket(tmp_path: Path) -> None:

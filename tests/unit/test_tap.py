@@ -11,7 +11,7 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 
-from wsdaemon.service import WsDaemonService
+from wsdaemon.server.service import WsDaemonService
 from wsdaemon.tap import Options, makeService
 
 CONFIG = """

@@ -28,8 +28,8 @@ from twisted.python.failure import Failure
 from wsdaemon.broker.items import message_json, parse_message
 from wsdaemon.broker.link import BrokerUnavailable, RedisLink
 from wsdaemon.interfaces import ISession
-from wsdaemon.operators.delivery import log_failure, write
-from wsdaemon.operators.records import MessageRecord
+from wsdaemon.records import MessageRecord
+from wsdaemon.strategies.operator.delivery import log_failure, write
 
 __all__ = ["ClientDelivery"]
 

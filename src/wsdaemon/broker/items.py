@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from wsdaemon.operators.errors import QueueError
-from wsdaemon.operators.records import ItemRecord, MessageRecord
+from wsdaemon.records import ItemRecord, MessageRecord
+from wsdaemon.strategies.operator.errors import QueueError
 
 __all__ = ["ItemMirror", "SharedItem", "message_json", "parse_item", "parse_message"]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import txredisapi
@@ -23,6 +22,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.broker.scripts import SCRIPTS
+from wsdaemon.config import BrokerSettings
+from wsdaemon.errors import BrokerUnavailable
 
 __all__ = ["BrokerSettings", "BrokerUnavailable", "RedisLink"]
 
@@ -33,39 +34,6 @@ EVENTS_KEPT = 100000
 
 #: Errors that mean "Redis cannot be reached now" (not "Redis said no").
 _OUTAGE = (txredisapi.ConnectionError, TimeoutError, CancelledError, ConnectionError)
-
-
-class BrokerUnavailable(Exception):  # noqa: N818 - says what happened
-    """
-    Redis did not answer in time; the operation may or may not have been
-    done (a script is atomic: it was done entirely or not at all).
-    """
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """
-    The C{[broker]} section when it selects Redis.
-
-    @ivar prefix: prepended to every key, so several services can share one
-        Redis.
-    @ivar timeout: seconds a call may take before it fails.
-    @ivar heartbeat: seconds between a daemon's heartbeats; a daemon silent
-        for three heartbeats counts as gone (its operators, its clients).
-    @ivar sweep_interval: seconds between checks for expired leases and
-        due fallbacks (every daemon checks; each item is handled once).
-    """
-
-    url: str
-    host: str = "127.0.0.1"
-    port: int = 6379
-    db: int = 0
-    password: str | None = None
-    prefix: str = "wsdaemon:"
-    timeout: float = 5.0
-    heartbeat: float = 2.0
-    sweep_interval: float = 1.0
-    daemon_id: str = ""
 
 
 class RedisLink:

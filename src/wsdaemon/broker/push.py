@@ -14,9 +14,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wsdaemon.broker.link import RedisLink
+from wsdaemon.broker.local import LocalPushBus
+from wsdaemon.connections.index import PushTarget, SessionIndex
 from wsdaemon.interfaces import IPushBus
-from wsdaemon.push import LocalPushBus
-from wsdaemon.sessions import PushTarget, SessionIndex
 
 __all__ = ["RedisPushBus"]
 

@@ -1,7 +1,7 @@
 """
 The operator queue shared by several daemons through Redis.
 
-Same protocol and semantics as L{wsdaemon.operators.queue.OperatorQueue},
+Same protocol and semantics as L{wsdaemon.strategies.operator.queue.OperatorQueue},
 but the decisions are made by Redis (L{wsdaemon.broker.scripts}) instead of
 in this process, so that an operator on daemon B can claim and answer a
 message a client sent to daemon A. Each daemon keeps a mirror of the open
@@ -43,16 +43,16 @@ from wsdaemon.broker.items import (
 )
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.interfaces import IOperatorQueue, ISession
-from wsdaemon.operators.delivery import log_failure
-from wsdaemon.operators.errors import (
+from wsdaemon.records import MessageRecord
+from wsdaemon.strategies.operator.delivery import log_failure
+from wsdaemon.strategies.operator.errors import (
     QueueError,
     QueueRefused,
     check_sendable,
     send_limit,
     too_long,
 )
-from wsdaemon.operators.queue import OperatorLink, OperatorSettings
-from wsdaemon.operators.records import MessageRecord
+from wsdaemon.strategies.operator.queue import OperatorLink, OperatorSettings
 
 __all__ = ["SharedItem", "SharedOperatorQueue"]
 

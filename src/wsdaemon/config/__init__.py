@@ -10,13 +10,10 @@ expected.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from twisted.internet.interfaces import IReactorTime
 
-from wsdaemon.broker.link import BrokerSettings, RedisLink
-from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config._broker import BROKER_SECTION, broker_settings
 from wsdaemon.config._identity import IDENTITY_KEYS
 from wsdaemon.config._model import (
@@ -25,29 +22,35 @@ from wsdaemon.config._model import (
     DaemonConfig,
     ProtocolSettings,
     RouteConfig,
+    StrategySpec,
 )
 from wsdaemon.config._reader import ROUTE_PREFIX, _parse, _read_file, _Reader
 from wsdaemon.config._sections import (
     ADMIN_SECTION,
+    ASSETS_PATH,
     OPERATOR_SECTION,
     _admin_settings,
-    _build_route,
     _operator_settings,
     _protocol_settings,
+    _route,
     _route_path,
 )
+from wsdaemon.config._services import MAX_PAGE, BrokerSettings, OperatorSettings
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count
 from wsdaemon.credentials import example_names, is_loopback
-from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
-from wsdaemon.operators.store import SQLiteStore
-from wsdaemon.registry import StrategyRegistry
+from wsdaemon.strategies.registry import StrategyRegistry
 
 __all__ = [
+    "ASSETS_PATH",
+    "MAX_PAGE",
     "AdminSettings",
+    "BrokerSettings",
     "ConfigError",
     "DaemonConfig",
+    "OperatorSettings",
     "ProtocolSettings",
     "RouteConfig",
+    "StrategySpec",
     "load_config",
 ]
 
@@ -83,25 +86,24 @@ def _refuse_exposed_examples(reader: _Reader, listen: Sequence[str],
 def load_config(
     path: Path | str,
     *,
-    clock: IReactorTime,
     registry: StrategyRegistry | None = None,
     listen_override: Sequence[str] = (),
     admin_listen_override: Sequence[str] = (),
     check_endpoint: Callable[[str], None] | None = None,
-    operator_queue: OperatorQueue | SharedOperatorQueue | None = None,
-    broker_link: RedisLink | None = None,
+    clock: IReactorTime | None = None,
 ) -> DaemonConfig:
     """
-    Read, validate and build the daemon's config.
+    Read and validate the daemon's config into values. Nothing is built
+    and nothing starts: L{wsdaemon.server.assembly} does that.
 
-    @param clock: handed to strategies (their only source of time).
+    @param registry: finds each route's strategy factory, whose option
+        check validates the route's options.
     @param listen_override: endpoint strings replacing C{[wsdaemon] listen}.
     @param admin_listen_override: endpoint strings replacing C{[admin] listen}.
     @param check_endpoint: validates one endpoint string, raising
         ValueError with the reason (see L{wsdaemon.endpoints}).
-    @param operator_queue: on a reload, the running queue, kept as it is
-        (its store stays open; new [operator] settings apply to it).
-    @param broker_link: on a reload, the running Redis link, kept.
+    @param clock: only for factories without an option check, which are
+        checked by building one strategy on it (default: a stopped clock).
 
     @raise ConfigError: on the first mistake found.
     """
@@ -164,19 +166,7 @@ def load_config(
         defaults = _protocol_settings(reader, PROTOCOL_SECTION, defaults)
 
     broker = broker_settings(reader) if BROKER_SECTION in parser else None
-    link: RedisLink | None = None
-    if broker is not None:
-        link = broker_link if broker_link is not None else RedisLink(_named(broker), clock)
-    operator: OperatorSettings | None = None
-    queue: OperatorQueue | SharedOperatorQueue | None = None
-    if OPERATOR_SECTION in parser:
-        operator = _operator_settings(reader)
-        if operator_queue is not None:
-            queue = operator_queue  # a reload: keep the running queue and its store
-        elif link is not None:
-            queue = SharedOperatorQueue(operator, link, clock)
-        else:
-            queue = OperatorQueue(operator, SQLiteStore(operator.store_path, clock), clock)
+    operator = _operator_settings(reader) if OPERATOR_SECTION in parser else None
     admin = (_admin_settings(reader, check_endpoint, tuple(admin_listen_override))
              if ADMIN_SECTION in parser else None)
     if admin_listen_override and admin is None:
@@ -205,9 +195,8 @@ def load_config(
                 )
         seen[route_path] = section
         protocol = _protocol_settings(reader, section, defaults)
-        routes.append(
-            _build_route(reader, section, route_path, protocol, registry, clock, queue)
-        )
+        routes.append(_route(reader, section, route_path, protocol, registry,
+                             has_operator_queue=operator is not None, clock=clock))
     if operator is not None:
         for special in (operator.path, operator.console_path):
             clash = [r.path for r in routes
@@ -221,20 +210,6 @@ def load_config(
                 )
 
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
-                        protocol=defaults, operator=operator, operator_queue=queue,
-                        admin=admin, broker=broker, broker_link=link, **caps)
+                        protocol=defaults, operator=operator, admin=admin, broker=broker,
+                        **caps)
 
-
-def _named(settings: BrokerSettings) -> BrokerSettings:
-    """
-    Give the daemon a name among the others if the config gave none: host,
-    process and a random part (a restarted daemon is a new member).
-    """
-    if settings.daemon_id:
-        return settings
-    import os
-    import secrets
-    import socket
-
-    return replace(settings, daemon_id=f"{socket.gethostname()}-{os.getpid()}-"
-                                       f"{secrets.token_hex(2)}")

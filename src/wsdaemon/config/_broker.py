@@ -8,8 +8,8 @@ from __future__ import annotations
 from functools import partial
 from urllib.parse import unquote, urlsplit
 
-from wsdaemon.broker.link import BrokerSettings
 from wsdaemon.config._reader import _Reader
+from wsdaemon.config._services import BrokerSettings
 from wsdaemon.config._values import _seconds
 
 __all__ = ["BROKER_SECTION", "broker_settings"]

@@ -8,14 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wsdaemon.broker.link import BrokerSettings, RedisLink
-from wsdaemon.broker.queue import SharedOperatorQueue
+from wsdaemon.config._services import BrokerSettings, OperatorSettings
 from wsdaemon.identity import IdentityPolicy
-from wsdaemon.interfaces import IReplyStrategy
-from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
 from wsdaemon.origin import OriginPolicy
 
-__all__ = ["AdminSettings", "ConfigError", "DaemonConfig", "ProtocolSettings", "RouteConfig"]
+__all__ = ["AdminSettings", "ConfigError", "DaemonConfig", "ProtocolSettings", "RouteConfig",
+           "StrategySpec"]
 
 
 class ConfigError(Exception):
@@ -68,19 +66,40 @@ class ProtocolSettings:
 
 
 @dataclass(frozen=True)
+class StrategySpec:
+    """
+    Which strategy a route runs, as the config says: built by the assembly
+    (L{wsdaemon.server.assembly}), never by the config.
+
+    @ivar name: as written: a built-in, a plugin's name or a dotted path.
+    @ivar options: the strategy's own options, as given (read-only).
+    @ivar checked: what the factory's option check returned (e.g. the
+        parsed rules file), handed to its C{create}; None if nothing.
+    """
+
+    name: str
+    options: Mapping[str, str]
+    checked: object = None
+
+
+@dataclass(frozen=True)
 class RouteConfig:
     """
     One URL path, its strategy and its protocol settings.
-
-    @ivar options: the strategy's own options, as given (read-only).
     """
 
     path: str
     section: str
-    strategy_name: str
-    strategy: IReplyStrategy
-    options: Mapping[str, str]
+    strategy: StrategySpec
     protocol: ProtocolSettings
+
+    @property
+    def strategy_name(self) -> str:
+        return self.strategy.name
+
+    @property
+    def options(self) -> Mapping[str, str]:
+        return self.strategy.options
 
 
 @dataclass(frozen=True)
@@ -116,11 +135,9 @@ class DaemonConfig:
     max_connections_per_ip: int = 0
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     operator: OperatorSettings | None = None
-    operator_queue: OperatorQueue | SharedOperatorQueue | None = None
     admin: AdminSettings | None = None
     #: Redis settings, or None for the embedded store (one daemon).
     broker: BrokerSettings | None = None
-    broker_link: RedisLink | None = None
 
     def summary(self) -> str:
         """

@@ -5,26 +5,32 @@ Building each section's settings from the parsed file.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import Clock
 
-from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config._identity import IDENTITY_KEYS, identity_policy
-from wsdaemon.config._model import AdminSettings, ConfigError, ProtocolSettings, RouteConfig
+from wsdaemon.config._model import (
+    AdminSettings,
+    ConfigError,
+    ProtocolSettings,
+    RouteConfig,
+    StrategySpec,
+)
 from wsdaemon.config._reader import ROUTE_PREFIX, _Reader
+from wsdaemon.config._services import MAX_PAGE, OperatorSettings
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count, _seconds, _size
 from wsdaemon.credentials import parse_tokens
 from wsdaemon.endpoints import listen_interface
-from wsdaemon.interfaces import IReplyStrategy
-from wsdaemon.operators.pages import MAX_LIMIT
-from wsdaemon.operators.queue import OperatorQueue, OperatorSettings
-from wsdaemon.registry import StrategyRegistry, UnknownStrategyError
-from wsdaemon.strategy import OptionError, StrategyContext
+from wsdaemon.interfaces import IOptionCheck, IReplyStrategy, IStrategyFactory
+from wsdaemon.strategies.api import OptionContext, OptionError, StrategyContext
+from wsdaemon.strategies.registry import StrategyRegistry, UnknownStrategyError
 
 OPERATOR_SECTION = "operator"
 #: Where the web pages' scripts and style sheets are served.
@@ -41,7 +47,7 @@ _OPERATOR_KEYS = {
 #: [operator] keys that are whole numbers, with their allowed range.
 _OPERATOR_COUNTS = {
     "max_open_per_client": (0, None), "max_open_per_route": (0, None),
-    "max_open_total": (0, None), "page_size": (1, MAX_LIMIT), "preview_chars": (20, 10_000),
+    "max_open_total": (0, None), "page_size": (1, MAX_PAGE), "preview_chars": (20, 10_000),
 }
 _OPERATOR_SIZES = ("max_item_size", "max_message_size", "max_outbound_buffer")
 _ADMIN_KEYS = {"listen", "api_keys", "api_keys_file", "max_body", "request_timeout",
@@ -105,14 +111,15 @@ def _reserved(path: str) -> bool:
     return path == ASSETS_PATH or path.startswith(ASSETS_PATH + "/")
 
 
-def _build_route(
+def _route(
     reader: _Reader,
     section: str,
     path: str,
     protocol: ProtocolSettings,
     registry: StrategyRegistry,
-    clock: IReactorTime,
-    operator_queue: OperatorQueue | SharedOperatorQueue | None = None,
+    *,
+    has_operator_queue: bool,
+    clock: IReactorTime | None = None,
 ) -> RouteConfig:
     if "strategy" not in reader.parser[section]:
         raise reader.error(
@@ -124,34 +131,50 @@ def _build_route(
         factory = registry.resolve(name)
     except UnknownStrategyError as e:
         raise reader.error(section, "strategy", str(e)) from None
-    options = {
+    options = MappingProxyType({
         key: value
         for key, value in reader.parser[section].items()
         if key not in _ROUTE_KEYS and key not in _PROTOCOL_KEYS and key not in IDENTITY_KEYS
-    }
-    context = StrategyContext(clock=clock, config_dir=reader.path.parent, route=path,
-                              operator_queue=operator_queue)
+    })
     try:
-        strategy = factory.create(MappingProxyType(options), context)
+        checked = _check_options(factory, options, reader.path.parent, path,
+                                 has_operator_queue, clock)
     except OptionError as e:
         if e.path is not None:
             where = str(e.path) if e.line is None else f"{e.path}:{e.line}"
             raise reader.error(section, e.key, f"{where}: {e.expected}") from None
         raise reader.error(section, e.key, e.expected) from None
-    if not IReplyStrategy.providedBy(strategy):
+    except _NotAStrategyError as e:
         raise reader.error(
             section, "strategy",
-            f"strategy factory {name!r} returned {strategy!r}, which does not provide "
+            f"strategy factory {name!r} returned {e.args[0]!r}, which does not provide "
             "IReplyStrategy",
-        )
-    return RouteConfig(
-        path=path,
-        section=section,
-        strategy_name=name,
-        strategy=strategy,
-        options=MappingProxyType(options),
-        protocol=protocol,
-    )
+        ) from None
+    return RouteConfig(path=path, section=section,
+                       strategy=StrategySpec(name=name, options=options, checked=checked),
+                       protocol=protocol)
+
+
+class _NotAStrategyError(Exception):
+    pass
+
+
+def _check_options(factory: IStrategyFactory, options: Mapping[str, str], config_dir: Path,
+                   route: str, has_operator_queue: bool, clock: IReactorTime | None) -> object:
+    """
+    The factory's own option check; for a factory without one, build a
+    strategy on a stopped clock and drop it (nothing it schedules runs).
+
+    @raise OptionError: from the factory.
+    """
+    if IOptionCheck.providedBy(factory):
+        checker: Any = factory
+        return checker.check(options, OptionContext(config_dir, route, has_operator_queue))
+    trial = factory.create(options, StrategyContext(clock=clock or Clock(),
+                                                    config_dir=config_dir, route=route))
+    if not IReplyStrategy.providedBy(trial):
+        raise _NotAStrategyError(trial)
+    return None
 
 
 def _secrets(reader: _Reader, section: str, inline_key: str, file_key: str,

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 
 from zope.interface import implementer
 
-from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
-from wsdaemon.strategy import StrategyContext, reject_unknown_options
+from wsdaemon.interfaces import IOptionCheck, IReplyStrategy, ISession, IStrategyFactory
+from wsdaemon.strategies.api import OptionContext, StrategyContext, reject_unknown_options
 
 __all__ = ["EchoStrategy", "EchoStrategyFactory"]
 
@@ -31,10 +31,13 @@ class EchoStrategy:
         pass
 
 
-@implementer(IStrategyFactory)
+@implementer(IStrategyFactory, IOptionCheck)
 class EchoStrategyFactory:
     name = "echo"
     description = "every message comes back unchanged"
+
+    def check(self, options: Mapping[str, str], context: OptionContext) -> None:
+        reject_unknown_options(options, ())
 
     def create(self, options: Mapping[str, str], context: StrategyContext) -> EchoStrategy:
         reject_unknown_options(options, ())

@@ -1,0 +1,96 @@
+"""
+A client's connection as strategies see it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from autobahn.exception import Disconnected
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wsdaemon.interfaces import ISession
+
+__all__ = ["Session", "Writer"]
+
+_log = Logger(namespace="wsdaemon.session")
+
+#: Close codes a strategy may send (RFC 6455 section 7.4).
+_SENDABLE_CODES = frozenset({1000, 1001, 1003, 1007, 1008, 1009, 1011})
+
+
+class Writer(Protocol):
+    """
+    What a session needs of its connection (L{RouteProtocol}).
+    """
+
+    def sendMessage(self, payload: bytes, isBinary: bool) -> None: ...
+
+    def close_with(self, code: int, reason: str) -> None: ...
+
+
+@implementer(ISession)
+class Session:
+    """
+    The strategy-facing side of one L{RouteProtocol}.
+
+    It holds no reference to the protocol after the connection closes, so a
+    strategy keeping a session around keeps no transport alive.
+    """
+
+    __slots__ = ("session_id", "client_id", "route", "peer", "connected_at", "_protocol")
+
+    def __init__(
+        self,
+        session_id: str,
+        route: str,
+        peer: str,
+        connected_at: float,
+        protocol: Writer,
+        client_id: str | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.client_id = client_id or session_id
+        self.route = route
+        self.peer = peer
+        self.connected_at = connected_at
+        self._protocol: Writer | None = protocol
+
+    def __repr__(self) -> str:
+        return f"<Session {self.session_id} {self.route} {self.peer}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self._protocol is not None
+
+    def send(self, message: str | bytes) -> bool:
+        protocol = self._protocol
+        if protocol is None:
+            return False
+        try:
+            if type(message) is str:
+                protocol.sendMessage(message.encode("utf-8"), False)
+            elif isinstance(message, bytes | bytearray | memoryview):
+                protocol.sendMessage(bytes(message), True)
+            else:
+                raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
+        except Disconnected:
+            return False
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        protocol = self._protocol
+        if protocol is None:
+            return
+        if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
+            raise ValueError(f"close code {code} may not be sent; use 1000, 1001, 1008, 1011 "
+                             "or 3000-4999")
+        self._protocol = None
+        protocol.close_with(code, reason)
+
+    def detach(self) -> None:
+        """
+        Called by the protocol once the connection is closed.
+        """
+        self._protocol = None

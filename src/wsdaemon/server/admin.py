@@ -1,0 +1,405 @@
+"""
+The admin listener's HTTP API: push, the client list, metrics, health.
+
+    POST /push      push a message (API key)
+    GET  /clients   the open connections (API key)
+    GET  /metrics   Prometheus text format
+    GET  /healthz   liveness and readiness (200 ready, 503 not yet)
+
+Bodies over C{max_body} bytes are answered 413 without being kept in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, generate_latest
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from wsdaemon.connections.index import PushTarget, SessionIndex
+from wsdaemon.connections.limits import HandshakeDeadlineChannel
+from wsdaemon.credentials import check_token
+from wsdaemon.errors import BrokerUnavailable
+from wsdaemon.escaping import visible
+from wsdaemon.interfaces import IPushBus
+
+__all__ = ["AdminSite", "DaemonView", "PushCounters"]
+
+_log = Logger(namespace="wsdaemon.admin")
+
+_TARGET_KEYS = ("session", "client", "route", "all")
+
+
+class DaemonView(Protocol):
+    """
+    What the admin API reads from the running daemon.
+    """
+
+    @property
+    def index(self) -> SessionIndex: ...
+
+    @property
+    def bus(self) -> IPushBus: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+class PushCounters:
+    """
+    Push calls by target kind and outcome, for /metrics.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def count(self, kind: str, outcome: str) -> None:
+        key = (kind, outcome)
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+
+class _RequestError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _json(request: Request, code: int, body: Mapping[str, Any]) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class _ApiResource(Resource):
+    isLeaf = True
+
+    def __init__(self, site: AdminSite) -> None:
+        super().__init__()
+        self.admin = site
+
+    def authorize(self, request: Request) -> None:
+        raw = request.getHeader(b"authorization") or b""
+        header = raw.decode("latin-1")
+        key = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not key or check_token(key, self.admin.api_keys) is None:
+            request.setHeader(b"www-authenticate", b'Bearer realm="wsdaemon"')
+            raise _RequestError(401, "missing or wrong API key (Authorization: Bearer KEY)")
+
+    def render(self, request: Request) -> bytes | int:
+        try:
+            result: bytes | int = super().render(request)
+            return result
+        except _RequestError as e:
+            return _json(request, e.code, {"error": e.message})
+
+
+def _check_unicode(key: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _RequestError(400, f'"{key}" holds a lone surrogate (U+{ord(value[e.start]):04X} '
+                                 f"at character {e.start}): not valid Unicode") from None
+
+
+def parse_push(body: bytes) -> tuple[PushTarget, str | bytes]:
+    """
+    @raise _RequestError: 400 with the reason.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError as e:
+        raise _RequestError(400, f"body is not JSON: {e}") from None
+    except RecursionError:
+        raise _RequestError(400, "body is not a push: JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise _RequestError(400, "body must be a JSON object")
+    unknown = set(data) - set(_TARGET_KEYS) - {"text", "base64"}
+    if unknown:
+        raise _RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    targets = [k for k in _TARGET_KEYS if k in data]
+    if len(targets) != 1:
+        raise _RequestError(400, "give exactly one target: session, client, route or all")
+    kind = targets[0]
+    value = data[kind]
+    if kind == "all":
+        if value is not True:
+            raise _RequestError(400, '"all" must be true')
+        target = PushTarget("all")
+    else:
+        if not isinstance(value, str) or not value:
+            raise _RequestError(400, f'"{kind}" must be a non-empty string')
+        target = PushTarget(kind, value)
+    bodies = [k for k in ("text", "base64") if k in data]
+    if len(bodies) != 1:
+        raise _RequestError(400, 'give exactly one of "text" (a text message) or "base64" '
+                               "(a binary message)")
+    for key in (kind, "text"):
+        if isinstance(data.get(key), str):
+            _check_unicode(key, data[key])
+    if bodies[0] == "text":
+        if not isinstance(data["text"], str):
+            raise _RequestError(400, '"text" must be a string')
+        return target, data["text"]
+    if not isinstance(data["base64"], str):
+        raise _RequestError(400, '"base64" must be a string')
+    try:
+        return target, base64.b64decode(data["base64"], validate=True)
+    except (ValueError, binascii.Error):
+        raise _RequestError(400, '"base64" is not valid base64') from None
+
+
+def _reactor() -> IReactorTime:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _idempotency_key(request: Request) -> str | None:
+    raw = request.getHeader(b"idempotency-key")
+    if raw is None:
+        return None
+    key = raw.decode("latin-1").strip()
+    if not key or len(key) > 200:
+        raise _RequestError(400, "Idempotency-Key must be 1 to 200 characters")
+    return key
+
+
+class PushesDone:
+    """
+    The answers to recent pushes that carried an C{Idempotency-Key}: the same
+    key with the same body within C{keep} seconds answers again without
+    sending again (a client retrying after a lost answer); the same key with
+    another body is refused (409). At most C{limit} keys, oldest forgotten.
+    """
+
+    def __init__(self, clock: IReactorTime, keep: float = 600.0, limit: int = 10_000) -> None:
+        self._clock = clock
+        self._keep = keep
+        self._limit = limit
+        self._done: OrderedDict[str, tuple[float, bytes, dict[str, Any]]] = OrderedDict()
+
+    def _forget_old(self) -> None:
+        now = self._clock.seconds()
+        while self._done and (len(self._done) > self._limit
+                              or next(iter(self._done.values()))[0] < now - self._keep):
+            self._done.popitem(last=False)
+
+    def get(self, key: str, body: bytes) -> dict[str, Any] | None:
+        self._forget_old()
+        found = self._done.get(key)
+        if found is None:
+            return None
+        if found[1] != body:
+            raise _RequestError(409, "this Idempotency-Key was used for another push")
+        return found[2]
+
+    def put(self, key: str, body: bytes, answer: dict[str, Any]) -> None:
+        self._done[key] = (self._clock.seconds(), body, answer)
+        self._forget_old()
+
+
+class PushResource(_ApiResource):
+    def render_POST(self, request: Request) -> bytes | int:
+        self.authorize(request)
+        if getattr(request, "oversized", False):
+            raise _RequestError(413, f"body over {self.admin.max_body} bytes")
+        assert request.content is not None
+        body = request.content.read()
+        key = _idempotency_key(request)
+        if key is not None:
+            earlier = self.admin.pushes_done.get(key, body)
+            if earlier is not None:
+                return _json(request, 200, {**earlier, "replayed": True})
+        target, message = parse_push(body)
+        counters = self.admin.push_counters
+        d = self.admin.daemon.bus.publish_counted(target, message)
+
+        def done(counts: tuple[int, int]) -> None:
+            delivered, failed = counts
+            counters.count(target.kind, "ok")
+            _log.info("push to {kind} {value}: {count} connection(s), {failed} could not take "
+                      "it", kind=target.kind, value=visible(target.value or ""),
+                      count=delivered, failed=failed)
+            answer = {"delivered": delivered, "failed": failed, "target": target.to_json()}
+            if key is not None:
+                self.admin.pushes_done.put(key, body, answer)
+            request.write(_json(request, 200, answer))
+            request.finish()
+
+        def failed(failure: Any) -> None:
+            counters.count(target.kind, "error")
+            if failure.check(BrokerUnavailable):
+                # Written to this daemon's connections; the others never saw it.
+                request.write(_json(request, 503, {
+                    "error": "Redis unavailable: delivered on this daemon only, not to the "
+                             "other daemons; try again", "target": target.to_json()}))
+            else:
+                _log.failure("push failed", failure=failure)
+                request.write(_json(request, 500, {"error": "push failed"}))
+            request.finish()
+
+        d.addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+
+class ClientsResource(_ApiResource):
+    def render_GET(self, request: Request) -> bytes:
+        self.authorize(request)
+        clients = self.admin.daemon.index.describe()
+        return _json(request, 200, {"count": len(clients), "clients": clients})
+
+
+class MetricsResource(Resource):
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+        return generate_latest(self.registry)
+
+
+class HealthResource(Resource):
+    isLeaf = True
+
+    def __init__(self, daemon: DaemonView) -> None:
+        super().__init__()
+        self.daemon = daemon
+
+    def render_GET(self, request: Request) -> bytes:
+        health = self.daemon.health()
+        return _json(request, 200 if health["ready"] else 503, health)
+
+
+class _AdminRequest(Request):
+    """
+    Keeps at most C{max_body} bytes of a body; beyond, drops the rest and
+    marks the request oversized (answered 413).
+    """
+
+    oversized = False
+    _kept = 0
+
+    def _limit(self) -> int:
+        site: Any = getattr(self.channel, "site", None)
+        return int(site.max_body)
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self._limit()
+        if length is not None and length > limit:
+            self.oversized = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        limit = self._limit()
+        if self.oversized or self._kept + len(data) > limit:
+            self.oversized = True
+            return
+        self._kept += len(data)
+        super().handleContentChunk(data)
+
+
+class _AdminChannel(HandshakeDeadlineChannel):
+    """
+    The admin listener's HTTP channel: a whole request (headers I{and} body)
+    must arrive within the site's C{request_timeout}, and the site counts
+    its open connections.
+    """
+
+    site: Any
+
+    def connectionMade(self) -> None:
+        self.site.open_connections += 1
+        super().connectionMade()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.site.open_connections -= 1
+        super().connectionLost(reason)
+
+    def allHeadersReceived(self) -> None:
+        # Not done yet: the deadline runs until the body is in too.
+        HTTPChannel.allHeadersReceived(self)
+
+    def allContentReceived(self) -> None:
+        self._disarm()
+        super().allContentReceived()
+
+
+class _Misdirected(Resource):
+    """
+    A Host the admin API does not answer to (DNS rebinding: a browser page
+    of another site resolving its own name to this address).
+    """
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return _json(request, 421, {"error": "this Host is not served here; see [admin] "
+                                             "allowed_hosts"})
+
+
+def _host_name(request: Request) -> str:
+    raw = (request.getHeader(b"host") or b"").decode("latin-1").strip().lower()
+    if raw.startswith("["):  # [::1]:8081
+        return raw[1:raw.find("]")] if "]" in raw else raw
+    return raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
+
+
+class AdminSite(Site):
+    """
+    @param api_keys: key -> name of who holds it.
+    @param allowed_hosts: Host header names answered (others: 421).
+    """
+
+    requestFactory = _AdminRequest
+    protocol = _AdminChannel  # type: ignore[assignment]
+    displayTracebacks = False
+
+    def __init__(self, daemon: DaemonView, api_keys: Mapping[str, str], max_body: int,
+                 registry: CollectorRegistry, push_counters: PushCounters,
+                 request_timeout: float = 10.0, max_connections: int = 100,
+                 allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"}),
+                 clock: IReactorTime | None = None) -> None:
+        self.daemon = daemon
+        self.api_keys = dict(api_keys)
+        self.max_body = max_body
+        self.handshake_timeout = request_timeout
+        self.max_connections = max_connections
+        self.allowed_hosts = allowed_hosts
+        self.open_connections = 0
+        self.push_counters = push_counters
+        self.pushes_done = PushesDone(clock if clock is not None else _reactor())
+        root = Resource()
+        root.putChild(b"push", PushResource(self))
+        root.putChild(b"clients", ClientsResource(self))
+        root.putChild(b"metrics", MetricsResource(registry))
+        root.putChild(b"healthz", HealthResource(daemon))
+        super().__init__(root)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.open_connections >= self.max_connections:
+            _log.warn("admin API: refused a connection from {peer}: {count} open "
+                      "([admin] max_connections)", peer=str(addr), count=self.open_connections)
+            return None
+        return super().buildProtocol(addr)
+
+    def getResourceFor(self, request: Request) -> Any:
+        # No Host at all is an HTTP/1.0 health checker (HAProxy's httpchk),
+        # never a browser, which always sends one: DNS rebinding needs it.
+        host = _host_name(request)
+        if host and host not in self.allowed_hosts:
+            return _Misdirected()
+        return super().getResourceFor(request)

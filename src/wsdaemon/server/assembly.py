@@ -1,0 +1,230 @@
+"""
+Building the running daemon from the config's values, in one place.
+
+L{wsdaemon.config} reads the INI file into values and nothing else. This
+module turns them into the running parts: each route's strategy (from the
+registry), the operator queue and its store, the Redis link, the push bus,
+the web and admin sites, the listeners, and the service that runs them.
+
+A reload is the same step again: read new values, build what they describe
+(strategies, routes, settings), keep what must persist (the queue and its
+store, the Redis link, every open connection and each route's factory),
+swap. Changes only a restart can make are refused, and the running daemon
+is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import txaio
+
+from wsdaemon.broker.link import RedisLink
+from wsdaemon.broker.local import LocalPushBus
+from wsdaemon.broker.push import RedisPushBus
+from wsdaemon.broker.queue import SharedOperatorQueue
+from wsdaemon.config import BrokerSettings, ConfigError, DaemonConfig, RouteConfig
+from wsdaemon.connections import accel
+from wsdaemon.connections.index import SessionIndex
+from wsdaemon.connections.route import Route
+from wsdaemon.interfaces import IOperatorQueue, IPushBus, IReplyStrategy
+from wsdaemon.server.admin import AdminSite
+from wsdaemon.server.metrics import make_registry
+from wsdaemon.server.service import Parts, WsDaemonService
+from wsdaemon.server.web import WebRoot, build_site
+from wsdaemon.strategies.api import StrategyContext
+from wsdaemon.strategies.operator.queue import OperatorQueue
+from wsdaemon.strategies.operator.store import SQLiteStore
+from wsdaemon.strategies.registry import StrategyRegistry
+
+__all__ = ["Assembly", "check_reloadable"]
+
+_LISTEN_KEY = "[wsdaemon] listen (or --listen)"
+_ADMIN_LISTEN_KEY = "[admin] listen (or --admin-listen)"
+
+
+class Assembly:
+    """
+    Builds a daemon from config values, and rebuilds it on a reload.
+
+    @param reactor: every part's reactor and clock.
+    @param read_config: reads the config file (again), raising
+        L{ConfigError}; a reload calls it (None: the daemon cannot reload).
+    @param registry: where strategy factories are found by name.
+    """
+
+    def __init__(self, reactor: Any, read_config: Callable[[], DaemonConfig] | None = None,
+                 registry: StrategyRegistry | None = None) -> None:
+        self.reactor = reactor
+        self.read_config = read_config
+        self.registry = registry if registry is not None else StrategyRegistry()
+        self.service: WsDaemonService | None = None
+
+    # -- the parts ---------------------------------------------------------------
+
+    def link(self, settings: BrokerSettings | None) -> RedisLink | None:
+        """
+        @return: a Redis link for C{settings} (not started), or None for the
+            embedded store.
+        """
+        if settings is None:
+            return None
+        if not settings.daemon_id:
+            # A name among the others: host, process and a random part (a
+            # restarted daemon is a new member).
+            settings = replace(settings, daemon_id=f"{socket.gethostname()}-{os.getpid()}-"
+                                                   f"{secrets.token_hex(2)}")
+        return RedisLink(settings, self.reactor)
+
+    def queue(self, config: DaemonConfig, link: RedisLink | None) -> IOperatorQueue | None:
+        """
+        @return: the operator queue (not started): on Redis with a link, else
+            on the embedded SQLite store; None without an [operator] section.
+        """
+        operator = config.operator
+        if operator is None:
+            return None
+        if link is not None:
+            queue: IOperatorQueue = SharedOperatorQueue(operator, link, self.reactor)
+        else:
+            queue = OperatorQueue(operator, SQLiteStore(operator.store_path, self.reactor),
+                                  self.reactor)
+        return queue
+
+    def route(self, config: DaemonConfig, route: RouteConfig,
+              queue: IOperatorQueue | None) -> Route:
+        """
+        @return: C{route} with its strategy built by its factory, given what
+            the factory's option check found when the config was read.
+        @raise ConfigError: if the factory fails now (e.g. a rules file
+            that a plugin reads only here).
+        """
+        spec = route.strategy
+        context = StrategyContext(clock=self.reactor, config_dir=config.path.parent,
+                                  route=route.path, operator_queue=queue, checked=spec.checked)
+        try:
+            strategy = self.registry.resolve(spec.name).create(spec.options, context)
+        except Exception as e:
+            raise ConfigError(config.path, f"cannot build strategy {spec.name!r}: {e}",
+                              section=route.section, key="strategy") from None
+        if not IReplyStrategy.providedBy(strategy):
+            raise ConfigError(config.path, f"strategy factory {spec.name!r} returned "
+                              f"{strategy!r}, which does not provide IReplyStrategy",
+                              section=route.section, key="strategy")
+        return Route(path=route.path, strategy=strategy, protocol=route.protocol,
+                     strategy_name=spec.name, section=route.section)
+
+    def parts(self, config: DaemonConfig, queue: IOperatorQueue | None,
+                link: RedisLink | None) -> Parts:
+        """
+        @return: C{config}'s routes built, around C{queue} and C{link}; the
+            queue takes the new [operator] settings and the routes' limits.
+        """
+        routes = tuple(self.route(config, route, queue) for route in config.routes)
+        if queue is not None and config.operator is not None:
+            queue.settings = config.operator
+            # What each route's clients accept: replies and pushes over it
+            # are refused at the operator, before anything is stored.
+            queue.send_limits = {"": config.protocol.max_message_size, **{
+                route.path: route.protocol.max_message_size for route in routes}}
+        return Parts(config=config, routes=routes, queue=queue, link=link)
+
+    def fresh(self, config: DaemonConfig) -> Parts:
+        """
+        @return: everything C{config} describes, built new (nothing started).
+        """
+        link = self.link(config.broker)
+        return self.parts(config, self.queue(config, link), link)
+
+    # -- the daemon ----------------------------------------------------------------
+
+    def build(self, config: DaemonConfig, handle_signals: bool = True) -> WsDaemonService:
+        """
+        @return: the daemon's service for C{config}, listeners included (it
+            listens once started).
+        @raise ConfigError: if a strategy cannot be built.
+        """
+        reactor = self.reactor
+        # Autobahn's own timers (handshake timeouts, auto-ping) run on
+        # txaio's loop, not on the factory's reactor: point it at ours.
+        txaio.use_twisted()
+        txaio.config.loop = reactor  # type: ignore[attr-defined]
+        accel.install()
+        parts = self.fresh(config)
+        index = SessionIndex()
+        bus: IPushBus = (LocalPushBus(index) if parts.link is None
+                         else RedisPushBus(index, parts.link, reactor))
+        webroot = WebRoot(clock=reactor, reactor=reactor, index=index)
+        site = build_site(webroot.build(config, parts.routes, parts.queue),
+                          handshake_timeout=config.protocol.open_handshake_timeout)
+        service = WsDaemonService(parts, reactor, index=index, bus=bus, webroot=webroot,
+                                  site=site,
+                                  rebuild=self.reload if self.read_config is not None else None,
+                                  handle_signals=handle_signals)
+        for description in config.listen:
+            service.listen(description, site, _LISTEN_KEY)
+        if config.admin is not None:
+            admin = config.admin
+            service.admin_site = AdminSite(
+                service, admin.api_keys, admin.max_body,
+                make_registry(service, service.push_counters), service.push_counters,
+                admin.request_timeout, admin.max_connections, admin.allowed_hosts,
+                clock=reactor)
+            for description in admin.listen:
+                service.listen(description, service.admin_site, _ADMIN_LISTEN_KEY)
+        self.service = service
+        return service
+
+    def reload(self) -> Parts:
+        """
+        Read the config again, build what it describes around what persists,
+        and swap it in.
+
+        @return: what now runs.
+        @raise ConfigError: the new config is wrong, or changes what only a
+            restart can; nothing changed.
+        """
+        service = self.service
+        if service is None or self.read_config is None:
+            raise RuntimeError("reload before build, or without a way to read the config")
+        old = service.parts
+        new = self.read_config()
+        check_reloadable(old.config, new)
+        parts = self.parts(new, old.queue, old.link)
+        service.site.resource = service.webroot.build(new, parts.routes, parts.queue)
+        admin_site = service.admin_site
+        if admin_site is not None and new.admin is not None:
+            admin_site.api_keys = dict(new.admin.api_keys)
+            admin_site.max_body = new.admin.max_body
+            admin_site.handshake_timeout = new.admin.request_timeout
+            admin_site.max_connections = new.admin.max_connections
+            admin_site.allowed_hosts = new.admin.allowed_hosts
+        service.parts = parts
+        return parts
+
+
+def check_reloadable(old: DaemonConfig, new: DaemonConfig) -> None:
+    """
+    @raise ConfigError: for changes only a restart can make.
+    """
+    if new.listen != old.listen:
+        raise ConfigError(new.path, "listen endpoints changed: restart to apply",
+                          section="wsdaemon", key="listen")
+    if (old.admin is None) != (new.admin is None) or (
+            old.admin is not None and new.admin is not None
+            and old.admin.listen != new.admin.listen):
+        raise ConfigError(new.path, "the admin listener changed: restart to apply",
+                          section="admin", key="listen")
+    if (old.operator is None) != (new.operator is None) or (
+            old.operator is not None and new.operator is not None
+            and old.operator.store_path != new.operator.store_path):
+        raise ConfigError(new.path, "the operator store changed: restart to apply",
+                          section="operator", key="store")
+    if old.broker != new.broker:
+        raise ConfigError(new.path, "the [broker] section changed: restart to apply",
+                          section="broker", key=None)

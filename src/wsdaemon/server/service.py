@@ -1,0 +1,389 @@
+"""
+The daemon as a Twisted service: its life (start, reload on SIGHUP, graceful
+stop on SIGTERM, systemd's notify protocol) around the parts
+L{wsdaemon.server.assembly} built.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from autobahn import __version__ as autobahn_version
+from autobahn.websocket import HAS_NVX, USES_NVX
+from twisted import __version__ as twisted_version
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Site
+
+from wsdaemon import __version__
+from wsdaemon.broker.link import RedisLink
+from wsdaemon.config import ConfigError, DaemonConfig
+from wsdaemon.connections import accel
+from wsdaemon.connections.index import SessionIndex
+from wsdaemon.connections.route import Route
+from wsdaemon.credentials import example_names
+from wsdaemon.endpoints import build_endpoint
+from wsdaemon.interfaces import IOperatorQueue, IPushBus
+from wsdaemon.server.admin import AdminSite, PushCounters
+from wsdaemon.server.systemd import notify, reloading_message
+from wsdaemon.server.web import WebRoot
+
+__all__ = ["Parts", "WsDaemonService", "accelerations"]
+
+_log = Logger(namespace="wsdaemon.service")
+
+#: Close code for connections closed because the daemon stops (RFC 6455).
+GOING_AWAY = 1001
+#: The longest a stop waits for clients to answer their close frames.
+MAX_CLOSE_WAIT = 5.0
+
+
+def accelerations() -> str:
+    """
+    @return: which of Autobahn's accelerated code paths are in use.
+    """
+    if USES_NVX:
+        return "Autobahn NVX in use"
+    if HAS_NVX:
+        return "NVX built but disabled (AUTOBAHN_USE_NVX=0?): pure Python, slow"
+    return "NVX not available: pure Python, slow"
+
+
+@dataclass(frozen=True)
+class Parts:
+    """
+    What one config built; a reload swaps it whole.
+
+    @ivar queue: the operator queue (kept by every reload), or None.
+    @ivar link: the Redis link (kept by every reload), or None.
+    """
+
+    config: DaemonConfig
+    routes: tuple[Route, ...]
+    queue: IOperatorQueue | None = None
+    link: RedisLink | None = None
+
+
+class ListenError(Exception):
+    """
+    A listener could not bind: which endpoint, and the config key naming it.
+    """
+
+    def __init__(self, endpoint: str, key: str, error: Exception) -> None:
+        super().__init__(f"{endpoint} ({key}): {error}")
+        self.endpoint = endpoint
+        self.key = key
+        self.error = error
+
+
+class _Listener(StreamServerEndpointService):
+    key = ""
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            raise ListenError(str(self.name), self.key, e) from None
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except Exception as e:
+            raise ListenError(str(self.name), self.key, e) from None
+
+
+class WsDaemonService(MultiService):
+    """
+    @param rebuild: reads the config anew and, if it is valid, swaps what
+        it built in (L{wsdaemon.server.assembly.Assembly.reload}); raises
+        L{ConfigError} and changes nothing otherwise.
+    @param handle_signals: install the SIGHUP (reload) and SIGTERM
+        (graceful stop) handlers; off in tests that build many services.
+    """
+
+    def __init__(self, parts: Parts, reactor: Any, *, index: SessionIndex, bus: IPushBus,
+                 webroot: WebRoot, site: Site, rebuild: Callable[[], Parts] | None = None,
+                 handle_signals: bool = True) -> None:
+        super().__init__()
+        self.parts = parts
+        self._reactor = reactor
+        self._rebuild = rebuild
+        self._handle_signals = handle_signals
+        self._signals_installed = False
+        self.ready = False
+        self._exit_status = 0
+        self._stopping = False
+        self.index = index
+        self.bus = bus
+        self.push_counters = PushCounters()
+        self.webroot = webroot
+        self.site = site
+        self.admin_site: AdminSite | None = None
+
+    @property
+    def config(self) -> DaemonConfig:
+        return self.parts.config
+
+    def listen(self, description: str, factory: Any, key: str) -> None:
+        """
+        Serve C{factory} on the endpoint C{description} once started.
+
+        @param key: the config key (or option) that names the endpoint.
+        """
+        listener = _Listener(build_endpoint(description, self._reactor), factory)
+        listener.key = key
+        # Fail the start (and the process) if we cannot listen.
+        listener._raiseSynchronously = True
+        listener.setName(description)
+        listener.setServiceParent(self)
+
+    # -- what the admin API and /metrics read ----------------------------------
+
+    @property
+    def factories(self) -> dict[str, Any]:
+        return dict(self.webroot.factories)
+
+    @property
+    def operator_channel(self) -> Any:
+        return self.webroot.channel
+
+    def queue_stats(self) -> dict[str, Any] | None:
+        queue = self.parts.queue
+        if queue is None:
+            return None
+        items = queue.open_items()
+        by_state: dict[str, int] = {}
+        for item in items:
+            by_state[item.state] = by_state.get(item.state, 0) + 1
+        now = self._reactor.seconds()
+        oldest = max(0.0, now - items[0].record.created_at) if items else 0.0
+        return {"by_state": by_state, "oldest_age": oldest,
+                "operators_online": queue.operators_online}
+
+    def broker_status(self) -> dict[str, Any]:
+        link = self.parts.link
+        if link is None:
+            return {"backend": "embedded", "up": True}
+        return link.status()
+
+    def health(self) -> dict[str, Any]:
+        queue = self.parts.queue
+        broker = self.broker_status()
+        return {
+            # Still ready when Redis is down: echo and scripted routes serve,
+            # and a load balancer should not take every daemon out at once.
+            "status": "ok" if broker["up"] else "degraded", "ready": self.ready,
+            "version": __version__, "broker": broker,
+            "connections": len(self.index),
+            "pending_timers": len(self._reactor.getDelayedCalls()),
+            "queue": None if queue is None else {"started": queue.started,
+                                                 "open_items": queue.count_open()},
+        }
+
+    # -- start -----------------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        # twistd binds here (before dropping privileges); `twist` binds in
+        # startService. Either way, a listener that cannot bind ends the
+        # process with one clear line instead of a traceback.
+        self._install_reload_signal()
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            self._cannot_listen(e)
+
+    def _cannot_listen(self, error: Exception) -> None:
+        if isinstance(error, ListenError):
+            _log.critical("cannot listen on {endpoint} ({key}): {error}",
+                          endpoint=error.endpoint, key=error.key, error=str(error.error))
+        else:
+            _log.critical("cannot listen: {error}", error=str(error))
+        raise SystemExit(1)
+
+    def startService(self) -> None:
+        self._install_reload_signal()
+        config = self.config
+        _log.info(
+            "wsdaemon {version} (Twisted {twisted}, Autobahn {autobahn}; {accel}; "
+            "wsdaemon: {ours}) starting with {config}",
+            version=__version__, twisted=twisted_version, autobahn=autobahn_version,
+            accel=accelerations(), ours=accel.describe(), config=str(config.path),
+        )
+        self._log_routes(config)
+        self._warn_examples(config)
+        queue = self.parts.queue
+        started: Deferred[Any] = queue.start() if queue is not None else succeed(None)
+        if self.parts.link is not None:
+            self.parts.link.start()
+        try:
+            super().startService()
+        except Exception as e:
+            self._cannot_listen(e)
+        for description in config.listen:
+            _log.info("listening on {endpoint}", endpoint=description)
+        if config.admin is not None:
+            for description in config.admin.listen:
+                _log.info("admin API listening on {endpoint}", endpoint=description)
+        started.addCallbacks(self._started, self._queue_failed)
+
+    def _warn_examples(self, config: DaemonConfig) -> None:
+        for what, secrets in (("operator token", config.operator and config.operator.tokens),
+                              ("API key", config.admin and config.admin.api_keys)):
+            names = example_names(secrets or {})
+            if names:
+                _log.warn("{names}: the shipped example {what}(s), known to anyone who read "
+                          "the README; fine on loopback for a try, refused on any other "
+                          "listener: make your own (openssl rand -hex 24)",
+                          names=", ".join(names), what=what)
+
+    def _log_routes(self, config: DaemonConfig) -> None:
+        for route in config.routes:
+            _log.info(
+                "route {route}: strategy {strategy}, max message {max_message} bytes, "
+                "compression {compression}, origins {origins}",
+                route=route.path, strategy=route.strategy_name,
+                max_message=route.protocol.max_message_size,
+                compression="on" if route.protocol.compression else "off",
+                origins=" ".join(route.protocol.origins.patterns) or "(none)",
+            )
+
+    def _started(self, _: Any) -> None:
+        self.ready = True
+        if self._handle_signals:
+            self._reactor.callWhenRunning(self._install_stop_signal)
+        notify("READY=1\nSTATUS=serving")
+        _log.info("ready")
+
+    def _queue_failed(self, failure: Failure) -> None:
+        """
+        The store cannot be opened: one clear line, and exit status 1 (so
+        systemd and scripts see the failure).
+        """
+        operator = self.config.operator
+        _log.critical("cannot open the operator store {path}: {why}",
+                      path=str(operator.store_path) if operator is not None else "?",
+                      why=failure.getErrorMessage() or repr(failure.value))
+        self._exit_status = 1
+        self._reactor.addSystemEventTrigger("after", "shutdown", self._exit)
+        self._reactor.stop()
+
+    def _exit(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(self._exit_status)
+
+    # -- signals -----------------------------------------------------------------
+
+    def _install_reload_signal(self) -> None:
+        # twistd installs no SIGHUP handler: without ours, SIGHUP kills.
+        if not self._handle_signals or self._signals_installed:
+            return
+        self._signals_installed = True
+        reactor = self._reactor
+        signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+
+    def _install_stop_signal(self) -> None:
+        # The reactor's own SIGTERM handler makes twistd re-raise the signal
+        # (the process then "dies of SIGTERM"); ours stops cleanly, exit 0.
+        # A second signal (Ctrl-C twice, `timeout` sending two) while
+        # stopping is ignored, quietly.
+        reactor = self._reactor
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: reactor.callFromThread(self._stop_once))
+
+    def _stop_once(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._reactor.running:
+            self._reactor.stop()
+
+    # -- reload ------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """
+        Read the config again. If it is valid, new routes, strategies and
+        settings serve new connections (open ones keep what they started
+        with); if not, log why and keep the running config.
+
+        @return: whether the new config took effect.
+        """
+        if self._rebuild is None:
+            _log.warn("reload asked for, but this service cannot reload")
+            return False
+        notify(reloading_message())
+        try:
+            new = self._rebuild()
+        except ConfigError as e:
+            _log.error("reload refused, still running the previous config: {error}",
+                       error=str(e))
+            notify("READY=1\nSTATUS=reload refused; running the previous config")
+            return False
+        except Exception:
+            _log.failure("reload failed, still running the previous config")
+            notify("READY=1\nSTATUS=reload failed; running the previous config")
+            return False
+        _log.info("reloaded {config}: {summary}", config=str(new.config.path),
+                  summary=new.config.summary())
+        self._log_routes(new.config)
+        notify("READY=1\nSTATUS=serving (reloaded)")
+        return True
+
+    # -- stop --------------------------------------------------------------------
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Stop listening, close every connection with 1001 (going away), wait
+        for them (bounded), then let the store finish its writes.
+        """
+        notify("STOPPING=1")
+        self.ready = False
+        _log.info("stopping: closing {count} connection(s) with 1001",
+                  count=len(self.index))
+        d: Deferred[Any] = maybeDeferred(super().stopService)
+        d.addCallback(lambda _: self._close_all())
+        queue = self.parts.queue
+        if queue is not None:
+            d.addCallback(lambda _: queue.stop())
+        link = self.parts.link
+        if link is not None:
+            d.addCallback(lambda _: link.stop())
+        d.addCallback(lambda _: _log.info("stopped"))
+        return d
+
+    def _open_protocols(self) -> list[Any]:
+        protocols: list[Any] = list(self.index.select_all())
+        channel = self.webroot.channel
+        if channel is not None:
+            protocols.extend(channel.connections)
+        return protocols
+
+    def _close_all(self) -> Deferred[Any]:
+        for protocol in self._open_protocols():
+            if protocol.state == protocol.STATE_OPEN:
+                protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server shutting down")
+        waits = self.config.protocol.close_handshake_timeout
+        deadline = self._reactor.seconds() + min(MAX_CLOSE_WAIT, waits + 0.5)
+        done: Deferred[None] = Deferred()
+
+        def check() -> None:
+            remaining = [p for p in self._open_protocols() if p.state != p.STATE_CLOSED]
+            if not remaining:
+                done.callback(None)
+            elif self._reactor.seconds() >= deadline:
+                for protocol in remaining:
+                    protocol.dropConnection(abort=True)
+                done.callback(None)
+            else:
+                self._reactor.callLater(0.05, check)
+
+        check()
+        return DeferredList([done])

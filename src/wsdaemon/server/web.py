@@ -1,0 +1,203 @@
+"""
+The HTTP resource tree: the demo page at C{/} and one WebSocket resource
+per route, all on one port.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from importlib.resources import files
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from wsdaemon.config import ASSETS_PATH, DaemonConfig
+from wsdaemon.connections.index import SessionIndex
+from wsdaemon.connections.limits import ConnectionLimits, HandshakeDeadlineChannel
+from wsdaemon.connections.protocol import RouteFactory
+from wsdaemon.connections.route import Route
+from wsdaemon.interfaces import IOperatorQueue
+from wsdaemon.strategies.operator.channel import OperatorChannelFactory
+
+__all__ = ["WebRoot", "build_site", "console_page", "demo_page"]
+
+
+def _page(name: str, data: object) -> bytes:
+    template = files("wsdaemon").joinpath(f"static/{name}").read_text(encoding="utf-8")
+    # Inside <script>, "</" and "<!--" must not appear literally.
+    data_json = json.dumps(data).replace("<", "\\u003c")
+    return template.replace("__DATA__", data_json).encode("utf-8")
+
+
+def demo_page(config: DaemonConfig) -> bytes:
+    """
+    @return: the demo page, listing the config's routes.
+    """
+    return _page("demo.html", {"routes": [{"path": r.path, "strategy": r.strategy_name}
+                                          for r in config.routes]})
+
+
+def console_page(channel_path: str) -> bytes:
+    """
+    @return: the operators' web console, talking to C{channel_path}.
+    """
+    return _page("console.html", {"channel": channel_path})
+
+
+#: Where the pages' scripts and style sheets are served (no route may lie
+#: there).
+ASSETS = ASSETS_PATH
+_ASSET_TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8"}
+#: Scripts and styles only from our own files (no inline script runs, so an
+#: injected one would not either); WebSockets to this origin; never framed.
+CONTENT_SECURITY_POLICY = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    b"img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def security_headers(request: Request) -> None:
+    """
+    What every page and asset is sent with.
+    """
+    request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY)
+    request.setHeader(b"x-frame-options", b"DENY")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    # The console accepts ?token=: it must never leave in a Referer.
+    request.setHeader(b"referrer-policy", b"no-referrer")
+
+
+class StaticPage(Resource):
+    """
+    An HTML page (or one of its scripts or style sheets) rendered once at
+    startup.
+    """
+
+    isLeaf = True
+
+    def __init__(self, body: bytes, content_type: bytes = b"text/html; charset=utf-8") -> None:
+        super().__init__()
+        self._body = body
+        self._type = content_type
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", self._type)
+        request.setHeader(b"cache-control", b"no-store")
+        security_headers(request)
+        return self._body
+
+    render_HEAD = render_GET
+
+
+def assets() -> Resource:
+    """
+    @return: the pages' scripts and style sheets, at L{ASSETS}.
+    """
+    folder = _NoIndexResource()
+    for name in ("demo.js", "demo.css", "console.js", "console.css"):
+        body = files("wsdaemon").joinpath(f"static/{name}").read_bytes()
+        folder.putChild(name.encode(), StaticPage(body, _ASSET_TYPES[name[name.rindex("."):]]))
+    return folder
+
+
+class _NoIndexResource(Resource):
+    """
+    An inner path segment: has children, answers 404 itself.
+    """
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"Not found\n"
+
+
+def _put(root: Resource, path: str, resource: Any) -> None:
+    *parents, leaf = path.strip("/").split("/")
+    node = root
+    for segment in parents:
+        child = node.children.get(segment.encode())
+        if child is None:
+            child = _NoIndexResource()
+            node.putChild(segment.encode(), child)
+        node = child
+    node.putChild(leaf.encode(), resource)
+
+
+class WebRoot:
+    """
+    The resource tree and the factories behind it; rebuilt on a reload,
+    keeping the factory of every route that stays (its counters and open
+    connections carry on).
+    """
+
+    def __init__(self, clock: IReactorTime, reactor: Any, index: SessionIndex) -> None:
+        self.clock = clock
+        self.reactor = reactor
+        self.index = index
+        self.factories: dict[str, RouteFactory] = {}
+        self.channel: OperatorChannelFactory | None = None
+        self.limits = ConnectionLimits(total=0, per_ip=0)
+
+    def build(self, config: DaemonConfig, routes: tuple[Route, ...],
+              queue: IOperatorQueue | None) -> Resource:
+        """
+        @param routes: C{config}'s routes, built.
+        @param queue: the operator queue, when C{config} has an [operator]
+            section.
+
+        @return: the root resource for C{config}.
+        """
+        self.limits.total = config.max_connections_total
+        self.limits.per_ip = config.max_connections_per_ip
+        root = _NoIndexResource()
+        root.putChild(ASSETS.strip("/").encode(), assets())
+        if config.demo_page:
+            root.putChild(b"", StaticPage(demo_page(config)))
+        factories: dict[str, RouteFactory] = {}
+        for route in routes:
+            factory = self.factories.get(route.path)
+            if factory is None:
+                factory = RouteFactory(route, clock=self.clock, reactor=self.reactor,
+                                       index=self.index, limits=self.limits)
+            else:
+                factory.update(route)
+            factories[route.path] = factory
+            _put(root, route.path, WebSocketResource(factory))
+        self.factories = factories
+        operator = config.operator
+        if operator is not None and queue is not None:
+            # The channel's own limits, independent of the client routes'.
+            settings = replace(config.protocol, max_message_size=operator.max_message_size,
+                               max_frame_size=operator.max_message_size,
+                               max_outbound_buffer=operator.max_outbound_buffer)
+            channel = self.channel
+            if channel is None:
+                channel = OperatorChannelFactory(queue, dict(operator.tokens), settings,
+                                                 reactor=self.reactor)
+            else:
+                channel.update(queue, dict(operator.tokens), settings)
+            channel.path = operator.path
+            self.channel = channel
+            _put(root, operator.path, WebSocketResource(channel))
+            _put(root, operator.console_path, StaticPage(console_page(operator.path)))
+        return root
+
+
+def build_site(root: Resource, handshake_timeout: float) -> Site:
+    """
+    @param handshake_timeout: seconds a connection has to send a request's
+        headers (however slowly), see L{HandshakeDeadlineChannel}.
+    """
+    site = _Site(root)
+    site.displayTracebacks = False
+    site.handshake_timeout = handshake_timeout
+    return site
+
+
+class _Site(Site):
+    protocol = HandshakeDeadlineChannel  # type: ignore[assignment]
+    handshake_timeout = 5.0

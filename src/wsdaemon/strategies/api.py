@@ -1,0 +1,89 @@
+"""
+What strategy factories are given and what they may raise (re-exported by
+L{wsdaemon.strategies}, where strategy authors import them from).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from twisted.internet.interfaces import IReactorTime
+
+__all__ = ["OptionContext", "OptionError", "StrategyContext", "reject_unknown_options"]
+
+
+class OptionError(ValueError):
+    """
+    A strategy option is wrong.
+
+    @ivar key: the option's name (None when the problem is not one key's).
+    @ivar expected: what a correct value looks like, said to the user.
+    @ivar line: a line number inside another file the option names (e.g. a
+        rules file), with C{path}; None when the problem is the INI value.
+    """
+
+    def __init__(
+        self,
+        key: str | None,
+        expected: str,
+        *,
+        path: Path | None = None,
+        line: int | None = None,
+    ) -> None:
+        super().__init__(expected)
+        self.key = key
+        self.expected = expected
+        self.path = path
+        self.line = line
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """
+    Everything a strategy may use besides its options.
+
+    @ivar clock: the only source of time and timers a strategy may use.
+    @ivar config_dir: the directory of the INI file, for relative paths.
+    @ivar route: the URL path the strategy serves.
+    @ivar operator_queue: the daemon's operator queue (an
+        L{wsdaemon.strategies.operator.queue.OperatorQueue}, or with Redis
+        L{wsdaemon.broker.queue.SharedOperatorQueue}) when the config has an
+        [operator] section, else None.
+    @ivar checked: what the factory's C{check} returned for these options
+        when the config was read (see L{wsdaemon.interfaces.IOptionCheck}),
+        or None: then C{create} checks the options itself.
+    """
+
+    clock: IReactorTime
+    config_dir: Path
+    route: str
+    operator_queue: object = None
+    checked: object = None
+
+
+@dataclass(frozen=True)
+class OptionContext:
+    """
+    What a factory's option check may look at: nothing that runs.
+
+    @ivar config_dir: the directory of the INI file, for relative paths.
+    @ivar route: the URL path the strategy will serve.
+    @ivar has_operator_queue: whether the config has an [operator] section.
+    """
+
+    config_dir: Path
+    route: str
+    has_operator_queue: bool = False
+
+
+def reject_unknown_options(options: Mapping[str, str], known: Iterable[str]) -> None:
+    """
+    Raise L{OptionError} for the first option not in C{known}.
+    """
+    allowed = sorted(known)
+    for key in options:
+        if key not in allowed:
+            wanted = ", ".join(allowed) if allowed else "no strategy options"
+            raise OptionError(key, f"unknown option; this strategy takes {wanted}")

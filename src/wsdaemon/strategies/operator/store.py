@@ -1,0 +1,327 @@
+"""
+The embedded queue store: one SQLite file in WAL mode.
+
+All SQLite calls run on one dedicated thread (a thread pool of size one),
+so the reactor never blocks on disk and the connection is only ever used by
+the thread that opened it. Operations are executed in the order they were
+asked for; those that arrive while a commit is under way are grouped into
+the next transaction (group commit: one fsync for many items), each inside
+its own savepoint so that one failing operation does not undo the others.
+Every Deferred fires only after its transaction is committed with
+C{synchronous=FULL}: what the queue has been told is stored survives
+C{kill -9} and power loss.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from wsdaemon.interfaces import IQueueStore
+from wsdaemon.records import ItemRecord, MessageRecord
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    operator TEXT,
+    answered_at REAL,
+    fallback_sent INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS items_open ON items (state, created_at);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id TEXT NOT NULL,
+    route TEXT NOT NULL,
+    item_id TEXT,
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    sender TEXT NOT NULL,
+    body TEXT NOT NULL,
+    at REAL NOT NULL,
+    -- out messages: 0 waiting, 1 delivered, 2 failed for good (not retried)
+    delivered INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_client ON messages (client_id, seq);
+CREATE INDEX IF NOT EXISTS messages_undelivered ON messages (client_id, delivered, direction);
+"""
+
+_ITEM_COLUMNS = ("item_id, route, client_id, text, created_at, state, operator, answered_at, "
+                 "fallback_sent")
+_MESSAGE_COLUMNS = "seq, client_id, route, item_id, direction, sender, body, at, delivered"
+
+
+def _item(row: tuple[Any, ...]) -> ItemRecord:
+    return ItemRecord(
+        item_id=row[0], route=row[1], client_id=row[2], text=row[3], created_at=row[4],
+        state=row[5], operator=row[6], answered_at=row[7], fallback_sent=bool(row[8]),
+    )
+
+
+def _message(row: tuple[Any, ...]) -> MessageRecord:
+    return MessageRecord(
+        seq=row[0], client_id=row[1], route=row[2], item_id=row[3], direction=row[4],
+        sender=row[5], body=row[6], at=row[7], delivered=row[8] == 1, failed=row[8] == 2,
+    )
+
+
+def _item_values(item: ItemRecord) -> tuple[Any, ...]:
+    return (item.item_id, item.route, item.client_id, item.text, item.created_at, item.state,
+            item.operator, item.answered_at, int(item.fallback_sent))
+
+
+@implementer(IQueueStore)
+class SQLiteStore:
+    """
+    @param path: the database file (created with its directory if missing).
+    @param reactor: for handing results back to the reactor thread.
+    """
+
+    def __init__(self, path: Path, reactor: Any) -> None:
+        self.path = path
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="wsdaemon-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]] = []
+        self._committing = False
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        d: Deferred[T] = Deferred()
+        self._pending.append((work, d))
+        if not self._committing:
+            self._commit_next()
+        return d
+
+    def _commit_next(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            self._committing = False
+            return
+        self._committing = True
+        works = [work for work, _ in batch]
+        done: Deferred[list[tuple[bool, Any]]] = deferToThreadPool(
+            self._reactor, self._pool, self._execute, works)
+
+        def deliver(outcomes: list[tuple[bool, Any]]) -> None:
+            for (_, d), (ok, value) in zip(batch, outcomes, strict=True):
+                if ok:
+                    d.callback(value)
+                else:
+                    d.errback(value)
+
+        def commit_failed(failure: Failure) -> None:
+            for _, d in batch:
+                d.errback(failure)
+
+        done.addCallbacks(deliver, commit_failed)
+        done.addBoth(lambda _: self._commit_next())
+
+    def _execute(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        """
+        On the store's thread: run C{works} in one transaction, each in a
+        savepoint. @return: (succeeded, result or exception) per work.
+        """
+        db = self._db
+        assert db is not None, "store is not open"
+        outcomes: list[tuple[bool, Any]] = []
+        with db:  # one transaction: commit (one fsync), or roll back on error
+            if not db.in_transaction:
+                # Explicitly: a SAVEPOINT outside a transaction would start
+                # (and its RELEASE commit) a transaction of its own.
+                db.execute("BEGIN")
+            for work in works:
+                db.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, work(db)))
+                except Exception as e:
+                    db.execute("ROLLBACK TO op")
+                    outcomes.append((False, e))
+                db.execute("RELEASE op")
+        return outcomes
+
+    def open(self) -> Deferred[None]:
+        self._pool.start()
+
+        def connect() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private(self.path)
+            db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+            db.isolation_level = "DEFERRED"  # back to transactions managed by `with db`
+            self._db = db
+
+        return deferToThreadPool(self._reactor, self._pool, connect)
+
+    def close(self) -> Deferred[None]:
+        def disconnect() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        def stop_pool(result: Any) -> Any:
+            self._pool.stop()
+            return result
+
+        d: Deferred[Any] = deferToThreadPool(self._reactor, self._pool, disconnect)
+        d.addBoth(stop_pool)
+        return d
+
+    def load_open_items(self, preview: int = 0) -> Deferred[list[tuple[ItemRecord, int]]]:
+        columns = _ITEM_COLUMNS if not preview else _ITEM_COLUMNS.replace(
+            "text,", f"substr(text, 1, {int(preview)}),")
+
+        def work(db: sqlite3.Connection) -> list[tuple[ItemRecord, int]]:
+            rows = db.execute(
+                f"SELECT {columns}, length(text) FROM items "
+                "WHERE state IN ('queued', 'claimed') ORDER BY created_at, rowid"
+            ).fetchall()
+            return [(_item(row), row[-1]) for row in rows]
+
+        return self._run(work)
+
+    def item_text(self, item_id: str) -> Deferred[str | None]:
+        def work(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT text FROM items WHERE item_id = ?", (item_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._run(work)
+
+    def message_body(self, seq: int) -> Deferred[str | None]:
+        def work(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT body FROM messages WHERE seq = ?", (seq,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._run(work)
+
+    def add_item(self, item: ItemRecord, message: MessageRecord) -> Deferred[None]:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                       _item_values(item))
+            _insert_message(db, message)
+
+        return self._run(work)
+
+    def update_item(self, item: ItemRecord) -> Deferred[None]:
+        def work(db: sqlite3.Connection) -> None:
+            _update_item(db, item)
+
+        return self._run(work)
+
+    def answer_item(self, item: ItemRecord, reply: MessageRecord) -> Deferred[int]:
+        def work(db: sqlite3.Connection) -> int:
+            _update_item(db, item)
+            return _insert_message(db, reply)
+
+        return self._run(work)
+
+    def add_message(self, message: MessageRecord) -> Deferred[int]:
+        return self._run(lambda db: _insert_message(db, message))
+
+    def undelivered(self, client_id: str) -> Deferred[list[MessageRecord]]:
+        def work(db: sqlite3.Connection) -> list[MessageRecord]:
+            rows = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE client_id = ? AND "
+                "direction = 'out' AND delivered = 0 ORDER BY seq", (client_id,)
+            ).fetchall()
+            return [_message(row) for row in rows]
+
+        return self._run(work)
+
+    def mark_delivered(self, seqs: Iterable[int]) -> Deferred[None]:
+        values = [(seq,) for seq in seqs]
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE messages SET delivered = 1 WHERE seq = ?", values)
+
+        return self._run(work)
+
+    def mark_failed(self, seqs: Iterable[int]) -> Deferred[None]:
+        values = [(seq,) for seq in seqs]
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE messages SET delivered = 2 WHERE seq = ?", values)
+
+        return self._run(work)
+
+    def transcript(self, client_id: str | None, before: int | None = None,
+                   limit: int | None = None) -> Deferred[list[MessageRecord]]:
+        def work(db: sqlite3.Connection) -> list[MessageRecord]:
+            where: list[str] = []
+            args: list[Any] = []
+            if client_id is not None:
+                where.append("client_id = ?")
+                args.append(client_id)
+            if before is not None:
+                where.append("seq < ?")
+                args.append(before)
+            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            if limit is None:
+                rows = db.execute(sql + " ORDER BY seq", args).fetchall()
+            else:
+                # The newest page, given oldest first.
+                rows = db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit]).fetchall()
+                rows.reverse()
+            return [_message(row) for row in rows]
+
+        return self._run(work)
+
+
+def _private(path: Path) -> None:
+    """
+    Make the database file readable by the daemon's user only, whatever the
+    umask (SQLite gives its WAL and SHM files the database file's mode):
+    every conversation is in it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists() and companion.stat().st_mode & 0o077:
+            companion.chmod(0o600)
+
+
+def _update_item(db: sqlite3.Connection, item: ItemRecord) -> None:
+    cursor = db.execute(
+        "UPDATE items SET state = ?, operator = ?, answered_at = ?, fallback_sent = ? "
+        "WHERE item_id = ?",
+        (item.state, item.operator, item.answered_at, int(item.fallback_sent), item.item_id),
+    )
+    if cursor.rowcount != 1:
+        raise LookupError(f"no stored item {item.item_id}")
+
+
+def _insert_message(db: sqlite3.Connection, message: MessageRecord) -> int:
+    cursor = db.execute(
+        "INSERT INTO messages (client_id, route, item_id, direction, sender, body, at, "
+        "delivered) VALUES (?,?,?,?,?,?,?,?)",
+        (message.client_id, message.route, message.item_id, message.direction, message.sender,
+         message.body, message.at, int(message.delivered)),
+    )
+    seq = cursor.lastrowid
+    assert seq is not None
+    return seq

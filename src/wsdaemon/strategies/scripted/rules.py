@@ -1,0 +1,450 @@
+"""
+Loading a rules file (TOML) into immutable, fully checked rules.
+
+Everything that can be wrong with a rules file is found here, with the file
+and line: a bad regex, an unknown placeholder, a bad JSON path, a bad delay,
+an unknown key, a ticker stopped that no rule starts. At message time
+nothing is left to fail but the client's own message not matching.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import re2
+
+from wsdaemon.strategies.scripted.lines import TablePath, TomlLines
+from wsdaemon.strategies.scripted.template import Scope, Template, TemplateError
+
+__all__ = [
+    "Close", "Matcher", "Outgoing", "Rule", "RuleSet", "RulesError", "Ticker", "load_rules",
+]
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # we report the error, with file and line
+
+
+def _compile(pattern: str) -> Any:
+    """
+    Compile a rule's regex with RE2: matching takes time linear in the
+    message, so no message can stall the daemon (Python's re backtracks:
+    C{'^(\\w+\\s?)*$'} on 27 bytes took seconds).
+    """
+    return re2.compile(pattern, options=_RE2_OPTIONS)
+
+
+def _refusal(pattern: str, error: Exception) -> str:
+    """
+    Why a rule's regex is refused: not a regex at all, or one only a
+    backtracking engine can run.
+    """
+    reason = error.args[0] if error.args else error
+    why = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+    try:
+        re.compile(pattern)
+    except re.error:
+        return f"regex: bad regular expression: {why}"
+    return (f"regex: not supported by RE2, the linear-time engine rules run on: {why} "
+            "(backreferences and look-arounds cannot run in linear time; see the README)")
+
+
+#: Close codes a rule may send.
+_CLOSE_CODES = frozenset({1000, 1001, 1003, 1007, 1008, 1009, 1011})
+_MAX_DELAY = 24 * 3600.0
+_MIN_TICK = 0.01
+
+_MESSAGE_KEYS = {"text", "hex", "base64"}
+_SEND_KEYS = _MESSAGE_KEYS | {"delay"}
+_TICKER_KEYS = _MESSAGE_KEYS | {"name", "every", "times"}
+_MATCH_KEYS = ("text", "regex", "json", "binary", "binary_prefix")
+_ACTION_KEYS = {"reply", "send", "once", "cycle", "close", "start_ticker", "stop_ticker"}
+_RULE_KEYS = {"name", *_MATCH_KEYS} | _ACTION_KEYS
+_TOP_KEYS = {"greeting", "rule", "default"}
+
+
+class RulesError(ValueError):
+    """
+    The rules file is wrong at C{line} (None when no line can be named).
+    """
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """
+    One message to send: a text template or fixed binary data.
+
+    @ivar delay: seconds to wait after the previous message of the same
+        reply (or after the trigger, for the first).
+    """
+
+    template: Template | None
+    data: bytes | None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Close:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ticker:
+    """
+    A message sent every C{every} seconds until stopped, C{times} sent, or
+    the connection closed.
+    """
+
+    name: str
+    every: float
+    message: Outgoing
+    times: int | None
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """
+    Which messages a rule answers.
+
+    @ivar kind: C{text}, C{regex}, C{json}, C{binary} or C{binary_prefix}.
+    """
+
+    kind: str
+    text: str | None = None
+    #: A compiled RE2 pattern (C{search}, C{groups}, C{groupindex}, like re's).
+    regex: Any = None
+    json: Mapping[str, Any] | None = None
+    prefix: bytes = b""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """
+    What to do when a message matches (or, for the default rule, when
+    nothing does).
+
+    @ivar index: the rule's position in the file (the default rule: -1).
+    """
+
+    index: int
+    name: str
+    line: int | None
+    matcher: Matcher | None
+    messages: tuple[Outgoing, ...]
+    once: bool
+    cycle: bool
+    close: Close | None
+    start_ticker: Ticker | None
+    stop_tickers: tuple[str, ...]
+
+    @property
+    def immediate(self) -> bool:
+        """
+        True when the whole answer is sent at once and nothing else happens:
+        the strategy can then return it as a plain value.
+        """
+        return (
+            self.close is None and self.start_ticker is None and not self.stop_tickers
+            and not self.cycle and all(m.delay == 0 for m in self.messages)
+        )
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    path: Path
+    greetings: tuple[Outgoing, ...]
+    rules: tuple[Rule, ...]
+    default: Rule | None
+
+    @property
+    def uses_json(self) -> bool:
+        return any(r.matcher is not None and r.matcher.kind == "json" for r in self.rules)
+
+
+class _Loader:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = TomlLines(text)
+
+    def fail(self, message: str, table: TablePath, key: str | None = None) -> RulesError:
+        return RulesError(message, self.lines.line_of(table, key))
+
+    def check_keys(self, table: Mapping[str, Any], allowed: set[str], where: TablePath,
+                   what: str) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(
+                    f"unknown key {key!r} in {what}; expected one of: {', '.join(sorted(allowed))}",
+                    where, key,
+                )
+
+    # -- values --------------------------------------------------------------
+
+    def number(self, value: Any, where: TablePath, key: str, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise self.fail(f"{key}: expected a number of seconds, got {value!r}", where, key)
+        if not low <= value <= high:
+            raise self.fail(
+                f"{key}: expected seconds between {low:g} and {high:g}, got {value!r}", where, key
+            )
+        return float(value)
+
+    def flag(self, table: Mapping[str, Any], key: str, where: TablePath) -> bool:
+        value = table.get(key, False)
+        if not isinstance(value, bool):
+            raise self.fail(f"{key}: expected true or false, got {value!r}", where, key)
+        return value
+
+    def string(self, value: Any, where: TablePath, key: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(f"{key}: expected a string, got {value!r}", where, key)
+        return value
+
+    def template(self, value: Any, where: TablePath, key: str, scope: Scope) -> Template:
+        try:
+            return Template.compile(self.string(value, where, key), scope)
+        except TemplateError as e:
+            raise self.fail(f"{key}: {e}", where, key) from None
+
+    def message(self, table: Mapping[str, Any], where: TablePath, scope: Scope,
+                delay: float = 0.0) -> Outgoing:
+        given = [k for k in ("text", "hex", "base64") if k in table]
+        if len(given) != 1:
+            raise self.fail(
+                "expected exactly one of text, hex or base64 for the message"
+                + (f", got {', '.join(given)}" if given else ""),
+                where, given[-1] if given else None,
+            )
+        key = given[0]
+        if key == "text":
+            return Outgoing(template=self.template(table[key], where, key, scope), data=None,
+                            delay=delay)
+        raw = self.string(table[key], where, key)
+        try:
+            if key == "hex":
+                data = bytes.fromhex(raw)
+            else:
+                data = base64.b64decode(raw, validate=True)
+        except (ValueError, binascii.Error):
+            raise self.fail(f"{key}: not valid {key}: {raw!r}", where, key) from None
+        return Outgoing(template=None, data=data, delay=delay)
+
+    def send_item(self, table: Any, where: TablePath, scope: Scope, what: str) -> Outgoing:
+        if not isinstance(table, dict):
+            raise self.fail(f"expected a table for {what}", where)
+        self.check_keys(table, _SEND_KEYS, where, what)
+        delay = 0.0
+        if "delay" in table:
+            delay = self.number(table["delay"], where, "delay", 0.0, _MAX_DELAY)
+        return self.message(table, where, scope, delay)
+
+    # -- parts of a rule -----------------------------------------------------
+
+    def matcher(self, table: Mapping[str, Any], where: TablePath) -> tuple[Matcher, Scope]:
+        given = [k for k in _MATCH_KEYS if k in table]
+        if len(given) != 1:
+            raise self.fail(
+                f"a rule needs exactly one of {', '.join(_MATCH_KEYS)}"
+                + (f"; got {', '.join(given)}" if given else ""), where,
+                given[-1] if given else None,
+            )
+        kind = given[0]
+        value = table[kind]
+        if kind == "text":
+            return Matcher(kind, text=self.string(value, where, kind)), Scope()
+        if kind == "regex":
+            try:
+                pattern = _compile(self.string(value, where, kind))
+            except re2.error as e:
+                raise self.fail(_refusal(self.string(value, where, kind), e), where,
+                                kind) from None
+            groups = {str(n) for n in range(pattern.groups + 1)} | set(pattern.groupindex)
+            return Matcher(kind, regex=pattern), Scope(groups=groups)
+        if kind == "json":
+            if not isinstance(value, dict) or not value:
+                raise self.fail(
+                    "json: expected a table of field = value, e.g. json = { type = \"subscribe\" }",
+                    where, kind,
+                )
+            return Matcher(kind, json=value), Scope(json=True)
+        if kind == "binary":
+            if value is not True:
+                raise self.fail("binary: expected true (any binary message)", where, kind)
+            return Matcher(kind), Scope()
+        raw = self.string(value, where, kind)
+        try:
+            prefix = bytes.fromhex(raw)
+        except ValueError:
+            raise self.fail(f"binary_prefix: expected hex digits, got {raw!r}", where,
+                            kind) from None
+        return Matcher(kind, prefix=prefix), Scope()
+
+    def messages(self, table: Mapping[str, Any], where: TablePath,
+                 scope: Scope) -> tuple[Outgoing, ...]:
+        if "reply" in table and "send" in table:
+            raise self.fail("use either reply (text shorthand) or [[...send]] tables, not both",
+                            where, "send")
+        if "reply" in table:
+            reply = table["reply"]
+            items = reply if isinstance(reply, list) else [reply]
+            if not items:
+                raise self.fail("reply: expected a string or a non-empty list of strings",
+                                where, "reply")
+            return tuple(Outgoing(template=self.template(item, where, "reply", scope), data=None)
+                         for item in items)
+        if "send" in table:
+            sends = table["send"]
+            if not isinstance(sends, list) or not sends:
+                raise self.fail("send: expected [[send]] tables", where, "send")
+            return tuple(self.send_item(item, where + ("send", i), scope, "[[send]]")
+                         for i, item in enumerate(sends))
+        return ()
+
+    def close(self, value: Any, where: TablePath) -> Close:
+        code: Any
+        if isinstance(value, int) and not isinstance(value, bool):
+            code, reason = value, ""
+        elif isinstance(value, dict):
+            self.check_keys(value, {"code", "reason"}, where, "close")
+            code, reason = value.get("code"), value.get("reason", "")
+        else:
+            raise self.fail("close: expected a close code or { code = N, reason = \"...\" }",
+                            where, "close")
+        if isinstance(code, bool) or not isinstance(code, int) or not (
+            code in _CLOSE_CODES or 3000 <= code <= 4999
+        ):
+            raise self.fail(
+                f"close: expected code 1000, 1001, 1003, 1007, 1008, 1009, 1011 or 3000-4999, "
+                f"got {code!r}", where, "close",
+            )
+        reason = self.string(reason, where, "close")
+        if len(reason.encode("utf-8")) > 123:
+            raise self.fail("close: the reason may be at most 123 bytes of UTF-8", where, "close")
+        return Close(code=code, reason=reason)
+
+    def ticker(self, value: Any, where: TablePath, scope: Scope) -> Ticker:
+        if not isinstance(value, dict):
+            raise self.fail("start_ticker: expected a table with name, every and a message",
+                            where, "start_ticker")
+        inner = where + ("start_ticker",)
+        self.check_keys(value, _TICKER_KEYS, inner, "start_ticker")
+        if "name" not in value or "every" not in value:
+            raise self.fail("start_ticker: needs name and every", inner)
+        name = self.string(value["name"], inner, "name")
+        every = self.number(value["every"], inner, "every", _MIN_TICK, _MAX_DELAY)
+        times = value.get("times")
+        if times is not None and (isinstance(times, bool) or not isinstance(times, int)
+                                  or times < 1):
+            raise self.fail(f"times: expected a whole number >= 1, got {times!r}", inner, "times")
+        tick_scope = Scope(groups=scope.groups, json=scope.json, message=scope.message, tick=True)
+        return Ticker(name=name, every=every, message=self.message(value, inner, tick_scope),
+                      times=times)
+
+    def stop_tickers(self, value: Any, where: TablePath) -> tuple[str, ...]:
+        names = value if isinstance(value, list) else [value]
+        if not names or not all(isinstance(n, str) for n in names):
+            raise self.fail("stop_ticker: expected a ticker name or a list of names",
+                            where, "stop_ticker")
+        return tuple(names)
+
+    def rule(self, table: Any, where: TablePath, index: int) -> Rule:
+        is_default = index < 0
+        what = "[default]" if is_default else "[[rule]]"
+        if not isinstance(table, dict):
+            raise self.fail(f"expected a table for {what}", where)
+        allowed = _ACTION_KEYS if is_default else _RULE_KEYS
+        self.check_keys(table, allowed, where, what)
+        matcher, scope = (None, Scope()) if is_default else self.matcher(table, where)
+        messages = self.messages(table, where, scope)
+        cycle = self.flag(table, "cycle", where)
+        if cycle and len(messages) < 2:
+            raise self.fail("cycle: needs at least two messages to cycle through",
+                            where, "cycle")
+        if cycle and any(m.delay for m in messages):
+            raise self.fail("cycle: cycled messages cannot have delays", where, "cycle")
+        name = self.string(table.get("name", f"rule {index + 1}"), where, "name")
+        return Rule(
+            index=index,
+            name="default" if is_default else name,
+            line=self.lines.line_of(where),
+            matcher=matcher,
+            messages=messages,
+            once=self.flag(table, "once", where),
+            cycle=cycle,
+            close=self.close(table["close"], where) if "close" in table else None,
+            start_ticker=self.ticker(table["start_ticker"], where, scope)
+            if "start_ticker" in table else None,
+            stop_tickers=self.stop_tickers(table["stop_ticker"], where)
+            if "stop_ticker" in table else (),
+        )
+
+    # -- the file ------------------------------------------------------------
+
+    def load(self, document: Mapping[str, Any]) -> RuleSet:
+        self.check_keys(document, _TOP_KEYS, (), "the rules file")
+        greetings_raw = document.get("greeting", [])
+        rules_raw = document.get("rule", [])
+        for key, value in (("greeting", greetings_raw), ("rule", rules_raw)):
+            if not isinstance(value, list):
+                raise self.fail(f"{key}: expected [[{key}]] tables", (), key)
+        greeting_scope = Scope(message=False)
+        greetings = tuple(self.send_item(g, ("greeting", i), greeting_scope, "[[greeting]]")
+                          for i, g in enumerate(greetings_raw))
+        rules = tuple(self.rule(r, ("rule", i), i) for i, r in enumerate(rules_raw))
+        default = self.rule(document["default"], ("default",), -1) \
+            if "default" in document else None
+        if not rules and default is None and not greetings:
+            raise RulesError("no [[greeting]], [[rule]] or [default]: the route would never "
+                             "say anything", None)
+        self.check_ticker_names(rules + ((default,) if default else ()))
+        return RuleSet(path=self.path, greetings=greetings, rules=rules, default=default)
+
+    def check_ticker_names(self, rules: tuple[Rule, ...]) -> None:
+        started = {r.start_ticker.name for r in rules if r.start_ticker is not None}
+        for rule in rules:
+            where: TablePath = ("default",) if rule.index < 0 else ("rule", rule.index)
+            for name in rule.stop_tickers:
+                if name not in started:
+                    known = ", ".join(sorted(started)) or "none"
+                    raise self.fail(
+                        f"stop_ticker: no rule starts a ticker named {name!r} (started: {known})",
+                        where, "stop_ticker",
+                    )
+
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+def load_rules(path: Path) -> RuleSet:
+    """
+    @raise RulesError: with the line and what was expected.
+    @raise OSError: if the file cannot be read.
+    """
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RulesError(f"not UTF-8 text ({e.reason})", None) from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        message = str(e)
+        position = _TOML_POSITION.search(message)
+        line = int(position.group(1)) if position else None
+        if position:
+            message = f"{message[:position.start()]} (column {position.group(2)})"
+        raise RulesError(f"invalid TOML: {message}", line) from None
+    return _Loader(path, text).load(document)

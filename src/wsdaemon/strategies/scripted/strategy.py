@@ -1,0 +1,340 @@
+"""
+The scripted strategy: answers follow a rules file.
+
+Rules are tried in file order; the first that matches answers, the
+C{[default]} rule answers when none does. Per connection it keeps a message
+counter, which C{once} rules have answered, where each C{cycle} stands, the
+running tickers and the delayed messages not yet sent: all timers come from
+the injected clock and are cancelled when the connection closes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wsdaemon.interfaces import IOptionCheck, IReplyStrategy, ISession, IStrategyFactory
+from wsdaemon.strategies.api import (
+    OptionContext,
+    OptionError,
+    StrategyContext,
+    reject_unknown_options,
+)
+from wsdaemon.strategies.scripted.rules import (
+    Outgoing,
+    Rule,
+    RulesError,
+    RuleSet,
+    Ticker,
+    load_rules,
+)
+from wsdaemon.strategies.scripted.template import parse_json_path
+
+__all__ = ["ScriptedStrategy", "ScriptedStrategyFactory"]
+
+_log = Logger(namespace="wsdaemon.scripted")
+
+_NOT_PARSED = object()
+_NOT_JSON = object()
+
+
+def _json_matches(pattern: Any, value: Any) -> bool:
+    """
+    Whether C{value} has every field of C{pattern} (recursively) with an
+    equal value. Booleans only equal booleans (JSON's true is not 1).
+    """
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(
+            key in value and _json_matches(expected, value[key])
+            for key, expected in pattern.items()
+        )
+    if isinstance(pattern, bool) or isinstance(value, bool):
+        return isinstance(pattern, bool) and isinstance(value, bool) and pattern is value
+    return bool(pattern == value)
+
+
+@lru_cache(maxsize=256)
+def _path(path: str) -> tuple[str | int, ...]:
+    return parse_json_path(path)
+
+
+def _json_field(document: Any, path: str) -> str:
+    value = document
+    for segment in _path(path):
+        if isinstance(segment, int) and isinstance(value, list) and segment < len(value):
+            value = value[segment]
+        elif isinstance(value, dict) and str(segment) in value:
+            value = value[str(segment)]
+        else:
+            return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class _Conversation:
+    """
+    One connection's state.
+    """
+
+    __slots__ = ("session", "counter", "answered_once", "cycle_positions", "tickers", "pending")
+
+    def __init__(self, session: ISession) -> None:
+        self.session = session
+        self.counter = 0
+        self.answered_once: set[int] = set()
+        self.cycle_positions: dict[int, int] = {}
+        self.tickers: dict[str, IDelayedCall] = {}
+        self.pending: set[IDelayedCall] = set()
+
+
+class _Values:
+    """
+    The values a template may use, computed only when asked for.
+    """
+
+    __slots__ = ("clock", "conversation", "message", "groups", "document", "tick")
+
+    def __init__(self, clock: IReactorTime, conversation: _Conversation,
+                 message: str | bytes | None, groups: Mapping[str, str | None] | None,
+                 document: Any) -> None:
+        self.clock = clock
+        self.conversation = conversation
+        self.message = message
+        self.groups = groups
+        self.document = document
+        self.tick = 0
+
+    def __call__(self, name: str) -> str:
+        if name == "message":
+            message = self.message
+            return message.hex() if isinstance(message, bytes) else (message or "")
+        if name == "session":
+            return str(self.conversation.session.session_id)
+        if name == "route":
+            return str(self.conversation.session.route)
+        if name == "counter":
+            return str(self.conversation.counter)
+        if name == "tick":
+            return str(self.tick)
+        if name == "time":
+            return datetime.fromtimestamp(self.clock.seconds(), UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z")
+        if name == "timestamp":
+            return f"{self.clock.seconds():.3f}"
+        kind, _, rest = name.partition(".")
+        if kind == "match" and self.groups is not None:
+            return self.groups.get(rest) or ""
+        if kind == "json" and self.document is not _NOT_JSON:
+            return _json_field(self.document, rest)
+        return ""
+
+    def with_tick(self, tick: int) -> _Values:
+        values = _Values(self.clock, self.conversation, self.message, self.groups, self.document)
+        values.tick = tick
+        return values
+
+
+def _render(message: Outgoing, values: Callable[[str], str]) -> str | bytes:
+    if message.template is not None:
+        return message.template.render(values)
+    assert message.data is not None
+    return message.data
+
+
+@implementer(IReplyStrategy)
+class ScriptedStrategy:
+    """
+    Answers according to a L{RuleSet}, keeping per-connection state.
+    """
+
+    def __init__(self, rules: RuleSet, clock: IReactorTime) -> None:
+        self.rules = rules
+        self._clock = clock
+        self._conversations: dict[str, _Conversation] = {}
+
+    # -- IReplyStrategy ------------------------------------------------------
+
+    def connection_opened(self, session: ISession) -> None:
+        conversation = _Conversation(session)
+        self._conversations[session.session_id] = conversation
+        values = _Values(self._clock, conversation, None, None, _NOT_JSON)
+        self._send_all(conversation, self.rules.greetings, values, close=None)
+
+    def message_received(self, session: ISession, message: str | bytes) -> object:
+        conversation = self._conversations.get(session.session_id)
+        if conversation is None:  # opened before a reload, or a misbehaving caller
+            conversation = _Conversation(session)
+            self._conversations[session.session_id] = conversation
+        conversation.counter += 1
+        document: Any = _NOT_PARSED
+        for rule in self.rules.rules:
+            if rule.once and rule.index in conversation.answered_once:
+                continue
+            matched, groups, document = self._match(rule, message, document)
+            if matched:
+                return self._answer(conversation, rule, message, groups, document)
+        if self.rules.default is not None:
+            return self._answer(conversation, self.rules.default, message, None, _NOT_JSON)
+        return None
+
+    def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:
+        conversation = self._conversations.pop(session.session_id, None)
+        if conversation is None:
+            return
+        for call in list(conversation.pending) + list(conversation.tickers.values()):
+            if call.active():
+                call.cancel()
+        conversation.pending.clear()
+        conversation.tickers.clear()
+
+    # -- matching ------------------------------------------------------------
+
+    def _match(
+        self, rule: Rule, message: str | bytes, document: Any
+    ) -> tuple[bool, Mapping[str, str | None] | None, Any]:
+        matcher = rule.matcher
+        assert matcher is not None
+        kind = matcher.kind
+        if isinstance(message, bytes):
+            if kind == "binary":
+                return True, None, document
+            if kind == "binary_prefix":
+                return message.startswith(matcher.prefix), None, document
+            return False, None, document
+        if kind == "text":
+            return message == matcher.text, None, document
+        if kind == "regex":
+            assert matcher.regex is not None
+            found = matcher.regex.search(message)
+            if found is None:
+                return False, None, document
+            groups: dict[str, str | None] = {str(i): found.group(i)
+                                             for i in range(matcher.regex.groups + 1)}
+            groups.update(found.groupdict())
+            return True, groups, document
+        if kind == "json":
+            if document is _NOT_PARSED:
+                try:
+                    document = json.loads(message)
+                except ValueError:
+                    document = _NOT_JSON
+            if document is _NOT_JSON:
+                return False, None, document
+            return _json_matches(matcher.json, document), None, document
+        return False, None, document
+
+    # -- answering -----------------------------------------------------------
+
+    def _answer(self, conversation: _Conversation, rule: Rule, message: str | bytes,
+                groups: Mapping[str, str | None] | None, document: Any) -> object:
+        if rule.once:
+            conversation.answered_once.add(rule.index)
+        values = _Values(self._clock, conversation, message, groups,
+                         document if rule.matcher is not None and rule.matcher.kind == "json"
+                         else _NOT_JSON)
+        if rule.immediate:
+            # The common case: a plain value, no timers, no Deferred.
+            if len(rule.messages) == 1:
+                return _render(rule.messages[0], values)
+            return [_render(m, values) for m in rule.messages] or None
+        for name in rule.stop_tickers:
+            call = conversation.tickers.pop(name, None)
+            if call is not None and call.active():
+                call.cancel()
+        messages = rule.messages
+        if rule.cycle:
+            position = conversation.cycle_positions.get(rule.index, 0)
+            conversation.cycle_positions[rule.index] = position + 1
+            messages = (messages[position % len(messages)],)
+        if rule.start_ticker is not None:
+            self._start_ticker(conversation, rule.start_ticker, values)
+        self._send_all(conversation, messages, values, rule.close)
+        return None
+
+    def _send_all(self, conversation: _Conversation, messages: tuple[Outgoing, ...],
+                  values: _Values, close: Any) -> None:
+        """
+        Send C{messages} now or after their delays, then close if asked.
+        """
+        at = 0.0
+        session = conversation.session
+        for message in messages:
+            at += message.delay
+            if at == 0:
+                session.send(_render(message, values))
+            else:
+                self._later(conversation, at, partial(self._send_one, session, message, values))
+        if close is not None:
+            if at == 0:
+                session.close(close.code, close.reason)
+            else:
+                self._later(conversation, at, lambda: session.close(close.code, close.reason))
+
+    @staticmethod
+    def _send_one(session: ISession, message: Outgoing, values: _Values) -> None:
+        session.send(_render(message, values))
+
+    def _later(self, conversation: _Conversation, delay: float, action: Callable[[], Any]) -> None:
+        def fire() -> None:
+            conversation.pending.discard(call)
+            action()
+
+        call = self._clock.callLater(delay, fire)
+        conversation.pending.add(call)
+
+    def _start_ticker(self, conversation: _Conversation, ticker: Ticker,
+                      values: _Values) -> None:
+        running = conversation.tickers.pop(ticker.name, None)
+        if running is not None and running.active():
+            running.cancel()
+        session = conversation.session
+
+        def tick(count: int) -> None:
+            session.send(_render(ticker.message, values.with_tick(count)))
+            if ticker.times is not None and count >= ticker.times:
+                conversation.tickers.pop(ticker.name, None)
+                return
+            conversation.tickers[ticker.name] = self._clock.callLater(ticker.every, tick,
+                                                                      count + 1)
+
+        conversation.tickers[ticker.name] = self._clock.callLater(ticker.every, tick, 1)
+
+
+@implementer(IStrategyFactory, IOptionCheck)
+class ScriptedStrategyFactory:
+    name = "scripted"
+    description = "replies follow a rules file (greetings, matches, delays, tickers)"
+
+    def check(self, options: Mapping[str, str], context: OptionContext) -> RuleSet:
+        """
+        @return: the rules file, read and checked.
+        """
+        reject_unknown_options(options, {"rules"})
+        if not options.get("rules", "").strip():
+            raise OptionError("rules", "missing; expected the path of a rules file (TOML), "
+                              "relative to the config file's directory")
+        path = Path(context.config_dir, options["rules"].strip())
+        try:
+            rules = load_rules(path)
+        except FileNotFoundError:
+            raise OptionError("rules", f"rules file {path} not found") from None
+        except OSError as e:
+            raise OptionError("rules", f"cannot read rules file {path}: {e.strerror}") from None
+        except RulesError as e:
+            raise OptionError("rules", e.message, path=path, line=e.line) from None
+        _log.info("loaded {count} rule(s) from {path} for {route}",
+                  count=len(rules.rules), path=str(path), route=context.route)
+        return rules
+
+    def create(self, options: Mapping[str, str], context: StrategyContext) -> ScriptedStrategy:
+        rules = context.checked
+        if not isinstance(rules, RuleSet):
+            rules = self.check(options, OptionContext(context.config_dir, context.route))
+        return ScriptedStrategy(rules, context.clock)
