@@ -41,6 +41,7 @@ MOVED: dict[str, str] = {
     "wsdaemon.metrics": "wsdaemon.server.metrics",
     "wsdaemon.systemd": "wsdaemon.server.systemd",
     "wsdaemon.webroot": "wsdaemon.server.web",
+    "wsdaemon.identity": "wsdaemon.connections.identity",
 }
 
 

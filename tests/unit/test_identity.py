@@ -14,8 +14,10 @@ import pytest
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.task import Clock
 
-from wsdaemon.config import ConfigError, load_config
-from wsdaemon.identity import IdentityPolicy, JwtSettings, issue, resolve, verify
+from wsdaemon.config import ConfigError, IdentityPolicy, JwtSettings, load_config
+from wsdaemon.connections.identity import issue, resolve, verify
+from wsdaemon.server.assembly import Assembly
+from wsdaemon.server.service import Parts
 
 SECRET = b"s" * 32
 
@@ -128,12 +130,37 @@ def test_identity_secret_file_is_created_private_and_kept(tmp_path: Path,
     path.write_text(CONFIG.format(extra="identity_secret_file = state/id.key"))
     old = os.umask(0)
     try:
-        first = load_config(path, clock=Clock()).routes[0].protocol.identity.secret
+        first = built(path).routes[0].protocol.identity.secret
     finally:
         os.umask(old)
     key = tmp_path / "state" / "id.key"
     assert key.stat().st_mode & 0o777 == 0o600
-    assert load_config(path, clock=Clock()).routes[0].protocol.identity.secret == first
+    assert built(path).routes[0].protocol.identity.secret == first
+    assert load_config(path).routes[0].protocol.identity.secret == first
+
+
+def built(path: Path) -> Parts:
+    return Assembly(Clock()).fresh(load_config(path))
+
+
+def test_reading_the_config_creates_no_secret_file(tmp_path: Path) -> None:
+    """Reading (or --check-config) leaves the disk alone: building the daemon
+    creates a missing identity_secret_file; a check only notes it."""
+    path = tmp_path / "wsdaemon.ini"
+    path.write_text(CONFIG.format(extra="identity_secret_file = state/id.key"))
+    policy = load_config(path).routes[0].protocol.identity
+    assert policy.secret is None and policy.secret_file == tmp_path / "state" / "id.key"
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_short_identity_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    """An identity secret file too short to be one is refused at reading, naming the key."""
+    (tmp_path / "id.key").write_text("short\n")
+    path = tmp_path / "wsdaemon.ini"
+    path.write_text(CONFIG.format(extra="identity_secret_file = id.key"))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert error.value.key == "identity_secret_file" and "at least 16" in str(error.value)
 
 
 

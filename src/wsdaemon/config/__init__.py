@@ -17,9 +17,12 @@ from twisted.internet.interfaces import IReactorTime
 from wsdaemon.config._broker import BROKER_SECTION, broker_settings
 from wsdaemon.config._identity import IDENTITY_KEYS
 from wsdaemon.config._model import (
+    MODES,
     AdminSettings,
     ConfigError,
     DaemonConfig,
+    IdentityPolicy,
+    JwtSettings,
     ProtocolSettings,
     RouteConfig,
     StrategySpec,
@@ -43,10 +46,13 @@ from wsdaemon.strategies.registry import StrategyRegistry
 __all__ = [
     "ASSETS_PATH",
     "MAX_PAGE",
+    "MODES",
     "AdminSettings",
     "BrokerSettings",
     "ConfigError",
     "DaemonConfig",
+    "IdentityPolicy",
+    "JwtSettings",
     "OperatorSettings",
     "ProtocolSettings",
     "RouteConfig",

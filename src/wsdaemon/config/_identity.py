@@ -1,14 +1,16 @@
 """
-The identity keys of [protocol] and route sections (see L{wsdaemon.identity}).
+The identity keys of [protocol] and route sections (see
+L{wsdaemon.connections.identity}).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from wsdaemon.config._model import MODES, IdentityPolicy, JwtSettings
 from wsdaemon.config._reader import _Reader
 from wsdaemon.config._values import _seconds
-from wsdaemon.identity import MODES, IdentityPolicy, JwtSettings, read_or_create_secret
 
 __all__ = ["IDENTITY_KEYS", "identity_policy"]
 
@@ -19,6 +21,8 @@ _SHARED_SECRET = ("HS256", "HS384", "HS512")
 _PUBLIC_KEY = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
 #: The shortest shared secret accepted for HS* (RFC 7518 section 3.2).
 MIN_SECRET = 32
+#: The shortest identity secret accepted (as the daemon writes: 64 hex digits).
+MIN_IDENTITY_SECRET = 16
 
 
 def identity_policy(reader: _Reader, section: str, base: IdentityPolicy) -> IdentityPolicy:
@@ -29,21 +33,36 @@ def identity_policy(reader: _Reader, section: str, base: IdentityPolicy) -> Iden
     if mode not in MODES:
         raise reader.error(section, "identity",
                            f"expected one of {', '.join(MODES)}, got {mode!r}")
-    secret = base.secret
+    secret, secret_file = base.secret, base.secret_file
     if "identity_secret_file" in values:
-        path = reader.path.parent / values["identity_secret_file"].strip()
-        try:
-            secret = read_or_create_secret(path)
-        except OSError as e:
-            raise reader.error(section, "identity_secret_file",
-                               f"cannot read or create {path}: {e.strerror or e}") from None
+        secret_file = reader.path.parent / values["identity_secret_file"].strip()
+        secret = _read_secret(reader, section, secret_file)
     jwt = base.jwt
     if any(key in values for key in _JWT_KEYS):
         jwt = _jwt_settings(reader, section, base.jwt)
     if mode == "jwt" and jwt is None:
         raise reader.error(section, "identity", "jwt needs jwt_secret_file (HS256) or "
                            "jwt_public_key_file (RS256, ES256)")
-    return IdentityPolicy(mode=mode, secret=secret, jwt=jwt)
+    return IdentityPolicy(mode=mode, secret=secret, secret_file=secret_file, jwt=jwt)
+
+
+def _read_secret(reader: _Reader, section: str, path: Path) -> bytes | None:
+    """
+    @return: the identity secret in C{path}, or None if the file does not
+        exist yet (the daemon creates it when it is built, not the check).
+    """
+    try:
+        data = path.read_bytes().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise reader.error(section, "identity_secret_file",
+                           f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) < MIN_IDENTITY_SECRET:
+        raise reader.error(section, "identity_secret_file",
+                           f"{path} holds {len(data)} bytes; expected a secret of at least "
+                           f"{MIN_IDENTITY_SECRET}")
+    return data
 
 
 def _read(reader: _Reader, section: str, key: str) -> bytes:

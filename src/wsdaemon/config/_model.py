@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsdaemon.config._services import BrokerSettings, OperatorSettings
-from wsdaemon.identity import IdentityPolicy
 from wsdaemon.origin import OriginPolicy
 
-__all__ = ["AdminSettings", "ConfigError", "DaemonConfig", "ProtocolSettings", "RouteConfig",
-           "StrategySpec"]
+__all__ = ["MODES", "AdminSettings", "ConfigError", "DaemonConfig", "IdentityPolicy",
+           "JwtSettings", "ProtocolSettings", "RouteConfig", "StrategySpec"]
+
+#: How a route knows who a client is (see L{wsdaemon.connections.identity}).
+MODES = ("anonymous", "jwt", "claimed")
 
 
 class ConfigError(Exception):
@@ -41,6 +43,38 @@ class ConfigError(Exception):
             if key is not None:
                 where += f" {key}"
         super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """
+    @ivar key: the shared secret (HS*) or the PEM public key (RS*, ES*).
+    """
+
+    key: bytes = field(repr=False)
+    algorithms: tuple[str, ...]
+    audience: str | None = None
+    issuer: str | None = None
+    leeway: float = 0.0
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    """
+    Who a route's clients are (L{wsdaemon.connections.identity}).
+
+    @ivar mode: one of L{MODES}.
+    @ivar secret: signs issued ids: read from C{identity_secret_file}; None
+        until the daemon is built when that file does not exist yet (it is
+        created then), or when no file is configured (a secret of the
+        process's own: ids survive reloads, not restarts).
+    @ivar secret_file: the file C{secret} comes from, or None.
+    """
+
+    mode: str = "anonymous"
+    secret: bytes | None = field(default=None, repr=False)
+    secret_file: Path | None = None
+    jwt: JwtSettings | None = None
 
 
 @dataclass(frozen=True)

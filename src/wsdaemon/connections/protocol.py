@@ -23,13 +23,13 @@ from twisted.python.failure import Failure
 from wsdaemon.config import ProtocolSettings
 from wsdaemon.connections.backpressure import Backpressure
 from wsdaemon.connections.directwrite import write_now
+from wsdaemon.connections.identity import resolve
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.limits import ConnectionLimits, MessageRate
 from wsdaemon.connections.route import Route
 from wsdaemon.connections.session import Session
 from wsdaemon.connections.stats import RouteStats
 from wsdaemon.escaping import visible
-from wsdaemon.identity import resolve
 
 __all__ = ["RouteFactory", "RouteProtocol"]
 

@@ -30,6 +30,7 @@ from wsdaemon.broker.push import RedisPushBus
 from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config import BrokerSettings, ConfigError, DaemonConfig, RouteConfig
 from wsdaemon.connections import accel
+from wsdaemon.connections.identity import with_secret
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.route import Route
 from wsdaemon.interfaces import IOperatorQueue, IPushBus, IReplyStrategy
@@ -100,10 +101,18 @@ class Assembly:
               queue: IOperatorQueue | None) -> Route:
         """
         @return: C{route} with its strategy built by its factory, given what
-            the factory's option check found when the config was read.
+            the factory's option check found when the config was read, and
+            its identity secret (the secret file is created if missing).
         @raise ConfigError: if the factory fails now (e.g. a rules file
-            that a plugin reads only here).
+            that a plugin reads only here), or the secret file cannot be
+            created.
         """
+        try:
+            identity = with_secret(route.protocol.identity)
+        except OSError as e:
+            raise ConfigError(config.path, f"cannot read or create "
+                              f"{route.protocol.identity.secret_file}: {e.strerror or e}",
+                              section=route.section, key="identity_secret_file") from None
         spec = route.strategy
         context = StrategyContext(clock=self.reactor, config_dir=config.path.parent,
                                   route=route.path, operator_queue=queue, checked=spec.checked)
@@ -116,7 +125,8 @@ class Assembly:
             raise ConfigError(config.path, f"strategy factory {spec.name!r} returned "
                               f"{strategy!r}, which does not provide IReplyStrategy",
                               section=route.section, key="strategy")
-        return Route(path=route.path, strategy=strategy, protocol=route.protocol,
+        return Route(path=route.path, strategy=strategy,
+                     protocol=replace(route.protocol, identity=identity),
                      strategy_name=spec.name, section=route.section)
 
     def parts(self, config: DaemonConfig, queue: IOperatorQueue | None,

@@ -26,23 +26,23 @@ import hmac
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import replace
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 
+from wsdaemon.config import IdentityPolicy, JwtSettings
 from wsdaemon.escaping import visible
 
 __all__ = ["COOKIE", "IdentityPolicy", "JwtSettings", "issue", "read_or_create_secret",
-           "resolve", "verify"]
+           "resolve", "verify", "with_secret"]
 
 _log = Logger(namespace="wsdaemon.identity")
 
 COOKIE = "wsdaemon_client"
 UNAUTHORIZED = 401
-MODES = ("anonymous", "jwt", "claimed")
 #: Issued ids live this long in the browser (a year).
 COOKIE_MAX_AGE = 365 * 24 * 3600
 _CLAIMED = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -52,24 +52,17 @@ _SUBJECT = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _PROCESS_SECRET = secrets.token_bytes(32)
 
 
-@dataclass(frozen=True)
-class JwtSettings:
+def with_secret(policy: IdentityPolicy) -> IdentityPolicy:
     """
-    @ivar key: the shared secret (HS*) or the PEM public key (RS*, ES*).
+    @return: C{policy} with its secret: read from (or first written to) its
+        C{secret_file}, else this process's own.
+    @raise OSError: if the file can be neither read nor created.
     """
-
-    key: bytes
-    algorithms: tuple[str, ...]
-    audience: str | None = None
-    issuer: str | None = None
-    leeway: float = 0.0
-
-
-@dataclass(frozen=True)
-class IdentityPolicy:
-    mode: str = "anonymous"
-    secret: bytes = _PROCESS_SECRET
-    jwt: JwtSettings | None = None
+    if policy.secret is not None:
+        return policy
+    if policy.secret_file is not None:
+        return replace(policy, secret=read_or_create_secret(policy.secret_file))
+    return replace(policy, secret=_PROCESS_SECRET)
 
 
 def _b64(data: bytes) -> str:
@@ -141,10 +134,11 @@ def _param(request: ConnectionRequest, name: str) -> str | None:
 
 def _anonymous(policy: IdentityPolicy, request: ConnectionRequest,
                secure: bool) -> tuple[str, dict[str, str]]:
+    secret = policy.secret if policy.secret is not None else _PROCESS_SECRET
     for presented in (_cookie(request), _param(request, "client_id")):
-        if presented and verify(policy.secret, presented):
+        if presented and verify(secret, presented):
             return presented, {}
-    client_id = issue(policy.secret)
+    client_id = issue(secret)
     cookie = (f"{COOKIE}={client_id}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; "
               "SameSite=Strict" + ("; Secure" if secure else ""))
     return client_id, {"Set-Cookie": cookie}
