@@ -9,6 +9,7 @@ test:
 lint:
 	ruff check src tests twisted scripts bench
 	mypy
+	lint-imports --no-cache
 
 wstest:
 	bash scripts/install-wstest.sh

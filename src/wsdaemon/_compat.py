@@ -42,6 +42,7 @@ MOVED: dict[str, str] = {
     "wsdaemon.systemd": "wsdaemon.server.systemd",
     "wsdaemon.webroot": "wsdaemon.server.web",
     "wsdaemon.identity": "wsdaemon.connections.identity",
+    "wsdaemon.broker.items": "wsdaemon.broker.mirror",
 }
 
 

@@ -9,16 +9,18 @@ suite runs against every built-in strategy).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
-from wsdaemon.strategies.api import OptionError, StrategyContext
+from wsdaemon.interfaces import IOptionCheck, IReplyStrategy, ISession, IStrategyFactory
+from wsdaemon.strategies.api import OptionContext, OptionError, StrategyContext
 
 __all__ = ["RecordingSession", "check_strategy", "is_valid_reply"]
 
@@ -78,8 +80,10 @@ def check_strategy(
     """
     Assert that C{factory} and the strategy it builds meet the contract:
     they provide their interfaces, reject unknown options with
-    L{OptionError}, answer every message with a valid reply, and leave no
-    timer behind once the connection closes.
+    L{OptionError} (in C{check} too, for a factory providing
+    L{IOptionCheck}, whose result C{create} then accepts), answer every
+    message with a valid reply, and leave no timer behind once the
+    connection closes.
 
     @raise AssertionError: naming what is broken.
     """
@@ -97,6 +101,20 @@ def check_strategy(
         assert e.key == "no-such-option-xyz", f"OptionError names {e.key!r}"
     else:
         raise AssertionError("an unknown option must raise OptionError")
+
+    if IOptionCheck.providedBy(factory):
+        checker: Any = factory
+        assert verifyObject(IOptionCheck, checker)
+        option_context = OptionContext(config_dir=config_dir, route="/test",
+                                       has_operator_queue=operator_queue is not None)
+        try:
+            checker.check(MappingProxyType(bogus), option_context)
+        except OptionError as e:
+            assert e.key == "no-such-option-xyz", f"check's OptionError names {e.key!r}"
+        else:
+            raise AssertionError("check must raise OptionError for an unknown option")
+        checked = checker.check(MappingProxyType(dict(options)), option_context)
+        context = replace(context, checked=checked)
 
     strategy = factory.create(MappingProxyType(dict(options)), context)
     assert verifyObject(IReplyStrategy, strategy)

@@ -25,8 +25,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wsdaemon.broker.items import message_json, parse_message
 from wsdaemon.broker.link import BrokerUnavailable, RedisLink
+from wsdaemon.broker.mirror import message_json, parse_message
 from wsdaemon.interfaces import ISession
 from wsdaemon.records import MessageRecord
 from wsdaemon.strategies.operator.delivery import log_failure, write

@@ -5,7 +5,7 @@ Same protocol and semantics as L{wsdaemon.strategies.operator.queue.OperatorQueu
 but the decisions are made by Redis (L{wsdaemon.broker.scripts}) instead of
 in this process, so that an operator on daemon B can claim and answer a
 message a client sent to daemon A. Each daemon keeps a mirror of the open
-items (L{wsdaemon.broker.items}), fed by script results and the shared
+items (L{wsdaemon.broker.mirror}), fed by script results and the shared
 event stream, for listing and positions; every change goes through a
 script first. Writing to this daemon's clients is
 L{wsdaemon.broker.delivery}'s job.
@@ -34,14 +34,14 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wsdaemon.broker.delivery import ClientDelivery
-from wsdaemon.broker.items import (
+from wsdaemon.broker.link import RedisLink
+from wsdaemon.broker.mirror import (
     ItemMirror,
     SharedItem,
     message_json,
     parse_item,
     parse_message,
 )
-from wsdaemon.broker.link import RedisLink
 from wsdaemon.interfaces import IOperatorQueue, ISession
 from wsdaemon.records import MessageRecord
 from wsdaemon.strategies.operator.delivery import log_failure

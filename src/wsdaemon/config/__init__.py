@@ -15,7 +15,7 @@ from pathlib import Path
 from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.config._broker import BROKER_SECTION, broker_settings
-from wsdaemon.config._identity import IDENTITY_KEYS
+from wsdaemon.config._identity_keys import IDENTITY_KEYS
 from wsdaemon.config._model import (
     MODES,
     AdminSettings,

@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
-from wsdaemon.config._identity import IDENTITY_KEYS, identity_policy
+from wsdaemon.config._identity_keys import IDENTITY_KEYS, identity_policy
 from wsdaemon.config._model import (
     AdminSettings,
     ConfigError,
