@@ -19,41 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import re2
-
 from wsdaemon.strategies.scripted.lines import TablePath, TomlLines
+from wsdaemon.strategies.scripted.matching import (
+    MATCH_KEYS,
+    Matcher,
+    MatcherError,
+    build_matcher,
+)
 from wsdaemon.strategies.scripted.template import Scope, Template, TemplateError
 
 __all__ = [
     "Close", "Matcher", "Outgoing", "Rule", "RuleSet", "RulesError", "Ticker", "load_rules",
 ]
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # we report the error, with file and line
-
-
-def _compile(pattern: str) -> Any:
-    """
-    Compile a rule's regex with RE2: matching takes time linear in the
-    message, so no message can stall the daemon (Python's re backtracks:
-    C{'^(\\w+\\s?)*$'} on 27 bytes took seconds).
-    """
-    return re2.compile(pattern, options=_RE2_OPTIONS)
-
-
-def _refusal(pattern: str, error: Exception) -> str:
-    """
-    Why a rule's regex is refused: not a regex at all, or one only a
-    backtracking engine can run.
-    """
-    reason = error.args[0] if error.args else error
-    why = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
-    try:
-        re.compile(pattern)
-    except re.error:
-        return f"regex: bad regular expression: {why}"
-    return (f"regex: not supported by RE2, the linear-time engine rules run on: {why} "
-            "(backreferences and look-arounds cannot run in linear time; see the README)")
 
 
 #: Close codes a rule may send.
@@ -64,7 +42,7 @@ _MIN_TICK = 0.01
 _MESSAGE_KEYS = {"text", "hex", "base64"}
 _SEND_KEYS = _MESSAGE_KEYS | {"delay"}
 _TICKER_KEYS = _MESSAGE_KEYS | {"name", "every", "times"}
-_MATCH_KEYS = ("text", "regex", "json", "binary", "binary_prefix")
+_MATCH_KEYS = MATCH_KEYS
 _ACTION_KEYS = {"reply", "send", "once", "cycle", "close", "start_ticker", "stop_ticker"}
 _RULE_KEYS = {"name", *_MATCH_KEYS} | _ACTION_KEYS
 _TOP_KEYS = {"greeting", "rule", "default"}
@@ -112,22 +90,6 @@ class Ticker:
     every: float
     message: Outgoing
     times: int | None
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """
-    Which messages a rule answers.
-
-    @ivar kind: C{text}, C{regex}, C{json}, C{binary} or C{binary_prefix}.
-    """
-
-    kind: str
-    text: str | None = None
-    #: A compiled RE2 pattern (C{search}, C{groups}, C{groupindex}, like re's).
-    regex: Any = None
-    json: Mapping[str, Any] | None = None
-    prefix: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -254,43 +216,17 @@ class _Loader:
     # -- parts of a rule -----------------------------------------------------
 
     def matcher(self, table: Mapping[str, Any], where: TablePath) -> tuple[Matcher, Scope]:
-        given = [k for k in _MATCH_KEYS if k in table]
-        if len(given) != 1:
-            raise self.fail(
-                f"a rule needs exactly one of {', '.join(_MATCH_KEYS)}"
-                + (f"; got {', '.join(given)}" if given else ""), where,
-                given[-1] if given else None,
-            )
-        kind = given[0]
-        value = table[kind]
-        if kind == "text":
-            return Matcher(kind, text=self.string(value, where, kind)), Scope()
-        if kind == "regex":
-            try:
-                pattern = _compile(self.string(value, where, kind))
-            except re2.error as e:
-                raise self.fail(_refusal(self.string(value, where, kind), e), where,
-                                kind) from None
-            groups = {str(n) for n in range(pattern.groups + 1)} | set(pattern.groupindex)
-            return Matcher(kind, regex=pattern), Scope(groups=groups)
-        if kind == "json":
-            if not isinstance(value, dict) or not value:
-                raise self.fail(
-                    "json: expected a table of field = value, e.g. json = { type = \"subscribe\" }",
-                    where, kind,
-                )
-            return Matcher(kind, json=value), Scope(json=True)
-        if kind == "binary":
-            if value is not True:
-                raise self.fail("binary: expected true (any binary message)", where, kind)
-            return Matcher(kind), Scope()
-        raw = self.string(value, where, kind)
         try:
-            prefix = bytes.fromhex(raw)
-        except ValueError:
-            raise self.fail(f"binary_prefix: expected hex digits, got {raw!r}", where,
-                            kind) from None
-        return Matcher(kind, prefix=prefix), Scope()
+            matcher = build_matcher(table)
+        except MatcherError as e:
+            raise self.fail(e.message, where, e.key) from None
+        if matcher.kind == "regex":
+            pattern = matcher.regex
+            groups = {str(n) for n in range(pattern.groups + 1)} | set(pattern.groupindex)
+            return matcher, Scope(groups=groups)
+        if matcher.kind == "json":
+            return matcher, Scope(json=True)
+        return matcher, Scope()
 
     def messages(self, table: Mapping[str, Any], where: TablePath,
                  scope: Scope) -> tuple[Outgoing, ...]:

@@ -28,6 +28,7 @@ from wsdaemon.strategies.api import (
     StrategyContext,
     reject_unknown_options,
 )
+from wsdaemon.strategies.scripted.matching import NOT_JSON, NOT_PARSED, match
 from wsdaemon.strategies.scripted.rules import (
     Outgoing,
     Rule,
@@ -41,25 +42,6 @@ from wsdaemon.strategies.scripted.template import parse_json_path
 __all__ = ["ScriptedStrategy", "ScriptedStrategyFactory"]
 
 _log = Logger(namespace="wsdaemon.scripted")
-
-_NOT_PARSED = object()
-_NOT_JSON = object()
-
-
-def _json_matches(pattern: Any, value: Any) -> bool:
-    """
-    Whether C{value} has every field of C{pattern} (recursively) with an
-    equal value. Booleans only equal booleans (JSON's true is not 1).
-    """
-    if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(
-            key in value and _json_matches(expected, value[key])
-            for key, expected in pattern.items()
-        )
-    if isinstance(pattern, bool) or isinstance(value, bool):
-        return isinstance(pattern, bool) and isinstance(value, bool) and pattern is value
-    return bool(pattern == value)
-
 
 @lru_cache(maxsize=256)
 def _path(path: str) -> tuple[str | int, ...]:
@@ -131,7 +113,7 @@ class _Values:
         kind, _, rest = name.partition(".")
         if kind == "match" and self.groups is not None:
             return self.groups.get(rest) or ""
-        if kind == "json" and self.document is not _NOT_JSON:
+        if kind == "json" and self.document is not NOT_JSON:
             return _json_field(self.document, rest)
         return ""
 
@@ -164,7 +146,7 @@ class ScriptedStrategy:
     def connection_opened(self, session: ISession) -> None:
         conversation = _Conversation(session)
         self._conversations[session.session_id] = conversation
-        values = _Values(self._clock, conversation, None, None, _NOT_JSON)
+        values = _Values(self._clock, conversation, None, None, NOT_JSON)
         self._send_all(conversation, self.rules.greetings, values, close=None)
 
     def message_received(self, session: ISession, message: str | bytes) -> object:
@@ -173,7 +155,7 @@ class ScriptedStrategy:
             conversation = _Conversation(session)
             self._conversations[session.session_id] = conversation
         conversation.counter += 1
-        document: Any = _NOT_PARSED
+        document: Any = NOT_PARSED
         for rule in self.rules.rules:
             if rule.once and rule.index in conversation.answered_once:
                 continue
@@ -181,7 +163,7 @@ class ScriptedStrategy:
             if matched:
                 return self._answer(conversation, rule, message, groups, document)
         if self.rules.default is not None:
-            return self._answer(conversation, self.rules.default, message, None, _NOT_JSON)
+            return self._answer(conversation, self.rules.default, message, None, NOT_JSON)
         return None
 
     def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:
@@ -199,36 +181,8 @@ class ScriptedStrategy:
     def _match(
         self, rule: Rule, message: str | bytes, document: Any
     ) -> tuple[bool, Mapping[str, str | None] | None, Any]:
-        matcher = rule.matcher
-        assert matcher is not None
-        kind = matcher.kind
-        if isinstance(message, bytes):
-            if kind == "binary":
-                return True, None, document
-            if kind == "binary_prefix":
-                return message.startswith(matcher.prefix), None, document
-            return False, None, document
-        if kind == "text":
-            return message == matcher.text, None, document
-        if kind == "regex":
-            assert matcher.regex is not None
-            found = matcher.regex.search(message)
-            if found is None:
-                return False, None, document
-            groups: dict[str, str | None] = {str(i): found.group(i)
-                                             for i in range(matcher.regex.groups + 1)}
-            groups.update(found.groupdict())
-            return True, groups, document
-        if kind == "json":
-            if document is _NOT_PARSED:
-                try:
-                    document = json.loads(message)
-                except ValueError:
-                    document = _NOT_JSON
-            if document is _NOT_JSON:
-                return False, None, document
-            return _json_matches(matcher.json, document), None, document
-        return False, None, document
+        assert rule.matcher is not None
+        return match(rule.matcher, message, document)
 
     # -- answering -----------------------------------------------------------
 
@@ -238,7 +192,7 @@ class ScriptedStrategy:
             conversation.answered_once.add(rule.index)
         values = _Values(self._clock, conversation, message, groups,
                          document if rule.matcher is not None and rule.matcher.kind == "json"
-                         else _NOT_JSON)
+                         else NOT_JSON)
         if rule.immediate:
             # The common case: a plain value, no timers, no Deferred.
             if len(rule.messages) == 1:
