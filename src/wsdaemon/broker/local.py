@@ -49,7 +49,7 @@ class LocalPushBus:
         delivered = failed = 0
         for protocol in protocols:
             was_open = protocol.state == protocol.STATE_OPEN
-            if protocol.send_prepared(prepared, length):
+            if protocol.send_prepared(prepared, length, payload, is_binary):
                 delivered += 1
             elif was_open:
                 failed += 1

@@ -95,7 +95,10 @@ class ProtocolSettings:
     max_fragments: int = 1024
     max_outbound_buffer: int = 1024 * 1024
     origins: OriginPolicy = field(default_factory=OriginPolicy.local_only)
-    #: Who a client is (L{wsdaemon.identity}).
+    #: Journal: events kept per route (0: off) and bytes of messages kept.
+    journal_entries: int = 1000
+    journal_max_bytes: int = 1024 * 1024
+    #: Who a client is (L{wsdaemon.connections.identity}).
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
 
 

@@ -91,4 +91,6 @@ _PROTOCOL_KEYS: dict[str, Callable[[str], Any]] = {
     "max_outbound_buffer": _size,
     "allowed_origins": _words,
     "allow_missing_origin": _bool,
+    "journal_entries": _count,
+    "journal_max_bytes": _size,
 }

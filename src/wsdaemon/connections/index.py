@@ -30,7 +30,8 @@ class Connection(Protocol):
     STATE_OPEN: Any
     STATE_CLOSED: Any
 
-    def send_prepared(self, prepared: Any, length: int) -> bool: ...
+    def send_prepared(self, prepared: Any, length: int, payload: bytes = ...,
+                      binary: bool = ...) -> bool: ...
 
 
 class SessionIndex:

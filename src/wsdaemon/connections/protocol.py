@@ -25,6 +25,7 @@ from wsdaemon.connections.backpressure import Backpressure
 from wsdaemon.connections.directwrite import write_now
 from wsdaemon.connections.identity import resolve
 from wsdaemon.connections.index import SessionIndex
+from wsdaemon.connections.journal import Journal, Sequence
 from wsdaemon.connections.limits import ConnectionLimits, MessageRate
 from wsdaemon.connections.route import Route
 from wsdaemon.connections.session import Session
@@ -77,6 +78,8 @@ class RouteProtocol(WebSocketServerProtocol):
     _text: list[str] = []
     _client_id: str | None = None
     _counted = False
+    #: The route's journal while this connection is open and it is on.
+    _journal: Journal | None = None
 
     # -- Autobahn callbacks --------------------------------------------------
 
@@ -146,6 +149,10 @@ class RouteProtocol(WebSocketServerProtocol):
                       if settings.max_message_rate else None)
         self._max_fragments = settings.max_fragments
         self._max_backlog = settings.max_outbound_buffer
+        journal = factory.journal
+        if journal.enabled:
+            self._journal = journal
+            journal.opened(session)
         self._start_backpressure()
         factory.stats.opened += 1
         if factory.index is not None:
@@ -180,6 +187,9 @@ class RouteProtocol(WebSocketServerProtocol):
         stats = self.factory.stats
         stats.messages_in += 1
         stats.bytes_in += length
+        journal = self._journal
+        if journal is not None:
+            journal.message(session, "in", message, type(message) is bytes)
         try:
             reply = self._strategy.message_received(session, message)
         except Exception:
@@ -211,6 +221,10 @@ class RouteProtocol(WebSocketServerProtocol):
             return
         self.session = None
         session.detach()
+        journal = self._journal
+        if journal is not None:
+            self._journal = None
+            journal.closed(session, code, reason or "")
         if factory.index is not None:
             factory.index.remove(self, session.session_id, session.client_id, session.route)
         _log.info(
@@ -345,15 +359,20 @@ class RouteProtocol(WebSocketServerProtocol):
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
         if self._paused:
             self._queued(len(payload))
+        journal = self._journal
+        if journal is not None and self.session is not None:
+            journal.message(self.session, "out", payload, isBinary)
         self.messages_out += 1
         stats = self.factory.stats
         stats.messages_out += 1
         stats.bytes_out += len(payload)
 
-    def send_prepared(self, prepared: Any, length: int) -> bool:
+    def send_prepared(self, prepared: Any, length: int, payload: bytes = b"",
+                      binary: bool = False) -> bool:
         """
         Send a message framed once for many connections (a push).
 
+        @param payload: the message's bytes, for the journal.
         @return: whether the connection was open to take it.
         """
         if self.state != self.STATE_OPEN:
@@ -365,6 +384,9 @@ class RouteProtocol(WebSocketServerProtocol):
             return False
         if self._paused:
             self._queued(length)
+        journal = self._journal
+        if journal is not None and self.session is not None:
+            journal.message(self.session, "out", payload, binary)
         self.messages_out += 1
         stats = self.factory.stats
         stats.messages_out += 1
@@ -458,10 +480,15 @@ class RouteFactory(WebSocketServerFactory):
 
     def __init__(self, route: Route, clock: IReactorTime, reactor: Any = None,
                  index: SessionIndex | None = None,
-                 limits: ConnectionLimits | None = None) -> None:
+                 limits: ConnectionLimits | None = None,
+                 sequence: Sequence | None = None) -> None:
         super().__init__(reactor=reactor)
         self.route = route
         self.clock = clock
+        settings = route.protocol
+        #: What this route's connections sent and received (survives reloads).
+        self.journal = Journal(route.path, settings.journal_entries, settings.journal_max_bytes,
+                               sequence if sequence is not None else Sequence(), clock.seconds)
         self.index = index
         self.limits = limits
         self.connections = 0
@@ -477,6 +504,7 @@ class RouteFactory(WebSocketServerFactory):
         self.apply(route.protocol)
 
     def apply(self, settings: ProtocolSettings) -> None:
+        self.journal.resize(settings.journal_entries, settings.journal_max_bytes)
         self.setProtocolOptions(
             **autobahn_options(settings),
             perMessageCompressionAccept=_accept_deflate if settings.compression else _refuse,

@@ -26,15 +26,20 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from wsdaemon.connections.index import PushTarget, SessionIndex
+from wsdaemon.connections.journal import Journal
 from wsdaemon.connections.limits import HandshakeDeadlineChannel
-from wsdaemon.credentials import check_token
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.escaping import visible
 from wsdaemon.interfaces import IPushBus
+from wsdaemon.server.api import ApiResource, RequestError, check_unicode, json_answer
+from wsdaemon.server.journal_api import JournalResource
 
 __all__ = ["AdminSite", "DaemonView", "PushCounters"]
 
 _log = Logger(namespace="wsdaemon.admin")
+
+#: The old private name (tests and fuzzers import it).
+_RequestError = RequestError
 
 _TARGET_KEYS = ("session", "client", "route", "all")
 
@@ -52,6 +57,10 @@ class DaemonView(Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    def journals(self) -> Mapping[str, Journal]: ...
+
+    def journal_mark(self) -> int: ...
+
 
 class PushCounters:
     """
@@ -66,96 +75,51 @@ class PushCounters:
         self.calls[key] = self.calls.get(key, 0) + 1
 
 
-class _RequestError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _json(request: Request, code: int, body: Mapping[str, Any]) -> bytes:
-    request.setResponseCode(code)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
-    return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-class _ApiResource(Resource):
-    isLeaf = True
-
-    def __init__(self, site: AdminSite) -> None:
-        super().__init__()
-        self.admin = site
-
-    def authorize(self, request: Request) -> None:
-        raw = request.getHeader(b"authorization") or b""
-        header = raw.decode("latin-1")
-        key = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not key or check_token(key, self.admin.api_keys) is None:
-            request.setHeader(b"www-authenticate", b'Bearer realm="wsdaemon"')
-            raise _RequestError(401, "missing or wrong API key (Authorization: Bearer KEY)")
-
-    def render(self, request: Request) -> bytes | int:
-        try:
-            result: bytes | int = super().render(request)
-            return result
-        except _RequestError as e:
-            return _json(request, e.code, {"error": e.message})
-
-
-def _check_unicode(key: str, value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise _RequestError(400, f'"{key}" holds a lone surrogate (U+{ord(value[e.start]):04X} '
-                                 f"at character {e.start}): not valid Unicode") from None
-
-
 def parse_push(body: bytes) -> tuple[PushTarget, str | bytes]:
     """
-    @raise _RequestError: 400 with the reason.
+    @raise RequestError: 400 with the reason.
     """
     try:
         data = json.loads(body)
     except ValueError as e:
-        raise _RequestError(400, f"body is not JSON: {e}") from None
+        raise RequestError(400, f"body is not JSON: {e}") from None
     except RecursionError:
-        raise _RequestError(400, "body is not a push: JSON nested too deeply") from None
+        raise RequestError(400, "body is not a push: JSON nested too deeply") from None
     if not isinstance(data, dict):
-        raise _RequestError(400, "body must be a JSON object")
+        raise RequestError(400, "body must be a JSON object")
     unknown = set(data) - set(_TARGET_KEYS) - {"text", "base64"}
     if unknown:
-        raise _RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
     targets = [k for k in _TARGET_KEYS if k in data]
     if len(targets) != 1:
-        raise _RequestError(400, "give exactly one target: session, client, route or all")
+        raise RequestError(400, "give exactly one target: session, client, route or all")
     kind = targets[0]
     value = data[kind]
     if kind == "all":
         if value is not True:
-            raise _RequestError(400, '"all" must be true')
+            raise RequestError(400, '"all" must be true')
         target = PushTarget("all")
     else:
         if not isinstance(value, str) or not value:
-            raise _RequestError(400, f'"{kind}" must be a non-empty string')
+            raise RequestError(400, f'"{kind}" must be a non-empty string')
         target = PushTarget(kind, value)
     bodies = [k for k in ("text", "base64") if k in data]
     if len(bodies) != 1:
-        raise _RequestError(400, 'give exactly one of "text" (a text message) or "base64" '
+        raise RequestError(400, 'give exactly one of "text" (a text message) or "base64" '
                                "(a binary message)")
     for key in (kind, "text"):
         if isinstance(data.get(key), str):
-            _check_unicode(key, data[key])
+            check_unicode(key, data[key])
     if bodies[0] == "text":
         if not isinstance(data["text"], str):
-            raise _RequestError(400, '"text" must be a string')
+            raise RequestError(400, '"text" must be a string')
         return target, data["text"]
     if not isinstance(data["base64"], str):
-        raise _RequestError(400, '"base64" must be a string')
+        raise RequestError(400, '"base64" must be a string')
     try:
         return target, base64.b64decode(data["base64"], validate=True)
     except (ValueError, binascii.Error):
-        raise _RequestError(400, '"base64" is not valid base64') from None
+        raise RequestError(400, '"base64" is not valid base64') from None
 
 
 def _reactor() -> IReactorTime:
@@ -170,7 +134,7 @@ def _idempotency_key(request: Request) -> str | None:
         return None
     key = raw.decode("latin-1").strip()
     if not key or len(key) > 200:
-        raise _RequestError(400, "Idempotency-Key must be 1 to 200 characters")
+        raise RequestError(400, "Idempotency-Key must be 1 to 200 characters")
     return key
 
 
@@ -200,7 +164,7 @@ class PushesDone:
         if found is None:
             return None
         if found[1] != body:
-            raise _RequestError(409, "this Idempotency-Key was used for another push")
+            raise RequestError(409, "this Idempotency-Key was used for another push")
         return found[2]
 
     def put(self, key: str, body: bytes, answer: dict[str, Any]) -> None:
@@ -208,18 +172,18 @@ class PushesDone:
         self._forget_old()
 
 
-class PushResource(_ApiResource):
+class PushResource(ApiResource):
     def render_POST(self, request: Request) -> bytes | int:
         self.authorize(request)
         if getattr(request, "oversized", False):
-            raise _RequestError(413, f"body over {self.admin.max_body} bytes")
+            raise RequestError(413, f"body over {self.admin.max_body} bytes")
         assert request.content is not None
         body = request.content.read()
         key = _idempotency_key(request)
         if key is not None:
             earlier = self.admin.pushes_done.get(key, body)
             if earlier is not None:
-                return _json(request, 200, {**earlier, "replayed": True})
+                return json_answer(request, 200, {**earlier, "replayed": True})
         target, message = parse_push(body)
         counters = self.admin.push_counters
         d = self.admin.daemon.bus.publish_counted(target, message)
@@ -233,30 +197,30 @@ class PushResource(_ApiResource):
             answer = {"delivered": delivered, "failed": failed, "target": target.to_json()}
             if key is not None:
                 self.admin.pushes_done.put(key, body, answer)
-            request.write(_json(request, 200, answer))
+            request.write(json_answer(request, 200, answer))
             request.finish()
 
         def failed(failure: Any) -> None:
             counters.count(target.kind, "error")
             if failure.check(BrokerUnavailable):
                 # Written to this daemon's connections; the others never saw it.
-                request.write(_json(request, 503, {
+                request.write(json_answer(request, 503, {
                     "error": "Redis unavailable: delivered on this daemon only, not to the "
                              "other daemons; try again", "target": target.to_json()}))
             else:
                 _log.failure("push failed", failure=failure)
-                request.write(_json(request, 500, {"error": "push failed"}))
+                request.write(json_answer(request, 500, {"error": "push failed"}))
             request.finish()
 
         d.addCallbacks(done, failed)
         return NOT_DONE_YET
 
 
-class ClientsResource(_ApiResource):
+class ClientsResource(ApiResource):
     def render_GET(self, request: Request) -> bytes:
         self.authorize(request)
         clients = self.admin.daemon.index.describe()
-        return _json(request, 200, {"count": len(clients), "clients": clients})
+        return json_answer(request, 200, {"count": len(clients), "clients": clients})
 
 
 class MetricsResource(Resource):
@@ -280,7 +244,7 @@ class HealthResource(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         health = self.daemon.health()
-        return _json(request, 200 if health["ready"] else 503, health)
+        return json_answer(request, 200 if health["ready"] else 503, health)
 
 
 class _AdminRequest(Request):
@@ -347,7 +311,7 @@ class _Misdirected(Resource):
     isLeaf = True
 
     def render(self, request: Request) -> bytes:
-        return _json(request, 421, {"error": "this Host is not served here; see [admin] "
+        return json_answer(request, 421, {"error": "this Host is not served here; see [admin] "
                                              "allowed_hosts"})
 
 
@@ -385,6 +349,7 @@ class AdminSite(Site):
         root = Resource()
         root.putChild(b"push", PushResource(self))
         root.putChild(b"clients", ClientsResource(self))
+        root.putChild(b"journal", JournalResource(self))
         root.putChild(b"metrics", MetricsResource(registry))
         root.putChild(b"healthz", HealthResource(daemon))
         super().__init__(root)

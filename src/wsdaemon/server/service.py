@@ -28,6 +28,7 @@ from wsdaemon.broker.link import RedisLink
 from wsdaemon.config import ConfigError, DaemonConfig
 from wsdaemon.connections import accel
 from wsdaemon.connections.index import SessionIndex
+from wsdaemon.connections.journal import Journal
 from wsdaemon.connections.route import Route
 from wsdaemon.credentials import example_names
 from wsdaemon.endpoints import build_endpoint
@@ -154,6 +155,15 @@ class WsDaemonService(MultiService):
     @property
     def operator_channel(self) -> Any:
         return self.webroot.channel
+
+    def journals(self) -> dict[str, Journal]:
+        return self.webroot.journals()
+
+    def journal_mark(self) -> int:
+        """
+        @return: the newest journal entry's number (of any route).
+        """
+        return self.webroot.sequence.last
 
     def queue_stats(self) -> dict[str, Any] | None:
         queue = self.parts.queue

@@ -17,6 +17,7 @@ from twisted.web.server import Request, Site
 
 from wsdaemon.config import ASSETS_PATH, DaemonConfig
 from wsdaemon.connections.index import SessionIndex
+from wsdaemon.connections.journal import Journal, Sequence
 from wsdaemon.connections.limits import ConnectionLimits, HandshakeDeadlineChannel
 from wsdaemon.connections.protocol import RouteFactory
 from wsdaemon.connections.route import Route
@@ -141,6 +142,14 @@ class WebRoot:
         self.factories: dict[str, RouteFactory] = {}
         self.channel: OperatorChannelFactory | None = None
         self.limits = ConnectionLimits(total=0, per_ip=0)
+        #: Numbers every route's journal entries in one order.
+        self.sequence = Sequence()
+
+    def journals(self) -> dict[str, Journal]:
+        """
+        @return: each route's journal, by path.
+        """
+        return {path: factory.journal for path, factory in self.factories.items()}
 
     def build(self, config: DaemonConfig, routes: tuple[Route, ...],
               queue: IOperatorQueue | None) -> Resource:
@@ -162,7 +171,8 @@ class WebRoot:
             factory = self.factories.get(route.path)
             if factory is None:
                 factory = RouteFactory(route, clock=self.clock, reactor=self.reactor,
-                                       index=self.index, limits=self.limits)
+                                       index=self.index, limits=self.limits,
+                                       sequence=self.sequence)
             else:
                 factory.update(route)
             factories[route.path] = factory

@@ -1,0 +1,189 @@
+"""
+The journal through the admin API, on the real daemon: what each client
+sent and received, listed with filters, found with the rules' matchers,
+counted, bounded, and reset.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.daemon import Daemon, free_port
+
+pytestmark = pytest.mark.slow
+
+KEY = "journal-key-0123456789abcdef"
+
+
+class Admin:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def call(self, method: str, path: str, body: Any = None, key: str = KEY) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def error(self, method: str, path: str, body: Any = None, key: str = KEY) -> tuple[int, str]:
+        with pytest.raises(urllib.error.HTTPError) as failure:
+            self.call(method, path, body, key)
+        return failure.value.code, json.loads(failure.value.read())["error"]
+
+
+@pytest.fixture
+def journaled(write_config: Callable[..., Path],
+              start_daemon: Callable[..., Daemon]) -> tuple[Daemon, Admin]:
+    port = free_port()
+    daemon = start_daemon(write_config(f"""
+        [wsdaemon]
+        listen = tcp:0:interface=127.0.0.1
+
+        [protocol]
+        identity = claimed
+
+        [admin]
+        listen = tcp:{port}:interface=127.0.0.1
+        api_keys = tests:{KEY}
+
+        [route:/echo]
+        strategy = echo
+
+        [route:/small]
+        strategy = echo
+        journal_entries = 5
+    """))
+    return daemon, Admin(port)
+
+
+def test_the_journal_lists_what_clients_sent_and_received(
+        journaled: tuple[Daemon, Admin]) -> None:
+    """Text, binary and JSON messages in and out, the open and the close (with
+    its code), in order, with session and client ids."""
+    daemon, admin = journaled
+    with connect(f"{daemon.url}/echo?client_id=alice") as ws:
+        ws.send("hello")
+        assert ws.recv() == "hello"
+        ws.send(b"\x00\x01\x02")
+        assert ws.recv() == b"\x00\x01\x02"
+        ws.send('{"type": "subscribe", "topic": "prices"}')
+        ws.recv()
+    answer = admin.call("GET", "/journal?route=/echo")
+    kinds = [(e["direction"], e.get("type")) for e in answer["entries"]]
+    assert kinds[:7] == [("open", None), ("in", "text"), ("out", "text"), ("in", "binary"),
+                         ("out", "binary"), ("in", "text"), ("out", "text")]
+    entries = answer["entries"]
+    assert entries[1]["text"] == "hello" and entries[1]["client"] == "alice"
+    assert base64.b64decode(entries[3]["base64"]) == b"\x00\x01\x02"
+    assert len({e["session"] for e in entries}) == 1
+    assert [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
+    # The close is recorded once the daemon has seen it.
+    for _ in range(50):
+        closes = admin.call("GET", "/journal?route=/echo&direction=close")["entries"]
+        if closes:
+            break
+        time.sleep(0.05)
+    assert closes[0]["code"] == 1000
+
+
+def test_filters_find_and_count(journaled: tuple[Daemon, Admin]) -> None:
+    """Filters by client, session, direction and since; find with text,
+    regex, JSON subset and binary prefix; count alone."""
+    daemon, admin = journaled
+    mark = admin.call("GET", "/journal")["last"]
+    with connect(f"{daemon.url}/echo?client_id=bob") as bob, \
+            connect(f"{daemon.url}/echo?client_id=carol") as carol:
+        bob.send('{"type": "order", "qty": 3, "side": "buy"}')
+        bob.recv()
+        carol.send("order 42 please")
+        carol.recv()
+        carol.send(b"\xca\xfe\x00")
+        carol.recv()
+        entries = admin.call("GET", f"/journal?client=carol&direction=in&since={mark}")
+        assert [e.get("text", e.get("base64")) for e in entries["entries"]] == [
+            "order 42 please", base64.b64encode(b"\xca\xfe\x00").decode()]
+        session = entries["entries"][0]["session"]
+        by_session = admin.call("GET", f"/journal?session={session}&since={mark}")
+        assert {e["client"] for e in by_session["entries"]} == {"carol"}
+        find = admin.call("POST", "/journal/find",
+                          {"since": mark, "direction": "in", "match": {"regex": r"order \d+"}})
+        assert find["count"] == 1 and find["entries"][0]["client"] == "carol"
+        find = admin.call("POST", "/journal/find",
+                          {"since": mark, "match": {"json": {"type": "order", "side": "buy"}}})
+        assert find["count"] == 2  # bob's message, and its echo
+        assert {e["direction"] for e in find["entries"]} == {"in", "out"}
+        find = admin.call("POST", "/journal/find",
+                          {"since": mark, "direction": "in", "match": {"binary_prefix": "cafe"}})
+        assert find["count"] == 1
+        count = admin.call("POST", "/journal/count",
+                           {"since": mark, "client": "bob", "match": {"text": "nothing"}})
+        assert count == {"count": 0, "last": count["last"]}
+        assert count["last"] > mark
+
+
+def test_pushes_are_journaled_and_the_journal_resets(journaled: tuple[Daemon, Admin]) -> None:
+    """A push shows as an out entry on each receiving connection; DELETE
+    empties one route's journal (or all)."""
+    daemon, admin = journaled
+    with connect(f"{daemon.url}/echo?client_id=dave") as ws:
+        ws.send("hi")
+        ws.recv()
+        admin.call("POST", "/push", {"client": "dave", "text": "pushed!"})
+        assert ws.recv() == "pushed!"
+        found = admin.call("POST", "/journal/find", {"client": "dave", "direction": "out",
+                                                     "match": {"text": "pushed!"}})
+        assert found["count"] == 1
+        assert admin.call("DELETE", "/journal?route=/echo")["cleared"] >= 4
+        assert admin.call("GET", "/journal?route=/echo")["entries"] == []
+        ws.send("after")
+        ws.recv()
+        assert [e["text"] for e in admin.call("GET", "/journal?route=/echo")["entries"]] == [
+            "after", "after"]
+
+
+def test_the_journal_is_bounded(journaled: tuple[Daemon, Admin]) -> None:
+    """journal_entries = 5 keeps the newest five; /journal/routes says how
+    many were dropped; a long listing is cut at limit with a next mark."""
+    daemon, admin = journaled
+    with connect(f"{daemon.url}/small") as ws:
+        for number in range(10):
+            ws.send(f"m{number}")
+            ws.recv()
+    entries = admin.call("GET", "/journal?route=/small")["entries"]
+    assert len(entries) == 5
+    assert [e.get("text") for e in entries if e["direction"] == "in"][-1] == "m9"
+    routes = {r["route"]: r for r in admin.call("GET", "/journal/routes")["routes"]}
+    assert routes["/small"]["max_entries"] == 5 and routes["/small"]["dropped"] >= 16
+    assert routes["/echo"]["max_entries"] == 1000
+    page = admin.call("GET", "/journal?route=/small&limit=2")
+    assert len(page["entries"]) == 2 and page["count"] == 5
+    rest = admin.call("GET", f"/journal?route=/small&since={page['next']}")
+    assert len(rest["entries"]) == 3
+
+
+def test_bad_journal_requests_get_clear_errors(journaled: tuple[Daemon, Admin]) -> None:
+    """Unknown routes, directions and matchers are 400/404 with the reason; no key is 401."""
+    _, admin = journaled
+    assert admin.error("GET", "/journal?route=/nope")[0] == 404
+    code, why = admin.error("GET", "/journal?direction=sideways")
+    assert code == 400 and "direction" in why
+    code, why = admin.error("GET", "/journal?since=-1")
+    assert code == 400 and "since" in why
+    code, why = admin.error("POST", "/journal/find", {"match": {"regex": "(a)\\1"}})
+    assert code == 400 and "RE2" in why
+    code, why = admin.error("POST", "/journal/find", {"match": {"colour": "red"}})
+    assert code == 400 and "match" in why
+    code, why = admin.error("POST", "/journal/find", {"nope": 1})
+    assert code == 400 and "nope" in why
+    assert admin.error("GET", "/journal", key="wrong")[0] == 401
