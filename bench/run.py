@@ -8,6 +8,7 @@ and ratios (wsdaemon / raw). Run by hand; results go in bench/RESULTS.md.
     python bench/run.py                     # everything, 5 rounds
     python bench/run.py --only echo --rounds 3 --seconds 5
     python bench/run.py --only latency,handshakes,idle,broadcast,queue
+    python bench/run.py --only journal      # the journal's cost (on vs off)
 
 Needs: pip install picows uvloop (see bench/README in RESULTS.md).
 """
@@ -136,6 +137,30 @@ def bench_echo(servers: Servers, rounds: int, seconds: float) -> list[dict[str, 
     return results
 
 
+def bench_journal(servers: Servers, rounds: int, seconds: float) -> list[dict[str, Any]]:
+    """
+    The journal's cost: the same daemon's /echo (journal on, the default)
+    against /echo-unjournaled (journal_entries = 0), interleaved.
+    """
+    urls = {"off": servers.urls("/echo-unjournaled")["wsdaemon"],
+            "on": servers.urls("/echo")["wsdaemon"]}
+    results = []
+    for size, kind in ((64, "binary"), (16384, "text")):
+        samples: dict[str, list[float]] = {"off": [], "on": []}
+        for n in range(rounds):
+            for name in (("off", "on") if n % 2 == 0 else ("on", "off")):
+                samples[name].append(loadgen("echo", urls[name], "64", str(size), kind,
+                                             str(seconds))["msgs_per_s"])
+        off, on = statistics.median(samples["off"]), statistics.median(samples["on"])
+        print(f"{f'journal cost, echo 64 conns x {size} B {kind}':<44} off {off:>10.0f} msg/s "
+              f"on {on:>10.0f} msg/s  ratio {on / off:5.3f}x (higher is better; spread off "
+              f"{min(samples['off']):.0f}–{max(samples['off']):.0f}, on "
+              f"{min(samples['on']):.0f}–{max(samples['on']):.0f})", flush=True)
+        results.append({"title": f"journal cost {size} B {kind}", "off": off, "on": on,
+                        "ratio": on / off, "samples": samples})
+    return results
+
+
 def bench_latency(servers: Servers, rounds: int) -> list[dict[str, Any]]:
     urls = servers.urls()
     runs: dict[str, list[dict[str, float]]] = {"raw": [], "wsdaemon": []}
@@ -215,7 +240,8 @@ uvloop.run(main(sys.argv[1], int(sys.argv[2])))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="echo,latency,handshakes,idle,broadcast,queue")
+    parser.add_argument("--only",
+                        default="echo,journal,latency,handshakes,idle,broadcast,queue")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--idle", type=int, default=10000)
@@ -227,6 +253,8 @@ def main() -> None:
     try:
         if "echo" in wanted:
             results += bench_echo(servers, args.rounds, args.seconds)
+        if "journal" in wanted:
+            results += bench_journal(servers, args.rounds, args.seconds)
         if "latency" in wanted:
             results += bench_latency(servers, args.rounds)
         if "handshakes" in wanted:

@@ -90,7 +90,7 @@ def test_routes_merge_in_the_order_things_happened() -> None:
     a.message(session, "in", "3", False)
     listed = [(j.route, to_json(e, j.route)["text"]) for j, e in merged([a, b], JournalFilter())]
     assert listed == [("/a", "1"), ("/b", "2"), ("/a", "3")]
-    assert sequence.last == 3
+    assert sequence.mark() == 4
 
 
 def test_a_journal_with_no_entries_is_off() -> None:

@@ -27,34 +27,40 @@ __all__ = ["DIRECTIONS", "Journal", "JournalFilter", "Sequence"]
 #: What an entry records: a message in or out, a connection opened or closed.
 DIRECTIONS = ("in", "out", "open", "close")
 
-# An entry: (seq, time, session, direction, binary, data, code, reason).
-# data is str (text received), bytes (binary, or text as sent: decoded when
-# listed) or None (open, close).
-_Entry = tuple[int, float, ISession, str, bool, "str | bytes | None", "int | None", str]
+# An entry: (seq, time, session id, client id, direction, binary, data, code,
+# reason). data is str (text received), bytes (binary, or text as sent:
+# decoded when listed) or None (open, close). Only atomic values: CPython's
+# garbage collector stops tracking such tuples, so a full journal adds
+# nothing to its collections.
+_Entry = tuple[int, float, str, str, str, bool, "str | bytes | None", "int | None", str]
 _SEQ: Final = 0
 _TIME: Final = 1
 _SESSION: Final = 2
-_DIRECTION: Final = 3
-_BINARY: Final = 4
-_DATA: Final = 5
-_CODE: Final = 6
-_REASON: Final = 7
+_CLIENT: Final = 3
+_DIRECTION: Final = 4
+_BINARY: Final = 5
+_DATA: Final = 6
+_CODE: Final = 7
+_REASON: Final = 8
 
 
 class Sequence:
     """
     Numbers entries across every route's journal, so that a listing of
     several routes is in the order things happened and C{since} means the
-    same everywhere.
+    same everywhere. Numbers only increase; there may be gaps.
     """
 
     def __init__(self) -> None:
-        self._next = itertools.count(1).__next__
-        self.last = 0
+        #: The next number (a C function: no Python frame per message).
+        self.next: Callable[[], int] = itertools.count(1).__next__
 
-    def __call__(self) -> int:
-        self.last = self._next()
-        return self.last
+    def mark(self) -> int:
+        """
+        @return: a number above every entry made so far and below every
+            entry made later.
+        """
+        return self.next()
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,9 @@ class JournalFilter:
             return False
         if self.direction is not None and entry[_DIRECTION] != self.direction:
             return False
-        session = entry[_SESSION]
-        if self.session is not None and session.session_id != self.session:
+        if self.session is not None and entry[_SESSION] != self.session:
             return False
-        return self.client is None or session.client_id == self.client
+        return self.client is None or entry[_CLIENT] == self.client
 
 
 class Journal:
@@ -97,9 +102,9 @@ class Journal:
         self.route = route
         self.entries = entries
         self.max_bytes = max_bytes
-        self._sequence = sequence
+        self._next = sequence.next
         self._clock = clock
-        self._kept: deque[_Entry] = deque()
+        self._kept: deque[_Entry] = deque(maxlen=max(entries, 1))
         self._bytes = 0
         #: Entries dropped to stay within the bounds, since the last reset.
         self.dropped = 0
@@ -120,31 +125,39 @@ class Journal:
         as the UTF-8 bytes that were sent.
         """
         kept = self._kept
-        kept.append((self._sequence(), self._clock(), session, direction, binary, data,
-                     None, ""))
+        if len(kept) == self.entries:  # full: the oldest goes (inlined: every message)
+            old = kept.popleft()[_DATA]
+            if old is not None:
+                self._bytes -= len(old)
+            self.dropped += 1
+        kept.append((self._next(), self._clock(), session.session_id, session.client_id,
+                     direction, binary, data, None, ""))
         self._bytes += len(data)
-        if len(kept) > self.entries or self._bytes > self.max_bytes:
+        if self._bytes > self.max_bytes:
             self._shrink()
 
     def opened(self, session: ISession) -> None:
-        self._kept.append((self._sequence(), self._clock(), session, "open", False, None,
-                           None, ""))
-        if len(self._kept) > self.entries:
-            self._shrink()
+        self._event(session, "open", None, "")
 
     def closed(self, session: ISession, code: int | None, reason: str) -> None:
-        self._kept.append((self._sequence(), self._clock(), session, "close", False, None,
-                           code, reason))
-        if len(self._kept) > self.entries:
-            self._shrink()
+        self._event(session, "close", code, reason)
+
+    def _event(self, session: ISession, direction: str, code: int | None, reason: str) -> None:
+        if len(self._kept) == self.entries:
+            self._forget_oldest()
+        self._kept.append((self._next(), self._clock(), session.session_id, session.client_id,
+                           direction, False, None, code, reason))
+
+    def _forget_oldest(self) -> None:
+        data = self._kept.popleft()[_DATA]
+        if data is not None:
+            self._bytes -= len(data)
+        self.dropped += 1
 
     def _shrink(self) -> None:
         kept = self._kept
         while kept and (len(kept) > self.entries or self._bytes > self.max_bytes):
-            data = kept.popleft()[_DATA]
-            if data is not None:
-                self._bytes -= len(data)
-            self.dropped += 1
+            self._forget_oldest()
 
     # -- managing ----------------------------------------------------------------
 
@@ -154,6 +167,7 @@ class Journal:
         """
         self.entries, self.max_bytes = entries, max_bytes
         self._shrink()
+        self._kept = deque(self._kept, maxlen=max(entries, 1))
 
     def clear(self) -> None:
         self._kept.clear()
@@ -189,10 +203,9 @@ def to_json(entry: _Entry, route: str) -> dict[str, Any]:
     """
     @return: the entry as the admin API lists it.
     """
-    session = entry[_SESSION]
     found: dict[str, Any] = {
         "seq": entry[_SEQ], "time": entry[_TIME], "route": route,
-        "session": session.session_id, "client": session.client_id,
+        "session": entry[_SESSION], "client": entry[_CLIENT],
         "direction": entry[_DIRECTION],
     }
     data = text_of(entry)

@@ -161,9 +161,10 @@ class WsDaemonService(MultiService):
 
     def journal_mark(self) -> int:
         """
-        @return: the newest journal entry's number (of any route).
+        @return: a journal number above every entry so far (of any route)
+            and below every later one.
         """
-        return self.webroot.sequence.last
+        return self.webroot.sequence.mark()
 
     def queue_stats(self) -> dict[str, Any] | None:
         queue = self.parts.queue
