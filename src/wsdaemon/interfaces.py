@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from wsdaemon.strategies.api import OptionContext, StrategyContext
 
 __all__ = ["IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy",
-           "ISession", "IStrategyFactory"]
+           "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"]
 
 
 class ISession(Interface):
@@ -153,6 +153,40 @@ class IOptionCheck(Interface):
 
         @return: an immutable value (e.g. a parsed rules file), handed to
             C{create} as C{context.checked}; None if there is nothing to keep.
+        """
+
+
+class IResettable(Interface):
+    """
+    A strategy whose state the admin API can reset while it runs
+    (C{POST /routes/reset}): a test starts from a known state without a
+    reload or a new connection.
+    """
+
+    def reset() -> None:
+        """
+        Forget every open connection's state (counters, cycles, answered
+        once-rules) and cancel its timers (tickers, delayed replies).
+
+        @return: None.
+        """
+
+
+class IRulesReplaceable(Interface):
+    """
+    A strategy driven by a rules file whose rules the admin API can replace
+    while it runs (C{PUT /routes/rules}), without touching the file.
+    """
+
+    def replace_rules(source: bytes) -> int:
+        """
+        Parse C{source}, a rules file's contents, and answer by it from now
+        on, open connections included (their state is reset).
+
+        @raise wsdaemon.strategies.OptionError: with the line and what was
+            expected, if C{source} is wrong; nothing changes then.
+
+        @return: the number of rules.
         """
 
 

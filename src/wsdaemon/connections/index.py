@@ -79,12 +79,15 @@ class SessionIndex:
     def count_by_route(self) -> dict[str, int]:
         return {route: len(members) for route, members in self._by_route.items()}
 
-    def describe(self) -> list[dict[str, Any]]:
+    def describe(self, route: str | None = None) -> list[dict[str, Any]]:
         """
+        @param route: only this route's connections (None: all).
         @return: one entry per open connection, oldest first.
         """
+        protocols: Iterable[Connection] = (self._by_session.values() if route is None
+                                           else self._by_route.get(route, ()))
         entries = []
-        for protocol in self._by_session.values():
+        for protocol in protocols:
             session = protocol.session
             if session is None:
                 continue

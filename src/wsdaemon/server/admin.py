@@ -32,6 +32,7 @@ from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.escaping import visible
 from wsdaemon.interfaces import IPushBus
 from wsdaemon.server.api import ApiResource, RequestError, check_unicode, json_answer
+from wsdaemon.server.control_api import ConnectionsResource, RoutesResource
 from wsdaemon.server.journal_api import JournalResource
 
 __all__ = ["AdminSite", "DaemonView", "PushCounters"]
@@ -58,6 +59,9 @@ class DaemonView(Protocol):
     def health(self) -> dict[str, Any]: ...
 
     def journals(self) -> Mapping[str, Journal]: ...
+
+    @property
+    def factories(self) -> Mapping[str, Any]: ...
 
     def journal_mark(self) -> int: ...
 
@@ -350,6 +354,8 @@ class AdminSite(Site):
         root.putChild(b"push", PushResource(self))
         root.putChild(b"clients", ClientsResource(self))
         root.putChild(b"journal", JournalResource(self))
+        root.putChild(b"routes", RoutesResource(self))
+        root.putChild(b"connections", ConnectionsResource(self))
         root.putChild(b"metrics", MetricsResource(registry))
         root.putChild(b"healthz", HealthResource(daemon))
         super().__init__(root)

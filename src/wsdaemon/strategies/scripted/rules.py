@@ -30,6 +30,7 @@ from wsdaemon.strategies.scripted.template import Scope, Template, TemplateError
 
 __all__ = [
     "Close", "Matcher", "Outgoing", "Rule", "RuleSet", "RulesError", "Ticker", "load_rules",
+    "parse_rules",
 ]
 
 
@@ -369,7 +370,16 @@ def load_rules(path: Path) -> RuleSet:
     @raise RulesError: with the line and what was expected.
     @raise OSError: if the file cannot be read.
     """
-    raw = path.read_bytes()
+    return parse_rules(path.read_bytes(), path)
+
+
+def parse_rules(raw: bytes, path: Path) -> RuleSet:
+    """
+    @param raw: a rules file's contents.
+    @param path: where they come from (named in the rules, and relative
+        paths are resolved against its directory).
+    @raise RulesError: with the line and what was expected.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -21,7 +21,14 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wsdaemon.interfaces import IOptionCheck, IReplyStrategy, ISession, IStrategyFactory
+from wsdaemon.interfaces import (
+    IOptionCheck,
+    IReplyStrategy,
+    IResettable,
+    IRulesReplaceable,
+    ISession,
+    IStrategyFactory,
+)
 from wsdaemon.strategies.api import (
     OptionContext,
     OptionError,
@@ -36,6 +43,7 @@ from wsdaemon.strategies.scripted.rules import (
     RuleSet,
     Ticker,
     load_rules,
+    parse_rules,
 )
 from wsdaemon.strategies.scripted.template import parse_json_path
 
@@ -130,7 +138,15 @@ def _render(message: Outgoing, values: Callable[[str], str]) -> str | bytes:
     return message.data
 
 
-@implementer(IReplyStrategy)
+def _stop_timers(conversation: _Conversation) -> None:
+    for call in list(conversation.pending) + list(conversation.tickers.values()):
+        if call.active():
+            call.cancel()
+    conversation.pending.clear()
+    conversation.tickers.clear()
+
+
+@implementer(IReplyStrategy, IResettable, IRulesReplaceable)
 class ScriptedStrategy:
     """
     Answers according to a L{RuleSet}, keeping per-connection state.
@@ -168,13 +184,30 @@ class ScriptedStrategy:
 
     def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:
         conversation = self._conversations.pop(session.session_id, None)
-        if conversation is None:
-            return
-        for call in list(conversation.pending) + list(conversation.tickers.values()):
-            if call.active():
-                call.cancel()
-        conversation.pending.clear()
-        conversation.tickers.clear()
+        if conversation is not None:
+            _stop_timers(conversation)
+
+    # -- run-time control (the admin API's /routes) --------------------------
+
+    def reset(self) -> None:
+        for conversation in self._conversations.values():
+            _stop_timers(conversation)
+            conversation.counter = 0
+            conversation.answered_once.clear()
+            conversation.cycle_positions.clear()
+
+    def replace_rules(self, source: bytes) -> int:
+        path = self.rules.path
+        try:
+            rules = parse_rules(source, path)
+        except RulesError as e:
+            raise OptionError("rules", e.message, path=path, line=e.line) from None
+        self.reset()
+        self.rules = rules
+        _log.info("rules of {path} replaced through the admin API: {count} rule(s) "
+                  "(the file is unchanged; a reload reads it again)",
+                  path=str(path), count=len(rules.rules))
+        return len(rules.rules)
 
     # -- matching ------------------------------------------------------------
 

@@ -1,0 +1,219 @@
+"""
+The admin API's run-time control of routes and connections: what a test
+suite changes for one test without a reload and without touching a file.
+
+    GET  /routes                       every route: strategy, connections, journal
+    GET  /routes/connections?route=    one route's open connections
+    PUT  /routes/rules?route=          replace a scripted route's rules (body: TOML)
+    POST /routes/reset?route=          reset its state (counters, cycles, tickers) and journal
+    POST /connections/send             {"session", "text" | "base64"}
+    POST /connections/close            {"session", "code", "reason"}
+    POST /connections/drop             {"session"}: no close frame, the TCP connection just ends
+
+What these change lasts until the next reload, which reads the files again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.web.server import Request
+
+from wsdaemon.interfaces import IResettable, IRulesReplaceable
+from wsdaemon.records import PushTarget
+from wsdaemon.server.api import ApiResource, RequestError, check_unicode, json_answer
+from wsdaemon.strategies.api import OptionError
+
+__all__ = ["ConnectionsResource", "RoutesResource", "SENDABLE_CLOSE_CODES"]
+
+_log = Logger(namespace="wsdaemon.admin")
+
+#: Close codes an admin may send: RFC 6455's sendable ones, and 3000-4999
+#: (registered and private use). 1005, 1006 and 1015 never go on the wire.
+SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
+                                  1013, 1014, *range(3000, 5000)})
+
+
+def _path(request: Request) -> list[bytes]:
+    return [segment for segment in request.postpath or [] if segment]
+
+
+def _body(request: Request, max_body: int) -> dict[str, Any]:
+    if getattr(request, "oversized", False):
+        raise RequestError(413, f"body over {max_body} bytes")
+    assert request.content is not None
+    try:
+        data = json.loads(request.content.read() or b"{}")
+    except ValueError as e:
+        raise RequestError(400, f"body is not JSON: {e}") from None
+    except RecursionError:
+        raise RequestError(400, "body is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise RequestError(400, "body must be a JSON object")
+    return data
+
+
+def _string(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise RequestError(400, f'"{key}" must be a non-empty string')
+    check_unicode(key, value)
+    return value
+
+
+class RoutesResource(ApiResource):
+    def _factory(self, request: Request) -> Any:
+        raw = (request.args or {}).get(b"route")
+        if not raw:
+            raise RequestError(400, "give the route: ?route=/path")
+        route = raw[-1].decode("utf-8", "replace")
+        factories = self.admin.daemon.factories
+        if route not in factories:
+            raise RequestError(404, f"no route {route!r}; routes: {', '.join(sorted(factories))}")
+        return factories[route]
+
+    def render_GET(self, request: Request) -> bytes:
+        self.authorize(request)
+        path = _path(request)
+        if path == [b"connections"]:
+            factory = self._factory(request)
+            connections = self.admin.daemon.index.describe(factory.route.path)
+            return json_answer(request, 200, {"route": factory.route.path,
+                                              "count": len(connections),
+                                              "connections": connections})
+        if path:
+            raise RequestError(404, "expected /routes or /routes/connections?route=")
+        routes = []
+        for route_path, factory in sorted(self.admin.daemon.factories.items()):
+            strategy = factory.route.strategy
+            routes.append({
+                "route": route_path, "strategy": factory.route.strategy_name,
+                "connections": factory.connections,
+                "can_replace_rules": IRulesReplaceable.providedBy(strategy),
+                "can_reset": IResettable.providedBy(strategy),
+                "journal": factory.journal.describe(),
+            })
+        return json_answer(request, 200, {"routes": routes})
+
+    def render_PUT(self, request: Request) -> bytes:
+        self.authorize(request)
+        if _path(request) != [b"rules"]:
+            raise RequestError(404, "PUT /routes/rules?route=/path with the rules (TOML)")
+        factory = self._factory(request)
+        strategy = factory.route.strategy
+        if not IRulesReplaceable.providedBy(strategy):
+            raise RequestError(409, f"route {factory.route.path} runs strategy "
+                                    f"{factory.route.strategy_name!r}, which has no rules "
+                                    "to replace")
+        if getattr(request, "oversized", False):
+            raise RequestError(413, f"body over {self.admin.max_body} bytes")
+        assert request.content is not None
+        try:
+            count = strategy.replace_rules(request.content.read())
+        except OptionError as e:
+            where = "rules" if e.line is None else f"rules:{e.line}"
+            raise RequestError(400, f"{where}: {e.expected}") from None
+        _log.info("admin API: rules of {route} replaced ({count} rule(s))",
+                  route=factory.route.path, count=count)
+        return json_answer(request, 200, {"route": factory.route.path, "rules": count})
+
+    def render_POST(self, request: Request) -> bytes:
+        self.authorize(request)
+        if _path(request) != [b"reset"]:
+            raise RequestError(404, "POST /routes/reset?route=/path")
+        factory = self._factory(request)
+        strategy = factory.route.strategy
+        reset = IResettable.providedBy(strategy)
+        if reset:
+            strategy.reset()
+        cleared = len(factory.journal)
+        factory.journal.clear()
+        _log.info("admin API: {route} reset (strategy state {state}, {cleared} journal "
+                  "entries)", route=factory.route.path, state="reset" if reset else "none",
+                  cleared=cleared)
+        return json_answer(request, 200, {"route": factory.route.path, "state_reset": reset,
+                                          "journal_cleared": cleared})
+
+
+class ConnectionsResource(ApiResource):
+    def _connection(self, data: Mapping[str, Any]) -> Any:
+        session_id = _string(data, "session")
+        found = list(self.admin.daemon.index.select(PushTarget("session", session_id)))
+        if not found or found[0].session is None:
+            raise RequestError(404, f"no open connection with session {session_id!r}")
+        return found[0]
+
+    def render_POST(self, request: Request) -> bytes:
+        self.authorize(request)
+        path = _path(request)
+        data = _body(request, self.admin.max_body)
+        if path == [b"send"]:
+            return self._send(request, data)
+        if path == [b"close"]:
+            return self._close(request, data)
+        if path == [b"drop"]:
+            return self._drop(request, data)
+        raise RequestError(404, "POST /connections/send, /connections/close or "
+                                "/connections/drop")
+
+    def _send(self, request: Request, data: Mapping[str, Any]) -> bytes:
+        unknown = set(data) - {"session", "text", "base64"}
+        if unknown:
+            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        connection = self._connection(data)
+        bodies = [key for key in ("text", "base64") if key in data]
+        if len(bodies) != 1:
+            raise RequestError(400, 'give exactly one of "text" or "base64"')
+        message: str | bytes
+        if bodies[0] == "text":
+            if not isinstance(data["text"], str):
+                raise RequestError(400, '"text" must be a string')
+            check_unicode("text", data["text"])
+            message = data["text"]
+        else:
+            try:
+                message = base64.b64decode(str(data["base64"]), validate=True)
+            except (ValueError, binascii.Error):
+                raise RequestError(400, '"base64" is not valid base64') from None
+        sent = connection.session.send(message)
+        return json_answer(request, 200, {"session": connection.session.session_id,
+                                          "delivered": 1 if sent else 0})
+
+    def _close(self, request: Request, data: Mapping[str, Any]) -> bytes:
+        unknown = set(data) - {"session", "code", "reason"}
+        if unknown:
+            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        connection = self._connection(data)
+        code = data.get("code", 1000)
+        if not isinstance(code, int) or isinstance(code, bool) or code not in \
+                SENDABLE_CLOSE_CODES:
+            raise RequestError(400, '"code" must be a close code a server may send: 1000-1003, '
+                                    "1007-1014 or 3000-4999")
+        reason = data.get("reason", "")
+        if not isinstance(reason, str):
+            raise RequestError(400, '"reason" must be a string')
+        check_unicode("reason", reason)
+        if len(reason.encode("utf-8")) > 123:
+            raise RequestError(400, '"reason" is at most 123 bytes of UTF-8 (RFC 6455)')
+        session = connection.session
+        _log.info("admin API: closing session {session_id} on {route} with {code}",
+                  session_id=session.session_id, route=session.route, code=code)
+        connection.close_with(code, reason)
+        return json_answer(request, 200, {"session": session.session_id, "code": code,
+                                          "reason": reason})
+
+    def _drop(self, request: Request, data: Mapping[str, Any]) -> bytes:
+        unknown = set(data) - {"session"}
+        if unknown:
+            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        connection = self._connection(data)
+        session = connection.session
+        _log.info("admin API: dropping session {session_id} on {route} (no close frame)",
+                  session_id=session.session_id, route=session.route)
+        connection.transport.abortConnection()
+        return json_answer(request, 200, {"session": session.session_id, "dropped": True})

@@ -1,0 +1,203 @@
+"""
+Run-time control of routes and connections through the admin API, on the
+real daemon: replace a scripted route's rules, reset its state, list, send
+to, close and drop one connection; the others are unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.daemon import Daemon, free_port
+
+pytestmark = pytest.mark.slow
+
+KEY = "control-key-0123456789abcdef"
+RULES = """
+[[rule]]
+text = "count"
+reply = "n={counter}"
+
+[[rule]]
+text = "once"
+once = true
+reply = "first time"
+
+[default]
+reply = "file rules: {message}"
+"""
+
+
+class Admin:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def error(self, method: str, path: str, body: Any = None,
+              raw: bytes | None = None) -> tuple[int, str]:
+        with pytest.raises(urllib.error.HTTPError) as failure:
+            self.call(method, path, body, raw)
+        return failure.value.code, json.loads(failure.value.read())["error"]
+
+
+@pytest.fixture
+def controlled(write_config: Callable[..., Path],
+               start_daemon: Callable[..., Daemon]) -> tuple[Daemon, Admin, Path]:
+    port = free_port()
+    path = write_config(f"""
+        [wsdaemon]
+        listen = tcp:0:interface=127.0.0.1
+
+        [protocol]
+        identity = claimed
+
+        [admin]
+        listen = tcp:{port}:interface=127.0.0.1
+        api_keys = tests:{KEY}
+
+        [route:/bot]
+        strategy = scripted
+        rules = bot.toml
+
+        [route:/echo]
+        strategy = echo
+    """)
+    (path.parent / "bot.toml").write_text(RULES)
+    return start_daemon(path), Admin(port), path.parent / "bot.toml"
+
+
+def session_of(admin: Admin, route: str, client: str) -> str:
+    for _ in range(50):
+        connections = admin.call("GET", f"/routes/connections?route={route}")["connections"]
+        found = [c["session_id"] for c in connections if c["client_id"] == client]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"{client} not connected to {route}")
+
+
+def test_replace_rules_at_run_time_then_reload_restores_the_file(
+        controlled: tuple[Daemon, Admin, Path]) -> None:
+    """PUT /routes/rules changes the answers of open and new connections at
+    once; the file is untouched; a SIGHUP reload reads the file again."""
+    daemon, admin, rules_file = controlled
+    before = rules_file.read_text()
+    with connect(f"{daemon.url}/bot") as ws:
+        ws.send("hello")
+        assert ws.recv() == "file rules: hello"
+        answer = admin.call("PUT", "/routes/rules?route=/bot",
+                            raw=b'[[rule]]\ntext = "hello"\nreply = "replaced"\n')
+        assert answer == {"route": "/bot", "rules": 1}
+        ws.send("hello")
+        assert ws.recv() == "replaced"
+    with connect(f"{daemon.url}/bot") as ws:
+        ws.send("hello")
+        assert ws.recv() == "replaced"
+    assert rules_file.read_text() == before
+    daemon.process.send_signal(1)
+    daemon.wait_for_log("reloaded")
+    with connect(f"{daemon.url}/bot") as ws:
+        ws.send("hello")
+        assert ws.recv() == "file rules: hello"
+
+
+def test_wrong_rules_are_refused_with_their_line_and_change_nothing(
+        controlled: tuple[Daemon, Admin, Path]) -> None:
+    """A bad rules body answers 400 naming the line; the old rules keep
+    answering. A route without rules answers 409."""
+    daemon, admin, _ = controlled
+    code, why = admin.error("PUT", "/routes/rules?route=/bot",
+                            raw=b'[[rule]]\ntext = "a"\nreply = "b"\n\n[[rule]]\nregex = "(x)\\\\1"\n'
+                                b'reply = "c"\n')
+    assert code == 400 and why.startswith("rules:6:") and "RE2" in why
+    code, why = admin.error("PUT", "/routes/rules?route=/bot", raw=b"[[rule]\n")
+    assert code == 400 and why.startswith("rules:1:")
+    with connect(f"{daemon.url}/bot") as ws:
+        ws.send("x")
+        assert ws.recv() == "file rules: x"
+    assert admin.error("PUT", "/routes/rules?route=/echo", raw=b"")[0] == 409
+    assert admin.error("PUT", "/routes/rules?route=/nope", raw=b"")[0] == 404
+
+
+def test_reset_state_and_journal(controlled: tuple[Daemon, Admin, Path]) -> None:
+    """POST /routes/reset restarts counters and once-rules of open connections
+    and empties the route's journal."""
+    daemon, admin, _ = controlled
+    with connect(f"{daemon.url}/bot") as ws:
+        for expected in ("n=1", "n=2"):
+            ws.send("count")
+            assert ws.recv() == expected
+        ws.send("once")
+        assert ws.recv() == "first time"
+        ws.send("once")
+        assert ws.recv() == "file rules: once"
+        answer = admin.call("POST", "/routes/reset?route=/bot")
+        assert answer["state_reset"] is True and answer["journal_cleared"] >= 8
+        assert admin.call("GET", "/journal?route=/bot")["entries"] == []
+        ws.send("count")
+        assert ws.recv() == "n=1"
+        ws.send("once")
+        assert ws.recv() == "first time"
+    routes = {r["route"]: r for r in admin.call("GET", "/routes")["routes"]}
+    assert routes["/bot"]["can_replace_rules"] and not routes["/echo"]["can_reset"]
+
+
+def test_send_close_and_drop_one_connection(controlled: tuple[Daemon, Admin, Path]) -> None:
+    """Send to one session; close one with a code and reason (the client sees
+    them); drop one without a close frame (the client sees 1006); the other
+    connection carries on."""
+    daemon, admin, _ = controlled
+    with connect(f"{daemon.url}/echo?client_id=a") as a, \
+            connect(f"{daemon.url}/echo?client_id=b") as b, \
+            connect(f"{daemon.url}/echo?client_id=c") as c:
+        listed = admin.call("GET", "/routes/connections?route=/echo")
+        assert listed["count"] == 3
+        session_a = session_of(admin, "/echo", "a")
+        assert admin.call("POST", "/connections/send",
+                          {"session": session_a, "text": "just you"})["delivered"] == 1
+        assert a.recv() == "just you"
+        admin.call("POST", "/connections/close",
+                   {"session": session_a, "code": 4001, "reason": "test says bye"})
+        with pytest.raises(ConnectionClosed) as closed:
+            a.recv()
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "test says bye")
+        session_b = session_of(admin, "/echo", "b")
+        admin.call("POST", "/connections/drop", {"session": session_b})
+        with pytest.raises(ConnectionClosed) as dropped:
+            b.recv()
+        assert dropped.value.rcvd is None  # no close frame: 1006 for the client
+        c.send("still here")
+        assert c.recv() == "still here"
+    code, why = admin.error("POST", "/connections/close", {"session": "nope"})
+    assert code == 404 and "nope" in why
+
+
+def test_bad_close_codes_are_refused(controlled: tuple[Daemon, Admin, Path]) -> None:
+    """Codes a server may not send (1005, 1006, 1015, 2000) are a 400 naming the range."""
+    daemon, admin, _ = controlled
+    with connect(f"{daemon.url}/echo?client_id=z"):
+        session = session_of(admin, "/echo", "z")
+        for code in (1005, 1006, 1015, 2000, 5000, "1000"):
+            status, why = admin.error("POST", "/connections/close",
+                                      {"session": session, "code": code})
+            assert status == 400 and "3000-4999" in why
+        status, why = admin.error("POST", "/connections/close",
+                                  {"session": session, "reason": "x" * 124})
+        assert status == 400 and "123" in why
