@@ -122,9 +122,8 @@ def test_wrong_rules_are_refused_with_their_line_and_change_nothing(
     """A bad rules body answers 400 naming the line; the old rules keep
     answering. A route without rules answers 409."""
     daemon, admin, _ = controlled
-    code, why = admin.error("PUT", "/routes/rules?route=/bot",
-                            raw=b'[[rule]]\ntext = "a"\nreply = "b"\n\n[[rule]]\nregex = "(x)\\\\1"\n'
-                                b'reply = "c"\n')
+    bad = b'[[rule]]\ntext = "a"\nreply = "b"\n\n[[rule]]\nregex = "(x)\\\\1"\nreply = "c"\n'
+    code, why = admin.error("PUT", "/routes/rules?route=/bot", raw=bad)
     assert code == 400 and why.startswith("rules:6:") and "RE2" in why
     code, why = admin.error("PUT", "/routes/rules?route=/bot", raw=b"[[rule]\n")
     assert code == 400 and why.startswith("rules:1:")

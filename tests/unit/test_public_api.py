@@ -23,7 +23,7 @@ def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
         "IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy",
-        "ISession", "IStrategyFactory"}
+        "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}
     assert set(wsdaemon.interfaces.ISession.names()) == {
@@ -94,7 +94,8 @@ def test_every_interface_method_documents_its_return() -> None:
     for interface in (wsdaemon.interfaces.IReplyStrategy, wsdaemon.interfaces.ISession,
                       wsdaemon.interfaces.IQueueStore, wsdaemon.interfaces.IPushBus,
                       wsdaemon.interfaces.IStrategyFactory,
-                      wsdaemon.interfaces.IOperatorQueue):
+                      wsdaemon.interfaces.IOperatorQueue, wsdaemon.interfaces.IOptionCheck,
+                      wsdaemon.interfaces.IResettable, wsdaemon.interfaces.IRulesReplaceable):
         for name, description in interface.namesAndDescriptions():
             if hasattr(description, "getSignatureString"):
                 assert "@return" in (description.getDoc() or ""), f"{interface.__name__}.{name}"
