@@ -22,8 +22,9 @@ from wsdaemon.records import ItemRecord, MessageRecord, PushTarget
 if TYPE_CHECKING:
     from wsdaemon.strategies.api import OptionContext, StrategyContext
 
-__all__ = ["IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy",
-           "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"]
+__all__ = ["IConnectionFaults", "IHandshakePolicy", "IOperatorQueue", "IOptionCheck", "IPushBus",
+           "IQueueStore", "IReplyStrategy", "IResettable", "IRulesReplaceable", "ISession",
+           "IStrategyFactory"]
 
 
 class ISession(Interface):
@@ -57,6 +58,57 @@ class ISession(Interface):
         already closing session does nothing.
 
         @return: None.
+        """
+
+
+class IConnectionFaults(Interface):
+    """
+    Faults a strategy may cause on purpose, to test how a client copes
+    (wsdaemon's sessions provide it besides L{ISession}; check with
+    C{IConnectionFaults.providedBy(session)}). Each does nothing once the
+    connection is closed.
+    """
+
+    def drop() -> None:
+        """
+        End the TCP connection now, without a closing handshake: the client
+        sees an abnormal closure (1006).
+
+        @return: None.
+        """
+
+    def pause_reading(seconds: float) -> None:
+        """
+        Stop reading the client's data for C{seconds}: its messages wait in
+        the kernel's buffers, then its own sends block.
+
+        @return: None.
+        """
+
+    def hold_writes(seconds: float) -> None:
+        """
+        Hold everything sent to the client (replies, pushes) for
+        C{seconds}, then send it in order. Past the route's
+        C{max_outbound_buffer} the connection is dropped.
+
+        @return: None.
+        """
+
+    def send_fragmented(message: str | bytes, frames: int) -> bool:
+        """
+        Send one message as up to C{frames} frames (continuation frames).
+
+        @return: False if the connection is closed.
+        """
+
+    def ping(payload: bytes, timeout: float) -> Deferred[float | None]:
+        """
+        Send a ping with C{payload} (at most 125 bytes, unique among this
+        connection's waiting pings).
+
+        @return: a Deferred firing with the seconds until the pong, or None
+            if none came within C{timeout} (the connection is then dropped)
+            or the connection closed.
         """
 
 
@@ -170,6 +222,17 @@ class IResettable(Interface):
 
         @return: None.
         """
+
+
+class IHandshakePolicy(Interface):
+    """
+    A strategy that says how its route answers opening handshakes on
+    purpose: subprotocols, refusals (a rules file's C{[handshake]}).
+    """
+
+    handshake_plan = Attribute(
+        "A wsdaemon.records.HandshakePlan, or None for the ordinary handshake. Read when "
+        "the route is built or reloaded, its rules replaced or its state reset.")
 
 
 class IRulesReplaceable(Interface):

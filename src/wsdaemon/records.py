@@ -5,10 +5,17 @@ The values that pass through the interfaces: what the operator queue stores
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["ItemRecord", "MessageRecord", "PushTarget"]
+__all__ = ["MAX_FAULT_SECONDS", "MAX_FRAGMENTS", "HandshakePlan", "ItemRecord", "MessageRecord",
+           "PushTarget", "check_plan"]
+
+#: The longest a fault on purpose (a pause, a hold, a ping's wait) may last.
+MAX_FAULT_SECONDS = 3600.0
+#: The most frames one message may be sent in, on purpose.
+MAX_FRAGMENTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -77,3 +84,58 @@ class PushTarget:
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "value": self.value}
+
+
+@dataclass(frozen=True)
+class HandshakePlan:
+    """
+    How a route answers opening handshakes on purpose (a rules file's
+    C{[handshake]}, or the admin API's C{/routes/handshake}).
+
+    @ivar subprotocols: accepted subprotocols, in the server's order of
+        preference: the first the client offers is chosen.
+    @ivar require_subprotocol: refuse (HTTP 400) a client that offers none
+        of them.
+    @ivar refuse_next: how many handshakes to refuse, from now on.
+    @ivar refuse_status: the HTTP status they get.
+    @ivar refuse_headers: extra response headers they get (e.g.
+        C{Retry-After}).
+    """
+
+    subprotocols: tuple[str, ...] = ()
+    require_subprotocol: bool = False
+    refuse_next: int = 0
+    refuse_status: int = 503
+    refuse_headers: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"subprotocols": list(self.subprotocols),
+                "require_subprotocol": self.require_subprotocol,
+                "refuse_next": self.refuse_next, "refuse_status": self.refuse_status,
+                "refuse_headers": dict(self.refuse_headers)}
+
+
+#: An HTTP token (RFC 9110): header names and subprotocols.
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: Statuses a refusal may use.
+REFUSAL_STATUSES = range(400, 600)
+
+
+def check_plan(plan: HandshakePlan) -> None:
+    """
+    @raise ValueError: naming what is wrong (a subprotocol or header that is
+        not an HTTP token, a header value with a line break, a status that
+        is not an error).
+    """
+    for name in plan.subprotocols:
+        if not _TOKEN.match(name):
+            raise ValueError(f"subprotocol {name!r} is not an HTTP token")
+    if plan.refuse_status not in REFUSAL_STATUSES:
+        raise ValueError(f"refuse_status must be from 400 to 599, got {plan.refuse_status}")
+    if plan.refuse_next < 0:
+        raise ValueError("refuse_next must be 0 or more")
+    for name, value in plan.refuse_headers:
+        if not _TOKEN.match(name):
+            raise ValueError(f"header name {name!r} is not an HTTP token")
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name} holds a line break")

@@ -22,8 +22,8 @@ from wsdaemon._compat import MOVED
 def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
-        "IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy",
-        "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"}
+        "IConnectionFaults", "IHandshakePolicy", "IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore",
+        "IReplyStrategy", "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}
     assert set(wsdaemon.interfaces.ISession.names()) == {
@@ -95,7 +95,8 @@ def test_every_interface_method_documents_its_return() -> None:
                       wsdaemon.interfaces.IQueueStore, wsdaemon.interfaces.IPushBus,
                       wsdaemon.interfaces.IStrategyFactory,
                       wsdaemon.interfaces.IOperatorQueue, wsdaemon.interfaces.IOptionCheck,
-                      wsdaemon.interfaces.IResettable, wsdaemon.interfaces.IRulesReplaceable):
+                      wsdaemon.interfaces.IResettable, wsdaemon.interfaces.IRulesReplaceable,
+                      wsdaemon.interfaces.IConnectionFaults):
         for name, description in interface.namesAndDescriptions():
             if hasattr(description, "getSignatureString"):
                 assert "@return" in (description.getDoc() or ""), f"{interface.__name__}.{name}"

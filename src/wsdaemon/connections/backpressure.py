@@ -25,6 +25,8 @@ class Pausable(Protocol):
 
     _paused: bool
     _backlog: int
+    #: Reading paused on purpose (a fault): flow control leaves it paused.
+    _held_reading: bool
     transport: Any
     state: Any
     STATE_CLOSED: Any
@@ -55,7 +57,8 @@ class Backpressure:
         protocol._paused = False
         protocol._backlog = 0
         transport: Any = protocol.transport
-        if transport is not None and protocol.state != protocol.STATE_CLOSED:
+        if (transport is not None and protocol.state != protocol.STATE_CLOSED
+                and not protocol._held_reading):
             transport.resumeProducing()
 
     def stopProducing(self) -> None:

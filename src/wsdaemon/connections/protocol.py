@@ -23,6 +23,8 @@ from twisted.python.failure import Failure
 from wsdaemon.config import ProtocolSettings
 from wsdaemon.connections.backpressure import Backpressure
 from wsdaemon.connections.directwrite import write_now
+from wsdaemon.connections.faults import ConnectionFaults
+from wsdaemon.connections.handshake import HandshakeState
 from wsdaemon.connections.identity import resolve
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.journal import Journal, Sequence
@@ -31,6 +33,8 @@ from wsdaemon.connections.route import Route
 from wsdaemon.connections.session import Session
 from wsdaemon.connections.stats import RouteStats
 from wsdaemon.escaping import visible
+from wsdaemon.interfaces import IHandshakePolicy
+from wsdaemon.records import HandshakePlan
 
 __all__ = ["RouteFactory", "RouteProtocol"]
 
@@ -58,7 +62,7 @@ def _refuse(offers: list[Any]) -> None:
     return None
 
 
-class RouteProtocol(WebSocketServerProtocol):
+class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[misc]
     """
     One client on one route.
     """
@@ -80,6 +84,8 @@ class RouteProtocol(WebSocketServerProtocol):
     _counted = False
     #: The route's journal while this connection is open and it is on.
     _journal: Journal | None = None
+    #: Headers for a handshake refused on purpose.
+    _deny_headers: dict[str, str] | None = None
 
     # -- Autobahn callbacks --------------------------------------------------
 
@@ -87,12 +93,23 @@ class RouteProtocol(WebSocketServerProtocol):
                       responseHeaders: Any = None) -> None:
         # Autobahn puts a bad header's value, as the client sent it, into
         # its log lines and the HTTP status line: escape it first.
-        super().failHandshake(visible(reason), code, responseHeaders)
+        headers = list(responseHeaders or [])
+        if self._deny_headers:
+            headers.extend(self._deny_headers.items())
+        super().failHandshake(visible(reason), code, headers or None)
 
-    def onConnect(self, request: ConnectionRequest) -> tuple[None, dict[str, str]] | None:
+    def onConnect(self, request: ConnectionRequest) -> tuple[str | None, dict[str, str]] | None:
         try:
             factory = self.factory
             settings = factory.route.protocol
+            planned = factory.handshake.refusal()
+            if planned is not None:
+                status, self._deny_headers = planned
+                _log.info("refused {peer} on {route} with {status}, on purpose ([handshake] "
+                          "refuse_next)", peer=request.peer, route=factory.route.path,
+                          status=status)
+                factory.stats.refused("planned")
+                raise ConnectionDeny(status, "refused on purpose")
             if not settings.origins.allows(request.origin):
                 _log.info(
                     "refused {peer} on {route}: origin {origin!r} not allowed",
@@ -112,6 +129,7 @@ class RouteProtocol(WebSocketServerProtocol):
             self._client_id, headers = resolve(settings.identity, request,
                                                secure=ISSLTransport.providedBy(transport))
             self._ip = str(getattr(transport.getPeer(), "host", request.peer))
+            subprotocol = factory.handshake.subprotocol(list(request.protocols or ()))
             refusal = factory.limits.admit(self._ip) if factory.limits is not None else None
             if refusal is not None:
                 factory.stats.refused(refusal)
@@ -124,7 +142,7 @@ class RouteProtocol(WebSocketServerProtocol):
                 )
             factory.connections += 1
             self._counted = True
-            return (None, headers) if headers else None
+            return (subprotocol, headers) if headers or subprotocol else None
         except ConnectionDeny:
             raise
         except Exception:
@@ -221,6 +239,7 @@ class RouteProtocol(WebSocketServerProtocol):
             return
         self.session = None
         session.detach()
+        self._stop_faults()
         journal = self._journal
         if journal is not None:
             self._journal = None
@@ -356,6 +375,9 @@ class RouteProtocol(WebSocketServerProtocol):
     def sendMessage(self, payload: bytes, isBinary: bool = False,
                     fragmentSize: int | None = None, sync: bool = False,
                     doNotCompress: bool = False) -> None:
+        if self._held_writes is not None:
+            self._hold(payload, isBinary, fragmentSize)
+            return
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
         if self._paused:
             self._queued(len(payload))
@@ -377,6 +399,9 @@ class RouteProtocol(WebSocketServerProtocol):
         """
         if self.state != self.STATE_OPEN:
             return False
+        if self._held_writes is not None:
+            self._hold(payload, binary, None)
+            return True
         try:
             self.sendPreparedMessage(prepared)
         except PayloadExceededError as e:
@@ -486,6 +511,8 @@ class RouteFactory(WebSocketServerFactory):
         self.route = route
         self.clock = clock
         settings = route.protocol
+        #: Handshakes refused or negotiated on purpose (its strategy's plan).
+        self.handshake = HandshakeState(_plan_of(route.strategy))
         #: What this route's connections sent and received (survives reloads).
         self.journal = Journal(route.path, settings.journal_entries, settings.journal_max_bytes,
                                sequence if sequence is not None else Sequence(), clock.seconds)
@@ -501,6 +528,7 @@ class RouteFactory(WebSocketServerFactory):
         reload); open connections keep what they started with.
         """
         self.route = route
+        self.handshake.set(_plan_of(route.strategy) or HandshakePlan())
         self.apply(route.protocol)
 
     def apply(self, settings: ProtocolSettings) -> None:
@@ -511,6 +539,13 @@ class RouteFactory(WebSocketServerFactory):
             # Text is validated by RouteProtocol as it decodes (see there).
             utf8validateIncoming=False,
         )
+
+
+def _plan_of(strategy: object) -> HandshakePlan | None:
+    if IHandshakePolicy.providedBy(strategy):
+        plan: HandshakePlan | None = strategy.handshake_plan
+        return plan
+    return None
 
 
 def autobahn_options(settings: ProtocolSettings) -> dict[str, Any]:

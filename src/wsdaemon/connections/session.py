@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from autobahn.exception import Disconnected
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wsdaemon.interfaces import ISession
+from wsdaemon.interfaces import IConnectionFaults, ISession
 
 __all__ = ["Session", "Writer"]
 
@@ -29,8 +30,18 @@ class Writer(Protocol):
 
     def close_with(self, code: int, reason: str) -> None: ...
 
+    def drop(self) -> None: ...
 
-@implementer(ISession)
+    def pause_reading(self, seconds: float) -> None: ...
+
+    def hold_writes(self, seconds: float) -> None: ...
+
+    def send_fragmented(self, message: str | bytes, frames: int) -> bool: ...
+
+    def ping(self, payload: bytes, timeout: float) -> Deferred[float | None]: ...
+
+
+@implementer(ISession, IConnectionFaults)
 class Session:
     """
     The strategy-facing side of one L{RouteProtocol}.
@@ -88,6 +99,35 @@ class Session:
                              "or 3000-4999")
         self._protocol = None
         protocol.close_with(code, reason)
+
+    # -- faults on purpose (IConnectionFaults) -----------------------------
+
+    def drop(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            protocol.drop()
+
+    def pause_reading(self, seconds: float) -> None:
+        if self._protocol is not None:
+            self._protocol.pause_reading(seconds)
+
+    def hold_writes(self, seconds: float) -> None:
+        if self._protocol is not None:
+            self._protocol.hold_writes(seconds)
+
+    def send_fragmented(self, message: str | bytes, frames: int) -> bool:
+        protocol = self._protocol
+        if protocol is None:
+            return False
+        try:
+            return protocol.send_fragmented(message, frames)
+        except Disconnected:
+            return False
+
+    def ping(self, payload: bytes, timeout: float) -> Deferred[float | None]:
+        if self._protocol is None:
+            return succeed(None)
+        return self._protocol.ping(payload, timeout)
 
     def detach(self) -> None:
         """

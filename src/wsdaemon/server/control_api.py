@@ -5,10 +5,18 @@ suite changes for one test without a reload and without touching a file.
     GET  /routes                       every route: strategy, connections, journal
     GET  /routes/connections?route=    one route's open connections
     PUT  /routes/rules?route=          replace a scripted route's rules (body: TOML)
-    POST /routes/reset?route=          reset its state (counters, cycles, tickers) and journal
-    POST /connections/send             {"session", "text" | "base64"}
+    POST /routes/reset?route=          reset its state (counters, cycles, tickers, handshake
+                                       plan) and journal
+    GET|POST|DELETE /routes/handshake?route=
+                                       how handshakes are answered: refuse the next N with a
+                                       status and headers, accept or require subprotocols
+    POST /connections/send             {"session", "text" | "base64", "fragments"?}
     POST /connections/close            {"session", "code", "reason"}
     POST /connections/drop             {"session"}: no close frame, the TCP connection just ends
+    POST /connections/pause_reading    {"session", "seconds"}
+    POST /connections/hold_writes      {"session", "seconds"}
+    POST /connections/ping             {"session", "payload"?, "timeout"?}: answers when the
+                                       pong comes ({"pong": true, "seconds"}) or not
 
 What these change lasts until the next reload, which reads the files again.
 """
@@ -18,14 +26,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
 from twisted.logger import Logger
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
-from wsdaemon.interfaces import IResettable, IRulesReplaceable
-from wsdaemon.records import PushTarget
+from wsdaemon.interfaces import IHandshakePolicy, IResettable, IRulesReplaceable
+from wsdaemon.records import (
+    MAX_FAULT_SECONDS,
+    MAX_FRAGMENTS,
+    HandshakePlan,
+    PushTarget,
+    check_plan,
+)
 from wsdaemon.server.api import ApiResource, RequestError, check_unicode, json_answer
 from wsdaemon.strategies.api import OptionError
 
@@ -66,6 +81,50 @@ def _string(data: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _plan(strategy: object) -> HandshakePlan:
+    if IHandshakePolicy.providedBy(strategy):
+        plan: HandshakePlan | None = strategy.handshake_plan
+        if plan is not None:
+            return plan
+    return HandshakePlan()
+
+
+def _handshake_plan(data: Mapping[str, Any]) -> HandshakePlan:
+    found: dict[str, Any] = {}
+    names = data.get("subprotocols", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RequestError(400, '"subprotocols" must be a list of names')
+    found["subprotocols"] = tuple(names)
+    require = data.get("require_subprotocol", False)
+    if not isinstance(require, bool):
+        raise RequestError(400, '"require_subprotocol" must be true or false')
+    found["require_subprotocol"] = require
+    for key, default in (("refuse_next", 0), ("refuse_status", 503)):
+        value = data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise RequestError(400, f'"{key}" must be a whole number')
+        found[key] = value
+    headers = data.get("refuse_headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise RequestError(400, '"refuse_headers" must be an object of name: "value"')
+    found["refuse_headers"] = tuple(headers.items())
+    plan = HandshakePlan(**found)
+    try:
+        check_plan(plan)
+    except ValueError as e:
+        raise RequestError(400, str(e)) from None
+    return plan
+
+
+def _seconds(data: Mapping[str, Any], key: str, default: float | None = None) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not \
+            0 < value <= MAX_FAULT_SECONDS:
+        raise RequestError(400, f'"{key}" must be a number of seconds, more than 0 and at most '
+                                f"{MAX_FAULT_SECONDS:g}")
+    return float(value)
+
+
 class RoutesResource(ApiResource):
     def _factory(self, request: Request) -> Any:
         raw = (request.args or {}).get(b"route")
@@ -86,8 +145,13 @@ class RoutesResource(ApiResource):
             return json_answer(request, 200, {"route": factory.route.path,
                                               "count": len(connections),
                                               "connections": connections})
+        if path == [b"handshake"]:
+            factory = self._factory(request)
+            return json_answer(request, 200, {"route": factory.route.path,
+                                              "handshake": factory.handshake.describe()})
         if path:
-            raise RequestError(404, "expected /routes or /routes/connections?route=")
+            raise RequestError(404, "expected /routes, /routes/connections?route= or "
+                                    "/routes/handshake?route=")
         routes = []
         for route_path, factory in sorted(self.admin.daemon.factories.items()):
             strategy = factory.route.strategy
@@ -99,6 +163,29 @@ class RoutesResource(ApiResource):
                 "journal": factory.journal.describe(),
             })
         return json_answer(request, 200, {"routes": routes})
+
+    def render_DELETE(self, request: Request) -> bytes:
+        self.authorize(request)
+        if _path(request) != [b"handshake"]:
+            raise RequestError(404, "DELETE /routes/handshake?route=/path")
+        factory = self._factory(request)
+        factory.handshake.set(_plan(factory.route.strategy))
+        return json_answer(request, 200, {"route": factory.route.path,
+                                          "handshake": factory.handshake.describe()})
+
+    def _set_handshake(self, request: Request) -> bytes:
+        factory = self._factory(request)
+        data = _body(request, self.admin.max_body)
+        unknown = set(data) - {"subprotocols", "require_subprotocol", "refuse_next",
+                               "refuse_status", "refuse_headers"}
+        if unknown:
+            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        plan = _handshake_plan(data)
+        factory.handshake.set(plan)
+        _log.info("admin API: handshakes of {route} now {plan}", route=factory.route.path,
+                  plan=plan.to_json())
+        return json_answer(request, 200, {"route": factory.route.path,
+                                          "handshake": factory.handshake.describe()})
 
     def render_PUT(self, request: Request) -> bytes:
         self.authorize(request)
@@ -118,19 +205,24 @@ class RoutesResource(ApiResource):
         except OptionError as e:
             where = "rules" if e.line is None else f"rules:{e.line}"
             raise RequestError(400, f"{where}: {e.expected}") from None
+        factory.handshake.set(_plan(strategy))
         _log.info("admin API: rules of {route} replaced ({count} rule(s))",
                   route=factory.route.path, count=count)
         return json_answer(request, 200, {"route": factory.route.path, "rules": count})
 
     def render_POST(self, request: Request) -> bytes:
         self.authorize(request)
-        if _path(request) != [b"reset"]:
-            raise RequestError(404, "POST /routes/reset?route=/path")
+        path = _path(request)
+        if path == [b"handshake"]:
+            return self._set_handshake(request)
+        if path != [b"reset"]:
+            raise RequestError(404, "POST /routes/reset?route=/path or /routes/handshake")
         factory = self._factory(request)
         strategy = factory.route.strategy
         reset = IResettable.providedBy(strategy)
         if reset:
             strategy.reset()
+        factory.handshake.set(_plan(strategy))
         cleared = len(factory.journal)
         factory.journal.clear()
         _log.info("admin API: {route} reset (strategy state {state}, {cleared} journal "
@@ -148,7 +240,7 @@ class ConnectionsResource(ApiResource):
             raise RequestError(404, f"no open connection with session {session_id!r}")
         return found[0]
 
-    def render_POST(self, request: Request) -> bytes:
+    def render_POST(self, request: Request) -> bytes | int:
         self.authorize(request)
         path = _path(request)
         data = _body(request, self.admin.max_body)
@@ -158,11 +250,59 @@ class ConnectionsResource(ApiResource):
             return self._close(request, data)
         if path == [b"drop"]:
             return self._drop(request, data)
-        raise RequestError(404, "POST /connections/send, /connections/close or "
-                                "/connections/drop")
+        if path in ([b"pause_reading"], [b"hold_writes"]):
+            return self._pause(request, data, path[0].decode())
+        if path == [b"ping"]:
+            return self._ping(request, data)
+        raise RequestError(404, "POST /connections/send, close, drop, pause_reading, "
+                                "hold_writes or ping")
+
+    def _pause(self, request: Request, data: Mapping[str, Any], what: str) -> bytes:
+        unknown = set(data) - {"session", "seconds"}
+        if unknown:
+            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        connection = self._connection(data)
+        seconds = _seconds(data, "seconds")
+        getattr(connection.session, what)(seconds)
+        _log.info("admin API: {what} for {seconds} s on session {session_id}", what=what,
+                  seconds=seconds, session_id=connection.session.session_id)
+        return json_answer(request, 200, {"session": connection.session.session_id,
+                                          what: seconds})
+
+    def _ping(self, request: Request, data: Mapping[str, Any]) -> int:
+        unknown = set(data) - {"session", "payload", "timeout"}
+        if unknown:
+            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        connection = self._connection(data)
+        raw = data.get("payload", "")
+        if not isinstance(raw, str):
+            raise RequestError(400, '"payload" must be a string')
+        check_unicode("payload", raw)
+        payload = raw.encode("utf-8") or secrets.token_hex(8).encode("ascii")
+        if len(payload) > 125:
+            raise RequestError(400, '"payload" is at most 125 bytes (RFC 6455)')
+        timeout = _seconds(data, "timeout", 10.0)
+        session = connection.session
+        try:
+            d = session.ping(payload, timeout)
+        except ValueError as e:
+            raise RequestError(409, str(e)) from None
+
+        def answer(seconds: float | None) -> None:
+            if request.finished or getattr(request, "_disconnected", False):
+                return
+            body = {"session": session.session_id, "pong": seconds is not None}
+            if seconds is not None:
+                body["seconds"] = seconds
+            request.write(json_answer(request, 200, body))
+            request.finish()
+
+        d.addCallback(answer)
+        d.addErrback(lambda failure: _log.failure("admin API: ping failed", failure))
+        return NOT_DONE_YET
 
     def _send(self, request: Request, data: Mapping[str, Any]) -> bytes:
-        unknown = set(data) - {"session", "text", "base64"}
+        unknown = set(data) - {"session", "text", "base64", "fragments"}
         if unknown:
             raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
         connection = self._connection(data)
@@ -180,7 +320,13 @@ class ConnectionsResource(ApiResource):
                 message = base64.b64decode(str(data["base64"]), validate=True)
             except (ValueError, binascii.Error):
                 raise RequestError(400, '"base64" is not valid base64') from None
-        sent = connection.session.send(message)
+        frames = data.get("fragments", 1)
+        if isinstance(frames, bool) or not isinstance(frames, int) or not \
+                1 <= frames <= MAX_FRAGMENTS:
+            raise RequestError(400, f'"fragments" must be a whole number from 1 to '
+                                    f"{MAX_FRAGMENTS}")
+        sent = (connection.session.send(message) if frames == 1
+                else connection.session.send_fragmented(message, frames))
         return json_answer(request, 200, {"session": connection.session.session_id,
                                           "delivered": 1 if sent else 0})
 

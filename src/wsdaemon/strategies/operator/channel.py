@@ -98,6 +98,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     _joined = False
     _token_digest = b""
     _paused = False
+    _held_reading = False
     _backlog = 0
 
     def failHandshake(self, reason: str, code: int = 400,

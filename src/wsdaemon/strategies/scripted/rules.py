@@ -15,10 +15,11 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from wsdaemon.records import MAX_FAULT_SECONDS, MAX_FRAGMENTS, HandshakePlan, check_plan
 from wsdaemon.strategies.scripted.lines import TablePath, TomlLines
 from wsdaemon.strategies.scripted.matching import (
     MATCH_KEYS,
@@ -41,12 +42,18 @@ _MAX_DELAY = 24 * 3600.0
 _MIN_TICK = 0.01
 
 _MESSAGE_KEYS = {"text", "hex", "base64"}
-_SEND_KEYS = _MESSAGE_KEYS | {"delay"}
+_SEND_KEYS = _MESSAGE_KEYS | {"delay", "fragments"}
 _TICKER_KEYS = _MESSAGE_KEYS | {"name", "every", "times"}
 _MATCH_KEYS = MATCH_KEYS
-_ACTION_KEYS = {"reply", "send", "once", "cycle", "close", "start_ticker", "stop_ticker"}
+_FAULT_KEYS = {"drop", "pause_reading", "stall_replies", "fragments", "ping"}
+_ACTION_KEYS = {"reply", "send", "once", "cycle", "close", "start_ticker", "stop_ticker",
+                *_FAULT_KEYS}
 _RULE_KEYS = {"name", *_MATCH_KEYS} | _ACTION_KEYS
-_TOP_KEYS = {"greeting", "rule", "default"}
+_TOP_KEYS = {"greeting", "rule", "default", "handshake"}
+_HANDSHAKE_KEYS = {"subprotocols", "require_subprotocol", "refuse_next", "refuse_status",
+                   "refuse_headers"}
+#: A ping's default wait for its pong, in seconds.
+PING_TIMEOUT = 10.0
 
 
 class RulesError(ValueError):
@@ -72,12 +79,25 @@ class Outgoing:
     template: Template | None
     data: bytes | None
     delay: float = 0.0
+    #: Sent as up to this many frames.
+    fragments: int = 1
 
 
 @dataclass(frozen=True)
 class Close:
     code: int
     reason: str
+
+
+@dataclass(frozen=True)
+class Ping:
+    """
+    A ping sent after a rule's messages; no pong within C{timeout}: the
+    connection is dropped.
+    """
+
+    payload: bytes
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,11 @@ class Rule:
     close: Close | None
     start_ticker: Ticker | None
     stop_tickers: tuple[str, ...]
+    #: Faults on purpose (see L{wsdaemon.connections.faults}).
+    drop: bool = False
+    pause_reading: float = 0.0
+    stall_replies: float = 0.0
+    ping: Ping | None = None
 
     @property
     def immediate(self) -> bool:
@@ -121,7 +146,9 @@ class Rule:
         """
         return (
             self.close is None and self.start_ticker is None and not self.stop_tickers
-            and not self.cycle and all(m.delay == 0 for m in self.messages)
+            and not self.cycle and all(m.delay == 0 and m.fragments == 1 for m in self.messages)
+            and not self.drop and not self.pause_reading and not self.stall_replies
+            and self.ping is None
         )
 
 
@@ -131,6 +158,7 @@ class RuleSet:
     greetings: tuple[Outgoing, ...]
     rules: tuple[Rule, ...]
     default: Rule | None
+    handshake: HandshakePlan | None = None
 
     @property
     def uses_json(self) -> bool:
@@ -212,7 +240,70 @@ class _Loader:
         delay = 0.0
         if "delay" in table:
             delay = self.number(table["delay"], where, "delay", 0.0, _MAX_DELAY)
-        return self.message(table, where, scope, delay)
+        message = self.message(table, where, scope, delay)
+        if "fragments" in table:
+            message = replace(message, fragments=self.fragments(table["fragments"], where))
+        return message
+
+    def fragments(self, value: Any, where: TablePath) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not \
+                1 <= value <= MAX_FRAGMENTS:
+            raise self.fail(f"fragments: expected a whole number of frames from 1 to "
+                            f"{MAX_FRAGMENTS}, got {value!r}", where, "fragments")
+        return value
+
+    def ping(self, value: Any, where: TablePath) -> Ping:
+        timeout: Any = PING_TIMEOUT
+        if isinstance(value, dict):
+            self.check_keys(value, {"payload", "timeout"}, where, "ping")
+            payload, timeout = value.get("payload", ""), value.get("timeout", PING_TIMEOUT)
+        else:
+            payload = value
+        payload = self.string(payload, where, "ping").encode("utf-8")
+        if len(payload) > 125:
+            raise self.fail("ping: the payload may be at most 125 bytes (RFC 6455)", where,
+                            "ping")
+        seconds = self.number(timeout, where, "ping", 0.01, MAX_FAULT_SECONDS)
+        return Ping(payload=payload, timeout=seconds)
+
+    def handshake(self, value: Any) -> HandshakePlan:
+        where: TablePath = ("handshake",)
+        if not isinstance(value, dict):
+            raise self.fail("expected a table for [handshake]", ())
+        self.check_keys(value, _HANDSHAKE_KEYS, where, "[handshake]")
+        found: dict[str, Any] = {}
+        if "subprotocols" in value:
+            names = value["subprotocols"]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise self.fail("subprotocols: expected a list of names", where, "subprotocols")
+            found["subprotocols"] = tuple(names)
+        if "require_subprotocol" in value:
+            found["require_subprotocol"] = self.flag(value, "require_subprotocol", where)
+        if "refuse_next" in value:
+            count = value["refuse_next"]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise self.fail(f"refuse_next: expected a whole number >= 0, got {count!r}",
+                                where, "refuse_next")
+            found["refuse_next"] = count
+        if "refuse_status" in value:
+            status = value["refuse_status"]
+            if isinstance(status, bool) or not isinstance(status, int):
+                raise self.fail(f"refuse_status: expected an HTTP status, got {status!r}",
+                                where, "refuse_status")
+            found["refuse_status"] = status
+        if "refuse_headers" in value:
+            headers = value["refuse_headers"]
+            if not isinstance(headers, dict) or not all(
+                    isinstance(v, str) for v in headers.values()):
+                raise self.fail("refuse_headers: expected a table of name = \"value\"",
+                                where, "refuse_headers")
+            found["refuse_headers"] = tuple(headers.items())
+        plan = HandshakePlan(**found)
+        try:
+            check_plan(plan)
+        except ValueError as e:
+            raise self.fail(str(e), where) from None
+        return plan
 
     # -- parts of a rule -----------------------------------------------------
 
@@ -306,6 +397,13 @@ class _Loader:
         self.check_keys(table, allowed, where, what)
         matcher, scope = (None, Scope()) if is_default else self.matcher(table, where)
         messages = self.messages(table, where, scope)
+        if "fragments" in table:
+            frames = self.fragments(table["fragments"], where)
+            messages = tuple(replace(m, fragments=frames) if m.fragments == 1 else m
+                             for m in messages)
+        if "drop" in table and "close" in table:
+            raise self.fail("drop: a connection is either dropped or closed, not both",
+                            where, "drop")
         cycle = self.flag(table, "cycle", where)
         if cycle and len(messages) < 2:
             raise self.fail("cycle: needs at least two messages to cycle through",
@@ -326,6 +424,12 @@ class _Loader:
             if "start_ticker" in table else None,
             stop_tickers=self.stop_tickers(table["stop_ticker"], where)
             if "stop_ticker" in table else (),
+            drop=self.flag(table, "drop", where),
+            pause_reading=self.number(table["pause_reading"], where, "pause_reading", 0.0,
+                                      MAX_FAULT_SECONDS) if "pause_reading" in table else 0.0,
+            stall_replies=self.number(table["stall_replies"], where, "stall_replies", 0.0,
+                                      MAX_FAULT_SECONDS) if "stall_replies" in table else 0.0,
+            ping=self.ping(table["ping"], where) if "ping" in table else None,
         )
 
     # -- the file ------------------------------------------------------------
@@ -347,7 +451,9 @@ class _Loader:
             raise RulesError("no [[greeting]], [[rule]] or [default]: the route would never "
                              "say anything", None)
         self.check_ticker_names(rules + ((default,) if default else ()))
-        return RuleSet(path=self.path, greetings=greetings, rules=rules, default=default)
+        handshake = self.handshake(document["handshake"]) if "handshake" in document else None
+        return RuleSet(path=self.path, greetings=greetings, rules=rules, default=default,
+                       handshake=handshake)
 
     def check_ticker_names(self, rules: tuple[Rule, ...]) -> None:
         started = {r.start_ticker.name for r in rules if r.start_ticker is not None}

@@ -22,6 +22,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wsdaemon.interfaces import (
+    IConnectionFaults,
+    IHandshakePolicy,
     IOptionCheck,
     IReplyStrategy,
     IResettable,
@@ -29,6 +31,7 @@ from wsdaemon.interfaces import (
     ISession,
     IStrategyFactory,
 )
+from wsdaemon.records import HandshakePlan
 from wsdaemon.strategies.api import (
     OptionContext,
     OptionError,
@@ -138,6 +141,22 @@ def _render(message: Outgoing, values: Callable[[str], str]) -> str | bytes:
     return message.data
 
 
+def _after_replies(session: Any, rule: Rule) -> None:
+    """
+    A rule's faults that follow its messages: a ping, a pause in reading,
+    or dropping the connection.
+    """
+    if rule.ping is not None:
+        try:
+            session.ping(rule.ping.payload, rule.ping.timeout)
+        except ValueError as e:  # too many waiting pings with that payload
+            _log.info("rule {rule}: ping not sent: {why}", rule=rule.name, why=str(e))
+    if rule.pause_reading:
+        session.pause_reading(rule.pause_reading)
+    if rule.drop:
+        session.drop()
+
+
 def _stop_timers(conversation: _Conversation) -> None:
     for call in list(conversation.pending) + list(conversation.tickers.values()):
         if call.active():
@@ -146,11 +165,15 @@ def _stop_timers(conversation: _Conversation) -> None:
     conversation.tickers.clear()
 
 
-@implementer(IReplyStrategy, IResettable, IRulesReplaceable)
+@implementer(IReplyStrategy, IResettable, IRulesReplaceable, IHandshakePolicy)
 class ScriptedStrategy:
     """
     Answers according to a L{RuleSet}, keeping per-connection state.
     """
+
+    @property
+    def handshake_plan(self) -> HandshakePlan | None:
+        return self.rules.handshake
 
     def __init__(self, rules: RuleSet, clock: IReactorTime) -> None:
         self.rules = rules
@@ -240,22 +263,33 @@ class ScriptedStrategy:
             position = conversation.cycle_positions.get(rule.index, 0)
             conversation.cycle_positions[rule.index] = position + 1
             messages = (messages[position % len(messages)],)
+        faults = conversation.session if IConnectionFaults.providedBy(
+            conversation.session) else None
+        if faults is not None and rule.stall_replies:
+            faults.hold_writes(rule.stall_replies)
         if rule.start_ticker is not None:
             self._start_ticker(conversation, rule.start_ticker, values)
-        self._send_all(conversation, messages, values, rule.close)
+        at = self._send_all(conversation, messages, values, rule.close)
+        if faults is not None and (rule.drop or rule.pause_reading or rule.ping):
+            if at == 0:
+                _after_replies(faults, rule)
+            else:
+                self._later(conversation, at, partial(_after_replies, faults, rule))
         return None
 
     def _send_all(self, conversation: _Conversation, messages: tuple[Outgoing, ...],
-                  values: _Values, close: Any) -> None:
+                  values: _Values, close: Any) -> float:
         """
         Send C{messages} now or after their delays, then close if asked.
+
+        @return: when the last one goes, in seconds from now.
         """
         at = 0.0
         session = conversation.session
         for message in messages:
             at += message.delay
             if at == 0:
-                session.send(_render(message, values))
+                self._send_one(session, message, values)
             else:
                 self._later(conversation, at, partial(self._send_one, session, message, values))
         if close is not None:
@@ -263,10 +297,15 @@ class ScriptedStrategy:
                 session.close(close.code, close.reason)
             else:
                 self._later(conversation, at, lambda: session.close(close.code, close.reason))
+        return at
 
     @staticmethod
     def _send_one(session: ISession, message: Outgoing, values: _Values) -> None:
-        session.send(_render(message, values))
+        if message.fragments > 1 and IConnectionFaults.providedBy(session):
+            faulty: Any = session
+            faulty.send_fragmented(_render(message, values), message.fragments)
+        else:
+            session.send(_render(message, values))
 
     def _later(self, conversation: _Conversation, delay: float, action: Callable[[], Any]) -> None:
         def fire() -> None:
