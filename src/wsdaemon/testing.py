@@ -14,21 +14,30 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from wsdaemon.interfaces import IOptionCheck, IReplyStrategy, ISession, IStrategyFactory
+from wsdaemon.interfaces import (
+    IConnectionFaults,
+    IOptionCheck,
+    IReplyStrategy,
+    ISession,
+    IStrategyFactory,
+)
 from wsdaemon.strategies.api import OptionContext, OptionError, StrategyContext
 
 __all__ = ["RecordingSession", "check_strategy", "is_valid_reply"]
 
 
-@implementer(ISession)
+@implementer(ISession, IConnectionFaults)
 class RecordingSession:
     """
-    An in-memory session: records what is sent and how it was closed.
+    An in-memory session: records what is sent, how it was closed, and the
+    faults asked for (C{faults}: tuples such as C{("drop",)},
+    C{("pause_reading", 1.0)}, C{("send_fragmented", message, 3)},
+    C{("ping", payload, timeout)}). Pings are answered at once.
     """
 
     def __init__(self, session_id: str = "test-session", route: str = "/test",
@@ -41,6 +50,7 @@ class RecordingSession:
         self.connected_at = connected_at
         self.sent: list[str | bytes] = []
         self.closed: tuple[int, str] | None = None
+        self.faults: list[tuple[object, ...]] = []
 
     @property
     def is_open(self) -> bool:
@@ -57,6 +67,25 @@ class RecordingSession:
     def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed is None:
             self.closed = (code, reason)
+
+    def drop(self) -> None:
+        self.faults.append(("drop",))
+        if self.closed is None:
+            self.closed = (1006, "")
+
+    def pause_reading(self, seconds: float) -> None:
+        self.faults.append(("pause_reading", seconds))
+
+    def hold_writes(self, seconds: float) -> None:
+        self.faults.append(("hold_writes", seconds))
+
+    def send_fragmented(self, message: str | bytes, frames: int) -> bool:
+        self.faults.append(("send_fragmented", message, frames))
+        return self.send(message)
+
+    def ping(self, payload: bytes, timeout: float) -> Deferred[float | None]:
+        self.faults.append(("ping", payload, timeout))
+        return succeed(None if self.closed is not None else 0.0)
 
 
 def is_valid_reply(reply: object) -> bool:

@@ -22,8 +22,9 @@ from wsdaemon._compat import MOVED
 def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
-        "IConnectionFaults", "IHandshakePolicy", "IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore",
-        "IReplyStrategy", "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"}
+        "IConnectionFaults", "IHandshakePolicy", "IOperatorQueue", "IOptionCheck", "IPushBus",
+        "IQueueStore", "IReplyStrategy", "IResettable", "IRulesReplaceable", "ISession",
+        "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}
     assert set(wsdaemon.interfaces.ISession.names()) == {

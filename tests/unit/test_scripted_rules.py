@@ -181,6 +181,47 @@ BAD = {
     "nothing to say": ("""
         # only a comment
         """, None, "never say anything"),
+    "fragments not a count": ("""
+        [[rule]]
+        text = "x"
+        reply = "y"
+        fragments = 0
+        """, 4, "fragments: expected a whole number of frames from 1 to 10000"),
+    "drop and close": ("""
+        [[rule]]
+        text = "x"
+        close = 1000
+        drop = true
+        """, 4, "drop: a connection is either dropped or closed"),
+    "ping payload too long": ("""
+        [[rule]]
+        text = "x"
+        ping = "%s"
+        """ % ("p" * 126), 3, "ping: the payload may be at most 125 bytes"),
+    "pause_reading too long": ("""
+        [[rule]]
+        text = "x"
+        pause_reading = 7200
+        """, 3, "pause_reading: expected seconds between 0 and 3600"),
+    "handshake subprotocol not a token": ("""
+        [handshake]
+        subprotocols = ["chat v2"]
+        [default]
+        reply = "x"
+        """, 1, "subprotocol 'chat v2' is not an HTTP token"),
+    "handshake status not an error": ("""
+        [handshake]
+        refuse_next = 1
+        refuse_status = 200
+        [default]
+        reply = "x"
+        """, 1, "refuse_status must be from 400 to 599"),
+    "handshake unknown key": ("""
+        [handshake]
+        refuse = 1
+        [default]
+        reply = "x"
+        """, 2, "unknown key 'refuse' in [handshake]"),
     "message with two bodies": ("""
         [[greeting]]
         text = "a"
@@ -221,3 +262,44 @@ def test_toml_lines_address_nested_tables() -> None:
     assert lines.line_of(("rule", 1), "multi") == 6  # inside a string: not a key
     assert lines.line_of(("rule", 1, "send", 0), "delay") == 11
     assert lines.line_of(("default",), "reply") == 13
+
+
+def test_fault_actions_and_handshake_load(tmp_path: Path) -> None:
+    """Fault actions and [handshake] load into the rules, and make a rule not
+    'immediate' (it cannot be answered as a plain value)."""
+    rules = load_rules(write(tmp_path, """
+        [handshake]
+        subprotocols = ["chat.v2", "chat.v1"]
+        refuse_next = 2
+        refuse_headers = { Retry-After = "5" }
+
+        [[rule]]
+        text = "a"
+        reply = ["one", "two"]
+        fragments = 4
+        stall_replies = 0.5
+
+        [[rule]]
+        text = "b"
+        ping = { payload = "hb", timeout = 2 }
+        pause_reading = 1.5
+        drop = true
+
+        [[rule]]
+        text = "c"
+        [[rule.send]]
+        text = "split"
+        fragments = 2
+        [[rule.send]]
+        text = "whole"
+        """))
+    plan = rules.handshake
+    assert plan is not None and plan.subprotocols == ("chat.v2", "chat.v1")
+    assert (plan.refuse_next, plan.refuse_status, plan.refuse_headers) == (
+        2, 503, (("Retry-After", "5"),))
+    a, b, c = rules.rules
+    assert [m.fragments for m in a.messages] == [4, 4] and a.stall_replies == 0.5
+    assert b.ping is not None and (b.ping.payload, b.ping.timeout) == (b"hb", 2.0)
+    assert (b.pause_reading, b.drop) == (1.5, True)
+    assert [m.fragments for m in c.messages] == [2, 1]
+    assert not any(rule.immediate for rule in rules.rules)

@@ -287,3 +287,25 @@ def test_factory_option_errors(tmp_path: Path, clock: Clock) -> None:
         factory.create(MappingProxyType({"rules": "bad.toml"}), context)
     assert info.value.key == "rules"
     assert info.value.line == 3 and info.value.path == tmp_path / "bad.toml"
+
+
+def test_fault_actions_reach_the_session_in_order(tmp_path: Path) -> None:
+    """A rule's faults: replies held first (stall_replies), messages sent in
+    frames, then after the last (delayed) message a ping, a pause, a drop."""
+    path = tmp_path / "faults.toml"
+    path.write_text(
+        '[[rule]]\ntext = "go"\nstall_replies = 2\nfragments = 3\nping = "hb"\n'
+        'pause_reading = 1\ndrop = true\n'
+        '[[rule.send]]\ntext = "first"\n[[rule.send]]\ntext = "second"\ndelay = 0.5\n')
+    clock = Clock()
+    strategy = ScriptedStrategyFactory().create(
+        {"rules": "faults.toml"}, StrategyContext(clock=clock, config_dir=tmp_path, route="/f"))
+    session = RecordingSession()
+    strategy.connection_opened(session)
+    assert strategy.message_received(session, "go") is None
+    assert session.faults == [("hold_writes", 2.0), ("send_fragmented", "first", 3)]
+    clock.advance(0.5)
+    assert session.faults[2:] == [("send_fragmented", "second", 3), ("ping", b"hb", 10.0),
+                                  ("pause_reading", 1.0), ("drop",)]
+    strategy.connection_closed(session, 1006, "")
+    assert not clock.getDelayedCalls()

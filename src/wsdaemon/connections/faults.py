@@ -55,11 +55,13 @@ class ConnectionFaults:
     # The protocol's and Autobahn's (annotations only: nothing shadowed).
     sendMessage: Any
     sendPing: Any
+    sendFrame: Any
+    _count_out: Any
 
     #: Reading is paused on purpose (flow control must not resume it).
     _held_reading = False
-    #: Messages held back: (payload, binary, fragment size) in order.
-    _held_writes: list[tuple[bytes, bool, int | None]] | None = None
+    #: Messages held back: (payload, binary, frames) in order.
+    _held_writes: list[tuple[bytes, bool, int]] | None = None
     _held_bytes = 0
     _fault_calls: set[IDelayedCall] | None = None
     _pings: dict[bytes, tuple[float, Deferred[float | None], IDelayedCall]] | None = None
@@ -118,13 +120,13 @@ class ConnectionFaults:
             self._held_bytes = 0
         self._later(seconds, self._release_writes)
 
-    def _hold(self, payload: bytes, binary: bool, fragment_size: int | None) -> None:
+    def _hold(self, payload: bytes, binary: bool, frames: int = 1) -> None:
         """
         Keep a message back; past the route's C{max_outbound_buffer} the
         connection is dropped, as for a client that does not read.
         """
         assert self._held_writes is not None
-        self._held_writes.append((payload, binary, fragment_size))
+        self._held_writes.append((payload, binary, frames))
         self._held_bytes += len(payload)
         if self._max_backlog and self._held_bytes > self._max_backlog:
             _log.warn("dropping {peer}: {count} bytes held back by hold_writes",
@@ -134,19 +136,37 @@ class ConnectionFaults:
 
     def _release_writes(self) -> None:
         held, self._held_writes = self._held_writes, None
-        for payload, binary, fragment_size in held or ():
+        for payload, binary, frames in held or ():
             if self.state != self.STATE_OPEN:
                 return
-            self.sendMessage(payload, binary, fragment_size)
+            if frames > 1:
+                self._send_frames(payload, binary, frames)
+            else:
+                self.sendMessage(payload, binary)
 
     def send_fragmented(self, message: str | bytes, frames: int) -> bool:
         if self.state != self.STATE_OPEN:
             return False
         binary = isinstance(message, bytes)
         payload = message if isinstance(message, bytes) else message.encode("utf-8")
-        size = max(1, math.ceil(len(payload) / max(1, frames)))
-        self.sendMessage(payload, binary, size)
+        if self._held_writes is not None:
+            self._hold(payload, binary, frames)
+        else:
+            self._send_frames(payload, binary, frames)
         return True
+
+    def _send_frames(self, payload: bytes, binary: bool, frames: int) -> None:
+        """
+        One message as up to C{frames} non-empty frames of even size (never
+        compressed: a fragmented message may be sent plain).
+        """
+        size = max(1, math.ceil(len(payload) / max(1, frames)))
+        chunks = [payload[i:i + size] for i in range(0, len(payload), size)] or [b""]
+        last = len(chunks) - 1
+        for index, chunk in enumerate(chunks):
+            self.sendFrame(opcode=(2 if binary else 1) if index == 0 else 0, payload=chunk,
+                           fin=index == last)
+        self._count_out(payload, binary)
 
     def ping(self, payload: bytes, timeout: float) -> Deferred[float | None]:
         d: Deferred[float | None] = Deferred()

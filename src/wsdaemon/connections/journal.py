@@ -24,8 +24,9 @@ from wsdaemon.interfaces import ISession
 
 __all__ = ["DIRECTIONS", "Journal", "JournalFilter", "Sequence"]
 
-#: What an entry records: a message in or out, a connection opened or closed.
-DIRECTIONS = ("in", "out", "open", "close")
+#: What an entry records: a message in or out, a connection opened or closed,
+#: a ping sent (a fault on purpose) or a pong received.
+DIRECTIONS = ("in", "out", "open", "close", "ping", "pong")
 
 # An entry: (seq, time, session id, client id, direction, binary, data, code,
 # reason). data is str (text received), bytes (binary, or text as sent:

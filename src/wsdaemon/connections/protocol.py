@@ -376,14 +376,17 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
                     fragmentSize: int | None = None, sync: bool = False,
                     doNotCompress: bool = False) -> None:
         if self._held_writes is not None:
-            self._hold(payload, isBinary, fragmentSize)
+            self._hold(payload, isBinary)
             return
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+        self._count_out(payload, isBinary)
+
+    def _count_out(self, payload: bytes, binary: bool) -> None:
         if self._paused:
             self._queued(len(payload))
         journal = self._journal
         if journal is not None and self.session is not None:
-            journal.message(self.session, "out", payload, isBinary)
+            journal.message(self.session, "out", payload, binary)
         self.messages_out += 1
         stats = self.factory.stats
         stats.messages_out += 1
@@ -400,7 +403,7 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
         if self.state != self.STATE_OPEN:
             return False
         if self._held_writes is not None:
-            self._hold(payload, binary, None)
+            self._hold(payload, binary)
             return True
         try:
             self.sendPreparedMessage(prepared)
