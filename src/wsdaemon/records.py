@@ -6,11 +6,13 @@ The values that pass through the interfaces: what the operator queue stores
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["MAX_FAULT_SECONDS", "MAX_FRAGMENTS", "HandshakePlan", "ItemRecord", "MessageRecord",
-           "PushTarget", "check_plan"]
+__all__ = ["MAX_FAULT_SECONDS", "MAX_FRAGMENTS", "HandshakeAnswer", "HandshakePlan",
+           "HandshakeRefused", "HandshakeRequest", "ItemRecord", "MessageRecord", "PushTarget",
+           "check_plan"]
 
 #: The longest a fault on purpose (a pause, a hold, a ping's wait) may last.
 MAX_FAULT_SECONDS = 3600.0
@@ -139,3 +141,43 @@ def check_plan(plan: HandshakePlan) -> None:
             raise ValueError(f"header name {name!r} is not an HTTP token")
         if any(c in value for c in "\r\n\0"):
             raise ValueError(f"header {name} holds a line break")
+
+
+@dataclass(frozen=True)
+class HandshakeRequest:
+    """
+    A client's opening handshake, as a strategy's handshake hook sees it.
+
+    @ivar session_id: the id its session will have once open.
+    @ivar headers: the request's headers, names in lower case.
+    @ivar subprotocols: the subprotocols the client offers, in its order.
+    """
+
+    session_id: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    subprotocols: tuple[str, ...]
+    peer: str
+
+
+@dataclass(frozen=True)
+class HandshakeAnswer:
+    """
+    How a hook accepts a handshake: the subprotocol chosen (one the client
+    offered, or None) and headers to add to the response.
+    """
+
+    subprotocol: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class HandshakeRefused(Exception):  # noqa: N818 - says what happened
+    """
+    A hook refuses a handshake: the client gets C{status} and C{reason}.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason

@@ -1,0 +1,446 @@
+"""
+A WebSocket mock server for your test suite, as a pytest plugin.
+
+Installing wsdaemon registers it (the C{pytest11} entry point); nothing to
+configure. Each test that asks for the C{wsmock} fixture gets a clean mock:
+no rules (it answers nothing), an empty journal, ordinary handshakes, no
+connections left from another test.
+
+    def test_my_client_subscribes(wsmock):
+        wsmock.rules('''
+            [[rule]]
+            json = { type = "subscribe" }
+            reply = '{{"type": "subscribed"}}'
+        ''')
+        run_my_client(wsmock.url)
+        wsmock.assert_received(json={"type": "subscribe"})
+        wsmock.assert_sent(text='{"type": "subscribed"}')
+        wsmock.assert_closed(1000)
+
+Behind it runs one real wsdaemon per test session (per pytest-xdist worker:
+parallel tests never see each other's messages), on free loopback ports,
+driven through its admin API. The calls block briefly (a local HTTP
+request); in asyncio tests wait with C{await wsmock.wait_for_async(...)}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["MockServer", "WsMock", "wsmock", "wsmock_server"]
+
+#: Rules that answer nothing (a rules file must have a rule).
+SILENT = "[[rule]]\nbinary = true\n"
+#: How long waits and the daemon's start may take, in seconds.
+TIMEOUT = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class MockServer:
+    """
+    One wsdaemon process: C{/mock} (scripted, rules set per test) and
+    C{/echo}, with the admin API on a port of its own.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.key = secrets.token_hex(16)
+        self.port = _free_port()
+        self.admin_port = _free_port()
+        self.log_path = directory / "wsdaemon.log"
+        (directory / "mock.toml").write_text(SILENT, encoding="utf-8")
+        config = directory / "wsdaemon.ini"
+        config.write_text(textwrap.dedent(f"""\
+            [wsdaemon]
+            listen = tcp:{self.port}:interface=127.0.0.1
+            demo_page = no
+
+            [protocol]
+            identity = claimed
+            allowed_origins = *
+            max_message_rate = 0
+            max_message_size = 16MiB
+            max_frame_size = 16MiB
+            auto_ping_interval = 0
+            journal_entries = 100000
+            journal_max_bytes = 64MiB
+
+            [admin]
+            listen = tcp:{self.admin_port}:interface=127.0.0.1
+            api_keys = pytest:{self.key}
+            max_body = 16MiB
+
+            [route:/mock]
+            strategy = scripted
+            rules = mock.toml
+
+            [route:/echo]
+            strategy = echo
+            """), encoding="utf-8")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "twisted", "wsdaemon", "--config", str(config)],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=directory,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + TIMEOUT * 3
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"wsdaemon exited with {self.process.returncode}:\n"
+                                   f"{self.log()}")
+            try:
+                if self.call("GET", "/healthz").get("ready"):
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"wsdaemon was not ready within {TIMEOUT * 3:g} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+        """
+        One admin API call.
+
+        @raise AssertionError: for an error answer, with the daemon's reason.
+        """
+        data = raw if raw is not None else (
+            None if body is None else json.dumps(body).encode("utf-8"))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.admin_port}{path}", data=data, method=method,
+            headers={"Authorization": f"Bearer {self.key}"})
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as e:
+            try:
+                why = json.loads(e.read()).get("error", "")
+            except ValueError:
+                why = ""
+            raise AssertionError(f"wsdaemon refused {method} {path}: {e.code} {why}") from None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def _matcher(match: dict[str, Any]) -> dict[str, Any] | None:
+    if not match:
+        return None
+    if len(match) != 1:
+        raise TypeError("give at most one matcher: text, regex, json, binary or binary_prefix")
+    (key, value), = match.items()
+    if key == "binary_prefix" and isinstance(value, bytes | bytearray):
+        value = bytes(value).hex()
+    if key not in ("text", "regex", "json", "binary", "binary_prefix"):
+        raise TypeError(f"unknown matcher {key!r}; expected text, regex, json, binary or "
+                        "binary_prefix")
+    return {key: value}
+
+
+def _show(entry: dict[str, Any]) -> str:
+    if entry.get("type") == "text":
+        text = entry["text"]
+        return repr(text if len(text) <= 80 else text[:77] + "...")
+    if entry.get("type") == "binary":
+        return f"<{entry['length']} bytes: {base64.b64decode(entry['base64'])[:16].hex()}>"
+    return f"<{entry['direction']} {entry.get('code', '')}>".replace(" >", ">")
+
+
+class WsMock:
+    """
+    The mock as one test sees it (the C{wsmock} fixture).
+
+    @ivar url: the mock route's WebSocket URL (C{ws://127.0.0.1:PORT/mock}).
+    @ivar echo_url: a route that echoes everything.
+    """
+
+    def __init__(self, server: MockServer) -> None:
+        self.server = server
+        self.url = f"ws://127.0.0.1:{server.port}/mock"
+        self.echo_url = f"ws://127.0.0.1:{server.port}/echo"
+        self._call = server.call
+        for route in ("/mock", "/echo"):
+            self._call("DELETE", f"/routes/handshake?route={route}")
+            self._drop_all(route)
+        self._call("PUT", "/routes/rules?route=/mock", raw=SILENT.encode())
+        self._call("DELETE", "/journal")
+        self.since = self._call("GET", "/journal?limit=0")["last"]
+
+    def _drop_all(self, route: str) -> None:
+        """
+        End the connections an earlier test left open, and wait until the
+        daemon has seen them go (so that their closes precede this test).
+        """
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            left = self._call("GET", f"/routes/connections?route={route}")["connections"]
+            if not left:
+                return
+            for connection in left:
+                try:
+                    self._connection_call("drop", connection["session_id"])
+                except AssertionError:
+                    pass  # gone meanwhile
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"connections to {route} would not go: {left}")
+            time.sleep(0.02)
+
+    # -- behaviour -------------------------------------------------------------------
+
+    def rules(self, text: str) -> int:
+        """
+        Answer by these rules (a rules file's TOML, see the README), from
+        now on, open connections included.
+
+        @return: the number of rules.
+        """
+        answer: int = self._call("PUT", "/routes/rules?route=/mock",
+                                 raw=textwrap.dedent(text).encode("utf-8"))["rules"]
+        return answer
+
+    def rules_file(self, path: str | os.PathLike[str]) -> int:
+        return self.rules(Path(path).read_text(encoding="utf-8"))
+
+    def refuse_next(self, count: int = 1, status: int = 503,
+                    headers: dict[str, str] | None = None) -> None:
+        """
+        Refuse the next C{count} handshakes with C{status} and C{headers}.
+        """
+        self._call("POST", "/routes/handshake?route=/mock",
+                   {"refuse_next": count, "refuse_status": status,
+                    "refuse_headers": headers or {}})
+
+    def subprotocols(self, *names: str, require: bool = False) -> None:
+        """
+        Accept these subprotocols (the first the client offers); with
+        C{require}, refuse (400) clients that offer none of them.
+        """
+        self._call("POST", "/routes/handshake?route=/mock",
+                   {"subprotocols": list(names), "require_subprotocol": require})
+
+    # -- connections ---------------------------------------------------------------
+
+    def connections(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", "/routes/connections?route=/mock")[
+            "connections"]
+        return found
+
+    def _sessions(self, session: str | None) -> list[str]:
+        if session is not None:
+            return [session]
+        return [c["session_id"] for c in self.connections()]
+
+    def _connection_call(self, action: str, session: str, **body: Any) -> Any:
+        return self._call("POST", f"/connections/{action}", {"session": session, **body})
+
+    def push(self, message: str | bytes, session: str | None = None, fragments: int = 1) -> int:
+        """
+        Send C{message} to one session, or to every connection of the mock.
+
+        @return: the connections it reached.
+        """
+        body: dict[str, Any] = ({"text": message} if isinstance(message, str)
+                                else {"base64": base64.b64encode(message).decode("ascii")})
+        if fragments != 1:
+            body["fragments"] = fragments
+        return sum(self._connection_call("send", s, **body)["delivered"]
+                   for s in self._sessions(session))
+
+    def close(self, code: int = 1000, reason: str = "", session: str | None = None) -> None:
+        for s in self._sessions(session):
+            self._connection_call("close", s, code=code, reason=reason)
+
+    def drop(self, session: str | None = None) -> None:
+        """
+        End the TCP connection(s) without a closing handshake (1006).
+        """
+        for s in self._sessions(session):
+            self._connection_call("drop", s)
+
+    def pause_reading(self, seconds: float, session: str | None = None) -> None:
+        for s in self._sessions(session):
+            self._connection_call("pause_reading", s, seconds=seconds)
+
+    def hold_writes(self, seconds: float, session: str | None = None) -> None:
+        for s in self._sessions(session):
+            self._connection_call("hold_writes", s, seconds=seconds)
+
+    def ping(self, session: str | None = None, timeout: float = 5.0) -> bool:
+        """
+        Ping and wait for the pong (a connection that does not answer in
+        time is dropped).
+
+        @return: whether every pinged connection answered.
+        """
+        return all(self._connection_call("ping", s, timeout=timeout)["pong"]
+                   for s in self._sessions(session))
+
+    # -- the journal -----------------------------------------------------------------
+
+    def journal(self, direction: str | None = None, **match: Any) -> list[dict[str, Any]]:
+        """
+        What happened on the mock since this test began, oldest first:
+        entries with C{direction} (C{in}, C{out}, C{open}, C{close}, C{ping},
+        C{pong}) and C{seq}, C{time}, C{session}, C{client}, C{type},
+        C{text} or C{base64}, C{code}... (see the README).
+
+        @param match: one matcher, as in rules: C{text=}, C{regex=},
+            C{json=}, C{binary=True}, C{binary_prefix=} (bytes or hex).
+        """
+        body: dict[str, Any] = {"route": "/mock", "since": self.since}
+        if direction is not None:
+            body["direction"] = direction
+        matcher = _matcher(match)
+        if matcher is not None:
+            body["match"] = matcher
+        entries: list[dict[str, Any]] = self._call("POST", "/journal/find", body)["entries"]
+        return entries
+
+    def received(self, **match: Any) -> list[dict[str, Any]]:
+        """
+        @return: the messages clients sent the mock (matching C{match}).
+        """
+        return self.journal("in", **match)
+
+    def sent(self, **match: Any) -> list[dict[str, Any]]:
+        """
+        @return: the messages the mock sent clients (matching C{match}).
+        """
+        return self.journal("out", **match)
+
+    def _assert_count(self, direction: str, verb: str, count: int | None,
+                      match: dict[str, Any]) -> list[dict[str, Any]]:
+        found = self.journal(direction, **match)
+        if (count is None and found) or len(found) == count:
+            return found
+        everything = self.journal(direction)
+        shown = ", ".join(_show(e) for e in everything[:10]) or "nothing"
+        more = f" and {len(everything) - 10} more" if len(everything) > 10 else ""
+        wanted = "at least one" if count is None else f"exactly {count}"
+        what = f" matching {_matcher(match)}" if match else ""
+        raise AssertionError(f"expected {wanted} message(s){what} {verb} the mock, found "
+                             f"{len(found)}; it {verb.split()[0]} {shown}{more}")
+
+    def assert_received(self, count: int | None = 1, **match: Any) -> list[dict[str, Any]]:
+        """
+        Assert that clients sent exactly C{count} messages matching
+        C{match} (None: at least one).
+        """
+        return self._assert_count("in", "received by", count, match)
+
+    def assert_sent(self, count: int | None = 1, **match: Any) -> list[dict[str, Any]]:
+        """
+        Assert that the mock sent exactly C{count} messages matching C{match}.
+        """
+        return self._assert_count("out", "sent by", count, match)
+
+    def wait_for(self, direction: str = "in", count: int = 1, timeout: float = TIMEOUT,
+                 **match: Any) -> list[dict[str, Any]]:
+        """
+        Wait (blocking) until at least C{count} entries match.
+
+        @raise AssertionError: on timeout, saying what was seen.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.journal(direction, **match)
+            if len(found) >= count:
+                return found
+            if time.monotonic() >= deadline:
+                return self._assert_count(direction, f"{direction} of", count, match)
+            time.sleep(0.02)
+
+    async def wait_for_async(self, direction: str = "in", count: int = 1,
+                             timeout: float = TIMEOUT, **match: Any) -> list[dict[str, Any]]:
+        """
+        L{wait_for} for asyncio tests: the event loop keeps running.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.journal(direction, **match)
+            if len(found) >= count:
+                return found
+            if time.monotonic() >= deadline:
+                return self._assert_count(direction, f"{direction} of", count, match)
+            await asyncio.sleep(0.02)
+
+    def assert_closed(self, code: int | None = 1000, timeout: float = TIMEOUT) -> None:
+        """
+        Assert that a connection closed (with C{code}; None: any code),
+        waiting up to C{timeout} for it.
+        """
+        closes = self.wait_for("close", timeout=timeout)
+        codes = [c.get("code") for c in closes]
+        if code is not None and code not in codes:
+            raise AssertionError(f"expected a close with {code}; closes seen: {codes}")
+
+
+@pytest.fixture(scope="session")
+def wsmock_server() -> Iterator[MockServer]:
+    """
+    The wsdaemon behind C{wsmock}: one per test session (per xdist worker).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="wsmock-"))
+    server = MockServer(directory)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def wsmock(wsmock_server: MockServer, request: pytest.FixtureRequest) -> WsMock:
+    """
+    A clean WebSocket mock for this test. A C{@pytest.mark.wsmock(rules=...)}
+    (TOML text) or C{(rules_file=...)} marker sets its rules up front.
+    """
+    mock = WsMock(wsmock_server)
+    marker = request.node.get_closest_marker("wsmock")
+    if marker is not None:
+        if "rules" in marker.kwargs:
+            mock.rules(marker.kwargs["rules"])
+        if "rules_file" in marker.kwargs:
+            mock.rules_file(marker.kwargs["rules_file"])
+    return mock
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "wsmock(rules=None, rules_file=None): the wsmock fixture's rules")

@@ -1,0 +1,153 @@
+"""
+The wsmock pytest plugin, as a user's test suite runs it (pytester: an inner
+pytest run in a subprocess, with the plugin registered by the installed
+package's pytest11 entry point): plain tests, a marker, isolation between
+tests, clear failures, pytest-asyncio, pytest-twisted, pytest-xdist.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+pytest_plugins = ["pytester"]
+
+CLIENT = '''
+import json
+import time
+
+import pytest
+from websockets.sync.client import connect
+
+
+def subscribe(url, topic):
+    """The client under test: subscribes, reads the answer, closes."""
+    with connect(url) as ws:
+        ws.send(json.dumps({"type": "subscribe", "topic": topic}))
+        return ws.recv(timeout=5)
+'''
+
+
+def test_plain_tests_marker_isolation_and_failures(pytester: pytest.Pytester) -> None:
+    """A test sets rules, runs its client and asserts on the journal; a marker
+    sets rules up front; the next test sees none of it; a failing assertion
+    says what the mock did receive."""
+    pytester.makepyfile(test_client=CLIENT + '''
+
+def test_subscribe(wsmock):
+    wsmock.rules("""
+        [[rule]]
+        json = { type = "subscribe" }
+        reply = '{{"type": "subscribed", "topic": "{json.topic}"}}'
+    """)
+    assert subscribe(wsmock.url, "prices") == '{"type": "subscribed", "topic": "prices"}'
+    wsmock.assert_received(json={"type": "subscribe", "topic": "prices"})
+    wsmock.assert_sent(regex="subscribed")
+    wsmock.assert_closed(1000)
+
+
+@pytest.mark.wsmock(rules='[default]\\nreply = "hello from the marker"\\n')
+def test_marker(wsmock):
+    assert subscribe(wsmock.url, "x") == "hello from the marker"
+
+
+def test_isolated(wsmock):
+    assert wsmock.received() == [] and wsmock.connections() == []
+    with connect(wsmock.url) as ws:
+        ws.send("only me")
+        wsmock.wait_for(text="only me")
+        assert wsmock.push("pushed") == 1
+        assert ws.recv(timeout=5) == "pushed"
+    assert [e["text"] for e in wsmock.received()] == ["only me"]
+
+
+def test_faults(wsmock):
+    wsmock.refuse_next(1, status=503, headers={"Retry-After": "1"})
+    from websockets.exceptions import InvalidStatus
+    with pytest.raises(InvalidStatus):
+        connect(wsmock.url)
+    with connect(wsmock.url) as ws:
+        wsmock.wait_for("open")
+        wsmock.close(4001, "go away")
+        with pytest.raises(Exception):
+            ws.recv(timeout=5)
+    wsmock.assert_closed(4001)
+
+
+def test_failing_assertion_says_what_was_received(wsmock):
+    with connect(wsmock.url) as ws:
+        ws.send("hello")
+        wsmock.wait_for(text="hello")
+    wsmock.assert_received(text="goodbye")
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines([
+        "*expected exactly 1 message(s) matching {'text': 'goodbye'} received by the mock, "
+        "found 0; it received 'hello'*"])
+
+
+def test_with_pytest_asyncio_and_pytest_twisted(pytester: pytest.Pytester) -> None:
+    """The fixture works in asyncio tests (waiting without blocking the loop)
+    and in Twisted tests (the reactor running)."""
+    pytester.makepyfile(test_async='''
+import asyncio
+
+import pytest
+import pytest_twisted
+from twisted.internet.threads import deferToThread
+from websockets.asyncio.client import connect as aconnect
+from websockets.sync.client import connect
+
+
+@pytest.mark.asyncio
+async def test_asyncio_client(wsmock):
+    wsmock.rules('[[rule]]\\ntext = "ping"\\nreply = "pong"\\n')
+    async with aconnect(wsmock.url) as ws:
+        await ws.send("ping")
+        await wsmock.wait_for_async("out", text="pong")
+        assert await ws.recv() == "pong"
+    wsmock.assert_received(text="ping")
+
+
+@pytest_twisted.ensureDeferred
+async def test_twisted_test(wsmock):
+    wsmock.rules('[[rule]]\\ntext = "ping"\\nreply = "pong"\\n')
+
+    def client():
+        with connect(wsmock.url) as ws:
+            ws.send("ping")
+            return ws.recv(timeout=5)
+
+    assert await deferToThread(client) == "pong"
+    wsmock.assert_sent(text="pong")
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=2)
+
+
+def test_under_xdist_parallel_tests_do_not_see_each_other(pytester: pytest.Pytester) -> None:
+    """With -n 2, tests running at the same time on two workers each see only
+    their own messages (one daemon per worker)."""
+    pytester.makepyfile(test_parallel='''
+import os
+import time
+
+import pytest
+from websockets.sync.client import connect
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_only_mine(wsmock, n):
+    me = f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{n}"
+    with connect(wsmock.url) as ws:
+        for i in range(5):
+            ws.send(f"{me}-{i}")
+            time.sleep(0.1)
+        wsmock.wait_for(count=5)
+    assert [e["text"] for e in wsmock.received()] == [f"{me}-{i}" for i in range(5)]
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "-v")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*gw0*", "*gw1*"])

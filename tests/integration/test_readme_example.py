@@ -1,0 +1,27 @@
+"""
+The README's "Testing your WebSocket client" example, run as written by an
+inner pytest (the wsmock plugin from the installed package).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+pytest_plugins = ["pytester"]
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_pytest_example_passes(pytester: pytest.Pytester) -> None:
+    """Every test of the README's example passes against the plugin."""
+    source = re.search(r"```python\n(# test_ticker_client\.py.*?)```",
+                       README.read_text(encoding="utf-8"), re.S)
+    assert source is not None
+    pytester.makepyfile(test_ticker_client=source.group(1))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=3)
