@@ -17,14 +17,20 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-from wsdaemon.records import ItemRecord, MessageRecord, PushTarget
+from wsdaemon.records import (
+    HandshakeAnswer,
+    HandshakeRequest,
+    ItemRecord,
+    MessageRecord,
+    PushTarget,
+)
 
 if TYPE_CHECKING:
     from wsdaemon.strategies.api import OptionContext, StrategyContext
 
-__all__ = ["IConnectionFaults", "IHandshakePolicy", "IOperatorQueue", "IOptionCheck", "IPushBus",
-           "IQueueStore", "IReplyStrategy", "IResettable", "IRulesReplaceable", "ISession",
-           "IStrategyFactory"]
+__all__ = ["IConnectionFaults", "IHandshakeHook", "IHandshakePolicy", "IOperatorQueue",
+           "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
+           "IRulesReplaceable", "ISession", "IStrategyFactory"]
 
 
 class ISession(Interface):
@@ -233,6 +239,34 @@ class IHandshakePolicy(Interface):
     handshake_plan = Attribute(
         "A wsdaemon.records.HandshakePlan, or None for the ordinary handshake. Read when "
         "the route is built or reloaded, its rules replaced or its state reset.")
+
+
+class IHandshakeHook(Interface):
+    """
+    A strategy that takes part in each client's opening handshake (the
+    C{proxy} strategy opens its upstream connection there, so that the
+    client gets the upstream's subprotocol, or its refusal).
+    """
+
+    def connecting(request: HandshakeRequest) -> Deferred[HandshakeAnswer]:
+        """
+        A client asks to connect (every other check passed).
+
+        @param request: a L{wsdaemon.records.HandshakeRequest}; its
+            C{session_id} is the one C{connection_opened} will see.
+        @return: a Deferred firing with a L{wsdaemon.records.HandshakeAnswer}
+            to accept (the subprotocol must be one the client offered), or
+            failing with L{wsdaemon.records.HandshakeRefused} to refuse with
+            its status; it is cancelled if the client goes away first.
+        """
+
+    def abandoned(session_id: str) -> None:
+        """
+        The client went away after C{connecting} answered and before its
+        connection opened: forget what was prepared for it.
+
+        @return: None.
+        """
 
 
 class IRulesReplaceable(Interface):

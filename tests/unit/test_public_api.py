@@ -22,9 +22,9 @@ from wsdaemon._compat import MOVED
 def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
-        "IConnectionFaults", "IHandshakePolicy", "IOperatorQueue", "IOptionCheck", "IPushBus",
-        "IQueueStore", "IReplyStrategy", "IResettable", "IRulesReplaceable", "ISession",
-        "IStrategyFactory"}
+        "IConnectionFaults", "IHandshakeHook", "IHandshakePolicy", "IOperatorQueue",
+        "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
+        "IRulesReplaceable", "ISession", "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}
     assert set(wsdaemon.interfaces.ISession.names()) == {
@@ -97,7 +97,7 @@ def test_every_interface_method_documents_its_return() -> None:
                       wsdaemon.interfaces.IStrategyFactory,
                       wsdaemon.interfaces.IOperatorQueue, wsdaemon.interfaces.IOptionCheck,
                       wsdaemon.interfaces.IResettable, wsdaemon.interfaces.IRulesReplaceable,
-                      wsdaemon.interfaces.IConnectionFaults):
+                      wsdaemon.interfaces.IConnectionFaults, wsdaemon.interfaces.IHandshakeHook):
         for name, description in interface.namesAndDescriptions():
             if hasattr(description, "getSignatureString"):
                 assert "@return" in (description.getDoc() or ""), f"{interface.__name__}.{name}"

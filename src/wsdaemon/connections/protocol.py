@@ -10,12 +10,13 @@ from __future__ import annotations
 import codecs
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from autobahn.exception import PayloadExceededError
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -33,8 +34,8 @@ from wsdaemon.connections.route import Route
 from wsdaemon.connections.session import Session
 from wsdaemon.connections.stats import RouteStats
 from wsdaemon.escaping import visible
-from wsdaemon.interfaces import IHandshakePolicy
-from wsdaemon.records import HandshakePlan
+from wsdaemon.interfaces import IHandshakeHook, IHandshakePolicy
+from wsdaemon.records import HandshakeAnswer, HandshakePlan, HandshakeRefused, HandshakeRequest
 
 __all__ = ["RouteFactory", "RouteProtocol"]
 
@@ -86,6 +87,10 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
     _journal: Journal | None = None
     #: Headers for a handshake refused on purpose.
     _deny_headers: dict[str, str] | None = None
+    _session_id = ""
+    #: A strategy taking part in the handshake (IHandshakeHook), until open.
+    _hook: Any = None
+    _pending_handshake: Deferred[Any] | None = None
 
     # -- Autobahn callbacks --------------------------------------------------
 
@@ -98,7 +103,7 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
             headers.extend(self._deny_headers.items())
         super().failHandshake(visible(reason), code, headers or None)
 
-    def onConnect(self, request: ConnectionRequest) -> tuple[str | None, dict[str, str]] | None:
+    def onConnect(self, request: ConnectionRequest) -> Any:  # Autobahn takes a Deferred too
         try:
             factory = self.factory
             settings = factory.route.protocol
@@ -142,6 +147,10 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
                 )
             factory.connections += 1
             self._counted = True
+            self._session_id = uuid.uuid4().hex
+            strategy = factory.route.strategy
+            if IHandshakeHook.providedBy(strategy):
+                return self._ask_strategy(strategy, request, headers)
             return (subprotocol, headers) if headers or subprotocol else None
         except ConnectionDeny:
             raise
@@ -149,11 +158,47 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
             _log.failure("onConnect failed for {peer}", peer=getattr(request, "peer", "?"))
             raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR, "internal error") from None
 
+    def _ask_strategy(self, strategy: Any, request: ConnectionRequest,
+                      headers: dict[str, str]) -> Deferred[tuple[str | None, dict[str, str]]]:
+        """
+        The route's strategy takes part in the handshake (a proxy opens its
+        upstream connection): its answer accepts or refuses the client.
+        """
+        asked = HandshakeRequest(
+            session_id=self._session_id, path=str(request.path),
+            query=urlencode(request.params or {}, doseq=True),
+            headers={str(k).lower(): str(v) for k, v in (request.headers or {}).items()},
+            subprotocols=tuple(request.protocols or ()), peer=str(request.peer))
+        self._hook = strategy
+        d: Deferred[Any] = maybeDeferred(strategy.connecting, asked)
+        self._pending_handshake = d
+
+        def accepted(answer: HandshakeAnswer) -> tuple[str | None, dict[str, str]]:
+            self._pending_handshake = None
+            return answer.subprotocol, {**headers, **dict(answer.headers)}
+
+        def refused(failure: Failure) -> Failure:
+            self._pending_handshake = None
+            if failure.check(CancelledError):
+                return failure
+            refusal = failure.check(HandshakeRefused)
+            if refusal is not None:
+                value: Any = failure.value
+                self.factory.stats.refused("strategy")
+                raise ConnectionDeny(value.status, value.reason)
+            _log.failure("strategy {strategy} failed in connecting", failure=failure,
+                         strategy=type(strategy).__name__)
+            raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR, "internal error")
+
+        d.addCallbacks(accepted, refused)
+        return d
+
     def onOpen(self) -> None:
         factory = self.factory
         route = factory.route
+        self._hook = None
         session = Session(
-            session_id=uuid.uuid4().hex,
+            session_id=self._session_id or uuid.uuid4().hex,
             route=route.path,
             peer=str(self.peer),
             connected_at=factory.clock.seconds(),
@@ -184,6 +229,22 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
             self._strategy.connection_opened(session)
         except Exception:
             self._strategy_failed("connection_opened")
+
+    def _forget_handshake(self) -> None:
+        """
+        The client went away before its connection opened: a strategy that
+        took part in the handshake forgets what it prepared.
+        """
+        pending, self._pending_handshake = self._pending_handshake, None
+        hook, self._hook = self._hook, None
+        if pending is not None and not pending.called:
+            pending.cancel()
+        elif hook is not None:
+            try:
+                hook.abandoned(self._session_id)
+            except Exception:
+                _log.failure("strategy {strategy} failed in abandoned",
+                             strategy=type(hook).__name__)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         # Not on our path (see onMessageEnd); kept for callers of the
@@ -236,6 +297,7 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
         self._stop_backpressure()
         session = self.session
         if session is None:
+            self._forget_handshake()
             return
         self.session = None
         session.detach()

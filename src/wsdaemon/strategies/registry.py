@@ -27,6 +27,7 @@ BUILTIN_STRATEGIES: dict[str, str] = {
     "echo": "wsdaemon.strategies.echo:EchoStrategyFactory",
     "scripted": "wsdaemon.strategies.scripted.strategy:ScriptedStrategyFactory",
     "operator": "wsdaemon.strategies.operator.strategy:OperatorStrategyFactory",
+    "proxy": "wsdaemon.strategies.proxy.strategy:ProxyStrategyFactory",
 }
 
 

@@ -48,7 +48,7 @@ _MATCH_KEYS = MATCH_KEYS
 _FAULT_KEYS = {"drop", "pause_reading", "stall_replies", "fragments", "ping"}
 _ACTION_KEYS = {"reply", "send", "once", "cycle", "close", "start_ticker", "stop_ticker",
                 *_FAULT_KEYS}
-_RULE_KEYS = {"name", *_MATCH_KEYS} | _ACTION_KEYS
+_RULE_KEYS = {"name", "nth", *_MATCH_KEYS} | _ACTION_KEYS
 _TOP_KEYS = {"greeting", "rule", "default", "handshake"}
 _HANDSHAKE_KEYS = {"subprotocols", "require_subprotocol", "refuse_next", "refuse_status",
                    "refuse_headers"}
@@ -133,6 +133,8 @@ class Rule:
     start_ticker: Ticker | None
     stop_tickers: tuple[str, ...]
     #: Faults on purpose (see L{wsdaemon.connections.faults}).
+    #: Matches only the connection's nth message (1-based; 0: any).
+    nth: int = 0
     drop: bool = False
     pause_reading: float = 0.0
     stall_replies: float = 0.0
@@ -244,6 +246,13 @@ class _Loader:
         if "fragments" in table:
             message = replace(message, fragments=self.fragments(table["fragments"], where))
         return message
+
+    def nth(self, table: Mapping[str, Any], where: TablePath) -> int:
+        value = table.get("nth", 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(f"nth: expected the message's number on its connection (1 for "
+                            f"the first), got {value!r}", where, "nth")
+        return value
 
     def fragments(self, value: Any, where: TablePath) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not \
@@ -424,6 +433,7 @@ class _Loader:
             if "start_ticker" in table else None,
             stop_tickers=self.stop_tickers(table["stop_ticker"], where)
             if "stop_ticker" in table else (),
+            nth=self.nth(table, where),
             drop=self.flag(table, "drop", where),
             pause_reading=self.number(table["pause_reading"], where, "pause_reading", 0.0,
                                       MAX_FAULT_SECONDS) if "pause_reading" in table else 0.0,

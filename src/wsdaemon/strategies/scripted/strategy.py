@@ -198,6 +198,8 @@ class ScriptedStrategy:
         for rule in self.rules.rules:
             if rule.once and rule.index in conversation.answered_once:
                 continue
+            if rule.nth and rule.nth != conversation.counter:
+                continue
             matched, groups, document = self._match(rule, message, document)
             if matched:
                 return self._answer(conversation, rule, message, groups, document)

@@ -1,0 +1,111 @@
+"""
+wsdaemon-replay: a recording into rules that replay the server's side.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from twisted.internet.task import Clock
+
+from wsdaemon.strategies.proxy.recording import Recorder, read_recording
+from wsdaemon.strategies.proxy.replay import conversations, main, to_rules
+from wsdaemon.strategies.scripted.rules import parse_rules
+from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
+from wsdaemon.testing import RecordingSession
+
+
+def record(path: Path) -> None:
+    """A conversation: greeting, a text exchange, a binary one, a server close."""
+    clock = Clock()
+    recorder = Recorder(path, 1 << 20, clock.seconds)
+    talk = recorder.conversation("/live", "v2", "ws://upstream/")
+    clock.advance(0.1)
+    talk.message("server", "hi {you} \x7f")
+    clock.advance(0.4)
+    talk.message("client", 'say "x"')
+    clock.advance(0.2)
+    talk.message("server", "x")
+    clock.advance(1.0)
+    talk.message("server", "x again")
+    talk.message("client", b"\xca\xfe")
+    talk.message("server", b"\x00")
+    talk.closed("server", 4001, "done")
+    recorder.close()
+
+
+def test_rules_replay_the_server_in_order_with_timing(tmp_path: Path) -> None:
+    """Greeting with its delay; each client message matched by position (nth)
+    and content; the server's answers with their delays (halved at 2x); the
+    server's close on the last rule; braces and DEL survive as text."""
+    path = tmp_path / "r.jsonl"
+    record(path)
+    (talk,) = conversations(read_recording(path)).values()
+    text = to_rules(talk, "r.jsonl", speed=2)
+    rules = parse_rules(text.encode(), tmp_path / "replay.toml")
+    assert rules.handshake is not None and rules.handshake.subprotocols == ("v2",)
+    assert rules.greetings[0].delay == pytest.approx(0.05)
+    first, second = rules.rules
+    assert (first.nth, first.matcher.text if first.matcher else None) == (1, 'say "x"')
+    assert [m.delay for m in first.messages] == [pytest.approx(0.1), pytest.approx(0.5)]
+    assert second.nth == 2 and second.matcher is not None
+    assert second.matcher.prefix == b"\xca\xfe"
+    assert second.close is not None and (second.close.code, second.close.reason) == (4001,
+                                                                                     "done")
+    clock = Clock()
+    strategy = ScriptedStrategy(rules, clock)
+    session = RecordingSession()
+    strategy.connection_opened(session)
+    clock.advance(0.05)
+    assert session.sent == ["hi {you} \x7f"]
+    assert strategy.message_received(session, "out of order") is None
+    strategy.message_received(session, b"\xca\xfe")  # the 2nd message: answered
+    assert session.sent[-1] == b"\x00" and session.closed == (4001, "done")
+
+
+def test_out_of_order_messages_get_no_answer(tmp_path: Path) -> None:
+    """Rule nth: the first rule answers only a first message."""
+    path = tmp_path / "r.jsonl"
+    record(path)
+    (talk,) = conversations(read_recording(path)).values()
+    rules = parse_rules(to_rules(talk).encode(), tmp_path / "replay.toml")
+    strategy = ScriptedStrategy(rules, Clock())
+    session = RecordingSession()
+    strategy.connection_opened(session)
+    strategy.message_received(session, "something else")
+    strategy.message_received(session, 'say "x"')  # right text, but second
+    assert session.sent == []
+
+
+def test_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--list, -o, a missing conversation, a file that is no recording."""
+    path = tmp_path / "r.jsonl"
+    record(path)
+    assert main([str(path), "--list"]) == 0
+    assert "/live\t6 message(s)" in capsys.readouterr().out
+    assert main([str(path), "-o", str(tmp_path / "out.toml")]) == 0
+    assert "nth = 2" in (tmp_path / "out.toml").read_text()
+    assert main([str(path), "--conversation", "nope"]) == 1
+    (tmp_path / "bad.jsonl").write_text('{"not": "an event"}\n')
+    assert main([str(tmp_path / "bad.jsonl")]) == 1
+    assert "bad.jsonl:1: not a recorded event" in capsys.readouterr().err
+    installed = shutil.which("wsdaemon-replay")
+    assert installed, "the wsdaemon-replay command is installed with the package"
+    run = subprocess.run([installed, str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "[[rule]]" in run.stdout
+
+
+def test_recordings_are_bounded(tmp_path: Path) -> None:
+    """Past record_max_bytes nothing more is written."""
+    path = tmp_path / "r.jsonl"
+    recorder = Recorder(path, 400, Clock().seconds)
+    talk = recorder.conversation("/x", None, "ws://u/")
+    for _ in range(20):
+        talk.message("client", "y" * 50)
+    recorder.close()
+    assert path.stat().st_size <= 400
+    assert [json.loads(line)["event"] for line in path.read_text().splitlines()][0] == "open"
