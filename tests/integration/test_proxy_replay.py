@@ -165,3 +165,64 @@ def test_refusals_are_passed_on(upstream: Upstream, write_config: Callable[..., 
     with pytest.raises(InvalidStatus) as unreachable:
         connect(f"{daemon.url}/nowhere")
     assert unreachable.value.response.status_code == 502
+
+
+def test_a_wss_upstream_with_its_own_ca(tmp_path: Path, write_config: Callable[..., Path],
+                                         start_daemon: Callable[..., Daemon]) -> None:
+    """wss:// upstream: verified against upstream_ca; without it (the system's
+    CAs) a self-signed upstream is refused (502)."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "up.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "up.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "up.pem", tmp_path / "up.key")
+    port = free_port()
+
+    def handler(ws: ServerConnection) -> None:
+        for message in ws:
+            ws.send(f"secure {message}")
+
+    server = serve(handler, "127.0.0.1", port, ssl=context)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = write_config(f"""
+            [wsdaemon]
+            listen = tcp:0:interface=127.0.0.1
+
+            [route:/secure]
+            strategy = proxy
+            upstream = wss://localhost:{port}/
+            upstream_ca = {tmp_path / "up.pem"}
+
+            [route:/untrusted]
+            strategy = proxy
+            upstream = wss://localhost:{port}/
+        """)
+        daemon = start_daemon(config)
+        with connect(f"{daemon.url}/secure") as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=5) == "secure hi"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"{daemon.url}/untrusted")
+        assert refused.value.response.status_code == 502
+    finally:
+        server.shutdown()

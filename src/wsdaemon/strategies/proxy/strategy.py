@@ -68,8 +68,11 @@ class ProxySettings:
     """
 
     def __init__(self, upstream: str, pass_headers: tuple[str, ...], record: Path | None,
-                 record_max_bytes: int, connect_timeout: float) -> None:
+                 record_max_bytes: int, connect_timeout: float,
+                 ca_pem: bytes | None = None) -> None:
         self.upstream = upstream
+        #: PEM certificates trusted for the upstream (None: the system's).
+        self.ca_pem = ca_pem
         self.pass_headers = pass_headers
         self.record = record
         self.record_max_bytes = record_max_bytes
@@ -78,7 +81,7 @@ class ProxySettings:
 
 def _check(options: Mapping[str, str], config_dir: Path) -> ProxySettings:
     reject_unknown_options(options, {"upstream", "pass_headers", "record", "record_max_bytes",
-                                     "connect_timeout"})
+                                     "connect_timeout", "upstream_ca"})
     upstream = options.get("upstream", "").strip()
     parts = urlsplit(upstream)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -112,7 +115,29 @@ def _check(options: Mapping[str, str], config_dir: Path) -> ProxySettings:
             timeout = -1.0
         if not 0 < timeout <= 60:
             raise OptionError("connect_timeout", "expected seconds, more than 0 and at most 60")
-    return ProxySettings(upstream, pass_headers, record, max_bytes, timeout)
+    ca_pem = None
+    if options.get("upstream_ca", "").strip():
+        ca_path = Path(config_dir, options["upstream_ca"].strip())
+        try:
+            ca_pem = ca_path.read_bytes()
+        except OSError as e:
+            raise OptionError("upstream_ca", f"cannot read {ca_path}: {e.strerror}") from None
+        try:
+            _trust_root(ca_pem)
+        except Exception:
+            raise OptionError("upstream_ca", f"{ca_path}: expected PEM certificates "
+                                             "(-----BEGIN CERTIFICATE-----)") from None
+    return ProxySettings(upstream, pass_headers, record, max_bytes, timeout, ca_pem)
+
+
+def _trust_root(pem: bytes) -> Any:
+    from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN" in block]
+    if not blocks:
+        raise ValueError("no certificate")
+    return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
 
 
 class _Upstream(WebSocketClientProtocol):
@@ -190,7 +215,8 @@ class _Link:
         if parts.scheme == "wss":
             from twisted.internet.ssl import optionsForClientTLS
 
-            context = optionsForClientTLS(parts.hostname or "")
+            trust = (_trust_root(settings.ca_pem) if settings.ca_pem is not None else None)
+            context = optionsForClientTLS(parts.hostname or "", trustRoot=trust)
         self.connector = connectWS(factory, context, timeout=settings.connect_timeout)
 
     def _cancel(self, _: Deferred[HandshakeAnswer]) -> None:
