@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """
-Benchmarks: wsdaemon against a raw Autobahn-on-Twisted echo server, both
-started here, in the same run, driven by the same load generator (picows on
-uvloop, pinned to the other core), in interleaved rounds. Prints medians
-and ratios (wsdaemon / raw). Run by hand; results go in bench/RESULTS.md.
+Benchmarks: wsdaemon against two baselines, a raw Autobahn-on-Twisted echo
+server and a websockets (asyncio, on uvloop) echo server, all started here,
+in the same run, driven by the same load generator (picows on uvloop, pinned
+to the other core), in interleaved rounds. Prints medians and ratios
+(wsdaemon / raw, wsdaemon / websockets). Run by hand; results go in
+bench/RESULTS.md.
 
     python bench/run.py                     # everything, 5 rounds
     python bench/run.py --only echo --rounds 3 --seconds 5
@@ -57,35 +59,41 @@ def pinned(cpu: str, command: list[str]) -> list[str]:
 
 
 class Servers:
-    """The raw Autobahn server and wsdaemon, both running for the whole run."""
+    """The baselines and wsdaemon, all running for the whole run."""
+
+    #: Every server, in the order rounds start with.
+    NAMES = ("raw", "websockets", "wsdaemon")
 
     def __init__(self, config: Path = HERE / "bench.ini", log_dir: Path = Path("/tmp")) -> None:
-        self.raw_port, self.daemon_port = free_port(), free_port()
+        self.ports = {name: free_port() for name in self.NAMES}
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.raw = subprocess.Popen(
-            pinned(SERVER_CPU, [sys.executable, str(HERE / "raw_autobahn_server.py"),
-                                str(self.raw_port)]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        for name, script in (("raw", "raw_autobahn_server.py"),
+                             ("websockets", "websockets_server.py")):
+            self.processes[name] = subprocess.Popen(
+                pinned(SERVER_CPU, [sys.executable, str(HERE / script), str(self.ports[name])]),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         twistd = shutil.which("twistd", path=str(Path(sys.executable).parent)) or "twistd"
         self.daemon_log = open(log_dir / "wsdaemon-bench.log", "wb")  # noqa: SIM115
-        self.daemon = subprocess.Popen(
+        self.processes["wsdaemon"] = subprocess.Popen(
             pinned(SERVER_CPU, [twistd, "-n", "--pidfile=", "wsdaemon", "--config", str(config),
-                                "--listen", f"tcp:{self.daemon_port}:interface=127.0.0.1:backlog=4096"]),
+                                "--listen", f"tcp:{self.ports['wsdaemon']}:interface=127.0.0.1:backlog=4096"]),
             stdout=self.daemon_log, stderr=subprocess.STDOUT, env=env)
-        wait_port(self.raw_port, self.raw)
-        wait_port(self.daemon_port, self.daemon)
+        for name in self.NAMES:
+            wait_port(self.ports[name], self.processes[name])
 
     def urls(self, path: str = "/echo") -> dict[str, str]:
-        return {"raw": f"ws://127.0.0.1:{self.raw_port}/",
-                "wsdaemon": f"ws://127.0.0.1:{self.daemon_port}{path}"}
+        return {"raw": f"ws://127.0.0.1:{self.ports['raw']}/",
+                "websockets": f"ws://127.0.0.1:{self.ports['websockets']}/",
+                "wsdaemon": f"ws://127.0.0.1:{self.ports['wsdaemon']}{path}"}
 
     def pids(self) -> dict[str, int]:
-        return {"raw": self.raw.pid, "wsdaemon": self.daemon.pid}
+        return {name: process.pid for name, process in self.processes.items()}
 
     def stop(self) -> None:
-        for process in (self.raw, self.daemon):
+        for process in self.processes.values():
             process.send_signal(signal.SIGTERM)
-        for process in (self.raw, self.daemon):
+        for process in self.processes.values():
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -102,11 +110,12 @@ def loadgen(*args: str, timeout: float = 300) -> dict[str, float]:
     return value
 
 
-def interleaved(rounds: int, measure: Callable[[str], float]) -> dict[str, list[float]]:
-    """Alternate which server goes first, round after round."""
-    samples: dict[str, list[float]] = {"raw": [], "wsdaemon": []}
+def interleaved(rounds: int, measure: Callable[[str], float],
+                names: tuple[str, ...] = Servers.NAMES) -> dict[str, list[float]]:
+    """Rotate which server goes first, round after round."""
+    samples: dict[str, list[float]] = {name: [] for name in names}
     for n in range(rounds):
-        order = ("raw", "wsdaemon") if n % 2 == 0 else ("wsdaemon", "raw")
+        order = names[n % len(names):] + names[:n % len(names)]
         for name in order:
             samples[name].append(measure(name))
     return samples
@@ -114,15 +123,17 @@ def interleaved(rounds: int, measure: Callable[[str], float]) -> dict[str, list[
 
 def report(title: str, unit: str, samples: dict[str, list[float]],
            higher_is_better: bool = True) -> dict[str, Any]:
-    raw, ours = statistics.median(samples["raw"]), statistics.median(samples["wsdaemon"])
-    ratio = ours / raw if raw else float("nan")
-    spread = {k: f"{min(v):.0f}–{max(v):.0f}" for k, v in samples.items()}
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    ours = medians["wsdaemon"]
+    ratios = {name: ours / value if value else float("nan")
+              for name, value in medians.items() if name != "wsdaemon"}
     better = "higher is better" if higher_is_better else "lower is better"
-    print(f"{title:<44} raw {raw:>10.0f} {unit:<6} wsdaemon {ours:>10.0f} {unit:<6} "
-          f"ratio {ratio:5.2f}x  ({better}; spread raw {spread['raw']}, "
-          f"wsdaemon {spread['wsdaemon']})", flush=True)
-    return {"title": title, "unit": unit, "raw": raw, "wsdaemon": ours, "ratio": ratio,
-            "samples": samples}
+    figures = "  ".join(f"{name} {value:>8.0f}" for name, value in medians.items())
+    spread = ", ".join(f"{k} {min(v):.0f}–{max(v):.0f}" for k, v in samples.items())
+    ratio_text = "  ".join(f"vs {name} {ratio:5.2f}x" for name, ratio in ratios.items())
+    print(f"{title:<40} {figures} {unit:<6} {ratio_text}  ({better}; spread {spread})",
+          flush=True)
+    return {"title": title, "unit": unit, **medians, "ratios": ratios, "samples": samples}
 
 
 def bench_echo(servers: Servers, rounds: int, seconds: float) -> list[dict[str, Any]]:
@@ -163,7 +174,7 @@ def bench_journal(servers: Servers, rounds: int, seconds: float) -> list[dict[st
 
 def bench_latency(servers: Servers, rounds: int) -> list[dict[str, Any]]:
     urls = servers.urls()
-    runs: dict[str, list[dict[str, float]]] = {"raw": [], "wsdaemon": []}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in Servers.NAMES}
 
     def measure(name: str) -> float:
         result = loadgen("latency", urls[name], "64", "binary", "20000")
@@ -212,11 +223,10 @@ def bench_idle(servers: Servers, count: int) -> list[dict[str, Any]]:
         holder.wait(timeout=60)
         samples[name] = [(after - before) / count]
         time.sleep(2)
-    print(f"{'idle connections':<44} {count} each; RSS per connection: raw "
-          f"{samples['raw'][0]:.1f} KiB, wsdaemon {samples['wsdaemon'][0]:.1f} KiB", flush=True)
+    per = ", ".join(f"{name} {values[0]:.1f} KiB" for name, values in samples.items())
+    print(f"{'idle connections':<40} {count} each; RSS per connection: {per}", flush=True)
     return [{"title": f"{count} idle connections", "unit": "KiB/conn",
-             "raw": samples["raw"][0], "wsdaemon": samples["wsdaemon"][0],
-             "ratio": samples["wsdaemon"][0] / samples["raw"][0]}]
+             **{name: values[0] for name, values in samples.items()}}]
 
 
 _IDLE_HOLDER = r"""
