@@ -156,9 +156,13 @@ class Journal:
         self.dropped += 1
 
     def _shrink(self) -> None:
-        kept = self._kept
-        while kept and (len(kept) > self.entries or self._bytes > self.max_bytes):
-            self._forget_oldest()
+        # Inlined (a full byte budget calls this on every large message).
+        kept, entries, limit = self._kept, self.entries, self.max_bytes
+        while kept and (len(kept) > entries or self._bytes > limit):
+            old = kept.popleft()[_DATA]
+            if old is not None:
+                self._bytes -= len(old)
+            self.dropped += 1
 
     # -- managing ----------------------------------------------------------------
 
