@@ -378,13 +378,9 @@ class WsMock:
         @raise AssertionError: on timeout, saying what was seen.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            found = self.journal(direction, **match)
-            if len(found) >= count:
-                return found
-            if time.monotonic() >= deadline:
-                return self._assert_count(direction, f"{direction} of", count, match)
+        while (found := self._arrived(direction, count, deadline, match)) is None:
             time.sleep(0.02)
+        return found
 
     async def wait_for_async(self, direction: str = "in", count: int = 1,
                              timeout: float = TIMEOUT, **match: Any) -> list[dict[str, Any]]:
@@ -392,13 +388,22 @@ class WsMock:
         L{wait_for} for asyncio tests: the event loop keeps running.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            found = self.journal(direction, **match)
-            if len(found) >= count:
-                return found
-            if time.monotonic() >= deadline:
-                return self._assert_count(direction, f"{direction} of", count, match)
+        while (found := self._arrived(direction, count, deadline, match)) is None:
             await asyncio.sleep(0.02)
+        return found
+
+    def _arrived(self, direction: str, count: int, deadline: float,
+                 match: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """
+        @return: the entries once C{count} match, None to keep waiting.
+        @raise AssertionError: past the deadline, saying what was seen.
+        """
+        found = self.journal(direction, **match)
+        if len(found) >= count:
+            return found
+        if time.monotonic() >= deadline:
+            return self._assert_count(direction, f"{direction} of", count, match)
+        return None
 
     def assert_closed(self, code: int | None = 1000, timeout: float = TIMEOUT) -> None:
         """

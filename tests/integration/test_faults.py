@@ -7,20 +7,19 @@ the same through the admin API.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 import tests.wsframes as ws
+from tests.admin_client import Admin
 from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
@@ -60,18 +59,6 @@ reply = "echo: {message}"
 """
 
 
-class Admin:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"Authorization": f"Bearer {KEY}"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read())
-
-
 @pytest.fixture
 def faulty(write_config: Callable[..., Path],
            start_daemon: Callable[..., Daemon]) -> tuple[Daemon, Admin]:
@@ -103,7 +90,7 @@ def faulty(write_config: Callable[..., Path],
         '[handshake]\nsubprotocols = ["chat.v2"]\nrequire_subprotocol = true\n'
         'refuse_next = 2\nrefuse_status = 503\nrefuse_headers = { Retry-After = "1" }\n\n'
         '[default]\nreply = "ok"\n')
-    return start_daemon(path), Admin(port)
+    return start_daemon(path), Admin(port, KEY)
 
 
 class RawClient:

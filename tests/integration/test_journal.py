@@ -7,39 +7,19 @@ counted, bounded, and reset.
 from __future__ import annotations
 
 import base64
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from websockets.sync.client import connect
 
+from tests.admin_client import Admin
 from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
 
 KEY = "journal-key-0123456789abcdef"
-
-
-class Admin:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-
-    def call(self, method: str, path: str, body: Any = None, key: str = KEY) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"Authorization": f"Bearer {key}"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read())
-
-    def error(self, method: str, path: str, body: Any = None, key: str = KEY) -> tuple[int, str]:
-        with pytest.raises(urllib.error.HTTPError) as failure:
-            self.call(method, path, body, key)
-        return failure.value.code, json.loads(failure.value.read())["error"]
 
 
 @pytest.fixture
@@ -64,7 +44,7 @@ def journaled(write_config: Callable[..., Path],
         strategy = echo
         journal_entries = 5
     """))
-    return daemon, Admin(port)
+    return daemon, Admin(port, KEY)
 
 
 def test_the_journal_lists_what_clients_sent_and_received(

@@ -6,18 +6,15 @@ to, close and drop one connection; the others are unaffected.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.admin_client import Admin
 from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
@@ -36,24 +33,6 @@ reply = "first time"
 [default]
 reply = "file rules: {message}"
 """
-
-
-class Admin:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"Authorization": f"Bearer {KEY}"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read())
-
-    def error(self, method: str, path: str, body: Any = None,
-              raw: bytes | None = None) -> tuple[int, str]:
-        with pytest.raises(urllib.error.HTTPError) as failure:
-            self.call(method, path, body, raw)
-        return failure.value.code, json.loads(failure.value.read())["error"]
 
 
 @pytest.fixture
@@ -79,7 +58,7 @@ def controlled(write_config: Callable[..., Path],
         strategy = echo
     """)
     (path.parent / "bot.toml").write_text(RULES)
-    return start_daemon(path), Admin(port), path.parent / "bot.toml"
+    return start_daemon(path), Admin(port, KEY), path.parent / "bot.toml"
 
 
 def session_of(admin: Admin, route: str, client: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -31,7 +30,14 @@ from wsdaemon.connections.limits import HandshakeDeadlineChannel
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.escaping import visible
 from wsdaemon.interfaces import IPushBus
-from wsdaemon.server.api import ApiResource, RequestError, check_unicode, json_answer
+from wsdaemon.server.api import (
+    ApiResource,
+    RequestError,
+    check_unicode,
+    json_answer,
+    json_object,
+    reject_unknown,
+)
 from wsdaemon.server.control_api import ConnectionsResource, RoutesResource
 from wsdaemon.server.journal_api import JournalResource
 
@@ -83,17 +89,8 @@ def parse_push(body: bytes) -> tuple[PushTarget, str | bytes]:
     """
     @raise RequestError: 400 with the reason.
     """
-    try:
-        data = json.loads(body)
-    except ValueError as e:
-        raise RequestError(400, f"body is not JSON: {e}") from None
-    except RecursionError:
-        raise RequestError(400, "body is not a push: JSON nested too deeply") from None
-    if not isinstance(data, dict):
-        raise RequestError(400, "body must be a JSON object")
-    unknown = set(data) - set(_TARGET_KEYS) - {"text", "base64"}
-    if unknown:
-        raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    data = json_object(body)
+    reject_unknown(data, {*_TARGET_KEYS, "text", "base64"})
     targets = [k for k in _TARGET_KEYS if k in data]
     if len(targets) != 1:
         raise RequestError(400, "give exactly one target: session, client, route or all")

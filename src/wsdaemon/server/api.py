@@ -14,7 +14,8 @@ from twisted.web.server import Request
 
 from wsdaemon.credentials import check_token
 
-__all__ = ["ApiResource", "RequestError", "check_unicode", "json_answer"]
+__all__ = ["ApiResource", "RequestError", "check_unicode", "json_answer", "json_object",
+           "path_of", "reject_unknown", "request_object"]
 
 
 class RequestError(Exception):
@@ -68,3 +69,46 @@ def check_unicode(key: str, value: str) -> None:
                                  f"at character {e.start}): not valid Unicode") from None
 
 
+
+
+def json_object(body: bytes, what: str = "body") -> dict[str, Any]:
+    """
+    @return: C{body} parsed as a JSON object.
+    @raise RequestError: 400 saying why it is not one.
+    """
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError as e:
+        raise RequestError(400, f"{what} is not JSON: {e}") from None
+    except RecursionError:
+        raise RequestError(400, f"{what} is not usable: JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise RequestError(400, f"{what} must be a JSON object")
+    return data
+
+
+def request_object(request: Request, max_body: int) -> dict[str, Any]:
+    """
+    @return: the request's body as a JSON object.
+    @raise RequestError: 413 past C{max_body}, 400 if it is not one.
+    """
+    if getattr(request, "oversized", False):
+        raise RequestError(413, f"body over {max_body} bytes")
+    assert request.content is not None
+    return json_object(request.content.read())
+
+
+def reject_unknown(data: Mapping[str, Any], known: set[str]) -> None:
+    """
+    @raise RequestError: 400 naming the fields not in C{known}.
+    """
+    unknown = set(data) - known
+    if unknown:
+        raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+
+
+def path_of(request: Request) -> list[bytes]:
+    """
+    @return: the path segments below the resource.
+    """
+    return [segment for segment in request.postpath or [] if segment]

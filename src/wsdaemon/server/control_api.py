@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -41,7 +40,15 @@ from wsdaemon.records import (
     PushTarget,
     check_plan,
 )
-from wsdaemon.server.api import ApiResource, RequestError, check_unicode, json_answer
+from wsdaemon.server.api import (
+    ApiResource,
+    RequestError,
+    check_unicode,
+    json_answer,
+    path_of,
+    reject_unknown,
+    request_object,
+)
 from wsdaemon.strategies.api import OptionError
 
 __all__ = ["ConnectionsResource", "RoutesResource", "SENDABLE_CLOSE_CODES"]
@@ -52,25 +59,6 @@ _log = Logger(namespace="wsdaemon.admin")
 #: (registered and private use). 1005, 1006 and 1015 never go on the wire.
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
                                   1013, 1014, *range(3000, 5000)})
-
-
-def _path(request: Request) -> list[bytes]:
-    return [segment for segment in request.postpath or [] if segment]
-
-
-def _body(request: Request, max_body: int) -> dict[str, Any]:
-    if getattr(request, "oversized", False):
-        raise RequestError(413, f"body over {max_body} bytes")
-    assert request.content is not None
-    try:
-        data = json.loads(request.content.read() or b"{}")
-    except ValueError as e:
-        raise RequestError(400, f"body is not JSON: {e}") from None
-    except RecursionError:
-        raise RequestError(400, "body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise RequestError(400, "body must be a JSON object")
-    return data
 
 
 def _string(data: Mapping[str, Any], key: str) -> str:
@@ -138,7 +126,7 @@ class RoutesResource(ApiResource):
 
     def render_GET(self, request: Request) -> bytes:
         self.authorize(request)
-        path = _path(request)
+        path = path_of(request)
         if path == [b"connections"]:
             factory = self._factory(request)
             connections = self.admin.daemon.index.describe(factory.route.path)
@@ -166,7 +154,7 @@ class RoutesResource(ApiResource):
 
     def render_DELETE(self, request: Request) -> bytes:
         self.authorize(request)
-        if _path(request) != [b"handshake"]:
+        if path_of(request) != [b"handshake"]:
             raise RequestError(404, "DELETE /routes/handshake?route=/path")
         factory = self._factory(request)
         factory.handshake.set(_plan(factory.route.strategy))
@@ -175,11 +163,9 @@ class RoutesResource(ApiResource):
 
     def _set_handshake(self, request: Request) -> bytes:
         factory = self._factory(request)
-        data = _body(request, self.admin.max_body)
-        unknown = set(data) - {"subprotocols", "require_subprotocol", "refuse_next",
-                               "refuse_status", "refuse_headers"}
-        if unknown:
-            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        data = request_object(request, self.admin.max_body)
+        reject_unknown(data, {"subprotocols", "require_subprotocol", "refuse_next",
+                               "refuse_status", "refuse_headers"})
         plan = _handshake_plan(data)
         factory.handshake.set(plan)
         _log.info("admin API: handshakes of {route} now {plan}", route=factory.route.path,
@@ -189,7 +175,7 @@ class RoutesResource(ApiResource):
 
     def render_PUT(self, request: Request) -> bytes:
         self.authorize(request)
-        if _path(request) != [b"rules"]:
+        if path_of(request) != [b"rules"]:
             raise RequestError(404, "PUT /routes/rules?route=/path with the rules (TOML)")
         factory = self._factory(request)
         strategy = factory.route.strategy
@@ -212,7 +198,7 @@ class RoutesResource(ApiResource):
 
     def render_POST(self, request: Request) -> bytes:
         self.authorize(request)
-        path = _path(request)
+        path = path_of(request)
         if path == [b"handshake"]:
             return self._set_handshake(request)
         if path != [b"reset"]:
@@ -242,8 +228,8 @@ class ConnectionsResource(ApiResource):
 
     def render_POST(self, request: Request) -> bytes | int:
         self.authorize(request)
-        path = _path(request)
-        data = _body(request, self.admin.max_body)
+        path = path_of(request)
+        data = request_object(request, self.admin.max_body)
         if path == [b"send"]:
             return self._send(request, data)
         if path == [b"close"]:
@@ -258,9 +244,7 @@ class ConnectionsResource(ApiResource):
                                 "hold_writes or ping")
 
     def _pause(self, request: Request, data: Mapping[str, Any], what: str) -> bytes:
-        unknown = set(data) - {"session", "seconds"}
-        if unknown:
-            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        reject_unknown(data, {"session", "seconds"})
         connection = self._connection(data)
         seconds = _seconds(data, "seconds")
         getattr(connection.session, what)(seconds)
@@ -270,9 +254,7 @@ class ConnectionsResource(ApiResource):
                                           what: seconds})
 
     def _ping(self, request: Request, data: Mapping[str, Any]) -> int:
-        unknown = set(data) - {"session", "payload", "timeout"}
-        if unknown:
-            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        reject_unknown(data, {"session", "payload", "timeout"})
         connection = self._connection(data)
         raw = data.get("payload", "")
         if not isinstance(raw, str):
@@ -302,9 +284,7 @@ class ConnectionsResource(ApiResource):
         return NOT_DONE_YET
 
     def _send(self, request: Request, data: Mapping[str, Any]) -> bytes:
-        unknown = set(data) - {"session", "text", "base64", "fragments"}
-        if unknown:
-            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        reject_unknown(data, {"session", "text", "base64", "fragments"})
         connection = self._connection(data)
         bodies = [key for key in ("text", "base64") if key in data]
         if len(bodies) != 1:
@@ -331,9 +311,7 @@ class ConnectionsResource(ApiResource):
                                           "delivered": 1 if sent else 0})
 
     def _close(self, request: Request, data: Mapping[str, Any]) -> bytes:
-        unknown = set(data) - {"session", "code", "reason"}
-        if unknown:
-            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        reject_unknown(data, {"session", "code", "reason"})
         connection = self._connection(data)
         code = data.get("code", 1000)
         if not isinstance(code, int) or isinstance(code, bool) or code not in \
@@ -354,9 +332,7 @@ class ConnectionsResource(ApiResource):
                                           "reason": reason})
 
     def _drop(self, request: Request, data: Mapping[str, Any]) -> bytes:
-        unknown = set(data) - {"session"}
-        if unknown:
-            raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        reject_unknown(data, {"session"})
         connection = self._connection(data)
         session = connection.session
         _log.info("admin API: dropping session {session_id} on {route} (no close frame)",

@@ -19,7 +19,6 @@ C{text}, C{regex} (RE2), C{json} (a subset), C{binary}, C{binary_prefix}
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +32,15 @@ from wsdaemon.connections.journal import (
     text_of,
     to_json,
 )
-from wsdaemon.server.api import ApiResource, RequestError, check_unicode, json_answer
+from wsdaemon.server.api import (
+    ApiResource,
+    RequestError,
+    check_unicode,
+    json_answer,
+    path_of,
+    reject_unknown,
+    request_object,
+)
 from wsdaemon.strategies.scripted.matching import Matcher, MatcherError, build_matcher, match
 
 __all__ = ["JournalResource", "MAX_LIMIT"]
@@ -85,20 +92,8 @@ def _query(request: Request) -> dict[str, Any]:
 
 
 def _body(request: Request, max_body: int) -> dict[str, Any]:
-    if getattr(request, "oversized", False):
-        raise RequestError(413, f"body over {max_body} bytes")
-    assert request.content is not None
-    try:
-        data = json.loads(request.content.read() or b"{}")
-    except ValueError as e:
-        raise RequestError(400, f"body is not JSON: {e}") from None
-    except RecursionError:
-        raise RequestError(400, "body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise RequestError(400, "body must be a JSON object")
-    unknown = set(data) - {*_FILTER_KEYS, "limit", "match"}
-    if unknown:
-        raise RequestError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    data = request_object(request, max_body)
+    reject_unknown(data, {*_FILTER_KEYS, "limit", "match"})
     return data
 
 
@@ -151,7 +146,7 @@ class JournalResource(ApiResource):
 
     def render_GET(self, request: Request) -> bytes:
         self.authorize(request)
-        path = [segment for segment in request.postpath or [] if segment]
+        path = path_of(request)
         if path == [b"routes"]:
             journals = self._journals(None)
             return json_answer(request, 200, {"routes": [j.describe() for j in journals]})
@@ -162,7 +157,7 @@ class JournalResource(ApiResource):
 
     def render_POST(self, request: Request) -> bytes:
         self.authorize(request)
-        path = [segment for segment in request.postpath or [] if segment]
+        path = path_of(request)
         if path not in ([b"find"], [b"count"]):
             raise RequestError(404, "POST /journal/find or /journal/count")
         data = _body(request, self.admin.max_body)

@@ -1,0 +1,41 @@
+"""
+A small client of the admin API for tests (urllib: independent of the
+daemon's own HTTP code).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+
+class Admin:
+    def __init__(self, port: int, key: str) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.key = key
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+             key: str | None = None) -> Any:
+        """
+        @return: the JSON answer.
+        @raise urllib.error.HTTPError: for an error status.
+        """
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method,
+            headers={"Authorization": f"Bearer {key if key is not None else self.key}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def error(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+              key: str | None = None) -> tuple[int, str]:
+        """
+        @return: the status and the reason of a call that must fail.
+        """
+        with pytest.raises(urllib.error.HTTPError) as failure:
+            self.call(method, path, body, raw, key)
+        return failure.value.code, json.loads(failure.value.read())["error"]
