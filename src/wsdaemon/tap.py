@@ -4,6 +4,7 @@ The twistd / twist entry point: command-line options and the service.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -18,7 +19,7 @@ __all__ = ["Options", "makeService"]
 
 class Options(usage.Options):
     synopsis = ("--config PATH [--listen ENDPOINT]... [--admin-listen ENDPOINT]... "
-                "[--check-config]")
+                "[--workers N|auto] [--check-config]")
     longdesc = (
         "Run the wsdaemon WebSocket messaging daemon. ENDPOINT is a Twisted endpoint "
         "string such as tcp:8080:interface=127.0.0.1, unix:/run/wsdaemon.sock, "
@@ -26,6 +27,10 @@ class Options(usage.Options):
     )
     optParameters = [
         ["config", "c", None, "Path of the INI config file (required)."],
+        ["workers", None, None, "Worker processes (a number, or auto: one per core), "
+                                "replacing [wsdaemon] workers."],
+        # Internal: this process is worker N of a supervisor.
+        ["worker", None, None, None],
     ]
     optFlags = [
         ["check-config", None, "Validate the config, print a one-line summary and exit."],
@@ -55,6 +60,21 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["config"]:
             raise usage.UsageError("--config PATH is required")
+        if self["worker"] is not None and not str(self["worker"]).isdigit():
+            raise usage.UsageError("--worker takes a number")
+
+    def worker_argv(self) -> list[str]:
+        """
+        The options a worker gets: the same config and overrides.
+        """
+        argv = ["--config", os.path.abspath(self["config"])]
+        for endpoint in self["listen"]:
+            argv += ["--listen", endpoint]
+        for endpoint in self["admin-listen"]:
+            argv += ["--admin-listen", endpoint]
+        if self["workers"] is not None:
+            argv += ["--workers", self["workers"]]
+        return argv
 
 
 def load(options: Options | dict[str, Any], reactor: Any) -> DaemonConfig:
@@ -66,6 +86,7 @@ def load(options: Options | dict[str, Any], reactor: Any) -> DaemonConfig:
         listen_override=options["listen"],
         admin_listen_override=options.get("admin-listen", ()),
         check_endpoint=lambda description: check_endpoint(description, reactor),
+        workers_override=options.get("workers"),
     )
 
 
@@ -86,8 +107,47 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         if options["check-config"]:
             sys.stdout.write(config.summary() + "\n")
             raise SystemExit(0)
+        if config.workers > 1 and options.get("worker") is None:
+            from wsdaemon.server.supervisor import Supervisor, worker_command
+
+            argv = options.worker_argv()
+            return Supervisor(config, reactor, lambda n: worker_command(argv, n),
+                              read_config=lambda: load(options, reactor),
+                              handle_signals=handle_signals)
+        if options.get("worker") is not None:
+            return _worker(options, config, reactor)
         return Assembly(reactor, lambda: load(options, reactor)).build(
             config, handle_signals=handle_signals)
     except ConfigError as e:
         sys.stderr.write(f"wsdaemon: config error: {e}\n")
         raise SystemExit(1) from None
+
+
+def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
+    """
+    Worker N of a supervisor: the daemon on inherited listening sockets,
+    saying "ready" on the supervisor's pipe.
+    """
+    from wsdaemon.server.assembly import Assembly
+    from wsdaemon.server.supervisor import LISTEN_FDS_ENV, READY_FD_ENV
+
+    inherited = []
+    for item in os.environ.get(LISTEN_FDS_ENV, "").split(","):
+        if item:
+            fd, _, family = item.partition(":")
+            inherited.append((int(fd), family))
+    if len(inherited) != len(config.listen):
+        sys.stderr.write(f"wsdaemon: worker {options['worker']}: {len(inherited)} inherited "
+                         f"socket(s) for {len(config.listen)} listener(s)\n")
+        raise SystemExit(1)
+    ready_fd = int(os.environ.get(READY_FD_ENV, "-1"))
+
+    def ready() -> None:
+        if ready_fd >= 0:
+            try:
+                os.write(ready_fd, b"ready\n")
+            except OSError:
+                pass
+
+    return Assembly(reactor, lambda: load(options, reactor)).build(
+        config, handle_signals=True, inherited=inherited, on_ready=ready)

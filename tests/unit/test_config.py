@@ -376,3 +376,45 @@ def test_embedded_broker_is_the_default(write_config: Callable[..., Path]) -> No
     for extra in ("", "\n[broker]\nbackend = embedded\n"):
         config = load(write_config(MINIMAL + extra))
         assert config.broker is None and built(config).link is None  # type: ignore[attr-defined,arg-type]
+
+
+def test_workers(write_config: Callable[..., Path]) -> None:
+    """workers: a count or auto (one per core usable here), 1 by default, --workers wins."""
+    import os
+
+    assert load_config(write_config(MINIMAL), clock=Clock()).workers == 1
+    path = write_config(MINIMAL.replace("[wsdaemon]", "[wsdaemon]\nworkers = 3"))
+    assert load_config(path).workers == 3
+    assert load_config(path, workers_override="2").workers == 2
+    cores = len(os.sched_getaffinity(0))
+    assert load_config(path, workers_override="auto").workers == cores
+    assert "3 workers" in load_config(path).summary()
+
+
+@pytest.mark.parametrize("workers, tail, override, expected", [
+    ("0", "", None, "[wsdaemon] workers: expected 1 to 256 worker processes or auto"),
+    ("many", "", None, "expected a number of worker processes (1 or more) or auto"),
+    ("1", "", "0", "--workers: expected 1 to 256"),
+    ("2", "[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaaaaaaaa\n[route:/support]\n"
+     "strategy = operator\n", None,
+     "cannot share one embedded operator queue (route /support): add [broker] backend = "
+     "redis, or set workers = 1"),
+    ("2", "[admin]\nlisten = tcp:0:interface=127.0.0.1\napi_keys = ops:"
+     "kkkkkkkkkkkkkkkkkkkkkkkk\n", None, "the admin API does not yet cover several workers"),
+])
+def test_workers_refused(write_config: Callable[..., Path], workers: str, tail: str,
+                         override: str | None, expected: str) -> None:
+    """A workers count that cannot work is refused, naming the fix."""
+    path = write_config(MINIMAL.replace("[wsdaemon]", f"[wsdaemon]\nworkers = {workers}")
+                        + "\n" + tail)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, workers_override=override)
+    assert expected in str(error.value)
+
+
+def test_workers_need_shareable_listeners(write_config: Callable[..., Path]) -> None:
+    """TLS listeners cannot be shared by workers: the error says what to do."""
+    path = write_config(MINIMAL.replace("[wsdaemon]", "[wsdaemon]\nworkers = 2"))
+    with pytest.raises(ConfigError) as error:
+        load_config(path, listen_override=["ssl:8443:privateKey=k.pem:certKey=c.pem"])
+    assert "terminate TLS in front" in str(error.value)

@@ -9,6 +9,7 @@ expected.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -61,8 +62,10 @@ __all__ = [
 ]
 
 MAIN_SECTION = "wsdaemon"
+#: The most worker processes one daemon runs.
+MAX_WORKERS = 256
 PROTOCOL_SECTION = "protocol"
-_MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip"}
+_MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip", "workers"}
 
 
 def _refuse_exposed_examples(reader: _Reader, listen: Sequence[str],
@@ -97,6 +100,7 @@ def load_config(
     admin_listen_override: Sequence[str] = (),
     check_endpoint: Callable[[str], None] | None = None,
     clock: IReactorTime | None = None,
+    workers_override: str | None = None,
 ) -> DaemonConfig:
     """
     Read and validate the daemon's config into values. Nothing is built
@@ -110,6 +114,8 @@ def load_config(
         ValueError with the reason (see L{wsdaemon.endpoints}).
     @param clock: only for factories without an option check, which are
         checked by building one strategy on it (default: a stopped clock).
+    @param workers_override: C{--workers} (a count or C{auto}), replacing
+        C{[wsdaemon] workers}.
 
     @raise ConfigError: on the first mistake found.
     """
@@ -165,6 +171,13 @@ def load_config(
     caps = {key: reader.convert(MAIN_SECTION, key, _count)
             for key in ("max_connections_total", "max_connections_per_ip")
             if key in parser[MAIN_SECTION]}
+    if workers_override is not None:
+        try:
+            caps["workers"] = _workers(workers_override)
+        except ValueError as e:
+            raise ConfigError("--workers", str(e)) from None
+    elif "workers" in parser[MAIN_SECTION]:
+        caps["workers"] = reader.convert(MAIN_SECTION, "workers", _workers)
 
     defaults = ProtocolSettings()
     if PROTOCOL_SECTION in parser:
@@ -215,7 +228,54 @@ def load_config(
                     "console paths of their own",
                 )
 
+    _check_workers(reader, caps.get("workers", 1), listen, routes, broker, workers_override)
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
                         protocol=defaults, operator=operator, admin=admin, broker=broker,
                         **caps)
 
+
+
+def _workers(raw: str) -> int:
+    """
+    @return: a number of worker processes; C{auto}: one per core.
+    """
+    value = raw.strip().lower()
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1)
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"expected a number of worker processes (1 or more) or auto, "
+                         f"got {raw!r}") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise ValueError(f"expected 1 to {MAX_WORKERS} worker processes or auto, got {raw!r}")
+    return count
+
+
+def _check_workers(reader: _Reader, workers: int, listen: Sequence[str],
+                   routes: Sequence[RouteConfig], broker: BrokerSettings | None,
+                   override: str | None) -> None:
+    """
+    Refuse what several workers cannot do, naming the fix.
+    """
+    if workers == 1:
+        return
+
+    def refuse(message: str) -> ConfigError:
+        if override is not None:
+            return ConfigError("--workers", message)
+        return reader.error(MAIN_SECTION, "workers", message)
+
+    operator_routes = [r.path for r in routes if r.strategy.name == "operator"]
+    if operator_routes and broker is None:
+        raise refuse(f"{workers} workers cannot share one embedded operator queue "
+                     f"(route {operator_routes[0]}): add [broker] backend = redis, or set "
+                     "workers = 1")
+    for endpoint in listen:
+        if endpoint.split(":", 1)[0] not in ("tcp", "tcp6", "unix", "systemd"):
+            raise refuse(f"{endpoint!r}: with several workers, listen on tcp:, tcp6:, unix: or "
+                         "systemd: (terminate TLS in front, e.g. HAProxy), or set workers = 1")
+    if ADMIN_SECTION in reader.parser:
+        raise refuse("the admin API does not yet cover several workers: remove [admin] or "
+                     "set workers = 1")

@@ -170,6 +170,8 @@ class DaemonConfig:
     routes: tuple[RouteConfig, ...]
     max_connections_total: int = 10000
     max_connections_per_ip: int = 0
+    #: Worker processes sharing the listeners (1: this process serves).
+    workers: int = 1
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     operator: OperatorSettings | None = None
     admin: AdminSettings | None = None
@@ -185,6 +187,8 @@ class DaemonConfig:
             f"{self.path}: OK; listen {', '.join(self.listen)}; "
             f"{len(self.routes)} route(s): {routes}"
         )
+        if self.workers > 1:
+            summary += f"; {self.workers} workers"
         if self.admin is not None:
             summary += (f"; admin API on {', '.join(self.admin.listen)} with "
                         f"{len(self.admin.api_keys)} key(s)")

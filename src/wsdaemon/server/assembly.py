@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -153,8 +153,13 @@ class Assembly:
 
     # -- the daemon ----------------------------------------------------------------
 
-    def build(self, config: DaemonConfig, handle_signals: bool = True) -> WsDaemonService:
+    def build(self, config: DaemonConfig, handle_signals: bool = True,
+              inherited: Sequence[tuple[int, str]] = (),
+              on_ready: Callable[[], None] | None = None) -> WsDaemonService:
         """
+        @param inherited: a worker's listening sockets (fd, family), served
+            instead of C{config.listen}.
+        @param on_ready: called once the daemon is ready.
         @return: the daemon's service for C{config}, listeners included (it
             listens once started).
         @raise ConfigError: if a strategy cannot be built.
@@ -176,8 +181,13 @@ class Assembly:
                                   site=site,
                                   rebuild=self.reload if self.read_config is not None else None,
                                   handle_signals=handle_signals)
-        for description in config.listen:
-            service.listen(description, site, _LISTEN_KEY)
+        service.on_ready = on_ready
+        if inherited:
+            for fd, family in inherited:
+                service.adopt(fd, family, site)
+        else:
+            for description in config.listen:
+                service.listen(description, site, _LISTEN_KEY)
         if config.admin is not None:
             admin = config.admin
             service.admin_site = AdminSite(

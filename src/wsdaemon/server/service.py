@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from autobahn import __version__ as autobahn_version
 from autobahn.websocket import HAS_NVX, USES_NVX
 from twisted import __version__ as twisted_version
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -101,6 +102,33 @@ class _Listener(StreamServerEndpointService):
             raise ListenError(str(self.name), self.key, e) from None
 
 
+class _AdoptedListener(Service):
+    """
+    Serves a listening socket this process inherited (a worker's).
+    """
+
+    def __init__(self, reactor: Any, fd: int, family: str, factory: Any) -> None:
+        self.reactor = reactor
+        self.fd = fd
+        self.family = family
+        self.factory = factory
+        self.port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        os.set_blocking(self.fd, False)
+        number = {"INET": socket.AF_INET, "INET6": socket.AF_INET6,
+                  "UNIX": socket.AF_UNIX}[self.family]
+        self.port = self.reactor.adoptStreamPort(self.fd, number, self.factory)
+
+    def stopService(self) -> Deferred[Any] | None:
+        super().stopService()
+        if self.port is not None:
+            d: Deferred[Any] = maybeDeferred(self.port.stopListening)
+            return d
+        return None
+
+
 class WsDaemonService(MultiService):
     """
     @param rebuild: reads the config anew and, if it is valid, swaps what
@@ -128,10 +156,20 @@ class WsDaemonService(MultiService):
         self.webroot = webroot
         self.site = site
         self.admin_site: AdminSite | None = None
+        #: Called once ready (a worker tells its supervisor).
+        self.on_ready: Callable[[], None] | None = None
 
     @property
     def config(self) -> DaemonConfig:
         return self.parts.config
+
+    def adopt(self, fd: int, family: str, factory: Any) -> None:
+        """
+        Serve C{factory} on the inherited listening socket C{fd} once started.
+        """
+        listener = _AdoptedListener(self._reactor, fd, family, factory)
+        listener.setName(f"inherited fd {fd}")
+        listener.setServiceParent(self)
 
     def listen(self, description: str, factory: Any, key: str) -> None:
         """
@@ -271,6 +309,8 @@ class WsDaemonService(MultiService):
         if self._handle_signals:
             self._reactor.callWhenRunning(self._install_stop_signal)
         notify("READY=1\nSTATUS=serving")
+        if self.on_ready is not None:
+            self.on_ready()
         _log.info("ready")
 
     def _queue_failed(self, failure: Failure) -> None:

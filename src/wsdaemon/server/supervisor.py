@@ -1,0 +1,351 @@
+"""
+Several worker processes serving the same listening sockets.
+
+With C{[wsdaemon] workers = N} the main process only supervises: it opens
+every listener once (or takes systemd's), starts N workers that inherit
+them (the kernel spreads new connections among the processes accepting on
+one socket), restarts a worker that dies, passes SIGHUP on once it has
+checked the new config itself (a bad config leaves every worker on the old
+one), stops them all on SIGTERM (each closes its clients with 1001) and
+tells systemd C{READY=1} only once every worker listens.
+
+A worker is C{python -m twisted wsdaemon --config ... --worker N}: the same
+daemon, listening on inherited sockets (C{WSDAEMON_LISTEN_FDS}) and saying
+"ready" on a pipe (C{WSDAEMON_READY_FD}) instead of to systemd.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wsdaemon.config import ConfigError, DaemonConfig
+from wsdaemon.server.assembly import check_reloadable
+from wsdaemon.server.systemd import notify, reloading_message
+
+__all__ = ["Supervisor", "open_listener", "READY_FD", "LISTEN_FDS_ENV", "READY_FD_ENV"]
+
+_log = Logger(namespace="wsdaemon.supervisor")
+
+#: The pipe on which a worker says it is ready (its fd in the worker).
+READY_FD = 3
+#: The first inherited listening socket's fd in a worker.
+FIRST_LISTEN_FD = 4
+LISTEN_FDS_ENV = "WSDAEMON_LISTEN_FDS"
+READY_FD_ENV = "WSDAEMON_READY_FD"
+#: Restart delays after a worker dies: doubling from the first to the last.
+RESTART_DELAYS = (0.5, 30.0)
+#: A worker that ran this long resets its restart delay.
+STABLE_AFTER = 60.0
+#: How long a stop waits for workers before killing them.
+STOP_WAIT = 15.0
+
+
+def _parts(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """
+    An endpoint string's type, positional and keyword arguments ("\\:"
+    escapes a colon).
+    """
+    import re
+
+    pieces = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", description)]
+    kind, args, kwargs = pieces[0], [], {}
+    for piece in pieces[1:]:
+        if "=" in piece:
+            key, _, value = piece.partition("=")
+            kwargs[key] = value
+        else:
+            args.append(piece)
+    return kind, args, kwargs
+
+
+def open_listener(description: str, environ: Mapping[str, str] | None = None
+                  ) -> tuple[socket.socket, str]:
+    """
+    Open (or take from systemd) the listening socket an endpoint string
+    describes.
+
+    @return: the socket and its family name for the worker (C{INET},
+        C{INET6} or C{UNIX}).
+    @raise ValueError: for an endpoint type workers cannot share.
+    @raise OSError: if it cannot listen.
+    """
+    kind, args, kwargs = _parts(description)
+    env = os.environ if environ is None else environ
+    if kind == "systemd":
+        passed = _systemd_descriptors(env)
+        index = int(kwargs.get("index", "0"))
+        if index >= len(passed):
+            raise ValueError(f"systemd passed {len(passed)} socket(s) (LISTEN_FDS); index "
+                             f"{index} is not one: is the .socket unit active?")
+        family = kwargs.get("domain", "INET")
+        number = {"INET": socket.AF_INET, "INET6": socket.AF_INET6,
+                  "UNIX": socket.AF_UNIX}[family]
+        return socket.socket(number, socket.SOCK_STREAM, fileno=passed[index]), family
+    backlog = int(kwargs.get("backlog", "50"))
+    if kind in ("tcp", "tcp6"):
+        port = int(kwargs.get("port", args[0] if args else "0"))
+        interface = kwargs.get("interface", "::" if kind == "tcp6" else "")
+        family_name = "INET6" if kind == "tcp6" or ":" in interface else "INET"
+        sock = socket.socket(socket.AF_INET6 if family_name == "INET6" else socket.AF_INET,
+                             socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((interface, port))
+    elif kind == "unix":
+        path = kwargs.get("address", args[0] if args else "")
+        family_name = "UNIX"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(path) and kwargs.get("lockfile", "0") == "0":
+            os.unlink(path)
+        sock.bind(path)
+        if "mode" in kwargs:
+            os.chmod(path, int(kwargs["mode"], 8))
+    else:
+        raise ValueError(f"{kind}: workers share tcp, tcp6, unix and systemd listeners only")
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock, family_name
+
+
+def _systemd_descriptors(env: Mapping[str, str]) -> list[int]:
+    """
+    The sockets systemd passed this process. Twisted reads (and removes)
+    C{LISTEN_PID}/C{LISTEN_FDS} when its endpoints module is imported, so
+    they are taken from what it found, or else from the environment.
+    """
+    from twisted.internet.endpoints import _SystemdParser
+
+    found = list(_SystemdParser._sddaemon.inheritedDescriptors())
+    if found:
+        return found
+    if env.get("LISTEN_PID") == str(os.getpid()):
+        return list(range(3, 3 + int(env.get("LISTEN_FDS", "0"))))
+    return []
+
+
+class _Worker(ProcessProtocol):
+    """
+    One worker process, as the supervisor sees it.
+    """
+
+    def __init__(self, supervisor: Supervisor, number: int) -> None:
+        self.supervisor = supervisor
+        self.number = number
+        self.ready = False
+        self.started_at = 0.0
+        self.ended: Deferred[None] = Deferred()
+        self._said = b""
+
+    def connectionMade(self) -> None:
+        self.started_at = self.supervisor.reactor.seconds()
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd != READY_FD:
+            return
+        self._said += data
+        if b"ready\n" in self._said and not self.ready:
+            self.ready = True
+            self.supervisor.worker_ready(self)
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+        self.supervisor.worker_ended(self, reason)
+
+
+class Supervisor(Service):
+    """
+    @param command: a worker's command line, given its number.
+    @param read_config: reads the config again (a reload), raising
+        L{ConfigError}.
+    """
+
+    def __init__(self, config: DaemonConfig, reactor: Any,
+                 command: Callable[[int], Sequence[str]],
+                 read_config: Callable[[], DaemonConfig] | None = None,
+                 handle_signals: bool = True) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.command = command
+        self.read_config = read_config
+        self.handle_signals = handle_signals
+        self.sockets: list[tuple[socket.socket, str]] = []
+        self.workers: dict[int, _Worker] = {}
+        self.delays: dict[int, float] = {}
+        self.stopping = False
+        self.ready = False
+
+    # -- start -----------------------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        for description in self.config.listen:
+            try:
+                self.sockets.append(open_listener(description))
+            except (OSError, ValueError) as e:
+                _log.critical("cannot listen on {endpoint} ([wsdaemon] listen (or --listen)): "
+                              "{error}", endpoint=description, error=str(e))
+                raise SystemExit(1) from None
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if not self.sockets:
+            self.privilegedStartService()
+        super().startService()
+        for description in self.config.listen:
+            _log.info("listening on {endpoint}", endpoint=description)
+        _log.info("starting {count} workers", count=self.config.workers)
+        for number in range(self.config.workers):
+            self.spawn(number)
+        if self.handle_signals:
+            reactor = self.reactor
+            signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+            reactor.callWhenRunning(self._install_stop_signal)
+
+    def _install_stop_signal(self) -> None:
+        reactor = self.reactor
+
+        def stop(*_: Any) -> None:
+            if not self.stopping and reactor.running:
+                reactor.callFromThread(reactor.stop)
+
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, stop)
+
+    def spawn(self, number: int) -> None:
+        worker = _Worker(self, number)
+        child_fds: dict[int, Any] = {0: "w", 1: 1, 2: 2, READY_FD: "r"}
+        inherited = []
+        for offset, (sock, family) in enumerate(self.sockets):
+            child_fds[FIRST_LISTEN_FD + offset] = sock.fileno()
+            inherited.append(f"{FIRST_LISTEN_FD + offset}:{family}")
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")}
+        env[LISTEN_FDS_ENV] = ",".join(inherited)
+        env[READY_FD_ENV] = str(READY_FD)
+        env["PYTHONUNBUFFERED"] = "1"
+        command = list(self.command(number))
+        self.reactor.spawnProcess(worker, command[0], command, env=env, childFDs=child_fds)
+        self.workers[number] = worker
+        _log.info("worker {number} started (pid {pid})", number=number,
+                  pid=getattr(getattr(worker, "transport", None), "pid", "?"))
+
+    def worker_ready(self, worker: _Worker) -> None:
+        if self.ready or self.stopping:
+            return
+        if all(w.ready for w in self.workers.values()) and \
+                len(self.workers) == self.config.workers:
+            self.ready = True
+            notify(f"READY=1\nSTATUS=serving with {self.config.workers} workers")
+            _log.info("ready: {count} workers listening", count=self.config.workers)
+
+    def worker_ended(self, worker: _Worker, reason: Failure) -> None:
+        if self.workers.get(worker.number) is worker:
+            del self.workers[worker.number]
+        if self.stopping:
+            return
+        status = getattr(reason.value, "exitCode", None)
+        signalled = getattr(reason.value, "signal", None)
+        ran = self.reactor.seconds() - worker.started_at
+        first, last = RESTART_DELAYS
+        delay = first if ran >= STABLE_AFTER else min(last, self.delays.get(worker.number,
+                                                                           first / 2) * 2)
+        self.delays[worker.number] = delay
+        _log.warn("worker {number} ended ({how}) after {ran:.1f} s; restarting it in "
+                  "{delay:g} s", number=worker.number,
+                  how=f"signal {signalled}" if signalled else f"exit status {status}",
+                  ran=ran, delay=delay)
+        self.reactor.callLater(delay, self._respawn, worker.number)
+
+    def _respawn(self, number: int) -> None:
+        if not self.stopping and number not in self.workers:
+            self.spawn(number)
+
+    # -- reload ----------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """
+        Check the config here first; pass SIGHUP on only if it is good.
+        """
+        if self.read_config is None:
+            return False
+        notify(reloading_message())
+        try:
+            new = self.read_config()
+            check_reloadable(self.config, new)
+            if new.workers != self.config.workers:
+                raise ConfigError(new.path, "the number of workers changed: restart to apply",
+                                  section="wsdaemon", key="workers")
+        except ConfigError as e:
+            _log.error("reload refused, every worker keeps the previous config: {error}",
+                       error=str(e))
+            notify("READY=1\nSTATUS=reload refused; running the previous config")
+            return False
+        self.config = new
+        for worker in self.workers.values():
+            self._signal(worker, signal.SIGHUP)
+        _log.info("reload passed on to {count} workers", count=len(self.workers))
+        notify("READY=1\nSTATUS=serving (reloaded)")
+        return True
+
+    @staticmethod
+    def _signal(worker: _Worker, number: int) -> None:
+        transport = worker.transport
+        if transport is not None and getattr(transport, "pid", None):
+            try:
+                transport.signalProcess(number)
+            except Exception:  # already gone: processEnded follows
+                pass
+
+    # -- stop ------------------------------------------------------------------------
+
+    def stopService(self) -> Deferred[Any]:
+        self.stopping = True
+        notify("STOPPING=1")
+        super().stopService()
+        workers = list(self.workers.values())
+        _log.info("stopping {count} workers", count=len(workers))
+        for worker in workers:
+            self._signal(worker, signal.SIGTERM)
+        if not workers:
+            self._close_sockets()
+            return succeed(None)
+        kill = self.reactor.callLater(STOP_WAIT, self._kill, workers)
+
+        def done(_: Any) -> None:
+            if kill.active():
+                kill.cancel()
+            self._close_sockets()
+            _log.info("stopped")
+
+        d: Deferred[Any] = DeferredList([w.ended for w in workers])
+        d.addCallback(done)
+        return d
+
+    def _kill(self, workers: list[_Worker]) -> None:
+        for worker in workers:
+            if not worker.ended.called:
+                _log.warn("worker {number} did not stop in time: killing it",
+                          number=worker.number)
+                self._signal(worker, signal.SIGKILL)
+
+    def _close_sockets(self) -> None:
+        for sock, _ in self.sockets:
+            sock.close()
+        self.sockets = []
+
+
+def worker_command(argv: Sequence[str], number: int) -> list[str]:
+    """
+    A worker's command line: this daemon's options, run by C{twist}.
+    """
+    return [sys.executable, "-m", "twisted", "--log-format=text", "wsdaemon", *argv,
+            "--worker", str(number)]

@@ -1,0 +1,217 @@
+"""
+Several worker processes on the same listeners, supervised: they share the
+load, a dead one is restarted, SIGHUP reloads all of them (or none), SIGTERM
+stops them all gracefully, READY=1 waits for every one, and systemd's
+socket activation works with them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.conftest import require_tool
+from tests.daemon import Daemon, free_port, twistd_command
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+[wsdaemon]
+listen = tcp:0:interface=127.0.0.1
+workers = {workers}
+
+[route:/echo]
+strategy = echo
+
+[route:/bot]
+strategy = scripted
+rules = bot.toml
+"""
+
+
+def workers_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()]
+
+
+def wait_workers(pid: int, count: int, timeout: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = workers_of(pid)
+        if len(found) == count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} workers, found {workers_of(pid)}")
+
+
+def echo(url: str, text: str) -> str:
+    with connect(f"{url}/echo") as ws:
+        ws.send(text)
+        answer = ws.recv(timeout=5)
+        assert isinstance(answer, str)
+        return answer
+
+
+@pytest.fixture
+def write_rules(write_config: Callable[..., Path]) -> Callable[[int], Path]:
+    def write(workers: int) -> Path:
+        path = write_config(CONFIG.format(workers=workers))
+        (path.parent / "bot.toml").write_text('[default]\nreply = "v1"\n')
+        return path
+    return write
+
+
+def test_workers_share_the_listener_and_a_dead_one_is_restarted(
+        write_rules: Callable[[int], Path], start_daemon: Callable[..., Daemon]) -> None:
+    """Two workers accept on one port (both take connections); a worker
+    killed with SIGKILL is logged and replaced; serving never stops."""
+    daemon = start_daemon(write_rules(2))
+    pids = wait_workers(daemon.process.pid, 2)
+    daemon.wait_for_log("ready: 2 workers listening", timeout=20)
+    clients = [connect(f"{daemon.url}/echo") for _ in range(40)]
+    try:
+        for n, ws in enumerate(clients):
+            ws.send(str(n))
+            assert ws.recv(timeout=5) == str(n)
+        serving = set()
+        for pid in pids:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                try:
+                    if os.readlink(fd).startswith("socket:"):
+                        serving.add(pid)
+                except OSError:
+                    pass
+        assert serving == set(pids)
+    finally:
+        for ws in clients:
+            ws.close()
+    os.kill(pids[0], signal.SIGKILL)
+    daemon.wait_for_log("worker 0 ended (signal 9)", timeout=10)
+    replaced = wait_workers(daemon.process.pid, 2)
+    assert pids[0] not in replaced and pids[1] in replaced
+    for n in range(10):
+        assert echo(daemon.url, f"after {n}") == f"after {n}"
+
+
+def test_reload_reaches_every_worker_or_none(
+        write_rules: Callable[[int], Path], start_daemon: Callable[..., Daemon]) -> None:
+    """SIGHUP with a good config: every worker reloads (new rules everywhere);
+    with a bad one: refused once by the supervisor, every worker keeps the
+    old config; a changed worker count needs a restart."""
+    path = write_rules(2)
+    daemon = start_daemon(path)
+    daemon.wait_for_log("ready: 2 workers listening", timeout=20)
+    (path.parent / "bot.toml").write_text('[default]\nreply = "v2"\n')
+    daemon.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while daemon.log().count("reloaded ") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert daemon.log().count("reloaded ") == 2
+    for _ in range(10):
+        with connect(f"{daemon.url}/bot") as ws:
+            ws.send("x")
+            assert ws.recv(timeout=5) == "v2"
+    (path.parent / "bot.toml").write_text("[[rule]\n")
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for_log("reload refused, every worker keeps the previous config", timeout=10)
+    time.sleep(0.5)
+    assert daemon.log().count("reloaded ") == 2
+    path.write_text(path.read_text().replace("workers = 2", "workers = 3"))
+    (path.parent / "bot.toml").write_text('[default]\nreply = "v3"\n')
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for_log("the number of workers changed: restart to apply", timeout=10)
+    with connect(f"{daemon.url}/bot") as ws:
+        ws.send("x")
+        assert ws.recv(timeout=5) == "v2"
+
+
+def test_ready_waits_for_every_worker_and_sigterm_stops_them_all(
+        write_rules: Callable[[int], Path], start_daemon: Callable[..., Daemon],
+        tmp_path: Path) -> None:
+    """READY=1 once, after every worker listens (workers never talk to
+    systemd themselves); SIGTERM: STOPPING=1, every client gets 1001, every
+    worker exits, exit status 0."""
+    notify_path = tmp_path / "notify.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(notify_path))
+    receiver.settimeout(20)
+    try:
+        daemon = start_daemon(write_rules(3),
+                              env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)))
+        ready = receiver.recv(200)
+        assert ready.startswith(b"READY=1") and b"3 workers" in ready
+        daemon.wait_for_log("ready: 3 workers listening", timeout=5)
+        pids = wait_workers(daemon.process.pid, 3)
+        clients = [connect(f"{daemon.url}/echo") for _ in range(12)]
+        for ws in clients:
+            ws.send("x")
+            ws.recv(timeout=5)
+        daemon.process.send_signal(signal.SIGTERM)
+        assert receiver.recv(200) == b"STOPPING=1"
+        for ws in clients:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert daemon.process.wait(timeout=20) == 0
+        for pid in pids:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
+                f"/proc/{pid}/status").read_text().lower()
+    finally:
+        receiver.close()
+
+
+def test_socket_activation_with_workers(write_config: Callable[..., Path]) -> None:
+    """Under systemd-socket-activate the workers serve the socket systemd passed."""
+    tool = shutil.which("systemd-socket-activate")
+    require_tool(tool is not None, "systemd-socket-activate")
+    assert tool is not None
+    port = free_port()
+    path = write_config(CONFIG.format(workers=2).replace(
+        "listen = tcp:0:interface=127.0.0.1", "listen = systemd:domain=INET:index=0"))
+    (path.parent / "bot.toml").write_text('[default]\nreply = "v1"\n')
+    process = subprocess.Popen(
+        # --fdname: systemd always names its sockets (LISTEN_FDNAMES); Twisted needs it.
+        [tool, "-l", f"127.0.0.1:{port}", "--fdname=wsdaemon",
+         *twistd_command("--config", str(path))],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=path.parent)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert echo(f"ws://127.0.0.1:{port}", "activated") == "activated"
+                break
+            except (OSError, ConnectionClosed, TimeoutError):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        wait_workers(process.pid, 2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+
+
+def test_workers_1_is_one_process(write_rules: Callable[[int], Path],
+                                  start_daemon: Callable[..., Daemon]) -> None:
+    """The default: no supervisor, the daemon serves in its own process."""
+    daemon = start_daemon(write_rules(1))
+    assert echo(daemon.url, "solo") == "solo"
+    assert workers_of(daemon.process.pid) == []
+    assert "wsdaemon.supervisor" not in daemon.log()
+
+
+def test_workers_option_overrides_the_config(write_rules: Callable[[int], Path],
+                                             start_daemon: Callable[..., Daemon]) -> None:
+    """--workers 2 on the command line wins over workers = 1."""
+    daemon = start_daemon(write_rules(1), extra_args=["--workers", "2"])
+    wait_workers(daemon.process.pid, 2)
+    assert echo(daemon.url, "two") == "two"
