@@ -31,6 +31,16 @@ class Admin:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return json.loads(answer.read())
 
+    def call_text(self, method: str, path: str) -> str:
+        """
+        @return: a text answer (e.g. /metrics).
+        """
+        request = urllib.request.Request(self.base + path, method=method,
+                                         headers={"Authorization": f"Bearer {self.key}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            text: str = answer.read().decode("utf-8")
+            return text
+
     def error(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
               key: str | None = None) -> tuple[int, str]:
         """

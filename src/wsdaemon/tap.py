@@ -129,7 +129,7 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
     saying "ready" on the supervisor's pipe.
     """
     from wsdaemon.server.assembly import Assembly
-    from wsdaemon.server.supervisor import LISTEN_FDS_ENV, READY_FD_ENV
+    from wsdaemon.server.supervisor import ADMIN_SOCKET_ENV, LISTEN_FDS_ENV, READY_FD_ENV
 
     inherited = []
     for item in os.environ.get(LISTEN_FDS_ENV, "").split(","):
@@ -150,4 +150,5 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
                 pass
 
     return Assembly(reactor, lambda: load(options, reactor)).build(
-        config, handle_signals=True, inherited=inherited, on_ready=ready)
+        config, handle_signals=True, inherited=inherited, on_ready=ready,
+        admin_socket=os.environ.get(ADMIN_SOCKET_ENV) or None)

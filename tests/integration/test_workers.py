@@ -215,3 +215,66 @@ def test_workers_option_overrides_the_config(write_rules: Callable[[int], Path],
     daemon = start_daemon(write_rules(1), extra_args=["--workers", "2"])
     wait_workers(daemon.process.pid, 2)
     assert echo(daemon.url, "two") == "two"
+
+
+KEY = "workers-key-0123456789abcdef"
+
+
+def test_the_admin_api_answers_for_every_worker(
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
+    """With 2 workers: a push reaches the clients of both; /clients, /healthz,
+    /metrics and the journal cover both; a close reaches the worker holding
+    the session; replaced rules answer on every worker."""
+    from tests.admin_client import Admin
+
+    port = free_port()
+    path = write_config(CONFIG.format(workers=2).replace("[route:/echo]", f"""
+[protocol]
+identity = claimed
+
+[admin]
+listen = tcp:{port}:interface=127.0.0.1
+api_keys = tests:{KEY}
+
+[route:/echo]"""))
+    (path.parent / "bot.toml").write_text('[default]\nreply = "v1"\n')
+    daemon = start_daemon(path)
+    daemon.wait_for_log("ready: 2 workers listening", timeout=20)
+    admin = Admin(port, KEY)
+    health = admin.call("GET", "/healthz")
+    assert health["ready"] and health["workers"] == {"expected": 2, "answering": 2}
+    mark = admin.call("GET", "/journal?limit=0")["last"]
+    clients = [connect(f"{daemon.url}/echo?client_id=c{n}") for n in range(20)]
+    try:
+        for n, ws in enumerate(clients):
+            ws.send(f"m{n}")
+            assert ws.recv(timeout=5) == f"m{n}"
+        listed = admin.call("GET", "/clients")
+        assert listed["count"] == 20
+        answer = admin.call("POST", "/push", {"route": "/echo", "text": "to everyone"})
+        assert (answer["delivered"], answer["failed"]) == (20, 0)
+        for ws in clients:
+            assert ws.recv(timeout=5) == "to everyone"
+        journal = admin.call("GET", f"/journal?direction=in&since={mark}")
+        assert journal["count"] == 20
+        assert sorted(e["text"] for e in journal["entries"]) == sorted(
+            f"m{n}" for n in range(20))
+        metrics = admin.call_text("GET", "/metrics")
+        assert 'wsdaemon_messages_received_total{route="/echo"} 20.0' in metrics
+        session = [c for c in listed["clients"] if c["client_id"] == "c7"][0]["session_id"]
+        admin.call("POST", "/connections/close", {"session": session, "code": 4007,
+                                                  "reason": "bye"})
+        with pytest.raises(ConnectionClosed) as closed:
+            clients[7].recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4007
+    finally:
+        for ws in clients:
+            ws.close()
+    assert admin.call("PUT", "/routes/rules?route=/bot",
+                      raw=b'[default]\nreply = "replaced"\n')["rules"] == 0
+    for _ in range(8):
+        with connect(f"{daemon.url}/bot") as ws:
+            ws.send("x")
+            assert ws.recv(timeout=5) == "replaced"
+    code, why = admin.error("PUT", "/routes/rules?route=/bot", raw=b"[[rule]\n")
+    assert code == 400 and why.startswith("rules:1:")

@@ -399,8 +399,6 @@ def test_workers(write_config: Callable[..., Path]) -> None:
      "strategy = operator\n", None,
      "cannot share one embedded operator queue (route /support): add [broker] backend = "
      "redis, or set workers = 1"),
-    ("2", "[admin]\nlisten = tcp:0:interface=127.0.0.1\napi_keys = ops:"
-     "kkkkkkkkkkkkkkkkkkkkkkkk\n", None, "the admin API does not yet cover several workers"),
 ])
 def test_workers_refused(write_config: Callable[..., Path], workers: str, tail: str,
                          override: str | None, expected: str) -> None:

@@ -276,6 +276,3 @@ def _check_workers(reader: _Reader, workers: int, listen: Sequence[str],
         if endpoint.split(":", 1)[0] not in ("tcp", "tcp6", "unix", "systemd"):
             raise refuse(f"{endpoint!r}: with several workers, listen on tcp:, tcp6:, unix: or "
                          "systemd: (terminate TLS in front, e.g. HAProxy), or set workers = 1")
-    if ADMIN_SECTION in reader.parser:
-        raise refuse("the admin API does not yet cover several workers: remove [admin] or "
-                     "set workers = 1")

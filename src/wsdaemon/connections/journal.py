@@ -52,9 +52,27 @@ class Sequence:
     same everywhere. Numbers only increase; there may be gaps.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
         #: The next number (a C function: no Python frame per message).
         self.next: Callable[[], int] = itertools.count(1).__next__
+        if clock is not None:
+            self.next = self._timed(clock)
+
+    @staticmethod
+    def _timed(clock: Callable[[], float]) -> Callable[[], int]:
+        """
+        Numbers that are microseconds of the clock (strictly increasing):
+        the workers of one daemon then number entries on one time line, so
+        their journals merge in order and a C{since} means the same in each.
+        """
+        last = 0
+
+        def next_number() -> int:
+            nonlocal last
+            last = max(last + 1, int(clock() * 1_000_000))
+            return last
+
+        return next_number
 
     def mark(self) -> int:
         """

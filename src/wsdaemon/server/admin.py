@@ -327,6 +327,8 @@ class AdminSite(Site):
     """
     @param api_keys: key -> name of who holds it.
     @param allowed_hosts: Host header names answered (others: 421).
+    @param root: answers every path (a supervisor's, combining its workers'
+        admin APIs); by default the daemon's own resources.
     """
 
     requestFactory = _AdminRequest
@@ -337,7 +339,7 @@ class AdminSite(Site):
                  registry: CollectorRegistry, push_counters: PushCounters,
                  request_timeout: float = 10.0, max_connections: int = 100,
                  allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"}),
-                 clock: IReactorTime | None = None) -> None:
+                 clock: IReactorTime | None = None, root: Resource | None = None) -> None:
         self.daemon = daemon
         self.api_keys = dict(api_keys)
         self.max_body = max_body
@@ -347,6 +349,9 @@ class AdminSite(Site):
         self.open_connections = 0
         self.push_counters = push_counters
         self.pushes_done = PushesDone(clock if clock is not None else _reactor())
+        if root is not None:  # the supervisor's: answered from the workers'
+            super().__init__(root)
+            return
         root = Resource()
         root.putChild(b"push", PushResource(self))
         root.putChild(b"clients", ClientsResource(self))

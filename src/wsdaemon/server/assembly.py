@@ -155,10 +155,13 @@ class Assembly:
 
     def build(self, config: DaemonConfig, handle_signals: bool = True,
               inherited: Sequence[tuple[int, str]] = (),
-              on_ready: Callable[[], None] | None = None) -> WsDaemonService:
+              on_ready: Callable[[], None] | None = None,
+              admin_socket: str | None = None) -> WsDaemonService:
         """
         @param inherited: a worker's listening sockets (fd, family), served
             instead of C{config.listen}.
+        @param admin_socket: a worker's private admin socket (its
+            supervisor's admin API asks it), instead of C{[admin] listen}.
         @param on_ready: called once the daemon is ready.
         @return: the daemon's service for C{config}, listeners included (it
             listens once started).
@@ -174,7 +177,8 @@ class Assembly:
         index = SessionIndex()
         bus: IPushBus = (LocalPushBus(index) if parts.link is None
                          else RedisPushBus(index, parts.link, reactor))
-        webroot = WebRoot(clock=reactor, reactor=reactor, index=index)
+        webroot = WebRoot(clock=reactor, reactor=reactor, index=index,
+                          timed_journal=bool(inherited))
         site = build_site(webroot.build(config, parts.routes, parts.queue),
                           handshake_timeout=config.protocol.open_handshake_timeout)
         service = WsDaemonService(parts, reactor, index=index, bus=bus, webroot=webroot,
@@ -195,7 +199,9 @@ class Assembly:
                 make_registry(service, service.push_counters), service.push_counters,
                 admin.request_timeout, admin.max_connections, admin.allowed_hosts,
                 clock=reactor)
-            for description in admin.listen:
+            endpoints = ([f"unix:{admin_socket}:mode=600"] if admin_socket is not None
+                         else admin.listen)
+            for description in endpoints:
                 service.listen(description, service.admin_site, _ADMIN_LISTEN_KEY)
         self.service = service
         return service

@@ -33,7 +33,8 @@ from wsdaemon.config import ConfigError, DaemonConfig
 from wsdaemon.server.assembly import check_reloadable
 from wsdaemon.server.systemd import notify, reloading_message
 
-__all__ = ["Supervisor", "open_listener", "READY_FD", "LISTEN_FDS_ENV", "READY_FD_ENV"]
+__all__ = ["ADMIN_SOCKET_ENV", "LISTEN_FDS_ENV", "READY_FD", "READY_FD_ENV", "Supervisor",
+           "open_listener"]
 
 _log = Logger(namespace="wsdaemon.supervisor")
 
@@ -43,6 +44,8 @@ READY_FD = 3
 FIRST_LISTEN_FD = 4
 LISTEN_FDS_ENV = "WSDAEMON_LISTEN_FDS"
 READY_FD_ENV = "WSDAEMON_READY_FD"
+#: Where a worker serves its admin API for the supervisor's to ask.
+ADMIN_SOCKET_ENV = "WSDAEMON_ADMIN_SOCKET"
 #: Restart delays after a worker dies: doubling from the first to the last.
 RESTART_DELAYS = (0.5, 30.0)
 #: A worker that ran this long resets its restart delay.
@@ -183,6 +186,10 @@ class Supervisor(Service):
         self.delays: dict[int, float] = {}
         self.stopping = False
         self.ready = False
+        #: The workers' admin sockets live here (private to this user).
+        self.admin_dir: str | None = None
+        self.admin_site: Any = None
+        self._admin_ports: list[Any] = []
 
     # -- start -----------------------------------------------------------------------
 
@@ -202,6 +209,8 @@ class Supervisor(Service):
         super().startService()
         for description in self.config.listen:
             _log.info("listening on {endpoint}", endpoint=description)
+        if self.config.admin is not None:
+            self._start_admin()
         _log.info("starting {count} workers", count=self.config.workers)
         for number in range(self.config.workers):
             self.spawn(number)
@@ -211,14 +220,65 @@ class Supervisor(Service):
             reactor.callWhenRunning(self._install_stop_signal)
 
     def _install_stop_signal(self) -> None:
+        # Like the daemon's own: exit 0 on SIGTERM; a second signal while
+        # stopping is ignored, quietly.
         reactor = self.reactor
+        asked: list[bool] = []
 
-        def stop(*_: Any) -> None:
-            if not self.stopping and reactor.running:
-                reactor.callFromThread(reactor.stop)
+        def stop_once() -> None:
+            if not asked and reactor.running:
+                asked.append(True)
+                reactor.stop()
 
         for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, stop)
+            signal.signal(number, lambda *_: reactor.callFromThread(stop_once))
+
+    def _start_admin(self) -> None:
+        """
+        Serve the admin API for the whole daemon: answered from every
+        worker's own admin API, on private Unix sockets.
+        """
+        import tempfile
+
+        from twisted.internet.endpoints import serverFromString
+
+        from wsdaemon.server.admin import AdminSite, PushCounters
+        from wsdaemon.server.aggregate import AggregateResource, WorkerAdmin
+
+        admin = self.config.admin
+        assert admin is not None
+        self.admin_dir = tempfile.mkdtemp(prefix="wsdaemon-workers-")
+        workers = WorkerAdmin(self.reactor, self.admin_sockets, timeout=admin.request_timeout)
+        root = AggregateResource(workers, lambda: self.config.workers,
+                                 shared_push=self.config.broker is not None)
+        self.admin_site = AdminSite(None, admin.api_keys, admin.max_body, None,  # type: ignore[arg-type]
+                                    PushCounters(), admin.request_timeout,
+                                    admin.max_connections, admin.allowed_hosts,
+                                    clock=self.reactor, root=root)
+        for description in admin.listen:
+            endpoint = serverFromString(self.reactor, description)
+            d = endpoint.listen(self.admin_site)
+            d.addCallback(self._admin_ports.append)
+            d.addErrback(self._admin_failed, description)
+            _log.info("admin API listening on {endpoint} (for all workers)",
+                      endpoint=description)
+
+    def _admin_failed(self, failure: Failure, description: str) -> None:
+        _log.critical("cannot listen on {endpoint} ([admin] listen (or --admin-listen)): "
+                      "{error}", endpoint=description, error=failure.getErrorMessage())
+        self.reactor.stop()
+
+    def admin_sockets(self) -> dict[int, str]:
+        """
+        @return: each running worker's admin socket.
+        """
+        if self.admin_dir is None:
+            return {}
+        return {number: self._admin_socket(number) for number in self.workers}
+
+    def _admin_socket(self, number: int) -> str:
+        assert self.admin_dir is not None
+        return os.path.join(self.admin_dir, f"worker-{number}.sock")
 
     def spawn(self, number: int) -> None:
         worker = _Worker(self, number)
@@ -231,6 +291,8 @@ class Supervisor(Service):
                if key not in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")}
         env[LISTEN_FDS_ENV] = ",".join(inherited)
         env[READY_FD_ENV] = str(READY_FD)
+        if self.admin_dir is not None:
+            env[ADMIN_SOCKET_ENV] = self._admin_socket(number)
         env["PYTHONUNBUFFERED"] = "1"
         command = list(self.command(number))
         self.reactor.spawnProcess(worker, command[0], command, env=env, childFDs=child_fds)
@@ -290,6 +352,12 @@ class Supervisor(Service):
             notify("READY=1\nSTATUS=reload refused; running the previous config")
             return False
         self.config = new
+        if self.admin_site is not None and new.admin is not None:
+            self.admin_site.api_keys = dict(new.admin.api_keys)
+            self.admin_site.max_body = new.admin.max_body
+            self.admin_site.handshake_timeout = new.admin.request_timeout
+            self.admin_site.max_connections = new.admin.max_connections
+            self.admin_site.allowed_hosts = new.admin.allowed_hosts
         for worker in self.workers.values():
             self._signal(worker, signal.SIGHUP)
         _log.info("reload passed on to {count} workers", count=len(self.workers))
@@ -341,6 +409,14 @@ class Supervisor(Service):
         for sock, _ in self.sockets:
             sock.close()
         self.sockets = []
+        for port in self._admin_ports:
+            port.stopListening()
+        self._admin_ports = []
+        if self.admin_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.admin_dir, ignore_errors=True)
+            self.admin_dir = None
 
 
 def worker_command(argv: Sequence[str], number: int) -> list[str]:

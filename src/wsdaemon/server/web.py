@@ -135,15 +135,17 @@ class WebRoot:
     connections carry on).
     """
 
-    def __init__(self, clock: IReactorTime, reactor: Any, index: SessionIndex) -> None:
+    def __init__(self, clock: IReactorTime, reactor: Any, index: SessionIndex,
+                 timed_journal: bool = False) -> None:
         self.clock = clock
         self.reactor = reactor
         self.index = index
         self.factories: dict[str, RouteFactory] = {}
         self.channel: OperatorChannelFactory | None = None
         self.limits = ConnectionLimits(total=0, per_ip=0)
-        #: Numbers every route's journal entries in one order.
-        self.sequence = Sequence()
+        #: Numbers every route's journal entries in one order (a worker's: on
+        #: the clock's time line, shared with the other workers).
+        self.sequence = Sequence(clock.seconds if timed_journal else None)
 
     def journals(self) -> dict[str, Journal]:
         """

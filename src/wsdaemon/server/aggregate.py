@@ -1,0 +1,363 @@
+"""
+The admin API of a daemon with several workers: the supervisor serves the
+configured admin listener and answers for the whole daemon by asking every
+worker's own admin API (each on a private Unix socket) and combining the
+answers: a push reaches every worker (one, with Redis, which then reaches
+them all), lists are joined, counts summed, /metrics summed by series,
+/healthz ready only when every worker is; a connection action goes to the
+worker that holds the session.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from io import BytesIO
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.endpoints import UNIXClientEndpoint
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgentEndpointFactory
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+__all__ = ["Reply", "WorkerAdmin", "AggregateResource", "merge_metrics"]
+
+_log = Logger(namespace="wsdaemon.admin")
+
+#: Request headers passed on to the workers.
+_PASSED = (b"authorization", b"content-type", b"idempotency-key")
+
+
+class Reply:
+    """
+    One worker's answer: its status, headers' content type and body.
+    """
+
+    def __init__(self, worker: int, status: int, content_type: bytes, body: bytes) -> None:
+        self.worker = worker
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+@implementer(IAgentEndpointFactory)
+class _Sockets:
+    def __init__(self, reactor: Any, paths: Callable[[], Mapping[int, str]]) -> None:
+        self.reactor = reactor
+        self.paths = paths
+
+    def endpointForURI(self, uri: Any) -> Any:
+        number = int(uri.host.decode("ascii").rsplit("-", 1)[1])
+        return UNIXClientEndpoint(self.reactor, self.paths()[number], timeout=5)
+
+
+class WorkerAdmin:
+    """
+    Calls the workers' admin APIs.
+
+    @param paths: each running worker's admin socket, by worker number.
+    """
+
+    def __init__(self, reactor: Any, paths: Callable[[], Mapping[int, str]],
+                 timeout: float = 10.0) -> None:
+        self.reactor = reactor
+        self.paths = paths
+        self.timeout = timeout
+        self.agent = Agent.usingEndpointFactory(reactor, _Sockets(reactor, paths))
+
+    @inlineCallbacks
+    def call(self, worker: int, method: bytes, path: bytes, headers: Headers,
+             body: bytes | None) -> Any:
+        producer = FileBodyProducer(BytesIO(body)) if body else None
+        d = self.agent.request(method, b"http://worker-%d" % worker + path, headers, producer)
+        clock: IReactorTime = self.reactor
+        timer = clock.callLater(self.timeout, d.cancel)
+        try:
+            response = yield d
+            data = yield readBody(response)
+        finally:
+            if timer.active():
+                timer.cancel()
+        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
+        return Reply(worker, response.code, content_type, data)
+
+    def all(self, method: bytes, path: bytes, headers: Headers, body: bytes | None,
+            only: Sequence[int] | None = None) -> Deferred[list[Reply]]:
+        """
+        @return: the answers of every worker that answered.
+        """
+        numbers = sorted(self.paths()) if only is None else list(only)
+        calls = [self.call(n, method, path, headers, body) for n in numbers]
+        d: Deferred[Any] = DeferredList(calls, consumeErrors=True)
+
+        def answered(results: list[tuple[bool, Any]]) -> list[Reply]:
+            replies = []
+            for number, (ok, value) in zip(numbers, results, strict=True):
+                if ok:
+                    replies.append(value)
+                else:
+                    _log.warn("admin API: worker {number} did not answer: {why}",
+                              number=number, why=value.getErrorMessage())
+            return replies
+
+        d.addCallback(answered)
+        return d
+
+
+def merge_metrics(texts: Sequence[str]) -> str:
+    """
+    @return: the workers' Prometheus expositions as one, each series summed.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    order: list[str] = []
+    kinds: dict[str, tuple[str, str]] = {}
+    sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            if family.name not in kinds:
+                order.append(family.name)
+                kinds[family.name] = (family.type, family.documentation)
+                sums[family.name] = {}
+            series = sums[family.name]
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue  # a timestamp per process: no sum of it means anything
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                series[key] = series.get(key, 0.0) + sample.value
+    lines = []
+    for name in order:
+        kind, doc = kinds[name]
+        # The text format names a counter by its samples' name (..._total).
+        shown = f"{name}_total" if kind == "counter" else name
+        lines.append(f"# HELP {shown} {doc}")
+        lines.append(f"# TYPE {shown} {kind}")
+        for (sample_name, labels), value in sums[name].items():
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+            lines.append(f"{sample_name}{{{label_text}}} {value!r}" if labels
+                         else f"{sample_name} {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _sum(values: Sequence[Any]) -> Any:
+    return sum(v for v in values if isinstance(v, int | float))
+
+
+class AggregateResource(Resource):
+    """
+    Every admin path, answered from the workers' answers.
+
+    @param shared_push: the workers share pushes through Redis: a push goes
+        to one worker only.
+    """
+
+    isLeaf = True
+
+    def __init__(self, workers: WorkerAdmin, expected: Callable[[], int],
+                 shared_push: bool) -> None:
+        super().__init__()
+        self.workers = workers
+        self.expected = expected
+        self.shared_push = shared_push
+        self._next_push = 0
+
+    def render(self, request: Request) -> int:
+        body = request.content.read() if request.content is not None else b""
+        if getattr(request, "oversized", False):
+            self._send(request, 413, b"application/json",
+                       b'{"error": "body over max_body bytes"}\n')
+            return NOT_DONE_YET
+        headers = Headers({b"host": [b"localhost"]})
+        for name in _PASSED:
+            value = request.getHeader(name)
+            if value is not None:
+                headers.setRawHeaders(name, [value])
+        path = request.uri
+        d = self._answer(request.method, path, headers, body)
+        d.addCallback(lambda answer: self._send(request, *answer))
+        d.addErrback(self._failed, request)
+        return NOT_DONE_YET
+
+    def _failed(self, failure: Any, request: Request) -> None:
+        _log.failure("admin API: combining the workers' answers failed", failure)
+        self._send(request, 502, b"application/json",
+                   b'{"error": "the workers did not answer"}\n')
+
+    @staticmethod
+    def _send(request: Request, status: int, content_type: bytes, body: bytes) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", content_type or b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        request.write(body)
+        request.finish()
+
+    @inlineCallbacks
+    def _answer(self, method: bytes, uri: bytes, headers: Headers, body: bytes) -> Any:
+        route = uri.split(b"?", 1)[0].rstrip(b"/")
+        workers = self.workers
+        if route == b"/push" and self.shared_push:
+            numbers = sorted(workers.paths())
+            if numbers:
+                self._next_push = (self._next_push + 1) % len(numbers)
+                replies = yield workers.all(method, uri, headers, body,
+                                            only=[numbers[self._next_push]])
+                return _relay(replies)
+        if route.startswith(b"/connections/"):
+            for number in sorted(workers.paths()):
+                reply = yield workers.call(number, method, uri, headers, body)
+                if reply.status != 404:
+                    return reply.status, reply.content_type, reply.body
+            return 404, b"application/json", b'{"error": "no open connection with that session"}\n'
+        if route == b"/routes/rules" and method == b"PUT":
+            numbers = sorted(workers.paths())
+            first = yield workers.all(method, uri, headers, body, only=numbers[:1])
+            if not first or first[0].status != 200:
+                return _relay(first)
+            yield workers.all(method, uri, headers, body, only=numbers[1:])
+            return _relay(first)
+        replies = yield workers.all(method, uri, headers, body)
+        if not replies:
+            return 502, b"application/json", b'{"error": "no worker answered"}\n'
+        if any(r.status >= 400 for r in replies) or route in (b"",):
+            bad = next((r for r in replies if r.status >= 400), replies[0])
+            return bad.status, bad.content_type, bad.body
+        combine = _cleared if (route, method) == (b"/journal", b"DELETE") else \
+            _COMBINERS.get(route)
+        if combine is None:
+            return _relay(replies)
+        if route == b"/metrics":
+            text = merge_metrics([r.body.decode("utf-8") for r in replies])
+            return 200, b"text/plain; version=0.0.4; charset=utf-8", text.encode("utf-8")
+        answers = [r.json() for r in replies]
+        combined = combine(answers, self.expected())
+        status = 200
+        if route == b"/healthz" and not combined.get("ready"):
+            status = 503
+        return status, b"application/json", (json.dumps(combined) + "\n").encode("utf-8")
+
+
+def _relay(replies: list[Reply]) -> tuple[int, bytes, bytes]:
+    if not replies:
+        return 502, b"application/json", b'{"error": "no worker answered"}\n'
+    return replies[0].status, replies[0].content_type, replies[0].body
+
+
+def _push(answers: list[Any], expected: int) -> dict[str, Any]:
+    first = dict(answers[0])
+    first["delivered"] = _sum([a.get("delivered") for a in answers])
+    first["failed"] = _sum([a.get("failed") for a in answers])
+    return first
+
+
+def _clients(answers: list[Any], expected: int) -> dict[str, Any]:
+    clients = sorted((c for a in answers for c in a.get("clients", [])),
+                     key=lambda c: c.get("connected_at", 0))
+    return {"count": len(clients), "clients": clients}
+
+
+def _health(answers: list[Any], expected: int) -> dict[str, Any]:
+    ready = len(answers) == expected and all(a.get("ready") for a in answers)
+    status = "ok" if all(a.get("status") == "ok" for a in answers) and ready else "degraded"
+    return {"status": status, "ready": ready, "version": answers[0].get("version"),
+            "workers": {"expected": expected, "answering": len(answers)},
+            "connections": _sum([a.get("connections") for a in answers]),
+            "broker": answers[0].get("broker"),
+            "queue": answers[0].get("queue"),
+            "each": answers}
+
+
+def _journal(answers: list[Any], expected: int) -> dict[str, Any]:
+    entries = sorted((e for a in answers for e in a.get("entries", [])),
+                     key=lambda e: (e.get("seq", 0)))
+    result: dict[str, Any] = {"count": _sum([a.get("count") for a in answers]),
+                              "last": max(a.get("last", 0) for a in answers)}
+    if any("entries" in a for a in answers):
+        result["entries"] = entries
+        nexts = [a["next"] for a in answers if "next" in a]
+        if nexts:
+            result["next"] = min(nexts)
+    return result
+
+
+def _journal_routes(answers: list[Any], expected: int) -> dict[str, Any]:
+    merged: dict[str, dict[str, Any]] = {}
+    for answer in answers:
+        for route in answer.get("routes", []):
+            into = merged.setdefault(route["route"], dict(route))
+            if into is not route:
+                for key in ("entries", "bytes", "dropped"):
+                    into[key] = into.get(key, 0) + route.get(key, 0)
+    return {"routes": list(merged.values())}
+
+
+def _routes(answers: list[Any], expected: int) -> dict[str, Any]:
+    merged: dict[str, dict[str, Any]] = {}
+    for answer in answers:
+        for route in answer.get("routes", []):
+            into = merged.get(route["route"])
+            if into is None:
+                merged[route["route"]] = {**route, "journal": dict(route.get("journal", {}))}
+                continue
+            into["connections"] = into.get("connections", 0) + route.get("connections", 0)
+            for key in ("entries", "bytes", "dropped"):
+                into["journal"][key] = (into["journal"].get(key, 0)
+                                        + route.get("journal", {}).get(key, 0))
+    return {"routes": list(merged.values())}
+
+
+def _connections(answers: list[Any], expected: int) -> dict[str, Any]:
+    connections = sorted((c for a in answers for c in a.get("connections", [])),
+                         key=lambda c: c.get("connected_at", 0))
+    return {"route": answers[0].get("route"), "count": len(connections),
+            "connections": connections}
+
+
+def _cleared(answers: list[Any], expected: int) -> dict[str, Any]:
+    first = dict(answers[0])
+    for key in ("cleared", "journal_cleared"):
+        if key in first:
+            first[key] = _sum([a.get(key) for a in answers])
+    return first
+
+
+def _handshake(answers: list[Any], expected: int) -> dict[str, Any]:
+    first = dict(answers[0])
+    if isinstance(first.get("handshake"), dict):
+        first["handshake"] = dict(first["handshake"])
+        first["handshake"]["refusals_left"] = _sum(
+            [a.get("handshake", {}).get("refusals_left") for a in answers])
+    return first
+
+
+_COMBINERS: dict[bytes, Callable[[list[Any], int], dict[str, Any]]] = {
+    b"/push": _push,
+    b"/clients": _clients,
+    b"/healthz": _health,
+    b"/metrics": lambda answers, expected: {},
+    b"/journal": _journal,
+    b"/journal/find": _journal,
+    b"/journal/count": _journal,
+    b"/journal/routes": _journal_routes,
+    b"/routes": _routes,
+    b"/routes/connections": _connections,
+    b"/routes/reset": _cleared,
+    b"/routes/handshake": _handshake,
+}
