@@ -149,6 +149,6 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
             except OSError:
                 pass
 
-    return Assembly(reactor, lambda: load(options, reactor)).build(
+    return Assembly(reactor, lambda: load(options, reactor), worker=int(options["worker"])).build(
         config, handle_signals=True, inherited=inherited, on_ready=ready,
         admin_socket=os.environ.get(ADMIN_SOCKET_ENV) or None)

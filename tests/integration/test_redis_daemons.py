@@ -433,3 +433,33 @@ def test_web_console_on_b_answers_a_client_on_a(cluster: Cluster, redis_server: 
     redis_server.restart(down_for=1.0)
     wait_for(lambda: "queue resynchronised: 0 open item(s)" in find(By.ID, "events").text,
              timeout=20)
+
+
+def test_workers_share_the_operator_queue_through_redis(
+        redis_server: RedisServer, write_config: Callable[..., Path],
+        start_daemon: Callable[..., Daemon], closing: list[Any]) -> None:
+    """workers = 2 with the Redis broker: clients land on either worker, one
+    operator (on one of them) sees and answers every item, each reply reaches
+    its client; a push through the admin API reaches everyone once."""
+    port = free_port()
+    text = config_text(redis_server, port, "w").replace(
+        "listen = tcp:0:interface=127.0.0.1\n",
+        "listen = tcp:0:interface=127.0.0.1\n        workers = 2\n", 1)
+    daemon = start_daemon(write_config(text, name="w.ini"))
+    daemon.admin_port = port  # type: ignore[attr-defined]
+    daemon.wait_for_log("ready: 2 workers listening", timeout=20)
+    alice = operator(daemon, ALICE, closing)
+    asked = []
+    for n in range(6):  # one at a time: the operator's view takes events in order
+        client, item_id = ask(daemon, f"c{n}", f"question {n}", closing)
+        item = wait_item(alice, item_id)
+        assert item["text"] == f"question {n}"
+        answer = alice.request(type="reply", item=item_id, text=f"answer {n}")
+        assert answer["type"] == "ok", answer
+        assert client.recv(timeout=5) == f"answer {n}"
+        asked.append((client, item_id))
+    status, body = admin(daemon, "/push", {"route": "/support", "text": "closing soon"})
+    assert status == 200, body
+    for client, _ in asked:
+        assert client.recv(timeout=5) == "closing soon"
+        no_more(client, 0.3)

@@ -60,8 +60,10 @@ class Assembly:
     """
 
     def __init__(self, reactor: Any, read_config: Callable[[], DaemonConfig] | None = None,
-                 registry: StrategyRegistry | None = None) -> None:
+                 registry: StrategyRegistry | None = None, worker: int | None = None) -> None:
         self.reactor = reactor
+        #: This process's number among a supervisor's workers, or None.
+        self.worker = worker
         self.read_config = read_config
         self.registry = registry if registry is not None else StrategyRegistry()
         self.service: WsDaemonService | None = None
@@ -80,6 +82,9 @@ class Assembly:
             # restarted daemon is a new member).
             settings = replace(settings, daemon_id=f"{socket.gethostname()}-{os.getpid()}-"
                                                    f"{secrets.token_hex(2)}")
+        elif self.worker is not None:
+            # Each worker is a member of its own: the configured name, numbered.
+            settings = replace(settings, daemon_id=f"{settings.daemon_id}-w{self.worker}")
         return RedisLink(settings, self.reactor)
 
     def queue(self, config: DaemonConfig, link: RedisLink | None) -> IOperatorQueue | None:
