@@ -251,6 +251,10 @@ api_keys = tests:{KEY}
             assert ws.recv(timeout=5) == f"m{n}"
         listed = admin.call("GET", "/clients")
         assert listed["count"] == 20
+        # SO_REUSEPORT: the kernel spreads connections over both workers
+        # (all 20 on one would happen once in half a million runs).
+        per_worker = [each["connections"] for each in admin.call("GET", "/healthz")["each"]]
+        assert sorted(per_worker)[0] > 0 and sum(per_worker) == 20, per_worker
         answer = admin.call("POST", "/push", {"route": "/echo", "text": "to everyone"})
         assert (answer["delivered"], answer["failed"]) == (20, 0)
         for ws in clients:

@@ -17,6 +17,7 @@ daemon, listening on inherited sockets (C{WSDAEMON_LISTEN_FDS}) and saying
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sys
@@ -72,11 +73,16 @@ def _parts(description: str) -> tuple[str, list[str], dict[str, str]]:
     return kind, args, kwargs
 
 
-def open_listener(description: str, environ: Mapping[str, str] | None = None
-                  ) -> tuple[socket.socket, str]:
+def open_listener(description: str, environ: Mapping[str, str] | None = None,
+                  reuse_port: bool = False) -> tuple[socket.socket, str]:
     """
     Open (or take from systemd) the listening socket an endpoint string
     describes.
+
+    @param reuse_port: a TCP socket of its own for one worker, on a port
+        shared with the others' (SO_REUSEPORT: the kernel spreads new
+        connections evenly among the sockets, where one shared socket lets
+        the first worker to wake take most of a burst).
 
     @return: the socket and its family name for the worker (C{INET},
         C{INET6} or C{UNIX}).
@@ -103,6 +109,8 @@ def open_listener(description: str, environ: Mapping[str, str] | None = None
         sock = socket.socket(socket.AF_INET6 if family_name == "INET6" else socket.AF_INET,
                              socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((interface, port))
     elif kind == "unix":
         path = kwargs.get("address", args[0] if args else "")
@@ -181,11 +189,14 @@ class Supervisor(Service):
         self.command = command
         self.read_config = read_config
         self.handle_signals = handle_signals
-        self.sockets: list[tuple[socket.socket, str]] = []
+        #: Listening sockets: each worker's own (tcp, with SO_REUSEPORT), or
+        #: one shared by all (unix, systemd's), in the order of the listeners.
+        self.sockets: dict[int, list[tuple[socket.socket, str]]] = {}
         self.workers: dict[int, _Worker] = {}
         self.delays: dict[int, float] = {}
         self.stopping = False
         self.ready = False
+        self._opening = ""
         #: The workers' admin sockets live here (private to this user).
         self.admin_dir: str | None = None
         self.admin_site: Any = None
@@ -194,14 +205,37 @@ class Supervisor(Service):
     # -- start -----------------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
-        for description in self.config.listen:
-            try:
-                self.sockets.append(open_listener(description))
-            except (OSError, ValueError) as e:
-                _log.critical("cannot listen on {endpoint} ([wsdaemon] listen (or --listen)): "
-                              "{error}", endpoint=description, error=str(e))
-                raise SystemExit(1) from None
+        try:
+            self._open_sockets()
+        except (OSError, ValueError) as e:
+            _log.critical("cannot listen on {endpoint} ([wsdaemon] listen (or --listen)): "
+                          "{error}", endpoint=self._opening, error=str(e))
+            raise SystemExit(1) from None
         super().privilegedStartService()
+
+    def _open_sockets(self) -> None:
+        """
+        TCP listeners: one socket per worker on the shared port
+        (SO_REUSEPORT); others: one socket all workers share.
+        """
+        count = self.config.workers
+        self.sockets = {number: [] for number in range(count)}
+        for description in self.config.listen:
+            self._opening = description
+            kind = description.split(":", 1)[0]
+            if kind in ("tcp", "tcp6") and hasattr(socket, "SO_REUSEPORT"):
+                first = open_listener(description, reuse_port=True)
+                self.sockets[0].append(first)
+                # tcp:0 picks a port: the others join the one the first got.
+                port = first[0].getsockname()[1]
+                same = re.sub(r"^(tcp6?):\d+", rf"\g<1>:{port}", description)
+                same = re.sub(r"(:port=)\d+", rf"\g<1>{port}", same)
+                for number in range(1, count):
+                    self.sockets[number].append(open_listener(same, reuse_port=True))
+            else:
+                shared = open_listener(description)
+                for number in range(count):
+                    self.sockets[number].append(shared)
 
     def startService(self) -> None:
         if not self.sockets:
@@ -284,7 +318,7 @@ class Supervisor(Service):
         worker = _Worker(self, number)
         child_fds: dict[int, Any] = {0: "w", 1: 1, 2: 2, READY_FD: "r"}
         inherited = []
-        for offset, (sock, family) in enumerate(self.sockets):
+        for offset, (sock, family) in enumerate(self.sockets[number]):
             child_fds[FIRST_LISTEN_FD + offset] = sock.fileno()
             inherited.append(f"{FIRST_LISTEN_FD + offset}:{family}")
         env = {key: value for key, value in os.environ.items()
@@ -406,9 +440,13 @@ class Supervisor(Service):
                 self._signal(worker, signal.SIGKILL)
 
     def _close_sockets(self) -> None:
-        for sock, _ in self.sockets:
-            sock.close()
-        self.sockets = []
+        closed = set()
+        for sockets in self.sockets.values():
+            for sock, _ in sockets:
+                if id(sock) not in closed:
+                    closed.add(id(sock))
+                    sock.close()
+        self.sockets = {}
         for port in self._admin_ports:
             port.stopListening()
         self._admin_ports = []
