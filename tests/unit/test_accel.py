@@ -54,3 +54,25 @@ def test_installed_into_autobahn() -> None:
     assert protocol.hltype(SmallFrameMasker) == "SmallFrameMasker"
     lazy = protocol.pformat([("a", 1)])
     assert str(lazy) == "[('a', 1)]"
+
+
+def test_large_frame_masker_matches_autobahns() -> None:
+    """The direct NVX masker unmasks exactly as Autobahn's own, whole or in
+    pieces (frames arrive split across reads)."""
+    import os
+
+    from autobahn.nvx._xormasker import create_xor_masker as autobahn_masker
+
+    from wsdaemon.connections.accel import LargeFrameMasker
+
+    for length in (1024, 1500, 16384, 65537):
+        mask, data = os.urandom(4), os.urandom(length)
+        ours, theirs = LargeFrameMasker(mask, length), autobahn_masker(mask, length)
+        assert ours.process(data) == theirs.process(data)
+        ours, theirs = LargeFrameMasker(mask, length), autobahn_masker(mask, length)
+        pieces = [data[:3], data[3:777], data[777:]]
+        assert b"".join(ours.process(p) for p in pieces) == b"".join(
+            theirs.process(p) for p in pieces)
+        assert ours.pointer() == theirs.pointer() == length
+        ours.reset()
+        assert ours.pointer() == 0
