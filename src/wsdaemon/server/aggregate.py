@@ -236,16 +236,16 @@ class AggregateResource(Resource):
         replies = yield workers.all(method, uri, headers, body)
         if not replies:
             return 502, b"application/json", b'{"error": "no worker answered"}\n'
-        if any(r.status >= 400 for r in replies) or route in (b"",):
+        if any(r.status >= 400 for r in replies):
             bad = next((r for r in replies if r.status >= 400), replies[0])
             return bad.status, bad.content_type, bad.body
+        if route == b"/metrics":
+            text = merge_metrics([r.body.decode("utf-8") for r in replies])
+            return 200, b"text/plain; version=0.0.4; charset=utf-8", text.encode("utf-8")
         combine = _cleared if (route, method) == (b"/journal", b"DELETE") else \
             _COMBINERS.get(route)
         if combine is None:
             return _relay(replies)
-        if route == b"/metrics":
-            text = merge_metrics([r.body.decode("utf-8") for r in replies])
-            return 200, b"text/plain; version=0.0.4; charset=utf-8", text.encode("utf-8")
         answers = [r.json() for r in replies]
         combined = combine(answers, self.expected())
         status = 200
@@ -351,7 +351,6 @@ _COMBINERS: dict[bytes, Callable[[list[Any], int], dict[str, Any]]] = {
     b"/push": _push,
     b"/clients": _clients,
     b"/healthz": _health,
-    b"/metrics": lambda answers, expected: {},
     b"/journal": _journal,
     b"/journal/find": _journal,
     b"/journal/count": _journal,

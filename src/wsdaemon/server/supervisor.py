@@ -60,8 +60,6 @@ def _parts(description: str) -> tuple[str, list[str], dict[str, str]]:
     An endpoint string's type, positional and keyword arguments ("\\:"
     escapes a colon).
     """
-    import re
-
     pieces = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", description)]
     kind, args, kwargs = pieces[0], [], {}
     for piece in pieces[1:]:

@@ -24,7 +24,7 @@ from autobahn.twisted.websocket import (
     WebSocketClientProtocol,
     connectWS,
 )
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -334,14 +334,11 @@ class ProxyStrategy:
         link = _Link(self, request)
         self._links[request.session_id] = link
 
-        def forget(result: Any) -> Any:
-            if isinstance(result, Failure):
-                self._links.pop(request.session_id, None)
-                if result.check(CancelledError):
-                    return result
-            return result
+        def forget(failure: Failure) -> Failure:
+            self._links.pop(request.session_id, None)
+            return failure
 
-        link.accepted.addBoth(forget)
+        link.accepted.addErrback(forget)
         link.connect()
         return link.accepted
 
