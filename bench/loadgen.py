@@ -30,6 +30,8 @@ class EchoClient(WSListener):
         self.latencies: list[float] = []
         self.sent_at = 0.0
         self.limit = 0
+        #: Echoes that differ from what was sent (a wrong server must not look fast).
+        self.wrong = 0
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -43,6 +45,8 @@ class EchoClient(WSListener):
             return
         now = time.perf_counter()
         self.count += 1
+        if frame.msg_type != self.kind or frame.get_payload_as_bytes() != self.payload:
+            self.wrong += 1
         if self.limit:
             self.latencies.append(now - self.sent_at)
             if self.count >= self.limit:
@@ -74,6 +78,9 @@ async def echo(url: str, connections: int, size: int, kind: str, seconds: float)
         client.start()
     await asyncio.gather(*(c.done for c in clients))
     elapsed = time.perf_counter() - started
+    wrong = sum(c.wrong for c in clients)
+    if wrong:
+        raise SystemExit(f"{wrong} echoes differ from what was sent")
     print(json.dumps({"msgs_per_s": sum(c.count for c in clients) / elapsed}))
     for transport, _ in pairs:
         transport.disconnect()
@@ -86,6 +93,8 @@ async def latency(url: str, size: int, kind: str, count: int) -> None:
     client.limit = count
     client.start()
     await client.done
+    if client.wrong:
+        raise SystemExit(f"{client.wrong} echoes differ from what was sent")
     values = sorted(client.latencies[count // 10:])  # drop the warm-up tenth
     pick = lambda q: values[min(len(values) - 1, int(q * len(values)))] * 1e6  # noqa: E731
     print(json.dumps({"p50_us": pick(0.5), "p99_us": pick(0.99), "max_us": values[-1] * 1e6}))

@@ -25,6 +25,7 @@ from wsdaemon.config import ProtocolSettings
 from wsdaemon.connections.backpressure import Backpressure
 from wsdaemon.connections.directwrite import write_now
 from wsdaemon.connections.faults import ConnectionFaults
+from wsdaemon.connections.frames import FastFrames, frame_header
 from wsdaemon.connections.handshake import HandshakeState
 from wsdaemon.connections.identity import resolve
 from wsdaemon.connections.index import SessionIndex
@@ -63,7 +64,7 @@ def _refuse(offers: list[Any]) -> None:
     return None
 
 
-class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[misc]
+class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # type: ignore[misc]
     """
     One client on one route.
     """
@@ -212,6 +213,7 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
                       if settings.max_message_rate else None)
         self._max_fragments = settings.max_fragments
         self._max_backlog = settings.max_outbound_buffer
+        self._start_fast_frames()
         journal = factory.journal
         if journal.enabled:
             self._journal = journal
@@ -440,7 +442,20 @@ class RouteProtocol(ConnectionFaults, WebSocketServerProtocol):  # type: ignore[
         if self._held_writes is not None:
             self._hold(payload, isBinary)
             return
-        super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+        length = len(payload)
+        if (self._fast_out and fragmentSize is None and not sync
+                and self.state == self.STATE_OPEN and not self.send_queue):
+            # One unfragmented, uncompressed frame: framed here, in one write
+            # (Autobahn's sendMessage and sendFrame re-check every option).
+            limit = self.maxMessagePayloadSize
+            if limit and length > limit:
+                self.wasMaxMessagePayloadSizeExceeded = True
+                raise PayloadExceededError(
+                    f"tried to send WebSocket message with size {length} exceeding payload "
+                    f"limit of {limit} octets")
+            write_now(self.transport, frame_header(2 if isBinary else 1, length) + payload)
+        else:
+            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
         self._count_out(payload, isBinary)
 
     def _count_out(self, payload: bytes, binary: bool) -> None:

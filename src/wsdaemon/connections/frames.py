@@ -1,0 +1,250 @@
+"""
+WebSocket frames on the common path, without Autobahn's per-frame machinery.
+
+Autobahn parses every incoming frame through about ten Python callbacks
+(C{processData}, C{onFrameBegin}, C{onMessageBegin}, C{onMessageFrameBegin},
+C{onFrameData}, ..., C{onMessageEnd}), each re-checking options that cannot
+change on an open connection, and it builds every outgoing frame through
+C{sendMessage} and C{sendFrame} the same way. For the frames nearly every
+client sends (one whole, masked, uncompressed text or binary frame, within
+the route's limits) L{FastFrames} reads the frame straight out of the
+bytes received and hands the message on in one step; L{frame_header} builds
+the header of an outgoing unfragmented frame from a table.
+
+Everything else goes to Autobahn, unchanged: control frames (ping, pong,
+close), fragments, compressed messages (permessage-deflate), frames over a
+limit, protocol violations (reserved bits or opcodes, unmasked frames,
+non-minimal lengths) and text frames that have not fully arrived (Autobahn
+streams them, so invalid UTF-8 fails the connection as soon as it arrives).
+Frames are taken in order: the first frame that is not ours ends the fast
+loop and Autobahn parses from there. Guarded by the Autobahn|Testsuite in
+CI, and by tests that feed the same bytes in every split to both paths.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from autobahn.websocket.protocol import WebSocketProtocol
+
+__all__ = ["FastFrames", "Unmasker", "frame_header"]
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+
+#: First byte of an unfragmented, uncompressed frame: FIN + opcode.
+_TEXT = 0x81
+_BINARY = 0x82
+
+#: A binary frame up to this size that has not fully arrived is waited for
+#: (buffered) rather than streamed through Autobahn. Beyond it, buffering by
+#: concatenation would copy too much; Autobahn streams it.
+WAIT_FOR = 65536
+
+_HEADERS = {
+    opcode: [bytes((0x80 | opcode, n)) for n in range(126)] for opcode in (1, 2)
+}
+_pack16 = struct.Struct("!BBH").pack
+_pack64 = struct.Struct("!BBQ").pack
+
+
+def frame_header(opcode: int, length: int) -> bytes:
+    """
+    The header of a final, unmasked, uncompressed server frame.
+    """
+    if length < 126:
+        return _HEADERS[opcode][length]
+    if length < 65536:
+        return _pack16(0x80 | opcode, 126, length)
+    return _pack64(0x80 | opcode, 127, length)
+
+
+class Unmasker:
+    """
+    Unmasks frame payloads in place in the received bytes' copy.
+
+    Small payloads are XORed as big integers (in C inside CPython). From
+    C{SMALL} bytes up, NVX's SIMD masker (the C code Autobahn uses) does it,
+    with one masker reused for every frame: its 4-byte mask is the first
+    field of its C struct and is rewritten per frame. That layout is
+    Autobahn's, not an API, so L{Unmasker} checks it once against a fresh
+    masker and falls back to a new masker per frame if it differs.
+    """
+
+    SMALL = 256
+
+    def __init__(self) -> None:
+        self._nvx: Any = None
+        self._masker: Any = None
+        self._mask_field: Any = None
+        self.reused = False
+        try:
+            import _nvx_xormasker as nvx  # type: ignore[import-not-found]
+        except ImportError:  # pragma: no cover - Autobahn without NVX
+            return
+        self._nvx = nvx
+        masker = nvx.lib.nvx_xormask_new(nvx.ffi.new("uint8_t[4]", b"\0\0\0\0"))
+        if masker == nvx.ffi.NULL:  # pragma: no cover - out of memory
+            return
+        self._masker = nvx.ffi.gc(masker, nvx.lib.nvx_xormask_free)
+        nvx.lib.nvx_xormask_set_impl(self._masker, 0)
+        self._mask_field = nvx.ffi.cast("uint8_t *", self._masker)
+        self.reused = self._check()
+
+    def _check(self) -> bool:
+        sample = bytes(range(256)) * 5
+        for mask in (b"\x01\x02\x03\x04", b"\xff\x00\xa5\x5a"):
+            if bytes(self._reuse(sample, 1, len(sample), mask)) != _plain(sample[1:], mask):
+                return False
+        return True
+
+    def _reuse(self, data: bytes, start: int, end: int, mask: bytes) -> bytearray:
+        nvx = self._nvx
+        nvx.ffi.memmove(self._mask_field, mask, 4)
+        nvx.lib.nvx_xormask_reset(self._masker)
+        out = bytearray(memoryview(data)[start:end])
+        nvx.lib.nvx_xormask_process(self._masker, nvx.ffi.from_buffer(out), end - start)
+        return out
+
+    def _fresh(self, data: bytes, start: int, end: int, mask: bytes) -> bytearray:
+        nvx = self._nvx
+        masker = nvx.lib.nvx_xormask_new(nvx.ffi.new("uint8_t[4]", mask))
+        try:
+            out = bytearray(memoryview(data)[start:end])
+            nvx.lib.nvx_xormask_process(masker, nvx.ffi.from_buffer(out), end - start)
+        finally:
+            nvx.lib.nvx_xormask_free(masker)
+        return out
+
+    def unmask(self, data: bytes, start: int, end: int, mask: bytes) -> bytes | bytearray:
+        """
+        The payload C{data[start:end]} unmasked with C{mask}: C{bytes} for
+        small payloads, a new C{bytearray} for larger ones.
+        """
+        n = end - start
+        if n < self.SMALL or self._nvx is None:
+            if not n:
+                return b""
+            key = (mask * ((n >> 2) + 1))[:n]
+            return (int.from_bytes(data[start:end], "little")
+                    ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+        if self.reused:
+            return self._reuse(data, start, end, mask)
+        return self._fresh(data, start, end, mask)
+
+
+def _plain(payload: bytes, mask: bytes) -> bytes:
+    return bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+
+
+class FastFrames:
+    """
+    Mixed into an Autobahn server protocol before C{WebSocketServerProtocol}:
+    whole, masked, uncompressed data frames within the limits are read here
+    and given to C{_dispatch(message, length)}; anything else to
+    Autobahn.
+
+    The protocol calls L{_start_fast_frames} once open; C{_fast_out} then
+    says whether its C{sendMessage} may frame a message itself with
+    L{frame_header} (no compression, no automatic fragmentation, no
+    masking or frame logging configured).
+    """
+
+    _fast_in = False
+    _fast_out = False
+    _fast_limit = 0
+
+    # Provided by Autobahn's protocol.
+    state: int
+    data: bytes
+    current_frame: Any
+    inside_message: bool
+    STATE_OPEN: int
+    maxMessagePayloadSize: int
+
+    def _start_fast_frames(self) -> None:
+        me: Any = self
+        limits = [n for n in (me.maxFramePayloadSize, me.maxMessagePayloadSize) if n > 0]
+        self._fast_limit = min(limits) if limits else (1 << 62)
+        plain = me._perMessageCompress is None and not me.logFrames and not me.logOctets
+        self._fast_in = plain and me.applyMask and me.websocket_version != 0
+        self._fast_out = plain and not me.autoFragmentSize and not me.maskServerFrames
+
+    def _dispatch(self, message: str | bytes, length: int) -> None:
+        raise NotImplementedError
+
+    def dataReceived(self, data: bytes) -> None:
+        me: Any = self
+        if (not self._fast_in or self.state != _OPEN or self.current_frame is not None
+                or self.inside_message):
+            me._dataReceived(data)
+            return
+        me.trafficStats.incomingOctetsWireLevel += len(data)
+        buf = self.data
+        if buf:
+            buf += data
+        else:
+            buf = data
+        n = len(buf)
+        pos = 0
+        limit = self._fast_limit
+        unmask = _UNMASKER.unmask
+        deliver = self._dispatch
+        while n - pos >= 6:
+            b0 = buf[pos]
+            if b0 == _BINARY:
+                binary = True
+            elif b0 == _TEXT:
+                binary = False
+            else:
+                break  # a control frame, a fragment, compression, a violation
+            length = buf[pos + 1] ^ 0x80
+            if length >= 0x80:
+                break  # unmasked: Autobahn fails the connection
+            if length < 126:
+                head = pos + 6
+            elif length == 126:
+                head = pos + 8
+                if head > n:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                if length < 126:
+                    break  # not the minimal encoding
+            else:
+                head = pos + 14
+                if head > n:
+                    break
+                length = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                if length < 65536 or length >> 63:
+                    break
+            if length > limit:
+                break  # Autobahn closes with 1009
+            end = head + length
+            if end > n:
+                if binary and length <= WAIT_FOR:
+                    self.data = buf[pos:] if pos else buf
+                    return
+                break
+            payload = unmask(buf, head, end, buf[head - 4:head])
+            pos = end
+            if binary:
+                message: str | bytes = payload if type(payload) is bytes else bytes(payload)
+            else:
+                try:
+                    message = payload.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    # As Autobahn: fail with 1007, leave the rest for later.
+                    self.data = buf[pos:]
+                    me._invalid_payload(f"invalid UTF-8 in a text message ({e.reason})")
+                    return
+            if me.autoPingTimeoutCall is not None and me.autoPingRestartOnAnyTraffic:
+                me._cancelAutoPingTimeoutCall()
+            deliver(message, length)
+            if self.state != _OPEN:
+                break
+        self.data = buf[pos:] if pos else buf
+        if self.data:
+            me.consumeData()
+
+
+_UNMASKER = Unmasker()
