@@ -129,7 +129,20 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
     saying "ready" on the supervisor's pipe.
     """
     from wsdaemon.server.assembly import Assembly
-    from wsdaemon.server.supervisor import ADMIN_SOCKET_ENV, LISTEN_FDS_ENV, READY_FD_ENV
+    from wsdaemon.server.supervisor import (
+        ADMIN_SOCKET_ENV,
+        LISTEN_FDS_ENV,
+        READY_FD_ENV,
+        tag_worker_logs,
+    )
+
+    number = int(options["worker"])
+    # twist starts logging after makeService, with this factory: each line
+    # the worker writes names it.
+    twist = getattr(options, "parent", None)
+    if twist is not None and twist.get("fileLogObserverFactory") is not None:
+        plain = twist["fileLogObserverFactory"]
+        twist["fileLogObserverFactory"] = lambda out: tag_worker_logs(plain(out), number)
 
     inherited = []
     for item in os.environ.get(LISTEN_FDS_ENV, "").split(","):
@@ -137,7 +150,7 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
             fd, _, family = item.partition(":")
             inherited.append((int(fd), family))
     if len(inherited) != len(config.listen):
-        sys.stderr.write(f"wsdaemon: worker {options['worker']}: {len(inherited)} inherited "
+        sys.stderr.write(f"wsdaemon: worker {number}: {len(inherited)} inherited "
                          f"socket(s) for {len(config.listen)} listener(s)\n")
         raise SystemExit(1)
     ready_fd = int(os.environ.get(READY_FD_ENV, "-1"))
@@ -149,6 +162,6 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
             except OSError:
                 pass
 
-    return Assembly(reactor, lambda: load(options, reactor), worker=int(options["worker"])).build(
+    return Assembly(reactor, lambda: load(options, reactor), worker=number).build(
         config, handle_signals=True, inherited=inherited, on_ready=ready,
         admin_socket=os.environ.get(ADMIN_SOCKET_ENV) or None)

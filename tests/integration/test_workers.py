@@ -103,6 +103,28 @@ def test_workers_share_the_listener_and_a_dead_one_is_restarted(
         assert echo(daemon.url, f"after {n}") == f"after {n}"
 
 
+def test_each_worker_log_line_names_its_worker(
+        write_rules: Callable[[int], Path], start_daemon: Callable[..., Daemon]) -> None:
+    """Worker lines say which worker wrote them, and a worker says it serves the
+    socket the supervisor opened (not that it listens on the configured port)."""
+    daemon = start_daemon(write_rules(2))
+    daemon.wait_for_log("ready: 2 workers listening", timeout=20)
+    assert echo(daemon.url, "hi") == "hi"
+    daemon.wait_for_log(" left /echo", timeout=5)
+    lines = daemon.log().splitlines()
+    for number in (0, 1):
+        tag = f"#info worker {number}]"
+        assert any(tag in line and f"listening on tcp:{daemon.port}:interface=127.0.0.1 "
+                   "(socket from the supervisor, fd 4)" in line for line in lines), number
+        assert any(tag in line and "admin API" not in line and " ready" in line
+                   for line in lines), number
+    (connected,) = [line for line in lines if " connected to /echo" in line]
+    assert "[wsdaemon.protocol#info worker " in connected
+    supervisor = [line for line in lines if "[wsdaemon.supervisor#" in line]
+    assert supervisor and not any(" worker 0]" in line or " worker 1]" in line
+                                  for line in supervisor)
+
+
 def test_reload_reaches_every_worker_or_none(
         write_rules: Callable[[int], Path], start_daemon: Callable[..., Daemon]) -> None:
     """SIGHUP with a good config: every worker reloads (new rules everywhere);
@@ -117,6 +139,8 @@ def test_reload_reaches_every_worker_or_none(
     while daemon.log().count("reloaded ") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert daemon.log().count("reloaded ") == 2
+    reloaded = [line for line in daemon.log().splitlines() if "reloaded " in line]
+    assert sorted(line.split(" worker ")[1][0] for line in reloaded) == ["0", "1"]
     for _ in range(10):
         with connect(f"{daemon.url}/bot") as ws:
             ws.send("x")

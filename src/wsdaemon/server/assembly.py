@@ -192,8 +192,8 @@ class Assembly:
                                   handle_signals=handle_signals)
         service.on_ready = on_ready
         if inherited:
-            for fd, family in inherited:
-                service.adopt(fd, family, site)
+            for (fd, family), description in zip(inherited, config.listen, strict=True):
+                service.adopt(fd, family, site, description)
         else:
             for description in config.listen:
                 service.listen(description, site, _LISTEN_KEY)
@@ -204,10 +204,14 @@ class Assembly:
                 make_registry(service, service.push_counters), service.push_counters,
                 admin.request_timeout, admin.max_connections, admin.allowed_hosts,
                 clock=reactor)
-            endpoints = ([f"unix:{admin_socket}:mode=600"] if admin_socket is not None
-                         else admin.listen)
-            for description in endpoints:
-                service.listen(description, service.admin_site, _ADMIN_LISTEN_KEY)
+            if admin_socket is not None:
+                service.listen(f"unix:{admin_socket}:mode=600", service.admin_site,
+                               _ADMIN_LISTEN_KEY,
+                               announce="admin API for the supervisor on {endpoint}")
+            else:
+                for description in admin.listen:
+                    service.listen(description, service.admin_site, _ADMIN_LISTEN_KEY,
+                                   announce="admin API listening on {endpoint}")
         self.service = service
         return service
 

@@ -158,25 +158,34 @@ class WsDaemonService(MultiService):
         self.admin_site: AdminSite | None = None
         #: Called once ready (a worker tells its supervisor).
         self.on_ready: Callable[[], None] | None = None
+        #: What startService says it listens on: (log format, endpoint).
+        self._announce: list[tuple[str, str]] = []
 
     @property
     def config(self) -> DaemonConfig:
         return self.parts.config
 
-    def adopt(self, fd: int, family: str, factory: Any) -> None:
+    def adopt(self, fd: int, family: str, factory: Any, description: str) -> None:
         """
         Serve C{factory} on the inherited listening socket C{fd} once started.
+
+        @param description: the configured endpoint the socket was opened for.
         """
         listener = _AdoptedListener(self._reactor, fd, family, factory)
         listener.setName(f"inherited fd {fd}")
         listener.setServiceParent(self)
+        self._announce.append(("listening on {endpoint}",
+                               f"{description} (socket from the supervisor, fd {fd})"))
 
-    def listen(self, description: str, factory: Any, key: str) -> None:
+    def listen(self, description: str, factory: Any, key: str,
+               announce: str = "listening on {endpoint}") -> None:
         """
         Serve C{factory} on the endpoint C{description} once started.
 
         @param key: the config key (or option) that names the endpoint.
+        @param announce: the log line once listening.
         """
+        self._announce.append((announce, description))
         listener = _Listener(build_endpoint(description, self._reactor), factory)
         listener.key = key
         # Fail the start (and the process) if we cannot listen.
@@ -276,11 +285,8 @@ class WsDaemonService(MultiService):
             super().startService()
         except Exception as e:
             self._cannot_listen(e)
-        for description in config.listen:
-            _log.info("listening on {endpoint}", endpoint=description)
-        if config.admin is not None:
-            for description in config.admin.listen:
-                _log.info("admin API listening on {endpoint}", endpoint=description)
+        for line, endpoint in self._announce:
+            _log.info(line, endpoint=endpoint)
         started.addCallbacks(self._started, self._queue_failed)
 
     def _warn_examples(self, config: DaemonConfig) -> None:

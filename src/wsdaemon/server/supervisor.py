@@ -35,7 +35,7 @@ from wsdaemon.server.assembly import check_reloadable
 from wsdaemon.server.systemd import notify, reloading_message
 
 __all__ = ["ADMIN_SOCKET_ENV", "LISTEN_FDS_ENV", "READY_FD", "READY_FD_ENV", "Supervisor",
-           "open_listener"]
+           "open_listener", "tag_worker_logs"]
 
 _log = Logger(namespace="wsdaemon.supervisor")
 
@@ -453,6 +453,26 @@ class Supervisor(Service):
 
             shutil.rmtree(self.admin_dir, ignore_errors=True)
             self.admin_dir = None
+
+
+def tag_worker_logs(observer: Callable[[dict[str, Any]], None],
+                    number: int) -> Callable[[dict[str, Any]], None]:
+    """
+    Wrap a worker's log observer so that each line names the worker: the
+    bracket of C{2026-11-29T01:02:03+0000 [wsdaemon.protocol#info worker 2]}.
+    """
+    tag = f" worker {number}"
+
+    def tagged(event: dict[str, Any]) -> None:
+        system = event.get("log_system")
+        if system is None:
+            level = event.get("log_level")
+            system = (f"{event.get('log_namespace', '-')}#"
+                      f"{level.name if level is not None else '-'}")
+        event = dict(event, log_system=f"{system}{tag}")
+        observer(event)
+
+    return tagged
 
 
 def worker_command(argv: Sequence[str], number: int) -> list[str]:
