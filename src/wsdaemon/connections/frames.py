@@ -19,6 +19,9 @@ streams them, so invalid UTF-8 fails the connection as soon as it arrives).
 Frames are taken in order: the first frame that is not ours ends the fast
 loop and Autobahn parses from there. Guarded by the Autobahn|Testsuite in
 CI, and by tests that feed the same bytes in every split to both paths.
+
+Autobahn's own C{trafficStats} count only received wire bytes on this path
+(not frames or messages); wsdaemon's metrics count every message either way.
 """
 
 from __future__ import annotations
