@@ -170,6 +170,23 @@ def test_a_partly_received_binary_frame_is_waited_for() -> None:
     assert strategy.events[1:] == [("message", b"z" * 800)]
 
 
+def test_a_trickled_binary_frame_is_streamed_after_one_wait() -> None:
+    """Waiting is for one more read only: a frame still incomplete after it is streamed
+    by Autobahn, so a client sending a byte at a time never makes us copy the buffer
+    over and over."""
+    strategy = ProgrammableStrategy(echo)
+    client = Client(make_factory(strategy))
+    frame = ws.client_frame(ws.BINARY, b"t" * 900)
+    client.protocol.dataReceived(frame[:100])
+    assert client.protocol.current_frame is None
+    client.protocol.dataReceived(frame[100:101])
+    assert client.protocol.current_frame is not None  # Autobahn streams the rest
+    for at in range(101, len(frame)):
+        client.protocol.dataReceived(frame[at:at + 1])
+        assert len(client.protocol.data) < 16
+    assert strategy.events[1:] == [("message", b"t" * 900)]
+
+
 def test_invalid_utf8_fails_fast_before_the_frame_is_complete() -> None:
     """A text frame still arriving is streamed: bad UTF-8 closes with 1007 at once."""
     strategy = ProgrammableStrategy(echo)

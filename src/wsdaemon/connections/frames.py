@@ -40,8 +40,10 @@ _TEXT = 0x81
 _BINARY = 0x82
 
 #: A binary frame up to this size that has not fully arrived is waited for
-#: (buffered) rather than streamed through Autobahn. Beyond it, buffering by
-#: concatenation would copy too much; Autobahn streams it.
+#: (buffered) for one more read rather than streamed through Autobahn. If
+#: that read does not complete it, Autobahn streams it: waiting longer would
+#: copy the buffer on every read, and a client trickling bytes could make
+#: that quadratic.
 WAIT_FOR = 65536
 
 _HEADERS = {
@@ -184,7 +186,8 @@ class FastFrames:
             return
         me.trafficStats.incomingOctetsWireLevel += len(data)
         buf = self.data
-        if buf:
+        resumed = bool(buf)
+        if resumed:
             buf += data
         else:
             buf = data
@@ -224,8 +227,8 @@ class FastFrames:
                 break  # Autobahn closes with 1009
             end = head + length
             if end > n:
-                if binary and length <= WAIT_FOR:
-                    self.data = buf[pos:] if pos else buf
+                if binary and length <= WAIT_FOR and (pos or not resumed):
+                    self.data = buf[pos:] if pos else buf  # once (see WAIT_FOR)
                     return
                 break
             payload = unmask(buf, head, end, buf[head - 4:head])
