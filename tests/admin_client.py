@@ -6,11 +6,26 @@ daemon's own HTTP code).
 from __future__ import annotations
 
 import json
+import textwrap
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
+
+
+def admin_config(port: int, key: str, routes: str, wsdaemon: str = "") -> str:
+    """
+    A daemon config for tests of the admin API: clients on any free port,
+    the admin API on C{port} with the key C{tests:KEY}, clients naming
+    themselves (C{identity = claimed}), then C{routes} (INI text, dedented).
+
+    @param wsdaemon: more lines for the C{[wsdaemon]} section.
+    """
+    return (f"[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n{wsdaemon}\n"
+            f"[protocol]\nidentity = claimed\n\n"
+            f"[admin]\nlisten = tcp:{port}:interface=127.0.0.1\napi_keys = tests:{key}\n\n"
+            f"{textwrap.dedent(routes).strip()}\n")
 
 
 class Admin:

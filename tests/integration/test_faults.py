@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 import tests.wsframes as ws
-from tests.admin_client import Admin
+from tests.admin_client import Admin, admin_config
 from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
@@ -63,17 +63,7 @@ reply = "echo: {message}"
 def faulty(write_config: Callable[..., Path],
            start_daemon: Callable[..., Daemon]) -> tuple[Daemon, Admin]:
     port = free_port()
-    path = write_config(f"""
-        [wsdaemon]
-        listen = tcp:0:interface=127.0.0.1
-
-        [protocol]
-        identity = claimed
-
-        [admin]
-        listen = tcp:{port}:interface=127.0.0.1
-        api_keys = tests:{KEY}
-
+    path = write_config(admin_config(port, KEY, """
         [route:/mock]
         strategy = scripted
         rules = mock.toml
@@ -84,7 +74,7 @@ def faulty(write_config: Callable[..., Path],
 
         [route:/echo]
         strategy = echo
-    """)
+    """))
     (path.parent / "mock.toml").write_text(RULES)
     (path.parent / "strict.toml").write_text(
         '[handshake]\nsubprotocols = ["chat.v2"]\nrequire_subprotocol = true\n'

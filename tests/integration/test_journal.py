@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from tests.admin_client import Admin
+from tests.admin_client import Admin, admin_config
 from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
@@ -26,24 +26,14 @@ KEY = "journal-key-0123456789abcdef"
 def journaled(write_config: Callable[..., Path],
               start_daemon: Callable[..., Daemon]) -> tuple[Daemon, Admin]:
     port = free_port()
-    daemon = start_daemon(write_config(f"""
-        [wsdaemon]
-        listen = tcp:0:interface=127.0.0.1
-
-        [protocol]
-        identity = claimed
-
-        [admin]
-        listen = tcp:{port}:interface=127.0.0.1
-        api_keys = tests:{KEY}
-
+    daemon = start_daemon(write_config(admin_config(port, KEY, """
         [route:/echo]
         strategy = echo
 
         [route:/small]
         strategy = echo
         journal_entries = 5
-    """))
+    """)))
     return daemon, Admin(port, KEY)
 
 

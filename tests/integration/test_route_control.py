@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.admin_client import Admin
+from tests.admin_client import Admin, admin_config
 from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
@@ -39,24 +39,14 @@ reply = "file rules: {message}"
 def controlled(write_config: Callable[..., Path],
                start_daemon: Callable[..., Daemon]) -> tuple[Daemon, Admin, Path]:
     port = free_port()
-    path = write_config(f"""
-        [wsdaemon]
-        listen = tcp:0:interface=127.0.0.1
-
-        [protocol]
-        identity = claimed
-
-        [admin]
-        listen = tcp:{port}:interface=127.0.0.1
-        api_keys = tests:{KEY}
-
+    path = write_config(admin_config(port, KEY, """
         [route:/bot]
         strategy = scripted
         rules = bot.toml
 
         [route:/echo]
         strategy = echo
-    """)
+    """))
     (path.parent / "bot.toml").write_text(RULES)
     return start_daemon(path), Admin(port, KEY), path.parent / "bot.toml"
 

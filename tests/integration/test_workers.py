@@ -25,11 +25,7 @@ from tests.daemon import Daemon, free_port, twistd_command
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """
-[wsdaemon]
-listen = tcp:0:interface=127.0.0.1
-workers = {workers}
-
+ROUTES = """
 [route:/echo]
 strategy = echo
 
@@ -37,6 +33,11 @@ strategy = echo
 strategy = scripted
 rules = bot.toml
 """
+CONFIG = """
+[wsdaemon]
+listen = tcp:0:interface=127.0.0.1
+workers = {workers}
+""" + ROUTES
 
 
 def workers_of(pid: int) -> list[int]:
@@ -249,18 +250,10 @@ def test_the_admin_api_answers_for_every_worker(
     """With 2 workers: a push reaches the clients of both; /clients, /healthz,
     /metrics and the journal cover both; a close reaches the worker holding
     the session; replaced rules answer on every worker."""
-    from tests.admin_client import Admin
+    from tests.admin_client import Admin, admin_config
 
     port = free_port()
-    path = write_config(CONFIG.format(workers=2).replace("[route:/echo]", f"""
-[protocol]
-identity = claimed
-
-[admin]
-listen = tcp:{port}:interface=127.0.0.1
-api_keys = tests:{KEY}
-
-[route:/echo]"""))
+    path = write_config(admin_config(port, KEY, ROUTES, wsdaemon="workers = 2\n"))
     (path.parent / "bot.toml").write_text('[default]\nreply = "v1"\n')
     daemon = start_daemon(path)
     daemon.wait_for_log("ready: 2 workers listening", timeout=20)
