@@ -380,14 +380,13 @@ def test_embedded_broker_is_the_default(write_config: Callable[..., Path]) -> No
 
 def test_workers(write_config: Callable[..., Path]) -> None:
     """workers: a count or auto (one per core usable here), 1 by default, --workers wins."""
-    import os
+    from wsdaemon.cores import usable_cores
 
     assert load_config(write_config(MINIMAL), clock=Clock()).workers == 1
     path = write_config(MINIMAL.replace("[wsdaemon]", "[wsdaemon]\nworkers = 3"))
     assert load_config(path).workers == 3
     assert load_config(path, workers_override="2").workers == 2
-    cores = len(os.sched_getaffinity(0))
-    assert load_config(path, workers_override="auto").workers == cores
+    assert load_config(path, workers_override="auto").workers == usable_cores().usable
     assert "3 workers" in load_config(path).summary()
 
 

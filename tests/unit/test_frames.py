@@ -17,7 +17,7 @@ import pytest
 
 from tests import wsframes as ws
 from tests.unit.test_protocol import SETTINGS, Client, ProgrammableStrategy, echo, make_factory
-from wsdaemon.connections.frames import WAIT_FOR, Unmasker, frame_header
+from wsdaemon.connections.frames import WAIT_FOR, Unmasker, describe, frame_header
 from wsdaemon.interfaces import ISession
 
 BIG = replace(SETTINGS, max_message_size=1 << 20, max_frame_size=1 << 20)
@@ -50,6 +50,7 @@ def test_unmasker_reuses_one_nvx_masker_after_checking_its_layout() -> None:
     for _ in range(3):  # the mask is rewritten for each frame
         mask = os.urandom(4)
         assert bytes(unmasker.unmask(reference_mask(mask, payload), 0, 5000, mask)) == payload
+    assert "(one reused NVX masker)" in describe()  # what the startup log says
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 1 << 20])

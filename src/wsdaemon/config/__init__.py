@@ -9,7 +9,6 @@ expected.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from wsdaemon.config._sections import (
 )
 from wsdaemon.config._services import MAX_PAGE, BrokerSettings, OperatorSettings
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count
+from wsdaemon.cores import usable_cores
 from wsdaemon.credentials import example_names, is_loopback
 from wsdaemon.strategies.registry import StrategyRegistry
 
@@ -237,12 +237,12 @@ def load_config(
 
 def _workers(raw: str) -> int:
     """
-    @return: a number of worker processes; C{auto}: one per core.
+    @return: a number of worker processes; C{auto}: one per core this
+        process may use (its CPU affinity, capped by a cgroup CPU quota).
     """
     value = raw.strip().lower()
     if value == "auto":
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                   else os.cpu_count() or 1)
+        return min(MAX_WORKERS, usable_cores().usable)
     try:
         count = int(value)
     except ValueError:

@@ -31,7 +31,7 @@ from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol
 
-__all__ = ["FastFrames", "Unmasker", "frame_header"]
+__all__ = ["FastFrames", "Unmasker", "describe", "frame_header"]
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 
@@ -254,3 +254,13 @@ class FastFrames:
 
 
 _UNMASKER = Unmasker()
+
+
+def describe() -> str:
+    """
+    @return: what the startup log says of this path.
+    """
+    how = ("one reused NVX masker" if _UNMASKER.reused
+           else "a new NVX masker per frame" if _UNMASKER._nvx is not None
+           else "big-integer unmasking")
+    return f"whole data frames read without Autobahn's parser ({how})"

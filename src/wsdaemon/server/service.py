@@ -27,7 +27,7 @@ from twisted.web.server import Site
 from wsdaemon import __version__
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.config import ConfigError, DaemonConfig
-from wsdaemon.connections import accel
+from wsdaemon.connections import accel, frames
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.journal import Journal
 from wsdaemon.connections.route import Route
@@ -273,7 +273,8 @@ class WsDaemonService(MultiService):
             "wsdaemon {version} (Twisted {twisted}, Autobahn {autobahn}; {accel}; "
             "wsdaemon: {ours}) starting with {config}",
             version=__version__, twisted=twisted_version, autobahn=autobahn_version,
-            accel=accelerations(), ours=accel.describe(), config=str(config.path),
+            accel=accelerations(), ours=f"{accel.describe()}, {frames.describe()}",
+            config=str(config.path),
         )
         self._log_routes(config)
         self._warn_examples(config)

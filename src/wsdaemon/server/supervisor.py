@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.config import ConfigError, DaemonConfig
+from wsdaemon.cores import usable_cores
 from wsdaemon.server.assembly import check_reloadable
 from wsdaemon.server.systemd import notify, reloading_message
 
@@ -243,7 +244,8 @@ class Supervisor(Service):
             _log.info("listening on {endpoint}", endpoint=description)
         if self.config.admin is not None:
             self._start_admin()
-        _log.info("starting {count} workers", count=self.config.workers)
+        _log.info("starting {count} workers (this process may use {cores})",
+                  count=self.config.workers, cores=str(usable_cores()))
         for number in range(self.config.workers):
             self.spawn(number)
         if self.handle_signals:
