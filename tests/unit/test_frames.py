@@ -171,6 +171,19 @@ def test_a_partly_received_binary_frame_is_waited_for() -> None:
     assert strategy.events[1:] == [("message", b"z" * 800)]
 
 
+def test_a_partly_received_text_frame_valid_so_far_is_waited_for() -> None:
+    """Text cut inside a character is still valid so far: kept, then decoded whole."""
+    strategy = ProgrammableStrategy(echo)
+    client = Client(make_factory(strategy))
+    frame = ws.client_frame(ws.TEXT, ("é" * 300).encode())
+    cut = 8 + 101  # header (8 bytes) + 50 whole characters + half of one
+    client.protocol.dataReceived(frame[:cut])
+    assert strategy.events[1:] == []
+    assert client.protocol.current_frame is None
+    client.protocol.dataReceived(frame[cut:])
+    assert strategy.events[1:] == [("message", "é" * 300)]
+
+
 def test_a_trickled_binary_frame_is_streamed_after_one_wait() -> None:
     """Waiting is for one more read only: a frame still incomplete after it is streamed
     by Autobahn, so a client sending a byte at a time never makes us copy the buffer

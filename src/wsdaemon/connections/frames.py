@@ -14,8 +14,8 @@ the header of an outgoing unfragmented frame from a table.
 Everything else goes to Autobahn, unchanged: control frames (ping, pong,
 close), fragments, compressed messages (permessage-deflate), frames over a
 limit, protocol violations (reserved bits or opcodes, unmasked frames,
-non-minimal lengths) and text frames that have not fully arrived (Autobahn
-streams them, so invalid UTF-8 fails the connection as soon as it arrives).
+non-minimal lengths) and frames still arriving after one more read (Autobahn
+streams them; see L{WAIT_FOR}).
 Frames are taken in order: the first frame that is not ours ends the fast
 loop and Autobahn parses from there. Guarded by the Autobahn|Testsuite in
 CI, and by tests that feed the same bytes in every split to both paths.
@@ -26,6 +26,7 @@ Autobahn's own C{trafficStats} count only received wire bytes on this path
 
 from __future__ import annotations
 
+import codecs
 import struct
 from typing import Any
 
@@ -34,17 +35,27 @@ from autobahn.websocket.protocol import WebSocketProtocol
 __all__ = ["FastFrames", "Unmasker", "describe", "frame_header"]
 
 _OPEN = WebSocketProtocol.STATE_OPEN
+_utf8_decode = codecs.utf_8_decode
 
 #: First byte of an unfragmented, uncompressed frame: FIN + opcode.
 _TEXT = 0x81
 _BINARY = 0x82
 
-#: A binary frame up to this size that has not fully arrived is waited for
+#: A frame up to this size that has not fully arrived is waited for
 #: (buffered) for one more read rather than streamed through Autobahn. If
 #: that read does not complete it, Autobahn streams it: waiting longer would
 #: copy the buffer on every read, and a client trickling bytes could make
-#: that quadratic.
+#: that quadratic. A text frame is waited for only if its bytes so far are
+#: valid UTF-8 (invalid text still fails as soon as it arrives).
 WAIT_FOR = 65536
+
+
+def _valid_so_far(text: bytes | bytearray) -> bool:
+    try:
+        _utf8_decode(text, "strict", False)  # a sequence cut at the end is fine
+    except UnicodeDecodeError:
+        return False
+    return True
 
 _HEADERS = {
     opcode: [bytes((0x80 | opcode, n)) for n in range(126)] for opcode in (1, 2)
@@ -227,9 +238,12 @@ class FastFrames:
                 break  # Autobahn closes with 1009
             end = head + length
             if end > n:
-                if binary and length <= WAIT_FOR and (pos or not resumed):
-                    self.data = buf[pos:] if pos else buf  # once (see WAIT_FOR)
-                    return
+                if length <= WAIT_FOR and (pos or not resumed):
+                    # Wait once (see WAIT_FOR); text only if what came is
+                    # valid so far, else Autobahn fails it with 1007 now.
+                    if binary or _valid_so_far(unmask(buf, head, n, buf[head - 4:head])):
+                        self.data = buf[pos:] if pos else buf
+                        return
                 break
             payload = unmask(buf, head, end, buf[head - 4:head])
             pos = end
