@@ -57,6 +57,7 @@ def _valid_so_far(text: bytes | bytearray) -> bool:
         return False
     return True
 
+
 _HEADERS = {
     opcode: [bytes((0x80 | opcode, n)) for n in range(126)] for opcode in (1, 2)
 }
@@ -77,7 +78,8 @@ def frame_header(opcode: int, length: int) -> bytes:
 
 class Unmasker:
     """
-    Unmasks frame payloads in place in the received bytes' copy.
+    Unmasks frame payloads into new buffers (the received bytes stay as
+    they are).
 
     Small payloads are XORed as big integers (in C inside CPython). From
     C{SMALL} bytes up, NVX's SIMD masker (the C code Autobahn uses) does it,
