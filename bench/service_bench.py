@@ -97,26 +97,29 @@ uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 """
 
 
+def unlimited_config(listen: str, admin_port: int, more: str = "",
+                     wsdaemon: str = "", protocol: str = "") -> str:
+    """
+    A bench daemon's config: limits that would measure themselves lifted,
+    the admin API on C{admin_port} (key L{KEY}), clients choosing their ids.
+
+    @param more: further sections (routes, [operator]), INI text.
+    @param wsdaemon: more lines for [wsdaemon]; @param protocol: for [protocol].
+    """
+    lines = [
+        "[wsdaemon]", f"listen = {listen}", "demo_page = no", "max_connections_total = 0",
+        *wsdaemon.splitlines(), "",
+        "[admin]", f"listen = tcp:{admin_port}:interface=127.0.0.1", f"api_keys = bench:{KEY}", "",
+        "[protocol]", "# These clients choose their ids (?client_id=).", "identity = claimed",
+        "auto_ping_interval = 0", "max_connections = 0", "max_message_rate = 0",
+        "allowed_origins = *", *protocol.splitlines(), "",
+    ]
+    return "\n".join(lines) + textwrap.dedent(more)
+
+
 def _config(directory: Path, admin_port: int) -> Path:
     path = directory / "service-bench.ini"
-    path.write_text(textwrap.dedent(f"""
-        [wsdaemon]
-        listen = tcp:0:interface=127.0.0.1
-        demo_page = no
-        max_connections_total = 0
-
-        [admin]
-        listen = tcp:{admin_port}:interface=127.0.0.1
-        api_keys = bench:{KEY}
-
-        [protocol]
-        # These clients choose their ids (?client_id=).
-        identity = claimed
-        auto_ping_interval = 0
-        max_connections = 0
-        max_message_rate = 0
-        allowed_origins = *
-
+    path.write_text(unlimited_config("tcp:0:interface=127.0.0.1", admin_port, f"""
         [operator]
         tokens = bench:{TOKEN}
         store = {directory}/queue.sqlite3

@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -30,35 +29,18 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run import free_port, wait_port  # noqa: E402
-from service_bench import _BROADCAST_CLIENTS, KEY  # noqa: E402
+from service_bench import _BROADCAST_CLIENTS, KEY, unlimited_config  # noqa: E402
 
 
 def start(workers: int, directory: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     port, admin = free_port(), free_port()
     config = directory / f"workers-{workers}.ini"
-    config.write_text(textwrap.dedent(f"""
-        [wsdaemon]
-        listen = tcp:{port}:interface=127.0.0.1:backlog=4096
-        demo_page = no
-        max_connections_total = 0
-        workers = {workers}
-
-        [admin]
-        listen = tcp:{admin}:interface=127.0.0.1
-        api_keys = bench:{KEY}
-
-        [protocol]
-        identity = claimed
-        auto_ping_interval = 0
-        max_connections = 0
-        max_message_rate = 0
-        max_message_size = 1MiB
-        max_frame_size = 1MiB
-        allowed_origins = *
-
+    config.write_text(unlimited_config(
+        f"tcp:{port}:interface=127.0.0.1:backlog=4096", admin, """
         [route:/echo]
         strategy = echo
-    """))
+    """, wsdaemon=f"workers = {workers}", protocol="max_message_size = 1MiB\n"
+                                                 "max_frame_size = 1MiB"))
     twistd = shutil.which("twistd", path=str(Path(sys.executable).parent)) or "twistd"
     log = open(directory / f"workers-{workers}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen([twistd, "-n", "--pidfile=", "wsdaemon", "--config", str(config)],
