@@ -100,6 +100,48 @@ def test_invalid_utf8_closes_with_1007(echo_daemon: Daemon) -> None:
         assert client.recv() == "still here"
 
 
+def test_frames_cut_anywhere_on_a_real_socket(echo_daemon: Daemon) -> None:
+    """Mixed frames (small and 16 KiB text and binary, a ping, a fragmented message, one
+    past 64 KiB) sent in pieces cut at random places, with pauses so that the daemon
+    reads them apart: every message comes back whole and in order, the ping is answered."""
+    import random
+    import time
+
+    big = "é" * 8192
+    frames = [
+        (ws.client_frame(ws.TEXT, b"one"), (ws.TEXT, b"one")),
+        (ws.client_frame(ws.BINARY, bytes(range(256)) * 64), (ws.BINARY, bytes(range(256)) * 64)),
+        (ws.client_frame(ws.PING, b"p"), (ws.PONG, b"p")),
+        (ws.client_frame(ws.TEXT, big.encode()), (ws.TEXT, big.encode())),
+        (ws.client_frame(ws.TEXT, b"fr", fin=False) + ws.client_frame(ws.CONTINUATION, b"ag"),
+         (ws.TEXT, b"frag")),
+        (ws.client_frame(ws.BINARY, b"\x05" * 65000), (ws.BINARY, b"\x05" * 65000)),
+        (ws.client_frame(ws.TEXT, b"last"), (ws.TEXT, b"last")),
+    ]
+    stream = b"".join(frame for frame, _ in frames)
+    rng = random.Random(15)
+    sock, response = raw_handshake(echo_daemon)
+    assert response.startswith(b"HTTP/1.1 101")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _, data = ws.split_response(response)
+    at = 0
+    while at < len(stream):
+        cut = min(len(stream), at + rng.choice((1, 3, 7, 500, 9000, 40000)))
+        sock.sendall(stream[at:cut])
+        at = cut
+        time.sleep(0.002)
+    expected = [answer for _, answer in frames]
+    got: list[ws.Frame] = []
+    while len(got) < len(expected):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(got)} answers"
+        data += chunk
+        new, data = ws.split_frames(data)
+        got += new
+    assert [(f.opcode, f.payload) for f in got] == expected
+    sock.close()
+
+
 def test_foreign_origin_gets_403(echo_daemon: Daemon) -> None:
     """A page from a foreign origin is refused with HTTP 403."""
     with pytest.raises(InvalidStatus) as info:
