@@ -194,6 +194,7 @@ def test_connections_are_logged(echo_daemon: Daemon) -> None:
     assert "wsdaemon 0" in log or "wsdaemon " in log
     assert "Autobahn NVX in use" in log and "small-frame masker" in log
     assert "whole data frames read without Autobahn's parser (one reused NVX masker)" in log
+    assert "epoll loop without a log context per event" in log
     assert "route /echo: strategy echo" in log
     assert f"listening on tcp:{echo_daemon.port}:interface=127.0.0.1" in log
     assert "connected to /echo" in log and "left /echo" in log

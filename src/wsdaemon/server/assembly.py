@@ -34,6 +34,7 @@ from wsdaemon.connections.identity import with_secret
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.route import Route
 from wsdaemon.interfaces import IOperatorQueue, IPushBus, IReplyStrategy
+from wsdaemon.server import poll
 from wsdaemon.server.admin import AdminSite
 from wsdaemon.server.metrics import make_registry
 from wsdaemon.server.service import Parts, WsDaemonService
@@ -178,6 +179,7 @@ class Assembly:
         txaio.use_twisted()
         txaio.config.loop = reactor  # type: ignore[attr-defined]
         accel.install()
+        poll.install(reactor)
         parts = self.fresh(config)
         index = SessionIndex()
         bus: IPushBus = (LocalPushBus(index) if parts.link is None

@@ -34,6 +34,7 @@ from wsdaemon.connections.route import Route
 from wsdaemon.credentials import example_names
 from wsdaemon.endpoints import build_endpoint
 from wsdaemon.interfaces import IOperatorQueue, IPushBus
+from wsdaemon.server import poll
 from wsdaemon.server.admin import AdminSite, PushCounters
 from wsdaemon.server.systemd import notify, reloading_message
 from wsdaemon.server.web import WebRoot
@@ -273,7 +274,9 @@ class WsDaemonService(MultiService):
             "wsdaemon {version} (Twisted {twisted}, Autobahn {autobahn}; {accel}; "
             "wsdaemon: {ours}) starting with {config}",
             version=__version__, twisted=twisted_version, autobahn=autobahn_version,
-            accel=accelerations(), ours=f"{accel.describe()}, {frames.describe()}",
+            accel=accelerations(),
+            ours=", ".join(filter(None, (accel.describe(), frames.describe(),
+                                         poll.describe(self._reactor)))),
             config=str(config.path),
         )
         self._log_routes(config)
