@@ -91,9 +91,18 @@ class Daemon:
                 raise AssertionError(f"daemon exited with {self.process.returncode}:\n{self.log()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                    pass
             except OSError:
                 time.sleep(0.05)
+                continue
+            # Ours, not another test's daemon that took the port first (tests
+            # running in parallel): ours says so, or exits on the bind error.
+            if any(f"listening on tcp:{self.port}:" in line  # text, or twist's JSON:
+                   or ('"listening on {endpoint}"' in line
+                       and f'"endpoint": "tcp:{self.port}:' in line)
+                   for line in self.log().splitlines()):
+                return
+            time.sleep(0.05)
         self.stop()
         raise AssertionError(f"daemon did not listen within {timeout}s:\n{self.log()}")
 
