@@ -32,6 +32,8 @@ from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol
 
+from wsdaemon.connections.accel import LargeFrameMasker
+
 __all__ = ["FastFrames", "Unmasker", "describe", "frame_header"]
 
 _OPEN = WebSocketProtocol.STATE_OPEN
@@ -124,15 +126,8 @@ class Unmasker:
         nvx.lib.nvx_xormask_process(self._masker, nvx.ffi.from_buffer(out), end - start)
         return out
 
-    def _fresh(self, data: bytes, start: int, end: int, mask: bytes) -> bytearray:
-        nvx = self._nvx
-        masker = nvx.lib.nvx_xormask_new(nvx.ffi.new("uint8_t[4]", mask))
-        try:
-            out = bytearray(memoryview(data)[start:end])
-            nvx.lib.nvx_xormask_process(masker, nvx.ffi.from_buffer(out), end - start)
-        finally:
-            nvx.lib.nvx_xormask_free(masker)
-        return out
+    def _fresh(self, data: bytes, start: int, end: int, mask: bytes) -> bytes:
+        return LargeFrameMasker(mask).process(memoryview(data)[start:end])
 
     def unmask(self, data: bytes, start: int, end: int, mask: bytes) -> bytes | bytearray:
         """
