@@ -22,14 +22,18 @@ pytestmark = pytest.mark.slow
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10) -> Any:
     """Poll until C{condition} is true. The console redraws its table on every
-    event, so an element found a moment ago may be stale: try again then."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    event, so an element found a moment ago may be stale, or not there yet
+    (the row comes with the next event): try again then."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             value = condition()
-        except StaleElementReferenceException:
+        except (StaleElementReferenceException, NoSuchElementException):
             value = None
         if value:
             return value
