@@ -51,6 +51,8 @@ def test_wheel_contents(tmp_path: Path) -> None:
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
     assert not [n for n in names if n.endswith("dropin.cache") or "__pycache__" in n]
+    # The README, where the systemd unit's Documentation= looks for it.
+    assert [n for n in names if n.endswith(".data/data/share/doc/wsdaemon/README.md")]
 
 
 def twistd_help(python: Path, cwd: Path) -> str:
@@ -79,6 +81,7 @@ def test_install_and_editable_install_list_the_plugin(tmp_path: Path) -> None:
 
     run(python, "-m", "pip", "install", "-q", source, cwd=elsewhere)
     assert "wsdaemon" in twistd_help(python, elsewhere)
+    assert (venv / "share" / "doc" / "wsdaemon" / "README.md").is_file()
     assert tap_location(python, elsewhere).startswith(str(venv))
     # Autobahn's accelerated code comes with a plain install (24x on 16 KiB here).
     nvx = run(python, "-c", "from autobahn.websocket import USES_NVX; print(USES_NVX)",

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -351,8 +355,82 @@ def test_unit_files_verify(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for directive in ("Type=notify", "ExecReload=", "StateDirectory=wsdaemon",
                       "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
-                      "PrivateTmp=yes", "LimitNOFILE=", "DynamicUser=yes"):
+                      "PrivateTmp=yes", "LimitNOFILE=", "DynamicUser=yes",
+                      "LoadCredential=operators.tokens:", "LoadCredential=api.keys:"):
         assert directive in service
+
+
+def test_unit_documentation_is_installed_by_pip() -> None:
+    """The unit's Documentation= names the README where `pip install` puts it:
+    share/doc/wsdaemon/ under the prefix whose bin/ holds the unit's twistd."""
+    import tomllib
+
+    service = (REPO / "etc" / "wsdaemon.service").read_text()
+    (documentation,) = re.findall(r"^Documentation=file://(\S+)$", service, re.M)
+    prefix = Path(re.findall(r"^ExecStart=(\S+)/bin/twistd ", service, re.M)[0])
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    shared = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
+    assert Path(documentation) == prefix / shared["README.md"]
+
+
+def _recipe_block(readme: str) -> str:
+    section = readme[readme.index("## Running under systemd"):]
+    match = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert match is not None
+    return textwrap.dedent(match.group(1))
+
+
+def test_systemd_recipe_runs_on_credentials(tmp_path: Path,
+                                            start_daemon: Callable[..., Daemon]) -> None:
+    """The README's systemd recipe, run as written (its paths moved under a
+    temporary directory), then the daemon started as the unit starts it:
+    its tokens and keys copied by LoadCredential= into
+    $CREDENTIALS_DIRECTORY (the originals then gone), the identity secret
+    created in the state directory."""
+    from tests.daemon import copy_shipped_etc
+
+    checkout = tmp_path / "checkout"
+    admin_port = int(re.search(r"tcp:(\d+)", [
+        line for line in copy_shipped_etc(checkout / "etc").read_text().splitlines()
+        if line.startswith("listen = tcp:") and ":8080" not in line][0]).group(1))
+    etc, state, credentials = tmp_path / "etc-wsdaemon", tmp_path / "state", tmp_path / "creds"
+
+    def moved(text: str) -> str:
+        return text.replace("/etc/wsdaemon", str(etc)).replace("/var/lib/wsdaemon", str(state))
+
+    script = moved(_recipe_block((REPO / "README.md").read_text()))
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    result = subprocess.run(["bash", "-e", "-c", script], cwd=checkout, capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, PATH=path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+    for secret in ("operators.tokens", "api.keys"):
+        assert (etc / secret).stat().st_mode & 0o777 == 0o600
+
+    # What systemd does for the unit: the state directory, the credentials.
+    state.mkdir()
+    credentials.mkdir()
+    unit = (REPO / "etc" / "wsdaemon.service").read_text()
+    loaded = re.findall(r"^LoadCredential=([^:\n]+):(.+)$", unit, re.M)
+    assert {name for name, _ in loaded} == {"operators.tokens", "api.keys"}
+    for name, source in loaded:
+        shutil.copy(moved(source), credentials / name)
+        Path(moved(source)).unlink()
+    key = (credentials / "api.keys").read_text().split(":", 1)[1].strip()
+    token = (credentials / "operators.tokens").read_text().split(":", 1)[1].strip()
+
+    daemon = start_daemon(etc / "wsdaemon.ini", cwd=state,
+                          env=dict(os.environ, CREDENTIALS_DIRECTORY=str(credentials)))
+    admin = Admin(admin_port)
+    with connect(f"{daemon.url}/echo") as client:
+        assert admin.call("/push", {"route": "/echo", "text": "hi"}, key=key)[0] == 200
+        assert client.recv(timeout=5) == "hi"
+    assert admin.call("/clients", key="ops-example-api-key-change-me")[0] == 401
+    with connect(f"{daemon.url}/operator?token={token}") as operator:
+        assert json.loads(operator.recv(timeout=5))["type"] == "hello"
+    assert (state / "identity.key").stat().st_mode & 0o777 == 0o600
+    assert (state / "queue.sqlite3").exists()
+    assert key not in daemon.log() and token not in daemon.log()
 
 
 def test_socket_activation_endpoint_syntax() -> None:

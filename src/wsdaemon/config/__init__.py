@@ -9,12 +9,14 @@ expected.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.config._broker import BROKER_SECTION, broker_settings
+from wsdaemon.config._credentials import expand_endpoint
 from wsdaemon.config._identity_keys import IDENTITY_KEYS
 from wsdaemon.config._model import (
     MODES,
@@ -101,6 +103,7 @@ def load_config(
     check_endpoint: Callable[[str], None] | None = None,
     clock: IReactorTime | None = None,
     workers_override: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> DaemonConfig:
     """
     Read and validate the daemon's config into values. Nothing is built
@@ -116,13 +119,15 @@ def load_config(
         checked by building one strategy on it (default: a stopped clock).
     @param workers_override: C{--workers} (a count or C{auto}), replacing
         C{[wsdaemon] workers}.
+    @param environ: where C{${CREDENTIALS_DIRECTORY}} (systemd's
+        credentials) is looked up; default: this process's environment.
 
     @raise ConfigError: on the first mistake found.
     """
     path = Path(path)
     text = _read_file(path)
     parser = _parse(path, text)
-    reader = _Reader(path, text, parser)
+    reader = _Reader(path, text, parser, os.environ if environ is None else environ)
     registry = registry if registry is not None else StrategyRegistry()
 
     route_sections = []
@@ -148,7 +153,8 @@ def load_config(
         listen_source: tuple[str, str | None] = ("command line", None)
     else:
         raw = parser[MAIN_SECTION].get("listen", "")
-        listen = tuple(line.strip() for line in raw.splitlines() if line.strip())
+        listen = tuple(expand_endpoint(reader, MAIN_SECTION, "listen", line.strip())
+                       for line in raw.splitlines() if line.strip())
         listen_source = (MAIN_SECTION, "listen")
         if not listen:
             raise reader.error(

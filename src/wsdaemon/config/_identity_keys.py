@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wsdaemon.config._credentials import read_path
 from wsdaemon.config._model import MODES, IdentityPolicy, JwtSettings
 from wsdaemon.config._reader import _Reader
 from wsdaemon.config._values import _seconds
@@ -35,7 +36,7 @@ def identity_policy(reader: _Reader, section: str, base: IdentityPolicy) -> Iden
                            f"expected one of {', '.join(MODES)}, got {mode!r}")
     secret, secret_file = base.secret, base.secret_file
     if "identity_secret_file" in values:
-        secret_file = reader.path.parent / values["identity_secret_file"].strip()
+        secret_file = read_path(reader, section, "identity_secret_file")
         secret = _read_secret(reader, section, secret_file)
     jwt = base.jwt
     if any(key in values for key in _JWT_KEYS):
@@ -66,7 +67,7 @@ def _read_secret(reader: _Reader, section: str, path: Path) -> bytes | None:
 
 
 def _read(reader: _Reader, section: str, key: str) -> bytes:
-    path = reader.path.parent / reader.parser[section][key].strip()
+    path = read_path(reader, section, key)
     try:
         return path.read_bytes().strip()
     except OSError as e:

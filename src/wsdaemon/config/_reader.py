@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import configparser
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,12 @@ class _Reader:
     Reads values out of a parsed file and turns failures into L{ConfigError}.
     """
 
-    def __init__(self, path: Path, text: str, parser: configparser.ConfigParser) -> None:
+    def __init__(self, path: Path, text: str, parser: configparser.ConfigParser,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.path = path
         self.parser = parser
+        #: Where C{${CREDENTIALS_DIRECTORY}} is looked up (L{_credentials}).
+        self.environ: Mapping[str, str] = environ if environ is not None else {}
         self._lines = text.splitlines()
 
     def line_of(self, section: str, key: str | None = None) -> int | None:

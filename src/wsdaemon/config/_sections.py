@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
+from wsdaemon.config._credentials import expand_endpoint, read_path
 from wsdaemon.config._identity_keys import IDENTITY_KEYS, identity_policy
 from wsdaemon.config._model import (
     AdminSettings,
@@ -191,7 +192,7 @@ def _secrets(reader: _Reader, section: str, inline_key: str, file_key: str,
             raise reader.error(section, inline_key,
                                f"{e} (counting lines of this value)") from None
     if file_key in values:
-        secret_path = reader.path.parent / values[file_key].strip()
+        secret_path = read_path(reader, section, file_key)
         try:
             lines = secret_path.read_text(encoding="utf-8").splitlines()
         except OSError as e:
@@ -217,7 +218,8 @@ def _admin_settings(reader: _Reader, check_endpoint: Callable[[str], None] | Non
     reader.check_keys(section, _ADMIN_KEYS)
     values = reader.parser[section]
     raw = values.get("listen", "tcp:8081:interface=127.0.0.1")
-    listen = override or tuple(line.strip() for line in raw.splitlines() if line.strip())
+    listen = override or tuple(expand_endpoint(reader, section, "listen", line.strip())
+                               for line in raw.splitlines() if line.strip())
     if not listen:
         raise reader.error(section, "listen", "expected one or more endpoint strings")
     if check_endpoint is not None:
