@@ -1,10 +1,14 @@
 # Convenience targets; each is a plain command you can also run by hand.
 PYTHON ?= python3
 
-.PHONY: test lint conformance conformance-quick wstest
+.PHONY: test test-floors lint conformance conformance-quick wstest
 
 test:
 	$(PYTHON) -m pytest
+
+# The unit suite on the lowest versions pyproject.toml declares.
+test-floors:
+	bash scripts/test-floors.sh
 
 lint:
 	ruff check src tests twisted scripts bench

@@ -5,16 +5,20 @@ independent `websockets` client and, for what it refuses to send, raw sockets.
 
 from __future__ import annotations
 
+import os
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
 from tests import wsframes as ws
+from tests.conftest import ECHO_CONFIG
 from tests.daemon import Daemon
 
 pytestmark = pytest.mark.slow
@@ -185,6 +189,21 @@ def test_plain_get_on_route_shows_no_status_page(echo_daemon: Daemon) -> None:
     assert b"autobahn" not in info.value.read().lower()
 
 
+def test_startup_line_is_true_with_nvx_off(write_config: Callable[..., Path],
+                                           start_daemon: Callable[..., Daemon]) -> None:
+    """With AUTOBAHN_USE_NVX=0 the startup line claims no NVX anywhere, and
+    whole frames still echo (masking never used NVX)."""
+    daemon = start_daemon(write_config(ECHO_CONFIG),
+                          env=dict(os.environ, AUTOBAHN_USE_NVX="0"))
+    with connect(f"{daemon.url}/echo") as client:
+        client.send("x" * 5000)
+        assert client.recv(timeout=5) == "x" * 5000
+    log = daemon.wait_for_log("starting with")
+    line = next(line for line in log.splitlines() if "starting with" in line)
+    assert "NVX" not in line.replace("NVX off or not built", "")
+    assert "UTF-8 validator: pure Python" in line
+
+
 def test_connections_are_logged(echo_daemon: Daemon) -> None:
     """Startup names version, routes, endpoints and NVX; connections are logged."""
     with connect(f"{echo_daemon.url}/echo") as client:
@@ -192,8 +211,10 @@ def test_connections_are_logged(echo_daemon: Daemon) -> None:
         client.recv()
     log = echo_daemon.wait_for_log("code 1000")
     assert "wsdaemon 0" in log or "wsdaemon " in log
-    assert "Autobahn NVX in use" in log and "small-frame masker" in log
-    assert "whole data frames read without Autobahn's parser (one reused NVX masker)" in log
+    assert "Autobahn's UTF-8 validator: NVX" in log
+    assert "masking with websockets' C apply_mask" in log
+    assert "whole data frames read without Autobahn's parser (websockets' C apply_mask)" in log
+    assert "speed path" not in log  # none is off
     assert "epoll loop without a log context per event" in log
     assert "route /echo: strategy echo" in log
     assert f"listening on tcp:{echo_daemon.port}:interface=127.0.0.1" in log

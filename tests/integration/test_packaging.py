@@ -87,6 +87,10 @@ def test_install_and_editable_install_list_the_plugin(tmp_path: Path) -> None:
     nvx = run(python, "-c", "from autobahn.websocket import USES_NVX; print(USES_NVX)",
               cwd=elsewhere)
     assert nvx.strip() == "True"
+    # So does the C masking function the fast frame path uses.
+    masker = run(python, "-c", "from wsdaemon.connections.accel import MASKER; print(MASKER)",
+                 cwd=elsewhere)
+    assert masker.strip() == "websockets' C apply_mask"
 
     run(python, "-m", "pip", "uninstall", "-q", "-y", "wsdaemon", cwd=elsewhere)
     assert "wsdaemon" not in twistd_help(python, elsewhere)

@@ -54,16 +54,30 @@ def reactor() -> Any:
 def test_other_reactors_are_left_alone() -> None:
     """A memory reactor (tests) keeps its own loop."""
     memory = MemoryReactorClock()
-    assert install(memory) is False
+    reach = install(memory)
+    assert not reach.usable and "MemoryReactorClock" in reach.describe()
     assert "doIteration" not in vars(memory)
+
+
+def test_an_epoll_reactor_missing_a_part_is_left_alone(
+        reactor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An epoll reactor without one of the parts the loop uses (as a future
+    Twisted might be) keeps its own loop, and the check names what is missing."""
+    from twisted.internet.epollreactor import EPollReactor
+
+    owner = next(c for c in EPollReactor.__mro__ if "_doReadOrWrite" in vars(c))
+    monkeypatch.delattr(owner, "_doReadOrWrite")
+    reach = install(reactor)
+    assert reach.missing == ("EPollReactor._doReadOrWrite",)
+    assert "doIteration" not in vars(reactor)
 
 
 def test_reads_go_through_and_a_failing_handler_is_logged(reactor: Any) -> None:
     """Both ready sockets are read in one poll; the one whose handlers raise is
     disconnected as Twisted does and the error escaping that is logged by us;
     the other one is read all the same, in that batch and later."""
-    assert install(reactor) is True
-    assert install(reactor) is True  # once is enough; a second call changes nothing
+    assert install(reactor).usable
+    assert install(reactor).usable  # once is enough; a second call changes nothing
     pairs = [socket.socketpair() for _ in range(2)]
     seen: list[tuple[str, bytes]] = []
     good = Reader(pairs[0][0], seen, "good")

@@ -16,7 +16,10 @@ ahead of queued bytes), so the WebSocket stream is the same; this is how
 libuv and asyncio's selector transports write too.
 
 Only plain TCP connections take this path (C{twisted.internet.tcp.Server}
-without TLS); anything else goes through C{transport.write} untouched.
+without TLS); anything else goes through C{transport.write} untouched. The
+transport's attributes read here are named in L{wsdaemon.internals}
+(C{DIRECT_WRITE}) and checked at start-up (L{enable}); if any is missing,
+every write goes through C{transport.write}.
 """
 
 from __future__ import annotations
@@ -25,20 +28,51 @@ from typing import Any
 
 from twisted.internet import tcp
 
-__all__ = ["write_now"]
+from wsdaemon.internals import Reach, check_direct_write
 
-_Server = tcp.Server
+__all__ = ["describe", "enable", "write_now"]
+
+#: The transport type written to directly; None until L{enable} finds
+#: what L{write_now} reads.
+_Server: Any = None
+_reach: list[Reach] = []
+
+
+def enable(reach: Reach | None = None) -> Reach:
+    """
+    Check once (L{wsdaemon.internals.check_direct_write}) whether Twisted's
+    TCP transport has what L{write_now} reads, and use the direct path if so.
+
+    @return: the check's result.
+    """
+    global _Server
+    if not _reach:
+        _reach.append(reach if reach is not None else check_direct_write())
+        _Server = tcp.Server if _reach[0].usable else None
+    return _reach[0]
+
+
+def describe() -> str | None:
+    """
+    @return: what the start-up log says of this path.
+    """
+    reach = enable()
+    if reach.usable:
+        return None
+    return f"every write through transport.write ({reach.describe()})"
 
 
 def write_now(transport: Any, data: bytes) -> None:
     """
     Write C{data} to C{transport}, sending it immediately when possible.
     """
+    if not _reach:
+        enable()
     if (type(transport) is _Server and not transport.TLS and transport.connected
             and not transport.disconnecting and not transport._writeDisconnected
             and not transport.dataBuffer and not transport._tempDataLen):
         try:
-            sent = transport.socket.send(data)
+            sent = transport.getHandle().send(data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:

@@ -32,9 +32,10 @@ from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol
 
-from wsdaemon.connections.accel import LargeFrameMasker
+from wsdaemon.connections.accel import MASKER, apply_mask
+from wsdaemon.internals import Reach, check_fast_frames
 
-__all__ = ["FastFrames", "Unmasker", "describe", "frame_header"]
+__all__ = ["FastFrames", "describe", "enable", "frame_header", "unmask"]
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 _utf8_decode = codecs.utf_8_decode
@@ -78,76 +79,14 @@ def frame_header(opcode: int, length: int) -> bytes:
     return _pack64(0x80 | opcode, 127, length)
 
 
-class Unmasker:
+def unmask(data: bytes, start: int, end: int, mask: bytes) -> bytes:
     """
-    Unmasks frame payloads into new buffers (the received bytes stay as
-    they are).
-
-    Small payloads are XORed as big integers (in C inside CPython). From
-    C{SMALL} bytes up, NVX's SIMD masker (the C code Autobahn uses) does it,
-    with one masker reused for every frame: its 4-byte mask is the first
-    field of its C struct and is rewritten per frame. That layout is
-    Autobahn's, not an API, so L{Unmasker} checks it once against a fresh
-    masker and falls back to a new masker per frame if it differs.
+    The payload C{data[start:end]} unmasked with C{mask} into new bytes (the
+    received bytes stay as they are), by L{accel.apply_mask}.
     """
-
-    SMALL = 256
-
-    def __init__(self) -> None:
-        self._nvx: Any = None
-        self._masker: Any = None
-        self._mask_field: Any = None
-        self.reused = False
-        try:
-            import _nvx_xormasker as nvx  # type: ignore[import-not-found]
-        except ImportError:  # pragma: no cover - Autobahn without NVX
-            return
-        self._nvx = nvx
-        masker = nvx.lib.nvx_xormask_new(nvx.ffi.new("uint8_t[4]", b"\0\0\0\0"))
-        if masker == nvx.ffi.NULL:  # pragma: no cover - out of memory
-            return
-        self._masker = nvx.ffi.gc(masker, nvx.lib.nvx_xormask_free)
-        nvx.lib.nvx_xormask_set_impl(self._masker, 0)
-        self._mask_field = nvx.ffi.cast("uint8_t *", self._masker)
-        self.reused = self._check()
-
-    def _check(self) -> bool:
-        sample = bytes(range(256)) * 5
-        for mask in (b"\x01\x02\x03\x04", b"\xff\x00\xa5\x5a"):
-            if bytes(self._reuse(sample, 1, len(sample), mask)) != _plain(sample[1:], mask):
-                return False
-        return True
-
-    def _reuse(self, data: bytes, start: int, end: int, mask: bytes) -> bytearray:
-        nvx = self._nvx
-        nvx.ffi.memmove(self._mask_field, mask, 4)
-        nvx.lib.nvx_xormask_reset(self._masker)
-        out = bytearray(memoryview(data)[start:end])
-        nvx.lib.nvx_xormask_process(self._masker, nvx.ffi.from_buffer(out), end - start)
-        return out
-
-    def _fresh(self, data: bytes, start: int, end: int, mask: bytes) -> bytes:
-        return LargeFrameMasker(mask).process(memoryview(data)[start:end])
-
-    def unmask(self, data: bytes, start: int, end: int, mask: bytes) -> bytes | bytearray:
-        """
-        The payload C{data[start:end]} unmasked with C{mask}: C{bytes} for
-        small payloads, a new C{bytearray} for larger ones.
-        """
-        n = end - start
-        if n < self.SMALL or self._nvx is None:
-            if not n:
-                return b""
-            key = (mask * ((n >> 2) + 1))[:n]
-            return (int.from_bytes(data[start:end], "little")
-                    ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-        if self.reused:
-            return self._reuse(data, start, end, mask)
-        return self._fresh(data, start, end, mask)
-
-
-def _plain(payload: bytes, mask: bytes) -> bytes:
-    return bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+    if start == end:
+        return b""
+    return apply_mask(memoryview(data)[start:end], mask)
 
 
 class FastFrames:
@@ -176,6 +115,8 @@ class FastFrames:
     maxMessagePayloadSize: int
 
     def _start_fast_frames(self) -> None:
+        if not _usable():
+            return
         me: Any = self
         limits = [n for n in (me.maxFramePayloadSize, me.maxMessagePayloadSize) if n > 0]
         self._fast_limit = min(limits) if limits else (1 << 62)
@@ -188,8 +129,10 @@ class FastFrames:
 
     def dataReceived(self, data: bytes) -> None:
         me: Any = self
-        if (not self._fast_in or self.state != _OPEN or self.current_frame is not None
-                or self.inside_message):
+        if not self._fast_in:
+            super().dataReceived(data)  # type: ignore[misc]
+            return
+        if self.state != _OPEN or self.current_frame is not None or self.inside_message:
             me._dataReceived(data)
             return
         me.trafficStats.incomingOctetsWireLevel += len(data)
@@ -202,7 +145,6 @@ class FastFrames:
         n = len(buf)
         pos = 0
         limit = self._fast_limit
-        unmask = _UNMASKER.unmask
         deliver = self._dispatch
         while n - pos >= 6:
             b0 = buf[pos]
@@ -264,14 +206,31 @@ class FastFrames:
             me.consumeData()
 
 
-_UNMASKER = Unmasker()
+_reach: list[Reach] = []
+
+
+def enable(reach: Reach | None = None) -> Reach:
+    """
+    Check once (L{wsdaemon.internals.check_fast_frames}) whether this
+    Autobahn has what the path uses; connections opened after an unusable
+    check go through Autobahn's parser only.
+
+    @return: the check's result.
+    """
+    if not _reach:
+        _reach.append(reach if reach is not None else check_fast_frames())
+    return _reach[0]
+
+
+def _usable() -> bool:
+    return enable().usable
 
 
 def describe() -> str:
     """
     @return: what the startup log says of this path.
     """
-    how = ("one reused NVX masker" if _UNMASKER.reused
-           else "a new NVX masker per frame" if _UNMASKER._nvx is not None
-           else "big-integer unmasking")
-    return f"whole data frames read without Autobahn's parser ({how})"
+    reach = enable()
+    if not reach.usable:
+        return f"every frame through Autobahn's parser ({reach.describe()})"
+    return f"whole data frames read without Autobahn's parser ({MASKER})"

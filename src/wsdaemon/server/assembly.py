@@ -23,20 +23,23 @@ from dataclasses import replace
 from typing import Any
 
 import txaio
+from twisted.logger import Logger
 
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.broker.local import LocalPushBus
 from wsdaemon.broker.push import RedisPushBus
 from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.config import BrokerSettings, ConfigError, DaemonConfig, RouteConfig
-from wsdaemon.connections import accel
+from wsdaemon.connections import accel, directwrite, frames
 from wsdaemon.connections.identity import with_secret
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.route import Route
 from wsdaemon.interfaces import IOperatorQueue, IPushBus, IReplyStrategy
+from wsdaemon.internals import Reach, check
 from wsdaemon.server import poll
 from wsdaemon.server.admin import AdminSite
 from wsdaemon.server.metrics import make_registry
+from wsdaemon.server.reloads import ReloadCollector
 from wsdaemon.server.service import Parts, WsDaemonService
 from wsdaemon.server.web import WebRoot, build_site
 from wsdaemon.strategies.api import StrategyContext
@@ -48,6 +51,32 @@ __all__ = ["Assembly", "check_reloadable"]
 
 _LISTEN_KEY = "[wsdaemon] listen (or --listen)"
 _ADMIN_LISTEN_KEY = "[admin] listen (or --admin-listen)"
+
+
+_log = Logger(namespace="wsdaemon.service")
+
+
+def install_speed_paths(reactor: Any) -> dict[str, Reach]:
+    """
+    Check the speed paths against the installed Twisted and Autobahn
+    (L{wsdaemon.internals}) and turn on those that may run; each one that
+    may not gets a warning naming what was missing (the libraries' own code
+    then does its work: slower, not different).
+
+    @return: each path's check, by name.
+    """
+    reaches = check(reactor)
+    accel.install(reaches["accel"])
+    frames.enable(reaches["frames"])
+    directwrite.enable(reaches["directwrite"])
+    poll.install(reactor, reaches["poll"])
+    for reach in reaches.values():
+        if reach.missing:
+            _log.warn("speed path {path} off, the libraries' own code does its work: {why}",
+                      path=reach.path, why=reach.describe())
+        elif not reach.usable:
+            _log.info("speed path {path} off: {why}", path=reach.path, why=reach.describe())
+    return reaches
 
 
 class Assembly:
@@ -178,8 +207,7 @@ class Assembly:
         # txaio's loop, not on the factory's reactor: point it at ours.
         txaio.use_twisted()
         txaio.config.loop = reactor  # type: ignore[attr-defined]
-        accel.install()
-        poll.install(reactor)
+        install_speed_paths(reactor)
         parts = self.fresh(config)
         index = SessionIndex()
         bus: IPushBus = (LocalPushBus(index) if parts.link is None
@@ -201,9 +229,13 @@ class Assembly:
                 service.listen(description, site, _LISTEN_KEY)
         if config.admin is not None:
             admin = config.admin
+            registry = make_registry(service, service.push_counters)
+            if self.worker is None:
+                # A worker's reloads are its supervisor's to report: it
+                # decides (L{wsdaemon.server.supervisor}).
+                registry.register(ReloadCollector(service.reloads))
             service.admin_site = AdminSite(
-                service, admin.api_keys, admin.max_body,
-                make_registry(service, service.push_counters), service.push_counters,
+                service, admin.api_keys, admin.max_body, registry, service.push_counters,
                 admin.request_timeout, admin.max_connections, admin.allowed_hosts,
                 clock=reactor)
             if admin_socket is not None:

@@ -14,8 +14,9 @@ calls C{_doReadOrWrite} directly: the same reads, writes and disconnects in
 the same order; an exception escaping one event is logged, as Twisted's
 wrapper logs it, and the other events of the batch are still handled.
 Legacy log lines from inside a read say C{-} for their system instead of
-the connection's prefix. Any other reactor (or a future Twisted whose
-reactor no longer has these parts) is left alone.
+the connection's prefix. Any other reactor (or a Twisted whose reactor no
+longer has the parts named in L{wsdaemon.internals}, C{POLL}) is left
+alone, and the start-up log says why.
 """
 
 from __future__ import annotations
@@ -25,26 +26,28 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from wsdaemon.internals import Reach, check_poll
+
 __all__ = ["describe", "install"]
 
 _log = Logger(namespace="wsdaemon.poll")
 
 
-def install(reactor: Any) -> bool:
+def install(reactor: Any, reach: Reach | None = None) -> Reach:
     """
-    @return: whether C{reactor}'s poll loop was replaced.
+    Replace C{reactor}'s poll loop if it has what the loop uses
+    (L{wsdaemon.internals.check_poll}).
+
+    @return: the check's result (usable: the loop is ours).
     """
-    try:
-        from twisted.internet.epollreactor import EPollReactor
-    except ImportError:  # pragma: no cover - not Linux
-        return False
-    if type(reactor) is not EPollReactor or getattr(reactor, "_wsdaemon_poll", False):
-        return getattr(reactor, "_wsdaemon_poll", False)
-    selectables = getattr(reactor, "_selectables", None)
-    handle = getattr(reactor, "_doReadOrWrite", None)
-    if getattr(reactor, "_poller", None) is None or not isinstance(selectables, dict) \
-            or handle is None:
-        return False
+    if getattr(reactor, "_wsdaemon_poll", False):
+        return Reach("poll")
+    if reach is None:
+        reach = check_poll(reactor)
+    if not reach.usable:
+        return reach
+    selectables = reactor._selectables
+    handle = reactor._doReadOrWrite
 
     def do_poll(timeout: float | None) -> None:
         try:
@@ -66,7 +69,7 @@ def install(reactor: Any) -> bool:
     patched: Any = reactor
     patched.doPoll = patched.doIteration = do_poll
     patched._wsdaemon_poll = True
-    return True
+    return reach
 
 
 def describe(reactor: Any) -> str | None:

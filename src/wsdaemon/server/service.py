@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from autobahn import __version__ as autobahn_version
-from autobahn.websocket import HAS_NVX, USES_NVX
 from twisted import __version__ as twisted_version
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
@@ -27,7 +26,7 @@ from twisted.web.server import Site
 from wsdaemon import __version__
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.config import ConfigError, DaemonConfig
-from wsdaemon.connections import accel, frames
+from wsdaemon.connections import accel, directwrite, frames
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.journal import Journal
 from wsdaemon.connections.route import Route
@@ -36,6 +35,7 @@ from wsdaemon.endpoints import build_endpoint
 from wsdaemon.interfaces import IOperatorQueue, IPushBus
 from wsdaemon.server import poll
 from wsdaemon.server.admin import AdminSite, PushCounters
+from wsdaemon.server.reloads import ReloadStatus
 from wsdaemon.server.systemd import notify, reloading_message
 from wsdaemon.server.web import WebRoot
 
@@ -51,13 +51,18 @@ MAX_CLOSE_WAIT = 5.0
 
 def accelerations() -> str:
     """
-    @return: which of Autobahn's accelerated code paths are in use.
+    @return: which UTF-8 validator Autobahn's own parser uses (NVX, wsaccel
+        or pure Python): fragmented and compressed text goes through it.
     """
-    if USES_NVX:
-        return "Autobahn NVX in use"
-    if HAS_NVX:
-        return "NVX built but disabled (AUTOBAHN_USE_NVX=0?): pure Python, slow"
-    return "NVX not available: pure Python, slow"
+    from autobahn.websocket import utf8validator
+
+    where = getattr(utf8validator.Utf8Validator, "__module__", "")
+    if "nvx" in where:
+        return "Autobahn's UTF-8 validator: NVX"
+    if "wsaccel" in where:
+        return "Autobahn's UTF-8 validator: wsaccel"
+    return ("Autobahn's UTF-8 validator: pure Python "
+            "(NVX off or not built; slow for fragmented text)")
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,8 @@ class WsDaemonService(MultiService):
         self.index = index
         self.bus = bus
         self.push_counters = PushCounters()
+        #: What the last reload did (/metrics, /healthz).
+        self.reloads = ReloadStatus(reactor)
         self.webroot = webroot
         self.site = site
         self.admin_site: AdminSite | None = None
@@ -245,6 +252,7 @@ class WsDaemonService(MultiService):
             "pending_timers": len(self._reactor.getDelayedCalls()),
             "queue": None if queue is None else {"started": queue.started,
                                                  "open_items": queue.count_open()},
+            "reload": self.reloads.describe(),
         }
 
     # -- start -----------------------------------------------------------------
@@ -276,6 +284,7 @@ class WsDaemonService(MultiService):
             version=__version__, twisted=twisted_version, autobahn=autobahn_version,
             accel=accelerations(),
             ours=", ".join(filter(None, (accel.describe(), frames.describe(),
+                                         directwrite.describe(),
                                          poll.describe(self._reactor)))),
             config=str(config.path),
         )
@@ -384,14 +393,17 @@ class WsDaemonService(MultiService):
         try:
             new = self._rebuild()
         except ConfigError as e:
+            self.reloads.refused(e)
             _log.error("reload refused, still running the previous config: {error}",
                        error=str(e))
             notify("READY=1\nSTATUS=reload refused; running the previous config")
             return False
-        except Exception:
+        except Exception as e:
+            self.reloads.refused(e)
             _log.failure("reload failed, still running the previous config")
             notify("READY=1\nSTATUS=reload failed; running the previous config")
             return False
+        self.reloads.succeeded()
         _log.info("reloaded {config}: {summary}", config=str(new.config.path),
                   summary=new.config.summary())
         self._log_routes(new.config)

@@ -1,0 +1,218 @@
+"""
+Every private part of Twisted and Autobahn that wsdaemon's speed paths use,
+named in one place and checked at start-up.
+
+Four speed paths reach past the libraries' public APIs (see
+C{bench/RESULTS.md} for what each is worth):
+
+  - C{accel} (L{wsdaemon.connections.accel}): replaces module-level helpers
+    in C{autobahn.websocket.protocol} (log highlighting, pretty-printing,
+    the masker factory) and C{Timings.__str__};
+  - C{frames} (L{wsdaemon.connections.frames}): reads whole data frames
+    from the bytes an Autobahn server protocol has received, using the
+    protocol's parser state and options;
+  - C{directwrite} (L{wsdaemon.connections.directwrite}): writes to a TCP
+    socket when Twisted's transport has nothing buffered;
+  - C{poll} (L{wsdaemon.server.poll}): runs the epoll reactor's poll loop.
+
+L{check} looks for every name below on the installed libraries: on a
+throwaway Autobahn server connection opened in memory (its attributes are
+set per connection, not on the class), on C{twisted.internet.tcp.Server}
+and on the running reactor. A path whose names are not all there stays off,
+the libraries' own code does its work, and the start-up log says which
+path is off and what was missing. Nothing here changes a byte on the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ACCEL_MODULE",
+    "ACCEL_TIMINGS",
+    "DIRECT_WRITE",
+    "FAST_FRAMES",
+    "POLL",
+    "Reach",
+    "check",
+    "check_accel",
+    "check_direct_write",
+    "check_fast_frames",
+    "check_poll",
+]
+
+#: C{autobahn.websocket.protocol}'s module-level names that C{accel}
+#: replaces (C{hltype}, C{hlval} in C{autobahn.twisted.websocket} too).
+ACCEL_MODULE = ("hltype", "hlval", "pformat", "create_xor_masker")
+
+#: What C{accel} replaces on C{autobahn.websocket.protocol.Timings}, whose
+#: C{__str__} uses the module's C{pformat}.
+ACCEL_TIMINGS = ("__str__", "_timings")
+
+#: Attributes of an open Autobahn server protocol that the fast frame path
+#: reads or writes, and methods of it that the path calls.
+FAST_FRAMES = (
+    "state", "STATE_OPEN", "data", "current_frame", "inside_message",
+    "maxFramePayloadSize", "maxMessagePayloadSize", "_perMessageCompress",
+    "logFrames", "logOctets", "applyMask", "websocket_version",
+    "autoFragmentSize", "maskServerFrames", "send_queue", "trafficStats",
+    "autoPingTimeoutCall", "autoPingRestartOnAnyTraffic",
+    "_dataReceived", "_invalid_payload", "_cancelAutoPingTimeoutCall", "consumeData",
+)
+
+#: Attributes of C{twisted.internet.tcp.Server} that C{write_now} reads to
+#: know that nothing is buffered before its bytes.
+DIRECT_WRITE = ("TLS", "connected", "disconnecting", "_writeDisconnected",
+                "dataBuffer", "_tempDataLen", "getHandle")
+
+#: Attributes of the running C{EPollReactor} that the poll loop uses.
+POLL = ("_poller", "_selectables", "_doReadOrWrite", "doPoll", "doIteration")
+
+
+@dataclass(frozen=True)
+class Reach:
+    """
+    What one speed path needs and whether the installed libraries have it.
+
+    @ivar path: the path's name (C{accel}, C{frames}, C{directwrite}, C{poll}).
+    @ivar missing: the names it needs that were not found, as C{owner.name}.
+    @ivar why: a reason the path is off other than missing names
+        (C{"not the epoll reactor"}), or C{""}.
+    """
+
+    path: str
+    missing: tuple[str, ...] = ()
+    why: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return not self.missing and not self.why
+
+    def describe(self) -> str:
+        """
+        @return: for the start-up log, why the path is off (C{""} if on).
+        """
+        if self.why:
+            return self.why
+        if self.missing:
+            return "missing " + ", ".join(self.missing)
+        return ""
+
+
+def _missing(owner: str, obj: Any, names: Iterable[str]) -> list[str]:
+    return [f"{owner}.{name}" for name in names if not hasattr(obj, name)]
+
+
+def check_accel() -> Reach:
+    """
+    @return: whether C{accel}'s replacements have their targets.
+    """
+    from autobahn.twisted import websocket as twisted_websocket
+    from autobahn.websocket import protocol
+
+    missing = _missing("autobahn.websocket.protocol", protocol, ACCEL_MODULE)
+    missing += _missing("autobahn.twisted.websocket", twisted_websocket, ("hltype", "hlval"))
+    timings = getattr(protocol, "Timings", None)
+    if timings is None:
+        missing.append("autobahn.websocket.protocol.Timings")
+    else:
+        try:
+            missing += _missing("Timings()", timings(), ACCEL_TIMINGS)
+        except Exception:  # noqa: BLE001 - a Timings we cannot build: leave it alone
+            missing.append("autobahn.websocket.protocol.Timings()")
+    return Reach("accel", tuple(missing))
+
+
+def _open_probe() -> Any:
+    """
+    A plain Autobahn server protocol, opened in memory over a
+    C{StringTransport} with every timer off.
+    """
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from twisted.internet.testing import StringTransport
+
+    factory = WebSocketServerFactory("ws://127.0.0.1:1")
+    factory.protocol = WebSocketServerProtocol
+    factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0,
+                               autoPingInterval=0, requireMaskedClientFrames=True)
+    protocol: Any = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    key = base64.b64encode(os.urandom(16)).decode("ascii")
+    protocol.dataReceived(
+        ("GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\nUpgrade: websocket\r\n"
+         "Connection: Upgrade\r\nSec-WebSocket-Key: " + key + "\r\n"
+         "Sec-WebSocket-Version: 13\r\n\r\n").encode("ascii"))
+    return protocol
+
+
+def check_fast_frames() -> Reach:
+    """
+    @return: whether an open Autobahn server protocol has what the fast
+        frame path uses.
+    """
+    try:
+        probe = _open_probe()
+    except Exception as e:  # noqa: BLE001 - any failure means: stay off
+        return Reach("frames", why=f"an Autobahn connection in memory failed: {type(e).__name__}")
+    try:
+        missing = _missing("WebSocketServerProtocol", probe, FAST_FRAMES)
+        if not missing and probe.state != probe.STATE_OPEN:
+            return Reach("frames", why="an Autobahn connection in memory did not open")
+        return Reach("frames", tuple(missing))
+    finally:
+        try:
+            probe.dropConnection(abort=True)
+        except Exception:  # noqa: BLE001 - a probe; nothing to clean beyond this
+            pass
+
+
+def check_direct_write() -> Reach:
+    """
+    @return: whether a C{twisted.internet.tcp.Server} (one made over a
+        socket pair, on a memory reactor) has what C{write_now} reads.
+    """
+    import socket
+
+    from twisted.internet import tcp
+    from twisted.internet.protocol import Protocol
+    from twisted.internet.testing import MemoryReactor
+
+    ours, theirs = socket.socketpair()
+    try:
+        probe = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), None,  # type: ignore[arg-type]
+                           0, MemoryReactor())
+        return Reach("directwrite", tuple(_missing("twisted.internet.tcp.Server", probe,
+                                                   DIRECT_WRITE)))
+    except Exception as e:  # noqa: BLE001 - any failure means: stay off
+        return Reach("directwrite", why=f"a TCP transport in memory failed: {type(e).__name__}")
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def check_poll(reactor: Any) -> Reach:
+    """
+    @return: whether C{reactor} is an epoll reactor with what the poll loop uses.
+    """
+    try:
+        from twisted.internet.epollreactor import EPollReactor
+    except ImportError:  # pragma: no cover - not Linux
+        return Reach("poll", why="no epoll reactor on this system")
+    if type(reactor) is not EPollReactor:
+        return Reach("poll", why=f"the reactor is {type(reactor).__name__}, not EPollReactor")
+    return Reach("poll", tuple(_missing("EPollReactor", reactor, POLL)))
+
+
+def check(reactor: Any) -> dict[str, Reach]:
+    """
+    Check every speed path against the installed libraries.
+
+    @return: each path's L{Reach}, by path name.
+    """
+    reaches = (check_accel(), check_fast_frames(), check_direct_write(), check_poll(reactor))
+    return {reach.path: reach for reach in reaches}
