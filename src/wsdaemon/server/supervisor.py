@@ -25,14 +25,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.config import ConfigError, DaemonConfig
 from wsdaemon.cores import usable_cores
+from wsdaemon.server.aggregate import AggregateResource
 from wsdaemon.server.assembly import check_reloadable
+from wsdaemon.server.reloads import ReloadStatus, with_reload_status
 from wsdaemon.server.systemd import notify, reloading_message
 
 __all__ = ["ADMIN_SOCKET_ENV", "LISTEN_FDS_ENV", "READY_FD", "READY_FD_ENV", "Supervisor",
@@ -172,6 +174,22 @@ class _Worker(ProcessProtocol):
         self.supervisor.worker_ended(self, reason)
 
 
+class _SupervisorAdmin(AggregateResource):
+    """
+    The workers' combined admin API, with the supervisor's reloads.
+    """
+
+    def __init__(self, *args: Any, reloads: ReloadStatus, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reloads = reloads
+
+    @inlineCallbacks
+    def _answer(self, method: bytes, uri: bytes, headers: Any, body: bytes) -> Any:
+        status, content_type, data = yield super()._answer(method, uri, headers, body)
+        route = uri.split(b"?", 1)[0].rstrip(b"/")
+        return with_reload_status(route, status, content_type, data, self.reloads)
+
+
 class Supervisor(Service):
     """
     @param command: a worker's command line, given its number.
@@ -200,6 +218,8 @@ class Supervisor(Service):
         self.admin_dir: str | None = None
         self.admin_site: Any = None
         self._admin_ports: list[Any] = []
+        #: What the last reload did (the admin API's /metrics and /healthz).
+        self.reloads = ReloadStatus(reactor)
 
     # -- start -----------------------------------------------------------------------
 
@@ -277,14 +297,15 @@ class Supervisor(Service):
         from twisted.internet.endpoints import serverFromString
 
         from wsdaemon.server.admin import AdminSite, PushCounters
-        from wsdaemon.server.aggregate import AggregateResource, WorkerAdmin
+        from wsdaemon.server.aggregate import WorkerAdmin
 
         admin = self.config.admin
         assert admin is not None
         self.admin_dir = tempfile.mkdtemp(prefix="wsdaemon-workers-")
         workers = WorkerAdmin(self.reactor, self.admin_sockets, timeout=admin.request_timeout)
-        root = AggregateResource(workers, lambda: self.config.workers,
-                                 shared_push=self.config.broker is not None)
+        root = _SupervisorAdmin(workers, lambda: self.config.workers,
+                                shared_push=self.config.broker is not None,
+                                reloads=self.reloads)
         self.admin_site = AdminSite(None, admin.api_keys, admin.max_body, None,  # type: ignore[arg-type]
                                     PushCounters(), admin.request_timeout,
                                     admin.max_connections, admin.allowed_hosts,
@@ -381,11 +402,13 @@ class Supervisor(Service):
                 raise ConfigError(new.path, "the number of workers changed: restart to apply",
                                   section="wsdaemon", key="workers")
         except ConfigError as e:
+            self.reloads.refused(e)
             _log.error("reload refused, every worker keeps the previous config: {error}",
                        error=str(e))
             notify("READY=1\nSTATUS=reload refused; running the previous config")
             return False
         self.config = new
+        self.reloads.succeeded()
         if self.admin_site is not None and new.admin is not None:
             self.admin_site.api_keys = dict(new.admin.api_keys)
             self.admin_site.max_body = new.admin.max_body
