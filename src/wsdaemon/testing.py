@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -111,8 +112,9 @@ def check_strategy(
     they provide their interfaces, reject unknown options with
     L{OptionError} (in C{check} too, for a factory providing
     L{IOptionCheck}, whose result C{create} then accepts), answer every
-    message with a valid reply, and leave no timer behind once the
-    connection closes.
+    message with a valid reply (a Deferred one must fire, within an hour of
+    the test clock, with a valid reply, not fail), and leave no timer
+    behind once the connection closes.
 
     @raise AssertionError: naming what is broken.
     """
@@ -150,12 +152,33 @@ def check_strategy(
 
     session = RecordingSession()
     strategy.connection_opened(session)
+    deferred: list[tuple[str | bytes, list[object]]] = []
     for message in messages:
         reply = strategy.message_received(session, message)
         assert is_valid_reply(reply), f"invalid reply {reply!r} to {message!r}"
         if isinstance(reply, Deferred):
-            reply.addErrback(lambda f: AssertionError(f"deferred reply failed: {f}"))
+            outcome: list[object] = []
+            reply.addBoth(outcome.append)  # the result is ours now: nothing left unhandled
+            deferred.append((message, outcome))
     clock.advance(3600)
+    for message, outcome in deferred:
+        _check_deferred_reply(message, outcome)
     strategy.connection_closed(session, 1000, "")
     pending = clock.getDelayedCalls()
     assert not pending, f"timers outlive the connection: {pending}"
+
+
+def _check_deferred_reply(message: str | bytes, outcome: list[object]) -> None:
+    """
+    A Deferred reply must have fired (within the hour the test clock was
+    advanced) with a reply of a valid, non-Deferred form.
+    """
+    if not outcome:
+        raise AssertionError(f"the deferred reply to {message!r} never fired")
+    result = outcome[0]
+    if isinstance(result, Failure):
+        raise AssertionError(
+            f"the deferred reply to {message!r} failed: {result.getErrorMessage()!r} "
+            f"({getattr(result.type, '__name__', result.type)})")
+    if isinstance(result, Deferred) or not is_valid_reply(result):
+        raise AssertionError(f"invalid deferred reply {result!r} to {message!r}")

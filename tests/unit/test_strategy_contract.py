@@ -6,10 +6,12 @@ The contract every reply strategy meets, run against every built-in one
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock, deferLater
 from zope.interface.verify import verifyObject
 
 from tests.daemon import REPO
@@ -20,6 +22,7 @@ from wsdaemon.strategies.operator.queue import OperatorQueue, OperatorSettings
 from wsdaemon.strategies.registry import BUILTIN_STRATEGIES, StrategyRegistry
 from wsdaemon.testing import RecordingSession, check_strategy
 
+CLOCK = Clock()
 THIRDPARTY = Path(__file__).resolve().parent.parent / "thirdparty"
 
 #: Options each built-in needs to be built; every built-in must have an entry.
@@ -62,8 +65,8 @@ def test_recording_session_provides_isession() -> None:
     assert verifyObject(ISession, RecordingSession())
 
 
-def test_contract_catches_a_broken_strategy(tmp_path: Path) -> None:
-    """The contract check fails a strategy that returns a wrong reply type."""
+def _factory_answering(answer: Callable[[], object]) -> object:
+    """A factory whose strategy answers every message with C{answer()}."""
     from zope.interface import implementer
 
     from wsdaemon.interfaces import IReplyStrategy, IStrategyFactory
@@ -73,20 +76,53 @@ def test_contract_catches_a_broken_strategy(tmp_path: Path) -> None:
     class Broken:
         def connection_opened(self, session: ISession) -> None: ...
         def message_received(self, session: ISession, message: str | bytes) -> object:
-            return 42
+            return answer()
         def connection_closed(self, session: ISession, code: int | None, reason: str) -> None: ...
 
     @implementer(IStrategyFactory)
     class BrokenFactory:
         name = "broken"
-        description = "returns numbers"
+        description = "answers badly"
 
         def create(self, options: object, context: StrategyContext) -> Broken:
             reject_unknown_options(options, ())  # type: ignore[arg-type]
             return Broken()
 
-    with pytest.raises(AssertionError, match="invalid reply 42"):
-        check_strategy(BrokenFactory(), {}, config_dir=tmp_path)
+    return BrokenFactory()
+
+
+@pytest.mark.parametrize(("answer", "complaint"), [
+    (lambda: 42, "invalid reply 42"),
+    (lambda: ["ok", 7], r"invalid reply \['ok', 7\]"),
+    (lambda: fail(RuntimeError("boom")), "deferred reply to 'hello' failed: 'boom' "
+                                         r"\(RuntimeError\)"),
+    (lambda: succeed(12345), "invalid deferred reply 12345"),
+    (lambda: succeed(["ok", None]), r"invalid deferred reply \['ok', None\]"),
+    (lambda: succeed(succeed("nested")), "invalid deferred reply"),
+    (lambda: Deferred(), "deferred reply to 'hello' never fired"),
+], ids=["number", "list with a number", "failed deferred", "deferred number",
+        "deferred list with None", "deferred of a deferred", "never fires"])
+def test_contract_catches_a_broken_strategy(
+        tmp_path: Path, answer: Callable[[], object], complaint: str) -> None:
+    """The contract check fails a strategy whose reply, or whose Deferred
+    reply's result, is not a valid reply, and one whose Deferred fails or
+    never fires."""
+    with pytest.raises(AssertionError, match=complaint):
+        check_strategy(_factory_answering(answer), {}, config_dir=tmp_path)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("answer", [
+    lambda: succeed("fine"), lambda: succeed(None), lambda: succeed([b"a", "b"]),
+    lambda: deferLater(CLOCK, 10, lambda: "later"),
+], ids=["text", "nothing", "list", "later on the clock"])
+def test_contract_passes_valid_deferred_replies(tmp_path: Path, answer: Callable[[], object],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deferred replies that fire with a valid reply pass, including one
+    that fires later on the strategy's clock."""
+    import wsdaemon.testing
+
+    monkeypatch.setattr(wsdaemon.testing, "Clock", lambda: CLOCK)
+    check_strategy(_factory_answering(answer), {}, config_dir=tmp_path)  # type: ignore[arg-type]
 
 
 def test_echo_replies_unchanged(tmp_path: Path) -> None:
