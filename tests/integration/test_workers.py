@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -22,6 +23,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import require_tool
 from tests.daemon import Daemon, free_port, twistd_command
+from tests.integration.test_operator_daemon import ALICE
 
 pytestmark = pytest.mark.slow
 
@@ -299,3 +301,183 @@ def test_the_admin_api_answers_for_every_worker(
             assert ws.recv(timeout=5) == "replaced"
     code, why = admin.error("PUT", "/routes/rules?route=/bot", raw=b"[[rule]\n")
     assert code == 400 and why.startswith("rules:1:")
+
+
+def operator_config(redis_url: str, port: int, workers: int, prefix: str) -> str:
+    """Clients on /echo, an operator route on the Redis broker, the admin API on C{port}."""
+    from tests.admin_client import admin_config
+
+    return admin_config(port, KEY, f"""
+        [operator]
+        tokens = alice:{ALICE}
+        lease = 60
+        fallback_after = 0
+        fallback_when_offline = no
+
+        [broker]
+        backend = redis
+        url = {redis_url}
+        prefix = {prefix}
+        heartbeat = 0.5
+        sweep_interval = 0.25
+
+        [route:/echo]
+        strategy = echo
+
+        [route:/support]
+        strategy = operator
+        ack_message = queued #{{position}} as {{item}}
+    """, wsdaemon=f"workers = {workers}\n")
+
+
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(admin: Any) -> Series:
+    """Every series of /metrics (which must parse), by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: Series = {}
+    for family in text_string_to_metric_families(admin.call_text("GET", "/metrics")):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in found, key
+            found[key] = sample.value
+    return found
+
+
+#: What the scenario below leaves, whatever the number of workers.
+TRUTH = {
+    ("wsdaemon_ready", ()): 1.0,
+    ("wsdaemon_operators_online", ()): 1.0,
+    ("wsdaemon_queue_items", (("state", "queued"),)): 2.0,
+    ("wsdaemon_queue_items", (("state", "claimed"),)): 1.0,
+    ("wsdaemon_connections", (("route", "/echo"),)): 12.0,
+    ("wsdaemon_connections", (("route", "/support"),)): 3.0,
+    ("wsdaemon_push_calls_total", (("outcome", "ok"), ("target", "route"))): 1.0,
+    ("wsdaemon_handshakes_refused_total", (("reason", "bad_token"), ("route", "/operator"))): 1.0,
+    ("wsdaemon_broker_up", ()): 1.0,
+}
+AGE = ("wsdaemon_queue_oldest_item_age_seconds", ())
+SUPERVISOR_ONLY = {("wsdaemon_workers", ()), ("wsdaemon_workers_answering", ())}
+
+
+MOMENTS = {AGE, ("wsdaemon_config_last_reload_success_timestamp_seconds", ())}
+
+
+def comparable(found: Series) -> Series:
+    """
+    The series a one-process daemon and workers in the same state give
+    alike: all but moments (each daemon's own) and the workers counted.
+    """
+    return {key: value for key, value in found.items()
+            if key not in MOMENTS and key not in SUPERVISOR_ONLY}
+
+
+def drive(daemon: Daemon, admin: Any, opened: list[Any]) -> float:
+    """
+    An operator online (and one refused), 12 echo clients, 3 questions
+    queued and one of them claimed, one push to /echo.
+
+    @return: when the first question was asked (C{time.monotonic()}).
+    """
+    from websockets.exceptions import InvalidStatus
+
+    from tests.operator_client import Operator
+
+    operator = Operator(daemon, ALICE)
+    opened.append(operator)
+    with pytest.raises(InvalidStatus):
+        connect(f"{daemon.url}/operator?token=not-the-right-token-at-all")
+    echoes = []
+    for n in range(12):
+        ws = connect(f"{daemon.url}/echo?client_id=e{n}")
+        opened.append(ws)
+        echoes.append(ws)
+        for text in (f"m{n}", "é" * n):
+            ws.send(text)
+            assert ws.recv(timeout=5) == text
+    asked = time.monotonic()
+    for n in range(3):
+        ws = connect(f"{daemon.url}/support?client_id=s{n}")
+        opened.append(ws)
+        ws.send(f"question {n}")
+        assert str(ws.recv(timeout=5)).startswith("queued #")
+    deadline = time.monotonic() + 10
+    while len(items := operator.request(type="list")["items"]) < 3:
+        assert time.monotonic() < deadline, items
+        time.sleep(0.1)
+    assert operator.request(type="claim", item=items[0]["item_id"])["type"] == "ok"
+    # With Redis, "delivered" counts the connections of the worker that took the push.
+    admin.call("POST", "/push", {"route": "/echo", "text": "to all"})
+    for ws in echoes:
+        assert ws.recv(timeout=5) == "to all"
+    return asked
+
+
+def settled(admin: Any, matches: Callable[[Series], bool], timeout: float = 10) -> Series:
+    """
+    /metrics once C{matches} it (the workers learn of each other's
+    operators and items through Redis), or the last scrape.
+    """
+    deadline = time.monotonic() + timeout
+    while not matches(found := scrape(admin)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
+def test_metrics_and_clients_with_workers_match_one_process(
+        redis_server: Any, write_config: Callable[..., Path],
+        start_daemon: Callable[..., Daemon]) -> None:
+    """Three workers on Redis, and one process in the same state: every
+    series of the supervisor's /metrics equals the one process's (counters
+    and open connections summed, the shared queue's gauges, operators online
+    and ready once), the queue's age is as old as the oldest question, the
+    workers expected and answering are 3; /clients names the worker holding
+    each client (the one whose log line says it connected there)."""
+    from tests.admin_client import Admin
+
+    daemons = {}
+    for workers in (1, 3):
+        port = free_port()
+        path = write_config(operator_config(redis_server.url, port, workers, f"w{workers}:"),
+                            name=f"workers{workers}.ini")
+        daemons[workers] = (start_daemon(path), Admin(port, KEY))
+    for workers, (daemon, _) in daemons.items():
+        deadline = time.monotonic() + 20
+        while daemon.log().count("open item(s) in Redis") < workers:
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.1)
+    opened: list[Any] = []
+    try:
+        asked = {w: drive(daemon, admin, opened) for w, (daemon, admin) in daemons.items()}
+
+        def truthful(found: Series) -> bool:
+            return all(found.get(key) == value for key, value in TRUTH.items())
+
+        one = settled(daemons[1][1], truthful)
+        several = settled(daemons[3][1],
+                          lambda found: truthful(found) and comparable(found) == comparable(one))
+        assert {k: v for k, v in one.items() if k in TRUTH} == TRUTH
+        assert comparable(several) == comparable(one)
+        assert len(comparable(one)) >= 20
+        assert {k: several.get(k) for k in SUPERVISOR_ONLY} == {k: 3.0 for k in SUPERVISOR_ONLY}
+        assert set(several) == set(one) | SUPERVISOR_ONLY
+        for workers, found in ((1, one), (3, several)):
+            assert 0 < found[AGE] <= time.monotonic() - asked[workers] + 0.5, found[AGE]
+
+        assert all("worker" not in c for c in daemons[1][1].call("GET", "/clients")["clients"])
+        daemon, admin = daemons[3]
+        clients = admin.call("GET", "/clients")["clients"]
+        assert len(clients) == 15
+        log = daemon.log().splitlines()
+        for client in clients:
+            (line,) = [line for line in log if f"(session {client['session_id']}," in line
+                       and " connected to " in line]
+            assert f"#info worker {client['worker']}] " in line, (client, line)
+        # SO_REUSEPORT spreads 15 connections over 3 workers (all on one:
+        # once in 4.8 million runs).
+        assert len({c["worker"] for c in clients}) > 1
+    finally:
+        for thing in opened:
+            thing.close()

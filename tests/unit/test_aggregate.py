@@ -4,6 +4,10 @@ Combining the workers' admin answers into the daemon's.
 
 from __future__ import annotations
 
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
 from wsdaemon.server.aggregate import _COMBINERS, _cleared, merge_metrics
 
 METRICS = """# HELP wsdaemon_connections Open connections.
@@ -17,12 +21,137 @@ wsdaemon_messages_received_total{route="/bot"} 1.0
 
 
 def test_metrics_are_summed_series_by_series() -> None:
-    """Same name and labels: one series, the sum; HELP/TYPE once each."""
-    merged = merge_metrics([METRICS % (2, 10), METRICS % (3, 5)])
+    """Counters and per-process gauges: same name and labels, one series, the
+    sum; HELP/TYPE once each."""
+    merged = merge_metrics({0: METRICS % (2, 10), 1: METRICS % (3, 5)})
     assert 'wsdaemon_connections{route="/echo"} 5.0' in merged
     assert 'wsdaemon_messages_received_total{route="/echo"} 15.0' in merged
     assert 'wsdaemon_messages_received_total{route="/bot"} 2.0' in merged
     assert merged.count("# TYPE wsdaemon_messages_received_total counter") == 1
+
+
+WORKER = """# HELP wsdaemon_connections Open client connections
+# TYPE wsdaemon_connections gauge
+wsdaemon_connections{{route="/echo"}} {open}.0
+# HELP wsdaemon_messages_received_total Messages received from clients
+# TYPE wsdaemon_messages_received_total counter
+wsdaemon_messages_received_total{{route="/echo"}} {received}.0
+# HELP wsdaemon_queue_items Open operator queue items
+# TYPE wsdaemon_queue_items gauge
+wsdaemon_queue_items{{state="queued"}} {queued}.0
+wsdaemon_queue_items{{state="claimed"}} 1.0
+# HELP wsdaemon_queue_oldest_item_age_seconds Age of the oldest open item (0 when empty)
+# TYPE wsdaemon_queue_oldest_item_age_seconds gauge
+wsdaemon_queue_oldest_item_age_seconds {age}
+# HELP wsdaemon_operators_online Operators connected
+# TYPE wsdaemon_operators_online gauge
+wsdaemon_operators_online 2.0
+# HELP wsdaemon_ready 1 once every listener is bound and the store is open
+# TYPE wsdaemon_ready gauge
+wsdaemon_ready {ready}.0
+# HELP wsdaemon_broker_up 1 while Redis answers, 0 during an outage
+# TYPE wsdaemon_broker_up gauge
+wsdaemon_broker_up 1.0
+# HELP wsdaemon_broker_outages_total Times Redis became unreachable
+# TYPE wsdaemon_broker_outages_total counter
+wsdaemon_broker_outages_total 1.0
+"""
+
+
+def worker(open: int = 2, received: int = 10, queued: int = 3, age: float = 4.5,
+           ready: int = 1) -> str:
+    return WORKER.format(open=open, received=received, queued=queued, age=age, ready=ready)
+
+
+def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition (which must parse), by name and labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in found, key
+            found[key] = sample.value
+    return found
+
+
+def test_metrics_of_shared_state_are_taken_once() -> None:
+    """Three workers each reporting the shared queue: the queue's gauges and
+    operators online once (the lowest-numbered worker's family, one
+    snapshot); open connections and counters summed; ready and the broker
+    link 1 since every worker's is; the workers expected and answering."""
+    merged = series(merge_metrics({0: worker(open=1, received=5, age=4.25),
+                                   1: worker(open=2, received=6, age=4.5, queued=4),
+                                   2: worker(open=4, received=7, age=4.0)}, expected=3))
+    assert merged == {
+        ("wsdaemon_connections", (("route", "/echo"),)): 7.0,
+        ("wsdaemon_messages_received_total", (("route", "/echo"),)): 18.0,
+        ("wsdaemon_queue_items", (("state", "queued"),)): 3.0,
+        ("wsdaemon_queue_items", (("state", "claimed"),)): 1.0,
+        ("wsdaemon_queue_oldest_item_age_seconds", ()): 4.25,
+        ("wsdaemon_operators_online", ()): 2.0,
+        ("wsdaemon_ready", ()): 1.0,
+        ("wsdaemon_broker_up", ()): 1.0,
+        ("wsdaemon_broker_outages_total", ()): 3.0,
+        ("wsdaemon_workers", ()): 3.0,
+        ("wsdaemon_workers_answering", ()): 3.0,
+    }
+
+
+def test_ready_is_1_only_when_every_worker_is_ready_and_answering() -> None:
+    """One worker not ready, or one of three not answering: wsdaemon_ready 0;
+    the shared queue then comes from the lowest-numbered worker answering."""
+    one_not_ready = series(merge_metrics({0: worker(), 1: worker(ready=0), 2: worker()},
+                                         expected=3))
+    assert one_not_ready[("wsdaemon_ready", ())] == 0.0
+    one_missing = series(merge_metrics({1: worker(queued=5), 2: worker()}, expected=3))
+    assert one_missing[("wsdaemon_ready", ())] == 0.0
+    assert one_missing[("wsdaemon_broker_up", ())] == 0.0
+    assert one_missing[("wsdaemon_queue_items", (("state", "queued"),))] == 5.0
+    assert one_missing[("wsdaemon_workers_answering", ())] == 2.0
+
+
+def test_a_gauge_without_a_declared_merge_is_labelled_by_worker() -> None:
+    """A gauge metrics.py does not declare is neither summed nor dropped:
+    each worker's series with a worker label (prometheus_client's
+    multiprocess default for gauges)."""
+    text = ("# HELP wsdaemon_new A new gauge\n# TYPE wsdaemon_new gauge\n"
+            'wsdaemon_new{{a="x"}} {}\n')
+    merged = series(merge_metrics({0: text.format(1.5), 2: text.format(2.5)}))
+    assert merged == {("wsdaemon_new", (("a", "x"), ("worker", "0"))): 1.5,
+                      ("wsdaemon_new", (("a", "x"), ("worker", "2"))): 2.5}
+
+
+def test_every_family_of_the_collector_declares_how_workers_merge() -> None:
+    """Each family a daemon's collector yields (with an operator queue and
+    Redis) has a declared merge; a counter's is the sum."""
+    from wsdaemon.connections.stats import RouteStats
+    from wsdaemon.server.admin import PushCounters
+    from wsdaemon.server.metrics import WORKER_MERGE, DaemonCollector, Merge
+
+    class Factory:
+        stats = RouteStats()
+
+    class Index:
+        def count_by_route(self) -> dict[str, int]:
+            return {"/echo": 1}
+
+    class Source:
+        factories: dict[str, Any] = {"/echo": Factory()}
+        operator_channel = None
+        index = Index()
+        ready = True
+
+        def queue_stats(self) -> dict[str, Any]:
+            return {"by_state": {"queued": 1}, "oldest_age": 2.0, "operators_online": 1}
+
+        def broker_status(self) -> dict[str, Any]:
+            return {"backend": "redis", "up": True, "outages": 0, "calls_failed": 0}
+
+    families = list(DaemonCollector(Source(), PushCounters()).collect())
+    assert {f.name for f in families} <= set(WORKER_MERGE)
+    for family in families:
+        if family.type == "counter":
+            assert WORKER_MERGE[family.name] is Merge.SUM, family.name
 
 
 def test_health_is_ready_only_when_every_worker_is() -> None:
@@ -54,3 +183,23 @@ def test_routes_and_clears_add_up() -> None:
     merged = routes([one, one], 2)["routes"][0]
     assert merged["connections"] == 4 and merged["journal"]["entries"] == 10
     assert _cleared([{"cleared": 3}, {"cleared": 4}], 2) == {"cleared": 7}
+
+
+def test_listed_clients_and_connections_name_their_worker() -> None:
+    """/clients and /routes/connections entries, and each /healthz, say
+    which worker answered; other answers are left as they are."""
+    from wsdaemon.server.aggregate import Reply, _named
+
+    def reply(worker: int, body: str) -> Reply:
+        return Reply(worker, 200, b"application/json", body.encode())
+
+    clients = _named(reply(2, '{"count": 1, "clients": [{"session_id": "s"}]}'), b"/clients")
+    assert clients["clients"] == [{"session_id": "s", "worker": 2}]
+    listed = _named(reply(1, '{"route": "/e", "connections": [{"session_id": "t"}]}'),
+                    b"/routes/connections")
+    assert listed["connections"] == [{"session_id": "t", "worker": 1}]
+    assert _named(reply(0, '{"ready": true}'), b"/healthz") == {"ready": True, "worker": 0}
+    assert _named(reply(0, '{"routes": []}'), b"/routes") == {"routes": []}
+    combined = _COMBINERS[b"/clients"]([clients, _named(reply(0, '{"clients": [{}]}'),
+                                                         b"/clients")], 2)
+    assert sorted(c["worker"] for c in combined["clients"]) == [0, 2]

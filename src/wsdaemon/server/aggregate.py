@@ -3,9 +3,11 @@ The admin API of a daemon with several workers: the supervisor serves the
 configured admin listener and answers for the whole daemon by asking every
 worker's own admin API (each on a private Unix socket) and combining the
 answers: a push reaches every worker (one, with Redis, which then reaches
-them all), lists are joined, counts summed, /metrics summed by series,
-/healthz ready only when every worker is; a connection action goes to the
-worker that holds the session.
+them all), lists are joined (each client or connection naming its worker),
+counts summed, /metrics combined family by family as
+L{wsdaemon.server.metrics.WORKER_MERGE} declares, /healthz ready only when
+every worker is; a connection action goes to the worker that holds the
+session.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from twisted.web.iweb import IAgentEndpointFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
+
+from wsdaemon.server.metrics import merge_metrics
 
 __all__ = ["Reply", "WorkerAdmin", "AggregateResource", "merge_metrics"]
 
@@ -116,45 +120,6 @@ class WorkerAdmin:
         return d
 
 
-def merge_metrics(texts: Sequence[str]) -> str:
-    """
-    @return: the workers' Prometheus expositions as one, each series summed.
-    """
-    from prometheus_client.parser import text_string_to_metric_families
-
-    order: list[str] = []
-    kinds: dict[str, tuple[str, str]] = {}
-    sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
-    for text in texts:
-        for family in text_string_to_metric_families(text):
-            if family.name not in kinds:
-                order.append(family.name)
-                kinds[family.name] = (family.type, family.documentation)
-                sums[family.name] = {}
-            series = sums[family.name]
-            for sample in family.samples:
-                if sample.name.endswith("_created"):
-                    continue  # a timestamp per process: no sum of it means anything
-                key = (sample.name, tuple(sorted(sample.labels.items())))
-                series[key] = series.get(key, 0.0) + sample.value
-    lines = []
-    for name in order:
-        kind, doc = kinds[name]
-        # The text format names a counter by its samples' name (..._total).
-        shown = f"{name}_total" if kind == "counter" else name
-        lines.append(f"# HELP {shown} {doc}")
-        lines.append(f"# TYPE {shown} {kind}")
-        for (sample_name, labels), value in sums[name].items():
-            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-            lines.append(f"{sample_name}{{{label_text}}} {value!r}" if labels
-                         else f"{sample_name} {value!r}")
-    return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 def _sum(values: Sequence[Any]) -> Any:
     return sum(v for v in values if isinstance(v, int | float))
 
@@ -240,13 +205,14 @@ class AggregateResource(Resource):
             bad = next((r for r in replies if r.status >= 400), replies[0])
             return bad.status, bad.content_type, bad.body
         if route == b"/metrics":
-            text = merge_metrics([r.body.decode("utf-8") for r in replies])
+            text = merge_metrics({r.worker: r.body.decode("utf-8") for r in replies},
+                                 self.expected())
             return 200, b"text/plain; version=0.0.4; charset=utf-8", text.encode("utf-8")
         combine = _cleared if (route, method) == (b"/journal", b"DELETE") else \
             _COMBINERS.get(route)
         if combine is None:
             return _relay(replies)
-        answers = [r.json() for r in replies]
+        answers = [_named(r, route) for r in replies]
         combined = combine(answers, self.expected())
         status = 200
         if route == b"/healthz" and not combined.get("ready"):
@@ -258,6 +224,32 @@ def _relay(replies: list[Reply]) -> tuple[int, bytes, bytes]:
     if not replies:
         return 502, b"application/json", b'{"error": "no worker answered"}\n'
     return replies[0].status, replies[0].content_type, replies[0].body
+
+
+#: The answers whose lists name the worker in each entry: the key of the list,
+#: or None for the answer itself.
+_LISTS: dict[bytes, str | None] = {
+    b"/clients": "clients",
+    b"/routes/connections": "connections",
+    b"/healthz": None,  # the entry of /healthz's "each"
+}
+
+
+def _named(reply: Reply, route: bytes) -> Any:
+    """
+    @return: a worker's JSON answer to C{route}, naming the worker
+        (C{"worker": N}) as L{_LISTS} says.
+    """
+    answer = reply.json()
+    if not isinstance(answer, dict) or route not in _LISTS:
+        return answer
+    key = _LISTS[route]
+    if key is None:
+        return {**answer, "worker": reply.worker}
+    if isinstance(answer.get(key), list):
+        answer[key] = [{**entry, "worker": reply.worker} if isinstance(entry, dict) else entry
+                       for entry in answer[key]]
+    return answer
 
 
 def _push(answers: list[Any], expected: int) -> dict[str, Any]:

@@ -4,19 +4,26 @@
 Nothing is counted through prometheus_client on the message path: routes
 keep plain integer counters (L{wsdaemon.connections.stats.RouteStats}) and this
 collector reads them when Prometheus scrapes.
+
+With workers, each worker's collector runs in its own process and the
+supervisor's admin API combines their expositions (L{merge_metrics}), family
+by family as L{WORKER_MERGE} declares: a family added to the collector is
+declared there too (a unit test checks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import enum
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from wsdaemon.server.admin import PushCounters
 
-__all__ = ["DaemonCollector", "make_registry"]
+__all__ = ["DaemonCollector", "Merge", "WORKER_MERGE", "make_registry", "merge_metrics"]
 
 
 class MetricsSource(Protocol):
@@ -120,3 +127,125 @@ def make_registry(source: MetricsSource, push: PushCounters) -> CollectorRegistr
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(source, push))
     return registry
+
+
+class Merge(enum.Enum):
+    """
+    How the supervisor combines one metric family of its workers.
+    """
+
+    #: Counters and per-process gauges: the daemon's total (the sum of every
+    #: worker's open connections is the daemon's).
+    SUM = "sum"
+    #: Shared state that every worker reports alike (the Redis queue): the
+    #: family of the lowest-numbered worker answering, one snapshot, never a
+    #: mix of two.
+    SHARED = "shared"
+    #: A flag every worker must raise: each series' lowest value; a worker
+    #: that does not answer counts as 0.
+    MIN = "min"
+    #: A gauge not declared: each worker's series with a C{worker} label
+    #: (prometheus_client's multiprocess default for gauges), neither
+    #: summed nor dropped.
+    EACH = "each"
+
+
+#: Every family the collector yields, by name (a counter's without
+#: C{_total}), and how the supervisor combines the workers' series.
+WORKER_MERGE: Mapping[str, Merge] = {
+    "wsdaemon_connections": Merge.SUM,
+    "wsdaemon_connections_opened": Merge.SUM,
+    "wsdaemon_messages_received": Merge.SUM,
+    "wsdaemon_messages_sent": Merge.SUM,
+    "wsdaemon_bytes_received": Merge.SUM,
+    "wsdaemon_bytes_sent": Merge.SUM,
+    "wsdaemon_handshakes_refused": Merge.SUM,
+    "wsdaemon_queue_items": Merge.SHARED,
+    "wsdaemon_queue_oldest_item_age_seconds": Merge.SHARED,
+    "wsdaemon_operators_online": Merge.SHARED,
+    "wsdaemon_push_calls": Merge.SUM,
+    "wsdaemon_ready": Merge.MIN,
+    "wsdaemon_broker_up": Merge.MIN,
+    # Each worker has its own Redis connection: one outage seen by 3
+    # workers counts 3, as 3 daemons would.
+    "wsdaemon_broker_outages": Merge.SUM,
+    "wsdaemon_broker_calls_failed": Merge.SUM,
+}
+
+_Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def merge_metrics(texts: Mapping[int, str], expected: int | None = None) -> str:
+    """
+    Combine the workers' expositions as L{WORKER_MERGE} says; counters and
+    families it does not name fall back to L{Merge.SUM} (a counter) or
+    L{Merge.EACH} (anything else). C{_created} samples are left out (a
+    process's start time: no combination of them means anything).
+
+    @param texts: each answering worker's exposition, by worker number.
+    @param expected: the workers there should be; given, the answer also
+        says how many there are (C{wsdaemon_workers}) and answered
+        (C{wsdaemon_workers_answering}), and fewer answering makes every
+        L{Merge.MIN} series 0.
+    @return: one exposition in the text format.
+    """
+    order: list[str] = []
+    kinds: dict[str, tuple[str, str]] = {}
+    merged: dict[str, _Series] = {}
+    missing = expected is not None and len(texts) < expected
+    for number in sorted(texts):
+        for family in text_string_to_metric_families(texts[number]):
+            if family.name not in kinds:
+                order.append(family.name)
+                kinds[family.name] = (family.type, family.documentation)
+                merged[family.name] = {}
+            default = Merge.SUM if family.type == "counter" else Merge.EACH
+            how = WORKER_MERGE.get(family.name, default)
+            series = merged[family.name]
+            if how is Merge.SHARED and series:
+                continue  # a lower-numbered worker's family is already there
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                labels = dict(sample.labels)
+                if how is Merge.EACH:
+                    labels["worker"] = str(number)
+                key = (sample.name, tuple(sorted(labels.items())))
+                if how is Merge.MIN:
+                    value = 0.0 if missing else sample.value
+                    series[key] = min(series.get(key, value), value)
+                else:
+                    series[key] = series.get(key, 0.0) + sample.value
+    if expected is not None:
+        for name, doc, value in (
+                ("wsdaemon_workers", "Worker processes configured", expected),
+                ("wsdaemon_workers_answering", "Workers whose admin API answered this scrape",
+                 len(texts))):
+            order.append(name)
+            kinds[name] = ("gauge", doc)
+            merged[name] = {(name, ()): float(value)}
+    return _exposition(order, kinds, merged)
+
+
+def _exposition(order: list[str], kinds: Mapping[str, tuple[str, str]],
+                merged: Mapping[str, _Series]) -> str:
+    lines = []
+    for name in order:
+        kind, doc = kinds[name]
+        # The text format names a counter by its samples' name (..._total).
+        shown = f"{name}_total" if kind == "counter" else name
+        lines.append(f"# HELP {shown} {_escape_help(doc)}")
+        lines.append(f"# TYPE {shown} {kind}")
+        for (sample_name, labels), value in merged[name].items():
+            label_text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
+            lines.append(f"{sample_name}{{{label_text}}} {value!r}" if labels
+                         else f"{sample_name} {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_label(value: str) -> str:
+    return _escape_help(value).replace('"', '\\"')
