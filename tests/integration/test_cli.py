@@ -32,7 +32,10 @@ def test_check_config_on_shipped_example() -> None:
     ("text", "expected"),
     [
         ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = ecoh\n",
-         ":4: [route:/echo] strategy: unknown strategy 'ecoh'; expected one of: echo"),
+         ":4: [route:/echo] strategy: unknown strategy 'ecoh' (did you mean echo?); "
+         "expected one of: echo"),
+        ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\nmax_conections = 5\n",
+         ":5: [route:/echo] max_conections: unknown option (did you mean max_connections?)"),
         ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\nmax_message_size = big\n",
          ":5: [route:/echo] max_message_size: expected a size in bytes"),
         ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\n"

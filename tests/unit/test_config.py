@@ -112,7 +112,7 @@ BAD_CONFIGS = {
     ),
     "unknown key": (
         "[wsdaemon]\nlisten = tcp:8080\nlissen = tcp:1\n[route:/echo]\nstrategy = echo\n",
-        [":3: [wsdaemon] lissen", "unknown key", "listen"],
+        [":3: [wsdaemon] lissen", "unknown key (did you mean listen?)", "demo_page"],
     ),
     "unknown protocol key": (
         MINIMAL + "\n[protocol]\nmax_msg = 5\n",
@@ -140,7 +140,8 @@ BAD_CONFIGS = {
     ),
     "unknown strategy": (
         "[wsdaemon]\nlisten = tcp:8080\n[route:/echo]\nstrategy = ecoh\n",
-        [":4: [route:/echo] strategy", "unknown strategy 'ecoh'", "expected one of: echo"],
+        [":4: [route:/echo] strategy", "unknown strategy 'ecoh' (did you mean echo?)",
+         "expected one of: echo"],
     ),
     "dotted strategy that does not import": (
         "[wsdaemon]\nlisten = tcp:8080\n[route:/echo]\nstrategy = no.such.module\n",
@@ -232,7 +233,7 @@ BAD_CONFIGS = {
     ),
     "operator unknown key": (
         MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\nleese = 5\n",
-        [":9: [operator] leese", "unknown key", "lease"],
+        [":9: [operator] leese", "unknown key (did you mean lease?)", "tokens_file"],
     ),
     "operator path collides with a route": (
         MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\npath = /echo\n",
@@ -264,12 +265,55 @@ BAD_CONFIGS = {
     ),
     "broker unknown key": (
         MINIMAL + "\n[broker]\nbackend = redis\nurl = redis://localhost\nprefx = x:\n",
-        [":10: [broker] prefx", "unknown key"],
+        [":10: [broker] prefx", "unknown key (did you mean prefix?)"],
+    ),
+    "unknown section close to a known one": (
+        MINIMAL + "\n[protocl]\nmax_message_size = 5\n",
+        [":7: [protocl]", "unknown section (did you mean [protocol]?)"],
+    ),
+    "section in capitals": (
+        MINIMAL + "\n[Protocol]\nmax_message_size = 5\n",
+        [":7: [Protocol]", "unknown section (did you mean [protocol]?)"],
+    ),
+    "route section misspelt": (
+        MINIMAL + "\n[rout:/chat]\nstrategy = echo\n",
+        [":7: [rout:/chat]", "unknown section (did you mean [route:/chat]?)"],
+    ),
+    "misspelt main key": (
+        MINIMAL.replace("listen", "max_connection_total = 5\nlisten"),
+        [":2: [wsdaemon] max_connection_total",
+         "unknown key (did you mean max_connections_total?)"],
+    ),
+    "misspelt protocol key": (
+        MINIMAL + "\n[protocol]\nmax_mesage_size = 5\n",
+        [":8: [protocol] max_mesage_size", "unknown key (did you mean max_message_size?)"],
+    ),
+    "misspelt route key": (
+        MINIMAL + "max_conections = 5\n",
+        [":6: [route:/echo] max_conections", "unknown option (did you mean max_connections?)"],
+    ),
+    "misspelt strategy option": (
+        MINIMAL.replace("echo\n", "scripted\n") + "rule = bot.rules.toml\n",
+        [":6: [route:/echo] rule", "unknown option (did you mean rules?)"],
+    ),
+    "misspelt broker backend": (
+        MINIMAL + "\n[broker]\nbackend = rediss\n",
+        [":8: [broker] backend", "got 'rediss' (did you mean redis?)"],
+    ),
+    "misspelt identity mode": (
+        MINIMAL + "identity = claim\n",
+        [":6: [route:/echo] identity", "got 'claim' (did you mean claimed?)"],
     ),
     "operator bad ack placeholder": (
         MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
         "[route:/support]\nstrategy = operator\nack_message = you are {number}\n",
         ["[route:/support] ack_message", "unknown placeholder {number}"],
+    ),
+    "operator misspelt ack placeholder": (
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
+        "[route:/support]\nstrategy = operator\nack_message = you are {postion}\n",
+        ["[route:/support] ack_message",
+         "unknown placeholder {postion} (did you mean {position}?)"],
     ),
 }
 
@@ -286,6 +330,17 @@ def test_bad_config_is_one_clear_line(case: str, write_config: Callable[..., Pat
     assert message.startswith(str(path))
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("case", ["unknown section", "unknown strategy option",
+                                  "broker unknown backend", "bad route path"])
+def test_no_suggestion_when_nothing_is_close(case: str,
+                                             write_config: Callable[..., Path]) -> None:
+    """A name far from every known one gets the list of known names, no guess."""
+    text, _ = BAD_CONFIGS[case]
+    with pytest.raises(ConfigError) as info:
+        load(write_config(text))
+    assert "did you mean" not in str(info.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ BAD = {
         [[rule]]
         text = "b"
         reply = "hi {mesage}"
-        """, 6, "reply: unknown placeholder {mesage}"),
+        """, 6, "reply: unknown placeholder {mesage} (did you mean {message}?)"),
     "group the regex lacks": ("""
         [[rule]]
         regex = '^(\\d+)$'
@@ -100,17 +100,17 @@ BAD = {
         [[rule]]
         text = "x"
         replay = "y"
-        """, 3, "unknown key 'replay' in [[rule]]; expected one of:"),
+        """, 3, "unknown key 'replay' in [[rule]] (did you mean reply?); expected one of:"),
     "unknown key in send": ("""
         [[rule]]
         text = "x"
         [[rule.send]]
         txt = "y"
-        """, 4, "unknown key 'txt' in [[send]]"),
+        """, 4, "unknown key 'txt' in [[send]] (did you mean text?)"),
     "unknown top-level table": ("""
         [[rules]]
         text = "x"
-        """, 1, "unknown key 'rules' in the rules file"),
+        """, 1, "unknown key 'rules' in the rules file (did you mean rule?)"),
     "two matchers": ("""
         [[rule]]
         text = "x"

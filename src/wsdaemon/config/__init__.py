@@ -44,6 +44,7 @@ from wsdaemon.config._services import MAX_PAGE, BrokerSettings, OperatorSettings
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count
 from wsdaemon.cores import usable_cores
 from wsdaemon.credentials import example_names, is_loopback
+from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.registry import StrategyRegistry
 
 __all__ = [
@@ -68,6 +69,18 @@ MAIN_SECTION = "wsdaemon"
 MAX_WORKERS = 256
 PROTOCOL_SECTION = "protocol"
 _MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip", "workers"}
+_SECTIONS = (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION, BROKER_SECTION)
+
+
+def _unknown_section(reader: _Reader, section: str) -> ConfigError:
+    # [rout:/chat], [route/chat], [/chat]: the route section it may have meant.
+    slash = section.find("/")
+    route = (ROUTE_PREFIX + section[slash:],) if slash >= 0 else ()
+    return reader.error(
+        section, None,
+        f"unknown section{did_you_mean(section, (*_SECTIONS, *route), '[{}]')}; expected "
+        f"{', '.join(f'[{name}]' for name in _SECTIONS)} or [{ROUTE_PREFIX}/path]",
+    )
 
 
 def _refuse_exposed_examples(reader: _Reader, listen: Sequence[str],
@@ -132,18 +145,12 @@ def load_config(
 
     route_sections = []
     for section in parser.sections():
-        if section in (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION,
-                       BROKER_SECTION):
+        if section in _SECTIONS:
             continue
         if section.startswith(ROUTE_PREFIX):
             route_sections.append(section)
             continue
-        raise reader.error(
-            section, None,
-            f"unknown section; expected [{MAIN_SECTION}], [{PROTOCOL_SECTION}], "
-            f"[{OPERATOR_SECTION}], [{ADMIN_SECTION}], [{BROKER_SECTION}] or "
-            f"[{ROUTE_PREFIX}/path]",
-        )
+        raise _unknown_section(reader, section)
     if MAIN_SECTION not in parser:
         raise ConfigError(path, f"missing section [{MAIN_SECTION}]")
     reader.check_keys(MAIN_SECTION, _MAIN_KEYS)

@@ -11,12 +11,14 @@ from urllib.parse import unquote, urlsplit
 from wsdaemon.config._reader import _Reader
 from wsdaemon.config._services import BrokerSettings
 from wsdaemon.config._values import _seconds
+from wsdaemon.spelling import did_you_mean
 
 __all__ = ["BROKER_SECTION", "broker_settings"]
 
 BROKER_SECTION = "broker"
 _KEYS = {"backend", "url", "prefix", "timeout", "heartbeat", "sweep_interval", "daemon_id"}
 _REDIS_ONLY = _KEYS - {"backend"}
+_BACKENDS = ("embedded", "redis")
 
 
 def _redis_url(value: str) -> dict[str, object]:
@@ -46,8 +48,9 @@ def broker_settings(reader: _Reader) -> BrokerSettings | None:
     reader.check_keys(section, _KEYS)
     values = reader.parser[section]
     backend = values.get("backend", "embedded").strip()
-    if backend not in ("embedded", "redis"):
-        raise reader.error(section, "backend", f"expected embedded or redis, got {backend!r}")
+    if backend not in _BACKENDS:
+        raise reader.error(section, "backend", f"expected embedded or redis, got {backend!r}"
+                                               f"{did_you_mean(backend, _BACKENDS)}")
     if backend == "embedded":
         extra = sorted(_REDIS_ONLY & set(values))
         if extra:

@@ -12,6 +12,7 @@ from wsdaemon.config._credentials import read_path
 from wsdaemon.config._model import MODES, IdentityPolicy, JwtSettings
 from wsdaemon.config._reader import _Reader
 from wsdaemon.config._values import _seconds
+from wsdaemon.spelling import did_you_mean
 
 __all__ = ["IDENTITY_KEYS", "identity_policy"]
 
@@ -33,7 +34,8 @@ def identity_policy(reader: _Reader, section: str, base: IdentityPolicy) -> Iden
     mode = values.get("identity", base.mode).strip()
     if mode not in MODES:
         raise reader.error(section, "identity",
-                           f"expected one of {', '.join(MODES)}, got {mode!r}")
+                           f"expected one of {', '.join(MODES)}, got {mode!r}"
+                           f"{did_you_mean(mode, MODES)}")
     secret, secret_file = base.secret, base.secret_file
     if "identity_secret_file" in values:
         secret_file = read_path(reader, section, "identity_secret_file")

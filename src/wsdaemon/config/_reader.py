@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from wsdaemon.config._model import ConfigError
+from wsdaemon.spelling import did_you_mean
 
 ROUTE_PREFIX = "route:"
 
@@ -53,9 +54,8 @@ class _Reader:
     def check_keys(self, section: str, allowed: Sequence[str] | set[str]) -> None:
         for key in self.parser[section]:
             if key not in allowed:
-                raise self.error(
-                    section, key, f"unknown key; expected one of: {', '.join(sorted(allowed))}"
-                )
+                raise self.error(section, key, f"unknown key{did_you_mean(key, allowed)}; "
+                                               f"expected one of: {', '.join(sorted(allowed))}")
 
     def convert(self, section: str, key: str, parse: Callable[[str], Any]) -> Any:
         try:

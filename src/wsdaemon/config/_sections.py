@@ -30,6 +30,7 @@ from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count, _seconds, _si
 from wsdaemon.credentials import parse_tokens
 from wsdaemon.endpoints import listen_interface
 from wsdaemon.interfaces import IOptionCheck, IReplyStrategy, IStrategyFactory
+from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.api import OptionContext, OptionError, StrategyContext
 from wsdaemon.strategies.registry import StrategyRegistry, UnknownStrategyError
 
@@ -144,6 +145,13 @@ def _route(
         if e.path is not None:
             where = str(e.path) if e.line is None else f"{e.path}:{e.line}"
             raise reader.error(section, e.key, f"{where}: {e.expected}") from None
+        if e.key is not None and e.known is not None:
+            # Every key the daemon does not read goes to the strategy: the
+            # key meant may be the daemon's (max_conections) or the strategy's.
+            hint = did_you_mean(e.key, (*e.known, *_ROUTE_KEYS, *_PROTOCOL_KEYS, *IDENTITY_KEYS))
+            takes = ", ".join(e.known) or "no strategy options"
+            raise reader.error(section, e.key,
+                               f"unknown option{hint}; this strategy takes {takes}") from None
         raise reader.error(section, e.key, e.expected) from None
     except _NotAStrategyError as e:
         raise reader.error(

@@ -22,6 +22,10 @@ class OptionError(ValueError):
     @ivar expected: what a correct value looks like, said to the user.
     @ivar line: a line number inside another file the option names (e.g. a
         rules file), with C{path}; None when the problem is the INI value.
+    @ivar known: when C{key} is not an option of the strategy, the options
+        it takes; None for any other problem. The config then words the
+        message itself, suggesting the closest of these and of the route
+        keys the daemon reads.
     """
 
     def __init__(
@@ -31,12 +35,14 @@ class OptionError(ValueError):
         *,
         path: Path | None = None,
         line: int | None = None,
+        known: Iterable[str] | None = None,
     ) -> None:
         super().__init__(expected)
         self.key = key
         self.expected = expected
         self.path = path
         self.line = line
+        self.known = None if known is None else tuple(known)
 
 
 @dataclass(frozen=True)
@@ -86,4 +92,5 @@ def reject_unknown_options(options: Mapping[str, str], known: Iterable[str]) -> 
     for key in options:
         if key not in allowed:
             wanted = ", ".join(allowed) if allowed else "no strategy options"
-            raise OptionError(key, f"unknown option; this strategy takes {wanted}")
+            raise OptionError(key, f"unknown option; this strategy takes {wanted}",
+                              known=allowed)

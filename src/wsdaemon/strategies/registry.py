@@ -19,6 +19,7 @@ from twisted.plugin import getPlugins
 from twisted.python.reflect import namedAny
 
 from wsdaemon.interfaces import IStrategyFactory
+from wsdaemon.spelling import did_you_mean
 
 __all__ = ["BUILTIN_STRATEGIES", "StrategyRegistry", "UnknownStrategyError"]
 
@@ -118,7 +119,8 @@ class StrategyRegistry:
                     "an IStrategyFactory provider or a class implementing it"
                 )
             return factory
+        known = self.known_names()
         raise UnknownStrategyError(
-            f"unknown strategy {name!r}; expected one of: {', '.join(self.known_names())}, "
-            "or a dotted path (package.module.attribute)"
+            f"unknown strategy {name!r}{did_you_mean(name, known)}; expected one of: "
+            f"{', '.join(known)}, or a dotted path (package.module.attribute)"
         )

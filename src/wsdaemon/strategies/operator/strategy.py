@@ -20,6 +20,7 @@ from wsdaemon.interfaces import (
     ISession,
     IStrategyFactory,
 )
+from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.api import (
     OptionContext,
     OptionError,
@@ -55,8 +56,9 @@ def _check_ack(template: str) -> None:
         if name is None:
             continue
         if name not in ("position", "item") or spec or conversion:
-            raise OptionError("ack_message",
-                              f"unknown placeholder {{{name}}}; expected {{position}} or {{item}}")
+            hint = did_you_mean(name, ("position", "item"), "{{{}}}")
+            raise OptionError("ack_message", f"unknown placeholder {{{name}}}{hint}; expected "
+                                             "{position} or {item}")
 
 
 @implementer(IReplyStrategy)

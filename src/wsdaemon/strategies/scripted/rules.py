@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wsdaemon.records import MAX_FAULT_SECONDS, MAX_FRAGMENTS, HandshakePlan, check_plan
+from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.scripted.lines import TablePath, TomlLines
 from wsdaemon.strategies.scripted.matching import (
     MATCH_KEYS,
@@ -179,10 +180,8 @@ class _Loader:
                    what: str) -> None:
         for key in table:
             if key not in allowed:
-                raise self.fail(
-                    f"unknown key {key!r} in {what}; expected one of: {', '.join(sorted(allowed))}",
-                    where, key,
-                )
+                raise self.fail(f"unknown key {key!r} in {what}{did_you_mean(key, allowed)}; "
+                                f"expected one of: {', '.join(sorted(allowed))}", where, key)
 
     # -- values --------------------------------------------------------------
 

@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from wsdaemon.spelling import did_you_mean
+
 __all__ = ["Scope", "Template", "TemplateError", "parse_json_path"]
 
 _SIMPLE = frozenset({"message", "session", "route", "counter", "time", "timestamp"})
@@ -94,8 +96,9 @@ class Scope:
             except ValueError as e:
                 raise TemplateError(str(e)) from None
             return
+        hint = did_you_mean(name, (*_SIMPLE, "tick"), "{{{}}}")
         raise TemplateError(
-            f"unknown placeholder {{{name}}}; expected one of {{message}}, {{session}}, "
+            f"unknown placeholder {{{name}}}{hint}; expected one of {{message}}, {{session}}, "
             "{route}, {counter}, {time}, {timestamp}, {match.N}, {match.NAME}, {json.PATH}, "
             "{tick}"
         )
