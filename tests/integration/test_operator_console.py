@@ -1,7 +1,8 @@
 """
 The terminal console (`wsdaemon-operator`) as its users meet it: on a real
-terminal (a pty), piped, against a daemon that is not there, and against
-clients that write escape sequences.
+terminal (a pty), piped, against a daemon that is not there, at a URL that
+is not the operator channel, and against clients that write escape
+sequences.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import json
 import os
 import pty
 import select
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,11 +47,27 @@ CONFIG = f"""
 
     [route:/support]
     strategy = operator
+
+    [route:/echo]
+    strategy = echo
+
+    [route:/bot]
+    strategy = scripted
+    rules = bot.rules.toml
 """
+
+# A route that speaks first, with an escape sequence (it sets the title).
+BOT_RULES = """
+    [[greeting]]
+    text = "\\u001b]0;pwned\\u0007Hello from a bot"
+"""
+
+NOT_THE_CHANNEL = "is not wsdaemon's operator channel"
 
 
 @pytest.fixture
 def daemon(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> Daemon:
+    write_config(BOT_RULES, name="bot.rules.toml")
     return start_daemon(write_config(CONFIG))
 
 
@@ -74,15 +93,84 @@ def send(daemon: Daemon, client_id: str, *texts: str) -> None:
 
 
 def test_cannot_connect_says_why_and_exits_1(token_file: Path) -> None:
-    """Piped, with nothing listening: a few tries, then one clear error line and
-    exit status 1 (no hang)."""
+    """Piped, with nothing listening: it tries for about 4 s (README), then one
+    clear error line and exit status 1 (no hang)."""
     started = time.monotonic()
     url = f"ws://127.0.0.1:{free_port()}/operator"
     result = run_console(url, token_file, "list\n")
     assert result.returncode == 1
     assert f"error: cannot connect to {url}:" in result.stderr
     assert "refused" in result.stderr.lower()
-    assert time.monotonic() - started < 25
+    # About 4 s of tries, plus starting Python (about 1 s here).
+    assert time.monotonic() - started < 8
+
+
+def test_piped_console_gives_up_after_about_4_seconds(token_file: Path) -> None:
+    """Piped, at a server that accepts each connection and closes it at once:
+    tries again and again, then gives up about 4 s (the README's figure) after
+    its first try, measured from that try, so Python's start-up does not count."""
+    tries: list[float] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(0.2)
+
+        def accept_and_close() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = server.accept()
+                except OSError:
+                    continue
+                tries.append(time.monotonic())
+                connection.close()
+
+        stop = threading.Event()
+        thread = threading.Thread(target=accept_and_close, daemon=True)
+        thread.start()
+        url = f"ws://127.0.0.1:{server.getsockname()[1]}/operator"
+        try:
+            result = run_console(url, token_file, "list\n", timeout=20)
+            ended = time.monotonic()
+        finally:
+            stop.set()
+            thread.join()
+    assert result.returncode == 1
+    assert f"error: cannot connect to {url}:" in result.stderr
+    assert len(tries) >= 3
+    assert 3 <= ended - tries[0] < 5.5
+
+
+@pytest.mark.parametrize(("path", "found"), [
+    ("/support", "sent no greeting"),
+    ("/echo", "sent no greeting"),
+    ("/nosuch", "HTTP 404"),
+    ("/", "HTTP 200"),
+])
+def test_a_url_that_is_not_the_channel_is_named_and_exits_1(
+        path: str, found: str, daemon: Daemon, token_file: Path) -> None:
+    """Piped, at a client route, a path with no WebSocket, or a page: one error
+    line naming the URL and what answered there, exit status 1, in bounded
+    time; no command reached the route as a client message."""
+    url = f"{daemon.url}{path}"
+    started = time.monotonic()
+    result = run_console(url, token_file, "reply hello\nlist\n", timeout=20)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"error: {url} {NOT_THE_CHANNEL}" in result.stderr
+    assert found in result.stderr
+    assert time.monotonic() - started < 10
+    check = run_console(f"{daemon.url}/operator", token_file, "list\n")
+    assert "0 open item(s)" in check.stdout, check.stdout + check.stderr
+
+
+def test_a_route_that_speaks_first_is_shown_escaped(daemon: Daemon, token_file: Path) -> None:
+    """At a route whose first message is not the channel's hello, the console
+    says so at once, quoting that message with its escape sequence escaped."""
+    url = f"{daemon.url}/bot"
+    result = run_console(url, token_file, "list\n", timeout=20)
+    assert result.returncode == 1
+    assert f"error: {url} {NOT_THE_CHANNEL}" in result.stderr
+    assert "\\x1b]0;pwned\\x07Hello from a bot" in result.stderr
+    assert "\x1b" not in result.stdout + result.stderr
 
 
 def test_client_text_cannot_drive_the_terminal(daemon: Daemon, token_file: Path,
@@ -129,6 +217,25 @@ def _read_until(fd: int, wanted: str, seen: list[str], timeout: float = 10,
             except OSError:
                 break
     return "".join(seen)
+
+
+def test_terminal_at_a_client_route_exits_1(daemon: Daemon, token_file: Path) -> None:
+    """On a terminal too, a client route is named as not the channel, and the
+    console exits 1 instead of waiting forever."""
+    leader, follower = pty.openpty()
+    url = f"{daemon.url}/support"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wsdaemon.strategies.operator.console", url,
+         "--token-file", str(token_file)], stdin=follower, stdout=follower, stderr=follower,
+        env={**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"})
+    os.close(follower)
+    seen: list[str] = []
+    try:
+        _read_until(leader, f"error: {url} {NOT_THE_CHANNEL}", seen, timeout=15)
+        assert process.wait(timeout=10) == 1
+    finally:
+        process.kill()
+        os.close(leader)
 
 
 def test_terminal_line_editing_history_and_events_above(daemon: Daemon,

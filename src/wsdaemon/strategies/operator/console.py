@@ -5,11 +5,15 @@ It prints client messages as they arrive and reads commands, one per line.
 On a terminal the line has editing and history (prompt_toolkit) and events
 are printed above it, never into it; from a pipe it reads plain lines (so it
 can be scripted). Commands run one at a time: each waits for the daemon's
-answer. It reconnects by itself when the daemon restarts; at the end of
-piped input it exits once every command has been answered, with status 1 if
-any failed (2 if the token was refused or revoked). If the daemon cannot be
-reached at all it says why and exits with status 1 (on a terminal at once,
-from a pipe after a few tries).
+answer, and none is sent before the channel's greeting (so none reaches a
+client route as a client's message). It reconnects by itself when the daemon
+restarts; at the end of piped input it exits once every command has been
+answered, with status 1 if any failed (2 if the token was refused or
+revoked). If it never reaches the operator channel it says what it found
+instead and exits with status 1: nothing listening (on a terminal at once,
+from a pipe after L{PATIENCE} seconds of tries), an HTTP answer instead of a
+WebSocket, a first message that is not the channel's greeting (at once), or
+a WebSocket that says nothing (after L{PATIENCE} seconds).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,46 +32,197 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import stdio
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from wsdaemon.strategies.operator.commands import HELP, TOKEN_REVOKED, Console
+from wsdaemon.strategies.operator.display import visible
 
 __all__ = ["Console", "main"]
 
-#: Connection attempts before giving up, if none ever succeeded.
-PIPED_ATTEMPTS = 5
+#: Seconds the console tries to reach the operator channel before it gives
+#: up (from a pipe; on a terminal a failed connection ends it at once), and
+#: waits for the channel's greeting on each connection.
+PATIENCE = 4.0
+#: Characters of a wrong first message quoted in the error.
+QUOTED = 100
+NOT_THE_CHANNEL = "is not wsdaemon's operator channel"
+_WHERE = " (the channel is at the [operator] section's path, /operator by default)"
 
 _REFUSED = re.compile(r"[\[(](401|403)\b")
+# HTTP answers below 500 worth another try (the server is busy).
+_TRANSIENT = frozenset({408, 429})
+
+
+def greeting(payload: bytes, is_binary: bool) -> dict[str, Any] | str:
+    """
+    @return: the channel's greeting (its C{hello} event), or what the first
+        message was instead, escaped, for the error line.
+    """
+    if is_binary:
+        return f"its first message was binary ({len(payload)} bytes), not the channel's greeting"
+    text = payload.decode("utf-8", "replace")
+    try:
+        event = json.loads(text)
+    except (ValueError, RecursionError):
+        event = None
+    if (isinstance(event, dict) and event.get("type") == "hello"
+            and isinstance(event.get("operator"), str) and isinstance(event.get("items"), list)
+            and isinstance(event.get("total"), int)
+            and isinstance(event.get("operators_online"), int)):
+        return event
+    quoted = visible(text[:QUOTED]) + ("..." if len(text) > QUOTED else "")
+    return f'its first message was "{quoted}", not the channel\'s greeting'
+
+
+def _http_status(protocol: WebSocketClientProtocol) -> tuple[int, str] | None:
+    """
+    @return: the status and reason of the server's answer to the opening
+        handshake, if it was an HTTP answer.
+    """
+    parts = str(getattr(protocol, "http_status_line", "") or "").split(None, 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    return int(parts[1]), visible(parts[2] if len(parts) > 2 else "")
+
+
+class _Reach:
+    """
+    Until the operator channel has greeted the console once: what answered
+    at the URL instead, and when to give up saying so (exit status 1).
+    Afterwards the console reconnects by itself, however long it takes.
+    """
+
+    def __init__(self, url: str, clock: IReactorTime, console: Console,
+                 stop: Callable[[int], None], *, retry: bool) -> None:
+        self.url = url
+        self._clock = clock
+        self._console = console
+        self._stop = stop
+        self._retry = retry
+        self._found = f"cannot connect to {visible(url)}: no answer"
+        self._give_up_at = clock.seconds() + PATIENCE
+        self._deadline: IDelayedCall = clock.callLater(PATIENCE, self.give_up)
+        self._reconnect_after = backoffPolicy(initialDelay=0.5, maxDelay=5.0)
+
+    @property
+    def reached(self) -> bool:
+        return self._console.connected_once
+
+    def failed(self, why: str) -> None:
+        """
+        A connection failed, or was refused in a way worth another try.
+        """
+        self._found = f"cannot connect to {visible(self.url)}: {visible(why)}"
+
+    def not_the_channel(self, what: str, *, at_once: bool) -> None:
+        """
+        Something else answered: C{what} (escaped) says what.
+        """
+        self._found = f"{visible(self.url)} {NOT_THE_CHANNEL}: {what}{_WHERE}"
+        if at_once:
+            self.give_up()
+
+    def greeted(self) -> None:
+        if self._deadline.active():
+            self._deadline.cancel()
+
+    def give_up(self) -> None:
+        if self.reached or self._console.stopping:
+            return
+        self._console.err.write(f"error: {self._found}\n")
+        self._console.err.flush()
+        self._stop(1)
+
+    def retry_delay(self, attempt: int) -> float:
+        """
+        L{ClientService}'s retry policy. Before the channel was reached it
+        counts time, not attempts: the service starts counting again after
+        each TCP connection, so a server that accepts and then refuses
+        would be tried for ever.
+        """
+        if self.reached:
+            return float(self._reconnect_after(attempt))
+        left = self._give_up_at - self._clock.seconds()
+        if not self._retry or left <= 0:
+            self._clock.callLater(0, self.give_up)
+            return PATIENCE
+        return min(0.25 * 1.5 ** min(attempt, 10), 1.0, left)
 
 
 class _Client(WebSocketClientProtocol):
     console: Console
+    reach: _Reach
+    _opened = False
+    _greeted = False
+    _why: str | None = None
+    _waiting: IDelayedCall | None = None
 
     def onOpen(self) -> None:
+        self._opened = True
+        self.reach.not_the_channel(
+            f"it accepted a WebSocket connection but sent no greeting within {PATIENCE:g} s",
+            at_once=False)
+        self._waiting = self.factory.reactor.callLater(PATIENCE, self._leave,
+                                                       "no greeting from the channel")
+
+    def _leave(self, why: str) -> None:
+        # After the channel was reached once; before, the reach gives up.
+        self._waiting = None
+        self._why = why
+        self.dropConnection(abort=True)
+
+    def _first(self, payload: bytes, isBinary: bool) -> None:
+        found = greeting(payload, isBinary)
+        if isinstance(found, str):
+            if self.reach.reached:
+                self._leave(f"{self.reach.url} {NOT_THE_CHANNEL} now: {found}")
+            else:
+                self.reach.not_the_channel(found, at_once=True)
+            return
+        self._greeted = True
+        if self._waiting is not None and self._waiting.active():
+            self._waiting.cancel()
         self.console.connected(
             lambda request: self.sendMessage(json.dumps(request).encode("utf-8"), False))
+        self.reach.greeted()
+        self.console.event(found)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         try:
-            event = json.loads(payload)
-        except ValueError:
-            return
-        if isinstance(event, dict):
-            self.console.event(event)
+            if not self._greeted:
+                self._first(payload, isBinary)
+                return
+            try:
+                event = json.loads(payload)
+            except ValueError:
+                return
+            if isinstance(event, dict):
+                self.console.event(event)
+        except Exception as e:
+            self.console.complain(f"could not show what the daemon sent ({type(e).__name__})")
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        text = reason or f"code {code}"
-        if _REFUSED.search(text) or code == TOKEN_REVOKED:
+        if self._waiting is not None and self._waiting.active():
+            self._waiting.cancel()
+        text = self._why or reason or f"code {code}"
+        status = None if self._opened else _http_status(self)
+        if (status is not None and status[0] in (401, 403)) or _REFUSED.search(text) \
+                or code == TOKEN_REVOKED:
             why = "revoked the token" if code == TOKEN_REVOKED else "refused the token"
             self.console.err.write(f"error: the daemon {why}\n")
             self.console.err.flush()
             self.factory.refused()
             return
         if not self.console.connected_once:
-            self.factory.last_error = text  # never got in: the retry policy decides
+            if status is not None and status[0] < 500 and status[0] not in _TRANSIENT:
+                self.reach.not_the_channel(
+                    f"it answered HTTP {status[0]} {status[1]}".rstrip()
+                    + " instead of accepting a WebSocket connection", at_once=True)
+            elif not self._opened:
+                self.reach.failed(text)  # never got in: the retry policy decides
             return
         self.console.disconnected(text)
 
@@ -74,17 +230,17 @@ class _Client(WebSocketClientProtocol):
 @implementer(IStreamClientEndpoint)
 class _Attempts:
     """
-    The endpoint, remembering why connecting failed, so that a console that
-    never got in can say why.
+    The endpoint, telling the reach why connecting failed, so that a
+    console that never got in can say why.
     """
 
-    def __init__(self, endpoint: IStreamClientEndpoint, factory: Any) -> None:
+    def __init__(self, endpoint: IStreamClientEndpoint, reach: _Reach) -> None:
         self._endpoint = endpoint
-        self._factory = factory
+        self._reach = reach
 
     def connect(self, protocol_factory: Any) -> Any:
         def failed(failure: Any) -> Any:
-            self._factory.last_error = failure.getErrorMessage()
+            self._reach.failed(failure.getErrorMessage())
             return failure
 
         return self._endpoint.connect(protocol_factory).addErrback(failed)
@@ -171,22 +327,14 @@ def main(argv: list[str] | None = None) -> None:
             the_reactor.callLater(0, the_reactor.stop)
 
     console = Console(_Stdout(), sys.stderr, stop)
-    factory: Any = WebSocketClientFactory(args.url,
+    reach = _Reach(args.url, the_reactor, console, stop, retry=not interactive)
+    factory: Any = WebSocketClientFactory(args.url, reactor=the_reactor,
                                           headers={"Authorization": f"Bearer {token}"})
     factory.setProtocolOptions(autoPingInterval=20, autoPingTimeout=10)
-    factory.protocol = type("Client", (_Client,), {"console": console})
+    factory.protocol = type("Client", (_Client,), {"console": console, "reach": reach})
     factory.refused = lambda: stop(2)
-    factory.last_error = "no answer"
-    backoff = backoffPolicy(initialDelay=0.5, maxDelay=5.0)
-    attempts = 1 if interactive else PIPED_ATTEMPTS
-
-    def retry(attempt: int) -> float:
-        if not console.connected_once and attempt >= attempts:
-            sys.stderr.write(f"error: cannot connect to {args.url}: {factory.last_error}\n")
-            the_reactor.callLater(0, stop, 1)
-        return float(backoff(attempt))
-
-    service = ClientService(_Attempts(endpoint, factory), factory, retryPolicy=retry)
+    service = ClientService(_Attempts(endpoint, reach), factory,
+                            retryPolicy=reach.retry_delay)
     service.startService()
     if interactive:
         the_reactor.callWhenRunning(_prompt, console)
