@@ -109,3 +109,113 @@ def test_recordings_are_bounded(tmp_path: Path) -> None:
     recorder.close()
     assert path.stat().st_size <= 400
     assert [json.loads(line)["event"] for line in path.read_text().splitlines()][0] == "open"
+
+
+def test_recordings_are_bounded_in_bytes(tmp_path: Path) -> None:
+    """record_max_bytes counts bytes, not characters: non-ASCII text stops
+    the file at the bound, never past it."""
+    path = tmp_path / "r.jsonl"
+    recorder = Recorder(path, 2100, Clock().seconds)
+    talk = recorder.conversation("/x", None, "ws://u/")
+    # About 1,100 characters, 2,100 bytes: fits if characters were bytes.
+    talk.message("client", "é" * 1000)
+    recorder.close()
+    assert path.stat().st_size <= 2100
+    assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == ["open"]
+
+
+def test_a_message_over_the_bound_is_not_encoded(tmp_path: Path) -> None:
+    """A message that cannot fit is refused before it is encoded (base64,
+    JSON): recording 16 MiB into a 4,000-byte file allocates next to nothing."""
+    import tracemalloc
+
+    path = tmp_path / "r.jsonl"
+    recorder = Recorder(path, 4000, Clock().seconds)
+    talk = recorder.conversation("/x", None, "ws://u/")
+    data, text = bytes(16 << 20), "x" * (16 << 20)
+    tracemalloc.start()
+    try:
+        talk.message("server", data)
+        talk.message("server", text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    recorder.close()
+    assert peak < 1 << 20
+    assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == ["open"]
+
+
+def test_recordings_are_private(tmp_path: Path) -> None:
+    """Conversations are content: a recording is created 0600 whatever the
+    umask, and an existing one readable by others is made 0600 (like the
+    operator store)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        for name in ("new.jsonl", "old.jsonl"):
+            path = tmp_path / "dir" / name
+            if name == "old.jsonl":
+                path.write_text("")
+                path.chmod(0o644)
+            recorder = Recorder(path, 1 << 20, Clock().seconds)
+            recorder.conversation("/x", None, "ws://u/").message("client", "secret")
+            recorder.close()
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+    finally:
+        os.umask(old)
+
+
+def test_a_recording_that_cannot_be_written_is_logged_not_raised(tmp_path: Path) -> None:
+    """A recording path that cannot be written (here a directory) stops the
+    recording, once, without failing the conversation."""
+    recorder = Recorder(tmp_path, 1 << 20, Clock().seconds)
+    talk = recorder.conversation("/x", None, "ws://u/")
+    talk.message("client", "y")
+    talk.closed("client", 1000, "")
+    recorder.close()
+
+
+def test_names_are_unique_across_recorders(tmp_path: Path) -> None:
+    """Two recorders (two workers) appending to one file at the same moment
+    never give two conversations one name."""
+    path = tmp_path / "r.jsonl"
+    clock = Clock()
+    first, second = Recorder(path, 1 << 20, clock.seconds), Recorder(path, 1 << 20, clock.seconds)
+    a = first.conversation("/x", None, "ws://u/")
+    b = second.conversation("/x", None, "ws://u/")
+    a.message("client", "from a")
+    b.message("client", "from b")
+    first.close()
+    second.close()
+    found = conversations(read_recording(path))
+    assert len(found) == 2
+    assert sorted(e["text"] for talk in found.values() for e in talk
+                  if e["event"] == "message") == ["from a", "from b"]
+
+
+def test_a_name_opened_twice_is_never_merged(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A recording made before names were unique may hold two conversations
+    under one name: the replay refuses to turn them into one, and --list says
+    so; the other conversations still replay."""
+    path = tmp_path / "r.jsonl"
+    events = [
+        {"event": "open", "conversation": "1795-1", "time": 1.0, "path": "/a"},
+        {"event": "open", "conversation": "1795-1", "time": 1.0, "path": "/a"},
+        {"event": "message", "conversation": "1795-1", "at": 0.1, "from": "server",
+         "type": "text", "text": "to whom?"},
+        {"event": "open", "conversation": "1795-2", "time": 1.0, "path": "/a"},
+        {"event": "message", "conversation": "1795-2", "at": 0.1, "from": "server",
+         "type": "text", "text": "hi"},
+    ]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    found = conversations(read_recording(path))
+    with pytest.raises(ValueError, match="opened 2 times"):
+        to_rules(found["1795-1"])
+    assert main([str(path), "--conversation", "1795-1"]) == 1
+    assert "opened 2 times" in capsys.readouterr().err
+    assert main([str(path), "--list"]) == 0
+    assert "opened 2 times" in capsys.readouterr().out
+    assert main([str(path), "--conversation", "1795-2"]) == 0

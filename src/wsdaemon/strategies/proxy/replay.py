@@ -34,6 +34,15 @@ def conversations(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, 
     return found
 
 
+def _opened(events: Sequence[dict[str, Any]]) -> int:
+    """
+    @return: how many connections were recorded under this name: more than
+        one in a file written by several workers before names were session
+        ids (their events cannot be told apart).
+    """
+    return sum(1 for e in events if e["event"] == "open")
+
+
 def _toml_string(text: str) -> str:
     """
     A TOML basic string (JSON's escapes are TOML's, but DEL must be escaped).
@@ -72,6 +81,11 @@ def to_rules(events: Sequence[dict[str, Any]], source: str = "", speed: float = 
     """
     if speed <= 0:
         raise ValueError("speed must be more than 0")
+    opened = _opened(events)
+    if opened > 1:
+        raise ValueError(f"conversation {events[0]['conversation']} was opened {opened} times: "
+                         "several connections were recorded under one name (by workers, before "
+                         "names were session ids) and their messages cannot be told apart")
     opening = next((e for e in events if e["event"] == "open"), None)
     lines = [
         f"# Replays conversation {events[0]['conversation']}"
@@ -143,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, events in found.items():
             messages = sum(1 for e in events if e["event"] == "message")
             opening = next((e for e in events if e["event"] == "open"), {})
-            print(f"{name}\t{opening.get('path', '?')}\t{messages} message(s)")
+            opened = _opened(events)
+            note = (f"\t(opened {opened} times: several connections, cannot be replayed)"
+                    if opened > 1 else "")
+            print(f"{name}\t{opening.get('path', '?')}\t{messages} message(s){note}")
         return 0
     if not found:
         print(f"wsdaemon-replay: {args.recording}: no conversations", file=sys.stderr)
