@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["MAX_FAULT_SECONDS", "MAX_FRAGMENTS", "HandshakeAnswer", "HandshakePlan",
-           "HandshakeRefused", "HandshakeRequest", "ItemRecord", "MessageRecord", "PushTarget",
-           "check_plan"]
+           "HandshakeRefused", "HandshakeRequest", "ItemRecord", "MessageLimits", "MessageRecord",
+           "PushTarget", "check_plan"]
 
 #: The longest a fault on purpose (a pause, a hold, a ping's wait) may last.
 MAX_FAULT_SECONDS = 3600.0
@@ -144,13 +144,34 @@ def check_plan(plan: HandshakePlan) -> None:
 
 
 @dataclass(frozen=True)
+class MessageLimits:
+    """
+    What a route accepts in one message (its C{max_message_size},
+    C{max_frame_size} and C{max_fragments}; the defaults are the config's),
+    for a strategy that relays messages from elsewhere into the route (a
+    proxy's upstream) to hold that side to the same.
+
+    @ivar max_message_size: bytes in one message.
+    @ivar max_frame_size: bytes in one frame.
+    @ivar max_fragments: frames in one message (0: no limit).
+    """
+
+    max_message_size: int = 65536
+    max_frame_size: int = 65536
+    max_fragments: int = 1024
+
+
+@dataclass(frozen=True)
 class HandshakeRequest:
     """
     A client's opening handshake, as a strategy's handshake hook sees it.
 
     @ivar session_id: the id its session will have once open.
-    @ivar headers: the request's headers, names in lower case.
+    @ivar headers: the request's headers, names in lower case; values as
+        Autobahn decodes them (ISO-8859-1: bytes over 0x7F are one character
+        each).
     @ivar subprotocols: the subprotocols the client offers, in its order.
+    @ivar limits: the route's limits on one message.
     """
 
     session_id: str
@@ -159,6 +180,7 @@ class HandshakeRequest:
     headers: Mapping[str, str]
     subprotocols: tuple[str, ...]
     peer: str
+    limits: MessageLimits = field(default_factory=MessageLimits)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,13 @@ from wsdaemon.connections.session import Session
 from wsdaemon.connections.stats import RouteStats
 from wsdaemon.escaping import visible
 from wsdaemon.interfaces import IHandshakeHook, IHandshakePolicy
-from wsdaemon.records import HandshakeAnswer, HandshakePlan, HandshakeRefused, HandshakeRequest
+from wsdaemon.records import (
+    HandshakeAnswer,
+    HandshakePlan,
+    HandshakeRefused,
+    HandshakeRequest,
+    MessageLimits,
+)
 
 __all__ = ["RouteFactory", "RouteProtocol"]
 
@@ -165,11 +171,14 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         The route's strategy takes part in the handshake (a proxy opens its
         upstream connection): its answer accepts or refuses the client.
         """
+        settings = self.factory.route.protocol
         asked = HandshakeRequest(
             session_id=self._session_id, path=str(request.path),
             query=urlencode(request.params or {}, doseq=True),
             headers={str(k).lower(): str(v) for k, v in (request.headers or {}).items()},
-            subprotocols=tuple(request.protocols or ()), peer=str(request.peer))
+            subprotocols=tuple(request.protocols or ()), peer=str(request.peer),
+            limits=MessageLimits(settings.max_message_size, settings.max_frame_size,
+                                 settings.max_fragments))
         self._hook = strategy
         d: Deferred[Any] = maybeDeferred(strategy.connecting, asked)
         self._pending_handshake = d

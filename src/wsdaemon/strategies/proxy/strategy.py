@@ -5,31 +5,31 @@ WebSocket server (ws:// or wss://), both ways, and may be recorded.
 The upstream connection is opened during the client's own handshake, with
 the client's subprotocols and chosen headers passed on: the client is
 accepted with the subprotocol the upstream chose, or refused with the
-upstream's refusal (its HTTP status; 502 when it cannot be reached). Then
-messages go through as they are (text as text, binary as binary), and a
-close on either side closes the other with the same code.
+upstream's refusal (its HTTP error status; 502 when it cannot be reached or
+its answer is not a WebSocket handshake). Then messages go through as they
+are (text as text, binary as binary), and a close on either side closes the
+other with the same code.
+
+The upstream is held to the route's own limits on what it sends (message
+and frame size, fragments): a message over them is refused as its frame
+header arrives, and both sides are closed with 1009.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from autobahn.twisted.websocket import (
-    WebSocketClientFactory,
-    WebSocketClientProtocol,
-    connectWS,
-)
+from autobahn.twisted.websocket import connectWS
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wsdaemon.escaping import visible
 from wsdaemon.interfaces import (
     IHandshakeHook,
     IOptionCheck,
@@ -37,144 +37,31 @@ from wsdaemon.interfaces import (
     ISession,
     IStrategyFactory,
 )
-from wsdaemon.records import HandshakeAnswer, HandshakeRefused, HandshakeRequest
-from wsdaemon.strategies.api import (
-    OptionContext,
-    OptionError,
-    StrategyContext,
-    reject_unknown_options,
+from wsdaemon.records import (
+    REFUSAL_STATUSES,
+    HandshakeAnswer,
+    HandshakeRefused,
+    HandshakeRequest,
 )
+from wsdaemon.strategies.api import OptionContext, StrategyContext
+from wsdaemon.strategies.proxy.options import ProxySettings, check_options, trust_root
 from wsdaemon.strategies.proxy.recording import Conversation, Recorder
+from wsdaemon.strategies.proxy.upstream import (
+    MESSAGE_TOO_BIG,
+    UpstreamFactory,
+    UpstreamProtocol,
+    as_sent,
+    send,
+)
 
 __all__ = ["ProxySettings", "ProxyStrategy", "ProxyStrategyFactory"]
 
 _log = Logger(namespace="wsdaemon.proxy")
 
-#: Client headers passed on to the upstream unless C{pass_headers} says otherwise.
-DEFAULT_PASS = ("authorization", "cookie", "origin", "user-agent")
-#: Headers that belong to one hop or to the WebSocket handshake itself.
-_NEVER_PASS = {"host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
-               "sec-websocket-extensions", "sec-websocket-protocol", "content-length",
-               "transfer-encoding", "te", "trailer", "keep-alive", "proxy-authorization"}
-_STATUS = re.compile(r"^HTTP/1\.[01] (\d{3})")
 #: Messages a client may send before the upstream has answered the first.
 MAX_PENDING = 1000
-MiB = 1024 * 1024
-
-
-class ProxySettings:
-    """
-    A proxy route's checked options.
-    """
-
-    def __init__(self, upstream: str, pass_headers: tuple[str, ...], record: Path | None,
-                 record_max_bytes: int, connect_timeout: float,
-                 ca_pem: bytes | None = None) -> None:
-        self.upstream = upstream
-        #: PEM certificates trusted for the upstream (None: the system's).
-        self.ca_pem = ca_pem
-        self.pass_headers = pass_headers
-        self.record = record
-        self.record_max_bytes = record_max_bytes
-        self.connect_timeout = connect_timeout
-
-
-def _check(options: Mapping[str, str], config_dir: Path) -> ProxySettings:
-    reject_unknown_options(options, {"upstream", "pass_headers", "record", "record_max_bytes",
-                                     "connect_timeout", "upstream_ca"})
-    upstream = options.get("upstream", "").strip()
-    parts = urlsplit(upstream)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise OptionError("upstream", "expected the upstream server's URL, ws://host[:port]/"
-                                      f"path or wss://..., got {upstream!r}")
-    try:
-        parts.port  # noqa: B018 - validates the port
-    except ValueError:
-        raise OptionError("upstream", f"bad port in {upstream!r}") from None
-    names = options.get("pass_headers")
-    pass_headers = DEFAULT_PASS if names is None else tuple(
-        n.lower() for n in names.replace(",", " ").split())
-    blocked = [n for n in pass_headers if n in _NEVER_PASS]
-    if blocked:
-        raise OptionError("pass_headers", f"{blocked[0]} belongs to the handshake itself and "
-                                          "cannot be passed on")
-    record = None
-    if options.get("record", "").strip():
-        record = Path(config_dir, options["record"].strip())
-    max_bytes = 100 * MiB
-    if "record_max_bytes" in options:
-        try:
-            max_bytes = int(options["record_max_bytes"])
-        except ValueError:
-            raise OptionError("record_max_bytes", "expected a number of bytes") from None
-    timeout = 4.0
-    if "connect_timeout" in options:
-        try:
-            timeout = float(options["connect_timeout"])
-        except ValueError:
-            timeout = -1.0
-        if not 0 < timeout <= 60:
-            raise OptionError("connect_timeout", "expected seconds, more than 0 and at most 60")
-    ca_pem = None
-    if options.get("upstream_ca", "").strip():
-        ca_path = Path(config_dir, options["upstream_ca"].strip())
-        try:
-            ca_pem = ca_path.read_bytes()
-        except OSError as e:
-            raise OptionError("upstream_ca", f"cannot read {ca_path}: {e.strerror}") from None
-        try:
-            _trust_root(ca_pem)
-        except Exception:
-            raise OptionError("upstream_ca", f"{ca_path}: expected PEM certificates "
-                                             "(-----BEGIN CERTIFICATE-----)") from None
-    return ProxySettings(upstream, pass_headers, record, max_bytes, timeout, ca_pem)
-
-
-def _trust_root(pem: bytes) -> Any:
-    from twisted.internet.ssl import Certificate, trustRootFromCertificates
-
-    marker = b"-----END CERTIFICATE-----"
-    blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN" in block]
-    if not blocks:
-        raise ValueError("no certificate")
-    return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
-
-
-class _Upstream(WebSocketClientProtocol):
-    """
-    The upstream side of one proxied connection.
-    """
-
-    link: _Link
-
-    def onConnect(self, response: Any) -> None:
-        self.link.upstream_accepted(response.protocol)
-
-    def onOpen(self) -> None:
-        self.link.upstream_open(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.link.from_upstream(payload if isBinary else payload.decode("utf-8"))
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        status = _STATUS.match(str(getattr(self, "http_status_line", "") or ""))
-        self.link.upstream_closed(code, reason or "", int(status.group(1)) if status else None)
-
-
-class _UpstreamFactory(WebSocketClientFactory):
-    protocol = _Upstream
-
-    def __init__(self, link: _Link, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.link = link
-
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol: Any = super().buildProtocol(addr)
-        protocol.link = self.link
-        return protocol
-
-    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
-        self.link.upstream_unreachable(reason.getErrorMessage())
+#: Close code for our own failure (RFC 6455 section 7.4.1).
+INTERNAL_ERROR = 1011
 
 
 class _Link:
@@ -187,37 +74,58 @@ class _Link:
         self.strategy = strategy
         self.request = request
         self.session: ISession | None = None
-        self.upstream: _Upstream | None = None
+        self.upstream: UpstreamProtocol | None = None
         self.pending: deque[str | bytes] = deque()
         self.accepted: Deferred[HandshakeAnswer] = Deferred(self._cancel)
         self.subprotocol: str | None = None
         self.conversation: Conversation | None = None
         self.closing = False
+        #: How the client is to be closed once open (the upstream failed first).
+        self.refusal: tuple[int, str] | None = None
 
     # -- the handshake ---------------------------------------------------------------
 
     def connect(self) -> None:
         settings = self.strategy.settings
         parts = urlsplit(settings.upstream)
-        headers = {name: value for name, value in self.request.headers.items()
-                   if name in settings.pass_headers and name not in ("origin", "user-agent")}
-        factory = _UpstreamFactory(
-            self, settings.upstream, origin=self.request.headers.get("origin")
-            if "origin" in settings.pass_headers else None,
-            protocols=list(self.request.subprotocols) or None, headers=headers,
-            useragent=self.request.headers.get("user-agent", "wsdaemon-proxy")
-            if "user-agent" in settings.pass_headers else "wsdaemon-proxy")
+        headers = self._headers()
+        factory = UpstreamFactory(
+            self, settings.upstream, origin=headers.pop("origin", None),
+            protocols=list(self.request.subprotocols) or None,
+            useragent=headers.pop("user-agent", "wsdaemon-proxy"), headers=headers)
         factory.reactor = self.strategy.reactor
+        limits = self.request.limits
         factory.setProtocolOptions(openHandshakeTimeout=settings.connect_timeout,
-                                   maxMessagePayloadSize=0, maxFramePayloadSize=0,
-                                   autoPingInterval=0)
+                                   maxMessagePayloadSize=limits.max_message_size,
+                                   maxFramePayloadSize=limits.max_frame_size,
+                                   # An upstream's violation gets its close code
+                                   # (1009, 1007...), not a dropped connection.
+                                   failByDrop=False, autoPingInterval=0)
         context = None
         if parts.scheme == "wss":
             from twisted.internet.ssl import optionsForClientTLS
 
-            trust = (_trust_root(settings.ca_pem) if settings.ca_pem is not None else None)
+            trust = (trust_root(settings.ca_pem) if settings.ca_pem is not None else None)
             context = optionsForClientTLS(parts.hostname or "", trustRoot=trust)
         self.connector = connectWS(factory, context, timeout=settings.connect_timeout)
+
+    def _headers(self) -> dict[str, str]:
+        """
+        @return: the client's headers to pass on, as the client sent them; a
+            value that cannot be is left out (logged, by name only).
+        """
+        passed = {}
+        for name, value in self.request.headers.items():
+            if name not in self.strategy.settings.pass_headers:
+                continue
+            sent = as_sent(value)
+            if sent is None:
+                _log.warn("proxy {path}: header {header} of session {session_id} is not UTF-8 "
+                          "and cannot be passed on as sent: left out", path=self.request.path,
+                          header=name, session_id=self.request.session_id)
+            else:
+                passed[name] = sent
+        return passed
 
     def _cancel(self, _: Deferred[HandshakeAnswer]) -> None:
         """
@@ -234,7 +142,7 @@ class _Link:
     def upstream_accepted(self, subprotocol: str | None) -> None:
         self.subprotocol = subprotocol or None
 
-    def upstream_open(self, upstream: _Upstream) -> None:
+    def upstream_open(self, upstream: UpstreamProtocol) -> None:
         self.upstream = upstream
         if not self.accepted.called:
             self.accepted.callback(HandshakeAnswer(subprotocol=self.subprotocol))
@@ -245,6 +153,24 @@ class _Link:
         if not self.accepted.called:
             self.accepted.errback(HandshakeRefused(502, "upstream unreachable"))
 
+    def _handshake_failed(self, why: str, status: int | None) -> None:
+        """
+        The upstream connection ended before it opened: an HTTP error status
+        is passed on to the client; anything else (a wrong
+        C{Sec-WebSocket-Accept}, a 200 or a redirect, no answer in time) is
+        a bad gateway, 502.
+        """
+        settings = self.strategy.settings
+        if status is not None and status in REFUSAL_STATUSES:
+            _log.info("proxy {path}: upstream {upstream} refused the handshake with {status}",
+                      path=self.request.path, upstream=settings.upstream, status=status)
+            self.accepted.errback(HandshakeRefused(status, "upstream refused the connection"))
+            return
+        _log.warn("proxy {path}: upstream {upstream} failed the handshake (status {status}: "
+                  "{why}); answering 502", path=self.request.path, upstream=settings.upstream,
+                  status=status, why=visible(why))
+        self.accepted.errback(HandshakeRefused(502, "upstream handshake failed"))
+
     # -- the conversation ------------------------------------------------------------
 
     def opened(self, session: ISession) -> None:
@@ -252,9 +178,16 @@ class _Link:
         recorder = self.strategy.recorder
         if recorder is not None:
             self.conversation = recorder.conversation(
-                self.request.path, self.subprotocol, self.strategy.settings.upstream)
+                self.request.path, self.subprotocol, self.strategy.settings.upstream,
+                session.session_id)
+        if self.refusal is not None:
+            if self.conversation is not None:
+                self.conversation.closed("proxy", *self.refusal)
+            session.close(*self.refusal)
 
     def from_client(self, message: str | bytes) -> None:
+        if self.closing:
+            return  # on its way out: the upstream has closed, or failed
         if self.conversation is not None:
             self.conversation.message("client", message)
         upstream = self.upstream
@@ -263,7 +196,7 @@ class _Link:
                 raise OverflowError("too many messages before the upstream answered")
             self.pending.append(message)
             return
-        _send(upstream, message)
+        send(upstream, message)
 
     def from_upstream(self, message: str | bytes) -> None:
         if self.conversation is not None:
@@ -285,10 +218,44 @@ class _Link:
                 upstream.sendClose(code if code in (1000,) or 3000 <= code <= 4999 else 1000,
                                    reason or None)
 
+    def upstream_too_big(self, limit: str) -> None:
+        """
+        The upstream began a message over the route's C{limit}; it is being
+        closed with 1009: so is the client.
+        """
+        _log.warn("proxy {path}: upstream {upstream} sent a message over the route's {limit} "
+                  "({value}); closing session {session_id} and the upstream with 1009",
+                  path=self.request.path, upstream=self.strategy.settings.upstream,
+                  limit=limit, value=getattr(self.request.limits, limit),
+                  session_id=self.request.session_id)
+        self._close_client(MESSAGE_TOO_BIG, f"upstream message over {limit}")
+
+    def failed(self, where: str) -> None:
+        """
+        Relaying failed in our own code: close both sides with 1011.
+        """
+        _log.failure("proxy {path}: failed {where} for session {session_id}",
+                     path=self.request.path, where=where, session_id=self.request.session_id)
+        upstream = self.upstream
+        if upstream is not None and upstream.state == upstream.STATE_OPEN:
+            upstream.sendCloseFrame(code=INTERNAL_ERROR, isReply=False)
+        self._close_client(INTERNAL_ERROR, "internal error")
+
+    def _close_client(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        session = self.session
+        if session is None:
+            self.refusal = (code, reason)  # closed as soon as it opens
+            return
+        if self.conversation is not None:
+            self.conversation.closed("proxy", code, reason)
+        session.close(code, reason)
+
     def upstream_closed(self, code: int | None, reason: str, status: int | None) -> None:
         if not self.accepted.called:
-            self.accepted.errback(HandshakeRefused(status or 502,
-                                                   "upstream refused the connection"))
+            self._handshake_failed(reason, status)
             return
         if self.closing:
             return
@@ -308,13 +275,6 @@ class _Link:
                     session.close(code, reason)
                 except ValueError:  # a code a server may not send (1002, 1010...)
                     session.close(1011, "upstream closed")
-
-
-def _send(upstream: _Upstream, message: str | bytes) -> None:
-    if isinstance(message, bytes):
-        upstream.sendMessage(message, True)
-    else:
-        upstream.sendMessage(message.encode("utf-8"), False)
 
 
 @implementer(IReplyStrategy, IHandshakeHook)
@@ -354,7 +314,7 @@ class ProxyStrategy:
             return
         link.opened(session)
         while link.pending and link.upstream is not None:
-            _send(link.upstream, link.pending.popleft())
+            send(link.upstream, link.pending.popleft())
 
     def message_received(self, session: ISession, message: str | bytes) -> None:
         link = self._links.get(session.session_id)
@@ -373,11 +333,11 @@ class ProxyStrategyFactory:
     description = "relays each connection to an upstream server, and can record it"
 
     def check(self, options: Mapping[str, str], context: OptionContext) -> ProxySettings:
-        return _check(options, context.config_dir)
+        return check_options(options, context.config_dir)
 
     def create(self, options: Mapping[str, str], context: StrategyContext) -> ProxyStrategy:
         settings = context.checked
         if not isinstance(settings, ProxySettings):
-            settings = _check(options, context.config_dir)
+            settings = check_options(options, context.config_dir)
         clock: IReactorTime = context.clock
         return ProxyStrategy(settings, clock)
