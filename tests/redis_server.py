@@ -29,20 +29,49 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
-    def start(self) -> None:
+    def start(self, *extra: str, wait: bool = True) -> None:
+        """
+        @param extra: more redis-server options (C{"--key-load-delay", "50"}).
+        @param wait: wait until it answers PING (else only until it accepts
+            connections: it may still be loading its data).
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
-             "--save", "", "--daemonize", "no", "--logfile", str(self.directory / "redis.log")],
+             "--save", "", "--daemonize", "no", "--logfile", str(self.directory / "redis.log"),
+             *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self.command("PING") == "+PONG":
+            answer = self.command("PING")
+            if answer == "+PONG" or (not wait and answer is not None):
                 return
             time.sleep(0.05)
         raise AssertionError(f"redis-server did not start on port {self.port}")
+
+    def pause(self, seconds: float) -> None:
+        """Stall every client for C{seconds} (CLIENT PAUSE), as a slow fork or script does."""
+        assert self.command("CLIENT", "PAUSE", str(int(seconds * 1000))) == "+OK"
+
+    def wait_answering(self, timeout: float) -> float:
+        """
+        @return: the monotonic time at which Redis answered PING again.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.command("PING") == "+PONG":
+                return time.monotonic()
+            time.sleep(0.02)
+        raise AssertionError(f"redis-server did not answer PING within {timeout} s")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs (what was fsynced is all there is)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
 
     def command(self, *args: str) -> str | None:
         """
