@@ -532,11 +532,14 @@ class IOperatorQueue(Interface):
         @return: a Deferred firing with C{{"item": ..., "delivered": N}}.
         """
 
-    def push(client_id: str, text: str, operator: Any) -> Deferred[int]:
+    def push(client_id: str, text: str, operator: Any) -> Deferred[dict[str, int]]:
         """
         Send to one client, kept for it while it is away.
 
-        @return: a Deferred firing with how many connections (here) got it.
+        @return: a Deferred firing with C{{"delivered": N, "kept": K}}: how
+            many connections (here) got it, and 1 if it was kept for the
+            client (written on its next connection, or by the daemon that
+            holds it), else 0.
         """
 
     def broadcast(route: str, text: str, operator: Any) -> Deferred[int]:

@@ -198,6 +198,23 @@ def console(daemon: Daemon, token_file: Path) -> subprocess.Popen[str]:
     )
 
 
+def test_push_says_whether_it_was_kept(daemon: Daemon,
+                                       operators: Callable[[str], Operator]) -> None:
+    """An operator's push to a client that is not connected answers that it
+    was kept (and the client gets it when it connects); to a connected one,
+    that it was delivered and not kept. A broadcast is never kept."""
+    alice = operators(ALICE)
+    answer = alice.request(type="push", client="away", text="while you were out")
+    assert (answer["type"], answer["delivered"], answer["kept"]) == ("ok", 0, 1)
+    with connect(f"{daemon.url}/support?client_id=away") as client:
+        assert client.recv(timeout=5) == "while you were out"
+        answer = alice.request(type="push", client="away", text="now")
+        assert (answer["delivered"], answer["kept"]) == (1, 0)
+        assert client.recv(timeout=5) == "now"
+        answer = alice.request(type="broadcast", route="/support", text="all")
+        assert (answer["delivered"], answer["kept"]) == (1, 0)
+
+
 def test_terminal_console_scripted(daemon: Daemon, tmp_path: Path) -> None:
     """Piped commands: wait for a message, answer it, push, export the transcript."""
     token_file = tmp_path / "alice.token"
@@ -205,7 +222,7 @@ def test_terminal_console_scripted(daemon: Daemon, tmp_path: Path) -> None:
     with ask(daemon, "c1", "hello from the browser") as client:
         export = tmp_path / "t.jsonl"
         script = ("wait\nlist\nreply Hello, how can I help?\npush c1 one more thing\n"
-                  f"export {export} c1\n")
+                  f"push gone see you later\nexport {export} c1\n")
         result = subprocess.run(
             [sys.executable, "-m", "wsdaemon.strategies.operator.console", f"{daemon.url}/operator",
              "--token-file", str(token_file)],
@@ -215,6 +232,9 @@ def test_terminal_console_scripted(daemon: Daemon, tmp_path: Path) -> None:
         assert "connected as alice" in result.stdout
         assert "hello from the browser" in result.stdout
         assert "ok: answered #" in result.stdout
+        assert "ok: push reached 1 connection(s)\n" in result.stdout
+        assert "ok: push reached 0 connection(s); kept for gone until it connects" \
+            in result.stdout
         assert client.recv(timeout=5) == "Hello, how can I help?"
         assert client.recv(timeout=5) == "one more thing"
         lines = [json.loads(line) for line in export.read_text().splitlines()]

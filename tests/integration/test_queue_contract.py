@@ -232,6 +232,34 @@ def test_a_reply_waits_for_an_offline_client(harness: Harness) -> Iterator[Any]:
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_push_says_whether_it_was_kept(harness: Harness) -> Iterator[Any]:
+    """A push that reached no connection says it was kept for the client (it
+    arrives on the client's next connection), also when the client's only
+    connection was closing; one that reached the client says it was not."""
+    queue = yield started(harness)
+    alice = Operator("alice")
+    queue.add_operator(alice)
+    answer = yield queue.push("c1", "while away", alice)
+    assert answer == {"delivered": 0, "kept": 1}
+    session = client("c1")
+    queue.client_connected(session)
+    yield harness.settle(lambda: session.sent == ["while away"])
+    answer = yield queue.push("c1", "now", alice)
+    assert answer == {"delivered": 1, "kept": 0}
+    session.close()
+    answer = yield queue.push("c1", "as it closes", alice)
+    assert answer == {"delivered": 0, "kept": 1}
+    queue.client_disconnected(session)
+    # A reconnect takes a few reactor turns: the write's outcome is settled.
+    harness.clock.advance(0)
+    yield deferLater(reactor, 0.2, lambda: None)
+    again = client("c1")
+    queue.client_connected(again)
+    yield harness.settle(lambda: again.sent == ["as it closes"])
+    assert session.sent == ["while away", "now"]
+
+
+@pytest_twisted.inlineCallbacks
 def test_the_transcript_holds_both_sides(harness: Harness) -> Iterator[Any]:
     """The conversation is kept: the client's message and the operator's reply."""
     queue = yield started(harness)

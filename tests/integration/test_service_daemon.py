@@ -153,6 +153,91 @@ def test_push_api_errors(service: tuple[Daemon, Admin]) -> None:
     assert KEY not in log and TOKEN not in log
 
 
+def raw_call(admin: Admin, method: str, path: str,
+             key: str | None = KEY) -> tuple[int, dict[str, str], str]:
+    """A request with any method: status, headers (lower-case names), body."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    request = urllib.request.Request(admin.base + path, method=method, headers=headers,
+                                     data=b"{}" if method in ("POST", "PUT") else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return (response.status, {k.lower(): v for k, v in response.headers.items()},
+                    response.read().decode())
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
+
+
+def test_push_to_an_unknown_route_is_404(service: tuple[Daemon, Admin]) -> None:
+    """A push to a route the daemon does not serve is 404 naming it and the
+    routes there are (not 200 with nobody reached); nothing is counted as sent."""
+    daemon, admin = service
+    status, body = admin.call("/push", {"route": "/nope", "text": "x"})
+    assert status == 404, body
+    assert body["error"] == "no route '/nope'; routes: /echo, /news, /support"
+    assert body["target"] == {"kind": "route", "value": "/nope"}
+    assert admin.call("/push", {"route": "/operator", "text": "x"})[0] == 404
+    assert admin.call("/push", {"route": "/news", "text": "x"}) == \
+        (200, {"delivered": 0, "failed": 0, "target": {"kind": "route", "value": "/news"}})
+    status, text = admin.call("/metrics", key=None)
+    assert 'wsdaemon_push_calls_total{outcome="not_found",target="route"} 2.0' in text
+
+
+def test_unknown_admin_paths_and_methods_answer_json(service: tuple[Daemon, Admin]) -> None:
+    """Unknown paths are 404 and methods a path does not take 405 with an
+    Allow header, all as JSON {"error": ...} (never Twisted's HTML pages);
+    HEAD still works where GET does."""
+    daemon, admin = service
+    for path in ("/", "/nowhere", "/push/extra", "/clients/123", "/healthz/x"):
+        status, headers, body = raw_call(admin, "GET", path)
+        assert status == 404, (path, body)
+        assert headers["content-type"] == "application/json", path
+        assert "no such path" in json.loads(body)["error"], path
+    for method, path, allow in (("DELETE", "/push", "POST"), ("GET", "/push", "POST"),
+                                ("POST", "/metrics", "GET, HEAD"),
+                                ("PUT", "/healthz", "GET, HEAD"),
+                                ("PATCH", "/clients", "GET, HEAD"),
+                                ("POST", "/clients", "GET, HEAD")):
+        status, headers, body = raw_call(admin, method, path)
+        assert (status, headers.get("allow")) == (405, allow), (method, path, body)
+        assert headers["content-type"] == "application/json"
+        error = json.loads(body)
+        assert error["allow"] == allow.split(", ")
+        assert f"{method} is not allowed on {path}" in error["error"]
+    status, headers, body = raw_call(admin, "HEAD", "/healthz")
+    assert (status, body) == (200, "")
+
+
+def test_admin_errors_with_workers(write_config: Callable[..., Path],
+                                   start_daemon: Callable[..., Daemon]) -> None:
+    """With workers, the supervisor's admin API answers the same: a push to
+    an unknown route 404, unknown paths 404 and wrong methods 405 with their
+    Allow header, as JSON."""
+    port = free_port()
+    daemon = start_daemon(write_config(f"""
+        [wsdaemon]
+        listen = tcp:0:interface=127.0.0.1
+        workers = 2
+
+        [admin]
+        listen = tcp:{port}:interface=127.0.0.1
+        api_keys = ops:{KEY}
+
+        [route:/echo]
+        strategy = echo
+    """))
+    daemon.wait_for_log("ready: 2 workers listening", timeout=20)
+    admin = Admin(port)
+    status, body = admin.call("/push", {"route": "/nope", "text": "x"})
+    assert (status, body["error"]) == (404, "no route '/nope'; routes: /echo")
+    status, headers, text = raw_call(admin, "GET", "/nowhere")
+    assert status == 404 and headers["content-type"] == "application/json"
+    assert "no such path /nowhere" in json.loads(text)["error"]
+    status, headers, text = raw_call(admin, "DELETE", "/push")
+    assert (status, headers.get("allow"), headers["content-type"]) == \
+        (405, "POST", "application/json")
+    assert json.loads(text)["allow"] == ["POST"]
+
+
 def test_metrics_and_health(service: tuple[Daemon, Admin]) -> None:
     """/metrics shows connections, messages, refusals, queue and pushes; /healthz is ready."""
     daemon, admin = service

@@ -187,7 +187,7 @@ def test_push_to_offline_client_is_kept() -> None:
     """Push to offline client is kept."""
     queue, _, _ = make()
     alice = Operator("alice")
-    assert result(queue.push("c9", "news", alice)) == 0
+    assert result(queue.push("c9", "news", alice)) == {"delivered": 0, "kept": 1}
     session = client("c9")
     result(queue.client_connected(session))
     assert session.sent == ["news"]

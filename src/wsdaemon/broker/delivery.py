@@ -118,6 +118,16 @@ class ClientDelivery:
 
         @return: how many connections got it.
         """
+        return self.write_or_keep(client_id, seq, body)[0]
+
+    def write_or_keep(self, client_id: str, seq: int, body: str) -> tuple[int, bool]:
+        """
+        Like L{write_taken}.
+
+        @return: how many connections got it, and whether it was given back
+            to wait for the client (none took it, and it was not refused as
+            one that can never be written).
+        """
         sessions = list(self._clients.get(client_id, ()))
         probe = MessageRecord(client_id=client_id, route="", direction="out", sender="",
                               body=body, at=0.0, seq=seq)
@@ -126,7 +136,7 @@ class ClientDelivery:
         # done too: given back, it would be retried for ever.
         self._to_settle += [client_id, str(seq), "1" if count or error else "0"]
         self._schedule_flush()
-        return count
+        return count, not count and error is None
 
     def _take(self, wanted: list[str]) -> Deferred[int]:
         d = self._link.script("take", self._link.daemon_id, self._clock.seconds(), *wanted)

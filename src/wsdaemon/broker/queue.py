@@ -335,12 +335,16 @@ class SharedOperatorQueue:
 
         return d.addCallback(answered)
 
-    def push(self, client_id: str, text: str, operator: OperatorLink) -> Deferred[int]:
+    def push(self, client_id: str, text: str,
+             operator: OperatorLink) -> Deferred[dict[str, int]]:
         """
         Send to one client on whichever daemon it is; kept for it if it is
         connected nowhere.
 
-        @return: a Deferred firing with how many connections here got it.
+        @return: a Deferred firing with C{{"delivered": N, "kept": K}}: how
+            many connections here got it, and 1 if it was stored for the
+            client instead (the daemon holding its connection, or the next
+            one it connects to, writes it), else 0.
         """
         here = self._delivery.is_here(client_id)
         route = self._delivery.route_of(client_id)
@@ -351,8 +355,14 @@ class SharedOperatorQueue:
         d = self.link.script("store_message", client_id, message_json(message),
                              "take" if here else "keep", self.link.daemon_id if here else "",
                              message.at)
-        return d.addCallback(lambda seq: self._delivery.write_taken(client_id, int(seq), text)
-                             if here else 0)
+
+        def stored(seq: Any) -> dict[str, int]:
+            if not here:
+                return {"delivered": 0, "kept": 1}
+            count, kept = self._delivery.write_or_keep(client_id, int(seq), text)
+            return {"delivered": count, "kept": int(kept)}
+
+        return d.addCallback(stored)
 
     def broadcast(self, route: str, text: str, operator: OperatorLink) -> Deferred[int]:
         """

@@ -7,6 +7,8 @@ The admin listener's HTTP API: push, the client list, metrics, health.
     GET  /healthz   liveness and readiness (200 ready, 503 not yet)
 
 Bodies over C{max_body} bytes are answered 413 without being kept in memory.
+Every answer is JSON, errors too (unknown paths 404, other methods 405 with
+C{Allow}: L{wsdaemon.server.api.JsonResource}).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from wsdaemon.escaping import visible
 from wsdaemon.interfaces import IPushBus
 from wsdaemon.server.api import (
     ApiResource,
+    ApiRoot,
+    JsonResource,
     RequestError,
     check_unicode,
     json_answer,
@@ -187,6 +191,14 @@ class PushResource(ApiResource):
                 return json_answer(request, 200, {**earlier, "replayed": True})
         target, message = parse_push(body)
         counters = self.admin.push_counters
+        routes = self.admin.daemon.factories
+        if target.kind == "route" and target.value not in routes:
+            # Routes are this daemon's config (daemons sharing Redis serve
+            # the same ones): a typo must not look like "nobody connected".
+            counters.count(target.kind, "not_found")
+            return json_answer(request, 404, {
+                "error": f"no route {visible(target.value or '')!r}; routes: "
+                         f"{', '.join(sorted(routes))}", "target": target.to_json()})
         d = self.admin.daemon.bus.publish_counted(target, message)
 
         def done(counts: tuple[int, int]) -> None:
@@ -224,9 +236,7 @@ class ClientsResource(ApiResource):
         return json_answer(request, 200, {"count": len(clients), "clients": clients})
 
 
-class MetricsResource(Resource):
-    isLeaf = True
-
+class MetricsResource(JsonResource):
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__()
         self.registry = registry
@@ -236,9 +246,7 @@ class MetricsResource(Resource):
         return generate_latest(self.registry)
 
 
-class HealthResource(Resource):
-    isLeaf = True
-
+class HealthResource(JsonResource):
     def __init__(self, daemon: DaemonView) -> None:
         super().__init__()
         self.daemon = daemon
@@ -352,7 +360,7 @@ class AdminSite(Site):
         if root is not None:  # the supervisor's: answered from the workers'
             super().__init__(root)
             return
-        root = Resource()
+        root = ApiRoot()
         root.putChild(b"push", PushResource(self))
         root.putChild(b"clients", ClientsResource(self))
         root.putChild(b"journal", JournalResource(self))

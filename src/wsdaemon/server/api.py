@@ -10,12 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from wsdaemon.credentials import check_token
 
-__all__ = ["ApiResource", "RequestError", "check_unicode", "json_answer", "json_object",
-           "path_of", "reject_unknown", "request_object"]
+__all__ = ["ApiResource", "ApiRoot", "JsonResource", "RequestError", "check_unicode",
+           "json_answer", "json_object", "path_of", "reject_unknown", "request_object"]
+
+#: The admin API's top-level paths, named in a 404.
+PATHS = ("/push", "/clients", "/journal", "/routes", "/connections", "/metrics", "/healthz")
 
 
 class RequestError(Exception):
@@ -36,8 +39,87 @@ def json_answer(request: Request, code: int, body: Mapping[str, Any]) -> bytes:
     return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-class ApiResource(Resource):
+def _shown(request: Request) -> str:
+    path = (request.path or b"/").decode("utf-8", "replace")
+    return json.dumps(path, ensure_ascii=True)[1:-1]  # no control characters echoed
+
+
+class JsonResource(Resource):
+    """
+    A leaf of the admin API that answers every error as JSON
+    (C{{"error": ...}}): a L{RequestError}, a path below it that it does not
+    serve (404), a method it does not take (405, with C{Allow}); never
+    Twisted's HTML pages. HEAD is answered where GET is.
+    """
+
     isLeaf = True
+    #: Whether paths below this one are served (else they are 404).
+    takes_subpaths = False
+
+    def render(self, request: Request) -> bytes | int:
+        try:
+            if not self.takes_subpaths and path_of(request):
+                raise RequestError(404, f"no such path {_shown(request)}; the admin API "
+                                        f"serves {', '.join(PATHS)}")
+            method = request.method.decode("latin-1")
+            allowed = self._allowed()
+            if method not in allowed:
+                request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
+                return json_answer(request, 405, {
+                    "error": f"{json.dumps(method, ensure_ascii=True)[1:-1]} is not allowed "
+                             f"on {_shown(request)}; allowed: {', '.join(allowed)}",
+                    "allow": allowed})
+            if method == "HEAD":
+                return self._head(request)
+            result: bytes | int = super().render(request)
+            return result
+        except RequestError as e:
+            return json_answer(request, e.code, {"error": e.message})
+
+    def _allowed(self) -> list[str]:
+        """
+        @return: the methods this resource takes: its C{render_*}, and HEAD
+            where it takes GET.
+        """
+        names = {name[len("render_"):] for name in dir(self)
+                 if name.startswith("render_") and name != "render_HEAD"}
+        return sorted(names | ({"HEAD"} if "GET" in names else set()))
+
+    def _head(self, request: Request) -> bytes | int:
+        """
+        GET's headers (its length too) without its body.
+        """
+        body: bytes | int = self.render_GET(request)  # type: ignore[attr-defined]
+        if body is NOT_DONE_YET or not isinstance(body, bytes):
+            return body
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return b""
+
+
+class NotFound(JsonResource):
+    """
+    Every path the admin API does not serve: 404, whatever the method.
+    """
+
+    def render(self, request: Request) -> bytes:
+        return json_answer(request, 404, {"error": f"no such path {_shown(request)}; the "
+                                                   f"admin API serves {', '.join(PATHS)}"})
+
+
+class ApiRoot(Resource):
+    """
+    The admin API's root: its resources by name, a JSON 404 for any other
+    path (the root itself included).
+    """
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return NotFound()
+
+
+class ApiResource(JsonResource):
+    """
+    A leaf of the admin API that may ask for the API key.
+    """
 
     def __init__(self, site: Any) -> None:
         super().__init__()
@@ -52,13 +134,6 @@ class ApiResource(Resource):
         if not key or check_token(key, self.admin.api_keys) is None:
             request.setHeader(b"www-authenticate", b'Bearer realm="wsdaemon"')
             raise RequestError(401, "missing or wrong API key (Authorization: Bearer KEY)")
-
-    def render(self, request: Request) -> bytes | int:
-        try:
-            result: bytes | int = super().render(request)
-            return result
-        except RequestError as e:
-            return json_answer(request, e.code, {"error": e.message})
 
 
 def check_unicode(key: str, value: str) -> None:

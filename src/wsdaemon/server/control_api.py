@@ -114,6 +114,8 @@ def _seconds(data: Mapping[str, Any], key: str, default: float | None = None) ->
 
 
 class RoutesResource(ApiResource):
+    takes_subpaths = True
+
     def _factory(self, request: Request) -> Any:
         raw = (request.args or {}).get(b"route")
         if not raw:
@@ -219,6 +221,8 @@ class RoutesResource(ApiResource):
 
 
 class ConnectionsResource(ApiResource):
+    takes_subpaths = True
+
     def _connection(self, data: Mapping[str, Any]) -> Any:
         session_id = _string(data, "session")
         found = list(self.admin.daemon.index.select(PushTarget("session", session_id)))

@@ -117,6 +117,8 @@ def _matches(matcher: Matcher, entry: Any) -> bool:
 
 
 class JournalResource(ApiResource):
+    takes_subpaths = True
+
     def _journals(self, route: str | None) -> list[Journal]:
         journals: Mapping[str, Journal] = self.admin.daemon.journals()
         if route is None:

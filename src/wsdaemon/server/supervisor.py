@@ -16,6 +16,7 @@ daemon, listening on inherited sockets (C{WSDAEMON_LISTEN_FDS}) and saying
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -176,7 +177,9 @@ class _Worker(ProcessProtocol):
 
 class _SupervisorAdmin(AggregateResource):
     """
-    The workers' combined admin API, with the supervisor's reloads.
+    The workers' combined admin API, with the supervisor's reloads, and a
+    worker's 405 with its C{Allow} header (which the relay does not carry:
+    it is in the answer's body too).
     """
 
     def __init__(self, *args: Any, reloads: ReloadStatus, **kwargs: Any) -> None:
@@ -188,6 +191,17 @@ class _SupervisorAdmin(AggregateResource):
         status, content_type, data = yield super()._answer(method, uri, headers, body)
         route = uri.split(b"?", 1)[0].rstrip(b"/")
         return with_reload_status(route, status, content_type, data, self.reloads)
+
+    @staticmethod
+    def _send(request: Any, status: int, content_type: bytes, body: bytes) -> None:
+        if status == 405:
+            try:
+                allow = json.loads(body).get("allow")
+            except (ValueError, AttributeError):
+                allow = None
+            if isinstance(allow, list) and all(isinstance(m, str) for m in allow):
+                request.setHeader(b"allow", ", ".join(allow).encode("ascii", "replace"))
+        AggregateResource._send(request, status, content_type, body)
 
 
 class Supervisor(Service):

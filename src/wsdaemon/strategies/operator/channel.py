@@ -353,12 +353,15 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
         return d.addCallback(lambda result: {**result, "item": self._preview(result["item"])})
 
     def _do_push(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
-        d = self.factory.queue.push(_text(request, "client"), _text(request), self)
-        return d.addCallback(lambda count: {"delivered": count})
+        d: Deferred[Any] = self.factory.queue.push(_text(request, "client"), _text(request),
+                                                   self)
+        return d.addCallback(lambda counts: {"delivered": counts["delivered"],
+                                             "kept": counts["kept"]})
 
     def _do_broadcast(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
         d = self.factory.queue.broadcast(_text(request, "route"), _text(request), self)
-        return d.addCallback(lambda count: {"delivered": count})
+        # A broadcast reaches who is connected now; nothing waits for others.
+        return d.addCallback(lambda count: {"delivered": count, "kept": 0})
 
     def _do_transcript(self, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
         client = _optional(request, "client", str, "a client id")

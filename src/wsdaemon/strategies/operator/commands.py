@@ -227,7 +227,9 @@ class Console:
         elif kind in ("claim", "release"):
             self.say(f"ok: {kind}ed " + describe(answer["item"]))
         elif kind in ("push", "broadcast"):
-            self.say(f"ok: {kind} reached {answer['delivered']} connection(s)")
+            kept = (f"; kept for {visible(request['client'])} until it connects"
+                    if answer.get("kept") else "")
+            self.say(f"ok: {kind} reached {answer['delivered']} connection(s){kept}")
         elif kind == "text":
             self.say(("" if not answer["offset"] else "   ") + visible(answer["text"]))
             if answer["more"]:

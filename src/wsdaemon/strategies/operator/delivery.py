@@ -121,7 +121,18 @@ class LocalDelivery:
         """
         Write a stored message to its client's connections now.
 
-        @return: how many connections got it (0: it waits in the store).
+        @return: how many connections got it (0: it waits in the store,
+            unless it can never be written).
+        """
+        return self.deliver_or_keep(message)[0]
+
+    def deliver_or_keep(self, message: MessageRecord) -> tuple[int, bool]:
+        """
+        Like L{deliver}.
+
+        @return: how many connections got it, and whether it waits in the
+            store for the client's next connection (none took it, and it
+            was not refused as one that can never be written).
         """
         assert message.seq is not None
         count, error = write(message, list(self._clients.get(message.client_id, ())))
@@ -138,7 +149,7 @@ class LocalDelivery:
             d: Deferred[Any] = self._store.mark_delivered([seq])
             d.addBoth(landed)
             d.addErrback(log_failure("marking a reply delivered"))
-        return count
+        return count, not count and error is None
 
     def on_route(self, route: str) -> list[tuple[str, ISession]]:
         """

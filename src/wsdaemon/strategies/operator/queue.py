@@ -362,18 +362,26 @@ class OperatorQueue(TimedMoves):
         route = self._delivery.route_of(client_id)
         return route, send_limit(self.send_limits, route)
 
-    def push(self, client_id: str, text: str, operator: OperatorLink) -> Deferred[int]:
+    def push(self, client_id: str, text: str,
+             operator: OperatorLink) -> Deferred[dict[str, int]]:
         """
         Send to one client; kept for it if it is not connected.
 
-        @return: a Deferred firing with how many connections got it now.
+        @return: a Deferred firing with C{{"delivered": N, "kept": K}}: how
+            many connections got it now, and 1 if it waits for the client's
+            next connection (else 0).
         """
         route, limit = self._limit_for(client_id)
         check_sendable(text, limit, route)
         message = MessageRecord(client_id=client_id, route=route, direction="out",
                                 sender=operator.name, body=text, at=self._clock.seconds())
-        d = self.store.add_message(message)
-        d.addCallback(lambda seq: self._delivery.deliver(replace(message, seq=seq)))
+
+        def stored(seq: int) -> dict[str, int]:
+            count, kept = self._delivery.deliver_or_keep(replace(message, seq=seq))
+            return {"delivered": count, "kept": int(kept)}
+
+        d: Deferred[Any] = self.store.add_message(message)
+        d.addCallback(stored)
         return d
 
     def broadcast(self, route: str, text: str, operator: OperatorLink) -> Deferred[int]:
