@@ -6,7 +6,10 @@ queue addressing them.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,14 @@ pytestmark = pytest.mark.slow
 
 ALICE = "alice-token-0123456789abcdef"
 SECRET = "0123456789abcdef0123456789abcdef-shared"
+
+
+def urllib_get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def start(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon],
@@ -58,40 +69,98 @@ def start(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]
 
 def test_anonymous_ids_are_issued_and_cannot_be_claimed(
         write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
-    """A client gets an unguessable id in a cookie and keeps it by presenting
-    it; claiming someone else's id (or any chosen one) gets a new id instead,
-    and nothing kept for the other client."""
+    """A client gets an unguessable credential in a cookie and keeps its
+    identity by presenting it; claiming someone else's (or any chosen) id gets
+    a new client instead, and nothing kept for the other client."""
     daemon, admin = start(write_config, start_daemon,
                           "identity = anonymous\n        identity_secret_file = state/id.key")
     first = connect(f"{daemon.url}/support")
     cookie = first.response.headers["Set-Cookie"]
-    issued = cookie.split(";")[0].removeprefix("wsdaemon_client=")
-    assert "HttpOnly" in cookie and len(issued.split(".")[0]) == 22
+    credential = cookie.split(";")[0].removeprefix("wsdaemon_client=")
+    assert "HttpOnly" in cookie and len(credential.split(".")[0]) == 22
     first.send("my one-time code please")
     assert first.recv(timeout=5) == "queued"
     first.close()
 
     alice = Operator(daemon, ALICE)
     try:
-        assert alice.hello["items"][0]["client_id"] == issued
+        shown = alice.hello["items"][0]["client_id"]
+        assert shown != credential and credential.split(".")[0] not in shown
         assert alice.request(type="reply", text="your code is 4711")["type"] == "ok"
     finally:
         alice.close()
 
     # Someone who saw only the nonce, or guesses, or picks a name, is not them.
-    for claim in (issued.split(".")[0] + ".AAAAAAAAAAAAAAAA", "alice"):
-        with connect(f"{daemon.url}/support?client_id={claim}") as impostor:
+    for claim in (credential.split(".")[0] + ".AAAAAAAAAAAAAAAA", "alice"):
+        with connect(f"{daemon.url}/support",
+                     additional_headers={"Cookie": f"wsdaemon_client={claim}"}) as impostor:
             assert impostor.response.headers["Set-Cookie"].split(";")[0] != \
-                f"wsdaemon_client={issued}"
+                f"wsdaemon_client={credential}"
             with pytest.raises(TimeoutError):
                 impostor.recv(timeout=0.5)
     with connect(f"{daemon.url}/support",
-                 additional_headers={"Cookie": f"wsdaemon_client={issued}"}) as again:
+                 additional_headers={"Cookie": f"wsdaemon_client={credential}"}) as again:
         assert "Set-Cookie" not in again.response.headers
         assert again.recv(timeout=5) == "your code is 4711"
-        assert admin.call("/push", {"client": issued, "text": "order shipped"})[1]["delivered"] \
+        assert admin.call("/push", {"client": shown, "text": "order shipped"})[1]["delivered"] \
             == 1
         assert again.recv(timeout=5) == "order shipped"
+    # Without cookies, the credential goes in ?client_token= (never logged).
+    with connect(f"{daemon.url}/support?client_token={credential}") as tokened:
+        assert "Set-Cookie" not in tokened.response.headers
+        assert admin.call("/push", {"client": shown, "text": "again"})[1]["delivered"] == 1
+        assert tokened.recv(timeout=5) == "again"
+    urllib_get(f"{daemon.http}/no-such-route?client_token={credential}")
+    assert credential not in daemon.wait_for_log("no-such-route?client_token=***")
+
+
+def test_no_id_an_operator_can_see_lets_anyone_read_a_client(
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
+    """A client writes a secret question and gets a PIN back while away. An
+    operator who copies the client's id from anything it can read (the
+    queue, the transcript, /clients, the journal, /metrics, the log) and
+    connects with it, as ?client_id=, ?client_token= or the cookie, receives
+    nothing of it; the client itself, with its cookie, does."""
+    daemon, admin = start(write_config, start_daemon,
+                          "identity = anonymous\n        identity_secret_file = state/id.key")
+    client = connect(f"{daemon.url}/support")
+    credential = client.response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    client.send("secret question")
+    assert client.recv(timeout=5) == "queued"
+
+    alice = Operator(daemon, ALICE)
+    try:
+        seen = {alice.hello["items"][0]["client_id"]}
+        transcript = alice.request(type="transcript")
+        seen |= {line["client_id"] for line in transcript["entries"]}
+        _, clients = admin.call("/clients")
+        seen |= {c["client_id"] for c in clients["clients"]}
+        _, journal = admin.call("/journal")
+        seen |= {e["client_id"] for e in journal["entries"] if e.get("client_id")}
+        client.close()
+        assert alice.request(type="reply", text="your PIN is 4321")["type"] == "ok"
+    finally:
+        alice.close()
+    everything = json.dumps([alice.hello, transcript, clients, journal]) + daemon.log()
+    status, metrics = admin.call("/metrics")
+    everything += str(metrics)
+    assert len(seen) == 1 and credential not in everything
+    (shown,) = seen
+    assert shown in daemon.log()
+
+    attempts = [f"{daemon.url}/support?client_id={shown}",
+                f"{daemon.url}/support?client_token={shown}"]
+    for url in attempts:
+        with connect(url) as thief:
+            with pytest.raises(TimeoutError):
+                thief.recv(timeout=0.5)
+    with connect(f"{daemon.url}/support",
+                 additional_headers={"Cookie": f"wsdaemon_client={shown}"}) as thief:
+        with pytest.raises(TimeoutError):
+            thief.recv(timeout=0.5)
+    with connect(f"{daemon.url}/support",
+                 additional_headers={"Cookie": f"wsdaemon_client={credential}"}) as owner:
+        assert owner.recv(timeout=5) == "your PIN is 4321"
 
 
 def test_jwt_identity(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon],

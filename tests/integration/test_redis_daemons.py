@@ -25,6 +25,7 @@ from tests.conftest import require_tool
 from tests.daemon import REPO, Daemon, free_port
 from tests.integration.test_operator_daemon import ALICE, BOB, Operator, no_more
 from tests.redis_server import RedisServer
+from wsdaemon.client_ids import public_id
 
 pytestmark = pytest.mark.slow
 
@@ -347,9 +348,10 @@ def test_shipped_cluster_example_behind_haproxy(redis_server: RedisServer, tmp_p
     alice = operator(front, token, closing)
     client = connect(f"{front.url}/support")
     closing.append(client)
-    # The shipped config issues client ids (a signed cookie).
+    # The shipped config issues client credentials (a signed cookie); the id
+    # operators see is derived from it.
     cookie = client.response.headers["Set-Cookie"]
-    issued = cookie.split(";")[0].removeprefix("wsdaemon_client=")
+    issued = public_id(cookie.split(";")[0].removeprefix("wsdaemon_client="))
     client.send("hello through HAProxy")
     assert str(client.recv(timeout=5)).startswith("Thanks! Your message is number 1")
     item = alice.next("item")["item"]

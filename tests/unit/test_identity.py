@@ -14,6 +14,7 @@ import pytest
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.task import Clock
 
+from wsdaemon.client_ids import public_id, public_id_of_legacy
 from wsdaemon.config import ConfigError, IdentityPolicy, JwtSettings, load_config
 from wsdaemon.connections.identity import issue, resolve, verify
 from wsdaemon.server.assembly import Assembly
@@ -45,19 +46,49 @@ def test_issued_ids_are_random_signed_and_checked() -> None:
 
 
 def test_anonymous_issues_and_recognises_but_never_accepts_a_claim() -> None:
-    """A new client gets an id in an HttpOnly cookie; it comes back with it
-    (cookie or ?client_id=) as the same client; a chosen id is replaced."""
+    """A new client gets a credential in an HttpOnly cookie and is known by
+    its public id; it comes back with the credential (cookie or
+    ?client_token=) as the same client; a chosen id, the public id itself,
+    or anything in ?client_id= gets a new client."""
     policy = IdentityPolicy(mode="anonymous", secret=SECRET)
     client_id, headers = resolve(policy, Request(), secure=True)
-    assert client_id is not None and verify(SECRET, client_id)
     cookie = headers["Set-Cookie"]
-    assert cookie.startswith(f"wsdaemon_client={client_id};")
+    credential = cookie.split(";")[0].removeprefix("wsdaemon_client=")
+    assert verify(SECRET, credential)
+    assert client_id == public_id(credential) and client_id != credential
+    assert "." not in client_id and len(client_id) == 22
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" in cookie
-    again, more = resolve(policy, Request(headers={"cookie": f"a=b; wsdaemon_client={client_id}"}))
+    again, more = resolve(policy, Request(headers={"cookie": f"a=b; wsdaemon_client={credential}"}))
     assert (again, more) == (client_id, {})
-    assert resolve(policy, Request(params={"client_id": [client_id]}))[0] == client_id
-    chosen, fresh = resolve(policy, Request(params={"client_id": ["alice"]}))
-    assert chosen != "alice" and "Set-Cookie" in fresh
+    assert resolve(policy, Request(params={"client_token": [credential]})) == (client_id, {})
+    for claim in ("alice", client_id, credential):
+        chosen, fresh = resolve(policy, Request(params={"client_id": [claim]}))
+        assert chosen not in ("alice", client_id) and "Set-Cookie" in fresh
+    forged, fresh = resolve(policy, Request(headers={"cookie": f"wsdaemon_client={client_id}"}))
+    assert forged != client_id and "Set-Cookie" in fresh
+
+
+def test_public_ids_are_one_way_and_legacy_ids_map_to_them() -> None:
+    """The public id is a fixed-size digest (no part of the credential in
+    it); a store's legacy id (a credential) maps to the same public id, any
+    other id to itself."""
+    credential = issue(SECRET)
+    nonce, signature = credential.split(".")
+    shown = public_id(credential)
+    assert nonce not in shown and signature not in shown and shown == public_id(credential)
+    assert public_id(issue(SECRET)) != shown
+    assert public_id_of_legacy(credential) == shown
+    for other in ("alice", "customer-7", shown, "a" * 39):
+        assert public_id_of_legacy(other) == other
+
+
+def test_claimed_ids_are_matched_whole() -> None:
+    """A claimed id with a trailing newline (which `$` would let through) or
+    any character outside the set is no id at all."""
+    policy = IdentityPolicy(mode="claimed")
+    assert resolve(policy, Request(params={"client_id": ["web-test"]}))[0] == "web-test"
+    for bad in ("web-test\n", "web\ntest", "a b", "x" * 65, ""):
+        assert resolve(policy, Request(params={"client_id": [bad]}))[0] is None
 
 
 def _token(**claims: Any) -> str:

@@ -185,3 +185,45 @@ def test_sqlite_group_commit_keeps_order_and_isolates_failures(
     assert [i.item_id for i in open_items] == [f"i{n}" for n in range(50)]
     assert open_items[3].state == "claimed"
     yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sqlite_store_rewrites_legacy_client_ids(tmp_path: Path) -> Generator[Any, Any, None]:
+    """A store that kept anonymous clients' credentials as their ids (before
+    public ids) is rewritten on open: items and messages of such a client
+    move to its public id, so its kept replies still reach it; other ids
+    stay as they are."""
+    from twisted.internet import reactor
+
+    from wsdaemon.client_ids import public_id
+    from wsdaemon.connections.identity import issue
+
+    from dataclasses import replace
+
+    credential = issue(b"s" * 32)
+    path = tmp_path / "state" / "queue.sqlite3"
+    records = [replace(item("a", 1.0), client_id=credential), item("b", 2.0)]
+    store = SQLiteStore(path, reactor)
+    yield store.open()
+    try:
+        for record in records:
+            yield store.add_item(record, incoming(record))
+        yield store.add_message(MessageRecord(client_id=credential, route="/support",
+                                              direction="out", sender="op", body="PIN 4321",
+                                              at=3.0))
+    finally:
+        yield store.close()
+
+    store = SQLiteStore(path, reactor)
+    yield store.open()
+    try:
+        items = yield store.load_open_items()
+        assert sorted(record.client_id for record, _ in items) == sorted(
+            [public_id(credential), "client-b"])
+        kept = yield store.undelivered(public_id(credential))
+        assert [m.body for m in kept] == ["PIN 4321"]
+        assert (yield store.undelivered(credential)) == []
+        everything = yield store.transcript(None, None, 100)
+        assert credential not in {m.client_id for m in everything}
+    finally:
+        yield store.close()

@@ -3,12 +3,16 @@ Who a client is: proven, never taken from what it claims.
 
 A route's C{identity} is one of:
 
-    - C{anonymous} (the default): the daemon issues each new client an id of
-      128 random bits, signed with the daemon's identity secret, in a cookie
-      (C{wsdaemon_client}) set on the handshake response; a client that
-      comes back with it (the cookie, or C{?client_id=} for clients without
-      cookies) is the same client. An id the daemon did not issue is
-      ignored and a new one issued: nobody can choose to be someone else.
+    - C{anonymous} (the default): the daemon issues each new client a
+      credential of 128 random bits, signed with the daemon's identity
+      secret, in a cookie (C{wsdaemon_client}) set on the handshake
+      response; a client that comes back with it (the cookie, or
+      C{?client_token=} for clients without cookies) is the same client. A
+      credential the daemon did not issue is ignored and a new one issued:
+      nobody can choose to be someone else. The client's id, the one shown
+      to operators and in logs, the journal, the admin API and metrics, is
+      derived from the credential one way (L{wsdaemon.client_ids}): knowing it proves
+      nothing, and C{?client_id=} is not read on these routes.
     - C{jwt}: the team's backend mints a token (HS256 with a shared secret,
       or RS256/ES256 with a key pair); the client gives it at connect as
       C{?access_token=} (what a browser can do) or C{Authorization: Bearer};
@@ -33,20 +37,24 @@ from pathlib import Path
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 
+from wsdaemon.client_ids import public_id
 from wsdaemon.config import IdentityPolicy, JwtSettings
 from wsdaemon.escaping import visible
 
-__all__ = ["COOKIE", "IdentityPolicy", "JwtSettings", "issue", "read_or_create_secret",
-           "resolve", "verify", "with_secret"]
+__all__ = ["COOKIE", "TOKEN_PARAM", "IdentityPolicy", "JwtSettings", "issue", "public_id",
+           "read_or_create_secret", "resolve", "verify", "with_secret"]
 
 _log = Logger(namespace="wsdaemon.identity")
 
 COOKIE = "wsdaemon_client"
+#: The query parameter that carries the credential for clients without cookies.
+TOKEN_PARAM = "client_token"
 UNAUTHORIZED = 401
 #: Issued ids live this long in the browser (a year).
 COOKIE_MAX_AGE = 365 * 24 * 3600
-_CLAIMED = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_SUBJECT = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_CLAIMED = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_SUBJECT = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+
 #: A secret for issued ids when none is configured: ids then survive
 #: reloads but not restarts.
 _PROCESS_SECRET = secrets.token_bytes(32)
@@ -81,11 +89,11 @@ def issue(secret: bytes) -> str:
     return f"{nonce}.{_signature(secret, nonce)}"
 
 
-def verify(secret: bytes, client_id: str) -> bool:
+def verify(secret: bytes, credential: str) -> bool:
     """
     @return: whether this daemon (or one with the same secret) issued it.
     """
-    nonce, dot, signature = client_id.partition(".")
+    nonce, dot, signature = credential.partition(".")
     if not dot or len(nonce) != 22 or not nonce.isascii():
         return False
     return hmac.compare_digest(signature, _signature(secret, nonce))
@@ -135,13 +143,13 @@ def _param(request: ConnectionRequest, name: str) -> str | None:
 def _anonymous(policy: IdentityPolicy, request: ConnectionRequest,
                secure: bool) -> tuple[str, dict[str, str]]:
     secret = policy.secret if policy.secret is not None else _PROCESS_SECRET
-    for presented in (_cookie(request), _param(request, "client_id")):
+    for presented in (_cookie(request), _param(request, TOKEN_PARAM)):
         if presented and verify(secret, presented):
-            return presented, {}
-    client_id = issue(secret)
-    cookie = (f"{COOKIE}={client_id}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; "
+            return public_id(presented), {}
+    credential = issue(secret)
+    cookie = (f"{COOKIE}={credential}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; "
               "SameSite=Strict" + ("; Secure" if secure else ""))
-    return client_id, {"Set-Cookie": cookie}
+    return public_id(credential), {"Set-Cookie": cookie}
 
 
 def _from_token(settings: JwtSettings, request: ConnectionRequest) -> str:
@@ -163,7 +171,8 @@ def _from_token(settings: JwtSettings, request: ConnectionRequest) -> str:
                   why=type(e).__name__)
         raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "identity token not accepted") from None
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not _SUBJECT.match(subject) or visible(subject) != subject:
+    if (not isinstance(subject, str) or not _SUBJECT.fullmatch(subject)
+            or visible(subject) != subject):
         raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "identity token has no usable subject")
     return subject
 
@@ -181,4 +190,4 @@ def resolve(policy: IdentityPolicy, request: ConnectionRequest,
     if policy.mode == "anonymous":
         return _anonymous(policy, request, secure)
     claimed = _param(request, "client_id")
-    return (claimed if claimed and _CLAIMED.match(claimed) else None), {}
+    return (claimed if claimed and _CLAIMED.fullmatch(claimed) else None), {}

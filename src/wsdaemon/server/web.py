@@ -6,14 +6,18 @@ per route, all on one port.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from importlib.resources import files
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.interfaces import IReactorTime
+from twisted.web.http import combinedLogFormatter
+from twisted.web.iweb import IAccessLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+from zope.interface import provider
 
 from wsdaemon.config import ASSETS_PATH, DaemonConfig
 from wsdaemon.connections.index import SessionIndex
@@ -199,12 +203,26 @@ class WebRoot:
         return root
 
 
+#: Query parameters that carry credentials: never written to the access log.
+_SECRET_PARAMS = re.compile(r"([?&](?:client_token|access_token)=)[^&\s\"]*")
+
+
+@provider(IAccessLogFormatter)
+def redacting_log_formatter(timestamp: str, request: Request) -> str:
+    """
+    Twisted's combined access-log line, with the values of credential
+    query parameters (C{client_token}, C{access_token}) replaced by C{***}.
+    """
+    line: str = combinedLogFormatter(timestamp, request)
+    return _SECRET_PARAMS.sub(r"\1***", line)
+
+
 def build_site(root: Resource, handshake_timeout: float) -> Site:
     """
     @param handshake_timeout: seconds a connection has to send a request's
         headers (however slowly), see L{HandshakeDeadlineChannel}.
     """
-    site = _Site(root)
+    site = _Site(root, logFormatter=redacting_log_formatter)
     site.displayTracebacks = False
     site.handshake_timeout = handshake_timeout
     return site

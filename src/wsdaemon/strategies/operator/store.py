@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from wsdaemon.client_ids import public_id_of_legacy
 from wsdaemon.interfaces import IQueueStore
 from wsdaemon.records import ItemRecord, MessageRecord
 
@@ -167,6 +168,7 @@ class SQLiteStore:
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
             db.isolation_level = "DEFERRED"  # back to transactions managed by `with db`
+            _migrate_client_ids(db)
             self._db = db
 
         return deferToThreadPool(self._reactor, self._pool, connect)
@@ -285,6 +287,23 @@ class SQLiteStore:
             return [_message(row) for row in rows]
 
         return self._run(work)
+
+
+def _migrate_client_ids(db: sqlite3.Connection) -> None:
+    """
+    Stores written before public ids kept an anonymous client's credential
+    as its client id: replace each by its public id (one transaction; a
+    no-op once done), so a client that comes back finds what was kept.
+    """
+    legacy = "length(client_id) = 39 AND substr(client_id, 23, 1) = '.'"
+    if db.execute(f"SELECT 1 FROM items WHERE {legacy} UNION ALL "
+                  f"SELECT 1 FROM messages WHERE {legacy} LIMIT 1").fetchone() is None:
+        return
+    db.create_function("wsdaemon_public_id", 1, public_id_of_legacy, deterministic=True)
+    with db:
+        for table in ("items", "messages"):
+            db.execute(f"UPDATE {table} SET client_id = wsdaemon_public_id(client_id) "
+                       f"WHERE {legacy}")
 
 
 def _private(path: Path) -> None:

@@ -1,0 +1,40 @@
+"""
+A client's credential and its public id.
+
+On an C{identity = anonymous} route the daemon issues each client a
+credential (128 random bits and the daemon's signature), which the client
+keeps (a cookie) and presents to be recognised. What everyone else sees, the
+operators' consoles, transcripts, the admin API, the journal, logs and
+metrics, is the client's public id: 128 bits of the credential's SHA-256.
+It names the client and cannot be turned back into what proves it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+__all__ = ["CREDENTIAL", "public_id", "public_id_of_legacy"]
+
+#: What an issued credential looks like: a 22-character nonce, a dot, a
+#: 16-character signature (both base64url without padding).
+CREDENTIAL = re.compile(r"[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{16}")
+
+
+def public_id(credential: str) -> str:
+    """
+    @return: the public id of an issued credential (22 characters, no dot).
+    """
+    digest = hashlib.sha256(b"wsdaemon client id\0" + credential.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
+
+
+def public_id_of_legacy(client_id: str) -> str:
+    """
+    Stores written before public ids kept an anonymous client's credential
+    as its id: the public id for such an id, any other id unchanged.
+    """
+    if CREDENTIAL.fullmatch(client_id):
+        return public_id(client_id)
+    return client_id
