@@ -193,12 +193,12 @@ def test_sqlite_store_rewrites_legacy_client_ids(tmp_path: Path) -> Generator[An
     public ids) is rewritten on open: items and messages of such a client
     move to its public id, so its kept replies still reach it; other ids
     stay as they are."""
+    from dataclasses import replace
+
     from twisted.internet import reactor
 
     from wsdaemon.client_ids import public_id
     from wsdaemon.connections.identity import issue
-
-    from dataclasses import replace
 
     credential = issue(b"s" * 32)
     path = tmp_path / "state" / "queue.sqlite3"
