@@ -528,3 +528,33 @@ def test_socket_activation_endpoint_syntax() -> None:
     assert result.returncode == 0, result.stderr
     assert "systemd:domain=INET:index=0" in result.stdout
 
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("signals", ["two 20 ms apart", "every 10 ms until it exits"])
+def test_sigterm_again_while_stopping_still_exits_0(
+    write_config: Callable[..., Path], start_daemon: Callable[..., Daemon],
+    workers: int, signals: str,
+) -> None:
+    """An idle daemon (alone, or a supervisor with 2 workers) told to stop
+    again while it stops (`timeout`, an impatient operator, systemd and a
+    script both) ignores the repeat and exits 0 as documented: not 143
+    (killed by the repeat while the interpreter shuts down)."""
+    daemon = start_daemon(write_config(f"""
+        [wsdaemon]
+        listen = tcp:0:interface=127.0.0.1
+        workers = {workers}
+
+        [route:/echo]
+        strategy = echo
+        """))
+    daemon.wait_for_log("ready" if workers == 1 else "ready: 2 workers listening", timeout=20)
+    daemon.process.send_signal(signal.SIGTERM)
+    time.sleep(0.02)
+    daemon.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while signals != "two 20 ms apart" and daemon.process.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+        daemon.process.send_signal(signal.SIGTERM)  # Popen: not once it has been reaped
+    assert daemon.process.wait(timeout=20) == 0, daemon.log()[-3000:]

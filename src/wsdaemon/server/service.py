@@ -39,7 +39,7 @@ from wsdaemon.server.reloads import ReloadStatus
 from wsdaemon.server.systemd import notify, reloading_message
 from wsdaemon.server.web import WebRoot
 
-__all__ = ["Parts", "WsDaemonService", "accelerations"]
+__all__ = ["Parts", "WsDaemonService", "accelerations", "ignore_signals_while_stopping"]
 
 _log = Logger(namespace="wsdaemon.service")
 
@@ -47,6 +47,20 @@ _log = Logger(namespace="wsdaemon.service")
 GOING_AWAY = 1001
 #: The longest a stop waits for clients to answer their close frames.
 MAX_CLOSE_WAIT = 5.0
+
+
+def ignore_signals_while_stopping() -> None:
+    """
+    Ignore SIGTERM, SIGINT and SIGHUP from now on: the process is stopping.
+
+    Our handlers already ignore a repeat, but Python puts back the default
+    action (death) of every signal it handles as the interpreter shuts down,
+    so a second SIGTERM in the ~0.2 s between the reactor's end and the
+    process's killed it (exit 143 instead of 0). An ignored signal stays
+    ignored to the end.
+    """
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
 
 
 def accelerations() -> str:
@@ -277,6 +291,11 @@ class WsDaemonService(MultiService):
 
     def startService(self) -> None:
         self._install_reload_signal()
+        if self._handle_signals:
+            # From the start, not once ready: a SIGTERM while the store or
+            # Redis is still opening stops cleanly too (exit 0), where the
+            # reactor's own handler would have the process die of it.
+            self._reactor.callWhenRunning(self._install_stop_signal)
         config = self.config
         _log.info(
             "wsdaemon {version} (Twisted {twisted}, Autobahn {autobahn}; {accel}; "
@@ -325,8 +344,6 @@ class WsDaemonService(MultiService):
 
     def _started(self, _: Any) -> None:
         self.ready = True
-        if self._handle_signals:
-            self._reactor.callWhenRunning(self._install_stop_signal)
         notify("READY=1\nSTATUS=serving")
         if self.on_ready is not None:
             self.on_ready()
@@ -417,6 +434,8 @@ class WsDaemonService(MultiService):
         Stop listening, close every connection with 1001 (going away), wait
         for them (bounded), then let the store finish its writes.
         """
+        if self._handle_signals:
+            ignore_signals_while_stopping()
         notify("STOPPING=1")
         self.ready = False
         _log.info("stopping: closing {count} connection(s) with 1001",

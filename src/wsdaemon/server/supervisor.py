@@ -36,6 +36,7 @@ from wsdaemon.cores import usable_cores
 from wsdaemon.server.aggregate import AggregateResource
 from wsdaemon.server.assembly import check_reloadable
 from wsdaemon.server.reloads import ReloadStatus, with_reload_status
+from wsdaemon.server.service import ignore_signals_while_stopping
 from wsdaemon.server.systemd import notify, reloading_message
 
 __all__ = ["ADMIN_SOCKET_ENV", "LISTEN_FDS_ENV", "READY_FD", "READY_FD_ENV", "Supervisor",
@@ -447,6 +448,8 @@ class Supervisor(Service):
     # -- stop ------------------------------------------------------------------------
 
     def stopService(self) -> Deferred[Any]:
+        if self.handle_signals:
+            ignore_signals_while_stopping()
         self.stopping = True
         notify("STOPPING=1")
         super().stopService()
