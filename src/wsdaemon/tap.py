@@ -126,9 +126,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
     """
     Worker N of a supervisor: the daemon on inherited listening sockets,
-    saying "ready" on the supervisor's pipe.
+    saying "ready" on the supervisor's pipe, and stopping when the
+    supervisor is gone (L{wsdaemon.server.lifeline}).
     """
     from wsdaemon.server.assembly import Assembly
+    from wsdaemon.server.lifeline import SUPERVISOR_PID_ENV, SupervisorLifeline, die_with_parent
     from wsdaemon.server.supervisor import (
         ADMIN_SOCKET_ENV,
         LISTEN_FDS_ENV,
@@ -137,6 +139,14 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
     )
 
     number = int(options["worker"])
+    # First: the sooner the parent death signal is asked for, the shorter
+    # the time a dead supervisor's worker would serve.
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
+    supervisor_pid = int(supervisor) if supervisor.isascii() and supervisor.isdigit() else None
+    if supervisor_pid is not None and not die_with_parent(supervisor_pid):
+        sys.stderr.write(f"wsdaemon: worker {number}: its supervisor (pid {supervisor_pid}) "
+                         "is gone; not starting\n")
+        raise SystemExit(1)
     # twist starts logging after makeService, with this factory: each line
     # the worker writes names it.
     twist = getattr(options, "parent", None)
@@ -162,6 +172,10 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
             except OSError:
                 pass
 
-    return Assembly(reactor, lambda: load(options, reactor), worker=number).build(
+    service = Assembly(reactor, lambda: load(options, reactor), worker=number).build(
         config, handle_signals=True, inherited=inherited, on_ready=ready,
         admin_socket=os.environ.get(ADMIN_SOCKET_ENV) or None)
+    if supervisor_pid is not None:
+        SupervisorLifeline(reactor, service.stop_process, supervisor_pid).setServiceParent(
+            service)
+    return service

@@ -384,9 +384,13 @@ class WsDaemonService(MultiService):
         # stopping is ignored, quietly.
         reactor = self._reactor
         for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, lambda *_: reactor.callFromThread(self._stop_once))
+            signal.signal(number, lambda *_: reactor.callFromThread(self.stop_process))
 
-    def _stop_once(self) -> None:
+    def stop_process(self) -> None:
+        """
+        Stop the reactor, and with it this service and the process (exit
+        status 0); again while stopping, nothing.
+        """
         if self._stopping:
             return
         self._stopping = True

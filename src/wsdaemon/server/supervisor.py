@@ -11,7 +11,9 @@ tells systemd C{READY=1} only once every worker listens.
 
 A worker is C{python -m twisted wsdaemon --config ... --worker N}: the same
 daemon, listening on inherited sockets (C{WSDAEMON_LISTEN_FDS}) and saying
-"ready" on a pipe (C{WSDAEMON_READY_FD}) instead of to systemd.
+"ready" on a pipe (C{WSDAEMON_READY_FD}) instead of to systemd. It stops if
+the supervisor is gone (C{WSDAEMON_SUPERVISOR_PID}, and the end of its stdin:
+L{wsdaemon.server.lifeline}).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from wsdaemon.config import ConfigError, DaemonConfig
 from wsdaemon.cores import usable_cores
 from wsdaemon.server.aggregate import AggregateResource
 from wsdaemon.server.assembly import check_reloadable
+from wsdaemon.server.lifeline import PARENT_FD, SUPERVISOR_PID_ENV
 from wsdaemon.server.reloads import ReloadStatus, with_reload_status
 from wsdaemon.server.service import ignore_signals_while_stopping
 from wsdaemon.server.systemd import notify, reloading_message
@@ -352,7 +355,9 @@ class Supervisor(Service):
 
     def spawn(self, number: int) -> None:
         worker = _Worker(self, number)
-        child_fds: dict[int, Any] = {0: "w", 1: 1, 2: 2, READY_FD: "r"}
+        # PARENT_FD: a pipe only this process writes to; its end tells the
+        # worker that this process is gone.
+        child_fds: dict[int, Any] = {PARENT_FD: "w", 1: 1, 2: 2, READY_FD: "r"}
         inherited = []
         for offset, (sock, family) in enumerate(self.sockets[number]):
             child_fds[FIRST_LISTEN_FD + offset] = sock.fileno()
@@ -361,6 +366,7 @@ class Supervisor(Service):
                if key not in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")}
         env[LISTEN_FDS_ENV] = ",".join(inherited)
         env[READY_FD_ENV] = str(READY_FD)
+        env[SUPERVISOR_PID_ENV] = str(os.getpid())
         if self.admin_dir is not None:
             env[ADMIN_SOCKET_ENV] = self._admin_socket(number)
         env["PYTHONUNBUFFERED"] = "1"
