@@ -18,7 +18,8 @@ from wsdaemon.endpoints import listen_interface
 __all__ = ["MIN_TOKEN_LENGTH", "check_token", "parse_tokens"]
 
 MIN_TOKEN_LENGTH = 16
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+#: Matched whole (fullmatch): `$` would accept a final newline.
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 
 
 def parse_tokens(lines: Iterable[str]) -> dict[str, str]:
@@ -35,7 +36,7 @@ def parse_tokens(lines: Iterable[str]) -> dict[str, str]:
             continue
         name, sep, token = line.partition(":")
         name, token = name.strip(), token.strip()
-        if not sep or not _NAME.match(name):
+        if not sep or not _NAME.fullmatch(name):
             raise ValueError(
                 f"line {number}: expected name:token with a name of letters, digits, '_', '.' "
                 "or '-' (at most 32)"

@@ -13,7 +13,8 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 
 __all__ = ["build_endpoint", "check_endpoint", "listen_interface"]
 
-_SYSTEMD = re.compile(r"^systemd:(?=.*\bdomain=(INET6?|UNIX)\b)(?=.*\bindex=(\d+)\b).*$")
+#: Matched whole (fullmatch): `$` would accept a final newline.
+_SYSTEMD = re.compile(r"systemd:(?=.*\bdomain=(INET6?|UNIX)\b)(?=.*\bindex=([0-9]+)\b).*")
 
 
 def check_endpoint(description: str, reactor: Any) -> None:
@@ -26,7 +27,7 @@ def check_endpoint(description: str, reactor: Any) -> None:
     @raise ValueError: saying what was expected.
     """
     if description.startswith("systemd:"):
-        if not _SYSTEMD.match(description):
+        if not _SYSTEMD.fullmatch(description):
             raise ValueError(
                 "expected systemd:domain=INET|INET6|UNIX:index=N (N counts from 0)"
             )

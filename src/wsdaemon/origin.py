@@ -28,8 +28,9 @@ LOCAL_ORIGINS = (
 )
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Matched whole (fullmatch): `$` would accept a final newline.
 _PATTERN = re.compile(
-    r"^(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.*]+\]|[A-Za-z0-9.*\-]+)(:(?P<port>\*|\d+))?$"
+    r"(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.*]+\]|[A-Za-z0-9.*\-]+)(:(?P<port>\*|[0-9]+))?"
 )
 
 
@@ -38,7 +39,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
         return re.compile(r".*", re.DOTALL)
     if pattern == "null":
         return re.compile(r"null")
-    match = _PATTERN.match(pattern)
+    match = _PATTERN.fullmatch(pattern)
     if match is None:
         raise ValueError(
             "expected origin patterns such as http://localhost:* or https://*.example.com "

@@ -117,8 +117,9 @@ class HandshakePlan:
                 "refuse_headers": dict(self.refuse_headers)}
 
 
-#: An HTTP token (RFC 9110): header names and subprotocols.
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: An HTTP token (RFC 9110): header names and subprotocols (matched whole:
+#: `$` would let a final newline through, into the response's headers).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: Statuses a refusal may use.
 REFUSAL_STATUSES = range(400, 600)
 
@@ -130,14 +131,14 @@ def check_plan(plan: HandshakePlan) -> None:
         is not an error).
     """
     for name in plan.subprotocols:
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             raise ValueError(f"subprotocol {name!r} is not an HTTP token")
     if plan.refuse_status not in REFUSAL_STATUSES:
         raise ValueError(f"refuse_status must be from 400 to 599, got {plan.refuse_status}")
     if plan.refuse_next < 0:
         raise ValueError("refuse_next must be 0 or more")
     for name, value in plan.refuse_headers:
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             raise ValueError(f"header name {name!r} is not an HTTP token")
         if any(c in value for c in "\r\n\0"):
             raise ValueError(f"header {name} holds a line break")

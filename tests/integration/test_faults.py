@@ -252,3 +252,20 @@ def test_faults_through_the_admin_api(faulty: tuple[Daemon, Admin]) -> None:
     with pytest.raises(urllib.error.HTTPError) as bad:
         admin.call("POST", "/routes/handshake?route=/echo", {"refuse_status": 200})
     assert bad.value.code == 400
+
+
+@pytest.mark.parametrize("plan", [{"refuse_headers": {"X-Evil\n": "1"}},
+                                  {"subprotocols": ["chat\n"]}],
+                         ids=["refusal header name", "subprotocol"])
+def test_a_name_with_a_trailing_newline_is_refused(faulty: tuple[Daemon, Admin],
+                                                   plan: dict[str, object]) -> None:
+    """A refusal header or subprotocol named with a trailing newline (which a
+    `$` pattern let through, into the response's header block) is a 400
+    naming it; the route's handshakes stay as they were."""
+    daemon, admin = faulty
+    status, error = admin.error("POST", "/routes/handshake?route=/echo",
+                                {"refuse_next": 1, **plan})
+    assert status == 400 and "is not an HTTP token" in error
+    raw = RawClient(daemon, "/echo")
+    assert raw.head.startswith(b"HTTP/1.1 101 ")
+    assert b"X-Evil" not in raw.head and b"chat\n" not in raw.head

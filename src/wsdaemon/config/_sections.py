@@ -39,7 +39,8 @@ OPERATOR_SECTION = "operator"
 ASSETS_PATH = "/_wsdaemon"
 ADMIN_SECTION = "admin"
 #: A URL path of one or more non-empty segments (routes, operator paths).
-_URL_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
+#: Matched whole (fullmatch): `$` would accept a final newline.
+_URL_PATH = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
 _OPERATOR_KEYS = {
     "path", "console_path", "store", "tokens", "tokens_file", "lease", "fallback_after",
     "fallback_message", "fallback_when_offline", "keep_after_fallback",
@@ -97,7 +98,7 @@ def _route_path(reader: _Reader, section: str) -> str:
     path = section[len(ROUTE_PREFIX):].strip()
     if path.endswith("/") and path != "/":
         path = path.rstrip("/")
-    if not _URL_PATH.match(path):
+    if not _URL_PATH.fullmatch(path):
         raise reader.error(
             section, None,
             "expected a route section named [route:/path] with a URL path of one or more "
@@ -266,7 +267,7 @@ def _operator_settings(reader: _Reader) -> OperatorSettings:
     for key in ("path", "console_path"):
         if key in values:
             value = values[key].strip()
-            if not _URL_PATH.match(value) or _reserved(value):
+            if not _URL_PATH.fullmatch(value) or _reserved(value):
                 raise reader.error(section, key, f"expected a URL path such as /operator "
                                                  f"(not under {ASSETS_PATH}), got {value!r}")
             settings[key] = value

@@ -28,7 +28,8 @@ from wsdaemon.spelling import did_you_mean
 __all__ = ["Scope", "Template", "TemplateError", "parse_json_path"]
 
 _SIMPLE = frozenset({"message", "session", "route", "counter", "time", "timestamp"})
-_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+$")
+#: Matched whole (fullmatch): `$` would accept a final newline.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 class TemplateError(ValueError):
@@ -45,7 +46,7 @@ def parse_json_path(path: str) -> tuple[str | int, ...]:
     """
     segments: list[str | int] = []
     for segment in path.split("."):
-        if not _PATH_SEGMENT.match(segment):
+        if not _PATH_SEGMENT.fullmatch(segment):
             raise ValueError(
                 f"bad JSON path {path!r}: expected field names or list indexes separated "
                 "by dots, e.g. user.name or items.0"
