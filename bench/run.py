@@ -9,6 +9,7 @@ bench/RESULTS.md.
 
     python bench/run.py                     # everything, 5 rounds
     python bench/run.py --only echo --rounds 3 --seconds 5
+    python bench/run.py --only echo --against HEAD~3   # and wsdaemon at HEAD~3, same run
     python bench/run.py --only latency,handshakes,idle,broadcast,queue
     python bench/run.py --only journal      # the journal's cost (on vs off)
 
@@ -26,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,8 +66,12 @@ class Servers:
     #: Every server, in the order rounds start with.
     NAMES = ("raw", "websockets", "wsdaemon")
 
-    def __init__(self, config: Path = HERE / "bench.ini", log_dir: Path = Path("/tmp")) -> None:
-        self.ports = {name: free_port() for name in self.NAMES}
+    def __init__(self, config: Path = HERE / "bench.ini", log_dir: Path = Path("/tmp"),
+                 against: str | None = None) -> None:
+        #: The servers of this run: the baselines, wsdaemon and, with
+        #: C{against}, wsdaemon at another revision ("before").
+        self.names: tuple[str, ...] = self.NAMES + (("before",) if against else ())
+        self.ports = {name: free_port() for name in self.names}
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         for name, script in (("raw", "raw_autobahn_server.py"),
@@ -79,13 +85,31 @@ class Servers:
             pinned(SERVER_CPU, [twistd, "-n", "--pidfile=", "wsdaemon", "--config", str(config),
                                 "--listen", f"tcp:{self.ports['wsdaemon']}:interface=127.0.0.1:backlog=4096"]),
             stdout=self.daemon_log, stderr=subprocess.STDOUT, env=env)
-        for name in self.NAMES:
+        if against:
+            # The same daemon at another revision, from a copy of its tree
+            # put first on the path (its package and its twistd plugin).
+            self.tree = Path(tempfile.mkdtemp(prefix="wsdaemon-before-"))
+            archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", against],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(self.tree)], input=archive, check=True)
+            before_env = dict(env, PYTHONPATH=os.pathsep.join(
+                [str(self.tree / "src"), str(self.tree)]))
+            self.before_log = open(log_dir / "wsdaemon-bench-before.log", "wb")  # noqa: SIM115
+            self.processes["before"] = subprocess.Popen(
+                pinned(SERVER_CPU, [twistd, "-n", "--pidfile=", "wsdaemon", "--config",
+                                    str(config), "--listen",
+                                    f"tcp:{self.ports['before']}:interface=127.0.0.1:backlog=4096"]),
+                stdout=self.before_log, stderr=subprocess.STDOUT, env=before_env)
+        for name in self.names:
             wait_port(self.ports[name], self.processes[name])
 
     def urls(self, path: str = "/echo") -> dict[str, str]:
-        return {"raw": f"ws://127.0.0.1:{self.ports['raw']}/",
+        urls = {"raw": f"ws://127.0.0.1:{self.ports['raw']}/",
                 "websockets": f"ws://127.0.0.1:{self.ports['websockets']}/",
                 "wsdaemon": f"ws://127.0.0.1:{self.ports['wsdaemon']}{path}"}
+        if "before" in self.ports:
+            urls["before"] = f"ws://127.0.0.1:{self.ports['before']}{path}"
+        return urls
 
     def pids(self) -> dict[str, int]:
         return {name: process.pid for name, process in self.processes.items()}
@@ -98,6 +122,8 @@ class Servers:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if "before" in self.ports:
+            shutil.rmtree(self.tree, ignore_errors=True)
 
 
 def loadgen(*args: str, timeout: float = 300) -> dict[str, float]:
@@ -143,7 +169,7 @@ def bench_echo(servers: Servers, rounds: int, seconds: float) -> list[dict[str, 
         def measure(name: str, size: int = size, kind: str = kind) -> float:
             return loadgen("echo", urls[name], "64", str(size), kind, str(seconds))["msgs_per_s"]
 
-        samples = interleaved(rounds, measure)
+        samples = interleaved(rounds, measure, servers.names)
         results.append(report(f"echo 64 conns x {size} B {kind}", "msg/s", samples))
     return results
 
@@ -174,14 +200,14 @@ def bench_journal(servers: Servers, rounds: int, seconds: float) -> list[dict[st
 
 def bench_latency(servers: Servers, rounds: int) -> list[dict[str, Any]]:
     urls = servers.urls()
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in Servers.NAMES}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers.names}
 
     def measure(name: str) -> float:
         result = loadgen("latency", urls[name], "64", "binary", "20000")
         runs[name].append(result)
         return result["p99_us"]
 
-    samples = interleaved(rounds, measure)
+    samples = interleaved(rounds, measure, servers.names)
     p50 = {k: [r["p50_us"] for r in v] for k, v in runs.items()}
     report("single connection p50 latency", "µs", p50, higher_is_better=False)
     return [report("single connection p99 latency", "µs", samples, higher_is_better=False)]
@@ -190,7 +216,7 @@ def bench_latency(servers: Servers, rounds: int) -> list[dict[str, Any]]:
 def bench_handshakes(servers: Servers, rounds: int, seconds: float) -> list[dict[str, Any]]:
     urls = servers.urls()
     samples = interleaved(rounds, lambda name: loadgen(
-        "handshakes", urls[name], str(seconds), "16")["handshakes_per_s"])
+        "handshakes", urls[name], str(seconds), "16")["handshakes_per_s"], servers.names)
     return [report("handshakes (16 concurrent)", "hs/s", samples)]
 
 
@@ -256,9 +282,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--json", type=Path, default=Path("/tmp/wsdaemon-bench.json"))
+    parser.add_argument("--against", metavar="REV",
+                        help="also run wsdaemon at git revision REV ('before'), same rounds")
     args = parser.parse_args()
     wanted = set(args.only.split(","))
-    servers = Servers()
+    servers = Servers(against=args.against)
     results: list[dict[str, Any]] = []
     try:
         if "echo" in wanted:
