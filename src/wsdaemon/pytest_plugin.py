@@ -52,6 +52,8 @@ __all__ = ["MockServer", "WsMock", "wsmock", "wsmock_server"]
 SILENT = "[[rule]]\nbinary = true\n"
 #: How long waits and the daemon's start may take, in seconds.
 TIMEOUT = 10.0
+#: Starts on fresh ports when another process took one first.
+START_ATTEMPTS = 3
 
 
 def _free_port() -> int:
@@ -65,16 +67,33 @@ class MockServer:
     """
     One wsdaemon process: C{/mock} (scripted, rules set per test) and
     C{/echo}, with the admin API on a port of its own.
+
+    Its ports are found free, then bound by the daemon: another process may
+    take one in between. The daemon is only talked to once its own log says
+    it listens on both (another server answering there, even C{/healthz}
+    "ready", is never asked anything, nor given the key); one that could
+    not bind is started again on other ports (L{START_ATTEMPTS} in all).
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.key = secrets.token_hex(16)
-        self.port = _free_port()
-        self.admin_port = _free_port()
         self.log_path = directory / "wsdaemon.log"
         (directory / "mock.toml").write_text(SILENT, encoding="utf-8")
-        config = directory / "wsdaemon.ini"
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._start()
+            if self._wait_listening():
+                return
+            self._log.close()
+            if attempt == START_ATTEMPTS:
+                raise RuntimeError(f"wsdaemon found its ports taken by other processes "
+                                   f"{START_ATTEMPTS} times in a row; the last time:\n"
+                                   f"{self.log()}")
+
+    def _start(self) -> None:
+        self.port = _free_port()
+        self.admin_port = _free_port()
+        config = self.directory / "wsdaemon.ini"
         config.write_text(textwrap.dedent(f"""\
             [wsdaemon]
             listen = tcp:{self.port}:interface=127.0.0.1
@@ -104,22 +123,31 @@ class MockServer:
             """), encoding="utf-8")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "wsdaemon", "--config", str(config)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=directory,
+            [sys.executable, "-m", "twisted", "--log-format=text", "wsdaemon",
+             "--config", str(config)],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.directory,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self._wait_ready()
 
-    def _wait_ready(self) -> None:
+    def _wait_listening(self) -> bool:
+        """
+        Wait until the daemon's own log says it listens on both its ports
+        and is ready.
+
+        @return: True then; False if it exited because a port was taken.
+        @raise RuntimeError: if it exited otherwise, or took too long.
+        """
+        signs = (f"] listening on tcp:{self.port}:", f"] admin API listening on "
+                 f"tcp:{self.admin_port}:", "] ready\n")
         deadline = time.monotonic() + TIMEOUT * 3
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"wsdaemon exited with {self.process.returncode}:\n"
-                                   f"{self.log()}")
-            try:
-                if self.call("GET", "/healthz").get("ready"):
-                    return
-            except (OSError, ValueError):
-                pass
+            exited = self.process.poll() is not None
+            log = self.log()
+            if all(sign in log for sign in signs):
+                return True
+            if exited:
+                if "Address already in use" in log:
+                    return False
+                raise RuntimeError(f"wsdaemon exited with {self.process.returncode}:\n{log}")
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"wsdaemon was not ready within {TIMEOUT * 3:g} s:\n{self.log()}")

@@ -7,7 +7,12 @@ tests, clear failures, pytest-asyncio, pytest-twisted, pytest-xdist.
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
 import pytest
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.slow
 
@@ -151,3 +156,64 @@ def test_only_mine(wsmock, n):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "-v")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*gw0*", "*gw1*"])
+
+
+class _Decoy(BaseHTTPRequestHandler):
+    """Another daemon's admin API: ready to anyone, 401 to our key."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(f"{self.command} {self.path} "
+                               f"{self.headers.get('Authorization', '')}")
+        body = (b'{"status": "ok", "ready": true}' if self.path == "/healthz"
+                else b'{"error": "unauthorized"}')
+        self.send_response(200 if self.path == "/healthz" else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("taken", ["port", "admin_port"])
+def test_a_port_taken_meanwhile_is_never_mistaken_for_the_mock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken: str) -> None:
+    """Another server takes the port the plugin chose (for the WebSocket
+    listener, or for the admin API) before its daemon binds it: the plugin
+    notices (its daemon says it listens on its ports, or says it could not),
+    starts again on other ports, and never talks to the other server, even
+    though it answers /healthz ready."""
+    from wsdaemon import pytest_plugin
+
+    decoy = ThreadingHTTPServer(("127.0.0.1", 0), _Decoy)
+    _Decoy.seen = []
+    threading.Thread(target=decoy.serve_forever, daemon=True).start()
+    chosen: list[int] = []
+    position = ["port", "admin_port"].index(taken)
+
+    def free_port() -> int:
+        chosen.append(decoy.server_address[1] if len(chosen) == position
+                      else real_free_port())
+        return chosen[-1]
+
+    real_free_port = pytest_plugin._free_port
+    monkeypatch.setattr(pytest_plugin, "_free_port", free_port)
+    server = None
+    try:
+        server = pytest_plugin.MockServer(tmp_path)
+        assert decoy.server_address[1] not in (server.port, server.admin_port)
+        assert server.call("GET", "/routes")["routes"]
+        with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            ws.send("mine")
+            assert ws.recv(timeout=5) == "mine"
+    finally:
+        if server is not None:
+            server.stop()
+        decoy.shutdown()
+        decoy.server_close()
+    assert _Decoy.seen == []
