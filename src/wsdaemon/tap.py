@@ -17,6 +17,10 @@ from wsdaemon.endpoints import check_endpoint
 __all__ = ["Options", "makeService"]
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 class Options(usage.Options):
     synopsis = ("--config PATH [--listen ENDPOINT]... [--admin-listen ENDPOINT]... "
                 "[--workers N|auto] [--check-config]")
@@ -60,7 +64,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["config"]:
             raise usage.UsageError("--config PATH is required")
-        if self["worker"] is not None and not str(self["worker"]).isdigit():
+        if self["worker"] is not None and not _digits(str(self["worker"])):
             raise usage.UsageError("--worker takes a number")
 
     def worker_argv(self) -> list[str]:

@@ -34,7 +34,7 @@ def _redis_url(value: str) -> dict[str, object]:
     if parts.scheme != "redis" or not parts.hostname or parts.query or parts.fragment:
         raise ValueError(f"{expected}, got {value!r}")
     path = parts.path.strip("/")
-    if path and not path.isdigit():
+    if path and not (path.isascii() and path.isdigit()):
         raise ValueError(f"the database must be a number, got {path!r}; {expected}")
     return {"host": parts.hostname, "port": port, "db": int(path or 0),
             "password": unquote(parts.password) if parts.password else None}

@@ -70,7 +70,7 @@ def parse_command(line: str) -> dict[str, Any] | str:
         if item and not extra:
             return {"type": "text", "item": item, "offset": 0}
         what, _, number = rest.partition(" ")
-        if what == "seq" and number.strip().isdigit():
+        if what == "seq" and number.strip().isascii() and number.strip().isdigit():
             return {"type": "text", "seq": int(number), "offset": 0}
         raise ValueError("usage: show #ID | show seq N")
     if verb == "reply":
@@ -96,7 +96,7 @@ def parse_command(line: str) -> dict[str, Any] | str:
             raise ValueError("usage: export FILE [CLIENT]")
         return f"export {rest}"
     if verb == "wait":
-        if rest and not rest.isdigit():
+        if rest and not (rest.isascii() and rest.isdigit()):
             raise ValueError("usage: wait [N]")
         return f"wait {rest or 1}"
     if verb in ("help", "?"):

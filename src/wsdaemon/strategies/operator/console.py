@@ -83,7 +83,7 @@ def _http_status(protocol: WebSocketClientProtocol) -> tuple[int, str] | None:
         handshake, if it was an HTTP answer.
     """
     parts = str(getattr(protocol, "http_status_line", "") or "").split(None, 2)
-    if len(parts) < 2 or not parts[1].isdigit():
+    if len(parts) < 2 or not (parts[1].isascii() and parts[1].isdigit()):
         return None
     return int(parts[1]), visible(parts[2] if len(parts) > 2 else "")
 

@@ -51,7 +51,7 @@ def parse_json_path(path: str) -> tuple[str | int, ...]:
                 f"bad JSON path {path!r}: expected field names or list indexes separated "
                 "by dots, e.g. user.name or items.0"
             )
-        segments.append(int(segment) if segment.isdigit() else segment)
+        segments.append(int(segment) if segment.isascii() and segment.isdigit() else segment)
     return tuple(segments)
 
 
