@@ -7,6 +7,11 @@ counted, bounded, and reset.
 from __future__ import annotations
 
 import base64
+import json
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +19,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
+from tests import wsframes as ws
 from tests.admin_client import Admin, admin_config
 from tests.daemon import Daemon, free_port
 
@@ -157,3 +163,140 @@ def test_bad_journal_requests_get_clear_errors(journaled: tuple[Daemon, Admin]) 
     code, why = admin.error("POST", "/journal/find", {"nope": 1})
     assert code == 400 and "nope" in why
     assert admin.error("GET", "/journal", key="wrong")[0] == 401
+
+
+# -- queries on a full journal (issue 21, item 10) ------------------------------------
+
+FULL = 100_000
+#: Messages sent to fill the journal: each is an entry in and its echo an
+#: entry out; the connection's open is the one entry dropped.
+SENT = FULL // 2
+ORDERS = len(range(0, SENT, 7))
+
+
+def fill(daemon: Daemon, admin: Admin, path: str, timeout: float = 120) -> None:
+    """
+    Send SENT messages on one raw connection as fast as the socket takes them
+    ("order N" for every seventh, "noise N" otherwise), draining the echoes
+    on a thread, until the route's journal holds FULL entries.
+    """
+    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=timeout)
+    sock.sendall(ws.handshake_request(path))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+
+    def drain() -> None:
+        try:
+            while sock.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    frames = [ws.client_frame(ws.TEXT, (f"order {n}" if n % 7 == 0 else f"noise {n}").encode())
+              for n in range(SENT)]
+    for start in range(0, SENT, 1000):
+        sock.sendall(b"".join(frames[start:start + 1000]))
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            routes = {r["route"]: r for r in admin.call("GET", "/journal/routes")["routes"]}
+            if routes[path]["entries"] == FULL and routes[path]["dropped"] == 1:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the journal of {path} did not fill: {routes[path]}")
+    finally:
+        sock.close()
+        reader.join(5)
+
+
+#: Measures echo round trips at URL (argv[1]) until its stdin closes, then
+#: prints them (a process of its own: the test's parsing of big answers
+#: must not hold its interpreter).
+BYSTANDER = """
+import json, sys, threading, time
+from websockets.sync.client import connect
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+times = []
+with connect(sys.argv[1]) as client:
+    client.send("warm up")
+    client.recv(timeout=10)
+    print("ready", flush=True)
+    while not stop.is_set():
+        started = time.perf_counter()
+        client.send("ping")
+        client.recv(timeout=30)
+        times.append(time.perf_counter() - started)
+        time.sleep(0.002)
+print(json.dumps(times), flush=True)
+"""
+
+
+class Bystander:
+    """
+    A client on another route measuring echo round trips (in a process of
+    its own) while the test does something else.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.times: list[float] = []
+
+    def __enter__(self) -> Bystander:
+        self._process = subprocess.Popen([sys.executable, "-c", BYSTANDER, self.url],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         text=True)
+        assert self._process.stdout is not None
+        assert self._process.stdout.readline().strip() == "ready"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        out, _ = self._process.communicate(timeout=60)
+        self.times = json.loads(out)
+
+    def p99(self) -> float:
+        ordered = sorted(self.times)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def test_queries_on_a_full_journal_leave_other_clients_served(
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
+    """With 100,000 entries, /journal/find with a regex and /journal/count
+    answer right while a bystander's echo round trips keep a p99 under
+    50 ms (they used to freeze for the whole query, 0.7 to 1.4 s)."""
+    port = free_port()
+    daemon = start_daemon(write_config(admin_config(port, KEY, f"""
+        [route:/fill]
+        strategy = echo
+        max_message_rate = 0
+        journal_entries = {FULL}
+        journal_max_bytes = 64MiB
+
+        [route:/echo]
+        strategy = echo
+    """)))
+    admin = Admin(port, KEY)
+    fill(daemon, admin, "/fill")
+    order = {"route": "/fill", "match": {"regex": r"^order \d+$"}}
+    rounds = []
+    for _ in range(3):
+        with Bystander(f"{daemon.url}/echo") as bystander:
+            started = time.monotonic()
+            found = admin.call("POST", "/journal/find", order)
+            counted = admin.call("POST", "/journal/count", {**order, "direction": "in"})
+            everything = admin.call("POST", "/journal/count", {"route": "/fill"})
+            took = time.monotonic() - started
+        rounds.append((bystander.p99(), max(bystander.times), len(bystander.times), took))
+        assert found["count"] == 2 * ORDERS and len(found["entries"]) == 10_000
+        assert all(e["text"].startswith("order ") for e in found["entries"])
+        assert [e["text"] for e in found["entries"][:4]] == ["order 0", "order 0", "order 7",
+                                                             "order 7"]
+        assert found["next"] == found["entries"][-1]["seq"]
+        assert counted["count"] == ORDERS and everything["count"] == FULL
+    print("\nbystander p99, max (s), samples, queries' time (s):",
+          [(round(p, 4), round(m, 4), n, round(t, 2)) for p, m, n, t in rounds])
+    assert all(p99 < 0.050 for p99, _, _, _ in rounds), rounds

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from wsdaemon.connections.journal import Journal, JournalFilter, Sequence, merged, to_json
+from wsdaemon.connections.journal import (
+    Journal,
+    JournalFilter,
+    Scan,
+    Sequence,
+    merged,
+    to_json,
+)
 from wsdaemon.testing import RecordingSession
 
 
@@ -96,3 +103,67 @@ def test_routes_merge_in_the_order_things_happened() -> None:
 def test_a_journal_with_no_entries_is_off() -> None:
     """journal_entries = 0 turns a route's journal off."""
     assert not journal(entries=0).enabled and journal(entries=1).enabled
+
+
+# -- scans: a snapshot read a chunk at a time -----------------------------------------
+
+
+def filled(count: int, sequence: Sequence | None = None, route: str = "/r",
+           text: str = "m{}") -> Journal:
+    kept = journal(entries=10_000, max_bytes=10_000_000, sequence=sequence, route=route)
+    session = RecordingSession()
+    for number in range(count):
+        kept.message(session, "in", text.format(number), False)
+    return kept
+
+
+def test_a_scan_reads_a_snapshot_a_chunk_at_a_time() -> None:
+    """Each step looks at `chunk` entries at most; what is recorded or
+    cleared after the scan began does not change its answer."""
+    kept = filled(10)
+    scan = Scan([kept], JournalFilter(), keep=4, chunk=3)
+    steps = scan.steps()
+    next(steps)
+    assert scan.count == 3
+    kept.message(RecordingSession(), "in", "later", False)
+    kept.clear()
+    assert sum(1 for _ in steps) == 2  # 6 and 9 entries; the 10th ends it
+    assert scan.count == 10
+    assert [to_json(e, r)["text"] for r, e in scan.listed()] == ["m0", "m1", "m2", "m3"]
+
+
+def test_a_scan_step_ends_after_chunk_bytes_of_matched_messages() -> None:
+    """Big messages given to the matcher end a step early: a step's work is
+    bounded in bytes as well as entries."""
+    kept = filled(10, text="{}" + "x" * 999)
+    scan = Scan([kept], JournalFilter(), lambda entry: True, chunk=100, chunk_bytes=2500)
+    assert sum(1 for _ in scan.steps()) == 3  # after 3, 6 and 9 messages (3,000 bytes)
+    assert scan.count == 10
+    unmatched = Scan([kept], JournalFilter(), None, chunk=100, chunk_bytes=2500)
+    assert sum(1 for _ in unmatched.steps()) == 0
+
+
+def test_a_scan_skips_what_since_excludes_without_looking() -> None:
+    """Entries numbered up to `since` are not stepped through: a page deep in
+    a full journal costs what is after it."""
+    kept = filled(100)
+    since = list(kept.select(JournalFilter()))[89][0]
+    scan = Scan([kept], JournalFilter(since=since), keep=100, chunk=1)
+    assert sum(1 for _ in scan.steps()) == 10
+    assert [to_json(e, r)["text"] for r, e in scan.listed()][:2] == ["m90", "m91"]
+
+
+def test_a_scan_of_several_routes_lists_the_oldest_first() -> None:
+    """Routes are scanned one after the other, and their kept entries merged
+    in the order things happened; count covers all of them."""
+    sequence = Sequence()
+    a = journal(sequence=sequence, route="/a")
+    b = journal(sequence=sequence, route="/b")
+    session = RecordingSession()
+    for number in range(6):
+        (a if number % 3 else b).message(session, "in", str(number), False)
+    scan = Scan([a, b], JournalFilter(), keep=4)
+    list(scan.steps())
+    assert scan.count == 6
+    assert [(r, to_json(e, r)["text"]) for r, e in scan.listed()] == [
+        ("/b", "0"), ("/a", "1"), ("/a", "2"), ("/b", "3")]

@@ -13,16 +13,18 @@ has (no copy, no decoding); they are decoded only when listed.
 from __future__ import annotations
 
 import base64
+import bisect
 import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final
 
 from wsdaemon.interfaces import ISession
 
-__all__ = ["DIRECTIONS", "Journal", "JournalFilter", "Sequence"]
+__all__ = ["DIRECTIONS", "Journal", "JournalFilter", "Scan", "Sequence"]
 
 #: What an entry records: a message in or out, a connection opened or closed,
 #: a ping sent (a fault on purpose) or a pong received.
@@ -199,11 +201,18 @@ class Journal:
 
     # -- reading -------------------------------------------------------------------
 
+    def snapshot(self) -> tuple[_Entry, ...]:
+        """
+        @return: the entries now, oldest first (their references: entries
+            are immutable, so later recording does not change it).
+        """
+        return tuple(self._kept)
+
     def select(self, wanted: JournalFilter) -> Iterator[_Entry]:
         """
         @return: the entries C{wanted} accepts, oldest first.
         """
-        return (entry for entry in tuple(self._kept) if wanted.accepts(entry))
+        return (entry for entry in self.snapshot() if wanted.accepts(entry))
 
     def describe(self) -> dict[str, Any]:
         return {"route": self.route, "entries": len(self._kept), "bytes": self._bytes,
@@ -256,3 +265,79 @@ def _numbered(index: int, journal: Journal, wanted: JournalFilter
               ) -> Iterator[tuple[int, int, Journal, _Entry]]:
     for entry in journal.select(wanted):
         yield entry[_SEQ], index, journal, entry
+
+
+#: Entries a step of L{Scan} looks at, at most.
+SCAN_CHUNK = 256
+#: Bytes of messages a step of L{Scan} gives to the matcher, at most (a
+#: step ends after the message that passes it).
+SCAN_CHUNK_BYTES = 64 * 1024
+
+_seq = itemgetter(_SEQ)
+
+
+class Scan:
+    """
+    One query over several journals as they were when it was made: counts
+    the entries that C{wanted} and C{matches} accept, and keeps the first
+    C{keep} of them. L{steps} does the work a chunk at a time, so that the
+    admin API can spread a long query over many reactor turns.
+
+    @param matches: accepts an entry the filter accepted (None: every one).
+    @param keep: how many accepted entries to keep, the oldest.
+    @param chunk: entries per step at most.
+    @param chunk_bytes: bytes of messages given to C{matches} per step.
+    """
+
+    def __init__(self, journals: Iterable[Journal], wanted: JournalFilter,
+                 matches: Callable[[_Entry], bool] | None = None, keep: int = 0,
+                 chunk: int = SCAN_CHUNK, chunk_bytes: int = SCAN_CHUNK_BYTES) -> None:
+        self.wanted = wanted
+        self._journals = list(journals)
+        self._snapshots = [journal.snapshot() for journal in self._journals]
+        self._matches = matches
+        self._keep = keep
+        self._chunk = max(chunk, 1)
+        self._chunk_bytes = max(chunk_bytes, 1)
+        self._kept: list[list[_Entry]] = [[] for _ in self._journals]
+        #: Entries accepted so far.
+        self.count = 0
+
+    def steps(self) -> Iterator[None]:
+        """
+        @return: the scan, which yields after each chunk (a snapshot of
+            each journal sorted by number: what C{since} excludes is skipped
+            by a binary search).
+        """
+        accepts, matches, keep = self.wanted.accepts, self._matches, self._keep
+        chunk, chunk_bytes = self._chunk, self._chunk_bytes
+        looked = examined = 0
+        for kept, snapshot in zip(self._kept, self._snapshots, strict=True):
+            start = bisect.bisect_right(snapshot, self.wanted.since, key=_seq)
+            for entry in itertools.islice(snapshot, start, None):
+                looked += 1
+                if accepts(entry):
+                    if matches is not None:
+                        data = entry[_DATA]
+                        if data is not None:
+                            examined += len(data)
+                    if matches is None or matches(entry):
+                        self.count += 1
+                        if len(kept) < keep:
+                            kept.append(entry)
+                if looked >= chunk or examined >= chunk_bytes:
+                    looked = examined = 0
+                    yield None
+
+    def listed(self) -> Iterator[tuple[str, _Entry]]:
+        """
+        @return: the entries kept (once L{steps} is done), with their
+            route, in the order things happened: the first C{keep}.
+        """
+        if len(self._journals) == 1:
+            route = self._journals[0].route
+            return ((route, entry) for entry in self._kept[0])
+        streams = [[(entry[_SEQ], journal.route, entry) for entry in kept]
+                   for journal, kept in zip(self._journals, self._kept, strict=True)]
+        return ((route, entry) for _, route, entry
+                in itertools.islice(heapq.merge(*streams), self._keep))

@@ -15,20 +15,32 @@ see only what happened after; an answer cut at C{limit} has C{next}, to
 pass as C{since} for the rest. Matchers are the rules file's:
 C{text}, C{regex} (RE2), C{json} (a subset), C{binary}, C{binary_prefix}
 (hex).
+
+A query never holds the reactor: it reads a snapshot of the journals a
+chunk at a time (L{wsdaemon.connections.journal.Scan}), and all running
+queries together use at most L{TURN_BUDGET} of a reactor turn; at most
+L{MAX_QUERIES} run at once, and another is answered 503 with C{Retry-After}.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from twisted.web.server import Request
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import CooperativeTask, Cooperator
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET, Request
 
 from wsdaemon.connections.journal import (
     DIRECTIONS,
+    SCAN_CHUNK,
+    SCAN_CHUNK_BYTES,
     Journal,
     JournalFilter,
-    merged,
+    Scan,
     text_of,
     to_json,
 )
@@ -43,10 +55,20 @@ from wsdaemon.server.api import (
 )
 from wsdaemon.strategies.scripted.matching import Matcher, MatcherError, build_matcher, match
 
-__all__ = ["JournalResource", "MAX_LIMIT"]
+__all__ = ["JournalQueries", "JournalResource", "MAX_LIMIT", "MAX_QUERIES", "TURN_BUDGET"]
+
+_log = Logger(namespace="wsdaemon.admin")
 
 #: The most entries one answer lists (C{limit} defaults to it).
 MAX_LIMIT = 10_000
+#: Journal queries running at once, at most (more: 503 with Retry-After).
+MAX_QUERIES = 4
+#: Seconds of a reactor turn that running journal queries take together, at
+#: most (give or take one step: L{SCAN_CHUNK} entries).
+TURN_BUDGET = 0.005
+#: Seconds a refused query is told to wait (C{Retry-After}).
+RETRY_AFTER = 1
+_SOON = 1e-8
 _FILTER_KEYS = ("route", "client", "session", "direction", "since")
 
 
@@ -111,13 +133,159 @@ def _matcher(data: Mapping[str, Any]) -> Matcher | None:
         raise RequestError(400, f"match: {e.message}") from None
 
 
-def _matches(matcher: Matcher, entry: Any) -> bool:
-    message = text_of(entry)
-    return message is not None and match(matcher, message)[0]
+def _predicate(matcher: Matcher | None) -> Callable[[Any], bool] | None:
+    """
+    @return: whether an entry's message matches (a regex: a search, without
+        the groups a rule's reply would use), or None for no matcher.
+    """
+    if matcher is None:
+        return None
+    if matcher.kind == "regex":
+        search = matcher.regex.search
+
+        def found(entry: Any) -> bool:
+            message = text_of(entry)
+            return isinstance(message, str) and search(message) is not None
+
+        return found
+
+    def matched(entry: Any) -> bool:
+        message = text_of(entry)
+        return message is not None and match(matcher, message)[0]
+
+    return matched
+
+
+class JournalQueries:
+    """
+    Runs journal queries a step at a time on one cooperator, so that together
+    they take at most C{turn_budget} seconds of each reactor turn, and at
+    most C{max_running} at once.
+
+    @param clock: schedules the steps; its C{seconds()} measures the budget.
+    @param steps_per_turn: steps per turn at most, whatever the time (None:
+        the budget alone decides; tests on a L{task.Clock} set it).
+    @param chunk: entries per step (L{Scan}).
+    @param chunk_bytes: bytes of messages matched per step (L{Scan}).
+    """
+
+    def __init__(self, clock: IReactorTime, max_running: int = MAX_QUERIES,
+                 turn_budget: float = TURN_BUDGET, steps_per_turn: int | None = None,
+                 chunk: int = SCAN_CHUNK, chunk_bytes: int = SCAN_CHUNK_BYTES) -> None:
+        self.clock = clock
+        self.max_running = max_running
+        self.turn_budget = turn_budget
+        self.steps_per_turn = steps_per_turn
+        self.chunk = chunk
+        self.chunk_bytes = chunk_bytes
+        #: Queries running now.
+        self.running = 0
+        # Scheduled as Twisted's own cooperator does: just after now, so
+        # that the next turn's I/O comes first on a task.Clock too.
+        self._cooperator = Cooperator(terminationPredicateFactory=self._turn,
+                                      scheduler=lambda step: clock.callLater(_SOON, step))
+
+    def _turn(self) -> Callable[[], bool]:
+        started = self.clock.seconds()
+        steps = 0
+
+        def over() -> bool:
+            nonlocal steps
+            steps += 1
+            if self.steps_per_turn is not None and steps >= self.steps_per_turn:
+                return True
+            return self.clock.seconds() - started >= self.turn_budget
+
+        return over
+
+    def check(self, request: Request) -> None:
+        """
+        @raise RequestError: 503 (with C{Retry-After}) if C{max_running}
+            queries are running.
+        """
+        if self.running >= self.max_running:
+            request.setHeader(b"retry-after", b"%d" % RETRY_AFTER)
+            raise RequestError(503, f"{self.running} journal queries are running (at most "
+                                    f"{self.max_running} at once); try again")
+
+    def run(self, work: Iterator[None]) -> CooperativeTask[Iterator[None]]:
+        """
+        @return: C{work}, running (its C{whenDone()} fires once it is done).
+        """
+        self.running += 1
+        task = self._cooperator.cooperate(work)
+
+        def ended(result: object) -> object:
+            self.running -= 1
+            return result
+
+        task.whenDone().addBoth(ended)
+        return task
+
+
+class _Listing:
+    """
+    What an answer lists: each entry as JSON, made a chunk at a time after
+    the scan (a long listing is as slow to encode as to find).
+    """
+
+    def __init__(self, scan: Scan, chunk: int, chunk_bytes: int) -> None:
+        self.scan = scan
+        self.parts: list[bytes] = []
+        self.last_seq: int | None = None
+        self._chunk, self._chunk_bytes = max(chunk, 1), max(chunk_bytes, 1)
+
+    def steps(self) -> Iterator[None]:
+        yield from self.scan.steps()
+        size = 0
+        for route, entry in self.scan.listed():
+            part = json.dumps(to_json(entry, route), ensure_ascii=False).encode("utf-8")
+            self.parts.append(part)
+            self.last_seq = entry[0]
+            size += len(part)
+            if len(self.parts) % self._chunk == 0 or size >= self._chunk_bytes:
+                size = 0
+                yield None
+
+
+def _encoded(count: int, last: int, listing: _Listing | None, since: int) -> bytes:
+    """
+    @return: the answer as L{json_answer} would write it, from entries
+        already encoded.
+    """
+    head = json.dumps({"count": count, "last": last})[:-1].encode("utf-8")
+    if listing is None:
+        return head + b"}\n"
+    body = head + b', "entries": [' + b", ".join(listing.parts) + b"]"
+    if count > len(listing.parts):
+        body += b', "next": %d' % (listing.last_seq if listing.last_seq is not None else since)
+    return body + b"}\n"
+
+
+def _reactor() -> IReactorTime:
+    from twisted.internet import reactor
+
+    clock: IReactorTime = reactor
+    return clock
 
 
 class JournalResource(ApiResource):
+    """
+    @param queries: runs the queries (by default on the global reactor, made
+        at the first query).
+    """
+
     takes_subpaths = True
+
+    def __init__(self, site: Any, queries: JournalQueries | None = None) -> None:
+        super().__init__(site)
+        self._queries = queries
+
+    @property
+    def queries(self) -> JournalQueries:
+        if self._queries is None:
+            self._queries = JournalQueries(_reactor())
+        return self._queries
 
     def _journals(self, route: str | None) -> list[Journal]:
         journals: Mapping[str, Journal] = self.admin.daemon.journals()
@@ -128,25 +296,53 @@ class JournalResource(ApiResource):
         return [journals[route]]
 
     def _answer(self, request: Request, raw: Mapping[str, Any], matcher: Matcher | None,
-                count_only: bool = False) -> bytes:
+                count_only: bool = False) -> int:
         route, wanted, limit = _filters(raw)
+        journals = self._journals(route)
+        queries = self.queries
+        queries.check(request)
+        # The mark and the snapshot in one turn: the entries listed are
+        # exactly those numbered up to the mark (a supervisor relies on it).
         mark = self.admin.daemon.journal_mark()
-        entries: list[dict[str, Any]] = []
-        count = 0
-        for journal, entry in merged(self._journals(route), wanted):
-            if matcher is not None and not _matches(matcher, entry):
-                continue
-            count += 1
-            if not count_only and len(entries) < limit:
-                entries.append(to_json(entry, journal.route))
-        answer: dict[str, Any] = {"count": count, "last": mark}
-        if not count_only:
-            answer["entries"] = entries
-            if count > len(entries):
-                answer["next"] = entries[-1]["seq"] if entries else wanted.since
-        return json_answer(request, 200, answer)
+        scan = Scan(journals, wanted, _predicate(matcher), keep=0 if count_only else limit,
+                    chunk=queries.chunk, chunk_bytes=queries.chunk_bytes)
+        listing = None if count_only else _Listing(scan, queries.chunk, queries.chunk_bytes)
+        task = queries.run(scan.steps() if listing is None else listing.steps())
+        done = gone = False
 
-    def render_GET(self, request: Request) -> bytes:
+        def lost(_: Failure) -> None:
+            nonlocal gone
+            gone = True
+            if not done:
+                task.stop()  # its slot is free at once
+
+        def answer(_: object) -> None:
+            nonlocal done
+            done = True
+            body = _encoded(scan.count, mark, listing, wanted.since)
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", b"application/json")
+            request.setHeader(b"cache-control", b"no-store")
+            request.setHeader(b"content-length", b"%d" % len(body))
+            request.write(body)
+            request.finish()
+
+        def failed(failure: Failure) -> None:
+            nonlocal done
+            done = True
+            if gone:
+                return
+            _log.failure("admin API: a journal query failed", failure)
+            request.write(json_answer(request, 500, {"error": "the journal query failed"}))
+            request.finish()
+
+        finished = task.whenDone().addCallbacks(answer, failed)
+        finished.addErrback(lambda failure: _log.failure(
+            "admin API: answering a journal query failed", failure))
+        request.notifyFinish().addErrback(lost)
+        return NOT_DONE_YET
+
+    def render_GET(self, request: Request) -> bytes | int:
         self.authorize(request)
         path = path_of(request)
         if path == [b"routes"]:
@@ -157,7 +353,7 @@ class JournalResource(ApiResource):
                                     "/journal/count")
         return self._answer(request, _query(request), None)
 
-    def render_POST(self, request: Request) -> bytes:
+    def render_POST(self, request: Request) -> int:
         self.authorize(request)
         path = path_of(request)
         if path not in ([b"find"], [b"count"]):
