@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.sync.client import connect
@@ -300,3 +301,60 @@ def test_queries_on_a_full_journal_leave_other_clients_served(
     print("\nbystander p99, max (s), samples, queries' time (s):",
           [(round(p, 4), round(m, 4), n, round(t, 2)) for p, m, n, t in rounds])
     assert all(p99 < 0.050 for p99, _, _, _ in rounds), rounds
+
+
+# -- paging with workers (issue 21, item 12) -------------------------------------------
+
+
+def test_paging_with_workers_lists_every_entry_once(
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
+    """With 2 workers, paging through the journal with limit=5 (since = the
+    previous page's next) while clients of both workers talk gives pages of
+    at most 5 entries and every entry of both workers exactly once, in order
+    (pages used to hold 10, and next listed entries again)."""
+    port = free_port()
+    daemon = start_daemon(write_config(admin_config(port, KEY, """
+        [route:/echo]
+        strategy = echo
+    """, wsdaemon="workers = 2\n")))
+    daemon.wait_for_log("ready: 2 workers listening", timeout=20)
+    admin = Admin(port, KEY)
+
+    def talk(client: int) -> None:
+        with connect(f"{daemon.url}/echo?client_id=c{client}") as ws:
+            for n in range(20):
+                ws.send(f"c{client}-{n}")
+            for _ in range(20):
+                ws.recv(timeout=10)
+
+    threads = [threading.Thread(target=talk, args=(client,)) for client in range(20)]
+    for thread in threads:
+        thread.start()
+    pages: list[list[dict[str, Any]]] = []
+    since = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        page = admin.call("GET", f"/journal?limit=5&since={since}")
+        pages.append(page["entries"])
+        if "next" in page:
+            since = page["next"]
+            continue
+        if page["entries"]:  # all there is for now: what comes later is above it
+            since = page["entries"][-1]["seq"]
+        elif not any(t.is_alive() for t in threads) and sum(map(len, pages)) >= 840:
+            break  # 20 opens, 400 messages in and out, 20 closes
+        else:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(30)
+
+    whole = admin.call("GET", "/journal")
+    assert whole["count"] == 840 and "next" not in whole
+    assert max(len(p) for p in pages) <= 5
+    listed = [(e["seq"], e["session"], e["direction"], e.get("text")) for p in pages for e in p]
+    assert listed == [(e["seq"], e["session"], e["direction"], e.get("text"))
+                      for e in whole["entries"]]
+    assert sorted(e[3] for e in listed if e[2] == "in") == sorted(
+        f"c{client}-{n}" for client in range(20) for n in range(20))
+    assert len({e[0] for e in listed}) == 840  # no two entries share a number
+    assert {e[0] % 2 for e in listed} == {0, 1}  # worker N's numbers leave N

@@ -203,3 +203,83 @@ def test_listed_clients_and_connections_name_their_worker() -> None:
     combined = _COMBINERS[b"/clients"]([clients, _named(reply(0, '{"clients": [{}]}'),
                                                          b"/clients")], 2)
     assert sorted(c["worker"] for c in combined["clients"]) == [0, 2]
+
+
+def _worker_page(numbers: list[int], since: int, limit: int, mark: int) -> dict[str, Any]:
+    """A worker's answer to /journal: its first `limit` entries above since."""
+    above = [n for n in numbers if n > since]
+    page: dict[str, Any] = {"count": len(above), "last": mark,
+                            "entries": [{"seq": n} for n in above[:limit]]}
+    if len(above) > limit:
+        page["next"] = above[limit - 1] if limit else since
+    return page
+
+
+def test_journal_pages_hold_at_most_limit_and_every_entry_once() -> None:
+    """Two workers recording while a client pages with limit=5 (each
+    worker answering at a slightly different moment): no page is over 5,
+    and the pages list every entry of both exactly once, in order (pages
+    used to be the workers' pages joined: 10 entries, and next repeated)."""
+    import random
+
+    journal = _COMBINERS[b"/journal"]
+    chance = random.Random(21)
+    recorded: list[list[int]] = [[], []]
+    now = 0
+
+    def record(until: int) -> None:
+        nonlocal now
+        while now < until:
+            now += 1
+            for worker in (0, 1):
+                if chance.random() < 0.6:  # number = time, in the worker's residue
+                    recorded[worker].append(2 * now + worker)
+
+    pages: list[list[int]] = []
+    since = 0
+    for round_ in range(400):
+        traffic = round_ < 200
+        if traffic:
+            record(now + chance.randint(0, 3))
+        answers = []
+        for worker in (0, 1):
+            if traffic:
+                record(now + chance.randint(0, 2))  # the other worker answers later
+            answers.append(_worker_page(recorded[worker], since, 5, 2 * now + 2 + worker))
+        page = journal(answers, 2, 5, since)
+        pages.append([e["seq"] for e in page["entries"]])
+        assert page["count"] >= len(page["entries"])
+        if "next" in page:
+            since = page["next"]
+        elif not traffic:
+            break
+        elif page["entries"]:  # all there is for now: later entries come after it
+            since = page["entries"][-1]["seq"]
+    listed = [n for page in pages for n in page]
+    assert max(len(page) for page in pages) <= 5
+    assert listed == sorted(recorded[0] + recorded[1])
+
+
+def test_journal_page_from_a_lagging_worker_is_cut_where_it_answered() -> None:
+    """A worker that answered whole up to its last does not let another
+    worker's later entries into the page: they come with the next one."""
+    journal = _COMBINERS[b"/journal"]
+    a = {"count": 2, "last": 25, "entries": [{"seq": 10}, {"seq": 20}]}
+    b = {"count": 2, "last": 41, "entries": [{"seq": 15}, {"seq": 40}]}
+    page = journal([a, b], 2, 5, 0)
+    assert [e["seq"] for e in page["entries"]] == [10, 15, 20]
+    assert (page["count"], page["next"], page["last"]) == (4, 20, 41)
+    nothing_yet = journal([{"count": 0, "last": 3, "entries": []}, b], 2, 5, 5)
+    assert nothing_yet["entries"] == [] and nothing_yet["next"] == 5
+
+
+def test_journal_page_limit_and_since_come_from_the_request() -> None:
+    """GET takes them from the query, POST from the JSON body; the defaults
+    otherwise (the workers refused wrong values already)."""
+    from wsdaemon.server.aggregate import _page
+
+    assert _page(b"GET", b"/journal?limit=5&since=42", b"") == (5, 42)
+    assert _page(b"POST", b"/journal/find", b'{"limit": 7, "since": "9"}') == (7, 9)
+    assert _page(b"GET", b"/journal", b"") == (10_000, 0)
+    assert _page(b"POST", b"/journal/count", b"not json") == (10_000, 0)
+    assert _page(b"GET", "/journal?since=²&limit=１".encode(), b"") == (10_000, 0)

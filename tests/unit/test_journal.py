@@ -5,6 +5,7 @@ across routes in the order things happened.
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.task import Clock
 
 from wsdaemon.connections.journal import (
@@ -167,3 +168,25 @@ def test_a_scan_of_several_routes_lists_the_oldest_first() -> None:
     assert scan.count == 6
     assert [(r, to_json(e, r)["text"]) for r, e in scan.listed()] == [
         ("/b", "0"), ("/a", "1"), ("/a", "2"), ("/b", "3")]
+
+
+def test_workers_never_give_one_number_twice() -> None:
+    """Timed numbers: microseconds of the clock, each worker's in its own
+    residue, so that entries of two workers made in the same microsecond
+    still have distinct numbers (a page cut between them resumes with
+    since); each worker's numbers strictly increase."""
+    clock = Clock()
+    clock.advance(1_000.0)
+    sequences = [Sequence(clock.seconds, worker=n, workers=3) for n in range(3)]
+    numbers: list[list[int]] = [[] for _ in sequences]
+    for _ in range(50):
+        for mine, sequence in zip(numbers, sequences, strict=True):
+            mine.extend(sequence.next() for _ in range(3))
+        clock.advance(0.000_002)
+    every = [n for mine in numbers for n in mine]
+    assert len(set(every)) == len(every)
+    for worker, mine in enumerate(numbers):
+        assert mine == sorted(set(mine)) and all(n % 3 == worker for n in mine)
+        assert 1_000_000_000 <= mine[0] < 1_000_000_000 + 3
+    with pytest.raises(ValueError):
+        Sequence(clock.seconds, worker=2, workers=2)

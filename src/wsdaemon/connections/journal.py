@@ -52,26 +52,38 @@ class Sequence:
     Numbers entries across every route's journal, so that a listing of
     several routes is in the order things happened and C{since} means the
     same everywhere. Numbers only increase; there may be gaps.
+
+    @param clock: number entries by the time instead of counting (the
+        workers of one daemon).
+    @param worker: this worker's number, from 0 (with C{clock}).
+    @param workers: how many workers number entries (with C{clock}).
     """
 
-    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None, worker: int = 0,
+                 workers: int = 1) -> None:
+        if not 0 <= worker < workers:
+            raise ValueError(f"worker {worker} of {workers}")
         #: The next number (a C function: no Python frame per message).
         self.next: Callable[[], int] = itertools.count(1).__next__
         if clock is not None:
-            self.next = self._timed(clock)
+            self.next = self._timed(clock, worker, workers)
 
     @staticmethod
-    def _timed(clock: Callable[[], float]) -> Callable[[], int]:
+    def _timed(clock: Callable[[], float], worker: int, workers: int) -> Callable[[], int]:
         """
         Numbers that are microseconds of the clock (strictly increasing):
         the workers of one daemon then number entries on one time line, so
         their journals merge in order and a C{since} means the same in each.
+        Each worker's numbers leave C{worker} divided by C{workers}, so no
+        two workers ever give the same number (a page cut between two
+        entries with one number could not be resumed by C{since}).
         """
         last = 0
 
         def next_number() -> int:
             nonlocal last
-            last = max(last + 1, int(clock() * 1_000_000))
+            number = max(last + 1, int(clock() * 1_000_000))
+            last = number + (worker - number) % workers
             return last
 
         return next_number

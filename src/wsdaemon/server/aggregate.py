@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from io import BytesIO
 from typing import Any
+from urllib.parse import parse_qs
 
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.endpoints import UNIXClientEndpoint
@@ -28,6 +29,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from wsdaemon.server.journal_api import MAX_LIMIT
 from wsdaemon.server.metrics import merge_metrics
 
 __all__ = ["Reply", "WorkerAdmin", "AggregateResource", "merge_metrics"]
@@ -213,7 +215,10 @@ class AggregateResource(Resource):
         if combine is None:
             return _relay(replies)
         answers = [_named(r, route) for r in replies]
-        combined = combine(answers, self.expected())
+        if combine is _journal:
+            combined = _journal(answers, self.expected(), *_page(method, uri, body))
+        else:
+            combined = combine(answers, self.expected())
         status = 200
         if route == b"/healthz" and not combined.get("ready"):
             status = 503
@@ -276,16 +281,53 @@ def _health(answers: list[Any], expected: int) -> dict[str, Any]:
             "each": answers}
 
 
-def _journal(answers: list[Any], expected: int) -> dict[str, Any]:
-    entries = sorted((e for a in answers for e in a.get("entries", [])),
-                     key=lambda e: (e.get("seq", 0)))
-    result: dict[str, Any] = {"count": _sum([a.get("count") for a in answers]),
-                              "last": max(a.get("last", 0) for a in answers)}
-    if any("entries" in a for a in answers):
-        result["entries"] = entries
-        nexts = [a["next"] for a in answers if "next" in a]
-        if nexts:
-            result["next"] = min(nexts)
+def _page(method: bytes, uri: bytes, body: bytes) -> tuple[int, int]:
+    """
+    @return: the C{limit} and C{since} a journal query asked for (the
+        workers have already refused wrong ones).
+    """
+    raw: Mapping[str, Any] = {}
+    if method == b"POST":
+        try:
+            found = json.loads(body or b"{}")
+        except ValueError:
+            found = None
+        raw = found if isinstance(found, dict) else {}
+    elif b"?" in uri:
+        query = uri.split(b"?", 1)[1].decode("utf-8", "replace")
+        raw = {key: values[-1] for key, values in parse_qs(query).items()}
+
+    def number(key: str, default: int) -> int:
+        value = raw.get(key, default)
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+            return int(value)
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    return number("limit", MAX_LIMIT), number("since", 0)
+
+
+def _journal(answers: list[Any], expected: int, limit: int = MAX_LIMIT,
+             since: int = 0) -> dict[str, Any]:
+    """
+    One page of every worker's journal. Entry numbers are unique across
+    workers (L{wsdaemon.connections.journal.Sequence}), and each worker
+    lists its first C{limit} entries above C{since}: the page's entries are
+    among them, but only up to the earliest point where a worker's answer
+    stops being complete (where it was cut: its C{next}; else its C{last},
+    taken with its snapshot). Past it, another worker may have entries it
+    did not list yet, so they wait for the next page: pages never repeat an
+    entry or skip one, even while the workers record more.
+    """
+    count = _sum([a.get("count") for a in answers])
+    result: dict[str, Any] = {"count": count, "last": max(a.get("last", 0) for a in answers)}
+    if not any("entries" in a for a in answers):
+        return result
+    complete = min(a["next"] if "next" in a else a.get("last", 0) for a in answers)
+    entries = sorted((e for a in answers for e in a.get("entries", [])
+                      if e.get("seq", 0) <= complete), key=lambda e: e.get("seq", 0))[:limit]
+    result["entries"] = entries
+    if count > len(entries):
+        result["next"] = entries[-1]["seq"] if entries else since
     return result
 
 

@@ -213,7 +213,8 @@ class Assembly:
         bus: IPushBus = (LocalPushBus(index) if parts.link is None
                          else RedisPushBus(index, parts.link, reactor))
         webroot = WebRoot(clock=reactor, reactor=reactor, index=index,
-                          timed_journal=bool(inherited))
+                          timed_journal=bool(inherited), worker=self.worker or 0,
+                          workers=max(config.workers, (self.worker or 0) + 1))
         site = build_site(webroot.build(config, parts.routes, parts.queue),
                           handshake_timeout=config.protocol.open_handshake_timeout)
         service = WsDaemonService(parts, reactor, index=index, bus=bus, webroot=webroot,

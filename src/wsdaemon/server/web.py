@@ -140,7 +140,7 @@ class WebRoot:
     """
 
     def __init__(self, clock: IReactorTime, reactor: Any, index: SessionIndex,
-                 timed_journal: bool = False) -> None:
+                 timed_journal: bool = False, worker: int = 0, workers: int = 1) -> None:
         self.clock = clock
         self.reactor = reactor
         self.index = index
@@ -148,8 +148,9 @@ class WebRoot:
         self.channel: OperatorChannelFactory | None = None
         self.limits = ConnectionLimits(total=0, per_ip=0)
         #: Numbers every route's journal entries in one order (a worker's: on
-        #: the clock's time line, shared with the other workers).
-        self.sequence = Sequence(clock.seconds if timed_journal else None)
+        #: the clock's time line, shared with the other workers, none of
+        #: which gives the same number).
+        self.sequence = Sequence(clock.seconds, worker, workers) if timed_journal else Sequence()
 
     def journals(self) -> dict[str, Journal]:
         """
