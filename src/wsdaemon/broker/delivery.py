@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wsdaemon.broker.link import BrokerUnavailable, RedisLink
+from wsdaemon.broker.link import BrokerUnavailable, RedisLink, unless_outage
 from wsdaemon.broker.mirror import message_json, parse_message
 from wsdaemon.interfaces import ISession
 from wsdaemon.records import MessageRecord
@@ -94,7 +94,7 @@ class ClientDelivery:
             triples += [client_id, route, count]
         self._presence = []
         self._link.script("presence_reset", self._link.daemon_id, self._ttl, *triples) \
-            .addErrback(log_failure("announcing this daemon's clients"))
+            .addErrback(unless_outage("announcing this daemon's clients"))
         wanted: list[str] = []
         for client_id in self._clients:
             wanted += [client_id, "*"]
@@ -174,7 +174,7 @@ class ClientDelivery:
             count += write(message, here)[0]
             self._link.script("store_message", client_id, message_json(message), "done", "",
                               self._clock.seconds()) \
-                .addErrback(log_failure("storing a broadcast"))
+                .addErrback(unless_outage("storing a broadcast"))
         return count
 
     def _settle_later(self, failure: Failure, settlements: list[str]) -> None:

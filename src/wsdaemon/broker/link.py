@@ -43,7 +43,7 @@ from wsdaemon.config import BrokerSettings
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 
 __all__ = ["BrokerOutcomeUnknown", "BrokerSettings", "BrokerUnavailable", "Connector",
-           "RedisLink"]
+           "RedisLink", "unless_outage"]
 
 _log = Logger(namespace="wsdaemon.broker")
 
@@ -69,6 +69,20 @@ def _never_sent(failure: Failure) -> bool:
 
 def _why(failure: Failure) -> str:
     return failure.getErrorMessage() or "timed out"
+
+
+def unless_outage(what: str) -> Callable[[Failure], None]:
+    """
+    @return: an errback that logs a failure of C{what} with its traceback,
+        unless it is Redis being away (L{BrokerUnavailable}): the link logs
+        an outage once, not once per call.
+    """
+
+    def errback(failure: Failure) -> None:
+        if not failure.check(BrokerUnavailable):
+            _log.failure("redis: {what} failed", failure=failure, what=what)
+
+    return errback
 
 
 class RedisLink:

@@ -24,6 +24,8 @@ class SharedItem:
         keeps the highest it has seen.
     @ivar online: whether its client was connected to some daemon when the
         item last changed.
+    @ivar resent: what an enqueue returns for a message sent again within
+        the resend window: the item the first send made (nothing stored).
     """
 
     record: ItemRecord
@@ -31,6 +33,7 @@ class SharedItem:
     version: int
     online: bool = False
     position: int = 0
+    resent: bool = False
 
     @property
     def item_id(self) -> str:

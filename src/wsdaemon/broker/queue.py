@@ -17,13 +17,21 @@ Differences a user can see, on purpose:
       the lease runs out;
     - a client message is acknowledged only once Redis has it; while Redis
       is unreachable the client is told its message could not be queued
-      (it was not accepted, so nothing accepted is lost).
+      (it was not accepted, so nothing accepted is lost), or, when Redis
+      stopped answering after the message was sent, that it could not be
+      confirmed;
+    - the same message from the same client on the same route within
+      L{RESEND_WINDOW} is a resend while the first one is open, or, through
+      the daemon that could not confirm the first one, even once it is
+      closed: answered with the first one's item, not queued again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,10 +39,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wsdaemon.broker.delivery import ClientDelivery
-from wsdaemon.broker.link import RedisLink
+from wsdaemon.broker.link import BrokerOutcomeUnknown, RedisLink, unless_outage
 from wsdaemon.broker.mirror import (
     ItemMirror,
     SharedItem,
@@ -63,6 +72,23 @@ _log = Logger(namespace="wsdaemon.operators")
 _REMEMBER = 120.0
 #: Items handled per sweep, at most (the next sweep takes the rest).
 _SWEEP_LIMIT = 500
+#: Seconds within which the same message from the same client on the same
+#: route is taken as a resend, not a new item: while the first one is open
+#: (the same text twice says nothing more), or after its client was told it
+#: could not be confirmed. One key per message in Redis lasts this long.
+RESEND_WINDOW = 120.0
+#: Messages a daemon remembers it could not confirm (for the resend window),
+#: at most: the oldest are forgotten first.
+MAX_UNCONFIRMED = 10_000
+
+
+def message_digest(route: str, client_id: str, text: str) -> str:
+    """
+    @return: what identifies a client message for the resend window (the
+        plain-text protocol has no message ids).
+    """
+    data = "\0".join((route, client_id, text)).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
 
 
 @implementer(IOperatorQueue)
@@ -86,6 +112,9 @@ class SharedOperatorQueue:
         self._waiting: list[Deferred[None]] = []
         self._loops: list[LoopingCall] = []
         self.send_limits: dict[str, int] = {}
+        # Digests of messages whose clients were told "could not confirm",
+        # and when: sent again, they match their first item even closed.
+        self._unconfirmed: OrderedDict[str, float] = OrderedDict()
 
     # -- life ----------------------------------------------------------------
 
@@ -135,7 +164,7 @@ class SharedOperatorQueue:
         self._delivery.catch_up()
         d = self.link.script("open_items", self._clock.seconds())
         d.addCallback(self._loaded)
-        d.addErrback(log_failure("loading the open items"))
+        d.addErrback(unless_outage("loading the open items"))
 
     def _loaded(self, reply: str) -> None:
         items = [parse_item(fields) for fields in json.loads(reply)]
@@ -205,8 +234,12 @@ class SharedOperatorQueue:
 
     def enqueue(self, session: ISession, text: str) -> Deferred[SharedItem]:
         """
-        @return: a Deferred firing with the item once Redis has it (or
-            failing with L{wsdaemon.broker.link.BrokerUnavailable}).
+        @return: a Deferred firing with the item once Redis has it (with
+            C{resent} set if it is the first send's), or failing with
+            L{wsdaemon.broker.link.BrokerUnavailable} (not stored) or
+            L{wsdaemon.broker.link.BrokerOutcomeUnknown} (maybe stored: the
+            same message sent again within L{RESEND_WINDOW} is not stored
+            twice).
         """
         now = self._clock.seconds()
         item_id = self._new_id()
@@ -216,16 +249,24 @@ class SharedOperatorQueue:
         s = self.settings
         if too_long(text, s.max_item_size):
             return fail(QueueRefused("too_long", s.max_item_size))
+        digest = message_digest(session.route, session.client_id, text)
+        while self._unconfirmed and next(iter(self._unconfirmed.values())) < now - RESEND_WINDOW:
+            self._unconfirmed.popitem(last=False)
         d = self.link.script("enqueue", item_id, session.route, session.client_id, text, now,
                              s.fallback_after, "1" if s.fallback_when_offline else "0",
                              message_json(message), s.max_open_per_client,
-                             s.max_open_per_route, s.max_open_total)
+                             s.max_open_per_route, s.max_open_total, digest, RESEND_WINDOW,
+                             "1" if digest in self._unconfirmed else "0")
 
         def accepted(reply: list[Any]) -> SharedItem:
+            self._unconfirmed.pop(digest, None)
             if reply[0] == "refused":
                 raise QueueRefused(str(reply[1]), int(reply[2]))
             item = parse_item(json.loads(reply[1]))
             item.position = int(reply[2])
+            if reply[0] == "resent":
+                item.resent = True
+                return item
             if self._mirror.apply(item, self._clock.seconds()):
                 self._notify_operators({"type": "item", "item": self.describe(item)})
             if int(reply[3]):
@@ -234,7 +275,15 @@ class SharedOperatorQueue:
                 self.sweep()
             return item
 
-        d.addCallback(accepted)
+        def unconfirmed(failure: Failure) -> Failure:
+            if failure.check(BrokerOutcomeUnknown):
+                self._unconfirmed[digest] = now
+                self._unconfirmed.move_to_end(digest)
+                if len(self._unconfirmed) > MAX_UNCONFIRMED:
+                    self._unconfirmed.popitem(last=False)
+            return failure
+
+        d.addCallbacks(accepted, unconfirmed)
         return d
 
     def position(self, item: SharedItem) -> int:

@@ -31,6 +31,9 @@ Keys, under the configured prefix C{P}:
     P presence:D        hash: client id -> connections on daemon D
     P routes:D          hash: "client<TAB>route" -> connections on daemon D
     P events            stream: what changed, read by every daemon
+    P sent:DIGEST       string: the item a client message made, for the
+                        resend window (DIGEST: of its route, client, text),
+                        so that a resend is not queued twice
 
 Keys are built inside the scripts from the prefix (ARGV[1]): this is for one
 Redis server (with replicas if you like), not Redis Cluster.
@@ -161,11 +164,28 @@ end
 """
 
 # ARGV: P, id, route, client, text, now, fallback_after, when_offline, in-message JSON,
-# max open per client, per route, in all (0: no cap). Returns {'ok', item, position,
-# fallback due now} or {'refused', which cap, its value}.
+# max open per client, per route, in all (0: no cap), digest ('' for none), resend window
+# (seconds), '1' if the first send's item counts even closed (its sender was told it could
+# not be confirmed). Returns {'ok', item, position, fallback due now}, {'resent', the item
+# the first send made, its position (0: closed), 0} or {'refused', which cap, its value}.
 _ENQUEUE = r"""
 local id, route, client, text = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now, fallback_after, when_offline = now_arg(6), now_arg(7), ARGV[8]
+-- The same message again within the window, while the first is open (or
+-- after its sender could not be told whether the first one was stored):
+-- the first one's item, nothing stored.
+local sent = nil
+if ARGV[13] ~= '' then sent = P .. 'sent:' .. ARGV[13] end
+if sent then
+  local first = redis.call('GET', sent)
+  if first then
+    local t = item_table(first, now)
+    if t and (ARGV[15] == '1' or t.state == 'queued' or t.state == 'claimed') then
+      local rank = redis.call('ZRANK', P .. 'open', first)
+      return {'resent', cjson.encode(t), rank and rank + 1 or 0, 0}
+    end
+  end
+end
 local caps = {
   {'client', tonumber(ARGV[10]), function()
     return tonumber(redis.call('HGET', P .. 'open_by_client', client) or '0') end},
@@ -194,6 +214,7 @@ elseif fallback_after > 0 then
 end
 if due then redis.call('ZADD', P .. 'fallbacks', due, id) end
 local position = redis.call('ZRANK', P .. 'open', id) + 1
+if sent then redis.call('SET', sent, id, 'EX', math.ceil(tonumber(ARGV[14]))) end
 local t = emit_item('item', id, now, 'queued')
 return {'ok', cjson.encode(t), position, due == now and 1 or 0}
 """

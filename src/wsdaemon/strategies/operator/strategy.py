@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.interfaces import (
     IOperatorQueue,
     IOptionCheck,
@@ -35,6 +36,12 @@ _log = Logger(namespace="wsdaemon.operators")
 
 DEFAULT_ACK = "Thanks! Your message is number {position} in the queue."
 NOT_QUEUED = "Sorry, your message could not be queued. Please send it again."
+#: Redis stopped answering after the message was sent: it may be queued.
+UNCONFIRMED = ("Sorry, we could not confirm that your message was queued. Please send it "
+               "again: if it was, it will not be queued twice.")
+#: A message sent again (within the shared queue's resend window) whose first
+#: send made an item that is closed already (an open one is acknowledged again).
+RECEIVED_BEFORE = "We had already received this message; it is not queued a second time."
 TEXT_ONLY = "Only text messages reach an operator."
 #: What a client is told when its message is over one of the queue's caps
 #: (nothing is stored; the connection stays open).
@@ -85,6 +92,9 @@ class OperatorStrategy:
     def _acknowledge(self, item: Any) -> str | None:
         if not self.ack_message:
             return None
+        # A resend (shared queue only): the first send's item, maybe closed.
+        if getattr(item, "resent", False) and item.state not in ("queued", "claimed"):
+            return RECEIVED_BEFORE
         return self.ack_message.format(position=self.queue.position(item), item=item.item_id)
 
     def _not_queued(self, failure: Failure, session: ISession) -> str:
@@ -94,6 +104,14 @@ class OperatorStrategy:
             _log.info("refused a message from client {client_id} on {route}: {why}",
                       client_id=session.client_id, route=session.route, why=str(refused))
             return REFUSED[refused.why].format(limit=refused.limit)
+        if failure.check(BrokerUnavailable):
+            # An outage, which the Redis link logs once: not once per message.
+            unknown = failure.check(BrokerOutcomeUnknown) is not None
+            _log.debug("message from client {client_id} on {route} {outcome}: {why}",
+                       client_id=session.client_id, route=session.route,
+                       outcome="not confirmed" if unknown else "not queued",
+                       why=failure.getErrorMessage())
+            return UNCONFIRMED if unknown else NOT_QUEUED
         _log.failure("could not queue a message from client {client_id} on {route}",
                      failure=failure, client_id=session.client_id, route=session.route)
         return NOT_QUEUED
