@@ -177,12 +177,24 @@ class ClientDelivery:
                 .addErrback(unless_outage("storing a broadcast"))
         return count
 
-    def _settle_later(self, failure: Failure, settlements: list[str]) -> None:
-        # Not settled (Redis away): keep them for the next flush, or a taken
-        # message would stay taken (or a given-back one never come back).
+    def settle_later(self, failure: Failure, settlements: list[str]) -> None:
+        """
+        An errback: C{settlements} did not reach Redis (or may not have:
+        settling twice does nothing), keep them for the next heartbeat, or
+        a taken message would stay taken (or a given-back one never come
+        back).
+        """
         if not failure.check(BrokerUnavailable):
             log_failure("settling deliveries")(failure)
         self._to_settle += settlements
+
+    def unsent_settlements(self) -> list[str]:
+        """
+        @return: the settlements not sent yet (client, seq, written
+            triples), which the caller now sends (see L{settle_later}).
+        """
+        settlements, self._to_settle = self._to_settle, []
+        return settlements
 
     @property
     def pending(self) -> bool:
@@ -242,7 +254,7 @@ class ClientDelivery:
             calls.append(self._take(wanted))
         if settlements:
             d = self._link.script("settle", self._link.daemon_id, *settlements)
-            d.addErrback(self._settle_later, settlements)
+            d.addErrback(self.settle_later, settlements)
             calls.append(d)
         if presence:
             args: list[Any] = []

@@ -151,6 +151,8 @@ class SharedOperatorQueue:
         # Leave the service now rather than when the heartbeat runs out.
         d.addBoth(lambda _: self.link.call("HDEL", self.link.prefix + "daemons",
                                            self.link.daemon_id))
+        d.addBoth(lambda _: self.link.call("HDEL", self.link.prefix + "settled",
+                                           self.link.daemon_id))
         d.addErrback(lambda _: None)
         return d
 
@@ -183,11 +185,16 @@ class SharedOperatorQueue:
     def _heartbeat(self) -> Deferred[Any]:
         now = self._clock.seconds()
         self._mirror.forget_old(now)
+        # The settlements not sent yet go with the heartbeat, in one step:
+        # the sweep counts on "settled before the last heartbeat".
+        settlements = self._delivery.unsent_settlements()
         if self._delivery.pending:
             self._delivery.flush()
         mine = len(self._operators)
         d = self.link.script("heartbeat", self.link.daemon_id, mine, now,
-                             3 * self.link.settings.heartbeat)
+                             3 * self.link.settings.heartbeat, *settlements)
+        if settlements:
+            d.addErrback(self._delivery.settle_later, settlements)
 
         def counted(total: Any) -> None:
             self._operators_elsewhere = max(0, int(total) - mine)
@@ -208,11 +215,10 @@ class SharedOperatorQueue:
         """
         s = self.settings
         now = self._clock.seconds()
-        # A daemon settles what it took within milliseconds; one that has
-        # not after two call timeouts never heard back (or is gone).
-        stale_before = now - 2 * self.link.settings.timeout
+        # A daemon writes what it took within a call timeout of asking, or
+        # never (it did not hear back); twice that, to be sure.
         d = self.link.script("sweep", now, "1" if s.keep_after_fallback else "0",
-                             s.fallback_message, _SWEEP_LIMIT, stale_before)
+                             s.fallback_message, _SWEEP_LIMIT, 2 * self.link.settings.timeout)
 
         def swept(result: list[Any]) -> None:
             released, fallbacks = int(result[0]), int(result[1])

@@ -22,12 +22,15 @@ Keys, under the configured prefix C{P}:
     P undelivered:C     zset: seqs of outgoing messages for client C that
                         no daemon has taken yet
     P inflight:D        zset: "client<TAB>seq" taken by daemon D to write to
-                        its connections, until D says done (or gives it
-                        back); the sweep gives back a dead daemon's entries
-                        and any not settled within two call timeouts (the
-                        taker never heard back)
+                        its connections (scored by D's clock when it asked),
+                        until D says done (or gives it back); the sweep
+                        gives back a dead daemon's entries, and a live
+                        one's taken two call timeouts before its last
+                        heartbeat (the taker never heard back)
     P inflight_daemons  set: daemons that may have entries in inflight:D
     P daemons           hash: daemon id -> "operators expires_at"
+    P settled           hash: daemon id -> its clock at its last heartbeat,
+                        which settled everything it had written before
     P presence:D        hash: client id -> connections on daemon D
     P routes:D          hash: "client<TAB>route" -> connections on daemon D
     P events            stream: what changed, read by every daemon
@@ -61,6 +64,7 @@ local function live_daemons(now)
       found[entries[i]] = tonumber(count)
     else
       redis.call('HDEL', P .. 'daemons', entries[i])
+      redis.call('HDEL', P .. 'settled', entries[i])
     end
   end
   live_cache = found
@@ -127,6 +131,18 @@ local function store_out(client, json, mode, taker, now)
     emit('{"type":"deliver","seq":' .. seq .. ',"message":' .. json .. '}')
   end
   return seq
+end
+
+-- What daemon wrote (written '1') or found nobody to write to ('0': given
+-- back): client, seq, written triples in ARGV from index `first`.
+local function settle(daemon, first)
+  for i = first, #ARGV, 3 do
+    local client, seq, written = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    if redis.call('ZREM', P .. 'inflight:' .. daemon, client .. '\t' .. seq) == 1
+        and written == '0' then
+      redis.call('ZADD', P .. 'undelivered:' .. client, seq, seq)
+    end
+  end
 end
 
 -- An item claimed by someone else whose lease still runs: the refusal.
@@ -271,11 +287,12 @@ local seq = store_out(client, reply, taker ~= '' and 'take' or 'keep', taker, no
 return {'ok', cjson.encode(t), seq}
 """
 
-# ARGV: P, now, keep_after_fallback, fallback message, limit, stale_before
-# (messages taken before it and not settled are given back)
+# ARGV: P, now, keep_after_fallback, fallback message, limit, grace (seconds: a live
+# daemon's message taken more than this before its last heartbeat, and not settled, is
+# given back)
 _SWEEP = r"""
 local now, keep, text, limit = now_arg(2), ARGV[3], ARGV[4], tonumber(ARGV[5])
-local stale_before = ARGV[6]
+local grace = tonumber(ARGV[6])
 local released, fallbacks = 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', P .. 'leases', id)
@@ -312,12 +329,22 @@ for _, id in ipairs(due) do
 end
 -- Taken but never settled: the taker died, or never heard back from the
 -- script that took it for it (Redis went away in between). Give it back.
+-- A live taker's heartbeat settles everything it wrote before it, and it
+-- writes what it took within a call timeout of asking or never: what it
+-- took well before that heartbeat and is still here, it never wrote. (Not
+-- "taken long ago by our clock": a taker whose settlement waited for Redis
+-- to come back would then write the same reply twice.)
 local live = live_daemons(now)
 for _, daemon in ipairs(redis.call('SMEMBERS', P .. 'inflight_daemons')) do
   local key = P .. 'inflight:' .. daemon
-  local upto = stale_before
-  if not live[daemon] then upto = '+inf' end
-  for _, entry in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', upto)) do
+  local upto = nil
+  if not live[daemon] then
+    upto = '+inf'
+  else
+    local settled = redis.call('HGET', P .. 'settled', daemon)
+    if settled then upto = '(' .. (tonumber(settled) - grace) end
+  end
+  for _, entry in ipairs(upto and redis.call('ZRANGEBYSCORE', key, '-inf', upto) or {}) do
     redis.call('ZREM', key, entry)
     local client, seq = string.match(entry, '^(.*)\t(%d+)$')
     local json = redis.call('HGET', P .. 'messages', seq)
@@ -366,14 +393,7 @@ return out
 # ARGV: P, daemon, then client, seq, written ('1': done; '0': give it back,
 # nobody was there to write it to) triples.
 _SETTLE = r"""
-local daemon = ARGV[2]
-for i = 3, #ARGV, 3 do
-  local client, seq, written = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('ZREM', P .. 'inflight:' .. daemon, client .. '\t' .. seq) == 1
-      and written == '0' then
-    redis.call('ZADD', P .. 'undelivered:' .. client, seq, seq)
-  end
-end
+settle(ARGV[2], 3)
 return 1
 """
 
@@ -418,10 +438,14 @@ if #out == 0 then return '[]' end
 return cjson.encode(out)
 """
 
-# ARGV: P, daemon, operators here, now, ttl. Returns operators online in all.
+# ARGV: P, daemon, operators here, now, ttl, then the settlements it has not sent yet
+# (as for settle). Returns operators online in all.
 _HEARTBEAT = r"""
 local daemon, now, ttl = ARGV[2], now_arg(4), now_arg(5)
 redis.call('HSET', P .. 'daemons', daemon, ARGV[3] .. ' ' .. string.format('%.3f', now + ttl))
+-- In the same step: everything this daemon wrote before `now` is settled.
+settle(daemon, 6)
+redis.call('HSET', P .. 'settled', daemon, ARGV[4])
 for _, kind in ipairs({'presence:', 'routes:'}) do
   redis.call('EXPIRE', P .. kind .. daemon, math.ceil(ttl) + 1)
 end
