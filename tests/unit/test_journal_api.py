@@ -115,13 +115,30 @@ def test_a_long_query_is_answered_a_chunk_per_turn() -> None:
         assert turns < 100
         clock.advance(TURN)
         turns += 1
-    assert turns == 10 + 2  # the scan, then 150 entries encoded 100 at a time
+    assert turns == 10 + 2 + 1  # the scan, 150 entries encoded 100 a step, written
     found = answer(made)
     assert found["count"] == 500 and len(found["entries"]) == 150
     assert found["entries"][0]["text"] == "order 1"
     assert found["next"] == found["entries"][-1]["seq"]
     assert made.responseHeaders.getRawHeaders(b"content-length") == [
         str(len(b"".join(made.written))).encode()]
+
+
+def test_a_long_listing_is_written_in_pieces() -> None:
+    """The body goes out in pieces of about chunk_bytes, one per step, never
+    as one copy of the whole listing; its length is known first."""
+    journals, clock, _ = resource(chunk=100, chunk_bytes=4096, steps_per_turn=1)
+    made = request("?limit=150")
+    render(journals, made)
+    while not made.finished:
+        clock.advance(TURN)
+    body = b"".join(made.written)
+    assert len(body) > 5 * 4096 and len(made.written) >= 5
+    assert max(map(len, made.written)) < 4096 + 400
+    assert made.responseHeaders.getRawHeaders(b"content-length") == [b"%d" % len(body)]
+    listed = answer(made)
+    assert [e["text"] for e in listed["entries"][:2]] == ["noise 0", "order 1"]
+    assert listed["count"] == 1000 and listed["next"] == listed["entries"][-1]["seq"]
 
 
 def test_queries_share_a_time_budget_per_turn() -> None:

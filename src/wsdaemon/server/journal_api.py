@@ -223,43 +223,64 @@ class JournalQueries:
         return task
 
 
-class _Listing:
+class _Answer:
     """
-    What an answer lists: each entry as JSON, made a chunk at a time after
-    the scan (a long listing is as slow to encode as to find).
+    A query's answer, made and written a step at a time: the scan, each
+    entry listed encoded to JSON, then the body written in pieces (a long
+    listing is as slow to encode as to find, and one copy of megabytes can
+    take tens of milliseconds on a loaded machine).
     """
 
-    def __init__(self, scan: Scan, chunk: int, chunk_bytes: int) -> None:
+    def __init__(self, request: Request, scan: Scan, mark: int, listing: bool, chunk: int,
+                 chunk_bytes: int) -> None:
+        self.request = request
         self.scan = scan
-        self.parts: list[bytes] = []
-        self.last_seq: int | None = None
+        self.mark = mark
+        self.listing = listing
         self._chunk, self._chunk_bytes = max(chunk, 1), max(chunk_bytes, 1)
 
     def steps(self) -> Iterator[None]:
         yield from self.scan.steps()
+        parts: list[bytes] = []
+        last_seq = self.scan.wanted.since
         size = 0
-        for route, entry in self.scan.listed():
+        for route, entry in self.scan.listed() if self.listing else ():
             part = json.dumps(to_json(entry, route), ensure_ascii=False).encode("utf-8")
-            self.parts.append(part)
-            self.last_seq = entry[0]
+            parts.append(part)
+            last_seq = entry[0]
             size += len(part)
-            if len(self.parts) % self._chunk == 0 or size >= self._chunk_bytes:
+            if len(parts) % self._chunk == 0 or size >= self._chunk_bytes:
                 size = 0
                 yield None
+        yield from self._written(parts, last_seq)
 
-
-def _encoded(count: int, last: int, listing: _Listing | None, since: int) -> bytes:
-    """
-    @return: the answer as L{json_answer} would write it, from entries
-        already encoded.
-    """
-    head = json.dumps({"count": count, "last": last})[:-1].encode("utf-8")
-    if listing is None:
-        return head + b"}\n"
-    body = head + b', "entries": [' + b", ".join(listing.parts) + b"]"
-    if count > len(listing.parts):
-        body += b', "next": %d' % (listing.last_seq if listing.last_seq is not None else since)
-    return body + b"}\n"
+    def _written(self, parts: list[bytes], last_seq: int) -> Iterator[None]:
+        """
+        Write the answer as L{json_answer} would, from entries encoded.
+        """
+        count = self.scan.count
+        head = json.dumps({"count": count, "last": self.mark})[:-1].encode("utf-8")
+        tail = b"}\n"
+        if self.listing:
+            head += b', "entries": ['
+            tail = b"]" + (b', "next": %d' % last_seq if count > len(parts) else b"") + tail
+        size = len(head) + sum(map(len, parts)) + 2 * max(len(parts) - 1, 0) + len(tail)
+        request = self.request
+        request.setResponseCode(200)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"content-length", b"%d" % size)
+        request.write(head)
+        start = 0
+        while start < len(parts):
+            end, piece = start, 0
+            while end < len(parts) and piece < self._chunk_bytes:
+                piece += len(parts[end])
+                end += 1
+            request.write((b", " if start else b"") + b", ".join(parts[start:end]))
+            start = end
+            yield None
+        request.write(tail)
 
 
 def _reactor() -> IReactorTime:
@@ -306,8 +327,9 @@ class JournalResource(ApiResource):
         mark = self.admin.daemon.journal_mark()
         scan = Scan(journals, wanted, _predicate(matcher), keep=0 if count_only else limit,
                     chunk=queries.chunk, chunk_bytes=queries.chunk_bytes)
-        listing = None if count_only else _Listing(scan, queries.chunk, queries.chunk_bytes)
-        task = queries.run(scan.steps() if listing is None else listing.steps())
+        written = _Answer(request, scan, mark, not count_only, queries.chunk,
+                          queries.chunk_bytes)
+        task = queries.run(written.steps())
         done = gone = False
 
         def lost(_: Failure) -> None:
@@ -316,15 +338,9 @@ class JournalResource(ApiResource):
             if not done:
                 task.stop()  # its slot is free at once
 
-        def answer(_: object) -> None:
+        def answered(_: object) -> None:
             nonlocal done
             done = True
-            body = _encoded(scan.count, mark, listing, wanted.since)
-            request.setResponseCode(200)
-            request.setHeader(b"content-type", b"application/json")
-            request.setHeader(b"cache-control", b"no-store")
-            request.setHeader(b"content-length", b"%d" % len(body))
-            request.write(body)
             request.finish()
 
         def failed(failure: Failure) -> None:
@@ -333,10 +349,13 @@ class JournalResource(ApiResource):
             if gone:
                 return
             _log.failure("admin API: a journal query failed", failure)
+            if getattr(request, "startedWriting", False):
+                request.loseConnection()  # cut short: the client must not take it whole
+                return
             request.write(json_answer(request, 500, {"error": "the journal query failed"}))
             request.finish()
 
-        finished = task.whenDone().addCallbacks(answer, failed)
+        finished = task.whenDone().addCallbacks(answered, failed)
         finished.addErrback(lambda failure: _log.failure(
             "admin API: answering a journal query failed", failure))
         request.notifyFinish().addErrback(lost)
