@@ -1,0 +1,82 @@
+"""
+Conversations: one visitor's thread on one route, its messages both ways,
+private notes, assignment, snoozing and resolving, and the team that answers
+(availability, capacity, routing).
+
+The core is pure: L{decide} takes the conversations as they stand (an
+L{InboxView}), an event and the time, and returns a L{Transition}: the
+changed records and the effects to carry out, store writes first. It does
+no I/O and holds no reactor; drivers (SQLite, Redis) carry the effects out.
+See docs/conversations.md.
+
+In progress: not yet serving routes (the operator queue still does).
+"""
+
+from wsdaemon.conversations.core import decide
+from wsdaemon.conversations.effects import (
+    VISITOR_BOUND,
+    AnnounceAvailability,
+    CancelTimer,
+    Commit,
+    ConfirmVisitorMessage,
+    DeliverMessage,
+    Effect,
+    Measure,
+    Metric,
+    NotifyOperators,
+    NotifyTeam,
+    RefuseVisitor,
+    SetTimer,
+    SignalVisitor,
+)
+from wsdaemon.conversations.errors import InvalidMove
+from wsdaemon.conversations.events import (
+    AddNote,
+    Assign,
+    Event,
+    LeaveContact,
+    OperatorAvailability,
+    OperatorCapacity,
+    OperatorRead,
+    OperatorReply,
+    OperatorTyping,
+    Reopen,
+    Resolve,
+    SetLabels,
+    Snooze,
+    Timer,
+    TimerFired,
+    TimerKind,
+    Transfer,
+    VisitorDelivered,
+    VisitorMessage,
+    VisitorRead,
+    VisitorTyping,
+)
+from wsdaemon.conversations.inbox import Inbox
+from wsdaemon.conversations.model import (
+    Author,
+    Availability,
+    Bounds,
+    Conversation,
+    Message,
+    Note,
+    Status,
+    conversation_id_for,
+    describe_state,
+)
+from wsdaemon.conversations.routing import OperatorState, Team
+from wsdaemon.conversations.settings import ConversationSettings, Routing
+from wsdaemon.conversations.transition import InboxView, Transition, due_times
+
+__all__ = [
+    "VISITOR_BOUND", "AddNote", "AnnounceAvailability", "Assign", "Author", "Availability",
+    "Bounds", "CancelTimer", "Commit", "ConfirmVisitorMessage", "Conversation",
+    "ConversationSettings", "DeliverMessage", "Effect", "Event", "Inbox", "InboxView",
+    "InvalidMove", "LeaveContact", "Measure", "Message", "Metric", "Note", "NotifyOperators",
+    "NotifyTeam", "OperatorAvailability", "OperatorCapacity", "OperatorRead", "OperatorReply",
+    "OperatorState", "OperatorTyping", "RefuseVisitor", "Reopen", "Resolve", "Routing",
+    "SetLabels", "SetTimer", "SignalVisitor", "Snooze", "Status", "Team", "Timer", "TimerFired",
+    "TimerKind", "Transfer", "Transition", "VisitorDelivered", "VisitorMessage", "VisitorRead",
+    "VisitorTyping", "conversation_id_for", "decide", "describe_state", "due_times",
+]

@@ -1,0 +1,28 @@
+"""
+The one error of the core: a move the conversation's state does not allow.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InvalidMove"]
+
+
+class InvalidMove(Exception):  # noqa: N818 - says what happened, as InvalidTransition does
+    """
+    The conversation is not in a state that allows this (or the request is
+    wrong for it): nothing changed.
+
+    @ivar conversation_id: the conversation, or C{""} for a move of the team
+        (an operator joining a full team, a capacity below 0).
+    @ivar state: the conversation's state in words (L{describe_state}), or
+        C{"unknown"} when there is no such conversation.
+    """
+
+    def __init__(self, conversation_id: str, state: str, action: str, why: str = "") -> None:
+        subject = f"conversation {conversation_id}" if conversation_id else "the team"
+        message = f"{subject} is {state}: cannot {action}"
+        super().__init__(f"{message} ({why})" if why else message)
+        self.conversation_id = conversation_id
+        self.state = state
+        self.action = action
+        self.why = why

@@ -1,0 +1,232 @@
+"""
+What can happen to conversations: the events the core decides on.
+
+Visitor events name the visitor and its route (the conversation's id follows
+from them, L{conversation_id_for}); operator events name the conversation.
+Timers come back as L{TimerFired} with the L{Timer} an effect set. Time is
+never in an event: the core is given C{now} beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from wsdaemon.conversations.model import Availability
+
+__all__ = ["AddNote", "Assign", "Event", "LeaveContact", "OperatorAvailability",
+           "OperatorCapacity", "OperatorRead", "OperatorReply", "OperatorTyping", "Reopen",
+           "Resolve", "SetLabels", "Snooze", "Timer", "TimerFired", "TimerKind", "Transfer",
+           "VisitorDelivered", "VisitorMessage", "VisitorRead", "VisitorTyping"]
+
+
+@dataclass(frozen=True)
+class VisitorMessage:
+    """
+    The visitor wrote. Opens the conversation, wakes a snoozed one, reopens
+    a resolved one.
+
+    @ivar client_message_id: the visitor's own id for it (structured
+        protocol): a resend with the same id is confirmed, not stored again.
+    """
+
+    route: str
+    visitor: str
+    text: str
+    client_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class VisitorDelivered:
+    """Messages to the visitor up to C{upto} reached one of its connections."""
+
+    route: str
+    visitor: str
+    upto: int
+
+
+@dataclass(frozen=True)
+class VisitorRead:
+    """The visitor has read up to C{upto} (implies delivered)."""
+
+    route: str
+    visitor: str
+    upto: int
+
+
+@dataclass(frozen=True)
+class VisitorTyping:
+    """The visitor started (C{on}) or stopped typing."""
+
+    route: str
+    visitor: str
+    on: bool
+
+
+@dataclass(frozen=True)
+class LeaveContact:
+    """The visitor left an email address for the answer (nobody was online)."""
+
+    route: str
+    visitor: str
+    email: str
+
+
+@dataclass(frozen=True)
+class OperatorReply:
+    """
+    An operator answers the visitor. An unassigned conversation becomes the
+    replier's.
+
+    @ivar display_name: the name the visitor is shown (the operator's name
+        when None).
+    """
+
+    conversation_id: str
+    operator: str
+    text: str
+    display_name: str | None = None
+
+
+@dataclass(frozen=True)
+class AddNote:
+    """A private note, for operators only."""
+
+    conversation_id: str
+    operator: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Assign:
+    """
+    C{by} assigns the conversation to C{operator}, or unassigns it (None):
+    with automatic routing an unassigned conversation goes to the next
+    operator with room other than the one it had.
+    """
+
+    conversation_id: str
+    operator: str | None
+    by: str
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """C{by} hands an assigned conversation over to C{to}."""
+
+    conversation_id: str
+    to: str
+    by: str
+
+
+@dataclass(frozen=True)
+class Resolve:
+    conversation_id: str
+    by: str
+
+
+@dataclass(frozen=True)
+class Reopen:
+    """An operator reopens a resolved conversation, or wakes a snoozed one."""
+
+    conversation_id: str
+    by: str
+
+
+@dataclass(frozen=True)
+class Snooze:
+    """
+    Snooze an open conversation until C{until} (a time after now) or, with
+    None, until the visitor's next message (which wakes it either way).
+    """
+
+    conversation_id: str
+    by: str
+    until: float | None = None
+
+
+@dataclass(frozen=True)
+class OperatorRead:
+    """C{operator} has read the conversation up to C{upto}."""
+
+    conversation_id: str
+    operator: str
+    upto: int
+
+
+@dataclass(frozen=True)
+class OperatorTyping:
+    conversation_id: str
+    operator: str
+    on: bool
+    display_name: str | None = None
+
+
+@dataclass(frozen=True)
+class SetLabels:
+    """Add and remove labels (added ones are trimmed and lower-cased)."""
+
+    conversation_id: str
+    by: str
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OperatorAvailability:
+    """An operator is now online, away or offline (an unknown name joins the team)."""
+
+    operator: str
+    availability: Availability
+
+
+@dataclass(frozen=True)
+class OperatorCapacity:
+    """How many open conversations C{operator} takes at once (0: no cap)."""
+
+    operator: str
+    capacity: int
+
+
+class TimerKind(StrEnum):
+    """
+    C{wake}: a snooze ends; C{fallback}: the visitor waited C{fallback_after};
+    C{silence}: the assignee has not answered for C{reassign_after};
+    C{typing}: someone's typing indicator runs out; C{route}: more
+    conversations to route or reassign than one transition takes.
+    """
+
+    WAKE = "wake"
+    FALLBACK = "fallback"
+    SILENCE = "silence"
+    TYPING = "typing"
+    ROUTE = "route"
+
+
+@dataclass(frozen=True)
+class Timer:
+    """
+    A timer's identity: setting one with the same identity replaces it.
+
+    @ivar who: for C{typing}: the operator, or C{""} for the visitor.
+    """
+
+    kind: TimerKind
+    conversation_id: str = ""
+    who: str = ""
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    """
+    A timer came due. A timer that is no longer due (the conversation moved
+    since, or it fired late) changes nothing: timers may be stale.
+    """
+
+    timer: Timer
+
+
+Event = (VisitorMessage | VisitorDelivered | VisitorRead | VisitorTyping | LeaveContact
+         | OperatorReply | AddNote | Assign | Transfer | Resolve | Reopen | Snooze
+         | OperatorRead | OperatorTyping | SetLabels | OperatorAvailability | OperatorCapacity
+         | TimerFired)

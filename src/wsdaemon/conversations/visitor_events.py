@@ -1,0 +1,185 @@
+"""
+What the visitor does: writes (which opens, wakes or reopens its
+conversation), confirms delivery, reads, types, leaves an email address.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from wsdaemon.conversations.effects import (
+    CancelTimer,
+    ConfirmVisitorMessage,
+    RefuseVisitor,
+    SetTimer,
+)
+from wsdaemon.conversations.errors import InvalidMove
+from wsdaemon.conversations.events import (
+    LeaveContact,
+    Timer,
+    TimerKind,
+    VisitorDelivered,
+    VisitorMessage,
+    VisitorRead,
+    VisitorTyping,
+)
+from wsdaemon.conversations.model import (
+    Author,
+    Conversation,
+    Status,
+    conversation_id_for,
+    describe_state,
+)
+from wsdaemon.conversations.moves import new_episode, notice, place
+from wsdaemon.conversations.transition import Draft
+
+__all__ = ["leave_contact", "visitor_delivered", "visitor_message", "visitor_read",
+           "visitor_typing"]
+
+#: An email address as a form would accept it: no spaces or control
+#: characters, one @, a dot in the domain; at most 254 characters.
+_EMAIL = re.compile(r"[^\s@\x00-\x1f\x7f]+@[^\s@\x00-\x1f\x7f]+\.[^\s@\x00-\x1f\x7f]+")
+
+
+def _refusal(draft: Draft, event: VisitorMessage, found: Conversation | None) -> str | None:
+    """Which cap the message would pass, if any (nothing is stored then)."""
+    settings = draft.settings
+    if found is None or found.status is Status.RESOLVED:
+        if settings.max_open_total and draft.view.open_count() >= settings.max_open_total:
+            draft.emit(RefuseVisitor(event.route, event.visitor, "inbox_full",
+                                     settings.max_open_total))
+            return "inbox_full"
+        if settings.max_open_per_route and \
+                draft.view.open_count(event.route) >= settings.max_open_per_route:
+            draft.emit(RefuseVisitor(event.route, event.visitor, "route_full",
+                                     settings.max_open_per_route))
+            return "route_full"
+    elif settings.max_unanswered and found.unanswered >= settings.max_unanswered:
+        draft.emit(RefuseVisitor(event.route, event.visitor, "unanswered",
+                                 settings.max_unanswered))
+        return "unanswered"
+    return None
+
+
+def _resend(draft: Draft, event: VisitorMessage, found: Conversation | None) -> bool:
+    """A message the visitor sent before (same id): confirmed again, not stored."""
+    if found is None or event.client_message_id is None:
+        return False
+    for client_message_id, seq in found.recent_client_ids:
+        if client_message_id == event.client_message_id:
+            draft.emit(ConfirmVisitorMessage(event.route, event.visitor, client_message_id,
+                                             seq, duplicate=True))
+            return True
+    return False
+
+
+def visitor_message(draft: Draft, event: VisitorMessage) -> None:
+    key = conversation_id_for(event.route, event.visitor)
+    found = draft.get(key)
+    if _resend(draft, event, found) or _refusal(draft, event, found) is not None:
+        return
+    now, bounds = draft.now, draft.bounds
+    if found is None:
+        conversation = Conversation(key, event.route, event.visitor, created_at=now,
+                                    opened_at=now, last_activity_at=now)
+    elif found.status is Status.RESOLVED:
+        conversation = new_episode(found, now)
+    else:
+        conversation = found
+    opening = found is None or found.status is not Status.OPEN
+    conversation = replace(conversation, status=Status.OPEN, snoozed_until=None)
+    if conversation.visitor_typing_until is not None:
+        draft.emit(CancelTimer(Timer(TimerKind.TYPING, key)))
+    conversation, message = draft.append(conversation, Author.VISITOR, event.text,
+                                         client_message_id=event.client_message_id)
+    ids = conversation.recent_client_ids
+    if event.client_message_id is not None:
+        ids = (*ids, (event.client_message_id, message.seq))[-bounds.max_recent_client_ids:]
+    conversation = replace(
+        conversation, unanswered=conversation.unanswered + 1, recent_client_ids=ids,
+        waiting_since=now if conversation.waiting_since is None else conversation.waiting_since,
+        recent_visitor_seqs=(*conversation.recent_visitor_seqs, message.seq)[-bounds.max_unread:],
+        visitor_typing_until=None)
+    if opening:
+        conversation = place(draft, conversation)
+    draft.emit(ConfirmVisitorMessage(event.route, event.visitor, event.client_message_id,
+                                     message.seq))
+    draft.notify("conversation" if found is None else "message", conversation, message=message)
+    draft.put(_notices(draft, conversation))
+
+
+def _notices(draft: Draft, conversation: Conversation) -> Conversation:
+    """The acknowledgement and the offline notice: once per episode, or every time."""
+    settings = draft.settings
+    every = not settings.notices_once
+    if settings.ack_message and (every or not conversation.ack_sent):
+        conversation = replace(notice(draft, conversation, settings.ack_message), ack_sent=True)
+    if settings.offline_message and draft.team.available == 0 and \
+            (every or not conversation.offline_sent):
+        conversation = replace(notice(draft, conversation, settings.offline_message),
+                               offline_sent=True)
+    return conversation
+
+
+def visitor_delivered(draft: Draft, event: VisitorDelivered) -> None:
+    found = draft.get(conversation_id_for(event.route, event.visitor))
+    if found is None:
+        return
+    upto = min(event.upto, found.last_seq)
+    if upto <= found.delivered_upto:
+        return
+    conversation = replace(found, delivered_upto=upto)
+    draft.put(conversation)
+    draft.notify("delivered", conversation)
+
+
+def visitor_read(draft: Draft, event: VisitorRead) -> None:
+    found = draft.get(conversation_id_for(event.route, event.visitor))
+    if found is None:
+        return
+    upto = min(event.upto, found.last_seq)
+    if upto <= found.visitor_read_upto:
+        return
+    conversation = replace(found, visitor_read_upto=upto,
+                           delivered_upto=max(found.delivered_upto, upto))
+    draft.put(conversation)
+    draft.notify("read", conversation)
+
+
+def visitor_typing(draft: Draft, event: VisitorTyping) -> None:
+    """Shown to operators; ignored where nobody looks (no conversation, or resolved)."""
+    key = conversation_id_for(event.route, event.visitor)
+    found = draft.get(key)
+    if found is None or found.status is Status.RESOLVED:
+        return
+    if event.on:
+        until = draft.now + draft.settings.typing_timeout
+        draft.emit(SetTimer(Timer(TimerKind.TYPING, key), until))
+        conversation = replace(found, visitor_typing_until=until)
+        if found.visitor_typing_until is None:
+            draft.notify("typing", conversation)
+    elif found.visitor_typing_until is not None:
+        draft.emit(CancelTimer(Timer(TimerKind.TYPING, key)))
+        conversation = replace(found, visitor_typing_until=None)
+        draft.notify("typing", conversation)
+    else:
+        return
+    draft.put(conversation, durable=False)
+
+
+def leave_contact(draft: Draft, event: LeaveContact) -> None:
+    key = conversation_id_for(event.route, event.visitor)
+    found = draft.get(key)
+    if found is None:
+        raise InvalidMove(key, "unknown", "leave a contact", "write a message first")
+    email = event.email.strip()
+    if len(email) > 254 or not _EMAIL.fullmatch(email):
+        raise InvalidMove(key, describe_state(found), "leave a contact",
+                          "not an email address")
+    conversation = replace(found, contact=email)
+    if draft.settings.contact_message:
+        conversation = notice(draft, conversation,
+                              draft.settings.contact_message.replace("{email}", email))
+    draft.put(conversation)
+    draft.notify("updated", conversation)
