@@ -1,6 +1,7 @@
 """
 The admin listener bounded: a deadline for whole requests, a cap on open
-connections, and only the Host names it serves (no DNS rebinding).
+connections, and only the Host names it serves (no DNS rebinding); strict
+numbers and rules nested too deeply refused with 400.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import connect
 
+from tests.admin_client import Admin, admin_config
 from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
@@ -107,3 +110,71 @@ def test_open_connections_are_capped(admin: tuple[Daemon, int]) -> None:
             connection.close()
     time.sleep(0.3)
     assert get(port, "localhost") == 200
+
+
+LIMITED = """
+    [route:/small]
+    strategy = echo
+    max_message_size = 1KiB
+    max_frame_size = 1KiB
+
+    [route:/echo]
+    strategy = echo
+
+    [route:/bot]
+    strategy = scripted
+    rules = bot.toml
+"""
+
+
+@pytest.fixture
+def limited(write_config: Callable[..., Path],
+            start_daemon: Callable[..., Daemon]) -> tuple[Daemon, Admin]:
+    """A daemon with a 1 KiB route, a 64 KiB route and a scripted route."""
+    port = free_port()
+    config = write_config(admin_config(port, KEY, LIMITED))
+    (config.parent / "bot.toml").write_text('[[rule]]\ntext = "ping"\nreply = "pong"\n')
+    return start_daemon(config), Admin(port, KEY)
+
+
+@pytest.mark.parametrize("query", [
+    "since=%C2%B2", "limit=%C2%B9", "since=%D9%A3", "limit=%EF%BC%91",
+    pytest.param("since=" + "9" * 5000, id="since=5000-digits"),
+    "limit=10001", "since=-1", "since=+1", "since=", "limit=1e3",
+])
+def test_journal_numbers_are_ascii_digits(limited: tuple[Daemon, Admin], query: str) -> None:
+    """A journal query's since and limit are ASCII digits (at most 19, limit
+    at most 10,000): a superscript (which str.isdigit() takes and int()
+    refuses), another script's digits (which int() takes), a 5,000-digit
+    number (past int()'s 4,300-digit limit) are a JSON 400 naming the
+    parameter, never a 500."""
+    daemon, admin = limited
+    status, error = admin.error("GET", f"/journal?{query}")
+    assert status == 400 and f'"{query.split("=")[0]}"' in error
+    assert admin.call("GET", "/journal?since=0&limit=1")["count"] >= 0
+    assert "Traceback" not in daemon.log()
+
+
+def _deep(levels: int) -> bytes:
+    return ('[[rule]]\ntext = "ping"\nreply = "pong"\njson = ' + "{a = " * levels + "1"
+            + "}" * levels + "\n").encode()
+
+
+@pytest.mark.parametrize("rules", [
+    pytest.param(_deep(3000), id="inline-tables"),
+    pytest.param(b'[[rule]]\ntext = "ping"\nreply = "pong"\nx = ' + b"[" * 3000 + b"]" * 3000,
+                 id="arrays"),
+    pytest.param(b'[[rule]]\nreply = "pong"\njson = { a' + b".b" * 5000 + b" = 1 }\n",
+                 id="dotted-key"),
+])
+def test_deep_rules_are_a_400(limited: tuple[Daemon, Admin], rules: bytes) -> None:
+    """PUT /routes/rules with rules nested thousands deep is one JSON 400
+    naming the line ("rules:4: nested too deeply ..."); the route keeps its
+    rules and the log has no traceback."""
+    daemon, admin = limited
+    status, error = admin.error("PUT", "/routes/rules?route=/bot", raw=rules)
+    assert status == 400 and error.startswith("rules:") and "nested too deeply" in error
+    with connect(f"{daemon.url}/bot?client_id=c") as bot:
+        bot.send("ping")
+        assert bot.recv(timeout=5) == "pong"
+    assert "Traceback" not in daemon.log()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,6 +158,37 @@ def test_bad_rules_file_refused_with_both_files_and_lines(
         assert result.returncode == 1
         assert (f"{config}:5: [route:/bot] rules: {rules}:{line}: regex: bad regular "
                 "expression") in result.stderr
+
+
+def test_rules_nested_too_deeply_are_one_line_everywhere(
+    write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]
+) -> None:
+    """Rules nested 3,000 deep (the parser's RecursionError: 3,000 lines of
+    traceback at start-up, a traceback on SIGHUP) are one line naming the
+    INI line, the rules file and its line: --check-config and start-up exit
+    1; a reload is refused and the running rules stay."""
+    config = write_config("[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n[route:/bot]\n"
+                          "strategy = scripted\nrules = bot.toml\n")
+    rules = config.parent / "bot.toml"
+    good = '[[rule]]\ntext = "ping"\nreply = "pong"\n'
+    deep = good + "json = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n"
+    expected = (f"{config}:5: [route:/bot] rules: {rules}:4: nested too deeply (more than 64 "
+                "levels of tables, arrays and dotted keys)")
+    rules.write_text(deep)
+    for extra in (["--check-config"], []):
+        result = run_cli("--config", str(config), *extra)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [f"wsdaemon: config error: {expected}"]
+    rules.write_text(good)
+    daemon = start_daemon(config)
+    rules.write_text(deep)
+    daemon.process.send_signal(signal.SIGHUP)
+    log = daemon.wait_for_log("reload refused")
+    assert expected in log and "Traceback" not in log and "RecursionError" not in log
+    assert len([line for line in log.splitlines() if "nested too deeply" in line]) == 1
+    with connect(f"{daemon.url}/bot") as bot:
+        bot.send("ping")
+        assert bot.recv(timeout=5) == "pong"
 
 
 def test_a_slow_regex_cannot_stall_the_daemon(write_config: Callable[..., Path],

@@ -52,6 +52,7 @@ from wsdaemon.server.api import (
     path_of,
     reject_unknown,
     request_object,
+    whole_number,
 )
 from wsdaemon.strategies.scripted.matching import Matcher, MatcherError, build_matcher, match
 
@@ -87,19 +88,11 @@ def _filters(raw: Mapping[str, Any]) -> tuple[str | None, JournalFilter, int]:
         strings[key] = value
     if strings["direction"] is not None and strings["direction"] not in DIRECTIONS:
         raise RequestError(400, f'"direction" must be one of {", ".join(DIRECTIONS)}')
-    numbers = {}
-    for key, default, high in (("since", 0, None), ("limit", MAX_LIMIT, MAX_LIMIT)):
-        value = raw.get(key, default)
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (
-                high is not None and value > high):
-            upto = f" to {high}" if high is not None else " or more"
-            raise RequestError(400, f'"{key}" must be a whole number from 0{upto}')
-        numbers[key] = value
+    since = whole_number("since", raw.get("since", 0))
+    limit = whole_number("limit", raw.get("limit", MAX_LIMIT), MAX_LIMIT)
     wanted = JournalFilter(client=strings["client"], session=strings["session"],
-                           direction=strings["direction"], since=numbers["since"])
-    return strings["route"], wanted, numbers["limit"]
+                           direction=strings["direction"], since=since)
+    return strings["route"], wanted, limit
 
 
 def _query(request: Request) -> dict[str, Any]:

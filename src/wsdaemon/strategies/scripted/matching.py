@@ -14,6 +14,8 @@ from typing import Any
 
 import re2
 
+from wsdaemon.strategies.scripted.nesting import MAX_NESTING, too_deep
+
 __all__ = ["MATCH_KEYS", "NOT_JSON", "NOT_PARSED", "Matcher", "MatcherError", "build_matcher",
            "compile_regex", "json_matches", "match"]
 
@@ -112,6 +114,9 @@ def build_matcher(table: Mapping[str, Any]) -> Matcher:
         if not isinstance(value, dict) or not value:
             raise MatcherError(kind, "json: expected a table of field = value, e.g. "
                                      "json = { type = \"subscribe\" }")
+        if too_deep(value, MAX_NESTING) is not None:
+            raise MatcherError(kind, f"json: nested too deeply (more than {MAX_NESTING} "
+                                     "levels)")
         return Matcher(kind, json=value)
     if kind == "binary":
         if value is not True:
@@ -171,7 +176,7 @@ def match(matcher: Matcher, message: str | bytes, document: Any = NOT_PARSED
         if document is NOT_PARSED:
             try:
                 document = json.loads(message)
-            except ValueError:
+            except (ValueError, RecursionError):  # nested too deeply to parse
                 document = NOT_JSON
         if document is NOT_JSON:
             return False, None, document

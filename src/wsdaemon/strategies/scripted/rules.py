@@ -28,6 +28,7 @@ from wsdaemon.strategies.scripted.matching import (
     MatcherError,
     build_matcher,
 )
+from wsdaemon.strategies.scripted.nesting import MAX_NESTING, too_deep, too_deep_line
 from wsdaemon.strategies.scripted.template import Scope, Template, TemplateError
 
 __all__ = [
@@ -175,6 +176,18 @@ class _Loader:
 
     def fail(self, message: str, table: TablePath, key: str | None = None) -> RulesError:
         return RulesError(message, self.lines.line_of(table, key))
+
+    def line_of_path(self, path: tuple[str | int, ...]) -> int | None:
+        """
+        @return: the line of the deepest key on C{path} the file names.
+        """
+        for end in range(len(path), 0, -1):
+            key = path[end - 1]
+            if isinstance(key, str):
+                line = self.lines.line_of(path[:end - 1], key)
+                if line is not None:
+                    return line
+        return None
 
     def check_keys(self, table: Mapping[str, Any], allowed: set[str], where: TablePath,
                    what: str) -> None:
@@ -477,6 +490,8 @@ class _Loader:
                     )
 
 
+_TOO_DEEP = (f"nested too deeply (more than {MAX_NESTING} levels of tables, arrays and "
+             "dotted keys)")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
 
@@ -499,6 +514,9 @@ def parse_rules(raw: bytes, path: Path) -> RuleSet:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise RulesError(f"not UTF-8 text ({e.reason})", None) from None
+    line = too_deep_line(text)
+    if line is not None:
+        raise RulesError(_TOO_DEEP, line)
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -508,4 +526,10 @@ def parse_rules(raw: bytes, path: Path) -> RuleSet:
         if position:
             message = f"{message[:position.start()]} (column {position.group(2)})"
         raise RulesError(f"invalid TOML: {message}", line) from None
-    return _Loader(path, text).load(document)
+    except RecursionError:  # what the scan missed, if anything: still one line
+        raise RulesError(_TOO_DEEP, None) from None
+    loader = _Loader(path, text)
+    deep = too_deep(document, MAX_NESTING + 1)  # the document itself is a level
+    if deep is not None:
+        raise RulesError(_TOO_DEEP, loader.line_of_path(deep))
+    return loader.load(document)
