@@ -1,12 +1,14 @@
 """
 The admin listener bounded: a deadline for whole requests, a cap on open
 connections, and only the Host names it serves (no DNS rebinding); strict
-numbers and rules nested too deeply refused with 400.
+numbers and rules nested too deeply refused with 400; an Idempotency-Key
+cache that keeps no bodies.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -178,3 +180,41 @@ def test_deep_rules_are_a_400(limited: tuple[Daemon, Admin], rules: bytes) -> No
         bot.send("ping")
         assert bot.recv(timeout=5) == "pong"
     assert "Traceback" not in daemon.log()
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_idempotency_keys_keep_no_bodies(limited: tuple[Daemon, Admin]) -> None:
+    """150 one-MB pushes with distinct Idempotency-Keys leave the daemon's
+    memory where it was (each body was kept: +150 MB); a retry still gets
+    the first answer, another body under the same key 409."""
+    daemon, admin = limited
+    port = int(admin.base.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def push(key: str, text: str) -> tuple[int, dict[str, object]]:
+        body = json.dumps({"client": "nobody", "text": text}).encode()
+        connection.request("POST", "/push", body, {"Authorization": f"Bearer {KEY}",
+                                                     "Idempotency-Key": key})
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())
+
+    big = "m" * 1_000_000
+    for number in range(10):  # the allocator's own arenas, once
+        push(f"warm-{number}", big)
+    before = _rss(daemon.process.pid)
+    for number in range(150):
+        status, answer = push(f"order-{number}", big)
+        assert status == 200 and answer["delivered"] == 0
+    grown = _rss(daemon.process.pid) - before
+    assert grown < 30 * 1024 * 1024, f"grew {grown / 1048576:.0f} MiB"
+    status, again = push("order-3", big)
+    assert status == 200 and again["replayed"] is True
+    assert again["target"] == {"kind": "client", "value": "nobody"}
+    assert push("order-3", big[:-1] + "n")[0] == 409
+    connection.close()

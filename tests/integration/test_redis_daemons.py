@@ -465,3 +465,31 @@ def test_workers_share_the_operator_queue_through_redis(
     for client, _ in asked:
         assert client.recv(timeout=5) == "closing soon"
         no_more(client, 0.3)
+
+
+def test_a_retried_push_is_sent_once_with_workers_on_redis(
+        redis_server: RedisServer, write_config: Callable[..., Path],
+        start_daemon: Callable[..., Daemon], closing: list[Any]) -> None:
+    """workers = 2 with Redis (each push goes to one worker): retries with the
+    same Idempotency-Key reach the worker that remembers it, so the client
+    gets the message once and every retry is answered "replayed" (they used
+    to take turns between the workers, and every other one sent again)."""
+    port = free_port()
+    text = config_text(redis_server, port, "w").replace(
+        "listen = tcp:0:interface=127.0.0.1\n",
+        "listen = tcp:0:interface=127.0.0.1\n        workers = 2\n", 1)
+    daemon = start_daemon(write_config(text, name="w.ini"))
+    daemon.wait_for_log("ready: 2 workers listening", timeout=20)
+    client = connect(f"{daemon.url}/echo?client_id=kim")
+    closing.append(client)
+    body = json.dumps({"client": "kim", "text": "order 17 shipped"}).encode()
+    answers = []
+    for _ in range(4):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/push", data=body, headers={
+                "Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "order-17"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answers.append(json.loads(response.read()))
+    assert [a.get("replayed", False) for a in answers] == [False, True, True, True], answers
+    assert client.recv(timeout=5) == "order 17 shipped"
+    no_more(client, 0.5)

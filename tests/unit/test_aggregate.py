@@ -205,6 +205,50 @@ def test_listed_clients_and_connections_name_their_worker() -> None:
     assert sorted(c["worker"] for c in combined["clients"]) == [0, 2]
 
 
+class _Workers:
+    """Three workers that answer every push; records which got each."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def paths(self) -> dict[int, str]:
+        return {0: "w0", 1: "w1", 2: "w2"}
+
+    def all(self, method: bytes, path: bytes, headers: Any, body: bytes | None,
+            only: Any = None) -> Any:
+        from twisted.internet.defer import succeed
+
+        from wsdaemon.server.aggregate import Reply
+
+        self.asked.extend(only)
+        return succeed([Reply(only[0], 200, b"application/json",
+                              b'{"delivered": 1, "failed": 0}')])
+
+
+def test_a_retried_push_reaches_the_worker_that_remembers_its_key() -> None:
+    """With Redis each push goes to one worker; the same Idempotency-Key
+    always to the same one (which remembers it and answers a retry without
+    sending again), other pushes in turn."""
+    from twisted.web.http_headers import Headers
+
+    from wsdaemon.server.aggregate import AggregateResource
+
+    workers = _Workers()
+    resource = AggregateResource(workers, lambda: 3, shared_push=True)  # type: ignore[arg-type]
+
+    def push(key: str | None) -> int:
+        headers = Headers({b"idempotency-key": [key.encode()]} if key else {})
+        before = len(workers.asked)
+        resource._answer(b"POST", b"/push", headers, b'{"all": true, "text": "x"}')
+        assert len(workers.asked) == before + 1
+        return workers.asked[-1]
+
+    for key in ("order-17", "order-18", "a" * 200):
+        first = push(key)
+        assert [push(key) for _ in range(5)] == [first] * 5, key
+    assert len({push(None) for _ in range(3)}) == 3
+
+
 def _worker_page(numbers: list[int], since: int, limit: int, mark: int) -> dict[str, Any]:
     """A worker's answer to /journal: its first `limit` entries above since."""
     above = [n for n in numbers if n > since]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -143,38 +145,109 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
+#: What one remembered push costs besides its key (measured with tracemalloc
+#: in tests/unit/test_push_idempotency.py: the entry, its digest, time and
+#: counts, and its slot in the ordered dict).
+_ENTRY_BYTES = 448
+
+
+class _Done:
+    """
+    A push remembered by its key: a digest of its body (never the body),
+    and its counts (None while it is under way).
+    """
+
+    __slots__ = ("at", "digest", "counts", "size")
+
+    def __init__(self, at: float, digest: bytes, size: int) -> None:
+        self.at = at
+        self.digest = digest
+        self.counts: dict[str, int] | None = None
+        self.size = size
+
+
 class PushesDone:
     """
     The answers to recent pushes that carried an C{Idempotency-Key}: the same
     key with the same body within C{keep} seconds answers again without
     sending again (a client retrying after a lost answer); the same key with
-    another body is refused (409). At most C{limit} keys, oldest forgotten.
+    another body is refused (409), and so is a retry while the first push is
+    still under way. Each push is remembered by a SHA-256 digest of its body
+    and its counts, never the body: at most C{limit} keys and C{max_bytes}
+    (keys included), the oldest forgotten first.
     """
 
-    def __init__(self, clock: IReactorTime, keep: float = 600.0, limit: int = 10_000) -> None:
+    def __init__(self, clock: IReactorTime, keep: float = 600.0, limit: int = 10_000,
+                 max_bytes: int = 8 * 1024 * 1024) -> None:
         self._clock = clock
         self._keep = keep
         self._limit = limit
-        self._done: OrderedDict[str, tuple[float, bytes, dict[str, Any]]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._done: OrderedDict[str, _Done] = OrderedDict()
+        #: What the remembered pushes take, in bytes (keys included).
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._done)
 
     def _forget_old(self) -> None:
-        now = self._clock.seconds()
-        while self._done and (len(self._done) > self._limit
-                              or next(iter(self._done.values()))[0] < now - self._keep):
-            self._done.popitem(last=False)
+        done = self._done
+        oldest = self._clock.seconds() - self._keep
+        while done:
+            first = next(iter(done.values()))
+            if (len(done) <= self._limit and self.bytes <= self._max_bytes
+                    and first.at >= oldest):
+                return
+            self.bytes -= done.popitem(last=False)[1].size
 
-    def get(self, key: str, body: bytes) -> dict[str, Any] | None:
+    def get(self, key: str, body: bytes) -> dict[str, int] | None:
+        """
+        @return: the counts of the push made with C{key} and this body, or
+            None if there was none (or it is forgotten).
+        @raise RequestError: 409 if C{key} came with another body, or its
+            push is still under way.
+        """
         self._forget_old()
         found = self._done.get(key)
         if found is None:
             return None
-        if found[1] != body:
+        if found.digest != hashlib.sha256(body).digest():
             raise RequestError(409, "this Idempotency-Key was used for another push")
-        return found[2]
+        if found.counts is None:
+            raise RequestError(409, "a push with this Idempotency-Key is still under way; "
+                                    "retry once it is answered")
+        return dict(found.counts)
 
-    def put(self, key: str, body: bytes, answer: dict[str, Any]) -> None:
-        self._done[key] = (self._clock.seconds(), body, answer)
+    def begin(self, key: str, body: bytes) -> None:
+        """
+        Remember that the push of C{key} is under way.
+        """
+        self.abandon(key)
+        entry = _Done(self._clock.seconds(), hashlib.sha256(body).digest(),
+                      sys.getsizeof(key) + _ENTRY_BYTES)
+        self._done[key] = entry
+        self.bytes += entry.size
         self._forget_old()
+
+    def put(self, key: str, body: bytes, counts: Mapping[str, int]) -> None:
+        """
+        Remember the counts C{key}'s push answered with.
+        """
+        entry = self._done.get(key)
+        if entry is None or entry.digest != hashlib.sha256(body).digest():
+            self.begin(key, body)
+            entry = self._done.get(key)
+            if entry is None:  # bigger than max_bytes on its own
+                return
+        entry.counts = dict(counts)
+
+    def abandon(self, key: str) -> None:
+        """
+        Forget C{key} (its push failed: a retry sends again).
+        """
+        entry = self._done.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
 
 
 class PushResource(ApiResource):
@@ -185,11 +258,12 @@ class PushResource(ApiResource):
         assert request.content is not None
         body = request.content.read()
         key = _idempotency_key(request)
-        if key is not None:
-            earlier = self.admin.pushes_done.get(key, body)
-            if earlier is not None:
-                return json_answer(request, 200, {**earlier, "replayed": True})
+        done = self.admin.pushes_done
+        earlier = done.get(key, body) if key is not None else None
         target, message = parse_push(body)
+        if earlier is not None:
+            return json_answer(request, 200, {**earlier, "target": target.to_json(),
+                                              "replayed": True})
         counters = self.admin.push_counters
         routes = self.admin.daemon.factories
         if target.kind == "route" and target.value not in routes:
@@ -199,22 +273,26 @@ class PushResource(ApiResource):
             return json_answer(request, 404, {
                 "error": f"no route {visible(target.value or '')!r}; routes: "
                          f"{', '.join(sorted(routes))}", "target": target.to_json()})
+        if key is not None:
+            done.begin(key, body)
         d = self.admin.daemon.bus.publish_counted(target, message)
 
-        def done(counts: tuple[int, int]) -> None:
+        def published(counts: tuple[int, int]) -> None:
             delivered, failed = counts
             counters.count(target.kind, "ok")
             _log.info("push to {kind} {value}: {count} connection(s), {failed} could not take "
                       "it", kind=target.kind, value=visible(target.value or ""),
                       count=delivered, failed=failed)
-            answer = {"delivered": delivered, "failed": failed, "target": target.to_json()}
+            answer = {"delivered": delivered, "failed": failed}
             if key is not None:
-                self.admin.pushes_done.put(key, body, answer)
-            request.write(json_answer(request, 200, answer))
+                done.put(key, body, answer)
+            request.write(json_answer(request, 200, {**answer, "target": target.to_json()}))
             request.finish()
 
         def failed(failure: Any) -> None:
             counters.count(target.kind, "error")
+            if key is not None:
+                done.abandon(key)
             if failure.check(BrokerUnavailable):
                 # Written to this daemon's connections; the others never saw it.
                 request.write(json_answer(request, 503, {
@@ -225,7 +303,7 @@ class PushResource(ApiResource):
                 request.write(json_answer(request, 500, {"error": "push failed"}))
             request.finish()
 
-        d.addCallbacks(done, failed)
+        d.addCallbacks(published, failed)
         return NOT_DONE_YET
 
 

@@ -3,8 +3,9 @@ The admin API of a daemon with several workers: the supervisor serves the
 configured admin listener and answers for the whole daemon by asking every
 worker's own admin API (each on a private Unix socket) and combining the
 answers: a push reaches every worker (one, with Redis, which then reaches
-them all), lists are joined (each client or connection naming its worker),
-counts summed, /metrics combined family by family as
+them all; pushes with the same C{Idempotency-Key} always the same one),
+lists are joined (each client or connection naming its worker), counts
+summed, /metrics combined family by family as
 L{wsdaemon.server.metrics.WORKER_MERGE} declares, /healthz ready only when
 every worker is; a connection action goes to the worker that holds the
 session.
@@ -13,6 +14,7 @@ session.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from io import BytesIO
 from typing import Any
@@ -183,9 +185,14 @@ class AggregateResource(Resource):
         if route == b"/push" and self.shared_push:
             numbers = sorted(workers.paths())
             if numbers:
-                self._next_push = (self._next_push + 1) % len(numbers)
+                key = (headers.getRawHeaders(b"idempotency-key") or [b""])[0].strip()
+                if key:
+                    # The worker that remembers the key answers its retries.
+                    chosen = zlib.crc32(key) % len(numbers)
+                else:
+                    self._next_push = chosen = (self._next_push + 1) % len(numbers)
                 replies = yield workers.all(method, uri, headers, body,
-                                            only=[numbers[self._next_push]])
+                                            only=[numbers[chosen]])
                 return _relay(replies)
         if route.startswith(b"/connections/"):
             for number in sorted(workers.paths()):
