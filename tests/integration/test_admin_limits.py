@@ -1,12 +1,14 @@
 """
 The admin listener bounded: a deadline for whole requests, a cap on open
 connections, and only the Host names it serves (no DNS rebinding); strict
-numbers and rules nested too deeply refused with 400; an Idempotency-Key
-cache that keeps no bodies.
+numbers and rules nested too deeply refused with 400; pushes held to the
+receiving route's message limit; an Idempotency-Key cache that keeps no
+bodies.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -179,6 +181,39 @@ def test_deep_rules_are_a_400(limited: tuple[Daemon, Admin], rules: bytes) -> No
     with connect(f"{daemon.url}/bot?client_id=c") as bot:
         bot.send("ping")
         assert bot.recv(timeout=5) == "pong"
+    assert "Traceback" not in daemon.log()
+
+
+def test_a_push_honours_the_receiving_route_limit(limited: tuple[Daemon, Admin]) -> None:
+    """50,000 bytes to a 1 KiB route (by route or by session) are refused with
+    413 naming the limit, and not sent; to a client connected to both
+    routes, only the 64 KiB one gets it and the other is counted as failed,
+    stays open and still echoes. At the limit a push goes through; an admin
+    send to one connection is held to it too."""
+    daemon, admin = limited
+    big = "x" * 50_000
+    with connect(f"{daemon.url}/small?client_id=c1", max_size=None) as small, \
+            connect(f"{daemon.url}/echo?client_id=c1", max_size=None) as echo:
+        session = admin.call("GET", "/routes/connections?route=/small")["connections"][0][
+            "session_id"]
+        for target in ({"route": "/small"}, {"session": session}):
+            status, error = admin.error("POST", "/push", {**target, "text": big})
+            assert status == 413 and "50000 bytes" in error and "1024" in error, error
+        status, error = admin.error("POST", "/connections/send", {"session": session,
+                                                                   "text": big})
+        assert status == 413 and "1024" in error, error
+        answer = admin.call("POST", "/push", {"client": "c1", "text": big})
+        assert (answer["delivered"], answer["failed"]) == (1, 1)
+        assert echo.recv(timeout=5) == big
+        answer = admin.call("POST", "/push", {"all": True, "base64": base64.b64encode(
+            b"\x00" * 1024).decode()})
+        assert (answer["delivered"], answer["failed"]) == (2, 0)
+        assert small.recv(timeout=5) == b"\x00" * 1024  # nothing bigger came before it
+        assert echo.recv(timeout=5) == b"\x00" * 1024
+        small.send("still open")
+        assert small.recv(timeout=5) == "still open"
+    metrics = admin.call_text("GET", "/metrics")
+    assert 'wsdaemon_push_calls_total{outcome="too_big",target="route"} 1.0' in metrics
     assert "Traceback" not in daemon.log()
 
 

@@ -36,8 +36,9 @@ class LocalPushBus:
         Write to this daemon's connections now.
 
         @return: (connections written to, open connections that could not
-            take it: too big for their route once compressed; each of those
-            is closed with 1009 and logged).
+            take it: over their route's C{max_message_size}, which are left
+            open without it, or too big once compressed, which are closed
+            with 1009 and logged).
         """
         protocols = list(self._index.select(target))
         if not protocols:

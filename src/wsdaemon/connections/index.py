@@ -30,6 +30,9 @@ class Connection(Protocol):
     STATE_OPEN: Any
     STATE_CLOSED: Any
 
+    @property
+    def max_message_size(self) -> int: ...
+
     def send_prepared(self, prepared: Any, length: int, payload: bytes = ...,
                       binary: bool = ...) -> bool: ...
 

@@ -478,15 +478,30 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         stats.messages_out += 1
         stats.bytes_out += len(payload)
 
+    @property
+    def max_message_size(self) -> int:
+        """
+        The largest message this connection takes either way (its route's
+        C{max_message_size} when it opened; 0: no limit).
+        """
+        return int(self.maxMessagePayloadSize)
+
     def send_prepared(self, prepared: Any, length: int, payload: bytes = b"",
                       binary: bool = False) -> bool:
         """
         Send a message framed once for many connections (a push).
 
+        @param length: the message's bytes, uncompressed.
         @param payload: the message's bytes, for the journal.
-        @return: whether the connection was open to take it.
+        @return: whether it was sent: not if the connection is not open, nor
+            if the message is over its C{max_message_size} (the limit holds
+            for what the route sends as for what it receives, as for
+            operator replies; the connection stays open).
         """
         if self.state != self.STATE_OPEN:
+            return False
+        limit = self.maxMessagePayloadSize
+        if limit and length > limit:
             return False
         if self._held_writes is not None:
             self._hold(payload, binary)

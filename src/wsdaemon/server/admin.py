@@ -43,6 +43,7 @@ from wsdaemon.server.api import (
     json_answer,
     json_object,
     reject_unknown,
+    too_big,
 )
 from wsdaemon.server.control_api import ConnectionsResource, RoutesResource
 from wsdaemon.server.journal_api import JournalResource
@@ -250,7 +251,28 @@ class PushesDone:
             self.bytes -= entry.size
 
 
+def _size(message: str | bytes) -> int:
+    return len(message) if isinstance(message, bytes) else len(message.encode("utf-8"))
+
+
 class PushResource(ApiResource):
+    def _over_limit(self, target: PushTarget, size: int) -> tuple[str, int] | None:
+        """
+        @return: the route a push names (by route, or by a session on this
+            daemon) and its C{max_message_size}, if the message is over it.
+        """
+        if target.kind == "route":
+            route = target.value or ""
+            limit = int(self.admin.daemon.factories[route].route.protocol.max_message_size)
+        elif target.kind == "session":
+            found = [c for c in self.admin.daemon.index.select(target) if c.session is not None]
+            if not found:
+                return None
+            route, limit = found[0].session.route, found[0].max_message_size
+        else:
+            return None
+        return (route, limit) if limit and size > limit else None
+
     def render_POST(self, request: Request) -> bytes | int:
         self.authorize(request)
         if getattr(request, "oversized", False):
@@ -273,6 +295,15 @@ class PushResource(ApiResource):
             return json_answer(request, 404, {
                 "error": f"no route {visible(target.value or '')!r}; routes: "
                          f"{', '.join(sorted(routes))}", "target": target.to_json()})
+        size = _size(message)
+        over = self._over_limit(target, size)
+        if over is not None:
+            # Its clients could never take it (as an operator's reply).
+            route, limit = over
+            counters.count(target.kind, "too_big")
+            return json_answer(request, 413, {
+                "error": too_big(size, route, limit),
+                "size": size, "max_message_size": limit, "target": target.to_json()})
         if key is not None:
             done.begin(key, body)
         d = self.admin.daemon.bus.publish_counted(target, message)

@@ -17,7 +17,7 @@ from wsdaemon.credentials import check_token
 
 __all__ = ["ApiResource", "ApiRoot", "JsonResource", "RequestError", "check_unicode",
            "json_answer", "json_object", "path_of", "reject_unknown", "request_object",
-           "whole_number"]
+           "too_big", "whole_number"]
 
 #: The admin API's top-level paths, named in a 404.
 PATHS = ("/push", "/clients", "/journal", "/routes", "/connections", "/metrics", "/healthz")
@@ -158,6 +158,14 @@ def whole_number(key: str, value: object, high: int = MAX_WHOLE_NUMBER) -> int:
         raise RequestError(400, f'"{key}" must be a whole number from 0 to {high}, in '
                                 "ASCII digits")
     return value
+
+
+def too_big(size: int, route: str, limit: int) -> str:
+    """
+    @return: why a message of C{size} bytes is not sent on C{route} (a 413).
+    """
+    return (f"the message is {size} bytes; route {route} sends messages of at most {limit} "
+            "bytes (max_message_size)")
 
 
 def check_unicode(key: str, value: str) -> None:

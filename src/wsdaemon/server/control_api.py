@@ -29,6 +29,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from autobahn.exception import PayloadExceededError
 from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -48,6 +49,7 @@ from wsdaemon.server.api import (
     path_of,
     reject_unknown,
     request_object,
+    too_big,
 )
 from wsdaemon.strategies.api import OptionError
 
@@ -309,8 +311,16 @@ class ConnectionsResource(ApiResource):
                 1 <= frames <= MAX_FRAGMENTS:
             raise RequestError(400, f'"fragments" must be a whole number from 1 to '
                                     f"{MAX_FRAGMENTS}")
-        sent = (connection.session.send(message) if frames == 1
-                else connection.session.send_fragmented(message, frames))
+        size = len(message) if isinstance(message, bytes) else len(message.encode("utf-8"))
+        limit = connection.max_message_size
+        if limit and size > limit:
+            raise RequestError(413, too_big(size, connection.session.route, limit))
+        try:
+            sent = (connection.session.send(message) if frames == 1
+                    else connection.session.send_fragmented(message, frames))
+        except PayloadExceededError:  # over the limit once compressed
+            raise RequestError(413, f"the message is over route {connection.session.route}'s "
+                                    f"max_message_size ({limit} bytes) once compressed") from None
         return json_answer(request, 200, {"session": connection.session.session_id,
                                           "delivered": 1 if sent else 0})
 
