@@ -46,7 +46,7 @@ from wsdaemon.server.api import (
     too_big,
 )
 from wsdaemon.server.control_api import ConnectionsResource, RoutesResource
-from wsdaemon.server.journal_api import JournalResource
+from wsdaemon.server.journal_api import JournalQueries, JournalResource
 
 __all__ = ["AdminSite", "DaemonView", "PushCounters"]
 
@@ -465,14 +465,15 @@ class AdminSite(Site):
         self.allowed_hosts = allowed_hosts
         self.open_connections = 0
         self.push_counters = push_counters
-        self.pushes_done = PushesDone(clock if clock is not None else _reactor())
+        clock = clock if clock is not None else _reactor()
+        self.pushes_done = PushesDone(clock)
         if root is not None:  # the supervisor's: answered from the workers'
             super().__init__(root)
             return
         root = ApiRoot()
         root.putChild(b"push", PushResource(self))
         root.putChild(b"clients", ClientsResource(self))
-        root.putChild(b"journal", JournalResource(self))
+        root.putChild(b"journal", JournalResource(self, JournalQueries(clock)))
         root.putChild(b"routes", RoutesResource(self))
         root.putChild(b"connections", ConnectionsResource(self))
         root.putChild(b"metrics", MetricsResource(registry))
