@@ -60,8 +60,9 @@ class ISession(Interface):
         """
         Start the closing handshake with a close code and a reason.
 
-        Codes 1000, 1001, 1008, 1011 and 3000-4999 are accepted; closing an
-        already closing session does nothing.
+        Codes a server may send are accepted (1000-1003, 1007-1014 and
+        3000-4999: L{wsdaemon.records.SENDABLE_CLOSE_CODES}), others raise
+        ValueError; closing an already closing session does nothing.
 
         @return: None.
         """

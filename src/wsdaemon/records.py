@@ -12,12 +12,21 @@ from typing import Any
 
 __all__ = ["MAX_FAULT_SECONDS", "MAX_FRAGMENTS", "HandshakeAnswer", "HandshakePlan",
            "HandshakeRefused", "HandshakeRequest", "ItemRecord", "MessageLimits", "MessageRecord",
-           "PushTarget", "check_plan"]
+           "PushTarget", "SENDABLE_CLOSE_CODES", "SENDABLE_CLOSE_CODES_TEXT",
+           "check_plan"]
 
 #: The longest a fault on purpose (a pause, a hold, a ping's wait) may last.
 MAX_FAULT_SECONDS = 3600.0
 #: The most frames one message may be sent in, on purpose.
 MAX_FRAGMENTS = 10_000
+#: Close codes the daemon may send (RFC 6455 section 7.4 and IANA's registry): 1000-1003,
+#: 1007-1014, and 3000-4999 (registered and private use). 1004 is reserved; 1005, 1006 and
+#: 1015 stand for "no code", "no close frame" and "TLS failed" and never go on the wire.
+#: The one set that sessions, rules, the admin API and the proxy check against.
+SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015),
+                                  *range(3000, 5000)})
+#: How L{SENDABLE_CLOSE_CODES} reads in an error message.
+SENDABLE_CLOSE_CODES_TEXT = "1000-1003, 1007-1014 or 3000-4999"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from wsdaemon.interfaces import (
     ISession,
     IStrategyFactory,
 )
+from wsdaemon.records import SENDABLE_CLOSE_CODES, SENDABLE_CLOSE_CODES_TEXT
 from wsdaemon.strategies.api import OptionContext, OptionError, StrategyContext
 
 __all__ = ["RecordingSession", "check_strategy", "is_valid_reply"]
@@ -66,6 +67,10 @@ class RecordingSession:
         return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        # Checked as a real session checks it: a test passes only with codes
+        # the daemon would send.
+        if code not in SENDABLE_CLOSE_CODES:
+            raise ValueError(f"close code {code} may not be sent; use {SENDABLE_CLOSE_CODES_TEXT}")
         if self.closed is None:
             self.closed = (code, reason)
 

@@ -20,6 +20,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
+from wsdaemon.connections.session import Session
 from wsdaemon.records import HandshakeAnswer, HandshakeRefused, HandshakeRequest, MessageLimits
 from wsdaemon.strategies.proxy.recording import read_recording
 from wsdaemon.strategies.proxy.strategy import ProxySettings, ProxyStrategy
@@ -231,3 +232,58 @@ def test_recorded_conversations_are_named_by_session(tmp_path: Path) -> None:
         ("open", "s1"), ("message", "s1"), ("open", "s2"), ("message", "s2")]
     assert [e["base64"] for e in events if e["event"] == "message"] == [
         base64.b64encode(b"s1").decode(), base64.b64encode(b"s2").decode()]
+
+
+class Closes:
+    """What a real L{Session} writes to, as far as closing goes."""
+
+    def __init__(self) -> None:
+        self.closed: tuple[int, str] | None = None
+
+    def close_with(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def drop(self) -> None:
+        self.closed = (1006, "")
+
+    def sendMessage(self, payload: bytes, isBinary: bool) -> None:
+        pass
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
+                                  1013, 1014, 3000, 4999])
+def test_an_upstream_close_reaches_the_client_with_its_code(code: int) -> None:
+    """The upstream closes with any code a server may send (1012 service
+    restart, 1013 try again later, 1014 bad gateway among them): the client
+    is closed with the same code and reason, not 1011."""
+    upstream = Upstream()
+    upstream.respond()
+    writer = Closes()
+    session = Session("s1", "/live", "tcp4:127.0.0.1:5000", 0.0, writer)  # type: ignore[arg-type]
+    upstream.strategy.connection_opened(session)
+    upstream.protocol.dataReceived(frame(struct.pack("!H", code) + b"later", opcode=8))
+    upstream.protocol.connectionLost(Failure(ConnectionDone()))  # the server ends TCP
+    assert writer.closed == (code, "later")
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000,
+                                  4999])
+def test_a_client_close_reaches_the_upstream_with_its_code(code: int) -> None:
+    """The client closes with any code (1001 going away, 1011 among them):
+    the upstream is closed with the same code, not 1000."""
+    upstream = Upstream()
+    session = upstream.open()
+    upstream.strategy.connection_closed(session, code, "bye")
+    assert upstream.close_sent() == code
+
+
+def test_a_client_close_without_a_code_reaches_the_upstream_without_one() -> None:
+    """A client's close frame with no code (1005 on our side) is passed on
+    as a close frame with no code; a dropped client drops the upstream."""
+    upstream = Upstream()
+    session = upstream.open()
+    upstream.strategy.connection_closed(session, 1005, "")
+    assert upstream.transport.value()[:2] == b"\x88\x80"  # close, masked, no payload
+    dropped = Upstream()
+    dropped.strategy.connection_closed(dropped.open(), 1006, "")
+    assert dropped.transport.value() == b"" and dropped.transport.disconnecting

@@ -12,13 +12,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wsdaemon.interfaces import IConnectionFaults, ISession
+from wsdaemon.records import SENDABLE_CLOSE_CODES, SENDABLE_CLOSE_CODES_TEXT
 
 __all__ = ["Session", "Writer"]
 
 _log = Logger(namespace="wsdaemon.session")
-
-#: Close codes a strategy may send (RFC 6455 section 7.4).
-_SENDABLE_CODES = frozenset({1000, 1001, 1003, 1007, 1008, 1009, 1011})
 
 
 class Writer(Protocol):
@@ -94,9 +92,8 @@ class Session:
         protocol = self._protocol
         if protocol is None:
             return
-        if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
-            raise ValueError(f"close code {code} may not be sent; use 1000, 1001, 1008, 1011 "
-                             "or 3000-4999")
+        if code not in SENDABLE_CLOSE_CODES:
+            raise ValueError(f"close code {code} may not be sent; use {SENDABLE_CLOSE_CODES_TEXT}")
         self._protocol = None
         protocol.close_with(code, reason)
 

@@ -37,6 +37,8 @@ from wsdaemon.interfaces import IHandshakePolicy, IResettable, IRulesReplaceable
 from wsdaemon.records import (
     MAX_FAULT_SECONDS,
     MAX_FRAGMENTS,
+    SENDABLE_CLOSE_CODES,
+    SENDABLE_CLOSE_CODES_TEXT,
     HandshakePlan,
     PushTarget,
     check_plan,
@@ -57,10 +59,6 @@ __all__ = ["ConnectionsResource", "RoutesResource", "SENDABLE_CLOSE_CODES"]
 
 _log = Logger(namespace="wsdaemon.admin")
 
-#: Close codes an admin may send: RFC 6455's sendable ones, and 3000-4999
-#: (registered and private use). 1005, 1006 and 1015 never go on the wire.
-SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
-                                  1013, 1014, *range(3000, 5000)})
 
 
 def _string(data: Mapping[str, Any], key: str) -> str:
@@ -330,8 +328,8 @@ class ConnectionsResource(ApiResource):
         code = data.get("code", 1000)
         if not isinstance(code, int) or isinstance(code, bool) or code not in \
                 SENDABLE_CLOSE_CODES:
-            raise RequestError(400, '"code" must be a close code a server may send: 1000-1003, '
-                                    "1007-1014 or 3000-4999")
+            raise RequestError(400, '"code" must be a close code a server may send: '
+                                    f"{SENDABLE_CLOSE_CODES_TEXT}")
         reason = data.get("reason", "")
         if not isinstance(reason, str):
             raise RequestError(400, '"reason" must be a string')

@@ -39,6 +39,7 @@ from wsdaemon.interfaces import (
 )
 from wsdaemon.records import (
     REFUSAL_STATUSES,
+    SENDABLE_CLOSE_CODES,
     HandshakeAnswer,
     HandshakeRefused,
     HandshakeRequest,
@@ -62,6 +63,16 @@ _log = Logger(namespace="wsdaemon.proxy")
 MAX_PENDING = 1000
 #: Close code for our own failure (RFC 6455 section 7.4.1).
 INTERNAL_ERROR = 1011
+
+
+def _reason(reason: str) -> bytes | None:
+    """
+    @return: a close reason as UTF-8, cut to RFC 6455's 123 bytes on a
+        character's boundary; None for no reason.
+    """
+    if not reason:
+        return None
+    return reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
 
 
 class _Link:
@@ -212,11 +223,17 @@ class _Link:
             self.conversation.closed("client", code, reason)
         upstream = self.upstream
         if upstream is not None:
-            if code in (None, 1005, 1006, 1015):
-                upstream.dropConnection(abort=False)
+            if code is None or code not in SENDABLE_CLOSE_CODES:
+                # The client dropped, or closed with no code (1005): the
+                # upstream is told the same way.
+                if code == 1005:
+                    upstream.sendCloseFrame(isReply=False)
+                else:
+                    upstream.dropConnection(abort=False)
             else:
-                upstream.sendClose(code if code in (1000,) or 3000 <= code <= 4999 else 1000,
-                                   reason or None)
+                # Not sendClose: Autobahn's public close takes only 1000 and
+                # 3000-4999, and would turn 1001 or 1011 into something else.
+                upstream.sendCloseFrame(code=code, reasonUtf8=_reason(reason), isReply=False)
 
     def upstream_too_big(self, limit: str) -> None:
         """
@@ -270,11 +287,10 @@ class _Link:
                     faults.drop()
                 else:
                     session.close(1011, "upstream went away")
-            else:
-                try:
-                    session.close(code, reason)
-                except ValueError:  # a code a server may not send (1002, 1010...)
-                    session.close(1011, "upstream closed")
+            elif code in SENDABLE_CLOSE_CODES:
+                session.close(code, reason)
+            else:  # 1004 or a code outside the registry: not ours to send on
+                session.close(INTERNAL_ERROR, f"upstream closed with {code}")
 
 
 @implementer(IReplyStrategy, IHandshakeHook)

@@ -21,6 +21,10 @@ __all__ = ["MESSAGE_TOO_BIG", "UpstreamFactory", "UpstreamLink", "UpstreamProtoc
 _STATUS = re.compile(r"^HTTP/1\.[01] (\d{3})")
 #: Close code for a message over a limit (RFC 6455 section 7.4.1).
 MESSAGE_TOO_BIG = 1009
+#: Registered by IANA ("Bad Gateway"), missing from Autobahn's list of codes
+#: a peer may send, which reads it as a protocol error.
+BAD_GATEWAY = 1014
+_NORMAL = 1000
 
 
 class UpstreamLink(Protocol):
@@ -111,6 +115,16 @@ class UpstreamProtocol(WebSocketClientProtocol):
         if not self.failedByMe:
             self._fail_connection(MESSAGE_TOO_BIG, f"message over {limit}")
             self.link.upstream_too_big(limit)
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
+        if code != BAD_GATEWAY:
+            return super().onCloseFrame(code, reasonRaw)  # type: ignore[arg-type]
+        # Read as a normal close (answered with 1000, as any close is), then
+        # remembered as sent, so that the client is closed with 1014 too.
+        stop = super().onCloseFrame(_NORMAL, reasonRaw)  # type: ignore[arg-type]
+        if self.remoteCloseCode == _NORMAL:
+            self.remoteCloseCode = BAD_GATEWAY
+        return stop
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         try:

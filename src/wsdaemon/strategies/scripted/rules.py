@@ -19,7 +19,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from wsdaemon.records import MAX_FAULT_SECONDS, MAX_FRAGMENTS, HandshakePlan, check_plan
+from wsdaemon.records import (
+    MAX_FAULT_SECONDS,
+    MAX_FRAGMENTS,
+    SENDABLE_CLOSE_CODES,
+    SENDABLE_CLOSE_CODES_TEXT,
+    HandshakePlan,
+    check_plan,
+)
 from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.scripted.lines import TablePath, TomlLines
 from wsdaemon.strategies.scripted.matching import (
@@ -38,8 +45,6 @@ __all__ = [
 
 
 
-#: Close codes a rule may send.
-_CLOSE_CODES = frozenset({1000, 1001, 1003, 1007, 1008, 1009, 1011})
 _MAX_DELAY = 24 * 3600.0
 _MIN_TICK = 0.01
 
@@ -372,13 +377,9 @@ class _Loader:
         else:
             raise self.fail("close: expected a close code or { code = N, reason = \"...\" }",
                             where, "close")
-        if isinstance(code, bool) or not isinstance(code, int) or not (
-            code in _CLOSE_CODES or 3000 <= code <= 4999
-        ):
-            raise self.fail(
-                f"close: expected code 1000, 1001, 1003, 1007, 1008, 1009, 1011 or 3000-4999, "
-                f"got {code!r}", where, "close",
-            )
+        if isinstance(code, bool) or not isinstance(code, int) or code not in SENDABLE_CLOSE_CODES:
+            raise self.fail(f"close: expected code {SENDABLE_CLOSE_CODES_TEXT}, got {code!r}",
+                            where, "close")
         reason = self.string(reason, where, "close")
         if len(reason.encode("utf-8")) > 123:
             raise self.fail("close: the reason may be at most 123 bytes of UTF-8", where, "close")
