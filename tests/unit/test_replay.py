@@ -219,3 +219,70 @@ def test_a_name_opened_twice_is_never_merged(tmp_path: Path,
     assert main([str(path), "--list"]) == 0
     assert "opened 2 times" in capsys.readouterr().out
     assert main([str(path), "--conversation", "1795-2"]) == 0
+
+
+def closing(path: Path, code: int | None, reason: str = "") -> None:
+    """One exchange, then the server ends the connection with C{code}."""
+    recorder = Recorder(path, 1 << 20, Clock().seconds)
+    talk = recorder.conversation("/live", None, "ws://upstream/")
+    talk.message("client", "hello")
+    talk.message("server", "hi")
+    talk.closed("server", code, reason)
+    recorder.close()
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
+                                  1013, 1014, 3000, 4999])
+def test_a_server_close_is_replayed_with_its_code(tmp_path: Path, code: int) -> None:
+    """Every code a server may send (1013 "try again later" among them) is
+    replayed as it was, in rules the daemon accepts."""
+    path = tmp_path / "r.jsonl"
+    closing(path, code, "later")
+    (talk,) = conversations(read_recording(path)).values()
+    (rule,) = parse_rules(to_rules(talk).encode(), tmp_path / "replay.toml").rules
+    assert rule.close is not None and (rule.close.code, rule.close.reason) == (code, "later")
+    assert main([str(path), "-o", str(tmp_path / "out.toml")]) == 0
+
+
+@pytest.mark.parametrize("code", [1006, 1015, None])
+def test_a_dropped_server_is_replayed_as_a_drop(tmp_path: Path, code: int | None) -> None:
+    """An upstream that went away without a close frame (1006) is replayed
+    with drop = true, not a close code no rule may send."""
+    path = tmp_path / "r.jsonl"
+    closing(path, code)
+    (talk,) = conversations(read_recording(path)).values()
+    (rule,) = parse_rules(to_rules(talk).encode(), tmp_path / "replay.toml").rules
+    assert rule.drop and rule.close is None
+    assert main([str(path), "-o", str(tmp_path / "out.toml")]) == 0
+
+
+def test_a_close_without_a_code_is_replayed_as_1000(tmp_path: Path) -> None:
+    """A close frame with no code (1005) cannot be sent by a rule: 1000 is,
+    said in a comment."""
+    path = tmp_path / "r.jsonl"
+    closing(path, 1005)
+    (talk,) = conversations(read_recording(path)).values()
+    text = to_rules(talk)
+    (rule,) = parse_rules(text.encode(), tmp_path / "replay.toml").rules
+    assert rule.close is not None and rule.close.code == 1000
+    assert "without a code" in text
+
+
+def test_rules_the_daemon_would_refuse_are_not_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever it makes is loaded with the daemon's own rules check first:
+    rules it would refuse are an error (exit 1, the daemon's message with
+    the line), and no file is written."""
+    path = tmp_path / "r.jsonl"
+    closing(path, 1000)
+    monkeypatch.setattr("wsdaemon.strategies.proxy.replay.to_rules",
+                        lambda *a, **k: '[[rule]]\ntext = "x"\nclose = 1005\n')
+    out = tmp_path / "out.toml"
+    assert main([str(path), "-o", str(out)]) == 1
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert f"{out}:3: close: expected code 1000-1003, 1007-1014 or 3000-4999" in err
+    assert main([str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "<stdout>:3: close" in captured.err

@@ -15,13 +15,23 @@ import argparse
 import base64
 import json
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from wsdaemon.records import SENDABLE_CLOSE_CODES
+from wsdaemon.strategies.api import OptionContext, OptionError
 from wsdaemon.strategies.proxy.recording import read_recording
+from wsdaemon.strategies.registry import StrategyRegistry
 
-__all__ = ["conversations", "main", "to_rules"]
+__all__ = ["check_rules", "conversations", "main", "to_rules"]
+
+#: Recorded close codes for a connection that ended without a close frame
+#: (abnormal closure; a TLS failure).
+_DROPPED = frozenset({1006, 1015})
+#: Recorded for a close frame that carried no code.
+_NO_CODE = 1005
 
 
 def conversations(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -70,6 +80,25 @@ def _message_lines(event: dict[str, Any], delay: float) -> list[str]:
     if delay > 0:
         lines.append(f"delay = {round(delay, 6)}")
     return lines
+
+
+def _close_lines(close: dict[str, Any]) -> list[str]:
+    """
+    @return: how the last rule ends the connection as the server did: with
+        its close code and reason; dropped (C{drop = true}) when the server
+        went away without a close frame (1006, or no code recorded).
+    """
+    code = close.get("code")
+    reason = _toml_string(str(close.get("reason") or ""))
+    if code is None or code in _DROPPED:
+        return ["drop = true"]
+    if code == _NO_CODE:  # a close frame without a code: a rule always sends one
+        return ["# The server closed without a code: replayed as 1000.",
+                f"close = {{ code = 1000, reason = {reason} }}"]
+    if code not in SENDABLE_CLOSE_CODES:
+        return [f"# The server closed with {int(code)}, which no server may send: "
+                "replayed as a drop.", "drop = true"]
+    return [f"close = {{ code = {int(code)}, reason = {reason} }}"]
 
 
 def to_rules(events: Sequence[dict[str, Any]], source: str = "", speed: float = 1.0) -> str:
@@ -124,9 +153,7 @@ def to_rules(events: Sequence[dict[str, Any]], source: str = "", speed: float = 
         else:
             lines.append(f"text = {_toml_string(str(client.get('text', '')))}")
         if close is not None and number == len(rules):
-            code = close.get("code") or 1000
-            lines.append(f"close = {{ code = {code}, reason = "
-                         f"{_toml_string(str(close.get('reason') or ''))} }}")
+            lines += _close_lines(close)
         for event, delay in sends:
             lines += ["[[rule.send]]", *_message_lines(event, delay)]
         lines.append("")
@@ -174,11 +201,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"wsdaemon-replay: {e}", file=sys.stderr)
         return 1
+    refused = check_rules(rules, args.output or Path("<stdout>"))
+    if refused is not None:
+        print(f"wsdaemon-replay: the rules made from conversation {name} would be refused by "
+              f"the daemon, so nothing was written (a bug in wsdaemon-replay, please report "
+              f"it): {refused}", file=sys.stderr)
+        return 1
     if args.output is None:
         sys.stdout.write(rules)
     else:
         args.output.write_text(rules, encoding="utf-8")
     return 0
+
+
+def check_rules(rules: str, name: Path) -> str | None:
+    """
+    Load C{rules} the way a C{scripted} route does (the daemon's own check,
+    found by name: strategies do not import each other).
+
+    @param name: where the rules are to be written, for the message.
+    @return: None if the daemon accepts them, else why it would not
+        (C{name:line: message}).
+    """
+    factory: Any = StrategyRegistry().resolve("scripted")
+    with tempfile.TemporaryDirectory(prefix="wsdaemon-replay-") as folder:
+        Path(folder, "rules.toml").write_text(rules, encoding="utf-8")
+        try:
+            factory.check({"rules": "rules.toml"}, OptionContext(Path(folder), "/replay"))
+        except OptionError as e:
+            line = f":{e.line}" if e.line is not None else ""
+            return f"{name}{line}: {e.expected}"
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover
