@@ -32,6 +32,8 @@ CONTRACT_OPTIONS: dict[str, dict[str, str]] = {
     "scripted": {"rules": str(REPO / "etc" / "bot.rules.toml")},
     # Built without a client handshake: it closes the session (no upstream).
     "proxy": {"upstream": "ws://127.0.0.1:9/"},
+    # Built without a client handshake: it closes the session (no process).
+    "command": {"command": "cat"},
 }
 
 

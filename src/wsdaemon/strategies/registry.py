@@ -29,6 +29,7 @@ BUILTIN_STRATEGIES: dict[str, str] = {
     "scripted": "wsdaemon.strategies.scripted.strategy:ScriptedStrategyFactory",
     "operator": "wsdaemon.strategies.operator.strategy:OperatorStrategyFactory",
     "proxy": "wsdaemon.strategies.proxy.strategy:ProxyStrategyFactory",
+    "command": "wsdaemon.strategies.command.strategy:CommandStrategyFactory",
 }
 
 
