@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from tests.admin_client import Admin, admin_config
 from tests.daemon import Daemon, free_port
@@ -169,3 +170,33 @@ def test_bad_close_codes_are_refused(controlled: tuple[Daemon, Admin, Path]) -> 
         status, why = admin.error("POST", "/connections/close",
                                   {"session": session, "reason": "x" * 124})
         assert status == 400 and "123" in why
+
+
+def test_handshake_changes_keep_what_they_do_not_name(
+        controlled: tuple[Daemon, Admin, Path]) -> None:
+    """POST /routes/handshake changes the keys it gives, and only those:
+    refusing the next handshake keeps the subprotocols set before (what
+    wsmock.refuse_next() after wsmock.subprotocols() does), and changing the
+    subprotocols keeps the refusals still left; DELETE goes back to the
+    rules' plan."""
+    daemon, admin, _ = controlled
+    admin.call("POST", "/routes/handshake?route=/echo", {"subprotocols": ["v2"]})
+    admin.call("POST", "/routes/handshake?route=/echo",
+               {"refuse_next": 2, "refuse_status": 429, "refuse_headers": {"Retry-After": "1"}})
+    plan = admin.call("GET", "/routes/handshake?route=/echo")["handshake"]
+    assert plan["subprotocols"] == ["v2"] and plan["refusals_left"] == 2
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{daemon.url}/echo", subprotocols=[Subprotocol("v2")])
+    assert refused.value.response.status_code == 429
+    admin.call("POST", "/routes/handshake?route=/echo", {"require_subprotocol": True})
+    plan = admin.call("GET", "/routes/handshake?route=/echo")["handshake"]
+    assert (plan["subprotocols"], plan["require_subprotocol"], plan["refusals_left"],
+            plan["refuse_status"], plan["refuse_headers"]) == (["v2"], True, 1, 429,
+                                                               {"Retry-After": "1"})
+    with pytest.raises(InvalidStatus):
+        connect(f"{daemon.url}/echo", subprotocols=[Subprotocol("v2")])
+    with connect(f"{daemon.url}/echo", subprotocols=[Subprotocol("v2")]) as ws:
+        assert ws.subprotocol == "v2"
+    admin.call("DELETE", "/routes/handshake?route=/echo")
+    plan = admin.call("GET", "/routes/handshake?route=/echo")["handshake"]
+    assert (plan["subprotocols"], plan["refusals_left"]) == ([], 0)

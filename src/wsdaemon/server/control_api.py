@@ -10,6 +10,7 @@ suite changes for one test without a reload and without touching a file.
     GET|POST|DELETE /routes/handshake?route=
                                        how handshakes are answered: refuse the next N with a
                                        status and headers, accept or require subprotocols
+                                       (POST changes the keys it gives; DELETE: the rules')
     POST /connections/send             {"session", "text" | "base64", "fragments"?}
     POST /connections/close            {"session", "code", "reason"}
     POST /connections/drop             {"session"}: no close frame, the TCP connection just ends
@@ -27,6 +28,7 @@ import base64
 import binascii
 import secrets
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from autobahn.exception import PayloadExceededError
@@ -77,26 +79,38 @@ def _plan(strategy: object) -> HandshakePlan:
     return HandshakePlan()
 
 
-def _handshake_plan(data: Mapping[str, Any]) -> HandshakePlan:
-    found: dict[str, Any] = {}
-    names = data.get("subprotocols", [])
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise RequestError(400, '"subprotocols" must be a list of names')
-    found["subprotocols"] = tuple(names)
-    require = data.get("require_subprotocol", False)
-    if not isinstance(require, bool):
-        raise RequestError(400, '"require_subprotocol" must be true or false')
-    found["require_subprotocol"] = require
-    for key, default in (("refuse_next", 0), ("refuse_status", 503)):
-        value = data.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise RequestError(400, f'"{key}" must be a whole number')
-        found[key] = value
-    headers = data.get("refuse_headers", {})
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise RequestError(400, '"refuse_headers" must be an object of name: "value"')
-    found["refuse_headers"] = tuple(headers.items())
-    plan = HandshakePlan(**found)
+def _handshake_plan(data: Mapping[str, Any], current: HandshakePlan,
+                    refusals_left: int) -> HandshakePlan:
+    """
+    @return: the C{current} plan with the keys C{data} gives changed, and
+        only those: refusing the next handshakes keeps the subprotocols set
+        before, and the other way round (C{refuse_next} not given: the
+        refusals still left).
+    """
+    found: dict[str, Any] = {"refuse_next": refusals_left}
+    if "subprotocols" in data:
+        names = data["subprotocols"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise RequestError(400, '"subprotocols" must be a list of names')
+        found["subprotocols"] = tuple(names)
+    if "require_subprotocol" in data:
+        require = data["require_subprotocol"]
+        if not isinstance(require, bool):
+            raise RequestError(400, '"require_subprotocol" must be true or false')
+        found["require_subprotocol"] = require
+    for key in ("refuse_next", "refuse_status"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise RequestError(400, f'"{key}" must be a whole number')
+            found[key] = value
+    if "refuse_headers" in data:
+        headers = data["refuse_headers"]
+        if not isinstance(headers, dict) or not all(isinstance(v, str)
+                                                    for v in headers.values()):
+            raise RequestError(400, '"refuse_headers" must be an object of name: "value"')
+        found["refuse_headers"] = tuple(headers.items())
+    plan = replace(current, **found)
     try:
         check_plan(plan)
     except ValueError as e:
@@ -168,8 +182,9 @@ class RoutesResource(ApiResource):
         data = request_object(request, self.admin.max_body)
         reject_unknown(data, {"subprotocols", "require_subprotocol", "refuse_next",
                                "refuse_status", "refuse_headers"})
-        plan = _handshake_plan(data)
-        factory.handshake.set(plan)
+        state = factory.handshake
+        plan = _handshake_plan(data, state.plan, state.refusals_left)
+        state.set(plan)
         _log.info("admin API: handshakes of {route} now {plan}", route=factory.route.path,
                   plan=plan.to_json())
         return json_answer(request, 200, {"route": factory.route.path,
