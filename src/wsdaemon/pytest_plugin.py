@@ -201,6 +201,18 @@ def _matcher(match: dict[str, Any]) -> dict[str, Any] | None:
     return {key: value}
 
 
+#: How an assertion message names what a journal direction holds: the noun,
+#: where it happened, and how what was seen is introduced.
+_WORDS = {
+    "in": ("message(s)", "received by the mock", "it received"),
+    "out": ("message(s)", "sent by the mock", "it sent"),
+    "open": ("connection(s)", "opened to the mock", "connections opened:"),
+    "close": ("close(s)", "of connections to the mock", "closes seen:"),
+    "ping": ("ping(s)", "sent by the mock", "pings sent:"),
+    "pong": ("pong(s)", "received by the mock", "pongs received:"),
+}
+
+
 def _show(entry: dict[str, Any]) -> str:
     if entry.get("type") == "text":
         text = entry["text"]
@@ -372,31 +384,43 @@ class WsMock:
         """
         return self.journal("out", **match)
 
-    def _assert_count(self, direction: str, verb: str, count: int | None,
-                      match: dict[str, Any]) -> list[dict[str, Any]]:
+    def _assert_count(self, direction: str, count: int | None, match: dict[str, Any],
+                      at_least: bool = False) -> list[dict[str, Any]]:
         found = self.journal(direction, **match)
-        if (count is None and found) or len(found) == count:
+        if at_least and count is not None and len(found) >= count:
             return found
+        if not at_least and ((count is None and found) or len(found) == count):
+            return found
+        raise AssertionError(self._not_found(direction, count, match, len(found), at_least))
+
+    def _not_found(self, direction: str, count: int | None, match: dict[str, Any], found: int,
+                   at_least: bool) -> str:
+        """
+        @return: what was expected, what was found, and what the journal holds
+            in C{direction} (the first ten).
+        """
         everything = self.journal(direction)
         shown = ", ".join(_show(e) for e in everything[:10]) or "nothing"
         more = f" and {len(everything) - 10} more" if len(everything) > 10 else ""
-        wanted = "at least one" if count is None else f"exactly {count}"
+        wanted = ("at least one" if count is None else
+                  f"at least {count}" if at_least else f"exactly {count}")
+        noun, where, seen = _WORDS.get(direction, ("entries", f"journalled as {direction!r}",
+                                                   "the journal holds"))
         what = f" matching {_matcher(match)}" if match else ""
-        raise AssertionError(f"expected {wanted} message(s){what} {verb} the mock, found "
-                             f"{len(found)}; it {verb.split()[0]} {shown}{more}")
+        return (f"expected {wanted} {noun}{what} {where}, found {found}; {seen} {shown}{more}")
 
     def assert_received(self, count: int | None = 1, **match: Any) -> list[dict[str, Any]]:
         """
         Assert that clients sent exactly C{count} messages matching
         C{match} (None: at least one).
         """
-        return self._assert_count("in", "received by", count, match)
+        return self._assert_count("in", count, match)
 
     def assert_sent(self, count: int | None = 1, **match: Any) -> list[dict[str, Any]]:
         """
         Assert that the mock sent exactly C{count} messages matching C{match}.
         """
-        return self._assert_count("out", "sent by", count, match)
+        return self._assert_count("out", count, match)
 
     def wait_for(self, direction: str = "in", count: int = 1, timeout: float = TIMEOUT,
                  **match: Any) -> list[dict[str, Any]]:
@@ -430,18 +454,28 @@ class WsMock:
         if len(found) >= count:
             return found
         if time.monotonic() >= deadline:
-            return self._assert_count(direction, f"{direction} of", count, match)
+            return self._assert_count(direction, count, match, at_least=True)
         return None
 
     def assert_closed(self, code: int | None = 1000, timeout: float = TIMEOUT) -> None:
         """
-        Assert that a connection closed (with C{code}; None: any code),
-        waiting up to C{timeout} for it.
+        Assert that a connection closed with C{code} (None: any code),
+        waiting up to C{timeout} for it: earlier closes with other codes do
+        not end the wait.
         """
-        closes = self.wait_for("close", timeout=timeout)
-        codes = [c.get("code") for c in closes]
-        if code is not None and code not in codes:
-            raise AssertionError(f"expected a close with {code}; closes seen: {codes}")
+        deadline = time.monotonic() + timeout
+        while True:
+            codes = [c.get("code") for c in self.journal("close")]
+            if codes and (code is None or code in codes):
+                return
+            if time.monotonic() >= deadline:
+                wanted = "a connection to close" if code is None else \
+                    f"a connection to close with {code}"
+                seen = ", ".join("no code" if c is None else str(c) for c in codes)
+                raise AssertionError(f"expected {wanted} within {timeout:g} s; "
+                                     + (f"closes seen: {seen}" if codes else
+                                        "no connection closed"))
+            time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,13 @@ tests, clear failures, pytest-asyncio, pytest-twisted, pytest-xdist.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.slow
@@ -217,3 +220,64 @@ def test_a_port_taken_meanwhile_is_never_mistaken_for_the_mock(
         decoy.shutdown()
         decoy.server_close()
     assert _Decoy.seen == []
+
+
+@pytest.fixture(scope="module")
+def mock_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One mock daemon for the tests below, which drive WsMock in-process."""
+    from wsdaemon.pytest_plugin import MockServer
+
+    server = MockServer(tmp_path_factory.mktemp("wsmock"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_assert_closed_waits_for_its_code_past_earlier_closes(mock_server: Any) -> None:
+    """An earlier close with another code does not end assert_closed's wait:
+    it waits (as the README says) for a close with the code asked for."""
+    from wsdaemon.pytest_plugin import WsMock
+
+    mock = WsMock(mock_server)
+    with connect(mock.url) as first:
+        mock.wait_for("open")
+        mock.close(4001, "first")
+        with pytest.raises(ConnectionClosed):
+            first.recv(timeout=5)
+    mock.wait_for("close")
+    second = connect(mock.url)
+    mock.wait_for("open", count=2)
+    closer = threading.Timer(0.5, second.close)
+    closer.start()
+    try:
+        mock.assert_closed(1000)
+    finally:
+        closer.join()
+    with pytest.raises(AssertionError,
+                       match=r"^expected a connection to close with 3001 within 0.2 s; "
+                             r"closes seen: 4001, 1000$"):
+        mock.assert_closed(3001, timeout=0.2)
+
+
+def test_assertion_messages_read_as_english(mock_server: Any) -> None:
+    """What a failed assertion or wait says, for every kind of journal entry."""
+    from wsdaemon.pytest_plugin import WsMock
+
+    mock = WsMock(mock_server)
+    with pytest.raises(AssertionError, match=r"^expected a connection to close with 1000 "
+                                             r"within 0.1 s; no connection closed$"):
+        mock.assert_closed(timeout=0.1)
+    with pytest.raises(AssertionError, match=r"^expected at least 1 close\(s\) of connections "
+                                             r"to the mock, found 0; closes seen: nothing$"):
+        mock.wait_for("close", timeout=0.1)
+    with pytest.raises(AssertionError, match=r"^expected at least 2 message\(s\) matching "
+                                             r"\{'text': 'x'\} received by the mock, found 0; "
+                                             r"it received nothing$"):
+        mock.wait_for(text="x", count=2, timeout=0.1)
+    with pytest.raises(AssertionError, match=r"^expected exactly 1 message\(s\) sent by the "
+                                             r"mock, found 0; it sent nothing$"):
+        mock.assert_sent()
+    with pytest.raises(AssertionError, match=r"^expected at least 1 connection\(s\) opened to "
+                                             r"the mock, found 0; connections opened: nothing$"):
+        mock.wait_for("open", timeout=0.1)
