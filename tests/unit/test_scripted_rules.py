@@ -180,7 +180,7 @@ BAD = {
         """, 2, "invalid TOML"),
     "nothing to say": ("""
         # only a comment
-        """, None, "never say anything"),
+        """, None, "the file says nothing about the route"),
     "fragments not a count": ("""
         [[rule]]
         text = "x"
@@ -303,3 +303,25 @@ def test_fault_actions_and_handshake_load(tmp_path: Path) -> None:
     assert (b.pause_reading, b.drop) == (1.5, True)
     assert [m.fragments for m in c.messages] == [2, 1]
     assert not any(rule.immediate for rule in rules.rules)
+
+
+def test_a_file_with_only_handshake_answers_nothing(tmp_path: Path) -> None:
+    """A rules file with only [handshake] is loaded (as the README says,
+    without rules a route answers nothing): handshakes go by it, messages
+    get no answer."""
+    from twisted.internet.task import Clock
+
+    from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
+    from wsdaemon.testing import RecordingSession
+
+    rules = load_rules(write(tmp_path, """
+        [handshake]
+        subprotocols = ["v2"]
+        """))
+    assert rules.handshake is not None and rules.handshake.subprotocols == ("v2",)
+    assert (rules.rules, rules.greetings, rules.default) == ((), (), None)
+    strategy = ScriptedStrategy(rules, Clock())
+    session = RecordingSession()
+    strategy.connection_opened(session)
+    assert strategy.message_received(session, "anything") in (None, [])
+    assert session.sent == []

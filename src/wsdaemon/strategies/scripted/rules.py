@@ -470,11 +470,13 @@ class _Loader:
         rules = tuple(self.rule(r, ("rule", i), i) for i, r in enumerate(rules_raw))
         default = self.rule(document["default"], ("default",), -1) \
             if "default" in document else None
-        if not rules and default is None and not greetings:
-            raise RulesError("no [[greeting]], [[rule]] or [default]: the route would never "
-                             "say anything", None)
-        self.check_ticker_names(rules + ((default,) if default else ()))
         handshake = self.handshake(document["handshake"]) if "handshake" in document else None
+        if not rules and default is None and not greetings and handshake is None:
+            # Most likely the wrong file. [handshake] alone is a route that
+            # answers handshakes as it says and messages with nothing.
+            raise RulesError("no [handshake], [[greeting]], [[rule]] or [default]: the file "
+                             "says nothing about the route", None)
+        self.check_ticker_names(rules + ((default,) if default else ()))
         return RuleSet(path=self.path, greetings=greetings, rules=rules, default=default,
                        handshake=handshake)
 
