@@ -200,3 +200,36 @@ def test_handshake_changes_keep_what_they_do_not_name(
     admin.call("DELETE", "/routes/handshake?route=/echo")
     plan = admin.call("GET", "/routes/handshake?route=/echo")["handshake"]
     assert (plan["subprotocols"], plan["refusals_left"]) == ([], 0)
+
+
+def test_a_drop_the_daemon_made_is_journalled_as_the_daemons(
+        controlled: tuple[Daemon, Admin, Path]) -> None:
+    """A connection dropped by the admin API or by a rule is journalled as
+    dropped by the daemon, with why; only a client that really went away
+    is the peer's drop."""
+    daemon, admin, _ = controlled
+    admin.call("PUT", "/routes/rules?route=/bot", raw=b'[[rule]]\ntext = "drop me"\ndrop = true\n')
+    with connect(f"{daemon.url}/echo?client_id=d") as ws:
+        admin.call("POST", "/connections/drop", {"session": session_of(admin, "/echo", "d")})
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+    with connect(f"{daemon.url}/bot") as ws:
+        ws.send("drop me")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+
+    def close_reasons(route: str) -> list[str]:
+        for _ in range(50):
+            entries = admin.call("GET", f"/journal?route={route}")["entries"]
+            closes = [e.get("reason", "") for e in entries if e["direction"] == "close"]
+            if closes:
+                return closes
+            time.sleep(0.05)
+        raise AssertionError(f"no close journalled on {route}")
+
+    (by_admin,) = close_reasons("/echo")
+    assert "the daemon dropped the connection through the admin API" in by_admin
+    assert "peer dropped" not in by_admin
+    (by_rule,) = close_reasons("/bot")
+    assert "the daemon dropped the connection on purpose" in by_rule
+    assert "peer dropped" not in by_rule

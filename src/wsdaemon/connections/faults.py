@@ -49,6 +49,7 @@ class ConnectionFaults:
     session: Any
     STATE_OPEN: Any
     STATE_CLOSED: Any
+    wasNotCleanReason: str | None
     _paused: bool
     _max_backlog: int
     _journal: Any
@@ -95,9 +96,16 @@ class ConnectionFaults:
 
     # -- the faults ------------------------------------------------------------------
 
-    def drop(self) -> None:
+    def drop(self, why: str = "on purpose") -> None:
+        """
+        End the TCP connection without a closing handshake; the close is
+        journalled and logged as the daemon's drop and C{why} (Autobahn
+        would call it the peer's).
+        """
         transport = self.transport
         if transport is not None:
+            if not self.wasNotCleanReason:
+                self.wasNotCleanReason = f"the daemon dropped the connection {why}"
             transport.abortConnection()
 
     def pause_reading(self, seconds: float) -> None:
@@ -132,7 +140,7 @@ class ConnectionFaults:
             _log.warn("dropping {peer}: {count} bytes held back by hold_writes",
                       peer=str(getattr(self, "peer", "?")), count=self._held_bytes)
             self._held_writes = None
-            self.drop()
+            self.drop("with more than max_outbound_buffer held back by hold_writes")
 
     def _release_writes(self) -> None:
         held, self._held_writes = self._held_writes, None
@@ -195,7 +203,7 @@ class ConnectionFaults:
         _log.info("no pong from {peer} within its time: dropping the connection",
                   peer=str(getattr(self, "peer", "?")))
         entry[1].callback(None)
-        self.drop()
+        self.drop("with no pong to its ping in time")
 
     def onPong(self, payload: bytes) -> None:
         journal, session = self._journal, self.session

@@ -364,5 +364,5 @@ class ConnectionsResource(ApiResource):
         session = connection.session
         _log.info("admin API: dropping session {session_id} on {route} (no close frame)",
                   session_id=session.session_id, route=session.route)
-        connection.transport.abortConnection()
+        connection.drop("through the admin API")
         return json_answer(request, 200, {"session": session.session_id, "dropped": True})
