@@ -26,11 +26,13 @@ from wsdaemon.records import (
 )
 
 if TYPE_CHECKING:
+    from wsdaemon.conversations.effects import Commit
+    from wsdaemon.conversations.model import Conversation, Message, Note
     from wsdaemon.strategies.api import OptionContext, StrategyContext
 
-__all__ = ["IConnectionFaults", "IHandshakeHook", "IHandshakePolicy", "IOperatorQueue",
-           "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
-           "IRulesReplaceable", "ISession", "IStrategyFactory"]
+__all__ = ["IConnectionFaults", "IConversationStore", "IHandshakeHook", "IHandshakePolicy",
+           "IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy",
+           "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"]
 
 
 class ISession(Interface):
@@ -398,6 +400,84 @@ class IQueueStore(Interface):
         @param limit: at most this many, the newest ones (None: all).
         @return: a Deferred firing with the MessageRecords of one client's
             conversation (or of all, for None), oldest first.
+        """
+
+
+class IConversationStore(Interface):
+    """
+    Where conversations are kept (in progress: not yet used by the daemon;
+    see docs/conversations.md).
+
+    Records are those of L{wsdaemon.conversations.model}. The core
+    (L{wsdaemon.conversations.decide}) decides every change; a store keeps
+    what it is told, all of a commit or nothing, and refuses a commit
+    decided on a version it no longer holds. Every method returns a
+    Deferred; I/O happens off the reactor thread or over the network.
+    Ephemeral fields (typing) are not kept: loaded records have none.
+    """
+
+    def open() -> Deferred[None]:
+        """
+        Prepare the store: create its tables, and on first open take over
+        the operator queue's items and messages (kept as they were).
+
+        @return: a Deferred firing with None when ready.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Finish pending writes and release the store.
+
+        @return: a Deferred firing with None once everything is written.
+        """
+
+    def commit(commit: Commit) -> Deferred[None]:
+        """
+        Store a L{wsdaemon.conversations.effects.Commit}, all or nothing:
+        each conversation only if the stored one has its version minus one
+        (none stored, for version 1); its messages and notes only if their
+        numbers are new.
+
+        @return: a Deferred firing with None once durable, or failing with
+            L{wsdaemon.conversations.errors.StaleConversation} naming the
+            conversations that clashed (nothing stored then).
+        """
+
+    def load_live() -> Deferred[list[Conversation]]:
+        """
+        @return: a Deferred firing with every open or snoozed conversation,
+            in the order they opened (the queue's order after a restart).
+        """
+
+    def load(conversation_id: str) -> Deferred[Conversation | None]:
+        """
+        @return: a Deferred firing with the conversation in any state, or
+            None when there is none.
+        """
+
+    def messages(conversation_id: str, after: int = 0,
+                 limit: int = 100) -> Deferred[list[Message]]:
+        """
+        What a resuming visitor is sent.
+
+        @return: a Deferred firing with up to C{limit} messages numbered
+            after C{after}, oldest first.
+        """
+
+    def history(conversation_id: str, before: int | None = None,
+                limit: int = 100) -> Deferred[list[Message]]:
+        """
+        What an operator scrolls back through.
+
+        @return: a Deferred firing with the newest C{limit} messages
+            numbered before C{before} (None: of all), oldest first.
+        """
+
+    def notes(conversation_id: str, before: int | None = None,
+              limit: int = 100) -> Deferred[list[Note]]:
+        """
+        @return: a Deferred firing with the newest C{limit} private notes
+            numbered before C{before} (None: of all), oldest first.
         """
 
 

@@ -4,7 +4,8 @@ visitors, operators and the clock do, in whatever order, the invariants
 hold: a resolved conversation waits for nothing, unread counts stay within
 0 and their bound, every visitor-bound effect comes after the commit of
 what it carries, notes never reach a visitor, loads match assignments,
-timers match what is due, and every list stays within its bound.
+timers match what is due, every list stays within its bound, and a store
+takes every commit (versions and numbers fit) and gives back what moved.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.python.failure import Failure
 
 from wsdaemon.conversations import (
     VISITOR_BOUND,
@@ -56,6 +58,8 @@ from wsdaemon.conversations import (
     conversation_id_for,
     due_times,
 )
+from wsdaemon.conversations.codec import conversation_from_row, conversation_row
+from wsdaemon.support.memory import MemoryConversationStore, stored_form
 
 ROUTES = ("/a", "/b")
 VISITORS = ("v1", "v2", "v3")
@@ -131,6 +135,7 @@ class Run:
     def __init__(self, core: ConversationSettings) -> None:
         self.settings = core
         self.inbox = Inbox(core)
+        self.store = MemoryConversationStore()
         self.now = 0.0
         self.timers: dict[Timer, float] = {}
 
@@ -171,6 +176,10 @@ class Run:
             assert self.inbox.team is team
             return
         check_transition(event, transition, before, self.settings)
+        if transition.commit is not None:
+            refused: list[Failure] = []
+            self.store.commit(transition.commit).addErrback(refused.append)
+            assert not refused, f"the store refused a commit: {refused}"
         self.inbox.commit(transition)
         for effect in transition.effects:
             if isinstance(effect, SetTimer):
@@ -248,6 +257,9 @@ def check_state(run: Run) -> None:
     conversations = run.inbox.conversations()
     for c in conversations:
         check_conversation(c, run)
+        kept = stored_form(c)
+        assert run.store.conversations[c.conversation_id] == kept, "the store has what moved"
+        assert conversation_from_row(conversation_row(c)) == kept, "rows keep everything"
     for operator in run.inbox.team.operators:
         assert operator.load == sum(
             1 for c in conversations if c.holds_assignee_load and c.assignee == operator.name)

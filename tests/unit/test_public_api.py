@@ -22,7 +22,8 @@ from wsdaemon._compat import MOVED
 def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
-        "IConnectionFaults", "IHandshakeHook", "IHandshakePolicy", "IOperatorQueue",
+        "IConnectionFaults", "IConversationStore", "IHandshakeHook", "IHandshakePolicy",
+        "IOperatorQueue",
         "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
         "IRulesReplaceable", "ISession", "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {

@@ -29,7 +29,7 @@ from wsdaemon.conversations.effects import (
     SetTimer,
     SignalVisitor,
 )
-from wsdaemon.conversations.errors import InvalidMove
+from wsdaemon.conversations.errors import InvalidMove, StaleConversation
 from wsdaemon.conversations.events import (
     AddNote,
     Assign,
@@ -76,7 +76,8 @@ __all__ = [
     "InvalidMove", "LeaveContact", "Measure", "Message", "Metric", "Note", "NotifyOperators",
     "NotifyTeam", "OperatorAvailability", "OperatorCapacity", "OperatorRead", "OperatorReply",
     "OperatorState", "OperatorTyping", "RefuseVisitor", "Reopen", "Resolve", "Routing",
-    "SetLabels", "SetTimer", "SignalVisitor", "Snooze", "Status", "Team", "Timer", "TimerFired",
+    "SetLabels", "SetTimer", "SignalVisitor", "Snooze", "StaleConversation", "Status", "Team",
+    "Timer", "TimerFired",
     "TimerKind", "Transfer", "Transition", "VisitorDelivered", "VisitorMessage", "VisitorRead",
     "VisitorTyping", "conversation_id_for", "decide", "describe_state", "due_times",
 ]

@@ -1,10 +1,11 @@
 """
-The one error of the core: a move the conversation's state does not allow.
+The core's errors: a move the conversation's state does not allow, and a
+commit a store refused because another writer got there first.
 """
 
 from __future__ import annotations
 
-__all__ = ["InvalidMove"]
+__all__ = ["InvalidMove", "StaleConversation"]
 
 
 class InvalidMove(Exception):  # noqa: N818 - says what happened, as InvalidTransition does
@@ -26,3 +27,16 @@ class InvalidMove(Exception):  # noqa: N818 - says what happened, as InvalidTran
         self.state = state
         self.action = action
         self.why = why
+
+
+class StaleConversation(Exception):  # noqa: N818 - says what happened
+    """
+    A store refused a commit: a conversation's stored version is not the
+    one the commit was decided on (another writer got there first), or a
+    message or note number is taken. Nothing of the commit was stored; the
+    caller reloads these conversations and decides again.
+    """
+
+    def __init__(self, conversation_ids: tuple[str, ...]) -> None:
+        super().__init__("stale: " + ", ".join(conversation_ids))
+        self.conversation_ids = conversation_ids

@@ -1,0 +1,334 @@
+"""
+The conversation store contract, run against every store (SQLite on a real
+file, and in memory) with commits the core really makes; then what only
+SQLite does: its file, group commit, and taking over the operator queue's
+items and messages.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Generator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from zope.interface.verify import verifyObject
+
+from tests.conversation_desk import ROUTE, Desk, cid
+from wsdaemon.client_ids import public_id
+from wsdaemon.conversations import (
+    AddNote,
+    Author,
+    Commit,
+    OperatorRead,
+    OperatorReply,
+    Resolve,
+    SetLabels,
+    Snooze,
+    Status,
+    VisitorMessage,
+    conversation_id_for,
+)
+from wsdaemon.conversations.errors import StaleConversation
+from wsdaemon.interfaces import IConversationStore
+from wsdaemon.records import ItemRecord, MessageRecord
+from wsdaemon.strategies.operator.store import SQLiteStore
+from wsdaemon.support.memory import MemoryConversationStore, stored_form
+from wsdaemon.support.store import SQLiteConversationStore
+
+Make = Callable[[], Any]
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Make:
+    """Each call: the store again (a new SQLite object on the same file, or the same memory)."""
+    memory = MemoryConversationStore()
+
+    def make() -> Any:
+        if request.param == "memory":
+            return memory
+        from twisted.internet import reactor
+
+        return SQLiteConversationStore(tmp_path / "state" / "queue.sqlite3", reactor)
+
+    return make
+
+
+def commits(desk: Desk, *events: Any) -> list[Commit]:
+    """What the core commits for each event in turn, a second apart."""
+    made = []
+    for event in events:
+        transition = desk.step(event, at=desk.now + 1.0)
+        if transition.commit is not None:
+            made.append(transition.commit)
+    return made
+
+
+def busy_desk() -> tuple[Desk, list[Commit]]:
+    desk = Desk(fallback_after=0)
+    desk.online("alice")
+    key = cid("v1")
+    made = commits(
+        desk,
+        VisitorMessage(ROUTE, "v1", "Hello, is anyone there?", "c-1"),
+        OperatorReply(key, "alice", "Hi! Alice here.", "Alice B."),
+        AddNote(key, "alice", "asked about billing"),
+        SetLabels(key, "alice", add=("billing", "vip")),
+        VisitorMessage(ROUTE, "v1", "My invoice is wrong"),
+        OperatorRead(key, "alice", 4),
+        VisitorMessage(ROUTE, "v2", "hi"),
+        Resolve(cid("v2"), "alice"),
+        VisitorMessage(ROUTE, "v3", "anyone?"),
+        Snooze(cid("v3"), "alice", 500.0),
+    )
+    return desk, made
+
+
+def test_provides_interface(make_store: Make) -> None:
+    """Every store provides IConversationStore."""
+    assert verifyObject(IConversationStore, make_store())
+
+
+@pytest_twisted.inlineCallbacks
+def test_what_is_committed_comes_back(make_store: Make) -> Generator[Any, Any, None]:
+    """Conversations, messages and notes come back as committed, after a
+    reopen too; live ones in the order they opened, resolved ones by id only."""
+    desk, made = busy_desk()
+    store = make_store()
+    yield store.open()
+    for commit in made:
+        yield store.commit(commit)
+    yield store.close()
+    store = make_store()
+    yield store.open()
+    for conversation in desk.inbox.conversations():
+        loaded = yield store.load(conversation.conversation_id)
+        assert loaded == stored_form(conversation)
+    live = yield store.load_live()
+    assert [c.visitor for c in live] == ["v1", "v3"]
+    assert [c.status for c in live] == [Status.OPEN, Status.SNOOZED]
+    messages = yield store.messages(cid("v1"))
+    assert [(m.seq, m.author, m.body) for m in messages] == [
+        (1, Author.VISITOR, "Hello, is anyone there?"),
+        (2, Author.SYSTEM, desk.settings.ack_message),
+        (3, Author.OPERATOR, "Hi! Alice here."),
+        (4, Author.VISITOR, "My invoice is wrong")]
+    assert (messages[0].client_message_id, messages[2].display_name) == ("c-1", "Alice B.")
+    notes = yield store.notes(cid("v1"))
+    assert [(n.note_id, n.operator, n.body) for n in notes] == [
+        (1, "alice", "asked about billing")]
+    assert (yield store.load("nope")) is None
+    assert (yield store.messages("nope")) == []
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pages(make_store: Make) -> Generator[Any, Any, None]:
+    """Resume pages go forward from a seq; history and notes pages go back."""
+    desk = Desk(fallback_after=0, ack_message="", offline_message="", max_unanswered=0)
+    key = cid("v1")
+    made = commits(desk, *[VisitorMessage(ROUTE, "v1", f"m{n}") for n in range(1, 8)],
+                   *[AddNote(key, "alice", f"n{n}") for n in range(1, 5)])
+    store = make_store()
+    yield store.open()
+    for commit in made:
+        yield store.commit(commit)
+    assert [m.seq for m in (yield store.messages(key, after=2, limit=3))] == [3, 4, 5]
+    assert [m.seq for m in (yield store.messages(key, after=6))] == [7]
+    assert [m.seq for m in (yield store.history(key, limit=3))] == [5, 6, 7]
+    assert [m.seq for m in (yield store.history(key, before=5, limit=3))] == [2, 3, 4]
+    assert [m.seq for m in (yield store.history(key, before=2))] == [1]
+    assert [n.note_id for n in (yield store.notes(key, before=4, limit=2))] == [2, 3]
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_stale_commit_stores_nothing(make_store: Make) -> Generator[Any, Any, None]:
+    """A commit decided on a version the store no longer holds fails, naming
+    the conversation, and none of it is stored, not even its other parts."""
+    desk = Desk(fallback_after=0)
+    first = commits(desk, VisitorMessage(ROUTE, "v1", "hi"))[0]
+    store = make_store()
+    yield store.open()
+    yield store.commit(first)
+    with pytest.raises(StaleConversation) as raised:
+        yield store.commit(first)  # created twice
+    assert raised.value.conversation_ids == (cid("v1"),)
+    reply = commits(desk, OperatorReply(cid("v1"), "alice", "one"))[0]
+    desk_b = Desk(fallback_after=0)
+    other = commits(desk_b, VisitorMessage(ROUTE, "v2", "hi"))[0]
+    both = Commit(other.conversations + reply.conversations, other.messages + reply.messages)
+    yield store.commit(reply)
+    with pytest.raises(StaleConversation):
+        yield store.commit(both)  # v2 is new, v1's version is taken
+    assert (yield store.load(cid("v2"))) is None
+    assert (yield store.messages(cid("v2"))) == []
+    clash = Commit((replace(reply.conversations[0], version=3),), reply.messages)
+    with pytest.raises(StaleConversation):
+        yield store.commit(clash)  # the version is right, the message number taken
+    assert (yield store.load(cid("v1"))).version == 2
+    yield store.close()
+
+
+# -- SQLite only --------------------------------------------------------------
+
+
+def sqlite_store(path: Path) -> SQLiteConversationStore:
+    from twisted.internet import reactor
+
+    return SQLiteConversationStore(path, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_sqlite_file_is_private_and_in_wal_mode(tmp_path: Path) -> Generator[Any, Any, None]:
+    """The file is the daemon user's alone (0600) whatever the umask, in WAL mode."""
+    path = tmp_path / "queue.sqlite3"
+    old = os.umask(0o022)
+    try:
+        store = sqlite_store(path)
+        yield store.open()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    mode = yield store._writer.run(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0])
+    assert mode == "wal"
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sqlite_group_commit_keeps_each_commit_whole(tmp_path: Path
+                                                     ) -> Generator[Any, Any, None]:
+    """Commits asked for together share a transaction; a stale one among
+    them is undone alone."""
+    store = sqlite_store(tmp_path / "queue.sqlite3")
+    yield store.open()
+    desks = [Desk(fallback_after=0) for _ in range(3)]
+    for n, desk in enumerate(desks):
+        desk.now = float(n)
+    made = [commits(desk, VisitorMessage(ROUTE, f"v{n}", "hi"))[0]
+            for n, desk in enumerate(desks)]
+    asked = [store.commit(made[0]), store.commit(made[1]), store.commit(made[0]),
+             store.commit(made[2])]
+    outcomes = []
+    for d in asked:
+        try:
+            yield d
+            outcomes.append("ok")
+        except StaleConversation:
+            outcomes.append("stale")
+    assert outcomes == ["ok", "ok", "stale", "ok"]
+    assert [c.visitor for c in (yield store.load_live())] == ["v0", "v1", "v2"]
+    yield store.close()
+
+
+LEGACY = "A" * 22 + "." + "B" * 16
+
+
+def item(item_id: str, client: str, at: float, **changes: Any) -> ItemRecord:
+    return ItemRecord(item_id=item_id, route=ROUTE, client_id=client, text=f"q {item_id}",
+                      created_at=at, **changes)
+
+
+def said(record: ItemRecord) -> MessageRecord:
+    return MessageRecord(client_id=record.client_id, route=ROUTE, direction="in",
+                         sender="client", body=record.text, at=record.created_at,
+                         item_id=record.item_id)
+
+
+def reply(client: str, sender: str, body: str, at: float, item_id: str | None = None
+          ) -> MessageRecord:
+    return MessageRecord(client_id=client, route=ROUTE, direction="out", sender=sender,
+                         body=body, at=at, item_id=item_id)
+
+
+@pytest_twisted.inlineCallbacks
+def fill_queue(path: Path) -> Generator[Any, Any, None]:
+    """The operator queue's store, used as the daemon uses it today."""
+    from twisted.internet import reactor
+
+    queue = SQLiteStore(path, reactor)
+    yield queue.open()
+    # ann: answered once (delivered), then asked again, fallback sent, still queued.
+    a1 = item("a1", "ann", 10.0)
+    yield queue.add_item(a1, said(a1))
+    seq = yield queue.answer_item(replace(a1, state="answered", operator="alice",
+                                          answered_at=12.0), reply("ann", "alice", "Hi", 12.0))
+    yield queue.mark_delivered([seq])
+    a2 = item("a2", "ann", 20.0)
+    yield queue.add_item(a2, said(a2))
+    yield queue.answer_item(replace(a2, fallback_sent=True),
+                            reply("ann", "system", "Sorry, nobody yet", 320.0, "a2"))
+    # bob: answered with a reply too big for its route (failed for good).
+    b1 = item("b1", "bob", 30.0)
+    yield queue.add_item(b1, said(b1))
+    seq = yield queue.answer_item(replace(b1, state="answered", operator="carol",
+                                          answered_at=31.0), reply("bob", "carol", "x" * 9, 31.0))
+    yield queue.mark_failed([seq])
+    # A client still known by its credential (a store from before public ids).
+    c1 = item("c1", LEGACY, 40.0)
+    yield queue.add_item(c1, said(c1))
+    # A push to someone who never wrote, not yet delivered.
+    yield queue.add_message(reply("dan", "alice", "Your order shipped", 50.0))
+    yield queue.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sqlite_takes_over_the_queue_once(tmp_path: Path) -> Generator[Any, Any, None]:
+    """On first open, the queue's items and messages become conversations
+    (open where items wait, resolved otherwise; renumbered; authors and
+    delivery kept; a failed reply noted; credential ids made public); the
+    queue's tables stay as they were; a second open changes nothing."""
+    path = tmp_path / "queue.sqlite3"
+    yield fill_queue(path)
+    store = sqlite_store(path)
+    yield store.open()
+    ann = yield store.load(conversation_id_for(ROUTE, "ann"))
+    assert (ann.status, ann.waiting_since, ann.opened_at, ann.unanswered, ann.fallback_sent,
+            ann.ack_sent, ann.assignee, ann.version) == \
+        (Status.OPEN, 20.0, 20.0, 1, True, True, None, 1)
+    assert (ann.last_seq, ann.delivered_upto, ann.unread_for("alice"), ann.preview) == \
+        (4, 3, 0, "q a2")
+    thread = yield store.messages(ann.conversation_id)
+    assert [(m.seq, m.author, m.operator, m.body) for m in thread] == [
+        (1, Author.VISITOR, None, "q a1"), (2, Author.OPERATOR, "alice", "Hi"),
+        (3, Author.VISITOR, None, "q a2"), (4, Author.SYSTEM, None, "Sorry, nobody yet")]
+    bob = yield store.load(conversation_id_for(ROUTE, "bob"))
+    assert (bob.status, bob.resolved_at, bob.delivered_upto, bob.note_count) == \
+        (Status.RESOLVED, 31.0, 2, 1)
+    assert bob.waiting_since is None and bob.resolution_time == 1.0
+    assert [n.body for n in (yield store.notes(bob.conversation_id))] == [
+        "Message 2 could never be written to the visitor (too big for its route)."]
+    legacy = yield store.load(conversation_id_for(ROUTE, public_id(LEGACY)))
+    assert (legacy.visitor, legacy.status, legacy.unread_for("alice")) == \
+        (public_id(LEGACY), Status.OPEN, 1)
+    dan = yield store.load(conversation_id_for(ROUTE, "dan"))
+    assert (dan.status, dan.delivered_upto, dan.last_seq) == (Status.RESOLVED, 0, 1)
+    assert [c.visitor for c in (yield store.load_live())] == ["ann", public_id(LEGACY)]
+    counts = yield store._writer.run(lambda db: [
+        db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("items", "messages", "conversations", "conversation_messages")])
+    assert counts == [4, 8, 4, 8]
+    yield store.close()
+    again = sqlite_store(path)
+    yield again.open()
+    assert (yield again.load(ann.conversation_id)) == ann
+    counts = yield again._writer.run(lambda db: db.execute(
+        "SELECT count(*) FROM conversations").fetchone()[0])
+    assert counts == 4
+    yield again.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sqlite_on_a_new_file_takes_over_nothing(tmp_path: Path) -> Generator[Any, Any, None]:
+    """A file with no queue tables opens empty (and is marked done)."""
+    store = sqlite_store(tmp_path / "new.sqlite3")
+    yield store.open()
+    assert (yield store.load_live()) == []
+    done = yield store._writer.run(lambda db: db.execute(
+        "SELECT name FROM wsdaemon_migrations").fetchall())
+    assert done == [("conversations-from-queue",)]
+    yield store.close()
