@@ -346,10 +346,12 @@ class WsMock:
         Ping and wait for the pong (a connection that does not answer in
         time is dropped).
 
-        @return: whether every pinged connection answered.
+        @return: whether every pinged connection answered; False when there
+            was no connection to ping (nothing answered).
         """
-        return all(self._connection_call("ping", s, timeout=timeout)["pong"]
-                   for s in self._sessions(session))
+        sessions = self._sessions(session)
+        answers = [self._connection_call("ping", s, timeout=timeout)["pong"] for s in sessions]
+        return bool(answers) and all(answers)
 
     # -- the journal -----------------------------------------------------------------
 

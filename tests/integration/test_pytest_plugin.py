@@ -281,3 +281,32 @@ def test_assertion_messages_read_as_english(mock_server: Any) -> None:
     with pytest.raises(AssertionError, match=r"^expected at least 1 connection\(s\) opened to "
                                              r"the mock, found 0; connections opened: nothing$"):
         mock.wait_for("open", timeout=0.1)
+
+
+def test_ping_with_no_connection_is_false(mock_server: Any) -> None:
+    """wsmock.ping() with no connection open says no pong came (False), not
+    True; with a client open that answers, True."""
+    from wsdaemon.pytest_plugin import WsMock
+
+    mock = WsMock(mock_server)
+    assert mock.ping(timeout=0.5) is False
+    with connect(mock.url):  # its background thread answers pings
+        mock.wait_for("open")
+        assert mock.ping(timeout=5) is True
+
+
+def test_refuse_next_keeps_the_subprotocols(mock_server: Any) -> None:
+    """wsmock.refuse_next() after wsmock.subprotocols(): the refused
+    handshake is refused, and the next one still gets the subprotocol."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.typing import Subprotocol
+
+    from wsdaemon.pytest_plugin import WsMock
+
+    mock = WsMock(mock_server)
+    mock.subprotocols("v2", require=True)
+    mock.refuse_next(1, status=503)
+    with pytest.raises(InvalidStatus):
+        connect(mock.url, subprotocols=[Subprotocol("v2")])
+    with connect(mock.url, subprotocols=[Subprotocol("v2")]) as ws:
+        assert ws.subprotocol == "v2"
