@@ -33,7 +33,7 @@ def test_check_config_on_shipped_example() -> None:
     [
         ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = ecoh\n",
          ":4: [route:/echo] strategy: unknown strategy 'ecoh' (did you mean echo?); "
-         "expected one of: echo"),
+         "expected one of: command, echo"),
         ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\nmax_conections = 5\n",
          ":5: [route:/echo] max_conections: unknown option (did you mean max_connections?)"),
         ("[wsdaemon]\nlisten = tcp:1\n[route:/echo]\nstrategy = echo\nmax_message_size = big\n",

@@ -66,4 +66,4 @@ def test_plugin_unknown_without_pythonpath(write_config: Callable[..., Path]) ->
     """Without the third party on the path, the name is unknown and the known ones are listed."""
     result = run_cli("--config", str(write_config(CONFIG)), "--check-config")
     assert result.returncode == 1
-    assert "unknown strategy 'shout'; expected one of: echo" in result.stderr
+    assert "unknown strategy 'shout'; expected one of: command, echo" in result.stderr

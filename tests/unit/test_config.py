@@ -141,7 +141,7 @@ BAD_CONFIGS = {
     "unknown strategy": (
         "[wsdaemon]\nlisten = tcp:8080\n[route:/echo]\nstrategy = ecoh\n",
         [":4: [route:/echo] strategy", "unknown strategy 'ecoh' (did you mean echo?)",
-         "expected one of: echo"],
+         "expected one of: command, echo"],
     ),
     "dotted strategy that does not import": (
         "[wsdaemon]\nlisten = tcp:8080\n[route:/echo]\nstrategy = no.such.module\n",
