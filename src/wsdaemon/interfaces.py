@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from zope.interface import Attribute, Interface
 
 from wsdaemon.records import (
@@ -30,9 +31,9 @@ if TYPE_CHECKING:
     from wsdaemon.conversations.model import Conversation, Message, Note
     from wsdaemon.strategies.api import OptionContext, StrategyContext
 
-__all__ = ["IConnectionFaults", "IConversationStore", "IHandshakeHook", "IHandshakePolicy",
-           "IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy",
-           "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"]
+__all__ = ["IConnectionFaults", "IConversationStore", "IFlowControl", "IHandshakeHook",
+           "IHandshakePolicy", "IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore",
+           "IReplyStrategy", "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"]
 
 
 class ISession(Interface):
@@ -118,6 +119,27 @@ class IConnectionFaults(Interface):
         @return: a Deferred firing with the seconds until the pong, or None
             if none came within C{timeout} (the connection is then dropped)
             or the connection closed.
+        """
+
+
+class IFlowControl(Interface):
+    """
+    A session that tells a producer when its client stops reading
+    (wsdaemon's sessions provide it besides L{ISession}; check with
+    C{IFlowControl.providedBy(session)}). A strategy relaying a source that
+    can wait (a process's output) pauses it instead of piling data up for a
+    slow client.
+    """
+
+    def register_producer(producer: IPushProducer) -> None:
+        """
+        Until the connection closes, call C{producer.pauseProducing()} when
+        what is sent to the client piles up in its transport, and
+        C{producer.resumeProducing()} once the client has caught up; at once
+        C{pauseProducing()} if it is behind now. One producer per session:
+        another replaces it. Does nothing once the connection is closed.
+
+        @return: None.
         """
 
 

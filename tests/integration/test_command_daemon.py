@@ -227,24 +227,52 @@ def test_stderr_goes_to_the_log_escaped(daemon: Daemon) -> None:
     assert "\x1b[31m" not in log
 
 
-def test_a_process_flooding_stdout_to_a_client_that_does_not_read(daemon: Daemon) -> None:
-    """A client that stops reading while its process floods stdout is dropped
-    past the route's max_outbound_buffer and the process ended; the daemon's
-    memory stays bounded and other clients are served meanwhile."""
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_a_process_flooding_stdout_waits_for_a_client_that_does_not_read(
+        daemon: Daemon) -> None:
+    """While its client does not read, a process flooding stdout is not read
+    either: it blocks on the full pipe (its CPU time stops growing), the
+    client is not dropped, the daemon's memory stays bounded, other clients
+    are served; the client leaving ends the process."""
     before = rss_kib(daemon.process.pid)
-    ws = connect(f"{daemon.url}/flood", max_queue=4)
-    try:
+    with connect(f"{daemon.url}/flood", max_queue=4, close_timeout=1) as ws:
         pid = int(ws.recv(timeout=5))
+        deadline = time.monotonic() + 10
+        ticks = cpu_ticks(pid)
+        while True:
+            time.sleep(0.5)
+            now = cpu_ticks(pid)
+            if now == ticks:
+                break
+            assert time.monotonic() < deadline, "the process never blocked"
+            ticks = now
         with connect(f"{daemon.url}/cat") as other:
             for n in range(20):
                 other.send(f"still served {n}")
                 assert other.recv(timeout=5) == f"still served {n}"
-        daemon.wait_for_log("it does not read", timeout=15)
-        wait_gone(pid, timeout=5)
-    finally:
-        ws.close_socket()
-    growth = rss_kib(daemon.process.pid) - before
-    assert growth < 20 * 1024, f"the daemon grew by {growth} KiB"
+        assert alive(pid) and cpu_ticks(pid) == ticks
+        growth = rss_kib(daemon.process.pid) - before
+        assert growth < 20 * 1024, f"the daemon grew by {growth} KiB"
+    wait_gone(pid)
+    assert "it does not read" not in daemon.log()
+
+
+def test_a_client_slower_than_its_process_is_throttled_not_dropped(daemon: Daemon) -> None:
+    """A client reading as fast as it can, slower than a process flooding
+    stdout, gets a steady stream of whole lines and is not dropped."""
+    with connect(f"{daemon.url}/flood") as ws:
+        ws.recv(timeout=5)
+        count = 0
+        start = time.monotonic()
+        while time.monotonic() - start < 2:
+            assert ws.recv(timeout=5) == "y" * 100
+            count += 1
+    assert count > 1000
+    assert "it does not read" not in daemon.log()
 
 
 def test_a_flood_without_newlines_closes_1009(daemon: Daemon) -> None:

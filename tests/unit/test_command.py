@@ -17,9 +17,10 @@ from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements, implementer
 
 from wsdaemon.config import ConfigError, load_config
+from wsdaemon.interfaces import IFlowControl
 from wsdaemon.records import HandshakeRefused, HandshakeRequest, MessageLimits
 from wsdaemon.strategies.api import OptionError
 from wsdaemon.strategies.command.options import CommandSettings, check_options
@@ -38,14 +39,25 @@ class FakeTransport:
         self.written: list[bytes] = []
         self.signals: list[str] = []
         self.stdin_closed = False
+        self.stdout_closed = False
         self.producer: Any = None
         self.exited = False
+        self.reading = True
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
 
     def closeStdin(self) -> None:
         self.stdin_closed = True
+
+    def closeStdout(self) -> None:
+        self.stdout_closed = True
+
+    def pauseProducing(self) -> None:
+        self.reading = False
+
+    def resumeProducing(self) -> None:
+        self.reading = True
 
     def signalProcess(self, name: str) -> None:
         if self.exited:
@@ -54,6 +66,18 @@ class FakeTransport:
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self.producer = producer
+
+
+class FlowSession(RecordingSession):
+    """A recording session with flow control: keeps the producer."""
+
+    producer: Any = None
+
+    def register_producer(self, producer: Any) -> None:
+        self.producer = producer
+
+
+classImplements(FlowSession, IFlowControl)
 
 
 @implementer(IReactorProcess)
@@ -96,11 +120,12 @@ class Route:
         self.reactor = FakeProcessReactor()
         self.strategy = CommandStrategy(settings(**changes), self.clock, self.reactor)
 
-    def open(self, session_id: str = "s1", **request_changes: Any) -> RecordingSession:
+    def open(self, session_id: str = "s1", session_class: type[RecordingSession] = RecordingSession,
+             **request_changes: Any) -> Any:
         answer = self.strategy.connecting(request(session_id, **request_changes))
         answer.addErrback(lambda f: pytest.fail(str(f)))
-        session = RecordingSession(session_id=session_id, route="/cmd",
-                                   client_id=f"client-of-{session_id}")
+        session = session_class(session_id=session_id, route="/cmd",
+                                client_id=f"client-of-{session_id}")
         self.strategy.connection_opened(session)
         return session
 
@@ -379,6 +404,24 @@ def test_a_process_ending_on_sigterm_leaves_no_timer() -> None:
     ended(route.process(), None, 15)
     assert route.clock.getDelayedCalls() == []
     assert route.transport().signals == ["TERM"]
+
+
+def test_the_output_is_not_read_while_the_client_is_behind() -> None:
+    """On a session with flow control, the process's output stops being read
+    when the client falls behind and is read again when it catches up; once
+    the client has gone, stdout is closed and the rest (stderr) read."""
+    route = Route()
+    session = route.open(session_class=FlowSession)
+    transport = route.transport()
+    session.producer.pauseProducing()
+    assert not transport.reading and route.process().output_paused
+    session.producer.resumeProducing()
+    assert transport.reading
+    session.producer.pauseProducing()
+    route.strategy.connection_closed(session, None, "")
+    assert transport.reading and transport.stdout_closed and transport.stdin_closed
+    session.producer.pauseProducing()  # late: changes nothing
+    assert transport.reading
 
 
 def test_kill_grace_zero_is_sigkill_at_once() -> None:

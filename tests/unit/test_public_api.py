@@ -22,8 +22,8 @@ from wsdaemon._compat import MOVED
 def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
-        "IConnectionFaults", "IConversationStore", "IHandshakeHook", "IHandshakePolicy",
-        "IOperatorQueue",
+        "IConnectionFaults", "IConversationStore", "IFlowControl", "IHandshakeHook",
+        "IHandshakePolicy", "IOperatorQueue",
         "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
         "IRulesReplaceable", "ISession", "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
@@ -33,6 +33,7 @@ def test_interfaces() -> None:
     assert set(wsdaemon.interfaces.IStrategyFactory.names()) == {
         "name", "description", "create"}
     assert set(wsdaemon.interfaces.IOptionCheck.names()) == {"check"}
+    assert set(wsdaemon.interfaces.IFlowControl.names()) == {"register_producer"}
 
 
 def test_strategy_helpers() -> None:
@@ -98,7 +99,8 @@ def test_every_interface_method_documents_its_return() -> None:
                       wsdaemon.interfaces.IStrategyFactory,
                       wsdaemon.interfaces.IOperatorQueue, wsdaemon.interfaces.IOptionCheck,
                       wsdaemon.interfaces.IResettable, wsdaemon.interfaces.IRulesReplaceable,
-                      wsdaemon.interfaces.IConnectionFaults, wsdaemon.interfaces.IHandshakeHook):
+                      wsdaemon.interfaces.IConnectionFaults, wsdaemon.interfaces.IHandshakeHook,
+                      wsdaemon.interfaces.IFlowControl):
         for name, description in interface.namesAndDescriptions():
             if hasattr(description, "getSignatureString"):
                 assert "@return" in (description.getDoc() or ""), f"{interface.__name__}.{name}"

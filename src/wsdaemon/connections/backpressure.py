@@ -2,7 +2,9 @@
 Flow control for one client connection: registered as its transport's push
 producer, it learns when the client stops reading (our writes pile up in
 the transport) and when it catches up. The protocol then stops reading that
-client, and drops it once C{max_outbound_buffer} more bytes wait for it.
+client, and drops it once C{max_outbound_buffer} more bytes wait for it; a
+producer a strategy registered (L{wsdaemon.interfaces.IFlowControl}) is
+paused and resumed with it.
 Routes and the operator channel use it alike: the protocol needs
 C{_paused}, C{_backlog}, C{transport} and C{state}.
 """
@@ -51,6 +53,10 @@ class Backpressure:
         transport: Any = protocol.transport
         if transport is not None:
             transport.pauseProducing()  # stop reading: no more work from it
+        # A strategy's source (a process's output), on routes only.
+        source = getattr(protocol, "_producer", None)
+        if source is not None:
+            source.pauseProducing()
 
     def resumeProducing(self) -> None:
         protocol = self.protocol
@@ -60,6 +66,9 @@ class Backpressure:
         if (transport is not None and protocol.state != protocol.STATE_CLOSED
                 and not protocol._held_reading):
             transport.resumeProducing()
+        source = getattr(protocol, "_producer", None)
+        if source is not None:
+            source.resumeProducing()
 
     def stopProducing(self) -> None:
         self.protocol._paused = False

@@ -86,6 +86,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
     _max_backlog = 0
     _paused = False
     _backlog = 0
+    #: A strategy's producer (IFlowControl), paused while the client is behind.
+    _producer: Any = None
     _decoder: Any = None
     _text: list[str] = []
     _client_id: str | None = None
@@ -417,6 +419,17 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
 
     def _stop_backpressure(self) -> None:
         self._paused = False
+        self._producer = None
+
+    def register_producer(self, producer: Any) -> None:
+        """
+        See L{wsdaemon.interfaces.IFlowControl.register_producer}.
+        """
+        if self.state == self.STATE_CLOSED or self.session is None:
+            return
+        self._producer = producer
+        if self._paused:
+            producer.pauseProducing()
 
     def _queued(self, length: int) -> None:
         if self._paused:

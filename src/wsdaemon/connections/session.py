@@ -8,10 +8,11 @@ from typing import Protocol
 
 from autobahn.exception import Disconnected
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wsdaemon.interfaces import IConnectionFaults, ISession
+from wsdaemon.interfaces import IConnectionFaults, IFlowControl, ISession
 from wsdaemon.records import SENDABLE_CLOSE_CODES, SENDABLE_CLOSE_CODES_TEXT
 
 __all__ = ["Session", "Writer"]
@@ -38,8 +39,10 @@ class Writer(Protocol):
 
     def ping(self, payload: bytes, timeout: float) -> Deferred[float | None]: ...
 
+    def register_producer(self, producer: IPushProducer) -> None: ...
 
-@implementer(ISession, IConnectionFaults)
+
+@implementer(ISession, IConnectionFaults, IFlowControl)
 class Session:
     """
     The strategy-facing side of one L{RouteProtocol}.
@@ -125,6 +128,12 @@ class Session:
         if self._protocol is None:
             return succeed(None)
         return self._protocol.ping(payload, timeout)
+
+    # -- flow control (IFlowControl) ----------------------------------------
+
+    def register_producer(self, producer: IPushProducer) -> None:
+        if self._protocol is not None:
+            self._protocol.register_producer(producer)
 
     def detach(self) -> None:
         """

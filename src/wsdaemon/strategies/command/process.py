@@ -5,10 +5,12 @@ from its standard output, its standard error to the log, and its end.
 Everything that could grow is bounded: a partial output line by
 C{max_line} (then close 1009, and the process is stopped), what waits for a
 process that does not read its input by C{max_stdin_buffer} (then close 1011),
-what stderr puts in the log by line length and lines per second. Output the
-client does not read waits in the connection, held to the route's
-C{max_outbound_buffer} as any reply is (then the client is dropped and the
-process stopped).
+what stderr puts in the log by line length and lines per second. While the
+client is behind (what is sent to it piles up in its transport), the
+process's output is not read: the pipe fills and the process blocks on its
+next write, until the client catches up (L{IFlowControl}). A session without
+flow control holds output to the route's C{max_outbound_buffer}, as any
+reply.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wsdaemon.escaping import visible
-from wsdaemon.interfaces import ISession
+from wsdaemon.interfaces import IFlowControl, ISession
 from wsdaemon.strategies.command.options import CommandSettings
 
 __all__ = ["STDERR_LINE", "CommandProcess"]
@@ -63,6 +65,26 @@ class _StdinFlow:
         self.process.stdin_full = False
 
 
+@implementer(IPushProducer)
+class _OutputFlow:
+    """
+    Registered on the client's session: told when the client falls behind
+    and when it catches up.
+    """
+
+    def __init__(self, process: CommandProcess) -> None:
+        self.process = process
+
+    def pauseProducing(self) -> None:
+        self.process.pause_output()
+
+    def resumeProducing(self) -> None:
+        self.process.resume_output()
+
+    def stopProducing(self) -> None:
+        pass
+
+
 class CommandProcess(ProcessProtocol):
     """
     The process of one connection, from its start to its end.
@@ -83,6 +105,8 @@ class CommandProcess(ProcessProtocol):
         self.stopping = False
         self.stdin_full = False
         self.stdin_backlog = 0
+        #: Whether the process's output is not being read (the client is behind).
+        self.output_paused = False
         self._out = bytearray()
         self._err = bytearray()
         self._err_skipping = False
@@ -138,12 +162,35 @@ class CommandProcess(ProcessProtocol):
         transport: Any = self.transport
         try:
             transport.closeStdin()
+            # The client is gone: its output is of no use, and a process
+            # blocked writing it (paused) would never see SIGTERM's end.
+            transport.closeStdout()
         except Exception:  # pragma: no cover - a pipe already gone
             pass
+        self.resume_output()  # stderr is still read, to the end
         grace = self.settings.kill_grace
         self._signal("TERM" if grace > 0 else "KILL")
         if grace > 0 and not self.ended:
             self._kill_call = self.clock.callLater(grace, self._kill)
+
+    def pause_output(self) -> None:
+        """
+        The client is behind: stop reading the process's output.
+        """
+        if not self.output_paused and not self.stopping and not self.ended:
+            self.output_paused = True
+            transport: Any = self.transport
+            transport.pauseProducing()
+
+    def resume_output(self) -> None:
+        """
+        The client caught up (or is gone): read the output again.
+        """
+        if self.output_paused:
+            self.output_paused = False
+            if not self.ended:
+                transport: Any = self.transport
+                transport.resumeProducing()
 
     def _kill(self) -> None:
         self._kill_call = None
@@ -181,6 +228,9 @@ class CommandProcess(ProcessProtocol):
         transport: Any = self.transport
         self.pid = transport.pid
         transport.registerProducer(_StdinFlow(self), True)
+        if IFlowControl.providedBy(self.session):
+            flow: Any = self.session
+            flow.register_producer(_OutputFlow(self))
         _log.info("command {route}: started process {pid} for session {session_id}",
                   route=self.session.route, pid=self.pid, session_id=self.session.session_id)
 
