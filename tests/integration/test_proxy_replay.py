@@ -144,7 +144,8 @@ def test_record_then_replay_gives_the_same_conversation(
 def test_refusals_are_passed_on(upstream: Upstream, write_config: Callable[..., Path],
                                 start_daemon: Callable[..., Daemon]) -> None:
     """The upstream's refusal reaches the client (403); an upstream that does
-    not answer is a 502."""
+    not answer is a 502 naming it and why."""
+    nowhere = free_port()
     config = write_config(f"""
         [wsdaemon]
         listen = tcp:0:interface=127.0.0.1
@@ -155,7 +156,7 @@ def test_refusals_are_passed_on(upstream: Upstream, write_config: Callable[..., 
 
         [route:/nowhere]
         strategy = proxy
-        upstream = ws://127.0.0.1:{free_port()}/
+        upstream = ws://127.0.0.1:{nowhere}/
         connect_timeout = 2
     """)
     daemon = start_daemon(config)
@@ -165,6 +166,8 @@ def test_refusals_are_passed_on(upstream: Upstream, write_config: Callable[..., 
     with pytest.raises(InvalidStatus) as unreachable:
         connect(f"{daemon.url}/nowhere")
     assert unreachable.value.response.status_code == 502
+    assert unreachable.value.response.reason_phrase == (
+        f"upstream ws://127.0.0.1:{nowhere} unreachable: connection refused")
 
 
 def test_a_wss_upstream_with_its_own_ca(tmp_path: Path, write_config: Callable[..., Path],

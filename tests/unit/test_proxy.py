@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionDone,
+    ConnectionRefusedError,
+    DNSLookupError,
+    TimeoutError,
+)
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -287,3 +293,31 @@ def test_a_client_close_without_a_code_reaches_the_upstream_without_one() -> Non
     dropped = Upstream()
     dropped.strategy.connection_closed(dropped.open(), 1006, "")
     assert dropped.transport.value() == b"" and dropped.transport.disconnecting
+
+
+@pytest.mark.parametrize(("failure", "why"), [
+    (ConnectionRefusedError(), "connection refused"),
+    (TimeoutError(), "no connection within connect_timeout"),
+    (DNSLookupError(), "host name not found"),
+    (ConnectError(), "cannot connect"),
+], ids=["refused", "timeout", "dns", "other"])
+def test_an_unreachable_upstream_is_named_with_why(
+        failure: Exception, why: str, logged: list[LogEvent]) -> None:
+    """The client's 502 names the upstream (scheme, host, port; not its path
+    or query, which may hold a token) and why, in a fixed phrase; the log
+    also has the error itself."""
+    reactor = MemoryReactorClock()
+    settings = ProxySettings("ws://upstream.test:9000/feed?token=secret", ("user-agent",),
+                             None, 1 << 20, 4.0)
+    strategy = ProxyStrategy(settings, reactor)
+    request = HandshakeRequest(session_id="s1", path="/live", query="", headers={},
+                               subprotocols=(), peer="tcp4:127.0.0.1:5000", limits=LIMITS)
+    outcome: list[Any] = []
+    strategy.connecting(request).addBoth(outcome.append)
+    _, _, factory, _, _ = reactor.tcpClients[-1]
+    factory.clientConnectionFailed(None, Failure(failure))
+    (refused,) = outcome
+    assert isinstance(refused, Failure) and refused.check(HandshakeRefused)
+    assert refused.value.status == 502
+    assert refused.value.reason == f"upstream ws://upstream.test:9000 unreachable: {why}"
+    assert f"unreachable: {why}" in lines(logged)

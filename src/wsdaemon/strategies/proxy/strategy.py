@@ -75,6 +75,19 @@ def _reason(reason: str) -> bytes | None:
     return reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
 
 
+def _address(upstream: str) -> str:
+    """
+    @return: the upstream URL's scheme, host and port, in printable ASCII.
+    """
+    parts = urlsplit(upstream)
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    text = f"{parts.scheme}://{host}:{port}"
+    return "".join(c if " " < c < "\x7f" else "?" for c in text)
+
+
 class _Link:
     """
     One client connection and its upstream: from the client's handshake to
@@ -158,11 +171,18 @@ class _Link:
         if not self.accepted.called:
             self.accepted.callback(HandshakeAnswer(subprotocol=self.subprotocol))
 
-    def upstream_unreachable(self, why: str) -> None:
-        _log.warn("proxy {path}: upstream {upstream} unreachable: {why}",
-                  path=self.request.path, upstream=self.strategy.settings.upstream, why=why)
+    def upstream_unreachable(self, why: str, detail: str) -> None:
+        """
+        The upstream could not be connected to: the client is refused with
+        502 and a reason naming the upstream (scheme, host and port: a
+        path or query may hold a token) and why.
+        """
+        where = _address(self.strategy.settings.upstream)
+        _log.warn("proxy {path}: upstream {upstream} unreachable: {why} ({detail})",
+                  path=self.request.path, upstream=self.strategy.settings.upstream, why=why,
+                  detail=visible(detail))
         if not self.accepted.called:
-            self.accepted.errback(HandshakeRefused(502, "upstream unreachable"))
+            self.accepted.errback(HandshakeRefused(502, f"upstream {where} unreachable: {why}"))
 
     def _handshake_failed(self, why: str, status: int | None) -> None:
         """

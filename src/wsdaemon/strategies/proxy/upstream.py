@@ -11,12 +11,13 @@ from typing import Any, Protocol
 
 from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import error
 from twisted.python.failure import Failure
 
 from wsdaemon.records import HandshakeRequest, MessageLimits
 
 __all__ = ["MESSAGE_TOO_BIG", "UpstreamFactory", "UpstreamLink", "UpstreamProtocol", "as_sent",
-           "over_limits", "send"]
+           "over_limits", "send", "unreachable_why"]
 
 _STATUS = re.compile(r"^HTTP/1\.[01] (\d{3})")
 #: Close code for a message over a limit (RFC 6455 section 7.4.1).
@@ -38,7 +39,7 @@ class UpstreamLink(Protocol):
 
     def upstream_open(self, upstream: UpstreamProtocol) -> None: ...
 
-    def upstream_unreachable(self, why: str) -> None: ...
+    def upstream_unreachable(self, why: str, detail: str) -> None: ...
 
     def upstream_closed(self, code: int | None, reason: str, status: int | None) -> None: ...
 
@@ -158,7 +159,24 @@ class UpstreamFactory(WebSocketClientFactory):
         return protocol
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
-        self.link.upstream_unreachable(reason.getErrorMessage())
+        self.link.upstream_unreachable(unreachable_why(reason), reason.getErrorMessage())
+
+
+def unreachable_why(reason: Failure) -> str:
+    """
+    @return: why a connection could not be made, in one of a few fixed
+        phrases (it goes into an HTTP status line: never an exception's
+        text).
+    """
+    if reason.check(error.ConnectionRefusedError):
+        return "connection refused"
+    if reason.check(error.TimeoutError):
+        return "no connection within connect_timeout"
+    if reason.check(error.DNSLookupError):
+        return "host name not found"
+    if reason.check(error.NoRouteError):
+        return "no route to host"
+    return "cannot connect"
 
 
 def send(upstream: UpstreamProtocol, message: str | bytes) -> None:
