@@ -303,3 +303,19 @@ def test_a_process_never_reading_stdin_closes_1011(daemon: Daemon) -> None:
     assert sent * 1024 < 1024 * 1024, "closed only after a megabyte"
     daemon.wait_for_log("does not read its input")
     wait_gone(pid)
+
+
+def test_no_process_outlives_the_daemon(daemon: Daemon) -> None:
+    """On SIGTERM the daemon ends its processes before it exits: one that
+    ends on SIGTERM at once, one that ignores it by SIGKILL after kill_grace
+    (1 s here); the daemon exits 0."""
+    with connect(f"{daemon.url}/exit") as polite, \
+            connect(f"{daemon.url}/ignore-term") as stubborn:
+        pids = [int(polite.recv(timeout=5)), int(stubborn.recv(timeout=5))]
+        time.sleep(0.2)  # the handler is set after the pid is printed
+        start = time.monotonic()
+        assert daemon.stop() == 0
+        took = time.monotonic() - start
+    assert not alive(pids[0]) and not alive(pids[1])
+    assert 1 <= took < 4, took
+    assert "after SIGTERM: SIGKILL" in daemon.log()

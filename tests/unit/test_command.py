@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
-from twisted.internet.interfaces import IReactorProcess
+from twisted.internet.interfaces import IReactorCore, IReactorProcess
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -80,12 +80,28 @@ class FlowSession(RecordingSession):
 classImplements(FlowSession, IFlowControl)
 
 
-@implementer(IReactorProcess)
+@implementer(IReactorProcess, IReactorCore)
 class FakeProcessReactor:
-    """Starts nothing: keeps what it was asked to start."""
+    """Starts nothing: keeps what it was asked to start, and its shutdown
+    triggers."""
 
     def __init__(self) -> None:
         self.spawned: list[dict[str, Any]] = []
+        self.triggers: dict[int, Any] = {}
+
+    def addSystemEventTrigger(self, phase: str, event: str, callable: Any) -> int:
+        assert (phase, event) == ("before", "shutdown")
+        handle = len(self.triggers) + 1
+        self.triggers[handle] = callable
+        return handle
+
+    def removeSystemEventTrigger(self, handle: int) -> None:
+        del self.triggers[handle]
+
+    def shut_down(self) -> Any:
+        """Fire the shutdown triggers once, as the reactor stopping does."""
+        (handle,) = self.triggers
+        return self.triggers.pop(handle)()
 
     def spawnProcess(self, processProtocol: Any, executable: Any, args: Any = (),
                      env: Any = None, path: Any = None, uid: Any = None, gid: Any = None,
@@ -431,6 +447,45 @@ def test_kill_grace_zero_is_sigkill_at_once() -> None:
     route.strategy.connection_closed(session, 1000, "")
     assert route.transport().signals == ["KILL"]
     assert route.clock.getDelayedCalls() == []
+
+
+def test_the_daemon_stopping_waits_for_its_processes_up_to_the_grace() -> None:
+    """A shutdown trigger is registered while processes run (removed once
+    none does); when the reactor stops, every process gets SIGTERM, and the
+    stop waits until they have ended, or SIGKILL at kill_grace and one more
+    second at most."""
+    route = Route(kill_grace=2.0)
+    first = route.open("s1")
+    route.open("s2")
+    assert len(route.reactor.triggers) == 1
+    route.strategy.connection_closed(first, 1000, "")
+    ended(route.process(0), None, 15)
+    assert len(route.reactor.triggers) == 1
+    waiting = route.reactor.shut_down()
+    assert route.transport(1).signals == ["TERM"]
+    assert isinstance(waiting, Deferred) and not waiting.called
+    route.clock.advance(2)
+    assert route.transport(1).signals == ["TERM", "KILL"]
+    ended(route.process(1), None, 9)
+    assert waiting.called and route.clock.getDelayedCalls() == []
+
+    route = Route(kill_grace=1.0)
+    route.open()
+    waiting = route.reactor.shut_down()
+    route.clock.advance(2)  # SIGKILL did not end it: the daemon stops anyway
+    assert waiting.called and route.transport().signals == ["TERM", "KILL"]
+    ended(route.process(), None, 9)
+    assert route.reactor.triggers == {}
+
+
+def test_no_trigger_is_left_once_no_process_runs() -> None:
+    """The last process ending removes the shutdown trigger: an old strategy
+    (after a reload) is not kept alive by the reactor."""
+    route = Route()
+    session = route.open()
+    route.strategy.connection_closed(session, 1000, "")
+    ended(route.process(), None, 15)
+    assert route.reactor.triggers == {}
 
 
 # -- bounds -------------------------------------------------------------------

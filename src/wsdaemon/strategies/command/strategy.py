@@ -7,6 +7,10 @@ accepted, and gives it back when its process has ended (a process that
 ignores SIGTERM keeps its slot until SIGKILL). With every slot taken, the
 handshake is refused with 503: no process is started for a client that
 would only be closed.
+
+Stopping the daemon: before the reactor stops, every process still running
+gets SIGTERM, and the daemon waits for them up to C{kill_grace} seconds
+(then SIGKILL, and one more second), so none outlives the daemon.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.interfaces import IReactorCore, IReactorProcess, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -97,6 +101,11 @@ class CommandStrategy:
         self.slots = 0
         self._requests: dict[str, HandshakeRequest] = {}
         self._processes: dict[str, CommandProcess] = {}
+        #: Every process not yet ended, its client there or not.
+        self._running: set[CommandProcess] = set()
+        #: The reactor's shutdown trigger, while processes run.
+        self._trigger: Any = None
+        self._all_ended: Deferred[None] | None = None
 
     @property
     def processes(self) -> list[CommandProcess]:
@@ -145,6 +154,8 @@ class CommandStrategy:
             session.close(INTERNAL_ERROR, "cannot start the process")
             return
         self._processes[session.session_id] = process
+        self._running.add(process)
+        self._watch_shutdown()
 
     def message_received(self, session: ISession, message: str | bytes) -> None:
         process = self._processes.get(session.session_id)
@@ -161,6 +172,46 @@ class CommandStrategy:
         session_id = process.session.session_id
         if self._processes.get(session_id) is process:
             del self._processes[session_id]
+        self._running.discard(process)
+        if not self._running:
+            if self._trigger is not None:
+                core: Any = self.reactor
+                core.removeSystemEventTrigger(self._trigger)
+                self._trigger = None
+            self._finish_shutdown()
+
+    # -- the daemon stopping -------------------------------------------------
+
+    def _watch_shutdown(self) -> None:
+        if self._trigger is None and IReactorCore.providedBy(self.reactor):
+            core: Any = self.reactor
+            self._trigger = core.addSystemEventTrigger("before", "shutdown",
+                                                       self._shutting_down)
+
+    def _shutting_down(self) -> Deferred[None] | None:
+        """
+        The reactor is about to stop: end every process, and hold the stop
+        until they have ended, at most C{kill_grace} seconds and one more.
+        """
+        self._trigger = None  # fired: nothing to remove
+        if not self._running:
+            return None
+        _log.info("command: stopping {count} processes", count=len(self._running))
+        self._all_ended = Deferred()
+        waiting = self._all_ended
+        timeout = self.clock.callLater(self.settings.kill_grace + 1.0, self._finish_shutdown)
+        waiting.addBoth(lambda result: timeout.cancel() if timeout.active() else None)
+        for process in list(self._running):
+            process.stop()
+        return waiting
+
+    def _finish_shutdown(self) -> None:
+        waiting, self._all_ended = self._all_ended, None
+        if waiting is not None:
+            if self._running:
+                _log.warn("command: {count} processes still there as the daemon stops",
+                          count=len(self._running))
+            waiting.callback(None)
 
 
 @implementer(IStrategyFactory, IOptionCheck)
