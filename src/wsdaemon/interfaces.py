@@ -142,6 +142,17 @@ class IFlowControl(Interface):
         @return: None.
         """
 
+    def hold_reading(held: bool) -> None:
+        """
+        Stop reading the client (C{held} True) until called with False: a
+        strategy whose work for this client piles up (a backend behind)
+        lets the client's messages wait in the kernel's buffers, then its
+        own sends block. Messages already read are still delivered. Does
+        nothing once the connection is closed.
+
+        @return: None.
+        """
+
 
 class IReplyStrategy(Interface):
     """

@@ -182,6 +182,8 @@ class HandshakeRequest:
         each).
     @ivar subprotocols: the subprotocols the client offers, in its order.
     @ivar limits: the route's limits on one message.
+    @ivar client_id: the client's id as the route's identity found it (None:
+        its session id will stand in).
     """
 
     session_id: str
@@ -191,6 +193,7 @@ class HandshakeRequest:
     subprotocols: tuple[str, ...]
     peer: str
     limits: MessageLimits = field(default_factory=MessageLimits)
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,18 @@ def test_registered_while_behind_it_is_paused_at_once_and_forgotten_at_close() -
     late = Producer()
     session.register_producer(late)  # type: ignore[attr-defined]
     assert late.calls == [] and client.protocol._producer is None  # noqa: SLF001
+
+
+def test_a_strategy_holds_reading_across_the_clients_own_backpressure() -> None:
+    """hold_reading(True) stops reading the client; the client catching up
+    (backpressure resuming) does not start it again; hold_reading(False)
+    does."""
+    client, session = backlogged_client()
+    transport = client.transport
+    session.hold_reading(True)  # type: ignore[attr-defined]
+    assert transport.producerState == "paused"
+    transport.producer.pauseProducing()
+    transport.producer.resumeProducing()
+    assert transport.producerState == "paused"
+    session.hold_reading(False)  # type: ignore[attr-defined]
+    assert transport.producerState == "producing"

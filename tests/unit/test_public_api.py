@@ -33,7 +33,7 @@ def test_interfaces() -> None:
     assert set(wsdaemon.interfaces.IStrategyFactory.names()) == {
         "name", "description", "create"}
     assert set(wsdaemon.interfaces.IOptionCheck.names()) == {"check"}
-    assert set(wsdaemon.interfaces.IFlowControl.names()) == {"register_producer"}
+    assert set(wsdaemon.interfaces.IFlowControl.names()) == {"register_producer", "hold_reading"}
 
 
 def test_strategy_helpers() -> None:

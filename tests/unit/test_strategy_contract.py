@@ -23,7 +23,8 @@ from wsdaemon.strategies.registry import BUILTIN_STRATEGIES, StrategyRegistry
 from wsdaemon.testing import RecordingSession, check_strategy
 
 CLOCK = Clock()
-THIRDPARTY = Path(__file__).resolve().parent.parent / "thirdparty"
+THIS = Path(__file__).resolve().parent
+THIRDPARTY = THIS.parent / "thirdparty"
 
 #: Options each built-in needs to be built; every built-in must have an entry.
 CONTRACT_OPTIONS: dict[str, dict[str, str]] = {
@@ -34,6 +35,8 @@ CONTRACT_OPTIONS: dict[str, dict[str, str]] = {
     "proxy": {"upstream": "ws://127.0.0.1:9/"},
     # Built without a client handshake: it closes the session (no process).
     "command": {"command": "cat"},
+    # Built without a client handshake: it closes the session (no connect event).
+    "webhook": {"url": "http://127.0.0.1:9/", "secret_file": str(THIS / "webhook.secret")},
 }
 
 

@@ -64,7 +64,8 @@ class Backpressure:
         protocol._backlog = 0
         transport: Any = protocol.transport
         if (transport is not None and protocol.state != protocol.STATE_CLOSED
-                and not protocol._held_reading):
+                and not protocol._held_reading
+                and not getattr(protocol, "_reading_held_by_strategy", False)):
             transport.resumeProducing()
         source = getattr(protocol, "_producer", None)
         if source is not None:

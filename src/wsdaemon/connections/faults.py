@@ -61,6 +61,8 @@ class ConnectionFaults:
 
     #: Reading is paused on purpose (flow control must not resume it).
     _held_reading = False
+    #: Reading is held by the strategy (IFlowControl.hold_reading).
+    _reading_held_by_strategy = False
     #: Messages held back: (payload, binary, frames) in order.
     _held_writes: list[tuple[bytes, bool, int]] | None = None
     _held_bytes = 0
@@ -119,7 +121,8 @@ class ConnectionFaults:
     def _resume_reading(self) -> None:
         self._held_reading = False
         transport = self.transport
-        if transport is not None and not self._paused and self.state != self.STATE_CLOSED:
+        if (transport is not None and not self._paused and self.state != self.STATE_CLOSED
+                and not self._reading_held_by_strategy):
             transport.resumeProducing()
 
     def hold_writes(self, seconds: float) -> None:

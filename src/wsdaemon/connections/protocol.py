@@ -180,7 +180,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
             headers={str(k).lower(): str(v) for k, v in (request.headers or {}).items()},
             subprotocols=tuple(request.protocols or ()), peer=str(request.peer),
             limits=MessageLimits(settings.max_message_size, settings.max_frame_size,
-                                 settings.max_fragments))
+                                 settings.max_fragments),
+            client_id=self._client_id)
         self._hook = strategy
         d: Deferred[Any] = maybeDeferred(strategy.connecting, asked)
         self._pending_handshake = d
@@ -430,6 +431,19 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         self._producer = producer
         if self._paused:
             producer.pauseProducing()
+
+    def hold_reading(self, held: bool) -> None:
+        """
+        See L{wsdaemon.interfaces.IFlowControl.hold_reading}.
+        """
+        transport: Any = self.transport
+        if self.state == self.STATE_CLOSED or self.session is None or transport is None:
+            return
+        self._reading_held_by_strategy = held
+        if held:
+            transport.pauseProducing()
+        elif not self._paused and not self._held_reading:
+            transport.resumeProducing()
 
     def _queued(self, length: int) -> None:
         if self._paused:

@@ -41,6 +41,8 @@ class Writer(Protocol):
 
     def register_producer(self, producer: IPushProducer) -> None: ...
 
+    def hold_reading(self, held: bool) -> None: ...
+
 
 @implementer(ISession, IConnectionFaults, IFlowControl)
 class Session:
@@ -134,6 +136,10 @@ class Session:
     def register_producer(self, producer: IPushProducer) -> None:
         if self._protocol is not None:
             self._protocol.register_producer(producer)
+
+    def hold_reading(self, held: bool) -> None:
+        if self._protocol is not None:
+            self._protocol.hold_reading(held)
 
     def detach(self) -> None:
         """

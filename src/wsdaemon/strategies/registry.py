@@ -30,6 +30,7 @@ BUILTIN_STRATEGIES: dict[str, str] = {
     "operator": "wsdaemon.strategies.operator.strategy:OperatorStrategyFactory",
     "proxy": "wsdaemon.strategies.proxy.strategy:ProxyStrategyFactory",
     "command": "wsdaemon.strategies.command.strategy:CommandStrategyFactory",
+    "webhook": "wsdaemon.strategies.webhook.strategy:WebhookStrategyFactory",
 }
 
 

@@ -1,0 +1,317 @@
+"""
+The webhook strategy: a connection's events POSTed to the backend, one at a
+time and in order; the answers sent back to the client.
+
+The C{connect} event is part of the handshake: the backend's 4xx or 5xx
+status refuses the client with that status, no answer (backend down or
+slow) with 503. Once open, each message is an event; while one is in
+flight the next wait, up to C{max_queue}: then the client stops being read
+(L{IFlowControl.hold_reading}) until half of them have gone. Messages
+already read when reading stopped still join, up to C{max_queue} more; past
+that (a session without flow control) the client is closed with 1013.
+
+When the backend fails an open connection, the client is closed: 1013
+("try again later") if the backend could not be reached, did not answer in
+time or answered 502, 503 or 504; 1011 for any other failure (another
+status, an answer too big or not understood). Each is logged with its kind.
+The C{disconnect} event is sent after the client's last messages, best
+effort (a daemon that is killed cannot send it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter, deque
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from wsdaemon.interfaces import (
+    IFlowControl,
+    IHandshakeHook,
+    IOptionCheck,
+    IReplyStrategy,
+    ISession,
+    IStrategyFactory,
+)
+from wsdaemon.records import HandshakeAnswer, HandshakeRefused, HandshakeRequest
+from wsdaemon.strategies.api import OptionContext, StrategyContext
+from wsdaemon.strategies.webhook.answer import Answer, AnswerError, parse_answer
+from wsdaemon.strategies.webhook.client import Poster, Reply, TreqPoster
+from wsdaemon.strategies.webhook.delivery import DeliveryError, deliver
+from wsdaemon.strategies.webhook.options import WebhookSettings, check_options
+
+__all__ = ["WebhookStrategy", "WebhookStrategyFactory"]
+
+_log = Logger(namespace="wsdaemon.webhook")
+
+INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
+#: Backend statuses that mean "not now" rather than "wrong".
+_BUSY_STATUSES = {502, 503, 504}
+
+
+class _Link:
+    """
+    One connection's side of the backend: what it said at connect, its
+    state, and its events waiting to be sent.
+    """
+
+    def __init__(self, request: HandshakeRequest, headers: Mapping[str, str]) -> None:
+        self.request = request
+        self.headers = dict(headers)
+        self.client_id = request.client_id or request.session_id
+        self.session: ISession | None = None
+        #: The backend's opaque state (JSON text), sent back with each event.
+        self.state: str | None = None
+        self.opening: Answer | None = None
+        self.queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self.in_flight: Deferred[Reply] | None = None
+        self.seq = 0
+        self.held = False
+        self.failed = False
+
+
+def _unreachable(url: str, headers: Mapping[str, str], body: bytes) -> Deferred[Reply]:
+    return fail(DeliveryError("unreachable", "this reactor cannot make HTTP connections"))
+
+
+@implementer(IReplyStrategy, IHandshakeHook)
+class WebhookStrategy:
+    """
+    @param poster: POSTs one request (L{TreqPoster} in the daemon).
+    @ivar errors: failures so far, by kind (C{unreachable}, C{timeout},
+        C{too_big}, C{failed}, C{status}, C{invalid}).
+    @ivar in_flight: requests under way.
+    """
+
+    def __init__(self, settings: WebhookSettings, clock: IReactorTime, route: str,
+                 poster: Poster) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.route = route
+        self.poster = poster
+        self.errors: Counter[str] = Counter()
+        self.in_flight = 0
+        self._links: dict[str, _Link] = {}
+
+    # -- the handshake ---------------------------------------------------------
+
+    def connecting(self, request: HandshakeRequest) -> Deferred[HandshakeAnswer]:
+        headers = {name: request.headers[name] for name in self.settings.pass_headers
+                   if name in request.headers}
+        link = _Link(request, headers)
+        d = self._post(link, "connect", {})
+        return d.addCallbacks(self._accepted, self._refused, callbackArgs=(link,),
+                              errbackArgs=(link,))
+
+    def _accepted(self, reply: Reply, link: _Link) -> HandshakeAnswer:
+        if not 200 <= reply.status < 300:
+            self._failure("status", link, f"connect answered with status {reply.status}",
+                          warn=reply.status >= 500)
+            status = reply.status if 400 <= reply.status < 600 else 502
+            raise HandshakeRefused(status, "refused by the backend")
+        try:
+            answer = parse_answer(reply.status, reply.content_type, reply.body,
+                                  self.settings.max_state)
+        except AnswerError as e:
+            self._failure("invalid", link, f"connect: {e}")
+            raise HandshakeRefused(502, "backend error") from None
+        link.opening = answer
+        if answer.state is not None:
+            link.state = answer.state
+        self._links[link.request.session_id] = link
+        return HandshakeAnswer()
+
+    def _refused(self, failure: Failure, link: _Link) -> Failure:
+        error = failure.check(DeliveryError)
+        if error is None:
+            return failure  # cancelled (the client left) or refused above
+        value: Any = failure.value
+        self._failure(value.kind, link, f"connect: {value.why}")
+        raise HandshakeRefused(503 if value.kind != "too_big" else 502, "try again later")
+
+    def abandoned(self, session_id: str) -> None:
+        self._links.pop(session_id, None)
+
+    # -- the connection --------------------------------------------------------
+
+    def connection_opened(self, session: ISession) -> None:
+        link = self._links.get(session.session_id)
+        if link is None:
+            session.close(INTERNAL_ERROR, "no backend")  # opened without our handshake
+            return
+        link.session = session
+        link.client_id = str(session.client_id)
+        opening, link.opening = link.opening, None
+        if opening is not None:
+            self._apply(link, opening)
+
+    def message_received(self, session: ISession, message: str | bytes) -> None:
+        link = self._links.get(session.session_id)
+        if link is None or link.failed:
+            return None
+        if isinstance(message, str):
+            fields: dict[str, Any] = {"message": message, "binary": False}
+        else:
+            fields = {"message": base64.b64encode(message).decode("ascii"), "binary": True}
+        link.queue.append(("message", fields))
+        waiting = len(link.queue)
+        limit = self.settings.max_queue
+        if waiting >= limit and not link.held and link.in_flight is not None:
+            if IFlowControl.providedBy(session):
+                link.held = True
+                flow: Any = session
+                flow.hold_reading(True)
+        if waiting > 2 * limit:
+            self._fail(link, "queue", TRY_AGAIN_LATER, "try again later",
+                       f"{waiting} messages wait for the backend (max_queue {limit}, twice)")
+            return None
+        self._next(link)
+        return None
+
+    def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:
+        link = self._links.get(session.session_id)
+        if link is None:
+            return
+        link.session = None
+        if link.failed:
+            link.queue.clear()
+        link.queue.append(("disconnect", {"code": code, "reason": reason}))
+        self._next(link)
+
+    # -- events ----------------------------------------------------------------
+
+    def _next(self, link: _Link) -> None:
+        if link.in_flight is not None or not link.queue:
+            return
+        event, fields = link.queue.popleft()
+        if link.held and len(link.queue) <= self.settings.max_queue // 2:
+            link.held = False
+            session: Any = link.session
+            if session is not None:
+                session.hold_reading(False)
+        d = self._post(link, event, fields)
+        link.in_flight = d
+        d.addCallbacks(self._answered, self._not_answered, callbackArgs=(link, event),
+                       errbackArgs=(link, event))
+        d.addErrback(self._bug, link)
+
+    def _post(self, link: _Link, event: str, fields: dict[str, Any]) -> Deferred[Reply]:
+        request = link.request
+        link.seq += 1
+        message_id = f"msg_{request.session_id}_{link.seq}"
+        payload = {
+            "type": event, "id": message_id, "seq": link.seq, "route": self.route,
+            "session_id": request.session_id, "client_id": link.client_id,
+            "peer": request.peer, "query": request.query, "headers": link.headers,
+            "state": None if link.state is None else json.loads(link.state),
+            "time": self.clock.seconds(), **fields,
+        }
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        self.in_flight += 1
+        d = deliver(self.poster, self.settings, self.clock, self.settings.url(event),
+                    message_id, body)
+
+        def done(result: object) -> object:
+            self.in_flight -= 1
+            return result
+
+        return d.addBoth(done)
+
+    def _answered(self, reply: Reply, link: _Link, event: str) -> None:
+        link.in_flight = None
+        if event == "disconnect":
+            self._links.pop(link.request.session_id, None)
+            return
+        if not 200 <= reply.status < 300:
+            busy = reply.status in _BUSY_STATUSES
+            self._fail(link, "status", TRY_AGAIN_LATER if busy else INTERNAL_ERROR,
+                       "try again later" if busy else "backend error",
+                       f"{event} answered with status {reply.status}")
+        else:
+            try:
+                answer = parse_answer(reply.status, reply.content_type, reply.body,
+                                      self.settings.max_state)
+            except AnswerError as e:
+                self._fail(link, "invalid", INTERNAL_ERROR, "backend error", f"{event}: {e}")
+            else:
+                if answer.state is not None:
+                    link.state = answer.state
+                self._apply(link, answer)
+        self._next(link)
+
+    def _not_answered(self, failure: Failure, link: _Link, event: str) -> None:
+        link.in_flight = None
+        failure.trap(DeliveryError)
+        value: Any = failure.value
+        if event == "disconnect":
+            self._links.pop(link.request.session_id, None)
+            self._failure(value.kind, link, f"disconnect: {value.why}", warn=False)
+            return
+        busy = value.kind in ("unreachable", "timeout")
+        self._fail(link, value.kind, TRY_AGAIN_LATER if busy else INTERNAL_ERROR,
+                   "try again later" if busy else "backend error", f"{event}: {value.why}")
+        self._next(link)
+
+    def _bug(self, failure: Failure, link: _Link) -> None:
+        _log.failure("webhook {route}: session {session_id}: failed handling an answer",
+                     failure=failure, route=self.route, session_id=link.request.session_id)
+        link.in_flight = None
+        self._links.pop(link.request.session_id, None)
+        if link.session is not None:
+            link.session.close(INTERNAL_ERROR, "internal error")
+
+    def _apply(self, link: _Link, answer: Answer) -> None:
+        session = link.session
+        if session is None:
+            return
+        for message in answer.messages:
+            session.send(message)
+        if answer.close is not None:
+            session.close(*answer.close)
+
+    def _fail(self, link: _Link, kind: str, code: int, reason: str, why: str) -> None:
+        self._failure(kind, link, why)
+        if link.failed:
+            return
+        link.failed = True
+        dropped = sum(1 for event, _ in link.queue if event == "message")
+        link.queue = deque(item for item in link.queue if item[0] != "message")
+        session = link.session
+        if session is not None:
+            _log.warn("webhook {route}: closing session {session_id} with {code} "
+                      "({dropped} messages not sent)", route=self.route,
+                      session_id=link.request.session_id, code=code, dropped=dropped)
+            session.close(code, reason)
+
+    def _failure(self, kind: str, link: _Link, why: str, warn: bool = True) -> None:
+        self.errors[kind] += 1
+        emit = _log.warn if warn else _log.info
+        emit("webhook {route}: backend failed session {session_id} ({kind}): {why}",
+             route=self.route, session_id=link.request.session_id, kind=kind, why=why)
+
+
+@implementer(IStrategyFactory, IOptionCheck)
+class WebhookStrategyFactory:
+    name = "webhook"
+    description = "POSTs each connection's events to an HTTP backend, signed; its answers reply"
+
+    def check(self, options: Mapping[str, str], context: OptionContext) -> WebhookSettings:
+        return check_options(options, context.config_dir)
+
+    def create(self, options: Mapping[str, str], context: StrategyContext) -> WebhookStrategy:
+        settings = context.checked
+        if not isinstance(settings, WebhookSettings):
+            settings = check_options(options, context.config_dir)
+        clock: Any = context.clock
+        poster: Poster = _unreachable
+        if IReactorTCP.providedBy(clock):
+            poster = TreqPoster(clock, settings.max_response, settings.connect_timeout)
+        return WebhookStrategy(settings, context.clock, context.route, poster)

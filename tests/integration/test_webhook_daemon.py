@@ -1,0 +1,224 @@
+"""
+strategy = webhook on the real daemon, with the websockets client and a real
+HTTP backend started by the test (http.server in a thread, on 127.0.0.1,
+HTTP/1.1 keep-alive) that verifies every signature with the standardwebhooks
+package: events and their order, text and JSON answers, state, the connect
+refusal, a backend that is down; hostile backends: a huge answer, one that
+never answers, invalid JSON. Other clients are unaffected.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests.daemon import Daemon, free_port
+
+pytestmark = pytest.mark.slow
+
+OLD = "whsec_" + base64.b64encode(b"old-secret-of-24-bytes!!").decode()
+NEW = "whsec_" + base64.b64encode(b"new-secret-of-24-bytes!!").decode()
+
+
+class Backend:
+    """The team's backend: answers by path, records the verified events."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.unverified = 0
+        self.stop = threading.Event()
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["content-length"]))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    # Each key alone verifies: either side of a rotation works.
+                    Webhook(OLD).verify(body, headers)
+                    event = Webhook(NEW).verify(body, headers)
+                except Exception:
+                    backend.unverified += 1
+                    self.answer(401, "text/plain", b"bad signature")
+                    return
+                backend.events.append((self.path, event))
+                backend.handle(self, self.path, event)
+
+            def answer(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def handle(self, handler: Any, path: str, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "disconnect":
+            handler.answer(204, "text/plain", b"")
+        elif path == "/refuse" and kind == "connect":
+            handler.answer(403, "text/plain", b"no")
+        elif kind == "connect":
+            handler.answer(200, "application/json", json.dumps(
+                {"messages": [{"text": f"welcome {event['client_id']}"}],
+                 "state": {"n": 0}}).encode())
+        elif path == "/echo":
+            handler.answer(200, "text/plain; charset=utf-8",
+                           f"echo: {event['message']}".encode())
+        elif path == "/json":
+            n = event["state"]["n"] + 1
+            handler.answer(200, "application/json", json.dumps(
+                {"messages": [{"text": f"{n}: {event['message']}"},
+                              {"binary_b64": base64.b64encode(bytes([n])).decode()}],
+                 "state": {"n": n},
+                 "close": {"code": 4000, "reason": "three"} if n == 3 else None}).encode())
+        elif path == "/huge":
+            handler.answer(200, "text/plain", b"x" * (1024 * 1024))
+        elif path == "/never":
+            self.stop.wait(15)
+        elif path == "/invalid":
+            handler.answer(200, "application/json", b"{oops")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, kind: str, timeout: float = 5) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for _, event in self.events:
+                if event["type"] == kind:
+                    return event
+            time.sleep(0.02)
+        raise AssertionError(f"no {kind} event: {self.events}")
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    server = Backend()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, backend: Backend, write_config: Callable[..., Path],
+           start_daemon: Callable[..., Daemon]) -> Daemon:
+    (tmp_path / "hook.secret").write_text(f"{OLD}\n{NEW}\n")
+
+    def route(path: str, extra: str = "") -> str:
+        return (f"[route:{path}]\nstrategy = webhook\n"
+                f"url = http://127.0.0.1:{backend.port}{path}\n"
+                f"secret_file = hook.secret\npass_headers = x-trace\n{extra}\n")
+
+    down = free_port()
+    return start_daemon(write_config("\n".join([
+        "[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n",
+        route("/echo"), route("/json"), route("/refuse"),
+        route("/huge", "max_response = 64KiB\n"),
+        route("/never", "timeout = 1\n"),
+        route("/invalid"),
+        f"[route:/down]\nstrategy = webhook\nurl = http://127.0.0.1:{down}/\n"
+        "secret_file = hook.secret\nretries = 1\nretry_backoff = 0.1\n",
+    ])))
+
+
+def closed_code(ws: Any, timeout: float = 5) -> tuple[int, str]:
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=timeout)
+    assert closed.value.rcvd is not None, closed.value
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+def test_messages_reach_the_backend_in_order_and_answers_come_back(
+        daemon: Daemon, backend: Backend) -> None:
+    """connect, messages, disconnect, signed (both secrets verify), in order;
+    text answers come back in order; allowed headers only."""
+    with connect(f"{daemon.url}/echo?room=7", additional_headers={
+            "x-trace": "t-1", "x-other": "no"}) as ws:
+        assert ws.recv(timeout=5).startswith("welcome ")
+        for i in range(20):
+            ws.send(f"m{i}")
+        assert [ws.recv(timeout=5) for _ in range(20)] == [f"echo: m{i}" for i in range(20)]
+        ws.send("你好，世界")
+        assert ws.recv(timeout=5) == "echo: 你好，世界"
+    disconnect = backend.wait_for("disconnect")
+    assert backend.unverified == 0
+    events = [event for _, event in backend.events]
+    assert [e["type"] for e in events] == ["connect"] + ["message"] * 21 + ["disconnect"]
+    assert [e["seq"] for e in events] == list(range(1, 24))
+    connect_event = events[0]
+    assert connect_event["query"] == "room=7" and connect_event["headers"] == {"x-trace": "t-1"}
+    assert connect_event["route"] == "/echo" and connect_event["client_id"]
+    assert {e["session_id"] for e in events} == {connect_event["session_id"]}
+    assert disconnect["code"] == 1000
+
+
+def test_json_answers_state_binary_and_close(daemon: Daemon, backend: Backend) -> None:
+    """JSON answers: text and binary messages, state carried to the next
+    event, and a close with the backend's code."""
+    with connect(f"{daemon.url}/json") as ws:
+        ws.recv(timeout=5)
+        ws.send("a")
+        assert ws.recv(timeout=5) == "1: a" and ws.recv(timeout=5) == b"\x01"
+        ws.send(b"\x00\xff")
+        assert ws.recv(timeout=5) == "2: AP8=" and ws.recv(timeout=5) == b"\x02"
+        ws.send("c")
+        assert ws.recv(timeout=5) == "3: c" and ws.recv(timeout=5) == b"\x03"
+        assert closed_code(ws) == (4000, "three")
+    binary = [e for _, e in backend.events if e.get("binary")]
+    assert binary and binary[0]["message"] == "AP8="
+
+
+def test_the_backend_refuses_and_a_backend_down_is_503(daemon: Daemon) -> None:
+    """The connect answer's 403 is the client's; a backend that cannot be
+    reached (after its retries) refuses with 503 and says so in the log."""
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{daemon.url}/refuse", open_timeout=5)
+    assert refused.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as down:
+        connect(f"{daemon.url}/down", open_timeout=5)
+    assert down.value.response.status_code == 503
+    daemon.wait_for_log("(unreachable): connect: cannot reach it after 2 attempts")
+
+
+@pytest.mark.parametrize(("route", "code", "logged"), [
+    ("/huge", 1011, "(too_big)"),
+    ("/never", 1013, "(timeout)"),
+    ("/invalid", 1011, "(invalid): message: the body is not valid JSON"),
+])
+def test_hostile_backends_close_the_client_with_a_log_line(
+        daemon: Daemon, route: str, code: int, logged: str) -> None:
+    """A huge answer, no answer, invalid JSON: the client is closed with a
+    documented code, the log says why, and other clients carry on."""
+    with connect(f"{daemon.url}/echo") as other:
+        other.recv(timeout=5)
+        with connect(f"{daemon.url}{route}") as ws:
+            ws.recv(timeout=5)
+            ws.send("hello")
+            assert closed_code(ws)[0] == code
+        daemon.wait_for_log(logged)
+        other.send("still here")
+        assert other.recv(timeout=5) == "echo: still here"
