@@ -222,3 +222,68 @@ def test_hostile_backends_close_the_client_with_a_log_line(
         daemon.wait_for_log(logged)
         other.send("still here")
         assert other.recv(timeout=5) == "echo: still here"
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "webhook"
+PUSH_KEY = "ops-webhook-test-key-0123456789"
+
+
+@pytest.mark.parametrize("program", ["backend.py", "backend.mjs"])
+def test_the_example_backends_answer_and_push_is_the_return_channel(
+        tmp_path: Path, write_config: Callable[..., Path],
+        start_daemon: Callable[..., Daemon], program: str) -> None:
+    """examples/webhook (Python and Node.js): they verify the signature,
+    answer with state; the push API reaches the client by its client id."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    runner = sys.executable if program.endswith(".py") else shutil.which("node")
+    if runner is None:
+        pytest.skip("node is not installed")
+    (tmp_path / "hook.secret").write_text(f"{OLD}\n{NEW}\n")
+    port, admin = free_port(), free_port()
+    backend = subprocess.Popen([runner, str(EXAMPLES / program), str(port),
+                                str(tmp_path / "hook.secret")])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and backend.poll() is None
+                time.sleep(0.05)
+        daemon = start_daemon(write_config(f"""
+            [wsdaemon]
+            listen = tcp:0:interface=127.0.0.1
+
+            [admin]
+            listen = tcp:{admin}:interface=127.0.0.1
+            api_keys = ops:{PUSH_KEY}
+
+            [route:/chat]
+            strategy = webhook
+            url = http://127.0.0.1:{port}/events
+            secret_file = hook.secret
+        """))
+        with connect(f"{daemon.url}/chat") as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=5) == "#1: hi"
+            ws.send("again")
+            assert ws.recv(timeout=5) == "#2: again"
+            clients = json.load(urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{admin}/clients",
+                headers={"Authorization": f"Bearer {PUSH_KEY}"}), timeout=5))
+            client_id = clients["clients"][0]["client_id"]
+            pushed = urllib.request.Request(
+                f"http://127.0.0.1:{admin}/push",
+                data=json.dumps({"client": client_id, "text": "later"}).encode(),
+                headers={"Authorization": f"Bearer {PUSH_KEY}"})
+            assert json.load(urllib.request.urlopen(pushed, timeout=5))["delivered"] == 1
+            assert ws.recv(timeout=5) == "later"
+    finally:
+        backend.terminate()
+        backend.wait(timeout=5)
