@@ -201,10 +201,15 @@ class HandshakeAnswer:
     """
     How a hook accepts a handshake: the subprotocol chosen (one the client
     offered, or None) and headers to add to the response.
+
+    @ivar client_id: the client's id from now on, as the hook decided it
+        (a webhook backend that knows who the client is); None keeps the
+        one the route's identity found.
     """
 
     subprotocol: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    client_id: str | None = None
 
 
 class HandshakeRefused(Exception):  # noqa: N818 - says what happened

@@ -79,6 +79,11 @@ class Backend:
             handler.answer(204, "text/plain", b"")
         elif path == "/refuse" and kind == "connect":
             handler.answer(403, "text/plain", b"no")
+        elif path == "/named" and kind == "connect":
+            user = event["query"].partition("user=")[2]
+            handler.answer(200, "application/json", json.dumps({"client_id": user}).encode())
+        elif path == "/named":
+            handler.answer(200, "text/plain", f"{event['client_id']}: {event['message']}".encode())
         elif kind == "connect":
             handler.answer(200, "application/json", json.dumps(
                 {"messages": [{"text": f"welcome {event['client_id']}"}],
@@ -135,7 +140,7 @@ def daemon(tmp_path: Path, backend: Backend, write_config: Callable[..., Path],
     down = free_port()
     return start_daemon(write_config("\n".join([
         "[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n",
-        route("/echo"), route("/json"), route("/refuse"),
+        route("/echo"), route("/json"), route("/refuse"), route("/named"),
         route("/huge", "max_response = 64KiB\n"),
         route("/never", "timeout = 1\n"),
         route("/invalid"),
@@ -287,3 +292,12 @@ def test_the_example_backends_answer_and_push_is_the_return_channel(
     finally:
         backend.terminate()
         backend.wait(timeout=5)
+
+
+def test_the_connect_answer_names_the_client(daemon: Daemon, backend: Backend) -> None:
+    """A connect answer's client_id is the client's id: in the next events,
+    and in the daemon's log (where the push API's index finds it too)."""
+    with connect(f"{daemon.url}/named?user=alice") as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=5) == "alice: hi"
+    daemon.wait_for_log("client alice)")

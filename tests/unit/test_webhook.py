@@ -395,3 +395,24 @@ def test_without_a_handshake_the_client_is_closed() -> None:
     session = RecordingSession()
     strategy.connection_opened(session)
     assert session.closed == (1011, "no backend")
+
+
+def test_the_connect_answer_may_name_the_client() -> None:
+    """client_id in the connect answer is the client's id from then on; in
+    any other answer, or with control characters, it is a mistake."""
+    backend = Backend()
+    strategy = WebhookStrategy(settings(), Clock(), "/hook", backend)
+    outcome: list[Any] = []
+    strategy.connecting(request()).addBoth(outcome.append)
+    backend.answer_json({"client_id": "alice"})
+    assert outcome[0] == HandshakeAnswer(client_id="alice")
+    session = FlowSession(session_id="s1", client_id="alice")
+    strategy.connection_opened(session)
+    strategy.message_received(session, "hi")
+    assert backend.event()["client_id"] == "alice"
+    backend.answer_json({"client_id": "mallory"})
+    assert session.closed == (1011, "backend error")
+    for bad in ("", "a\x1bb", "x" * 129, 7):
+        with pytest.raises(AnswerError):
+            parse_answer(200, "application/json", json.dumps({"client_id": bad}).encode(), 10,
+                         connect=True)

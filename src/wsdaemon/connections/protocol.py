@@ -188,6 +188,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
 
         def accepted(answer: HandshakeAnswer) -> tuple[str | None, dict[str, str]]:
             self._pending_handshake = None
+            if answer.client_id is not None:
+                self._client_id = answer.client_id
             return answer.subprotocol, {**headers, **dict(answer.headers)}
 
         def refused(failure: Failure) -> Failure:

@@ -6,7 +6,11 @@ A JSON body (C{application/json}) is an object, every key optional::
 
     {"messages": [{"text": "hi"}, {"binary_b64": "AAE="}],
      "close": {"code": 4000, "reason": "bye"},
-     "state": <any JSON, sent back with the connection's next events>}
+     "state": <any JSON, sent back with the connection's next events>,
+     "client_id": "alice"}
+
+C{client_id} only in the answer to C{connect}: the client's id from then
+on (1 to 128 characters, none of them control characters).
 
 Anything else (another type, JSON that does not follow this, a close code
 the daemon may not send, a state over C{max_state}) is the backend's
@@ -21,6 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from wsdaemon.escaping import visible
 from wsdaemon.records import SENDABLE_CLOSE_CODES, SENDABLE_CLOSE_CODES_TEXT
 
 __all__ = ["Answer", "AnswerError", "parse_answer"]
@@ -38,11 +43,13 @@ class AnswerError(ValueError):
 class Answer:
     """
     @ivar state: the new state as JSON text; None to keep the one held.
+    @ivar client_id: the client's id from now on (connect answers only).
     """
 
     messages: tuple[str | bytes, ...] = ()
     close: tuple[int, str] | None = None
     state: str | None = None
+    client_id: str | None = None
 
 
 def _media_type(content_type: str) -> str:
@@ -73,16 +80,25 @@ def _close(value: Any) -> tuple[int, str]:
     return code, reason
 
 
-def _json(body: bytes, max_state: int) -> Answer:
+def _client_id(value: Any) -> str:
+    if (not isinstance(value, str) or not 1 <= len(value) <= 128
+            or visible(value) != value):
+        raise AnswerError("client_id is not a text of 1 to 128 characters without control "
+                          "characters")
+    return value
+
+
+def _json(body: bytes, max_state: int, connect: bool) -> Answer:
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise AnswerError("the body is not valid JSON") from None
     if not isinstance(document, dict):
         raise AnswerError("the body is not a JSON object")
-    unknown = sorted(set(document) - _KEYS)
+    unknown = sorted(set(document) - _KEYS - ({"client_id"} if connect else set()))
     if unknown:
-        raise AnswerError(f"unknown key {unknown[0]!r} (expected messages, close, state)")
+        raise AnswerError(f"unknown key {unknown[0]!r} (expected messages, close, state"
+                          f"{', client_id' if connect else ''})")
     items = document.get("messages", [])
     if not isinstance(items, list) or len(items) > MAX_MESSAGES:
         raise AnswerError(f"messages is not a list of at most {MAX_MESSAGES}")
@@ -93,12 +109,16 @@ def _json(body: bytes, max_state: int) -> Answer:
         state = json.dumps(document["state"], separators=(",", ":"), ensure_ascii=False)
         if len(state.encode("utf-8")) > max_state:
             raise AnswerError(f"state is over max_state ({max_state} bytes as JSON)")
-    return Answer(messages, close, state)
+    client_id = _client_id(document["client_id"]) if "client_id" in document else None
+    return Answer(messages, close, state, client_id)
 
 
-def parse_answer(status: int, content_type: str, body: bytes, max_state: int) -> Answer:
+def parse_answer(status: int, content_type: str, body: bytes, max_state: int,
+                 connect: bool = False) -> Answer:
     """
     @param status: a 2xx status (others are not answers).
+    @param connect: whether it answers a C{connect} event (which may set
+        C{client_id}).
     @return: what to do.
     @raise AnswerError: saying what is wrong with it.
     """
@@ -106,7 +126,7 @@ def parse_answer(status: int, content_type: str, body: bytes, max_state: int) ->
         return Answer()
     media = _media_type(content_type)
     if media == "application/json" or media.endswith("+json"):
-        return _json(body, max_state)
+        return _json(body, max_state, connect)
     if media.startswith("text/"):
         try:
             return Answer((body.decode("utf-8"),))

@@ -119,15 +119,17 @@ class WebhookStrategy:
             raise HandshakeRefused(status, "refused by the backend")
         try:
             answer = parse_answer(reply.status, reply.content_type, reply.body,
-                                  self.settings.max_state)
+                                  self.settings.max_state, connect=True)
         except AnswerError as e:
             self._failure("invalid", link, f"connect: {e}")
             raise HandshakeRefused(502, "backend error") from None
         link.opening = answer
         if answer.state is not None:
             link.state = answer.state
+        if answer.client_id is not None:
+            link.client_id = answer.client_id
         self._links[link.request.session_id] = link
-        return HandshakeAnswer()
+        return HandshakeAnswer(client_id=answer.client_id)
 
     def _refused(self, failure: Failure, link: _Link) -> Failure:
         error = failure.check(DeliveryError)
