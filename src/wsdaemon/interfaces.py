@@ -27,13 +27,24 @@ from wsdaemon.records import (
 )
 
 if TYPE_CHECKING:
-    from wsdaemon.conversations.effects import Commit
+    from wsdaemon.conversations.effects import (
+        AnnounceAvailability,
+        Commit,
+        ConfirmVisitorMessage,
+        DeliverMessage,
+        Measure,
+        NotifyOperators,
+        NotifyTeam,
+        RefuseVisitor,
+        SignalVisitor,
+    )
     from wsdaemon.conversations.model import Conversation, Message, Note
     from wsdaemon.strategies.api import OptionContext, StrategyContext
 
-__all__ = ["IConnectionFaults", "IConversationStore", "IFlowControl", "IHandshakeHook",
-           "IHandshakePolicy", "IOperatorQueue", "IOptionCheck", "IPushBus", "IQueueStore",
-           "IReplyStrategy", "IResettable", "IRulesReplaceable", "ISession", "IStrategyFactory"]
+__all__ = ["IConnectionFaults", "IConversationMeasures", "IConversationStore", "IFlowControl",
+           "IHandshakeHook", "IHandshakePolicy", "IOperatorPort", "IOperatorQueue",
+           "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
+           "IRulesReplaceable", "ISession", "IStrategyFactory", "IVisitorPort"]
 
 
 class ISession(Interface):
@@ -511,6 +522,74 @@ class IConversationStore(Interface):
         """
         @return: a Deferred firing with the newest C{limit} private notes
             numbered before C{before} (None: of all), oldest first.
+        """
+
+
+class IVisitorPort(Interface):
+    """
+    How the conversation driver reaches visitors (in progress: not yet
+    used by the daemon). The driver calls it only after the commit of what
+    an effect carries has landed, from the reactor thread; a port must not
+    block, and what it raises is logged and does not undo the commit.
+    """
+
+    def deliver(effect: DeliverMessage) -> bool:
+        """
+        Write a committed message to the visitor's open connections on its
+        route (or leave it for the next one: resume sends it then).
+
+        @return: True when it was written to a connection that will not
+            acknowledge it itself (plain text): the driver then records it
+            as delivered. False otherwise (no connection, or structured
+            clients, which send their own receipts).
+        """
+
+    def tell(effect: ConfirmVisitorMessage | SignalVisitor | RefuseVisitor) -> None:
+        """
+        Tell the visitor's connections something that is not a message: its
+        message stored (or refused), typing, read up to, a new status.
+
+        @return: None.
+        """
+
+    def announce(effect: AnnounceAvailability) -> None:
+        """
+        Tell every connected visitor whether an operator is available now.
+
+        @return: None.
+        """
+
+
+class IOperatorPort(Interface):
+    """
+    How the conversation driver reaches operators (the operator channel);
+    called as L{IVisitorPort} is, after the commit landed.
+    """
+
+    def notify(effect: NotifyOperators) -> None:
+        """
+        Tell the operators (or the one named) about a conversation; each
+        operator's copy carries its own unread count.
+
+        @return: None.
+        """
+
+    def team_changed(effect: NotifyTeam) -> None:
+        """
+        Tell the operators that one of them changed availability or capacity.
+
+        @return: None.
+        """
+
+
+class IConversationMeasures(Interface):
+    """Where the conversation driver's measures go (the metrics' histograms)."""
+
+    def observe(effect: Measure) -> None:
+        """
+        Record one observation (first response or resolution time).
+
+        @return: None.
         """
 
 

@@ -22,10 +22,10 @@ from wsdaemon._compat import MOVED
 def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
-        "IConnectionFaults", "IConversationStore", "IFlowControl", "IHandshakeHook",
-        "IHandshakePolicy", "IOperatorQueue",
+        "IConnectionFaults", "IConversationMeasures", "IConversationStore", "IFlowControl",
+        "IHandshakeHook", "IHandshakePolicy", "IOperatorPort", "IOperatorQueue",
         "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
-        "IRulesReplaceable", "ISession", "IStrategyFactory"}
+        "IRulesReplaceable", "ISession", "IStrategyFactory", "IVisitorPort"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}
     assert set(wsdaemon.interfaces.ISession.names()) == {

@@ -1,0 +1,309 @@
+"""
+The conversation driver: runs the pure core (L{wsdaemon.conversations}) on
+a store and a clock, and carries out what it decides.
+
+For each event: decide on the in-memory view (L{Inbox}), write the
+transition's L{Commit} to the store, and only once it has landed move the
+view (C{Inbox.commit}) and carry out the other effects in order: timers on
+the injected clock, then deliveries, notices and notifications through the
+ports (L{IVisitorPort}, L{IOperatorPort}, L{IConversationMeasures}). A
+commit that fails leaves everything as it was: the view, the timers, and
+nobody told anything; the event's caller gets the failure (a visitor's
+message is not confirmed, so its client sends it again).
+
+Ordering (L{Lanes}): one conversation's events are decided one at a time,
+in the order they came; other conversations' events proceed meanwhile. A
+transition that reaches beyond its own conversation (a new or resolved
+one, which the caps count; the team's loads; routing moving others) is
+decided again alone, once nothing else is in flight, so no two commits in
+flight ever rest on the same record. Team events always run alone.
+
+Timers come from state: at start every live conversation's due timers are
+set (after a restart too), and after every commit those of the changed
+conversations are derived again; one that fires late or for a moved
+conversation is a no-op in the core.
+
+Memory: live (open, snoozed) conversations stay in the view; a resolved
+one is dropped once its lane is empty and read again from the store when
+an event names it.
+
+In progress: not yet serving routes (docs/conversations.md, section 6).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wsdaemon.conversations.core import decide
+from wsdaemon.conversations.effects import (
+    AnnounceAvailability,
+    CancelTimer,
+    Commit,
+    ConfirmVisitorMessage,
+    DeliverMessage,
+    Effect,
+    Measure,
+    NotifyOperators,
+    NotifyTeam,
+    RefuseVisitor,
+    SetTimer,
+    SignalVisitor,
+)
+from wsdaemon.conversations.errors import StaleConversation
+from wsdaemon.conversations.events import (
+    AddNote,
+    Assign,
+    Event,
+    LeaveContact,
+    OperatorAvailability,
+    OperatorCapacity,
+    OperatorRead,
+    OperatorReply,
+    OperatorTyping,
+    Reopen,
+    Resolve,
+    SetLabels,
+    Snooze,
+    Timer,
+    TimerFired,
+    Transfer,
+    VisitorDelivered,
+    VisitorMessage,
+    VisitorRead,
+    VisitorTyping,
+)
+from wsdaemon.conversations.inbox import Inbox
+from wsdaemon.conversations.model import Status, conversation_id_for
+from wsdaemon.conversations.transition import Transition
+from wsdaemon.interfaces import (
+    IConversationMeasures,
+    IConversationStore,
+    IOperatorPort,
+    IVisitorPort,
+)
+from wsdaemon.support.lanes import DEFAULT_MAX_PER_CONVERSATION, DEFAULT_MAX_TOTAL, Lanes, Turn
+from wsdaemon.support.timers import DueTimers
+
+__all__ = ["MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped", "lane_of"]
+
+#: A timer whose event failed (the store down, its lane full) fires again
+#: this many seconds later: what was due is still due.
+TIMER_RETRY = 5.0
+
+#: A commit the store refuses as stale is decided again on what the store
+#: holds, this many times in all, then the caller gets the refusal.
+MAX_ATTEMPTS = 3
+
+_VISITOR_EVENTS = (VisitorMessage, VisitorDelivered, VisitorRead, VisitorTyping, LeaveContact)
+_CONVERSATION_EVENTS = (OperatorReply, AddNote, Assign, Transfer, Resolve, Reopen, Snooze,
+                        OperatorRead, OperatorTyping, SetLabels)
+
+log = Logger()
+
+
+class DriverStopped(Exception):  # noqa: N818 - says what happened
+    """The driver is not running (not started yet, or stopping): the event was not taken."""
+
+
+def lane_of(event: Event) -> str | None:
+    """The conversation an event is about, or None for the team's lane."""
+    if isinstance(event, _VISITOR_EVENTS):
+        return conversation_id_for(event.route, event.visitor)
+    if isinstance(event, _CONVERSATION_EVENTS):
+        return event.conversation_id
+    if isinstance(event, TimerFired):
+        return event.timer.conversation_id or None
+    assert isinstance(event, OperatorAvailability | OperatorCapacity)
+    return None
+
+
+class ConversationDriver:
+    """
+    @ivar inbox: the committed view (what the store holds of live conversations).
+    @ivar timers: the pending timers.
+    """
+
+    def __init__(self, store: IConversationStore, inbox: Inbox, clock: IReactorTime,
+                 visitors: IVisitorPort, operators: IOperatorPort,
+                 measures: IConversationMeasures, *,
+                 max_per_conversation: int = DEFAULT_MAX_PER_CONVERSATION,
+                 max_total: int = DEFAULT_MAX_TOTAL) -> None:
+        for value, interface in ((store, IConversationStore), (visitors, IVisitorPort),
+                                 (operators, IOperatorPort), (measures, IConversationMeasures),
+                                 (clock, IReactorTime)):
+            if not interface.providedBy(value):
+                raise TypeError(f"{value!r} does not provide {interface.__name__}")
+        self.store = store
+        self.inbox = inbox
+        self.settings = inbox.settings
+        self._clock = clock
+        self._visitors = visitors
+        self._operators = operators
+        self._measures = measures
+        self._lanes = Lanes(max_per_conversation, max_total)
+        self.timers = DueTimers(clock, self._timer_fired)
+        self.running = False
+
+    # -- life ----------------------------------------------------------------
+
+    async def _start(self) -> None:
+        await self.store.open()
+        live = await self.store.load_live()
+        self.inbox.load(live)
+        for conversation in live:
+            self.timers.derive(conversation, self.settings)
+        self.running = True
+        log.info("conversations: {count} live conversations loaded", count=len(live))
+
+    def start(self) -> Deferred[None]:
+        """
+        Open the store, load the live conversations and set their timers.
+        Every operator is offline until it says otherwise.
+
+        @return: a Deferred firing with None once events are taken.
+        """
+        return Deferred.fromCoroutine(self._start())
+
+    async def _stop(self) -> None:
+        self.running = False
+        await self._lanes.idle()
+        self.timers.cancel_all()
+        await self.store.close()
+
+    def stop(self) -> Deferred[None]:
+        """
+        Take no more events, let those taken finish, cancel the timers and
+        close the store.
+
+        @return: a Deferred firing with None once the store is closed.
+        """
+        return Deferred.fromCoroutine(self._stop())
+
+    # -- events --------------------------------------------------------------
+
+    def submit(self, event: Event) -> Deferred[Transition]:
+        """
+        Decide C{event} in its conversation's turn, commit, carry it out.
+
+        @return: a Deferred firing with the L{Transition} once committed and
+            carried out; failing with L{InvalidMove} (nothing changed), the
+            store's error (nothing changed, nobody told), L{LaneFull} (too
+            many events wait: refused at once) or L{DriverStopped}.
+        """
+        if not self.running:
+            return fail(DriverStopped("conversations are not running"))
+        return self._lanes.submit(
+            lane_of(event), lambda turn: Deferred.fromCoroutine(self._run(event, turn)))
+
+    def waiting(self, conversation_id: str | None) -> int:
+        """Events of a conversation (None: the team's) waiting or running."""
+        return self._lanes.waiting(conversation_id)
+
+    async def _run(self, event: Event, turn: Turn) -> Transition:
+        attempt = 1
+        while True:
+            await self._load(turn.key)
+            transition = decide(self.inbox, event, self._clock.seconds(), self.settings)
+            if not turn.alone and not self._stays_in_lane(turn.key, transition):
+                await turn.wait_alone()
+                continue
+            if transition.commit is not None:
+                try:
+                    await self.store.commit(transition.commit)
+                except StaleConversation as stale:
+                    if attempt >= MAX_ATTEMPTS:
+                        raise
+                    attempt += 1
+                    await self._reload(stale.conversation_ids)
+                    continue
+            self.inbox.commit(transition)
+            self._carry_out(transition)
+            return transition
+
+    async def _load(self, key: str | None) -> None:
+        """A conversation the view dropped (resolved) is read again from the store."""
+        if key is None or self.inbox.conversation(key) is not None:
+            return
+        found = await self.store.load(key)
+        if found is not None and self.inbox.conversation(key) is None:
+            self.inbox.load([found])
+
+    async def _reload(self, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            found = await self.store.load(key)
+            if found is not None:
+                self.inbox.load([found])
+
+    def _stays_in_lane(self, key: str | None, transition: Transition) -> bool:
+        """
+        Whether the transition may commit while other conversations' commits
+        are in flight: it changes only its own conversation, which existed
+        and neither opens nor resolves (the caps count those), and not the
+        team (loads, the round's place).
+        """
+        if key is None or transition.team != self.inbox.team:
+            return False
+        before = self.inbox.conversation(key)
+        for after in transition.conversations:
+            if after.conversation_id != key or before is None:
+                return False
+            if (before.status is Status.RESOLVED) != (after.status is Status.RESOLVED):
+                return False
+        return True
+
+    # -- effects -------------------------------------------------------------
+
+    def _carry_out(self, transition: Transition) -> None:
+        """Everything after the commit, in order; a port that fails does not stop the rest."""
+        for effect in transition.effects:
+            try:
+                self._effect(effect)
+            except Exception:
+                log.failure("conversations: carrying out {effect_type} failed",
+                            effect_type=type(effect).__name__)
+        for conversation in transition.conversations:
+            self.timers.derive(conversation, self.settings)
+            key = conversation.conversation_id
+            # Only this job's own lane may be busy: a dropped one is read again.
+            if conversation.status is Status.RESOLVED and self._lanes.waiting(key) <= 1:
+                self.inbox.forget(key)
+
+    def _effect(self, effect: Effect) -> None:
+        if isinstance(effect, Commit):
+            return
+        if isinstance(effect, SetTimer):
+            self.timers.set(effect.timer, effect.at)
+        elif isinstance(effect, CancelTimer):
+            self.timers.cancel(effect.timer)
+        elif isinstance(effect, DeliverMessage):
+            if self._visitors.deliver(effect):
+                self._follow(VisitorDelivered(effect.route, effect.visitor, effect.message.seq))
+        elif isinstance(effect, ConfirmVisitorMessage | SignalVisitor | RefuseVisitor):
+            self._visitors.tell(effect)
+        elif isinstance(effect, AnnounceAvailability):
+            self._visitors.announce(effect)
+        elif isinstance(effect, NotifyOperators):
+            self._operators.notify(effect)
+        elif isinstance(effect, NotifyTeam):
+            self._operators.team_changed(effect)
+        elif isinstance(effect, Measure):
+            self._measures.observe(effect)
+
+    def _follow(self, event: Event) -> Deferred[Transition | None]:
+        """An event the driver makes itself (a delivery, a timer): its failure is logged."""
+        if not self.running:
+            return succeed(None)
+
+        def failed(failure: Failure) -> None:
+            log.failure("conversations: {event_type} failed", failure,
+                        event_type=type(event).__name__)
+            if isinstance(event, TimerFired) and self.running:
+                self.timers.set(event.timer, self._clock.seconds() + TIMER_RETRY)
+
+        return self.submit(event).addErrback(failed)
+
+    def _timer_fired(self, timer: Timer) -> None:
+        self._follow(TimerFired(timer))
