@@ -270,6 +270,9 @@ def test_resolved_conversations_leave_memory_and_come_back() -> None:
     bench.submit(Resolve(cid("v1"), "alice"))
     assert bench.conversation("v1") is None
     assert bench.stored("v1").status is Status.RESOLVED
+    stale = bench.submit(TimerFired(Timer(TimerKind.FALLBACK, cid("v1"))))
+    assert stale.result.effects == ()
+    assert bench.conversation("v1") is None  # read for the timer, dropped again
     reopened = bench.submit(hello("v1", "Me again"))
     assert reopened.result.conversations[0].status is Status.OPEN
     assert bench.stored("v1").version == reopened.result.conversations[0].version

@@ -203,6 +203,15 @@ class ConversationDriver:
         return self._lanes.waiting(conversation_id)
 
     async def _run(self, event: Event, turn: Turn) -> Transition:
+        try:
+            return await self._decide_and_commit(event, turn)
+        finally:
+            # A resolved conversation read for this event leaves memory again
+            # (unless more of its events wait), whatever the event came to.
+            if turn.key is not None and self._lanes.waiting(turn.key) <= 1:
+                self.inbox.forget(turn.key)
+
+    async def _decide_and_commit(self, event: Event, turn: Turn) -> Transition:
         attempt = 1
         while True:
             await self._load(turn.key)
