@@ -238,7 +238,8 @@ def test_the_example_backends_answer_and_push_is_the_return_channel(
         tmp_path: Path, write_config: Callable[..., Path],
         start_daemon: Callable[..., Daemon], program: str) -> None:
     """examples/webhook (Python and Node.js): they verify the signature,
-    answer with state; the push API reaches the client by its client id."""
+    answer with state; the push API reaches the client by its client id;
+    /metrics has the hook latency histogram, errors and requests in flight."""
     import shutil
     import socket
     import subprocess
@@ -289,6 +290,17 @@ def test_the_example_backends_answer_and_push_is_the_return_channel(
                 headers={"Authorization": f"Bearer {PUSH_KEY}"})
             assert json.load(urllib.request.urlopen(pushed, timeout=5))["delivered"] == 1
             assert ws.recv(timeout=5) == "later"
+        metrics = urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{admin}/metrics",
+            headers={"Authorization": f"Bearer {PUSH_KEY}"}), timeout=5).read().decode()
+        # connect, two messages, and the disconnect if it has been answered
+        samples = dict(line.rsplit(" ", 1) for line in metrics.splitlines()
+                       if line.startswith("wsdaemon_webhook"))
+        count = float(samples['wsdaemon_webhook_latency_seconds_count{route="/chat"}'])
+        assert count in (3.0, 4.0)
+        assert float(samples[
+            'wsdaemon_webhook_latency_seconds_bucket{le="+Inf",route="/chat"}']) == count
+        assert 'wsdaemon_webhook_in_flight{route="/chat"}' in samples
     finally:
         backend.terminate()
         backend.wait(timeout=5)

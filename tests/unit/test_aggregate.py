@@ -127,6 +127,7 @@ def test_every_family_of_the_collector_declares_how_workers_merge() -> None:
     from wsdaemon.connections.stats import RouteStats
     from wsdaemon.server.admin import PushCounters
     from wsdaemon.server.metrics import WORKER_MERGE, DaemonCollector, Merge
+    from wsdaemon.strategies.webhook.stats import HookStats
 
     class Factory:
         stats = RouteStats()
@@ -135,8 +136,18 @@ def test_every_family_of_the_collector_declares_how_workers_merge() -> None:
         def count_by_route(self) -> dict[str, int]:
             return {"/echo": 1}
 
+    class Hook:
+        stats = RouteStats()
+
+        class route:  # noqa: N801 - the attribute's name
+            class strategy:  # noqa: N801
+                hook_stats = HookStats()
+
+    Hook.route.strategy.hook_stats.observe(0.2)
+    Hook.route.strategy.hook_stats.errors["timeout"] += 1
+
     class Source:
-        factories: dict[str, Any] = {"/echo": Factory()}
+        factories: dict[str, Any] = {"/echo": Factory(), "/hook": Hook()}
         operator_channel = None
         index = Index()
         ready = True
@@ -148,6 +159,7 @@ def test_every_family_of_the_collector_declares_how_workers_merge() -> None:
             return {"backend": "redis", "up": True, "outages": 0, "calls_failed": 0}
 
     families = list(DaemonCollector(Source(), PushCounters()).collect())
+    assert "wsdaemon_webhook_latency_seconds" in {f.name for f in families}
     assert {f.name for f in families} <= set(WORKER_MERGE)
     for family in families:
         if family.type == "counter":
@@ -327,3 +339,32 @@ def test_journal_page_limit_and_since_come_from_the_request() -> None:
     assert _page(b"GET", b"/journal", b"") == (10_000, 0)
     assert _page(b"POST", b"/journal/count", b"not json") == (10_000, 0)
     assert _page(b"GET", "/journal?since=²&limit=１".encode(), b"") == (10_000, 0)
+
+
+def test_webhook_histograms_of_workers_add_up() -> None:
+    """Each bucket, the sum and the count of the hook latency histogram are
+    the workers' together."""
+    from prometheus_client.core import HistogramMetricFamily
+    from prometheus_client.exposition import generate_latest
+
+    from wsdaemon.server.metrics import merge_metrics
+
+    def exposition(count: int) -> str:
+        family = HistogramMetricFamily("wsdaemon_webhook_latency_seconds", "x",
+                                       labels=["route"])
+        family.add_metric(["/hook"], [("0.1", count), ("+Inf", count)], sum_value=0.05 * count)
+
+        class One:
+            def collect(self) -> Any:
+                yield family
+
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(One())
+        return generate_latest(registry).decode()
+
+    merged = merge_metrics({0: exposition(2), 1: exposition(3)})
+    assert 'wsdaemon_webhook_latency_seconds_bucket{le="0.1",route="/hook"} 5.0' in merged
+    assert 'wsdaemon_webhook_latency_seconds_count{route="/hook"} 5.0' in merged
+    assert "# TYPE wsdaemon_webhook_latency_seconds histogram" in merged

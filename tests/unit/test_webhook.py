@@ -272,7 +272,7 @@ def test_connect_retries_only_what_never_reached_the_backend() -> None:
     assert len(backend.requests) == 3 and len(ids) == 1
     backend.refuse()
     assert outcome[0].value.status == 503
-    assert strategy.errors["unreachable"] == 1
+    assert strategy.hook_stats.errors["unreachable"] == 1
     assert not clock.getDelayedCalls()
 
 
@@ -297,7 +297,7 @@ def test_a_slow_backend_times_out_with_1013_and_no_retry() -> None:
     clock.advance(5.0)
     assert backend.cancelled == 1
     assert session.closed == (1013, "try again later")
-    assert strategy.errors["timeout"] == 1
+    assert strategy.hook_stats.errors["timeout"] == 1
     strategy.connection_closed(session, 1013, "try again later")
     assert [backend.event(i)["type"] for i in range(len(backend.requests))] == [
         "connect", "message", "disconnect"]
@@ -347,7 +347,7 @@ def test_an_answer_not_understood_closes_with_1011(content_type: str, body: str)
     strategy.message_received(session, "hello")
     backend.answer(content_type=content_type, body=body)
     assert session.closed == (1011, "backend error")
-    assert strategy.errors["invalid"] == 1
+    assert strategy.hook_stats.errors["invalid"] == 1
 
 
 def test_a_huge_answer_closes_with_1011() -> None:
@@ -356,7 +356,7 @@ def test_a_huge_answer_closes_with_1011() -> None:
     strategy.message_received(session, "hello")
     backend.requests[-1][3].errback(Failure(AnswerTooBig(10)))
     assert session.closed == (1011, "backend error")
-    assert strategy.errors["too_big"] == 1
+    assert strategy.hook_stats.errors["too_big"] == 1
 
 
 def test_state_is_bounded() -> None:
@@ -386,7 +386,7 @@ def test_the_client_stops_being_read_at_max_queue_and_resumes_at_half() -> None:
     assert session.closed is None
     strategy.message_received(session, "one too many")
     assert session.closed == (1013, "try again later")
-    assert strategy.errors["queue"] == 1
+    assert strategy.hook_stats.errors["queue"] == 1
 
 
 def test_without_a_handshake_the_client_is_closed() -> None:
@@ -416,3 +416,20 @@ def test_the_connect_answer_may_name_the_client() -> None:
         with pytest.raises(AnswerError):
             parse_answer(200, "application/json", json.dumps({"client_id": bad}).encode(), 10,
                          connect=True)
+
+
+def test_latency_and_in_flight_are_counted_for_metrics() -> None:
+    """Each event's time, retries included, lands in the histogram; in_flight
+    counts events under way."""
+    strategy, backend, session, clock = opened()
+    stats = strategy.hook_stats
+    strategy.message_received(session, "hello")
+    assert stats.in_flight == 1
+    backend.refuse()
+    clock.advance(0.5)
+    clock.advance(0.3)
+    backend.answer(body="hi")
+    assert stats.in_flight == 0 and stats.latency_count == 2  # connect, hello
+    assert stats.latency_sum == pytest.approx(0.8)
+    cumulative = dict(stats.cumulative())
+    assert cumulative["0.5"] == 1 and cumulative["1.0"] == 2 and cumulative["+Inf"] == 2

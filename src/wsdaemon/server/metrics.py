@@ -18,10 +18,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from wsdaemon.server.admin import PushCounters
+from wsdaemon.strategies.webhook.stats import HookStats
 
 __all__ = ["DaemonCollector", "Merge", "WORKER_MERGE", "make_registry", "merge_metrics"]
 
@@ -88,6 +94,7 @@ class DaemonCollector:
         yield gauge
         yield from counters.values()
         yield refused
+        yield from _webhook_families(source.factories)
 
         queue = source.queue_stats()
         if queue is not None:
@@ -118,6 +125,30 @@ class DaemonCollector:
             yield CounterMetricFamily("wsdaemon_broker_calls_failed", "Redis calls that "
                                       "timed out or lost their connection",
                                       value=broker["calls_failed"])
+
+
+def _webhook_families(factories: Mapping[str, Any]) -> Iterator[Metric]:
+    """The requests of the webhook routes (none: no families)."""
+    hooks = [(path, stats) for path, factory in sorted(factories.items())
+             if isinstance(stats := getattr(getattr(getattr(factory, "route", None), "strategy",
+                                                    None), "hook_stats", None), HookStats)]
+    if not hooks:
+        return
+    latency = HistogramMetricFamily(
+        "wsdaemon_webhook_latency_seconds", "Time from an event's first attempt to the "
+        "backend's answer or the failure, retries included", labels=["route"])
+    errors = CounterMetricFamily("wsdaemon_webhook_errors", "Webhook events that failed, by "
+                                 "kind", labels=["route", "kind"])
+    in_flight = GaugeMetricFamily("wsdaemon_webhook_in_flight", "Webhook events under way",
+                                  labels=["route"])
+    for path, stats in hooks:
+        latency.add_metric([path], stats.cumulative(), sum_value=stats.latency_sum)
+        for kind, count in sorted(stats.errors.items()):
+            errors.add_metric([path, kind], count)
+        in_flight.add_metric([path], stats.in_flight)
+    yield latency
+    yield errors
+    yield in_flight
 
 
 def make_registry(source: MetricsSource, push: PushCounters) -> CollectorRegistry:
@@ -160,6 +191,10 @@ WORKER_MERGE: Mapping[str, Merge] = {
     "wsdaemon_bytes_received": Merge.SUM,
     "wsdaemon_bytes_sent": Merge.SUM,
     "wsdaemon_handshakes_refused": Merge.SUM,
+    # Buckets, sum and count add up across workers, as counters do.
+    "wsdaemon_webhook_latency_seconds": Merge.SUM,
+    "wsdaemon_webhook_errors": Merge.SUM,
+    "wsdaemon_webhook_in_flight": Merge.SUM,
     "wsdaemon_queue_items": Merge.SHARED,
     "wsdaemon_queue_oldest_item_age_seconds": Merge.SHARED,
     "wsdaemon_operators_online": Merge.SHARED,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +46,7 @@ from wsdaemon.strategies.webhook.answer import Answer, AnswerError, parse_answer
 from wsdaemon.strategies.webhook.client import Poster, Reply, TreqPoster
 from wsdaemon.strategies.webhook.delivery import DeliveryError, deliver
 from wsdaemon.strategies.webhook.options import WebhookSettings, check_options
+from wsdaemon.strategies.webhook.stats import HookStats
 
 __all__ = ["WebhookStrategy", "WebhookStrategyFactory"]
 
@@ -86,9 +87,7 @@ def _unreachable(url: str, headers: Mapping[str, str], body: bytes) -> Deferred[
 class WebhookStrategy:
     """
     @param poster: POSTs one request (L{TreqPoster} in the daemon).
-    @ivar errors: failures so far, by kind (C{unreachable}, C{timeout},
-        C{too_big}, C{failed}, C{status}, C{invalid}).
-    @ivar in_flight: requests under way.
+    @ivar hook_stats: what C{/metrics} shows of this route's requests.
     """
 
     def __init__(self, settings: WebhookSettings, clock: IReactorTime, route: str,
@@ -97,8 +96,7 @@ class WebhookStrategy:
         self.clock = clock
         self.route = route
         self.poster = poster
-        self.errors: Counter[str] = Counter()
-        self.in_flight = 0
+        self.hook_stats = HookStats()
         self._links: dict[str, _Link] = {}
 
     # -- the handshake ---------------------------------------------------------
@@ -217,12 +215,15 @@ class WebhookStrategy:
             "time": self.clock.seconds(), **fields,
         }
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        self.in_flight += 1
+        stats = self.hook_stats
+        stats.in_flight += 1
+        started = self.clock.seconds()
         d = deliver(self.poster, self.settings, self.clock, self.settings.url(event),
                     message_id, body)
 
         def done(result: object) -> object:
-            self.in_flight -= 1
+            stats.in_flight -= 1
+            stats.observe(self.clock.seconds() - started)
             return result
 
         return d.addBoth(done)
@@ -294,7 +295,7 @@ class WebhookStrategy:
             session.close(code, reason)
 
     def _failure(self, kind: str, link: _Link, why: str, warn: bool = True) -> None:
-        self.errors[kind] += 1
+        self.hook_stats.errors[kind] += 1
         emit = _log.warn if warn else _log.info
         emit("webhook {route}: backend failed session {session_id} ({kind}): {why}",
              route=self.route, session_id=link.request.session_id, kind=kind, why=why)
