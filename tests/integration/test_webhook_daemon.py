@@ -42,6 +42,7 @@ class Backend:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            wbufsize = -1  # headers and body in one write (no Nagle wait per answer)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -98,6 +99,9 @@ class Backend:
                               {"binary_b64": base64.b64encode(bytes([n])).decode()}],
                  "state": {"n": n},
                  "close": {"code": 4000, "reason": "three"} if n == 3 else None}).encode())
+        elif path == "/slow":
+            time.sleep(0.005)
+            handler.answer(200, "text/plain", event["message"][:12].encode())
         elif path == "/huge":
             handler.answer(200, "text/plain", b"x" * (1024 * 1024))
         elif path == "/never":
@@ -141,6 +145,7 @@ def daemon(tmp_path: Path, backend: Backend, write_config: Callable[..., Path],
     return start_daemon(write_config("\n".join([
         "[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n",
         route("/echo"), route("/json"), route("/refuse"), route("/named"),
+        route("/slow", "max_queue = 2\n"),
         route("/huge", "max_response = 64KiB\n"),
         route("/never", "timeout = 1\n"),
         route("/invalid"),
@@ -313,3 +318,24 @@ def test_the_connect_answer_names_the_client(daemon: Daemon, backend: Backend) -
         ws.send("hi")
         assert ws.recv(timeout=5) == "alice: hi"
     daemon.wait_for_log("client alice)")
+
+
+def test_a_client_faster_than_the_backend_waits_and_loses_nothing(
+        daemon: Daemon, backend: Backend) -> None:
+    """With max_queue = 2 and a backend slower than the client, the client
+    stops being read while the backend catches up: all 300 messages (2.4 MB)
+    are answered, in order, and the client is not closed."""
+    count = 300
+    with connect(f"{daemon.url}/slow", max_size=None) as ws:
+        ws.recv(timeout=5)
+
+        def send_all() -> None:
+            for i in range(count):
+                ws.send(f"{i:08d}".ljust(8192, "."))
+
+        sender = threading.Thread(target=send_all, daemon=True)
+        sender.start()
+        answers = [ws.recv(timeout=10) for _ in range(count)]
+        sender.join(timeout=10)
+    assert answers == [f"{i:08d}....".ljust(12, ".")[:12] for i in range(count)]
+    assert "(queue)" not in daemon.log()

@@ -28,7 +28,7 @@ from wsdaemon.strategies.api import OptionError
 from wsdaemon.strategies.webhook.answer import AnswerError, parse_answer
 from wsdaemon.strategies.webhook.client import AnswerTooBig, Reply
 from wsdaemon.strategies.webhook.options import WebhookSettings, check_options
-from wsdaemon.strategies.webhook.strategy import WebhookStrategy
+from wsdaemon.strategies.webhook.strategy import READ_ALLOWANCE, WebhookStrategy
 from wsdaemon.testing import RecordingSession
 
 OLD = "whsec_" + base64.b64encode(b"o" * 24).decode()
@@ -371,7 +371,8 @@ def test_state_is_bounded() -> None:
 
 def test_the_client_stops_being_read_at_max_queue_and_resumes_at_half() -> None:
     """max_queue messages waiting: reading stops; once half have gone it
-    resumes; twice max_queue (already read) closes with 1013."""
+    resumes; over max_queue and READ_ALLOWANCE (already read) closes with
+    1013."""
     strategy, backend, session, _ = opened()
     for i in range(5):  # one in flight, four waiting
         strategy.message_received(session, str(i))
@@ -380,7 +381,7 @@ def test_the_client_stops_being_read_at_max_queue_and_resumes_at_half() -> None:
     assert session.held == [True]
     backend.answer()  # two left waiting: half of max_queue
     assert session.held == [True, False]
-    for i in range(6):  # already read when reading stopped again
+    for i in range(2 + READ_ALLOWANCE):  # already read when reading stopped again
         strategy.message_received(session, f"more {i}")
     assert session.held == [True, False, True]
     assert session.closed is None

@@ -7,8 +7,9 @@ status refuses the client with that status, no answer (backend down or
 slow) with 503. Once open, each message is an event; while one is in
 flight the next wait, up to C{max_queue}: then the client stops being read
 (L{IFlowControl.hold_reading}) until half of them have gone. Messages
-already read when reading stopped still join, up to C{max_queue} more; past
-that (a session without flow control) the client is closed with 1013.
+already read when reading stopped (the rest of one socket read) still join,
+up to L{READ_ALLOWANCE} more; past that (a session without flow control)
+the client is closed with 1013.
 
 When the backend fails an open connection, the client is closed: 1013
 ("try again later") if the backend could not be reached, did not answer in
@@ -54,6 +55,9 @@ _log = Logger(namespace="wsdaemon.webhook")
 
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
+#: Messages that may still join a queue once the client stops being read:
+#: those of the socket read under way (up to 64 KiB of small messages).
+READ_ALLOWANCE = 1024
 #: Backend statuses that mean "not now" rather than "wrong".
 _BUSY_STATUSES = {502, 503, 504}
 
@@ -169,9 +173,10 @@ class WebhookStrategy:
                 link.held = True
                 flow: Any = session
                 flow.hold_reading(True)
-        if waiting > 2 * limit:
+        if waiting > limit + READ_ALLOWANCE:
             self._fail(link, "queue", TRY_AGAIN_LATER, "try again later",
-                       f"{waiting} messages wait for the backend (max_queue {limit}, twice)")
+                       f"{waiting} messages wait for the backend (max_queue {limit} and "
+                       f"{READ_ALLOWANCE} more)")
             return None
         self._next(link)
         return None
