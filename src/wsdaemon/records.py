@@ -184,6 +184,8 @@ class HandshakeRequest:
     @ivar limits: the route's limits on one message.
     @ivar client_id: the client's id as the route's identity found it (None:
         its session id will stand in).
+    @ivar claims: the claims of the client's verified identity token
+        (C{identity = jwt}); empty otherwise.
     """
 
     session_id: str
@@ -194,6 +196,7 @@ class HandshakeRequest:
     peer: str
     limits: MessageLimits = field(default_factory=MessageLimits)
     client_id: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
 
+JWT_SECRET = "a-jwt-secret-for-the-webhook-tests-0123456789"
 OLD = "whsec_" + base64.b64encode(b"old-secret-of-24-bytes!!").decode()
 NEW = "whsec_" + base64.b64encode(b"new-secret-of-24-bytes!!").decode()
 
@@ -135,6 +136,7 @@ def backend() -> Iterator[Backend]:
 def daemon(tmp_path: Path, backend: Backend, write_config: Callable[..., Path],
            start_daemon: Callable[..., Daemon]) -> Daemon:
     (tmp_path / "hook.secret").write_text(f"{OLD}\n{NEW}\n")
+    (tmp_path / "jwt.secret").write_text(JWT_SECRET)
 
     def route(path: str, extra: str = "") -> str:
         return (f"[route:{path}]\nstrategy = webhook\n"
@@ -146,6 +148,7 @@ def daemon(tmp_path: Path, backend: Backend, write_config: Callable[..., Path],
         "[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n",
         route("/echo"), route("/json"), route("/refuse"), route("/named"),
         route("/slow", "max_queue = 2\n"),
+        route("/jwt", "identity = jwt\njwt_secret_file = jwt.secret\n"),
         route("/huge", "max_response = 64KiB\n"),
         route("/never", "timeout = 1\n"),
         route("/invalid"),
@@ -339,3 +342,18 @@ def test_a_client_faster_than_the_backend_waits_and_loses_nothing(
         sender.join(timeout=10)
     assert answers == [f"{i:08d}....".ljust(12, ".")[:12] for i in range(count)]
     assert "(queue)" not in daemon.log()
+
+
+def test_identity_claims_reach_the_backend(daemon: Daemon, backend: Backend) -> None:
+    """On an identity = jwt route the events carry the verified token's
+    claims, and the client id is its subject."""
+    import jwt
+
+    token = jwt.encode({"sub": "user-42", "role": "admin", "exp": time.time() + 60},
+                       JWT_SECRET, "HS256")
+    with connect(f"{daemon.url}/jwt?room=1&access_token={token}") as ws:
+        assert ws.recv(timeout=5) == "welcome user-42"
+    event = backend.wait_for("connect")
+    assert event["client_id"] == "user-42"
+    assert event["claims"]["role"] == "admin" and event["claims"]["sub"] == "user-42"
+    assert event["query"] == "room=1"  # the token itself is not passed on

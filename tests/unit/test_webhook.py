@@ -434,3 +434,18 @@ def test_latency_and_in_flight_are_counted_for_metrics() -> None:
     assert stats.latency_sum == pytest.approx(0.8)
     cumulative = dict(stats.cumulative())
     assert cumulative["0.5"] == 1 and cumulative["1.0"] == 2 and cumulative["+Inf"] == 2
+
+
+def test_credentials_never_reach_the_backend() -> None:
+    """client_token and access_token are left out of the query, the daemon's
+    cookie out of a passed Cookie header."""
+    backend = Backend()
+    strategy = WebhookStrategy(settings(pass_headers=("cookie",)), Clock(), "/hook", backend)
+    strategy.connecting(HandshakeRequest(
+        session_id="s1", path="/hook", query="room=7&client_token=SECRET&access_token=JWT&x=",
+        headers={"cookie": "theme=dark; wsdaemon_client=SECRET; lang=fr"}, subprotocols=(),
+        peer="tcp4:127.0.0.1:5000"))
+    event = backend.event()
+    assert event["query"] == "room=7&x="
+    assert event["headers"] == {"cookie": "theme=dark; lang=fr"}
+    assert "SECRET" not in backend.requests[0][2].decode() and "JWT" not in event["query"]

@@ -33,6 +33,7 @@ import secrets
 from dataclasses import replace
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
+from typing import Any
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
@@ -42,7 +43,7 @@ from wsdaemon.config import IdentityPolicy, JwtSettings
 from wsdaemon.escaping import visible
 
 __all__ = ["COOKIE", "TOKEN_PARAM", "IdentityPolicy", "JwtSettings", "issue", "public_id",
-           "read_or_create_secret", "resolve", "verify", "with_secret"]
+           "read_or_create_secret", "resolve", "resolve_with_claims", "verify", "with_secret"]
 
 _log = Logger(namespace="wsdaemon.identity")
 
@@ -152,7 +153,7 @@ def _anonymous(policy: IdentityPolicy, request: ConnectionRequest,
     return public_id(credential), {"Set-Cookie": cookie}
 
 
-def _from_token(settings: JwtSettings, request: ConnectionRequest) -> str:
+def _from_token(settings: JwtSettings, request: ConnectionRequest) -> tuple[str, dict[str, Any]]:
     import jwt
 
     header = str(request.headers.get("authorization", ""))
@@ -174,7 +175,7 @@ def _from_token(settings: JwtSettings, request: ConnectionRequest) -> str:
     if (not isinstance(subject, str) or not _SUBJECT.fullmatch(subject)
             or visible(subject) != subject):
         raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "identity token has no usable subject")
-    return subject
+    return subject, dict(claims)
 
 
 def resolve(policy: IdentityPolicy, request: ConnectionRequest,
@@ -184,10 +185,24 @@ def resolve(policy: IdentityPolicy, request: ConnectionRequest,
         to add to the handshake response.
     @raise ConnectionDeny: 401 or 403, for a route that requires a token.
     """
+    client_id, headers, _ = resolve_with_claims(policy, request, secure)
+    return client_id, headers
+
+
+def resolve_with_claims(policy: IdentityPolicy, request: ConnectionRequest,
+                        secure: bool = False) -> tuple[str | None, dict[str, str],
+                                                       dict[str, Any]]:
+    """
+    @return: as L{resolve}, and the claims of the verified identity token
+        (C{identity = jwt}; empty for the other modes).
+    @raise ConnectionDeny: 401 or 403, for a route that requires a token.
+    """
     if policy.mode == "jwt":
         assert policy.jwt is not None
-        return _from_token(policy.jwt, request), {}
+        subject, claims = _from_token(policy.jwt, request)
+        return subject, {}, claims
     if policy.mode == "anonymous":
-        return _anonymous(policy, request, secure)
+        client_id, headers = _anonymous(policy, request, secure)
+        return client_id, headers, {}
     claimed = _param(request, "client_id")
-    return (claimed if claimed and _CLAIMED.fullmatch(claimed) else None), {}
+    return (claimed if claimed and _CLAIMED.fullmatch(claimed) else None), {}, {}

@@ -27,7 +27,7 @@ from wsdaemon.connections.directwrite import write_now
 from wsdaemon.connections.faults import ConnectionFaults
 from wsdaemon.connections.frames import FastFrames, frame_header
 from wsdaemon.connections.handshake import HandshakeState
-from wsdaemon.connections.identity import resolve
+from wsdaemon.connections.identity import resolve_with_claims
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.journal import Journal, Sequence
 from wsdaemon.connections.limits import ConnectionLimits, MessageRate
@@ -91,6 +91,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
     _decoder: Any = None
     _text: list[str] = []
     _client_id: str | None = None
+    #: The verified identity token's claims (identity = jwt), for a handshake hook.
+    _claims: dict[str, Any] = {}
     _counted = False
     #: The route's journal while this connection is open and it is on.
     _journal: Journal | None = None
@@ -140,8 +142,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
                 raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
             transport: Any = self.transport
             # Who the client is: refused here (401/403) if it must prove it.
-            self._client_id, headers = resolve(settings.identity, request,
-                                               secure=ISSLTransport.providedBy(transport))
+            self._client_id, headers, self._claims = resolve_with_claims(
+                settings.identity, request, secure=ISSLTransport.providedBy(transport))
             self._ip = str(getattr(transport.getPeer(), "host", request.peer))
             subprotocol = factory.handshake.subprotocol(list(request.protocols or ()))
             refusal = factory.limits.admit(self._ip) if factory.limits is not None else None
@@ -181,7 +183,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
             subprotocols=tuple(request.protocols or ()), peer=str(request.peer),
             limits=MessageLimits(settings.max_message_size, settings.max_frame_size,
                                  settings.max_fragments),
-            client_id=self._client_id)
+            client_id=self._client_id, claims=self._claims)
         self._hook = strategy
         d: Deferred[Any] = maybeDeferred(strategy.connecting, asked)
         self._pending_handshake = d

@@ -26,8 +26,9 @@ import json
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -55,6 +56,12 @@ _log = Logger(namespace="wsdaemon.webhook")
 
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
+#: Query parameters that carry a client's credential (the daemon's own id
+#: token, an identity token): never sent to the backend.
+CREDENTIAL_PARAMS = frozenset({"client_token", "access_token"})
+#: The cookie that carries the daemon's credential: left out of a passed
+#: Cookie header.
+CREDENTIAL_COOKIE = "wsdaemon_client"
 #: Messages that may still join a queue once the client stops being read:
 #: those of the socket read under way (up to 64 KiB of small messages).
 READ_ALLOWANCE = 1024
@@ -71,6 +78,7 @@ class _Link:
     def __init__(self, request: HandshakeRequest, headers: Mapping[str, str]) -> None:
         self.request = request
         self.headers = dict(headers)
+        self.query = public_query(request.query)
         self.client_id = request.client_id or request.session_id
         self.session: ISession | None = None
         #: The backend's opaque state (JSON text), sent back with each event.
@@ -81,6 +89,26 @@ class _Link:
         self.seq = 0
         self.held = False
         self.failed = False
+
+
+def public_query(query: str) -> str:
+    """@return: C{query} without the parameters that carry a credential."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(k, v) for k, v in pairs if k not in CREDENTIAL_PARAMS])
+
+
+def public_headers(names: tuple[str, ...], headers: Mapping[str, str]) -> dict[str, str]:
+    """
+    @return: the headers C{names} allows, the daemon's credential cookie
+        left out of C{cookie}.
+    """
+    passed = {name: headers[name] for name in names if name in headers}
+    cookie = passed.get("cookie")
+    if cookie is not None:
+        kept = [part for part in cookie.split(";")
+                if part.strip().partition("=")[0] != CREDENTIAL_COOKIE]
+        passed["cookie"] = ";".join(kept).strip()
+    return passed
 
 
 def _unreachable(url: str, headers: Mapping[str, str], body: bytes) -> Deferred[Reply]:
@@ -106,9 +134,7 @@ class WebhookStrategy:
     # -- the handshake ---------------------------------------------------------
 
     def connecting(self, request: HandshakeRequest) -> Deferred[HandshakeAnswer]:
-        headers = {name: request.headers[name] for name in self.settings.pass_headers
-                   if name in request.headers}
-        link = _Link(request, headers)
+        link = _Link(request, public_headers(self.settings.pass_headers, request.headers))
         d = self._post(link, "connect", {})
         return d.addCallbacks(self._accepted, self._refused, callbackArgs=(link,),
                               errbackArgs=(link,))
@@ -134,9 +160,14 @@ class WebhookStrategy:
         return HandshakeAnswer(client_id=answer.client_id)
 
     def _refused(self, failure: Failure, link: _Link) -> Failure:
+        if failure.check(CancelledError):
+            _log.info("webhook {route}: session {session_id}: the client went away before the "
+                      "backend answered connect (or open_handshake_timeout passed)",
+                      route=self.route, session_id=link.request.session_id)
+            return failure
         error = failure.check(DeliveryError)
         if error is None:
-            return failure  # cancelled (the client left) or refused above
+            return failure  # refused above
         value: Any = failure.value
         self._failure(value.kind, link, f"connect: {value.why}")
         raise HandshakeRefused(503 if value.kind != "too_big" else 502, "try again later")
@@ -215,7 +246,8 @@ class WebhookStrategy:
         payload = {
             "type": event, "id": message_id, "seq": link.seq, "route": self.route,
             "session_id": request.session_id, "client_id": link.client_id,
-            "peer": request.peer, "query": request.query, "headers": link.headers,
+            "claims": dict(request.claims), "peer": request.peer, "query": link.query,
+            "headers": link.headers,
             "state": None if link.state is None else json.loads(link.state),
             "time": self.clock.seconds(), **fields,
         }
