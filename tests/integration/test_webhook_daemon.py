@@ -105,6 +105,18 @@ class Backend:
             handler.answer(200, "text/plain", event["message"][:12].encode())
         elif path == "/huge":
             handler.answer(200, "text/plain", b"x" * (1024 * 1024))
+        elif path == "/huge-stream":  # no Content-Length: read until the end
+            handler.send_response(200)
+            handler.send_header("content-type", "text/plain")
+            handler.send_header("connection", "close")
+            handler.end_headers()
+            handler.close_connection = True
+            try:
+                for _ in range(64):
+                    handler.wfile.write(b"y" * 16384)
+                    handler.wfile.flush()
+            except OSError:
+                pass  # the daemon stopped reading: what it should do
         elif path == "/never":
             self.stop.wait(15)
         elif path == "/invalid":
@@ -150,6 +162,7 @@ def daemon(tmp_path: Path, backend: Backend, write_config: Callable[..., Path],
         route("/slow", "max_queue = 2\n"),
         route("/jwt", "identity = jwt\njwt_secret_file = jwt.secret\n"),
         route("/huge", "max_response = 64KiB\n"),
+        route("/huge-stream", "max_response = 64KiB\n"),
         route("/never", "timeout = 1\n"),
         route("/invalid"),
         f"[route:/down]\nstrategy = webhook\nurl = http://127.0.0.1:{down}/\n"
@@ -219,6 +232,7 @@ def test_the_backend_refuses_and_a_backend_down_is_503(daemon: Daemon) -> None:
 
 @pytest.mark.parametrize(("route", "code", "logged"), [
     ("/huge", 1011, "(too_big)"),
+    ("/huge-stream", 1011, "(too_big)"),
     ("/never", 1013, "(timeout)"),
     ("/invalid", 1011, "(invalid): message: the body is not valid JSON"),
 ])
