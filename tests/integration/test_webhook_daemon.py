@@ -100,6 +100,9 @@ class Backend:
                               {"binary_b64": base64.b64encode(bytes([n])).decode()}],
                  "state": {"n": n},
                  "close": {"code": 4000, "reason": "three"} if n == 3 else None}).encode())
+        elif path == "/late":
+            time.sleep(0.5)
+            handler.answer(204, "text/plain", b"")
         elif path == "/slow":
             time.sleep(0.005)
             handler.answer(200, "text/plain", event["message"][:12].encode())
@@ -159,7 +162,7 @@ def daemon(tmp_path: Path, backend: Backend, write_config: Callable[..., Path],
     return start_daemon(write_config("\n".join([
         "[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n",
         route("/echo"), route("/json"), route("/refuse"), route("/named"),
-        route("/slow", "max_queue = 2\n"),
+        route("/slow", "max_queue = 2\n"), route("/late"),
         route("/jwt", "identity = jwt\njwt_secret_file = jwt.secret\n"),
         route("/huge", "max_response = 64KiB\n"),
         route("/huge-stream", "max_response = 64KiB\n"),
@@ -371,3 +374,14 @@ def test_identity_claims_reach_the_backend(daemon: Daemon, backend: Backend) -> 
     assert event["client_id"] == "user-42"
     assert event["claims"]["role"] == "admin" and event["claims"]["sub"] == "user-42"
     assert event["query"] == "room=1"  # the token itself is not passed on
+
+
+def test_the_daemons_stop_sends_the_disconnect_events(daemon: Daemon, backend: Backend) -> None:
+    """Stopping the daemon closes clients with 1001 and waits for their last
+    events: a message still in flight, then the disconnect behind it."""
+    with connect(f"{daemon.url}/late") as ws:
+        ws.recv(timeout=5)
+        ws.send("just before the stop")
+        time.sleep(0.1)  # in flight: the backend answers in 0.5 s
+        assert daemon.stop() == 0
+    assert backend.wait_for("disconnect", timeout=1)["code"] == 1001

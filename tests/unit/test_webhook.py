@@ -17,6 +17,7 @@ import pytest
 from standardwebhooks import Webhook
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import IReactorCore
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseNeverReceived
@@ -449,3 +450,51 @@ def test_credentials_never_reach_the_backend() -> None:
     assert event["query"] == "room=7&x="
     assert event["headers"] == {"cookie": "theme=dark; lang=fr"}
     assert "SECRET" not in backend.requests[0][2].decode() and "JWT" not in event["query"]
+
+
+@implementer(IReactorCore)
+class StoppingClock(Clock):
+    """A clock with the reactor's shutdown triggers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.triggers: dict[int, Any] = {}
+
+    def addSystemEventTrigger(self, phase: str, event: str, call: Any) -> int:  # noqa: N802
+        assert (phase, event) == ("before", "shutdown")
+        handle = len(self.triggers) + 1
+        self.triggers[handle] = call
+        return handle
+
+    def removeSystemEventTrigger(self, handle: int) -> None:  # noqa: N802
+        del self.triggers[handle]
+
+
+def test_the_daemons_stop_waits_for_the_last_disconnect_events() -> None:
+    """While connections are known, the stop waits for their disconnect
+    events (the daemon closes them), then goes on; the trigger is removed
+    once none is left."""
+    clock = StoppingClock()
+    strategy, backend, session, _ = opened(clock=clock)
+    strategy.connection_closed(session, 1000, "")
+    backend.answer(status=204)
+    assert clock.triggers == {}  # nobody left: nothing to wait for
+    strategy, backend, session, _ = opened(clock=clock)
+    [handle] = clock.triggers
+    waiting = clock.triggers.pop(handle)()  # the reactor fires it, once
+    assert isinstance(waiting, Deferred) and not waiting.called
+    strategy.connection_closed(session, 1001, "going away")
+    backend.answer(status=204)
+    assert waiting.called and not clock.getDelayedCalls()
+
+
+def test_the_daemons_stop_waits_three_seconds_at_most() -> None:
+    """A backend that does not answer holds the stop 3 s, logged."""
+    clock = StoppingClock()
+    strategy, backend, session, _ = opened(clock=clock)
+    waiting = next(iter(clock.triggers.values()))()
+    strategy.connection_closed(session, 1001, "going away")
+    clock.advance(2.9)
+    assert not waiting.called
+    clock.advance(0.1)
+    assert waiting.called

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from twisted.internet.defer import CancelledError, Deferred, fail
-from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -56,6 +56,8 @@ _log = Logger(namespace="wsdaemon.webhook")
 
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
+#: Seconds at most that the daemon's stop waits for disconnect events.
+STOP_GRACE = 3.0
 #: Query parameters that carry a client's credential (the daemon's own id
 #: token, an identity token): never sent to the backend.
 CREDENTIAL_PARAMS = frozenset({"client_token", "access_token"})
@@ -130,6 +132,9 @@ class WebhookStrategy:
         self.poster = poster
         self.hook_stats = HookStats()
         self._links: dict[str, _Link] = {}
+        #: The reactor's shutdown trigger, while connections are known.
+        self._trigger: Any = None
+        self._drained: Deferred[None] | None = None
 
     # -- the handshake ---------------------------------------------------------
 
@@ -157,6 +162,7 @@ class WebhookStrategy:
         if answer.client_id is not None:
             link.client_id = answer.client_id
         self._links[link.request.session_id] = link
+        self._watch_shutdown()
         return HandshakeAnswer(client_id=answer.client_id)
 
     def _refused(self, failure: Failure, link: _Link) -> Failure:
@@ -173,7 +179,7 @@ class WebhookStrategy:
         raise HandshakeRefused(503 if value.kind != "too_big" else 502, "try again later")
 
     def abandoned(self, session_id: str) -> None:
-        self._links.pop(session_id, None)
+        self._forget(session_id)
 
     # -- the connection --------------------------------------------------------
 
@@ -268,7 +274,7 @@ class WebhookStrategy:
     def _answered(self, reply: Reply, link: _Link, event: str) -> None:
         link.in_flight = None
         if event == "disconnect":
-            self._links.pop(link.request.session_id, None)
+            self._forget(link.request.session_id)
             return
         if not 200 <= reply.status < 300:
             busy = reply.status in _BUSY_STATUSES
@@ -292,7 +298,7 @@ class WebhookStrategy:
         failure.trap(DeliveryError)
         value: Any = failure.value
         if event == "disconnect":
-            self._links.pop(link.request.session_id, None)
+            self._forget(link.request.session_id)
             self._failure(value.kind, link, f"disconnect: {value.why}", warn=False)
             return
         busy = value.kind in ("unreachable", "timeout")
@@ -304,9 +310,50 @@ class WebhookStrategy:
         _log.failure("webhook {route}: session {session_id}: failed handling an answer",
                      failure=failure, route=self.route, session_id=link.request.session_id)
         link.in_flight = None
-        self._links.pop(link.request.session_id, None)
+        self._forget(link.request.session_id)
         if link.session is not None:
             link.session.close(INTERNAL_ERROR, "internal error")
+
+    # -- the daemon stopping -------------------------------------------------
+
+    def _forget(self, session_id: str) -> None:
+        self._links.pop(session_id, None)
+        if not self._links:
+            if self._trigger is not None:
+                core: Any = self.clock
+                core.removeSystemEventTrigger(self._trigger)
+                self._trigger = None
+            self._stop_waiting()
+
+    def _watch_shutdown(self) -> None:
+        if self._trigger is None and IReactorCore.providedBy(self.clock):
+            core: Any = self.clock
+            self._trigger = core.addSystemEventTrigger("before", "shutdown",
+                                                       self._shutting_down)
+
+    def _shutting_down(self) -> Deferred[None] | None:
+        """
+        The reactor is about to stop: hold the stop while the connections'
+        last events (their C{disconnect}, as the daemon closes them) are
+        under way, at most L{STOP_GRACE} seconds (or C{timeout}).
+        """
+        self._trigger = None  # fired: nothing to remove
+        if not self._links:
+            return None
+        self._drained = Deferred()
+        waiting = self._drained
+        grace = min(STOP_GRACE, self.settings.timeout)
+        timer = self.clock.callLater(grace, self._stop_waiting)
+        waiting.addBoth(lambda result: timer.cancel() if timer.active() else None)
+        return waiting
+
+    def _stop_waiting(self) -> None:
+        waiting, self._drained = self._drained, None
+        if waiting is not None:
+            if self._links:
+                _log.warn("webhook {route}: {count} connections' last events not answered as "
+                          "the daemon stops", route=self.route, count=len(self._links))
+            waiting.callback(None)
 
     def _apply(self, link: _Link, answer: Answer) -> None:
         session = link.session
