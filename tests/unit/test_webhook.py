@@ -498,3 +498,16 @@ def test_the_daemons_stop_waits_three_seconds_at_most() -> None:
     assert not waiting.called
     clock.advance(0.1)
     assert waiting.called
+
+
+@pytest.mark.parametrize(("failure", "status"), [
+    (AnswerTooBig(10), 502), (ResponseNeverReceived([]), 502)])
+def test_a_connect_answer_cut_off_refuses_with_502(failure: Exception, status: int) -> None:
+    """At connect, an answer too big or a connection lost after the request
+    went is the backend's error: 502 (503 is for down or slow)."""
+    backend = Backend()
+    strategy = WebhookStrategy(settings(), Clock(), "/hook", backend)
+    outcome: list[Any] = []
+    strategy.connecting(request()).addBoth(outcome.append)
+    backend.requests[-1][3].errback(Failure(failure))
+    assert outcome[0].value.status == status

@@ -176,7 +176,9 @@ class WebhookStrategy:
             return failure  # refused above
         value: Any = failure.value
         self._failure(value.kind, link, f"connect: {value.why}")
-        raise HandshakeRefused(503 if value.kind != "too_big" else 502, "try again later")
+        if value.kind in ("unreachable", "timeout"):
+            raise HandshakeRefused(503, "try again later")
+        raise HandshakeRefused(502, "backend error")
 
     def abandoned(self, session_id: str) -> None:
         self._forget(session_id)
