@@ -271,6 +271,21 @@ def test_a_process_starts_when_the_connection_opens_with_only_its_environment() 
         "HTTP_USER_AGENT": "tester", "HTTP_X_TRACE": "t-1"}
 
 
+def test_credentials_never_reach_the_process() -> None:
+    """The client's credential (?client_token=, ?access_token=, the daemon's
+    cookie, an Authorization header) is left out of QUERY_STRING and HTTP_*,
+    whatever pass_headers allows; the rest of the query and cookie stay."""
+    route = Route(pass_headers=("cookie", "authorization", "x-trace"))
+    route.open(query="a=1&client_token=SECRET1&access_token=SECRET2&b=2",
+               headers={"cookie": "theme=dark; wsdaemon_client=SECRET3",
+                        "authorization": "Bearer SECRET4", "x-trace": "t-1"})
+    env = route.reactor.spawned[0]["env"]
+    assert env["QUERY_STRING"] == "a=1&b=2"
+    assert env["HTTP_COOKIE"] == "theme=dark" and env["HTTP_X_TRACE"] == "t-1"
+    assert "HTTP_AUTHORIZATION" not in env
+    assert not any("SECRET" in value for value in env.values())
+
+
 def test_an_ipv6_peer() -> None:
     """REMOTE_ADDR of an IPv6 client is its address, without the port."""
     route = Route()

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorCore, IReactorProcess, IReactorT
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from wsdaemon.client_ids import public_headers, public_query
 from wsdaemon.interfaces import (
     IHandshakeHook,
     IOptionCheck,
@@ -70,14 +71,13 @@ def process_environment(settings: CommandSettings, request: HandshakeRequest,
         "REMOTE_ADDR": host,
         "REMOTE_PORT": port,
         "PATH_INFO": request.path,
-        "QUERY_STRING": request.query,
+        "QUERY_STRING": public_query(request.query),
         "WSDAEMON_ROUTE": session.route,
         "WSDAEMON_CLIENT_ID": str(session.client_id),
         "WSDAEMON_SESSION_ID": session.session_id,
     })
-    for name in settings.pass_headers:
-        value = request.headers.get(name)
-        if value is not None and "\0" not in value:
+    for name, value in public_headers(settings.pass_headers, request.headers).items():
+        if "\0" not in value:
             env["HTTP_" + name.upper().replace("-", "_")] = value
     return env
 

@@ -26,7 +26,6 @@ import json
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime
@@ -34,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wsdaemon.client_ids import public_headers, public_query
 from wsdaemon.interfaces import (
     IFlowControl,
     IHandshakeHook,
@@ -58,12 +58,6 @@ INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 #: Seconds at most that the daemon's stop waits for disconnect events.
 STOP_GRACE = 3.0
-#: Query parameters that carry a client's credential (the daemon's own id
-#: token, an identity token): never sent to the backend.
-CREDENTIAL_PARAMS = frozenset({"client_token", "access_token"})
-#: The cookie that carries the daemon's credential: left out of a passed
-#: Cookie header.
-CREDENTIAL_COOKIE = "wsdaemon_client"
 #: Messages that may still join a queue once the client stops being read:
 #: those of the socket read under way (up to 64 KiB of small messages).
 READ_ALLOWANCE = 1024
@@ -91,26 +85,6 @@ class _Link:
         self.seq = 0
         self.held = False
         self.failed = False
-
-
-def public_query(query: str) -> str:
-    """@return: C{query} without the parameters that carry a credential."""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, v) for k, v in pairs if k not in CREDENTIAL_PARAMS])
-
-
-def public_headers(names: tuple[str, ...], headers: Mapping[str, str]) -> dict[str, str]:
-    """
-    @return: the headers C{names} allows, the daemon's credential cookie
-        left out of C{cookie}.
-    """
-    passed = {name: headers[name] for name in names if name in headers}
-    cookie = passed.get("cookie")
-    if cookie is not None:
-        kept = [part for part in cookie.split(";")
-                if part.strip().partition("=")[0] != CREDENTIAL_COOKIE]
-        passed["cookie"] = ";".join(kept).strip()
-    return passed
 
 
 def _unreachable(url: str, headers: Mapping[str, str], body: bytes) -> Deferred[Reply]:
