@@ -8,13 +8,9 @@ layers).
 
 from importlib.metadata import PackageNotFoundError, version
 
-from wsdaemon import _compat
-
 try:
     __version__ = version("wsdaemon")
 except PackageNotFoundError:  # running from a checkout that is not installed
     __version__ = "0+unknown"
-
-_compat.install()
 
 __all__ = ["__version__"]

@@ -5,18 +5,10 @@ public surface is a deliberate one.
 
 from __future__ import annotations
 
-import importlib
-import subprocess
-import sys
-import warnings
-
-import pytest
-
 import wsdaemon.interfaces
 import wsdaemon.strategies
 import wsdaemon.strategies.api
 import wsdaemon.testing
-from wsdaemon._compat import MOVED
 
 
 def test_interfaces() -> None:
@@ -53,39 +45,6 @@ def test_strategy_authors_find_everything_in_one_package() -> None:
         assert here is there
 
 
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_old_module_names_still_import(old: str) -> None:
-    """A moved module imports under its old name: the same object, with a DeprecationWarning."""
-    new = MOVED[old]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sys.modules.pop(old, None)
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(new)
-    assert module.__spec__ is not None and module.__spec__.name == new
-    assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message)
-               for w in caught)
-
-
-def test_old_names_inside_moved_packages() -> None:
-    """Names third parties used keep working: old strategy helpers, queue, console."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from wsdaemon.operators.queue import OperatorQueue as OldQueue
-        from wsdaemon.scripted.strategy import ScriptedStrategyFactory as OldScripted
-        from wsdaemon.sessions import PushTarget as OldTarget
-        from wsdaemon.strategy import OptionError as OldOptionError
-    from wsdaemon.records import PushTarget
-    from wsdaemon.strategies.operator.queue import OperatorQueue
-    from wsdaemon.strategies.scripted.strategy import ScriptedStrategyFactory
-
-    assert OldQueue is OperatorQueue and OldScripted is ScriptedStrategyFactory
-    assert OldTarget is PushTarget and OldOptionError is wsdaemon.strategies.OptionError
-    run = subprocess.run([sys.executable, "-W", "ignore", "-m", "wsdaemon.operators.console",
-                          "--help"], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0 and "usage: wsdaemon-operator" in run.stdout
-
-
 def test_testing_helpers() -> None:
     """Testing helpers."""
     assert set(wsdaemon.testing.__all__) == {
@@ -115,3 +74,15 @@ def test_both_operator_queues_provide_the_interface() -> None:
 
     for queue_class in (OperatorQueue, SharedOperatorQueue):
         assert verifyClass(wsdaemon.interfaces.IOperatorQueue, queue_class)
+
+
+def test_no_old_module_names() -> None:
+    """Module names that were never released are gone: no alias imports them."""
+    import importlib
+
+    import pytest
+
+    for old in ("wsdaemon.strategy", "wsdaemon.operators", "wsdaemon.protocol",
+                "wsdaemon.scripted", "wsdaemon._compat"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
