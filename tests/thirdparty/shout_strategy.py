@@ -12,8 +12,14 @@ from collections.abc import Mapping
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from wsdaemon.interfaces import IReplyStrategy, ISession, IStrategyFactory
-from wsdaemon.strategies.api import OptionError, StrategyContext, reject_unknown_options
+from wsdaemon.strategies import (
+    IReplyStrategy,
+    ISession,
+    IStrategyFactory,
+    OptionError,
+    StrategyContext,
+    reject_unknown_options,
+)
 
 
 @implementer(IReplyStrategy)

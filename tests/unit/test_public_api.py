@@ -5,6 +5,8 @@ public surface is a deliberate one.
 
 from __future__ import annotations
 
+import pytest
+
 import wsdaemon.interfaces
 import wsdaemon.strategies
 import wsdaemon.strategies.api
@@ -34,21 +36,11 @@ def test_strategy_helpers() -> None:
         "OptionContext", "OptionError", "StrategyContext", "reject_unknown_options"}
 
 
-def test_strategy_authors_find_everything_in_one_package() -> None:
-    """wsdaemon.strategies offers the interfaces and the helpers a strategy needs."""
-    assert set(wsdaemon.strategies.__all__) == {
-        "IOptionCheck", "IReplyStrategy", "ISession", "IStrategyFactory", "OptionContext",
-        "OptionError", "StrategyContext", "reject_unknown_options"}
-    for name in wsdaemon.strategies.__all__:
-        here = getattr(wsdaemon.strategies, name)
-        there = getattr(wsdaemon.interfaces, name, None) or getattr(wsdaemon.strategies.api, name)
-        assert here is there
-
-
 def test_testing_helpers() -> None:
     """Testing helpers."""
     assert set(wsdaemon.testing.__all__) == {
-        "RecordingSession", "check_strategy", "is_valid_reply"}
+        "HarnessClient", "RecordingSession", "StrategyHarness", "check_strategy",
+        "is_valid_reply"}
 
 
 def test_every_interface_method_documents_its_return() -> None:
@@ -86,3 +78,35 @@ def test_no_old_module_names() -> None:
                 "wsdaemon.scripted", "wsdaemon._compat"):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(old)
+
+
+@pytest.mark.parametrize("package", ["wsdaemon.strategies.webhook", "wsdaemon.strategies.command"])
+def test_built_in_strategies_use_only_the_public_api(package: str) -> None:
+    """The webhook and command strategies import nothing of wsdaemon but
+    the public face (wsdaemon.strategies) and their own modules: a third
+    party could have written them."""
+    import grimp
+
+    graph = grimp.build_graph("wsdaemon")
+    reached = {
+        (module, imported)
+        for module in graph.find_descendants(package) | {package}
+        for imported in graph.find_modules_directly_imported_by(module)
+        if imported.startswith("wsdaemon.") and imported != "wsdaemon.strategies"
+        and not imported.startswith(package + ".")
+    }
+    assert reached == set()
+
+
+def test_public_face_for_strategy_authors() -> None:
+    """wsdaemon.strategies is the one module strategy authors import from:
+    the interfaces they implement, the context and requests they get, the
+    errors and answers they give, a few helpers; each name documented."""
+    assert set(wsdaemon.strategies.__all__) == {
+        "IReplyStrategy", "IStrategyFactory", "IOptionCheck", "IHandshakeHook",
+        "ISession", "IFlowControl", "StrategyContext", "OptionContext", "HandshakeRequest",
+        "MessageLimits", "OptionError", "HandshakeRefused", "HandshakeAnswer",
+        "reject_unknown_options", "SENDABLE_CLOSE_CODES", "SENDABLE_CLOSE_CODES_TEXT",
+        "public_query", "public_headers", "visible"}
+    for name in wsdaemon.strategies.__all__:
+        assert f"L{{{name}}}" in (wsdaemon.strategies.__doc__ or ""), name

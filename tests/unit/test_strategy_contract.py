@@ -124,9 +124,9 @@ def test_contract_passes_valid_deferred_replies(tmp_path: Path, answer: Callable
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Deferred replies that fire with a valid reply pass, including one
     that fires later on the strategy's clock."""
-    import wsdaemon.testing
+    import wsdaemon.testing._contract
 
-    monkeypatch.setattr(wsdaemon.testing, "Clock", lambda: CLOCK)
+    monkeypatch.setattr(wsdaemon.testing._contract, "Clock", lambda: CLOCK)
     check_strategy(_factory_answering(answer), {}, config_dir=tmp_path)  # type: ignore[arg-type]
 
 

@@ -53,10 +53,8 @@ class StrategyContext:
     @ivar clock: the only source of time and timers a strategy may use.
     @ivar config_dir: the directory of the INI file, for relative paths.
     @ivar route: the URL path the strategy serves.
-    @ivar operator_queue: the daemon's operator queue (an
-        L{wsdaemon.strategies.operator.queue.OperatorQueue}, or with Redis
-        L{wsdaemon.broker.queue.SharedOperatorQueue}) when the config has an
-        [operator] section, else None.
+    @ivar operator_queue: not part of the API: the built-in operator
+        strategy's queue (issue 22 takes it out of the context).
     @ivar checked: what the factory's C{check} returned for these options
         when the config was read (see L{wsdaemon.interfaces.IOptionCheck}),
         or None: then C{create} checks the options itself.
@@ -76,7 +74,8 @@ class OptionContext:
 
     @ivar config_dir: the directory of the INI file, for relative paths.
     @ivar route: the URL path the strategy will serve.
-    @ivar has_operator_queue: whether the config has an [operator] section.
+    @ivar has_operator_queue: not part of the API: whether the config has
+        an [operator] section, for the built-in operator strategy.
     """
 
     config_dir: Path

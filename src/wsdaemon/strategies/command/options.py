@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from wsdaemon.strategies.api import OptionError, reject_unknown_options
+from wsdaemon.strategies import OptionError, reject_unknown_options
 
 __all__ = ["DEFAULT_PASS_ENV", "CommandSettings", "check_options"]
 

@@ -25,8 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wsdaemon.escaping import visible
-from wsdaemon.interfaces import IFlowControl, ISession
+from wsdaemon.strategies import IFlowControl, ISession, visible
 from wsdaemon.strategies.command.options import CommandSettings
 
 __all__ = ["STDERR_LINE", "CommandProcess"]

@@ -23,16 +23,20 @@ from twisted.internet.interfaces import IReactorCore, IReactorProcess, IReactorT
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wsdaemon.client_ids import public_headers, public_query
-from wsdaemon.interfaces import (
+from wsdaemon.strategies import (
+    HandshakeAnswer,
+    HandshakeRefused,
+    HandshakeRequest,
     IHandshakeHook,
     IOptionCheck,
     IReplyStrategy,
     ISession,
     IStrategyFactory,
+    OptionContext,
+    StrategyContext,
+    public_headers,
+    public_query,
 )
-from wsdaemon.records import HandshakeAnswer, HandshakeRefused, HandshakeRequest
-from wsdaemon.strategies.api import OptionContext, StrategyContext
 from wsdaemon.strategies.command.options import CommandSettings, check_options
 from wsdaemon.strategies.command.process import INTERNAL_ERROR, CommandProcess
 

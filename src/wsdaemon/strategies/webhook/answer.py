@@ -25,8 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from wsdaemon.escaping import visible
-from wsdaemon.records import SENDABLE_CLOSE_CODES, SENDABLE_CLOSE_CODES_TEXT
+from wsdaemon.strategies import SENDABLE_CLOSE_CODES, SENDABLE_CLOSE_CODES_TEXT, visible
 
 __all__ = ["Answer", "AnswerError", "parse_answer"]
 

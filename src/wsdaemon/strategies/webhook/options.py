@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from wsdaemon.strategies.api import OptionError, reject_unknown_options
+from wsdaemon.strategies import OptionError, reject_unknown_options
 
 __all__ = ["EVENTS", "WebhookSettings", "check_options"]
 

@@ -33,17 +33,21 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wsdaemon.client_ids import public_headers, public_query
-from wsdaemon.interfaces import (
+from wsdaemon.strategies import (
+    HandshakeAnswer,
+    HandshakeRefused,
+    HandshakeRequest,
     IFlowControl,
     IHandshakeHook,
     IOptionCheck,
     IReplyStrategy,
     ISession,
     IStrategyFactory,
+    OptionContext,
+    StrategyContext,
+    public_headers,
+    public_query,
 )
-from wsdaemon.records import HandshakeAnswer, HandshakeRefused, HandshakeRequest
-from wsdaemon.strategies.api import OptionContext, StrategyContext
 from wsdaemon.strategies.webhook.answer import Answer, AnswerError, parse_answer
 from wsdaemon.strategies.webhook.client import Poster, Reply, TreqPoster
 from wsdaemon.strategies.webhook.delivery import DeliveryError, deliver

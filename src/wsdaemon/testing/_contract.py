@@ -1,5 +1,5 @@
 """
-Helpers for testing reply strategies, wsdaemon's own and third parties'.
+The strategy contract, and a session that records (see L{wsdaemon.testing}).
 
 C{RecordingSession} stands in for a client's connection; C{check_strategy}
 runs the contract every strategy must meet (the same one wsdaemon's test
