@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["IConnectionFaults", "IConversationMeasures", "IConversationStore", "IFlowControl",
            "IHandshakeHook", "IHandshakePolicy", "IOperatorPort", "IOperatorQueue",
            "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
-           "IRulesReplaceable", "ISession", "IStrategyFactory", "IVisitorPort"]
+           "IRulesReplaceable", "IScenarios", "ISession", "IStrategyFactory", "IVisitorPort"]
 
 
 class ISession(Interface):
@@ -273,6 +273,29 @@ class IResettable(Interface):
         Forget every open connection's state (counters, cycles, answered
         once-rules) and cancel its timers (tickers, delayed replies).
 
+        @return: None.
+        """
+
+
+class IScenarios(Interface):
+    """
+    A strategy with named states shared by its route's connections
+    (WireMock's scenarios): the admin API reads and sets them
+    (C{GET/PUT /routes/scenarios}); a reset puts each back where it starts.
+    """
+
+    def scenarios() -> dict[str, str]:
+        """
+        @return: each scenario's name and its current state.
+        """
+
+    def set_scenarios(states: Mapping[str, str]) -> None:
+        """
+        Move each scenario named to its state now, for every connection;
+        all are checked first, so a mistake changes nothing.
+
+        @raise KeyError: naming a scenario no rule names.
+        @raise ValueError: if a state is not a usable state name.
         @return: None.
         """
 

@@ -294,6 +294,24 @@ class WsMock:
         self._call("POST", "/routes/handshake?route=/mock",
                    {"subprotocols": list(names), "require_subprotocol": require})
 
+    def scenario(self, name: str) -> str:
+        """
+        @return: the state scenario C{name} is in now (its rules'
+            C{scenario = "NAME"}).
+        """
+        states: dict[str, str] = self._call("GET", "/routes/scenarios?route=/mock")["scenarios"]
+        if name not in states:
+            raise KeyError(f"no scenario {name!r}; the rules name: "
+                           f"{', '.join(sorted(states)) or 'none'}")
+        return states[name]
+
+    def set_scenario(self, name: str, state: str) -> None:
+        """
+        Move scenario C{name} to C{state}, for every connection (the
+        rules' C{when_state} rules see it at the next message).
+        """
+        self._call("PUT", "/routes/scenarios?route=/mock", {name: state})
+
     # -- connections ---------------------------------------------------------------
 
     def connections(self) -> list[dict[str, Any]]:

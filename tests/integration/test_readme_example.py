@@ -25,3 +25,14 @@ def test_the_readme_pytest_example_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_ticker_client=source.group(1))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=3)
+
+
+def test_the_readme_scenario_example_passes(pytester: pytest.Pytester) -> None:
+    """The README's scenario example (two connections sharing a state, a test
+    that sets it up front) passes against the plugin."""
+    source = re.search(r"```python\n(# test_checkout_client\.py.*?)```",
+                       README.read_text(encoding="utf-8"), re.S)
+    assert source is not None
+    pytester.makepyfile(test_checkout_client=source.group(1))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=2)

@@ -19,7 +19,7 @@ def test_interfaces() -> None:
         "IConnectionFaults", "IConversationMeasures", "IConversationStore", "IFlowControl",
         "IHandshakeHook", "IHandshakePolicy", "IOperatorPort", "IOperatorQueue",
         "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
-        "IRulesReplaceable", "ISession", "IStrategyFactory", "IVisitorPort"}
+        "IRulesReplaceable", "IScenarios", "ISession", "IStrategyFactory", "IVisitorPort"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}
     assert set(wsdaemon.interfaces.ISession.names()) == {

@@ -5,12 +5,13 @@ suite changes for one test without a reload and without touching a file.
     GET  /routes                       every route: strategy, connections, journal
     GET  /routes/connections?route=    one route's open connections
     PUT  /routes/rules?route=          replace a scripted route's rules (body: TOML)
-    POST /routes/reset?route=          reset its state (counters, cycles, tickers, handshake
-                                       plan) and journal
+    POST /routes/reset?route=          reset its state (counters, cycles, tickers, scenarios,
+                                       handshake plan) and journal
     GET|POST|DELETE /routes/handshake?route=
                                        how handshakes are answered: refuse the next N with a
                                        status and headers, accept or require subprotocols
                                        (POST changes the keys it gives; DELETE: the rules')
+    GET|PUT /routes/scenarios?route=   its scenarios' states (PUT {"NAME": "STATE", ...})
     POST /connections/send             {"session", "text" | "base64", "fragments"?}
     POST /connections/close            {"session", "code", "reason"}
     POST /connections/drop             {"session"}: no close frame, the TCP connection just ends
@@ -35,7 +36,7 @@ from autobahn.exception import PayloadExceededError
 from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET, Request
 
-from wsdaemon.interfaces import IHandshakePolicy, IResettable, IRulesReplaceable
+from wsdaemon.interfaces import IHandshakePolicy, IResettable, IRulesReplaceable, IScenarios
 from wsdaemon.records import (
     MAX_FAULT_SECONDS,
     MAX_FRAGMENTS,
@@ -153,9 +154,13 @@ class RoutesResource(ApiResource):
             factory = self._factory(request)
             return json_answer(request, 200, {"route": factory.route.path,
                                               "handshake": factory.handshake.describe()})
+        if path == [b"scenarios"]:
+            factory = self._factory(request)
+            return json_answer(request, 200, {"route": factory.route.path,
+                                              "scenarios": self._scenarios(factory).scenarios()})
         if path:
-            raise RequestError(404, "expected /routes, /routes/connections?route= or "
-                                    "/routes/handshake?route=")
+            raise RequestError(404, "expected /routes, /routes/connections?route=, "
+                                    "/routes/handshake?route= or /routes/scenarios?route=")
         routes = []
         for route_path, factory in sorted(self.admin.daemon.factories.items()):
             strategy = factory.route.strategy
@@ -190,10 +195,44 @@ class RoutesResource(ApiResource):
         return json_answer(request, 200, {"route": factory.route.path,
                                           "handshake": factory.handshake.describe()})
 
+    @staticmethod
+    def _scenarios(factory: Any) -> Any:
+        strategy = factory.route.strategy
+        if not IScenarios.providedBy(strategy):
+            raise RequestError(409, f"route {factory.route.path} runs strategy "
+                                    f"{factory.route.strategy_name!r}, which has no scenarios")
+        return strategy
+
+    def _set_scenarios(self, request: Request) -> bytes:
+        """
+        Every state given is checked before any is set: a mistake changes
+        nothing.
+        """
+        factory = self._factory(request)
+        strategy = self._scenarios(factory)
+        data = request_object(request, self.admin.max_body)
+        known = strategy.scenarios()
+        for name, state in data.items():
+            if name not in known:
+                raise RequestError(404, f"no scenario {name!r} on {factory.route.path}; its "
+                                        f"scenarios: {', '.join(sorted(known)) or 'none'}")
+            if not isinstance(state, str) or not state.strip():
+                raise RequestError(400, f'"{name}" must be a state name (a non-empty string)')
+            check_unicode(name, state)
+        try:
+            strategy.set_scenarios(data)
+        except ValueError as e:
+            raise RequestError(400, str(e)) from None
+        return json_answer(request, 200, {"route": factory.route.path,
+                                          "scenarios": strategy.scenarios()})
+
     def render_PUT(self, request: Request) -> bytes:
         self.authorize(request)
+        if path_of(request) == [b"scenarios"]:
+            return self._set_scenarios(request)
         if path_of(request) != [b"rules"]:
-            raise RequestError(404, "PUT /routes/rules?route=/path with the rules (TOML)")
+            raise RequestError(404, "PUT /routes/rules?route=/path with the rules (TOML), or "
+                                    "/routes/scenarios?route=/path")
         factory = self._factory(request)
         strategy = factory.route.strategy
         if not IRulesReplaceable.providedBy(strategy):

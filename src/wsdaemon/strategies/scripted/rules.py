@@ -39,8 +39,8 @@ from wsdaemon.strategies.scripted.nesting import MAX_NESTING, too_deep, too_deep
 from wsdaemon.strategies.scripted.template import Scope, Template, TemplateError
 
 __all__ = [
-    "Close", "Matcher", "Outgoing", "Rule", "RuleSet", "RulesError", "Ticker", "load_rules",
-    "parse_rules",
+    "INITIAL_STATE", "MAX_STATE_LENGTH", "Close", "Matcher", "Outgoing", "Rule", "RuleSet",
+    "RulesError", "Ticker", "load_rules", "parse_rules",
 ]
 
 
@@ -55,12 +55,17 @@ _MATCH_KEYS = MATCH_KEYS
 _FAULT_KEYS = {"drop", "pause_reading", "stall_replies", "fragments", "ping"}
 _ACTION_KEYS = {"reply", "send", "once", "cycle", "close", "start_ticker", "stop_ticker",
                 *_FAULT_KEYS}
-_RULE_KEYS = {"name", "nth", *_MATCH_KEYS} | _ACTION_KEYS
+_SCENARIO_KEYS = {"scenario", "when_state", "set_state"}
+_RULE_KEYS = {"name", "nth", *_MATCH_KEYS, *_SCENARIO_KEYS} | _ACTION_KEYS
 _TOP_KEYS = {"greeting", "rule", "default", "handshake"}
 _HANDSHAKE_KEYS = {"subprotocols", "require_subprotocol", "refuse_next", "refuse_status",
                    "refuse_headers"}
 #: A ping's default wait for its pong, in seconds.
 PING_TIMEOUT = 10.0
+#: Every scenario's state when the rules are loaded, replaced or reset (WireMock's).
+INITIAL_STATE = "Started"
+#: The longest scenario name or state, in characters.
+MAX_STATE_LENGTH = 200
 
 
 class RulesError(ValueError):
@@ -146,6 +151,12 @@ class Rule:
     pause_reading: float = 0.0
     stall_replies: float = 0.0
     ping: Ping | None = None
+    #: The scenario the rule belongs to (None: none); it matches only while
+    #: the scenario is in C{when_state} (None: in any), and moves it to
+    #: C{set_state} when it answers.
+    scenario: str | None = None
+    when_state: str | None = None
+    set_state: str | None = None
 
     @property
     def immediate(self) -> bool:
@@ -168,6 +179,8 @@ class RuleSet:
     rules: tuple[Rule, ...]
     default: Rule | None
     handshake: HandshakePlan | None = None
+    #: The scenarios the rules name, each starting in L{INITIAL_STATE}.
+    scenarios: tuple[str, ...] = ()
 
     @property
     def uses_json(self) -> bool:
@@ -410,6 +423,31 @@ class _Loader:
                             where, "stop_ticker")
         return tuple(names)
 
+    def state(self, table: Mapping[str, Any], key: str, where: TablePath) -> str | None:
+        if key not in table:
+            return None
+        value = table[key]
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_STATE_LENGTH:
+            raise self.fail(f"{key}: expected a non-empty name of at most {MAX_STATE_LENGTH} "
+                            f"characters, got {value!r}", where, key)
+        return value
+
+    def scenario(self, table: Mapping[str, Any],
+                 where: TablePath) -> tuple[str | None, str | None, str | None]:
+        """
+        @return: a rule's scenario, the state it needs, the state it sets.
+        """
+        name = self.state(table, "scenario", where)
+        when, then = self.state(table, "when_state", where), self.state(table, "set_state", where)
+        if name is None and (when is not None or then is not None):
+            key = "when_state" if when is not None else "set_state"
+            raise self.fail(f"{key}: needs scenario = \"NAME\" on the same rule (the scenario "
+                            "whose state it reads or sets)", where, key)
+        if name is not None and when is None and then is None:
+            raise self.fail("scenario: needs when_state, set_state or both (a scenario "
+                            "alone changes nothing)", where, "scenario")
+        return name, when, then
+
     def rule(self, table: Any, where: TablePath, index: int) -> Rule:
         is_default = index < 0
         what = "[default]" if is_default else "[[rule]]"
@@ -433,6 +471,7 @@ class _Loader:
         if cycle and any(m.delay for m in messages):
             raise self.fail("cycle: cycled messages cannot have delays", where, "cycle")
         name = self.string(table.get("name", f"rule {index + 1}"), where, "name")
+        scenario, when_state, set_state = self.scenario(table, where)
         return Rule(
             index=index,
             name="default" if is_default else name,
@@ -453,6 +492,9 @@ class _Loader:
             stall_replies=self.number(table["stall_replies"], where, "stall_replies", 0.0,
                                       MAX_FAULT_SECONDS) if "stall_replies" in table else 0.0,
             ping=self.ping(table["ping"], where) if "ping" in table else None,
+            scenario=scenario,
+            when_state=when_state,
+            set_state=set_state,
         )
 
     # -- the file ------------------------------------------------------------
@@ -477,8 +519,33 @@ class _Loader:
             raise RulesError("no [handshake], [[greeting]], [[rule]] or [default]: the file "
                              "says nothing about the route", None)
         self.check_ticker_names(rules + ((default,) if default else ()))
+        scenarios = self.check_states(rules)
         return RuleSet(path=self.path, greetings=greetings, rules=rules, default=default,
-                       handshake=handshake)
+                       handshake=handshake, scenarios=scenarios)
+
+    def check_states(self, rules: tuple[Rule, ...]) -> tuple[str, ...]:
+        """
+        A rule waiting for a state no rule sets would never fire: refused,
+        like a ticker stopped that no rule starts.
+
+        @return: the scenarios' names, in the order the file names them.
+        """
+        reachable: dict[str, set[str]] = {}
+        for rule in rules:
+            if rule.scenario is not None:
+                states = reachable.setdefault(rule.scenario, {INITIAL_STATE})
+                if rule.set_state is not None:
+                    states.add(rule.set_state)
+        for rule in rules:
+            if rule.scenario is not None and rule.when_state is not None and \
+                    rule.when_state not in reachable[rule.scenario]:
+                known = ", ".join(repr(s) for s in sorted(reachable[rule.scenario]))
+                raise self.fail(
+                    f"when_state: no rule moves scenario {rule.scenario!r} to "
+                    f"{rule.when_state!r}{did_you_mean(rule.when_state, reachable[rule.scenario])}"
+                    f"; its states: {known} (every scenario starts in {INITIAL_STATE!r})",
+                    ("rule", rule.index), "when_state")
+        return tuple(reachable)
 
     def check_ticker_names(self, rules: tuple[Rule, ...]) -> None:
         started = {r.start_ticker.name for r in rules if r.start_ticker is not None}

@@ -28,6 +28,7 @@ from wsdaemon.interfaces import (
     IReplyStrategy,
     IResettable,
     IRulesReplaceable,
+    IScenarios,
     ISession,
     IStrategyFactory,
 )
@@ -40,6 +41,8 @@ from wsdaemon.strategies.api import (
 )
 from wsdaemon.strategies.scripted.matching import NOT_JSON, NOT_PARSED, match
 from wsdaemon.strategies.scripted.rules import (
+    INITIAL_STATE,
+    MAX_STATE_LENGTH,
     Outgoing,
     Rule,
     RulesError,
@@ -165,10 +168,11 @@ def _stop_timers(conversation: _Conversation) -> None:
     conversation.tickers.clear()
 
 
-@implementer(IReplyStrategy, IResettable, IRulesReplaceable, IHandshakePolicy)
+@implementer(IReplyStrategy, IResettable, IRulesReplaceable, IHandshakePolicy, IScenarios)
 class ScriptedStrategy:
     """
-    Answers according to a L{RuleSet}, keeping per-connection state.
+    Answers according to a L{RuleSet}, keeping per-connection state, and
+    the route's scenarios' states, which all its connections share.
     """
 
     @property
@@ -179,6 +183,7 @@ class ScriptedStrategy:
         self.rules = rules
         self._clock = clock
         self._conversations: dict[str, _Conversation] = {}
+        self._states = dict.fromkeys(rules.scenarios, INITIAL_STATE)
 
     # -- IReplyStrategy ------------------------------------------------------
 
@@ -200,6 +205,9 @@ class ScriptedStrategy:
                 continue
             if rule.nth and rule.nth != conversation.counter:
                 continue
+            if rule.when_state is not None and \
+                    self._states.get(rule.scenario or "") != rule.when_state:
+                continue
             matched, groups, document = self._match(rule, message, document)
             if matched:
                 return self._answer(conversation, rule, message, groups, document)
@@ -220,6 +228,28 @@ class ScriptedStrategy:
             conversation.counter = 0
             conversation.answered_once.clear()
             conversation.cycle_positions.clear()
+        self._states = dict.fromkeys(self.rules.scenarios, INITIAL_STATE)
+
+    # -- IScenarios ----------------------------------------------------------
+
+    def scenarios(self) -> dict[str, str]:
+        return dict(self._states)
+
+    def set_scenarios(self, states: Mapping[str, str]) -> None:
+        for name, state in states.items():
+            if name not in self._states:
+                raise KeyError(name)
+            if not isinstance(state, str) or not state.strip() or len(state) > MAX_STATE_LENGTH:
+                raise ValueError(f"{name}: expected a non-empty state name of at most "
+                                 f"{MAX_STATE_LENGTH} characters")
+        for name, state in states.items():
+            self._move(name, state, "the admin API")
+
+    def _move(self, name: str, state: str, by: str) -> None:
+        before, self._states[name] = self._states[name], state
+        if before != state:
+            _log.info("scenario {scenario}: {before} -> {state} ({by})", scenario=name,
+                      before=before, state=state, by=by)
 
     def replace_rules(self, source: bytes) -> int:
         path = self.rules.path
@@ -227,8 +257,8 @@ class ScriptedStrategy:
             rules = parse_rules(source, path)
         except RulesError as e:
             raise OptionError("rules", e.message, path=path, line=e.line) from None
-        self.reset()
         self.rules = rules
+        self.reset()
         _log.info("rules of {path} replaced through the admin API: {count} rule(s) "
                   "(the file is unchanged; a reload reads it again)",
                   path=str(path), count=len(rules.rules))
@@ -248,6 +278,8 @@ class ScriptedStrategy:
                 groups: Mapping[str, str | None] | None, document: Any) -> object:
         if rule.once:
             conversation.answered_once.add(rule.index)
+        if rule.set_state is not None and rule.scenario is not None:
+            self._move(rule.scenario, rule.set_state, f"rule {rule.name}")
         values = _Values(self._clock, conversation, message, groups,
                          document if rule.matcher is not None and rule.matcher.kind == "json"
                          else NOT_JSON)

@@ -1,0 +1,97 @@
+"""
+Scenarios on the real daemon: two connections of a scripted route share a
+scenario's state; the admin API reads and sets it (GET/PUT
+/routes/scenarios), and POST /routes/reset starts it again.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.admin_client import Admin, admin_config
+from tests.daemon import Daemon, free_port
+
+pytestmark = pytest.mark.slow
+
+KEY = "scenario-key-0123456789abcdef"
+RULES = """
+[[rule]]
+text = "pay"
+scenario = "checkout"
+when_state = "Started"
+set_state = "Paid"
+reply = "paid"
+
+[[rule]]
+text = "status"
+scenario = "checkout"
+when_state = "Paid"
+reply = "status: paid"
+
+[default]
+reply = "status: open"
+"""
+
+
+@pytest.fixture
+def shop(write_config: Callable[..., Path],
+         start_daemon: Callable[..., Daemon]) -> tuple[Daemon, Admin]:
+    port = free_port()
+    path = write_config(admin_config(port, KEY, """
+        [route:/shop]
+        strategy = scripted
+        rules = shop.toml
+
+        [route:/echo]
+        strategy = echo
+    """))
+    (path.parent / "shop.toml").write_text(RULES)
+    return start_daemon(path), Admin(port, KEY)
+
+
+def test_two_connections_share_state_through_the_admin_api(
+        shop: tuple[Daemon, Admin]) -> None:
+    """Alice's payment moves the scenario for Bob; GET shows it, PUT sets it,
+    reset starts it again in "Started"."""
+    daemon, admin = shop
+    scenarios = "/routes/scenarios?route=/shop"
+    with connect(f"{daemon.url}/shop") as alice, connect(f"{daemon.url}/shop") as bob:
+        bob.send("status")
+        assert bob.recv(timeout=5) == "status: open"
+        alice.send("pay")
+        assert alice.recv(timeout=5) == "paid"
+        bob.send("status")
+        assert bob.recv(timeout=5) == "status: paid"
+        assert admin.call("GET", scenarios)["scenarios"] == {"checkout": "Paid"}
+        admin.call("POST", "/routes/reset?route=/shop")
+        assert admin.call("GET", scenarios)["scenarios"] == {"checkout": "Started"}
+        bob.send("status")
+        assert bob.recv(timeout=5) == "status: open"
+        answer = admin.call("PUT", scenarios, {"checkout": "Paid"})
+        assert answer == {"route": "/shop", "scenarios": {"checkout": "Paid"}}
+        alice.send("status")
+        assert alice.recv(timeout=5) == "status: paid"
+
+
+def test_scenario_requests_that_cannot_be_done_are_refused(
+        shop: tuple[Daemon, Admin]) -> None:
+    """An unknown scenario is a 404 naming the known ones, a state that is no
+    name a 400 (nothing changed), a route without scenarios a 409."""
+    _, admin = shop
+    scenarios = "/routes/scenarios?route=/shop"
+    status, text = admin.error("PUT", scenarios, {"checkout": "Paid", "basket": "Full"})
+    assert status == 404 and "no scenario 'basket'" in text and "checkout" in text
+    status, text = admin.error("PUT", scenarios, {"checkout": ""})
+    assert status == 400 and '"checkout" must be a state name' in text
+    status, text = admin.error("PUT", scenarios, {"checkout": "x" * 201})
+    assert status == 400 and "at most 200 characters" in text
+    assert admin.call("GET", scenarios)["scenarios"] == {"checkout": "Started"}
+    status, text = admin.error("GET", "/routes/scenarios?route=/echo")
+    assert status == 409 and "no scenarios" in text
+    with pytest.raises(urllib.error.HTTPError):
+        admin.call("GET", "/routes/scenarios")

@@ -1,0 +1,153 @@
+"""
+Scenarios of the scripted strategy (WireMock's): a named state shared by
+every connection of the route; a rule fires only in its C{when_state} and
+moves the scenario to its C{set_state}; reset and replaced rules start each
+scenario again in "Started"; the loader refuses mistakes with their line.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
+
+from wsdaemon.interfaces import IScenarios
+from wsdaemon.strategies.scripted.rules import RulesError, parse_rules
+from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
+from wsdaemon.testing import RecordingSession
+
+CHECKOUT = """
+    [[rule]]
+    text = "pay"
+    scenario = "checkout"
+    when_state = "Started"
+    set_state = "Paid"
+    reply = "paid"
+
+    [[rule]]
+    text = "pay"
+    scenario = "checkout"
+    when_state = "Paid"
+    reply = "already paid"
+
+    [[rule]]
+    text = "status"
+    scenario = "checkout"
+    when_state = "Paid"
+    reply = "status: paid"
+
+    [[rule]]
+    text = "cancel"
+    scenario = "checkout"
+    set_state = "Started"
+    reply = "cancelled"
+
+    [default]
+    reply = "status: open"
+"""
+
+
+def strategy(rules: str = CHECKOUT) -> ScriptedStrategy:
+    return ScriptedStrategy(parse_rules(textwrap.dedent(rules).encode(), Path("r.toml")), Clock())
+
+
+def opened(bot: ScriptedStrategy, name: str) -> RecordingSession:
+    session = RecordingSession(session_id=name, route="/shop")
+    bot.connection_opened(session)
+    return session
+
+
+def test_two_connections_share_the_scenario() -> None:
+    """One connection's rule moves the state; the other connection's next
+    message sees it; a rule without when_state fires in any state."""
+    bot = strategy()
+    verifyObject(IScenarios, bot)
+    alice, bob = opened(bot, "a"), opened(bot, "b")
+    assert bot.scenarios() == {"checkout": "Started"}
+    assert bot.message_received(bob, "status") == "status: open"
+    assert bot.message_received(alice, "pay") == "paid"
+    assert bot.scenarios() == {"checkout": "Paid"}
+    assert bot.message_received(bob, "status") == "status: paid"
+    assert bot.message_received(bob, "pay") == "already paid"
+    assert bot.message_received(bob, "cancel") == "cancelled"
+    assert bot.message_received(alice, "status") == "status: open"
+
+
+def test_state_outlives_connections_and_reset_starts_again() -> None:
+    """The state is the route's: a connection closing keeps it; reset and
+    replaced rules put every scenario back in "Started"."""
+    bot = strategy()
+    alice = opened(bot, "a")
+    bot.message_received(alice, "pay")
+    bot.connection_closed(alice, 1000, "")
+    bob = opened(bot, "b")
+    assert bot.message_received(bob, "status") == "status: paid"
+    bot.reset()
+    assert bot.scenarios() == {"checkout": "Started"}
+    bot.message_received(bob, "pay")
+    bot.replace_rules(textwrap.dedent(CHECKOUT).encode())
+    assert bot.scenarios() == {"checkout": "Started"}
+    bot.replace_rules(b'[default]\nreply = "x"\n')
+    assert bot.scenarios() == {}
+
+
+def test_set_scenario_moves_it_for_every_connection() -> None:
+    """set_scenarios (the admin API's PUT) takes any state name; an unknown
+    scenario is a KeyError, an empty or too long state a ValueError, and
+    either changes nothing."""
+    bot = strategy()
+    alice = opened(bot, "a")
+    bot.set_scenarios({"checkout": "Paid"})
+    assert bot.message_received(alice, "status") == "status: paid"
+    bot.set_scenarios({"checkout": "Shipped"})  # a state no rule names: nothing fires
+    assert bot.message_received(alice, "pay") == "status: open"
+    with pytest.raises(KeyError):
+        bot.set_scenarios({"checkout": "Paid", "basket": "Paid"})
+    with pytest.raises(ValueError):
+        bot.set_scenarios({"checkout": " "})
+    with pytest.raises(ValueError):
+        bot.set_scenarios({"checkout": "x" * 201})
+    assert bot.scenarios() == {"checkout": "Shipped"}
+
+
+def test_a_rule_with_delays_moves_the_state_at_once() -> None:
+    """The state moves when the rule answers, not when its delayed messages go."""
+    clock = Clock()
+    rules = parse_rules(textwrap.dedent("""
+        [[rule]]
+        text = "go"
+        scenario = "s"
+        set_state = "Gone"
+        [[rule.send]]
+        text = "later"
+        delay = 5
+    """).encode(), Path("r.toml"))
+    bot = ScriptedStrategy(rules, clock)
+    session = opened(bot, "a")
+    bot.message_received(session, "go")
+    assert bot.scenarios() == {"s": "Gone"}
+
+
+@pytest.mark.parametrize(("rules", "line", "words"), [
+    ('[[rule]]\ntext = "a"\nwhen_state = "Paid"\n', 3, "when_state: needs scenario"),
+    ('[[rule]]\ntext = "a"\nset_state = "Paid"\n', 3, "set_state: needs scenario"),
+    ('[[rule]]\ntext = "a"\nscenario = "s"\n', 3, "scenario: needs when_state, set_state"),
+    ('[[rule]]\ntext = "a"\nscenario = ""\nset_state = "x"\n', 3,
+     "scenario: expected a non-empty name"),
+    ('[[rule]]\ntext = "a"\nscenario = "s"\nset_state = 3\n', 4,
+     "set_state: expected a non-empty name"),
+    ('[[rule]]\ntext = "a"\nscenario = "s"\nset_state = "Paid"\n\n'
+     '[[rule]]\ntext = "b"\nscenario = "s"\nwhen_state = "Payd"\n', 9,
+     "when_state: no rule moves scenario 's' to 'Payd' (did you mean Paid?); its states: "
+     "'Paid', 'Started'"),
+    ('[default]\nscenario = "s"\nset_state = "x"\n', 2, "unknown key 'scenario' in [default]"),
+])
+def test_scenario_mistakes_name_their_line_and_key(rules: str, line: int, words: str) -> None:
+    """Each mistake is refused at load with the line of the key at fault."""
+    with pytest.raises(RulesError) as info:
+        parse_rules(rules.encode(), Path("r.toml"))
+    assert words in info.value.message
+    assert info.value.line == line
