@@ -25,6 +25,7 @@ from twisted.internet.task import Clock, deferLater
 
 from tests.redis_server import RedisServer
 from tests.unit.test_operator_queue import Operator
+from wsdaemon.broker.connection import RedisConnection
 from wsdaemon.broker.link import BrokerSettings, RedisLink
 from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.strategies.operator.memory import MemoryStore
@@ -343,7 +344,11 @@ def test_a_claim_follows_the_operator_to_another_daemon(harness: Harness) -> Ite
 @pytest.mark.parametrize("harness", ["redis"], indirect=True)
 @pytest_twisted.inlineCallbacks
 def test_a_dead_daemons_taken_messages_come_back(harness: Harness) -> Iterator[Any]:
-    """A message taken by a daemon that died before writing it is given back by the sweep."""
+    """
+    A message taken by a daemon that died before writing it is given back by
+    the sweep of a daemon connected long enough to have heard it were it
+    alive (three heartbeats, plus what a reconnection can take).
+    """
     queue = yield started(harness)
     first = client("c1")
     queue.client_connected(first)
@@ -357,7 +362,9 @@ def test_a_dead_daemons_taken_messages_come_back(harness: Harness) -> Iterator[A
     count = yield queue.client_connected(nothing)
     assert count == 0 and nothing.sent == []
     queue.client_disconnected(nothing)
-    yield harness.advance(1, queue)  # the sweep gives the ghost's messages back
+    s = queue.link.settings
+    # The sweep gives the ghost's messages back.
+    yield harness.advance(3 * s.heartbeat + RedisConnection.max_delay + s.timeout, queue)
     again = client("c1")
     count = yield queue.client_connected(again)
     assert (count, again.sent) == (1, ["kept for you"])

@@ -388,16 +388,54 @@ def test_a_reply_written_before_an_outage_is_not_given_back(
         yield link.script("heartbeat", "a", 0, t, 60)
         written = yield link.script("store_message", "c1", message, "take", "a", t + 1)
         # Redis away for a long time; daemon a still holds the settlement.
-        yield link.script("sweep", t + 50, "0", "fallback", 500, 2.0)
+        yield link.script("sweep", t + 50, "0", "fallback", 500, 2.0, "1")
         assert (yield link.call("ZRANGE", "w:undelivered:c1", 0, -1)) == []
         yield link.script("heartbeat", "a", 0, t + 51, 60, "c1", written, "1")
         assert (yield link.call("ZCARD", "w:inflight:a")) == 0
         # Taken for a, whose answer never reached it: back after its heartbeat.
         unheard = yield link.script("store_message", "c1", message, "take", "a", t + 52)
-        yield link.script("sweep", t + 53, "0", "fallback", 500, 2.0)
+        yield link.script("sweep", t + 53, "0", "fallback", 500, 2.0, "1")
         assert (yield link.call("ZRANGE", "w:undelivered:c1", 0, -1)) == []
         yield link.script("heartbeat", "a", 0, t + 55, 60)
-        yield link.script("sweep", t + 55, "0", "fallback", 500, 2.0)
+        yield link.script("sweep", t + 55, "0", "fallback", 500, 2.0, "1")
+        assert (yield link.call("ZRANGE", "w:undelivered:c1", 0, -1)) == [str(unheard)]
+    finally:
+        yield link.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_first_sweep_after_a_long_outage_gives_back_nothing_written(
+        redis_server: RedisServer) -> Iterator[Any]:
+    """
+    After an outage longer than three heartbeats every daemon's heartbeat
+    has run out: the first sweep, by a daemon just connected again, does not
+    take the others for dead and give back a reply one of them wrote just
+    before the outage and could not settle (the CI failure: written twice).
+    A sweep by a daemon connected long enough to have heard a live one does:
+    that daemon died.
+    """
+    link = RedisLink(BrokerSettings(url=redis_server.url, port=redis_server.port, prefix="w:",
+                                    daemon_id="test", timeout=1), reactor)
+    link.start()
+    try:
+        yield link.call("PING")
+        message = json.dumps({"client_id": "c1", "route": "/support", "direction": "out",
+                              "sender": "ann", "body": "hi", "at": 0})
+        t = 1000.0
+        yield link.script("heartbeat", "a", 0, t, 1.5)
+        written = yield link.script("store_message", "c1", message, "take", "a", t + 0.1)
+        # Redis away 5 s; daemon b is back first and sweeps at once.
+        yield link.script("heartbeat", "b", 0, t + 5.2, 1.5)
+        yield link.script("sweep", t + 5.2, "0", "fallback", 500, 2.0, "0")
+        assert (yield link.call("ZRANGE", "w:undelivered:c1", 0, -1)) == []
+        assert (yield link.call("ZCARD", "w:inflight:a")) == 1
+        # a is back: its heartbeat settles what it wrote.
+        yield link.script("heartbeat", "a", 0, t + 5.4, 1.5, "c1", written, "1")
+        assert (yield link.call("ZCARD", "w:inflight:a")) == 0
+        # a takes one more, and dies; b, connected long enough, gives it back.
+        unheard = yield link.script("store_message", "c1", message, "take", "a", t + 5.5)
+        yield link.script("heartbeat", "b", 0, t + 10, 1.5)
+        yield link.script("sweep", t + 10, "0", "fallback", 500, 2.0, "1")
         assert (yield link.call("ZRANGE", "w:undelivered:c1", 0, -1)) == [str(unheard)]
     finally:
         yield link.stop()

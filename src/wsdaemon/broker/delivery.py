@@ -48,6 +48,11 @@ class ClientDelivery:
         self._clients: dict[str, set[ISession]] = {}
         self._to_take: list[str] = []  # client, seq ('*': all kept for it), ...
         self._to_settle: list[str] = []  # client, seq, '1' written / '0' give back, ...
+        # Written, and not yet settled as far as this daemon knows: until a
+        # call carrying the settlement is answered, every heartbeat carries
+        # it again (see unsent_settlements). As many as this daemon has
+        # taken in Redis and not settled, at most.
+        self._written: dict[tuple[str, str], None] = {}
         self._presence: list[tuple[str, str, int]] = []
         self._flush_call: Any = None
         self._remote: dict[tuple[str, str], int] = {}
@@ -134,7 +139,10 @@ class ClientDelivery:
         count, error = write(probe, sessions)
         # One that can never be written (logged by write()) is settled as
         # done too: given back, it would be retried for ever.
-        self._to_settle += [client_id, str(seq), "1" if count or error else "0"]
+        done = bool(count or error)
+        if done:
+            self._written[(client_id, str(seq))] = None
+        self._to_settle += [client_id, str(seq), "1" if done else "0"]
         self._schedule_flush()
         return count, not count and error is None
 
@@ -177,12 +185,21 @@ class ClientDelivery:
                 .addErrback(unless_outage("storing a broadcast"))
         return count
 
+    def settled(self, result: Any, settlements: list[str]) -> Any:
+        """
+        A callback: Redis ran the call that carried C{settlements}.
+
+        @return: C{result}.
+        """
+        for i in range(0, len(settlements), 3):
+            self._written.pop((settlements[i], settlements[i + 1]), None)
+        return result
+
     def settle_later(self, failure: Failure, settlements: list[str]) -> None:
         """
-        An errback: C{settlements} did not reach Redis (or may not have:
-        settling twice does nothing), keep them for the next heartbeat, or
-        a taken message would stay taken (or a given-back one never come
-        back).
+        An errback: C{settlements} did not reach Redis (or may not have),
+        keep them for the next flush or heartbeat, or a taken message would
+        stay taken (or a given-back one never come back).
         """
         if not failure.check(BrokerUnavailable):
             log_failure("settling deliveries")(failure)
@@ -190,10 +207,22 @@ class ClientDelivery:
 
     def unsent_settlements(self) -> list[str]:
         """
-        @return: the settlements not sent yet (client, seq, written
-            triples), which the caller now sends (see L{settle_later}).
+        What a heartbeat carries: the settlements not sent yet, and every
+        written message not known to be settled, even if a call carrying it
+        is still under way. The heartbeat records "everything written before
+        now is settled", which the sweep relies on (a written message given
+        back is written twice): a call still under way may yet fail, and an
+        earlier heartbeat carrying it may never reach Redis while this one
+        does. Settling a written message twice does nothing.
+
+        @return: client, seq, written triples, which the caller now sends
+            (then L{settled} or L{settle_later}).
         """
         settlements, self._to_settle = self._to_settle, []
+        unsent = {(settlements[i], settlements[i + 1]) for i in range(0, len(settlements), 3)}
+        for client_id, seq in self._written:
+            if (client_id, seq) not in unsent:
+                settlements += [client_id, seq, "1"]
         return settlements
 
     @property
@@ -254,7 +283,8 @@ class ClientDelivery:
             calls.append(self._take(wanted))
         if settlements:
             d = self._link.script("settle", self._link.daemon_id, *settlements)
-            d.addErrback(self.settle_later, settlements)
+            d.addCallbacks(self.settled, self.settle_later, callbackArgs=(settlements,),
+                           errbackArgs=(settlements,))
             calls.append(d)
         if presence:
             args: list[Any] = []

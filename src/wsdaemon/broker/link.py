@@ -116,6 +116,8 @@ class RedisLink:
         # queue's scripts, pushes) and the event stream (what others did).
         self._ok = {"commands": False, "events": False}
         self.down_since: float | None = None
+        #: When the link last became up (None while it is down).
+        self.up_since: float | None = None
         self.outages = 0
         self.calls_failed = 0
         self._started = False
@@ -281,6 +283,7 @@ class RedisLink:
             return
         was_down = self.down_since
         self.up = True
+        self.up_since = self._clock.seconds()
         self.down_since = None
         if was_down is None:
             _log.info("redis: connected to {host}:{port} (prefix {prefix!r})",
@@ -304,6 +307,7 @@ class RedisLink:
             _log.error("redis: unreachable ({why}); queue and cross-daemon push wait for it, "
                        "other routes keep serving; reconnecting until it answers", why=why)
         self.up = False
+        self.up_since = None
         if which == "commands":
             self._probe()
 

@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wsdaemon.broker.connection import RedisConnection
 from wsdaemon.broker.delivery import ClientDelivery
 from wsdaemon.broker.link import BrokerOutcomeUnknown, RedisLink, unless_outage
 from wsdaemon.broker.mirror import (
@@ -194,7 +195,8 @@ class SharedOperatorQueue:
         d = self.link.script("heartbeat", self.link.daemon_id, mine, now,
                              3 * self.link.settings.heartbeat, *settlements)
         if settlements:
-            d.addErrback(self._delivery.settle_later, settlements)
+            d.addCallbacks(self._delivery.settled, self._delivery.settle_later,
+                           callbackArgs=(settlements,), errbackArgs=(settlements,))
 
         def counted(total: Any) -> None:
             self._operators_elsewhere = max(0, int(total) - mine)
@@ -217,8 +219,10 @@ class SharedOperatorQueue:
         now = self._clock.seconds()
         # A daemon writes what it took within a call timeout of asking, or
         # never (it did not hear back); twice that, to be sure.
+        grace = 2 * self.link.settings.timeout
         d = self.link.script("sweep", now, "1" if s.keep_after_fallback else "0",
-                             s.fallback_message, _SWEEP_LIMIT, 2 * self.link.settings.timeout)
+                             s.fallback_message, _SWEEP_LIMIT, grace,
+                             "1" if self._may_judge_gone(now) else "0")
 
         def swept(result: list[Any]) -> None:
             released, fallbacks = int(result[0]), int(result[1])
@@ -229,6 +233,21 @@ class SharedOperatorQueue:
         d.addCallback(swept)
         d.addErrback(lambda f: None)  # the link logged the outage; the next sweep retries
         return d
+
+    def _may_judge_gone(self, now: float) -> bool:
+        """
+        @return: whether this daemon's sweep may take a daemon whose
+            heartbeat ran out for a dead one, and give back at once what it
+            took (written or not). Only once this daemon's own link has been
+            up for three heartbeats, plus what making a connection again can
+            take: after an outage every daemon's heartbeat has run out, but
+            the live ones are still reconnecting, and one of them may have
+            written replies it could not settle yet.
+        """
+        b = self.link.settings
+        up_since = self.link.up_since
+        return up_since is not None and \
+            now - up_since >= 3 * b.heartbeat + RedisConnection.max_delay + b.timeout
 
     # -- clients -------------------------------------------------------------
 

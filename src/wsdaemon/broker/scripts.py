@@ -24,9 +24,11 @@ Keys, under the configured prefix C{P}:
     P inflight:D        zset: "client<TAB>seq" taken by daemon D to write to
                         its connections (scored by D's clock when it asked),
                         until D says done (or gives it back); the sweep
-                        gives back a dead daemon's entries, and a live
-                        one's taken two call timeouts before its last
-                        heartbeat (the taker never heard back)
+                        gives back a dead daemon's entries (one not heard
+                        for three heartbeats by a sweeper connected long
+                        enough to hear it), and a live one's taken two
+                        call timeouts before its last heartbeat (the taker
+                        never heard back)
     P inflight_daemons  set: daemons that may have entries in inflight:D
     P daemons           hash: daemon id -> "operators expires_at"
     P settled           hash: daemon id -> its clock at its last heartbeat,
@@ -289,10 +291,11 @@ return {'ok', cjson.encode(t), seq}
 
 # ARGV: P, now, keep_after_fallback, fallback message, limit, grace (seconds: a live
 # daemon's message taken more than this before its last heartbeat, and not settled, is
-# given back)
+# given back), '1' if the sweeper may take a daemon whose heartbeat ran out for a dead one
+# (its own link has been up long enough for every live daemon to have heartbeated)
 _SWEEP = r"""
 local now, keep, text, limit = now_arg(2), ARGV[3], ARGV[4], tonumber(ARGV[5])
-local grace = tonumber(ARGV[6])
+local grace, judge_gone = tonumber(ARGV[6]), ARGV[7] == '1'
 local released, fallbacks = 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', P .. 'leases', id)
@@ -333,13 +336,16 @@ end
 -- writes what it took within a call timeout of asking or never: what it
 -- took well before that heartbeat and is still here, it never wrote. (Not
 -- "taken long ago by our clock": a taker whose settlement waited for Redis
--- to come back would then write the same reply twice.)
+-- to come back would then write the same reply twice.) A daemon whose
+-- heartbeat ran out is dead only for a sweeper that has been connected long
+-- enough to have heard it were it alive: after an outage every heartbeat
+-- has run out, and the first sweep would give back what live daemons wrote.
 local live = live_daemons(now)
 for _, daemon in ipairs(redis.call('SMEMBERS', P .. 'inflight_daemons')) do
   local key = P .. 'inflight:' .. daemon
   local upto = nil
   if not live[daemon] then
-    upto = '+inf'
+    if judge_gone then upto = '+inf' end
   else
     local settled = redis.call('HGET', P .. 'settled', daemon)
     if settled then upto = '(' .. (tonumber(settled) - grace) end
