@@ -36,3 +36,14 @@ def test_the_readme_scenario_example_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checkout_client=source.group(1))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=2)
+
+
+def test_the_readme_broadcast_example_passes(pytester: pytest.Pytester) -> None:
+    """The README's broadcast example (two connections hear one's message)
+    passes against the plugin."""
+    source = re.search(r"```python\n(# test_chat_client\.py.*?)```",
+                       README.read_text(encoding="utf-8"), re.S)
+    assert source is not None
+    pytester.makepyfile(test_chat_client=source.group(1))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=1)

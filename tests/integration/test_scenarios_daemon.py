@@ -1,7 +1,8 @@
 """
 Scenarios on the real daemon: two connections of a scripted route share a
 scenario's state; the admin API reads and sets it (GET/PUT
-/routes/scenarios), and POST /routes/reset starts it again.
+/routes/scenarios), and POST /routes/reset starts it again. A broadcast
+rule answers every connection of the route, each journalled.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ text = "status"
 scenario = "checkout"
 when_state = "Paid"
 reply = "status: paid"
+
+[[rule]]
+regex = '^say (?P<text>.+)$'
+broadcast = true
+reply = "someone said {match.text}"
 
 [default]
 reply = "status: open"
@@ -95,3 +101,20 @@ def test_scenario_requests_that_cannot_be_done_are_refused(
     assert status == 409 and "no scenarios" in text
     with pytest.raises(urllib.error.HTTPError):
         admin.call("GET", "/routes/scenarios")
+
+
+def test_a_broadcast_reaches_every_connection_and_is_journalled(
+        shop: tuple[Daemon, Admin]) -> None:
+    """Alice's broadcast reaches her and Bob, not the echo route; the
+    journal holds one sent message per connection."""
+    daemon, admin = shop
+    with connect(f"{daemon.url}/shop") as alice, connect(f"{daemon.url}/shop") as bob, \
+            connect(f"{daemon.url}/echo") as other:
+        alice.send("say hello")
+        assert alice.recv(timeout=5) == "someone said hello"
+        assert bob.recv(timeout=5) == "someone said hello"
+        other.send("still here")
+        assert other.recv(timeout=5) == "still here"
+        found = admin.call("POST", "/journal/find", {
+            "route": "/shop", "direction": "out", "match": {"text": "someone said hello"}})
+        assert len({entry["session"] for entry in found["entries"]}) == 2

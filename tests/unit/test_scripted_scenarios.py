@@ -151,3 +151,51 @@ def test_scenario_mistakes_name_their_line_and_key(rules: str, line: int, words:
         parse_rules(rules.encode(), Path("r.toml"))
     assert words in info.value.message
     assert info.value.line == line
+
+
+BROADCAST = """
+    [[rule]]
+    regex = '^say (?P<text>.+)$'
+    broadcast = true
+    reply = "{session}: {match.text}"
+
+    [[rule]]
+    text = "later"
+    broadcast = true
+    close = 1000
+    [[rule.send]]
+    text = "in a second"
+    delay = 1
+"""
+
+
+def test_broadcast_reaches_every_connection_of_the_route() -> None:
+    """A broadcast rule's messages, filled from the sender's message, go to
+    the sender and every other open connection; closed ones get nothing."""
+    bot = strategy(BROADCAST)
+    alice, bob, carol = opened(bot, "a"), opened(bot, "b"), opened(bot, "c")
+    bot.connection_closed(carol, 1000, "")
+    assert bot.message_received(alice, "say hi") is None
+    assert alice.sent == ["a: hi"] and bob.sent == ["a: hi"] and carol.sent == []
+
+
+def test_a_delayed_broadcast_goes_on_each_connections_clock_and_close_stays_the_senders(
+) -> None:
+    """Delays run per receiving connection (cancelled when it closes); the
+    rule's close closes only the sender."""
+    clock = Clock()
+    bot = ScriptedStrategy(parse_rules(textwrap.dedent(BROADCAST).encode(), Path("r.toml")),
+                           clock)
+    alice, bob, carol = opened(bot, "a"), opened(bot, "b"), opened(bot, "c")
+    bot.message_received(alice, "later")
+    bot.connection_closed(carol, 1000, "")
+    clock.advance(1)
+    assert alice.sent == ["in a second"] and bob.sent == ["in a second"] and carol.sent == []
+    assert alice.closed == (1000, "") and bob.closed is None
+
+
+def test_a_broadcast_with_nothing_to_send_is_refused() -> None:
+    """broadcast = true on a rule without messages is a mistake, named with its line."""
+    with pytest.raises(RulesError) as info:
+        parse_rules(b'[[rule]]\ntext = "a"\nbroadcast = true\n', Path("r.toml"))
+    assert info.value.line == 3 and "broadcast: the rule has no messages" in info.value.message

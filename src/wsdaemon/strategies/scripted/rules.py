@@ -54,7 +54,7 @@ _TICKER_KEYS = _MESSAGE_KEYS | {"name", "every", "times"}
 _MATCH_KEYS = MATCH_KEYS
 _FAULT_KEYS = {"drop", "pause_reading", "stall_replies", "fragments", "ping"}
 _ACTION_KEYS = {"reply", "send", "once", "cycle", "close", "start_ticker", "stop_ticker",
-                *_FAULT_KEYS}
+                "broadcast", *_FAULT_KEYS}
 _SCENARIO_KEYS = {"scenario", "when_state", "set_state"}
 _RULE_KEYS = {"name", "nth", *_MATCH_KEYS, *_SCENARIO_KEYS} | _ACTION_KEYS
 _TOP_KEYS = {"greeting", "rule", "default", "handshake"}
@@ -157,6 +157,8 @@ class Rule:
     scenario: str | None = None
     when_state: str | None = None
     set_state: str | None = None
+    #: The rule's messages go to every open connection of the route.
+    broadcast: bool = False
 
     @property
     def immediate(self) -> bool:
@@ -168,7 +170,7 @@ class Rule:
             self.close is None and self.start_ticker is None and not self.stop_tickers
             and not self.cycle and all(m.delay == 0 and m.fragments == 1 for m in self.messages)
             and not self.drop and not self.pause_reading and not self.stall_replies
-            and self.ping is None
+            and self.ping is None and not self.broadcast
         )
 
 
@@ -472,6 +474,10 @@ class _Loader:
             raise self.fail("cycle: cycled messages cannot have delays", where, "cycle")
         name = self.string(table.get("name", f"rule {index + 1}"), where, "name")
         scenario, when_state, set_state = self.scenario(table, where)
+        broadcast = self.flag(table, "broadcast", where)
+        if broadcast and not messages:
+            raise self.fail("broadcast: the rule has no messages to send to every connection "
+                            "(give reply or [[...send]])", where, "broadcast")
         return Rule(
             index=index,
             name="default" if is_default else name,
@@ -495,6 +501,7 @@ class _Loader:
             scenario=scenario,
             when_state=when_state,
             set_state=set_state,
+            broadcast=broadcast,
         )
 
     # -- the file ------------------------------------------------------------

@@ -304,6 +304,13 @@ class ScriptedStrategy:
         if rule.start_ticker is not None:
             self._start_ticker(conversation, rule.start_ticker, values)
         at = self._send_all(conversation, messages, values, rule.close)
+        if rule.broadcast:
+            # The same messages, filled from the sender's message, to every
+            # other connection of the route; each is bounded as a push is
+            # (its max_message_size, max_outbound_buffer), its timers its own.
+            for other in list(self._conversations.values()):
+                if other is not conversation:
+                    self._send_all(other, messages, values, close=None)
         if faults is not None and (rule.drop or rule.pause_reading or rule.ping):
             if at == 0:
                 _after_replies(faults, rule)
