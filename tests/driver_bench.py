@@ -19,14 +19,14 @@ from wsdaemon.conversations import (
     Inbox,
     conversation_id_for,
 )
-from wsdaemon.interfaces import (
+from wsdaemon.support.driver import ConversationDriver
+from wsdaemon.support.memory import MemoryConversationStore
+from wsdaemon.support.ports import (
     IConversationMeasures,
     IConversationStore,
     IOperatorPort,
     IVisitorPort,
 )
-from wsdaemon.support.driver import ConversationDriver
-from wsdaemon.support.memory import MemoryConversationStore
 
 ROUTE = "/support"
 

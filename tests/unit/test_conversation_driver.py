@@ -44,10 +44,10 @@ from wsdaemon.conversations import (
     TimerKind,
     VisitorMessage,
 )
-from wsdaemon.interfaces import IConversationMeasures, IOperatorPort, IVisitorPort
 from wsdaemon.support.driver import TIMER_RETRY, ConversationDriver, DriverStopped, lane_of
 from wsdaemon.support.lanes import LaneFull
 from wsdaemon.support.memory import stored_form
+from wsdaemon.support.ports import IConversationMeasures, IOperatorPort, IVisitorPort
 from wsdaemon.support.store import SQLiteConversationStore
 
 

@@ -34,10 +34,10 @@ from wsdaemon.conversations import (
     conversation_id_for,
 )
 from wsdaemon.conversations.errors import StaleConversation
-from wsdaemon.interfaces import IConversationStore
 from wsdaemon.records import ItemRecord, MessageRecord
 from wsdaemon.strategies.operator.store import SQLiteStore
 from wsdaemon.support.memory import MemoryConversationStore, stored_form
+from wsdaemon.support.ports import IConversationStore
 from wsdaemon.support.store import SQLiteConversationStore
 
 Make = Callable[[], Any]

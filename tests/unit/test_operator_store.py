@@ -13,9 +13,9 @@ import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
-from wsdaemon.interfaces import IQueueStore
 from wsdaemon.records import ItemRecord, MessageRecord
 from wsdaemon.strategies.operator.memory import MemoryStore
+from wsdaemon.strategies.operator.ports import IQueueStore
 from wsdaemon.strategies.operator.store import SQLiteStore
 
 

@@ -16,10 +16,9 @@ import wsdaemon.testing
 def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
-        "IConnectionFaults", "IConversationMeasures", "IConversationStore", "IFlowControl",
-        "IHandshakeHook", "IHandshakePolicy", "IOperatorPort", "IOperatorQueue",
-        "IOptionCheck", "IPushBus", "IQueueStore", "IReplyStrategy", "IResettable",
-        "IRulesReplaceable", "IScenarios", "ISession", "IStrategyFactory", "IVisitorPort"}
+        "IConnectionFaults", "IFlowControl", "IHandshakeHook", "IHandshakePolicy",
+        "IOptionCheck", "IReplyStrategy", "IResettable",
+        "IRulesReplaceable", "IScenarios", "ISession", "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}
     assert set(wsdaemon.interfaces.ISession.names()) == {
@@ -45,10 +44,12 @@ def test_testing_helpers() -> None:
 
 def test_every_interface_method_documents_its_return() -> None:
     """Every interface method's docstring says what it returns."""
+    from wsdaemon.broker.bus import IPushBus
+    from wsdaemon.strategies.operator.ports import IOperatorQueue, IQueueStore
+
     for interface in (wsdaemon.interfaces.IReplyStrategy, wsdaemon.interfaces.ISession,
-                      wsdaemon.interfaces.IQueueStore, wsdaemon.interfaces.IPushBus,
-                      wsdaemon.interfaces.IStrategyFactory,
-                      wsdaemon.interfaces.IOperatorQueue, wsdaemon.interfaces.IOptionCheck,
+                      IQueueStore, IPushBus, wsdaemon.interfaces.IStrategyFactory,
+                      IOperatorQueue, wsdaemon.interfaces.IOptionCheck,
                       wsdaemon.interfaces.IResettable, wsdaemon.interfaces.IRulesReplaceable,
                       wsdaemon.interfaces.IConnectionFaults, wsdaemon.interfaces.IHandshakeHook,
                       wsdaemon.interfaces.IFlowControl):
@@ -62,10 +63,11 @@ def test_both_operator_queues_provide_the_interface() -> None:
     from zope.interface.verify import verifyClass
 
     from wsdaemon.broker.queue import SharedOperatorQueue
+    from wsdaemon.strategies.operator.ports import IOperatorQueue
     from wsdaemon.strategies.operator.queue import OperatorQueue
 
     for queue_class in (OperatorQueue, SharedOperatorQueue):
-        assert verifyClass(wsdaemon.interfaces.IOperatorQueue, queue_class)
+        assert verifyClass(IOperatorQueue, queue_class)
 
 
 def test_no_old_module_names() -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
+from wsdaemon.broker.bus import IPushBus
 from wsdaemon.connections.index import PushTarget, SessionIndex
-from wsdaemon.interfaces import IPushBus
 
 __all__ = ["LocalPushBus"]
 

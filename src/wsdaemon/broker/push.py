@@ -13,10 +13,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from wsdaemon.broker.bus import IPushBus
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.broker.local import LocalPushBus
 from wsdaemon.connections.index import PushTarget, SessionIndex
-from wsdaemon.interfaces import IPushBus
 
 __all__ = ["RedisPushBus"]
 

@@ -52,7 +52,7 @@ from wsdaemon.broker.mirror import (
     parse_item,
     parse_message,
 )
-from wsdaemon.interfaces import IOperatorQueue, ISession
+from wsdaemon.interfaces import ISession
 from wsdaemon.records import MessageRecord
 from wsdaemon.strategies.operator.delivery import log_failure
 from wsdaemon.strategies.operator.errors import (
@@ -62,6 +62,7 @@ from wsdaemon.strategies.operator.errors import (
     send_limit,
     too_long,
 )
+from wsdaemon.strategies.operator.ports import IOperatorQueue
 from wsdaemon.strategies.operator.queue import OperatorLink, OperatorSettings
 
 __all__ = ["SharedItem", "SharedOperatorQueue"]

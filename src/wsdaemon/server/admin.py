@@ -28,12 +28,12 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from wsdaemon.broker.bus import IPushBus
 from wsdaemon.connections.index import PushTarget, SessionIndex
 from wsdaemon.connections.journal import Journal
 from wsdaemon.connections.limits import HandshakeDeadlineChannel
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.escaping import visible
-from wsdaemon.interfaces import IPushBus
 from wsdaemon.server.api import (
     ApiResource,
     ApiRoot,

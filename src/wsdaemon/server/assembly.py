@@ -25,6 +25,7 @@ from typing import Any
 import txaio
 from twisted.logger import Logger
 
+from wsdaemon.broker.bus import IPushBus
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.broker.local import LocalPushBus
 from wsdaemon.broker.push import RedisPushBus
@@ -34,7 +35,7 @@ from wsdaemon.connections import accel, directwrite, frames
 from wsdaemon.connections.identity import with_secret
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.route import Route
-from wsdaemon.interfaces import IOperatorQueue, IPushBus, IReplyStrategy
+from wsdaemon.interfaces import IReplyStrategy
 from wsdaemon.internals import Reach, check
 from wsdaemon.server import poll
 from wsdaemon.server.admin import AdminSite
@@ -43,6 +44,7 @@ from wsdaemon.server.reloads import ReloadCollector
 from wsdaemon.server.service import Parts, WsDaemonService
 from wsdaemon.server.web import WebRoot, build_site
 from wsdaemon.strategies.api import StrategyContext
+from wsdaemon.strategies.operator.ports import IOperatorQueue
 from wsdaemon.strategies.operator.queue import OperatorQueue
 from wsdaemon.strategies.operator.store import SQLiteStore
 from wsdaemon.strategies.registry import StrategyRegistry

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from wsdaemon import __version__
+from wsdaemon.broker.bus import IPushBus
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.config import ConfigError, DaemonConfig
 from wsdaemon.connections import accel, directwrite, frames
@@ -32,12 +33,12 @@ from wsdaemon.connections.journal import Journal
 from wsdaemon.connections.route import Route
 from wsdaemon.credentials import example_names
 from wsdaemon.endpoints import build_endpoint
-from wsdaemon.interfaces import IOperatorQueue, IPushBus
 from wsdaemon.server import poll
 from wsdaemon.server.admin import AdminSite, PushCounters
 from wsdaemon.server.reloads import ReloadStatus
 from wsdaemon.server.systemd import notify, reloading_message
 from wsdaemon.server.web import WebRoot
+from wsdaemon.strategies.operator.ports import IOperatorQueue
 
 __all__ = ["Parts", "WsDaemonService", "accelerations", "ignore_signals_while_stopping"]
 

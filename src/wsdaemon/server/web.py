@@ -25,8 +25,8 @@ from wsdaemon.connections.journal import Journal, Sequence
 from wsdaemon.connections.limits import ConnectionLimits, HandshakeDeadlineChannel
 from wsdaemon.connections.protocol import RouteFactory
 from wsdaemon.connections.route import Route
-from wsdaemon.interfaces import IOperatorQueue
 from wsdaemon.strategies.operator.channel import OperatorChannelFactory
+from wsdaemon.strategies.operator.ports import IOperatorQueue
 
 __all__ = ["WebRoot", "build_site", "console_page", "demo_page"]
 

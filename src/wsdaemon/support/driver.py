@@ -78,13 +78,13 @@ from wsdaemon.conversations.events import (
 from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.conversations.model import Status, conversation_id_for
 from wsdaemon.conversations.transition import Transition
-from wsdaemon.interfaces import (
+from wsdaemon.support.lanes import DEFAULT_MAX_PER_CONVERSATION, DEFAULT_MAX_TOTAL, Lanes, Turn
+from wsdaemon.support.ports import (
     IConversationMeasures,
     IConversationStore,
     IOperatorPort,
     IVisitorPort,
 )
-from wsdaemon.support.lanes import DEFAULT_MAX_PER_CONVERSATION, DEFAULT_MAX_TOTAL, Lanes, Turn
 from wsdaemon.support.timers import DueTimers
 
 __all__ = ["MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped", "lane_of"]

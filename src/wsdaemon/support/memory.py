@@ -13,7 +13,7 @@ from zope.interface import implementer
 from wsdaemon.conversations.effects import Commit
 from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.conversations.model import Conversation, Message, Note, Status
-from wsdaemon.interfaces import IConversationStore
+from wsdaemon.support.ports import IConversationStore
 
 __all__ = ["MemoryConversationStore", "stored_form"]
 

@@ -30,8 +30,8 @@ from wsdaemon.conversations.codec import (
 from wsdaemon.conversations.effects import Commit
 from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.conversations.model import Bounds, Conversation, Message, Note
-from wsdaemon.interfaces import IConversationStore
 from wsdaemon.support.migration import take_over_queue
+from wsdaemon.support.ports import IConversationStore
 from wsdaemon.support.schema import (
     SCHEMA,
     SELECT_CONVERSATION,

@@ -26,9 +26,9 @@ from wsdaemon.connections.protocol import autobahn_options
 from wsdaemon.credentials import check_token
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.escaping import visible
-from wsdaemon.interfaces import IOperatorQueue
 from wsdaemon.strategies.operator.errors import QueueError
 from wsdaemon.strategies.operator.pages import MAX_LIMIT, chunk, encode, page, shorten
+from wsdaemon.strategies.operator.ports import IOperatorQueue
 
 __all__ = ["OperatorChannelFactory", "OperatorChannelProtocol"]
 

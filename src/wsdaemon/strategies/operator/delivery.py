@@ -13,8 +13,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wsdaemon.interfaces import IQueueStore, ISession
+from wsdaemon.interfaces import ISession
 from wsdaemon.records import MessageRecord
+from wsdaemon.strategies.operator.ports import IQueueStore
 
 __all__ = ["LocalDelivery"]
 

@@ -12,8 +12,8 @@ from dataclasses import replace
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from wsdaemon.interfaces import IQueueStore
 from wsdaemon.records import ItemRecord, MessageRecord
+from wsdaemon.strategies.operator.ports import IQueueStore
 
 __all__ = ["MemoryStore"]
 

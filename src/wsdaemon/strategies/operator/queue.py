@@ -31,13 +31,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wsdaemon.config import OperatorSettings
-from wsdaemon.interfaces import IOperatorQueue, IQueueStore, ISession
+from wsdaemon.interfaces import ISession
 from wsdaemon.records import ItemRecord, MessageRecord
 from wsdaemon.strategies.operator.delivery import LocalDelivery, write
 from wsdaemon.strategies.operator.delivery import log_failure as _log_failure
 from wsdaemon.strategies.operator.errors import QueueError, QueueRefused, check_sendable, send_limit
 from wsdaemon.strategies.operator.item import InvalidTransition, QueueItem
 from wsdaemon.strategies.operator.openitems import OpenItems
+from wsdaemon.strategies.operator.ports import IOperatorQueue, IQueueStore
 from wsdaemon.strategies.operator.timers import RETRY_AFTER, TimedMoves
 
 __all__ = ["RETRY_AFTER", "OperatorLink", "OperatorQueue", "OperatorSettings", "QueueError",

@@ -27,8 +27,8 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from wsdaemon.client_ids import public_id_of_legacy
-from wsdaemon.interfaces import IQueueStore
 from wsdaemon.records import ItemRecord, MessageRecord
+from wsdaemon.strategies.operator.ports import IQueueStore
 
 __all__ = ["SQLiteStore"]
 

@@ -14,13 +14,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
-from wsdaemon.interfaces import (
-    IOperatorQueue,
-    IOptionCheck,
-    IReplyStrategy,
-    ISession,
-    IStrategyFactory,
-)
+from wsdaemon.interfaces import IOptionCheck, IReplyStrategy, ISession, IStrategyFactory
 from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.api import (
     OptionContext,
@@ -29,6 +23,7 @@ from wsdaemon.strategies.api import (
     reject_unknown_options,
 )
 from wsdaemon.strategies.operator.errors import QueueRefused
+from wsdaemon.strategies.operator.ports import IOperatorQueue
 
 __all__ = ["OperatorStrategy", "OperatorStrategyFactory"]
 

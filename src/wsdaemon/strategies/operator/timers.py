@@ -19,11 +19,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.config import OperatorSettings
-from wsdaemon.interfaces import IQueueStore
 from wsdaemon.records import MessageRecord
 from wsdaemon.strategies.operator.delivery import LocalDelivery
 from wsdaemon.strategies.operator.item import QueueItem
 from wsdaemon.strategies.operator.openitems import OpenItems
+from wsdaemon.strategies.operator.ports import IQueueStore
 
 __all__ = ["RETRY_AFTER", "TimedMoves"]
 
