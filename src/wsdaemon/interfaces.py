@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from wsdaemon.strategies.api import OptionContext, StrategyContext
 
 __all__ = ["IConnectionFaults", "IFlowControl", "IHandshakeHook", "IHandshakePolicy",
-           "IOptionCheck", "IReplyStrategy", "IResettable", "IJournalNotes", "IRulesReplaceable", "IScenarios",
-           "ISession", "IStrategyFactory"]
+           "IJournalNotes", "IOptionCheck", "IReplyStrategy", "IResettable", "IRulesReplaceable",
+           "IScenarios", "ISession", "IStrategyFactory"]
 
 
 class ISession(Interface):

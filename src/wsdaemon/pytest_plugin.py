@@ -210,6 +210,7 @@ _WORDS = {
     "close": ("close(s)", "of connections to the mock", "closes seen:"),
     "ping": ("ping(s)", "sent by the mock", "pings sent:"),
     "pong": ("pong(s)", "received by the mock", "pongs received:"),
+    "step": ("step note(s)", "of the rules' steps", "step notes:"),
 }
 
 

@@ -47,3 +47,14 @@ def test_the_readme_broadcast_example_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_chat_client=source.group(1))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=1)
+
+
+def test_the_readme_steps_example_passes(pytester: pytest.Pytester) -> None:
+    """The README's steps example (a client following the script, one
+    caught saying nothing) passes against the plugin."""
+    source = re.search(r"```python\n(# test_login_client\.py.*?)```",
+                       README.read_text(encoding="utf-8"), re.S)
+    assert source is not None
+    pytester.makepyfile(test_login_client=source.group(1))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=2)

@@ -2,16 +2,19 @@
 Scenarios on the real daemon: two connections of a scripted route share a
 scenario's state; the admin API reads and sets it (GET/PUT
 /routes/scenarios), and POST /routes/reset starts it again. A broadcast
-rule answers every connection of the route, each journalled.
+rule answers every connection of the route, each journalled. Steps run per
+connection; what they expected, met or missed, is in the journal.
 """
 
 from __future__ import annotations
 
+import time
 import urllib.error
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.admin_client import Admin, admin_config
@@ -38,6 +41,13 @@ reply = "status: paid"
 regex = '^say (?P<text>.+)$'
 broadcast = true
 reply = "someone said {match.text}"
+
+[[rule]]
+name = "login"
+text = "login"
+steps = [{ send = "who?" }, { expect = { regex = '^user ' }, within = 0.5 },
+         { send = "welcome" }, { expect = "bye", within = 0.3 }, { close = 1000 }]
+fail_close = { code = 4002, reason = "script failed" }
 
 [default]
 reply = "status: open"
@@ -118,3 +128,40 @@ def test_a_broadcast_reaches_every_connection_and_is_journalled(
         found = admin.call("POST", "/journal/find", {
             "route": "/shop", "direction": "out", "match": {"text": "someone said hello"}})
         assert len({entry["session"] for entry in found["entries"]}) == 2
+
+
+def step_notes(admin: Admin, session_count: int) -> list[str]:
+    for _ in range(100):
+        entries = admin.call("GET", "/journal?route=/shop&direction=step")["entries"]
+        if len({e["session"] for e in entries}) >= session_count and \
+                all(e["type"] == "text" for e in entries):
+            return [e["text"] for e in entries]
+        time.sleep(0.05)
+    raise AssertionError("no step notes in the journal")
+
+
+def test_steps_are_checked_and_journalled(shop: tuple[Daemon, Admin]) -> None:
+    """One client follows the script to its close 1000; another answers too
+    late and is closed with fail_close; the journal says which step failed."""
+    daemon, admin = shop
+    with connect(f"{daemon.url}/shop") as good:
+        good.send("login")
+        assert good.recv(timeout=5) == "who?"
+        good.send("user ann")
+        assert good.recv(timeout=5) == "welcome"
+        good.send("bye")
+        with pytest.raises(ConnectionClosed):
+            good.recv(timeout=5)
+        assert good.close_code == 1000
+    with connect(f"{daemon.url}/shop") as late:
+        late.send("login")
+        assert late.recv(timeout=5) == "who?"
+        with pytest.raises(ConnectionClosed):
+            late.recv(timeout=5)
+        assert (late.close_code, late.close_reason) == (4002, "script failed")
+    notes = step_notes(admin, 2)
+    assert notes[:2] == ["rule login step 2: got 'user ann' as expected (regex = '^user ')",
+                         "rule login step 4: got 'bye' as expected (text = 'bye')"]
+    assert notes[2:] == ["rule login: steps done (closed 1000)",
+                         "rule login step 2 failed: expected regex = '^user ' within 0.5 s, "
+                         "got nothing"]

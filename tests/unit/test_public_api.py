@@ -17,7 +17,7 @@ def test_interfaces() -> None:
     """Interfaces."""
     assert set(wsdaemon.interfaces.__all__) == {
         "IConnectionFaults", "IFlowControl", "IHandshakeHook", "IHandshakePolicy",
-        "IOptionCheck", "IReplyStrategy", "IResettable",
+        "IJournalNotes", "IOptionCheck", "IReplyStrategy", "IResettable",
         "IRulesReplaceable", "IScenarios", "ISession", "IStrategyFactory"}
     assert set(wsdaemon.interfaces.IReplyStrategy.names()) == {
         "connection_opened", "message_received", "connection_closed"}

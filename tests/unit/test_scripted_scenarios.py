@@ -3,6 +3,8 @@ Scenarios of the scripted strategy (WireMock's): a named state shared by
 every connection of the route; a rule fires only in its C{when_state} and
 moves the scenario to its C{set_state}; reset and replaced rules start each
 scenario again in "Started"; the loader refuses mistakes with their line.
+Broadcast rules, and step sequences (send, expect within a time, close),
+each expectation journalled.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from wsdaemon.interfaces import IScenarios
+from wsdaemon.interfaces import IJournalNotes, IScenarios
 from wsdaemon.strategies.scripted.rules import RulesError, parse_rules
 from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
 from wsdaemon.testing import RecordingSession
@@ -199,3 +202,117 @@ def test_a_broadcast_with_nothing_to_send_is_refused() -> None:
     with pytest.raises(RulesError) as info:
         parse_rules(b'[[rule]]\ntext = "a"\nbroadcast = true\n', Path("r.toml"))
     assert info.value.line == 3 and "broadcast: the rule has no messages" in info.value.message
+
+
+STEPS = """
+    [[rule]]
+    name = "login"
+    text = "start"
+    steps = [
+        { send = "who are you?" },
+        { expect = { regex = '^user \\w+$' }, within = 2 },
+        { send = "welcome", delay = 0.5 },
+        { expect = "bye" },
+        { close = 1000 },
+    ]
+    fail_close = { code = 4002, reason = "script failed" }
+
+    [default]
+    reply = "rules: {message}"
+"""
+
+
+@implementer(IJournalNotes)
+class NotedSession(RecordingSession):
+    """A recording session that keeps the journal notes it is given."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id=session_id, route="/shop")
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def stepped() -> tuple[ScriptedStrategy, NotedSession, Clock]:
+    clock = Clock()
+    bot = ScriptedStrategy(parse_rules(textwrap.dedent(STEPS).encode(), Path("r.toml")), clock)
+    session = NotedSession("a")
+    bot.connection_opened(session)
+    return bot, session, clock
+
+
+def test_steps_run_through_and_are_journalled() -> None:
+    """Send, expect (met), a delayed send, expect, close: each expectation met
+    is noted, and the end; the messages a step takes never reach the rules."""
+    bot, session, clock = stepped()
+    bot.message_received(session, "start")
+    assert session.sent == ["who are you?"]
+    assert bot.message_received(session, "user ann") is None
+    clock.advance(0.5)
+    assert session.sent == ["who are you?", "welcome"]
+    bot.message_received(session, "bye")
+    assert session.closed == (1000, "")
+    assert session.notes == [
+        "rule login step 2: got 'user ann' as expected (regex = '^user \\w+$')",
+        "rule login step 4: got 'bye' as expected (text = 'bye')",
+        "rule login: steps done (closed 1000)"]
+
+
+def test_a_step_missed_in_time_is_journalled_and_closes_with_fail_close() -> None:
+    """Nothing within the expect step's time: a note says what was expected,
+    and the connection is closed with the rule's fail_close."""
+    bot, session, clock = stepped()
+    bot.message_received(session, "start")
+    clock.advance(2)
+    assert session.notes == ["rule login step 2 failed: expected regex = '^user \\w+$' "
+                             "within 2 s, got nothing"]
+    assert session.closed == (4002, "script failed")
+
+
+def test_a_wrong_message_fails_the_step_and_the_rules_answer_later_ones() -> None:
+    """A message that does not match fails the step (noted with what came);
+    without fail_close the connection stays open and the rules answer again."""
+    rules = STEPS.replace('    fail_close = { code = 4002, reason = "script failed" }\n', "")
+    clock = Clock()
+    bot = ScriptedStrategy(parse_rules(textwrap.dedent(rules).encode(), Path("r.toml")), clock)
+    session = NotedSession("a")
+    bot.connection_opened(session)
+    bot.message_received(session, "start")
+    assert bot.message_received(session, "nobody") is None
+    assert session.notes == ["rule login step 2 failed: expected regex = '^user \\w+$', "
+                             "got 'nobody'"]
+    assert session.closed is None
+    assert bot.message_received(session, "hello") == "rules: hello"
+    clock.advance(10)
+    assert len(session.notes) == 1
+
+
+def test_closing_or_reset_cancels_a_running_sequence() -> None:
+    """A connection closed (or a reset) cancels its steps' timer: nothing is
+    noted later."""
+    bot, session, clock = stepped()
+    bot.message_received(session, "start")
+    bot.reset()
+    clock.advance(5)
+    assert session.notes == [] and clock.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize(("rules", "words"), [
+    ('steps = [{ send = "a", expect = "b" }]', "steps[1]: expected exactly one of send"),
+    ('steps = [{ expect = "b", within = -1 }]', "steps[1]: within: expected seconds"),
+    ('steps = [{ expect = { regex = "(" } }]', "steps[1]: expect: regex"),
+    ('steps = [{ close = 1006 }]', "steps[1]: close: expected code"),
+    ('steps = [{ sned = "a" }]', "steps[1]: unknown key 'sned'"),
+    ('steps = [{ expect = "b", delay = 1 }]', "steps[1]: delay: only a send step"),
+    ('steps = []', "steps: expected a list of 1 to 100 steps"),
+    ('steps = [{ send = "{mesage}" }]', "steps[1]: send: unknown placeholder {mesage}"),
+    ('reply = "x"\nsteps = [{ send = "a" }]', "steps: a rule with steps says everything"),
+    ('fail_close = 4000', "fail_close: only a rule with steps can fail"),
+])
+def test_step_mistakes_name_the_rule_line(rules: str, words: str) -> None:
+    """Each mistake in steps is refused at load, naming the step and the line."""
+    with pytest.raises(RulesError) as info:
+        parse_rules(f'[[rule]]\ntext = "go"\n{rules}\n'.encode(), Path("r.toml"))
+    assert words in info.value.message
+    assert info.value.line in (3, 4)

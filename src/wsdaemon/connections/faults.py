@@ -199,6 +199,14 @@ class ConnectionFaults:
             journal.message(session, "ping", payload, True)
         return d
 
+    def journal_note(self, text: str) -> None:
+        """
+        A strategy's note on this connection, journalled as a C{step} entry.
+        """
+        journal, session = self._journal, self.session
+        if journal is not None and session is not None:
+            journal.message(session, "step", text, False)
+
     def _no_pong(self, payload: bytes) -> None:
         entry = (self._pings or {}).pop(payload, None)
         if entry is None:

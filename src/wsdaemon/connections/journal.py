@@ -27,8 +27,9 @@ from wsdaemon.interfaces import ISession
 __all__ = ["DIRECTIONS", "Journal", "JournalFilter", "Scan", "Sequence"]
 
 #: What an entry records: a message in or out, a connection opened or closed,
-#: a ping sent (a fault on purpose) or a pong received.
-DIRECTIONS = ("in", "out", "open", "close", "ping", "pong")
+#: a ping sent (a fault on purpose), a pong received, or a strategy's note
+#: (a scripted rule's step: what it expected, met or missed).
+DIRECTIONS = ("in", "out", "open", "close", "ping", "pong", "step")
 
 # An entry: (seq, time, session id, client id, direction, binary, data, code,
 # reason). data is str (text received), bytes (binary, or text as sent:

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wsdaemon.interfaces import IConnectionFaults, IFlowControl, ISession
+from wsdaemon.interfaces import IConnectionFaults, IFlowControl, IJournalNotes, ISession
 from wsdaemon.records import SENDABLE_CLOSE_CODES, SENDABLE_CLOSE_CODES_TEXT
 
 __all__ = ["Session", "Writer"]
@@ -43,8 +43,10 @@ class Writer(Protocol):
 
     def hold_reading(self, held: bool) -> None: ...
 
+    def journal_note(self, text: str) -> None: ...
 
-@implementer(ISession, IConnectionFaults, IFlowControl)
+
+@implementer(ISession, IConnectionFaults, IFlowControl, IJournalNotes)
 class Session:
     """
     The strategy-facing side of one L{RouteProtocol}.
@@ -130,6 +132,10 @@ class Session:
         if self._protocol is None:
             return succeed(None)
         return self._protocol.ping(payload, timeout)
+
+    def note(self, text: str) -> None:
+        if self._protocol is not None:
+            self._protocol.journal_note(text)
 
     # -- flow control (IFlowControl) ----------------------------------------
 

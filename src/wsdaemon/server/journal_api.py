@@ -9,9 +9,10 @@ suites to verify.
     DELETE /journal?route=  (empty one route's journal, or all)
 
 Filters: C{route}, C{client}, C{session}, C{direction} (C{in}, C{out},
-C{open}, C{close}) and C{since} (entries numbered above it). Every answer
-has C{last}, a number above every entry so far: pass it as C{since} later to
-see only what happened after; an answer cut at C{limit} has C{next}, to
+C{open}, C{close}, C{ping}, C{pong}, C{step}: a scripted rule's steps) and
+C{since} (entries numbered above it). Every answer has C{last}, a number
+above every entry so far: pass it as C{since} later to see only what
+happened after; an answer cut at C{limit} has C{next}, to
 pass as C{since} for the rest. Matchers are the rules file's:
 C{text}, C{regex} (RE2), C{json} (a subset), C{binary}, C{binary_prefix}
 (hex).

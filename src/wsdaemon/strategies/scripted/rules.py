@@ -39,8 +39,8 @@ from wsdaemon.strategies.scripted.nesting import MAX_NESTING, too_deep, too_deep
 from wsdaemon.strategies.scripted.template import Scope, Template, TemplateError
 
 __all__ = [
-    "INITIAL_STATE", "MAX_STATE_LENGTH", "Close", "Matcher", "Outgoing", "Rule", "RuleSet",
-    "RulesError", "Ticker", "load_rules", "parse_rules",
+    "EXPECT_WITHIN", "INITIAL_STATE", "MAX_STATE_LENGTH", "MAX_STEPS", "Close", "Matcher",
+    "Outgoing", "Rule", "RuleSet", "RulesError", "Step", "Ticker", "load_rules", "parse_rules",
 ]
 
 
@@ -54,7 +54,12 @@ _TICKER_KEYS = _MESSAGE_KEYS | {"name", "every", "times"}
 _MATCH_KEYS = MATCH_KEYS
 _FAULT_KEYS = {"drop", "pause_reading", "stall_replies", "fragments", "ping"}
 _ACTION_KEYS = {"reply", "send", "once", "cycle", "close", "start_ticker", "stop_ticker",
-                "broadcast", *_FAULT_KEYS}
+                "broadcast", "steps", "fail_close", *_FAULT_KEYS}
+_STEP_KEYS = {"send", "delay", "expect", "within", "close"}
+#: How long an expectation waits by default, in seconds.
+EXPECT_WITHIN = 5.0
+#: The most steps one rule may hold.
+MAX_STEPS = 100
 _SCENARIO_KEYS = {"scenario", "when_state", "set_state"}
 _RULE_KEYS = {"name", "nth", *_MATCH_KEYS, *_SCENARIO_KEYS} | _ACTION_KEYS
 _TOP_KEYS = {"greeting", "rule", "default", "handshake"}
@@ -113,6 +118,21 @@ class Ping:
 
 
 @dataclass(frozen=True)
+class Step:
+    """
+    One step of a sequence: send a message (after C{delay}), expect the
+    client's next message to match within C{within} seconds, or close.
+    """
+
+    line: int | None
+    send: Outgoing | None = None
+    expect: Matcher | None = None
+    expect_text: str = ""
+    within: float = EXPECT_WITHIN
+    close: Close | None = None
+
+
+@dataclass(frozen=True)
 class Ticker:
     """
     A message sent every C{every} seconds until stopped, C{times} sent, or
@@ -159,6 +179,10 @@ class Rule:
     set_state: str | None = None
     #: The rule's messages go to every open connection of the route.
     broadcast: bool = False
+    #: A sequence run on the connection (send, expect, close).
+    steps: tuple[Step, ...] = ()
+    #: How a connection whose sequence failed is closed (None: left open).
+    fail_close: Close | None = None
 
     @property
     def immediate(self) -> bool:
@@ -170,7 +194,7 @@ class Rule:
             self.close is None and self.start_ticker is None and not self.stop_tickers
             and not self.cycle and all(m.delay == 0 and m.fragments == 1 for m in self.messages)
             and not self.drop and not self.pause_reading and not self.stall_replies
-            and self.ping is None and not self.broadcast
+            and self.ping is None and not self.broadcast and not self.steps
         )
 
 
@@ -382,23 +406,85 @@ class _Loader:
                          for i, item in enumerate(sends))
         return ()
 
-    def close(self, value: Any, where: TablePath) -> Close:
+    def close(self, value: Any, where: TablePath, key: str = "close") -> Close:
         code: Any
         if isinstance(value, int) and not isinstance(value, bool):
             code, reason = value, ""
         elif isinstance(value, dict):
-            self.check_keys(value, {"code", "reason"}, where, "close")
+            self.check_keys(value, {"code", "reason"}, where, key)
             code, reason = value.get("code"), value.get("reason", "")
         else:
-            raise self.fail("close: expected a close code or { code = N, reason = \"...\" }",
-                            where, "close")
+            raise self.fail(f"{key}: expected a close code or {{ code = N, reason = \"...\" }}",
+                            where, key)
         if isinstance(code, bool) or not isinstance(code, int) or code not in SENDABLE_CLOSE_CODES:
-            raise self.fail(f"close: expected code {SENDABLE_CLOSE_CODES_TEXT}, got {code!r}",
-                            where, "close")
-        reason = self.string(reason, where, "close")
+            raise self.fail(f"{key}: expected code {SENDABLE_CLOSE_CODES_TEXT}, got {code!r}",
+                            where, key)
+        reason = self.string(reason, where, key)
         if len(reason.encode("utf-8")) > 123:
-            raise self.fail("close: the reason may be at most 123 bytes of UTF-8", where, "close")
+            raise self.fail(f"{key}: the reason may be at most 123 bytes of UTF-8", where, key)
         return Close(code=code, reason=reason)
+
+    def steps(self, table: Mapping[str, Any], where: TablePath,
+              scope: Scope) -> tuple[Step, ...]:
+        if "steps" not in table:
+            if "fail_close" in table:
+                raise self.fail("fail_close: only a rule with steps can fail", where,
+                                "fail_close")
+            return ()
+        for key in ("reply", "send", "close", "drop", "cycle", "broadcast"):
+            if key in table:
+                raise self.fail(f"steps: a rule with steps says everything in them; {key} "
+                                "goes in a step or on another rule", where, "steps")
+        raw = table["steps"]
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_STEPS:
+            raise self.fail(f"steps: expected a list of 1 to {MAX_STEPS} steps, e.g. "
+                            "[{ send = \"hi\" }, { expect = \"ack\", within = 2 }]",
+                            where, "steps")
+        line = self.lines.line_of(where, "steps")
+        return tuple(self.step(item, where, scope, n + 1, line) for n, item in enumerate(raw))
+
+    def step(self, value: Any, where: TablePath, scope: Scope, number: int,
+             line: int | None) -> Step:
+        what = f"steps[{number}]"
+
+        def fail(message: str) -> RulesError:
+            return RulesError(f"{what}: {message}", line)
+
+        if not isinstance(value, dict):
+            raise fail("expected a table: { send = ... }, { expect = ... } or { close = ... }")
+        unknown = set(value) - _STEP_KEYS
+        if unknown:
+            raise fail(f"unknown key {sorted(unknown)[0]!r}; expected one of: "
+                       f"{', '.join(sorted(_STEP_KEYS))}")
+        given = [k for k in ("send", "expect", "close") if k in value]
+        if len(given) != 1:
+            raise fail("expected exactly one of send, expect or close")
+        if "delay" in value and "send" not in value:
+            raise fail("delay: only a send step waits before it goes")
+        if "within" in value and "expect" not in value:
+            raise fail("within: only an expect step has a time to wait")
+        try:
+            if "send" in value:
+                delay = self.number(value.get("delay", 0.0), where, "delay", 0.0, _MAX_DELAY)
+                template = self.template(value["send"], where, "send", scope)
+                return Step(line=line, send=Outgoing(template=template, data=None, delay=delay))
+            if "close" in value:
+                return Step(line=line, close=self.close(value["close"], where))
+            within = self.number(value.get("within", EXPECT_WITHIN), where, "within", 0.01,
+                                 MAX_FAULT_SECONDS)
+        except RulesError as e:
+            raise fail(e.message) from None
+        expect = value["expect"]
+        table = {"text": expect} if isinstance(expect, str) else expect
+        if not isinstance(table, dict):
+            raise fail("expect: expected a text or one matcher, e.g. { regex = '^ack' }")
+        try:
+            matcher = build_matcher(table)
+        except MatcherError as e:
+            raise fail(f"expect: {e.message}") from None
+        shown = ", ".join(f"{k} = '{v}'" if isinstance(v, str) else f"{k} = {v!r}"
+                          for k, v in table.items())
+        return Step(line=line, expect=matcher, expect_text=shown, within=within)
 
     def ticker(self, value: Any, where: TablePath, scope: Scope) -> Ticker:
         if not isinstance(value, dict):
@@ -475,6 +561,7 @@ class _Loader:
         name = self.string(table.get("name", f"rule {index + 1}"), where, "name")
         scenario, when_state, set_state = self.scenario(table, where)
         broadcast = self.flag(table, "broadcast", where)
+        steps = self.steps(table, where, scope)
         if broadcast and not messages:
             raise self.fail("broadcast: the rule has no messages to send to every connection "
                             "(give reply or [[...send]])", where, "broadcast")
@@ -502,6 +589,9 @@ class _Loader:
             when_state=when_state,
             set_state=set_state,
             broadcast=broadcast,
+            steps=steps,
+            fail_close=self.close(table["fail_close"], where, "fail_close")
+            if "fail_close" in table else None,
         )
 
     # -- the file ------------------------------------------------------------

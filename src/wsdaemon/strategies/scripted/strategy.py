@@ -51,6 +51,7 @@ from wsdaemon.strategies.scripted.rules import (
     load_rules,
     parse_rules,
 )
+from wsdaemon.strategies.scripted.sequence import StepRun
 from wsdaemon.strategies.scripted.template import parse_json_path
 
 __all__ = ["ScriptedStrategy", "ScriptedStrategyFactory"]
@@ -79,7 +80,8 @@ class _Conversation:
     One connection's state.
     """
 
-    __slots__ = ("session", "counter", "answered_once", "cycle_positions", "tickers", "pending")
+    __slots__ = ("session", "counter", "answered_once", "cycle_positions", "tickers", "pending",
+                 "steps")
 
     def __init__(self, session: ISession) -> None:
         self.session = session
@@ -88,6 +90,8 @@ class _Conversation:
         self.cycle_positions: dict[int, int] = {}
         self.tickers: dict[str, IDelayedCall] = {}
         self.pending: set[IDelayedCall] = set()
+        #: The rule's steps running on this connection, if any.
+        self.steps: StepRun | None = None
 
 
 class _Values:
@@ -161,6 +165,9 @@ def _after_replies(session: Any, rule: Rule) -> None:
 
 
 def _stop_timers(conversation: _Conversation) -> None:
+    if conversation.steps is not None:
+        conversation.steps.cancel()
+        conversation.steps = None
     for call in list(conversation.pending) + list(conversation.tickers.values()):
         if call.active():
             call.cancel()
@@ -199,6 +206,8 @@ class ScriptedStrategy:
             conversation = _Conversation(session)
             self._conversations[session.session_id] = conversation
         conversation.counter += 1
+        if conversation.steps is not None and conversation.steps.offer(message):
+            return None  # what a step expected (or not): the rules do not see it
         document: Any = NOT_PARSED
         for rule in self.rules.rules:
             if rule.once and rule.index in conversation.answered_once:
@@ -303,6 +312,12 @@ class ScriptedStrategy:
             faults.hold_writes(rule.stall_replies)
         if rule.start_ticker is not None:
             self._start_ticker(conversation, rule.start_ticker, values)
+        if rule.steps:
+            if conversation.steps is not None:
+                conversation.steps.cancel()
+            run = conversation.steps = StepRun(rule, conversation.session, self._clock,
+                                               partial(_render, values=values))
+            run.start()
         at = self._send_all(conversation, messages, values, rule.close)
         if rule.broadcast:
             # The same messages, filled from the sender's message, to every
