@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""
+Reconnect storm (#26): N clients connect at once, a bounded number of
+handshakes in flight (as a browser fleet reconnecting after a deploy or a
+failover would), each held open until all are connected, then all closed.
+wsdaemon runs the shipped config's handshake checks (etc/ copied to a
+temporary directory: anonymous identity with its signed cookie, the
+allowed-origins list, logging of every connection to a file), and only its
+listeners and connection caps changed (the shipped caps, 10,000 in all and
+1,000 per route, would refuse the storm itself); with --workers, the
+operator route goes too (workers cannot share its embedded queue). The baseline is websockets
+17 on uvloop (bench/websockets_server.py). Both servers pinned to one core,
+the picows load generator and a bystander echo client (64 B every 2 ms on a
+connection opened before the storm, its round-trip p99 during the storm) to
+the other. Every client sends an Origin the daemon accepts. Run by hand;
+results go in bench/RESULTS.md with the machine.
+
+    python bench/storm.py                                  # 10,000 clients; 16, 64, 256 in flight
+    python bench/storm.py --clients 3000 --concurrency 32 --rounds 5
+    python bench/storm.py --workers 2                      # wsdaemon with workers = 2, nothing pinned
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import CLIENT_CPU, SERVER_CPU, free_port, wait_port  # noqa: E402
+
+NAMES = ("websockets", "wsdaemon")
+
+
+def shipped_config(directory: Path, port: int, admin: int, workers: int) -> Path:
+    """etc/ copied to C{directory}, wsdaemon.ini on free ports, caps lifted."""
+    shutil.copytree(HERE.parent / "etc", directory, dirs_exist_ok=True)
+    config = directory / "wsdaemon.ini"
+    text = config.read_text()
+    replacements = [
+        (r"(?m)^listen = tcp:8080:interface=127\.0\.0\.1$",
+         f"listen = tcp:{port}:interface=127.0.0.1:backlog=4096"
+         + (f"\nworkers = {workers}" if workers > 1 else "")),
+        (r"(?m)^listen = tcp:8081:interface=127\.0\.0\.1$",
+         f"listen = tcp:{admin}:interface=127.0.0.1"),
+        (r"(?m)^max_connections_total = 10000$", "max_connections_total = 0"),
+        (r"(?m)^max_connections = 1000$", "max_connections = 0"),
+    ]
+    for pattern, replacement in replacements:
+        text, count = re.subn(pattern, replacement, text)
+        if count != 1:
+            raise SystemExit(f"etc/wsdaemon.ini changed: {pattern!r} matched {count} times")
+    if workers > 1:
+        # Workers cannot share the embedded operator queue; the storm is on
+        # /echo, so the operator route (the last section) goes.
+        text, count = re.subn(r"(?s)\n\[route:/support\].*", "\n", text)
+        if count != 1:
+            raise SystemExit("etc/wsdaemon.ini changed: [route:/support] not found")
+    config.write_text(text)
+    return config
+
+
+def pinned(cpu: str, command: list[str], pin: bool) -> list[str]:
+    return (["taskset", "-c", cpu] if pin and shutil.which("taskset") else []) + command
+
+
+class Servers:
+    def __init__(self, directory: Path, workers: int, pin: bool) -> None:
+        self.ports = {name: free_port() for name in NAMES}
+        admin = free_port()
+        config = shipped_config(directory, self.ports["wsdaemon"], admin, workers)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        twistd = shutil.which("twistd", path=str(Path(sys.executable).parent)) or "twistd"
+        self.log_path = directory / "wsdaemon.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
+        self.processes = {
+            "websockets": subprocess.Popen(
+                pinned(SERVER_CPU, [sys.executable, str(HERE / "websockets_server.py"),
+                                    str(self.ports["websockets"])], pin),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env),
+            "wsdaemon": subprocess.Popen(
+                pinned(SERVER_CPU, [twistd, "-n", "--pidfile=", "wsdaemon", "--config",
+                                    str(config)], pin),
+                stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=directory),
+        }
+        for name in NAMES:
+            wait_port(self.ports[name], self.processes[name])
+        wait_port(admin, self.processes["wsdaemon"])
+        if workers > 1:
+            time.sleep(1.0 + 0.3 * workers)  # every worker listening
+
+    def url(self, name: str) -> str:
+        return f"ws://127.0.0.1:{self.ports[name]}" + ("/echo" if name == "wsdaemon" else "/")
+
+    def origin(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.log.close()
+
+
+def one_storm(servers: Servers, name: str, clients: int, concurrency: int,
+              pin: bool) -> dict[str, float]:
+    url, origin = servers.url(name), servers.origin(name)
+    loadgen = [sys.executable, str(HERE / "loadgen.py")]
+    bystander = subprocess.Popen(pinned(CLIENT_CPU, [*loadgen, "bystander", url, origin], pin),
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert bystander.stdin is not None and bystander.stdout is not None
+    line = bystander.stdout.readline()
+    if line.strip() != "ready":
+        raise SystemExit(f"bystander on {name}: {line!r}")
+    time.sleep(0.5)  # some quiet round trips to compare with
+    out = subprocess.run(pinned(CLIENT_CPU, [*loadgen, "storm", url, str(clients),
+                                             str(concurrency), origin], pin),
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        bystander.kill()
+        raise SystemExit(f"storm on {name} failed:\n{out.stderr}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    bystander.stdin.write(f"{result['t0']} {result['t1']}\n")
+    bystander.stdin.flush()
+    seen = json.loads(bystander.stdout.readline())
+    bystander.wait(timeout=30)
+    result["bystander_p99_us"] = seen["storm"]["p99_us"]
+    result["bystander_max_us"] = seen["storm"]["max_us"]
+    result["quiet_p99_us"] = seen["quiet"]["p99_us"]
+    time.sleep(3)  # the servers finish closing before the next storm
+    return result
+
+
+def report(concurrency: int, clients: int, runs: dict[str, list[dict[str, float]]]) -> None:
+    keys = (("connected_s", "all connected", "s", "{:7.2f}"),
+            ("p50_ms", "handshake p50", "ms", "{:7.1f}"),
+            ("p99_ms", "handshake p99", "ms", "{:7.1f}"),
+            ("bystander_p99_us", "bystander p99", "µs", "{:7.0f}"))
+    for key, title, unit, form in keys:
+        medians = {name: statistics.median(r[key] for r in runs[name]) for name in NAMES}
+        ratio = medians["wsdaemon"] / medians["websockets"] if medians["websockets"] else 0
+        spread = ", ".join(f"{name} " + "–".join(form.format(v).strip() for v in (
+            min(r[key] for r in runs[name]), max(r[key] for r in runs[name])))
+            for name in NAMES)
+        figures = "  ".join(f"{name} {form.format(medians[name])}" for name in NAMES)
+        print(f"{f'storm {clients} x {concurrency} in flight, {title}':<52} {figures} {unit:<3} "
+              f"wsdaemon/websockets {ratio:5.2f}x  (lower is better; spread {spread})",
+              flush=True)
+    failures = {name: sum(int(r["failures"]) for r in runs[name]) for name in NAMES}
+    errors: dict[str, dict[str, int]] = {name: {} for name in NAMES}
+    for name in NAMES:
+        for r in runs[name]:
+            for kind, count in dict(r["errors"]).items():  # type: ignore[call-overload]
+                errors[name][kind] = errors[name].get(kind, 0) + count
+    quiet = {name: statistics.median(r["quiet_p99_us"] for r in runs[name]) for name in NAMES}
+    print(f"{f'storm {clients} x {concurrency} in flight, failures':<52} "
+          + "  ".join(f"{name} {failures[name]}" for name in NAMES)
+          + f" of {clients} x {len(runs['wsdaemon'])} runs"
+          + "".join(f"; {name}: {errors[name]}" for name in NAMES if errors[name])
+          + "; bystander p99 before the storm: "
+          + ", ".join(f"{name} {quiet[name]:.0f} µs" for name in NAMES), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=10000)
+    parser.add_argument("--concurrency", default="16,64,256")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="wsdaemon's workers; over 1, nothing is pinned")
+    parser.add_argument("--json", type=Path, default=Path("/tmp/wsdaemon-storm.json"))
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < args.clients + 200:
+        raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} is too low for {args.clients} clients")
+    pin = args.workers == 1
+    print(f"machine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable); "
+          f"python {sys.version.split()[0]}; wsdaemon workers {args.workers}; "
+          f"{'servers on core ' + SERVER_CPU + ', clients on core ' + CLIENT_CPU if pin else 'nothing pinned'}",
+          flush=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="wsdaemon-storm-") as tmp:
+        servers = Servers(Path(tmp), args.workers, pin)
+        try:
+            for concurrency in (int(n) for n in args.concurrency.split(",")):
+                runs: dict[str, list[dict[str, float]]] = {name: [] for name in NAMES}
+                for n in range(args.rounds):
+                    for name in (NAMES if n % 2 == 0 else NAMES[::-1]):
+                        runs[name].append(one_storm(servers, name, args.clients, concurrency,
+                                                    pin))
+                report(concurrency, args.clients, runs)
+                results.append({"concurrency": concurrency, "clients": args.clients,
+                                "workers": args.workers, "runs": runs})
+        finally:
+            servers.stop()
+            logged = servers.log_path.read_bytes().count(b"\n")
+            print(f"wsdaemon log: {logged} lines", flush=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"results: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
