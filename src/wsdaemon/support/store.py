@@ -30,6 +30,7 @@ from wsdaemon.conversations.codec import (
 from wsdaemon.conversations.effects import Commit
 from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.conversations.model import Bounds, Conversation, Message, Note
+from wsdaemon.sqlite_writer import SQLiteWriter
 from wsdaemon.support.migration import take_over_queue
 from wsdaemon.support.ports import IConversationStore
 from wsdaemon.support.schema import (
@@ -40,7 +41,6 @@ from wsdaemon.support.schema import (
     insert_message,
     insert_note,
 )
-from wsdaemon.support.writer import SQLiteWriter
 
 __all__ = ["SQLiteConversationStore"]
 

@@ -14,25 +14,21 @@ C{kill -9} and power loss.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from wsdaemon.client_ids import public_id_of_legacy
 from wsdaemon.records import ItemRecord, MessageRecord
+from wsdaemon.sqlite_writer import SQLiteWriter
 from wsdaemon.strategies.operator.ports import IQueueStore
 
 __all__ = ["SQLiteStore"]
 
-T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -96,96 +92,14 @@ class SQLiteStore:
 
     def __init__(self, path: Path, reactor: Any) -> None:
         self.path = path
-        self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="wsdaemon-sqlite")
-        self._db: sqlite3.Connection | None = None
-        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]] = []
-        self._committing = False
-
-    def _run(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
-        d: Deferred[T] = Deferred()
-        self._pending.append((work, d))
-        if not self._committing:
-            self._commit_next()
-        return d
-
-    def _commit_next(self) -> None:
-        batch, self._pending = self._pending, []
-        if not batch:
-            self._committing = False
-            return
-        self._committing = True
-        works = [work for work, _ in batch]
-        done: Deferred[list[tuple[bool, Any]]] = deferToThreadPool(
-            self._reactor, self._pool, self._execute, works)
-
-        def deliver(outcomes: list[tuple[bool, Any]]) -> None:
-            for (_, d), (ok, value) in zip(batch, outcomes, strict=True):
-                if ok:
-                    d.callback(value)
-                else:
-                    d.errback(value)
-
-        def commit_failed(failure: Failure) -> None:
-            for _, d in batch:
-                d.errback(failure)
-
-        done.addCallbacks(deliver, commit_failed)
-        done.addBoth(lambda _: self._commit_next())
-
-    def _execute(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
-        """
-        On the store's thread: run C{works} in one transaction, each in a
-        savepoint. @return: (succeeded, result or exception) per work.
-        """
-        db = self._db
-        assert db is not None, "store is not open"
-        outcomes: list[tuple[bool, Any]] = []
-        with db:  # one transaction: commit (one fsync), or roll back on error
-            if not db.in_transaction:
-                # Explicitly: a SAVEPOINT outside a transaction would start
-                # (and its RELEASE commit) a transaction of its own.
-                db.execute("BEGIN")
-            for work in works:
-                db.execute("SAVEPOINT op")
-                try:
-                    outcomes.append((True, work(db)))
-                except Exception as e:
-                    db.execute("ROLLBACK TO op")
-                    outcomes.append((False, e))
-                db.execute("RELEASE op")
-        return outcomes
+        self._writer = SQLiteWriter(path, reactor, name="wsdaemon-sqlite")
+        self._run = self._writer.run
 
     def open(self) -> Deferred[None]:
-        self._pool.start()
-
-        def connect() -> None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _private(self.path)
-            db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
-            db.isolation_level = "DEFERRED"  # back to transactions managed by `with db`
-            _migrate_client_ids(db)
-            self._db = db
-
-        return deferToThreadPool(self._reactor, self._pool, connect)
+        return self._writer.open(_prepare)
 
     def close(self) -> Deferred[None]:
-        def disconnect() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        def stop_pool(result: Any) -> Any:
-            self._pool.stop()
-            return result
-
-        d: Deferred[Any] = deferToThreadPool(self._reactor, self._pool, disconnect)
-        d.addBoth(stop_pool)
-        return d
+        return self._writer.close()
 
     def load_open_items(self, preview: int = 0) -> Deferred[list[tuple[ItemRecord, int]]]:
         columns = _ITEM_COLUMNS if not preview else _ITEM_COLUMNS.replace(
@@ -306,22 +220,10 @@ def _migrate_client_ids(db: sqlite3.Connection) -> None:
                        f"WHERE {legacy}")
 
 
-def _private(path: Path) -> None:
-    """
-    Make the database file readable by the daemon's user only, whatever the
-    umask (SQLite gives its WAL and SHM files the database file's mode):
-    every conversation is in it.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm"):
-        companion = path.with_name(path.name + suffix)
-        if companion.exists() and companion.stat().st_mode & 0o077:
-            companion.chmod(0o600)
+def _prepare(db: sqlite3.Connection) -> None:
+    """On the store's thread, once connected: the schema, then migrations."""
+    db.executescript(_SCHEMA)
+    _migrate_client_ids(db)
 
 
 def _update_item(db: sqlite3.Connection, item: ItemRecord) -> None:

@@ -6,8 +6,9 @@ under way goes into the next transaction (one fsync for many), each piece
 in a savepoint of its own, so one that fails is undone alone. A Deferred
 fires only once its transaction is committed (C{synchronous=FULL}).
 
-(The operator queue's store does the same for its own tables; it retires
-when conversations serve routes, docs/conversations.md, step 7.)
+Both SQLite stores write through it: the operator queue's
+(L{wsdaemon.strategies.operator.store}) and the conversations'
+(L{wsdaemon.support.store}).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-__all__ = ["SQLiteWriter"]
+__all__ = ["SQLiteWriter", "private"]
 
 T = TypeVar("T")
 
