@@ -199,6 +199,10 @@ def load_config(
 
     broker = broker_settings(reader) if BROKER_SECTION in parser else None
     operator = _operator_settings(reader) if OPERATOR_SECTION in parser else None
+    if operator is not None and operator.model == "conversations" and broker is not None:
+        raise reader.error(OPERATOR_SECTION, "model", (
+            "conversations are kept in the embedded SQLite store only for now (Redis "
+            "comes with a later release): with [broker] backend = redis, use model = queue"))
     admin = (_admin_settings(reader, check_endpoint, tuple(admin_listen_override))
              if ADMIN_SECTION in parser else None)
     if admin_listen_override and admin is None:

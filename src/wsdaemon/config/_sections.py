@@ -15,6 +15,12 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
+from wsdaemon.config._conversations import (
+    CONVERSATION_KEYS,
+    canned_path,
+    conversation_settings,
+    display_names,
+)
 from wsdaemon.config._credentials import expand_endpoint, read_path
 from wsdaemon.config._identity_keys import IDENTITY_KEYS, identity_policy
 from wsdaemon.config._model import (
@@ -259,7 +265,7 @@ def _admin_settings(reader: _Reader, check_endpoint: Callable[[str], None] | Non
 
 def _operator_settings(reader: _Reader) -> OperatorSettings:
     section = OPERATOR_SECTION
-    reader.check_keys(section, _OPERATOR_KEYS)
+    reader.check_keys(section, _OPERATOR_KEYS | CONVERSATION_KEYS)
     values = reader.parser[section]
     base = reader.path.parent
     tokens = _secrets(reader, section, "tokens", "tokens_file", "operator token")
@@ -290,4 +296,11 @@ def _operator_settings(reader: _Reader) -> OperatorSettings:
     store = values.get("store", "wsdaemon-queue.sqlite3").strip()
     if not store:
         raise reader.error(section, "store", "expected the path of the SQLite file")
-    return OperatorSettings(store_path=base / store, tokens=tokens, **settings)
+    shared: dict[str, Any] = {key: settings[key] for key in ("fallback_after", "fallback_message",
+                                            "max_open_per_route", "max_open_total")
+              if key in settings}
+    model, conversations = conversation_settings(reader, section, shared)
+    return OperatorSettings(store_path=base / store, tokens=tokens, model=model,
+                            conversations=conversations,
+                            display_names=display_names(reader, section, tokens),
+                            canned_path=canned_path(reader, section), **settings)

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsdaemon.conversations.settings import ConversationSettings
+
 __all__ = ["MAX_PAGE", "BrokerSettings", "OperatorSettings"]
 
 MiB = 1024 * 1024
@@ -37,6 +39,12 @@ class OperatorSettings:
     @ivar page_size: items (or transcript lines) per page by default.
     @ivar preview_chars: texts longer than this are shown shortened, with
         the whole text fetched on request.
+    @ivar model: C{queue} (items, as before) or C{conversations} (issue 22:
+        one conversation per visitor, routed to a team).
+    @ivar conversations: the conversation core's settings (routing,
+        notices, caps), read from the same section.
+    @ivar display_names: operator name -> the name visitors see.
+    @ivar canned_path: the canned replies file, or None.
     """
 
     store_path: Path
@@ -59,6 +67,10 @@ class OperatorSettings:
     max_outbound_buffer: int = 4 * MiB
     page_size: int = 100
     preview_chars: int = 500
+    model: str = "queue"
+    conversations: ConversationSettings = field(default_factory=ConversationSettings)
+    display_names: Mapping[str, str] = field(default_factory=dict)
+    canned_path: Path | None = None
 
 
 @dataclass(frozen=True)

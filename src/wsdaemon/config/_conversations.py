@@ -1,0 +1,172 @@
+"""
+The C{[operator]} keys of conversations (issue 22): how conversations are
+routed and what visitors are told, read into the core's own value
+(L{ConversationSettings}), plus the operators' display names and the
+canned replies file.
+
+While the operator queue still serves routes, C{model = conversations}
+chooses the conversation engine; the keys are read (and checked) in both
+models, so a config that names them is right before and after the switch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from wsdaemon.config._credentials import read_path
+from wsdaemon.config._reader import _Reader
+from wsdaemon.config._values import _bool, _count, _seconds
+from wsdaemon.conversations.settings import ConversationSettings, Routing
+from wsdaemon.spelling import did_you_mean
+
+__all__ = ["CONVERSATION_KEYS", "MODELS", "conversation_settings", "display_names"]
+
+#: The engines an [operator] section may choose.
+MODELS = ("queue", "conversations")
+#: The keys this module reads (the section's other keys are the queue's and
+#: the channel's, read by L{wsdaemon.config._sections}).
+CONVERSATION_KEYS = {
+    "model", "routing", "capacity", "reassign_after", "notices_once", "ack_message",
+    "offline_message", "contact_message", "max_unanswered", "typing_timeout",
+    "display_names", "canned_file",
+}
+#: The longest display name an operator may be given.
+MAX_DISPLAY_NAME = 64
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+#: Each notice's placeholders.
+_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
+    "ack_message": (), "offline_message": (), "fallback_message": (),
+    "contact_message": ("email",),
+}
+
+
+def _check_template(reader: _Reader, section: str, key: str, text: str) -> None:
+    """
+    Notices are sent as written, but for their placeholders: a C{{word}}
+    that is not one of them is a mistake the visitor would see verbatim.
+    """
+    allowed = _PLACEHOLDERS[key]
+    for name in _PLACEHOLDER.findall(text):
+        if name in allowed:
+            continue
+        if name in ("position", "item") and key == "ack_message":
+            raise reader.error(section, key, (
+                f"{{{name}}} is gone: conversations are assigned, not served as numbered items "
+                "in queue order; write the acknowledgement without it, e.g. "
+                "'Thanks! An operator will answer here soon.'"))
+        wanted = ", ".join(f"{{{n}}}" for n in allowed) if allowed else "no placeholders"
+        hint = did_you_mean(name, allowed, "{{{}}}")
+        raise reader.error(section, key,
+                           f"unknown placeholder {{{name}}}{hint}; expected {wanted}")
+
+
+def _message(reader: _Reader, section: str, key: str, default: str) -> str:
+    values = reader.parser[section]
+    if key not in values:
+        return default
+    text = values[key].strip()
+    _check_template(reader, section, key, text)
+    return text
+
+
+def conversation_settings(reader: _Reader, section: str,
+                          shared: Mapping[str, Any]) -> tuple[str, ConversationSettings]:
+    """
+    @param shared: the values of the keys the queue and conversations share
+        (C{fallback_after}, C{fallback_message}, C{max_open_per_route},
+        C{max_open_total}), as the section gave them (absent: default).
+    @return: the model (C{queue} or C{conversations}) and the core's settings.
+    """
+    values = reader.parser[section]
+    model = values.get("model", "queue").strip().lower()
+    if model not in MODELS:
+        raise reader.error(section, "model", f"expected one of {', '.join(MODELS)}, "
+                                             f"got {values['model'].strip()!r}"
+                                             f"{did_you_mean(model, MODELS)}")
+    settings: dict[str, Any] = {}
+    if "routing" in values:
+        raw = values["routing"].strip().lower()
+        choices = [r.value for r in Routing]
+        if raw not in choices:
+            raise reader.error(section, "routing", f"expected manual or auto, got "
+                                                   f"{values['routing'].strip()!r}"
+                                                   f"{did_you_mean(raw, choices)}")
+        settings["routing"] = Routing(raw)
+    if "capacity" in values:
+        settings["default_capacity"] = reader.convert(section, "capacity", _count)
+    if "max_unanswered" in values:
+        settings["max_unanswered"] = reader.convert(section, "max_unanswered", _count)
+    for key, allow_zero in (("reassign_after", True), ("typing_timeout", False)):
+        if key in values:
+            settings[key] = reader.convert(section, key, partial(_seconds, allow_zero=allow_zero))
+    if "notices_once" in values:
+        settings["notices_once"] = reader.convert(section, "notices_once", _bool)
+    defaults = ConversationSettings()
+    for key in ("ack_message", "offline_message", "contact_message"):
+        settings[key] = _message(reader, section, key, getattr(defaults, key))
+    if "fallback_message" in shared and model == "conversations":
+        _check_template(reader, section, "fallback_message", shared["fallback_message"])
+    for key in ("fallback_after", "fallback_message", "max_open_per_route", "max_open_total"):
+        if key in shared:
+            settings[key] = shared[key]
+    return model, replace(defaults, **settings)
+
+
+def display_names(reader: _Reader, section: str,
+                  operators: Mapping[str, str]) -> Mapping[str, str]:
+    """
+    C{name: Display Name} lines: what visitors see as the operator's name.
+
+    @param operators: token -> operator name (the section's tokens), so a
+        display name for nobody is refused.
+    @return: operator name -> display name; an operator without a line is
+        shown by its name.
+    """
+    values = reader.parser[section]
+    if "display_names" not in values:
+        return MappingProxyType({})
+    known = set(operators.values())
+    names: dict[str, str] = {}
+    for number, raw in enumerate(values["display_names"].splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, display = line.partition(":")
+        name, display = name.strip(), " ".join(display.split())
+        where = f"line {number} of this value: "
+        if not sep or not _NAME.fullmatch(name) or not display:
+            raise reader.error(section, "display_names",
+                               f"{where}expected `operator: Display Name`, got {line!r}")
+        if name not in known:
+            raise reader.error(section, "display_names",
+                               f"{where}{name!r} is not an operator of this section's tokens"
+                               f"{did_you_mean(name, sorted(known))}")
+        if len(display) > MAX_DISPLAY_NAME or not display.isprintable():
+            raise reader.error(section, "display_names",
+                               f"{where}expected a printable name of at most "
+                               f"{MAX_DISPLAY_NAME} characters for {name!r}")
+        names[name] = display
+    return MappingProxyType(names)
+
+
+def canned_path(reader: _Reader, section: str) -> Path | None:
+    """
+    @return: the canned replies file (relative to the config file), which
+        must be readable now; None when the section names none.
+    """
+    if "canned_file" not in reader.parser[section]:
+        return None
+    path = read_path(reader, section, "canned_file")
+    try:
+        path.read_bytes()
+    except OSError as e:
+        raise reader.error(section, "canned_file",
+                           f"cannot read {path}: {e.strerror or e}") from None
+    return path

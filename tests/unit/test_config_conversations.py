@@ -1,0 +1,118 @@
+"""
+The [operator] keys of conversations (issue 22): read into the core's
+settings, each mistake one clear line naming the file, line, section and key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.internet.task import Clock
+
+from wsdaemon.config import ConfigError, load_config
+from wsdaemon.conversations.settings import ConversationSettings, Routing
+
+TOKEN = "alice:0123456789abcdef0123\n  bob:fedcba9876543210fedc"
+
+
+def config_with(tmp_path: Path, operator: str, extra: str = "") -> Path:
+    path = tmp_path / "wsdaemon.ini"
+    path.write_text(
+        "[wsdaemon]\nlisten = tcp:8080:interface=127.0.0.1\n\n"
+        f"[operator]\ntokens = {TOKEN}\n{operator}\n{extra}\n"
+        "[route:/support]\nstrategy = operator\n", encoding="utf-8")
+    return path
+
+
+def test_defaults_keep_the_queue(tmp_path: Path) -> None:
+    """Without the new keys the section is what it was: the queue, and the
+    core's defaults ready for the switch."""
+    operator = load_config(config_with(tmp_path, ""), clock=Clock()).operator
+    assert operator is not None
+    assert operator.model == "queue"
+    assert operator.conversations == ConversationSettings()
+    assert dict(operator.display_names) == {}
+    assert operator.canned_path is None
+
+
+def test_every_key_reaches_the_core(tmp_path: Path) -> None:
+    """Each key lands in ConversationSettings; the keys the queue shares
+    (fallback, caps) too."""
+    (tmp_path / "canned.txt").write_text("/hi Hello {name}!\n", encoding="utf-8")
+    operator = load_config(config_with(tmp_path, "\n".join([
+        "model = conversations", "routing = auto", "capacity = 3", "reassign_after = 90",
+        "notices_once = no", "ack_message = Got it.", "offline_message = Nobody here.",
+        "contact_message = We write to {email}.", "max_unanswered = 7", "typing_timeout = 4",
+        "fallback_after = 60", "fallback_message = Still looking.", "max_open_per_route = 10",
+        "max_open_total = 20", "canned_file = canned.txt",
+        "display_names =\n  alice: Alice  Martin\n  # comment\n  bob: Bob",
+    ])), clock=Clock()).operator
+    assert operator is not None
+    settings = operator.conversations
+    assert operator.model == "conversations"
+    assert settings.routing is Routing.AUTO
+    assert (settings.default_capacity, settings.reassign_after, settings.notices_once) == (
+        3, 90.0, False)
+    assert (settings.ack_message, settings.offline_message, settings.contact_message) == (
+        "Got it.", "Nobody here.", "We write to {email}.")
+    assert (settings.max_unanswered, settings.typing_timeout) == (7, 4.0)
+    assert (settings.fallback_after, settings.fallback_message) == (60.0, "Still looking.")
+    assert (settings.max_open_per_route, settings.max_open_total) == (10, 20)
+    assert dict(operator.display_names) == {"alice": "Alice Martin", "bob": "Bob"}
+    assert operator.canned_path == tmp_path / "canned.txt"
+
+
+MISTAKES = {
+    "an unknown model": ("model = conversatons", ":7: [operator] model",
+                         "did you mean conversations?"),
+    "an unknown routing": ("routing = round-robin", ":7: [operator] routing",
+                           "expected manual or auto"),
+    "a capacity that is not a number": ("capacity = lots", ":7: [operator] capacity",
+                                        "whole number"),
+    "the queue's position in the acknowledgement": (
+        "ack_message = You are number {position}", ":7: [operator] ack_message",
+        "{position} is gone"),
+    "an unknown placeholder": ("contact_message = at {mail}", ":7: [operator] contact_message",
+                               "unknown placeholder {mail}"),
+    "a display name for nobody": ("display_names = carol: Carol",
+                                  ":7: [operator] display_names", "'carol' is not an operator"),
+    "a display name line without a name": ("display_names =\n  alice",
+                                           ":7: [operator] display_names",
+                                           "expected `operator: Display Name`"),
+    "a display name too long": (f"display_names = alice: {'A' * 65}",
+                                ":7: [operator] display_names", "at most 64 characters"),
+    "a canned file that is not there": ("canned_file = nope.txt", ":7: [operator] canned_file",
+                                        "cannot read"),
+    "a negative reassignment": ("reassign_after = -1", ":7: [operator] reassign_after", ""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_each_mistake_names_its_line_and_key(tmp_path: Path, name: str) -> None:
+    """A wrong conversation key refuses the config with its file, line,
+    section and key, and what was expected."""
+    line, where, expected = MISTAKES[name]
+    path = config_with(tmp_path, line)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, clock=Clock())
+    message = str(raised.value)
+    assert message.startswith(f"{path}{where}"), message
+    assert expected in message
+
+
+def test_conversations_refused_on_redis_for_now(tmp_path: Path) -> None:
+    """Conversations are kept in SQLite only in this release: with Redis the
+    config says so instead of running half a feature."""
+    path = config_with(tmp_path, "model = conversations",
+                       "[broker]\nbackend = redis\nurl = redis://127.0.0.1:6379/0\n")
+    with pytest.raises(ConfigError, match=r"\[operator\] model: conversations are kept"):
+        load_config(path, clock=Clock())
+
+
+def test_literal_braces_are_fine(tmp_path: Path) -> None:
+    """A notice is sent as written: a lone brace is text, not a mistake."""
+    operator = load_config(config_with(tmp_path, "ack_message = Thanks :-} {\n"),
+                           clock=Clock()).operator
+    assert operator is not None
+    assert operator.conversations.ack_message == "Thanks :-} {"
