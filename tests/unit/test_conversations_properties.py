@@ -267,6 +267,10 @@ def check_state(run: Run) -> None:
     assert {c.conversation_id for c in run.inbox.waiting(1000)} == \
         {c.conversation_id for c in conversations if c.awaits_operator}
     assert run.inbox.open_count() == sum(c.status is not Status.RESOLVED for c in conversations)
+    assert run.inbox.status_counts() == {
+        "unassigned": sum(c.awaits_operator for c in conversations),
+        "assigned": sum(c.holds_assignee_load for c in conversations),
+        "snoozed": sum(c.status is Status.SNOOZED for c in conversations)}
     assert len(run.inbox.team.operators) <= run.settings.bounds.max_operators
 
 

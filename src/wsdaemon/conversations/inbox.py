@@ -58,6 +58,18 @@ class Inbox:
     def load_of(self, operator: str) -> int:
         return len(self._assigned.get(operator, ()))
 
+    def status_counts(self) -> dict[str, int]:
+        """
+        Live conversations by state, from the indexes (no walk over the
+        conversations; one step per operator).
+
+        @return: C{unassigned}, C{assigned} (open ones) and C{snoozed} counts.
+        """
+        unassigned = len(self._waiting)
+        assigned = sum(len(held) for held in self._assigned.values())
+        return {"unassigned": unassigned, "assigned": assigned,
+                "snoozed": self._open - unassigned - assigned}
+
     # -- changing ------------------------------------------------------------
 
     def decide(self, event: Event, now: float) -> Transition:

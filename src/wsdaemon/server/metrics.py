@@ -205,6 +205,13 @@ WORKER_MERGE: Mapping[str, Merge] = {
     # workers counts 3, as 3 daemons would.
     "wsdaemon_broker_outages": Merge.SUM,
     "wsdaemon_broker_calls_failed": Merge.SUM,
+    # Conversations (wsdaemon.support.metrics): the driver runs in one
+    # process; a supervisor would see one worker's series.
+    "wsdaemon_conversation_first_response_seconds": Merge.SUM,
+    "wsdaemon_conversation_resolution_seconds": Merge.SUM,
+    "wsdaemon_conversations": Merge.SHARED,
+    "wsdaemon_conversation_oldest_wait_seconds": Merge.SHARED,
+    "wsdaemon_conversation_operators": Merge.SHARED,
 }
 
 _Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]

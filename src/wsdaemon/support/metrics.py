@@ -1,0 +1,131 @@
+"""
+What conversations show on C{/metrics} (issue 22, item 8): first-response
+and resolution times as histograms per route, conversations by state,
+operators by availability, and how long the longest-waiting visitor has
+waited.
+
+As elsewhere, nothing from prometheus_client runs on the message path: the
+driver's L{Measure} effects add to plain counters (L{ConversationMeasures}),
+and L{ConversationCollector} reads them and the inbox when Prometheus
+scrapes. A scrape walks the live conversations once for the oldest wait
+(100,000 live conversations: a few milliseconds, per scrape, never per
+message); the counts by state come from the inbox's indexes.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from zope.interface import implementer
+
+from wsdaemon.conversations.effects import Measure
+from wsdaemon.conversations.effects import Metric as Measured
+from wsdaemon.conversations.inbox import Inbox
+from wsdaemon.conversations.model import Availability, Status
+from wsdaemon.support.ports import IConversationMeasures
+
+__all__ = ["BUCKETS", "FAMILIES", "ConversationCollector", "ConversationMeasures"]
+
+#: Upper bounds (seconds) of both histograms' buckets: support times run from
+#: seconds to days.
+BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, 86400.0,
+           3 * 86400.0)
+#: The families the collector yields (a counter's without C{_total}).
+FAMILIES = (
+    "wsdaemon_conversation_first_response_seconds",
+    "wsdaemon_conversation_resolution_seconds",
+    "wsdaemon_conversations",
+    "wsdaemon_conversation_oldest_wait_seconds",
+    "wsdaemon_conversation_operators",
+)
+#: Routes a histogram keeps apart; measures of more routes are counted
+#: under C{"(other)"} (routes come from the config, so this is a guard).
+MAX_ROUTES = 100
+
+
+class _Histogram:
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        pairs: list[tuple[str, float]] = []
+        count = 0
+        for bound, n in zip((*map(str, BUCKETS), "+Inf"), self.buckets, strict=True):
+            count += n
+            pairs.append((bound, count))
+        return pairs
+
+
+@implementer(IConversationMeasures)
+class ConversationMeasures:
+    """
+    The driver's measures, kept as plain numbers per metric and route.
+    """
+
+    def __init__(self) -> None:
+        self.histograms: dict[tuple[Measured, str], _Histogram] = {}
+
+    def observe(self, effect: Measure) -> None:
+        route = effect.route
+        if (effect.metric, route) not in self.histograms and len(
+                {r for _, r in self.histograms}) >= MAX_ROUTES:
+            route = "(other)"
+        histogram = self.histograms.setdefault((effect.metric, route), _Histogram())
+        histogram.observe(max(0.0, effect.seconds))
+
+
+class ConversationCollector:
+    """
+    A prometheus_client collector over the running conversations.
+
+    @param inbox: returns the live conversations' view (the driver's inbox).
+    @param now: the clock's time.
+    """
+
+    def __init__(self, measures: ConversationMeasures, inbox: Callable[[], Inbox],
+                 now: Callable[[], float]) -> None:
+        self.measures = measures
+        self.inbox = inbox
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        for metric, name, text in (
+                (Measured.FIRST_RESPONSE, FAMILIES[0],
+                 "Time from a conversation opening to the first operator reply"),
+                (Measured.RESOLUTION, FAMILIES[1],
+                 "Time from a conversation opening to its resolution")):
+            family = HistogramMetricFamily(name, text, labels=["route"])
+            for (measured, route), histogram in sorted(self.measures.histograms.items()):
+                if measured is metric:
+                    family.add_metric([route], histogram.cumulative(),
+                                      sum_value=histogram.total)
+            yield family
+        inbox = self.inbox()
+        counts = inbox.status_counts()
+        states = GaugeMetricFamily(FAMILIES[2], "Live conversations by state (resolved "
+                                   "ones are not counted: they are in the store)",
+                                   labels=["state"])
+        for state in ("unassigned", "assigned", "snoozed"):
+            states.add_metric([state], counts[state])
+        yield states
+        now = self.now()
+        oldest = max((c.waiting_time(now) for c in inbox.conversations()
+                      if c.status is Status.OPEN), default=0.0)
+        yield GaugeMetricFamily(FAMILIES[3], "How long the longest-waiting visitor of an "
+                                "open conversation has waited for an answer (snoozed ones "
+                                "are parked on purpose; 0: nobody waits)", value=oldest)
+        team = GaugeMetricFamily(FAMILIES[4], "Operators by availability",
+                                 labels=["availability"])
+        by_availability = {a: 0 for a in Availability}
+        for operator in inbox.team.operators:
+            by_availability[operator.availability] += 1
+        for availability, count in by_availability.items():
+            team.add_metric([availability.value], count)
+        yield team
