@@ -7,10 +7,12 @@ The load generator: picows clients on uvloop (compiled, not the bottleneck).
         one connection, COUNT round trips; prints p50/p99/max in µs
     python bench/loadgen.py handshakes URL SECONDS CONCURRENCY
         open+close connections as fast as possible; prints handshakes/s
-    python bench/loadgen.py storm URL CLIENTS CONCURRENCY ORIGIN
+    python bench/loadgen.py storm URL CLIENTS CONCURRENCY ORIGIN [hold]
         CLIENTS connections at once, CONCURRENCY handshakes in flight, all
         held open until the last is connected, then all closed; prints the
-        time until all were connected, handshake p50/p99 and failures
+        time until all were connected, handshake p50/p99 and failures; with
+        "hold", prints "connected" once all are and closes them only on a
+        stdin line (so that the caller can read the server's CPU time)
     python bench/loadgen.py bystander URL ORIGIN
         one connection sending 64 B every 2 ms; prints "ready", then on a
         stdin line "T0 T1" (time.monotonic) the round-trip p50/p99/max of
@@ -129,7 +131,8 @@ async def handshakes(url: str, seconds: float, concurrency: int) -> None:
     print(json.dumps({"handshakes_per_s": done / (time.perf_counter() - started)}))
 
 
-async def storm(url: str, clients: int, concurrency: int, origin: str) -> None:
+async def storm(url: str, clients: int, concurrency: int, origin: str,
+                hold: bool = False) -> None:
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -157,6 +160,9 @@ async def storm(url: str, clients: int, concurrency: int, origin: str) -> None:
     await asyncio.gather(*(one() for _ in range(clients)))
     connected_s = time.perf_counter() - started
     t1 = time.monotonic()
+    if hold:
+        print("connected", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     closing = time.perf_counter()
     for transport in transports:
         transport.disconnect()
@@ -220,7 +226,7 @@ def main() -> None:
     elif mode == "handshakes":
         coroutine = handshakes(args[0], float(args[1]), int(args[2]))
     elif mode == "storm":
-        coroutine = storm(args[0], int(args[1]), int(args[2]), args[3])
+        coroutine = storm(args[0], int(args[1]), int(args[2]), args[3], args[4:5] == ["hold"])
     elif mode == "bystander":
         coroutine = bystander(args[0], args[1])
     else:

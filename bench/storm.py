@@ -118,8 +118,27 @@ class Servers:
         self.log.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """
+    CPU time (user and system) of process C{pid} and its children's threads
+    now running (a supervisor's workers), from /proc.
+    """
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        pending.extend(int(child) for child in children)
+    return total
+
+
 def one_storm(servers: Servers, name: str, clients: int, concurrency: int,
-              pin: bool) -> dict[str, float]:
+              pin: bool, profile: Path | None = None) -> dict[str, float]:
     url, origin = servers.url(name), servers.origin(name)
     loadgen = [sys.executable, str(HERE / "loadgen.py")]
     bystander = subprocess.Popen(pinned(CLIENT_CPU, [*loadgen, "bystander", url, origin], pin),
@@ -129,13 +148,40 @@ def one_storm(servers: Servers, name: str, clients: int, concurrency: int,
     if line.strip() != "ready":
         raise SystemExit(f"bystander on {name}: {line!r}")
     time.sleep(0.5)  # some quiet round trips to compare with
-    out = subprocess.run(pinned(CLIENT_CPU, [*loadgen, "storm", url, str(clients),
-                                             str(concurrency), origin], pin),
-                         capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
+    server = servers.processes[name].pid
+    spy = None
+    if profile is not None and name == "wsdaemon":
+        profile.mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(server), "--rate", "250", "--format", "raw",
+             "--nonblocking", "-o", str(profile / f"storm-{concurrency}-{time.time():.0f}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # py-spy attached
+    before = cpu_seconds(server)
+    storm = subprocess.Popen(pinned(CLIENT_CPU, [*loadgen, "storm", url, str(clients),
+                                                 str(concurrency), origin, "hold"], pin),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert storm.stdin is not None and storm.stdout is not None
+    line = storm.stdout.readline()
+    connected = cpu_seconds(server)
+    storm.stdin.write("\n")
+    storm.stdin.flush()
+    stdout, stderr = storm.communicate(timeout=600)
+    if storm.returncode != 0 or line.strip() != "connected":
         bystander.kill()
-        raise SystemExit(f"storm on {name} failed:\n{out.stderr}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"storm on {name} failed:\n{line}{stderr}")
+    result: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
+    time.sleep(1.0)  # the server finishes closing
+    closed = cpu_seconds(server)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+    # The server's CPU time per connection: load on the machine from others
+    # stretches wall-clock figures, not this (the bystander's few echoes are
+    # in it, on both servers alike).
+    result["cpu_open_us"] = (connected - before) / clients * 1e6
+    result["cpu_close_us"] = (closed - connected) / clients * 1e6
     bystander.stdin.write(f"{result['t0']} {result['t1']}\n")
     bystander.stdin.flush()
     seen = json.loads(bystander.stdout.readline())
@@ -143,7 +189,7 @@ def one_storm(servers: Servers, name: str, clients: int, concurrency: int,
     result["bystander_p99_us"] = seen["storm"]["p99_us"]
     result["bystander_max_us"] = seen["storm"]["max_us"]
     result["quiet_p99_us"] = seen["quiet"]["p99_us"]
-    time.sleep(3)  # the servers finish closing before the next storm
+    time.sleep(2)  # the servers finish closing before the next storm
     return result
 
 
@@ -151,7 +197,9 @@ def report(concurrency: int, clients: int, runs: dict[str, list[dict[str, float]
     keys = (("connected_s", "all connected", "s", "{:7.2f}"),
             ("p50_ms", "handshake p50", "ms", "{:7.1f}"),
             ("p99_ms", "handshake p99", "ms", "{:7.1f}"),
-            ("bystander_p99_us", "bystander p99", "µs", "{:7.0f}"))
+            ("bystander_p99_us", "bystander p99", "µs", "{:7.0f}"),
+            ("cpu_open_us", "server CPU per handshake", "µs", "{:7.0f}"),
+            ("cpu_close_us", "server CPU per close", "µs", "{:7.0f}"))
     for key, title, unit, form in keys:
         medians = {name: statistics.median(r[key] for r in runs[name]) for name in NAMES}
         ratio = medians["wsdaemon"] / medians["websockets"] if medians["websockets"] else 0
@@ -186,6 +234,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="wsdaemon's workers; over 1, nothing is pinned")
     parser.add_argument("--json", type=Path, default=Path("/tmp/wsdaemon-storm.json"))
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record each wsdaemon storm with py-spy (raw stacks) into DIR")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -205,7 +255,7 @@ def main() -> None:
                 for n in range(args.rounds):
                     for name in (NAMES if n % 2 == 0 else NAMES[::-1]):
                         runs[name].append(one_storm(servers, name, args.clients, concurrency,
-                                                    pin))
+                                                    pin, args.profile))
                 report(concurrency, args.clients, runs)
                 results.append({"concurrency": concurrency, "clients": args.clients,
                                 "workers": args.workers, "runs": runs})
