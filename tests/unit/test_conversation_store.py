@@ -1,8 +1,9 @@
 """
 The conversation store contract, run against every store (SQLite on a real
-file, and in memory) with commits the core really makes; then what only
-SQLite does: its file, group commit, and taking over the operator queue's
-items and messages.
+file, in memory, and Redis on a real redis-server through the broker's
+link) with commits the core really makes; then what only SQLite does: its
+file, group commit, and taking over the operator queue's items and
+messages (Redis-only matters: test_conversation_redis_store.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest_twisted
 from zope.interface.verify import verifyObject
 
 from tests.conversation_desk import ROUTE, Desk, cid
+from tests.redis_store_link import redis_link
 from wsdaemon.client_ids import public_id
 from wsdaemon.conversations import (
     AddNote,
@@ -38,21 +40,31 @@ from wsdaemon.records import ItemRecord, MessageRecord
 from wsdaemon.strategies.operator.store import SQLiteStore
 from wsdaemon.support.memory import MemoryConversationStore, stored_form
 from wsdaemon.support.ports import IConversationStore
+from wsdaemon.support.redis_store import RedisConversationStore
 from wsdaemon.support.store import SQLiteConversationStore
 
 Make = Callable[[], Any]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Make:
-    """Each call: the store again (a new SQLite object on the same file, or the same memory)."""
+    """
+    Each call: the store again (a new SQLite object on the same file, the
+    same memory, a new Redis store on the same link and prefix).
+    """
+    from twisted.internet import reactor
+
     memory = MemoryConversationStore()
+    link = None
+    if request.param == "redis":
+        link = redis_link(request.getfixturevalue("redis_server"))
+        request.addfinalizer(lambda: pytest_twisted.blockon(link.stop()))
 
     def make() -> Any:
         if request.param == "memory":
             return memory
-        from twisted.internet import reactor
-
+        if link is not None:
+            return RedisConversationStore(link, link.prefix, reactor)
         return SQLiteConversationStore(tmp_path / "state" / "queue.sqlite3", reactor)
 
     return make

@@ -33,7 +33,7 @@ from wsdaemon.conversations.model import (
 )
 from wsdaemon.support.schema import insert_conversation, insert_message, insert_note
 
-__all__ = ["MIGRATION", "NOTE_AUTHOR", "take_over_queue"]
+__all__ = ["MIGRATION", "NOTE_AUTHOR", "conversation_from_queue", "take_over_queue"]
 
 #: Its name in C{wsdaemon_migrations}.
 MIGRATION = "conversations-from-queue"
@@ -83,6 +83,27 @@ def take_over_queue(db: sqlite3.Connection, bounds: Bounds, now: float) -> int:
 
 def _take_over(db: sqlite3.Connection, route: str, client: str, rows: list[tuple[Any, ...]],
                items: list[tuple[float, bool]], bounds: Bounds) -> None:
+    conversation, messages, notes = conversation_from_queue(route, client, rows, items, bounds)
+    insert_conversation(db, conversation)
+    for message in messages:
+        insert_message(db, message)
+    for note in notes:
+        insert_note(db, note)
+
+
+def conversation_from_queue(route: str, client: str, rows: list[tuple[Any, ...]],
+                            items: list[tuple[float, bool]], bounds: Bounds
+                            ) -> tuple[Conversation, list[Message], list[Note]]:
+    """
+    The mapping itself, without a store (the SQLite and the Redis store
+    both take over through it).
+
+    @param rows: the pair's queue messages in their order, each
+        C{(route, client, direction, sender, body, at, delivered)} with
+        C{delivered} 0 (not yet), 1 (written) or 2 (never could be).
+    @param items: C{(created_at, fallback_sent)} of each unanswered item.
+    @return: the conversation (version 1), its messages and its notes.
+    """
     key = conversation_id_for(route, client)
     messages: list[Message] = []
     notes: list[Note] = []
@@ -103,11 +124,7 @@ def _take_over(db: sqlite3.Connection, route: str, client: str, rows: list[tuple
                               "(too big for its route).", at))
     conversation = _conversation(key, route, client, messages, notes, items, bounds,
                                  len(messages) if delivered_upto is None else delivered_upto)
-    insert_conversation(db, conversation)
-    for message in messages:
-        insert_message(db, message)
-    for note in notes:
-        insert_note(db, note)
+    return conversation, messages, notes
 
 
 def _conversation(key: str, route: str, client: str, messages: list[Message],

@@ -1,0 +1,299 @@
+"""
+The Redis conversation store's Lua scripts, how their arguments are laid
+out, and how they are called (EVALSHA, EVAL again after Redis forgot them).
+
+Redis runs a script to its end before anything else, so a commit checked
+and written in one script is all or nothing however many daemons commit at
+once, and nothing is half written when Redis goes away: a script either
+ran (its reply may be lost: L{wsdaemon.errors.BrokerOutcomeUnknown}) or did
+not.
+
+Keys, under the prefix C{P} (docs/conversations.md, section 5; one Redis
+server, not Cluster: the scripts build keys from the prefix, as the
+operator queue's do):
+
+    P c:ID          hash: the conversation's columns (those of the SQLite
+                    row, L{wsdaemon.conversations.codec}); a column that is
+                    None is absent
+    P c:ID:m        zset: messages (JSON of the codec's row) scored by seq
+    P c:ID:n        zset: notes (JSON) scored by note_id
+    P c:live        zset: open and snoozed conversation ids by opened_at
+                    (ties: by id, as SQLite's index orders them)
+    P c:migrated    string: when the operator queue's keys were taken over
+    P c:migrating   string: who is taking them over now (expires)
+    P events        stream (the broker's): one entry per commit
+
+Timers are not stored: they are functions of a conversation's state
+(L{wsdaemon.conversations.transition.due_times}), derived again by whoever
+loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from wsdaemon.conversations.codec import (
+    CONVERSATION_COLUMNS,
+    conversation_from_row,
+    conversation_row,
+    message_row,
+    note_row,
+)
+from wsdaemon.conversations.effects import Commit
+from wsdaemon.conversations.model import Conversation
+
+__all__ = ["COMMIT", "LIVE_PAGE", "READ_HASHES", "THREADS", "RedisCalls", "ScriptRunner",
+           "conversation_from_hash", "write_args"]
+
+
+class RedisCalls(Protocol):
+    """
+    What the store needs of the broker's link (L{wsdaemon.broker.link.RedisLink}
+    provides it): one command, a Deferred of its reply, failing with
+    L{wsdaemon.errors.BrokerUnavailable} or
+    L{wsdaemon.errors.BrokerOutcomeUnknown} when Redis cannot be reached.
+    """
+
+    def call(self, *args: Any) -> Deferred[Any]: ...
+
+
+# ARGV: P, mode ('commit': check versions and numbers, append the event;
+# 'migrate': leave alone a conversation that exists, with its messages and
+# notes, no event), events kept (MAXLEN ~), conversations, messages, notes
+# (counts); then per conversation: id, version, status, opened_at, field
+# count, field/value pairs; per message and note: conversation id, number,
+# JSON; last, the event's JSON. Returns {'ok'} or {'stale', ids...}.
+COMMIT = r"""
+local P, mode, kept = ARGV[1], ARGV[2], ARGV[3]
+local nconv, nmsg, nnote = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local i = 7
+local convs = {}
+for c = 1, nconv do
+  local nfields = tonumber(ARGV[i + 4])
+  convs[c] = {id = ARGV[i], version = tonumber(ARGV[i + 1]), status = ARGV[i + 2],
+              opened = ARGV[i + 3], first = i + 5, last = i + 4 + 2 * nfields}
+  i = i + 5 + 2 * nfields
+end
+local records = {{first = i, count = nmsg, suffix = ':m'},
+                 {first = i + 3 * nmsg, count = nnote, suffix = ':n'}}
+local event = ARGV[i + 3 * (nmsg + nnote)]
+
+local function key(id) return P .. 'c:' .. id end
+local skip = {}
+if mode == 'migrate' then
+  for _, c in ipairs(convs) do
+    if redis.call('EXISTS', key(c.id)) == 1 then skip[c.id] = true end
+  end
+else
+  local stale, named = {}, {}
+  local function clash(id)
+    if not named[id] then named[id] = true; stale[#stale + 1] = id end
+  end
+  for _, c in ipairs(convs) do
+    local stored = tonumber(redis.call('HGET', key(c.id), 'version') or '0')
+    if stored ~= c.version - 1 then clash(c.id) end
+  end
+  for _, r in ipairs(records) do
+    for j = 0, r.count - 1 do
+      local id, n = ARGV[r.first + 3 * j], ARGV[r.first + 3 * j + 1]
+      if redis.call('ZCOUNT', key(id) .. r.suffix, n, n) > 0 then clash(id) end
+    end
+  end
+  if #stale > 0 then return {'stale', unpack(stale)} end
+end
+
+for _, c in ipairs(convs) do
+  if not skip[c.id] then
+    redis.call('DEL', key(c.id))
+    redis.call('HSET', key(c.id), unpack(ARGV, c.first, c.last))
+    if c.status == 'resolved' then
+      redis.call('ZREM', P .. 'c:live', c.id)
+    else
+      redis.call('ZADD', P .. 'c:live', c.opened, c.id)
+    end
+  end
+end
+for _, r in ipairs(records) do
+  for j = 0, r.count - 1 do
+    local id = ARGV[r.first + 3 * j]
+    if not skip[id] then
+      redis.call('ZADD', key(id) .. r.suffix, ARGV[r.first + 3 * j + 1], ARGV[r.first + 3 * j + 2])
+    end
+  end
+end
+if mode ~= 'migrate' then
+  redis.call('XADD', P .. 'events', 'MAXLEN', '~', kept, '*', 'e', event)
+end
+return {'ok'}
+"""
+
+# ARGV: P, the cursor's score ('' for the first page), its id, page size.
+# Returns up to a page of {id, score, field, value, ...} after the cursor,
+# in (opened_at, id) order. A cursor, not a rank: conversations that
+# resolve between two pages shift nothing.
+LIVE_PAGE = r"""
+local P, s, last, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local live = P .. 'c:live'
+local start, bound = 0, nil
+if s ~= '' then
+  start = redis.call('ZCOUNT', live, '-inf', '(' .. s)
+  bound = tonumber(s)
+end
+local out = {}
+while #out < limit do
+  local chunk = redis.call('ZRANGE', live, start, start + limit - 1, 'WITHSCORES')
+  if #chunk == 0 then break end
+  for j = 1, #chunk, 2 do
+    local id, score = chunk[j], chunk[j + 1]
+    local seen = bound ~= nil and tonumber(score) == bound and id <= last
+    if #out < limit and not seen then
+      local row = redis.call('HGETALL', P .. 'c:' .. id)
+      if #row > 0 then
+        table.insert(row, 1, score)
+        table.insert(row, 1, id)
+        out[#out + 1] = row
+      end
+    end
+  end
+  start = start + limit
+end
+return out
+"""
+
+# ARGV: P, field count, fields, then key names (under P). Returns each
+# key's values of those fields (false: absent).
+READ_HASHES = r"""
+local P, n = ARGV[1], tonumber(ARGV[2])
+local fields = {unpack(ARGV, 3, 2 + n)}
+local out = {}
+for i = 3 + n, #ARGV do
+  out[#out + 1] = redis.call('HMGET', P .. ARGV[i], unpack(fields))
+end
+return out
+"""
+
+# ARGV: P, then the operator queue's client ids. Returns per client
+# {client, seq, JSON, pending, ...} of its messages in seq order, pending
+# '1' while no daemon has written it yet (kept for it, or taken and not
+# settled).
+THREADS = r"""
+local P = ARGV[1]
+local daemons = redis.call('SMEMBERS', P .. 'inflight_daemons')
+local out = {}
+for i = 2, #ARGV do
+  local client = ARGV[i]
+  local thread = {client}
+  for _, seq in ipairs(redis.call('ZRANGE', P .. 'conv:' .. client, 0, -1)) do
+    local json = redis.call('HGET', P .. 'messages', seq)
+    if json then
+      local pending = redis.call('ZSCORE', P .. 'undelivered:' .. client, seq) ~= false
+      for _, daemon in ipairs(daemons) do
+        if not pending then
+          pending = redis.call('ZSCORE', P .. 'inflight:' .. daemon,
+                               client .. '\t' .. seq) ~= false
+        end
+      end
+      thread[#thread + 1] = seq
+      thread[#thread + 1] = json
+      thread[#thread + 1] = pending and '1' or '0'
+    end
+  end
+  out[#out + 1] = thread
+end
+return out
+"""
+
+
+class ScriptRunner:
+    """
+    Runs the scripts by their SHA1 (EVALSHA), sending the text again
+    (EVAL) when Redis answers NOSCRIPT: after a restart, a SCRIPT FLUSH, or
+    on another server behind the same address.
+    """
+
+    def __init__(self, link: RedisCalls) -> None:
+        self._link = link
+
+    def run(self, script: str, *args: Any) -> Deferred[Any]:
+        sha = hashlib.sha1(script.encode("utf-8")).hexdigest()  # noqa: S324 - Redis's name
+        words = [_word(a) for a in args]
+        d = self._link.call("EVALSHA", sha, "0", *words)
+
+        def unknown(failure: Failure) -> Deferred[Any] | Failure:
+            if str(failure.value).startswith("NOSCRIPT"):
+                return self._link.call("EVAL", script, "0", *words)
+            return failure
+
+        d.addErrback(unknown)
+        return d
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _json(row: dict[str, Any]) -> str:
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+
+
+def write_args(commit: Commit, mode: str, events_kept: int) -> list[str]:
+    """
+    L{COMMIT}'s arguments after the prefix: C{commit}'s records flattened,
+    and (mode C{commit}) the event every daemon reads: which conversations
+    changed to which version, which messages and notes are new.
+    """
+    args: list[str] = [mode, str(events_kept), str(len(commit.conversations)),
+                       str(len(commit.messages)), str(len(commit.notes))]
+    for conversation in commit.conversations:
+        fields = [(column, _word(value)) for column, value
+                  in conversation_row(conversation).items() if value is not None]
+        args += [conversation.conversation_id, str(conversation.version),
+                 str(conversation.status), _word(conversation.opened_at), str(len(fields))]
+        for column, value in fields:
+            args += [column, value]
+    for message in commit.messages:
+        args += [message.conversation_id, str(message.seq), _json(message_row(message))]
+    for note in commit.notes:
+        args += [note.conversation_id, str(note.note_id), _json(note_row(note))]
+    args.append(_json({
+        "type": "conversations",
+        "conversations": [[c.conversation_id, c.version, str(c.status)]
+                          for c in commit.conversations],
+        "messages": [[m.conversation_id, m.seq] for m in commit.messages],
+        "notes": [[n.conversation_id, n.note_id] for n in commit.notes],
+    }))
+    return args
+
+
+_INTEGERS = frozenset({"version", "last_seq", "unanswered", "delivered_upto",
+                       "visitor_read_upto", "unread_floor", "note_count", "notices"})
+_REALS = frozenset({"created_at", "opened_at", "last_activity_at", "first_response_at",
+                    "resolved_at", "waiting_since", "snoozed_until", "assigned_at"})
+
+
+def _typed(column: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    if column in _INTEGERS:
+        return int(value)
+    if column in _REALS:
+        return float(value)
+    return value
+
+
+def conversation_from_hash(pairs: Iterable[Any]) -> Conversation:
+    """
+    @param pairs: a C{c:ID} hash as HGETALL gives it (field, value, ...).
+    """
+    flat = list(pairs)
+    stored = dict(zip(flat[0::2], flat[1::2], strict=True))
+    return conversation_from_row({c: _typed(c, stored.get(c)) for c in CONVERSATION_COLUMNS})
+
