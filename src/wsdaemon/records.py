@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["MAX_FAULT_SECONDS", "MAX_FRAGMENTS", "HandshakeAnswer", "HandshakePlan",
            "HandshakeRefused", "HandshakeRequest", "ItemRecord", "MessageLimits", "MessageRecord",
            "PushTarget", "SENDABLE_CLOSE_CODES", "SENDABLE_CLOSE_CODES_TEXT",
-           "check_plan"]
+           "check_plan", "path_params", "path_pattern"]
 
 #: The longest a fault on purpose (a pause, a hold, a ping's wait) may last.
 MAX_FAULT_SECONDS = 3600.0
@@ -111,6 +111,13 @@ class HandshakePlan:
     @ivar refuse_status: the HTTP status they get.
     @ivar refuse_headers: extra response headers they get (e.g.
         C{Retry-After}).
+    @ivar reset_next: how many handshakes to answer by resetting the TCP
+        connection (RST), after the refusals.
+    @ivar hang_next: how many handshakes never to answer (held until the
+        client gives up), after the resets.
+    @ivar delay: seconds every answer waits (a slow server).
+    @ivar paths: the paths the route answers, below its own (patterns such
+        as C{/rooms/{room}}; empty: every path); others get 404.
     """
 
     subprotocols: tuple[str, ...] = ()
@@ -118,12 +125,17 @@ class HandshakePlan:
     refuse_next: int = 0
     refuse_status: int = 503
     refuse_headers: tuple[tuple[str, str], ...] = ()
+    reset_next: int = 0
+    hang_next: int = 0
+    delay: float = 0.0
+    paths: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"subprotocols": list(self.subprotocols),
                 "require_subprotocol": self.require_subprotocol,
                 "refuse_next": self.refuse_next, "refuse_status": self.refuse_status,
-                "refuse_headers": dict(self.refuse_headers)}
+                "refuse_headers": dict(self.refuse_headers), "reset_next": self.reset_next,
+                "hang_next": self.hang_next, "delay": self.delay, "paths": list(self.paths)}
 
 
 #: An HTTP token (RFC 9110): header names and subprotocols (matched whole:
@@ -144,13 +156,69 @@ def check_plan(plan: HandshakePlan) -> None:
             raise ValueError(f"subprotocol {name!r} is not an HTTP token")
     if plan.refuse_status not in REFUSAL_STATUSES:
         raise ValueError(f"refuse_status must be from 400 to 599, got {plan.refuse_status}")
-    if plan.refuse_next < 0:
-        raise ValueError("refuse_next must be 0 or more")
+    for key in ("refuse_next", "reset_next", "hang_next"):
+        if getattr(plan, key) < 0:
+            raise ValueError(f"{key} must be 0 or more")
+    if not 0 <= plan.delay <= MAX_FAULT_SECONDS:
+        raise ValueError(f"delay must be from 0 to {MAX_FAULT_SECONDS:g} seconds, "
+                         f"got {plan.delay!r}")
+    for pattern in plan.paths:
+        path_pattern(pattern)
     for name, value in plan.refuse_headers:
         if not _TOKEN.fullmatch(name):
             raise ValueError(f"header name {name!r} is not an HTTP token")
         if any(c in value for c in "\r\n\0"):
             raise ValueError(f"header {name} holds a line break")
+
+
+#: A placeholder in a path pattern: a whole segment, C{{name}}.
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}")
+
+
+def path_pattern(pattern: str) -> tuple[str, ...]:
+    """
+    A path pattern's segments: C{/rooms/{room}} is C{("rooms", "{room}")};
+    a placeholder stands for one whole, non-empty segment. C{/} alone is
+    no segment (the route's own path).
+
+    @raise ValueError: naming what is wrong (no leading slash, a
+        placeholder inside a segment, one named twice, a line break).
+    """
+    if not isinstance(pattern, str) or not pattern.startswith("/"):
+        raise ValueError(f"path {pattern!r} must start with / (e.g. /rooms/{{room}})")
+    if any(c in pattern for c in "?#\r\n\0 ") or len(pattern) > 1000:
+        raise ValueError(f"path {pattern!r}: expected a path of at most 1000 characters, "
+                         "without spaces, ? or #")
+    segments = tuple(s for s in pattern.split("/") if s)
+    names: set[str] = set()
+    for segment in segments:
+        found = _PLACEHOLDER.fullmatch(segment)
+        if found is None and ("{" in segment or "}" in segment):
+            raise ValueError(f"path {pattern!r}: a placeholder is a whole segment, "
+                             "e.g. /rooms/{room}")
+        if found is not None:
+            if found.group(1) in names:
+                raise ValueError(f"path {pattern!r}: {{{found.group(1)}}} named twice")
+            names.add(found.group(1))
+    return segments
+
+
+def path_params(segments: tuple[str, ...], path: str) -> dict[str, str] | None:
+    """
+    @param segments: a pattern's (L{path_pattern}).
+    @param path: a request's path below its route, e.g. C{/rooms/42}.
+    @return: the placeholders' values if C{path} matches, else None.
+    """
+    parts = [s for s in path.split("/") if s]
+    if len(parts) != len(segments):
+        return None
+    found: dict[str, str] = {}
+    for segment, part in zip(segments, parts, strict=True):
+        if segment.startswith("{") and segment.endswith("}"):
+            found[segment[1:-1]] = part
+        elif segment != part:
+            return None
+    return found
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ import base64
 import bisect
 import heapq
 import itertools
+import json
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Final
@@ -27,9 +28,11 @@ from wsdaemon.interfaces import ISession
 __all__ = ["DIRECTIONS", "Journal", "JournalFilter", "Scan", "Sequence"]
 
 #: What an entry records: a message in or out, a connection opened or closed,
-#: a ping sent (a fault on purpose), a pong received, or a strategy's note
-#: (a scripted rule's step: what it expected, met or missed).
-DIRECTIONS = ("in", "out", "open", "close", "ping", "pong", "step")
+#: a ping sent (a fault on purpose), a pong received, a strategy's note
+#: (a scripted rule's step: what it expected, met or missed), or an opening
+#: handshake (on scripted routes: method, path, query, headers, credentials
+#: masked).
+DIRECTIONS = ("in", "out", "open", "close", "ping", "pong", "step", "handshake")
 
 # An entry: (seq, time, session id, client id, direction, binary, data, code,
 # reason). data is str (text received), bytes (binary, or text as sent:
@@ -176,6 +179,22 @@ class Journal:
     def closed(self, session: ISession, code: int | None, reason: str) -> None:
         self._event(session, "close", code, reason)
 
+    def handshake(self, session_id: str, request: Mapping[str, Any]) -> None:
+        """
+        Record an opening handshake (as L{wsdaemon.connections.handshake.
+        masked_handshake} makes it), under the session id its connection
+        gets if accepted; kept as JSON text, so that matchers search it
+        and it counts against C{max_bytes} as a message does.
+        """
+        data = json.dumps(request, ensure_ascii=False, separators=(",", ":"))
+        if len(self._kept) == self.entries:
+            self._forget_oldest()
+        self._kept.append((self._next(), self._clock(), session_id, session_id, "handshake",
+                           False, data, None, ""))
+        self._bytes += len(data)
+        if self._bytes > self.max_bytes:
+            self._shrink()
+
     def _event(self, session: ISession, direction: str, code: int | None, reason: str) -> None:
         if len(self._kept) == self.entries:
             self._forget_oldest()
@@ -254,7 +273,9 @@ def to_json(entry: _Entry, route: str) -> dict[str, Any]:
         "direction": entry[_DIRECTION],
     }
     data = text_of(entry)
-    if isinstance(data, str):
+    if entry[_DIRECTION] == "handshake" and isinstance(data, str):
+        found.update(json.loads(data))
+    elif isinstance(data, str):
         found.update(type="text", text=data, length=len(data.encode("utf-8")))
     elif isinstance(data, bytes):
         found.update(type="binary", base64=base64.b64encode(data).decode("ascii"),

@@ -115,17 +115,22 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         super().failHandshake(visible(reason), code, headers or None)
 
     def onConnect(self, request: ConnectionRequest) -> Any:  # Autobahn takes a Deferred too
+        handshake = self.factory.handshake
+        if handshake.active:  # journalled, refused, reset, held or delayed on purpose
+            try:
+                return handshake.special(self, request, self._accept)
+            except ConnectionDeny:
+                raise
+            except Exception:
+                _log.failure("onConnect failed for {peer}", peer=getattr(request, "peer", "?"))
+                raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR,
+                                     "internal error") from None
+        return self._accept(request)
+
+    def _accept(self, request: ConnectionRequest) -> Any:
         try:
             factory = self.factory
             settings = factory.route.protocol
-            planned = factory.handshake.refusal()
-            if planned is not None:
-                status, self._deny_headers = planned
-                _log.info("refused {peer} on {route} with {status}, on purpose ([handshake] "
-                          "refuse_next)", peer=request.peer, route=factory.route.path,
-                          status=status)
-                factory.stats.refused("planned")
-                raise ConnectionDeny(status, "refused on purpose")
             if not settings.origins.allows(request.origin):
                 _log.info(
                     "refused {peer} on {route}: origin {origin!r} not allowed",
@@ -158,7 +163,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
                 )
             factory.connections += 1
             self._counted = True
-            self._session_id = uuid.uuid4().hex
+            if not self._session_id:  # the slow path gave it one
+                self._session_id = uuid.uuid4().hex
             strategy = factory.route.strategy
             if IHandshakeHook.providedBy(strategy):
                 return self._ask_strategy(strategy, request, headers)
@@ -175,15 +181,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         The route's strategy takes part in the handshake (a proxy opens its
         upstream connection): its answer accepts or refuses the client.
         """
-        settings = self.factory.route.protocol
-        asked = HandshakeRequest(
-            session_id=self._session_id, path=str(request.path),
-            query=urlencode(request.params or {}, doseq=True),
-            headers={str(k).lower(): str(v) for k, v in (request.headers or {}).items()},
-            subprotocols=tuple(request.protocols or ()), peer=str(request.peer),
-            limits=MessageLimits(settings.max_message_size, settings.max_frame_size,
-                                 settings.max_fragments),
-            client_id=self._client_id, claims=self._claims)
+        asked = self.handshake_request()
         self._hook = strategy
         d: Deferred[Any] = maybeDeferred(strategy.connecting, asked)
         self._pending_handshake = d
@@ -209,6 +207,21 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
 
         d.addCallbacks(accepted, refused)
         return d
+
+    def handshake_request(self) -> HandshakeRequest:
+        """
+        @return: the client's opening handshake (for a strategy's hook, or
+            its rules: L{Session.handshake}).
+        """
+        settings = self.factory.route.protocol
+        return HandshakeRequest(
+            session_id=self._session_id, path=str(self.http_request_path),
+            query=urlencode(self.http_request_params or {}, doseq=True),
+            headers={str(k).lower(): str(v) for k, v in (self.http_headers or {}).items()},
+            subprotocols=tuple(self.websocket_protocols or ()), peer=str(self.peer),
+            limits=MessageLimits(settings.max_message_size, settings.max_frame_size,
+                                 settings.max_fragments),
+            client_id=self._client_id, claims=self._claims)
 
     def onOpen(self) -> None:
         factory = self.factory
@@ -670,6 +683,8 @@ class RouteFactory(WebSocketServerFactory):
 
     def apply(self, settings: ProtocolSettings) -> None:
         self.journal.resize(settings.journal_entries, settings.journal_max_bytes)
+        self.handshake.observe(self.journal.enabled and IHandshakePolicy.providedBy(
+            self.route.strategy))
         self.setProtocolOptions(
             **autobahn_options(settings),
             perMessageCompressionAccept=_accept_deflate if settings.compression else _refuse,

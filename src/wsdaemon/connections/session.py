@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wsdaemon.interfaces import IConnectionFaults, IFlowControl, IJournalNotes, ISession
-from wsdaemon.records import SENDABLE_CLOSE_CODES, SENDABLE_CLOSE_CODES_TEXT
+from wsdaemon.records import SENDABLE_CLOSE_CODES, SENDABLE_CLOSE_CODES_TEXT, HandshakeRequest
 
 __all__ = ["Session", "Writer"]
 
@@ -44,6 +44,8 @@ class Writer(Protocol):
     def hold_reading(self, held: bool) -> None: ...
 
     def journal_note(self, text: str) -> None: ...
+
+    def handshake_request(self) -> HandshakeRequest: ...
 
 
 @implementer(ISession, IConnectionFaults, IFlowControl, IJournalNotes)
@@ -136,6 +138,16 @@ class Session:
     def note(self, text: str) -> None:
         if self._protocol is not None:
             self._protocol.journal_note(text)
+
+    @property
+    def handshake(self) -> HandshakeRequest | None:
+        """
+        The opening handshake the client connected with (path, query,
+        headers, subprotocols offered), made when asked (a scripted route's
+        rules ask); None once the connection is closed.
+        """
+        protocol = self._protocol
+        return protocol.handshake_request() if protocol is not None else None
 
     # -- flow control (IFlowControl) ----------------------------------------
 

@@ -9,7 +9,8 @@ suite changes for one test without a reload and without touching a file.
                                        handshake plan) and journal
     GET|POST|DELETE /routes/handshake?route=
                                        how handshakes are answered: refuse the next N with a
-                                       status and headers, accept or require subprotocols
+                                       status and headers, reset or hang the next N, delay
+                                       every answer, accept or require subprotocols
                                        (POST changes the keys it gives; DELETE: the rules')
     GET|PUT /routes/scenarios?route=   its scenarios' states (PUT {"NAME": "STATE", ...})
     POST /connections/send             {"session", "text" | "base64", "fragments"?}
@@ -81,14 +82,16 @@ def _plan(strategy: object) -> HandshakePlan:
 
 
 def _handshake_plan(data: Mapping[str, Any], current: HandshakePlan,
-                    refusals_left: int) -> HandshakePlan:
+                    refusals_left: int, resets_left: int = 0,
+                    hangs_left: int = 0) -> HandshakePlan:
     """
     @return: the C{current} plan with the keys C{data} gives changed, and
         only those: refusing the next handshakes keeps the subprotocols set
-        before, and the other way round (C{refuse_next} not given: the
-        refusals still left).
+        before, and the other way round (C{refuse_next}, C{reset_next},
+        C{hang_next} not given: those still left).
     """
-    found: dict[str, Any] = {"refuse_next": refusals_left}
+    found: dict[str, Any] = {"refuse_next": refusals_left, "reset_next": resets_left,
+                             "hang_next": hangs_left}
     if "subprotocols" in data:
         names = data["subprotocols"]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -99,7 +102,12 @@ def _handshake_plan(data: Mapping[str, Any], current: HandshakePlan,
         if not isinstance(require, bool):
             raise RequestError(400, '"require_subprotocol" must be true or false')
         found["require_subprotocol"] = require
-    for key in ("refuse_next", "refuse_status"):
+    if "delay" in data:
+        delay = data["delay"]
+        if isinstance(delay, bool) or not isinstance(delay, int | float):
+            raise RequestError(400, '"delay" must be a number of seconds')
+        found["delay"] = float(delay)
+    for key in ("refuse_next", "refuse_status", "reset_next", "hang_next"):
         if key in data:
             value = data[key]
             if not isinstance(value, int) or isinstance(value, bool):
@@ -186,9 +194,11 @@ class RoutesResource(ApiResource):
         factory = self._factory(request)
         data = request_object(request, self.admin.max_body)
         reject_unknown(data, {"subprotocols", "require_subprotocol", "refuse_next",
-                               "refuse_status", "refuse_headers"})
+                               "refuse_status", "refuse_headers", "reset_next", "hang_next",
+                               "delay"})
         state = factory.handshake
-        plan = _handshake_plan(data, state.plan, state.refusals_left)
+        plan = _handshake_plan(data, state.plan, state.refusals_left, state.resets_left,
+                               state.hangs_left)
         state.set(plan)
         _log.info("admin API: handshakes of {route} now {plan}", route=factory.route.path,
                   plan=plan.to_json())

@@ -26,6 +26,7 @@ from wsdaemon.records import (
     SENDABLE_CLOSE_CODES_TEXT,
     HandshakePlan,
     check_plan,
+    path_pattern,
 )
 from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.scripted.lines import TablePath, TomlLines
@@ -64,7 +65,7 @@ _SCENARIO_KEYS = {"scenario", "when_state", "set_state"}
 _RULE_KEYS = {"name", "nth", *_MATCH_KEYS, *_SCENARIO_KEYS} | _ACTION_KEYS
 _TOP_KEYS = {"greeting", "rule", "default", "handshake"}
 _HANDSHAKE_KEYS = {"subprotocols", "require_subprotocol", "refuse_next", "refuse_status",
-                   "refuse_headers"}
+                   "refuse_headers", "reset_next", "hang_next", "delay", "paths"}
 #: A ping's default wait for its pong, in seconds.
 PING_TIMEOUT = 10.0
 #: Every scenario's state when the rules are loaded, replaced or reset (WireMock's).
@@ -344,12 +345,18 @@ class _Loader:
             found["subprotocols"] = tuple(names)
         if "require_subprotocol" in value:
             found["require_subprotocol"] = self.flag(value, "require_subprotocol", where)
-        if "refuse_next" in value:
-            count = value["refuse_next"]
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise self.fail(f"refuse_next: expected a whole number >= 0, got {count!r}",
-                                where, "refuse_next")
-            found["refuse_next"] = count
+        for key in ("refuse_next", "reset_next", "hang_next"):
+            if key in value:
+                count = value[key]
+                if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                    raise self.fail(f"{key}: expected a whole number >= 0, got {count!r}",
+                                    where, key)
+                found[key] = count
+        if "delay" in value:
+            found["delay"] = self.number(value["delay"], where, "delay", 0.0,
+                                         MAX_FAULT_SECONDS)
+        if "paths" in value:
+            found["paths"] = self.paths(value["paths"], where, "paths")
         if "refuse_status" in value:
             status = value["refuse_status"]
             if isinstance(status, bool) or not isinstance(status, int):
@@ -369,6 +376,22 @@ class _Loader:
         except ValueError as e:
             raise self.fail(str(e), where) from None
         return plan
+
+    def paths(self, value: Any, where: TablePath, key: str) -> tuple[str, ...]:
+        """
+        @return: path patterns (C{"/rooms/{room}"} or a list of them), checked.
+        """
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not names or not all(
+                isinstance(n, str) for n in names):
+            raise self.fail(f"{key}: expected a path pattern or a list of them, e.g. "
+                            "[\"/\", \"/rooms/{room}\"]", where, key)
+        for name in names:
+            try:
+                path_pattern(name)
+            except ValueError as e:
+                raise self.fail(f"{key}: {e}", where, key) from None
+        return tuple(names)
 
     # -- parts of a rule -----------------------------------------------------
 
