@@ -116,7 +116,7 @@ BAD = {
         text = "x"
         regex = "y"
         reply = "z"
-        """, 3, "exactly one of text, regex, json, binary, binary_prefix; got text, regex"),
+        """, 3, "binary_prefix, json_like; got text, regex"),
     "no matcher": ("""
         [[rule]]
         reply = "z"

@@ -1,6 +1,7 @@
 """
 Which messages a matcher accepts: exact text, an RE2 regex, a JSON subset,
-any binary message, or a binary prefix. Rules files use them to pick a
+a JSON document with ignored fields (C{json_like}, its own module), any
+binary message, or a binary prefix. Rules files use them to pick a
 reply, and the admin API's journal search uses the same ones.
 """
 
@@ -14,13 +15,14 @@ from typing import Any
 
 import re2
 
+from wsdaemon.strategies.scripted.json_like import JsonLike, build_json_like, json_like_matches
 from wsdaemon.strategies.scripted.nesting import MAX_NESTING, too_deep
 
 __all__ = ["MATCH_KEYS", "NOT_JSON", "NOT_PARSED", "Matcher", "MatcherError", "build_matcher",
            "compile_regex", "json_matches", "match"]
 
 #: The keys that make a matcher; a matcher is exactly one of them.
-MATCH_KEYS = ("text", "regex", "json", "binary", "binary_prefix")
+MATCH_KEYS = ("text", "regex", "json", "binary", "binary_prefix", "json_like")
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # we report the error ourselves
@@ -46,7 +48,8 @@ class Matcher:
     """
     Which messages a rule answers (or a search finds).
 
-    @ivar kind: C{text}, C{regex}, C{json}, C{binary} or C{binary_prefix}.
+    @ivar kind: C{text}, C{regex}, C{json}, C{json_like}, C{binary} or
+        C{binary_prefix}.
     """
 
     kind: str
@@ -55,6 +58,7 @@ class Matcher:
     regex: Any = None
     json: Mapping[str, Any] | None = None
     prefix: bytes = b""
+    like: JsonLike | None = None
 
 
 def compile_regex(pattern: str) -> Any:
@@ -118,6 +122,11 @@ def build_matcher(table: Mapping[str, Any]) -> Matcher:
             raise MatcherError(kind, f"json: nested too deeply (more than {MAX_NESTING} "
                                      "levels)")
         return Matcher(kind, json=value)
+    if kind == "json_like":
+        try:
+            return Matcher(kind, like=build_json_like(value))
+        except ValueError as e:
+            raise MatcherError(kind, f"json_like: {e}") from None
     if kind == "binary":
         if value is not True:
             raise MatcherError(kind, "binary: expected true (any binary message)")
@@ -172,7 +181,7 @@ def match(matcher: Matcher, message: str | bytes, document: Any = NOT_PARSED
                                          for i in range(matcher.regex.groups + 1)}
         groups.update(found.groupdict())
         return True, groups, document
-    if kind == "json":
+    if kind in ("json", "json_like"):
         if document is NOT_PARSED:
             try:
                 document = json.loads(message)
@@ -180,5 +189,7 @@ def match(matcher: Matcher, message: str | bytes, document: Any = NOT_PARSED
                 document = NOT_JSON
         if document is NOT_JSON:
             return False, None, document
+        if matcher.like is not None:
+            return json_like_matches(matcher.like, document), None, document
         return json_matches(matcher.json, document), None, document
     return False, None, document
