@@ -1,0 +1,228 @@
+"""
+The operators' side of the conversation driver: L{OperatorHub} provides
+L{IOperatorPort}, so the driver is built with it, and the operator
+channel's connections attach to it.
+
+    hub = OperatorHub(inbox, clock, display_names={"alice": "Alice"})
+    driver = ConversationDriver(store, inbox, clock, visitors, hub, measures)
+    factory = OperatorChannelFactory(driver, hub, operators, canned, settings, clock)
+
+It fans each L{NotifyOperators} out to the operators it names (one, or
+all), each copy with that operator's own unread count, and each
+L{NotifyTeam} to everyone. A link that fails to take an event is logged
+and the others still get it; how much a slow operator may leave unread is
+the link's own bound (the channel closes it past C{max_outbound_buffer}),
+so it never holds the others up.
+
+It also keeps what operators need to name conversations (the alias index,
+L{ConversationIndex}, kept in step with the inbox: filled from it once,
+then told of every conversation the driver notifies about) and who has
+which conversation open (viewing indicators, at most one conversation per
+connection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wsdaemon.conversations.aliases import (
+    DEFAULT_MAX_CANDIDATES,
+    DEFAULT_MAX_ENTRIES,
+    ConversationIndex,
+    UnknownReference,
+)
+from wsdaemon.conversations.effects import NotifyOperators, NotifyTeam
+from wsdaemon.conversations.inbox import Inbox
+from wsdaemon.conversations.model import Conversation, Status
+from wsdaemon.support.ports import IOperatorPort
+from wsdaemon.support.summaries import DEFAULT_TEXT_CHARS, message_entry, note_entry, summary
+
+__all__ = ["ID_LENGTH", "OperatorHub", "OperatorLink"]
+
+_log = Logger(namespace="wsdaemon.operators")
+
+#: Characters of a conversation id (L{conversation_id_for}): a reference
+#: this long is taken as an id even when the index does not hold it (a
+#: resolved conversation the driver reads from the store).
+ID_LENGTH = 20
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+
+class OperatorLink(Protocol):
+    """What the hub needs of an operator's connection."""
+
+    operator: str
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        """Send one event (already bounded); must not raise for a closed link."""
+
+
+@implementer(IOperatorPort)
+class OperatorHub:
+    """
+    @param inbox: the driver's inbox (the hub reads it, never changes it).
+    @param clock: for waiting times in summaries.
+    @param display_names: operators' display names by login name.
+    @param max_index_entries: conversations the alias index holds (the
+        live ones always stay).
+    @param max_candidates: candidates an ambiguous reference lists.
+    @param text_chars: characters of a message or note sent in an event.
+    """
+
+    def __init__(self, inbox: Inbox, clock: IReactorTime, *,
+                 display_names: Mapping[str, str] | None = None,
+                 max_index_entries: int = DEFAULT_MAX_ENTRIES,
+                 max_candidates: int = DEFAULT_MAX_CANDIDATES,
+                 text_chars: int = DEFAULT_TEXT_CHARS) -> None:
+        if not IReactorTime.providedBy(clock):
+            raise TypeError(f"{clock!r} does not provide IReactorTime")
+        self.inbox = inbox
+        self.clock = clock
+        self.display_names = dict(display_names or {})
+        self.text_chars = text_chars
+        self.index = ConversationIndex(max_entries=max_index_entries,
+                                       max_candidates=max_candidates, keep=self._live)
+        self._synced = False
+        self._links: list[OperatorLink] = []
+        self._viewing: dict[OperatorLink, str] = {}
+        self._viewers: dict[str, dict[OperatorLink, None]] = {}
+
+    # -- names -----------------------------------------------------------------
+
+    def _live(self, conversation_id: str) -> bool:
+        found = self.inbox.conversation(conversation_id)
+        return found is not None and found.status is not Status.RESOLVED
+
+    def sync(self) -> None:
+        """Take every conversation the inbox holds into the index (once, after start)."""
+        if self._synced:
+            return
+        self._synced = True
+        for conversation in self.inbox.conversations():
+            self.index.add(conversation.conversation_id, conversation.visitor)
+
+    def resolve(self, reference: str) -> str:
+        """
+        The conversation an operator names by id, alias or unique prefix.
+
+        @raise UnknownReference: nothing known matches (a whole id of a
+            conversation not in memory is passed on as it is: the driver
+            reads it from the store).
+        @raise AmbiguousReference: more than one matches.
+        """
+        self.sync()
+        try:
+            return self.index.resolve(reference)
+        except UnknownReference:
+            query = reference.strip().lower()
+            if len(query) == ID_LENGTH and set(query) <= _ID_CHARS:
+                return query
+            raise
+
+    def alias(self, conversation: Conversation) -> str:
+        return self.index.add(conversation.conversation_id, conversation.visitor)
+
+    def display_name(self, operator: str) -> str:
+        return self.display_names.get(operator, operator)
+
+    def summary(self, conversation: Conversation, operator: str) -> dict[str, Any]:
+        """The conversation as C{operator} sees it (its unread count, who views it)."""
+        viewers = self._viewers.get(conversation.conversation_id, {})
+        return summary(conversation, operator, self.clock.seconds(),
+                       alias=self.alias(conversation),
+                       viewing={link.operator for link in viewers},
+                       names=self.display_names)
+
+    # -- connections -------------------------------------------------------------
+
+    def attach(self, link: OperatorLink) -> None:
+        self.sync()
+        if link not in self._links:
+            self._links.append(link)
+
+    def detach(self, link: OperatorLink) -> bool:
+        """
+        @return: whether it was its operator's last link (the operator is
+            gone: the channel then tells the driver it is offline).
+        """
+        self.view(link, None)
+        if link in self._links:
+            self._links.remove(link)
+        return not self.links_of(link.operator)
+
+    def links_of(self, operator: str) -> list[OperatorLink]:
+        return [link for link in self._links if link.operator == operator]
+
+    @property
+    def links(self) -> list[OperatorLink]:
+        return list(self._links)
+
+    def viewers(self, conversation_id: str) -> list[str]:
+        return sorted({link.operator for link in self._viewers.get(conversation_id, {})})
+
+    def view(self, link: OperatorLink, conversation_id: str | None) -> None:
+        """
+        C{link} has C{conversation_id} open now (None: none); everyone is
+        told who views the conversations this changed.
+        """
+        before = self._viewing.get(link)
+        if before == conversation_id:
+            return
+        if before is not None:
+            del self._viewing[link]
+            held = self._viewers[before]
+            del held[link]
+            if not held:
+                del self._viewers[before]
+        if conversation_id is not None:
+            self._viewing[link] = conversation_id
+            self._viewers.setdefault(conversation_id, {})[link] = None
+        for changed in (before, conversation_id):
+            if changed is not None:
+                self._broadcast({"type": "viewing", "conversation": changed,
+                                 "operators": self.viewers(changed)})
+
+    # -- IOperatorPort -------------------------------------------------------
+
+    def notify(self, effect: NotifyOperators) -> None:
+        conversation = effect.conversation
+        self.index.add(conversation.conversation_id, conversation.visitor)
+        recipients = (self._links if effect.operator is None
+                      else self.links_of(effect.operator))
+        extra: dict[str, Any] = {}
+        if effect.message is not None:
+            extra["message"] = message_entry(effect.message, self.text_chars)
+        if effect.note is not None:
+            extra["note"] = note_entry(effect.note, self.text_chars)
+        if effect.actor is not None:
+            extra["actor"] = effect.actor
+        copies: dict[str, dict[str, Any]] = {}
+        for link in list(recipients):
+            event = copies.get(link.operator)
+            if event is None:
+                event = {"type": effect.kind,
+                         "conversation": self.summary(conversation, link.operator), **extra}
+                copies[link.operator] = event
+            self._send(link, event)
+
+    def team_changed(self, effect: NotifyTeam) -> None:
+        self._broadcast({"type": "team", "operator": {
+            "name": effect.operator, "display_name": self.display_name(effect.operator),
+            "availability": effect.availability, "capacity": effect.capacity,
+            "load": effect.load}})
+
+    def _broadcast(self, event: dict[str, Any]) -> None:
+        for link in list(self._links):
+            self._send(link, event)
+
+    def _send(self, link: OperatorLink, event: dict[str, Any]) -> None:
+        try:
+            link.send_event(event)
+        except Exception:
+            _log.failure("operator {name}: could not send a {kind} event", name=link.operator,
+                         kind=event.get("type"))
