@@ -38,6 +38,7 @@ from wsdaemon.strategies.scripted.matching import (
 )
 from wsdaemon.strategies.scripted.nesting import MAX_NESTING, too_deep, too_deep_line
 from wsdaemon.strategies.scripted.template import Scope, Template, TemplateError
+from wsdaemon.strategies.scripted.when import When, WhenError, build_when, names_in
 
 __all__ = [
     "EXPECT_WITHIN", "INITIAL_STATE", "MAX_STATE_LENGTH", "MAX_STEPS", "Close", "Matcher",
@@ -62,7 +63,7 @@ EXPECT_WITHIN = 5.0
 #: The most steps one rule may hold.
 MAX_STEPS = 100
 _SCENARIO_KEYS = {"scenario", "when_state", "set_state"}
-_RULE_KEYS = {"name", "nth", *_MATCH_KEYS, *_SCENARIO_KEYS} | _ACTION_KEYS
+_RULE_KEYS = {"name", "nth", "when", *_MATCH_KEYS, *_SCENARIO_KEYS} | _ACTION_KEYS
 _TOP_KEYS = {"greeting", "rule", "default", "handshake"}
 _HANDSHAKE_KEYS = {"subprotocols", "require_subprotocol", "refuse_next", "refuse_status",
                    "refuse_headers", "reset_next", "hang_next", "delay", "paths"}
@@ -99,6 +100,8 @@ class Outgoing:
     delay: float = 0.0
     #: Sent as up to this many frames.
     fragments: int = 1
+    #: A greeting's condition on the handshake (None: every connection).
+    when: When | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,8 @@ class Rule:
     steps: tuple[Step, ...] = ()
     #: How a connection whose sequence failed is closed (None: left open).
     fail_close: Close | None = None
+    #: The rule's condition on its connection's handshake (None: any).
+    when: When | None = None
 
     @property
     def immediate(self) -> bool:
@@ -208,6 +213,8 @@ class RuleSet:
     handshake: HandshakePlan | None = None
     #: The scenarios the rules name, each starting in L{INITIAL_STATE}.
     scenarios: tuple[str, ...] = ()
+    #: C{[handshake] paths}, as segments (L{wsdaemon.records.path_pattern}).
+    paths: tuple[tuple[str, ...], ...] = ()
 
     @property
     def uses_json(self) -> bool:
@@ -218,6 +225,8 @@ class _Loader:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.lines = TomlLines(text)
+        #: The placeholders of [handshake] paths (templates may use them).
+        self.path_names: frozenset[str] = frozenset()
 
     def fail(self, message: str, table: TablePath, key: str | None = None) -> RulesError:
         return RulesError(message, self.lines.line_of(table, key))
@@ -395,7 +404,23 @@ class _Loader:
 
     # -- parts of a rule -----------------------------------------------------
 
-    def matcher(self, table: Mapping[str, Any], where: TablePath) -> tuple[Matcher, Scope]:
+    def when(self, table: Mapping[str, Any], where: TablePath) -> When | None:
+        """
+        @return: a rule's or greeting's condition on the handshake, if any.
+        """
+        if "when" not in table:
+            return None
+        try:
+            return build_when(table["when"])
+        except WhenError as e:
+            inner = self.lines.line_of(where + ("when",), e.key)
+            line = self.lines.line_of(where, "when") if inner == self.lines.line_of(where) \
+                else inner
+            raise RulesError(e.message, line) from None
+
+    def matcher(self, table: Mapping[str, Any], where: TablePath) -> tuple[Matcher | None, Scope]:
+        if "when" in table and not any(k in table for k in _MATCH_KEYS):
+            return None, Scope()  # every message of the connections the condition admits
         try:
             matcher = build_matcher(table)
         except MatcherError as e:
@@ -523,7 +548,7 @@ class _Loader:
         if times is not None and (isinstance(times, bool) or not isinstance(times, int)
                                   or times < 1):
             raise self.fail(f"times: expected a whole number >= 1, got {times!r}", inner, "times")
-        tick_scope = Scope(groups=scope.groups, json=scope.json, message=scope.message, tick=True)
+        tick_scope = replace(scope, tick=True)
         return Ticker(name=name, every=every, message=self.message(value, inner, tick_scope),
                       times=times)
 
@@ -567,6 +592,9 @@ class _Loader:
         allowed = _ACTION_KEYS if is_default else _RULE_KEYS
         self.check_keys(table, allowed, where, what)
         matcher, scope = (None, Scope()) if is_default else self.matcher(table, where)
+        when = self.when(table, where)
+        scope = replace(scope, path_names=self.path_names | names_in(
+            when.paths if when is not None else ()))
         messages = self.messages(table, where, scope)
         if "fragments" in table:
             frames = self.fragments(table["fragments"], where)
@@ -615,6 +643,7 @@ class _Loader:
             steps=steps,
             fail_close=self.close(table["fail_close"], where, "fail_close")
             if "fail_close" in table else None,
+            when=when,
         )
 
     # -- the file ------------------------------------------------------------
@@ -626,13 +655,14 @@ class _Loader:
         for key, value in (("greeting", greetings_raw), ("rule", rules_raw)):
             if not isinstance(value, list):
                 raise self.fail(f"{key}: expected [[{key}]] tables", (), key)
-        greeting_scope = Scope(message=False)
-        greetings = tuple(self.send_item(g, ("greeting", i), greeting_scope, "[[greeting]]")
-                          for i, g in enumerate(greetings_raw))
+        # [handshake] first: its paths name what templates may use.
+        handshake = self.handshake(document["handshake"]) if "handshake" in document else None
+        paths = tuple(path_pattern(p) for p in handshake.paths) if handshake else ()
+        self.path_names = names_in(paths)
+        greetings = tuple(self.greeting(g, ("greeting", i)) for i, g in enumerate(greetings_raw))
         rules = tuple(self.rule(r, ("rule", i), i) for i, r in enumerate(rules_raw))
         default = self.rule(document["default"], ("default",), -1) \
             if "default" in document else None
-        handshake = self.handshake(document["handshake"]) if "handshake" in document else None
         if not rules and default is None and not greetings and handshake is None:
             # Most likely the wrong file. [handshake] alone is a route that
             # answers handshakes as it says and messages with nothing.
@@ -641,7 +671,19 @@ class _Loader:
         self.check_ticker_names(rules + ((default,) if default else ()))
         scenarios = self.check_states(rules)
         return RuleSet(path=self.path, greetings=greetings, rules=rules, default=default,
-                       handshake=handshake, scenarios=scenarios)
+                       handshake=handshake, scenarios=scenarios, paths=paths)
+
+    def greeting(self, table: Any, where: TablePath) -> Outgoing:
+        """
+        A greeting: a message, and optionally C{when} (sent only to the
+        connections whose handshake it admits).
+        """
+        when = self.when(table, where) if isinstance(table, dict) else None
+        scope = Scope(message=False, path_names=self.path_names | names_in(
+            when.paths if when is not None else ()))
+        rest = {k: v for k, v in table.items() if k != "when"} if isinstance(table, dict) \
+            else table
+        return replace(self.send_item(rest, where, scope, "[[greeting]]"), when=when)
 
     def check_states(self, rules: tuple[Rule, ...]) -> tuple[str, ...]:
         """

@@ -53,6 +53,7 @@ from wsdaemon.strategies.scripted.rules import (
 )
 from wsdaemon.strategies.scripted.sequence import StepRun
 from wsdaemon.strategies.scripted.template import parse_json_path
+from wsdaemon.strategies.scripted.when import NO_HANDSHAKE, HandshakeView, view_of
 
 __all__ = ["ScriptedStrategy", "ScriptedStrategyFactory"]
 
@@ -81,10 +82,12 @@ class _Conversation:
     """
 
     __slots__ = ("session", "counter", "answered_once", "cycle_positions", "tickers", "pending",
-                 "steps")
+                 "steps", "view")
 
-    def __init__(self, session: ISession) -> None:
+    def __init__(self, session: ISession, view: HandshakeView = NO_HANDSHAKE) -> None:
         self.session = session
+        #: Its opening handshake, as rules and templates see it.
+        self.view = view
         self.counter = 0
         self.answered_once: set[int] = set()
         self.cycle_positions: dict[int, int] = {}
@@ -99,17 +102,20 @@ class _Values:
     The values a template may use, computed only when asked for.
     """
 
-    __slots__ = ("clock", "conversation", "message", "groups", "document", "tick")
+    __slots__ = ("clock", "conversation", "message", "groups", "document", "tick", "params")
 
     def __init__(self, clock: IReactorTime, conversation: _Conversation,
                  message: str | bytes | None, groups: Mapping[str, str | None] | None,
-                 document: Any) -> None:
+                 document: Any, params: Mapping[str, str] | None = None) -> None:
         self.clock = clock
         self.conversation = conversation
         self.message = message
         self.groups = groups
         self.document = document
         self.tick = 0
+        #: The path's placeholders as the rule's when.path found them (None:
+        #: the connection's, from [handshake] paths).
+        self.params = params
 
     def __call__(self, name: str) -> str:
         if name == "message":
@@ -128,7 +134,13 @@ class _Values:
                 timespec="milliseconds").replace("+00:00", "Z")
         if name == "timestamp":
             return f"{self.clock.seconds():.3f}"
+        if name == "path":
+            return self.conversation.view.path
         kind, _, rest = name.partition(".")
+        if kind == "path" and self.params is not None:
+            return self.params.get(rest, "")
+        if kind in ("path", "query", "headers"):
+            return self.conversation.view.value(kind, rest)
         if kind == "match" and self.groups is not None:
             return self.groups.get(rest) or ""
         if kind == "json" and self.document is not NOT_JSON:
@@ -136,7 +148,8 @@ class _Values:
         return ""
 
     def with_tick(self, tick: int) -> _Values:
-        values = _Values(self.clock, self.conversation, self.message, self.groups, self.document)
+        values = _Values(self.clock, self.conversation, self.message, self.groups, self.document,
+                         self.params)
         values.tick = tick
         return values
 
@@ -195,16 +208,33 @@ class ScriptedStrategy:
     # -- IReplyStrategy ------------------------------------------------------
 
     def connection_opened(self, session: ISession) -> None:
-        conversation = _Conversation(session)
-        self._conversations[session.session_id] = conversation
+        conversation = self._open(session)
         values = _Values(self._clock, conversation, None, None, NOT_JSON)
-        self._send_all(conversation, self.rules.greetings, values, close=None)
+        greetings, each = [], []
+        for greeting in self.rules.greetings:
+            if greeting.when is None:
+                greetings.append(greeting)
+                each.append(values)
+                continue
+            params = greeting.when.params(conversation.view)
+            if params is not None:
+                greetings.append(greeting)
+                each.append(_Values(self._clock, conversation, None, None, NOT_JSON, params))
+        self._send_all(conversation, tuple(greetings), values, close=None, each=each)
+
+    def _open(self, session: ISession) -> _Conversation:
+        """
+        A connection's state, with its handshake read once (path, query,
+        headers, offered subprotocols: what rules' when and templates see).
+        """
+        conversation = _Conversation(session, view_of(session, self.rules.paths))
+        self._conversations[session.session_id] = conversation
+        return conversation
 
     def message_received(self, session: ISession, message: str | bytes) -> object:
         conversation = self._conversations.get(session.session_id)
         if conversation is None:  # opened before a reload, or a misbehaving caller
-            conversation = _Conversation(session)
-            self._conversations[session.session_id] = conversation
+            conversation = self._open(session)
         conversation.counter += 1
         if conversation.steps is not None and conversation.steps.offer(message):
             return None  # what a step expected (or not): the rules do not see it
@@ -217,9 +247,14 @@ class ScriptedStrategy:
             if rule.when_state is not None and \
                     self._states.get(rule.scenario or "") != rule.when_state:
                 continue
+            params = None
+            if rule.when is not None:
+                params = rule.when.params(conversation.view)
+                if params is None:
+                    continue
             matched, groups, document = self._match(rule, message, document)
             if matched:
-                return self._answer(conversation, rule, message, groups, document)
+                return self._answer(conversation, rule, message, groups, document, params)
         if self.rules.default is not None:
             return self._answer(conversation, self.rules.default, message, None, NOT_JSON)
         return None
@@ -278,20 +313,22 @@ class ScriptedStrategy:
     def _match(
         self, rule: Rule, message: str | bytes, document: Any
     ) -> tuple[bool, Mapping[str, str | None] | None, Any]:
-        assert rule.matcher is not None
+        if rule.matcher is None:  # a rule with only when: every message
+            return True, None, document
         return match(rule.matcher, message, document)
 
     # -- answering -----------------------------------------------------------
 
     def _answer(self, conversation: _Conversation, rule: Rule, message: str | bytes,
-                groups: Mapping[str, str | None] | None, document: Any) -> object:
+                groups: Mapping[str, str | None] | None, document: Any,
+                params: Mapping[str, str] | None = None) -> object:
         if rule.once:
             conversation.answered_once.add(rule.index)
         if rule.set_state is not None and rule.scenario is not None:
             self._move(rule.scenario, rule.set_state, f"rule {rule.name}")
         values = _Values(self._clock, conversation, message, groups,
                          document if rule.matcher is not None and rule.matcher.kind == "json"
-                         else NOT_JSON)
+                         else NOT_JSON, params)
         if rule.immediate:
             # The common case: a plain value, no timers, no Deferred.
             if len(rule.messages) == 1:
@@ -334,20 +371,22 @@ class ScriptedStrategy:
         return None
 
     def _send_all(self, conversation: _Conversation, messages: tuple[Outgoing, ...],
-                  values: _Values, close: Any) -> float:
+                  values: _Values, close: Any, each: list[_Values] | None = None) -> float:
         """
         Send C{messages} now or after their delays, then close if asked.
 
+        @param each: each message's values, if not all C{values}.
         @return: when the last one goes, in seconds from now.
         """
         at = 0.0
         session = conversation.session
-        for message in messages:
+        for n, message in enumerate(messages):
             at += message.delay
+            filled = values if each is None else each[n]
             if at == 0:
-                self._send_one(session, message, values)
+                self._send_one(session, message, filled)
             else:
-                self._later(conversation, at, partial(self._send_one, session, message, values))
+                self._later(conversation, at, partial(self._send_one, session, message, filled))
         if close is not None:
             if at == 0:
                 session.close(close.code, close.reason)

@@ -14,7 +14,12 @@ Placeholders:
     is the whole match), in rules matching a regex;
   - C{{json.PATH}}: a field of a JSON message (C{json.user.name},
     C{json.items.0}), in rules matching JSON;
-  - C{{tick}}: in a ticker, how many times it has fired, this time included.
+  - C{{tick}}: in a ticker, how many times it has fired, this time included;
+  - C{{path}}: the path the client connected to; C{{path.NAME}}: a
+    placeholder of the C{[handshake] paths} pattern it matched, or of the
+    rule's C{when.path};
+  - C{{query.NAME}}, C{{headers.NAME}}: a query parameter, a header (any
+    case) of the handshake; empty when absent.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from wsdaemon.spelling import did_you_mean
 
 __all__ = ["Scope", "Template", "TemplateError", "parse_json_path"]
 
-_SIMPLE = frozenset({"message", "session", "route", "counter", "time", "timestamp"})
+_SIMPLE = frozenset({"message", "session", "route", "counter", "time", "timestamp", "path"})
+#: A query parameter's or header's name in a placeholder.
+_NAME = re.compile(r"[A-Za-z0-9_.~!$'*+^`|\-]+")
 #: Matched whole (fullmatch): `$` would accept a final newline.
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9_\-]+")
 
@@ -71,6 +78,9 @@ class Scope:
     json: bool = False
     message: bool = True
     tick: bool = False
+    #: The path placeholders the handshake may fill ([handshake] paths and
+    #: the rule's when.path).
+    path_names: Collection[str] = ()
 
     def check(self, name: str) -> None:
         if name in _SIMPLE:
@@ -89,6 +99,20 @@ class Scope:
                 known = ", ".join(sorted(self.groups, key=lambda g: (not g.isdigit(), g)))
                 raise TemplateError(f"{{{name}}}: the regex has no group {rest!r} (it has {known})")
             return
+        if kind == "path":
+            if rest not in self.path_names:
+                known = ", ".join(sorted(self.path_names)) or "none"
+                raise TemplateError(
+                    f"{{{name}}}: no path pattern names {{{rest}}} (give one in [handshake] "
+                    f"paths or the rule's when.path, e.g. \"/rooms/{{{rest}}}\"; named: "
+                    f"{known})")
+            return
+        if kind in ("query", "headers"):
+            if not _NAME.fullmatch(rest):
+                raise TemplateError(f"{{{name}}}: expected {{{kind}.NAME}}, e.g. "
+                                    + ("{query.token}" if kind == "query" else
+                                       "{headers.x-user}"))
+            return
         if kind == "json":
             if not self.json:
                 raise TemplateError(f"{{{name}}} needs a rule that matches JSON")
@@ -101,7 +125,7 @@ class Scope:
         raise TemplateError(
             f"unknown placeholder {{{name}}}{hint}; expected one of {{message}}, {{session}}, "
             "{route}, {counter}, {time}, {timestamp}, {match.N}, {match.NAME}, {json.PATH}, "
-            "{tick}"
+            "{tick}, {path}, {path.NAME}, {query.NAME}, {headers.NAME}"
         )
 
 
