@@ -1,0 +1,428 @@
+"""
+The visitors' open connections, as the conversation driver reaches them:
+L{VisitorSessions} provides L{IVisitorPort}.
+
+Each (route, visitor public id) may have several connections at once (tabs),
+each C{plain} (text frames, the seed's page) or C{structured}
+(C{wsdaemon.chat.v1}, JSON). A committed message goes to every one of them:
+plain ones get its text (only messages to the visitor), structured ones the
+JSON C{message} frame, each message once and in C{seq} order per
+connection (a connection remembers the highest C{seq} it was written,
+C{sent}).
+
+Resuming without losing or doubling a message: while a connection's page of
+older messages is being read from the store (a structured client's
+C{hello}, a plain client's messages written while it was away), what the
+driver delivers to it is held in its buffer; once the page is written the
+buffer follows, without what the page already held. A message is committed
+before the driver delivers it, so every message is in the page, in the
+buffer, or both. Past C{max_buffered} held frames the buffer's messages are
+dropped and the connection is I{behind}: a structured client is told
+C{more} and pages on with C{history}; a plain one is read again.
+
+Acknowledgements: a structured client's message is acknowledged (C{ack}
+with its id, C{seq} and time) on the connection that sent it, and copied to
+the visitor's other structured connections, in the driver's effect order,
+so before the notices that follow it. The strategy registers the message
+(L{expect}) before submitting it and settles it after (L{settle}).
+
+Bounds (defaults below): C{max_sessions_per_visitor} connections of one
+visitor (L{add} refuses more), C{max_buffered} frames held per connection,
+C{max_pending_per_visitor} messages of one visitor awaiting their
+acknowledgement.
+
+Availability (L{announce}) goes to every structured connection: that is
+O(structured connections) per flip, rare (the first operator online, the
+last one gone), and spread over reactor turns of C{announce_batch}
+connections each, so no message waits behind it long; the message path
+itself is O(the visitor's own connections).
+
+Constructor: C{VisitorSessions(inbox, clock, *, max_sessions_per_visitor=16,
+max_buffered=256, max_pending_per_visitor=64, announce_batch=500)}, where
+C{inbox} is the driver's committed view (its time of a message just
+committed, its team's availability).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wsdaemon.conversations.effects import (
+    AnnounceAvailability,
+    ConfirmVisitorMessage,
+    DeliverMessage,
+    RefuseVisitor,
+    SignalVisitor,
+)
+from wsdaemon.conversations.model import Author, Message, conversation_id_for
+from wsdaemon.conversations.transition import InboxView
+from wsdaemon.interfaces import ISession
+from wsdaemon.support.ports import IVisitorPort
+from wsdaemon.support.visitor_protocol import (
+    ack_frame,
+    availability_frame,
+    message_frame,
+    read_frame,
+    status_frame,
+    typing_frame,
+)
+
+__all__ = ["DEFAULT_ANNOUNCE_BATCH", "DEFAULT_MAX_BUFFERED", "DEFAULT_MAX_PENDING_PER_VISITOR",
+           "DEFAULT_MAX_SESSIONS_PER_VISITOR", "Mode", "VisitorConnection", "VisitorSessions"]
+
+#: Connections one visitor may have open on one route at once (tabs).
+DEFAULT_MAX_SESSIONS_PER_VISITOR = 16
+#: Frames held for one connection while its page is read.
+DEFAULT_MAX_BUFFERED = 256
+#: A visitor's messages sent and not yet acknowledged (structured).
+DEFAULT_MAX_PENDING_PER_VISITOR = 64
+#: Structured connections told of an availability flip per reactor turn.
+DEFAULT_ANNOUNCE_BATCH = 500
+
+_log = Logger(namespace="wsdaemon.support.visitors")
+
+
+class Mode(StrEnum):
+    PLAIN = "plain"
+    STRUCTURED = "structured"
+
+
+@dataclass(eq=False)
+class _Held:
+    """A frame held while a page is read: a message (C{seq}) or anything else."""
+
+    frame: str
+    seq: int | None = None
+
+
+@dataclass(eq=False)
+class VisitorConnection:
+    """
+    One open connection of a visitor.
+
+    @ivar sent: the highest C{seq} written to it as a message (or that the
+        client said it has).
+    @ivar syncing: a page is being read: what is delivered meanwhile is held.
+    @ivar behind: (structured) messages were left out: it is not written
+        live messages until a C{history} page reaches the end.
+    @ivar told_available: the availability it was last told (None: not yet).
+    """
+
+    session: ISession
+    route: str
+    visitor: str
+    mode: Mode
+    sent: int = 0
+    syncing: bool = True
+    behind: bool = False
+    overflowed: bool = False
+    held: list[_Held] = field(default_factory=list)
+    told_available: bool | None = None
+
+    @property
+    def structured(self) -> bool:
+        return self.mode is Mode.STRUCTURED
+
+
+@dataclass(eq=False)
+class _Pending:
+    text: str
+    origins: list[str]
+    count: int = 0
+
+
+@dataclass(eq=False)
+class _Visitor:
+    connections: dict[str, VisitorConnection] = field(default_factory=dict)
+    pending: dict[str, _Pending] = field(default_factory=dict)
+
+
+@implementer(IVisitorPort)
+class VisitorSessions:
+    def __init__(self, inbox: InboxView, clock: IReactorTime, *,
+                 max_sessions_per_visitor: int = DEFAULT_MAX_SESSIONS_PER_VISITOR,
+                 max_buffered: int = DEFAULT_MAX_BUFFERED,
+                 max_pending_per_visitor: int = DEFAULT_MAX_PENDING_PER_VISITOR,
+                 announce_batch: int = DEFAULT_ANNOUNCE_BATCH) -> None:
+        if not IReactorTime.providedBy(clock):
+            raise TypeError(f"{clock!r} does not provide IReactorTime")
+        for name, value in (("max_sessions_per_visitor", max_sessions_per_visitor),
+                            ("max_buffered", max_buffered),
+                            ("max_pending_per_visitor", max_pending_per_visitor),
+                            ("announce_batch", announce_batch)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        self._clock = clock
+        self._inbox = inbox
+        self.max_sessions_per_visitor = max_sessions_per_visitor
+        self.max_buffered = max_buffered
+        self.max_pending_per_visitor = max_pending_per_visitor
+        self.announce_batch = announce_batch
+        self._visitors: dict[tuple[str, str], _Visitor] = {}
+        self._connections: dict[str, VisitorConnection] = {}
+        self._structured: dict[str, VisitorConnection] = {}
+        self._available: bool | None = None
+        self._sweep: list[str] = []
+        self._sweep_call: IDelayedCall | None = None
+
+    # -- connections ---------------------------------------------------------
+
+    def add(self, session: ISession, mode: Mode) -> VisitorConnection | None:
+        """
+        A visitor's connection opened; it holds what is delivered to it
+        until L{synced} (its first page read).
+
+        @return: its state, or None when the visitor has
+            C{max_sessions_per_visitor} open already (not added: the caller
+            closes it).
+        """
+        key = (session.route, session.client_id)
+        visitor = self._visitors.get(key)
+        if visitor is None:
+            visitor = self._visitors[key] = _Visitor()
+        if len(visitor.connections) >= self.max_sessions_per_visitor:
+            self._drop_if_idle(key, visitor)
+            return None
+        connection = VisitorConnection(session, session.route, session.client_id, mode)
+        visitor.connections[session.session_id] = connection
+        self._connections[session.session_id] = connection
+        if connection.structured:
+            self._structured[session.session_id] = connection
+        return connection
+
+    def remove(self, session: ISession) -> None:
+        """The connection closed: nothing more is written to it."""
+        connection = self._connections.pop(session.session_id, None)
+        if connection is None:
+            return
+        self._structured.pop(session.session_id, None)
+        key = (connection.route, connection.visitor)
+        visitor = self._visitors.get(key)
+        if visitor is not None:
+            visitor.connections.pop(session.session_id, None)
+            self._drop_if_idle(key, visitor)
+
+    def _drop_if_idle(self, key: tuple[str, str], visitor: _Visitor) -> None:
+        if not visitor.connections and not visitor.pending:
+            del self._visitors[key]
+
+    def connection(self, session: ISession) -> VisitorConnection | None:
+        return self._connections.get(session.session_id)
+
+    def connections_of(self, route: str, visitor: str) -> list[VisitorConnection]:
+        """The visitor's open connections on C{route}, oldest first."""
+        found = self._visitors.get((route, visitor))
+        return list(found.connections.values()) if found is not None else []
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    # -- pages and what is held meanwhile ------------------------------------
+
+    def resync(self, connection: VisitorConnection) -> None:
+        """A page is about to be read for it: hold what is delivered meanwhile."""
+        if not connection.syncing:
+            connection.syncing = True
+            connection.overflowed = False
+            connection.held.clear()
+
+    def synced(self, connection: VisitorConnection, start: int, end: int,
+               more: bool) -> bool:
+        """
+        Its page (messages after C{start} up to C{end}) was written: write
+        what was held meanwhile that the page did not hold, in order.
+
+        A structured connection skips held messages up to C{end} (the page,
+        or what the client said it has); a plain one only those the page
+        wrote (after C{start} up to C{end}): one delivered to another tab
+        before is still new to this one.
+
+        @param more: the page left messages out (structured: the client
+            pages on; it is written no live message until a page reaches
+            the end).
+        @return: whether it is up to date (False: plain, messages were
+            dropped from its buffer: read again after C{sent}).
+        """
+        connection.sent = max(connection.sent, end)
+        held, connection.held = connection.held, []
+        overflowed, connection.overflowed = connection.overflowed, False
+        connection.syncing = False
+        if connection.structured:
+            connection.behind = more or overflowed
+        for entry in held:
+            if entry.seq is None:
+                connection.session.send(entry.frame)
+                continue
+            if connection.behind:
+                continue
+            if entry.seq <= connection.sent and (connection.structured or entry.seq > start):
+                continue
+            connection.session.send(entry.frame)
+            connection.sent = max(connection.sent, entry.seq)
+        if not connection.structured and overflowed:
+            connection.syncing = True
+            return False
+        return True
+
+    def _write(self, connection: VisitorConnection, frame: str, seq: int | None, *,
+               keep: bool = False) -> bool:
+        """
+        Write (or hold, while a page is read) one frame: a message (C{seq}),
+        or another frame (an acknowledgement, C{keep}: held past the bound,
+        which the pending bound limits; a signal: dropped past it).
+
+        @return: whether it was written now.
+        """
+        if connection.syncing:
+            full = len(connection.held) >= self.max_buffered
+            if seq is not None:
+                if full or connection.overflowed:
+                    connection.overflowed = True
+                    return False
+            elif full and not keep:
+                return False
+            connection.held.append(_Held(frame, seq))
+            return False
+        if seq is not None:
+            if connection.behind or seq <= connection.sent:
+                return False
+            connection.sent = seq
+        return connection.session.send(frame)
+
+    # -- IVisitorPort --------------------------------------------------------
+
+    def deliver(self, effect: DeliverMessage) -> bool:
+        message = effect.message
+        plain_took = False
+        structured: str | None = None
+        for connection in self.connections_of(effect.route, effect.visitor):
+            if connection.structured:
+                structured = structured or message_frame(message)
+                self._write(connection, structured, message.seq)
+            elif message.to_visitor and self._write(connection, message.body, message.seq):
+                plain_took = True
+        return plain_took
+
+    def tell(self, effect: ConfirmVisitorMessage | SignalVisitor | RefuseVisitor) -> None:
+        """
+        Refusals are answered by the strategy to the connection that sent
+        the message (the effect does not say which): nothing here.
+        """
+        if isinstance(effect, ConfirmVisitorMessage):
+            self._confirm(effect)
+        elif isinstance(effect, SignalVisitor):
+            frame = _signal_frame(effect)
+            if frame is None:
+                return
+            for connection in self.connections_of(effect.route, effect.visitor):
+                if connection.structured:
+                    self._write(connection, frame, None)
+
+    def announce(self, effect: AnnounceAvailability) -> None:
+        """Every structured connection, C{announce_batch} per reactor turn."""
+        self._available = effect.available
+        self._sweep = list(self._structured)
+        if self._sweep_call is None or not self._sweep_call.active():
+            self._sweep_call = self._clock.callLater(0, self._announce_some)
+
+    def _announce_some(self) -> None:
+        self._sweep_call = None
+        available = self._available
+        if available is None:
+            return
+        batch, self._sweep = self._sweep[:self.announce_batch], \
+            self._sweep[self.announce_batch:]
+        frame = availability_frame(available)
+        for session_id in batch:
+            connection = self._structured.get(session_id)
+            if connection is None or connection.told_available is available:
+                continue
+            connection.told_available = available
+            self._write(connection, frame, None)
+        if self._sweep:
+            self._sweep_call = self._clock.callLater(0, self._announce_some)
+
+    # -- acknowledgements ----------------------------------------------------
+
+    def expect(self, session: ISession, client_id: str, text: str) -> bool:
+        """
+        A structured connection's message is about to be submitted: its
+        acknowledgement goes to it, its copy to the visitor's other tabs.
+
+        @return: False when C{max_pending_per_visitor} of the visitor's
+            messages await theirs already (refuse it).
+        """
+        visitor = self._visitors.get((session.route, session.client_id))
+        if visitor is None:
+            return False
+        pending = visitor.pending.get(client_id)
+        if pending is None:
+            if len(visitor.pending) >= self.max_pending_per_visitor:
+                return False
+            pending = visitor.pending[client_id] = _Pending(text, [])
+        pending.count += 1
+        if session.session_id not in pending.origins:
+            pending.origins.append(session.session_id)
+        return True
+
+    def settle(self, session: ISession, client_id: str) -> None:
+        """The submission L{expect} announced is over (acknowledged or failed)."""
+        key = (session.route, session.client_id)
+        visitor = self._visitors.get(key)
+        if visitor is None:
+            return
+        pending = visitor.pending.get(client_id)
+        if pending is not None:
+            pending.count -= 1
+            if pending.count <= 0:
+                del visitor.pending[client_id]
+        self._drop_if_idle(key, visitor)
+
+    def _confirm(self, effect: ConfirmVisitorMessage) -> None:
+        if effect.client_message_id is None:
+            return
+        visitor = self._visitors.get((effect.route, effect.visitor))
+        pending = visitor.pending.get(effect.client_message_id) if visitor else None
+        if visitor is None or pending is None:
+            return
+        if effect.duplicate:
+            return  # the strategy answers a resend itself, with the stored time
+        conversation_id = conversation_id_for(effect.route, effect.visitor)
+        found = self._inbox.conversation(conversation_id)
+        # Committed just now: the message's time is the conversation's last activity.
+        at = found.last_activity_at if found is not None else self._clock.seconds()
+        ack = ack_frame(effect.client_message_id, effect.seq, at)
+        copy = message_frame(Message(conversation_id, effect.seq, Author.VISITOR, pending.text,
+                                     at, client_message_id=effect.client_message_id))
+        for session_id, connection in visitor.connections.items():
+            if not connection.structured:
+                continue
+            if session_id in pending.origins:
+                self._write(connection, ack, None, keep=True)
+            else:
+                self._write(connection, copy, effect.seq)
+
+    def structured_connections(self) -> Iterator[VisitorConnection]:
+        return iter(list(self._structured.values()))
+
+    @property
+    def available(self) -> bool | None:
+        """The last availability announced (None: none yet)."""
+        return self._available
+
+
+def _signal_frame(effect: SignalVisitor) -> str | None:
+    if effect.signal == "typing":
+        return typing_frame(effect.on, effect.name)
+    if effect.signal == "read":
+        return read_frame(effect.upto)
+    if effect.signal == "status":
+        return status_frame(effect.status)
+    _log.warn("conversations: unknown visitor signal {signal}", signal=effect.signal)
+    return None
