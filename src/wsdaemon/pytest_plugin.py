@@ -201,6 +201,22 @@ def _matcher(match: dict[str, Any]) -> dict[str, Any] | None:
     return {key: value}
 
 
+def _handshake_match(path: str | None, query: dict[str, Any] | None,
+                     headers: dict[str, str] | None) -> dict[str, Any]:
+    """
+    @return: a C{json} matcher for handshake entries (header names as the
+        journal keeps them: lower case).
+    """
+    wanted: dict[str, Any] = {}
+    if path is not None:
+        wanted["path"] = path
+    if query:
+        wanted["query"] = dict(query)
+    if headers:
+        wanted["headers"] = {name.lower(): value for name, value in headers.items()}
+    return wanted
+
+
 #: How an assertion message names what a journal direction holds: the noun,
 #: where it happened, and how what was seen is introduced.
 _WORDS = {
@@ -211,6 +227,7 @@ _WORDS = {
     "ping": ("ping(s)", "sent by the mock", "pings sent:"),
     "pong": ("pong(s)", "received by the mock", "pongs received:"),
     "step": ("step note(s)", "of the rules' steps", "step notes:"),
+    "handshake": ("handshake(s)", "made with the mock", "handshakes seen:"),
 }
 
 
@@ -220,6 +237,9 @@ def _show(entry: dict[str, Any]) -> str:
         return repr(text if len(text) <= 80 else text[:77] + "...")
     if entry.get("type") == "binary":
         return f"<{entry['length']} bytes: {base64.b64decode(entry['base64'])[:16].hex()}>"
+    if entry.get("direction") == "handshake":
+        query = "&".join(f"{k}={v}" for k, v in entry.get("query", {}).items())
+        return repr(entry.get("path", "") + (f"?{query}" if query else ""))
     return f"<{entry['direction']} {entry.get('code', '')}>".replace(" >", ">")
 
 
@@ -294,6 +314,27 @@ class WsMock:
         """
         self._call("POST", "/routes/handshake?route=/mock",
                    {"subprotocols": list(names), "require_subprotocol": require})
+
+    def reset_next(self, count: int = 1) -> None:
+        """
+        Answer the next C{count} handshakes by resetting their TCP
+        connection (RST): the client sees a connection reset, no HTTP answer.
+        """
+        self._call("POST", "/routes/handshake?route=/mock", {"reset_next": count})
+
+    def hang_next(self, count: int = 1) -> None:
+        """
+        Never answer the next C{count} handshakes: each client waits until
+        it gives up (its own open timeout).
+        """
+        self._call("POST", "/routes/handshake?route=/mock", {"hang_next": count})
+
+    def delay_handshakes(self, seconds: float) -> None:
+        """
+        Answer every handshake (acceptances and refusals) C{seconds} late;
+        0 answers at once again.
+        """
+        self._call("POST", "/routes/handshake?route=/mock", {"delay": seconds})
 
     def scenario(self, name: str) -> str:
         """
@@ -378,7 +419,7 @@ class WsMock:
         """
         What happened on the mock since this test began, oldest first:
         entries with C{direction} (C{in}, C{out}, C{open}, C{close}, C{ping},
-        C{pong}) and C{seq}, C{time}, C{session}, C{client}, C{type},
+        C{pong}, C{step}, C{handshake}) and C{seq}, C{time}, C{session}, C{client}, C{type},
         C{text} or C{base64}, C{code}... (see the README).
 
         @param match: one matcher, as in rules: C{text=}, C{regex=},
@@ -392,6 +433,28 @@ class WsMock:
             body["match"] = matcher
         entries: list[dict[str, Any]] = self._call("POST", "/journal/find", body)["entries"]
         return entries
+
+    def handshakes(self, path: str | None = None, query: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """
+        @return: the opening handshakes made with the mock (entries with
+            C{method}, C{path}, C{query}, C{headers}, C{subprotocols},
+            C{fault}; credentials masked), those with this C{path} (as the
+            client asked for it, e.g. C{/mock/rooms/7}) and these C{query}
+            parameters and C{headers} (any case) if given.
+        """
+        wanted = _handshake_match(path, query, headers)
+        return self.journal("handshake", **({"json": wanted} if wanted else {}))
+
+    def assert_handshake(self, count: int | None = 1, path: str | None = None,
+                         query: dict[str, Any] | None = None,
+                         headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """
+        Assert that exactly C{count} handshakes (None: at least one) had
+        this C{path}, C{query} parameters and C{headers}.
+        """
+        wanted = _handshake_match(path, query, headers)
+        return self._assert_count("handshake", count, {"json": wanted} if wanted else {})
 
     def received(self, **match: Any) -> list[dict[str, Any]]:
         """
