@@ -31,7 +31,7 @@ from wsdaemon.support.ports import IConversationMeasures, IVisitorPort
 ROUTE = "/support"
 TOKENS = {"a" * 20: "alice", "b" * 20: "bob", "c" * 20: "carol"}
 NAMES = {"alice": "Alice A.", "bob": "Bob B."}
-CANNED = "/hello Hello {name}, this is {operator}.\n/bye Bye!\n"
+CANNED = "/hello Hello {name}, this is {operator}\n/bye Bye!\n"
 
 
 @implementer(IVisitorPort, IConversationMeasures)

@@ -292,8 +292,8 @@ class OperatorRequests:
         before_note = _optional(request, "before_note", int,
                                 "the 'before_note' of the previous page")
         limit = self._limit(request)
-        await self._conversation(conversation_id)
-        return {"conversation": conversation_id,
+        conversation = await self._conversation(conversation_id)
+        return {"conversation": self.hub.summary(conversation, link.operator),
                 **await self._thread(conversation_id, before, before_note, limit)}
 
     # -- changes ---------------------------------------------------------------

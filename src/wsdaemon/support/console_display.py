@@ -1,0 +1,155 @@
+"""
+What the terminal console shows of conversations, as lines: the list (alias,
+unread, waiting time as C{4m}, assignee, preview), the thread (local,
+readable times, who wrote, notes marked), events.
+
+Everything that came from the network (texts, names, aliases, labels,
+ids) goes through L{visible}: control characters and invisible formatting
+are shown escaped, never interpreted, so a visitor can neither drive the
+operator's terminal nor start a line of its own; one entry stays one line.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Any
+
+from wsdaemon.escaping import visible
+
+__all__ = ["ID_SHOWN", "PREVIEW_SHOWN", "duration", "entry_line", "event_line", "local_time",
+           "summary_line", "team_line"]
+
+#: Characters of a conversation id shown beside its alias (a prefix any
+#: command takes).
+ID_SHOWN = 8
+#: Characters of a preview in a list line.
+PREVIEW_SHOWN = 60
+
+
+def duration(seconds: float) -> str:
+    """C{45s}, C{4m}, C{2h05m}, C{3d}: how long, at a glance."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+def _moment(at: float, tz: tzinfo | None) -> datetime:
+    return datetime.fromtimestamp(at, tz) if tz is not None \
+        else datetime.fromtimestamp(at).astimezone()
+
+
+def local_time(at: float, now: float, tz: tzinfo | None = None) -> str:
+    """
+    C{14:03} today, C{Dec 05 14:03} another day, in the operator's time
+    zone (C{tz}; None: the machine's).
+    """
+    when, today = _moment(at, tz), _moment(now, tz)
+    if when.date() == today.date():
+        return when.strftime("%H:%M")
+    return when.strftime("%b %d %H:%M")
+
+
+def _short(text: str, chars: int) -> str:
+    one = visible(text)
+    return one if len(one) <= chars else one[:chars - 3] + "..."
+
+
+def _who(summary: dict[str, Any]) -> str:
+    alias = visible(summary.get("name") or summary.get("alias") or "?")
+    return f"{alias} ({visible(str(summary.get('id', ''))[:ID_SHOWN])})"
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """One conversation in a list."""
+    unread = int(summary.get("unread") or 0)
+    parts = [_who(summary)]
+    parts.append(f"{unread} unread" if unread else "read")
+    if summary.get("waiting_since") is not None:
+        parts.append(f"waiting {duration(float(summary.get('waiting') or 0))}")
+    status = str(summary.get("status"))
+    if status != "open":
+        parts.append(visible(status))
+    assignee = summary.get("assignee")
+    parts.append(f"@{visible(assignee)}" if assignee else "unassigned")
+    labels = summary.get("labels") or []
+    if labels:
+        parts.append("[" + ", ".join(visible(label) for label in labels) + "]")
+    viewing = summary.get("viewing") or []
+    if viewing:
+        parts.append("viewed by " + ", ".join(visible(name) for name in viewing))
+    return "  ".join(parts) + ": " + _short(str(summary.get("preview") or ""), PREVIEW_SHOWN)
+
+
+def _more(entry: dict[str, Any]) -> str:
+    if not entry.get("truncated"):
+        return ""
+    hidden = int(entry.get("length", 0)) - len(str(entry.get("text", "")))
+    return f" [... {hidden} more characters]"
+
+
+def entry_line(entry: dict[str, Any], alias: str, now: float, tz: tzinfo | None = None) -> str:
+    """One entry of a thread: a message (who wrote it) or a private note (marked)."""
+    when = local_time(float(entry.get("at") or 0), now, tz)
+    text = visible(entry.get("text", "")) + _more(entry)
+    if entry.get("kind") == "note":
+        return f"[{when}] NOTE by {visible(entry.get('operator'))} (private): {text}"
+    author = entry.get("author")
+    if author == "visitor":
+        who = visible(alias)
+    elif author == "operator":
+        name, login = entry.get("name"), entry.get("operator")
+        who = visible(name or login) + (f" ({visible(login)})" if name and login != name
+                                         else "")
+    else:
+        who = visible(author)
+    return f"[{when}] {who}: {text}"
+
+
+def team_line(operator: dict[str, Any]) -> str:
+    capacity = int(operator.get("capacity") or 0)
+    room = f"{operator.get('load', 0)}/{capacity}" if capacity else f"{operator.get('load', 0)}"
+    return (f"{visible(operator.get('display_name') or operator.get('name'))} "
+            f"({visible(operator.get('name'))}): {visible(operator.get('availability'))}, "
+            f"{room} open")
+
+
+def event_line(event: dict[str, Any], me: str, now: float, tz: tzinfo | None = None
+               ) -> str | None:
+    """
+    An event as one line, or None for those not worth a line (receipts,
+    typing and viewing elsewhere than where you look are left to the list).
+    """
+    kind = event.get("type")
+    summary = event.get("conversation")
+    if kind == "team":
+        return "team " + team_line(event.get("operator") or {})
+    if not isinstance(summary, dict):
+        return None
+    who = _who(summary)
+    alias = str(summary.get("name") or summary.get("alias") or "?")
+    actor = event.get("actor")
+    if kind == "conversation":
+        return f"new  {summary_line(summary)}"
+    if kind == "message" and isinstance(event.get("message"), dict):
+        return f"msg  {who} " + entry_line(event["message"], alias, now, tz)
+    if kind == "note" and isinstance(event.get("note"), dict):
+        return f"note {who} " + entry_line(event["note"], alias, now, tz)
+    if kind == "assigned":
+        return f"mine {who} is assigned to you: " + _short(
+            str(summary.get("preview") or ""), PREVIEW_SHOWN)
+    if kind == "updated":
+        by = f" (by {visible(actor)})" if actor and actor != me else ""
+        state = visible(summary.get("status"))
+        if summary.get("status") == "open":
+            assignee = summary.get("assignee")
+            state += f", @{visible(assignee)}" if assignee else ", unassigned"
+        labels = summary.get("labels") or []
+        if labels:
+            state += " [" + ", ".join(visible(label) for label in labels) + "]"
+        return f"upd  {who}: {state}{by}"
+    return None
