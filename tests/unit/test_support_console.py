@@ -225,3 +225,44 @@ def test_a_session_against_the_channel() -> None:
     shown = [line for line in out.getvalue().splitlines() if "one more thing" in line]
     assert shown[-1].startswith(f"msg  {alias_for('ann')}")
     assert shown[-1].endswith(f"] {alias_for('ann')}: one more thing")
+
+
+V2_HELLO = {"type": "hello", "protocol": 2, "operator": "alice", "display_name": "Alice A.",
+            "conversations": [], "total": 0, "more": False, "next": None, "team": []}
+
+
+def test_wsdaemon_operator_recognises_the_v2_greeting() -> None:
+    """The command's greeting check takes the conversations' hello (protocol 2) too."""
+    from wsdaemon.strategies.operator.console import greeting
+
+    assert greeting(json.dumps(V2_HELLO).encode(), False) == V2_HELLO
+    assert isinstance(greeting(json.dumps({**V2_HELLO, "protocol": 3}).encode(), False), str)
+
+
+@pytest.mark.parametrize("protocol", [None, 2])
+def test_wsdaemon_operator_speaks_what_the_greeting_says(protocol: int | None) -> None:
+    """Lines typed before the greeting wait; the greeting chooses the console (the queue's,
+    or conversations' for protocol 2), which then gets them in order."""
+    from wsdaemon.strategies.operator.commands import Console
+    from wsdaemon.strategies.operator.console import Switch
+
+    out, err, sent = io.StringIO(), io.StringIO(), []
+    switch = Switch(out, err, lambda status: None, Clock())
+    switch.line("help")
+    switch.line("team" if protocol else "list")
+    switch.connected(sent.append)
+    hello = V2_HELLO if protocol else {"type": "hello", "operator": "alice", "items": [],
+                                       "total": 0, "operators_online": 1}
+    switch.event(hello)
+    if protocol:
+        assert isinstance(switch.current, ConversationConsole)
+        assert sent[0]["type"] == "availability"  # then the canned replies, then the lines
+        switch.event({"type": "ok", "id": 1, "team": []})
+        switch.event({"type": "ok", "id": 2, "canned": [], "more": False})
+        assert "open #REF" in out.getvalue()
+        assert sent[-1] == {"type": "team", "id": 3}
+    else:
+        assert type(switch.current) is Console
+        assert sent == [{"type": "list", "id": 1}]
+    switch.stopping = True
+    assert switch.current.stopping

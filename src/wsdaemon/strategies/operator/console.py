@@ -14,11 +14,18 @@ instead and exits with status 1: nothing listening (on a terminal at once,
 from a pipe after L{PATIENCE} seconds of tries), an HTTP answer instead of a
 WebSocket, a first message that is not the channel's greeting (at once), or
 a WebSocket that says nothing (after L{PATIENCE} seconds).
+
+It speaks what the channel's greeting says: the operator queue's protocol,
+or with C{"protocol": 2} conversations (issue 22), whose console
+(L{wsdaemon.support.console.ConversationConsole}) is loaded by name when
+that greeting comes, as the strategy registry loads built-ins: the queue's
+package does not depend on the support component, its sibling layer.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -40,7 +47,7 @@ from zope.interface import implementer
 from wsdaemon.strategies.operator.commands import HELP, TOKEN_REVOKED, Console
 from wsdaemon.strategies.operator.display import visible
 
-__all__ = ["Console", "main"]
+__all__ = ["Console", "Switch", "main"]
 
 #: Seconds the console tries to reach the operator channel before it gives
 #: up (from a pipe; on a terminal a failed connection ends it at once), and
@@ -50,6 +57,10 @@ PATIENCE = 4.0
 QUOTED = 100
 NOT_THE_CHANNEL = "is not wsdaemon's operator channel"
 _WHERE = " (the channel is at the [operator] section's path, /operator by default)"
+
+#: The greeting's C{protocol} for conversations, and the console that speaks it.
+CONVERSATIONS_PROTOCOL = 2
+CONVERSATIONS_CONSOLE = "wsdaemon.support.console:ConversationConsole"
 
 _REFUSED = re.compile(r"[\[(](401|403)\b")
 # HTTP answers below 500 worth another try (the server is busy).
@@ -73,6 +84,12 @@ def greeting(payload: bytes, is_binary: bool) -> dict[str, Any] | str:
             and isinstance(event.get("total"), int)
             and isinstance(event.get("operators_online"), int)):
         return event
+    if (isinstance(event, dict) and event.get("type") == "hello"
+            and event.get("protocol") == CONVERSATIONS_PROTOCOL
+            and isinstance(event.get("operator"), str)
+            and isinstance(event.get("conversations"), list)
+            and isinstance(event.get("total"), int)):
+        return event
     quoted = visible(text[:QUOTED]) + ("..." if len(text) > QUOTED else "")
     return f'its first message was "{quoted}", not the channel\'s greeting'
 
@@ -95,7 +112,7 @@ class _Reach:
     Afterwards the console reconnects by itself, however long it takes.
     """
 
-    def __init__(self, url: str, clock: IReactorTime, console: Console,
+    def __init__(self, url: str, clock: IReactorTime, console: Console | Switch,
                  stop: Callable[[int], None], *, retry: bool) -> None:
         self.url = url
         self._clock = clock
@@ -152,8 +169,81 @@ class _Reach:
         return min(0.25 * 1.5 ** min(attempt, 10), 1.0, left)
 
 
+class Switch:
+    """
+    The console, chosen by the channel's greeting: the queue's L{Console},
+    or for C{"protocol": 2} the conversations' console. Lines typed before
+    the greeting wait, then go to the one chosen, in order.
+    """
+
+    def __init__(self, out: Any, err: Any, stop: Callable[[int], None],
+                 clock: IReactorTime) -> None:
+        self.out = out
+        self.err = err
+        self._stop = stop
+        self._clock = clock
+        self.current: Any = Console(out, err, stop)
+        self._chosen = False
+        self._send: Callable[[dict[str, Any]], None] | None = None
+        self._lines: list[str] = []
+        self._ended = False
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self.current.stopping)
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self.current.stopping = value
+
+    @property
+    def connected_once(self) -> bool:
+        return bool(self.current.connected_once)
+
+    def complain(self, text: str) -> None:
+        self.current.complain(text)
+
+    def connected(self, send: Callable[[dict[str, Any]], None]) -> None:
+        self._send = send
+        if self._chosen:
+            self.current.connected(send)
+
+    def disconnected(self, reason: str) -> None:
+        self.current.disconnected(reason)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if self._chosen or event.get("type") != "hello":
+            self.current.event(event)
+            return
+        self._chosen = True
+        if event.get("protocol") == CONVERSATIONS_PROTOCOL:
+            module, _, name = CONVERSATIONS_CONSOLE.partition(":")
+            kind = getattr(importlib.import_module(module), name)
+            self.current = kind(self.out, self.err, self._stop, clock=self._clock)
+        if self._send is not None:
+            self.current.connected(self._send)
+        self.current.event(event)
+        lines, self._lines = self._lines, []
+        for line in lines:
+            self.current.line(line)
+        if self._ended:
+            self.current.input_ended()
+
+    def line(self, line: str) -> None:
+        if self._chosen:
+            self.current.line(line)
+        else:
+            self._lines.append(line)
+
+    def input_ended(self) -> None:
+        if self._chosen:
+            self.current.input_ended()
+        else:
+            self._ended = True
+
+
 class _Client(WebSocketClientProtocol):
-    console: Console
+    console: Console | Switch
     reach: _Reach
     _opened = False
     _greeted = False
@@ -249,7 +339,7 @@ class _Attempts:
 class _Lines(LineReceiver):
     delimiter = b"\n"
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console | Switch) -> None:
         self.console = console
 
     def lineReceived(self, line: bytes) -> None:
@@ -289,7 +379,9 @@ def _endpoint(reactor: Any, url: str) -> IStreamClientEndpoint:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="wsdaemon-operator",
-        description="Answer wsdaemon's operator queue from a terminal (or a script).",
+        description="Answer wsdaemon's operator queue, or its conversations, from a terminal "
+                    "(or a script). With conversations (the channel's greeting says protocol "
+                    "2), type help once connected for their commands.",
         epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("url", help="the operator channel, e.g. ws://127.0.0.1:8080/operator")
@@ -326,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         if the_reactor.running:
             the_reactor.callLater(0, the_reactor.stop)
 
-    console = Console(_Stdout(), sys.stderr, stop)
+    console: Any = Switch(_Stdout(), sys.stderr, stop, the_reactor)
     reach = _Reach(args.url, the_reactor, console, stop, retry=not interactive)
     factory: Any = WebSocketClientFactory(args.url, reactor=the_reactor,
                                           headers={"Authorization": f"Bearer {token}"})
@@ -357,7 +449,7 @@ class _Stdout:
         sys.stdout.flush()
 
 
-def _prompt(console: Console) -> None:
+def _prompt(console: Console | Switch) -> None:
     """
     Read command lines with editing and history until end of input.
     """
