@@ -58,3 +58,15 @@ def test_the_readme_steps_example_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_login_client=source.group(1))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=2)
+
+
+def test_the_readme_handshake_example_passes(pytester: pytest.Pytester) -> None:
+    """The README's handshake example (paths, placeholders, a header and
+    subprotocol condition, the journal's handshakes, reset, hang and delay
+    through wsmock) passes against the plugin."""
+    source = re.search(r"```python\n(# test_rooms_client\.py.*?)```",
+                       README.read_text(encoding="utf-8"), re.S)
+    assert source is not None
+    pytester.makepyfile(test_rooms_client=source.group(1))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=3)
