@@ -58,8 +58,9 @@ class Support:
     built on the harness's clock when the route is.
     """
 
-    def __init__(self, settings: ConversationSettings) -> None:
+    def __init__(self, settings: ConversationSettings, **lanes: int) -> None:
         self.settings = settings
+        self.lanes = lanes
         self.store = GatedStore()
         self.ports = RecordingPorts(self.store)
         self.clock: Clock | None = None
@@ -71,7 +72,7 @@ class Support:
         inbox = Inbox(self.settings)
         self.visitors = VisitorSessions(inbox, clock)
         self.driver = ConversationDriver(self.store, inbox, clock, self.visitors, self.ports,
-                                         self.ports)
+                                         self.ports, **self.lanes)
         assert self.driver.start().called
 
 
@@ -85,11 +86,11 @@ class BoundFactory(ConversationStrategyFactory):
 class Desk:
     """A route served by the conversation strategy, and its driver."""
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, lanes: Mapping[str, int] | None = None, **settings: Any) -> None:
         settings.setdefault("fallback_after", 0)
         settings.setdefault("ack_message", ACK)
         settings.setdefault("offline_message", OFFLINE)
-        self.support = Support(ConversationSettings(**settings))
+        self.support = Support(ConversationSettings(**settings), **(lanes or {}))
         self.harness = StrategyHarness(BoundFactory(self.support), route=ROUTE,
                                        identity=IdentityPolicy(mode="claimed"))
         self.clock = self.harness.clock
@@ -368,7 +369,7 @@ def test_structured_welcome_races_live_delivery() -> None:
     desk.reply("Also during the read")
     d, conversation_id, after, limit = held.pop()
     # The read sees the first of them (it committed before the read's snapshot).
-    rows: list[Any] = real(conversation_id, after, limit).result
+    rows: list[Any] = getattr(real(conversation_id, after, limit), "result")  # noqa: B009
     d.callback([r for r in rows if r.seq <= 4])
     got = frames(again)
     assert got[0]["type"] == "welcome"
@@ -537,3 +538,123 @@ def test_status_and_availability_reach_structured_clients() -> None:
     assert {"type": "availability", "available": True, "reply_within": None} in got
     desk.submit(Resolve(cid("v1"), "alice"))
     assert frames(client) == [{"type": "status", "status": str(Status.RESOLVED)}]
+
+
+def test_structured_welcome_page_bound_then_history() -> None:
+    """
+    A welcome holds one page (100 messages) and says more; the client pages
+    on with history after, and once a page reaches the end it gets live
+    messages again, each once and in order.
+    """
+    desk = Desk(notices_once=True, max_unanswered=0)
+    client = desk.structured()
+    for n in range(1, 131):
+        send(client, {"type": "message", "id": f"c-{n}", "text": f"m{n}"})
+    desk.online()
+    client.disconnect()
+    last = desk.conversation().last_seq
+    again = desk.structured(after=0)
+    welcome = frames(again)[0]
+    assert welcome["type"] == "welcome" and welcome["more"] is True
+    assert [m["seq"] for m in welcome["messages"]] == list(range(1, 101))
+    desk.reply("While behind")       # not written live: the client is behind
+    assert seqs(frames(again)) == []
+    send(again, {"type": "history", "after": 100, "limit": 20})
+    page = frames(again)
+    assert page[0]["more"] is True and seqs(page) == list(range(101, 121))
+    send(again, {"type": "history", "after": 120})
+    page = frames(again)
+    assert page[0]["more"] is False and seqs(page) == list(range(121, last + 2))
+    desk.reply("Live again")
+    assert seqs(frames(again)) == [last + 2]
+
+
+def test_structured_history_before() -> None:
+    """history before N: the newest messages before N, oldest first; more says older ones exist."""
+    desk = Desk(max_unanswered=0)
+    client = desk.structured()
+    for n in range(1, 11):
+        send(client, {"type": "message", "id": f"c-{n}", "text": f"m{n}"})
+    frames(client)
+    send(client, {"type": "history", "before": 8, "limit": 3})
+    page = frames(client)
+    assert page == [{"type": "history", "more": True, "messages": page[0]["messages"]}]
+    assert seqs(page) == [5, 6, 7]
+    send(client, {"type": "history", "before": 3, "limit": 5})
+    page = frames(client)
+    assert seqs(page) == [1, 2] and page[0]["more"] is False
+
+
+def test_structured_hello_after_past_the_end() -> None:
+    """A hello claiming more than the thread holds still gets what comes next."""
+    desk = Desk()
+    client = desk.structured()
+    send(client, {"type": "message", "id": "c-1", "text": "Hello?"})
+    client.disconnect()
+    again = desk.structured(after=500)
+    assert frames(again)[0]["messages"] == []
+    desk.online()
+    desk.reply("Hi")
+    assert seqs(frames(again)) == [4]
+
+
+def test_plain_catch_up_over_pages() -> None:
+    """More than a page written while away comes whole, in order, once."""
+    desk = Desk()
+    client = desk.plain()
+    client.send("Hello?")
+    client.disconnect()
+    desk.online()
+    for n in range(250):
+        desk.reply(f"r{n}")
+    again = desk.plain()
+    assert texts(again) == [f"r{n}" for n in range(250)]
+    assert desk.conversation().delivered_upto == desk.conversation().last_seq
+
+
+def test_lane_full_refused_busy() -> None:
+    """When too many events wait for one conversation, a message is refused as busy (try later)."""
+    desk = Desk(lanes={"max_per_conversation": 2})
+    plain = desk.plain()
+    structured = desk.structured()
+    frames(structured)
+    desk.store.gated = True
+    plain.send("one")
+    plain.send("two")
+    plain.send("three")
+    send(structured, {"type": "message", "id": "c-9", "text": "four"})
+    assert texts(plain) == [REFUSED["busy"]]
+    assert frames(structured) == [{"type": "refused", "id": "c-9", "reason": "busy",
+                                   "text": REFUSED["busy"]}]
+    desk.store.land_all()
+    assert desk.conversation().last_seq >= 2
+
+
+def test_typing_off_when_the_connection_closes() -> None:
+    """A visitor typing when its connection closes stops typing for the operators at once."""
+    desk = Desk()
+    client = desk.structured()
+    send(client, {"type": "message", "id": "c-1", "text": "Hello?"})
+    send(client, {"type": "typing", "on": True})
+    assert typing_until(desk) is not None
+    client.disconnect()
+    assert typing_until(desk) is None
+
+
+def test_handshake_without_the_subprotocol_is_plain() -> None:
+    """A client offering other subprotocols only is served plain text, with none chosen."""
+    desk = Desk()
+    client = desk.harness.connect(query="client_id=v1", subprotocols=["chat.v2"])
+    assert client.status == 101 and client.subprotocol is None
+    client.send("Hello?")
+    assert texts(client) == [ACK, OFFLINE]
+
+
+def test_visitor_sessions_bound_closes_with_1008() -> None:
+    """A visitor over its connections bound is closed with 1008; its others stay open."""
+    desk = Desk()
+    bound = desk.support.visitors.max_sessions_per_visitor
+    clients = [desk.structured() for _ in range(bound)]
+    extra = desk.harness.connect(query="client_id=v1")
+    assert extra.closed is not None and extra.closed[0] == 1008
+    assert all(c.is_open for c in clients)
