@@ -83,6 +83,7 @@ def test_a_working_day_shows_on_metrics() -> None:
     assert resolution[("wsdaemon_conversation_resolution_seconds_sum", f"route={ROUTE}")] == 155
     states = found["wsdaemon_conversations"]
     assert states[("wsdaemon_conversations", "state=snoozed")] == 1
+    assert states[("wsdaemon_conversations", "state=bot")] == 0
     assert states[("wsdaemon_conversations", "state=unassigned")] == 1  # v3
     assert states[("wsdaemon_conversations", "state=assigned")] == 0  # v1 resolved
     assert found["wsdaemon_conversation_oldest_wait_seconds"][

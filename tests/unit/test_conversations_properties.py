@@ -22,6 +22,7 @@ from wsdaemon.conversations import (
     AddNote,
     Assign,
     Availability,
+    BotReply,
     Bounds,
     CancelTimer,
     Commit,
@@ -30,6 +31,7 @@ from wsdaemon.conversations import (
     ConversationSettings,
     DeliverMessage,
     Event,
+    Handoff,
     Inbox,
     InvalidMove,
     LeaveContact,
@@ -102,7 +104,10 @@ core_settings = st.builds(
 # Events that need the time (a snooze's end) are drawn as (maker, offset).
 events: st.SearchStrategy[Any] = st.one_of(
     st.builds(VisitorMessage, routes, visitors, st.sampled_from(["hi", "hello there"]),
-              st.none() | st.sampled_from(["c1", "c2", "c3"])),
+              st.none() | st.sampled_from(["c1", "c2", "c3"]), st.booleans()),
+    st.builds(BotReply, routes, visitors, st.sampled_from(["Try turning it off.", " "]),
+              st.none() | st.just("Helper")),
+    st.builds(Handoff, routes, visitors, st.sampled_from(["", "asked for a person"])),
     st.builds(VisitorDelivered, routes, visitors, seqs),
     st.builds(VisitorRead, routes, visitors, seqs),
     st.builds(VisitorTyping, routes, visitors, st.booleans()),
@@ -231,6 +236,10 @@ def check_conversation(c: Conversation, run: Run) -> None:
         assert c.resolved_at is None
     assert (c.waiting_since is None) == (c.unanswered == 0)
     assert c.snoozed_until is None or c.status is Status.SNOOZED
+    if c.with_bot and c.status is Status.OPEN:
+        # The bot's episode: no notices until the handoff, not the operators' load.
+        assert not (c.ack_sent or c.offline_sent or c.fallback_sent)
+        assert not c.holds_assignee_load and not c.awaits_operator
     for name in OPERATORS:
         assert 0 <= c.unread_for(name) <= bounds.max_unread
     assert c.first_response_at is None or c.first_response_at >= c.opened_at
@@ -268,6 +277,7 @@ def check_state(run: Run) -> None:
         {c.conversation_id for c in conversations if c.awaits_operator}
     assert run.inbox.open_count() == sum(c.status is not Status.RESOLVED for c in conversations)
     assert run.inbox.status_counts() == {
+        "bot": sum(c.with_bot and c.status is Status.OPEN for c in conversations),
         "unassigned": sum(c.awaits_operator for c in conversations),
         "assigned": sum(c.holds_assignee_load for c in conversations),
         "snoozed": sum(c.status is Status.SNOOZED for c in conversations)}

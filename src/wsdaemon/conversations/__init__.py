@@ -33,7 +33,9 @@ from wsdaemon.conversations.errors import InvalidMove, StaleConversation
 from wsdaemon.conversations.events import (
     AddNote,
     Assign,
+    BotReply,
     Event,
+    Handoff,
     LeaveContact,
     OperatorAvailability,
     OperatorCapacity,
@@ -69,15 +71,13 @@ from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.settings import ConversationSettings, Routing
 from wsdaemon.conversations.transition import InboxView, Transition, due_times
 
-__all__ = [
-    "VISITOR_BOUND", "AddNote", "AnnounceAvailability", "Assign", "Author", "Availability",
-    "Bounds", "CancelTimer", "Commit", "ConfirmVisitorMessage", "Conversation",
-    "ConversationSettings", "DeliverMessage", "Effect", "Event", "Inbox", "InboxView",
-    "InvalidMove", "LeaveContact", "Measure", "Message", "Metric", "Note", "NotifyOperators",
-    "NotifyTeam", "OperatorAvailability", "OperatorCapacity", "OperatorRead", "OperatorReply",
-    "OperatorState", "OperatorTyping", "RefuseVisitor", "Reopen", "Resolve", "Routing",
-    "SetLabels", "SetTimer", "SignalVisitor", "Snooze", "StaleConversation", "Status", "Team",
-    "Timer", "TimerFired",
-    "TimerKind", "Transfer", "Transition", "VisitorDelivered", "VisitorMessage", "VisitorRead",
-    "VisitorTyping", "conversation_id_for", "decide", "describe_state", "due_times",
-]
+__all__ = ["AddNote", "AnnounceAvailability", "Assign", "Author", "Availability", "BotReply",
+           "Bounds", "CancelTimer", "Commit", "ConfirmVisitorMessage", "Conversation",
+           "ConversationSettings", "DeliverMessage", "Effect", "Event", "Handoff", "Inbox",
+           "InboxView", "InvalidMove", "LeaveContact", "Measure", "Message", "Metric", "Note",
+           "NotifyOperators", "NotifyTeam", "OperatorAvailability", "OperatorCapacity",
+           "OperatorRead", "OperatorReply", "OperatorState", "OperatorTyping", "RefuseVisitor",
+           "Reopen", "Resolve", "Routing", "SetLabels", "SetTimer", "SignalVisitor", "Snooze",
+           "StaleConversation", "Status", "Team", "Timer", "TimerFired", "TimerKind", "Transfer",
+           "Transition", "VISITOR_BOUND", "VisitorDelivered", "VisitorMessage", "VisitorRead",
+           "VisitorTyping", "conversation_id_for", "decide", "describe_state", "due_times"]

@@ -39,6 +39,8 @@ def conversation_row(conversation: Conversation) -> dict[str, Any]:
         "recent_client_ids": [list(pair) for pair in c.recent_client_ids],
         "notes": [[n.note_id, n.operator, n.body, n.at] for n in c.notes],
     }
+    if c.with_bot:
+        state["bot"] = True
     notices = (_ACK if c.ack_sent else 0) | (_OFFLINE if c.offline_sent else 0) | \
         (_FALLBACK if c.fallback_sent else 0)
     return {
@@ -79,6 +81,7 @@ def conversation_from_row(row: Mapping[str, Any]) -> Conversation:
         recent_client_ids=tuple((cid, int(seq)) for cid, seq in state["recent_client_ids"]),
         notes=tuple(Note(key, int(n), operator, body, at)
                     for n, operator, body, at in state["notes"]),
+        with_bot=bool(state.get("bot", False)),
     )
 
 

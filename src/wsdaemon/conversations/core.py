@@ -17,13 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from wsdaemon.conversations import bot_events as bots
 from wsdaemon.conversations import operator_events as operators
 from wsdaemon.conversations import team_events as team
 from wsdaemon.conversations import visitor_events as visitors
 from wsdaemon.conversations.events import (
     AddNote,
     Assign,
+    BotReply,
     Event,
+    Handoff,
     LeaveContact,
     OperatorAvailability,
     OperatorCapacity,
@@ -53,6 +56,8 @@ _HANDLERS: dict[type[Any], Callable[[Draft, Any], None]] = {
     VisitorRead: visitors.visitor_read,
     VisitorTyping: visitors.visitor_typing,
     LeaveContact: visitors.leave_contact,
+    BotReply: bots.bot_reply,
+    Handoff: bots.handoff,
     OperatorReply: operators.operator_reply,
     AddNote: operators.add_note,
     Assign: operators.assign,

@@ -14,7 +14,8 @@ from enum import StrEnum
 
 from wsdaemon.conversations.model import Availability
 
-__all__ = ["AddNote", "Assign", "Event", "LeaveContact", "OperatorAvailability",
+__all__ = ["AddNote", "Assign", "BotReply", "Event", "Handoff", "LeaveContact",
+           "OperatorAvailability",
            "OperatorCapacity", "OperatorRead", "OperatorReply", "OperatorTyping", "Reopen",
            "Resolve", "SetLabels", "Snooze", "Timer", "TimerFired", "TimerKind", "Transfer",
            "VisitorDelivered", "VisitorMessage", "VisitorRead", "VisitorTyping"]
@@ -28,12 +29,47 @@ class VisitorMessage:
 
     @ivar client_message_id: the visitor's own id for it (structured
         protocol): a resend with the same id is confirmed, not stored again.
+    @ivar bot: the route lets a bot answer first: a message that opens an
+        episode gives it to the bot (L{BotReply}, L{Handoff}), not to the
+        operators' queue.
     """
 
     route: str
     visitor: str
     text: str
     client_message_id: str | None = None
+    bot: bool = False
+
+
+@dataclass(frozen=True)
+class BotReply:
+    """
+    The route's bot answers the visitor (only while the episode is the
+    bot's: once handed over, or taken by an operator, it is refused).
+
+    @ivar name: the name the visitor is shown (None: none).
+    """
+
+    route: str
+    visitor: str
+    text: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """
+    The bot hands the conversation to the operators (a rule said so, or
+    the visitor asked for a person): it joins the queue as a conversation
+    opening does, with the notices and routing of one. Nothing happens if
+    it is not the bot's (any more).
+
+    @ivar reason: why, shown to operators (bounded by the core).
+    """
+
+    route: str
+    visitor: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,6 +263,7 @@ class TimerFired:
 
 
 Event = (VisitorMessage | VisitorDelivered | VisitorRead | VisitorTyping | LeaveContact
-         | OperatorReply | AddNote | Assign | Transfer | Resolve | Reopen | Snooze
+         | BotReply | Handoff | OperatorReply | AddNote | Assign | Transfer | Resolve | Reopen
+         | Snooze
          | OperatorRead | OperatorTyping | SetLabels | OperatorAvailability | OperatorCapacity
          | TimerFired)

@@ -38,6 +38,7 @@ class Inbox:
         self._waiting: OrderedDict[str, None] = OrderedDict()
         self._assigned: dict[str, OrderedDict[str, None]] = {}
         self._open_per_route: Counter[str] = Counter()
+        self._with_bot: set[str] = set()
         self._open = 0
 
     # -- the view the core reads ---------------------------------------------
@@ -63,12 +64,14 @@ class Inbox:
         Live conversations by state, from the indexes (no walk over the
         conversations; one step per operator).
 
-        @return: C{unassigned}, C{assigned} (open ones) and C{snoozed} counts.
+        @return: C{bot} (open, the bot's), C{unassigned}, C{assigned} (open,
+            the operators') and C{snoozed} counts.
         """
         unassigned = len(self._waiting)
         assigned = sum(len(held) for held in self._assigned.values())
-        return {"unassigned": unassigned, "assigned": assigned,
-                "snoozed": self._open - unassigned - assigned}
+        bot = len(self._with_bot)
+        return {"bot": bot, "unassigned": unassigned, "assigned": assigned,
+                "snoozed": self._open - unassigned - assigned - bot}
 
     # -- changing ------------------------------------------------------------
 
@@ -112,6 +115,10 @@ class Inbox:
         if conversation.status is not Status.RESOLVED:
             self._open += 1
             self._open_per_route[conversation.route] += 1
+        if conversation.with_bot and conversation.status is Status.OPEN:
+            self._with_bot.add(key)
+        else:
+            self._with_bot.discard(key)
         if before is not None and before.awaits_operator and not conversation.awaits_operator:
             del self._waiting[key]
         elif conversation.awaits_operator and (before is None or not before.awaits_operator):

@@ -181,6 +181,9 @@ class Conversation:
     @ivar contact: an email address the visitor left for the answer.
     @ivar preview: the start of the last message from the visitor or an
         operator (the daemon's notices leave it).
+    @ivar with_bot: a bot answers this episode (the route lets a bot answer
+        first): not in the operators' queue, no notices, no timers, until
+        it hands over (or an operator replies, assigns or snoozes).
     @ivar visitor_typing_until: the visitor is typing, until then (ephemeral).
     @ivar typing: (operator, typing until), oldest first (ephemeral).
     """
@@ -215,6 +218,7 @@ class Conversation:
     recent_client_ids: tuple[tuple[str, int], ...] = ()
     contact: str | None = None
     preview: str = ""
+    with_bot: bool = False
     visitor_typing_until: float | None = None
     typing: tuple[tuple[str, float], ...] = ()
 
@@ -224,13 +228,17 @@ class Conversation:
 
     @property
     def holds_assignee_load(self) -> bool:
-        """Whether it takes up a slot of its assignee's capacity: open ones do."""
-        return self.status is Status.OPEN and self.assignee is not None
+        """
+        Whether it takes up a slot of its assignee's capacity: open ones do,
+        but for a bot's episode (the assignee kept from an earlier episode
+        gets it back at the handoff).
+        """
+        return self.status is Status.OPEN and self.assignee is not None and not self.with_bot
 
     @property
     def awaits_operator(self) -> bool:
-        """Open and unassigned: in the queue for an operator."""
-        return self.status is Status.OPEN and self.assignee is None
+        """Open, unassigned and not the bot's: in the queue for an operator."""
+        return self.status is Status.OPEN and self.assignee is None and not self.with_bot
 
     def read_mark(self, operator: str) -> int:
         """The seq C{operator} has read up to, in this episode."""
@@ -279,9 +287,11 @@ def conversation_id_for(route: str, visitor: str) -> str:
 def describe_state(conversation: Conversation) -> str:
     """
     Where a conversation stands, in words: C{open (unassigned)}, C{open
-    (assigned to alice)}, C{snoozed}, C{resolved}.
+    (assigned to alice)}, C{open (the bot answers)}, C{snoozed}, C{resolved}.
     """
     if conversation.status is Status.OPEN:
+        if conversation.with_bot:
+            return "open (the bot answers)"
         if conversation.assignee is None:
             return "open (unassigned)"
         return f"open (assigned to {conversation.assignee})"

@@ -43,7 +43,7 @@ def new_episode(conversation: Conversation, now: float) -> Conversation:
     return replace(conversation, status=Status.OPEN, opened_at=now, first_response_at=None,
                    resolved_at=None, waiting_since=None, snoozed_until=None, unanswered=0,
                    unread_floor=conversation.last_seq, recent_visitor_seqs=(),
-                   ack_sent=False, offline_sent=False, fallback_sent=False)
+                   ack_sent=False, offline_sent=False, fallback_sent=False, with_bot=False)
 
 
 def notice(draft: Draft, conversation: Conversation, text: str) -> Conversation:

@@ -57,6 +57,8 @@ def operator_reply(draft: Draft, event: OperatorReply) -> None:
         fallback_sent=conversation.fallback_sent and draft.settings.notices_once)
     if conversation.assignee is None:
         conversation = replace(conversation, assignee=event.operator, assigned_at=now)
+    # An operator who answers takes the conversation from the bot.
+    conversation = replace(conversation, with_bot=False)
     draft.put(conversation)
     draft.deliver(conversation, message)
     draft.notify("message", conversation, message=message, actor=event.operator)
@@ -99,7 +101,8 @@ def assign(draft: Draft, event: Assign) -> None:
         _known(draft, found, event.operator, action)
         if found.assignee == event.operator:
             raise _refuse(found, action, "it already is")
-        conversation = replace(found, assignee=event.operator, assigned_at=draft.now)
+        conversation = replace(found, assignee=event.operator, assigned_at=draft.now,
+                               with_bot=False)
     draft.put(conversation)
     draft.notify("updated", conversation, actor=event.by)
 
@@ -159,7 +162,8 @@ def snooze(draft: Draft, event: Snooze) -> None:
     if event.until is not None and event.until <= draft.now:
         raise _refuse(found, "snooze", "the time it wakes must be later than now")
     draft.member(event.by, "snooze")
-    conversation = replace(found, status=Status.SNOOZED, snoozed_until=event.until)
+    conversation = replace(found, status=Status.SNOOZED, snoozed_until=event.until,
+                           with_bot=False)
     draft.put(conversation)
     draft.notify("updated", conversation, actor=event.by)
 

@@ -93,7 +93,8 @@ def due_times(conversation: Conversation | None, settings: ConversationSettings
     if conversation.status is Status.SNOOZED:
         due[TimerKind.WAKE] = conversation.snoozed_until
     waiting = conversation.waiting_since
-    if conversation.status is Status.OPEN and waiting is not None:
+    if conversation.status is Status.OPEN and waiting is not None and \
+            not conversation.with_bot:
         if settings.fallback_after > 0 and not conversation.fallback_sent:
             due[TimerKind.FALLBACK] = waiting + settings.fallback_after
         if (settings.routing is Routing.AUTO and settings.reassign_after > 0

@@ -34,7 +34,7 @@ from wsdaemon.conversations.model import (
 from wsdaemon.conversations.moves import new_episode, notice, place
 from wsdaemon.conversations.transition import Draft
 
-__all__ = ["leave_contact", "visitor_delivered", "visitor_message", "visitor_read",
+__all__ = ["leave_contact", "notices", "visitor_delivered", "visitor_message", "visitor_read",
            "visitor_typing"]
 
 #: An email address as a form would accept it: no spaces or control
@@ -88,7 +88,12 @@ def visitor_message(draft: Draft, event: VisitorMessage) -> None:
     else:
         conversation = found
     opening = found is None or found.status is not Status.OPEN
-    conversation = replace(conversation, status=Status.OPEN, snoozed_until=None)
+    # A route whose bot answers first gets each new episode (not a woken
+    # one: an operator snoozed it, so it is theirs).
+    with_bot = conversation.with_bot if found is not None and found.status is not \
+        Status.RESOLVED else event.bot
+    conversation = replace(conversation, status=Status.OPEN, snoozed_until=None,
+                           with_bot=with_bot)
     if conversation.visitor_typing_until is not None:
         draft.emit(CancelTimer(Timer(TimerKind.TYPING, key)))
     conversation, message = draft.append(conversation, Author.VISITOR, event.text,
@@ -101,15 +106,15 @@ def visitor_message(draft: Draft, event: VisitorMessage) -> None:
         waiting_since=now if conversation.waiting_since is None else conversation.waiting_since,
         recent_visitor_seqs=(*conversation.recent_visitor_seqs, message.seq)[-bounds.max_unread:],
         visitor_typing_until=None)
-    if opening:
+    if opening and not with_bot:
         conversation = place(draft, conversation)
     draft.emit(ConfirmVisitorMessage(event.route, event.visitor, event.client_message_id,
                                      message.seq))
     draft.notify("conversation" if found is None else "message", conversation, message=message)
-    draft.put(_notices(draft, conversation))
+    draft.put(conversation if with_bot else notices(draft, conversation))
 
 
-def _notices(draft: Draft, conversation: Conversation) -> Conversation:
+def notices(draft: Draft, conversation: Conversation) -> Conversation:
     """The acknowledgement and the offline notice: once per episode, or every time."""
     settings = draft.settings
     every = not settings.notices_once

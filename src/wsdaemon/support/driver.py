@@ -56,7 +56,9 @@ from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.conversations.events import (
     AddNote,
     Assign,
+    BotReply,
     Event,
+    Handoff,
     LeaveContact,
     OperatorAvailability,
     OperatorCapacity,
@@ -97,7 +99,8 @@ TIMER_RETRY = 5.0
 #: holds, this many times in all, then the caller gets the refusal.
 MAX_ATTEMPTS = 3
 
-_VISITOR_EVENTS = (VisitorMessage, VisitorDelivered, VisitorRead, VisitorTyping, LeaveContact)
+_VISITOR_EVENTS = (VisitorMessage, VisitorDelivered, VisitorRead, VisitorTyping, LeaveContact,
+                   BotReply, Handoff)
 _CONVERSATION_EVENTS = (OperatorReply, AddNote, Assign, Transfer, Resolve, Reopen, Snooze,
                         OperatorRead, OperatorTyping, SetLabels)
 

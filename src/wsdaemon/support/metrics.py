@@ -112,15 +112,16 @@ class ConversationCollector:
         states = GaugeMetricFamily(FAMILIES[2], "Live conversations by state (resolved "
                                    "ones are not counted: they are in the store)",
                                    labels=["state"])
-        for state in ("unassigned", "assigned", "snoozed"):
+        for state in ("bot", "unassigned", "assigned", "snoozed"):
             states.add_metric([state], counts[state])
         yield states
         now = self.now()
         oldest = max((c.waiting_time(now) for c in inbox.conversations()
-                      if c.status is Status.OPEN), default=0.0)
+                      if c.status is Status.OPEN and not c.with_bot), default=0.0)
         yield GaugeMetricFamily(FAMILIES[3], "How long the longest-waiting visitor of an "
-                                "open conversation has waited for an answer (snoozed ones "
-                                "are parked on purpose; 0: nobody waits)", value=oldest)
+                                "open conversation has waited for an operator (snoozed ones "
+                                "are parked on purpose, the bot's are not waiting for one; 0: "
+                                "nobody waits)", value=oldest)
         team = GaugeMetricFamily(FAMILIES[4], "Operators by availability",
                                  labels=["availability"])
         by_availability = {a: 0 for a in Availability}
