@@ -203,3 +203,15 @@ def test_the_admin_plan_turns_the_slow_path_on_and_off() -> None:
     assert transport.aborted
     assert not factory.handshake.active
     assert handshakes_of(factory) == []  # not a scripted route: not journalled
+
+
+def test_workers_plans_add_up_in_the_supervisors_answer() -> None:
+    """With workers, GET /routes/handshake sums what each has left and holds."""
+    from wsdaemon.server.aggregate import _COMBINERS
+
+    answers = [{"route": "/mock", "handshake": {"refusals_left": 1, "resets_left": 2,
+                                                "hangs_left": 0, "held": n, "delay": 0.5}}
+               for n in (1, 3)]
+    combined = _COMBINERS[b"/routes/handshake"](answers, 2)["handshake"]
+    assert (combined["refusals_left"], combined["resets_left"], combined["hangs_left"],
+            combined["held"], combined["delay"]) == (2, 4, 0, 4, 0.5)

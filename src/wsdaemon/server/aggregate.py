@@ -383,8 +383,10 @@ def _handshake(answers: list[Any], expected: int) -> dict[str, Any]:
     first = dict(answers[0])
     if isinstance(first.get("handshake"), dict):
         first["handshake"] = dict(first["handshake"])
-        first["handshake"]["refusals_left"] = _sum(
-            [a.get("handshake", {}).get("refusals_left") for a in answers])
+        for key in ("refusals_left", "resets_left", "hangs_left", "held"):
+            if key in first["handshake"]:
+                first["handshake"][key] = _sum(
+                    [a.get("handshake", {}).get(key) for a in answers])
     return first
 
 
