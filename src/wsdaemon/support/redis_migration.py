@@ -183,9 +183,9 @@ class QueueTakeOver:
         commit = Commit(tuple(c for c, _, _ in made),
                         tuple(m for _, messages, _ in made for m in messages),
                         tuple(n for _, _, notes in made for n in notes))
-        yield self._scripts.run(COMMIT, self._p, *write_args(commit, "migrate", 0))
+        reply = yield self._scripts.run(COMMIT, self._p, *write_args(commit, "migrate", 0))
         yield self._renew()
-        return len(made)
+        return int(reply[1])
 
     def _renew(self) -> Deferred[Any]:
         return self._link.call("EXPIRE", self._p + "c:migrating", str(LOCK_SECONDS))

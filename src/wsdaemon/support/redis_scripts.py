@@ -68,7 +68,8 @@ class RedisCalls(Protocol):
 # notes, no event), events kept (MAXLEN ~), conversations, messages, notes
 # (counts); then per conversation: id, version, status, opened_at, field
 # count, field/value pairs; per message and note: conversation id, number,
-# JSON; last, the event's JSON. Returns {'ok'} or {'stale', ids...}.
+# JSON; last, the event's JSON. Returns {'ok', conversations written} or
+# {'stale', ids...}.
 COMMIT = r"""
 local P, mode, kept = ARGV[1], ARGV[2], ARGV[3]
 local nconv, nmsg, nnote = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -108,8 +109,10 @@ else
   if #stale > 0 then return {'stale', unpack(stale)} end
 end
 
+local written = 0
 for _, c in ipairs(convs) do
   if not skip[c.id] then
+    written = written + 1
     redis.call('DEL', key(c.id))
     redis.call('HSET', key(c.id), unpack(ARGV, c.first, c.last))
     if c.status == 'resolved' then
@@ -130,7 +133,7 @@ end
 if mode ~= 'migrate' then
   redis.call('XADD', P .. 'events', 'MAXLEN', '~', kept, '*', 'e', event)
 end
-return {'ok'}
+return {'ok', written}
 """
 
 # ARGV: P, the cursor's score ('' for the first page), its id, page size.

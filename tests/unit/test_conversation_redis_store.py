@@ -1,0 +1,451 @@
+"""
+What only the Redis conversation store does (its contract runs in
+test_conversation_store.py): two daemons committing the same conversation
+at once, taking over the shared operator queue's keys (made by the real
+SharedOperatorQueue and its scripts), load_live in bounded pages at
+100,000 conversations, the event stream's bound, and Redis going away.
+On a real redis-server, through the broker's real link.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Generator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import Clock, deferLater
+
+from tests.conversation_desk import ROUTE, Desk, cid
+from tests.redis_server import RedisServer
+from tests.redis_store_link import redis_link
+from tests.unit.test_operator_queue import Operator
+from wsdaemon.broker.link import RedisLink
+from wsdaemon.broker.queue import SharedOperatorQueue
+from wsdaemon.client_ids import public_id
+from wsdaemon.conversations import (
+    Author,
+    Commit,
+    Conversation,
+    OperatorReply,
+    Status,
+    VisitorMessage,
+    conversation_id_for,
+)
+from wsdaemon.conversations.errors import StaleConversation
+from wsdaemon.conversations.model import Bounds
+from wsdaemon.errors import BrokerUnavailable
+from wsdaemon.strategies.operator.queue import OperatorSettings
+from wsdaemon.support import redis_migration
+from wsdaemon.support.redis_migration import QueueTakeOver
+from wsdaemon.support.redis_scripts import COMMIT, LIVE_PAGE, ScriptRunner, write_args
+from wsdaemon.support.redis_store import LIVE_PAGE_SIZE, RedisConversationStore
+from wsdaemon.testing import RecordingSession
+
+Links = Callable[..., RedisLink]
+
+
+@pytest.fixture
+def links(redis_server: RedisServer) -> Generator[Links, None, None]:
+    """Each call: another daemon's link to the same Redis (stopped after the test)."""
+    made: list[RedisLink] = []
+
+    def make(**kwargs: Any) -> RedisLink:
+        link = redis_link(redis_server, daemon_id=f"d{len(made) + 1}", **kwargs)
+        made.append(link)
+        return link
+
+    yield make
+    for link in made:
+        pytest_twisted.blockon(link.stop())
+
+
+def store_on(link: Any, **kwargs: Any) -> RedisConversationStore:
+    return RedisConversationStore(link, "t:", reactor, **kwargs)
+
+
+def first_commit(desk: Desk, visitor: str = "v1") -> Commit:
+    transition = desk.step(VisitorMessage(ROUTE, visitor, "hi"), at=desk.now + 1.0)
+    assert transition.commit is not None
+    return transition.commit
+
+
+class CountingLink:
+    """The link, with every call and reply seen (and a hook after each)."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self.calls: list[tuple[Any, ...]] = []
+        self.replies: list[Any] = []
+        self.after: Callable[[], Any] | None = None
+
+    def call(self, *args: Any) -> Deferred[Any]:
+        self.calls.append(args)
+        d = self.link.call(*args)
+
+        def seen(reply: Any) -> Any:
+            self.replies.append(reply)
+            if self.after is not None:
+                return_value = self.after()
+                if isinstance(return_value, Deferred):
+                    return return_value.addCallback(lambda _: reply)
+            return reply
+
+        return d.addCallback(seen)
+
+    def page_calls(self) -> int:
+        """Pages asked for (EVALSHA: an EVAL after NOSCRIPT is the same page again)."""
+        sha = hashlib.sha1(LIVE_PAGE.encode()).hexdigest()  # noqa: S324
+        return sum(1 for c in self.calls if c[:2] == ("EVALSHA", sha))
+
+
+# -- two daemons --------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_racing_commits_one_lands_the_other_is_stale(links: Links
+                                                     ) -> Generator[Any, Any, None]:
+    """Two daemons decide on the same conversation at once (both on version
+    1): one commit lands; the other fails StaleConversation naming it and
+    writes nothing (its message absent, no event for it)."""
+    a, b = store_on(links()), store_on(links())
+    desk = Desk(fallback_after=0)
+    yield a.commit(first_commit(desk))
+    other = copy.deepcopy(desk)
+    mine = desk.step(OperatorReply(cid("v1"), "alice", "from daemon A"), at=5.0).commit
+    theirs = other.step(OperatorReply(cid("v1"), "bob", "from daemon B"), at=5.0).commit
+    assert mine is not None and theirs is not None
+    outcomes = yield DeferredList([a.commit(mine), b.commit(theirs)], consumeErrors=True)
+    landed = [ok for ok, _ in outcomes]
+    assert sorted(landed) == [False, True]
+    refused = next(value for ok, value in outcomes if not ok)
+    assert refused.check(StaleConversation)
+    assert refused.value.conversation_ids == (cid("v1"),)
+    winner = "from daemon A" if landed[0] else "from daemon B"
+    thread = yield b.messages(cid("v1"))
+    assert [m.body for m in thread if m.author is Author.OPERATOR] == [winner]
+    assert (yield a.load(cid("v1"))).version == 2
+    events = yield a._link.call("XRANGE", "t:events", "-", "+")
+    changes = [json.loads(fields[1]) for _, fields in events]
+    assert [(e["type"], e["conversations"][0][1]) for e in changes] == [
+        ("conversations", 1), ("conversations", 2)]
+
+
+# -- taking over the shared operator queue -------------------------------------
+
+
+SNAPSHOT = r"""
+local out = {}
+for _, k in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do
+  local t = redis.call('TYPE', k).ok
+  local v = {t}
+  if t == 'hash' then v = redis.call('HGETALL', k)
+  elseif t == 'zset' then v = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+  elseif t == 'set' then v = redis.call('SMEMBERS', k)
+  elseif t == 'string' then v = {redis.call('GET', k)}
+  elseif t == 'stream' then v = {tostring(redis.call('XLEN', k))} end
+  out[#out + 1] = {k, t, v}
+end
+return out
+"""
+
+
+@pytest_twisted.inlineCallbacks
+def old_keys(link: RedisLink) -> Generator[Any, Any, dict[str, Any]]:
+    """Every key of the queue (all but the conversation store's), with its content."""
+    reply = yield link.call("EVAL", SNAPSHOT, "0", "t:")
+    canonical = {"set": sorted, "hash": lambda v: sorted(zip(v[0::2], v[1::2], strict=True))}
+    return {k: (t, canonical.get(t, list)(v)) for k, t, v in reply if not k.startswith("t:c:")}
+
+
+LEGACY = "A" * 22 + "." + "B" * 16
+
+
+def visitor(client_id: str) -> RecordingSession:
+    return RecordingSession(session_id=f"s-{client_id}", route=ROUTE, client_id=client_id)
+
+
+@pytest_twisted.inlineCallbacks
+def fill_shared_queue(link: RedisLink, clock: Clock) -> Generator[Any, Any, None]:
+    """The shared operator queue, used as daemons use it today."""
+    settings = OperatorSettings(store_path=Path("unused"), fallback_after=300,
+                                fallback_when_offline=False, keep_after_fallback=True)
+    queue = SharedOperatorQueue(settings, link, clock,
+                                new_id=iter(f"i{n}" for n in range(100)).__next__)
+    alice, carol = Operator("alice"), Operator("carol")
+    # ann: answered once (written by daemon d9), asked again, fallback sent.
+    clock.advance(10)
+    a1 = yield queue.enqueue(visitor("ann"), "q a1")
+    clock.advance(2)
+    yield queue.reply(a1.item_id, alice, "Hi")
+    taken = yield link.script("take", "d9", clock.seconds(), "ann", "*")
+    yield link.script("settle", "d9", "ann", taken[1], "1")
+    clock.advance(8)
+    yield queue.enqueue(visitor("ann"), "q a2")
+    clock.advance(300)
+    yield queue.sweep()
+    # bob: answered, the reply kept for him (not written yet).
+    b1 = yield queue.enqueue(visitor("bob"), "q b1")
+    clock.advance(1)
+    yield queue.reply(b1.item_id, carol, "x" * 9)
+    # eve: answered, the reply taken by daemon d9 and not settled (in flight).
+    e1 = yield queue.enqueue(visitor("eve"), "q e1")
+    yield queue.reply(e1.item_id, carol, "on its way")
+    yield link.script("take", "d9", clock.seconds(), "eve", "*")
+    # A client still known by its credential (from before public ids).
+    clock.advance(1)
+    yield queue.enqueue(visitor(LEGACY), "q c1")
+    # A push to someone who never wrote, kept for them.
+    yield queue.push("dan", "Your order shipped", alice)
+
+
+@pytest_twisted.inlineCallbacks
+def test_takes_over_the_shared_queue_once(links: Links) -> Generator[Any, Any, None]:
+    """On first open, the shared queue's keys become conversations by the
+    SQLite take-over's rules (open where items wait, resolved otherwise;
+    renumbered; authors kept; replies not yet written, kept or in flight,
+    count as undelivered; credential ids made public); the queue's keys stay
+    as they were; a second open changes nothing; a take-over cut short and
+    run again leaves alone what was made and committed since."""
+    link = links()
+    clock = Clock()
+    yield fill_shared_queue(link, clock)
+    before = yield old_keys(link)
+    store = store_on(link)
+    yield store.open()
+    assert (yield old_keys(link)) == before
+    ann = yield store.load(conversation_id_for(ROUTE, "ann"))
+    assert (ann.status, ann.waiting_since, ann.opened_at, ann.unanswered, ann.fallback_sent,
+            ann.ack_sent, ann.assignee, ann.version) == \
+        (Status.OPEN, 20.0, 20.0, 1, True, True, None, 1)
+    assert (ann.last_seq, ann.delivered_upto, ann.preview) == (4, 3, "q a2")
+    thread = yield store.messages(ann.conversation_id)
+    assert [(m.seq, m.author, m.operator, m.body) for m in thread] == [
+        (1, Author.VISITOR, None, "q a1"), (2, Author.OPERATOR, "alice", "Hi"),
+        (3, Author.VISITOR, None, "q a2"), (4, Author.SYSTEM, None, queue_fallback())]
+    bob = yield store.load(conversation_id_for(ROUTE, "bob"))
+    assert (bob.status, bob.resolved_at, bob.delivered_upto, bob.last_seq) == \
+        (Status.RESOLVED, 321.0, 1, 2)
+    eve = yield store.load(conversation_id_for(ROUTE, "eve"))
+    assert (eve.status, eve.delivered_upto, eve.last_seq) == (Status.RESOLVED, 1, 2)
+    legacy = yield store.load(conversation_id_for(ROUTE, public_id(LEGACY)))
+    assert (legacy.visitor, legacy.status, legacy.unread_for("alice")) == \
+        (public_id(LEGACY), Status.OPEN, 1)
+    # The shared queue stores a push to a client connected nowhere without a route.
+    dan = yield store.load(conversation_id_for("", "dan"))
+    assert (dan.status, dan.delivered_upto, dan.last_seq) == (Status.RESOLVED, 0, 1)
+    assert [c.visitor for c in (yield store.load_live())] == ["ann", public_id(LEGACY)]
+    assert (yield link.call("EXISTS", "t:c:migrating")) == 0
+
+    # Committed since: a reply to ann (version 2). Opening again changes nothing.
+    changed = replace(ann, version=2, preview="later")
+    yield store.commit(Commit((changed,)))
+    made = yield QueueTakeOver(link, ScriptRunner(link), "t:", clock, _bounds()).run()
+    assert made == 0
+    # A take-over cut short (no marker, dan not written yet) is run again:
+    # it makes what is missing and keeps what is there.
+    yield link.call("DEL", "t:c:migrated", *(f"t:c:{dan.conversation_id}{suffix}"
+                                             for suffix in ("", ":m", ":n")))
+    made = yield QueueTakeOver(link, ScriptRunner(link), "t:", clock, _bounds()).run()
+    assert made == 1
+    assert (yield store.load(dan.conversation_id)) == dan
+    assert (yield store.load(ann.conversation_id)) == changed
+    assert len((yield store.messages(ann.conversation_id))) == 4
+    before["t:events"] = ("stream", [str(int(before["t:events"][1][0]) + 1)])  # the commit's
+    assert (yield old_keys(link)) == before
+
+
+def queue_fallback() -> str:
+    return OperatorSettings(store_path=Path("unused")).fallback_message
+
+
+def _bounds() -> Bounds:
+    return Bounds()
+
+
+@pytest_twisted.inlineCallbacks
+def test_daemons_starting_together_take_over_once(links: Links, monkeypatch: pytest.MonkeyPatch
+                                                  ) -> Generator[Any, Any, None]:
+    """Two daemons opening at once: one takes over, the other waits for the
+    marker and makes nothing; a lock left by a daemon that died expires."""
+    monkeypatch.setattr(redis_migration, "WAIT_STEP", 0.05)
+    first, second = links(), links()
+    yield fill_shared_queue(first, Clock())
+    runs = [QueueTakeOver(link, ScriptRunner(link), "t:", reactor, _bounds()).run()
+            for link in (first, second)]
+    made = yield DeferredList(runs, fireOnOneErrback=True)
+    assert sorted(count for _, count in made) == [0, 5]
+    # A daemon died taking over (its lock left, nothing written): the next
+    # start waits for the lock to expire, then takes over.
+    yield first.call("DEL", *(yield first.call("KEYS", "t:c:*")))
+    yield first.call("SET", "t:c:migrating", "dead", "EX", "1")
+    made = yield QueueTakeOver(first, ScriptRunner(first), "t:", reactor, _bounds()).run()
+    assert made == 5
+    assert (yield first.call("GET", "t:c:migrated")) is not None
+    assert (yield first.call("EXISTS", "t:c:migrating")) == 0
+
+
+# -- bounded replies -------------------------------------------------------------
+
+
+def live(n: int, opened_at: float) -> Conversation:
+    key = conversation_id_for(ROUTE, f"v{n}")
+    return Conversation(key, ROUTE, f"v{n}", created_at=opened_at, opened_at=opened_at,
+                        last_activity_at=opened_at, version=1, waiting_since=opened_at,
+                        unanswered=1)
+
+
+@pytest_twisted.inlineCallbacks
+def write_directly(link: Any, conversations: list[Conversation]
+                   ) -> Generator[Any, Any, None]:
+    """Many conversations at once, through the store's own script (1000 a call)."""
+    scripts = ScriptRunner(link)
+    for start in range(0, len(conversations), 1000):
+        commit = Commit(tuple(conversations[start:start + 1000]))
+        yield scripts.run(COMMIT, "t:", *write_args(commit, "migrate", 0))
+
+
+@pytest_twisted.inlineCallbacks
+def test_load_live_at_100000_in_bounded_pages(links: Links) -> Generator[Any, Any, None]:
+    """100,000 live conversations load in opened order, in replies of at
+    most LIVE_PAGE_SIZE conversations (101 page calls: the last says it is
+    the end), never one giant reply."""
+    link = links(timeout=10.0)
+    made = [live(n, float(n // 3)) for n in range(100_000)]  # ties: three per time
+    yield write_directly(link, made)
+    counting = CountingLink(link)
+    store = store_on(counting)
+    loaded = yield store.load_live()
+    assert len(loaded) == 100_000
+    assert [c.conversation_id for c in loaded] == [
+        c.conversation_id for c in sorted(made, key=lambda c: (c.opened_at, c.conversation_id))]
+    assert counting.page_calls() == 100_000 // LIVE_PAGE_SIZE + 1
+    assert max(len(reply) for reply in counting.replies) == LIVE_PAGE_SIZE
+
+
+@pytest_twisted.inlineCallbacks
+def test_load_live_pages_past_ties_and_resolves(links: Links) -> Generator[Any, Any, None]:
+    """Pages go on after the last one's (opened_at, id), not a rank:
+    conversations with the same opened_at are each loaded once, and those
+    resolved between two pages (the whole first page) shift nothing."""
+    link = links()
+    made = [live(n, float(n // 4)) for n in range(10)]
+    yield write_directly(link, made)
+    counting = CountingLink(link)
+    store = store_on(counting, page_size=3)
+    order = sorted(made, key=lambda c: (c.opened_at, c.conversation_id))
+    gone = order[:3]
+
+    def resolve_first_page() -> Deferred[Any]:
+        counting.after = None
+        return store.commit(Commit(tuple(
+            replace(c, version=2, status=Status.RESOLVED, resolved_at=9.0,
+                    waiting_since=None, unanswered=0) for c in gone)))
+
+    counting.after = resolve_first_page
+    loaded = yield store.load_live()
+    assert [c.conversation_id for c in loaded] == [c.conversation_id for c in order]
+    assert counting.page_calls() == 4
+    assert [c.conversation_id for c in (yield store.load_live())] == [
+        c.conversation_id for c in order[3:]]
+
+
+@pytest_twisted.inlineCallbacks
+def test_event_stream_is_bounded(links: Links) -> Generator[Any, Any, None]:
+    """Each commit appends one event naming what changed; the stream keeps
+    about events_kept (MAXLEN ~: Redis trims whole nodes of 100 entries)."""
+    link = links()
+    store = store_on(link, events_kept=50)
+    for n in range(400):
+        desk = Desk(fallback_after=0)
+        yield store.commit(first_commit(desk, f"v{n}"))
+    length = yield link.call("XLEN", "t:events")
+    assert 50 <= length <= 50 + 100
+    newest = yield link.call("XREVRANGE", "t:events", "+", "-", "COUNT", "1")
+    event = json.loads(newest[0][1][1])
+    assert event["conversations"] == [[cid("v399"), 1, "open"]]
+    assert [m[0] for m in event["messages"]] == [cid("v399")] * len(event["messages"])
+
+
+@pytest_twisted.inlineCallbacks
+def test_scripts_sent_again_after_redis_forgot_them(links: Links
+                                                    ) -> Generator[Any, Any, None]:
+    """After SCRIPT FLUSH (or a restart) the store's scripts are sent again
+    (NOSCRIPT, then EVAL) and the commit lands."""
+    link = links()
+    store = store_on(link)
+    desk = Desk(fallback_after=0)
+    yield store.commit(first_commit(desk, "v1"))
+    yield link.call("SCRIPT", "FLUSH")
+    yield store.commit(first_commit(desk, "v2"))
+    assert [c.visitor for c in (yield store.load_live())] == ["v1", "v2"]
+
+
+# -- Redis going away -----------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def wait_up(link: RedisLink, timeout: float = 10.0) -> Generator[Any, Any, None]:
+    for _ in range(int(timeout / 0.05)):
+        try:
+            yield link.call("PING")
+            return
+        except BrokerUnavailable:
+            yield deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError("Redis did not come back")
+
+
+@pytest_twisted.inlineCallbacks
+def test_redis_down_fails_cleanly_and_writes_nothing(links: Links, redis_server: RedisServer
+                                                     ) -> Generator[Any, Any, None]:
+    """Redis stopped: a commit fails with the broker's outage error (not
+    done, or done whole: the script is atomic), reads fail too; back up,
+    the store holds what it held and the same commit lands."""
+    link = links(timeout=0.5)
+    store = store_on(link)
+    desk = Desk(fallback_after=0)
+    yield store.commit(first_commit(desk))
+    reply = desk.step(OperatorReply(cid("v1"), "alice", "hello"), at=5.0).commit
+    assert reply is not None
+    thread = yield store.messages(cid("v1"))
+    redis_server.stop()
+    with pytest.raises(BrokerUnavailable):
+        yield store.commit(reply)
+    with pytest.raises(BrokerUnavailable):
+        yield store.load(cid("v1"))
+    redis_server.start()
+    yield wait_up(link)
+    stored = yield store.load(cid("v1"))
+    assert stored.version == 1
+    assert (yield store.messages(cid("v1"))) == thread
+    yield store.commit(reply)
+    assert (yield store.load(cid("v1"))).version == 2
+
+
+@pytest_twisted.inlineCallbacks
+def test_redis_stopped_between_pages_fails_load_live(links: Links, redis_server: RedisServer
+                                                     ) -> Generator[Any, Any, None]:
+    """Redis stopping while live conversations load page by page fails the
+    load with the outage error: never a partial list taken for the whole."""
+    link = links(timeout=0.5)
+    yield write_directly(link, [live(n, float(n)) for n in range(10)])
+    counting = CountingLink(link)
+    store = store_on(counting, page_size=4)
+    counting.after = lambda: (setattr(counting, "after", None), redis_server.stop())
+    with pytest.raises(BrokerUnavailable):
+        yield store.load_live()
+    assert counting.page_calls() == 2
+
+
+def test_page_size_is_checked() -> None:
+    """A page size below 1 is refused when the store is made."""
+    with pytest.raises(ValueError, match="page_size must be at least 1"):
+        RedisConversationStore(None, "t:", reactor, page_size=0)  # type: ignore[arg-type]
+
