@@ -204,3 +204,13 @@ def test_mistakes_are_refused_with_line_and_key(case: str) -> None:
         parse_rules(textwrap.dedent(source).encode(), Path("r.toml"))
     assert message in raised.value.message
     assert raised.value.line == line
+
+
+def test_new_rules_read_open_connections_paths_again() -> None:
+    """Rules replaced while a connection is open: its path's placeholders
+    are those the new [handshake] paths name."""
+    scripted = strategy('[[rule]]\ntext = "x"\nreply = "none"\n')
+    session = opened(scripted, HandshakeSession("/mock/rooms/3"))
+    scripted.replace_rules(b'[handshake]\npaths = ["/rooms/{room}"]\n'
+                           b'[[rule]]\ntext = "x"\nreply = "room {path.room}"\n')
+    assert scripted.message_received(session, "x") == "room 3"

@@ -302,6 +302,9 @@ class ScriptedStrategy:
         except RulesError as e:
             raise OptionError("rules", e.message, path=path, line=e.line) from None
         self.rules = rules
+        for conversation in self._conversations.values():
+            # Their paths' placeholders as the new [handshake] paths name them.
+            conversation.view = view_of(conversation.session, rules.paths)
         self.reset()
         _log.info("rules of {path} replaced through the admin API: {count} rule(s) "
                   "(the file is unchanged; a reload reads it again)",
