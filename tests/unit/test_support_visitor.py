@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,7 +46,7 @@ from wsdaemon.support.visitor import (
 )
 from wsdaemon.support.visitor_protocol import SUBPROTOCOL
 from wsdaemon.support.visitors import VisitorSessions
-from wsdaemon.testing import HarnessClient, StrategyHarness
+from wsdaemon.testing import HarnessClient, StrategyHarness, check_strategy
 
 ROUTE = "/support"
 ACK = "Thanks! An operator will answer here soon."
@@ -190,6 +191,13 @@ def test_factory_options() -> None:
     with pytest.raises(OptionError, match=r"needs an \[operator\] section"):
         factory.create({}, StrategyContext(clock=Clock(), config_dir=".", route=ROUTE))  # type: ignore[arg-type]
     assert factory.name == "operator"
+
+
+def test_strategy_contract(tmp_path: Path) -> None:
+    """The strategy meets the contract every strategy meets (the built-ins' suite)."""
+    support = Support(ConversationSettings(fallback_after=0))
+    check_strategy(BoundFactory(support), {}, tmp_path)
+    assert support.store.inner.message_log  # the messages were stored
 
 
 def test_strategy_interfaces() -> None:
