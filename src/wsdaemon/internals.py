@@ -2,7 +2,7 @@
 Every private part of Twisted and Autobahn that wsdaemon's speed paths use,
 named in one place and checked at start-up.
 
-Four speed paths reach past the libraries' public APIs (see
+Five speed paths reach past the libraries' public APIs (see
 C{bench/RESULTS.md} for what each is worth):
 
   - C{accel} (L{wsdaemon.connections.accel}): replaces module-level helpers
@@ -13,7 +13,10 @@ C{bench/RESULTS.md} for what each is worth):
     protocol's parser state and options;
   - C{directwrite} (L{wsdaemon.connections.directwrite}): writes to a TCP
     socket when Twisted's transport has nothing buffered;
-  - C{poll} (L{wsdaemon.server.poll}): runs the epoll reactor's poll loop.
+  - C{poll} (L{wsdaemon.server.poll}): runs the epoll reactor's poll loop;
+  - C{upgrade} (L{wsdaemon.connections.upgrade}): hands a plain WebSocket
+    handshake from the HTTP channel straight to the route's protocol, as
+    Autobahn's C{WebSocketResource} does once twisted.web has parsed it.
 
 L{check} looks for every name below on the installed libraries: on a
 throwaway Autobahn server connection opened in memory (its attributes are
@@ -37,12 +40,14 @@ __all__ = [
     "DIRECT_WRITE",
     "FAST_FRAMES",
     "POLL",
+    "UPGRADE",
     "Reach",
     "check",
     "check_accel",
     "check_direct_write",
     "check_fast_frames",
     "check_poll",
+    "check_upgrade",
 ]
 
 #: C{autobahn.websocket.protocol}'s module-level names that C{accel}
@@ -68,6 +73,12 @@ FAST_FRAMES = (
 #: know that nothing is buffered before its bytes.
 DIRECT_WRITE = ("TLS", "connected", "disconnecting", "_writeDisconnected",
                 "dataBuffer", "_tempDataLen", "getHandle")
+
+#: What the straight upgrade reads: the factory inside Autobahn's
+#: C{WebSocketResource}, and the protocol of C{twisted.internet.tcp.Server},
+#: which it swaps for the route's (as C{WebSocketResource.render} does).
+UPGRADE = (("autobahn.twisted.resource.WebSocketResource", "_factory"),
+           ("twisted.internet.tcp.Server", "protocol"))
 
 #: Attributes of the running C{EPollReactor} that the poll loop uses.
 POLL = ("_poller", "_selectables", "_doReadOrWrite", "doPoll", "doIteration")
@@ -195,6 +206,40 @@ def check_direct_write() -> Reach:
         theirs.close()
 
 
+def check_upgrade() -> Reach:
+    """
+    @return: whether a C{WebSocketResource} holds its factory where the
+        straight upgrade reads it, and a C{twisted.internet.tcp.Server} (over
+        a socket pair, on a memory reactor) has the protocol it swaps.
+    """
+    import socket
+
+    from autobahn.twisted.resource import WebSocketResource
+    from autobahn.twisted.websocket import WebSocketServerFactory
+    from twisted.internet import tcp
+    from twisted.internet.protocol import Protocol
+    from twisted.internet.testing import MemoryReactor
+
+    ours, theirs = socket.socketpair()
+    try:
+        factory = WebSocketServerFactory("ws://127.0.0.1:1")
+        owners = {"autobahn.twisted.resource.WebSocketResource": WebSocketResource(factory),
+                  "twisted.internet.tcp.Server": tcp.Server(
+                      ours, Protocol(), ("127.0.0.1", 1), None,  # type: ignore[arg-type]
+                      0, MemoryReactor())}
+        missing = [f"{owner}.{name}" for owner, name in UPGRADE
+                   if not hasattr(owners[owner], name)]
+        if not missing and getattr(owners["autobahn.twisted.resource.WebSocketResource"],
+                                   "_factory", None) is not factory:
+            return Reach("upgrade", why="WebSocketResource._factory is not its factory")
+        return Reach("upgrade", tuple(missing))
+    except Exception as e:  # noqa: BLE001 - any failure means: stay off
+        return Reach("upgrade", why=f"a probe failed: {type(e).__name__}")
+    finally:
+        ours.close()
+        theirs.close()
+
+
 def check_poll(reactor: Any) -> Reach:
     """
     @return: whether C{reactor} is an epoll reactor with what the poll loop uses.
@@ -214,5 +259,6 @@ def check(reactor: Any) -> dict[str, Reach]:
 
     @return: each path's L{Reach}, by path name.
     """
-    reaches = (check_accel(), check_fast_frames(), check_direct_write(), check_poll(reactor))
+    reaches = (check_accel(), check_fast_frames(), check_direct_write(), check_poll(reactor),
+               check_upgrade())
     return {reach.path: reach for reach in reaches}

@@ -22,9 +22,10 @@ from zope.interface import provider
 from wsdaemon.config import ASSETS_PATH, DaemonConfig
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.journal import Journal, Sequence
-from wsdaemon.connections.limits import ConnectionLimits, HandshakeDeadlineChannel
+from wsdaemon.connections.limits import ConnectionLimits
 from wsdaemon.connections.protocol import RouteFactory
 from wsdaemon.connections.route import Route
+from wsdaemon.connections.upgrade import UpgradeChannel
 from wsdaemon.strategies.operator.channel import OperatorChannelFactory
 from wsdaemon.strategies.operator.ports import IOperatorQueue
 
@@ -221,7 +222,7 @@ def redacting_log_formatter(timestamp: str, request: Request) -> str:
 def build_site(root: Resource, handshake_timeout: float) -> Site:
     """
     @param handshake_timeout: seconds a connection has to send a request's
-        headers (however slowly), see L{HandshakeDeadlineChannel}.
+        headers (however slowly), see L{wsdaemon.connections.limits.HandshakeDeadlineChannel}.
     """
     site = _Site(root, logFormatter=redacting_log_formatter)
     site.displayTracebacks = False
@@ -230,5 +231,6 @@ def build_site(root: Resource, handshake_timeout: float) -> Site:
 
 
 class _Site(Site):
-    protocol = HandshakeDeadlineChannel  # type: ignore[assignment]
+    #: Paced, and WebSocket handshakes straight to their route (issue #26).
+    protocol = UpgradeChannel  # type: ignore[assignment]
     handshake_timeout = 5.0
