@@ -14,9 +14,10 @@ and the others still get it; how much a slow operator may leave unread is
 the link's own bound (the channel closes it past C{max_outbound_buffer}),
 so it never holds the others up.
 
-It also keeps what operators need to name conversations (the alias index,
-L{ConversationIndex}, kept in step with the inbox: filled from it once,
-then told of every conversation the driver notifies about) and who has
+It also keeps what operators need to name and list conversations (the
+alias index, L{ConversationIndex}, and the list's order, L{WaitingOrder},
+kept in step with the inbox: filled from it once, then told of every
+conversation the driver notifies about) and who has
 which conversation open (viewing indicators, at most one conversation per
 connection).
 """
@@ -39,6 +40,7 @@ from wsdaemon.conversations.aliases import (
 from wsdaemon.conversations.effects import NotifyOperators, NotifyTeam
 from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.conversations.model import Conversation, Status
+from wsdaemon.support.ordering import WaitingOrder
 from wsdaemon.support.ports import IOperatorPort
 from wsdaemon.support.summaries import DEFAULT_TEXT_CHARS, message_entry, note_entry, summary
 
@@ -87,6 +89,7 @@ class OperatorHub:
         self.text_chars = text_chars
         self.index = ConversationIndex(max_entries=max_index_entries,
                                        max_candidates=max_candidates, keep=self._live)
+        self.order = WaitingOrder(inbox.conversation)
         self._synced = False
         self._links: list[OperatorLink] = []
         self._viewing: dict[OperatorLink, str] = {}
@@ -103,8 +106,9 @@ class OperatorHub:
         if self._synced:
             return
         self._synced = True
-        for conversation in self.inbox.conversations():
-            self.index.add(conversation.conversation_id, conversation.visitor)
+        live = self.inbox.conversations()
+        self.index.add_many((c.conversation_id, c.visitor) for c in live)
+        self.order.see_all(live)
 
     def resolve(self, reference: str) -> str:
         """
@@ -192,6 +196,7 @@ class OperatorHub:
     def notify(self, effect: NotifyOperators) -> None:
         conversation = effect.conversation
         self.index.add(conversation.conversation_id, conversation.visitor)
+        self.order.see(conversation)
         recipients = (self._links if effect.operator is None
                       else self.links_of(effect.operator))
         extra: dict[str, Any] = {}
