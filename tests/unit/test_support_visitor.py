@@ -34,6 +34,7 @@ from wsdaemon.conversations import (
     conversation_id_for,
 )
 from wsdaemon.interfaces import IHandshakeHook, IReplyStrategy
+from wsdaemon.records import HandshakeRequest
 from wsdaemon.strategies.api import OptionContext, OptionError, StrategyContext
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.visitor import (
@@ -46,7 +47,7 @@ from wsdaemon.support.visitor import (
 )
 from wsdaemon.support.visitor_protocol import SUBPROTOCOL
 from wsdaemon.support.visitors import VisitorSessions
-from wsdaemon.testing import HarnessClient, StrategyHarness, check_strategy
+from wsdaemon.testing import HarnessClient, RecordingSession, StrategyHarness, check_strategy
 
 ROUTE = "/support"
 ACK = "Thanks! An operator will answer here soon."
@@ -666,3 +667,28 @@ def test_visitor_sessions_bound_closes_with_1008() -> None:
     extra = desk.harness.connect(query="client_id=v1")
     assert extra.closed is not None and extra.closed[0] == 1008
     assert all(c.is_open for c in clients)
+
+
+def test_structured_choice_survives_a_reload() -> None:
+    """
+    A connection whose handshake the route's old strategy answered and
+    whose opening the rebuilt strategy (a reload) sees is still structured.
+    """
+    desk = Desk()
+    old = desk.harness.strategy
+    assert isinstance(old, ConversationStrategy)
+    rebuilt = ConversationStrategy(desk.driver, desk.support.visitors, ROUTE, desk.clock)
+    request = HandshakeRequest(session_id="s-1", path=ROUTE, query="", headers={},
+                               subprotocols=(SUBPROTOCOL,), peer="127.0.0.1:1")
+    answered: list[Any] = []
+    old.connecting(request).addCallback(answered.append)
+    assert answered[0].subprotocol == SUBPROTOCOL
+    session = RecordingSession("s-1", ROUTE, client_id="v1")
+    rebuilt.connection_opened(session)
+    rebuilt.message_received(session, json.dumps({"type": "hello"}))
+    assert json.loads(str(session.sent[0]))["type"] == "welcome"
+    abandoned = HandshakeRequest(session_id="s-2", path=ROUTE, query="", headers={},
+                                 subprotocols=(SUBPROTOCOL,), peer="127.0.0.1:2")
+    old.connecting(abandoned)
+    rebuilt.abandoned("s-2")
+    assert not desk.support.visitors.take_choice("s-2")

@@ -116,27 +116,23 @@ class ConversationStrategy:
         self.visitors = visitors
         self.route = route
         self.clock = clock
-        #: Sessions that chose the subprotocol, between the handshake and
-        #: their opening (as many as the route lets handshake at once).
-        self._chosen: set[str] = set()
         self._chats: dict[str, ChatConnection] = {}
 
     # -- handshake -----------------------------------------------------------
 
     def connecting(self, request: HandshakeRequest) -> Deferred[HandshakeAnswer]:
         if SUBPROTOCOL in request.subprotocols:
-            self._chosen.add(request.session_id)
+            self.visitors.chose_structured(request.session_id)
             return succeed(HandshakeAnswer(subprotocol=SUBPROTOCOL))
         return succeed(HandshakeAnswer())
 
     def abandoned(self, session_id: str) -> None:
-        self._chosen.discard(session_id)
+        self.visitors.take_choice(session_id)
 
     # -- connections ---------------------------------------------------------
 
     def connection_opened(self, session: ISession) -> None:
-        structured = session.session_id in self._chosen
-        self._chosen.discard(session.session_id)
+        structured = self.visitors.take_choice(session.session_id)
         connection = self.visitors.add(session, Mode.STRUCTURED if structured else Mode.PLAIN)
         if connection is None:
             session.close(1008, "too many connections for this visitor")
@@ -148,7 +144,7 @@ class ConversationStrategy:
             self._catch_up(connection)
 
     def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:
-        self._chosen.discard(session.session_id)
+        self.visitors.take_choice(session.session_id)
         self.visitors.remove(session)
         chat = self._chats.pop(session.session_id, None)
         if chat is not None:

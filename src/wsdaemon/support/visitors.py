@@ -167,11 +167,32 @@ class VisitorSessions:
         self._visitors: dict[tuple[str, str], _Visitor] = {}
         self._connections: dict[str, VisitorConnection] = {}
         self._structured: dict[str, VisitorConnection] = {}
+        self._chosen: set[str] = set()
         self._available: bool | None = None
         self._sweep: list[str] = []
         self._sweep_call: IDelayedCall | None = None
 
     # -- connections ---------------------------------------------------------
+
+    def chose_structured(self, session_id: str) -> None:
+        """
+        The handshake of C{session_id} chose the structured protocol. Kept
+        here, not by the route's strategy, so that a connection whose
+        handshake straddles a reload (the old strategy answered it, the new
+        one sees it open) is still known as structured. As many are kept as
+        handshakes are under way (the route's connection caps bound them).
+        """
+        self._chosen.add(session_id)
+
+    def take_choice(self, session_id: str) -> bool:
+        """
+        @return: whether C{session_id}'s handshake chose the structured
+            protocol (and forget it: called when it opens or is abandoned).
+        """
+        if session_id in self._chosen:
+            self._chosen.discard(session_id)
+            return True
+        return False
 
     def add(self, session: ISession, mode: Mode) -> VisitorConnection | None:
         """
