@@ -15,16 +15,16 @@ answered, with status 1 if any failed.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from datetime import datetime, timedelta, tzinfo
+from datetime import tzinfo
 from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.escaping import visible
 from wsdaemon.support.canned import expand
+from wsdaemon.support.console_commands import HELP, list_request, parse_when
 from wsdaemon.support.console_display import (
     entry_line,
     event_line,
@@ -34,63 +34,15 @@ from wsdaemon.support.console_display import (
 
 __all__ = ["HELP", "KNOWN_SUMMARIES", "ConversationConsole", "parse_when"]
 
-HELP = """\
-commands (#REF: a conversation's alias, id, or a unique prefix of either,
-e.g. #4821 or #td4n; without it, the conversation you opened last):
-  list [mine|unassigned|all] [snoozed] [label:NAME] [TEXT]
-                           conversations, most waiting first
-  more                     the next page of the last list
-  open #REF                a conversation's thread (marked read)
-  older                    older entries of the open thread
-  close                    stop viewing the open conversation
-  reply [#REF] TEXT        answer the visitor; TEXT may start with /shortcut
-  /shortcut [#REF]         send a canned reply ({name}, {operator}... filled in)
-  note [#REF] TEXT         a private note, for operators only
-  resolve [#REF] | reopen [#REF]
-  snooze [#REF] [30m|2h|1d|HH:MM]
-                           until then; without a time, until the visitor writes
-  assign [#REF] OPERATOR|none | transfer [#REF] OPERATOR
-  labels [#REF] +LABEL -LABEL ...
-  canned                   the canned replies
-  online | away | offline  your availability      capacity N   open conversations
-  team | help | quit
-
-Text from visitors is shown with control characters escaped (\\x1b, \\n, ...)."""
-
 #: Conversation summaries remembered (the newest seen), for canned
 #: placeholders and names.
 KNOWN_SUMMARIES = 1000
-
-_SPAN = re.compile(r"(\d+)([smhd])")
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class Output(Protocol):
     def write(self, text: str, /) -> int: ...
 
     def flush(self) -> None: ...
-
-
-def parse_when(text: str, now: float, tz: tzinfo | None = None) -> float:
-    """
-    C{30m}, C{2h}, C{1d}, C{90s} from now, or C{HH:MM} (the next such time
-    in the operator's zone).
-
-    @raise ValueError: saying what is expected.
-    """
-    span = _SPAN.fullmatch(text.strip().lower())
-    if span:
-        return now + int(span.group(1)) * _UNITS[span.group(2)]
-    at = _CLOCK.fullmatch(text.strip())
-    if at and int(at.group(1)) < 24 and int(at.group(2)) < 60:
-        current = datetime.fromtimestamp(now, tz) if tz else datetime.fromtimestamp(now)
-        then = current.replace(hour=int(at.group(1)), minute=int(at.group(2)), second=0,
-                               microsecond=0)
-        if then.timestamp() <= now:
-            then += timedelta(days=1)
-        return then.timestamp()
-    raise ValueError(f"expected a time like 30m, 2h, 1d or 14:30, got {visible(text)!r}")
 
 
 def _resend(request: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -341,7 +293,7 @@ class ConversationConsole:
             self._input_done = True
             return None
         if verb in ("list", "ls"):
-            return self._list_request(rest)
+            return list_request(rest)
         if verb in ("more", "older"):
             last = self._last_list if verb == "more" else self._older
             if last is None:
@@ -401,24 +353,6 @@ class ConversationConsole:
         if verb == "team":
             return {"type": "team"}
         raise ValueError(f"unknown command {visible(verb)!r}; type help")
-
-    def _list_request(self, rest: str) -> dict[str, Any]:
-        request: dict[str, Any] = {"type": "conversations"}
-        words = rest.split()
-        while words:
-            word = words[0].lower()
-            if word in ("mine", "unassigned", "all"):
-                request["view"] = word
-            elif word in ("snoozed", "open"):
-                request["status"] = word
-            elif word.startswith("label:") and len(word) > 6:
-                request["label"] = words[0][6:]
-            else:
-                break
-            words.pop(0)
-        if words:
-            request["search"] = " ".join(words)
-        return request
 
     def _next_command(self) -> None:
         while self._waiting is None and self._send is not None:
