@@ -46,7 +46,7 @@ from wsdaemon.support.visitor import (
     ConversationStrategyFactory,
 )
 from wsdaemon.support.visitor_protocol import SUBPROTOCOL
-from wsdaemon.support.visitors import VisitorSessions
+from wsdaemon.support.visitors import Mode, VisitorSessions
 from wsdaemon.testing import HarnessClient, RecordingSession, StrategyHarness, check_strategy
 
 ROUTE = "/support"
@@ -159,6 +159,11 @@ def texts(client: HarnessClient) -> list[str | bytes]:
     got = list(client.received)
     client.received.clear()
     return got
+
+
+def compact(frame: dict[str, Any]) -> bytes:
+    """A frame as the daemon writes it (compact JSON, UTF-8)."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def seqs(received: list[dict[str, Any]]) -> list[int]:
@@ -691,4 +696,46 @@ def test_structured_choice_survives_a_reload() -> None:
                                  subprotocols=(SUBPROTOCOL,), peer="127.0.0.1:2")
     old.connecting(abandoned)
     rebuilt.abandoned("s-2")
-    assert not desk.support.visitors.take_choice("s-2")
+    assert desk.support.visitors.take_handshake("s-2") == (Mode.PLAIN, 0)
+
+
+def test_nothing_sent_is_bigger_than_the_route_takes() -> None:
+    """
+    The route's max_message_size holds for what it sends: a welcome holds
+    fewer messages (and says more), a message too big alone comes cut and
+    marked truncated; a plain client is not written one it cannot take,
+    and the rest still come.
+    """
+    desk = Desk(max_unanswered=0)
+    desk.harness = StrategyHarness(BoundFactory(desk.support), route=ROUTE,
+                                   identity=IdentityPolicy(mode="claimed"),
+                                   max_message_size=4096)
+    desk.driver = desk.support.driver
+    desk.store = desk.support.store
+    desk.clock = desk.harness.clock
+    writer = desk.structured()
+    for n in range(1, 11):
+        send(writer, {"type": "message", "id": f"c-{n}", "text": f"{n}" * 1000})
+    writer.disconnect()
+    client = desk.structured(after=0)
+    welcome = frames(client)[0]
+    assert welcome["type"] == "welcome" and welcome["more"] is True
+    assert 1 <= len(welcome["messages"]) < 12
+    have, more = welcome["messages"][-1]["seq"], True
+    while more:   # paged on to the end: live messages come again
+        send(client, {"type": "history", "after": have})
+        [history] = frames(client)
+        assert len(compact(history)) <= 4096
+        have, more = seqs([history])[-1], history["more"]
+    assert have == desk.conversation().last_seq
+    desk.online()
+    desk.reply("x" * 5000)
+    cut = [f for f in frames(client) if f["type"] == "message"]
+    assert cut[-1]["truncated"] is True and cut[-1]["length"] == 5000
+    assert len(compact(cut[-1])) <= 4096
+    plain = desk.plain()
+    texts(plain)
+    desk.reply("y" * 5000)
+    desk.reply("small")
+    assert texts(plain) == ["small"]
+    assert client.is_open and plain.is_open

@@ -32,6 +32,7 @@ from wsdaemon.support.visitor_protocol import (
     ack_frame,
     dumps,
     error_frame,
+    history_frame,
     message_frame,
     page,
     parse,
@@ -177,6 +178,25 @@ def test_page_bounds() -> None:
     huge = [message(1, "x" * (PAGE_BYTES + 1)), message(2)]
     entries, more = page(huge)
     assert [e["seq"] for e in entries] == [1] and more
+    assert entries[0]["truncated"] is True and entries[0]["length"] == PAGE_BYTES + 1
+    assert len(dumps(entries[0]).encode()) <= PAGE_BYTES
+
+
+def test_page_and_frames_fit_the_connection() -> None:
+    """
+    With a connection's bound, a page's messages and the page's own fields
+    fit it; a message too big alone is cut (at a character boundary, its
+    escapes counted) and marked truncated with its whole length.
+    """
+    rows = [message(seq, "é\n" * 300) for seq in range(1, 30)]
+    entries, more = page(rows, max_bytes=4096)
+    assert more and entries
+    assert len(history_frame(entries, more).encode()) <= 4096
+    alone = json.loads(message_frame(message(1, "é\n" * 3000), max_bytes=1000))
+    assert alone["truncated"] is True and alone["length"] == 6000
+    assert len(message_frame(message(1, "é\n" * 3000), max_bytes=1000).encode()) <= 1000
+    assert alone["text"].startswith("é\n")
+    assert json.loads(message_frame(message(1, "short"), max_bytes=1000))["text"] == "short"
 
 
 def test_frames_escape_and_survive_surrogates() -> None:

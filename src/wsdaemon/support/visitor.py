@@ -121,30 +121,32 @@ class ConversationStrategy:
     # -- handshake -----------------------------------------------------------
 
     def connecting(self, request: HandshakeRequest) -> Deferred[HandshakeAnswer]:
+        limit = request.limits.max_message_size
         if SUBPROTOCOL in request.subprotocols:
-            self.visitors.chose_structured(request.session_id)
+            self.visitors.handshake(request.session_id, Mode.STRUCTURED, limit)
             return succeed(HandshakeAnswer(subprotocol=SUBPROTOCOL))
+        self.visitors.handshake(request.session_id, Mode.PLAIN, limit)
         return succeed(HandshakeAnswer())
 
     def abandoned(self, session_id: str) -> None:
-        self.visitors.take_choice(session_id)
+        self.visitors.take_handshake(session_id)
 
     # -- connections ---------------------------------------------------------
 
     def connection_opened(self, session: ISession) -> None:
-        structured = self.visitors.take_choice(session.session_id)
-        connection = self.visitors.add(session, Mode.STRUCTURED if structured else Mode.PLAIN)
+        mode, max_bytes = self.visitors.take_handshake(session.session_id)
+        connection = self.visitors.add(session, mode, max_bytes)
         if connection is None:
             session.close(1008, "too many connections for this visitor")
             return
-        if structured:
+        if mode is Mode.STRUCTURED:
             self._chats[session.session_id] = ChatConnection(self.driver, self.visitors,
                                                              connection, self.clock)
         else:
             self._catch_up(connection)
 
     def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:
-        self.visitors.take_choice(session.session_id)
+        self.visitors.take_handshake(session.session_id)
         self.visitors.remove(session)
         chat = self._chats.pop(session.session_id, None)
         if chat is not None:
@@ -207,7 +209,7 @@ class ConversationStrategy:
                 return
             for message in messages:
                 if message.to_visitor:
-                    connection.session.send(message.body)
+                    self.visitors.send(connection, message.body)
             if messages:
                 after = messages[-1].seq
             if len(messages) == PAGE_MESSAGES:

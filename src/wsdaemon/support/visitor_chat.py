@@ -193,11 +193,11 @@ class ChatConnection:
         after = min(hello.after, last)
         rows = await self._driver.store.messages(self._key, after=after,
                                                  limit=PAGE_MESSAGES + 1)
-        entries, more = page(rows, limit=PAGE_MESSAGES)
+        entries, more = page(rows, limit=PAGE_MESSAGES, max_bytes=connection.max_bytes)
         end = entries[-1]["seq"] if entries else after
         available = self._driver.inbox.team.available > 0
         status = str(conversation.status) if conversation is not None else None
-        self._session.send(welcome_frame(status, available, entries, more))
+        self._visitors.send(connection, welcome_frame(status, available, entries, more))
         connection.told_available = available
         self.hello = True
         self._visitors.synced(connection, after, end, more)
@@ -211,8 +211,9 @@ class ChatConnection:
         if request.before is not None:
             rows = await self._driver.store.history(self._key, before=request.before,
                                                     limit=request.limit + 1)
-            entries, more = page(rows, newest=True, limit=request.limit)
-            self._session.send(history_frame(entries, more))
+            entries, more = page(rows, newest=True, limit=request.limit,
+                                 max_bytes=connection.max_bytes)
+            self._visitors.send(connection, history_frame(entries, more))
             return
         after = request.after or 0
         catching_up = connection.behind
@@ -220,8 +221,8 @@ class ChatConnection:
             self._visitors.resync(connection)
         rows = await self._driver.store.messages(self._key, after=after,
                                                  limit=request.limit + 1)
-        entries, more = page(rows, limit=request.limit)
-        self._session.send(history_frame(entries, more))
+        entries, more = page(rows, limit=request.limit, max_bytes=connection.max_bytes)
+        self._visitors.send(connection, history_frame(entries, more))
         if catching_up:
             end = entries[-1]["seq"] if entries else after
             self._visitors.synced(connection, after, end, more)

@@ -13,7 +13,10 @@ echoed raw: names it gave are cut to a few characters and JSON-encoded.
 Bounds (each tested at its bound): a frame of at most L{MAX_FRAME_BYTES}
 (more: the connection is closed with 1009), a message text of at most
 L{MAX_TEXT_BYTES}, an id of at most L{MAX_ID_CHARS}, a page of at most
-L{PAGE_MESSAGES} messages and L{PAGE_BYTES} of JSON.
+L{PAGE_MESSAGES} messages and L{PAGE_BYTES} of JSON; nothing sent is
+bigger than the connection takes (its route's C{max_message_size}: a page
+holds fewer messages, a message too big alone is cut and marked
+C{truncated}).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from typing import Any
 
 from wsdaemon.conversations.model import Author, Message
 
-__all__ = ["MAX_EMAIL_CHARS", "MAX_FRAME_BYTES", "MAX_ID_CHARS", "MAX_SEQ", "MAX_TEXT_BYTES",
-           "PAGE_BYTES", "PAGE_MESSAGES", "SUBPROTOCOL", "BadRequest", "Contact", "Hello",
-           "History", "Read", "Received", "Request", "SendMessage", "Typing", "ack_frame",
+__all__ = ["FRAME_OVERHEAD", "MAX_EMAIL_CHARS", "MAX_FRAME_BYTES", "MAX_ID_CHARS", "MAX_SEQ",
+           "MAX_TEXT_BYTES", "PAGE_BYTES", "PAGE_MESSAGES", "SUBPROTOCOL", "BadRequest",
+           "Contact", "Hello", "History", "Read", "Received", "Request", "SendMessage", "Typing",
+           "ack_frame",
            "availability_frame", "dumps", "error_frame", "history_frame", "message_frame",
            "ok_frame", "page", "parse", "read_frame", "refused_frame", "status_frame",
            "typing_frame", "welcome_frame"]
@@ -49,6 +53,8 @@ PAGE_MESSAGES = 100
 #: At most this many bytes of message JSON in one page (one message bigger
 #: than this is sent alone).
 PAGE_BYTES = 512 * 1024
+#: Bytes a page's own fields take besides its messages, at most.
+FRAME_OVERHEAD = 200
 #: What is quoted of a field or type name the client got wrong.
 _QUOTED = 32
 
@@ -257,30 +263,62 @@ def _message(message: Message) -> dict[str, Any]:
     return entry
 
 
-def message_frame(message: Message) -> str:
+def _fit(entry: dict[str, Any], max_bytes: int) -> tuple[dict[str, Any], int]:
+    """
+    The entry as it fits in C{max_bytes} of JSON (0: no bound): whole, or
+    with its text cut, marked C{truncated} with the whole text's C{length}
+    in characters (a message bigger than the connection takes: the route's
+    C{max_message_size} holds for what it sends too).
+
+    @return: the entry and its size in bytes.
+    """
+    size = len(dumps(entry).encode("utf-8"))
+    if not max_bytes or size <= max_bytes:
+        return entry, size
+    text: str = entry["text"]
+    cut = {**entry, "text": "", "truncated": True, "length": len(text)}
+    room = max_bytes - len(dumps(cut).encode("utf-8"))
+    while room > 0:
+        kept = text.encode("utf-8")[:room].decode("utf-8", "ignore")
+        cut["text"] = kept
+        size = len(dumps(cut).encode("utf-8"))
+        if size <= max_bytes:
+            return cut, size
+        room -= size - max_bytes  # escapes took more than the raw bytes
+    cut["text"] = ""
+    return cut, len(dumps(cut).encode("utf-8"))
+
+
+def message_frame(message: Message, max_bytes: int = 0) -> str:
     """
     A message of the thread; a visitor's own carries its C{id} (so a tab
-    that sent it, or resumes, recognises it).
+    that sent it, or resumes, recognises it). Cut to C{max_bytes} (0: whole).
     """
-    return dumps(_message(message))
+    entry, _ = _fit(_message(message), max_bytes)
+    return dumps(entry)
 
 
 def page(messages: Sequence[Message], *, newest: bool = False,
-         limit: int = PAGE_MESSAGES) -> tuple[list[dict[str, Any]], bool]:
+         limit: int = PAGE_MESSAGES, max_bytes: int = 0) -> tuple[list[dict[str, Any]], bool]:
     """
-    The messages that fit one page: at most C{limit} and L{PAGE_BYTES} of
-    JSON, oldest first; from the oldest (C{newest} False: what follows is
-    asked for next) or the newest (scrolling back).
+    The messages that fit one page: at most C{limit}, and at most
+    L{PAGE_BYTES} of JSON or, smaller, what the connection takes
+    (C{max_bytes}, its route's C{max_message_size}, less the page's own
+    fields; a message bigger than that is cut), oldest first; from the
+    oldest (C{newest} False: what follows is asked for next) or the newest
+    (scrolling back).
 
     @return: the entries and whether some were left out.
     """
+    budget = PAGE_BYTES if not max_bytes else max(1, min(PAGE_BYTES,
+                                                         max_bytes - FRAME_OVERHEAD))
     ordered = list(reversed(messages)) if newest else list(messages)
     taken: list[dict[str, Any]] = []
     size = 0
     for message in ordered[:limit]:
-        entry = _message(message)
-        cost = len(dumps(entry).encode("utf-8")) + 1
-        if taken and size + cost > PAGE_BYTES:
+        entry, cost = _fit(_message(message), budget)
+        cost += 1
+        if taken and size + cost > budget:
             break
         taken.append(entry)
         size += cost

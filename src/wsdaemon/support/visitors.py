@@ -112,12 +112,15 @@ class VisitorConnection:
     @ivar behind: (structured) messages were left out: it is not written
         live messages until a C{history} page reaches the end.
     @ivar told_available: the availability it was last told (None: not yet).
+    @ivar max_bytes: the largest message it takes (its route's
+        C{max_message_size}; 0: any).
     """
 
     session: ISession
     route: str
     visitor: str
     mode: Mode
+    max_bytes: int = 0
     sent: int = 0
     syncing: bool = True
     behind: bool = False
@@ -167,37 +170,39 @@ class VisitorSessions:
         self._visitors: dict[tuple[str, str], _Visitor] = {}
         self._connections: dict[str, VisitorConnection] = {}
         self._structured: dict[str, VisitorConnection] = {}
-        self._chosen: set[str] = set()
+        self._handshakes: dict[str, tuple[Mode, int]] = {}
         self._available: bool | None = None
         self._sweep: list[str] = []
         self._sweep_call: IDelayedCall | None = None
 
     # -- connections ---------------------------------------------------------
 
-    def chose_structured(self, session_id: str) -> None:
+    def handshake(self, session_id: str, mode: Mode, max_bytes: int) -> None:
         """
-        The handshake of C{session_id} chose the structured protocol. Kept
-        here, not by the route's strategy, so that a connection whose
-        handshake straddles a reload (the old strategy answered it, the new
-        one sees it open) is still known as structured. As many are kept as
-        handshakes are under way (the route's connection caps bound them).
+        The handshake of C{session_id} chose C{mode}; its route takes
+        messages of at most C{max_bytes} (0: any), either way. Kept here,
+        not by the route's strategy, so that a connection whose handshake
+        straddles a reload (the old strategy answered it, the new one sees
+        it open) keeps what was chosen. As many are kept as handshakes are
+        under way (the route's connection caps bound them).
         """
-        self._chosen.add(session_id)
+        self._handshakes[session_id] = (mode, max_bytes)
 
-    def take_choice(self, session_id: str) -> bool:
+    def take_handshake(self, session_id: str) -> tuple[Mode, int]:
         """
-        @return: whether C{session_id}'s handshake chose the structured
-            protocol (and forget it: called when it opens or is abandoned).
+        @return: what C{session_id}'s handshake chose (plain and no bound
+            when nothing was recorded), forgotten now: called when it opens
+            or is abandoned.
         """
-        if session_id in self._chosen:
-            self._chosen.discard(session_id)
-            return True
-        return False
+        return self._handshakes.pop(session_id, (Mode.PLAIN, 0))
 
-    def add(self, session: ISession, mode: Mode) -> VisitorConnection | None:
+    def add(self, session: ISession, mode: Mode,
+            max_bytes: int = 0) -> VisitorConnection | None:
         """
         A visitor's connection opened; it holds what is delivered to it
-        until L{synced} (its first page read).
+        until L{synced} (its first page read). Nothing bigger than
+        C{max_bytes} (0: no bound) is written to it: a structured message
+        is cut to fit, a plain one too big is not written.
 
         @return: its state, or None when the visitor has
             C{max_sessions_per_visitor} open already (not added: the caller
@@ -210,7 +215,8 @@ class VisitorSessions:
         if len(visitor.connections) >= self.max_sessions_per_visitor:
             self._drop_if_idle(key, visitor)
             return None
-        connection = VisitorConnection(session, session.route, session.client_id, mode)
+        connection = VisitorConnection(session, session.route, session.client_id, mode,
+                                       max_bytes=max_bytes)
         visitor.connections[session.session_id] = connection
         self._connections[session.session_id] = connection
         if connection.structured:
@@ -278,18 +284,27 @@ class VisitorSessions:
             connection.behind = more or overflowed
         for entry in held:
             if entry.seq is None:
-                connection.session.send(entry.frame)
+                _send(connection, entry.frame)
                 continue
             if connection.behind:
                 continue
             if entry.seq <= connection.sent and (connection.structured or entry.seq > start):
                 continue
-            connection.session.send(entry.frame)
+            _send(connection, entry.frame)
             connection.sent = max(connection.sent, entry.seq)
         if not connection.structured and overflowed:
             connection.syncing = True
             return False
         return True
+
+    def send(self, connection: VisitorConnection, frame: str) -> bool:
+        """
+        Write a frame now (a page, an answer), past what is held: one the
+        connection cannot take is not written (logged), a failure is logged.
+
+        @return: whether it was written.
+        """
+        return _send(connection, frame)
 
     def _write(self, connection: VisitorConnection, frame: str, seq: int | None, *,
                keep: bool = False) -> bool:
@@ -314,18 +329,18 @@ class VisitorSessions:
             if connection.behind or seq <= connection.sent:
                 return False
             connection.sent = seq
-        return connection.session.send(frame)
+        return _send(connection, frame)
 
     # -- IVisitorPort --------------------------------------------------------
 
     def deliver(self, effect: DeliverMessage) -> bool:
         message = effect.message
         plain_took = False
-        structured: str | None = None
+        whole: str | None = None
         for connection in self.connections_of(effect.route, effect.visitor):
             if connection.structured:
-                structured = structured or message_frame(message)
-                self._write(connection, structured, message.seq)
+                whole = whole or message_frame(message)
+                self._write(connection, _fitted(connection, whole, message), message.seq)
             elif message.to_visitor and self._write(connection, message.body, message.seq):
                 plain_took = True
         return plain_took
@@ -419,15 +434,16 @@ class VisitorSessions:
         # Committed just now: the message's time is the conversation's last activity.
         at = found.last_activity_at if found is not None else self._clock.seconds()
         ack = ack_frame(effect.client_message_id, effect.seq, at)
-        copy = message_frame(Message(conversation_id, effect.seq, Author.VISITOR, pending.text,
-                                     at, client_message_id=effect.client_message_id))
+        message = Message(conversation_id, effect.seq, Author.VISITOR, pending.text, at,
+                          client_message_id=effect.client_message_id)
+        copy = message_frame(message)
         for session_id, connection in visitor.connections.items():
             if not connection.structured:
                 continue
             if session_id in pending.origins:
                 self._write(connection, ack, None, keep=True)
             else:
-                self._write(connection, copy, effect.seq)
+                self._write(connection, _fitted(connection, copy, message), effect.seq)
 
     def structured_connections(self) -> Iterator[VisitorConnection]:
         return iter(list(self._structured.values()))
@@ -436,6 +452,34 @@ class VisitorSessions:
     def available(self) -> bool | None:
         """The last availability announced (None: none yet)."""
         return self._available
+
+
+def _fitted(connection: VisitorConnection, frame: str, message: Message) -> str:
+    """The message's frame as the connection takes it (cut when too big)."""
+    if connection.max_bytes and len(frame) * 4 > connection.max_bytes and \
+            len(frame.encode("utf-8")) > connection.max_bytes:
+        return message_frame(message, connection.max_bytes)
+    return frame
+
+
+def _send(connection: VisitorConnection, frame: str) -> bool:
+    """
+    Write one frame; one the connection cannot take (bigger than its
+    route's max_message_size: a plain message) is not written, and said.
+    """
+    if connection.max_bytes and len(frame) * 4 > connection.max_bytes and \
+            len(frame.encode("utf-8")) > connection.max_bytes:
+        _log.warn("conversations: a message of {size} bytes is more than {client_id} on "
+                  "{route} takes ({limit}): not written", size=len(frame.encode("utf-8")),
+                  client_id=connection.visitor, route=connection.route,
+                  limit=connection.max_bytes)
+        return False
+    try:
+        return connection.session.send(frame)
+    except Exception:
+        _log.failure("conversations: writing to {client_id} on {route} failed",
+                     client_id=connection.visitor, route=connection.route)
+        return False
 
 
 def _signal_frame(effect: SignalVisitor) -> str | None:
