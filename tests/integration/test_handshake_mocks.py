@@ -169,7 +169,7 @@ def test_hang_next_is_never_answered(mock: tuple[Daemon, Admin]) -> None:
 
 def test_delay_answers_late(mock: tuple[Daemon, Admin]) -> None:
     """delay = 1: handshakes, accepted or refused, are answered about a
-    second late; 0 answers at once again."""
+    second late; 0 answers at once again; bad values are refused (400)."""
     daemon, admin = mock
     admin.call("POST", "/routes/handshake?route=/mock", {"delay": 1})
     started = time.monotonic()
@@ -184,3 +184,9 @@ def test_delay_answers_late(mock: tuple[Daemon, Admin]) -> None:
     started = time.monotonic()
     with connect(f"{daemon.url}/mock"):
         assert time.monotonic() - started < 0.9
+    assert admin.error("POST", "/routes/handshake?route=/mock", {"delay": -1}) == (
+        400, "delay must be from 0 to 3600 seconds, got -1.0")
+    assert admin.error("POST", "/routes/handshake?route=/mock", {"hang_next": "2"}) == (
+        400, '"hang_next" must be a whole number')
+    assert admin.error("POST", "/routes/handshake?route=/mock", {"reset_next": -1}) == (
+        400, "reset_next must be 0 or more")
