@@ -11,6 +11,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
@@ -268,3 +270,73 @@ def test_announce_in_batches() -> None:
     clock.advance(0)
     assert all(not r.sent for r in structured)
     assert port.available is True
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["commit", "commit", "commit", "read", "finish"]),
+                max_size=60),
+       st.integers(min_value=1, max_value=4), st.integers(min_value=1, max_value=5),
+       st.booleans())
+def test_once_and_in_order_whatever_the_interleaving(
+        steps: list[str], max_buffered: int, page_size: int, plain: bool) -> None:
+    """
+    Commits delivered while pages are read, pages short or full, buffers
+    overflowing: a connection is written each message at most once and in
+    order, and once its reads reach the end it has had every message (a
+    structured one pages on while behind; a plain one is read again).
+    """
+    port, _ = sessions(max_buffered=max_buffered)
+    recording = session()
+    connection = port.add(recording, Mode.PLAIN if plain else Mode.STRUCTURED)
+    assert connection is not None
+    committed: list[int] = []
+    received: list[int] = []
+    read: list[int] | None = None        # what a page read in flight will see
+    start = 0                             # where the catch-up started (plain)
+    after = 0
+
+    def drain() -> None:
+        for sent in recording.sent:
+            assert isinstance(sent, str)
+            received.append(int(sent[1:]) if not sent.startswith("{")
+                            else json.loads(sent)["seq"])
+        recording.sent.clear()
+
+    def begin() -> None:
+        nonlocal read
+        port.resync(connection)
+        read = [seq for seq in committed if seq > after][:page_size + 1]
+
+    def finish() -> None:
+        nonlocal read, after
+        assert read is not None
+        rows, more = read[:page_size], len(read) > page_size
+        read = None
+        received.extend(rows)          # the page is written first
+        end = rows[-1] if rows else after
+        caught_up = port.synced(connection, start, end, more and not plain)
+        drain()
+        after = connection.sent if plain else end
+        if plain and (more or not caught_up):
+            port.resync(connection)
+
+    for step in steps:
+        if step == "commit":
+            seq = len(committed) + 1
+            committed.append(seq)
+            port.deliver(DeliverMessage(ROUTE, "v1", Message(
+                conversation_id_for(ROUTE, "v1"), seq, Author.OPERATOR, f"m{seq}",
+                float(seq))))
+            drain()
+        elif step == "read" and read is None and (connection.syncing or connection.behind):
+            begin()
+        elif step == "finish" and read is not None:
+            finish()
+        assert received == sorted(set(received)), received
+    for _ in range(len(committed) + 3):   # the client reads on until it is up to date
+        if read is None and not (connection.syncing or connection.behind):
+            break
+        if read is None:
+            begin()
+        finish()
+    assert received == committed
