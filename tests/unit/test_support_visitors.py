@@ -314,11 +314,12 @@ def test_once_and_in_order_whatever_the_interleaving(
         read = None
         received.extend(rows)          # the page is written first
         end = rows[-1] if rows else after
-        caught_up = port.synced(connection, start, end, more and not plain)
+        if plain and more:             # the strategy reads on before it syncs
+            after = end
+            return
+        port.synced(connection, start, end, more)
         drain()
         after = connection.sent if plain else end
-        if plain and (more or not caught_up):
-            port.resync(connection)
 
     for step in steps:
         if step == "commit":
