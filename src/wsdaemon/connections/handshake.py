@@ -252,7 +252,13 @@ class HandshakeState:
                 answer.callback(result)
 
         call = protocol.factory.clock.callLater(delay, fire)
-        protocol.is_closed.addBoth(lambda _: call.cancel() if call.active() else None)
+
+        def gone(result: object) -> object:
+            if call.active():
+                call.cancel()
+            return result
+
+        protocol.is_closed.addBoth(gone)
         return answer
 
     def _hold(self, protocol: Any, request: ConnectionRequest) -> Deferred[Any]:
@@ -272,10 +278,11 @@ class HandshakeState:
         call = protocol.factory.clock.callLater(MAX_HOLD_SECONDS, protocol.dropConnection,
                                                 abort=True)
 
-        def released(_: object) -> None:
+        def released(result: object) -> object:
             self.held.discard(protocol)
             if call.active():
                 call.cancel()
+            return result
 
         protocol.is_closed.addBoth(released)
         return Deferred()
