@@ -83,7 +83,7 @@ class CountingLink:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
         self.calls: list[tuple[Any, ...]] = []
-        self.replies: list[Any] = []
+        self.replies: list[tuple[tuple[Any, ...], Any]] = []
         self.after: Callable[[], Any] | None = None
 
     def call(self, *args: Any) -> Deferred[Any]:
@@ -91,7 +91,7 @@ class CountingLink:
         d = self.link.call(*args)
 
         def seen(reply: Any) -> Any:
-            self.replies.append(reply)
+            self.replies.append((args, reply))
             if self.after is not None:
                 return_value = self.after()
                 if isinstance(return_value, Deferred):
@@ -104,6 +104,12 @@ class CountingLink:
         """Pages asked for (EVALSHA: an EVAL after NOSCRIPT is the same page again)."""
         sha = hashlib.sha1(LIVE_PAGE.encode()).hexdigest()  # noqa: S324
         return sum(1 for c in self.calls if c[:2] == ("EVALSHA", sha))
+
+    def pages(self) -> list[Any]:
+        """The load_live pages Redis answered: (count, last id, last score, JSON)."""
+        return [reply for args, reply in self.replies
+                if args[0] in ("EVALSHA", "EVAL") and len(reply) == 4
+                and args[1] in (LIVE_PAGE, hashlib.sha1(LIVE_PAGE.encode()).hexdigest())]
 
 
 # -- two daemons --------------------------------------------------------------
@@ -327,7 +333,10 @@ def test_load_live_at_100000_in_bounded_pages(links: Links) -> Generator[Any, An
     assert [c.conversation_id for c in loaded] == [
         c.conversation_id for c in sorted(made, key=lambda c: (c.opened_at, c.conversation_id))]
     assert counting.page_calls() == 100_000 // LIVE_PAGE_SIZE + 1
-    assert max(len(reply) for reply in counting.replies) == LIVE_PAGE_SIZE
+    pages = counting.pages()
+    assert len(pages) == 101
+    assert [int(count) for count, _, _, _ in pages] == [LIVE_PAGE_SIZE] * 100 + [0]
+    assert max(len(page) for _, _, _, page in pages) < 1_000_000  # bytes: one page's rows
 
 
 @pytest_twisted.inlineCallbacks

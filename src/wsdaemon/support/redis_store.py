@@ -134,13 +134,11 @@ class RedisConversationStore:
         loaded: list[Conversation] = []
         score, last = "", ""
         while True:
-            page = yield self._scripts.run(LIVE_PAGE, self.prefix, score, last,
-                                           self.page_size)
-            for row in page:
-                loaded.append(conversation_from_hash(row[2:]))
-            if len(page) < self.page_size:
+            count, last, score, page = yield self._scripts.run(
+                LIVE_PAGE, self.prefix, score, last, self.page_size)
+            loaded.extend(conversation_from_hash(row) for row in json.loads(page))
+            if int(count) < self.page_size:
                 return loaded
-            last, score = str(page[-1][0]), str(page[-1][1])
 
     def load(self, conversation_id: str) -> Deferred[Conversation | None]:
         d = self._link.call("HGETALL", self._key(conversation_id))
