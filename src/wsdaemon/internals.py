@@ -2,7 +2,7 @@
 Every private part of Twisted and Autobahn that wsdaemon's speed paths use,
 named in one place and checked at start-up.
 
-Five speed paths reach past the libraries' public APIs (see
+Six speed paths reach past the libraries' public APIs (see
 C{bench/RESULTS.md} for what each is worth):
 
   - C{accel} (L{wsdaemon.connections.accel}): replaces module-level helpers
@@ -16,7 +16,10 @@ C{bench/RESULTS.md} for what each is worth):
   - C{poll} (L{wsdaemon.server.poll}): runs the epoll reactor's poll loop;
   - C{upgrade} (L{wsdaemon.connections.upgrade}): hands a plain WebSocket
     handshake from the HTTP channel straight to the route's protocol, as
-    Autobahn's C{WebSocketResource} does once twisted.web has parsed it.
+    Autobahn's C{WebSocketResource} does once twisted.web has parsed it;
+  - C{loglines} (L{wsdaemon.connections.loglines}): replaces the two
+    functions Twisted's text log observer formats events and timestamps
+    with, by ones giving the same text.
 
 L{check} looks for every name below on the installed libraries: on a
 throwaway Autobahn server connection opened in memory (its attributes are
@@ -39,6 +42,7 @@ __all__ = [
     "ACCEL_TIMINGS",
     "DIRECT_WRITE",
     "FAST_FRAMES",
+    "LOGLINES",
     "POLL",
     "UPGRADE",
     "Reach",
@@ -46,6 +50,7 @@ __all__ = [
     "check_accel",
     "check_direct_write",
     "check_fast_frames",
+    "check_loglines",
     "check_poll",
     "check_upgrade",
 ]
@@ -79,6 +84,10 @@ DIRECT_WRITE = ("TLS", "connected", "disconnecting", "_writeDisconnected",
 #: which it swaps for the route's (as C{WebSocketResource.render} does).
 UPGRADE = (("autobahn.twisted.resource.WebSocketResource", "_factory"),
            ("twisted.internet.tcp.Server", "protocol"))
+
+#: The module-level names of C{twisted.logger._file} that its
+#: C{textFileLogObserver} looks up for every event, and C{loglines} replaces.
+LOGLINES = ("formatEventAsClassicLogText", "formatTime")
 
 #: Attributes of the running C{EPollReactor} that the poll loop uses.
 POLL = ("_poller", "_selectables", "_doReadOrWrite", "doPoll", "doIteration")
@@ -240,6 +249,32 @@ def check_upgrade() -> Reach:
         theirs.close()
 
 
+def check_loglines() -> Reach:
+    """
+    @return: whether C{twisted.logger._file} has the names C{loglines}
+        replaces, and its C{textFileLogObserver} still looks them up there
+        for each event (else replacing them would change nothing).
+    """
+    from types import CodeType
+
+    from twisted.logger import _file
+
+    missing = _missing("twisted.logger._file", _file, LOGLINES)
+    if missing:
+        return Reach("loglines", tuple(missing))
+    looked_up: set[str] = set()
+    codes = [_file.textFileLogObserver.__code__]
+    while codes:
+        code = codes.pop()
+        looked_up.update(code.co_names)
+        codes.extend(c for c in code.co_consts if isinstance(c, CodeType))
+    unused = [name for name in LOGLINES if name not in looked_up]
+    if unused:
+        return Reach("loglines", why="textFileLogObserver no longer calls "
+                     + ", ".join(f"twisted.logger._file.{name}" for name in unused))
+    return Reach("loglines")
+
+
 def check_poll(reactor: Any) -> Reach:
     """
     @return: whether C{reactor} is an epoll reactor with what the poll loop uses.
@@ -260,5 +295,5 @@ def check(reactor: Any) -> dict[str, Reach]:
     @return: each path's L{Reach}, by path name.
     """
     reaches = (check_accel(), check_fast_frames(), check_direct_write(), check_poll(reactor),
-               check_upgrade())
+               check_upgrade(), check_loglines())
     return {reach.path: reach for reach in reaches}

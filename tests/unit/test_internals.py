@@ -29,7 +29,7 @@ def test_every_path_finds_what_it_uses_on_the_installed_versions() -> None:
         reaches = internals.check(reactor)
     finally:
         reactor._poller.close()
-    assert set(reaches) == {"accel", "frames", "directwrite", "poll", "upgrade"}
+    assert set(reaches) == {"accel", "frames", "directwrite", "poll", "upgrade", "loglines"}
     assert {path: reach.describe() for path, reach in reaches.items()} == dict.fromkeys(
         reaches, "")
 

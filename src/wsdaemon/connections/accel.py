@@ -19,6 +19,10 @@ Autobahn|Testsuite in CI.
    (SIMD; 0.08 µs at 64 B, 0.43 µs at 16 KiB here), or a big-integer XOR
    where websockets' C speedups are not installed. No C struct is written.
 
+4. Twisted's text log lines (every connection writes two): formatted with
+   the same text in C, see L{wsdaemon.connections.loglines}, installed
+   from here and checked on its own.
+
 Each replacement's target is named in L{wsdaemon.internals} and checked
 before it is made; if any is missing, Autobahn's own code stays in place and
 L{describe} says so.
@@ -129,6 +133,9 @@ def install(reach: Reach | None = None) -> list[str]:
     """
     if _installed:
         return list(_installed)
+    from wsdaemon.connections import loglines
+
+    loglines.install()
     if reach is None:
         reach = check_accel()
     if not reach.usable:
@@ -149,4 +156,6 @@ def install(reach: Reach | None = None) -> list[str]:
 
 
 def describe() -> str:
-    return ", ".join(_installed) or "none"
+    from wsdaemon.connections import loglines
+
+    return ", ".join(filter(None, [*_installed, loglines.describe()])) or "none"
