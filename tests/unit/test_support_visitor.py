@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
+from twisted.logger import LogEvent, globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from tests.driver_bench import GatedStore, RecordingPorts
@@ -739,3 +740,31 @@ def test_nothing_sent_is_bigger_than_the_route_takes() -> None:
     desk.reply("small")
     assert texts(plain) == ["small"]
     assert client.is_open and plain.is_open
+
+
+def test_plain_catch_up_failure_leaves_live_messages_flowing() -> None:
+    """A store that cannot be read at connect time is logged; live replies still come."""
+    desk = Desk()
+    first = desk.plain()
+    first.send("Hello?")
+    first.disconnect()
+    desk.online()
+    desk.reply("While away")
+
+    def broken(*args: object, **kwargs: object) -> Any:
+        from twisted.internet.defer import fail
+        return fail(OSError("disk I/O error"))
+
+    desk.store.inner.messages = broken  # type: ignore[method-assign]
+    events: list[LogEvent] = []
+    observer: Any = events.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        client = desk.plain()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert texts(client) == []
+    desk.reply("Live")
+    assert texts(client) == ["Live"]
+    failures = [e for e in events if "log_failure" in e]
+    assert [e["log_failure"].type for e in failures] == [OSError]

@@ -194,7 +194,10 @@ class ConversationStrategy:
             _log.failure("conversations: could not send {client_id} on {route} what was "
                          "written while it was away", failure, client_id=connection.visitor,
                          route=self.route)
-            self.visitors.synced(connection, connection.sent, connection.sent, False)
+            # Live messages flow again (what was held past the bound is dropped).
+            while not self.visitors.synced(connection, connection.sent, connection.sent,
+                                           False):
+                pass
 
         d.addErrback(failed)
 
