@@ -458,3 +458,43 @@ def test_page_size_is_checked() -> None:
     with pytest.raises(ValueError, match="page_size must be at least 1"):
         RedisConversationStore(None, "t:", reactor, page_size=0)  # type: ignore[arg-type]
 
+
+
+@pytest_twisted.inlineCallbacks
+def test_open_while_redis_is_down_fails_and_can_be_tried_again(
+        links: Links, redis_server: RedisServer) -> Generator[Any, Any, None]:
+    """open() with Redis away fails with the outage error (nothing taken
+    over, no marker); opened again once Redis is back, it takes over."""
+    link = links(timeout=0.5)
+    yield fill_shared_queue(link, Clock())
+    store = store_on(link)
+    redis_server.stop()
+    with pytest.raises(BrokerUnavailable):
+        yield store.open()
+    redis_server.start()
+    yield wait_up(link)
+    assert (yield link.call("EXISTS", "t:c:migrated")) == 0
+    yield store.open()
+    assert [c.visitor for c in (yield store.load_live())] == ["ann", public_id(LEGACY)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_take_over_leaves_a_lock_that_is_no_longer_its_own(links: Links
+                                                             ) -> Generator[Any, Any, None]:
+    """A daemon whose lock expired and was taken by another while it took
+    over does not delete the other's lock at the end."""
+    link = links()
+    yield fill_shared_queue(link, Clock())
+    counting = CountingLink(link)
+    calls = iter(range(1000))
+
+    def steal_after_locking() -> Deferred[Any] | None:
+        if next(calls) == 1:  # GET the marker, SET NX the lock: now it expires, is taken
+            return link.call("SET", "t:c:migrating", "another daemon")
+        return None
+
+    counting.after = steal_after_locking
+    made = yield QueueTakeOver(counting, ScriptRunner(counting), "t:", reactor,
+                               _bounds()).run()
+    assert made == 5
+    assert (yield link.call("GET", "t:c:migrating")) == "another daemon"

@@ -186,6 +186,32 @@ def test_a_stale_commit_stores_nothing(make_store: Make) -> Generator[Any, Any, 
     yield store.close()
 
 
+AWKWARD = 'Ünïcødé "quotes" \\ back / slash\nline\ttab \x00\x07 \U0001f600 </script> \u2028'
+
+
+@pytest_twisted.inlineCallbacks
+def test_text_and_times_come_back_exactly(make_store: Make) -> Generator[Any, Any, None]:
+    """Whatever a visitor or an operator writes (quotes, backslashes,
+    newlines, control characters, accents, emoji) and times to the last
+    digit come back exactly, in messages, notes, previews and labels."""
+    desk = Desk(fallback_after=0)
+    desk.now = 1_765_000_000.123456789
+    key = cid("v1")
+    made = commits(desk, VisitorMessage(ROUTE, "v1", AWKWARD, "c-\u00e9\U0001f600"),
+                   AddNote(key, "alice", AWKWARD), SetLabels(key, "alice", add=("ça va",)))
+    store = make_store()
+    yield store.open()
+    for commit in made:
+        yield store.commit(commit)
+    expected = stored_form(desk.conversation("v1"))
+    assert expected.preview == AWKWARD
+    assert (yield store.load(key)) == expected
+    assert (yield store.load_live()) == [expected]
+    assert [m.body for m in (yield store.messages(key))][0] == AWKWARD
+    assert [n.body for n in (yield store.notes(key))] == [AWKWARD]
+    yield store.close()
+
+
 # -- SQLite only --------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from wsdaemon.support.redis_scripts import (
     COMMIT,
     READ_HASHES,
     THREADS,
+    UNLOCK,
     RedisCalls,
     ScriptRunner,
     write_args,
@@ -93,7 +94,7 @@ class QueueTakeOver:
             yield deferLater(self._clock, WAIT_STEP, lambda: None)
         made = yield self._take_over()
         yield self._link.call("SET", marker, repr(float(self._clock.seconds())))
-        yield self._link.call("DEL", lock)
+        yield self._scripts.run(UNLOCK, self._p, "c:migrating", self._token)
         if made:
             _log.info("conversations: {count} made from the operator queue's keys in Redis",
                       count=made)

@@ -48,7 +48,7 @@ from wsdaemon.conversations.codec import (
 from wsdaemon.conversations.effects import Commit
 from wsdaemon.conversations.model import Conversation
 
-__all__ = ["COMMIT", "LIVE_PAGE", "READ_HASHES", "THREADS", "RedisCalls", "ScriptRunner",
+__all__ = ["COMMIT", "LIVE_PAGE", "READ_HASHES", "THREADS", "UNLOCK", "RedisCalls", "ScriptRunner",
            "conversation_from_hash", "write_args"]
 
 
@@ -213,6 +213,16 @@ for i = 2, #ARGV do
   out[#out + 1] = thread
 end
 return out
+"""
+
+
+# ARGV: P, the lock's key (under P), the owner's token. Deletes the lock
+# only if it is still the owner's (it may have expired and been taken).
+UNLOCK = r"""
+if redis.call('GET', ARGV[1] .. ARGV[2]) == ARGV[3] then
+  return redis.call('DEL', ARGV[1] .. ARGV[2])
+end
+return 0
 """
 
 
