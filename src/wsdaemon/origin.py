@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["LOCAL_ORIGINS", "OriginPolicy"]
+__all__ = ["LOCAL_ORIGINS", "MAX_REMEMBERED", "OriginPolicy"]
 
 #: Pages served from this machine, on any port, over http or https.
 LOCAL_ORIGINS = (
@@ -28,6 +28,11 @@ LOCAL_ORIGINS = (
 )
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Origins whose answer a policy remembers (a reconnect storm brings the
+#: same few pages' origins thousands of times; parsing and matching one
+#: costs a few µs). Past the bound the memory starts again: anyone may send
+#: any Origin.
+MAX_REMEMBERED = 256
 #: Matched whole (fullmatch): `$` would accept a final newline.
 _PATTERN = re.compile(
     r"(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.*]+\]|[A-Za-z0-9.*\-]+)(:(?P<port>\*|[0-9]+))?"
@@ -88,6 +93,8 @@ class OriginPolicy:
     _compiled: tuple[re.Pattern[str], ...] = field(
         default=(), init=False, repr=False, compare=False
     )
+    _answers: dict[str, bool] = field(default_factory=dict, init=False, repr=False,
+                                      compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_compiled", tuple(_compile(p) for p in self.patterns))
@@ -111,7 +118,14 @@ class OriginPolicy:
         """
         if not origin:
             return self.allow_missing
+        answers = self._answers
+        known = answers.get(origin)
+        if known is not None:
+            return known
         normal = _normalise(origin)
-        if normal is None:
-            return False
-        return any(pattern.fullmatch(normal) for pattern in self._compiled)
+        allowed = normal is not None and any(
+            pattern.fullmatch(normal) for pattern in self._compiled)
+        if len(answers) >= MAX_REMEMBERED:
+            answers.clear()
+        answers[origin] = allowed
+        return allowed

@@ -68,3 +68,22 @@ def test_malformed_pattern(bad: str) -> None:
     """Malformed pattern."""
     with pytest.raises(ValueError, match="expected origin patterns"):
         OriginPolicy(patterns=(bad,))
+
+
+def test_answers_are_remembered_up_to_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A storm's repeated origins are parsed once (the answer is the same
+    the second time, without parsing); at MAX_REMEMBERED the memory starts
+    again, so a client sending a new Origin each time grows nothing."""
+    from wsdaemon import origin as module
+
+    policy = OriginPolicy.local_only()
+    assert policy.allows("http://localhost:1") and not policy.allows("http://evil:1")
+    parsed: list[str] = []
+    real = module._normalise
+    monkeypatch.setattr(module, "_normalise", lambda o: parsed.append(o) or real(o))
+    assert policy.allows("http://localhost:1") and not policy.allows("http://evil:1")
+    assert parsed == []
+    for i in range(module.MAX_REMEMBERED + 10):
+        assert policy.allows(f"http://localhost:{i}")
+    assert len(policy._answers) <= module.MAX_REMEMBERED
+    assert policy == OriginPolicy.local_only() and hash(policy) == hash(OriginPolicy.local_only())
