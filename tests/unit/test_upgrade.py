@@ -229,7 +229,11 @@ def test_requests_are_paced_per_turn_in_arrival_order(straight: None) -> None:
         channel.dataReceived(ws.handshake_request("/t"))
     answered = [bool(t.value()) for _, t in clients]
     assert answered == [True, True, False, False, False]
-    assert [t.producerState for _, t in clients[2:]] == ["paused"] * 3
+    # Waiting clients, which wait for their answer, are not paused (no
+    # epoll_ctl calls); one that sends more is, until its turn.
+    assert [t.producerState for _, t in clients[2:]] == ["producing"] * 3
+    clients[3][0].dataReceived(b"early")
+    assert [t.producerState for _, t in clients[2:]] == ["producing", "paused", "producing"]
     assert site.site.handshake_pacer.waiting == 3
     open_transport = clients[0][1]
     open_transport.clear()
@@ -238,6 +242,7 @@ def test_requests_are_paced_per_turn_in_arrival_order(straight: None) -> None:
     site.turns.turn()
     assert [bool(t.value()) for _, t in clients] == [True, True, True, True, False]
     assert [t.producerState for _, t in clients[2:4]] == ["producing"] * 2
+    assert clients[3][1].value().startswith(b"HTTP/1.1 101 ")  # early bytes and all
     site.turns.turn()
     assert all(t.value().startswith(b"HTTP/1.1 101 ") for _, t in clients[1:])
     assert site.site.handshake_pacer.waiting == 0

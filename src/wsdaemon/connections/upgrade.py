@@ -8,9 +8,10 @@ L{HandshakeDeadlineChannel}) and adds two things:
 
   - Pacing: new HTTP requests, handshakes all of them on a WebSocket
     daemon, are handled at most L{HANDSHAKES_PER_TURN} per reactor turn;
-    the others stop being read and wait, in arrival order, for the next
-    turns. Messages of open connections are read in every turn, so during
-    a storm a client's echo waits behind at most that many handshakes
+    the others wait, in arrival order, for the next turns (a client
+    sending more meanwhile is not read until then). Messages of open
+    connections are read in every turn, so during a storm a client's echo
+    waits behind at most that many handshakes
     instead of behind every handshake in flight (hundreds, a few hundred
     µs each). Nobody waits unboundedly: each connection waits at most once
     per request, and at most the header deadline (C{open_handshake_timeout}),
@@ -97,8 +98,9 @@ def describe() -> str | None:
 class HandshakePacer:
     """
     Lets at most C{per_turn} HTTP requests through per reactor turn; the
-    others wait in arrival order (each waiting connection once: it is not
-    read meanwhile) and go first in the next turns.
+    others wait in arrival order (each waiting connection once, with what
+    it sent: one read's bytes, more than that is not read meanwhile) and
+    go first in the next turns.
 
     @param call_later: schedules a call for the next reactor turn
         (C{IReactorTime.callLater}).
@@ -161,6 +163,7 @@ class UpgradeChannel(HandshakeDeadlineChannel):
 
     _first = True
     _held: bytes | None = None
+    _paused = False
 
     def _pacer(self) -> HandshakePacer:
         site: Any = getattr(self, "site", None)
@@ -173,13 +176,19 @@ class UpgradeChannel(HandshakeDeadlineChannel):
         return pacer
 
     def dataReceived(self, data: bytes) -> None:
-        if self._held is not None:  # read before the pause took effect
+        if self._held is not None:
+            # A client does not send more before its answer, as a rule; one
+            # that does is not read until its turn (one read's bytes kept).
             self._held += data
+            if not self._paused:
+                self._paused = True
+                transport: Any = self.transport
+                transport.pauseProducing()
             return
         if not self._pacer().admit():
-            transport: Any = self.transport
+            # Kept, without pausing the transport: two epoll_ctl calls saved
+            # for the usual client, which waits for its answer.
             self._held = data
-            transport.pauseProducing()
             self._pacer().wait(self._resume)
             return
         self._handle(data)
@@ -189,7 +198,9 @@ class UpgradeChannel(HandshakeDeadlineChannel):
         transport: Any = self.transport
         if data is None or transport is None or getattr(transport, "disconnected", False):
             return
-        transport.resumeProducing()
+        if self._paused:
+            self._paused = False
+            transport.resumeProducing()
         self._handle(data)
 
     def _handle(self, data: bytes) -> None:
