@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import Clock, deferLater
 
 from tests.conversation_desk import ROUTE, Desk, cid
+from tests.driver_bench import GatedStore, RecordingPorts
 from tests.redis_server import RedisServer
 from tests.redis_store_link import redis_link
 from tests.unit.test_operator_queue import Operator
@@ -32,8 +33,12 @@ from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.client_ids import public_id
 from wsdaemon.conversations import (
     Author,
+    Availability,
     Commit,
     Conversation,
+    ConversationSettings,
+    Inbox,
+    OperatorAvailability,
     OperatorReply,
     Status,
     VisitorMessage,
@@ -44,6 +49,7 @@ from wsdaemon.conversations.model import Bounds
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.strategies.operator.queue import OperatorSettings
 from wsdaemon.support import redis_migration
+from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.redis_migration import QueueTakeOver
 from wsdaemon.support.redis_scripts import COMMIT, LIVE_PAGE, ScriptRunner, write_args
 from wsdaemon.support.redis_store import LIVE_PAGE_SIZE, RedisConversationStore
@@ -167,7 +173,8 @@ return out
 def old_keys(link: RedisLink) -> Generator[Any, Any, dict[str, Any]]:
     """Every key of the queue (all but the conversation store's), with its content."""
     reply = yield link.call("EVAL", SNAPSHOT, "0", "t:")
-    canonical = {"set": sorted, "hash": lambda v: sorted(zip(v[0::2], v[1::2], strict=True))}
+    canonical: dict[str, Callable[[list[Any]], list[Any]]] = {
+        "set": sorted, "hash": lambda v: sorted(zip(v[0::2], v[1::2], strict=True))}
     return {k: (t, canonical.get(t, list)(v)) for k, t, v in reply if not k.startswith("t:c:")}
 
 
@@ -401,7 +408,7 @@ def test_scripts_sent_again_after_redis_forgot_them(links: Links
 
 
 @pytest_twisted.inlineCallbacks
-def wait_up(link: RedisLink, timeout: float = 10.0) -> Generator[Any, Any, None]:
+def wait_up(link: Any, timeout: float = 10.0) -> Generator[Any, Any, None]:
     for _ in range(int(timeout / 0.05)):
         try:
             yield link.call("PING")
@@ -447,7 +454,12 @@ def test_redis_stopped_between_pages_fails_load_live(links: Links, redis_server:
     yield write_directly(link, [live(n, float(n)) for n in range(10)])
     counting = CountingLink(link)
     store = store_on(counting, page_size=4)
-    counting.after = lambda: (setattr(counting, "after", None), redis_server.stop())
+
+    def stop_redis() -> None:
+        counting.after = None
+        redis_server.stop()
+
+    counting.after = stop_redis
     with pytest.raises(BrokerUnavailable):
         yield store.load_live()
     assert counting.page_calls() == 2
@@ -498,3 +510,47 @@ def test_a_take_over_leaves_a_lock_that_is_no_longer_its_own(links: Links
                                _bounds()).run()
     assert made == 5
     assert (yield link.call("GET", "t:c:migrating")) == "another daemon"
+
+
+# -- with the driver -------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_two_drivers_share_conversations_through_redis(
+        links: Links, redis_server: RedisServer) -> Generator[Any, Any, None]:
+    """Two daemons' drivers on one Redis: the second starts with the first's
+    live conversation; a reply decided on a view the other daemon has moved
+    on from comes back stale, the driver reloads it and decides again, and
+    both replies are stored once each, in order. Redis away: the driver's
+    event fails with the outage error and nothing moved."""
+    settings = ConversationSettings(fallback_after=0)
+    drivers, stores = [], []
+    for link in (links(timeout=0.5), links(timeout=0.5)):
+        ports = RecordingPorts(GatedStore())
+        stores.append(store_on(link))
+        drivers.append(ConversationDriver(stores[-1], Inbox(settings), reactor, ports, ports,
+                                          ports))
+    a, b = drivers
+    yield a.start()
+    try:
+        yield a.submit(OperatorAvailability("alice", Availability.ONLINE))
+        yield a.submit(VisitorMessage(ROUTE, "v1", "Hello?"))
+        yield b.start()
+        yield b.submit(OperatorAvailability("bob", Availability.ONLINE))
+        assert [c.visitor for c in b.inbox.conversations()] == ["v1"]
+        yield a.submit(OperatorReply(cid("v1"), "alice", "from A"))
+        yield b.submit(OperatorReply(cid("v1"), "bob", "from B"))  # B's view: version 1
+        stored = yield a.store.messages(cid("v1"))
+        assert [m.body for m in stored if m.author is Author.OPERATOR] == ["from A", "from B"]
+        assert b.inbox.conversation(cid("v1")) == (yield a.store.load(cid("v1")))
+        before = b.inbox.conversation(cid("v1"))
+        redis_server.stop()
+        with pytest.raises(BrokerUnavailable):
+            yield b.submit(OperatorReply(cid("v1"), "bob", "lost?"))
+        assert b.inbox.conversation(cid("v1")) == before
+        redis_server.start()
+        yield wait_up(stores[1]._link)
+        assert (yield b.store.load(cid("v1"))) == before
+    finally:
+        for driver in drivers:
+            yield driver.stop()
