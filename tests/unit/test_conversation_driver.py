@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
@@ -46,7 +47,7 @@ from wsdaemon.conversations import (
 )
 from wsdaemon.support.driver import TIMER_RETRY, ConversationDriver, DriverStopped, lane_of
 from wsdaemon.support.lanes import LaneFull
-from wsdaemon.support.memory import stored_form
+from wsdaemon.support.memory import MemoryConversationStore, stored_form
 from wsdaemon.support.ports import IConversationMeasures, IOperatorPort, IVisitorPort
 from wsdaemon.support.store import SQLiteConversationStore
 
@@ -373,3 +374,59 @@ def test_sqlite_commit_failure_moves_and_tells_nothing(tmp_path: Path) -> Genera
         assert ports.of(DeliverMessage)
     finally:
         yield driver.stop()
+
+
+class SlowOpening(MemoryConversationStore):
+    """A memory store whose open() lands (or fails) when the test says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opening: Deferred[None] = Deferred()
+
+    def open(self) -> Deferred[None]:
+        return self.opening
+
+
+def slow_driver(**bounds: int) -> tuple[ConversationDriver, SlowOpening, Deferred[None]]:
+    store = SlowOpening()
+    ports = RecordingPorts(store)  # type: ignore[arg-type]
+    driver = ConversationDriver(store, Inbox(ConversationSettings(fallback_after=0)), Clock(),
+                                ports, ports, ports, **bounds)
+    return driver, store, driver.start()
+
+
+def test_events_before_the_store_is_open_wait_for_it() -> None:
+    """The daemon listens while the store opens: a visitor's message sent
+    then is held, and decided in order once the store is open."""
+    driver, store, started = slow_driver()
+    first = driver.submit(hello("v1", "one"))
+    second = driver.submit(hello("v1", "two"))
+    assert not first.called and not second.called
+    store.opening.callback(None)
+    assert started.called
+    seqs = [outcome.result.conversations[0].last_seq for outcome in (first, second)]
+    assert seqs[0] < seqs[1]
+    stored = store.conversations[cid("v1")]
+    assert stored.unanswered == 2
+
+
+def test_events_before_a_store_that_cannot_open_fail() -> None:
+    """A store that cannot be opened fails the held events (not confirmed:
+    the visitor sends them again) and the start."""
+    driver, store, started = slow_driver()
+    held = driver.submit(hello("v1"))
+    store.opening.errback(sqlite3.OperationalError("unable to open database file"))
+    assert isinstance(failure_of(held), DriverStopped)
+    assert isinstance(failure_of(started), sqlite3.OperationalError)
+    for d in (held, started):
+        d.addErrback(lambda _: None)
+
+
+def test_events_held_while_opening_are_bounded() -> None:
+    """No more are held than the lanes take in all (max_total)."""
+    driver, store, started = slow_driver(max_total=2)
+    held = [driver.submit(hello(f"v{n}")) for n in range(3)]
+    assert isinstance(failure_of(held[2]), LaneFull)
+    held[2].addErrback(lambda _: None)
+    store.opening.callback(None)
+    assert all(not isinstance(getattr(d, "result", None), Failure) for d in held[:2])

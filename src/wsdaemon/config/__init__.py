@@ -45,7 +45,7 @@ from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count
 from wsdaemon.cores import usable_cores
 from wsdaemon.credentials import example_names, is_loopback
 from wsdaemon.spelling import did_you_mean
-from wsdaemon.strategies.registry import StrategyRegistry
+from wsdaemon.strategies.registry import CONVERSATIONS_OPERATOR, StrategyRegistry
 
 __all__ = [
     "ASSETS_PATH",
@@ -203,6 +203,10 @@ def load_config(
         raise reader.error(OPERATOR_SECTION, "model", (
             "conversations are kept in the embedded SQLite store only for now (Redis "
             "comes with a later release): with [broker] backend = redis, use model = queue"))
+    if operator is not None and operator.model == "conversations":
+        # Routes' operator options are the conversations' (checked here, with
+        # their lines; the daemon builds the strategy on its conversations).
+        registry = registry.with_builtin("operator", CONVERSATIONS_OPERATOR)
     admin = (_admin_settings(reader, check_endpoint, tuple(admin_listen_override))
              if ADMIN_SECTION in parser else None)
     if admin_listen_override and admin is None:

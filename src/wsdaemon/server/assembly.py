@@ -3,7 +3,8 @@ Building the running daemon from the config's values, in one place.
 
 L{wsdaemon.config} reads the INI file into values and nothing else. This
 module turns them into the running parts: each route's strategy (from the
-registry), the operator queue and its store, the Redis link, the push bus,
+registry), the operator queue and its store (or, with C{model =
+conversations}, the support component), the Redis link, the push bus,
 the web and admin sites, the listeners, and the service that runs them.
 
 A reload is the same step again: read new values, build what they describe
@@ -48,6 +49,7 @@ from wsdaemon.strategies.operator.ports import IOperatorQueue
 from wsdaemon.strategies.operator.queue import OperatorQueue
 from wsdaemon.strategies.operator.store import SQLiteStore
 from wsdaemon.strategies.registry import StrategyRegistry
+from wsdaemon.support.component import SupportComponent
 
 __all__ = ["Assembly", "check_reloadable"]
 
@@ -125,7 +127,7 @@ class Assembly:
             on the embedded SQLite store; None without an [operator] section.
         """
         operator = config.operator
-        if operator is None:
+        if operator is None or operator.model == "conversations":
             return None
         if link is not None:
             queue: IOperatorQueue = SharedOperatorQueue(operator, link, self.reactor)
@@ -134,8 +136,18 @@ class Assembly:
                                   self.reactor)
         return queue
 
+    def support(self, config: DaemonConfig) -> SupportComponent | None:
+        """
+        @return: the conversations (not started) when the [operator] section
+            chooses them, else None. (The config refuses them with Redis.)
+        """
+        operator = config.operator
+        if operator is None or operator.model != "conversations":
+            return None
+        return SupportComponent(operator, self.reactor)
+
     def route(self, config: DaemonConfig, route: RouteConfig,
-              queue: IOperatorQueue | None) -> Route:
+              queue: IOperatorQueue | None, support: SupportComponent | None = None) -> Route:
         """
         @return: C{route} with its strategy built by its factory, given what
             the factory's option check found when the config was read, and
@@ -153,8 +165,12 @@ class Assembly:
         spec = route.strategy
         context = StrategyContext(clock=self.reactor, config_dir=config.path.parent,
                                   route=route.path, operator_queue=queue, checked=spec.checked)
+        # A component serves its own strategies (the support component: the
+        # operator strategy on its conversations).
+        served = support.strategies if support is not None else {}
         try:
-            strategy = self.registry.resolve(spec.name).create(spec.options, context)
+            factory = served.get(spec.name) or self.registry.resolve(spec.name)
+            strategy = factory.create(spec.options, context)
         except Exception as e:
             raise ConfigError(config.path, f"cannot build strategy {spec.name!r}: {e}",
                               section=route.section, key="strategy") from None
@@ -167,26 +183,29 @@ class Assembly:
                      strategy_name=spec.name, section=route.section)
 
     def parts(self, config: DaemonConfig, queue: IOperatorQueue | None,
-                link: RedisLink | None) -> Parts:
+              link: RedisLink | None, support: SupportComponent | None = None) -> Parts:
         """
-        @return: C{config}'s routes built, around C{queue} and C{link}; the
-            queue takes the new [operator] settings and the routes' limits.
+        @return: C{config}'s routes built, around C{queue} (or C{support})
+            and C{link}; the queue (or the conversations) takes the new
+            [operator] settings and the routes' limits.
         """
-        routes = tuple(self.route(config, route, queue) for route in config.routes)
+        if support is not None and config.operator is not None:
+            support.update(config.operator)
+        routes = tuple(self.route(config, route, queue, support) for route in config.routes)
         if queue is not None and config.operator is not None:
             queue.settings = config.operator
             # What each route's clients accept: replies and pushes over it
             # are refused at the operator, before anything is stored.
             queue.send_limits = {"": config.protocol.max_message_size, **{
                 route.path: route.protocol.max_message_size for route in routes}}
-        return Parts(config=config, routes=routes, queue=queue, link=link)
+        return Parts(config=config, routes=routes, queue=queue, link=link, support=support)
 
     def fresh(self, config: DaemonConfig) -> Parts:
         """
         @return: everything C{config} describes, built new (nothing started).
         """
         link = self.link(config.broker)
-        return self.parts(config, self.queue(config, link), link)
+        return self.parts(config, self.queue(config, link), link, self.support(config))
 
     # -- the daemon ----------------------------------------------------------------
 
@@ -217,7 +236,7 @@ class Assembly:
         webroot = WebRoot(clock=reactor, reactor=reactor, index=index,
                           timed_journal=bool(inherited), worker=self.worker or 0,
                           workers=max(config.workers, (self.worker or 0) + 1))
-        site = build_site(webroot.build(config, parts.routes, parts.queue),
+        site = build_site(webroot.build(config, parts.routes, parts.queue, parts.support),
                           handshake_timeout=config.protocol.open_handshake_timeout)
         service = WsDaemonService(parts, reactor, index=index, bus=bus, webroot=webroot,
                                   site=site,
@@ -233,6 +252,8 @@ class Assembly:
         if config.admin is not None:
             admin = config.admin
             registry = make_registry(service, service.push_counters)
+            if parts.support is not None:
+                registry.register(parts.support.collector)
             if self.worker is None:
                 # A worker's reloads are its supervisor's to report: it
                 # decides (L{wsdaemon.server.supervisor}).
@@ -267,8 +288,9 @@ class Assembly:
         old = service.parts
         new = self.read_config()
         check_reloadable(old.config, new)
-        parts = self.parts(new, old.queue, old.link)
-        service.site.resource = service.webroot.build(new, parts.routes, parts.queue)
+        parts = self.parts(new, old.queue, old.link, old.support)
+        service.site.resource = service.webroot.build(new, parts.routes, parts.queue,
+                                                      parts.support)
         admin_site = service.admin_site
         if admin_site is not None and new.admin is not None:
             admin_site.api_keys = dict(new.admin.api_keys)
@@ -297,6 +319,10 @@ def check_reloadable(old: DaemonConfig, new: DaemonConfig) -> None:
             and old.operator.store_path != new.operator.store_path):
         raise ConfigError(new.path, "the operator store changed: restart to apply",
                           section="operator", key="store")
+    if old.operator is not None and new.operator is not None and (
+            old.operator.model != new.operator.model):
+        raise ConfigError(new.path, "the operator model changed: restart to apply",
+                          section="operator", key="model")
     if old.broker != new.broker:
         raise ConfigError(new.path, "the [broker] section changed: restart to apply",
                           section="broker", key=None)

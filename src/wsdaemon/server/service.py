@@ -39,6 +39,7 @@ from wsdaemon.server.reloads import ReloadStatus
 from wsdaemon.server.systemd import notify, reloading_message
 from wsdaemon.server.web import WebRoot
 from wsdaemon.strategies.operator.ports import IOperatorQueue
+from wsdaemon.support.component import SupportComponent
 
 __all__ = ["Parts", "WsDaemonService", "accelerations", "ignore_signals_while_stopping"]
 
@@ -87,12 +88,15 @@ class Parts:
 
     @ivar queue: the operator queue (kept by every reload), or None.
     @ivar link: the Redis link (kept by every reload), or None.
+    @ivar support: the conversations (kept by every reload), when the
+        [operator] section chooses them instead of the queue; else None.
     """
 
     config: DaemonConfig
     routes: tuple[Route, ...]
     queue: IOperatorQueue | None = None
     link: RedisLink | None = None
+    support: SupportComponent | None = None
 
 
 class ListenError(Exception):
@@ -267,6 +271,8 @@ class WsDaemonService(MultiService):
             "pending_timers": len(self._reactor.getDelayedCalls()),
             "queue": None if queue is None else {"started": queue.started,
                                                  "open_items": queue.count_open()},
+            "conversations": (None if self.parts.support is None
+                              else self.parts.support.health()),
             "reload": self.reloads.describe(),
         }
 
@@ -311,7 +317,10 @@ class WsDaemonService(MultiService):
         self._log_routes(config)
         self._warn_examples(config)
         queue = self.parts.queue
-        started: Deferred[Any] = queue.start() if queue is not None else succeed(None)
+        support = self.parts.support
+        started: Deferred[Any] = (queue.start() if queue is not None
+                                  else support.start() if support is not None
+                                  else succeed(None))
         if self.parts.link is not None:
             self.parts.link.start()
         try:
@@ -450,6 +459,9 @@ class WsDaemonService(MultiService):
         queue = self.parts.queue
         if queue is not None:
             d.addCallback(lambda _: queue.stop())
+        support = self.parts.support
+        if support is not None:
+            d.addCallback(lambda _: support.stop())
         link = self.parts.link
         if link is not None:
             d.addCallback(lambda _: link.stop())

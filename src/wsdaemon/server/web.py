@@ -28,6 +28,7 @@ from wsdaemon.connections.route import Route
 from wsdaemon.connections.upgrade import UpgradeChannel
 from wsdaemon.strategies.operator.channel import OperatorChannelFactory
 from wsdaemon.strategies.operator.ports import IOperatorQueue
+from wsdaemon.support.component import SupportComponent
 
 __all__ = ["WebRoot", "build_site", "console_page", "demo_page"]
 
@@ -146,7 +147,7 @@ class WebRoot:
         self.reactor = reactor
         self.index = index
         self.factories: dict[str, RouteFactory] = {}
-        self.channel: OperatorChannelFactory | None = None
+        self.channel: Any = None
         self.limits = ConnectionLimits(total=0, per_ip=0)
         #: Numbers every route's journal entries in one order (a worker's: on
         #: the clock's time line, shared with the other workers, none of
@@ -160,11 +161,13 @@ class WebRoot:
         return {path: factory.journal for path, factory in self.factories.items()}
 
     def build(self, config: DaemonConfig, routes: tuple[Route, ...],
-              queue: IOperatorQueue | None) -> Resource:
+              queue: IOperatorQueue | None, support: SupportComponent | None = None) -> Resource:
         """
         @param routes: C{config}'s routes, built.
         @param queue: the operator queue, when C{config} has an [operator]
-            section.
+            section of the queue model.
+        @param support: the conversations, when the [operator] section
+            chooses them: their operator channel is mounted instead.
 
         @return: the root resource for C{config}.
         """
@@ -202,6 +205,12 @@ class WebRoot:
             self.channel = channel
             _put(root, operator.path, WebSocketResource(channel))
             _put(root, operator.console_path, StaticPage(console_page(operator.path)))
+        elif operator is not None and support is not None:
+            channel = support.channel(config.protocol)
+            self.channel = channel
+            _put(root, operator.path, WebSocketResource(channel))
+            _put(root, operator.console_path,
+                 StaticPage(_page("inbox-pending.html", {"channel": operator.path})))
         return root
 
 

@@ -21,7 +21,8 @@ from twisted.python.reflect import namedAny
 from wsdaemon.interfaces import IStrategyFactory
 from wsdaemon.spelling import did_you_mean
 
-__all__ = ["BUILTIN_STRATEGIES", "StrategyRegistry", "UnknownStrategyError"]
+__all__ = ["BUILTIN_STRATEGIES", "CONVERSATIONS_OPERATOR", "StrategyRegistry",
+           "UnknownStrategyError"]
 
 #: Built-in strategies, short name -> "module:attribute" (imported lazily).
 BUILTIN_STRATEGIES: dict[str, str] = {
@@ -32,6 +33,10 @@ BUILTIN_STRATEGIES: dict[str, str] = {
     "command": "wsdaemon.strategies.command.strategy:CommandStrategyFactory",
     "webhook": "wsdaemon.strategies.webhook.strategy:WebhookStrategyFactory",
 }
+#: The C{operator} strategy when the [operator] section chooses conversations
+#: (the support component serves it, bound to its driver; this one checks
+#: the options when the config is read).
+CONVERSATIONS_OPERATOR = "wsdaemon.support.visitor:ConversationStrategyFactory"
 
 
 class UnknownStrategyError(LookupError):
@@ -85,6 +90,16 @@ class StrategyRegistry:
                 found.setdefault(str(plugin.name), plugin)
             self._plugin_cache = found
         return self._plugin_cache
+
+    def with_builtin(self, name: str, spec: str) -> StrategyRegistry:
+        """
+        @return: a registry like this one, with the built-in C{name} loaded
+            from C{spec} ("module:attribute") instead.
+        """
+        other = StrategyRegistry(self._builtins, self._plugins)
+        other._builtins[name] = spec
+        other._plugin_cache = self._plugin_cache
+        return other
 
     def known_names(self) -> list[str]:
         """

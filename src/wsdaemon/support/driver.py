@@ -80,7 +80,13 @@ from wsdaemon.conversations.events import (
 from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.conversations.model import Status, conversation_id_for
 from wsdaemon.conversations.transition import Transition
-from wsdaemon.support.lanes import DEFAULT_MAX_PER_CONVERSATION, DEFAULT_MAX_TOTAL, Lanes, Turn
+from wsdaemon.support.lanes import (
+    DEFAULT_MAX_PER_CONVERSATION,
+    DEFAULT_MAX_TOTAL,
+    LaneFull,
+    Lanes,
+    Turn,
+)
 from wsdaemon.support.ports import (
     IConversationMeasures,
     IConversationStore,
@@ -149,17 +155,35 @@ class ConversationDriver:
         self._lanes = Lanes(max_per_conversation, max_total)
         self.timers = DueTimers(clock, self._timer_fired)
         self.running = False
+        #: Events submitted while the store opens (the daemon listens from
+        #: the start): run in order once it is open, failed if it cannot be.
+        self._early: list[tuple[Event, Deferred[Transition]]] | None = None
+        self._stopped = False
 
     # -- life ----------------------------------------------------------------
 
     async def _start(self) -> None:
-        await self.store.open()
-        live = await self.store.load_live()
+        self._early = []
+        try:
+            await self.store.open()
+            live = await self.store.load_live()
+        except BaseException:
+            early, self._early = self._early, None
+            for _, waiting in early:
+                waiting.errback(DriverStopped("the conversation store could not be opened"))
+            raise
+        early, self._early = self._early, None
+        if self._stopped:
+            for _, waiting in early:
+                waiting.errback(DriverStopped("conversations are stopping"))
+            return
         self.inbox.load(live)
         for conversation in live:
             self.timers.derive(conversation, self.settings)
         self.running = True
         log.info("conversations: {count} live conversations loaded", count=len(live))
+        for event, waiting in early:
+            self.submit(event).chainDeferred(waiting)
 
     def start(self) -> Deferred[None]:
         """
@@ -171,6 +195,7 @@ class ConversationDriver:
         return Deferred.fromCoroutine(self._start())
 
     async def _stop(self) -> None:
+        self._stopped = True
         self.running = False
         await self._lanes.idle()
         self.timers.cancel_all()
@@ -197,7 +222,14 @@ class ConversationDriver:
             many events wait: refused at once) or L{DriverStopped}.
         """
         if not self.running:
-            return fail(DriverStopped("conversations are not running"))
+            if self._early is None:
+                return fail(DriverStopped("conversations are not running"))
+            # Starting: held until the store is open, as many as lanes hold.
+            if len(self._early) >= self._lanes.max_total:
+                return fail(LaneFull(lane_of(event), self._lanes.max_total, "max_total"))
+            waiting: Deferred[Transition] = Deferred()
+            self._early.append((event, waiting))
+            return waiting
         return self._lanes.submit(
             lane_of(event), lambda turn: Deferred.fromCoroutine(self._run(event, turn)))
 

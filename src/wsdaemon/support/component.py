@@ -1,0 +1,153 @@
+"""
+The support component: conversations running in a daemon.
+
+Built by the assembly from the C{[operator]} section's values when it
+chooses C{model = conversations}: the SQLite conversation store (the same
+file as the queue's, whose items and messages it takes over on its first
+start), the driver with its ports (the visitors' sessions, the operators'
+hub), the operator channel, the C{operator} strategy bound to the driver,
+and the metrics collector. The service starts it before it listens and
+stops it after the last connection closed; a reload keeps it (the store,
+the driver and every conversation) and hands it the new settings.
+
+What the assembly and the service see of it is this class: a strategy
+factory by name (L{strategies}), a resource for the channel
+(L{channel}), a collector (L{collector}), C{start}/C{stop}/C{update}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from wsdaemon.config import OperatorSettings, ProtocolSettings
+from wsdaemon.conversations.inbox import Inbox
+from wsdaemon.interfaces import IStrategyFactory
+from wsdaemon.support.canned import CannedReplies, read_canned
+from wsdaemon.support.channel import OperatorChannelFactory
+from wsdaemon.support.driver import ConversationDriver
+from wsdaemon.support.hub import OperatorHub
+from wsdaemon.support.metrics import ConversationCollector, ConversationMeasures
+from wsdaemon.support.ports import IConversationStore
+from wsdaemon.support.store import SQLiteConversationStore
+from wsdaemon.support.visitor import ConversationStrategyFactory
+from wsdaemon.support.visitors import VisitorSessions
+
+__all__ = ["SupportComponent"]
+
+_log = Logger(namespace="wsdaemon.conversations")
+
+
+def _canned(settings: OperatorSettings) -> CannedReplies:
+    if settings.canned_path is None:
+        return CannedReplies(())
+    return read_canned(settings.canned_path)
+
+
+class SupportComponent:
+    """
+    @param settings: the C{[operator]} section.
+    @param reactor: the reactor (time, threads for the store, the channel).
+    @param store: where conversations are kept (default: the SQLite file
+        the section names).
+
+    @ivar driver: runs the conversations.
+    @ivar started: whether the store is open and the conversations loaded.
+    """
+
+    def __init__(self, settings: OperatorSettings, reactor: Any, *,
+                 store: IConversationStore | None = None) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.store: IConversationStore = (
+            store if store is not None
+            else SQLiteConversationStore(settings.store_path, reactor,
+                                         settings.conversations.bounds))
+        self.canned = _canned(settings)
+        inbox = Inbox(settings.conversations)
+        self.visitors = VisitorSessions(inbox, reactor)
+        self.operators = OperatorHub(inbox, reactor,
+                                     display_names=dict(settings.display_names))
+        self.measures = ConversationMeasures()
+        self.driver = ConversationDriver(self.store, inbox, reactor,
+                                         self.visitors, self.operators, self.measures)
+        self.collector = ConversationCollector(self.measures, lambda: self.driver.inbox,
+                                               reactor.seconds)
+        self._channel: OperatorChannelFactory | None = None
+        self.started = False
+
+    # -- life ----------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        """
+        Open the store (migrating the queue's records on the first start)
+        and load the live conversations.
+
+        @return: a Deferred firing with None once conversations are served.
+        """
+        d = self.driver.start()
+
+        def ready(_: None) -> None:
+            self.started = True
+
+        d.addCallback(ready)
+        return d
+
+    def stop(self) -> Deferred[None]:
+        """
+        Let the events under way finish and close the store.
+
+        @return: a Deferred firing with None once everything is written.
+        """
+        self.started = False
+        return self.driver.stop()
+
+    def update(self, settings: OperatorSettings) -> None:
+        """
+        A reload: the new routing, notices and caps apply to the next event;
+        the store, the conversations and the team stay.
+        """
+        self.settings = settings
+        self.canned = _canned(settings)
+        self.driver.inbox.settings = settings.conversations
+        self.driver.settings = settings.conversations
+
+    # -- what the daemon mounts ----------------------------------------------
+
+    @property
+    def strategies(self) -> dict[str, IStrategyFactory]:
+        """
+        @return: the strategy factories the component serves, by name
+            (C{operator}, bound to this component).
+        """
+        return {"operator": ConversationStrategyFactory(self)}
+
+    def channel(self, protocol: ProtocolSettings) -> OperatorChannelFactory:
+        """
+        @param protocol: the daemon's protocol settings, of which the
+            channel takes the origin checks; its limits are the section's.
+        @return: the operator channel's WebSocket server factory (the same
+            one across reloads, given the new tokens and limits).
+        """
+        operator = self.settings
+        limits = replace(protocol, max_message_size=operator.max_message_size,
+                         max_frame_size=operator.max_message_size,
+                         max_outbound_buffer=operator.max_outbound_buffer)
+        if self._channel is None:
+            self._channel = OperatorChannelFactory(self.driver, self.operators,
+                                                   dict(operator.tokens),
+                                                   dict(operator.display_names),
+                                                   self.canned, limits, reactor=self.reactor)
+        else:
+            self._channel.update(dict(operator.tokens), dict(operator.display_names),
+                                 self.canned, limits)
+        self._channel.path = operator.path
+        return self._channel
+
+    def health(self) -> dict[str, Any]:
+        """@return: what /healthz says of conversations."""
+        counts = self.driver.inbox.status_counts()
+        return {"started": self.started, "live": sum(counts.values()), **counts}
