@@ -27,165 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
+import ssl
 import tempfile
 import textwrap
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from wsdaemon.mock.server import SILENT, TIMEOUT, MockServer
+
 __all__ = ["MockServer", "WsMock", "wsmock", "wsmock_server"]
-
-#: Rules that answer nothing (a rules file must have a rule).
-SILENT = "[[rule]]\nbinary = true\n"
-#: How long waits and the daemon's start may take, in seconds.
-TIMEOUT = 10.0
-#: Starts on fresh ports when another process took one first.
-START_ATTEMPTS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class MockServer:
-    """
-    One wsdaemon process: C{/mock} (scripted, rules set per test) and
-    C{/echo}, with the admin API on a port of its own.
-
-    Its ports are found free, then bound by the daemon: another process may
-    take one in between. The daemon is only talked to once its own log says
-    it listens on both (another server answering there, even C{/healthz}
-    "ready", is never asked anything, nor given the key); one that could
-    not bind is started again on other ports (L{START_ATTEMPTS} in all).
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.key = secrets.token_hex(16)
-        self.log_path = directory / "wsdaemon.log"
-        (directory / "mock.toml").write_text(SILENT, encoding="utf-8")
-        for attempt in range(1, START_ATTEMPTS + 1):
-            self._start()
-            if self._wait_listening():
-                return
-            self._log.close()
-            if attempt == START_ATTEMPTS:
-                raise RuntimeError(f"wsdaemon found its ports taken by other processes "
-                                   f"{START_ATTEMPTS} times in a row; the last time:\n"
-                                   f"{self.log()}")
-
-    def _start(self) -> None:
-        self.port = _free_port()
-        self.admin_port = _free_port()
-        config = self.directory / "wsdaemon.ini"
-        config.write_text(textwrap.dedent(f"""\
-            [wsdaemon]
-            listen = tcp:{self.port}:interface=127.0.0.1
-            demo_page = no
-
-            [protocol]
-            identity = claimed
-            allowed_origins = *
-            max_message_rate = 0
-            max_message_size = 16MiB
-            max_frame_size = 16MiB
-            auto_ping_interval = 0
-            journal_entries = 100000
-            journal_max_bytes = 64MiB
-
-            [admin]
-            listen = tcp:{self.admin_port}:interface=127.0.0.1
-            api_keys = pytest:{self.key}
-            max_body = 16MiB
-
-            [route:/mock]
-            strategy = scripted
-            rules = mock.toml
-
-            [route:/echo]
-            strategy = echo
-            """), encoding="utf-8")
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "--log-format=text", "wsdaemon",
-             "--config", str(config)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=self.directory,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-    def _wait_listening(self) -> bool:
-        """
-        Wait until the daemon's own log says it listens on both its ports
-        and is ready.
-
-        @return: True then; False if it exited because a port was taken.
-        @raise RuntimeError: if it exited otherwise, or took too long.
-        """
-        signs = (f"] listening on tcp:{self.port}:", f"] admin API listening on "
-                 f"tcp:{self.admin_port}:", "] ready\n")
-        deadline = time.monotonic() + TIMEOUT * 3
-        while time.monotonic() < deadline:
-            exited = self.process.poll() is not None
-            log = self.log()
-            if all(sign in log for sign in signs):
-                return True
-            if exited:
-                if "Address already in use" in log:
-                    return False
-                raise RuntimeError(f"wsdaemon exited with {self.process.returncode}:\n{log}")
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"wsdaemon was not ready within {TIMEOUT * 3:g} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
-        """
-        One admin API call.
-
-        @raise AssertionError: for an error answer, with the daemon's reason.
-        """
-        data = raw if raw is not None else (
-            None if body is None else json.dumps(body).encode("utf-8"))
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.admin_port}{path}", data=data, method=method,
-            headers={"Authorization": f"Bearer {self.key}"})
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
-                return json.loads(answer.read())
-        except urllib.error.HTTPError as e:
-            try:
-                why = json.loads(e.read()).get("error", "")
-            except ValueError:
-                why = ""
-            raise AssertionError(f"wsdaemon refused {method} {path}: {e.code} {why}") from None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
 
 def _matcher(match: dict[str, Any]) -> dict[str, Any] | None:
     if not match:
@@ -247,14 +104,29 @@ class WsMock:
     """
     The mock as one test sees it (the C{wsmock} fixture).
 
-    @ivar url: the mock route's WebSocket URL (C{ws://127.0.0.1:PORT/mock}).
-    @ivar echo_url: a route that echoes everything.
+    @ivar url: the mock route's WebSocket URL (C{ws://127.0.0.1:PORT/mock};
+        with C{tls}, C{wss://127.0.0.1:PORT/mock}).
+    @ivar echo_url: a route that echoes everything (C{wss://} with C{tls}).
+    @ivar tls_url: the mock route over TLS, whatever C{tls} says (None
+        for a server started without TLS, as the fixture's never is).
+    @ivar ca_path: the throwaway CA's certificate (PEM) that signed the
+        mock's: what a client under test must trust for C{wss://}.
     """
 
-    def __init__(self, server: MockServer) -> None:
+    def __init__(self, server: MockServer, tls: bool = False) -> None:
         self.server = server
-        self.url = f"ws://127.0.0.1:{server.port}/mock"
-        self.echo_url = f"ws://127.0.0.1:{server.port}/echo"
+        authority = server.authority
+        if tls and authority is None:
+            raise ValueError("tls: this mock server was started without TLS")
+        self.ca_path = None if authority is None else str(authority.ca_path)
+        self.tls_url = None if authority is None else \
+            f"wss://127.0.0.1:{server.tls_port}/mock"
+        self.tls_echo_url = None if authority is None else \
+            f"wss://127.0.0.1:{server.tls_port}/echo"
+        plain = f"ws://127.0.0.1:{server.port}"
+        self.url = self.tls_url if tls and self.tls_url else f"{plain}/mock"
+        self.echo_url = self.tls_echo_url if tls and self.tls_echo_url else f"{plain}/echo"
+        self._ssl_context: ssl.SSLContext | None = None
         self._call = server.call
         for route in ("/mock", "/echo"):
             self._call("DELETE", f"/routes/handshake?route={route}")
@@ -281,6 +153,19 @@ class WsMock:
             if time.monotonic() >= deadline:
                 raise AssertionError(f"connections to {route} would not go: {left}")
             time.sleep(0.02)
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """
+        A client context that trusts the mock's throwaway CA (and nothing
+        else) and checks the host name: C{connect(wsmock.url,
+        ssl=wsmock.ssl_context)}.
+        """
+        if self.ca_path is None:
+            raise ValueError("this mock server was started without TLS")
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context(cafile=self.ca_path)
+        return self._ssl_context
 
     # -- behaviour -------------------------------------------------------------------
 
@@ -568,7 +453,7 @@ def wsmock_server() -> Iterator[MockServer]:
     The wsdaemon behind C{wsmock}: one per test session (per xdist worker).
     """
     directory = Path(tempfile.mkdtemp(prefix="wsmock-"))
-    server = MockServer(directory)
+    server = MockServer(directory, now=datetime.now(UTC))
     try:
         yield server
     finally:
@@ -580,10 +465,15 @@ def wsmock_server() -> Iterator[MockServer]:
 def wsmock(wsmock_server: MockServer, request: pytest.FixtureRequest) -> WsMock:
     """
     A clean WebSocket mock for this test. A C{@pytest.mark.wsmock(rules=...)}
-    (TOML text) or C{(rules_file=...)} marker sets its rules up front.
+    (TOML text) or C{(rules_file=...)} marker sets its rules up front;
+    C{(tls=True)}, or the ini setting C{wsmock_tls = true} for every test,
+    makes its URLs C{wss://} (C{wsmock.ssl_context} trusts its CA).
     """
-    mock = WsMock(wsmock_server)
     marker = request.node.get_closest_marker("wsmock")
+    tls = request.config.getini("wsmock_tls")
+    if marker is not None and "tls" in marker.kwargs:
+        tls = bool(marker.kwargs["tls"])
+    mock = WsMock(wsmock_server, tls=tls)
     if marker is not None:
         if "rules" in marker.kwargs:
             mock.rules(marker.kwargs["rules"])
@@ -592,6 +482,12 @@ def wsmock(wsmock_server: MockServer, request: pytest.FixtureRequest) -> WsMock:
     return mock
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("wsmock_tls", "the wsmock fixture's URLs are wss:// (a throwaway CA; "
+                  "wsmock.ssl_context trusts it)", type="bool", default=False)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "wsmock(rules=None, rules_file=None): the wsmock fixture's rules")
+        "markers", "wsmock(rules=None, rules_file=None, tls=False): the wsmock fixture's "
+                   "rules, and wss:// URLs")

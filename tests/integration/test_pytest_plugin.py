@@ -192,6 +192,7 @@ def test_a_port_taken_meanwhile_is_never_mistaken_for_the_mock(
     starts again on other ports, and never talks to the other server, even
     though it answers /healthz ready."""
     from wsdaemon import pytest_plugin
+    from wsdaemon.mock import server as mock_server
 
     decoy = ThreadingHTTPServer(("127.0.0.1", 0), _Decoy)
     _Decoy.seen = []
@@ -204,8 +205,8 @@ def test_a_port_taken_meanwhile_is_never_mistaken_for_the_mock(
                       else real_free_port())
         return chosen[-1]
 
-    real_free_port = pytest_plugin._free_port
-    monkeypatch.setattr(pytest_plugin, "_free_port", free_port)
+    real_free_port = mock_server._free_port
+    monkeypatch.setattr(mock_server, "_free_port", free_port)
     server = None
     try:
         server = pytest_plugin.MockServer(tmp_path)
