@@ -22,6 +22,8 @@ Autobahn|Testsuite in CI.
 4. Twisted's text log lines (every connection writes two): formatted with
    the same text in C, see L{wsdaemon.connections.loglines}, installed
    from here and checked on its own.
+5. The garbage collector's thresholds for thousands of open connections
+   (L{wsdaemon.connections.collector}), set from here: no private name.
 
 Each replacement's target is named in L{wsdaemon.internals} and checked
 before it is made; if any is missing, Autobahn's own code stays in place and
@@ -133,9 +135,10 @@ def install(reach: Reach | None = None) -> list[str]:
     """
     if _installed:
         return list(_installed)
-    from wsdaemon.connections import loglines
+    from wsdaemon.connections import collector, loglines
 
     loglines.install()
+    collector.tune()
     if reach is None:
         reach = check_accel()
     if not reach.usable:
@@ -156,6 +159,7 @@ def install(reach: Reach | None = None) -> list[str]:
 
 
 def describe() -> str:
-    from wsdaemon.connections import loglines
+    from wsdaemon.connections import collector, loglines
 
-    return ", ".join(filter(None, [*_installed, loglines.describe()])) or "none"
+    return ", ".join(filter(None, [*_installed, loglines.describe(),
+                                   collector.describe()])) or "none"
