@@ -228,3 +228,35 @@ def test_structured_resend_and_second_tab(daemon: Daemon) -> None:
         assert texts.count("Is it in stock?") == 1
     again.close()
     tab.close()
+
+
+def test_structured_signals_from_operators(daemon: Daemon) -> None:
+    """
+    A structured visitor hears that an operator became available, sees the
+    operator type (with its display name) and read, hears the conversation
+    resolved; its own typing reaches the operators.
+    """
+    visitor = structured(daemon)
+    visitor.send(json.dumps({"type": "hello"}))
+    assert next_of(visitor, "welcome")["operators_available"] is False
+    visitor.send(json.dumps({"type": "message", "id": "c-1", "text": "Hello?"}))
+    ack = next_of(visitor, "ack")
+    with operator(daemon) as desk:
+        assert request(desk, {"type": "availability", "availability": "online"},
+                       "on")["type"] == "ok"
+        assert next_of(visitor, "availability")["available"] is True
+        conversation = the_conversation(desk)
+        assert request(desk, {"type": "typing", "conversation": conversation, "on": True},
+                       "t")["type"] == "ok"
+        assert next_of(visitor, "typing") == {"type": "typing", "on": True,
+                                              "name": "Alice Martin"}
+        assert request(desk, {"type": "read", "conversation": conversation,
+                              "upto": ack["seq"]}, "r")["type"] == "ok"
+        assert next_of(visitor, "read") == {"type": "read", "upto": ack["seq"]}
+        visitor.send(json.dumps({"type": "typing", "on": True}))
+        while "visitor" not in next_of(desk, "typing")["conversation"]["typing"]:
+            pass
+        assert request(desk, {"type": "resolve", "conversation": conversation},
+                       "x")["type"] == "ok"
+        assert next_of(visitor, "status") == {"type": "status", "status": "resolved"}
+    visitor.close()
