@@ -34,6 +34,7 @@ from wsdaemon.conversations import (
     Status,
     conversation_id_for,
 )
+from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.interfaces import IHandshakeHook, IReplyStrategy
 from wsdaemon.records import HandshakeRequest
 from wsdaemon.strategies.api import OptionContext, OptionError, StrategyContext
@@ -43,6 +44,7 @@ from wsdaemon.support.visitor import (
     NOT_STORED,
     REFUSED,
     TEXT_ONLY,
+    UNCONFIRMED,
     ConversationStrategy,
     ConversationStrategyFactory,
 )
@@ -768,3 +770,21 @@ def test_plain_catch_up_failure_leaves_live_messages_flowing() -> None:
     assert texts(client) == ["Live"]
     failures = [e for e in events if "log_failure" in e]
     assert [e["log_failure"].type for e in failures] == [OSError]
+
+
+def test_outcome_unknown_is_not_said_to_have_failed() -> None:
+    """
+    A store that may have taken the message (Redis stopped answering) is not
+    said to have failed: the plain visitor is told it may have reached us,
+    the structured one to send it again with its id (stored once).
+    """
+    desk = Desk()
+    plain = desk.plain("p1")
+    client = desk.structured()
+    frames(client)
+    desk.store.error = BrokerOutcomeUnknown("Redis did not answer in time")
+    plain.send("Hello?")
+    assert texts(plain) == [UNCONFIRMED]
+    send(client, {"type": "message", "id": "c-1", "text": "Hello?"})
+    [error] = frames(client)
+    assert error["id"] == "c-1" and "not stored twice" in error["error"]

@@ -49,6 +49,7 @@ from zope.interface import implementer
 from wsdaemon.conversations.events import VisitorDelivered, VisitorMessage
 from wsdaemon.conversations.model import conversation_id_for
 from wsdaemon.conversations.transition import Transition
+from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.interfaces import (
     IHandshakeHook,
     IOptionCheck,
@@ -81,13 +82,17 @@ from wsdaemon.support.visitor_protocol import (
 )
 from wsdaemon.support.visitors import Mode, VisitorConnection, VisitorSessions
 
-__all__ = ["MAX_BAD_REQUESTS", "NOT_STORED", "REFUSED", "TEXT_ONLY", "ConversationStrategy",
-           "ConversationStrategyFactory", "SupportHandle", "support_of"]
+__all__ = ["MAX_BAD_REQUESTS", "NOT_STORED", "REFUSED", "TEXT_ONLY", "UNCONFIRMED",
+           "ConversationStrategy", "ConversationStrategyFactory", "SupportHandle", "support_of"]
 
 _log = Logger(namespace="wsdaemon.support.visitor")
 
 #: What a plain client is told when its message was not stored.
 NOT_STORED = "Sorry, your message could not be queued. Please send it again."
+#: The store (Redis) stopped answering after the message was sent: it may
+#: be stored, and a plain message has no id to recognise a resend by.
+UNCONFIRMED = ("Sorry, we could not confirm that your message reached us; it may have. "
+               "Please wait for an answer before sending it again.")
 #: A plain client's binary message.
 TEXT_ONLY = "Only text messages reach an operator."
 TOO_LONG = "Sorry, your message is too long for an operator (at most {limit} bytes)."
@@ -181,7 +186,7 @@ class ConversationStrategy:
                 session.send(REFUSED["busy"])
                 return
             self._log_failure(failure, session)
-            session.send(NOT_STORED)
+            session.send(UNCONFIRMED if failure.check(BrokerOutcomeUnknown) else NOT_STORED)
 
         d.addCallbacks(taken, failed)
         return None

@@ -44,6 +44,7 @@ from wsdaemon.conversations.events import (
 )
 from wsdaemon.conversations.model import Conversation, conversation_id_for
 from wsdaemon.conversations.transition import Transition
+from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.interfaces import ISession
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.lanes import LaneFull
@@ -254,8 +255,10 @@ class ChatConnection:
                 session.send(refused_frame(client_id, "busy", REFUSED["busy"]))
                 return
             log_not_stored(failure, session, self._route)
-            session.send(error_frame("your message could not be stored: send it again with "
-                                     "the same id", "message", client_id))
+            error = ("your message could not be confirmed: send it again with the same id "
+                     "(it is not stored twice)" if failure.check(BrokerOutcomeUnknown) else
+                     "your message could not be stored: send it again with the same id")
+            session.send(error_frame(error, "message", client_id))
 
         d.addCallbacks(taken, failed)
 
@@ -355,5 +358,14 @@ def submit_quietly(driver: ConversationDriver,
 
 
 def log_not_stored(failure: Failure, session: ISession, route: str) -> None:
+    """
+    A visitor's event the store did not take: a traceback, except in a
+    Redis outage, which the link logs once (not once per message).
+    """
+    if failure.check(BrokerUnavailable):
+        _log.debug("conversations: a message from {client_id} on {route} was not stored "
+                   "or not confirmed: {why}", client_id=session.client_id, route=route,
+                   why=failure.getErrorMessage())
+        return
     _log.failure("conversations: a message from {client_id} on {route} was not stored",
                  failure, client_id=session.client_id, route=route)
