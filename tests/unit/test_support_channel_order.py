@@ -33,18 +33,21 @@ _CHANGES = st.lists(st.tuples(st.integers(0, 30), st.one_of(st.none(), st.floats
 @given(changes=_CHANGES, limit=st.integers(1, 40))
 def test_order_is_what_a_full_sort_gives(changes: list[tuple[int, float | None, float, bool,
                                                                bool]], limit: int) -> None:
-    """After any changes (some resolving, some not told), the first page is the full sort's."""
+    """After any changes, some (resolving, or moving later) not told, the first page is the
+    full sort's."""
     held: dict[str, Conversation] = {}
     order = WaitingOrder(held.get)
     for n, waiting, activity, resolved, told in changes:
         conversation = _conversation(n, waiting, activity)
         if resolved:
             conversation = replace(conversation, status=Status.RESOLVED, waiting_since=None)
+        before = held.get(conversation.conversation_id)
         held[conversation.conversation_id] = conversation
-        if told:
+        untold = not told and before is not None and before.status is not Status.RESOLVED \
+            and (resolved or sort_key(conversation) > sort_key(before))
+        if not untold:
+            # Left or moved later untold: put right as it comes up; else told.
             order.see(conversation)
-        elif conversation.conversation_id not in order._keys:
-            order.see(replace(conversation, status=Status.OPEN))  # known, then changed
     live = sorted((c for c in held.values() if c.status is not Status.RESOLVED), key=sort_key)
     assert order.first(limit) == live[:limit]
     if live:

@@ -8,8 +8,10 @@ A heap of (key, conversation id) with lazy deletion: each time a
 conversation is seen (the hub is told of every change) its current key is
 recorded and pushed; entries whose key is no longer the current one are
 dropped as they come up. Reading checks each entry against the inbox as
-well (the record it holds now, and that it is still live), so an order
-that missed a change heals itself instead of showing it wrong. The heap is
+well (the record it holds now, and that it is still live): a conversation
+that left, or moved later, without the hub being told is put right when it
+comes up instead of shown wrong (one that moved earlier needs telling: the
+driver notifies operators of every change that moves one). The heap is
 rebuilt when stale entries outnumber live ones (bounded at twice the
 conversations plus a constant).
 """
@@ -71,10 +73,11 @@ class WaitingOrder:
         """
         found: list[Conversation] = []
         taken: list[tuple[Key, str]] = []
+        seen: set[str] = set()
         while self._heap and len(found) < limit:
             order, key = heapq.heappop(self._heap)
-            if self._keys.get(key) != order:
-                continue  # stale: a newer entry stands for it
+            if self._keys.get(key) != order or key in seen:
+                continue  # stale, or a copy: one entry stands for it
             conversation = self._current(key)
             if conversation is None or conversation.status is Status.RESOLVED:
                 del self._keys[key]
@@ -85,6 +88,7 @@ class WaitingOrder:
                 self._keys[key] = now
                 heapq.heappush(self._heap, (now, key))
                 continue
+            seen.add(key)
             taken.append((order, key))
             if after is None or order > after:
                 found.append(conversation)
