@@ -119,3 +119,24 @@ def test_a_list_stops_at_page_bytes() -> None:
     answer = desk.ask(alice, {"type": "conversations", "limit": 5000})
     assert answer["more"] and answer["total"] == 3000
     assert PAGE_BYTES <= len(encode(answer)) < PAGE_BYTES + 4096
+
+
+def test_text_gives_a_cut_text_whole_in_chunks() -> None:
+    """text returns a message's (or note's) whole text from an offset; unknown ones refused."""
+    from wsdaemon.support.operator_requests import TEXT_CHUNK
+
+    desk = Desk(limits=ChannelLimits(text_chars=10))
+    cid = conversation_id_for(ROUTE, "ann")
+    body = "".join(chr(0x41 + n % 26) for n in range(TEXT_CHUNK + 5))
+    desk.visitor("ann", body)
+    desk.driver.submit(AddNote(cid, "bob", "n" * 50))
+    alice = desk.connect("a" * 20)
+    first = desk.ask(alice, {"type": "text", "conversation": cid, "seq": 1})
+    assert first["text"] == body[:TEXT_CHUNK] and first["more"] and first["length"] == len(body)
+    rest = desk.ask(alice, {"type": "text", "conversation": cid, "seq": 1,
+                            "offset": TEXT_CHUNK})
+    assert rest["text"] == body[TEXT_CHUNK:] and not rest["more"]
+    assert desk.ask(alice, {"type": "text", "conversation": cid, "note": 1})["text"] == "n" * 50
+    assert "has no message 99" in desk.ask(alice, {"type": "text", "conversation": cid,
+                                                   "seq": 99})["error"]
+    assert "give 'seq'" in desk.ask(alice, {"type": "text", "conversation": cid})["error"]

@@ -190,6 +190,40 @@ def test_ambiguous_reference_shows_candidates_and_piped_input_fails() -> None:
     assert s.status == [1]
 
 
+def test_export_writes_the_whole_thread(tmp_path: Any) -> None:
+    """export FILE #REF pages the whole thread back and fetches cut texts whole: JSON Lines,
+    oldest first, messages and notes."""
+    from tests.support_channel_kit import Desk as ChannelDesk
+    from wsdaemon.conversations import AddNote
+    from wsdaemon.support.operator_requests import ChannelLimits
+
+    desk = ChannelDesk(limits=ChannelLimits(text_chars=5, page_size=3))
+    cid = conversation_id_for(ROUTE, "ann")
+    for n in range(4):
+        desk.clock.advance(1)
+        desk.visitor("ann", f"message number {n}")
+        desk.clock.advance(1)
+        desk.driver.submit(AddNote(cid, "bob", f"note {n}"))
+    client = desk.connect("a" * 20)
+    out, err, status = io.StringIO(), io.StringIO(), []
+    console = ConversationConsole(out, err, status.append, clock=desk.clock, tz=UTC)
+    console.connected(lambda request: client.sendMessage(json.dumps(request).encode(), False))
+    target = tmp_path / "ann.jsonl"
+    console.line(f"export {target} #{cid[:6]}")
+    console.input_ended()
+    for _ in range(200):
+        desk.flush()
+        if not client.got:
+            break
+        while client.got:
+            console.event(client.got.pop(0))
+    assert status == [0], err.getvalue()
+    entries = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    texts = [e["text"] for e in entries if not e["text"].startswith(("Thanks", "No operator"))]
+    assert texts == [t for n in range(4) for t in (f"message number {n}", f"note {n}")]
+    assert not any(e["truncated"] for e in entries)
+
+
 def test_a_session_against_the_channel() -> None:
     """The console on the real channel: greeted, online, opens by alias, replies, resolves;
     the visitor gets the reply and events show up escaped."""

@@ -31,6 +31,7 @@ from wsdaemon.support.console_display import (
     summary_line,
     team_line,
 )
+from wsdaemon.support.console_export import export_requests
 
 __all__ = ["HELP", "KNOWN_SUMMARIES", "ConversationConsole", "parse_when"]
 
@@ -340,6 +341,15 @@ class ConversationConsole:
             if not add and not remove or len(add) + len(remove) != len(changes.split()):
                 raise ValueError("usage: labels [#REF] +LABEL -LABEL ...")
             return {"type": "labels", "conversation": reference, "add": add, "remove": remove}
+        if verb == "export":
+            target, _, rest = rest.partition(" ")
+            if not target:
+                raise ValueError("usage: export FILE [#REF]")
+            reference, extra = self._target(rest.strip())
+            if extra:
+                raise ValueError("usage: export FILE [#REF]")
+            return export_requests(target, reference, self._followups, self.say,
+                                   self.complain)
         if verb == "canned":
             self.canned.clear()
             return self._canned_request(None, quiet=False)
@@ -364,6 +374,9 @@ class ConversationConsole:
             else:
                 break
             if request is None:
+                continue
+            if request["type"] == "_local":
+                request["_then"](None)
                 continue
             request["id"] = self._next_id
             self._next_id += 1

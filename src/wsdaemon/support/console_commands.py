@@ -31,6 +31,7 @@ e.g. #4821 or #td4n; without it, the conversation you opened last):
                            until then; without a time, until the visitor writes
   assign [#REF] OPERATOR|none | transfer [#REF] OPERATOR
   labels [#REF] +LABEL -LABEL ...
+  export FILE [#REF]       the whole thread, messages and notes, as JSON Lines
   canned                   the canned replies
   online | away | offline  your availability      capacity N   open conversations
   team | help | quit
