@@ -7,7 +7,16 @@ C{wsmock.ssl_context} / C{wsmock.ca_path}, certificates verified for real.
 
 from __future__ import annotations
 
+import re
+import socket
+import ssl
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
+from websockets.sync.client import connect
+
+from wsdaemon.mock import server as mock_server
 
 pytestmark = pytest.mark.slow
 
@@ -84,9 +93,6 @@ def test_ws(wsmock):
 
 def test_the_readme_wss_example_passes(pytester: pytest.Pytester) -> None:
     """The README's test_wss_client.py passes as written."""
-    import re
-    from pathlib import Path
-
     readme = Path(__file__).resolve().parents[2] / "README.md"
     found = re.search(r"```python\n(# test_wss_client\.py\n.*?)```",
                       readme.read_text(encoding="utf-8"), re.S)
@@ -94,3 +100,34 @@ def test_the_readme_wss_example_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_wss_client=found.group(1))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=1)
+
+
+def test_a_tls_port_taken_meanwhile_starts_again_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process takes the port chosen for wss:// before the daemon
+    binds it: the server notices and starts again on other ports, and its
+    wss:// then answers with a certificate its CA verifies."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    chosen: list[int] = []
+    real_free_port = mock_server._free_port
+
+    def free_port() -> int:
+        chosen.append(taken.getsockname()[1] if len(chosen) == 2 else real_free_port())
+        return chosen[-1]
+
+    monkeypatch.setattr(mock_server, "_free_port", free_port)
+    server = None
+    try:
+        server = mock_server.MockServer(tmp_path, datetime.now(UTC))
+        assert len(chosen) == 6 and server.tls_port != taken.getsockname()[1]
+        assert server.authority is not None
+        context = ssl.create_default_context(cafile=str(server.authority.ca_path))
+        with connect(f"wss://127.0.0.1:{server.tls_port}/echo", ssl=context) as ws:
+            ws.send("mine")
+            assert ws.recv(timeout=5) == "mine"
+    finally:
+        if server is not None:
+            server.stop()
+        taken.close()
