@@ -434,16 +434,19 @@ class VisitorSessions:
         # Committed just now: the message's time is the conversation's last activity.
         at = found.last_activity_at if found is not None else self._clock.seconds()
         ack = ack_frame(effect.client_message_id, effect.seq, at)
-        message = Message(conversation_id, effect.seq, Author.VISITOR, pending.text, at,
-                          client_message_id=effect.client_message_id)
-        copy = message_frame(message)
-        for session_id, connection in visitor.connections.items():
+        message: Message | None = None
+        copy = ""
+        for session_id, connection in list(visitor.connections.items()):
             if not connection.structured:
                 continue
             if session_id in pending.origins:
                 self._write(connection, ack, None, keep=True)
-            else:
-                self._write(connection, _fitted(connection, copy, message), effect.seq)
+                continue
+            if message is None:  # another tab: made once, only when there is one
+                message = Message(conversation_id, effect.seq, Author.VISITOR, pending.text,
+                                  at, client_message_id=effect.client_message_id)
+                copy = message_frame(message)
+            self._write(connection, _fitted(connection, copy, message), effect.seq)
 
     def structured_connections(self) -> Iterator[VisitorConnection]:
         return iter(list(self._structured.values()))
