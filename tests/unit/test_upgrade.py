@@ -287,3 +287,18 @@ def test_the_site_uses_the_channel() -> None:
     """The daemon's site is paced and upgrades straight."""
     assert build_site(Resource(), 5.0).protocol is UpgradeChannel
     assert SETTINGS.open_handshake_timeout == 0
+
+
+def test_one_timer_per_connection_the_header_deadline(straight: None) -> None:
+    """Twisted's idle timer is not armed (the header deadline covers it):
+    a connection that sends nothing is cut at the deadline, and so is an
+    idle one after a page."""
+    site = Site()
+    channel, transport = site.connect()
+    assert [call.getTime() for call in site.clock.getDelayedCalls()] == [5.0]
+    site.clock.advance(5)
+    assert transport.disconnecting
+    channel, transport = site.connect()
+    channel.dataReceived(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    assert len(site.clock.getDelayedCalls()) == 1

@@ -165,6 +165,14 @@ class UpgradeChannel(HandshakeDeadlineChannel):
     _held: bytes | None = None
     _paused = False
 
+    def connectionMade(self) -> None:
+        # Twisted's idle timer (a minute, armed per connection and cancelled
+        # at the request) is covered by the header deadline, which is
+        # shorter and armed at the same times: one timer per connection, not
+        # two.
+        self.timeOut = None
+        super().connectionMade()
+
     def _pacer(self) -> HandshakePacer:
         site: Any = getattr(self, "site", None)
         pacer: HandshakePacer | None = getattr(site, "handshake_pacer", None)
