@@ -45,7 +45,6 @@ committed, its team's availability).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -447,9 +446,6 @@ class VisitorSessions:
                                   at, client_message_id=effect.client_message_id)
                 copy = message_frame(message)
             self._write(connection, _fitted(connection, copy, message), effect.seq)
-
-    def structured_connections(self) -> Iterator[VisitorConnection]:
-        return iter(list(self._structured.values()))
 
     @property
     def available(self) -> bool | None:
