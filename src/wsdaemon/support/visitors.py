@@ -46,7 +46,6 @@ committed, its team's availability).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -63,6 +62,7 @@ from wsdaemon.conversations.model import Author, Message, conversation_id_for
 from wsdaemon.conversations.transition import InboxView
 from wsdaemon.interfaces import ISession
 from wsdaemon.support.ports import IVisitorPort
+from wsdaemon.support.visitor_connection import DEFAULT_MAX_BUFFERED, Mode, VisitorConnection
 from wsdaemon.support.visitor_protocol import (
     ack_frame,
     availability_frame,
@@ -77,59 +77,12 @@ __all__ = ["DEFAULT_ANNOUNCE_BATCH", "DEFAULT_MAX_BUFFERED", "DEFAULT_MAX_PENDIN
 
 #: Connections one visitor may have open on one route at once (tabs).
 DEFAULT_MAX_SESSIONS_PER_VISITOR = 16
-#: Frames held for one connection while its page is read.
-DEFAULT_MAX_BUFFERED = 256
 #: A visitor's messages sent and not yet acknowledged (structured).
 DEFAULT_MAX_PENDING_PER_VISITOR = 64
 #: Structured connections told of an availability flip per reactor turn.
 DEFAULT_ANNOUNCE_BATCH = 500
 
 _log = Logger(namespace="wsdaemon.support.visitors")
-
-
-class Mode(StrEnum):
-    PLAIN = "plain"
-    STRUCTURED = "structured"
-
-
-@dataclass(eq=False)
-class _Held:
-    """A frame held while a page is read: a message (C{seq}) or anything else."""
-
-    frame: str
-    seq: int | None = None
-
-
-@dataclass(eq=False)
-class VisitorConnection:
-    """
-    One open connection of a visitor.
-
-    @ivar sent: the highest C{seq} written to it as a message (or that the
-        client said it has).
-    @ivar syncing: a page is being read: what is delivered meanwhile is held.
-    @ivar behind: (structured) messages were left out: it is not written
-        live messages until a C{history} page reaches the end.
-    @ivar told_available: the availability it was last told (None: not yet).
-    @ivar max_bytes: the largest message it takes (its route's
-        C{max_message_size}; 0: any).
-    """
-
-    session: ISession
-    route: str
-    visitor: str
-    mode: Mode
-    max_bytes: int = 0
-    sent: int = 0
-    syncing: bool = True
-    behind: bool = False
-    overflowed: bool = False
-    held: list[_Held] = field(default_factory=list)
-    told_available: bool | None = None
-
-    @property
-    def structured(self) -> bool:
-        return self.mode is Mode.STRUCTURED
 
 
 @dataclass(eq=False)
@@ -215,7 +168,7 @@ class VisitorSessions:
             self._drop_if_idle(key, visitor)
             return None
         connection = VisitorConnection(session, session.route, session.client_id, mode,
-                                       max_bytes=max_bytes)
+                                       max_bytes=max_bytes, max_buffered=self.max_buffered)
         visitor.connections[session.session_id] = connection
         self._connections[session.session_id] = connection
         if connection.structured:
@@ -249,86 +202,20 @@ class VisitorSessions:
     def __len__(self) -> int:
         return len(self._connections)
 
-    # -- pages and what is held meanwhile ------------------------------------
+    # -- pages (the strategy's) ---------------------------------------------
 
     def resync(self, connection: VisitorConnection) -> None:
-        """A page is about to be read for it: hold what is delivered meanwhile."""
-        if not connection.syncing:
-            connection.syncing = True
-            connection.overflowed = False
-            connection.held.clear()
+        """A page is about to be read for it (L{VisitorConnection.resync})."""
+        connection.resync()
 
     def synced(self, connection: VisitorConnection, start: int, end: int,
                more: bool) -> bool:
-        """
-        Its page (messages after C{start} up to C{end}) was written: write
-        what was held meanwhile that the page did not hold, in order.
-
-        A structured connection skips held messages up to C{end} (the page,
-        or what the client said it has); a plain one only those the page
-        wrote (after C{start} up to C{end}): one delivered to another tab
-        before is still new to this one.
-
-        @param more: the page left messages out (structured: the client
-            pages on; it is written no live message until a page reaches
-            the end).
-        @return: whether it is up to date (False: plain, messages were
-            dropped from its buffer: read again after C{sent}).
-        """
-        connection.sent = max(connection.sent, end)
-        held, connection.held = connection.held, []
-        overflowed, connection.overflowed = connection.overflowed, False
-        connection.syncing = False
-        if connection.structured:
-            connection.behind = more or overflowed
-        for entry in held:
-            if entry.seq is None:
-                _send(connection, entry.frame)
-                continue
-            if connection.behind:
-                continue
-            if entry.seq <= connection.sent and (connection.structured or entry.seq > start):
-                continue
-            _send(connection, entry.frame)
-            connection.sent = max(connection.sent, entry.seq)
-        if not connection.structured and overflowed:
-            connection.syncing = True
-            return False
-        return True
+        """Its page was written (L{VisitorConnection.synced})."""
+        return connection.synced(start, end, more)
 
     def send(self, connection: VisitorConnection, frame: str) -> bool:
-        """
-        Write a frame now (a page, an answer), past what is held: one the
-        connection cannot take is not written (logged), a failure is logged.
-
-        @return: whether it was written.
-        """
-        return _send(connection, frame)
-
-    def _write(self, connection: VisitorConnection, frame: str, seq: int | None, *,
-               keep: bool = False) -> bool:
-        """
-        Write (or hold, while a page is read) one frame: a message (C{seq}),
-        or another frame (an acknowledgement, C{keep}: held past the bound,
-        which the pending bound limits; a signal: dropped past it).
-
-        @return: whether it was written now.
-        """
-        if connection.syncing:
-            full = len(connection.held) >= self.max_buffered
-            if seq is not None:
-                if full or connection.overflowed:
-                    connection.overflowed = True
-                    return False
-            elif full and not keep:
-                return False
-            connection.held.append(_Held(frame, seq))
-            return False
-        if seq is not None:
-            if connection.behind or seq <= connection.sent:
-                return False
-            connection.sent = seq
-        return _send(connection, frame)
+        """A frame written now, past what is held (L{VisitorConnection.send})."""
+        return connection.send(frame)
 
     # -- IVisitorPort --------------------------------------------------------
 
@@ -339,8 +226,8 @@ class VisitorSessions:
         for connection in self.connections_of(effect.route, effect.visitor):
             if connection.structured:
                 whole = whole or message_frame(message)
-                self._write(connection, _fitted(connection, whole, message), message.seq)
-            elif message.to_visitor and self._write(connection, message.body, message.seq):
+                connection.write(connection.fitted(whole, message), message.seq)
+            elif message.to_visitor and connection.write(message.body, message.seq):
                 plain_took = True
         return plain_took
 
@@ -357,7 +244,7 @@ class VisitorSessions:
                 return
             for connection in self.connections_of(effect.route, effect.visitor):
                 if connection.structured:
-                    self._write(connection, frame, None)
+                    connection.write(frame, None)
 
     def announce(self, effect: AnnounceAvailability) -> None:
         """Every structured connection, C{announce_batch} per reactor turn."""
@@ -379,7 +266,7 @@ class VisitorSessions:
             if connection is None or connection.told_available is available:
                 continue
             connection.told_available = available
-            self._write(connection, frame, None)
+            connection.write(frame, None)
         if self._sweep:
             self._sweep_call = self._clock.callLater(0, self._announce_some)
 
@@ -439,46 +326,18 @@ class VisitorSessions:
             if not connection.structured:
                 continue
             if session_id in pending.origins:
-                self._write(connection, ack, None, keep=True)
+                connection.write(ack, None, keep=True)
                 continue
             if message is None:  # another tab: made once, only when there is one
                 message = Message(conversation_id, effect.seq, Author.VISITOR, pending.text,
                                   at, client_message_id=effect.client_message_id)
                 copy = message_frame(message)
-            self._write(connection, _fitted(connection, copy, message), effect.seq)
+            connection.write(connection.fitted(copy, message), effect.seq)
 
     @property
     def available(self) -> bool | None:
         """The last availability announced (None: none yet)."""
         return self._available
-
-
-def _fitted(connection: VisitorConnection, frame: str, message: Message) -> str:
-    """The message's frame as the connection takes it (cut when too big)."""
-    if connection.max_bytes and len(frame) * 4 > connection.max_bytes and \
-            len(frame.encode("utf-8")) > connection.max_bytes:
-        return message_frame(message, connection.max_bytes)
-    return frame
-
-
-def _send(connection: VisitorConnection, frame: str) -> bool:
-    """
-    Write one frame; one the connection cannot take (bigger than its
-    route's max_message_size: a plain message) is not written, and said.
-    """
-    if connection.max_bytes and len(frame) * 4 > connection.max_bytes and \
-            len(frame.encode("utf-8")) > connection.max_bytes:
-        _log.warn("conversations: a message of {size} bytes is more than {client_id} on "
-                  "{route} takes ({limit}): not written", size=len(frame.encode("utf-8")),
-                  client_id=connection.visitor, route=connection.route,
-                  limit=connection.max_bytes)
-        return False
-    try:
-        return connection.session.send(frame)
-    except Exception:
-        _log.failure("conversations: writing to {client_id} on {route} failed",
-                     client_id=connection.visitor, route=connection.route)
-        return False
 
 
 def _signal_frame(effect: SignalVisitor) -> str | None:
