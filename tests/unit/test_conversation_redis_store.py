@@ -219,14 +219,19 @@ def fill_shared_queue(link: RedisLink, clock: Clock) -> Generator[Any, Any, None
     yield queue.push("dan", "Your order shipped", alice)
 
 
+@pytest.mark.parametrize("budget", [redis_migration.THREAD_BUDGET, 3, 1])
 @pytest_twisted.inlineCallbacks
-def test_takes_over_the_shared_queue_once(links: Links) -> Generator[Any, Any, None]:
+def test_takes_over_the_shared_queue_once(links: Links, monkeypatch: pytest.MonkeyPatch,
+                                          budget: int) -> Generator[Any, Any, None]:
     """On first open, the shared queue's keys become conversations by the
     SQLite take-over's rules (open where items wait, resolved otherwise;
     renumbered; authors kept; replies not yet written, kept or in flight,
     count as undelivered; credential ids made public); the queue's keys stay
     as they were; a second open changes nothing; a take-over cut short and
-    run again leaves alone what was made and committed since."""
+    run again leaves alone what was made and committed since. The same
+    with threads read a few messages a call (the budget reached within a
+    client's thread and at its end)."""
+    monkeypatch.setattr(redis_migration, "THREAD_BUDGET", budget)
     link = links()
     clock = Clock()
     yield fill_shared_queue(link, clock)

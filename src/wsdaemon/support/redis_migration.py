@@ -46,13 +46,15 @@ from wsdaemon.support.redis_scripts import (
     write_args,
 )
 
-__all__ = ["BATCH", "LOCK_SECONDS", "QueueTakeOver"]
+__all__ = ["BATCH", "LOCK_SECONDS", "THREAD_BUDGET", "QueueTakeOver"]
 
 _log = Logger(namespace="wsdaemon.support")
 
 #: Items, message numbers or clients read per call, and conversations
 #: written per script: no call carries more.
 BATCH = 200
+#: Messages read per call at most, however long one client's thread is.
+THREAD_BUDGET = 2000
 #: Seconds the take-over's lock lasts unless renewed (each batch renews it).
 LOCK_SECONDS = 60
 #: Seconds between looks at the marker while another daemon takes over.
@@ -109,17 +111,15 @@ class QueueTakeOver:
         for start in range(0, len(public), self._batch):
             chunk = public[start:start + self._batch]
             raw = [client for key in chunk for client in clients[key]]
-            reply = yield self._scripts.run(THREADS, self._p, *raw)
             rows: dict[tuple[str, str], list[tuple[int, tuple[Any, ...]]]] = defaultdict(list)
-            for thread in reply:
-                client = public_id_of_legacy(str(thread[0]))
-                for i in range(1, len(thread), 3):
-                    data = json.loads(thread[i + 1])
-                    direction = data["direction"]
-                    delivered = 0 if direction == "out" and thread[i + 2] == "1" else 1
-                    rows[(data["route"], client)].append((int(thread[i]), (
-                        data["route"], client, direction, data["sender"], data["body"],
-                        data["at"], delivered)))
+            rank = 0
+            while raw:
+                reply = yield self._scripts.run(THREADS, self._p, THREAD_BUDGET, rank, *raw)
+                for thread in reply[2:]:
+                    _read_thread(thread, rows)
+                stopped_at, rank = int(reply[0]), int(reply[1])
+                raw = raw[stopped_at - 1:] if stopped_at else []
+                yield self._renew()
             made += yield self._write([
                 conversation_from_queue(route, client, [row for _, row in sorted(found)],
                                         _unanswered(items.pop((route, client), [])),
@@ -190,6 +190,22 @@ class QueueTakeOver:
 
     def _renew(self) -> Deferred[Any]:
         return self._link.call("EXPIRE", self._p + "c:migrating", str(LOCK_SECONDS))
+
+
+def _read_thread(thread: list[Any],
+                 rows: dict[tuple[str, str], list[tuple[int, tuple[Any, ...]]]]) -> None:
+    """
+    One client's part of a L{THREADS} reply into C{rows}: per (route,
+    public client), (seq, the take-over's row) of each message.
+    """
+    client = public_id_of_legacy(str(thread[0]))
+    for i in range(1, len(thread), 3):
+        data = json.loads(thread[i + 1])
+        direction = data["direction"]
+        delivered = 0 if direction == "out" and thread[i + 2] == "1" else 1
+        rows[(data["route"], client)].append((int(thread[i]), (
+            data["route"], client, direction, data["sender"], data["body"], data["at"],
+            delivered)))
 
 
 def _unanswered(items: list[tuple[float, bool, str]]) -> list[tuple[float, bool]]:

@@ -184,18 +184,28 @@ end
 return out
 """
 
-# ARGV: P, then the operator queue's client ids. Returns per client
-# {client, seq, JSON, pending, ...} of its messages in seq order, pending
-# '1' while no daemon has written it yet (kept for it, or taken and not
-# settled).
+# ARGV: P, budget, rank, then the operator queue's client ids. Returns
+# {next client, next rank, thread, ...}: each client's messages in seq
+# order, the first client's from that rank, as threads {client, seq, JSON,
+# pending, ...} (pending '1' while no daemon has written it yet: kept for
+# it, or taken and not settled), at most `budget` messages in all; where
+# it stopped (the client's place among those asked for, 1 first, and the
+# rank in its thread), or 0 when every thread was read to its end.
 THREADS = r"""
-local P = ARGV[1]
+local P, budget, rank = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local daemons = redis.call('SMEMBERS', P .. 'inflight_daemons')
-local out = {}
-for i = 2, #ARGV do
-  local client = ARGV[i]
+local out = {0, 0}
+local used = 0
+for i = 4, #ARGV do
+  local client, room = ARGV[i], budget - used
+  if room <= 0 then
+    out[1], out[2] = i - 3, rank
+    return out
+  end
+  local conv = P .. 'conv:' .. client
+  local seqs = redis.call('ZRANGE', conv, rank, rank + room - 1)
   local thread = {client}
-  for _, seq in ipairs(redis.call('ZRANGE', P .. 'conv:' .. client, 0, -1)) do
+  for _, seq in ipairs(seqs) do
     local json = redis.call('HGET', P .. 'messages', seq)
     if json then
       local pending = redis.call('ZSCORE', P .. 'undelivered:' .. client, seq) ~= false
@@ -211,6 +221,12 @@ for i = 2, #ARGV do
     end
   end
   out[#out + 1] = thread
+  used = used + #seqs
+  if #seqs == room and redis.call('ZCARD', conv) > rank + room then
+    out[1], out[2] = i - 3, rank + room
+    return out
+  end
+  rank = 0
 end
 return out
 """
