@@ -17,6 +17,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,10 +56,14 @@ def start(tmp_path: Path) -> Iterator[Any]:
         return process
 
     yield run
-    for process in started:
+    for process in started:  # as a test suite stops it: its daemon and files go too
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def admin(found: dict[str, str], method: str, path: str, body: bytes | None = None) -> Any:
@@ -168,3 +173,22 @@ def test_the_readme_shell_example_runs(tmp_path: Path) -> None:
     env_file = dict(line.split("=", 1) for line in
                     (tmp_path / "mock.env").read_text().splitlines())
     assert not Path(env_file["WSMOCK_CA"]).parent.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_command_takes_its_daemon_along(start: Any) -> None:
+    """wsdaemon-mock killed with SIGKILL (no chance to stop anything): its
+    daemon gets SIGTERM from the kernel and stops listening."""
+    process = start("--no-tls")
+    found = json.loads(first_line(process))
+    assert admin(found, "GET", "/routes")["routes"]
+    process.kill()
+    process.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            admin(found, "GET", "/routes")
+        except OSError:
+            break  # refused: the daemon is gone
+        assert time.monotonic() < deadline, "the daemon outlived wsdaemon-mock"
+        time.sleep(0.1)

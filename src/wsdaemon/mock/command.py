@@ -10,7 +10,8 @@ lines a shell can source) with the mock's URLs, the admin API's URL and
 its key (fresh for this run), and the throwaway CA's certificate for
 C{wss://}. The test drives the mock through the admin API (rules, journal,
 faults) and stops it with SIGTERM or SIGINT (Ctrl-C); the daemon, its
-files and its CA go with it.
+files and its CA go with it. Killed otherwise (SIGKILL, a crash), it takes
+the daemon with it on Linux (its files stay in the temporary directory).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     directory = Path(tempfile.mkdtemp(prefix="wsmock-"))
     try:
-        server = MockServer(directory, None if args.no_tls else datetime.now(UTC))
+        server = MockServer(directory, None if args.no_tls else datetime.now(UTC), tied=True)
     except RuntimeError as e:
         shutil.rmtree(directory, ignore_errors=True)
         print(f"wsdaemon-mock: {e}", file=sys.stderr)

@@ -10,6 +10,7 @@ No pytest here: a test suite in any language can run it (L{command}).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -29,12 +30,26 @@ from wsdaemon.mock.ca import TestAuthority, make_authority
 
 __all__ = ["SILENT", "START_ATTEMPTS", "TIMEOUT", "MockServer"]
 
+#: prctl's option: the signal a process gets when its parent ends.
+_PR_SET_PDEATHSIG = 1
+
 #: Rules that answer nothing (a rules file must have a rule).
 SILENT = "[[rule]]\nbinary = true\n"
 #: How long waits and the daemon's start may take, in seconds.
 TIMEOUT = 10.0
 #: Starts on fresh ports when another process took one first.
 START_ATTEMPTS = 3
+
+
+def _terminate_with_parent() -> None:
+    """
+    In the child, before it runs the daemon: ask Linux for SIGTERM when the
+    parent's thread ends (C{PR_SET_PDEATHSIG}); elsewhere, nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _escape(path: Path) -> str:
@@ -65,10 +80,15 @@ class MockServer:
 
     @param now: when the throwaway CA's certificates start (None: no TLS
         listener, no CA).
+    @param tied: on Linux, the daemon is sent SIGTERM when the thread that
+        started it ends, however it ends (even killed): for a process whose
+        main thread lives as long as the mock should (C{wsdaemon-mock}).
     """
 
-    def __init__(self, directory: Path, now: datetime | None = None) -> None:
+    def __init__(self, directory: Path, now: datetime | None = None,
+                 tied: bool = False) -> None:
         self.directory = directory
+        self._tied = tied
         self.key = secrets.token_hex(16)
         self.authority: TestAuthority | None = (
             None if now is None else make_authority(directory, now))
@@ -128,7 +148,8 @@ class MockServer:
             [sys.executable, "-m", "twisted", "--log-format=text", "wsdaemon",
              "--config", str(config)],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=self.directory,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            preexec_fn=_terminate_with_parent if self._tied else None)
 
     def _wait_listening(self) -> bool:
         """
