@@ -10,8 +10,6 @@ operator takes it (replies, assigns, snoozes).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import BotReply, Handoff
 from wsdaemon.conversations.model import (
@@ -20,6 +18,7 @@ from wsdaemon.conversations.model import (
     Status,
     conversation_id_for,
     describe_state,
+    evolve,
 )
 from wsdaemon.conversations.moves import place
 from wsdaemon.conversations.transition import Draft
@@ -47,7 +46,7 @@ def bot_reply(draft: Draft, event: BotReply) -> None:
                                          display_name=event.name)
     # The bot answered: nothing waits (the cap on unanswered messages counts
     # again from here, as after an operator's reply).
-    conversation = replace(conversation, waiting_since=None, unanswered=0)
+    conversation = evolve(conversation, waiting_since=None, unanswered=0)
     draft.put(conversation)
     draft.deliver(conversation, message)
     draft.notify("message", conversation, message=message)
@@ -61,7 +60,7 @@ def handoff(draft: Draft, event: Handoff) -> None:
     now = draft.now
     # The visitor now waits for a person, from now; its request is the
     # unanswered message (at least one: the cap counts it).
-    conversation = replace(found, with_bot=False, waiting_since=now,
+    conversation = evolve(found, with_bot=False, waiting_since=now,
                            unanswered=max(1, found.unanswered))
     conversation = place(draft, conversation)
     reason = " ".join(event.reason.split())[:MAX_REASON]
@@ -70,7 +69,7 @@ def handoff(draft: Draft, event: Handoff) -> None:
         note = Note(key, conversation.note_count + 1, BOT_NOTE_AUTHOR,
                     f"handed over: {reason}", now)
         draft.add_note(note)
-        conversation = replace(conversation, note_count=note.note_id,
+        conversation = evolve(conversation, note_count=note.note_id,
                                notes=(*conversation.notes, note)[-draft.bounds.max_notes_kept:])
         draft.notify("note", conversation, note=note)
     draft.notify("updated", conversation)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import Any, TypeVar
 
 __all__ = ["Author", "Availability", "Bounds", "Conversation", "Message", "Note", "Status",
-           "conversation_id_for", "describe_state"]
+           "conversation_id_for", "describe_state", "evolve"]
 
 
 class Status(StrEnum):
@@ -270,6 +271,37 @@ class Conversation:
 
     def operators_typing(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.typing)
+
+
+_R = TypeVar("_R")
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def evolve(record: _R, **changes: Any) -> _R:
+    """
+    C{dataclasses.replace} for the core's frozen records, about seven times
+    faster (a conversation has 40 fields; the core makes a dozen copies per
+    event): the copy's fields are the record's with C{changes} applied,
+    without running C{__init__} again. Only for dataclasses without
+    C{__post_init__} or C{init=False} fields (the core's records; another
+    raises C{TypeError}); an unknown field name raises C{TypeError}, as
+    C{replace} does.
+    """
+    kind = type(record)
+    names = _FIELDS.get(kind)
+    if names is None:
+        found = fields(record)  # type: ignore[arg-type]
+        if hasattr(kind, "__post_init__") or not all(f.init for f in found):
+            raise TypeError(f"{kind.__name__} needs dataclasses.replace, not evolve")
+        names = _FIELDS[kind] = frozenset(f.name for f in found)
+    if not changes.keys() <= names:
+        unknown = ", ".join(sorted(changes.keys() - names))
+        raise TypeError(f"{kind.__name__} has no field {unknown}")
+    copy = object.__new__(kind)
+    state = copy.__dict__
+    state.update(record.__dict__)
+    state.update(changes)
+    return copy
 
 
 def conversation_id_for(route: str, visitor: str) -> str:

@@ -6,11 +6,9 @@ and the rebalancing that automatic routing does after every event.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from wsdaemon.conversations.effects import CancelTimer, SetTimer, SignalVisitor
 from wsdaemon.conversations.events import Timer, TimerKind
-from wsdaemon.conversations.model import Author, Availability, Conversation, Status
+from wsdaemon.conversations.model import Author, Availability, Conversation, Status, evolve
 from wsdaemon.conversations.settings import Routing
 from wsdaemon.conversations.transition import Draft
 
@@ -33,14 +31,14 @@ def place(draft: Draft, conversation: Conversation,
         return conversation
     chosen = draft.team.choose(exclude)
     if chosen is None:
-        return replace(conversation, assignee=None, assigned_at=None)
-    draft.team = replace(draft.team, last_chosen=chosen)
-    return replace(conversation, assignee=chosen, assigned_at=draft.now)
+        return evolve(conversation, assignee=None, assigned_at=None)
+    draft.team = evolve(draft.team, last_chosen=chosen)
+    return evolve(conversation, assignee=chosen, assigned_at=draft.now)
 
 
 def new_episode(conversation: Conversation, now: float) -> Conversation:
     """A resolved conversation opens again: times, notices and unread start over."""
-    return replace(conversation, status=Status.OPEN, opened_at=now, first_response_at=None,
+    return evolve(conversation, status=Status.OPEN, opened_at=now, first_response_at=None,
                    resolved_at=None, waiting_since=None, snoozed_until=None, unanswered=0,
                    unread_floor=conversation.last_seq, recent_visitor_seqs=(),
                    ack_sent=False, offline_sent=False, fallback_sent=False, with_bot=False)
@@ -71,11 +69,11 @@ def stop_typing(draft: Draft, conversation: Conversation, *, visitor_too: bool =
         draft.emit(CancelTimer(Timer(TimerKind.TYPING, conversation.conversation_id, name)))
         draft.emit(SignalVisitor(conversation.route, conversation.visitor, "typing", on=False,
                                  name=name))
-    conversation = replace(conversation, typing=tuple(kept))
+    conversation = evolve(conversation, typing=tuple(kept))
     if visitor_too and conversation.visitor_typing_until is not None:
         draft.emit(CancelTimer(Timer(TimerKind.TYPING, conversation.conversation_id)))
         draft.notify("typing", conversation)
-        conversation = replace(conversation, visitor_typing_until=None)
+        conversation = evolve(conversation, visitor_typing_until=None)
     return conversation
 
 
@@ -87,7 +85,7 @@ def start_typing(draft: Draft, conversation: Conversation, operator: str) -> Con
         dropped = others.pop(0)[0]
         conversation = stop_typing(draft, conversation, visitor_too=False, only=dropped)
     draft.emit(SetTimer(Timer(TimerKind.TYPING, conversation.conversation_id, operator), until))
-    return replace(conversation, typing=(*others, (operator, until)))
+    return evolve(conversation, typing=(*others, (operator, until)))
 
 
 def mark_read(conversation: Conversation, operator: str, upto: int,
@@ -95,7 +93,7 @@ def mark_read(conversation: Conversation, operator: str, upto: int,
     """C{operator} has read up to C{upto}: its mark moves there (newest last, bounded)."""
     marks = [(name, seq) for name, seq in conversation.read_marks if name != operator]
     marks.append((operator, upto))
-    return replace(conversation, read_marks=tuple(marks[-max_marks:]))
+    return evolve(conversation, read_marks=tuple(marks[-max_marks:]))
 
 
 def rebalance(draft: Draft) -> None:
@@ -114,7 +112,7 @@ def rebalance(draft: Draft) -> None:
             if budget == 0 or current is None or current.assignee != operator.name \
                     or not current.holds_assignee_load:
                 continue
-            released = replace(current, assignee=None, assigned_at=None)
+            released = evolve(current, assignee=None, assigned_at=None)
             moved = place(draft, released, exclude=frozenset({operator.name}))
             draft.put(moved)
             draft.notify("updated", moved)

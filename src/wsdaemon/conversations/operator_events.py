@@ -5,8 +5,6 @@ transfer, resolve, reopen, snooze, read, type, label.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from wsdaemon.conversations.effects import Measure, Metric, SignalVisitor
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import (
@@ -21,7 +19,7 @@ from wsdaemon.conversations.events import (
     Snooze,
     Transfer,
 )
-from wsdaemon.conversations.model import Author, Conversation, Note, Status, describe_state
+from wsdaemon.conversations.model import Author, Conversation, Note, Status, describe_state, evolve
 from wsdaemon.conversations.moves import mark_read, new_episode, place, start_typing, stop_typing
 from wsdaemon.conversations.transition import Draft
 
@@ -50,15 +48,15 @@ def operator_reply(draft: Draft, event: OperatorReply) -> None:
     conversation, message = draft.append(conversation, Author.OPERATOR, event.text,
                                          operator=event.operator, display_name=name)
     first = conversation.first_response_at is None
-    conversation = replace(
+    conversation = evolve(
         mark_read(conversation, event.operator, message.seq, draft.bounds.max_read_marks),
         waiting_since=None, unanswered=0,
         first_response_at=now if first else conversation.first_response_at,
         fallback_sent=conversation.fallback_sent and draft.settings.notices_once)
     if conversation.assignee is None:
-        conversation = replace(conversation, assignee=event.operator, assigned_at=now)
+        conversation = evolve(conversation, assignee=event.operator, assigned_at=now)
     # An operator who answers takes the conversation from the bot.
-    conversation = replace(conversation, with_bot=False)
+    conversation = evolve(conversation, with_bot=False)
     draft.put(conversation)
     draft.deliver(conversation, message)
     draft.notify("message", conversation, message=message, actor=event.operator)
@@ -74,7 +72,7 @@ def add_note(draft: Draft, event: AddNote) -> None:
     draft.member(event.operator, "add a note")
     note = Note(found.conversation_id, found.note_count + 1, event.operator, event.text,
                 draft.now)
-    conversation = replace(found, note_count=note.note_id,
+    conversation = evolve(found, note_count=note.note_id,
                            notes=(*found.notes, note)[-draft.bounds.max_notes_kept:])
     draft.add_note(note)
     draft.put(conversation)
@@ -95,13 +93,13 @@ def assign(draft: Draft, event: Assign) -> None:
     if event.operator is None:
         if found.assignee is None:
             raise _refuse(found, action, "it is not assigned")
-        released = replace(found, assignee=None, assigned_at=None)
+        released = evolve(found, assignee=None, assigned_at=None)
         conversation = place(draft, released, exclude=frozenset({found.assignee}))
     else:
         _known(draft, found, event.operator, action)
         if found.assignee == event.operator:
             raise _refuse(found, action, "it already is")
-        conversation = replace(found, assignee=event.operator, assigned_at=draft.now,
+        conversation = evolve(found, assignee=event.operator, assigned_at=draft.now,
                                with_bot=False)
     draft.put(conversation)
     draft.notify("updated", conversation, actor=event.by)
@@ -118,7 +116,7 @@ def transfer(draft: Draft, event: Transfer) -> None:
         raise _refuse(found, action, f"{event.to} has it already")
     draft.member(event.by, action)
     _known(draft, found, event.to, action)
-    conversation = replace(found, assignee=event.to, assigned_at=draft.now)
+    conversation = evolve(found, assignee=event.to, assigned_at=draft.now)
     draft.put(conversation)
     draft.notify("updated", conversation, actor=event.by)
 
@@ -129,7 +127,7 @@ def resolve(draft: Draft, event: Resolve) -> None:
         raise _refuse(found, "resolve")
     draft.member(event.by, "resolve")
     conversation = stop_typing(draft, found)
-    conversation = replace(conversation, status=Status.RESOLVED, resolved_at=draft.now,
+    conversation = evolve(conversation, status=Status.RESOLVED, resolved_at=draft.now,
                            waiting_since=None, snoozed_until=None, unanswered=0)
     draft.put(conversation)
     draft.emit(SignalVisitor(conversation.route, conversation.visitor, "status",
@@ -148,7 +146,7 @@ def reopen(draft: Draft, event: Reopen) -> None:
         conversation = new_episode(found, draft.now)
         draft.emit(SignalVisitor(found.route, found.visitor, "status", status=str(Status.OPEN)))
     else:
-        conversation = replace(found, status=Status.OPEN, snoozed_until=None)
+        conversation = evolve(found, status=Status.OPEN, snoozed_until=None)
     conversation = place(draft, conversation)
     draft.put(conversation)
     draft.notify("updated", conversation, actor=event.by)
@@ -162,7 +160,7 @@ def snooze(draft: Draft, event: Snooze) -> None:
     if event.until is not None and event.until <= draft.now:
         raise _refuse(found, "snooze", "the time it wakes must be later than now")
     draft.member(event.by, "snooze")
-    conversation = replace(found, status=Status.SNOOZED, snoozed_until=event.until,
+    conversation = evolve(found, status=Status.SNOOZED, snoozed_until=event.until,
                            with_bot=False)
     draft.put(conversation)
     draft.notify("updated", conversation, actor=event.by)
@@ -218,6 +216,6 @@ def set_labels(draft: Draft, event: SetLabels) -> None:
     if tuple(labels) == found.labels:
         return
     draft.member(event.by, "label")
-    conversation = replace(found, labels=tuple(labels))
+    conversation = evolve(found, labels=tuple(labels))
     draft.put(conversation)
     draft.notify("updated", conversation, actor=event.by)

@@ -9,9 +9,9 @@ resolved); the core keeps it equal to that count on every transition.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from wsdaemon.conversations.model import Availability, Conversation
+from wsdaemon.conversations.model import Availability, Conversation, evolve
 
 __all__ = ["OperatorState", "Team"]
 
@@ -70,7 +70,7 @@ class Team:
     def with_operator(self, operator: OperatorState) -> Team:
         """This team with C{operator} added or replaced (kept in name order)."""
         others = [o for o in self.operators if o.name != operator.name]
-        return replace(self, operators=tuple(sorted([*others, operator], key=lambda o: o.name)))
+        return evolve(self, operators=tuple(sorted([*others, operator], key=lambda o: o.name)))
 
     def with_load(self, name: str, delta: int) -> Team:
         operator = self.get(name)
@@ -78,7 +78,7 @@ class Team:
             # Assigned by hand to someone the team does not know (any more):
             # nothing to count against.
             return self
-        return self.with_operator(replace(operator, load=operator.load + delta))
+        return self.with_operator(evolve(operator, load=operator.load + delta))
 
     def accounted(self, before: Conversation | None, after: Conversation) -> Team:
         """This team with the loads moved from C{before} to C{after}."""

@@ -5,8 +5,6 @@ capacity changes, and timers come due.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from wsdaemon.conversations.effects import AnnounceAvailability, NotifyTeam, SignalVisitor
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import (
@@ -15,7 +13,7 @@ from wsdaemon.conversations.events import (
     TimerFired,
     TimerKind,
 )
-from wsdaemon.conversations.model import Conversation, Status
+from wsdaemon.conversations.model import Conversation, Status, evolve
 from wsdaemon.conversations.moves import notice, place
 from wsdaemon.conversations.routing import OperatorState
 from wsdaemon.conversations.transition import Draft, due_times
@@ -38,7 +36,7 @@ def operator_availability(draft: Draft, event: OperatorAvailability) -> None:
     operator = draft.member(event.operator, f"become {event.availability}")
     if operator.availability is event.availability:
         return
-    operator = replace(operator, availability=event.availability)
+    operator = evolve(operator, availability=event.availability)
     draft.team = draft.team.with_operator(operator)
     after = draft.team.available
     if (before > 0) != (after > 0):
@@ -50,7 +48,7 @@ def operator_capacity(draft: Draft, event: OperatorCapacity) -> None:
     if event.capacity < 0:
         raise InvalidMove("", "unchanged", f"set {event.operator}'s capacity",
                           "a capacity is 0 (no cap) or more")
-    operator = replace(draft.member(event.operator, "set a capacity"), capacity=event.capacity)
+    operator = evolve(draft.member(event.operator, "set a capacity"), capacity=event.capacity)
     draft.team = draft.team.with_operator(operator)
     _tell_team(draft, operator)
 
@@ -70,12 +68,12 @@ def timer_fired(draft: Draft, event: TimerFired) -> None:
     if due is None or due > draft.now:
         return
     if timer.kind is TimerKind.WAKE:
-        woken = place(draft, replace(found, status=Status.OPEN, snoozed_until=None))
+        woken = place(draft, evolve(found, status=Status.OPEN, snoozed_until=None))
         draft.put(woken)
         draft.notify("updated", woken)
     elif timer.kind is TimerKind.FALLBACK:
         conversation = notice(draft, found, draft.settings.fallback_message)
-        draft.put(replace(conversation, fallback_sent=True))
+        draft.put(evolve(conversation, fallback_sent=True))
     elif timer.kind is TimerKind.SILENCE:
         _reassign_silent(draft, found)
 
@@ -86,8 +84,8 @@ def _reassign_silent(draft: Draft, found: Conversation) -> None:
     chosen = draft.team.choose(frozenset({found.assignee}))
     if chosen is None:
         return
-    draft.team = replace(draft.team, last_chosen=chosen)
-    moved = replace(found, assignee=chosen, assigned_at=draft.now)
+    draft.team = evolve(draft.team, last_chosen=chosen)
+    moved = evolve(found, assignee=chosen, assigned_at=draft.now)
     draft.put(moved)
     draft.notify("updated", moved)
 
@@ -97,13 +95,13 @@ def _typing_ran_out(draft: Draft, found: Conversation, who: str) -> None:
     if not who:
         if found.visitor_typing_until is None or found.visitor_typing_until > now:
             return
-        conversation = replace(found, visitor_typing_until=None)
+        conversation = evolve(found, visitor_typing_until=None)
         draft.notify("typing", conversation)
     else:
         entry = [until for name, until in found.typing if name == who]
         if not entry or entry[0] > now:
             return
-        conversation = replace(found, typing=tuple(
+        conversation = evolve(found, typing=tuple(
             (name, until) for name, until in found.typing if name != who))
         draft.emit(SignalVisitor(found.route, found.visitor, "typing", on=False, name=who))
         draft.notify("typing", conversation, actor=who)

@@ -13,7 +13,7 @@ its state to the transition's records.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from wsdaemon.conversations.effects import (
@@ -26,7 +26,7 @@ from wsdaemon.conversations.effects import (
 )
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import Timer, TimerKind
-from wsdaemon.conversations.model import Author, Conversation, Message, Note, Status
+from wsdaemon.conversations.model import Author, Conversation, Message, Note, Status, evolve
 from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.settings import ConversationSettings, Routing
 
@@ -180,7 +180,7 @@ class Draft:
         # The daemon's own notices are not what the thread is about.
         preview = conversation.preview if author is Author.SYSTEM else \
             body[:self.bounds.preview_chars]
-        return replace(conversation, last_seq=seq, last_activity_at=self.now,
+        return evolve(conversation, last_seq=seq, last_activity_at=self.now,
                        preview=preview), message
 
     def add_note(self, note: Note) -> None:
@@ -205,7 +205,7 @@ class Draft:
         for key, conversation in self._current.items():
             if key in self._durable:
                 base = self._base[key]
-                conversation = replace(conversation, version=(0 if base is None
+                conversation = evolve(conversation, version=(0 if base is None
                                                               else base.version) + 1)
             final[key] = conversation
         effects: list[Effect] = []
@@ -217,7 +217,7 @@ class Draft:
             effects.extend(self._timers(self._base[key], conversation))
         for effect in self._after:
             if isinstance(effect, NotifyOperators):
-                effect = replace(effect, conversation=final.get(
+                effect = evolve(effect, conversation=final.get(
                     effect.conversation.conversation_id, effect.conversation))
             effects.append(effect)
         for key, conversation in final.items():

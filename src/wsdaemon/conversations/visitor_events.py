@@ -6,7 +6,6 @@ conversation), confirms delivery, reads, types, leaves an email address.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from wsdaemon.conversations.effects import (
     CancelTimer,
@@ -30,6 +29,7 @@ from wsdaemon.conversations.model import (
     Status,
     conversation_id_for,
     describe_state,
+    evolve,
 )
 from wsdaemon.conversations.moves import new_episode, notice, place
 from wsdaemon.conversations.transition import Draft
@@ -92,7 +92,7 @@ def visitor_message(draft: Draft, event: VisitorMessage) -> None:
     # one: an operator snoozed it, so it is theirs).
     with_bot = conversation.with_bot if found is not None and found.status is not \
         Status.RESOLVED else event.bot
-    conversation = replace(conversation, status=Status.OPEN, snoozed_until=None,
+    conversation = evolve(conversation, status=Status.OPEN, snoozed_until=None,
                            with_bot=with_bot)
     if conversation.visitor_typing_until is not None:
         draft.emit(CancelTimer(Timer(TimerKind.TYPING, key)))
@@ -101,7 +101,7 @@ def visitor_message(draft: Draft, event: VisitorMessage) -> None:
     ids = conversation.recent_client_ids
     if event.client_message_id is not None:
         ids = (*ids, (event.client_message_id, message.seq))[-bounds.max_recent_client_ids:]
-    conversation = replace(
+    conversation = evolve(
         conversation, unanswered=conversation.unanswered + 1, recent_client_ids=ids,
         waiting_since=now if conversation.waiting_since is None else conversation.waiting_since,
         recent_visitor_seqs=(*conversation.recent_visitor_seqs, message.seq)[-bounds.max_unread:],
@@ -119,10 +119,10 @@ def notices(draft: Draft, conversation: Conversation) -> Conversation:
     settings = draft.settings
     every = not settings.notices_once
     if settings.ack_message and (every or not conversation.ack_sent):
-        conversation = replace(notice(draft, conversation, settings.ack_message), ack_sent=True)
+        conversation = evolve(notice(draft, conversation, settings.ack_message), ack_sent=True)
     if settings.offline_message and draft.team.available == 0 and \
             (every or not conversation.offline_sent):
-        conversation = replace(notice(draft, conversation, settings.offline_message),
+        conversation = evolve(notice(draft, conversation, settings.offline_message),
                                offline_sent=True)
     return conversation
 
@@ -134,7 +134,7 @@ def visitor_delivered(draft: Draft, event: VisitorDelivered) -> None:
     upto = min(event.upto, found.last_seq)
     if upto <= found.delivered_upto:
         return
-    conversation = replace(found, delivered_upto=upto)
+    conversation = evolve(found, delivered_upto=upto)
     draft.put(conversation)
     draft.notify("delivered", conversation)
 
@@ -146,7 +146,7 @@ def visitor_read(draft: Draft, event: VisitorRead) -> None:
     upto = min(event.upto, found.last_seq)
     if upto <= found.visitor_read_upto:
         return
-    conversation = replace(found, visitor_read_upto=upto,
+    conversation = evolve(found, visitor_read_upto=upto,
                            delivered_upto=max(found.delivered_upto, upto))
     draft.put(conversation)
     draft.notify("read", conversation)
@@ -161,12 +161,12 @@ def visitor_typing(draft: Draft, event: VisitorTyping) -> None:
     if event.on:
         until = draft.now + draft.settings.typing_timeout
         draft.emit(SetTimer(Timer(TimerKind.TYPING, key), until))
-        conversation = replace(found, visitor_typing_until=until)
+        conversation = evolve(found, visitor_typing_until=until)
         if found.visitor_typing_until is None:
             draft.notify("typing", conversation)
     elif found.visitor_typing_until is not None:
         draft.emit(CancelTimer(Timer(TimerKind.TYPING, key)))
-        conversation = replace(found, visitor_typing_until=None)
+        conversation = evolve(found, visitor_typing_until=None)
         draft.notify("typing", conversation)
     else:
         return
@@ -182,7 +182,7 @@ def leave_contact(draft: Draft, event: LeaveContact) -> None:
     if len(email) > 254 or not _EMAIL.fullmatch(email):
         raise InvalidMove(key, describe_state(found), "leave a contact",
                           "not an email address")
-    conversation = replace(found, contact=email)
+    conversation = evolve(found, contact=email)
     if draft.settings.contact_message:
         conversation = notice(draft, conversation,
                               draft.settings.contact_message.replace("{email}", email))
