@@ -34,4 +34,16 @@ if ! command -v systemd-analyze >/dev/null; then
     apt-get install -y -qq systemd >/dev/null
 fi
 
+# axe-core (npm), for the browser tests' accessibility checks; they look for
+# it in WSDAEMON_NPM_HOME (default /opt/wsdaemon-npm).
+npm_home=${WSDAEMON_NPM_HOME:-/opt/wsdaemon-npm}
+if [ ! -f "$npm_home/node_modules/axe-core/axe.min.js" ]; then
+    if ! command -v npm >/dev/null; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq npm >/dev/null
+    fi
+    npm install --silent --no-audit --no-fund --prefix "$npm_home" axe-core@4 >/dev/null
+fi
+
 bash scripts/install-wstest.sh
