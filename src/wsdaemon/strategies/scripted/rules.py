@@ -29,6 +29,7 @@ from wsdaemon.records import (
     path_pattern,
 )
 from wsdaemon.spelling import did_you_mean
+from wsdaemon.strategies.scripted.bot import BOT_ONLY, handoff_reason, refused_in_bot
 from wsdaemon.strategies.scripted.lines import TablePath, TomlLines
 from wsdaemon.strategies.scripted.matching import (
     MATCH_KEYS,
@@ -56,7 +57,7 @@ _TICKER_KEYS = _MESSAGE_KEYS | {"name", "every", "times"}
 _MATCH_KEYS = MATCH_KEYS
 _FAULT_KEYS = {"drop", "pause_reading", "stall_replies", "fragments", "ping"}
 _ACTION_KEYS = {"reply", "send", "once", "cycle", "close", "start_ticker", "stop_ticker",
-                "broadcast", "steps", "fail_close", *_FAULT_KEYS}
+                "broadcast", "steps", "fail_close", BOT_ONLY, *_FAULT_KEYS}
 _STEP_KEYS = {"send", "delay", "expect", "within", "close"}
 #: How long an expectation waits by default, in seconds.
 EXPECT_WITHIN = 5.0
@@ -189,6 +190,9 @@ class Rule:
     fail_close: Close | None = None
     #: The rule's condition on its connection's handshake (None: any).
     when: When | None = None
+    #: A bot's rule hands the conversation to the operators after its
+    #: messages, saying why (None: it does not; L{wsdaemon.support.bot}).
+    handoff: str | None = None
 
     @property
     def immediate(self) -> bool:
@@ -221,10 +225,16 @@ class RuleSet:
         return any(r.matcher is not None and r.matcher.kind == "json" for r in self.rules)
 
 
+_NOT_A_BOT = ("handoff: only a bot's rules hand a conversation over to operators (route "
+              "option bot = FILE on an operator route, [operator] model = conversations)")
+
+
 class _Loader:
-    def __init__(self, path: Path, text: str) -> None:
+    def __init__(self, path: Path, text: str, bot: bool = False) -> None:
         self.path = path
         self.lines = TomlLines(text)
+        #: A bot's rules (L{wsdaemon.strategies.scripted.bot}).
+        self.bot = bot
         #: The placeholders of [handshake] paths (templates may use them).
         self.path_names: frozenset[str] = frozenset()
 
@@ -242,6 +252,27 @@ class _Loader:
                 if line is not None:
                     return line
         return None
+
+    def check_bot(self, table: Any, where: TablePath, kind: str) -> None:
+        """A bot's file: refuse what means nothing in a conversation."""
+        if not self.bot:
+            return
+        found = refused_in_bot(table, kind)
+        if found is not None:
+            raise self.fail(found[1], where, found[0])
+        sends = table.get("send") if kind == "rule" and isinstance(table, dict) else None
+        for i, item in enumerate(sends if isinstance(sends, list) else ()):
+            self.check_bot(item, where + ("send", i), "message")
+
+    def handoff(self, table: Mapping[str, Any], where: TablePath, name: str) -> str | None:
+        if BOT_ONLY not in table:
+            return None
+        if not self.bot:
+            raise self.fail(_NOT_A_BOT, where, BOT_ONLY)
+        try:
+            return handoff_reason(table[BOT_ONLY], name)
+        except ValueError as e:
+            raise self.fail(str(e), where, BOT_ONLY) from None
 
     def check_keys(self, table: Mapping[str, Any], allowed: set[str], where: TablePath,
                    what: str) -> None:
@@ -591,6 +622,7 @@ class _Loader:
             raise self.fail(f"expected a table for {what}", where)
         allowed = _ACTION_KEYS if is_default else _RULE_KEYS
         self.check_keys(table, allowed, where, what)
+        self.check_bot(table, where, "rule")
         matcher, scope = (None, Scope()) if is_default else self.matcher(table, where)
         when = self.when(table, where)
         scope = replace(scope, path_names=self.path_names | names_in(
@@ -644,12 +676,14 @@ class _Loader:
             fail_close=self.close(table["fail_close"], where, "fail_close")
             if "fail_close" in table else None,
             when=when,
+            handoff=self.handoff(table, where, "default" if is_default else name),
         )
 
     # -- the file ------------------------------------------------------------
 
     def load(self, document: Mapping[str, Any]) -> RuleSet:
         self.check_keys(document, _TOP_KEYS, (), "the rules file")
+        self.check_bot(document, (), "top")
         greetings_raw = document.get("greeting", [])
         rules_raw = document.get("rule", [])
         for key, value in (("greeting", greetings_raw), ("rule", rules_raw)):
@@ -678,6 +712,7 @@ class _Loader:
         A greeting: a message, and optionally C{when} (sent only to the
         connections whose handshake it admits).
         """
+        self.check_bot(table, where, "message")
         when = self.when(table, where) if isinstance(table, dict) else None
         scope = Scope(message=False, path_names=self.path_names | names_in(
             when.paths if when is not None else ()))
@@ -727,19 +762,22 @@ _TOO_DEEP = (f"nested too deeply (more than {MAX_NESTING} levels of tables, arra
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
 
-def load_rules(path: Path) -> RuleSet:
+def load_rules(path: Path, *, bot: bool = False) -> RuleSet:
     """
+    @param bot: a bot's rules (L{wsdaemon.strategies.scripted.bot}).
     @raise RulesError: with the line and what was expected.
     @raise OSError: if the file cannot be read.
     """
-    return parse_rules(path.read_bytes(), path)
+    return parse_rules(path.read_bytes(), path, bot=bot)
 
 
-def parse_rules(raw: bytes, path: Path) -> RuleSet:
+def parse_rules(raw: bytes, path: Path, *, bot: bool = False) -> RuleSet:
     """
     @param raw: a rules file's contents.
     @param path: where they come from (named in the rules, and relative
         paths are resolved against its directory).
+    @param bot: a bot's rules: C{handoff} allowed, what acts on a
+        connection refused (L{wsdaemon.strategies.scripted.bot}).
     @raise RulesError: with the line and what was expected.
     """
     try:
@@ -760,7 +798,7 @@ def parse_rules(raw: bytes, path: Path) -> RuleSet:
         raise RulesError(f"invalid TOML: {message}", line) from None
     except RecursionError:  # what the scan missed, if anything: still one line
         raise RulesError(_TOO_DEEP, None) from None
-    loader = _Loader(path, text)
+    loader = _Loader(path, text, bot)
     deep = too_deep(document, MAX_NESTING + 1)  # the document itself is a level
     if deep is not None:
         raise RulesError(_TOO_DEEP, loader.line_of_path(deep))
