@@ -26,8 +26,11 @@ from wsdaemon.conversations import (
     AddNote,
     Author,
     Commit,
+    Identify,
     OperatorRead,
     OperatorReply,
+    Profile,
+    ProfileSource,
     Resolve,
     SetLabels,
     Snooze,
@@ -35,6 +38,7 @@ from wsdaemon.conversations import (
     VisitorMessage,
     conversation_id_for,
 )
+from wsdaemon.conversations.codec import conversation_row
 from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.records import ItemRecord, MessageRecord
 from wsdaemon.strategies.operator.store import SQLiteStore
@@ -212,6 +216,39 @@ def test_text_and_times_come_back_exactly(make_store: Make) -> Generator[Any, An
     yield store.close()
 
 
+@pytest_twisted.inlineCallbacks
+def test_profiles_come_back(make_store: Make) -> Generator[Any, Any, None]:
+    """A visitor's profile (brought by its first message, or by identify
+    later, awkward text and all) comes back as committed, after a reopen
+    too; a conversation without one comes back without."""
+    desk = Desk(fallback_after=0)
+    token = Profile("Ann", None, (("plan", "pro"),), ProfileSource.JWT)
+    made = commits(
+        desk,
+        VisitorMessage(ROUTE, "v1", "hi", profile=token),
+        Identify(ROUTE, "v1", Profile("Mallory", "ann@example.com", (("note", AWKWARD),))),
+        VisitorMessage(ROUTE, "v2", "hello"),
+        VisitorMessage(ROUTE, "v3", "hey"),
+        Identify(ROUTE, "v3", Profile("B\u00f6 \u202e </b>", "bo@example.com")),
+    )
+    store = make_store()
+    yield store.open()
+    for commit in made:
+        yield store.commit(commit)
+    yield store.close()
+    store = make_store()
+    yield store.open()
+    ann = yield store.load(cid("v1"))
+    assert ann.profile == Profile("Ann", "ann@example.com", (("plan", "pro"), ("note", AWKWARD)),
+                                  ProfileSource.JWT)
+    assert (yield store.load(cid("v2"))).profile is None
+    for conversation in desk.inbox.conversations():
+        assert (yield store.load(conversation.conversation_id)) == stored_form(conversation)
+    assert [c.profile for c in (yield store.load_live())] == [
+        desk.conversation(v).profile for v in ("v1", "v2", "v3")]
+    yield store.close()
+
+
 # -- SQLite only --------------------------------------------------------------
 
 
@@ -358,6 +395,40 @@ def test_sqlite_takes_over_the_queue_once(tmp_path: Path) -> Generator[Any, Any,
         "SELECT count(*) FROM conversations").fetchone()[0])
     assert counts == 4
     yield again.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sqlite_file_older_than_profiles_gets_the_column(tmp_path: Path
+                                                         ) -> Generator[Any, Any, None]:
+    """A file whose conversations table predates profiles gets the column on
+    open (once): its rows load without a profile, and profiles are kept."""
+    import sqlite3
+
+    from wsdaemon.support.schema import SCHEMA
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace("    profile TEXT,", "").replace(
+        "-- JSON: the visitor's name, email, attributes, source\n", ""))
+    assert "profile" not in {r[1] for r in old.execute("PRAGMA table_info(conversations)")}
+    desk = Desk(fallback_after=0)
+    first = commits(desk, VisitorMessage(ROUTE, "v1", "from before profiles"))[0]
+    row = {k: v for k, v in conversation_row(first.conversations[0]).items() if k != "profile"}
+    old.execute(f"INSERT INTO conversations ({', '.join(row)}) "
+                f"VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    old.commit()
+    old.close()
+    for _ in range(2):
+        store = sqlite_store(path)
+        yield store.open()
+        assert (yield store.load(cid("v1"))) == stored_form(desk.conversation("v1"))
+        yield store.close()
+    store = sqlite_store(path)
+    yield store.open()
+    for commit in commits(desk, Identify(ROUTE, "v1", Profile("Ann"))):
+        yield store.commit(commit)
+    assert (yield store.load(cid("v1"))).profile == Profile("Ann")
+    yield store.close()
 
 
 @pytest_twisted.inlineCallbacks

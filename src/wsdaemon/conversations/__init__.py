@@ -36,6 +36,7 @@ from wsdaemon.conversations.events import (
     BotReply,
     Event,
     Handoff,
+    Identify,
     LeaveContact,
     OperatorAvailability,
     OperatorCapacity,
@@ -67,17 +68,19 @@ from wsdaemon.conversations.model import (
     conversation_id_for,
     describe_state,
 )
+from wsdaemon.conversations.profile import Profile, ProfileError, ProfileSource
 from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.settings import ConversationSettings, Routing
 from wsdaemon.conversations.transition import InboxView, Transition, due_times
 
 __all__ = ["AddNote", "AnnounceAvailability", "Assign", "Author", "Availability", "BotReply",
            "Bounds", "CancelTimer", "Commit", "ConfirmVisitorMessage", "Conversation",
-           "ConversationSettings", "DeliverMessage", "Effect", "Event", "Handoff", "Inbox",
-           "InboxView", "InvalidMove", "LeaveContact", "Measure", "Message", "Metric", "Note",
-           "NotifyOperators", "NotifyTeam", "OperatorAvailability", "OperatorCapacity",
-           "OperatorRead", "OperatorReply", "OperatorState", "OperatorTyping", "RefuseVisitor",
-           "Reopen", "Resolve", "Routing", "SetLabels", "SetTimer", "SignalVisitor", "Snooze",
-           "StaleConversation", "Status", "Team", "Timer", "TimerFired", "TimerKind", "Transfer",
-           "Transition", "VISITOR_BOUND", "VisitorDelivered", "VisitorMessage", "VisitorRead",
-           "VisitorTyping", "conversation_id_for", "decide", "describe_state", "due_times"]
+           "ConversationSettings", "DeliverMessage", "Effect", "Event", "Handoff", "Identify",
+           "Inbox", "InboxView", "InvalidMove", "LeaveContact", "Measure", "Message", "Metric",
+           "Note", "NotifyOperators", "NotifyTeam", "OperatorAvailability", "OperatorCapacity",
+           "OperatorRead", "OperatorReply", "OperatorState", "OperatorTyping", "Profile",
+           "ProfileError", "ProfileSource", "RefuseVisitor", "Reopen", "Resolve", "Routing",
+           "SetLabels", "SetTimer", "SignalVisitor", "Snooze", "StaleConversation", "Status",
+           "Team", "Timer", "TimerFired", "TimerKind", "Transfer", "Transition", "VISITOR_BOUND",
+           "VisitorDelivered", "VisitorMessage", "VisitorRead", "VisitorTyping",
+           "conversation_id_for", "decide", "describe_state", "due_times"]

@@ -3,7 +3,8 @@ Conversations, messages and notes as flat rows of plain values (str, int,
 float, None), for stores: the SQLite columns, the fields of a Redis hash.
 Lists a conversation holds (labels, read marks, recent ids, the newest
 notes) go into one JSON column, C{state}; ephemeral fields (typing) are not
-stored and come back empty.
+stored and come back empty. The visitor's profile is its own column
+(C{profile}, JSON; None in rows older than profiles).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wsdaemon.conversations.model import Author, Conversation, Message, Note, Status
+from wsdaemon.conversations.profile import profile_from_json, profile_json
 
 __all__ = ["CONVERSATION_COLUMNS", "MESSAGE_COLUMNS", "NOTE_COLUMNS", "conversation_from_row",
            "conversation_row", "message_from_row", "message_row", "note_from_row", "note_row"]
@@ -22,6 +24,7 @@ CONVERSATION_COLUMNS = (
     "created_at", "opened_at", "last_activity_at", "first_response_at", "resolved_at",
     "waiting_since", "snoozed_until", "assigned_at", "unanswered", "delivered_upto",
     "visitor_read_upto", "unread_floor", "note_count", "notices", "state", "contact", "preview",
+    "profile",
 )
 MESSAGE_COLUMNS = ("conversation_id", "seq", "author", "operator", "display_name", "body", "at",
                    "client_message_id")
@@ -54,7 +57,7 @@ def conversation_row(conversation: Conversation) -> dict[str, Any]:
         "visitor_read_upto": c.visitor_read_upto, "unread_floor": c.unread_floor,
         "note_count": c.note_count, "notices": notices,
         "state": json.dumps(state, separators=(",", ":"), ensure_ascii=False),
-        "contact": c.contact, "preview": c.preview,
+        "contact": c.contact, "preview": c.preview, "profile": profile_json(c.profile),
     }
 
 
@@ -82,6 +85,7 @@ def conversation_from_row(row: Mapping[str, Any]) -> Conversation:
         notes=tuple(Note(key, int(n), operator, body, at)
                     for n, operator, body, at in state["notes"]),
         with_bot=bool(state.get("bot", False)),
+        profile=profile_from_json(row.get("profile")),
     )
 
 

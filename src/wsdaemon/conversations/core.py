@@ -19,6 +19,7 @@ from typing import Any
 
 from wsdaemon.conversations import bot_events as bots
 from wsdaemon.conversations import operator_events as operators
+from wsdaemon.conversations import profile_events as profiles
 from wsdaemon.conversations import team_events as team
 from wsdaemon.conversations import visitor_events as visitors
 from wsdaemon.conversations.events import (
@@ -27,6 +28,7 @@ from wsdaemon.conversations.events import (
     BotReply,
     Event,
     Handoff,
+    Identify,
     LeaveContact,
     OperatorAvailability,
     OperatorCapacity,
@@ -56,6 +58,7 @@ _HANDLERS: dict[type[Any], Callable[[Draft, Any], None]] = {
     VisitorRead: visitors.visitor_read,
     VisitorTyping: visitors.visitor_typing,
     LeaveContact: visitors.leave_contact,
+    Identify: profiles.identify,
     BotReply: bots.bot_reply,
     Handoff: bots.handoff,
     OperatorReply: operators.operator_reply,

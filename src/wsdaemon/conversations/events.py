@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from wsdaemon.conversations.model import Availability
+from wsdaemon.conversations.profile import Profile
 
-__all__ = ["AddNote", "Assign", "BotReply", "Event", "Handoff", "LeaveContact",
+__all__ = ["AddNote", "Assign", "BotReply", "Event", "Handoff", "Identify", "LeaveContact",
            "OperatorAvailability",
            "OperatorCapacity", "OperatorRead", "OperatorReply", "OperatorTyping", "Reopen",
            "Resolve", "SetLabels", "Snooze", "Timer", "TimerFired", "TimerKind", "Transfer",
@@ -32,6 +33,9 @@ class VisitorMessage:
     @ivar bot: the route lets a bot answer first: a message that opens an
         episode gives it to the bot (L{BotReply}, L{Handoff}), not to the
         operators' queue.
+    @ivar profile: who the connection proved the visitor is (its token, an
+        C{identify}), kept on the conversation as L{Identify} does: the
+        first message of a visitor who identified before writing brings it.
     """
 
     route: str
@@ -39,6 +43,7 @@ class VisitorMessage:
     text: str
     client_message_id: str | None = None
     bot: bool = False
+    profile: Profile | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,21 @@ class LeaveContact:
     route: str
     visitor: str
     email: str
+
+
+@dataclass(frozen=True)
+class Identify:
+    """
+    The visitor proved who it is (its token's claims at connect, or an
+    C{identify} with the HMAC of its id): kept on its conversation, merged
+    with what it had (L{wsdaemon.conversations.profile.merged}). Nothing
+    happens when it has no conversation yet: its next message brings the
+    profile (L{VisitorMessage.profile}).
+    """
+
+    route: str
+    visitor: str
+    profile: Profile
 
 
 @dataclass(frozen=True)
@@ -262,7 +282,7 @@ class TimerFired:
     timer: Timer
 
 
-Event = (VisitorMessage | VisitorDelivered | VisitorRead | VisitorTyping | LeaveContact
+Event = (VisitorMessage | VisitorDelivered | VisitorRead | VisitorTyping | LeaveContact | Identify
          | BotReply | Handoff | OperatorReply | AddNote | Assign | Transfer | Resolve | Reopen
          | Snooze
          | OperatorRead | OperatorTyping | SetLabels | OperatorAvailability | OperatorCapacity

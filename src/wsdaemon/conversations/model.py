@@ -22,6 +22,8 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from wsdaemon.conversations.profile import Profile
+
 __all__ = ["Author", "Availability", "Bounds", "Conversation", "Message", "Note", "Status",
            "conversation_id_for", "describe_state", "evolve"]
 
@@ -182,6 +184,8 @@ class Conversation:
     @ivar contact: an email address the visitor left for the answer.
     @ivar preview: the start of the last message from the visitor or an
         operator (the daemon's notices leave it).
+    @ivar profile: who the visitor is, as proven (a token's claims, or an
+        C{identify} with its HMAC), or None.
     @ivar with_bot: a bot answers this episode (the route lets a bot answer
         first): not in the operators' queue, no notices, no timers, until
         it hands over (or an operator replies, assigns or snoozes).
@@ -220,6 +224,7 @@ class Conversation:
     contact: str | None = None
     preview: str = ""
     with_bot: bool = False
+    profile: Profile | None = None
     visitor_typing_until: float | None = None
     typing: tuple[tuple[str, float], ...] = ()
 

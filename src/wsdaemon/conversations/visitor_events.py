@@ -32,6 +32,7 @@ from wsdaemon.conversations.model import (
     evolve,
 )
 from wsdaemon.conversations.moves import new_episode, notice, place
+from wsdaemon.conversations.profile import merged
 from wsdaemon.conversations.transition import Draft
 
 __all__ = ["leave_contact", "notices", "visitor_delivered", "visitor_message", "visitor_read",
@@ -94,6 +95,8 @@ def visitor_message(draft: Draft, event: VisitorMessage) -> None:
         Status.RESOLVED else event.bot
     conversation = evolve(conversation, status=Status.OPEN, snoozed_until=None,
                            with_bot=with_bot)
+    if event.profile is not None:
+        conversation = evolve(conversation, profile=merged(conversation.profile, event.profile))
     if conversation.visitor_typing_until is not None:
         draft.emit(CancelTimer(Timer(TimerKind.TYPING, key)))
     conversation, message = draft.append(conversation, Author.VISITOR, event.text,

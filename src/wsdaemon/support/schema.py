@@ -17,8 +17,8 @@ from wsdaemon.conversations.codec import (
 )
 from wsdaemon.conversations.model import Conversation, Message, Note
 
-__all__ = ["SCHEMA", "SELECT_CONVERSATION", "UPDATE_CONVERSATION", "insert_conversation",
-           "insert_message", "insert_note"]
+__all__ = ["SCHEMA", "SELECT_CONVERSATION", "UPDATE_CONVERSATION", "add_missing_columns",
+           "insert_conversation", "insert_message", "insert_note"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     state TEXT NOT NULL,            -- JSON: labels, read marks, recent ids, newest notes
     contact TEXT,
     preview TEXT NOT NULL,
+    profile TEXT,                   -- JSON: the visitor's name, email, attributes, source
     UNIQUE (route, visitor)
 );
 CREATE INDEX IF NOT EXISTS conversations_live ON conversations (opened_at, conversation_id)
@@ -74,6 +75,26 @@ CREATE TABLE IF NOT EXISTS wsdaemon_migrations (
     done_at REAL NOT NULL
 );
 """
+
+
+#: Columns added to C{conversations} since its first release, with their
+#: type: a file made before them gets them (NULL in existing rows) on open.
+_ADDED_COLUMNS = (("profile", "TEXT"),)
+
+
+def add_missing_columns(db: sqlite3.Connection) -> list[str]:
+    """
+    Bring a C{conversations} table made by an older release up to L{SCHEMA}.
+
+    @return: the columns added.
+    """
+    present = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
+    added = []
+    for column, kind in _ADDED_COLUMNS:
+        if column not in present:
+            db.execute(f"ALTER TABLE conversations ADD COLUMN {column} {kind}")
+            added.append(column)
+    return added
 
 
 def _insert(table: str, columns: tuple[str, ...]) -> str:

@@ -37,6 +37,7 @@ from wsdaemon.support.schema import (
     SCHEMA,
     SELECT_CONVERSATION,
     UPDATE_CONVERSATION,
+    add_missing_columns,
     insert_conversation,
     insert_message,
     insert_note,
@@ -100,6 +101,7 @@ class SQLiteConversationStore:
             db.executescript(SCHEMA)
             with db:
                 db.execute("BEGIN IMMEDIATE")
+                add_missing_columns(db)
                 take_over_queue(db, self._bounds, now)
 
         return self._writer.open(prepare)
