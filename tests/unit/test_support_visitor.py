@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from zope.interface.verify import verifyObject
@@ -48,6 +49,7 @@ from wsdaemon.support.visitor import (
     ConversationStrategy,
     ConversationStrategyFactory,
 )
+from wsdaemon.support.visitor_chat import MAX_EARLY
 from wsdaemon.support.visitor_protocol import SUBPROTOCOL
 from wsdaemon.support.visitors import Mode, VisitorSessions
 from wsdaemon.testing import HarnessClient, RecordingSession, StrategyHarness, check_strategy
@@ -542,6 +544,47 @@ def test_structured_hello_first() -> None:
     send(client, {"type": "hello"})
     assert [f["type"] for f in frames(client)] == ["welcome", "error"]
     assert desk.conversation() is None
+
+
+def test_structured_requests_after_hello_wait_for_the_welcome() -> None:
+    """A client that sends its first message right after hello, without
+    waiting for the welcome (the page is still being read), gets the
+    welcome and then the message taken, in order; past MAX_EARLY waiting
+    requests the rest are refused with their ids; a hello whose page fails
+    refuses what waited (nothing stored)."""
+    desk = Desk(max_unanswered=0)
+    pending: list[Deferred[Any]] = []
+    read = desk.store.messages
+
+    def slow(*args: Any, **kwargs: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        pending.append(d)
+        return d
+
+    desk.store.messages = slow  # type: ignore[method-assign]
+    client = desk.structured()
+    for n in range(MAX_EARLY + 1):
+        send(client, {"type": "message", "id": f"c-{n}", "text": f"Hello {n}"})
+    [overflow] = frames(client)
+    assert overflow["type"] == "error" and overflow["id"] == f"c-{MAX_EARLY}"
+    assert desk.conversation() is None, "nothing is taken before the welcome"
+    desk.store.messages = read  # type: ignore[method-assign]
+    pending.pop().callback([])
+    got = frames(client)
+    assert got[0]["type"] == "welcome"
+    acks = [f for f in got if f["type"] == "ack"]
+    assert [a["id"] for a in acks] == [f"c-{n}" for n in range(MAX_EARLY)]
+    assert [a["seq"] for a in acks] == sorted(a["seq"] for a in acks)
+
+    failing = Desk()
+    failing.store.messages = slow  # type: ignore[method-assign]
+    other = failing.structured(visitor="v2")
+    send(other, {"type": "message", "id": "c-9", "text": "Hello?"})
+    pending.pop().errback(OSError("disk"))
+    got = frames(other)
+    assert [(f["type"], f.get("request"), f.get("id")) for f in got] == [
+        ("error", "hello", None), ("error", "message", "c-9")]
+    assert failing.conversation("v2") is None
 
 
 def test_status_and_availability_reach_structured_clients() -> None:

@@ -17,6 +17,8 @@ visitor goes through L{VisitorSessions}.
 - C{typing}: renewed at most every third of C{typing_timeout} (the core
   turns it off after the timeout unless renewed; closing turns it off).
 - C{contact}, C{history} (one page read at a time), errors for the rest;
+- C{identify}: L{ConnectionProfile}'s (kept only with the HMAC of the
+  visitor's id); the connection's profile goes with each of its messages;
   L{MAX_BAD_REQUESTS} bad requests in a row close with 1008, a binary frame
   with 1003, a frame over L{MAX_FRAME_BYTES} with 1009.
 
@@ -26,6 +28,7 @@ event nobody answers.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -36,6 +39,7 @@ from twisted.python.failure import Failure
 from wsdaemon.conversations.effects import ConfirmVisitorMessage, RefuseVisitor
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import (
+    Identify,
     LeaveContact,
     VisitorDelivered,
     VisitorMessage,
@@ -48,6 +52,7 @@ from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.interfaces import ISession
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.lanes import LaneFull
+from wsdaemon.support.profiles import ConnectionProfile
 from wsdaemon.support.visitor_protocol import (
     MAX_FRAME_BYTES,
     PAGE_MESSAGES,
@@ -55,6 +60,7 @@ from wsdaemon.support.visitor_protocol import (
     Contact,
     Hello,
     History,
+    Identification,
     Read,
     Received,
     Request,
@@ -71,7 +77,7 @@ from wsdaemon.support.visitor_protocol import (
 )
 from wsdaemon.support.visitors import VisitorConnection, VisitorSessions
 
-__all__ = ["MAX_BAD_REQUESTS", "REFUSED", "ChatConnection", "conversation_of",
+__all__ = ["MAX_BAD_REQUESTS", "MAX_EARLY", "REFUSED", "ChatConnection", "conversation_of",
            "log_not_stored", "refusal_in", "submit_quietly"]
 
 _log = Logger(namespace="wsdaemon.support.visitor")
@@ -87,6 +93,9 @@ REFUSED = {
 }
 #: Bad requests in a row before a structured connection is closed (1008).
 MAX_BAD_REQUESTS = 10
+#: Requests sent after C{hello} that wait for its C{welcome} (a client may
+#: send its first message without waiting); more are answered with an error.
+MAX_EARLY = 32
 
 
 class ChatConnection:
@@ -95,10 +104,12 @@ class ChatConnection:
     @param visitors: the driver's visitor port, which holds C{connection}.
     @param connection: this connection's state in C{visitors}.
     @param clock: for typing renewals.
+    @param profile: who the visitor is, as the connection proved it.
     """
 
     def __init__(self, driver: ConversationDriver, visitors: VisitorSessions,
-                 connection: VisitorConnection, clock: IReactorTime) -> None:
+                 connection: VisitorConnection, clock: IReactorTime,
+                 profile: ConnectionProfile | None = None) -> None:
         self._driver = driver
         self._visitors = visitors
         self._connection = connection
@@ -113,6 +124,9 @@ class ChatConnection:
         self._typing_at: float | None = None
         self._received = 0
         self._read_upto = 0
+        self.profile = profile or ConnectionProfile(driver, connection.route,
+                                                    connection.visitor)
+        self._early: deque[Request] = deque()
 
     # -- frames --------------------------------------------------------------
 
@@ -151,7 +165,15 @@ class ChatConnection:
             self._read("hello", self._hello(request))
             return
         if not self.hello:
-            session.send(error_frame("say hello first (and wait for welcome)"))
+            if not self.reading:
+                session.send(error_frame("say hello first", _kind(request),
+                                         getattr(request, "id", None)))
+            elif len(self._early) < MAX_EARLY:
+                self._early.append(request)  # taken once the welcome is sent
+            else:
+                session.send(error_frame(f"at most {MAX_EARLY} requests may wait for the "
+                                         "welcome: send this one again after it",
+                                         _kind(request), getattr(request, "id", None)))
             return
         if isinstance(request, SendMessage):
             self._message(request)
@@ -161,6 +183,8 @@ class ChatConnection:
             self._typing(request.on)
         elif isinstance(request, Contact):
             self._contact(request.email)
+        elif isinstance(request, Identification):
+            self.profile.identify(session, request)
         elif self.reading:
             session.send(error_frame("one page at a time: wait for the last one", "history"))
         else:
@@ -183,8 +207,22 @@ class ChatConnection:
             self._session.send(error_frame("the messages could not be read: ask again",
                                            request))
 
+        def early(_: object) -> None:
+            # What was sent after the hello, in order, now that the welcome
+            # is out (or, the hello failed, refused: nothing was taken).
+            held, self._early = self._early, deque()
+            for waiting in held:
+                if self.hello:
+                    self._request(waiting)
+                else:
+                    self._session.send(error_frame("say hello again first",
+                                                   _kind(waiting),
+                                                   getattr(waiting, "id", None)))
+
         d.addBoth(done)
         d.addErrback(failed)
+        if request == "hello":
+            d.addCallback(early)
 
     async def _hello(self, hello: Hello) -> None:
         connection = self._connection
@@ -198,7 +236,8 @@ class ChatConnection:
         end = entries[-1]["seq"] if entries else after
         available = self._driver.inbox.team.available > 0
         status = str(conversation.status) if conversation is not None else None
-        self._visitors.send(connection, welcome_frame(status, available, entries, more))
+        self._visitors.send(connection, welcome_frame(status, available, entries, more,
+                                                      self._visitor))
         connection.told_available = available
         self.hello = True
         self._visitors.synced(connection, after, end, more)
@@ -236,7 +275,7 @@ class ChatConnection:
             session.send(refused_frame(client_id, "busy", REFUSED["busy"]))
             return
         d = self._driver.submit(VisitorMessage(self._route, self._visitor, request.text,
-                                               client_id))
+                                               client_id, profile=self.profile.profile))
 
         def taken(transition: Transition) -> None:
             self._visitors.settle(session, client_id)
@@ -344,7 +383,7 @@ def refusal_in(transition: Transition) -> RefuseVisitor | None:
 
 
 def submit_quietly(driver: ConversationDriver,
-                   event: VisitorDelivered | VisitorRead | VisitorTyping) -> None:
+                   event: VisitorDelivered | VisitorRead | VisitorTyping | Identify) -> None:
     """An event nobody answers: a failure is logged (a full lane only at debug)."""
 
     def failed(failure: Failure) -> None:
@@ -369,3 +408,10 @@ def log_not_stored(failure: Failure, session: ISession, route: str) -> None:
         return
     _log.failure("conversations: a message from {client_id} on {route} was not stored",
                  failure, client_id=session.client_id, route=route)
+
+
+def _kind(request: Request) -> str:
+    """The protocol's name of a request (C{message}, C{typing}...)."""
+    return {SendMessage: "message", Received: "received", Read: "read", Typing: "typing",
+            Contact: "contact", History: "history", Hello: "hello"}.get(type(request),
+                                                                         "request")
