@@ -4,7 +4,9 @@ The support component: conversations running in a daemon.
 Built by the assembly from the C{[operator]} section's values when it
 chooses C{model = conversations}: the SQLite conversation store (the same
 file as the queue's, whose items and messages it takes over on its first
-start), the driver with its ports (the visitors' sessions, the operators'
+start), or with C{[broker] backend = redis} the Redis store on the
+broker's link and the feed that follows the other daemons' commits
+(L{wsdaemon.support.redis_feed}), the driver with its ports (the visitors' sessions, the operators'
 hub), the operator channel, the C{operator} strategy bound to the driver,
 and the metrics collector. The service starts it before it listens and
 stops it after the last connection closed; a reload keeps it (the store,
@@ -32,6 +34,8 @@ from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.hub import OperatorHub
 from wsdaemon.support.metrics import ConversationCollector, ConversationMeasures
 from wsdaemon.support.ports import IConversationStore
+from wsdaemon.support.redis_feed import ConversationFeed, FeedLink
+from wsdaemon.support.redis_store import RedisConversationStore
 from wsdaemon.support.store import SQLiteConversationStore
 from wsdaemon.support.visitor import ConversationStrategyFactory
 from wsdaemon.support.visitors import VisitorSessions
@@ -52,28 +56,43 @@ class SupportComponent:
     @param settings: the C{[operator]} section.
     @param reactor: the reactor (time, threads for the store, the channel).
     @param store: where conversations are kept (default: the SQLite file
-        the section names).
+        the section names, or Redis with a link).
+    @param link: the broker's link, when daemons share Redis: the store is
+        Redis (under the link's prefix), and the other daemons' commits
+        come in through the link's event stream.
 
     @ivar driver: runs the conversations.
     @ivar started: whether the store is open and the conversations loaded.
     """
 
     def __init__(self, settings: OperatorSettings, reactor: Any, *,
-                 store: IConversationStore | None = None) -> None:
+                 store: IConversationStore | None = None,
+                 link: FeedLink | None = None) -> None:
         self.settings = settings
         self.reactor = reactor
+        bounds = settings.conversations.bounds
+        #: With Redis: the other daemons' commits in, this one's news out.
+        self.feed: ConversationFeed | None = None
+        if link is not None:
+            shared = RedisConversationStore(link, link.prefix, reactor, bounds)
+            self.feed = ConversationFeed(link, shared, reactor)
+            store = shared
         self.store: IConversationStore = (
             store if store is not None
-            else SQLiteConversationStore(settings.store_path, reactor,
-                                         settings.conversations.bounds))
+            else SQLiteConversationStore(settings.store_path, reactor, bounds))
         self.canned = _canned(settings)
         inbox = Inbox(settings.conversations)
         self.visitors = VisitorSessions(inbox, reactor)
         self.operators = OperatorHub(inbox, reactor,
                                      display_names=dict(settings.display_names))
         self.measures = ConversationMeasures()
-        self.driver = ConversationDriver(self.store, inbox, reactor,
-                                         self.visitors, self.operators, self.measures)
+        feed = self.feed
+        self.driver = ConversationDriver(
+            self.store, inbox, reactor, self.visitors, self.operators, self.measures,
+            commit=None if feed is None else feed.commit,
+            publish=None if feed is None else feed.publish)
+        if feed is not None:
+            feed.attach(self.driver)
         self.collector = ConversationCollector(self.measures, lambda: self.driver.inbox,
                                                reactor.seconds)
         self._channel: OperatorChannelFactory | None = None
@@ -92,6 +111,8 @@ class SupportComponent:
 
         def ready(_: None) -> None:
             self.started = True
+            if self.feed is not None:
+                self.feed.ready()
 
         d.addCallback(ready)
         return d
@@ -103,6 +124,8 @@ class SupportComponent:
         @return: a Deferred firing with None once everything is written.
         """
         self.started = False
+        if self.feed is not None:
+            self.feed.stop()
         return self.driver.stop()
 
     def update(self, settings: OperatorSettings) -> None:

@@ -32,6 +32,8 @@ In progress: not yet serving routes (docs/conversations.md, section 6).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -78,7 +80,14 @@ from wsdaemon.conversations.events import (
     VisitorTyping,
 )
 from wsdaemon.conversations.inbox import Inbox
-from wsdaemon.conversations.model import Status, conversation_id_for
+from wsdaemon.conversations.model import (
+    Availability,
+    Conversation,
+    Status,
+    conversation_id_for,
+    evolve,
+)
+from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.support.lanes import (
     DEFAULT_MAX_PER_CONVERSATION,
@@ -139,7 +148,9 @@ class ConversationDriver:
                  visitors: IVisitorPort, operators: IOperatorPort,
                  measures: IConversationMeasures, *,
                  max_per_conversation: int = DEFAULT_MAX_PER_CONVERSATION,
-                 max_total: int = DEFAULT_MAX_TOTAL) -> None:
+                 max_total: int = DEFAULT_MAX_TOTAL,
+                 commit: Callable[[Transition], Deferred[None]] | None = None,
+                 publish: Callable[[Transition], None] | None = None) -> None:
         for value, interface in ((store, IConversationStore), (visitors, IVisitorPort),
                                  (operators, IOperatorPort), (measures, IConversationMeasures),
                                  (clock, IReactorTime)):
@@ -159,6 +170,12 @@ class ConversationDriver:
         #: the start): run in order once it is open, failed if it cannot be.
         self._early: list[tuple[Event, Deferred[Transition]]] | None = None
         self._stopped = False
+        #: How a transition's commit is written (with Redis: with the news
+        #: other daemons carry out, L{wsdaemon.support.redis_feed}).
+        self._commit: Callable[[Transition], Deferred[None]] = (
+            commit if commit is not None else self._store_commit)
+        #: Told each transition that stored nothing, once carried out.
+        self._publish = publish
 
     # -- life ----------------------------------------------------------------
 
@@ -249,37 +266,66 @@ class ConversationDriver:
     async def _decide_and_commit(self, event: Event, turn: Turn) -> Transition:
         attempt = 1
         while True:
-            await self._load(turn.key)
+            await self._load(turn)
             transition = decide(self.inbox, event, self._clock.seconds(), self.settings)
             if not turn.alone and not self._stays_in_lane(turn.key, transition):
                 await turn.wait_alone()
                 continue
             if transition.commit is not None:
                 try:
-                    await self.store.commit(transition.commit)
+                    await self._commit(transition)
                 except StaleConversation as stale:
                     if attempt >= MAX_ATTEMPTS:
                         raise
                     attempt += 1
+                    # The records read may move the team's loads: alone.
+                    await turn.wait_alone()
                     await self._reload(stale.conversation_ids)
                     continue
             self.inbox.commit(transition)
             self._carry_out(transition)
+            if transition.commit is None and self._publish is not None:
+                self._publish(transition)
             return transition
 
-    async def _load(self, key: str | None) -> None:
+    async def _load(self, turn: Turn) -> None:
         """A conversation the view dropped (resolved) is read again from the store."""
+        key = turn.key
         if key is None or self.inbox.conversation(key) is not None:
             return
         found = await self.store.load(key)
+        if found is not None and self.inbox.team.accounted(None, found) != self.inbox.team:
+            # Open with an assignee: another daemon reopened it since (with
+            # Redis). Its load counts, and the team changes alone.
+            await turn.wait_alone()
         if found is not None and self.inbox.conversation(key) is None:
-            self.inbox.load([found])
+            self.take_stored(found)
 
     async def _reload(self, keys: tuple[str, ...]) -> None:
         for key in keys:
             found = await self.store.load(key)
             if found is not None:
-                self.inbox.load([found])
+                self.take_stored(found)
+
+    def _store_commit(self, transition: Transition) -> Deferred[None]:
+        assert transition.commit is not None
+        return self.store.commit(transition.commit)
+
+    def take_stored(self, found: Conversation) -> bool:
+        """
+        Take a record read from the store (or committed by another daemon)
+        unless the view has it at that version or later; the team's loads
+        move with it. Only while nothing else commits (alone), as the
+        team's changes are.
+
+        @return: whether the view took it.
+        """
+        before = self.inbox.conversation(found.conversation_id)
+        if before is not None and before.version >= found.version:
+            return False
+        self.inbox.team = self.inbox.team.accounted(before, found)
+        self.inbox.load([found])
+        return True
 
     def _stays_in_lane(self, key: str | None, transition: Transition) -> bool:
         """
@@ -351,3 +397,71 @@ class ConversationDriver:
 
     def _timer_fired(self, timer: Timer) -> None:
         self._follow(TimerFired(timer))
+
+    # -- what other daemons committed (Redis) --------------------------------
+
+    def adopt(self, key: str | None, conversations: tuple[Conversation, ...],
+              effects: tuple[Effect, ...] = (),
+              last_chosen: str | None = None) -> Deferred[None]:
+        """
+        Take a transition another daemon committed (L{wsdaemon.support.redis_feed}):
+        in C{key}'s lane (None: the team's), after the events before it;
+        its records that are newer than the view's replace them (the
+        team's loads move with them), and its effects for connections are
+        carried out here, for this daemon's visitors and operators. Its
+        timers are this daemon's own, derived from the records (every
+        daemon arms them; the first to commit what is due wins, the others
+        come back stale and find nothing due); its measures were taken
+        where it was decided.
+
+        @return: a Deferred firing with None once carried out, or failing
+            with L{LaneFull} (nothing of it taken) or L{DriverStopped}.
+        """
+        if not self.running:
+            return fail(DriverStopped("conversations are not running"))
+        return self._lanes.submit(key, lambda turn: Deferred.fromCoroutine(
+            self._adopt(conversations, effects, last_chosen, turn)))
+
+    async def _adopt(self, conversations: tuple[Conversation, ...], effects: tuple[Effect, ...],
+                     last_chosen: str | None, turn: Turn) -> None:
+        while not turn.alone and self._adopted_team(conversations, effects,
+                                                    last_chosen) != self.inbox.team:
+            await turn.wait_alone()
+        team = self._adopted_team(conversations, effects, last_chosen)
+        taken = [c for c in conversations if self.take_stored(c)]
+        self.inbox.team = team
+        for effect in effects:
+            if isinstance(effect, Commit | SetTimer | CancelTimer | Measure):
+                continue
+            try:
+                self._effect(effect)
+            except Exception:
+                log.failure("conversations: carrying out {effect_type} failed",
+                            effect_type=type(effect).__name__)
+        for conversation in taken:
+            self.timers.derive(conversation, self.settings)
+            key = conversation.conversation_id
+            if conversation.status is Status.RESOLVED and self._lanes.waiting(key) <= 1:
+                self.inbox.forget(key)
+
+    def _adopted_team(self, conversations: tuple[Conversation, ...], effects: tuple[Effect, ...],
+                      last_chosen: str | None) -> Team:
+        """
+        The team once the transition is taken: loads moved by the newer
+        records, an operator's availability and capacity as its daemon
+        told, the round's place.
+        """
+        team = self.inbox.team
+        for conversation in conversations:
+            before = self.inbox.conversation(conversation.conversation_id)
+            if before is None or before.version < conversation.version:
+                team = team.accounted(before, conversation)
+        for effect in effects:
+            if isinstance(effect, NotifyTeam):
+                known = team.get(effect.operator) or OperatorState(effect.operator)
+                team = team.with_operator(evolve(
+                    known, availability=Availability(effect.availability),
+                    capacity=effect.capacity))
+        if last_chosen is not None and last_chosen != team.last_chosen:
+            team = evolve(team, last_chosen=last_chosen)
+        return team

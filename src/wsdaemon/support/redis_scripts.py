@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -276,11 +276,13 @@ def _json(row: Any) -> str:
     return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
 
 
-def write_args(commit: Commit, mode: str, events_kept: int) -> list[str]:
+def write_args(commit: Commit, mode: str, events_kept: int,
+               news: Mapping[str, Any] | None = None) -> list[str]:
     """
     L{COMMIT}'s arguments after the prefix: C{commit}'s records flattened,
     and (mode C{commit}) the event every daemon reads: which conversations
-    changed to which version, which messages and notes are new.
+    changed to which version, which messages and notes are new, and
+    C{news}' fields (what other daemons carry out: L{wsdaemon.support.redis_feed}).
     """
     args: list[str] = [mode, str(events_kept), str(len(commit.conversations)),
                        str(len(commit.messages)), str(len(commit.notes))]
@@ -294,6 +296,7 @@ def write_args(commit: Commit, mode: str, events_kept: int) -> list[str]:
     for note in commit.notes:
         args += [note.conversation_id, str(note.note_id), _json(note_row(note))]
     args.append(_json({
+        **(news or {}),
         "type": "conversations",
         "conversations": [[c.conversation_id, c.version, str(c.status)]
                           for c in commit.conversations],

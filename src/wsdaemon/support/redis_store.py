@@ -18,6 +18,7 @@ have landed; the caller's retry then comes back stale, and it reloads).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
@@ -110,9 +111,15 @@ class RedisConversationStore:
         d = DeferredList(list(self._pending), consumeErrors=True)
         return d.addCallback(lambda _: None)
 
-    def commit(self, commit: Commit) -> Deferred[None]:
+    def commit(self, commit: Commit, news: Mapping[str, Any] | None = None) -> Deferred[None]:
+        """
+        @param news: more fields for the commit's event in the stream (what
+            the other daemons carry out: L{wsdaemon.support.redis_feed}),
+            appended by the same script, so the event exists exactly when
+            the commit does.
+        """
         d = self._scripts.run(COMMIT, self.prefix,
-                              *write_args(commit, "commit", self.events_kept))
+                              *write_args(commit, "commit", self.events_kept, news))
 
         def landed(reply: list[Any]) -> None:
             if reply[0] == "stale":

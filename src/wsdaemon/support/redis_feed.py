@@ -1,0 +1,382 @@
+"""
+Several daemons, one inbox: what each commit tells the other daemons
+sharing Redis, and how each daemon follows the others' commits.
+
+A commit's event in the stream (appended by the commit script itself, so
+it exists exactly when the commit does) carries, besides which records
+changed: the daemon and the commit's number, the changed conversations'
+records, and the transition's effects for connections (deliveries,
+visitor signals, operator notifications, the team's changes; not timers,
+not measures). Each daemon reads the stream (the broker's link: XREAD
+BLOCK after the newest entry it has seen, a bounded batch at a time) and
+hands every other daemon's transition to its driver
+(L{ConversationDriver.adopt}): the records newer than its view replace
+them, and the effects reach the visitors and operators connected to
+*this* daemon. Whoever holds a visitor's connection writes to it, exactly
+once: the daemon that committed writes to its own connections, the
+others to theirs, and a visitor that resumes by seq gets what it missed
+once (its connection drops what it already has).
+
+A daemon's own events are skipped (it carried them out when the commit
+landed), except when the commit's outcome was unknown (Redis went silent
+after the script was sent): the event, read later, proves it landed, and
+it is taken then; an own event read while its commit's answer is still
+awaited waits for that answer.
+
+Bounded: the stream is capped (C{MAXLEN ~}, the store's C{events_kept});
+events read before the driver runs are held up to L{MAX_HELD} (more: the
+conversations are read again from the store once it runs); a transition
+the driver's lanes refuse (full) leaves its conversations to be read
+again from the store L{REREAD_AFTER} seconds later, at most
+L{MAX_REREAD} at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wsdaemon.conversations.codec import (
+    conversation_from_row,
+    conversation_row,
+    message_from_row,
+    message_row,
+    note_from_row,
+    note_row,
+)
+from wsdaemon.conversations.effects import (
+    AnnounceAvailability,
+    ConfirmVisitorMessage,
+    DeliverMessage,
+    Effect,
+    NotifyOperators,
+    NotifyTeam,
+    SignalVisitor,
+)
+from wsdaemon.conversations.model import Conversation
+from wsdaemon.conversations.transition import Transition
+from wsdaemon.errors import BrokerOutcomeUnknown
+from wsdaemon.support.driver import ConversationDriver
+from wsdaemon.support.redis_store import RedisConversationStore
+
+__all__ = ["MAX_HELD", "MAX_REREAD", "MAX_UNKNOWN", "REREAD_AFTER", "ConversationFeed", "Change",
+           "FeedLink", "decode_change", "encode_news"]
+
+#: Events held while the driver loads (the stream does not wait).
+MAX_HELD = 10_000
+#: Own commits of unknown outcome remembered until their event is read.
+MAX_UNKNOWN = 1_000
+#: Seconds before conversations whose transition could not be taken are
+#: read again from the store.
+REREAD_AFTER = 1.0
+#: Conversations read again at a time.
+MAX_REREAD = 1_000
+
+_log = Logger(namespace="wsdaemon.conversations")
+
+
+class FeedLink(Protocol):
+    """What the feed needs of the broker's link (L{wsdaemon.broker.link.RedisLink})."""
+
+    daemon_id: str
+    #: The broker's key prefix.
+    prefix: str
+
+    def call(self, *args: Any) -> Deferred[Any]: ...
+
+    def on_events(self, handler: Callable[[list[dict[str, Any]]], None]) -> None: ...
+
+    def publish(self, event: dict[str, Any]) -> Deferred[Any]: ...
+
+
+@dataclass(frozen=True)
+class Change:
+    """
+    A transition another daemon committed, as its event tells it.
+
+    @ivar token: the commit's number on its daemon.
+    @ivar last_chosen: the round's place after it.
+    """
+
+    daemon: str
+    token: int
+    conversations: tuple[Conversation, ...]
+    effects: tuple[Effect, ...]
+    last_chosen: str | None
+
+    @property
+    def lane(self) -> str | None:
+        """The one conversation it is about, or None (several: the team's lane)."""
+        keys = {c.conversation_id for c in self.conversations}
+        return keys.pop() if len(keys) == 1 else None
+
+
+# -- the event's news ------------------------------------------------------------
+
+
+def _conversation(c: Conversation, rows: dict[str, Conversation]) -> Any:
+    """A conversation the rows hold as it is: named; else its whole row."""
+    return c.conversation_id if rows.get(c.conversation_id) == c else conversation_row(c)
+
+
+def _effect_news(effect: Effect, rows: dict[str, Conversation]) -> dict[str, Any] | None:
+    if isinstance(effect, DeliverMessage):
+        return {"k": "deliver", "route": effect.route, "visitor": effect.visitor,
+                "message": message_row(effect.message)}
+    if isinstance(effect, ConfirmVisitorMessage):
+        return {"k": "confirm", "route": effect.route, "visitor": effect.visitor,
+                "cmid": effect.client_message_id, "seq": effect.seq,
+                "duplicate": effect.duplicate}
+    if isinstance(effect, SignalVisitor):
+        return {"k": "signal", "route": effect.route, "visitor": effect.visitor,
+                "signal": effect.signal, "on": effect.on, "name": effect.name,
+                "upto": effect.upto, "status": effect.status}
+    if isinstance(effect, AnnounceAvailability):
+        return {"k": "announce", "available": effect.available}
+    if isinstance(effect, NotifyOperators):
+        return {"k": "notify", "kind": effect.kind,
+                "conversation": _conversation(effect.conversation, rows),
+                "message": None if effect.message is None else message_row(effect.message),
+                "note": None if effect.note is None else note_row(effect.note),
+                "operator": effect.operator, "actor": effect.actor}
+    if isinstance(effect, NotifyTeam):
+        return {"k": "team", "operator": effect.operator, "availability": effect.availability,
+                "capacity": effect.capacity, "load": effect.load}
+    return None  # the commit, timers, measures, refusals: the deciding daemon's own
+
+
+def encode_news(transition: Transition, daemon: str, token: int) -> dict[str, Any]:
+    """
+    @return: the fields a commit's event carries for the other daemons
+        (plain JSON values).
+    """
+    rows = {c.conversation_id: c for c in transition.conversations}
+    effects = [news for news in (_effect_news(e, rows) for e in transition.effects)
+               if news is not None]
+    return {"daemon": daemon, "token": token,
+            "rows": [conversation_row(c) for c in transition.conversations],
+            "effects": effects, "round": transition.team.last_chosen}
+
+
+def _effect(news: dict[str, Any], rows: dict[str, Conversation]) -> Effect:
+    kind = news["k"]
+    if kind == "deliver":
+        return DeliverMessage(news["route"], news["visitor"], message_from_row(news["message"]))
+    if kind == "confirm":
+        return ConfirmVisitorMessage(news["route"], news["visitor"], news["cmid"],
+                                     int(news["seq"]), bool(news["duplicate"]))
+    if kind == "signal":
+        return SignalVisitor(news["route"], news["visitor"], news["signal"], bool(news["on"]),
+                             news["name"], int(news["upto"]), news["status"])
+    if kind == "announce":
+        return AnnounceAvailability(bool(news["available"]))
+    if kind == "notify":
+        named = news["conversation"]
+        conversation = rows[named] if isinstance(named, str) else conversation_from_row(named)
+        return NotifyOperators(
+            news["kind"], conversation,
+            None if news["message"] is None else message_from_row(news["message"]),
+            None if news["note"] is None else note_from_row(news["note"]),
+            news["operator"], news["actor"])
+    if kind == "team":
+        return NotifyTeam(news["operator"], news["availability"], int(news["capacity"]),
+                          int(news["load"]))
+    raise ValueError(f"unknown effect {kind!r}")
+
+
+#: A commit's event (the commit script's), and a transition that stored
+#: nothing (typing, the team's availability: published after the fact).
+_TYPES = ("conversations", "conversation_news")
+
+
+def decode_change(event: dict[str, Any]) -> Change | None:
+    """
+    @return: the transition a conversations event tells, or None for an
+        event that is not one (the queue's, a push, a commit from before
+        events carried news).
+    @raise ValueError: (or KeyError, TypeError) for a malformed one.
+    """
+    if event.get("type") not in _TYPES or "daemon" not in event:
+        return None
+    conversations = tuple(conversation_from_row(row) for row in event["rows"])
+    rows = {c.conversation_id: c for c in conversations}
+    effects = tuple(_effect(news, rows) for news in event["effects"])
+    return Change(str(event["daemon"]), int(event["token"]), conversations, effects,
+                  event.get("round"))
+
+
+# -- following the stream ----------------------------------------------------------
+
+
+class ConversationFeed:
+    """
+    One daemon's side of the shared inbox: its commits go out with their
+    news (L{commit}, the driver's way of committing), the others' come in
+    from the link's stream reads into the driver.
+
+    @param link: the broker's link (its daemon id names this daemon's events).
+    @param store: the Redis store the driver commits to.
+    @param driver: the conversations (built with C{commit=feed.commit}, so
+        the feed exists first: see L{attach}).
+    @param clock: when conversations are read again.
+    """
+
+    def __init__(self, link: FeedLink, store: RedisConversationStore,
+                 clock: IReactorTime) -> None:
+        self.daemon_id = link.daemon_id
+        self._link = link
+        self._store = store
+        self._clock = clock
+        self._driver: ConversationDriver | None = None
+        self._tokens = itertools.count(1)
+        #: Own commits awaiting their answer: their event if read meanwhile.
+        self._inflight: dict[int, Change | None] = {}
+        #: Own commits whose answer never came, until their event is read.
+        self._unknown: OrderedDict[int, None] = OrderedDict()
+        self._held: list[Change] = []
+        self._overflowed = False
+        self._reread: OrderedDict[str, None] = OrderedDict()
+        self._reread_call: IDelayedCall | None = None
+        #: Transitions of other daemons taken, and own events skipped (for tests, metrics).
+        self.taken = 0
+        self.skipped = 0
+        link.on_events(self._events)
+
+    def attach(self, driver: ConversationDriver) -> None:
+        self._driver = driver
+
+    def ready(self) -> None:
+        """The driver runs: take what was held meanwhile (older records are ignored)."""
+        held, self._held = self._held, []
+        for change in held:
+            self._take(change)
+        if self._overflowed:
+            self._overflowed = False
+            _log.warn("conversations: more than {limit} events came while loading; live "
+                      "conversations are read again", limit=MAX_HELD)
+            d = self._store.load_live()
+            d.addCallback(lambda live: self._reread_keys(c.conversation_id for c in live))
+            d.addErrback(lambda f: _log.failure("conversations: reading again failed", f))
+
+    def stop(self) -> None:
+        if self._reread_call is not None and self._reread_call.active():
+            self._reread_call.cancel()
+
+    # -- out -------------------------------------------------------------------
+
+    def commit(self, transition: Transition) -> Deferred[None]:
+        """Commit C{transition} with its news (the driver's committer)."""
+        assert transition.commit is not None
+        token = next(self._tokens)
+        self._inflight[token] = None
+        d = self._store.commit(transition.commit, encode_news(transition, self.daemon_id, token))
+
+        def landed(_: None) -> None:
+            if self._inflight.pop(token, None) is not None:
+                self.skipped += 1  # its event came first: carried out here already
+
+        def failed(failure: Failure) -> Failure:
+            read = self._inflight.pop(token, None)
+            if failure.check(BrokerOutcomeUnknown):
+                if read is not None:
+                    self._take(read)
+                else:
+                    self._unknown[token] = None
+                    while len(self._unknown) > MAX_UNKNOWN:
+                        self._unknown.popitem(last=False)
+            return failure
+
+        d.addCallbacks(landed, failed)
+        return d
+
+    def publish(self, transition: Transition) -> None:
+        """
+        Tell the other daemons a transition that stored nothing (typing, an
+        operator's availability or capacity): best effort, after the fact;
+        lost when Redis is away (nothing durable is).
+        """
+        news = encode_news(transition, self.daemon_id, 0)
+        if not news["effects"]:
+            return
+        d = self._link.publish({**news, "type": "conversation_news"})
+        d.addErrback(lambda f: _log.debug("conversations: news not published: {why}",
+                                          why=f.getErrorMessage()))
+
+    # -- in --------------------------------------------------------------------
+
+    def _events(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            try:
+                change = decode_change(event)
+            except (ValueError, KeyError, TypeError, IndexError):
+                _log.warn("conversations: skipped a malformed event from {daemon}",
+                          daemon=str(event.get("daemon"))[:64])
+                continue
+            if change is None:
+                continue
+            if change.daemon == self.daemon_id:
+                if change.token in self._inflight:
+                    self._inflight[change.token] = change
+                    continue
+                if change.token not in self._unknown:
+                    self.skipped += 1
+                    continue
+                del self._unknown[change.token]
+            self._take(change)
+
+    def _take(self, change: Change) -> None:
+        driver = self._driver
+        if driver is None or not driver.running:
+            if len(self._held) < MAX_HELD:
+                self._held.append(change)
+            else:
+                self._overflowed = True
+            return
+        self.taken += 1
+        d = driver.adopt(change.lane, change.conversations, change.effects, change.last_chosen)
+
+        def refused(failure: Failure) -> None:
+            if driver.running:
+                _log.warn("conversations: another daemon's commit waits ({why}); its "
+                          "conversations are read again", why=failure.getErrorMessage())
+                self._reread_keys(c.conversation_id for c in change.conversations)
+
+        d.addErrback(refused)
+
+    def _reread_keys(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._reread[key] = None
+        if self._reread and (self._reread_call is None or not self._reread_call.active()):
+            self._reread_call = self._clock.callLater(REREAD_AFTER, self._read_again)
+
+    def _read_again(self) -> None:
+        driver = self._driver
+        if driver is None or not driver.running:
+            return
+        batch = list(itertools.islice(self._reread, MAX_REREAD))
+        for key in batch:
+            del self._reread[key]
+        for key in batch:
+            self._read_one(driver, key)
+        if self._reread:
+            self._reread_call = self._clock.callLater(REREAD_AFTER, self._read_again)
+
+    def _read_one(self, driver: ConversationDriver, key: str) -> None:
+        """C{key} from the store into the view; failing, read again later."""
+        d: Deferred[Any] = self._store.load(key)
+        d.addCallback(lambda found: None if found is None
+                      else driver.adopt(found.conversation_id, (found,)))
+
+        def again(_: Failure) -> None:
+            if driver.running:
+                self._reread_keys([key])
+
+        d.addErrback(again)

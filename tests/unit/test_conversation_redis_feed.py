@@ -1,0 +1,248 @@
+"""
+Several daemons, one inbox (support/redis_feed.py): each commit's event
+carries what the other daemons carry out, each daemon's driver follows the
+others' commits. Drivers on a real redis-server through the broker's real
+links; ports that record what they are told.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import deferLater
+
+from tests.conversation_desk import ROUTE, Desk, cid
+from tests.driver_bench import GatedStore, RecordingPorts
+from tests.redis_server import RedisServer
+from tests.redis_store_link import redis_link
+from wsdaemon.broker.link import RedisLink
+from wsdaemon.conversations import (
+    Availability,
+    ConversationSettings,
+    DeliverMessage,
+    Inbox,
+    NotifyOperators,
+    NotifyTeam,
+    OperatorAvailability,
+    OperatorReply,
+    OperatorTyping,
+    Resolve,
+    Routing,
+    SignalVisitor,
+    VisitorMessage,
+)
+from wsdaemon.conversations.effects import CancelTimer, Commit, Measure, SetTimer
+from wsdaemon.errors import BrokerOutcomeUnknown
+from wsdaemon.support.driver import ConversationDriver
+from wsdaemon.support.redis_feed import ConversationFeed, decode_change, encode_news
+from wsdaemon.support.redis_store import RedisConversationStore
+
+pytestmark = pytest.mark.slow
+
+Links = Callable[..., RedisLink]
+
+
+@pytest.fixture
+def links(redis_server: RedisServer) -> Generator[Links, None, None]:
+    made: list[RedisLink] = []
+
+    def make(**kwargs: Any) -> RedisLink:
+        link = redis_link(redis_server, daemon_id=f"d{len(made) + 1}", **kwargs)
+        made.append(link)
+        return link
+
+    yield make
+    for link in made:
+        pytest_twisted.blockon(link.stop())
+
+
+class Daemon:
+    """One daemon's conversations on Redis: store, feed, driver, recording ports."""
+
+    def __init__(self, link: RedisLink, settings: ConversationSettings) -> None:
+        self.link = link
+        self.store = RedisConversationStore(link, link.prefix, reactor)
+        self.feed = ConversationFeed(link, self.store, reactor)
+        self.ports = RecordingPorts(GatedStore())
+        self.driver = ConversationDriver(self.store, Inbox(settings), reactor, self.ports,
+                                         self.ports, self.ports, commit=self.feed.commit,
+                                         publish=self.feed.publish)
+        self.feed.attach(self.driver)
+
+    @pytest_twisted.inlineCallbacks
+    def start(self) -> Generator[Any, Any, None]:
+        yield self.driver.start()
+        self.feed.ready()
+
+    def told(self, kind: type) -> list[Any]:
+        return [e for e in self.ports.said if isinstance(e, kind)]
+
+
+def until(condition: Callable[[], bool], timeout: float = 5.0) -> Deferred[None]:
+    """Fires once C{condition()} holds (polled on the real reactor)."""
+
+    async def poll() -> None:
+        waited = 0.0
+        while not condition():
+            if waited > timeout:
+                raise AssertionError("condition not met in time")
+            await deferLater(reactor, 0.02, lambda: None)
+            waited += 0.02
+
+    return Deferred.fromCoroutine(poll())
+
+
+def test_news_round_trip() -> None:
+    """A transition's effects for connections survive the event's JSON; the
+    commit, timers and measures (the deciding daemon's own) are not sent."""
+    desk = Desk(fallback_after=30)
+    desk.step(OperatorAvailability("alice", Availability.ONLINE))
+    desk.step(VisitorMessage(ROUTE, "v1", "hello"))
+    transition = desk.step(OperatorReply(cid("v1"), "alice", "hi there"))
+    news = json.loads(json.dumps(encode_news(transition, "d9", 7)))
+    change = decode_change({**news, "type": "conversations"})
+    assert change is not None and change.daemon == "d9" and change.token == 7
+    assert change.conversations == tuple(
+        c for c in transition.conversations)  # typing is not kept, and there is none
+    kept = tuple(e for e in transition.effects
+                 if not isinstance(e, Commit | SetTimer | CancelTimer | Measure))
+    assert change.effects == kept
+    assert any(isinstance(e, DeliverMessage) for e in change.effects)
+    assert change.lane == cid("v1")
+    assert decode_change({"type": "conversations", "conversations": []}) is None
+    assert decode_change({"type": "push"}) is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_visitor_on_one_daemon_an_operator_on_another(links: Links
+                                                        ) -> Generator[Any, Any, None]:
+    """A visitor's message committed on A reaches B's operators; B's reply
+    reaches the visitor through A, once; each daemon's view follows the
+    other's commits; a daemon's own events are not carried out twice."""
+    settings = ConversationSettings(fallback_after=0)
+    a, b = Daemon(links(), settings), Daemon(links(), settings)
+    yield a.start()
+    yield b.start()
+    try:
+        yield b.driver.submit(OperatorAvailability("bob", Availability.ONLINE))
+        # B's availability is news for A: its team has bob online.
+        yield until(lambda: a.driver.inbox.team.is_online("bob"))
+        yield a.driver.submit(VisitorMessage(ROUTE, "v1", "hello from A"))
+        yield until(lambda: b.driver.inbox.conversation(cid("v1")) is not None)
+        new = [e for e in b.told(NotifyOperators) if e.kind == "conversation"]
+        assert [e.conversation.conversation_id for e in new] == [cid("v1")]
+        yield b.driver.submit(OperatorReply(cid("v1"), "bob", "hello from B"))
+        yield until(lambda: any(e.message.body == "hello from B"
+                                for e in a.told(DeliverMessage)))
+        yield until(lambda: a.driver.inbox.conversation(cid("v1"))
+                    == b.driver.inbox.conversation(cid("v1")))
+        # Each daemon carried out each delivery once.
+        for daemon in (a, b):
+            bodies = [e.message.body for e in daemon.told(DeliverMessage)]
+            assert bodies.count("hello from B") == 1, bodies
+        assert a.feed.skipped >= 1 and b.feed.skipped >= 1
+        # bob's load counted on A too (the reply assigned him).
+        assert a.driver.inbox.team.get("bob").load == 1  # type: ignore[union-attr]
+        yield b.driver.submit(Resolve(cid("v1"), "bob"))
+        yield until(lambda: a.driver.inbox.conversation(cid("v1")) is None)
+        assert a.driver.inbox.team.get("bob").load == 0  # type: ignore[union-attr]
+        statuses = [e.status for e in a.told(SignalVisitor) if e.signal == "status"]
+        assert statuses == ["resolved"]
+    finally:
+        yield a.driver.stop()
+        yield b.driver.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_both_daemons_act_on_one_conversation_at_once(links: Links
+                                                      ) -> Generator[Any, Any, None]:
+    """Two replies decided on the same version at once: one commit is stale,
+    its driver reads the conversation again and decides again; both replies
+    are stored once, in order, and each daemon's view ends as the store's."""
+    settings = ConversationSettings(fallback_after=0)
+    a, b = Daemon(links(), settings), Daemon(links(), settings)
+    yield a.start()
+    yield b.start()
+    try:
+        yield a.driver.submit(VisitorMessage(ROUTE, "v1", "anyone?"))
+        yield until(lambda: b.driver.inbox.conversation(cid("v1")) is not None)
+        both = [a.driver.submit(OperatorReply(cid("v1"), "alice", "from A")),
+                b.driver.submit(OperatorReply(cid("v1"), "bob", "from B"))]
+        yield gatherResults(both)
+        stored = yield a.store.messages(cid("v1"))
+        operators = sorted(m.body for m in stored if m.operator is not None)
+        assert operators == ["from A", "from B"]
+        latest = yield a.store.load(cid("v1"))
+        yield until(lambda: a.driver.inbox.conversation(cid("v1")) == latest
+                    and b.driver.inbox.conversation(cid("v1")) == latest)
+        for daemon in (a, b):
+            bodies = sorted(e.message.body for e in daemon.told(DeliverMessage)
+                            if e.message.operator is not None)
+            assert bodies == ["from A", "from B"], bodies
+    finally:
+        yield a.driver.stop()
+        yield b.driver.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_own_commit_of_unknown_outcome_is_taken_from_its_event(links: Links
+                                                               ) -> Generator[Any, Any, None]:
+    """Redis ran the commit but its answer was lost (outcome unknown): the
+    caller hears so, and the daemon's own event, read later, moves its view
+    and delivers the message, once."""
+    settings = ConversationSettings(fallback_after=0)
+    a = Daemon(links(), settings)
+    real = a.store.commit
+
+    def answer_lost(commit: Any, news: Any = None) -> Deferred[None]:
+        d = real(commit, news)
+
+        def lost(_: None) -> None:
+            raise BrokerOutcomeUnknown("Redis did not answer within 1 s")
+
+        return d.addCallback(lost)
+
+    yield a.start()
+    try:
+        yield a.driver.submit(VisitorMessage(ROUTE, "v1", "hi"))
+        a.store.commit = answer_lost  # type: ignore[method-assign]
+        with pytest.raises(BrokerOutcomeUnknown):
+            yield a.driver.submit(OperatorReply(cid("v1"), "alice", "landed anyway"))
+        yield until(lambda: any(e.message.body == "landed anyway"
+                                for e in a.told(DeliverMessage)))
+        assert a.driver.inbox.conversation(cid("v1")) == (yield a.store.load(cid("v1")))
+        yield deferLater(reactor, 0.3, lambda: None)
+        bodies = [e.message.body for e in a.told(DeliverMessage)]
+        assert bodies.count("landed anyway") == 1
+    finally:
+        yield a.driver.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_typing_and_the_team_reach_the_other_daemon(links: Links
+                                                    ) -> Generator[Any, Any, None]:
+    """What stores nothing is news too: an operator typing on B is signalled
+    to A's visitor; automatic routing on A gives a conversation to an
+    operator online on B."""
+    settings = ConversationSettings(fallback_after=0, routing=Routing.AUTO)
+    a, b = Daemon(links(), settings), Daemon(links(), settings)
+    yield a.start()
+    yield b.start()
+    try:
+        yield b.driver.submit(OperatorAvailability("bob", Availability.ONLINE))
+        yield until(lambda: a.driver.inbox.team.is_online("bob"))
+        assert [e.operator for e in a.told(NotifyTeam)] == ["bob"]
+        yield a.driver.submit(VisitorMessage(ROUTE, "v1", "help"))
+        assert a.driver.inbox.conversation(cid("v1")).assignee == "bob"  # type: ignore[union-attr]
+        yield until(lambda: b.driver.inbox.team.get("bob").load == 1)  # type: ignore[union-attr]
+        yield b.driver.submit(OperatorTyping(cid("v1"), "bob", True))
+        yield until(lambda: any(e.signal == "typing" and e.on for e in a.told(SignalVisitor)))
+    finally:
+        yield a.driver.stop()
+        yield b.driver.stop()
