@@ -304,10 +304,11 @@ def test_plain_refused_over_max_unanswered() -> None:
 
 
 def test_structured_hello_welcome() -> None:
-    """A new visitor's hello gets an empty welcome with no status and no operator available."""
+    """A new visitor's hello gets an empty welcome with its id, no status and
+    no operator available."""
     desk = Desk()
     client = desk.structured()
-    assert frames(client) == [{"type": "welcome", "status": None,
+    assert frames(client) == [{"type": "welcome", "visitor": "v1", "status": None,
                                "operators_available": False, "messages": [], "more": False}]
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsdaemon.conversations import Author, Message
+from wsdaemon.conversations import Author, Message, Profile
 from wsdaemon.support.visitor_protocol import (
     MAX_EMAIL_CHARS,
     MAX_ID_CHARS,
@@ -25,6 +25,7 @@ from wsdaemon.support.visitor_protocol import (
     Contact,
     Hello,
     History,
+    Identification,
     Read,
     Received,
     SendMessage,
@@ -88,7 +89,13 @@ def test_malformed_frames(frame: str, error: str) -> None:
     ({"type": "history", "after": 1, "before": 5}, "expected one of after or before"),
     ({"type": "history", "before": 0}, "before: expected a whole number from 1"),
     ({"type": "history", "after": 1, "limit": PAGE_MESSAGES + 1}, "limit: expected"),
-    ({"type": "identify", "name": "Ann"}, "identify is not available"),
+    ({"type": "identify", "name": "Ann", "hash": "ab" * 31}, "hash: expected the HMAC-SHA256"),
+    ({"type": "identify", "name": "Ann", "hash": "zz" * 32}, "hash: expected the HMAC-SHA256"),
+    ({"type": "identify", "hash": "ab" * 32}, "expected at least one of name, email"),
+    ({"type": "identify", "name": "x" * 129}, "name: expected a string of 1 to 128"),
+    ({"type": "identify", "email": "nope"}, "email: expected an email address"),
+    ({"type": "identify", "attributes": {"k": [1]}}, "attributes.k: expected a string"),
+    ({"type": "identify", "name": "Ann", "id": "x"}, 'unknown field "id" in identify'),
 ])
 def test_bad_fields(frame: dict[str, object], error: str) -> None:
     """A wrong field names the field and what was expected; the request type is given back."""
@@ -115,6 +122,18 @@ def test_lone_surrogate_refused() -> None:
     assert isinstance(bad, BadRequest) and "lone surrogate" in bad.error
     bad = parse('{"type": "contact", "email": "\\udfff@example.com"}')
     assert isinstance(bad, BadRequest)
+
+
+def test_identify_is_read() -> None:
+    """identify gives the checked profile and the hash (lower-cased); the
+    hash is optional here (the route refuses an identify without one)."""
+    got = read({"type": "identify", "name": " Ann ", "email": "ann@example.com",
+                "attributes": {"plan": "pro", "seats": 3, "beta": True}, "hash": "AB" * 32})
+    assert got == Identification(
+        Profile("Ann", "ann@example.com", (("plan", "pro"), ("seats", "3"), ("beta", "true"))),
+        "ab" * 32)
+    assert read({"type": "identify", "email": "ann@example.com"}) == Identification(
+        Profile(None, "ann@example.com"), None)
 
 
 def test_hostile_json() -> None:

@@ -61,6 +61,7 @@ from wsdaemon.conversations.events import (
     BotReply,
     Event,
     Handoff,
+    Identify,
     LeaveContact,
     OperatorAvailability,
     OperatorCapacity,
@@ -115,7 +116,7 @@ TIMER_RETRY = 5.0
 MAX_ATTEMPTS = 3
 
 _VISITOR_EVENTS = (VisitorMessage, VisitorDelivered, VisitorRead, VisitorTyping, LeaveContact,
-                   BotReply, Handoff)
+                   BotReply, Handoff, Identify)
 _CONVERSATION_EVENTS = (OperatorReply, AddNote, Assign, Transfer, Resolve, Reopen, Snooze,
                         OperatorRead, OperatorTyping, SetLabels)
 

@@ -46,8 +46,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wsdaemon.conversations.events import VisitorDelivered, VisitorMessage
+from wsdaemon.conversations.events import Identify, VisitorDelivered, VisitorMessage
 from wsdaemon.conversations.model import conversation_id_for
+from wsdaemon.conversations.profile import Profile, profile_from_claims
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.interfaces import (
@@ -66,6 +67,7 @@ from wsdaemon.strategies.api import (
 )
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.lanes import LaneFull
+from wsdaemon.support.profiles import OPTIONS, ConnectionProfile, VisitorIdentity, visitor_identity
 from wsdaemon.support.visitor_chat import (
     MAX_BAD_REQUESTS,
     REFUSED,
@@ -113,20 +115,30 @@ class ConversationStrategy:
         it here and removed when they close.
     @param route: the route's path (the route part of conversation ids).
     @param clock: for typing renewals.
+    @param identity: how the route proves who visitors are (C{identify},
+        the token's attributes claim).
     """
 
     def __init__(self, driver: ConversationDriver, visitors: VisitorSessions, route: str,
-                 clock: IReactorTime) -> None:
+                 clock: IReactorTime, identity: VisitorIdentity | None = None) -> None:
         self.driver = driver
         self.visitors = visitors
         self.route = route
         self.clock = clock
+        self.identity = identity or VisitorIdentity()
         self._chats: dict[str, ChatConnection] = {}
+        #: Each connection's profile, from its handshake (a token's claims)
+        #: until it closes: one per handshake in flight or open connection.
+        self._profiles: dict[str, ConnectionProfile] = {}
 
     # -- handshake -----------------------------------------------------------
 
     def connecting(self, request: HandshakeRequest) -> Deferred[HandshakeAnswer]:
         limit = request.limits.max_message_size
+        if request.claims and request.client_id is not None:
+            self._profiles[request.session_id] = ConnectionProfile(
+                self.driver, self.route, request.client_id, self.identity,
+                self._token_profile(request))
         if SUBPROTOCOL in request.subprotocols:
             self.visitors.handshake(request.session_id, Mode.STRUCTURED, limit)
             return succeed(HandshakeAnswer(subprotocol=SUBPROTOCOL))
@@ -135,6 +147,16 @@ class ConversationStrategy:
 
     def abandoned(self, session_id: str) -> None:
         self.visitors.take_handshake(session_id)
+        self._profiles.pop(session_id, None)
+
+    def _token_profile(self, request: HandshakeRequest) -> Profile | None:
+        """The token's name, email (and attributes claim); a bad claim is left out, logged."""
+        profile, problems = profile_from_claims(request.claims, self.identity.attributes_claim)
+        if problems:
+            _log.warn("conversations: the token of {client_id} on {route}: claims left out of "
+                      "its profile: {problems}", client_id=request.client_id, route=self.route,
+                      problems="; ".join(problems))
+        return profile
 
     # -- connections ---------------------------------------------------------
 
@@ -144,15 +166,22 @@ class ConversationStrategy:
         if connection is None:
             session.close(1008, "too many connections for this visitor")
             return
+        profile = self._profiles.get(session.session_id)
+        if profile is None or profile.visitor != session.client_id:
+            profile = self._profiles[session.session_id] = ConnectionProfile(
+                self.driver, self.route, session.client_id, self.identity)
+        if profile.profile is not None:  # a returning visitor's conversation learns it now
+            submit_quietly(self.driver, Identify(self.route, session.client_id, profile.profile))
         if mode is Mode.STRUCTURED:
             self._chats[session.session_id] = ChatConnection(self.driver, self.visitors,
-                                                             connection, self.clock)
+                                                             connection, self.clock, profile)
         else:
             self._catch_up(connection)
 
     def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:
         self.visitors.take_handshake(session.session_id)
         self.visitors.remove(session)
+        self._profiles.pop(session.session_id, None)
         chat = self._chats.pop(session.session_id, None)
         if chat is not None:
             chat.closed()
@@ -174,7 +203,10 @@ class ConversationStrategy:
             return TEXT_ONLY
         if len(message) > MAX_TEXT_BYTES // 4 and len(message.encode("utf-8")) > MAX_TEXT_BYTES:
             return TOO_LONG.format(limit=MAX_TEXT_BYTES)
-        d = self.driver.submit(VisitorMessage(self.route, session.client_id, message))
+        profile = self._profiles.get(session.session_id)
+        d = self.driver.submit(VisitorMessage(self.route, session.client_id, message,
+                                              profile=None if profile is None
+                                              else profile.profile))
 
         def taken(transition: Transition) -> None:
             refusal = refusal_in(transition)
@@ -275,19 +307,26 @@ class ConversationStrategyFactory:
 
     def check(self, options: Mapping[str, str], context: OptionContext) -> None:
         """
-        No route options: the acknowledgement and every other notice are
-        conversation settings of C{[operator]} (one per daemon, sent once per
-        conversation), so a route's C{ack_message} is refused saying so.
+        The route's options say how visitors prove who they are
+        (L{wsdaemon.support.profiles}). The acknowledgement and every other
+        notice are conversation settings of C{[operator]} (one per daemon,
+        sent once per conversation), so a route's C{ack_message} is refused
+        saying so.
         """
+        self._identity(options, context)
+
+    def _identity(self, options: Mapping[str, str], context: OptionContext) -> VisitorIdentity:
         if "ack_message" in options:
             raise OptionError("ack_message", _ACK_MOVED)
-        reject_unknown_options(options, ())
+        reject_unknown_options(options, OPTIONS)
         if self.support is None and not context.has_operator_queue:
             raise OptionError(None, _NEEDS_OPERATOR)
+        return visitor_identity(options, context.config_dir)
 
     def create(self, options: Mapping[str, str],
                context: StrategyContext) -> ConversationStrategy:
-        self.check(options, OptionContext(context.config_dir, context.route, True))
+        identity = self._identity(options, OptionContext(context.config_dir, context.route,
+                                                         True))
         support = support_of(self.support, context)
         return ConversationStrategy(support.driver, support.visitors, context.route,
-                                    context.clock)
+                                    context.clock, identity)

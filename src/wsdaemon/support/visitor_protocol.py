@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from wsdaemon.conversations.model import Author, Message
+from wsdaemon.conversations.profile import Profile, ProfileError, checked_profile
 
 __all__ = ["FRAME_OVERHEAD", "MAX_EMAIL_CHARS", "MAX_FRAME_BYTES", "MAX_ID_CHARS", "MAX_SEQ",
            "MAX_TEXT_BYTES", "PAGE_BYTES", "PAGE_MESSAGES", "SUBPROTOCOL", "BadRequest",
-           "Contact", "Hello", "History", "Read", "Received", "Request", "SendMessage", "Typing",
+           "Contact", "Hello", "History", "Identification", "Read", "Received", "Request",
+           "SendMessage", "Typing",
            "ack_frame",
            "availability_frame", "dumps", "error_frame", "history_frame", "message_frame",
            "ok_frame", "page", "parse", "read_frame", "refused_frame", "status_frame",
@@ -103,7 +105,19 @@ class History:
     limit: int = PAGE_MESSAGES
 
 
-Request = Hello | SendMessage | Received | Read | Typing | Contact | History
+@dataclass(frozen=True)
+class Identification:
+    """
+    The visitor says who it is (C{identify}): C{profile}, proven by C{hash},
+    the site backend's HMAC-SHA256 of the visitor's id in lower-case hex
+    (None: none given, refused by the connection).
+    """
+
+    profile: Profile
+    hash: str | None
+
+
+Request = Hello | SendMessage | Received | Read | Typing | Contact | History | Identification
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,9 @@ _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "identify": (frozenset(), frozenset({"name", "email", "attributes", "hash"})),
 }
 _TYPES = ", ".join(sorted(_FIELDS))
+#: An HMAC-SHA256 in hex.
+_HASH_CHARS = 64
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def _quote(name: object) -> str:
@@ -204,7 +221,23 @@ def _request(kind: str, frame: dict[str, Any]) -> Request | BadRequest:
         limit = _count(frame, "limit", least=1, most=PAGE_MESSAGES) \
             if "limit" in frame else PAGE_MESSAGES
         return History(after, before, limit)
-    raise _FieldError("identify is not available on this daemon yet")
+    return _identification(frame)
+
+
+def _identification(frame: dict[str, Any]) -> Identification:
+    digest = frame.get("hash")
+    if digest is not None and (not isinstance(digest, str) or len(digest) != _HASH_CHARS
+                               or not _HEX.issuperset(digest)):
+        raise _FieldError(f"hash: expected the HMAC-SHA256 of your visitor id in hex "
+                          f"({_HASH_CHARS} characters)")
+    try:
+        profile = checked_profile(frame.get("name"), frame.get("email"),
+                                  frame.get("attributes"))
+    except ProfileError as wrong:
+        raise _FieldError(str(wrong)) from None
+    if profile.empty:
+        raise _FieldError("expected at least one of name, email or attributes")
+    return Identification(profile, None if digest is None else digest.lower())
 
 
 def parse(payload: str) -> Request | BadRequest:
@@ -327,9 +360,13 @@ def page(messages: Sequence[Message], *, newest: bool = False,
 
 
 def welcome_frame(status: str | None, available: bool, messages: list[dict[str, Any]],
-                  more: bool) -> str:
-    return dumps({"type": "welcome", "status": status, "operators_available": available,
-                  "messages": messages, "more": more})
+                  more: bool, visitor: str | None = None) -> str:
+    """
+    @param visitor: the visitor's public id (what the site's backend signs
+        for C{identify}).
+    """
+    return dumps({"type": "welcome", "visitor": visitor, "status": status,
+                  "operators_available": available, "messages": messages, "more": more})
 
 
 def history_frame(messages: list[dict[str, Any]], more: bool) -> str:
