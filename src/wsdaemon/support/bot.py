@@ -1,0 +1,294 @@
+"""
+Bot first (issue 22, item 5): a support route's bot answers a new episode
+before the operators do, from a scripted rules file (route option
+C{bot = FILE}, L{wsdaemon.support.bot_settings}), and hands over to them.
+
+The bots see what the operators see: L{Bots} is the driver's operator port
+(L{IOperatorPort}), passing every notice on to the operators' hub first,
+then giving each committed visitor message of a conversation the bot has
+(C{with_bot}) to its route's L{RouteBot}. Whatever the visitor's client
+(plain or C{wsdaemon.chat.v1}), the bot answers only what is stored.
+
+A route's bot, for a visitor message:
+
+1. a handoff phrase in it ("I want a human"): L{Handoff} at once, the
+   rules not asked;
+2. else the rules answer it, through the scripted engine itself
+   (L{ScriptedStrategy.answer}, one engine per route; each episode is one
+   of its "connections", so C{nth}, C{once}, C{cycle} and C{{counter}}
+   count in the episode; its C{[[greeting]]} go first, when the episode's
+   first message opens it). Each message the rule sends, now or after its
+   C{delay}, is a L{BotReply} (stored, then delivered, and in the thread
+   operators read), named C{bot_name};
+3. a rule with C{handoff} hands over after its messages; a message no rule
+   answers hands over too (C{bot_unmatched = handoff}, the default) or
+   waits for an operator (C{silent}).
+
+An episode leaves the bot when the operators have the conversation (the
+handoff, an operator's reply, assignment or snooze) or it is resolved: its
+delayed replies are cancelled, and one already on its way is refused by
+the core (the bot stays quiet). Faults cannot be in a bot's rules (its
+loader refuses them).
+
+Bounded: each route's bot remembers at most C{max_episodes} episodes
+(L{DEFAULT_MAX_EPISODES}), least recently active dropped first (its
+delayed replies cancelled; the next message starts its counters again).
+A bot's episode on a route that has no bot any more (the option removed,
+then a restart or reload) is handed over at the visitor's next message.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from wsdaemon.conversations.effects import NotifyOperators, NotifyTeam
+from wsdaemon.conversations.errors import InvalidMove
+from wsdaemon.conversations.events import BotReply, Event, Handoff
+from wsdaemon.conversations.model import Author, Conversation, Message, Status
+from wsdaemon.interfaces import ISession
+from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
+from wsdaemon.support.bot_settings import BotSettings, Unmatched
+from wsdaemon.support.ports import IOperatorPort
+
+__all__ = ["ASKED", "DEFAULT_MAX_EPISODES", "GONE", "UNMATCHED", "Bots", "RouteBot"]
+
+_log = Logger(namespace="wsdaemon.support.bot")
+
+#: Episodes each route's bot remembers (its rules' counters, delayed replies).
+DEFAULT_MAX_EPISODES = 10_000
+#: The reasons operators read in the handoff's note.
+ASKED = "the visitor asked for a person ({phrase})"
+UNMATCHED = "no rule of the bot answered the visitor's message"
+GONE = "the route has no bot any more"
+
+Submit = Callable[[Event], "Deferred[Any]"]
+
+
+@implementer(ISession)
+class _Episode:
+    """
+    One episode of one conversation, as the scripted engine sees it: a
+    "connection" whose messages become the bot's replies.
+
+    @ivar handoff: (why, messages still to send first) once a rule handed
+        over after delayed messages.
+    """
+
+    __slots__ = ("_bot", "client_id", "connected_at", "conversation_id", "handoff", "is_open",
+                 "last_seq", "opened_at", "peer", "route", "sent", "session_id")
+
+    def __init__(self, bot: RouteBot, conversation: Conversation, now: float) -> None:
+        self._bot = bot
+        self.conversation_id = conversation.conversation_id
+        self.opened_at = conversation.opened_at
+        self.session_id = f"bot:{conversation.conversation_id}:{conversation.opened_at!r}"
+        self.client_id = conversation.visitor
+        self.route = conversation.route
+        self.peer = "bot"
+        self.connected_at = now
+        self.is_open = True
+        self.last_seq = 0
+        self.sent = 0
+        self.handoff: tuple[str, int] | None = None
+
+    def send(self, message: str | bytes) -> bool:
+        if not self.is_open:
+            return False
+        self._bot.say(self, message)
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """A bot's rules cannot close (the loader refuses close)."""
+
+
+class RouteBot:
+    """
+    One route's bot.
+
+    @param submit: the driver's C{submit}.
+    """
+
+    def __init__(self, route: str, settings: BotSettings, clock: IReactorTime, submit: Submit,
+                 max_episodes: int = DEFAULT_MAX_EPISODES) -> None:
+        self.route = route
+        self.settings = settings
+        self._clock = clock
+        self._submit = submit
+        self._max_episodes = max_episodes
+        self._engine = ScriptedStrategy(settings.rules, clock)
+        self._episodes: OrderedDict[str, _Episode] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._episodes)
+
+    def heard(self, conversation: Conversation, message: Message) -> None:
+        """A visitor's committed message on a conversation the bot has."""
+        key = conversation.conversation_id
+        episode = self._episodes.get(key)
+        if episode is not None and episode.opened_at != conversation.opened_at:
+            self.forget(key)
+            episode = None
+        if episode is not None and message.seq <= episode.last_seq:
+            return  # told twice
+        phrase = self.settings.asked_for_person(message.body)
+        if phrase is not None:
+            self._hand_off(conversation.visitor, ASKED.format(phrase=phrase))
+            return
+        if episode is None:
+            episode = self._start(conversation, greet=message.seq == conversation.unread_floor + 1)
+        else:
+            self._episodes.move_to_end(key)
+        episode.last_seq = message.seq
+        before = episode.sent
+        rule, reply = self._engine.answer(episode, message.body)
+        if rule is None:
+            if self.settings.unmatched is Unmatched.HANDOFF:
+                self._hand_off(conversation.visitor, UNMATCHED)
+            return
+        replies = reply if isinstance(reply, list) else [] if reply is None else [reply]
+        for text in replies:
+            if isinstance(text, str | bytes):
+                self.say(episode, text)
+        if rule.handoff is None:
+            return
+        if reply is not None or not rule.messages:
+            self._hand_off(conversation.visitor, rule.handoff)
+            return
+        # Its messages go later (delays): hand over once they have gone.
+        still = (1 if rule.cycle else len(rule.messages)) - (episode.sent - before)
+        if still <= 0:
+            self._hand_off(conversation.visitor, rule.handoff)
+        else:
+            episode.handoff = (rule.handoff, still)
+
+    def _start(self, conversation: Conversation, greet: bool) -> _Episode:
+        episode = _Episode(self, conversation, self._clock.seconds())
+        self._episodes[conversation.conversation_id] = episode
+        while len(self._episodes) > self._max_episodes:
+            oldest = next(iter(self._episodes))
+            _log.info("bot on {route}: {count} episodes remembered, the least recently active "
+                      "forgotten", route=self.route, count=self._max_episodes)
+            self.forget(oldest)
+        if greet:
+            self._engine.connection_opened(episode)
+        return episode
+
+    def say(self, episode: _Episode, message: str | bytes) -> None:
+        """One message of the rules: the bot's reply, stored and delivered."""
+        if not episode.is_open:
+            return
+        episode.sent += 1
+        if isinstance(message, str) and message.strip():
+            visitor = episode.client_id
+            d = self._submit(BotReply(self.route, visitor, message, self.settings.name))
+            d.addErrback(self._failed, "reply", visitor)
+        if episode.handoff is not None:
+            reason, still = episode.handoff
+            episode.handoff = (reason, still - 1) if still > 1 else None
+            if still <= 1:
+                self._hand_off(episode.client_id, reason)
+
+    def _hand_off(self, visitor: str, reason: str) -> None:
+        d = self._submit(Handoff(self.route, visitor, reason))
+        d.addErrback(self._failed, "handoff", visitor)
+
+    def _failed(self, failure: Failure, what: str, visitor: str) -> None:
+        if failure.check(InvalidMove):
+            # The operators took it meanwhile: the bot stays quiet.
+            _log.debug("bot on {route}: {what} refused: {why}", route=self.route, what=what,
+                       why=str(failure.value))
+            return
+        _log.failure("bot on {route}: its {what} for {visitor} was not stored", failure,
+                     route=self.route, what=what, visitor=visitor)
+
+    def forget(self, conversation_id: str) -> None:
+        """The episode left the bot: its delayed replies are cancelled."""
+        episode = self._episodes.pop(conversation_id, None)
+        if episode is not None:
+            episode.is_open = False
+            self._engine.connection_closed(episode, None, "")
+
+    def close(self) -> None:
+        """Every episode forgotten (the route's bot is replaced or gone)."""
+        for key in list(self._episodes):
+            self.forget(key)
+
+
+@implementer(IOperatorPort)
+class Bots:
+    """
+    The routes' bots, as the driver's operator port: every notice goes to
+    C{operators} first, then to the bots.
+
+    @param operators: the operators' port (the hub).
+    @param submit: the driver's C{submit} (set by L{attach} when the
+        driver is built after this).
+    """
+
+    def __init__(self, operators: IOperatorPort, clock: IReactorTime,
+                 submit: Submit | None = None,
+                 max_episodes: int = DEFAULT_MAX_EPISODES) -> None:
+        self._operators = operators
+        self._clock = clock
+        self._submit = submit
+        self._max_episodes = max_episodes
+        self.routes: dict[str, RouteBot] = {}
+
+    def attach(self, submit: Submit) -> None:
+        self._submit = submit
+
+    def serve(self, route: str, settings: BotSettings) -> RouteBot:
+        """The route's bot from now (one it had is replaced: its episodes forgotten)."""
+        if self._submit is None:
+            raise RuntimeError("Bots.attach(driver.submit) first")
+        old = self.routes.pop(route, None)
+        if old is not None:
+            old.close()
+        bot = self.routes[route] = RouteBot(route, settings, self._clock, self._submit,
+                                            self._max_episodes)
+        return bot
+
+    def reset(self) -> None:
+        """No route has a bot (a reload: each route's strategy serves its own again)."""
+        for bot in self.routes.values():
+            bot.close()
+        self.routes.clear()
+
+    # -- IOperatorPort -------------------------------------------------------
+
+    def notify(self, effect: NotifyOperators) -> None:
+        self._operators.notify(effect)
+        try:
+            self._seen(effect)
+        except Exception:
+            _log.failure("bot on {route}: a notice could not be handled",
+                         route=effect.conversation.route)
+
+    def team_changed(self, effect: NotifyTeam) -> None:
+        self._operators.team_changed(effect)
+
+    def _seen(self, effect: NotifyOperators) -> None:
+        conversation = effect.conversation
+        bot = self.routes.get(conversation.route)
+        with_bot = conversation.with_bot and conversation.status is Status.OPEN
+        if not with_bot:
+            if bot is not None:
+                bot.forget(conversation.conversation_id)
+            return
+        message = effect.message
+        if message is None or message.author is not Author.VISITOR or effect.operator is not None:
+            return
+        if bot is not None:
+            bot.heard(conversation, message)
+        elif self._submit is not None:
+            d = self._submit(Handoff(conversation.route, conversation.visitor, GONE))
+            d.addErrback(lambda f: _log.failure("conversations: handing over {route}'s bot "
+                                                "episode failed", f, route=conversation.route))

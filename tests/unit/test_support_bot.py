@@ -1,0 +1,255 @@
+"""
+A support route's bot (issue 22, item 5), on the real conversation driver,
+a memory store and a L{Clock}: the scripted rules answer a new episode
+(greeting, templates, delays), each reply stored then delivered as the
+bot's; a handoff phrase, a rule's C{handoff} (after its delayed messages)
+and a message no rule answers hand over to the operators with the reason
+as a note; once an operator has it the bot stays quiet; episodes are
+bounded; a bot's episode on a route without a bot is handed over.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.task import Clock
+
+from tests.driver_bench import ROUTE, GatedStore, RecordingPorts, cid
+from wsdaemon.conversations import (
+    Author,
+    ConversationSettings,
+    DeliverMessage,
+    Inbox,
+    OperatorReply,
+    Resolve,
+    VisitorMessage,
+)
+from wsdaemon.strategies.scripted.rules import parse_rules
+from wsdaemon.support.bot import ASKED, GONE, UNMATCHED, Bots
+from wsdaemon.support.bot_settings import BotSettings, Unmatched
+from wsdaemon.support.driver import ConversationDriver
+
+ACK = "Thanks! An operator will answer here soon."
+
+RULES = """
+    [[greeting]]
+    text = "Hi, I am Robo."
+
+    [[rule]]
+    regex = '(?i)order (?P<n>\\d+)'
+    reply = "Order {match.n} ships tomorrow (message {counter})."
+
+    [[rule]]
+    name = "refund"
+    regex = '(?i)refund'
+    handoff = "refunds need a person"
+    [[rule.send]]
+    text = "Let me look..."
+    delay = 1
+    [[rule.send]]
+    text = "A colleague will take over."
+    delay = 2
+
+    [[rule]]
+    regex = '(?i)slow'
+    [[rule.send]]
+    text = "Thinking..."
+    delay = 5
+
+    [[rule]]
+    text = "once"
+    once = true
+    reply = "Only once per episode."
+    """
+
+
+class BotDesk:
+    """A started driver whose operator port is the bots, one bot on ROUTE."""
+
+    def __init__(self, rules: str = RULES, *, unmatched: Unmatched = Unmatched.HANDOFF,
+                 max_episodes: int = 100, serve: bool = True) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.store = GatedStore()
+        self.ports = RecordingPorts(self.store)
+        settings = ConversationSettings(fallback_after=0, ack_message=ACK)
+        self.bots = Bots(self.ports, self.clock, max_episodes=max_episodes)
+        self.driver = ConversationDriver(self.store, Inbox(settings), self.clock, self.ports,
+                                         self.bots, self.ports)
+        self.bots.attach(self.driver.submit)
+        assert self.driver.start().called
+        parsed = parse_rules(textwrap.dedent(rules).encode(), Path("bot.toml"), bot=True)
+        self.settings = BotSettings(parsed, "Robo", unmatched=unmatched)
+        if serve:
+            self.bot = self.bots.serve(ROUTE, self.settings)
+
+    def say(self, text: str, visitor: str = "v1", bot: bool = True) -> None:
+        failures: list[Any] = []
+        self.driver.submit(VisitorMessage(ROUTE, visitor, text, None, bot=bot)) \
+            .addErrback(failures.append)
+        assert not failures, failures
+
+    def thread(self, visitor: str = "v1") -> list[tuple[str, str]]:
+        """The visitor's and the bot's messages (the daemon's notices apart)."""
+        log = self.store.inner.message_log.get(cid(visitor), {})
+        return [(str(m.author), m.body) for _, m in sorted(log.items())
+                if m.author is not Author.SYSTEM]
+
+    def notices(self, visitor: str = "v1") -> list[str]:
+        log = self.store.inner.message_log.get(cid(visitor), {})
+        return [m.body for _, m in sorted(log.items()) if m.author is Author.SYSTEM]
+
+    def delivered(self, visitor: str = "v1") -> list[tuple[str, str | None, str]]:
+        return [(str(e.message.author), e.message.display_name, e.message.body)
+                for e in self.ports.of(DeliverMessage) if e.visitor == visitor]
+
+    def conversation(self, visitor: str = "v1") -> Any:
+        return self.driver.inbox.conversation(cid(visitor))
+
+    def notes(self, visitor: str = "v1") -> list[tuple[str, str]]:
+        return [(n.operator, n.body) for n in self.conversation(visitor).notes]
+
+
+def test_the_rules_answer_and_the_bot_keeps_it() -> None:
+    """Greeting then the rule's reply (template filled), stored as the bot's
+    and delivered named; the conversation stays the bot's, not queued."""
+    desk = BotDesk()
+    desk.say("Where is order 42?")
+    assert desk.thread() == [
+        ("visitor", "Where is order 42?"), ("bot", "Hi, I am Robo."),
+        ("bot", "Order 42 ships tomorrow (message 1).")]
+    assert desk.delivered() == [("bot", "Robo", "Hi, I am Robo."),
+                                ("bot", "Robo", "Order 42 ships tomorrow (message 1).")]
+    conversation = desk.conversation()
+    assert conversation.with_bot and conversation.waiting_since is None
+    assert desk.driver.inbox.waiting(10) == []
+    desk.say("and order 7?")
+    assert desk.thread()[-1] == ("bot", "Order 7 ships tomorrow (message 2).")
+    assert desk.thread().count(("bot", "Hi, I am Robo.")) == 1, "greeted once per episode"
+
+
+def test_a_handoff_phrase_hands_over_without_asking_the_rules() -> None:
+    """'I want a HUMAN' (any case, whole word): handed over at once, the
+    reason a note by bot, the acknowledgement sent, the wait started."""
+    desk = BotDesk()
+    desk.say("order 1")
+    desk.say("No, I want a  HUMAN please")
+    conversation = desk.conversation()
+    assert not conversation.with_bot and conversation.waiting_since == desk.clock.seconds()
+    assert desk.notes() == [("bot", "handed over: " + ASKED.format(phrase="HUMAN"))]
+    assert desk.thread()[-1] == ("visitor", "No, I want a  HUMAN please")
+    assert desk.notices()[0] == ACK
+    assert [c.conversation_id for c in desk.driver.inbox.waiting(10)] == [cid("v1")]
+    assert len(desk.bot) == 0, "the episode is forgotten"
+
+
+def test_no_phrase_inside_a_word() -> None:
+    """'humanity' and 'personal' are not a request for a person."""
+    desk = BotDesk()
+    desk.say("order 3 is for humanity, a personal gift")
+    assert desk.conversation().with_bot
+    assert desk.thread()[-1] == ("bot", "Order 3 ships tomorrow (message 1).")
+
+
+def test_a_rules_handoff_comes_after_its_delayed_messages() -> None:
+    """The rule's messages go at their delays, then the handoff, in that order."""
+    desk = BotDesk()
+    desk.say("I want a refund")
+    assert desk.conversation().with_bot
+    desk.clock.advance(1)
+    assert desk.thread()[-1] == ("bot", "Let me look...")
+    assert desk.conversation().with_bot
+    desk.clock.advance(2)
+    assert desk.thread()[-1] == ("bot", "A colleague will take over.")
+    assert not desk.conversation().with_bot
+    assert desk.notes() == [("bot", "handed over: refunds need a person")]
+    assert desk.notices()[0] == ACK
+
+
+def test_an_unmatched_message_hands_over_or_waits() -> None:
+    """bot_unmatched = handoff (default) hands over; silent leaves it with the bot."""
+    desk = BotDesk()
+    desk.say("blah")
+    assert not desk.conversation().with_bot
+    assert desk.notes() == [("bot", "handed over: " + UNMATCHED)]
+    quiet = BotDesk(unmatched=Unmatched.SILENT)
+    quiet.say("blah")
+    assert quiet.conversation().with_bot and quiet.notes() == []
+    assert quiet.thread() == [("visitor", "blah"), ("bot", "Hi, I am Robo.")]
+
+
+def test_once_an_operator_has_it_the_bot_stays_quiet() -> None:
+    """An operator replies while the bot's delayed reply waits: it is never sent."""
+    desk = BotDesk()
+    desk.say("this is slow")
+    desk.driver.submit(OperatorReply(cid("v1"), "alice", "I am here."))
+    assert not desk.conversation().with_bot
+    assert len(desk.bot) == 0
+    desk.clock.advance(10)
+    assert ("bot", "Thinking...") not in desk.thread()
+    desk.say("order 5")
+    assert desk.thread()[-1] == ("visitor", "order 5"), "the operators' conversation now"
+
+
+def test_each_episode_starts_the_rules_again() -> None:
+    """once and the greeting count per episode: resolved, the next message
+    is the bot's again with its counters from the start."""
+    desk = BotDesk()
+    desk.say("once")
+    desk.say("once")
+    assert desk.thread().count(("bot", "Only once per episode.")) == 1
+    desk.driver.submit(OperatorReply(cid("v1"), "alice", "Done."))
+    desk.driver.submit(Resolve(cid("v1"), "alice"))
+    desk.clock.advance(5)
+    desk.say("once")
+    assert desk.conversation().with_bot
+    assert desk.thread().count(("bot", "Only once per episode.")) == 2
+    assert desk.thread().count(("bot", "Hi, I am Robo.")) == 2
+
+
+def test_episodes_are_bounded() -> None:
+    """At most max_episodes remembered: the least recently active goes
+    (its delayed replies cancelled)."""
+    desk = BotDesk(max_episodes=2)
+    desk.say("slow", "v1")
+    desk.say("order 1", "v2")
+    desk.say("order 2", "v3")
+    assert len(desk.bot) == 2
+    desk.clock.advance(10)
+    assert ("bot", "Thinking...") not in desk.thread("v1")
+    desk.say("order 9", "v1")
+    assert desk.thread("v1")[-1] == ("bot", "Order 9 ships tomorrow (message 1)."), \
+        "counters start again; no second greeting mid-episode"
+    assert desk.thread("v1").count(("bot", "Hi, I am Robo.")) == 1
+
+
+def test_a_route_without_a_bot_hands_its_bot_episodes_over() -> None:
+    """A conversation left with the bot on a route that has none any more
+    (a reload removed it) is handed over at the visitor's next message."""
+    desk = BotDesk()
+    desk.say("order 1")
+    desk.bots.reset()
+    desk.say("hello?", bot=False)
+    assert not desk.conversation().with_bot
+    assert desk.notes() == [("bot", "handed over: " + GONE)]
+
+
+def test_a_new_rules_file_replaces_the_routes_bot() -> None:
+    """serve again (a reload): the old episodes are forgotten, their timers cancelled."""
+    desk = BotDesk()
+    desk.say("slow")
+    old = desk.bot
+    desk.bots.serve(ROUTE, desk.settings)
+    assert len(old) == 0 and desk.clock.getDelayedCalls() == []
+    assert desk.bots.routes[ROUTE] is not old
+
+
+def test_bot_messages_are_the_bots_in_the_store() -> None:
+    """The stored messages carry author bot and the bot's name."""
+    desk = BotDesk()
+    desk.say("order 8")
+    log = desk.store.inner.message_log[cid("v1")]
+    assert [(m.author, m.display_name) for m in log.values()][1:] == [
+        (Author.BOT, "Robo"), (Author.BOT, "Robo")]
