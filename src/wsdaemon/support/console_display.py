@@ -105,6 +105,8 @@ def entry_line(entry: dict[str, Any], alias: str, now: float, tz: tzinfo | None 
         name, login = entry.get("name"), entry.get("operator")
         who = visible(name or login) + (f" ({visible(login)})" if name and login != name
                                          else "")
+    elif author == "bot":  # a support route's bot: its name, marked as a bot
+        who = f"{visible(entry.get('name') or 'Bot')} (bot)"
     else:
         who = visible(author)
     return f"[{when}] {who}: {text}"
