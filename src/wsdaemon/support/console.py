@@ -28,6 +28,7 @@ from wsdaemon.support.console_commands import HELP, list_request, parse_when
 from wsdaemon.support.console_display import (
     entry_line,
     event_line,
+    profile_lines,
     summary_line,
     team_line,
 )
@@ -224,6 +225,8 @@ class ConversationConsole:
         if opened:
             self.current = str(summary["id"])
             self.say(summary_line(summary))
+            for line in profile_lines(answer.get("profile")):
+                self.say("   " + line)
         for entry in answer.get("entries", []):
             self.say("   " + entry_line(entry, alias, self._now(), self._tz))
         self._older = ({"type": "history", "conversation": summary["id"],

@@ -17,7 +17,7 @@ from typing import Any
 from wsdaemon.escaping import visible
 
 __all__ = ["ID_SHOWN", "PREVIEW_SHOWN", "duration", "entry_line", "event_line", "local_time",
-           "summary_line", "team_line"]
+           "profile_lines", "summary_line", "team_line"]
 
 #: Characters of a conversation id shown beside its alias (a prefix any
 #: command takes).
@@ -110,6 +110,23 @@ def entry_line(entry: dict[str, Any], alias: str, now: float, tz: tzinfo | None 
     else:
         who = visible(author)
     return f"[{when}] {who}: {text}"
+
+
+def profile_lines(profile: dict[str, Any] | None) -> list[str]:
+    """
+    Who the visitor is, as an open conversation shows it: one line for
+    name, email and what proved them, one per attribute.
+    """
+    if not profile:
+        return []
+    who = [visible(profile["name"])] if profile.get("name") else []
+    if profile.get("email"):
+        who.append(f"<{visible(profile['email'])}>")
+    proof = "its token" if profile.get("source") == "jwt" else "identify (HMAC)"
+    lines = [f"visitor: {' '.join(who) or '(no name)'}, proven by {proof}"]
+    lines += [f"  {visible(key)}: {visible(value)}"
+              for key, value in (profile.get("attributes") or {}).items()]
+    return lines
 
 
 def team_line(operator: dict[str, Any]) -> str:

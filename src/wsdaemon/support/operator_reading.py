@@ -140,8 +140,11 @@ class ConversationReader:
             if needle is None:
                 return True
             alias = self.hub.alias(c)
+            profile = c.profile
+            known = (profile.name or "", profile.email or "") if profile is not None else ()
             return any(needle in field.casefold() for field in (
-                c.preview, c.visitor, c.conversation_id, alias, c.contact or "", *c.labels))
+                c.preview, c.visitor, c.conversation_id, alias, c.contact or "", *c.labels,
+                *known))
 
         matching = [c for c in pool if wanted(c)]
         total = len(matching)

@@ -49,7 +49,13 @@ from wsdaemon.support.operator_reading import (
     RequestError,
     optional,
 )
-from wsdaemon.support.summaries import message_entry, note_entry, page, team_entries
+from wsdaemon.support.summaries import (
+    message_entry,
+    note_entry,
+    page,
+    profile_entry,
+    team_entries,
+)
 
 __all__ = ["TEXT_CHUNK", "ChannelLimits", "OperatorRequests", "RequestError", "REQUESTS"]
 
@@ -145,7 +151,8 @@ class OperatorRequests:
         conversation = await self.reader.conversation(conversation_id)
         thread = await self.reader.thread(conversation_id, None, None, limit)
         self.hub.view(link, conversation_id)
-        return {"conversation": self.hub.summary(conversation, link.operator), **thread}
+        return {"conversation": self.hub.summary(conversation, link.operator),
+                "profile": profile_entry(conversation), **thread}
 
     def _do_close(self, link: OperatorLink, request: dict[str, Any]) -> dict[str, Any]:
         self.hub.view(link, None)

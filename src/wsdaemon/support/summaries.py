@@ -19,7 +19,7 @@ from wsdaemon.conversations.model import Conversation, Message, Note, Status
 from wsdaemon.conversations.routing import Team
 
 __all__ = ["DEFAULT_TEXT_CHARS", "PAGE_BYTES", "encode", "message_entry", "note_entry",
-           "page", "sort_key", "summary", "team_entries", "text_field"]
+           "page", "profile_entry", "sort_key", "summary", "team_entries", "text_field"]
 
 #: A page (a list, a thread) stops growing past this many bytes of JSON.
 PAGE_BYTES = 512 * 1024
@@ -48,15 +48,18 @@ def summary(conversation: Conversation, operator: str, now: float, *, alias: str
     @param names: operators' display names, by login name.
     """
     assignee = conversation.assignee
+    profile = conversation.profile
     return {
         "id": conversation.conversation_id,
         "alias": alias,
         "route": conversation.route,
         "visitor": conversation.visitor,
-        # Item 3 (identify, JWT claims) fills these; until then the
-        # contact the visitor left is the only address known.
-        "name": None,
-        "email": conversation.contact,
+        # Who the visitor proved it is (a token, an identify); the contact
+        # it left when it gave no email.
+        "name": profile.name if profile is not None else None,
+        "email": profile.email if profile is not None and profile.email is not None
+        else conversation.contact,
+        "identified": str(profile.source) if profile is not None else None,
         "status": str(conversation.status),
         "assignee": assignee,
         "assignee_name": (names or {}).get(assignee, assignee) if assignee else None,
@@ -76,6 +79,18 @@ def summary(conversation: Conversation, operator: str, now: float, *, alias: str
         + (["visitor"] if conversation.visitor_typing_until is not None else []),
         "viewing": sorted(viewing),
     }
+
+
+def profile_entry(conversation: Conversation) -> dict[str, Any] | None:
+    """
+    Who the visitor is, whole (an open conversation's answer; lists carry
+    only name and email): bounded by the profile's own bounds (a few KiB).
+    """
+    profile = conversation.profile
+    if profile is None:
+        return None
+    return {"name": profile.name, "email": profile.email,
+            "attributes": dict(profile.attributes), "source": str(profile.source)}
 
 
 def message_entry(message: Message, chars: int = DEFAULT_TEXT_CHARS) -> dict[str, Any]:
