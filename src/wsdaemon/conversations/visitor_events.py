@@ -96,7 +96,9 @@ def visitor_message(draft: Draft, event: VisitorMessage) -> None:
     conversation = evolve(conversation, status=Status.OPEN, snoozed_until=None,
                            with_bot=with_bot)
     if event.profile is not None:
-        conversation = evolve(conversation, profile=merged(conversation.profile, event.profile))
+        profile = merged(conversation.profile, event.profile)
+        if profile is not conversation.profile:
+            conversation = evolve(conversation, profile=profile)
     if conversation.visitor_typing_until is not None:
         draft.emit(CancelTimer(Timer(TimerKind.TYPING, key)))
     conversation, message = draft.append(conversation, Author.VISITOR, event.text,

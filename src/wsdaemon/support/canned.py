@@ -9,8 +9,9 @@ The file (the C{[operator]} section names it) holds one reply per entry::
       Indented lines continue the reply on a new line.
 
 A shortcut is letters, digits, C{_} or C{-} (at most L{MAX_SHORTCUT});
-placeholders are C{{name}} (the visitor's name, else its alias),
-C{{alias}}, C{{email}} (the contact it left, else empty), C{{operator}}
+placeholders are C{{name}} (the visitor's proven name, else its alias),
+C{{alias}}, C{{email}} (its proven email, else the contact it left, else
+empty), C{{operator}}
 (the operator's display name); C{{{}} and C{}}} are braces. Every mistake
 is refused when the file is read, naming the file, the line and what was
 expected; the file is bounded (L{MAX_REPLIES}, L{MAX_TEXT}).
@@ -35,9 +36,9 @@ MAX_TEXT = 4000
 MAX_SHORTCUT = 32
 #: What a reply may say in braces, and what each stands for.
 PLACEHOLDERS = {
-    "name": "the visitor's name (its alias when it gave none)",
+    "name": "the visitor's proven name (its alias when it has none)",
     "alias": "the visitor's alias (Visitor 4821)",
-    "email": "the email address the visitor left (empty when none)",
+    "email": "the visitor's proven email, else the address it left (empty when none)",
     "operator": "your display name",
 }
 
