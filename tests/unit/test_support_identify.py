@@ -20,7 +20,7 @@ from twisted.logger import LogEvent, globalLogPublisher
 
 from tests.unit.test_support_visitor import BoundFactory, Support, cid, frames, send
 from wsdaemon.config import IdentityPolicy, JwtSettings
-from wsdaemon.conversations import ConversationSettings, Profile, ProfileSource
+from wsdaemon.conversations import ConversationSettings, Profile, ProfileSource, Resolve, Status
 from wsdaemon.strategies.api import OptionError
 from wsdaemon.support.profiles import MIN_SECRET_CHARS, NO_SECRET, identifier_hash, verified
 from wsdaemon.support.visitor_protocol import SUBPROTOCOL
@@ -226,3 +226,19 @@ def test_plain_client_on_a_jwt_route(tmp_path: Path) -> None:
     client.send("hello")
     assert route.stored("u-42").profile == Profile("Bo", source=ProfileSource.JWT)
     assert any("claims left out" in e.get("log_format", "") for e in logged)
+
+
+def test_identify_after_resolve_is_kept(tmp_path: Path) -> None:
+    """A resolved conversation (out of memory, in the store) learns the
+    profile too: the driver reads it back for the identify."""
+    route = secret_route(tmp_path)
+    client = route.chat()
+    send(client, {"type": "message", "id": "c-1", "text": "thanks, bye"})
+    outcome: list[Any] = []
+    route.support.driver.submit(Resolve(cid("v1"), "alice")).addBoth(outcome.append)
+    assert route.stored().status is Status.RESOLVED
+    assert route.support.driver.inbox.conversation(cid("v1")) is None
+    frames(client)
+    assert identify(client, name="Ann")["type"] == "ok"
+    assert route.stored().profile == Profile("Ann")
+    assert route.stored().status is Status.RESOLVED
