@@ -338,6 +338,22 @@ class IHandshakeHook(Interface):
         """
 
 
+class IPushFraming(Interface):
+    """
+    A strategy whose connections speak a protocol of their own (the
+    conversations' C{wsdaemon.chat.v1}): a push from the admin API or
+    another daemon reaches them framed in it, not as a bare message.
+    """
+
+    def frame_push(session_id: str, message: str | bytes) -> str | bytes:
+        """
+        What a push of C{message} is written as to this session's
+        connection: C{message} itself for a connection without a protocol of
+        its own. The same message must give the same frame on every
+        connection that frames it (it is framed once for all of them).
+        """
+
+
 class IRulesReplaceable(Interface):
     """
     A strategy driven by a rules file whose rules the admin API can replace

@@ -162,3 +162,38 @@ def test_route_options_of_the_queue_are_refused_with_their_line(tmp_path: Path) 
     with pytest.raises(AssertionError, match=r"exited with 1") as raised:
         Daemon(config)
     assert "[route:/old] ack_message" in str(raised.value)
+
+
+def admin_push(port: int, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/push", data=json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    with urllib.request.urlopen(req, timeout=5) as answer:
+        return dict(json.loads(answer.read()))
+
+
+def test_pushes_reach_structured_visitors_in_their_protocol(setup: tuple[Path, int]) -> None:
+    """A push to the route reaches a structured visitor as a push frame of
+    wsdaemon.chat.v1 (JSON, not a bare text it could not parse) and a plain
+    visitor as the text itself; a binary push comes base64 in the frame;
+    neither becomes part of the thread."""
+    config, admin_port = setup
+    daemon = Daemon(config)
+    try:
+        with connect(f"{daemon.url}/support", subprotocols=["wsdaemon.chat.v1"]) as chat, \
+                connect(f"{daemon.url}/support") as plain, \
+                connect(f"{daemon.url}/echo") as echo:
+            chat.send(json.dumps({"type": "hello"}))
+            assert json.loads(chat.recv(timeout=5))["type"] == "welcome"
+            answer = admin_push(admin_port, {"route": "/support", "text": "maintenance at 18:00"})
+            assert answer["delivered"] == 2
+            assert json.loads(chat.recv(timeout=5)) == {"type": "push",
+                                                        "text": "maintenance at 18:00"}
+            assert plain.recv(timeout=5) == "maintenance at 18:00"
+            assert admin_push(admin_port, {"all": True, "base64": "AAEC"})["delivered"] == 3
+            assert json.loads(chat.recv(timeout=5)) == {"type": "push", "base64": "AAEC"}
+            assert plain.recv(timeout=5) == b"\x00\x01\x02"
+            assert echo.recv(timeout=5) == b"\x00\x01\x02"
+            chat.send(json.dumps({"type": "history", "after": 0}))
+            assert json.loads(chat.recv(timeout=5))["messages"] == []
+    finally:
+        assert daemon.stop() == 0

@@ -4,6 +4,8 @@ Pushing to clients: the in-process bus.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
@@ -43,14 +45,21 @@ class LocalPushBus:
         protocols = list(self._index.select(target))
         if not protocols:
             return 0, 0
-        is_binary = isinstance(message, bytes)
-        payload = message if isinstance(message, bytes) else message.encode("utf-8")
-        prepared = protocols[0].factory.prepareMessage(payload, is_binary)
-        length = len(payload)
+        # Framed once per distinct frame: the message itself for most
+        # connections, its framing for those of a protocol of their own.
+        prepared: dict[str | bytes, tuple[Any, bytes, bool]] = {}
         delivered = failed = 0
         for protocol in protocols:
+            frame = protocol.push_frame(message)
+            built = prepared.get(frame)
+            if built is None:
+                is_binary = isinstance(frame, bytes)
+                payload = frame if isinstance(frame, bytes) else frame.encode("utf-8")
+                built = prepared[frame] = (
+                    protocol.factory.prepareMessage(payload, is_binary), payload, is_binary)
+            frame_prepared, payload, is_binary = built
             was_open = protocol.state == protocol.STATE_OPEN
-            if protocol.send_prepared(prepared, length, payload, is_binary):
+            if protocol.send_prepared(frame_prepared, len(payload), payload, is_binary):
                 delivered += 1
             elif was_open:
                 failed += 1

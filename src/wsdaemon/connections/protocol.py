@@ -35,7 +35,7 @@ from wsdaemon.connections.route import Route
 from wsdaemon.connections.session import Session
 from wsdaemon.connections.stats import RouteStats
 from wsdaemon.escaping import visible
-from wsdaemon.interfaces import IHandshakeHook, IHandshakePolicy
+from wsdaemon.interfaces import IHandshakeHook, IHandshakePolicy, IPushFraming
 from wsdaemon.records import (
     HandshakeAnswer,
     HandshakePlan,
@@ -88,6 +88,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
     _backlog = 0
     #: A strategy's producer (IFlowControl), paused while the client is behind.
     _producer: Any = None
+    _push_framing: Any = None
     _decoder: Any = None
     _text: list[str] = []
     _client_id: str | None = None
@@ -237,6 +238,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         )
         self.session = session
         self._strategy = route.strategy
+        self._push_framing = IPushFraming(route.strategy, None)
         settings = route.protocol
         self._rate = (MessageRate(settings.max_message_rate, factory.clock.seconds())
                       if settings.max_message_rate else None)
@@ -531,6 +533,17 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         C{max_message_size} when it opened; 0: no limit).
         """
         return int(self.maxMessagePayloadSize)
+
+    def push_frame(self, message: str | bytes) -> str | bytes:
+        """
+        What a push of C{message} is written as here: framed by the
+        route's strategy when it speaks a protocol of its own
+        (L{IPushFraming}), else C{message}.
+        """
+        framing = self._push_framing
+        if framing is None or self.session is None:
+            return message
+        return framing.frame_push(self.session.session_id, message)
 
     def send_prepared(self, prepared: Any, length: int, payload: bytes = b"",
                       binary: bool = False) -> bool:

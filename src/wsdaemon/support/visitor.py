@@ -37,7 +37,9 @@ that finds them for a route).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
+from json import dumps
 from typing import Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -54,6 +56,7 @@ from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.interfaces import (
     IHandshakeHook,
     IOptionCheck,
+    IPushFraming,
     IReplyStrategy,
     ISession,
     IStrategyFactory,
@@ -105,7 +108,7 @@ _ACK_MOVED = ("the acknowledgement is one setting for all conversations now, sen
               "{position})")
 
 
-@implementer(IReplyStrategy, IHandshakeHook)
+@implementer(IReplyStrategy, IHandshakeHook, IPushFraming)
 class ConversationStrategy:
     """
     One route's visitors, on the conversation driver.
@@ -130,6 +133,20 @@ class ConversationStrategy:
         #: Each connection's profile, from its handshake (a token's claims)
         #: until it closes: one per handshake in flight or open connection.
         self._profiles: dict[str, ConnectionProfile] = {}
+
+    # -- pushes --------------------------------------------------------------
+
+    def frame_push(self, session_id: str, message: str | bytes) -> str | bytes:
+        """
+        A push (the admin API's, another daemon's) to a structured visitor
+        is a C{{"type": "push", "text"}} frame (C{"base64"} for a binary
+        push), not part of the thread; a plain visitor gets it as it is.
+        """
+        if session_id not in self._chats:
+            return message
+        if isinstance(message, bytes):
+            return dumps({"type": "push", "base64": base64.b64encode(message).decode("ascii")})
+        return dumps({"type": "push", "text": message})
 
     # -- handshake -----------------------------------------------------------
 
