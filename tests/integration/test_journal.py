@@ -268,7 +268,8 @@ def test_queries_on_a_full_journal_leave_other_clients_served(
         write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
     """With 100,000 entries, /journal/find with a regex and /journal/count
     answer right while a bystander's echo round trips keep a p99 under
-    50 ms (they used to freeze for the whole query, 0.7 to 1.4 s)."""
+    50 ms, or under a tenth of the queries' time on a loaded machine (they
+    used to freeze for the whole query, 0.7 to 1.4 s)."""
     port = free_port()
     daemon = start_daemon(write_config(admin_config(port, KEY, f"""
         [route:/fill]
@@ -300,7 +301,10 @@ def test_queries_on_a_full_journal_leave_other_clients_served(
         assert counted["count"] == ORDERS and everything["count"] == FULL
     print("\nbystander p99, max (s), samples, queries' time (s):",
           [(round(p, 4), round(m, 4), n, round(t, 2)) for p, m, n, t in rounds])
-    assert all(p99 < 0.050 for p99, _, _, _ in rounds), rounds
+    # Under 50 ms, or a tenth of the queries' time on a machine so loaded
+    # that they take seconds: a query that froze the reactor would hold the
+    # bystander for about its own time.
+    assert all(p99 < max(0.050, took / 10) for p99, _, _, took in rounds), rounds
 
 
 # -- paging with workers (issue 21, item 12) -------------------------------------------
