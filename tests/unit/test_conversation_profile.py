@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conversation_desk import ROUTE, Desk, cid
 from wsdaemon.conversations import (
@@ -178,3 +180,36 @@ def test_a_first_message_brings_the_profile() -> None:
     row = conversation_row(desk.conversation("v1"))
     assert conversation_from_row(row).profile == ann
     assert cid("v1") == desk.conversation("v1").conversation_id
+
+
+_texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")),
+                 min_size=1, max_size=40).filter(str.strip)
+_keys = st.from_regex(r"[a-z][a-z0-9_]{0,9}", fullmatch=True)
+_profiles = st.builds(
+    lambda name, email, attributes, source: checked_profile(name, email, attributes, source),
+    st.none() | _texts, st.none() | st.just("ann@example.com") | st.just("bo@example.org"),
+    st.dictionaries(_keys, _texts, max_size=MAX_ATTRIBUTES), st.sampled_from(ProfileSource))
+
+
+@given(st.lists(_profiles, min_size=1, max_size=6))
+def test_merging_any_sequence_keeps_the_rules(sequence: list[Profile]) -> None:
+    """Whatever arrives in whatever order: the bounds hold, the same profile
+    again changes nothing, and once a token gave a field no identify
+    changes it."""
+    current: Profile | None = None
+    for new in sequence:
+        before = current
+        current = merged(current, new)
+        assert len(current.attributes) <= MAX_ATTRIBUTES
+        assert sum(len(k) + len(v) for k, v in current.attributes) <= MAX_ATTRIBUTES_CHARS
+        assert len({k for k, _ in current.attributes}) == len(current.attributes)
+        assert merged(current, new) is current
+        if before is not None and before.source is JWT and new.source is IDENTIFY:
+            for field in ("name", "email"):
+                if getattr(before, field) is not None:
+                    assert getattr(current, field) == getattr(before, field)
+            given_by_token = dict(before.attributes)
+            assert all(dict(current.attributes).get(k) == v for k, v in given_by_token.items())
+        if new.source is JWT:
+            assert current.source is JWT
+            assert all(dict(current.attributes)[k] == v for k, v in new.attributes)
