@@ -134,6 +134,20 @@ def _put(root: Resource, path: str, resource: Any) -> None:
     node.putChild(leaf.encode(), resource)
 
 
+def inbox_assets() -> Resource:
+    """
+    @return: the operators' web inbox's modules and style sheets (static/inbox/),
+        served at C{ASSETS}/inbox/ with the conversations.
+    """
+    folder = _NoIndexResource()
+    for entry in files("wsdaemon").joinpath("static/inbox").iterdir():
+        suffix = entry.name[entry.name.rfind("."):]
+        if suffix in _ASSET_TYPES:
+            folder.putChild(entry.name.encode(), StaticPage(entry.read_bytes(),
+                                                            _ASSET_TYPES[suffix]))
+    return folder
+
+
 class WebRoot:
     """
     The resource tree and the factories behind it; rebuilt on a reload,
@@ -209,8 +223,9 @@ class WebRoot:
             channel = support.channel(config.protocol)
             self.channel = channel
             _put(root, operator.path, WebSocketResource(channel))
+            _put(root, f"{ASSETS}/inbox", inbox_assets())
             _put(root, operator.console_path,
-                 StaticPage(_page("inbox-pending.html", {"channel": operator.path})))
+                 StaticPage(_page("inbox/inbox.html", {"channel": operator.path})))
         return root
 
 

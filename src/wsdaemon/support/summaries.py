@@ -69,6 +69,9 @@ def summary(conversation: Conversation, operator: str, now: float, *, alias: str
         "waiting": round(conversation.waiting_time(now), 3),
         "preview": conversation.preview,
         "last_seq": conversation.last_seq,
+        # What reached the visitor and what it read (the thread's ticks).
+        "delivered_upto": conversation.delivered_upto,
+        "visitor_read_upto": conversation.visitor_read_upto,
         "opened_at": conversation.opened_at,
         "last_activity_at": conversation.last_activity_at,
         "first_response_at": conversation.first_response_at,

@@ -1,0 +1,66 @@
+// The side panel: who the visitor is (the profile item 3 of issue 22 adds,
+// when the summary has it; else its alias), the labels, the conversation's
+// facts. Previous conversations are not shown: a visitor has one
+// conversation per route for good (its episodes share the thread).
+
+import { ago, duration, el, fullTime, hue, initials, visitorName } from "./format.js";
+
+/** Attributes shown from a visitor's profile (the daemon bounds them too). */
+const MAX_ATTRIBUTES = 30;
+
+export class Panel {
+  constructor(ids, { onAddLabel, onRemoveLabel }) {
+    this.ids = ids;
+    ids.labelForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const label = ids.labelInput.value.trim().toLowerCase();
+      if (label) {
+        onAddLabel(label).then(() => { ids.labelInput.value = ""; }, () => {});
+      }
+    });
+    this.onRemoveLabel = onRemoveLabel;
+  }
+
+  /** @param {function} nameOf an operator's display name */
+  show(c, nameOf) {
+    const ids = this.ids;
+    const name = visitorName(c);
+    ids.avatar.textContent = initials(name);
+    ids.avatar.className = "avatar large hue-" + (hue(c.visitor) % 8);
+    ids.name.textContent = name;
+    ids.email.textContent = c.email || c.contact || "No email given";
+    const details = [];
+    if (c.name && c.alias) { details.push(["Alias", c.alias]); }
+    const attributes = c.attributes && typeof c.attributes === "object" ? Object.entries(c.attributes) : [];
+    for (const [key, value] of attributes.slice(0, MAX_ATTRIBUTES)) {
+      details.push([key, typeof value === "string" ? value : JSON.stringify(value)]);
+    }
+    details.push(["Visitor id", c.visitor]);
+    details.push(["Channel", c.route]);
+    this.list(ids.visitorDetails, details);
+    this.list(ids.conversationDetails, [
+      ["Status", c.status === "snoozed" && c.snoozed_until ? "Snoozed until " + fullTime(c.snoozed_until)
+        : c.status.charAt(0).toUpperCase() + c.status.slice(1)],
+      ["Assigned to", c.assignee ? (c.assignee_name || c.assignee) : "Nobody"],
+      ["Opened", c.opened_at ? ago(c.opened_at) : "—"],
+      ["First response", c.first_response_at && c.opened_at
+        ? duration(Math.max(0, c.first_response_at - c.opened_at)) : "Not yet"],
+      ["Viewing now", (c.viewing || []).map(nameOf).join(", ") || "—"],
+      ["Conversation id", c.id],
+    ]);
+    ids.labels.replaceChildren(...(c.labels || []).map((label) => {
+      const remove = el("button", "chip-remove", "×");
+      remove.type = "button";
+      remove.setAttribute("aria-label", "Remove label " + label);
+      remove.addEventListener("click", () => this.onRemoveLabel(label));
+      return el("li", "chip label-chip", el("span", "", label), remove);
+    }));
+    if (!(c.labels || []).length) { ids.labels.append(el("li", "muted small", "No labels yet")); }
+  }
+
+  list(dl, pairs) {
+    const nodes = [];
+    for (const [term, value] of pairs) { nodes.push(el("dt", "", term), el("dd", "", String(value))); }
+    dl.replaceChildren(...nodes);
+  }
+}

@@ -1,0 +1,156 @@
+// One conversation's thread: messages and private notes in time order, with
+// who wrote them, when, and (for what we sent) delivered / read.
+
+import { clock, el, fullTime, visitorName } from "./format.js";
+
+/** Entries kept on the page for one conversation; older ones reload on scroll up. */
+export const MAX_ENTRIES = 1000;
+
+function keyOf(entry) {
+  return entry.kind === "note" ? "n" + entry.note_id : "m" + entry.seq;
+}
+function orderOf(entry) {
+  return [entry.at, entry.kind === "note" ? 1 : 0, entry.kind === "note" ? entry.note_id : entry.seq];
+}
+function before(a, b) {
+  const x = orderOf(a), y = orderOf(b);
+  for (let i = 0; i < 3; i++) {
+    if (x[i] !== y[i]) { return x[i] < y[i]; }
+  }
+  return false;
+}
+
+export class ThreadView {
+  constructor({ list, scroller, older, onWhole }) {
+    this.list = list;
+    this.scroller = scroller;
+    this.older = older;
+    this.onWhole = onWhole;
+    this.entries = [];
+    this.nodes = new Map();
+    this.summary = null;
+    this.cursor = null;
+  }
+
+  /** The answer of `open`: the newest page. */
+  show(answer, me) {
+    this.me = me;
+    this.summary = answer.conversation;
+    this.entries = [];
+    this.nodes.clear();
+    this.list.replaceChildren();
+    for (const entry of answer.entries) { this.place(entry); }
+    this.page(answer);
+    this.scrollToEnd();
+  }
+
+  page(answer) {
+    this.cursor = answer.more ? { before: answer.before, before_note: answer.before_note } : null;
+    this.older.hidden = this.cursor === null;
+  }
+
+  /** An older page, above what is shown. */
+  prepend(answer) {
+    const height = this.scroller.scrollHeight;
+    for (const entry of answer.entries) { this.place(entry); }
+    this.page(answer);
+    this.scroller.scrollTop += this.scroller.scrollHeight - height;
+  }
+
+  /** A message or note from an event (or a reply's answer): once, in place. */
+  add(entry) {
+    const atEnd = this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight < 80;
+    this.place(entry);
+    while (this.entries.length > MAX_ENTRIES) {
+      const dropped = this.entries.shift();
+      this.nodes.get(keyOf(dropped)).remove();
+      this.nodes.delete(keyOf(dropped));
+      this.cursor = this.cursor || { before: dropped.seq, before_note: null };
+      this.older.hidden = false;
+    }
+    if (atEnd || entry.operator === this.me) { this.scrollToEnd(); }
+  }
+
+  place(entry) {
+    const key = keyOf(entry);
+    const node = this.draw(entry);
+    if (this.nodes.has(key)) {
+      this.nodes.get(key).replaceWith(node);
+      this.nodes.set(key, node);
+      return;
+    }
+    this.nodes.set(key, node);
+    let at = this.entries.length;
+    while (at > 0 && before(entry, this.entries[at - 1])) { at -= 1; }
+    this.entries.splice(at, 0, entry);
+    const next = this.entries[at + 1];
+    this.list.insertBefore(node, next ? this.nodes.get(keyOf(next)) : null);
+  }
+
+  /** The conversation changed (delivery, read, typing): redraw the states. */
+  update(summary) {
+    this.summary = summary;
+    for (const entry of this.entries) {
+      if (entry.kind === "message" && (entry.author === "operator" || entry.author === "bot")) {
+        const state = this.nodes.get(keyOf(entry)).querySelector(".state");
+        if (state) { this.setState(state, entry); }
+      }
+    }
+  }
+
+  setState(node, entry) {
+    const s = this.summary || {};
+    const read = entry.seq <= (s.visitor_read_upto || 0);
+    const delivered = read || entry.seq <= (s.delivered_upto || 0);
+    const known = s.delivered_upto !== undefined;
+    node.textContent = !known ? "" : read ? "✓✓ Read" : delivered ? "✓ Delivered" : "Sent";
+    node.className = "state" + (read ? " read" : delivered ? " delivered" : "");
+  }
+
+  draw(entry) {
+    const note = entry.kind === "note";
+    const author = note ? "note" : entry.author;
+    const li = el("li", "entry " + author);
+    li.dataset.key = keyOf(entry);
+    if (author === "system") {
+      li.append(el("p", "system-text", entry.text));
+      const time = el("time", "muted small", " · " + clock(entry.at));
+      time.title = fullTime(entry.at);
+      li.firstChild.append(time);
+      return li;
+    }
+    let who;
+    if (note) { who = (entry.operator === this.me ? "You" : entry.operator) + " · private note"; }
+    else if (author === "visitor") { who = visitorName(this.summary || {}); }
+    else if (author === "bot") { who = entry.name || "Bot"; }
+    else { who = entry.operator === this.me ? "You" : (entry.name || entry.operator || "Operator"); }
+    const time = el("time", "", clock(entry.at));
+    time.dateTime = new Date(entry.at * 1000).toISOString();
+    time.title = fullTime(entry.at);
+    const head = el("div", "entry-head", el("span", "who", who), time);
+    if (author === "bot") { head.append(el("span", "chip bot-chip", "Bot")); }
+    const bubble = el("div", "bubble", el("p", "text", entry.text));
+    if (entry.truncated) {
+      const whole = el("button", "link", "Show all (" + (entry.length - entry.text.length) + " more characters)");
+      whole.type = "button";
+      whole.addEventListener("click", () => this.onWhole(entry, bubble.firstChild, whole));
+      bubble.append(whole);
+    }
+    li.append(head, bubble);
+    if (!note && (author === "operator" || author === "bot")) {
+      const state = el("span", "state");
+      this.setState(state, entry);
+      li.append(state);
+    }
+    return li;
+  }
+
+  scrollToEnd() { this.scroller.scrollTop = this.scroller.scrollHeight; }
+
+  get lastSeq() {
+    for (let i = this.entries.length - 1; i >= 0; i--) {
+      if (this.entries[i].kind === "message") { return this.entries[i].seq; }
+    }
+    return 0;
+  }
+}

@@ -1,0 +1,352 @@
+"""
+The operators' web inbox (issue 23, item 1) in headless Chromium against the
+real daemon (`[operator] model = conversations`), with a structured visitor
+speaking `wsdaemon.chat.v1` over `websockets`: the whole flow an operator
+lives in, errors where the eye is, no CSP violation, no serious or critical
+axe-core finding.
+
+Screenshots for the README: WSDAEMON_INBOX_SCREENSHOTS=DIR saves inbox.png
+and inbox-conversation.png (1280x800) there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import CHROMEDRIVER, CHROMIUM, require_tool
+from tests.daemon import Daemon
+
+pytestmark = pytest.mark.slow
+
+ALICE = "alice-token-0123456789abcdef"
+BOB = "bob-token-0123456789abcdefgh"
+ACK = "Thanks! We will be with you shortly."
+CHAT = "wsdaemon.chat.v1"
+NPM_HOME = Path(os.environ.get("WSDAEMON_NPM_HOME", "/opt/wsdaemon-npm"))
+AXE = NPM_HOME / "node_modules" / "axe-core" / "axe.min.js"
+
+CONFIG = f"""
+[wsdaemon]
+listen = tcp:0:interface=127.0.0.1
+
+[operator]
+model = conversations
+tokens = alice:{ALICE}
+  bob:{BOB}
+display_names = alice: Alice Martin
+  bob: Bob Chen
+canned_file = canned.txt
+store = conversations.sqlite3
+ack_message = {ACK}
+offline_message =
+fallback_after = 0
+
+[route:/support]
+strategy = operator
+"""
+
+CANNED = """# the team's replies
+/late Sorry {name}, this is {operator}: it ships today.
+/hello Hello {name}! How can I help?
+/refund Refunds take 5 working days.
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    (tmp_path / "canned.txt").write_text(CANNED, encoding="utf-8")
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(CONFIG, encoding="utf-8")
+    running = Daemon(config)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Headless Chromium whose console log the test reads (CSP reports land there)."""
+    require_tool(Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
+                 "Chromium and chromedriver (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="wsdaemon-inbox-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(20)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10, what: str = "") -> Any:
+    """Retry C{condition} until it holds (elements may be redrawn under us)."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except (StaleElementReferenceException, NoSuchElementException):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s: {what}")
+        time.sleep(0.05)
+
+
+def visitor(daemon: Daemon) -> ClientConnection:
+    ws = connect(f"{daemon.url}/support", subprotocols=[CHAT],  # type: ignore[list-item]
+                 origin=daemon.http)  # type: ignore[arg-type]
+    ws.send(json.dumps({"type": "hello"}))
+    next_of(ws, "welcome")
+    return ws
+
+
+def next_of(ws: ClientConnection, kind: str, timeout: float = 10) -> dict[str, Any]:
+    """The visitor's next frame of C{kind} (others skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        if frame.get("type") == kind:
+            return dict(frame)
+
+
+def text_of(browser: Any, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(browser.find_element(By.CSS_SELECTOR, selector).text)
+
+
+def sign_in(browser: Any, daemon: Daemon, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{daemon.http}/console")
+    field = wait_for(lambda: browser.find_element(By.ID, "token"), what="the sign-in form")
+    field.clear()
+    field.send_keys(token)
+    browser.find_element(By.ID, "signin-button").click()
+
+
+def problems(browser: Any) -> list[str]:
+    """Console messages that are errors or CSP violations."""
+    return [entry["message"] for entry in browser.get_log("browser")
+            if entry["level"] == "SEVERE" or "Content Security Policy" in entry["message"]]
+
+
+def axe_findings(browser: Any) -> list[str]:
+    """Serious and critical axe-core violations on the page as it is now."""
+    require_tool(AXE.exists(), f"axe-core in {NPM_HOME} (scripts/install-test-deps.sh)")
+    browser.execute_script(AXE.read_text(encoding="utf-8"))
+    result = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations),"
+        " e => done(String(e)));")
+    assert isinstance(result, list), result
+    return [f"{v['id']} ({v['impact']}): {v['help']} at "
+            f"{[n['target'] for n in v['nodes']][:3]}"
+            for v in result if v["impact"] in ("serious", "critical")]
+
+
+def screenshot(browser: Any, name: str) -> None:
+    folder = os.environ.get("WSDAEMON_INBOX_SCREENSHOTS")
+    if folder:
+        browser.save_screenshot(str(Path(folder) / name))
+
+
+def test_an_operator_answers_a_visitor_from_the_inbox(daemon: Daemon, chromium: Any) -> None:
+    """
+    Alice signs in; a visitor's conversation appears live; she opens it, sees
+    the visitor type, answers with a canned reply chosen on "/", which the
+    visitor gets with her display name; the visitor's read receipt shows;
+    a private note is styled apart and never reaches the visitor; "e"
+    resolves and the conversation leaves the list; the visitor writes again
+    and it is back. Visitor text is shown as text. No CSP violation, no
+    serious or critical axe-core finding.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser = chromium
+    find = browser.find_element
+    sign_in(browser, daemon, ALICE)
+    wait_for(lambda: find(By.ID, "me").text == "Alice Martin", what="signed in")
+    assert not find(By.ID, "app").get_attribute("hidden")
+    wait_for(lambda: find(By.ID, "availability").get_attribute("value") == "online",
+             what="online on sign-in")
+
+    guest = visitor(daemon)
+    guest.send(json.dumps({"type": "message", "id": "c-1",
+                           "text": "My parcel <b>is</b> late <img src=x onerror=alert(1)>"}))
+    ack = next_of(guest, "ack")
+    row = wait_for(lambda: find(By.CSS_SELECTOR, ".conversation-row"), what="the row")
+    wait_for(lambda: "My parcel <b>is</b> late" in row.text, what="the preview, as text")
+    alias = text_of(browser, ".row-name")
+    assert alias.startswith("Visitor ")
+    assert "Unassigned" in row.text or "You" in row.text
+    screenshot(browser, "inbox-list.png")
+
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    wait_for(lambda: find(By.ID, "conversation-title").text == alias, what="opened")
+    wait_for(lambda: "My parcel <b>is</b> late" in text_of(browser, "#entries .entry.visitor"),
+             what="the visitor's message")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#entries b, #entries img")
+    assert ACK in text_of(browser, "#entries .entry.system")
+
+    guest.send(json.dumps({"type": "typing", "on": True}))
+    wait_for(lambda: f"{alias} is typing" in find(By.ID, "typing").text, what="typing shown")
+
+    box = find(By.ID, "text")
+    box.send_keys("/la")
+    wait_for(lambda: find(By.ID, "canned").is_displayed(), what="the canned menu")
+    assert "/late" in text_of(browser, "#canned .canned-item.active")
+    box.send_keys(Keys.ENTER)
+    expected = f"Sorry {alias}, this is Alice Martin: it ships today."
+    wait_for(lambda: box.get_attribute("value") == expected, what="the canned reply filled in")
+    assert next_of(guest, "typing") == {"type": "typing", "on": True, "name": "Alice Martin"}
+    box.send_keys(Keys.ENTER)
+    reply = next_of(guest, "message")
+    while reply["author"] != "operator":
+        reply = next_of(guest, "message")
+    assert reply["text"] == expected and reply["name"] == "Alice Martin"
+    wait_for(lambda: box.get_attribute("value") == "", what="the composer emptied")
+    mine = wait_for(lambda: find(By.CSS_SELECTOR, "#entries .entry.operator"), what="the reply")
+    assert expected in mine.text and "You" in mine.text
+    guest.send(json.dumps({"type": "read", "upto": reply["seq"]}))
+    wait_for(lambda: "Read" in text_of(browser, "#entries .entry.operator .state"),
+             what="the read tick")
+
+    # A private note: styled apart, never sent to the visitor.
+    find(By.CSS_SELECTOR, "input[name=mode][value=note]").click()
+    box.send_keys("VIP customer, be nice", Keys.ENTER)
+    note = wait_for(lambda: find(By.CSS_SELECTOR, "#entries .entry.note"), what="the note")
+    assert "VIP customer" in note.text and "private note" in note.text
+    find(By.CSS_SELECTOR, "input[name=mode][value=reply]").click()
+    screenshot(browser, "inbox-conversation.png")
+
+    # Accessibility and CSP, with everything on screen.
+    assert axe_findings(browser) == []
+    assert problems(browser) == []
+
+    # Resolve with "e" (focus off the composer first).
+    box.send_keys(Keys.ESCAPE)
+    find(By.TAG_NAME, "body").send_keys("e")
+    assert next_of(guest, "status") == {"type": "status", "status": "resolved"}
+    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, ".conversation-row"),
+             what="resolved: out of the list")
+    wait_for(lambda: find(By.ID, "resolve").text == "Reopen", what="the button says Reopen")
+
+    guest.send(json.dumps({"type": "message", "id": "c-2", "text": "One more question"}))
+    assert next_of(guest, "ack")["seq"] > ack["seq"]
+    wait_for(lambda: "One more question" in text_of(browser, ".conversation-row"),
+             what="reopened in the list")
+    wait_for(lambda: "One more question" in text_of(browser, "#entries"), what="in the thread")
+    assert problems(browser) == []
+    guest.close()
+
+
+def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
+    """
+    "?" shows the shortcuts; j moves to a conversation; labels are added and
+    removed from the side panel; assigning to a colleague shows in the list.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    browser = chromium
+    find = browser.find_element
+    # Alice on the team (online, from another client) so Bob can assign to her.
+    alice = connect(f"{daemon.url}/operator",
+                    additional_headers={"Authorization": f"Bearer {ALICE}"})
+    next_of(alice, "hello")
+    alice.send(json.dumps({"type": "availability", "availability": "online", "id": 1}))
+    next_of(alice, "ok")
+    first, second = visitor(daemon), visitor(daemon)
+    first.send(json.dumps({"type": "message", "id": "a", "text": "first visitor"}))
+    next_of(first, "ack")
+    second.send(json.dumps({"type": "message", "id": "b", "text": "second visitor"}))
+    next_of(second, "ack")
+    sign_in(browser, daemon, BOB)
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".conversation-row")) == 2,
+             what="two rows")
+    body = find(By.TAG_NAME, "body")
+    body.send_keys("?")
+    wait_for(lambda: find(By.ID, "help").is_displayed(), what="help")
+    assert "Next conversation" in find(By.ID, "help").text
+    find(By.ID, "help-close").click()
+    wait_for(lambda: not find(By.ID, "help").is_displayed(), what="help closed")
+    body.send_keys("j")
+    wait_for(lambda: "first visitor" in text_of(browser, "#entries"), what="j opened the first")
+    body.send_keys("j")
+    wait_for(lambda: "second visitor" in text_of(browser, "#entries"), what="j: the next")
+
+    field = find(By.ID, "label-input")
+    field.send_keys("billing\n")
+    wait_for(lambda: "billing" in text_of(browser, "#labels"), what="label added")
+    wait_for(lambda: "billing" in text_of(browser, ".conversation-row.selected"),
+             what="label in the list")
+    find(By.CSS_SELECTOR, "#labels .chip-remove").click()
+    wait_for(lambda: "billing" not in text_of(browser, "#labels"), what="label removed")
+
+    Select(find(By.ID, "assignee")).select_by_value("alice")
+    wait_for(lambda: "Alice Martin" in text_of(browser, ".conversation-row.selected"),
+             what="assigned to Alice")
+    assert problems(browser) == []
+    for ws in (first, second, alice):
+        ws.close()
+
+
+def test_a_wrong_token_is_refused_on_the_form(daemon: Daemon, chromium: Any) -> None:
+    """A wrong token: the sign-in form says so, under the field."""
+    from selenium.webdriver.common.by import By
+
+    sign_in(chromium, daemon, "not-a-token-of-this-team")
+    error = wait_for(lambda: chromium.find_element(By.ID, "signin-error"), what="the error")
+    wait_for(lambda: error.is_displayed() and "refused this token" in error.text,
+             what="the error on the form")
+    assert chromium.find_element(By.ID, "token").get_attribute("aria-invalid") == "true"
+    assert not chromium.find_element(By.ID, "app").is_displayed()
+
+
+def test_a_lost_daemon_shows_the_reconnecting_banner(daemon: Daemon, chromium: Any) -> None:
+    """The daemon killed: a banner says the connection is lost and when it
+    tries again; the inbox stays on screen."""
+    import signal
+
+    from selenium.webdriver.common.by import By
+
+    sign_in(chromium, daemon, ALICE)
+    wait_for(lambda: chromium.find_element(By.ID, "me").text == "Alice Martin", what="in")
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait(timeout=10)
+    banner = chromium.find_element(By.ID, "banner")
+    wait_for(lambda: banner.is_displayed() and "Reconnecting" in banner.text, what="banner")
+    assert "Connection lost" in banner.text
+    assert chromium.find_element(By.ID, "app").is_displayed()
