@@ -26,6 +26,7 @@ from wsdaemon.connections.limits import ConnectionLimits
 from wsdaemon.connections.protocol import RouteFactory
 from wsdaemon.connections.route import Route
 from wsdaemon.connections.upgrade import UpgradeChannel
+from wsdaemon.server.widget import widget_assets, widget_tag
 from wsdaemon.strategies.operator.channel import OperatorChannelFactory
 from wsdaemon.strategies.operator.ports import IOperatorQueue
 from wsdaemon.support.component import SupportComponent
@@ -42,10 +43,13 @@ def _page(name: str, data: object) -> bytes:
 
 def demo_page(config: DaemonConfig) -> bytes:
     """
-    @return: the demo page, listing the config's routes.
+    @return: the demo page: a sample shop embedding the chat widget (for
+        the first conversations route), the config's routes to try below.
     """
-    return _page("demo.html", {"routes": [{"path": r.path, "strategy": r.strategy_name}
+    page = _page("demo.html", {"routes": [{"path": r.path, "strategy": r.strategy_name}
                                           for r in config.routes]})
+    # The template's own placeholder comes first, before the data.
+    return page.replace(b"__WIDGET__", widget_tag(config).encode("utf-8"), 1)
 
 
 def console_page(channel_path: str) -> bytes:
@@ -108,6 +112,7 @@ def assets() -> Resource:
     for name in ("demo.js", "demo.css", "console.js", "console.css"):
         body = files("wsdaemon").joinpath(f"static/{name}").read_bytes()
         folder.putChild(name.encode(), StaticPage(body, _ASSET_TYPES[name[name.rindex("."):]]))
+    widget_assets(folder, _NoIndexResource())
     return folder
 
 

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from wsdaemon.config import OperatorSettings, ProtocolSettings
 from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.interfaces import IStrategyFactory
+from wsdaemon.support.bot import Bots
 from wsdaemon.support.canned import CannedReplies, read_canned
 from wsdaemon.support.channel import OperatorChannelFactory
 from wsdaemon.support.driver import ConversationDriver
@@ -86,13 +87,17 @@ class SupportComponent:
         self.operators = OperatorHub(inbox, reactor,
                                      display_names=dict(settings.display_names))
         self.measures = ConversationMeasures()
+        #: The routes' bots (route option bot): the driver's operator port,
+        #: passing every notice on to the hub.
+        self.bots = Bots(self.operators, reactor)
         feed = self.feed
         self.driver = ConversationDriver(
-            self.store, inbox, reactor, self.visitors, self.operators, self.measures,
+            self.store, inbox, reactor, self.visitors, self.bots, self.measures,
             commit=None if feed is None else feed.commit,
             publish=None if feed is None else feed.publish)
         if feed is not None:
             feed.attach(self.driver)
+        self.bots.attach(self.driver.submit)
         self.collector = ConversationCollector(self.measures, lambda: self.driver.inbox,
                                                reactor.seconds)
         self._channel: OperatorChannelFactory | None = None
@@ -131,8 +136,11 @@ class SupportComponent:
     def update(self, settings: OperatorSettings) -> None:
         """
         A reload: the new routing, notices and caps apply to the next event;
-        the store, the conversations and the team stay.
+        the store, the conversations and the team stay. The routes' bots
+        go (their rules are read again: each route's strategy serves its
+        own as the routes are built).
         """
+        self.bots.reset()
         self.settings = settings
         self.canned = _canned(settings)
         self.driver.inbox.settings = settings.conversations

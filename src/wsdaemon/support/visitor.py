@@ -68,6 +68,8 @@ from wsdaemon.strategies.api import (
     StrategyContext,
     reject_unknown_options,
 )
+from wsdaemon.support.bot import Bots
+from wsdaemon.support.bot_settings import BOT_OPTIONS, BotSettings, bot_settings
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.lanes import LaneFull
 from wsdaemon.support.profiles import OPTIONS, ConnectionProfile, VisitorIdentity, visitor_identity
@@ -120,10 +122,14 @@ class ConversationStrategy:
     @param clock: for typing renewals.
     @param identity: how the route proves who visitors are (C{identify},
         the token's attributes claim).
+    @param bot: the route's bot answers first (L{wsdaemon.support.bot}):
+        each visitor message says so, and a new episode is the bot's.
     """
 
     def __init__(self, driver: ConversationDriver, visitors: VisitorSessions, route: str,
-                 clock: IReactorTime, identity: VisitorIdentity | None = None) -> None:
+                 clock: IReactorTime, identity: VisitorIdentity | None = None, *,
+                 bot: bool = False) -> None:
+        self.bot = bot
         self.driver = driver
         self.visitors = visitors
         self.route = route
@@ -191,7 +197,8 @@ class ConversationStrategy:
             submit_quietly(self.driver, Identify(self.route, session.client_id, profile.profile))
         if mode is Mode.STRUCTURED:
             self._chats[session.session_id] = ChatConnection(self.driver, self.visitors,
-                                                             connection, self.clock, profile)
+                                                             connection, self.clock, profile,
+                                                             bot=self.bot)
         else:
             self._catch_up(connection)
 
@@ -223,7 +230,7 @@ class ConversationStrategy:
         profile = self._profiles.get(session.session_id)
         d = self.driver.submit(VisitorMessage(self.route, session.client_id, message,
                                               profile=None if profile is None
-                                              else profile.profile))
+                                              else profile.profile, bot=self.bot))
 
         def taken(transition: Transition) -> None:
             refusal = refusal_in(transition)
@@ -294,6 +301,9 @@ class SupportHandle(Protocol):
     @property
     def visitors(self) -> VisitorSessions: ...
 
+    @property
+    def bots(self) -> Bots: ...
+
 
 def support_of(bound: SupportHandle | None, context: StrategyContext) -> SupportHandle:
     """
@@ -322,20 +332,24 @@ class ConversationStrategyFactory:
     def __init__(self, support: SupportHandle | None = None) -> None:
         self.support = support
 
-    def check(self, options: Mapping[str, str], context: OptionContext) -> None:
+    def check(self, options: Mapping[str, str], context: OptionContext) -> BotSettings | None:
         """
         The route's options say how visitors prove who they are
-        (L{wsdaemon.support.profiles}). The acknowledgement and every other
-        notice are conversation settings of C{[operator]} (one per daemon,
-        sent once per conversation), so a route's C{ack_message} is refused
-        saying so.
+        (L{wsdaemon.support.profiles}) and whether a bot answers first
+        (L{wsdaemon.support.bot_settings}: its rules file is read here).
+        The acknowledgement and every other notice are conversation
+        settings of C{[operator]} (one per daemon, sent once per
+        conversation), so a route's C{ack_message} is refused saying so.
+
+        @return: the route's bot, or None.
         """
         self._identity(options, context)
+        return bot_settings(options, context)
 
     def _identity(self, options: Mapping[str, str], context: OptionContext) -> VisitorIdentity:
         if "ack_message" in options:
             raise OptionError("ack_message", _ACK_MOVED)
-        reject_unknown_options(options, OPTIONS)
+        reject_unknown_options(options, (*OPTIONS, *BOT_OPTIONS))
         if self.support is None and not context.has_operator_queue:
             raise OptionError(None, _NEEDS_OPERATOR)
         return visitor_identity(options, context.config_dir)
@@ -344,6 +358,10 @@ class ConversationStrategyFactory:
                context: StrategyContext) -> ConversationStrategy:
         identity = self._identity(options, OptionContext(context.config_dir, context.route,
                                                          True))
+        bot = context.checked if isinstance(context.checked, BotSettings) else \
+            bot_settings(options, OptionContext(context.config_dir, context.route, True))
         support = support_of(self.support, context)
+        if bot is not None:
+            support.bots.serve(context.route, bot)
         return ConversationStrategy(support.driver, support.visitors, context.route,
-                                    context.clock, identity)
+                                    context.clock, identity, bot=bot is not None)

@@ -105,11 +105,13 @@ class ChatConnection:
     @param connection: this connection's state in C{visitors}.
     @param clock: for typing renewals.
     @param profile: who the visitor is, as the connection proved it.
+    @param bot: the route's bot answers first: each message says so.
     """
 
     def __init__(self, driver: ConversationDriver, visitors: VisitorSessions,
                  connection: VisitorConnection, clock: IReactorTime,
-                 profile: ConnectionProfile | None = None) -> None:
+                 profile: ConnectionProfile | None = None, *, bot: bool = False) -> None:
+        self._bot = bot
         self._driver = driver
         self._visitors = visitors
         self._connection = connection
@@ -275,7 +277,8 @@ class ChatConnection:
             session.send(refused_frame(client_id, "busy", REFUSED["busy"]))
             return
         d = self._driver.submit(VisitorMessage(self._route, self._visitor, request.text,
-                                               client_id, profile=self.profile.profile))
+                                               client_id, profile=self.profile.profile,
+                                               bot=self._bot))
 
         def taken(transition: Transition) -> None:
             self._visitors.settle(session, client_id)

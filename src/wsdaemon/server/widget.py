@@ -1,0 +1,87 @@
+"""
+The embeddable chat widget's files (issue 23): C{/_wsdaemon/widget.js}, the
+one script a site's page includes, and the modules and style sheet it
+imports from C{/_wsdaemon/widget/}.
+
+They are loaded by pages of other origins: the modules through C{import()},
+which needs CORS (C{Access-Control-Allow-Origin: *}; they hold nothing
+secret, and the visitor's identity travels in the WebSocket handshake, not
+in these requests), and all of them under a page's own Content-Security-
+Policy, which then names this daemon in C{script-src}, C{style-src} and
+C{connect-src}.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from importlib.resources import files
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from wsdaemon.config import ASSETS_PATH, DaemonConfig
+
+__all__ = ["WIDGET_MODULES", "WidgetAsset", "widget_tag", "widget_assets"]
+
+#: What C{/_wsdaemon/widget/} serves, from C{static/widget/}.
+WIDGET_MODULES = ("app.js", "api.js", "connection.js", "view.js", "texts.js", "saved.js",
+                  "widget.css")
+_TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8"}
+#: Browsers may keep them a few minutes: a page view loads eight files.
+_CACHE = b"public, max-age=300"
+
+
+class WidgetAsset(Resource):
+    """
+    One of the widget's files, loadable by any origin's page.
+    """
+
+    isLeaf = True
+
+    def __init__(self, body: bytes, content_type: bytes) -> None:
+        super().__init__()
+        self._body = body
+        self._type = content_type
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", self._type)
+        request.setHeader(b"cache-control", _CACHE)
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"access-control-allow-origin", b"*")
+        request.setHeader(b"cross-origin-resource-policy", b"cross-origin")
+        request.setHeader(b"referrer-policy", b"no-referrer")
+        return self._body
+
+    render_HEAD = render_GET
+
+
+def _asset(name: str) -> WidgetAsset:
+    body = files("wsdaemon").joinpath(f"static/widget/{name}").read_bytes()
+    return WidgetAsset(body, _TYPES[name[name.rindex("."):]])
+
+
+def widget_assets(assets: Resource, folder: Resource) -> None:
+    """
+    Put C{widget.js} in C{assets} (the folder at L{ASSETS_PATH}) and the
+    modules in C{folder}, mounted there as C{widget}.
+    """
+    assets.putChild(b"widget.js", _asset("widget.js"))
+    for name in WIDGET_MODULES:
+        folder.putChild(name.encode(), _asset(name))
+    assets.putChild(b"widget", folder)
+
+
+def widget_tag(config: DaemonConfig) -> str:
+    """
+    @return: the tag that embeds the widget for the config's first route
+        served by conversations (C{[operator] model = conversations},
+        C{strategy = operator}), or an empty string if there is none.
+    """
+    operator = config.operator
+    if operator is None or operator.model != "conversations":
+        return ""
+    for route in config.routes:
+        if route.strategy_name == "operator":
+            return (f'<script src="{ASSETS_PATH}/widget.js" data-route="{escape(route.path)}" '
+                    'data-color="#0f5f58" data-title="Acme Shoes support" async></script>')
+    return ""

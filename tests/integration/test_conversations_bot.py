@@ -1,0 +1,152 @@
+"""
+Bot first on the real daemon (issue 22, item 5): a support route with
+`bot = bot.toml` answers a structured visitor (`websockets`,
+`wsdaemon.chat.v1`) from the scripted rules, named as `bot_name`; "I want
+a human" hands the conversation over: an operator on protocol 2 finds it
+waiting, opens it and reads the bot's part of the thread and the handoff
+note; the operator answers and the bot stays quiet after. A plain visitor
+gets the bot's text as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.daemon import Daemon
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "alice-token-0123456789abcdef"
+ACK = "Thanks! We will be with you shortly."
+CHAT = "wsdaemon.chat.v1"
+
+CONFIG = f"""
+[wsdaemon]
+listen = tcp:0:interface=127.0.0.1
+
+[operator]
+model = conversations
+tokens = alice:{TOKEN}
+display_names = alice: Alice Martin
+store = conversations.sqlite3
+ack_message = {ACK}
+offline_message =
+fallback_after = 0
+
+[route:/support]
+strategy = operator
+bot = bot.toml
+bot_name = Robo
+"""
+
+RULES = """
+[[rule]]
+regex = '(?i)order (?P<n>\\d+)'
+reply = "Order {match.n} ships tomorrow."
+
+[[rule]]
+regex = '(?i)slow'
+[[rule.send]]
+text = "Let me think about it..."
+delay = 0.5
+
+[default]
+reply = "I can help with orders. Say 'human' to talk to a person."
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    (tmp_path / "bot.toml").write_text(RULES, encoding="utf-8")
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(CONFIG, encoding="utf-8")
+    running = Daemon(config)
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0
+
+
+def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
+    while True:
+        message = json.loads(ws.recv(timeout=timeout))
+        if message.get("type") == kind:
+            return message
+
+
+def request(ws: ClientConnection, payload: dict[str, Any], rid: str) -> dict[str, Any]:
+    ws.send(json.dumps({"id": rid, **payload}))
+    while True:
+        message = json.loads(ws.recv(timeout=5))
+        if message.get("id") == rid and message.get("type") in ("ok", "error"):
+            return message
+
+
+def say(visitor: ClientConnection, text: str, cid: str) -> None:
+    visitor.send(json.dumps({"type": "message", "id": cid, "text": text}))
+    assert next_of(visitor, "ack")["id"] == cid
+
+
+def test_the_bot_answers_hands_over_and_an_operator_takes_it(daemon: Daemon) -> None:
+    """The whole flow: bot answers, visitor asks for a human, the operator
+    sees the bot's messages and the note, replies; the bot stays quiet."""
+    with connect(f"{daemon.url}/support", subprotocols=[CHAT]) as visitor, \
+            connect(f"{daemon.url}/operator",
+                    additional_headers={"Authorization": f"Bearer {TOKEN}"}) as desk:
+        assert visitor.subprotocol == CHAT
+        assert next_of(desk, "hello")["protocol"] == 2
+        visitor.send(json.dumps({"type": "hello"}))
+        next_of(visitor, "welcome")
+        say(visitor, "Where is order 42?", "c-1")
+        answer = next_of(visitor, "message")
+        assert (answer["author"], answer["name"], answer["text"]) == (
+            "bot", "Robo", "Order 42 ships tomorrow.")
+        # The bot has it: no acknowledgement, not waiting for the operators.
+        waiting = request(desk, {"type": "conversations", "view": "unassigned"}, "w1")
+        assert waiting["type"] == "ok" and waiting["conversations"] == [], waiting
+
+        say(visitor, "No, I want a human please", "c-2")
+        assert next_of(visitor, "message")["text"] == ACK
+        waiting = request(desk, {"type": "conversations", "view": "unassigned"}, "w2")
+        [summary] = waiting["conversations"]
+        opened = request(desk, {"type": "open", "conversation": summary["alias"]}, "o1")
+        assert opened["type"] == "ok", opened
+        shown = [(e["kind"], e.get("author") or e.get("operator"), e.get("name"), e["text"])
+                 for e in opened["entries"]]
+        assert ("message", "visitor", None, "Where is order 42?") in shown
+        assert ("message", "bot", "Robo", "Order 42 ships tomorrow.") in shown
+        assert ("message", "visitor", None, "No, I want a human please") in shown
+        assert ("note", "bot", None,
+                "handed over: the visitor asked for a person (human)") in shown
+
+        reply = request(desk, {"type": "reply", "conversation": summary["id"],
+                               "text": "Alice here, how can I help?"}, "r1")
+        assert reply["type"] == "ok", reply
+        frame = next_of(visitor, "message")
+        assert (frame["author"], frame["name"]) == ("operator", "Alice Martin")
+
+        # The operators have it now: the rules are not asked any more.
+        say(visitor, "order 7 then?", "c-3")
+        with pytest.raises(TimeoutError):
+            next_of(visitor, "message", timeout=1.0)
+        opened = request(desk, {"type": "open", "conversation": summary["id"]}, "o2")
+        bots = [e["text"] for e in opened["entries"] if e.get("author") == "bot"]
+        assert bots == ["Order 42 ships tomorrow."]
+
+
+def test_a_plain_visitor_gets_the_bots_text_and_its_delays(daemon: Daemon) -> None:
+    """The seed's page: the bot's replies as text frames, a delayed one after its delay."""
+    with connect(f"{daemon.url}/support") as visitor:
+        visitor.send("hello")
+        assert visitor.recv(timeout=5) == ("I can help with orders. Say 'human' to talk "
+                                           "to a person.")
+        visitor.send("this is slow")
+        with pytest.raises(TimeoutError):
+            visitor.recv(timeout=0.2)
+        assert visitor.recv(timeout=5) == "Let me think about it..."
