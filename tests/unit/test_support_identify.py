@@ -11,6 +11,7 @@ stored with it, and C{welcome} naming the visitor's id.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ from twisted.logger import LogEvent, globalLogPublisher
 from tests.unit.test_support_visitor import BoundFactory, Support, cid, frames, send
 from wsdaemon.config import IdentityPolicy, JwtSettings
 from wsdaemon.conversations import ConversationSettings, Profile, ProfileSource, Resolve, Status
+from wsdaemon.records import HandshakeRequest
 from wsdaemon.strategies.api import OptionError
 from wsdaemon.support.profiles import MIN_SECRET_CHARS, NO_SECRET, identifier_hash, verified
+from wsdaemon.support.visitor import ConversationStrategy
 from wsdaemon.support.visitor_protocol import SUBPROTOCOL
-from wsdaemon.testing import HarnessClient, StrategyHarness
+from wsdaemon.testing import HarnessClient, RecordingSession, StrategyHarness
 
 ROUTE = "/support"
 SECRET = "s3cret-for-visitor-ids"
@@ -242,3 +245,26 @@ def test_identify_after_resolve_is_kept(tmp_path: Path) -> None:
     assert identify(client, name="Ann")["type"] == "ok"
     assert route.stored().profile == Profile("Ann")
     assert route.stored().status is Status.RESOLVED
+
+
+def test_token_profile_survives_a_reload(tmp_path: Path) -> None:
+    """A handshake the old strategy answered and the rebuilt one (a reload)
+    opens keeps its token's profile; an abandoned one leaves nothing behind."""
+    route = jwt_route(tmp_path)
+    old = route.harness.strategy
+    assert isinstance(old, ConversationStrategy)
+    rebuilt = ConversationStrategy(old.driver, old.visitors, ROUTE, old.clock, old.identity)
+    claims = {"sub": "u-9", "name": "Cy"}
+    request = HandshakeRequest(session_id="s-1", path=ROUTE, query="", headers={},
+                               subprotocols=(), peer="127.0.0.1:1", client_id="u-9",
+                               claims=claims)
+    old.connecting(request)
+    session = RecordingSession("s-1", ROUTE, client_id="u-9")
+    rebuilt.connection_opened(session)
+    rebuilt.message_received(session, "hello")
+    assert route.stored("u-9").profile == Profile("Cy", source=ProfileSource.JWT)
+    old.connecting(replace(request, session_id="s-2"))
+    rebuilt.abandoned("s-2")
+    assert old.visitors.token_profile("s-2") is None
+    rebuilt.connection_closed(session, 1000, "")
+    assert old.visitors.token_profile("s-1") is None

@@ -136,8 +136,8 @@ class ConversationStrategy:
         self.clock = clock
         self.identity = identity or VisitorIdentity()
         self._chats: dict[str, ChatConnection] = {}
-        #: Each connection's profile, from its handshake (a token's claims)
-        #: until it closes: one per handshake in flight or open connection.
+        #: Each open connection's profile (its token's claims, kept by
+        #: L{VisitorSessions} from the handshake, then what it proved).
         self._profiles: dict[str, ConnectionProfile] = {}
 
     # -- pushes --------------------------------------------------------------
@@ -158,19 +158,15 @@ class ConversationStrategy:
 
     def connecting(self, request: HandshakeRequest) -> Deferred[HandshakeAnswer]:
         limit = request.limits.max_message_size
-        if request.claims and request.client_id is not None:
-            self._profiles[request.session_id] = ConnectionProfile(
-                self.driver, self.route, request.client_id, self.identity,
-                self._token_profile(request))
+        token = self._token_profile(request) if request.claims else None
         if SUBPROTOCOL in request.subprotocols:
-            self.visitors.handshake(request.session_id, Mode.STRUCTURED, limit)
+            self.visitors.handshake(request.session_id, Mode.STRUCTURED, limit, token)
             return succeed(HandshakeAnswer(subprotocol=SUBPROTOCOL))
-        self.visitors.handshake(request.session_id, Mode.PLAIN, limit)
+        self.visitors.handshake(request.session_id, Mode.PLAIN, limit, token)
         return succeed(HandshakeAnswer())
 
     def abandoned(self, session_id: str) -> None:
         self.visitors.take_handshake(session_id)
-        self._profiles.pop(session_id, None)
 
     def _token_profile(self, request: HandshakeRequest) -> Profile | None:
         """The token's name, email (and attributes claim); a bad claim is left out, logged."""
@@ -184,15 +180,14 @@ class ConversationStrategy:
     # -- connections ---------------------------------------------------------
 
     def connection_opened(self, session: ISession) -> None:
+        token = self.visitors.token_profile(session.session_id)
         mode, max_bytes = self.visitors.take_handshake(session.session_id)
         connection = self.visitors.add(session, mode, max_bytes)
         if connection is None:
             session.close(1008, "too many connections for this visitor")
             return
-        profile = self._profiles.get(session.session_id)
-        if profile is None or profile.visitor != session.client_id:
-            profile = self._profiles[session.session_id] = ConnectionProfile(
-                self.driver, self.route, session.client_id, self.identity)
+        profile = self._profiles[session.session_id] = ConnectionProfile(
+            self.driver, self.route, session.client_id, self.identity, token)
         if profile.profile is not None:  # a returning visitor's conversation learns it now
             submit_quietly(self.driver, Identify(self.route, session.client_id, profile.profile))
         if mode is Mode.STRUCTURED:

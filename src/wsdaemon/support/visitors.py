@@ -59,6 +59,7 @@ from wsdaemon.conversations.effects import (
     SignalVisitor,
 )
 from wsdaemon.conversations.model import Author, Message, conversation_id_for
+from wsdaemon.conversations.profile import Profile
 from wsdaemon.conversations.transition import InboxView
 from wsdaemon.interfaces import ISession
 from wsdaemon.support.ports import IVisitorPort
@@ -123,13 +124,15 @@ class VisitorSessions:
         self._connections: dict[str, VisitorConnection] = {}
         self._structured: dict[str, VisitorConnection] = {}
         self._handshakes: dict[str, tuple[Mode, int]] = {}
+        self._token_profiles: dict[str, Profile] = {}
         self._available: bool | None = None
         self._sweep: list[str] = []
         self._sweep_call: IDelayedCall | None = None
 
     # -- connections ---------------------------------------------------------
 
-    def handshake(self, session_id: str, mode: Mode, max_bytes: int) -> None:
+    def handshake(self, session_id: str, mode: Mode, max_bytes: int,
+                  profile: Profile | None = None) -> None:
         """
         The handshake of C{session_id} chose C{mode}; its route takes
         messages of at most C{max_bytes} (0: any), either way. Kept here,
@@ -137,8 +140,16 @@ class VisitorSessions:
         straddles a reload (the old strategy answered it, the new one sees
         it open) keeps what was chosen. As many are kept as handshakes are
         under way (the route's connection caps bound them).
+
+        @param profile: who the client's token says it is (C{identity = jwt}).
         """
         self._handshakes[session_id] = (mode, max_bytes)
+        if profile is not None:
+            self._token_profiles[session_id] = profile
+
+    def token_profile(self, session_id: str) -> Profile | None:
+        """What C{session_id}'s token said (until L{take_handshake})."""
+        return self._token_profiles.get(session_id)
 
     def take_handshake(self, session_id: str) -> tuple[Mode, int]:
         """
@@ -146,6 +157,7 @@ class VisitorSessions:
             when nothing was recorded), forgotten now: called when it opens
             or is abandoned.
         """
+        self._token_profiles.pop(session_id, None)
         return self._handshakes.pop(session_id, (Mode.PLAIN, 0))
 
     def add(self, session: ISession, mode: Mode,
