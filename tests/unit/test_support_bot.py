@@ -86,9 +86,10 @@ class BotDesk:
             self.bot = self.bots.serve(ROUTE, self.settings)
 
     def say(self, text: str, visitor: str = "v1", bot: bool = True) -> None:
+        """What the visitor's strategy does: submit, then hand the transition to the bots."""
         failures: list[Any] = []
         self.driver.submit(VisitorMessage(ROUTE, visitor, text, None, bot=bot)) \
-            .addErrback(failures.append)
+            .addCallbacks(self.bots.answer, failures.append)
         assert not failures, failures
 
     def thread(self, visitor: str = "v1") -> list[tuple[str, str]]:
@@ -253,3 +254,15 @@ def test_bot_messages_are_the_bots_in_the_store() -> None:
     log = desk.store.inner.message_log[cid("v1")]
     assert [(m.author, m.display_name) for m in log.values()][1:] == [
         (Author.BOT, "Robo"), (Author.BOT, "Robo")]
+
+
+def test_a_commit_adopted_from_another_daemon_is_not_answered() -> None:
+    """With daemons sharing Redis, the others are notified of the visitor's
+    message too (the operators' port): only the daemon it was written to answers."""
+    desk = BotDesk()
+    failures: list[Any] = []
+    desk.driver.submit(VisitorMessage(ROUTE, "v1", "order 4", None, bot=True)) \
+        .addErrback(failures.append)
+    assert not failures
+    assert desk.thread() == [("visitor", "order 4")]
+    assert desk.conversation().with_bot

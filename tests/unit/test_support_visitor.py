@@ -73,6 +73,7 @@ class Support:
         self.clock: Clock | None = None
         self.driver: Any = None
         self.visitors: Any = None
+        self.bots: Any = None
 
     def build(self, clock: Clock) -> None:
         self.clock = clock

@@ -3,11 +3,15 @@ Bot first (issue 22, item 5): a support route's bot answers a new episode
 before the operators do, from a scripted rules file (route option
 C{bot = FILE}, L{wsdaemon.support.bot_settings}), and hands over to them.
 
-The bots see what the operators see: L{Bots} is the driver's operator port
-(L{IOperatorPort}), passing every notice on to the operators' hub first,
-then giving each committed visitor message of a conversation the bot has
-(C{with_bot}) to its route's L{RouteBot}. Whatever the visitor's client
-(plain or C{wsdaemon.chat.v1}), the bot answers only what is stored.
+The visitor's strategy hands each committed transition of a visitor
+message to L{Bots.answer}: a visitor message of a conversation the bot has
+(C{with_bot}) goes to its route's L{RouteBot}. Whatever the visitor's
+client (plain or C{wsdaemon.chat.v1}), the bot answers only what is
+stored, and only on the daemon the visitor wrote to (with daemons sharing
+Redis, the others adopt the commit but do not answer it). L{Bots} is also
+the driver's operator port (L{IOperatorPort}): it passes every notice on to
+the operators' hub, and forgets an episode the operators have taken
+(whichever daemon's commit it was).
 
 A route's bot, for a visitor message:
 
@@ -53,6 +57,7 @@ from wsdaemon.conversations.effects import NotifyOperators, NotifyTeam
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import BotReply, Event, Handoff
 from wsdaemon.conversations.model import Author, Conversation, Message, Status
+from wsdaemon.conversations.transition import Transition
 from wsdaemon.interfaces import ISession
 from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
 from wsdaemon.support.bot_settings import BotSettings, Unmatched
@@ -266,26 +271,38 @@ class Bots:
 
     def notify(self, effect: NotifyOperators) -> None:
         self._operators.notify(effect)
-        try:
-            self._seen(effect)
-        except Exception:
-            _log.failure("bot on {route}: a notice could not be handled",
-                         route=effect.conversation.route)
+        conversation = effect.conversation
+        bot = self.routes.get(conversation.route)
+        if bot is not None and not (conversation.with_bot and
+                                    conversation.status is Status.OPEN):
+            bot.forget(conversation.conversation_id)
 
     def team_changed(self, effect: NotifyTeam) -> None:
         self._operators.team_changed(effect)
 
-    def _seen(self, effect: NotifyOperators) -> None:
+    # -- the visitor's messages ----------------------------------------------
+
+    def answer(self, transition: Transition) -> None:
+        """
+        A visitor message's transition, committed on this daemon: the bot
+        answers it if the conversation is the bot's (never raises).
+        """
+        for effect in transition.effects:
+            if isinstance(effect, NotifyOperators):
+                try:
+                    self._heard(effect)
+                except Exception:
+                    _log.failure("bot on {route}: a visitor message could not be answered",
+                                 route=effect.conversation.route)
+
+    def _heard(self, effect: NotifyOperators) -> None:
         conversation = effect.conversation
-        bot = self.routes.get(conversation.route)
-        with_bot = conversation.with_bot and conversation.status is Status.OPEN
-        if not with_bot:
-            if bot is not None:
-                bot.forget(conversation.conversation_id)
-            return
         message = effect.message
         if message is None or message.author is not Author.VISITOR or effect.operator is not None:
             return
+        if not (conversation.with_bot and conversation.status is Status.OPEN):
+            return
+        bot = self.routes.get(conversation.route)
         if bot is not None:
             bot.heard(conversation, message)
         elif self._submit is not None:

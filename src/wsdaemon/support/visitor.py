@@ -124,12 +124,16 @@ class ConversationStrategy:
         the token's attributes claim).
     @param bot: the route's bot answers first (L{wsdaemon.support.bot}):
         each visitor message says so, and a new episode is the bot's.
+    @param bots: the bots, given each stored visitor message's transition
+        (they answer those of a bot's episode, and hand over one left with
+        the bot on a route that has none any more).
     """
 
     def __init__(self, driver: ConversationDriver, visitors: VisitorSessions, route: str,
                  clock: IReactorTime, identity: VisitorIdentity | None = None, *,
-                 bot: bool = False) -> None:
+                 bot: bool = False, bots: Bots | None = None) -> None:
         self.bot = bot
+        self.bots = bots
         self.driver = driver
         self.visitors = visitors
         self.route = route
@@ -193,7 +197,7 @@ class ConversationStrategy:
         if mode is Mode.STRUCTURED:
             self._chats[session.session_id] = ChatConnection(self.driver, self.visitors,
                                                              connection, self.clock, profile,
-                                                             bot=self.bot)
+                                                             bot=self.bot, bots=self.bots)
         else:
             self._catch_up(connection)
 
@@ -231,6 +235,8 @@ class ConversationStrategy:
             refusal = refusal_in(transition)
             if refusal is not None:
                 session.send(REFUSED[refusal.reason].format(limit=refusal.limit))
+            elif self.bots is not None:
+                self.bots.answer(transition)
 
         def failed(failure: Failure) -> None:
             if failure.check(LaneFull):
@@ -297,7 +303,7 @@ class SupportHandle(Protocol):
     def visitors(self) -> VisitorSessions: ...
 
     @property
-    def bots(self) -> Bots: ...
+    def bots(self) -> Bots | None: ...
 
 
 def support_of(bound: SupportHandle | None, context: StrategyContext) -> SupportHandle:
@@ -356,7 +362,10 @@ class ConversationStrategyFactory:
         bot = context.checked if isinstance(context.checked, BotSettings) else \
             bot_settings(options, OptionContext(context.config_dir, context.route, True))
         support = support_of(self.support, context)
+        bots = support.bots
         if bot is not None:
-            support.bots.serve(context.route, bot)
+            if bots is None:
+                raise OptionError("bot", "these conversations run no bots")
+            bots.serve(context.route, bot)
         return ConversationStrategy(support.driver, support.visitors, context.route,
-                                    context.clock, identity, bot=bot is not None)
+                                    context.clock, identity, bot=bot is not None, bots=bots)

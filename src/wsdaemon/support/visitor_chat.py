@@ -50,6 +50,7 @@ from wsdaemon.conversations.model import Conversation, conversation_id_for
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.interfaces import ISession
+from wsdaemon.support.bot import Bots
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.lanes import LaneFull
 from wsdaemon.support.profiles import ConnectionProfile
@@ -106,12 +107,16 @@ class ChatConnection:
     @param clock: for typing renewals.
     @param profile: who the visitor is, as the connection proved it.
     @param bot: the route's bot answers first: each message says so.
+    @param bots: the bots, given each stored message's transition (they
+        answer those of a bot's episode).
     """
 
     def __init__(self, driver: ConversationDriver, visitors: VisitorSessions,
                  connection: VisitorConnection, clock: IReactorTime,
-                 profile: ConnectionProfile | None = None, *, bot: bool = False) -> None:
+                 profile: ConnectionProfile | None = None, *, bot: bool = False,
+                 bots: Bots | None = None) -> None:
         self._bot = bot
+        self._bots = bots
         self._driver = driver
         self._visitors = visitors
         self._connection = connection
@@ -290,6 +295,8 @@ class ChatConnection:
             for effect in transition.effects:
                 if isinstance(effect, ConfirmVisitorMessage) and effect.duplicate:
                     self._acknowledge_again(client_id, effect.seq)
+            if self._bots is not None:
+                self._bots.answer(transition)
 
         def failed(failure: Failure) -> None:
             self._visitors.settle(session, client_id)
