@@ -497,3 +497,69 @@ def test_no_widget_without_a_conversations_route(write_config: Callable[..., Pat
     assert "widget.js" not in page.split("<footer")[0] and "__WIDGET__" not in page
     with urllib.request.urlopen(running.http + "/_wsdaemon/widget.js", timeout=5) as answer:
         assert answer.status == 200
+
+
+def test_reconnects_with_a_visible_state_and_sends_what_waited(browser: Any,
+                                                               tmp_path: Path) -> None:
+    """
+    The daemon goes away: the panel says the connection is lost and when it
+    tries again; a message written meanwhile waits, marked as sending; the
+    daemon comes back (same port, same identity key), "Retry now"
+    reconnects at once, the thread resumes and the waiting message is
+    stored once in the same conversation.
+    """
+    from selenium.webdriver.common.keys import Keys
+
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(CONFIG.replace(
+        "[operator]", "[protocol]\nidentity_secret_file = identity.key\n\n[operator]"),
+        encoding="utf-8")
+    daemon = Daemon(config)
+    port = daemon.port
+    try:
+        first = Desk(daemon)
+        first.request(type="availability", availability="online")
+        browser.get(f"{daemon.http}/")
+        root = widget(browser)
+        css(root, ".launcher").click()
+        css(root, "#wsd-input").send_keys("Before the restart", Keys.ENTER)
+        wait_for(lambda: all_css(root, "li.from-visitor.sent"))
+        first.close()
+    finally:
+        assert daemon.stop() == 0
+    notice = wait_for(lambda: css(root, ".notice").is_displayed() and css(root, ".notice"))
+    assert notice.text.startswith("Connection lost. Trying again in ")
+    assert css(root, ".status").text == "Connecting…"
+    css(root, "#wsd-input").send_keys("While you were away", Keys.ENTER)
+    wait_for(lambda: all_css(root, "li.from-visitor.sending"))
+    daemon = Daemon(config, port=port)
+    try:
+        wait_for(lambda: css(root, ".notice .link").click() or True)
+        wait_for(lambda: not css(root, ".notice").is_displayed(), timeout=20)
+        wait_for(lambda: len(all_css(root, "li.from-visitor.sent")) == 2)
+        assert not all_css(root, "li.from-visitor.sending")
+        desk = Desk(daemon)
+        try:
+            summary = desk.conversation()
+            opened = desk.request(type="open", conversation=summary["id"])
+            visitor_texts = [e.get("text") for e in opened["entries"]
+                             if e.get("author") == "visitor"]
+            assert visitor_texts == ["Before the restart", "While you were away"]
+        finally:
+            desk.close()
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_reply_within_texts(browser: Any, daemon: Daemon) -> None:
+    """The "we usually reply within" line, from reply_within's seconds, in
+    both languages (minutes up to 90, then hours)."""
+    browser.get(f"{daemon.http}/")
+    said = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('/_wsdaemon/widget/texts.js').then(m => {"
+        " const en = m.textsFor('en-GB'), zh = m.textsFor('zh-TW');"
+        " done([en.replyWithin(30), en.replyWithin(240), en.replyWithin(7200),"
+        " zh.replyWithin(240), m.textsFor('fr').lang]); });")
+    assert said == ["We usually reply within 1 minute", "We usually reply within 4 minutes",
+                    "We usually reply within 2 hours", "通常在 4 分钟内回复", "en"]
