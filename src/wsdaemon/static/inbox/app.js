@@ -6,6 +6,7 @@ import { Composer } from "./composer.js";
 import { expandCanned, learnServerTime, since, visitorName } from "./format.js";
 import { installShortcuts } from "./keys.js";
 import { ConversationList } from "./list.js";
+import { installListing } from "./listing.js";
 import { Notifier } from "./notify.js";
 import { Panel } from "./panel.js";
 import { ThreadView } from "./thread.js";
@@ -155,56 +156,7 @@ $("availability").addEventListener("change", (event) => setAvailability(event.ta
 
 // -- the list ---------------------------------------------------------------
 
-function reload() {
-  list.loading = true;
-  channel.request(list.request()).then((answer) => { list.reset(answer); summarize(); },
-    (e) => toast("Could not list conversations: " + e.message));
-}
-
-function loadMore() {
-  if (!list.more || list.loading) { return; }
-  list.loading = true;
-  channel.request(list.request(list.next)).then((answer) => { list.take(answer); summarize(); },
-    () => { list.loading = false; });
-}
-
-function summarize() {
-  $("count-" + list.filter.view).textContent = list.total ? String(list.total) : "";
-  $("list-summary").textContent = list.total === 1 ? "1 conversation" : list.total + " conversations";
-  $("list-end").textContent = list.more ? "Scroll for more" : list.total ? "" : "Nothing here. Well done!";
-}
-
-let countsTimer = 0;
-/** The tabs' counts (a one-entry listing each), at most every few seconds. */
-function refreshCounts() {
-  if (countsTimer) { return; }
-  countsTimer = setTimeout(() => {
-    countsTimer = 0;
-    for (const view of ["mine", "unassigned", "all"]) {
-      const body = { type: "conversations", view, limit: 1 };
-      if (list.filter.status) { body.status = list.filter.status; }
-      channel.request(body).then((a) => { $("count-" + view).textContent = a.total ? String(a.total) : ""; }, () => {});
-    }
-  }, 1500);
-}
-
-for (const tab of document.querySelectorAll("[role=tab]")) {
-  tab.addEventListener("click", () => {
-    for (const other of document.querySelectorAll("[role=tab]")) { other.setAttribute("aria-selected", String(other === tab)); }
-    list.filter.view = tab.dataset.view;
-    reload();
-  });
-}
-$("status-filter").addEventListener("change", (event) => { list.filter.status = event.target.value || null; reload(); refreshCounts(); });
-let searchTimer = 0;
-$("search").addEventListener("input", (event) => {
-  clearTimeout(searchTimer);
-  searchTimer = setTimeout(() => { list.filter.search = event.target.value.trim(); reload(); }, 250);
-});
-$("conversations").addEventListener("scroll", () => {
-  const box = $("conversations");
-  if (box.scrollHeight - box.scrollTop - box.clientHeight < 400) { loadMore(); }
-});
+const { reload, loadMore, summarize, refreshCounts } = installListing({ channel, list, $, toast });
 
 // -- events -------------------------------------------------------------------
 
