@@ -110,11 +110,14 @@ def test_the_bot_answers_hands_over_and_an_operator_takes_it(daemon: Daemon) -> 
         # The bot has it: no acknowledgement, not waiting for the operators.
         waiting = request(desk, {"type": "conversations", "view": "unassigned"}, "w1")
         assert waiting["type"] == "ok" and waiting["conversations"] == [], waiting
+        listed = request(desk, {"type": "conversations", "view": "all"}, "a1")
+        assert [c["with_bot"] for c in listed["conversations"]] == [True]
 
         say(visitor, "No, I want a human please", "c-2")
         assert next_of(visitor, "message")["text"] == ACK
         waiting = request(desk, {"type": "conversations", "view": "unassigned"}, "w2")
         [summary] = waiting["conversations"]
+        assert summary["with_bot"] is False and summary["waiting_since"] is not None
         opened = request(desk, {"type": "open", "conversation": summary["alias"]}, "o1")
         assert opened["type"] == "ok", opened
         shown = [(e["kind"], e.get("author") or e.get("operator"), e.get("name"), e["text"])

@@ -75,7 +75,10 @@ def summary_line(summary: dict[str, Any]) -> str:
     if status != "open":
         parts.append(visible(status))
     assignee = summary.get("assignee")
-    parts.append(f"@{visible(assignee)}" if assignee else "unassigned")
+    if summary.get("with_bot"):
+        parts.append("bot answers")
+    else:
+        parts.append(f"@{visible(assignee)}" if assignee else "unassigned")
     labels = summary.get("labels") or []
     if labels:
         parts.append("[" + ", ".join(visible(label) for label in labels) + "]")
@@ -164,7 +167,9 @@ def event_line(event: dict[str, Any], me: str, now: float, tz: tzinfo | None = N
     if kind == "updated":
         by = f" (by {visible(actor)})" if actor and actor != me else ""
         state = visible(summary.get("status"))
-        if summary.get("status") == "open":
+        if summary.get("status") == "open" and summary.get("with_bot"):
+            state += ", bot answers"
+        elif summary.get("status") == "open":
             assignee = summary.get("assignee")
             state += f", @{visible(assignee)}" if assignee else ", unassigned"
         labels = summary.get("labels") or []

@@ -61,6 +61,8 @@ def summary(conversation: Conversation, operator: str, now: float, *, alias: str
         else conversation.contact,
         "identified": str(profile.source) if profile is not None else None,
         "status": str(conversation.status),
+        # A support route's bot answers this episode (not queued for operators).
+        "with_bot": conversation.with_bot,
         "assignee": assignee,
         "assignee_name": (names or {}).get(assignee, assignee) if assignee else None,
         "labels": list(conversation.labels),
