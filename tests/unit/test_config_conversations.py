@@ -101,13 +101,15 @@ def test_each_mistake_names_its_line_and_key(tmp_path: Path, name: str) -> None:
     assert expected in message
 
 
-def test_conversations_refused_on_redis_for_now(tmp_path: Path) -> None:
-    """Conversations are kept in SQLite only in this release: with Redis the
-    config says so instead of running half a feature."""
+def test_conversations_on_redis_are_accepted(tmp_path: Path) -> None:
+    """Conversations shared by several daemons through Redis: the section
+    and the broker go together (the store is then Redis, under the
+    broker's prefix; the daemon test starts two daemons so)."""
     path = config_with(tmp_path, "model = conversations",
                        "[broker]\nbackend = redis\nurl = redis://127.0.0.1:6379/0\n")
-    with pytest.raises(ConfigError, match=r"\[operator\] model: conversations are kept"):
-        load_config(path, clock=Clock())
+    config = load_config(path, clock=Clock())
+    assert config.operator is not None and config.operator.model == "conversations"
+    assert config.broker is not None
 
 
 def test_literal_braces_are_fine(tmp_path: Path) -> None:

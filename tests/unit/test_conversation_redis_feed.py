@@ -71,8 +71,7 @@ class Daemon:
         self.feed = ConversationFeed(link, self.store, reactor)
         self.ports = RecordingPorts(GatedStore())
         self.driver = ConversationDriver(self.store, Inbox(settings), reactor, self.ports,
-                                         self.ports, self.ports, commit=self.feed.commit,
-                                         publish=self.feed.publish)
+                                         self.ports, self.ports, peers=self.feed)
         self.feed.attach(self.driver)
 
     @pytest_twisted.inlineCallbacks

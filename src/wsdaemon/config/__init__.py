@@ -199,10 +199,6 @@ def load_config(
 
     broker = broker_settings(reader) if BROKER_SECTION in parser else None
     operator = _operator_settings(reader) if OPERATOR_SECTION in parser else None
-    if operator is not None and operator.model == "conversations" and broker is not None:
-        raise reader.error(OPERATOR_SECTION, "model", (
-            "conversations are kept in the embedded SQLite store only for now (Redis "
-            "comes with a later release): with [broker] backend = redis, use model = queue"))
     if operator is not None and operator.model == "conversations":
         # Routes' operator options are the conversations' (checked here, with
         # their lines; the daemon builds the strategy on its conversations).

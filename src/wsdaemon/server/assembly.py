@@ -136,15 +136,17 @@ class Assembly:
                                   self.reactor)
         return queue
 
-    def support(self, config: DaemonConfig) -> SupportComponent | None:
+    def support(self, config: DaemonConfig,
+                link: RedisLink | None = None) -> SupportComponent | None:
         """
         @return: the conversations (not started) when the [operator] section
-            chooses them, else None. (The config refuses them with Redis.)
+            chooses them, else None: in Redis, shared with the other
+            daemons, with a link; else in the section's SQLite file.
         """
         operator = config.operator
         if operator is None or operator.model != "conversations":
             return None
-        return SupportComponent(operator, self.reactor)
+        return SupportComponent(operator, self.reactor, link=link)
 
     def route(self, config: DaemonConfig, route: RouteConfig,
               queue: IOperatorQueue | None, support: SupportComponent | None = None) -> Route:
@@ -205,7 +207,7 @@ class Assembly:
         @return: everything C{config} describes, built new (nothing started).
         """
         link = self.link(config.broker)
-        return self.parts(config, self.queue(config, link), link, self.support(config))
+        return self.parts(config, self.queue(config, link), link, self.support(config, link))
 
     # -- the daemon ----------------------------------------------------------------
 

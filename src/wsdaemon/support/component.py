@@ -93,8 +93,7 @@ class SupportComponent:
         feed = self.feed
         self.driver = ConversationDriver(
             self.store, inbox, reactor, self.visitors, self.bots, self.measures,
-            commit=None if feed is None else feed.commit,
-            publish=None if feed is None else feed.publish)
+            peers=feed)
         if feed is not None:
             feed.attach(self.driver)
         self.bots.attach(self.driver.submit)

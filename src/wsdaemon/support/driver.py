@@ -32,10 +32,13 @@ In progress: not yet serving routes (docs/conversations.md, section 6).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
+from typing import Protocol
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -105,7 +108,8 @@ from wsdaemon.support.ports import (
 )
 from wsdaemon.support.timers import DueTimers
 
-__all__ = ["MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped", "lane_of"]
+__all__ = ["MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped", "Peers",
+           "lane_of"]
 
 #: A timer whose event failed (the store down, its lane full) fires again
 #: this many seconds later: what was due is still due.
@@ -121,6 +125,33 @@ _CONVERSATION_EVENTS = (OperatorReply, AddNote, Assign, Transfer, Resolve, Reope
                         OperatorRead, OperatorTyping, SetLabels)
 
 log = Logger()
+
+
+class Peers(Protocol):
+    """
+    The other daemons sharing the store (with Redis:
+    L{wsdaemon.support.redis_feed.ConversationFeed}).
+
+    @ivar max_attempts: commits refused as stale before the caller is told.
+    @ivar stale_pause: seconds, times the attempts so far, at most, waited
+        at random before deciding again.
+    """
+
+    max_attempts: int
+    stale_pause: float
+
+    def commit(self, transition: Transition) -> Deferred[None]:
+        """Commit C{transition} with what the others need to carry it out."""
+
+    def publish(self, transition: Transition) -> None:
+        """Tell the others a transition that stored nothing (typing, availability)."""
+
+    def catch_up(self, keys: tuple[str, ...]) -> Deferred[None]:
+        """
+        Take, through L{ConversationDriver.take_adopted}, what the others
+        committed to C{keys} up to what the store holds now, and at least
+        the stored records (L{ConversationDriver.take_stored}); called alone.
+        """
 
 
 class DriverStopped(Exception):  # noqa: N818 - says what happened
@@ -149,9 +180,7 @@ class ConversationDriver:
                  visitors: IVisitorPort, operators: IOperatorPort,
                  measures: IConversationMeasures, *,
                  max_per_conversation: int = DEFAULT_MAX_PER_CONVERSATION,
-                 max_total: int = DEFAULT_MAX_TOTAL,
-                 commit: Callable[[Transition], Deferred[None]] | None = None,
-                 publish: Callable[[Transition], None] | None = None) -> None:
+                 max_total: int = DEFAULT_MAX_TOTAL, peers: Peers | None = None) -> None:
         for value, interface in ((store, IConversationStore), (visitors, IVisitorPort),
                                  (operators, IOperatorPort), (measures, IConversationMeasures),
                                  (clock, IReactorTime)):
@@ -171,12 +200,9 @@ class ConversationDriver:
         #: the start): run in order once it is open, failed if it cannot be.
         self._early: list[tuple[Event, Deferred[Transition]]] | None = None
         self._stopped = False
-        #: How a transition's commit is written (with Redis: with the news
-        #: other daemons carry out, L{wsdaemon.support.redis_feed}).
-        self._commit: Callable[[Transition], Deferred[None]] = (
-            commit if commit is not None else self._store_commit)
-        #: Told each transition that stored nothing, once carried out.
-        self._publish = publish
+        #: The other daemons sharing the store, if any.
+        self._peers = peers
+        self.max_attempts = MAX_ATTEMPTS if peers is None else peers.max_attempts
 
     # -- life ----------------------------------------------------------------
 
@@ -274,20 +300,36 @@ class ConversationDriver:
                 continue
             if transition.commit is not None:
                 try:
-                    await self._commit(transition)
+                    await (self.store.commit(transition.commit) if self._peers is None
+                           else self._peers.commit(transition))
                 except StaleConversation as stale:
-                    if attempt >= MAX_ATTEMPTS:
+                    if attempt >= self.max_attempts:
                         raise
+                    await self._stale(stale.conversation_ids, attempt, turn)
                     attempt += 1
-                    # The records read may move the team's loads: alone.
-                    await turn.wait_alone()
-                    await self._reload(stale.conversation_ids)
                     continue
             self.inbox.commit(transition)
             self._carry_out(transition)
-            if transition.commit is None and self._publish is not None:
-                self._publish(transition)
+            if transition.commit is None and self._peers is not None:
+                self._peers.publish(transition)
             return transition
+
+    async def _stale(self, keys: tuple[str, ...], attempt: int, turn: Turn) -> None:
+        """
+        Another writer moved C{keys} on: read them again (alone: the records
+        read may move the team's loads). With other daemons, first what
+        they committed is taken as they told it (its deliveries go out
+        before anything decided on it), after a pause at random, so that
+        two daemons racing fall out of step.
+        """
+        if self._peers is not None:
+            pause = random.random() * self._peers.stale_pause * attempt  # noqa: S311
+            await deferLater(self._clock, pause, lambda: None)
+        await turn.wait_alone()
+        if self._peers is not None:
+            await self._peers.catch_up(keys)
+        else:
+            await self._reload(keys)
 
     async def _load(self, turn: Turn) -> None:
         """A conversation the view dropped (resolved) is read again from the store."""
@@ -307,10 +349,6 @@ class ConversationDriver:
             found = await self.store.load(key)
             if found is not None:
                 self.take_stored(found)
-
-    def _store_commit(self, transition: Transition) -> Deferred[None]:
-        assert transition.commit is not None
-        return self.store.commit(transition.commit)
 
     def take_stored(self, found: Conversation) -> bool:
         """
@@ -402,8 +440,8 @@ class ConversationDriver:
     # -- what other daemons committed (Redis) --------------------------------
 
     def adopt(self, key: str | None, conversations: tuple[Conversation, ...],
-              effects: tuple[Effect, ...] = (),
-              last_chosen: str | None = None) -> Deferred[None]:
+              effects: tuple[Effect, ...] = (), last_chosen: str | None = None,
+              still_due: Callable[[], bool] = lambda: True) -> Deferred[None]:
         """
         Take a transition another daemon committed (L{wsdaemon.support.redis_feed}):
         in C{key}'s lane (None: the team's), after the events before it;
@@ -415,19 +453,31 @@ class ConversationDriver:
         come back stale and find nothing due); its measures were taken
         where it was decided.
 
+        @param still_due: asked when its turn comes: False, it was taken
+            meanwhile (L{take_adopted}) and nothing is done.
         @return: a Deferred firing with None once carried out, or failing
             with L{LaneFull} (nothing of it taken) or L{DriverStopped}.
         """
         if not self.running:
             return fail(DriverStopped("conversations are not running"))
         return self._lanes.submit(key, lambda turn: Deferred.fromCoroutine(
-            self._adopt(conversations, effects, last_chosen, turn)))
+            self._adopt(conversations, effects, last_chosen, still_due, turn)))
 
     async def _adopt(self, conversations: tuple[Conversation, ...], effects: tuple[Effect, ...],
-                     last_chosen: str | None, turn: Turn) -> None:
+                     last_chosen: str | None, still_due: Callable[[], bool], turn: Turn) -> None:
         while not turn.alone and self._adopted_team(conversations, effects,
                                                     last_chosen) != self.inbox.team:
             await turn.wait_alone()
+        if still_due():
+            self.take_adopted(conversations, effects, last_chosen)
+
+    def take_adopted(self, conversations: tuple[Conversation, ...], effects: tuple[Effect, ...],
+                     last_chosen: str | None) -> None:
+        """
+        L{adopt}'s work, now: only in a turn that runs alone (the stale
+        path's catching up, L{Peers.catch_up}) or that leaves the team as
+        it is.
+        """
         team = self._adopted_team(conversations, effects, last_chosen)
         taken = [c for c in conversations if self.take_stored(c)]
         self.inbox.team = team

@@ -34,7 +34,7 @@ L{MAX_REREAD} at a time.
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,8 +67,9 @@ from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.redis_store import RedisConversationStore
 
-__all__ = ["MAX_HELD", "MAX_REREAD", "MAX_UNKNOWN", "REREAD_AFTER", "ConversationFeed", "Change",
-           "FeedLink", "decode_change", "encode_news"]
+__all__ = ["CATCH_UP_WAIT", "MAX_ATTEMPTS", "MAX_HELD", "MAX_REREAD", "MAX_SEEN", "MAX_UNKNOWN",
+           "REREAD_AFTER", "STALE_PAUSE", "Change", "ConversationFeed", "FeedLink",
+           "decode_change", "encode_news"]
 
 #: Events held while the driver loads (the stream does not wait).
 MAX_HELD = 10_000
@@ -79,6 +80,19 @@ MAX_UNKNOWN = 1_000
 REREAD_AFTER = 1.0
 #: Conversations read again at a time.
 MAX_REREAD = 1_000
+#: With several daemons deciding on one conversation at once, a commit
+#: refused as stale is decided again this many times in all (the driver's
+#: own default is for one daemon, where only a restart races it) ...
+MAX_ATTEMPTS = 10
+#: ... each after a pause of up to this many seconds times the attempts
+#: so far, at random, so that two daemons racing fall out of step.
+STALE_PAUSE = 0.005
+#: Seconds a stale commit waits for the stream to bring what the store
+#: holds (it is there already: the commit script appended it); past it,
+#: the record is read from the store (its deliveries then come on resume).
+CATCH_UP_WAIT = 1.0
+#: Conversations whose newest version read from the stream is remembered.
+MAX_SEEN = 100_000
 
 _log = Logger(namespace="wsdaemon.conversations")
 
@@ -216,6 +230,36 @@ def decode_change(event: dict[str, Any]) -> Change | None:
 # -- following the stream ----------------------------------------------------------
 
 
+class _Pending:
+    """A change handed to the driver, until its turn comes or a stale commit takes it."""
+
+    def __init__(self, change: Change, pending: dict[str, deque[_Pending]]) -> None:
+        self.change = change
+        self.keys = tuple({c.conversation_id for c in change.conversations})
+        self._pending = pending
+        self.done = False
+        for key in self.keys:
+            pending.setdefault(key, deque()).append(self)
+
+    def claim(self) -> bool:
+        """@return: True the first time (it is to be taken now), then False."""
+        if self.done:
+            return False
+        self.done = True
+        for key in self.keys:
+            waiting = self._pending.get(key)
+            if waiting is not None:
+                waiting.remove(self)
+                if not waiting:
+                    del self._pending[key]
+        return True
+
+    def reaches(self, key: str, version: int) -> bool:
+        return any(c.conversation_id == key and c.version <= version
+                   for c in self.change.conversations)
+
+
+
 class ConversationFeed:
     """
     One daemon's side of the shared inbox: its commits go out with their
@@ -248,6 +292,13 @@ class ConversationFeed:
         #: Transitions of other daemons taken, and own events skipped (for tests, metrics).
         self.taken = 0
         self.skipped = 0
+        #: The driver's retries of stale commits (L{Peers}).
+        self.max_attempts = MAX_ATTEMPTS
+        self.stale_pause = STALE_PAUSE
+        #: Each conversation's newest version read from the stream.
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._pending: dict[str, deque[_Pending]] = {}
+        self._waiters: list[tuple[str, int, Deferred[None]]] = []
         link.on_events(self._events)
 
     def attach(self, driver: ConversationDriver) -> None:
@@ -320,17 +371,21 @@ class ConversationFeed:
                 _log.warn("conversations: skipped a malformed event from {daemon}",
                           daemon=str(event.get("daemon"))[:64])
                 continue
-            if change is None:
-                continue
-            if change.daemon == self.daemon_id:
-                if change.token in self._inflight:
-                    self._inflight[change.token] = change
-                    continue
-                if change.token not in self._unknown:
-                    self.skipped += 1
-                    continue
-                del self._unknown[change.token]
-            self._take(change)
+            if change is not None:
+                self._route(change)
+                # Only now: a stale commit waiting for it finds it pending.
+                self._saw(change)
+
+    def _route(self, change: Change) -> None:
+        if change.daemon == self.daemon_id:
+            if change.token in self._inflight:
+                self._inflight[change.token] = change
+                return
+            if change.token not in self._unknown:
+                self.skipped += 1
+                return
+            del self._unknown[change.token]
+        self._take(change)
 
     def _take(self, change: Change) -> None:
         driver = self._driver
@@ -341,15 +396,85 @@ class ConversationFeed:
                 self._overflowed = True
             return
         self.taken += 1
-        d = driver.adopt(change.lane, change.conversations, change.effects, change.last_chosen)
+        pending = _Pending(change, self._pending)
+        d = driver.adopt(change.lane, change.conversations, change.effects, change.last_chosen,
+                         still_due=pending.claim)
 
         def refused(failure: Failure) -> None:
+            pending.claim()
             if driver.running:
                 _log.warn("conversations: another daemon's commit waits ({why}); its "
                           "conversations are read again", why=failure.getErrorMessage())
                 self._reread_keys(c.conversation_id for c in change.conversations)
 
         d.addErrback(refused)
+
+    def _saw(self, change: Change) -> None:
+        for conversation in change.conversations:
+            key = conversation.conversation_id
+            if self._seen.get(key, 0) < conversation.version:
+                self._seen[key] = conversation.version
+            self._seen.move_to_end(key)
+        while len(self._seen) > MAX_SEEN:
+            self._seen.popitem(last=False)
+        if self._waiters:
+            waiting, self._waiters = self._waiters, []
+            for key, version, d in waiting:
+                if self._seen.get(key, 0) >= version:
+                    d.callback(None)
+                else:
+                    self._waiters.append((key, version, d))
+
+    def _read_up_to(self, key: str, version: int) -> Deferred[None]:
+        """Fires once the stream brought C{key} at C{version}, or L{CATCH_UP_WAIT} later."""
+        d: Deferred[None] = Deferred()
+        if self._seen.get(key, 0) >= version:
+            d.callback(None)
+            return d
+        entry = (key, version, d)
+        self._waiters.append(entry)
+
+        def late() -> None:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+                d.callback(None)
+
+        call = self._clock.callLater(CATCH_UP_WAIT, late)
+
+        def settled(result: Any) -> Any:
+            if call.active():
+                call.cancel()
+            return result
+
+        d.addBoth(settled)
+        return d
+
+    def catch_up(self, keys: tuple[str, ...]) -> Deferred[None]:
+        """
+        A commit on C{keys} came back stale: what the other daemons
+        committed to them up to the store's version is taken now, in the
+        order they committed it, with its deliveries, before the driver
+        decides again (so a visitor here gets every message in order).
+        """
+        return Deferred.fromCoroutine(self._catch_up(keys))
+
+    async def _catch_up(self, keys: tuple[str, ...]) -> None:
+        driver = self._driver
+        assert driver is not None
+        for key in keys:
+            stored = await self._store.load(key)
+            if stored is None:
+                continue
+            await self._read_up_to(key, stored.version)
+            for pending in list(self._pending.get(key, ())):
+                if pending.reaches(key, stored.version) and pending.claim():
+                    change = pending.change
+                    driver.take_adopted(change.conversations, change.effects,
+                                        change.last_chosen)
+            # The stream did not bring it in time (or trimmed it): the
+            # record as stored; its deliveries come on the visitor's resume.
+            # Not a newer one than read: what came since waits its turn.
+            driver.take_stored(stored)
 
     def _reread_keys(self, keys: Iterable[str]) -> None:
         for key in keys:

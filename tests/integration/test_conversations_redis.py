@@ -1,0 +1,246 @@
+"""
+Conversations on two daemons sharing a real redis-server
+(`[operator] model = conversations` with `[broker] backend = redis`): a
+visitor on one daemon and an operator on the other over protocol 2,
+messages both ways, resolve, the visitor resuming on the other daemon;
+both daemons' operators replying to one conversation at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.daemon import Daemon
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+
+ALICE = "alice-token-0123456789abcdef"
+BOB = "bob-token-0123456789abcdefgh"
+ACK = "Thanks! We will be with you shortly."
+CHAT = "wsdaemon.chat.v1"
+
+
+def config_text(redis: RedisServer, shared: Path, name: str) -> str:
+    return f"""
+[wsdaemon]
+listen = tcp:0:interface=127.0.0.1
+
+[protocol]
+identity = anonymous
+# Both daemons know a visitor by the same cookie.
+identity_secret_file = {shared / "identity.key"}
+
+[operator]
+model = conversations
+tokens =
+    alice:{ALICE}
+    bob:{BOB}
+display_names =
+    alice: Alice Martin
+    bob: Bob Stone
+ack_message = {ACK}
+offline_message =
+fallback_after = 0
+
+[broker]
+backend = redis
+url = {redis.url}
+prefix = it:
+timeout = 1
+heartbeat = 0.5
+daemon_id = {name}
+
+[route:/support]
+strategy = operator
+"""
+
+
+@pytest.fixture
+def pair(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[Daemon, Daemon]]:
+    """Daemons A and B on one Redis (A first: it writes the identity key)."""
+    started: list[Daemon] = []
+    try:
+        for name in ("a", "b"):
+            config = tmp_path / f"{name}.ini"
+            config.write_text(config_text(redis_server, tmp_path, name), encoding="utf-8")
+            daemon = Daemon(config)
+            started.append(daemon)
+            daemon.wait_for_log("live conversations loaded", timeout=10)
+            daemon.wait_for_log("redis: connected", timeout=10)
+        yield started[0], started[1]
+    finally:
+        for daemon in started:
+            assert daemon.stop() == 0
+
+
+def operator(daemon: Daemon, token: str) -> ClientConnection:
+    desk = connect(f"{daemon.url}/operator", additional_headers={"Authorization": f"Bearer {token}"})
+    hello = next_of(desk, "hello")
+    assert hello["protocol"] == 2
+    return desk
+
+
+def next_of(ws: ClientConnection, kind: str, timeout: float = 5,
+            where: Callable[[dict[str, Any]], bool] = lambda _: True,
+            seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """
+    The next message of C{kind} that C{where} accepts (others are skipped,
+    and every one read is added to C{seen}).
+    """
+    while True:
+        message = json.loads(ws.recv(timeout=timeout))
+        if seen is not None:
+            seen.append(message)
+        if message.get("type") == kind and where(message):
+            return message
+
+
+def request(ws: ClientConnection, payload: dict[str, Any], rid: str = "r1") -> dict[str, Any]:
+    ws.send(json.dumps({"id": rid, **payload}))
+    while True:
+        message = json.loads(ws.recv(timeout=5))
+        if message.get("id") == rid and message.get("type") in ("ok", "error"):
+            return message
+
+
+def the_conversation(desk: ClientConnection) -> str:
+    """The one conversation the operator lists (waiting for it to arrive)."""
+    deadline = time.monotonic() + 5
+    while True:
+        listed = request(desk, {"type": "conversations", "view": "all"}, "list")
+        if listed["conversations"] or time.monotonic() > deadline:
+            [summary] = listed["conversations"]
+            return str(summary["id"])
+        time.sleep(0.05)
+
+
+def structured(daemon: Daemon, cookie: str | None = None) -> ClientConnection:
+    headers = {"Cookie": cookie} if cookie else {}
+    ws = connect(f"{daemon.url}/support", subprotocols=[CHAT],  # type: ignore[list-item]
+                 additional_headers=headers)
+    assert ws.subprotocol == CHAT
+    return ws
+
+
+def cookie_of(ws: ClientConnection) -> str:
+    assert ws.response is not None
+    return ws.response.headers["Set-Cookie"].split(";", 1)[0]
+
+
+def test_visitor_on_a_operator_on_b(pair: tuple[Daemon, Daemon]) -> None:
+    """
+    The visitor's message, stored through A, reaches the operator on B; B's
+    reply reaches the visitor through A, with the operator's name, once;
+    the visitor's next message reaches B; B resolves and the visitor hears
+    it; the visitor reconnects to B and resumes: nothing after what it has,
+    and the whole thread, in order, when it asks from the start.
+    """
+    a, b = pair
+    visitor = structured(a)
+    cookie = cookie_of(visitor)
+    visitor.send(json.dumps({"type": "hello"}))
+    assert next_of(visitor, "welcome")["messages"] == []
+    frames: list[dict[str, Any]] = []
+    with operator(b, BOB) as desk:
+        visitor.send(json.dumps({"type": "message", "id": "c-1", "text": "Where is my order?"}))
+        assert next_of(visitor, "ack", seen=frames)["seq"] == 1
+        new = next_of(desk, "conversation")
+        conversation = new["conversation"]["id"]
+        listed = request(desk, {"type": "conversations", "view": "all"})
+        assert [c["id"] for c in listed["conversations"]] == [conversation]
+        answer = request(desk, {"type": "reply", "conversation": conversation,
+                                "text": "It ships today."})
+        assert answer["type"] == "ok", answer
+        reply = next_of(visitor, "message", where=lambda m: m.get("author") != "system",
+                        seen=frames)
+        assert reply["text"] == "It ships today." and reply["name"] == "Bob Stone"
+        visitor.send(json.dumps({"type": "message", "id": "c-2", "text": "Thanks!"}))
+        assert next_of(visitor, "ack", seen=frames)["id"] == "c-2"
+        heard = next_of(desk, "message", where=lambda m: m.get("message", {}).get("text")
+                        == "Thanks!")
+        assert heard["conversation"]["id"] == conversation
+        assert request(desk, {"type": "resolve", "conversation": conversation})["type"] == "ok"
+        status = next_of(visitor, "status", seen=frames)
+        assert status["status"] == "resolved"
+        with pytest.raises(TimeoutError):
+            next_of(visitor, "message", timeout=0.5, seen=frames)
+        visitor.close()
+    # Through A, each message of the thread once, in order (the visitor's
+    # own are acknowledged, not sent back).
+    seqs = [f["seq"] for f in frames if f["type"] in ("message", "ack")]
+    assert seqs == [1, 2, 3, 4]
+    last = seqs[-1]
+    again = structured(b, cookie)
+    again.send(json.dumps({"type": "hello", "after": last}))
+    resumed = next_of(again, "welcome")
+    assert resumed["status"] == "resolved" and resumed["messages"] == []
+    again.close()
+    anew = structured(b, cookie)
+    anew.send(json.dumps({"type": "hello", "after": 0}))
+    whole = next_of(anew, "welcome")
+    texts = [m["text"] for m in whole["messages"]]
+    assert texts == ["Where is my order?", ACK, "It ships today.", "Thanks!"]
+    anew.close()
+
+
+def test_operators_on_both_daemons_reply_at_once(pair: tuple[Daemon, Daemon]) -> None:
+    """
+    Alice on A and Bob on B reply to one conversation at the same moment,
+    20 times each: commits decided on the same version clash, the loser
+    reads the conversation again and decides again. Every reply is stored
+    once, and the visitor (on A) gets every one once, in seq order.
+    """
+    a, b = pair
+    visitor = structured(a)
+    cookie = cookie_of(visitor)
+    visitor.send(json.dumps({"type": "hello"}))
+    next_of(visitor, "welcome")
+    visitor.send(json.dumps({"type": "message", "id": "c-1", "text": "Hello?"}))
+    next_of(visitor, "ack")
+    desks = {"alice": operator(a, ALICE), "bob": operator(b, BOB)}
+    conversation = the_conversation(desks["bob"])
+    replies = 20
+    failures: list[Any] = []
+
+    def answer(name: str) -> None:
+        for n in range(replies):
+            sent = request(desks[name], {"type": "reply", "conversation": conversation,
+                                         "text": f"{name} {n}"}, f"r{n}")
+            if sent["type"] != "ok":
+                failures.append(sent)
+
+    writers = [threading.Thread(target=answer, args=(name,)) for name in desks]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=60)
+    assert failures == []
+    got: list[dict[str, Any]] = []
+    while len([m for m in got if m.get("author") == "operator"]) < 2 * replies:
+        frame = json.loads(visitor.recv(timeout=10))
+        if frame["type"] == "message":
+            got.append(frame)
+    seqs = [m["seq"] for m in got]
+    assert seqs == sorted(set(seqs))
+    texts = sorted(m["text"] for m in got if m.get("author") == "operator")
+    assert texts == sorted(f"{name} {n}" for name in desks for n in range(replies))
+    with pytest.raises(TimeoutError):
+        visitor.recv(timeout=0.5)
+    visitor.close()
+    for desk in desks.values():
+        desk.close()
+    whole = structured(b, cookie)
+    whole.send(json.dumps({"type": "hello", "after": 0}))
+    welcome = next_of(whole, "welcome")
+    stored = [m["text"] for m in welcome["messages"] if m.get("author") == "operator"]
+    assert sorted(stored) == texts
+    whole.close()
