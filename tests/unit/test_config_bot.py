@@ -64,4 +64,6 @@ def test_bot_options_need_a_bot_and_conversations(tmp_path: Path) -> None:
     """bot_name without bot is refused; on the queue model, bot is not an option."""
     assert "needs bot = FILE" in error_of(config_with(tmp_path, "bot_name = Robo"))
     (tmp_path / "bot.toml").write_text('[default]\nreply = "x"\n')
-    assert "unknown option" in error_of(config_with(tmp_path, "bot = bot.toml", model="queue"))
+    queue = error_of(config_with(tmp_path, "bot = bot.toml", model="queue"))
+    assert "[route:/support] bot: a bot answers conversations first: it needs model = " \
+        "conversations in [operator]" in queue

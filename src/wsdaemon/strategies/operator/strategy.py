@@ -124,6 +124,9 @@ class OperatorStrategyFactory:
         """
         @return: the acknowledgement template.
         """
+        if "bot" in options:
+            raise OptionError("bot", "a bot answers conversations first: it needs model = "
+                              "conversations in [operator] (the queue has no bot)")
         reject_unknown_options(options, {"ack_message"})
         if not context.has_operator_queue:
             raise OptionError(None, _NEEDS_OPERATOR)
