@@ -563,3 +563,42 @@ def test_reply_within_texts(browser: Any, daemon: Daemon) -> None:
         " zh.replyWithin(240), m.textsFor('fr').lang]); });")
     assert said == ["We usually reply within 1 minute", "We usually reply within 4 minutes",
                     "We usually reply within 2 hours", "通常在 4 分钟内回复", "en"]
+
+
+def test_long_thread_pages_back(browser: Any, daemon: Daemon) -> None:
+    """
+    A thread of 75 messages: a new page shows the newest ones it had seen
+    (not the oldest page), "Show earlier messages" fetches the rest a page
+    at a time until the first, in order, and then goes.
+    """
+    from selenium.webdriver.common.keys import Keys
+
+    desk = Desk(daemon)
+    try:
+        desk.request(type="availability", availability="online")
+        browser.get(f"{daemon.http}/")
+        root = widget(browser)
+        css(root, ".launcher").click()
+        css(root, "#wsd-input").send_keys("Tell me everything", Keys.ENTER)
+        wait_for(lambda: all_css(root, "li.from-visitor.sent"))
+        conversation = desk.conversation()["id"]
+        for n in range(73):
+            desk.request(type="reply", conversation=conversation, text=f"part {n}")
+        wait_for(lambda: "part 72" in texts(root, "li.from-operator .bubble"))
+        browser.refresh()
+        root = widget(browser)
+        shown = wait_for(lambda: texts(root, "li.message .bubble"))
+        assert shown[-1] == "part 72" and "Tell me everything" not in shown
+        assert len(shown) < 75
+        earlier = css(root, ".earlier")
+        while earlier.is_displayed():
+            before = len(all_css(root, "li.message"))
+            earlier.click()
+            wait_for(lambda n=before: len(all_css(root, "li.message")) > n)
+            earlier = css(root, ".earlier")
+        shown = texts(root, "li.message .bubble")
+        assert shown == ["Tell me everything", ACK] + [f"part {n}" for n in range(73)]
+        seqs = [int(e.get_attribute("data-seq")) for e in all_css(root, "li.message")]
+        assert seqs == list(range(1, 76))
+    finally:
+        desk.close()

@@ -6,6 +6,7 @@ import { textsFor } from "./texts.js";
 import { ChatView } from "./view.js";
 import { installApi } from "./api.js";
 import { Saved } from "./saved.js";
+import { Thread } from "./thread.js";
 
 /** Messages held in memory (the oldest go; "show earlier" fetches them again). */
 const MAX_KEPT = 500;
@@ -36,7 +37,7 @@ class Widget {
     this.t = textsFor(options.lang);
     this.saved = new Saved(options.socket);
     this.listeners = new Map(EVENTS.map((name) => [name, new Set()]));
-    this.messages = new Map();  // seq -> entry
+    this.thread = new Thread(MAX_KEPT);
     this.pending = new Map();   // client id -> entry
     this.operatorsRead = this.saved.seen;
     this.receivedSent = 0;
@@ -45,6 +46,7 @@ class Widget {
     this.replyWithin = null;
     this.welcomed = false;
     this.firstWelcome = true;
+    this.asked = null;
     this.identity = null;
     this.visitor = null;
     this.contact = null;
@@ -99,12 +101,14 @@ class Widget {
   opened() {
     // Resume: everything after what this page has; a new page shows the
     // last few messages seen before (HISTORY_PAGE more on "show earlier").
-    const after = this.messages.size ? this.maxSeq() : Math.max(0, this.saved.seq - REPLAYED);
+    const thread = this.thread;
+    const after = thread.size ? thread.maxSeq() : Math.max(0, this.saved.seq - REPLAYED);
     this.connection.send({ type: "hello", after });
   }
 
   connectionState(state, seconds) {
     this.welcomed = false;
+    this.asked = null;  // its answer will not come
     clearInterval(this.countdown);
     this.countdown = null;
     if (state === "waiting") {
@@ -139,9 +143,9 @@ class Widget {
     }
     this.merge(frame.messages || [], false);
     if (frame.more) {
-      this.connection.send({ type: "history", after: this.maxSeq() });
-    } else if (this.firstWelcome && frame.status !== null && !this.messages.size && this.saved.seq) {
-      this.connection.send({ type: "history", before: MAX_SEQ, limit: REPLAYED });
+      this.ask({ after: this.thread.maxSeq() });  // behind: page forward to the end
+    } else if (this.firstWelcome && frame.status !== null && !this.thread.size && this.saved.seq) {
+      this.ask({ before: MAX_SEQ, limit: REPLAYED });  // the seq kept was past the end
     }
     this.firstWelcome = false;
     this.setStatus(frame.status);
@@ -155,33 +159,31 @@ class Widget {
     this.emit("ready", { visitor: this.visitor, status: this.status, available: this.available });
   }
 
+  /** One history request at a time; what it was decides what "more" means. */
+  ask(request) {
+    this.asked = "after" in request ? "after" : "before";
+    this.connection.send({ type: "history", ...request });
+  }
+
   history(frame) {
-    const before = this.messages.size ? this.minSeq() : 0;
+    const asked = this.asked;
+    this.asked = null;
     this.merge(frame.messages || [], false);
-    if (frame.more && this.messages.size && this.maxSeq() > before && before) {
-      this.connection.send({ type: "history", after: this.maxSeq() });  // catching up
+    if (asked === "after" && frame.more && this.thread.size) {
+      this.ask({ after: this.thread.maxSeq() });  // still behind
     }
-    this.view.showEarlier(this.messages.size > 0 && this.minSeq() > 1);
   }
 
   // -- the thread ------------------------------------------------------------
 
-  maxSeq() { let m = 0; for (const seq of this.messages.keys()) { m = Math.max(m, seq); } return m; }
-
-  minSeq() { let m = MAX_SEQ; for (const seq of this.messages.keys()) { m = Math.min(m, seq); } return m; }
-
   merge(list, live) {
     for (const m of list) {
-      if (!m || !Number.isSafeInteger(m.seq) || m.seq < 1 || this.messages.has(m.seq)) { continue; }
-      const entry = {
-        key: "s" + m.seq, seq: m.seq, author: String(m.author), name: m.name || null,
-        text: String(m.text ?? "") + (m.truncated ? "…" : ""), at: m.at, id: m.id || null,
-      };
+      const entry = this.thread.add(m);
+      if (!entry) { continue; }
       if (entry.author === "visitor" && entry.id && this.pending.has(entry.id)) {
         this.pending.delete(entry.id);
         this.view.remove("p" + entry.id);
       }
-      this.messages.set(entry.seq, entry);
       this.show(entry);
       if (entry.author === "operator" || entry.author === "bot") { this.typingShown(false, null); }
       if (live && entry.author !== "visitor") {
@@ -189,14 +191,14 @@ class Widget {
                                text: entry.text, at: entry.at });
       }
     }
-    this.trim();
-    const top = this.maxSeq();
+    for (const dropped of this.thread.trim()) { this.view.remove(dropped.key); }
+    const top = this.thread.maxSeq();
     if (top > this.receivedSent) {
       this.receivedSent = top;
       this.connection.send({ type: "received", upto: top });
     }
     if (top) { this.saved.update({ seq: top }); }
-    this.view.showEarlier(this.messages.size > 0 && this.minSeq() > 1);
+    this.view.showEarlier(this.thread.size > 0 && this.thread.minSeq() > 1);
     this.markRead();
   }
 
@@ -205,30 +207,16 @@ class Widget {
     this.view.put({ ...entry, state });
   }
 
-  trim() {
-    while (this.messages.size > MAX_KEPT) {
-      const oldest = this.minSeq();
-      this.view.remove(this.messages.get(oldest).key);
-      this.messages.delete(oldest);
-    }
-  }
-
   earlier() {
-    if (this.messages.size) {
-      this.connection.send({ type: "history", before: this.minSeq(), limit: HISTORY_PAGE });
+    if (this.thread.size && !this.asked) {
+      this.ask({ before: this.thread.minSeq(), limit: HISTORY_PAGE });
     }
   }
 
-  unread() {
-    let n = 0;
-    for (const entry of this.messages.values()) {
-      if (entry.seq > this.saved.read && entry.author !== "visitor") { n += 1; }
-    }
-    return n;
-  }
+  unread() { return this.thread.unread(this.saved.read); }
 
   markRead() {
-    const top = this.maxSeq();
+    const top = this.thread.maxSeq();
     if (this.view.reading && top > this.saved.read) {
       this.saved.update({ read: top });
       this.connection.send({ type: "read", upto: top });
@@ -372,9 +360,7 @@ class Widget {
     const before = this.operatorsRead;
     this.operatorsRead = upto;
     this.saved.update({ seen: upto });
-    for (const entry of this.messages.values()) {
-      if (entry.author === "visitor" && entry.seq > before && entry.seq <= upto) { this.show(entry); }
-    }
+    for (const entry of this.thread.visitorBetween(before, upto)) { this.show(entry); }
   }
 
   setStatus(status) {
