@@ -594,7 +594,11 @@ def test_long_thread_pages_back(browser: Any, daemon: Daemon) -> None:
         while earlier.is_displayed():
             before = len(all_css(root, "li.message"))
             earlier.click()
-            wait_for(lambda n=before: len(all_css(root, "li.message")) > n)
+
+            def grew(than: int = before) -> bool:
+                return len(all_css(root, "li.message")) > than
+
+            wait_for(grew)
             earlier = css(root, ".earlier")
         shown = texts(root, "li.message .bubble")
         assert shown == ["Tell me everything", ACK] + [f"part {n}" for n in range(73)]
