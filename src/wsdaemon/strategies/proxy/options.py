@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wsdaemon.strategies.api import OptionError, reject_unknown_options
+from wsdaemon.strategies.proxy.intercept import InterceptError, InterceptRules, load_intercepts
 
 __all__ = ["DEFAULT_PASS", "ProxySettings", "check_options", "trust_root"]
 
@@ -30,8 +31,10 @@ class ProxySettings:
 
     def __init__(self, upstream: str, pass_headers: tuple[str, ...], record: Path | None,
                  record_max_bytes: int, connect_timeout: float,
-                 ca_pem: bytes | None = None) -> None:
+                 ca_pem: bytes | None = None, intercepts: InterceptRules | None = None) -> None:
         self.upstream = upstream
+        #: The route's interception rules (None: messages go through as they are).
+        self.intercepts = intercepts
         #: PEM certificates trusted for the upstream (None: the system's).
         self.ca_pem = ca_pem
         self.pass_headers = pass_headers
@@ -46,7 +49,7 @@ def check_options(options: Mapping[str, str], config_dir: Path) -> ProxySettings
     @raise OptionError: naming the option that is wrong.
     """
     reject_unknown_options(options, {"upstream", "pass_headers", "record", "record_max_bytes",
-                                     "connect_timeout", "upstream_ca"})
+                                     "connect_timeout", "upstream_ca", "intercept"})
     upstream = options.get("upstream", "").strip()
     parts = urlsplit(upstream)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -92,7 +95,13 @@ def check_options(options: Mapping[str, str], config_dir: Path) -> ProxySettings
         except Exception:
             raise OptionError("upstream_ca", f"{ca_path}: expected PEM certificates "
                                              "(-----BEGIN CERTIFICATE-----)") from None
-    return ProxySettings(upstream, pass_headers, record, max_bytes, timeout, ca_pem)
+    intercepts = None
+    if options.get("intercept", "").strip():
+        try:
+            intercepts = load_intercepts(Path(config_dir, options["intercept"].strip()))
+        except InterceptError as e:
+            raise OptionError("intercept", e.why, path=e.path, line=e.line) from None
+    return ProxySettings(upstream, pass_headers, record, max_bytes, timeout, ca_pem, intercepts)
 
 
 def trust_root(pem: bytes) -> Any:

@@ -45,6 +45,7 @@ from wsdaemon.records import (
     HandshakeRequest,
 )
 from wsdaemon.strategies.api import OptionContext, StrategyContext
+from wsdaemon.strategies.proxy.intercept import MAX_HELD, Interceptor
 from wsdaemon.strategies.proxy.options import ProxySettings, check_options, trust_root
 from wsdaemon.strategies.proxy.recording import Conversation, Recorder
 from wsdaemon.strategies.proxy.upstream import (
@@ -104,6 +105,8 @@ class _Link:
         self.subprotocol: str | None = None
         self.conversation: Conversation | None = None
         self.closing = False
+        #: The route's interception of this connection's messages, once open.
+        self.interceptor: Interceptor | None = None
         #: How the client is to be closed once open (the upstream failed first).
         self.refusal: tuple[int, str] | None = None
 
@@ -206,6 +209,11 @@ class _Link:
 
     def opened(self, session: ISession) -> None:
         self.session = session
+        rules = self.strategy.settings.intercepts
+        if rules is not None:
+            self.interceptor = Interceptor(
+                rules, self.strategy.reactor, session.session_id, self.request.path,
+                {"client": session.send, "server": self._to_upstream}, self._held_too_many)
         recorder = self.strategy.recorder
         if recorder is not None:
             self.conversation = recorder.conversation(
@@ -221,6 +229,14 @@ class _Link:
             return  # on its way out: the upstream has closed, or failed
         if self.conversation is not None:
             self.conversation.message("client", message)
+        if self.interceptor is not None:
+            self.interceptor.handle("client", message)
+        else:
+            self._to_upstream(message)
+
+    def _to_upstream(self, message: str | bytes) -> None:
+        if self.closing:
+            return
         upstream = self.upstream
         if upstream is None:
             if len(self.pending) >= MAX_PENDING:
@@ -232,10 +248,28 @@ class _Link:
     def from_upstream(self, message: str | bytes) -> None:
         if self.conversation is not None:
             self.conversation.message("server", message)
-        if self.session is not None:
+        if self.interceptor is not None:
+            self.interceptor.handle("server", message)
+        elif self.session is not None:
             self.session.send(message)
 
+    def _held_too_many(self, side: str) -> None:
+        """
+        More messages of one side wait behind an intercept's delay than
+        any connection may hold: both sides are closed.
+        """
+        _log.warn("proxy {path}: session {session_id} holds more than {limit} messages from "
+                  "the {side} behind intercept delays; closing it (1013) and its upstream",
+                  path=self.request.path, session_id=self.request.session_id,
+                  limit=MAX_HELD, side=side)
+        upstream = self.upstream
+        if upstream is not None and upstream.state == upstream.STATE_OPEN:
+            upstream.sendCloseFrame(code=1001, isReply=False)
+        self._close_client(1013, "intercept delays hold too many messages")
+
     def client_closed(self, code: int | None, reason: str) -> None:
+        if self.interceptor is not None:
+            self.interceptor.stop()
         if self.closing:
             return
         self.closing = True
@@ -279,6 +313,8 @@ class _Link:
         self._close_client(INTERNAL_ERROR, "internal error")
 
     def _close_client(self, code: int, reason: str) -> None:
+        if self.interceptor is not None:
+            self.interceptor.stop()
         if self.closing:
             return
         self.closing = True
@@ -294,6 +330,8 @@ class _Link:
         if not self.accepted.called:
             self._handshake_failed(reason, status)
             return
+        if self.interceptor is not None:
+            self.interceptor.stop()
         if self.closing:
             return
         self.closing = True
