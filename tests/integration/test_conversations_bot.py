@@ -5,12 +5,13 @@ Bot first on the real daemon (issue 22, item 5): a support route with
 a human" hands the conversation over: an operator on protocol 2 finds it
 waiting, opens it and reads the bot's part of the thread and the handoff
 note; the operator answers and the bot stays quiet after. A plain visitor
-gets the bot's text as it is.
+gets the bot's text as it is. A reload reads the rules again.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,22 @@ def test_a_plain_visitor_gets_the_bots_text_and_its_delays(daemon: Daemon) -> No
         with pytest.raises(TimeoutError):
             visitor.recv(timeout=0.2)
         assert visitor.recv(timeout=5) == "Let me think about it..."
+
+
+def test_a_reload_reads_the_bots_rules_again(daemon: Daemon, tmp_path: Path) -> None:
+    """SIGHUP: the new rules answer the next message (same episode, same
+    connection); a bad rules file is refused with its line, the bot kept."""
+    rules = tmp_path / "bot.toml"
+    with connect(f"{daemon.url}/support") as visitor:
+        visitor.send("order 1")
+        assert visitor.recv(timeout=5) == "Order 1 ships tomorrow."
+        rules.write_text(RULES.replace("ships tomorrow", "ships today"), encoding="utf-8")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for_log("reloaded")
+        visitor.send("order 2")
+        assert visitor.recv(timeout=5) == "Order 2 ships today."
+        rules.write_text(RULES + "\n[[rule]]\ntext = 'x'\ndrop = true\n", encoding="utf-8")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for_log("drop: not in a bot's rules")
+        visitor.send("order 3")
+        assert visitor.recv(timeout=5) == "Order 3 ships today."
