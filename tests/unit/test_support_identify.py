@@ -21,7 +21,14 @@ from twisted.logger import LogEvent, globalLogPublisher
 
 from tests.unit.test_support_visitor import BoundFactory, Support, cid, frames, send
 from wsdaemon.config import IdentityPolicy, JwtSettings
-from wsdaemon.conversations import ConversationSettings, Profile, ProfileSource, Resolve, Status
+from wsdaemon.conversations import (
+    ConversationSettings,
+    Identify,
+    Profile,
+    ProfileSource,
+    Resolve,
+    Status,
+)
 from wsdaemon.records import HandshakeRequest
 from wsdaemon.strategies.api import OptionError
 from wsdaemon.support.profiles import MIN_SECRET_CHARS, NO_SECRET, identifier_hash, verified
@@ -268,3 +275,36 @@ def test_token_profile_survives_a_reload(tmp_path: Path) -> None:
     assert old.visitors.token_profile("s-2") is None
     rebuilt.connection_closed(session, 1000, "")
     assert old.visitors.token_profile("s-1") is None
+
+
+def test_connect_submits_nothing_for_a_conversation_out_of_memory(tmp_path: Path) -> None:
+    """A token's profile at connect is submitted only for a live
+    conversation (no store read per connect otherwise): not for a new
+    visitor, nor a resolved one, which learns it with its next message."""
+    route = jwt_route(tmp_path)
+    driver = route.support.driver
+    submitted: list[Any] = []
+    real = driver.submit
+
+    def recorded(event: Any) -> Any:
+        submitted.append(event)
+        return real(event)
+
+    driver.submit = recorded
+    first = route.harness.connect(query=f"access_token={token(name='Ann')}")
+    assert not any(isinstance(e, Identify) for e in submitted)
+    first.send("hi")
+    live = route.harness.connect(query=f"access_token={token(name='Ann B')}")
+    assert [e.profile.name for e in submitted if isinstance(e, Identify)] == ["Ann B"]
+    assert route.stored("u-42").profile.name == "Ann B"
+    outcome: list[Any] = []
+    real(Resolve(cid("u-42"), "alice")).addBoth(outcome.append)
+    assert driver.inbox.conversation(cid("u-42")) is None
+    first.close()
+    live.close()
+    submitted.clear()
+    again = route.harness.connect(query=f"access_token={token(name='Ann Lee')}")
+    assert not any(isinstance(e, Identify) for e in submitted)
+    assert route.stored("u-42").profile.name == "Ann B"
+    again.send("back again")
+    assert route.stored("u-42").profile.name == "Ann Lee"

@@ -192,7 +192,10 @@ class ConversationStrategy:
             return
         profile = self._profiles[session.session_id] = ConnectionProfile(
             self.driver, self.route, session.client_id, self.identity, token)
-        if profile.profile is not None:  # a returning visitor's conversation learns it now
+        if profile.profile is not None and \
+                self.driver.inbox.conversation(self._key(session.client_id)) is not None:
+            # A live conversation learns a token's change now; any other
+            # with the next message (no store read per connect for it).
             submit_quietly(self.driver, Identify(self.route, session.client_id, profile.profile))
         if mode is Mode.STRUCTURED:
             self._chats[session.session_id] = ChatConnection(self.driver, self.visitors,
