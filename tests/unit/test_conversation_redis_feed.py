@@ -40,7 +40,8 @@ from wsdaemon.conversations import (
 from wsdaemon.conversations.effects import CancelTimer, Commit, Measure, SetTimer
 from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.support.driver import ConversationDriver
-from wsdaemon.support.redis_feed import ConversationFeed, decode_change, encode_news
+from wsdaemon.support.redis_feed import ConversationFeed
+from wsdaemon.support.redis_news import decode_change, encode_news
 from wsdaemon.support.redis_store import RedisConversationStore
 
 pytestmark = pytest.mark.slow

@@ -27,6 +27,12 @@ Memory: live (open, snoozed) conversations stay in the view; a resolved
 one is dropped once its lane is empty and read again from the store when
 an event names it.
 
+Several daemons sharing the store (L{Peers}, with Redis): each commit goes
+out with what the others carry out for their own connections, and theirs
+come in through L{ConversationDriver.adopt} in the conversation's lane. A
+commit refused as stale first takes what the others committed (in order,
+with its deliveries), then decides again.
+
 In progress: not yet serving routes (docs/conversations.md, section 6).
 """
 
@@ -34,7 +40,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Protocol
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -85,13 +90,10 @@ from wsdaemon.conversations.events import (
 )
 from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.conversations.model import (
-    Availability,
     Conversation,
     Status,
     conversation_id_for,
-    evolve,
 )
-from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.support.lanes import (
     DEFAULT_MAX_PER_CONVERSATION,
@@ -100,6 +102,7 @@ from wsdaemon.support.lanes import (
     Lanes,
     Turn,
 )
+from wsdaemon.support.peers import Peers, adopted_team
 from wsdaemon.support.ports import (
     IConversationMeasures,
     IConversationStore,
@@ -108,8 +111,7 @@ from wsdaemon.support.ports import (
 )
 from wsdaemon.support.timers import DueTimers
 
-__all__ = ["MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped", "Peers",
-           "lane_of"]
+__all__ = ["MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped", "lane_of"]
 
 #: A timer whose event failed (the store down, its lane full) fires again
 #: this many seconds later: what was due is still due.
@@ -125,33 +127,6 @@ _CONVERSATION_EVENTS = (OperatorReply, AddNote, Assign, Transfer, Resolve, Reope
                         OperatorRead, OperatorTyping, SetLabels)
 
 log = Logger()
-
-
-class Peers(Protocol):
-    """
-    The other daemons sharing the store (with Redis:
-    L{wsdaemon.support.redis_feed.ConversationFeed}).
-
-    @ivar max_attempts: commits refused as stale before the caller is told.
-    @ivar stale_pause: seconds, times the attempts so far, at most, waited
-        at random before deciding again.
-    """
-
-    max_attempts: int
-    stale_pause: float
-
-    def commit(self, transition: Transition) -> Deferred[None]:
-        """Commit C{transition} with what the others need to carry it out."""
-
-    def publish(self, transition: Transition) -> None:
-        """Tell the others a transition that stored nothing (typing, availability)."""
-
-    def catch_up(self, keys: tuple[str, ...]) -> Deferred[None]:
-        """
-        Take, through L{ConversationDriver.take_adopted}, what the others
-        committed to C{keys} up to what the store holds now, and at least
-        the stored records (L{ConversationDriver.take_stored}); called alone.
-        """
 
 
 class DriverStopped(Exception):  # noqa: N818 - says what happened
@@ -465,8 +440,8 @@ class ConversationDriver:
 
     async def _adopt(self, conversations: tuple[Conversation, ...], effects: tuple[Effect, ...],
                      last_chosen: str | None, still_due: Callable[[], bool], turn: Turn) -> None:
-        while not turn.alone and self._adopted_team(conversations, effects,
-                                                    last_chosen) != self.inbox.team:
+        while not turn.alone and adopted_team(self.inbox, conversations, effects,
+                                              last_chosen) != self.inbox.team:
             await turn.wait_alone()
         if still_due():
             self.take_adopted(conversations, effects, last_chosen)
@@ -478,7 +453,7 @@ class ConversationDriver:
         path's catching up, L{Peers.catch_up}) or that leaves the team as
         it is.
         """
-        team = self._adopted_team(conversations, effects, last_chosen)
+        team = adopted_team(self.inbox, conversations, effects, last_chosen)
         taken = [c for c in conversations if self.take_stored(c)]
         self.inbox.team = team
         for effect in effects:
@@ -494,25 +469,3 @@ class ConversationDriver:
             key = conversation.conversation_id
             if conversation.status is Status.RESOLVED and self._lanes.waiting(key) <= 1:
                 self.inbox.forget(key)
-
-    def _adopted_team(self, conversations: tuple[Conversation, ...], effects: tuple[Effect, ...],
-                      last_chosen: str | None) -> Team:
-        """
-        The team once the transition is taken: loads moved by the newer
-        records, an operator's availability and capacity as its daemon
-        told, the round's place.
-        """
-        team = self.inbox.team
-        for conversation in conversations:
-            before = self.inbox.conversation(conversation.conversation_id)
-            if before is None or before.version < conversation.version:
-                team = team.accounted(before, conversation)
-        for effect in effects:
-            if isinstance(effect, NotifyTeam):
-                known = team.get(effect.operator) or OperatorState(effect.operator)
-                team = team.with_operator(evolve(
-                    known, availability=Availability(effect.availability),
-                    capacity=effect.capacity))
-        if last_chosen is not None and last_chosen != team.last_chosen:
-            team = evolve(team, last_chosen=last_chosen)
-        return team

@@ -1,0 +1,77 @@
+"""
+The driver's side of sharing conversations with other daemons (with
+Redis: L{wsdaemon.support.redis_feed}): what it asks of them (L{Peers}),
+and the team as another daemon's transition leaves it (L{adopted_team}).
+
+The team is not stored: each daemon keeps its own copy, moved by its own
+transitions and by the others' (their records move the loads; their
+operators' availability and capacity come as they told them). Two daemons
+routing at the same moment may each give an operator one more conversation
+than its capacity (each commit is checked against its conversations'
+versions, not the team's).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from twisted.internet.defer import Deferred
+
+from wsdaemon.conversations.effects import Effect, NotifyTeam
+from wsdaemon.conversations.inbox import Inbox
+from wsdaemon.conversations.model import Availability, Conversation, evolve
+from wsdaemon.conversations.routing import OperatorState, Team
+from wsdaemon.conversations.transition import Transition
+
+__all__ = ["Peers", "adopted_team"]
+
+
+class Peers(Protocol):
+    """
+    The other daemons sharing the store (with Redis:
+    L{wsdaemon.support.redis_feed.ConversationFeed}).
+
+    @ivar max_attempts: commits refused as stale before the caller is told.
+    @ivar stale_pause: seconds, times the attempts so far, at most, waited
+        at random before deciding again.
+    """
+
+    max_attempts: int
+    stale_pause: float
+
+    def commit(self, transition: Transition) -> Deferred[None]:
+        """Commit C{transition} with what the others need to carry it out."""
+
+    def publish(self, transition: Transition) -> None:
+        """Tell the others a transition that stored nothing (typing, availability)."""
+
+    def catch_up(self, keys: tuple[str, ...]) -> Deferred[None]:
+        """
+        Take what the others committed to C{keys} up to what the store
+        holds now (the driver's C{take_adopted}), and at least the stored
+        records (its C{take_stored}); called alone.
+        """
+
+
+
+def adopted_team(inbox: Inbox, conversations: tuple[Conversation, ...],
+                 effects: tuple[Effect, ...], last_chosen: str | None) -> Team:
+    """
+    The team once another daemon's transition is taken: loads moved by the
+    records newer than C{inbox}'s, an operator's availability and capacity
+    as its daemon told, the round's place.
+    """
+    team = inbox.team
+    for conversation in conversations:
+        before = inbox.conversation(conversation.conversation_id)
+        if before is None or before.version < conversation.version:
+            team = team.accounted(before, conversation)
+    for effect in effects:
+        if isinstance(effect, NotifyTeam):
+            known = team.get(effect.operator) or OperatorState(effect.operator)
+            team = team.with_operator(evolve(
+                known, availability=Availability(effect.availability),
+                capacity=effect.capacity))
+    if last_chosen is not None and last_chosen != team.last_chosen:
+        team = evolve(team, last_chosen=last_chosen)
+    return team
