@@ -1,6 +1,6 @@
 """
-Proxying and mocking mixed (issue 25, item 4): a proxy route with an
-intercept file, between a websockets client and a real websockets upstream
+Proxying and mocking mixed (issue 25, item 4): a proxy route with the
+README's intercept file, between a websockets client and a real websockets upstream
 that echoes what it gets.
 """
 
@@ -17,31 +17,14 @@ import pytest
 from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection, serve
 
-from tests.daemon import Daemon, free_port, run_cli
+from tests.daemon import REPO, Daemon, free_port, run_cli
 
-INTERCEPT = """
-[[intercept]]
-from = "client"
-json = { type = "subscribe" }
-replace = '{{"type": "subscribe", "channel": "test-{json.channel}"}}'
 
-[[intercept]]
-from = "client"
-text = "secret"
-drop = true
-respond = "the proxy kept it"
-
-[[intercept]]
-from = "server"
-regex = '^slow'
-delay = 0.4
-before = "(delayed by the proxy)"
-
-[[intercept]]
-from = "server"
-text = "bye"
-after = "injected after bye"
-"""
+def readme_intercept() -> str:
+    """The README's example intercept file (the test runs what it shows)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("#### Intercepting: mocking on a proxy route"):]
+    return section[section.index("```toml\n") + 8:section.index("```\n", 10)]
 
 
 @pytest.fixture
@@ -62,7 +45,7 @@ def upstream() -> Iterator[tuple[int, list[str]]]:
 def test_intercepts_rewrite_drop_answer_delay_and_inject(
         tmp_path: Path, upstream: tuple[int, list[str]]) -> None:
     port, seen = upstream
-    (tmp_path / "intercept.toml").write_text(INTERCEPT)
+    (tmp_path / "intercept.toml").write_text(readme_intercept())
     config = tmp_path / "wsdaemon.ini"
     config.write_text(textwrap.dedent(f"""
         [wsdaemon]
@@ -91,6 +74,10 @@ def test_intercepts_rewrite_drop_answer_delay_and_inject(
             client.send("bye")
             assert [client.recv(timeout=5), client.recv(timeout=5)] == ["bye",
                                                                          "injected after bye"]
+            client.send("bye")  # times = 1: the second passes as it is
+            assert client.recv(timeout=5) == "bye"
+            client.send("ping")
+            assert client.recv(timeout=5) == "ping"
         assert "secret" not in seen, "a dropped message never reaches the upstream"
         assert json.loads(seen[0])["channel"] == "test-prices"
     finally:
