@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from twisted.internet.task import Clock
 
-from wsdaemon.strategies.scripted.rules import RulesError, parse_rules
+from tests.daemon import REPO
+from wsdaemon.strategies.scripted.rules import RulesError, load_rules, parse_rules
 from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
 
 
@@ -128,3 +129,24 @@ def test_answer_says_which_rule_answered() -> None:
     assert rule is not None and rule.name == "hello" and reply == "Hello!"
     assert engine.answer(Session(), "what?") == (None, None)  # type: ignore[arg-type]
     assert engine.message_received(Session(), "hi") == "Hello!"  # type: ignore[arg-type]
+
+
+def test_the_shipped_bot_example_loads_as_a_bot() -> None:
+    """etc/support-bot.toml: a greeting, delays, a rule that hands over, [default]."""
+    rules = load_rules(REPO / "etc" / "support-bot.toml", bot=True)
+    assert len(rules.greetings) == 1 and rules.default is not None
+    assert any(m.delay for r in rules.rules for m in r.messages)
+    assert [r.handoff for r in rules.rules if r.handoff] == ["refund request"]
+    engine = ScriptedStrategy(rules, Clock())
+
+    class Session:
+        session_id = "s1"
+        route = "/support"
+
+        def send(self, message: str | bytes) -> bool:
+            return True
+
+    rule, reply = engine.answer(Session(), "Where is order #12345?")  # type: ignore[arg-type]
+    assert rule is not None and rule.name == "order status"
+    rule, reply = engine.answer(Session(), "can I get a refund")  # type: ignore[arg-type]
+    assert rule is not None and rule.handoff == "refund request"
