@@ -83,7 +83,8 @@ def pair(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[Daemon, Da
 
 
 def operator(daemon: Daemon, token: str) -> ClientConnection:
-    desk = connect(f"{daemon.url}/operator", additional_headers={"Authorization": f"Bearer {token}"})
+    desk = connect(f"{daemon.url}/operator",
+                   additional_headers={"Authorization": f"Bearer {token}"})
     hello = next_of(desk, "hello")
     assert hello["protocol"] == 2
     return desk
@@ -243,4 +244,53 @@ def test_operators_on_both_daemons_reply_at_once(pair: tuple[Daemon, Daemon]) ->
     welcome = next_of(whole, "welcome")
     stored = [m["text"] for m in welcome["messages"] if m.get("author") == "operator"]
     assert sorted(stored) == texts
+    whole.close()
+
+
+def test_redis_stalling_and_restarting(pair: tuple[Daemon, Daemon],
+                                       redis_server: RedisServer) -> None:
+    """
+    Redis stalls (CLIENT PAUSE, longer than the daemons' 1 s timeout) while
+    the visitor's message is being stored: the visitor is told to send it
+    again with its id; sent again once Redis answers, it is stored once.
+    Redis then restarts on its data: both daemons' links come back, and the
+    operator's reply on B still reaches the visitor on A, once.
+    """
+    a, b = pair
+    visitor = structured(a)
+    cookie = cookie_of(visitor)
+    visitor.send(json.dumps({"type": "hello"}))
+    next_of(visitor, "welcome")
+    desk = operator(b, BOB)
+    redis_server.pause(2.5)
+    visitor.send(json.dumps({"type": "message", "id": "c-1", "text": "Are you there?"}))
+    error = next_of(visitor, "error")
+    assert "send it again with the same id" in error["error"], error
+    redis_server.wait_answering(10)
+    a.wait_for_log("redis: reachable again", timeout=10)
+    visitor.send(json.dumps({"type": "message", "id": "c-1", "text": "Are you there?"}))
+    # (The first send may be acknowledged too, once A reads its own event.)
+    ack = next_of(visitor, "ack", where=lambda f: f.get("id") == "c-1")
+    assert ack["seq"] == 1
+    conversation = the_conversation(desk)
+    redis_server.restart(down_for=0.5)
+    a.wait_for_log("redis: reachable again", timeout=15)
+    b.wait_for_log("redis: reachable again", timeout=15)
+    deadline = time.monotonic() + 10
+    while True:
+        answer = request(desk, {"type": "reply", "conversation": conversation,
+                                "text": "Yes, here."}, f"after-{time.monotonic()}")
+        if answer["type"] == "ok" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert answer["type"] == "ok", answer
+    reply = next_of(visitor, "message", where=lambda m: m.get("author") == "operator",
+                    timeout=10)
+    assert reply["text"] == "Yes, here."
+    desk.close()
+    visitor.close()
+    whole = structured(a, cookie)
+    whole.send(json.dumps({"type": "hello", "after": 0}))
+    texts = [m["text"] for m in next_of(whole, "welcome")["messages"]]
+    assert texts.count("Are you there?") == 1 and texts[-1] == "Yes, here."
     whole.close()
