@@ -54,7 +54,11 @@ fallback_after = 0
 
 [route:/support]
 strategy = operator
+identity_hash_secret_file = identify.key
 """
+
+#: The site's secret for identify hashes (the route's identity_hash_secret_file).
+IDENTIFY_SECRET = "site-secret-0123456789abcdef0123456789"
 
 CANNED = """# the team's replies
 /late Sorry {name}, this is {operator}: it ships today.
@@ -66,6 +70,7 @@ CANNED = """# the team's replies
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     (tmp_path / "canned.txt").write_text(CANNED, encoding="utf-8")
+    (tmp_path / "identify.key").write_text(IDENTIFY_SECRET + "\n", encoding="utf-8")
     config = tmp_path / "wsdaemon.ini"
     config.write_text(CONFIG, encoding="utf-8")
     running = Daemon(config)
@@ -123,11 +128,21 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10, what: str = "") 
         time.sleep(0.05)
 
 
-def visitor(daemon: Daemon) -> ClientConnection:
+def visitor(daemon: Daemon, **profile: Any) -> ClientConnection:
+    """A structured visitor; with C{profile} (name, email, attributes) it
+    identifies as the site's backend would sign it."""
+    import hashlib
+    import hmac
+
     ws = connect(f"{daemon.url}/support", subprotocols=[Subprotocol(CHAT)],
                  origin=Origin(daemon.http))
     ws.send(json.dumps({"type": "hello"}))
-    next_of(ws, "welcome")
+    welcome = next_of(ws, "welcome")
+    if profile:
+        digest = hmac.new(IDENTIFY_SECRET.encode(), welcome["visitor"].encode(),
+                          hashlib.sha256).hexdigest()
+        ws.send(json.dumps({"type": "identify", "hash": digest, **profile}))
+        assert next_of(ws, "ok")["request"] == "identify"
     return ws
 
 
@@ -275,8 +290,9 @@ def test_an_operator_answers_a_visitor_from_the_inbox(daemon: Daemon, chromium: 
 
 def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
     """
-    "?" shows the shortcuts; j moves to a conversation; labels are added and
-    removed from the side panel; assigning to a colleague shows in the list.
+    "?" shows the shortcuts; j moves to a conversation; the side panel shows
+    who an identified visitor is (name, email, attributes, as text); labels
+    are added and removed there; assigning to a colleague shows in the list.
     """
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
@@ -289,7 +305,9 @@ def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
     next_of(alice, "hello")
     alice.send(json.dumps({"type": "availability", "availability": "online", "id": 1}))
     next_of(alice, "ok")
-    first, second = visitor(daemon), visitor(daemon)
+    first = visitor(daemon, name="Ann <i>Lee</i>", email="ann@example.com",
+                    attributes={"plan": "Pro", "orders": "12"})
+    second = visitor(daemon)
     first.send(json.dumps({"type": "message", "id": "a", "text": "first visitor"}))
     next_of(first, "ack")
     second.send(json.dumps({"type": "message", "id": "b", "text": "second visitor"}))
@@ -305,6 +323,12 @@ def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
     wait_for(lambda: not find(By.ID, "help").is_displayed(), what="help closed")
     body.send_keys("j")
     wait_for(lambda: "first visitor" in text_of(browser, "#entries"), what="j opened the first")
+    assert text_of(browser, "#visitor-name") == "Ann <i>Lee</i>"
+    assert text_of(browser, "#visitor-email") == "ann@example.com"
+    details = text_of(browser, "#visitor-details")
+    assert "plan\nPro" in details and "orders\n12" in details, details
+    assert "Ann <i>Lee</i>" in text_of(browser, ".conversation-row.selected")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#panel i, .conversations i")
     body.send_keys("j")
     wait_for(lambda: "second visitor" in text_of(browser, "#entries"), what="j: the next")
 
@@ -442,6 +466,7 @@ def test_the_inbox_stays_fast_with_10000_open_conversations(tmp_path: Path,
     from selenium.webdriver.common.by import By
 
     (tmp_path / "canned.txt").write_text(CANNED, encoding="utf-8")
+    (tmp_path / "identify.key").write_text(IDENTIFY_SECRET + "\n", encoding="utf-8")
     config = tmp_path / "wsdaemon.ini"
     config.write_text(CONFIG, encoding="utf-8")
     fill_conversations(tmp_path / "conversations.sqlite3", 10_000, time.time())

@@ -18,7 +18,7 @@ const AVAILABILITY_KEY = "wsdaemon-inbox-availability";
 /** Canned replies fetched (the daemon holds at most 500). */
 const MAX_CANNED = 500;
 
-const state = { me: null, displayName: null, team: new Map(), open: null, opening: 0 };
+const state = { me: null, displayName: null, team: new Map(), open: null, opening: 0, profile: null };
 
 const list = new ConversationList($("conversations"), {
   onSelect: (id) => openConversation(id),
@@ -207,6 +207,7 @@ async function openConversation(id) {
     $("empty").hidden = true;
     $("conversation").hidden = false;
     $("panel").hidden = false;
+    state.profile = answer.profile || null;
     thread.show(answer, state.me);
     showSummary(answer.conversation);
     if (answer.conversation.unread && notifier.looking) { markRead(answer.conversation); }
@@ -217,14 +218,14 @@ async function openConversation(id) {
 
 function showSummary(c) {
   thread.update(c);
-  panel.show(c, (o) => o === state.me ? "You" : nameOf(o));
+  panel.show(c, state.profile, (o) => o === state.me ? "You" : nameOf(o));
   $("conversation-title").textContent = visitorName(c);
   const parts = [];
   if (c.name) { parts.push(c.alias); }
   if (c.status === "snoozed") { parts.push("Snoozed"); } else if (c.status === "resolved") { parts.push("Resolved"); }
   if (c.waiting_since) {
     const waited = since(c.waiting_since);
-    parts.push(waited === "now" ? "Waiting since just now" : "Waiting for " + waited);
+    parts.push(waited === "now" ? "Waiting < 1 min" : "Waiting " + waited);
   }
   const others = (c.viewing || []).filter((o) => o !== state.me);
   if (others.length) { parts.push("Also viewing: " + others.map(nameOf).join(", ")); }

@@ -98,7 +98,7 @@ export class Composer {
   drawMenu() {
     this.menu.replaceChildren(...this.choices.map((choice, i) => {
       const item = el("li", "canned-item" + (i === this.active ? " active" : ""),
-        el("span", "shortcut", "/" + choice.shortcut), el("span", "canned-text", choice.text));
+        el("span", "shortcut", "/" + choice.shortcut), el("span", "canned-text", this.cannedValues(choice.text)));
       item.id = "canned-" + i;
       item.setAttribute("role", "option");
       item.setAttribute("aria-selected", i === this.active ? "true" : "false");

@@ -21,8 +21,13 @@ export class Panel {
     this.onRemoveLabel = onRemoveLabel;
   }
 
-  /** @param {function} nameOf an operator's display name */
-  show(c, nameOf) {
+  /**
+   * @param {object} c the conversation's summary
+   * @param {object|null} profile the open answer's profile (name, email,
+   *   attributes, source), when the visitor proved who it is
+   * @param {function} nameOf an operator's display name
+   */
+  show(c, profile, nameOf) {
     const ids = this.ids;
     const name = visitorName(c);
     ids.avatar.textContent = initials(name);
@@ -31,7 +36,11 @@ export class Panel {
     ids.email.textContent = c.email || c.contact || "No email given";
     const details = [];
     if (c.name && c.alias) { details.push(["Alias", c.alias]); }
-    const attributes = c.attributes && typeof c.attributes === "object" ? Object.entries(c.attributes) : [];
+    if (profile && profile.source) {
+      details.push(["Identified", profile.source === "jwt" ? "by the site's token" : "by the site (signed)"]);
+    }
+    const given = profile && profile.attributes && typeof profile.attributes === "object" ? profile.attributes : {};
+    const attributes = Object.entries(given);
     for (const [key, value] of attributes.slice(0, MAX_ATTRIBUTES)) {
       details.push([key, typeof value === "string" ? value : JSON.stringify(value)]);
     }
@@ -60,7 +69,9 @@ export class Panel {
 
   list(dl, pairs) {
     const nodes = [];
-    for (const [term, value] of pairs) { nodes.push(el("dt", "", term), el("dd", "", String(value))); }
+    for (const [term, value] of pairs) {
+      nodes.push(el("dt", "", term), el("dd", term.endsWith(" id") ? "mono" : "", String(value)));
+    }
     dl.replaceChildren(...nodes);
   }
 }
