@@ -31,7 +31,13 @@ from wsdaemon.conversations import (
 )
 from wsdaemon.records import HandshakeRequest
 from wsdaemon.strategies.api import OptionError
-from wsdaemon.support.profiles import MIN_SECRET_CHARS, NO_SECRET, identifier_hash, verified
+from wsdaemon.support.profiles import (
+    MAX_IDENTIFIES,
+    MIN_SECRET_CHARS,
+    NO_SECRET,
+    identifier_hash,
+    verified,
+)
 from wsdaemon.support.visitor import ConversationStrategy
 from wsdaemon.support.visitor_protocol import SUBPROTOCOL
 from wsdaemon.testing import HarnessClient, RecordingSession, StrategyHarness
@@ -308,3 +314,21 @@ def test_connect_submits_nothing_for_a_conversation_out_of_memory(tmp_path: Path
     assert route.stored("u-42").profile.name == "Ann B"
     again.send("back again")
     assert route.stored("u-42").profile.name == "Ann Lee"
+
+
+def test_identifies_per_connection_are_bounded(tmp_path: Path) -> None:
+    """A connection's proven identify requests (each may be a store write)
+    stop at MAX_IDENTIFIES; a new connection may identify again."""
+    route = secret_route(tmp_path)
+    client = route.chat()
+    send(client, {"type": "message", "id": "c-1", "text": "hi"})
+    frames(client)
+    for n in range(MAX_IDENTIFIES):
+        assert identify(client, name=f"Ann {n}")["type"] == "ok"
+    refused = identify(client, name="Ann again")
+    assert refused["type"] == "error" and f"at most {MAX_IDENTIFIES}" in refused["error"]
+    assert route.stored().profile.name == f"Ann {MAX_IDENTIFIES - 1}"
+    other = route.chat()
+    frames(other)
+    assert identify(other, name="Ann again")["type"] == "ok"
+    assert route.stored().profile.name == "Ann again"

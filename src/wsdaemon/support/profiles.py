@@ -36,12 +36,15 @@ from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.lanes import LaneFull
 from wsdaemon.support.visitor_protocol import Identification, error_frame, ok_frame
 
-__all__ = ["MIN_SECRET_CHARS", "NO_SECRET", "OPTIONS", "ConnectionProfile", "VisitorIdentity",
-           "identifier_hash",
-           "read_hash_secret", "refusal", "verified", "visitor_identity"]
+__all__ = ["MAX_IDENTIFIES", "MIN_SECRET_CHARS", "NO_SECRET", "OPTIONS", "ConnectionProfile",
+           "VisitorIdentity", "identifier_hash", "read_hash_secret", "refusal", "verified",
+           "visitor_identity"]
 
 #: The route options this module reads.
 OPTIONS = ("identity_hash_secret_file", "profile_attributes_claim")
+#: Proven C{identify} requests one connection may make (each may be a
+#: store write); more are refused.
+MAX_IDENTIFIES = 32
 #: The shortest secret taken (characters).
 MIN_SECRET_CHARS = 16
 _log = Logger(namespace="wsdaemon.support.visitor")
@@ -168,11 +171,13 @@ class ConnectionProfile:
         self._identity = identity or VisitorIdentity()
         self.profile = profile
         self._refusal_logged = False
+        self._identified = 0
 
     def identify(self, session: ISession, request: Identification) -> None:
         """
         Answers C{ok} once stored, or C{error}: refused (nothing kept; logged
-        once per connection) or not stored (send it again).
+        once per connection), past L{MAX_IDENTIFIES}, or not stored (send it
+        again).
         """
         why = refusal(self._identity, self.visitor, request.hash)
         if why is not None:
@@ -182,6 +187,11 @@ class ConnectionProfile:
                           client_id=self.visitor, route=self._route, why=why)
             session.send(error_frame(why, "identify"))
             return
+        if self._identified >= MAX_IDENTIFIES:
+            session.send(error_frame(f"at most {MAX_IDENTIFIES} identify requests a connection",
+                                     "identify"))
+            return
+        self._identified += 1
         self.profile = merged(self.profile, request.profile)
         d = self._driver.submit(Identify(self._route, self.visitor, request.profile))
 
