@@ -379,6 +379,7 @@ wsdaemon("on", "error", function (e) { window.seen.push(["error", e]); });
 wsdaemon("on", "identified", function () { window.seen.push(["identified"]); });
 wsdaemon("on", "ready", function (r) { window.seen.push(["ready", r]); });
 wsdaemon("identify", {name: "Ann Lee", email: "ann@example.com", hash: HASH});
+TOKEN_CALL
 """
 
 
@@ -409,7 +410,11 @@ def test_widget_on_another_origin_with_jwt(browser: Any, tmp_path: Path) -> None
         token = jwt.encode({"sub": "customer-7", "exp": time.time() + 600}, JWT_SECRET, "HS256")
         right = hmac.new(HASH_SECRET.encode(), b"customer-7", hashlib.sha256).hexdigest()
 
-        def serve(hash_value: str) -> None:
+        def serve(hash_value: str, by_function: bool = False) -> None:
+            # The token in the tag, or given by a function queued on the stub.
+            attribute = "" if by_function else f'data-token="{token}" '
+            call = (f"wsdaemon('token', () => Promise.resolve({json.dumps(token)}));"
+                    if by_function else "")
             _HostPage.csp = (f"default-src 'self'; script-src 'self' {daemon.http}; "
                              f"style-src 'self' {daemon.http}; connect-src {daemon.url}; "
                              "img-src 'self'")
@@ -418,11 +423,11 @@ def test_widget_on_another_origin_with_jwt(browser: Any, tmp_path: Path) -> None
                     "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Shop</title>"
                     "<script src=/host.js></script>"
                     f'<script src="{daemon.http}/_wsdaemon/widget.js" data-route="/support" '
-                    f'data-token="{token}" data-color="#7a1fa2" data-position="left" '
+                    f'{attribute}data-color="#7a1fa2" data-position="left" '
                     'data-lang="zh-CN" async></script></head>'
                     "<body><main><h1>Another shop</h1></main></body></html>").encode()),
                 "/host.js": ("text/javascript", HOST_JS.replace("HASH", json.dumps(hash_value))
-                             .encode()),
+                             .replace("TOKEN_CALL", call).encode()),
             }
 
         serve("00" * 32)
@@ -444,12 +449,15 @@ def test_widget_on_another_origin_with_jwt(browser: Any, tmp_path: Path) -> None
         summary = desk.conversation()
         assert summary["visitor"] == "customer-7"
 
-        serve(right)
+        serve(right, by_function=True)
         browser.refresh()
         widget(browser)
         wait_for(lambda: ["identified"] in browser.execute_script("return window.seen"))
         named = wait_for(lambda: (s := desk.conversation())["name"] == "Ann Lee" and s)
         assert named["visitor"] == "customer-7"
+        # The same customer, the same conversation, its thread back.
+        root = widget(browser)
+        wait_for(lambda: "你好，我的订单到哪里了？" in texts(root, "li.from-visitor .bubble"))
         assert csp_violations(browser) == []
     finally:
         desk.close()
@@ -604,5 +612,29 @@ def test_long_thread_pages_back(browser: Any, daemon: Daemon) -> None:
         assert shown == ["Tell me everything", ACK] + [f"part {n}" for n in range(73)]
         seqs = [int(e.get_attribute("data-seq")) for e in all_css(root, "li.message")]
         assert seqs == list(range(1, 76))
+    finally:
+        desk.close()
+
+
+def test_offline_form_can_be_skipped(browser: Any, daemon: Daemon) -> None:
+    """Nobody online: "Chat without email" puts the composer back, and the
+    message goes to the conversation as any other."""
+    from selenium.webdriver.common.keys import Keys
+
+    desk = Desk(daemon)
+    try:
+        browser.get(f"{daemon.http}/")
+        root = widget(browser)
+        css(root, ".launcher").click()
+        wait_for(lambda: css(root, "form.offline").is_displayed())
+        # (axe's own script applies inline styles: the CSP is checked first.)
+        assert csp_violations(browser) == []
+        assert run_axe(browser) == []
+        css(root, "form.offline .skip").click()
+        wait_for(lambda: css(root, "form.composer").is_displayed())
+        assert not css(root, "form.offline").is_displayed()
+        css(root, "#wsd-input").send_keys("Just a quick question", Keys.ENTER)
+        wait_for(lambda: all_css(root, "li.from-visitor.sent"))
+        assert desk.conversation()["preview"] == "Just a quick question"
     finally:
         desk.close()

@@ -74,6 +74,7 @@ class Widget {
       retry: () => this.connection.now(),
       earlier: () => this.earlier(),
       contact: (email, text) => this.leaveContact(email, text),
+      skip: () => { this.skipContact = true; this.refresh(); },
       resend: (key) => this.resend(key),
     });
     installApi(api, this);
@@ -387,7 +388,8 @@ class Widget {
     } else {
       this.view.setStatus("online", t.replySoon);
     }
-    this.view.showOffline(this.welcomed && this.available === false && !this.saved.contact && !this.contact);
+    this.view.showOffline(this.welcomed && this.available === false && !this.saved.contact
+                          && !this.contact && !this.skipContact);
   }
 
   setOpen(open, byVisitor) {

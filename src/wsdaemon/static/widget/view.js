@@ -49,7 +49,7 @@ export class ChatView {
    * @param options the tag's settings (position, texts, stylesheet URL).
    * @param t the texts.
    * @param on callbacks: toggle(), send(text), typing(), retry(), earlier(),
-   *   contact(email, text), resend(key).
+   *   contact(email, text), skip(), resend(key).
    */
   constructor(host, options, t, on) {
     this.t = t;
@@ -181,8 +181,13 @@ export class ChatView {
     emailLabel.htmlFor = "wsd-email";
     const textLabel = el("label", "", t.message);
     textLabel.htmlFor = "wsd-offline-text";
+    const skip = el("button", "link skip", t.skip);
+    skip.type = "button";
+    skip.addEventListener("click", () => this.on.skip());
+    const actions = el("div", "actions");
+    actions.append(button, skip);
     form.append(el("p", "intro", t.offlineIntro), emailLabel, email, textLabel, text,
-                this.offlineError, button);
+                this.offlineError, actions);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const address = email.value.trim();
