@@ -638,3 +638,57 @@ def test_offline_form_can_be_skipped(browser: Any, daemon: Daemon) -> None:
         assert desk.conversation()["preview"] == "Just a quick question"
     finally:
         desk.close()
+
+
+def test_layout_at_desktop_and_phone_sizes(browser: Any, daemon: Daemon) -> None:
+    """
+    At 1280x800 the panel stands above the launcher, whole, inside the
+    window; on a phone (390x844) it takes the whole screen and the close
+    button is in reach. With WSDAEMON_SCREENSHOTS=DIR the two views are
+    saved there as widget.png and widget-mobile.png (how docs/ got them).
+    """
+    import os
+
+    from selenium.webdriver.common.keys import Keys
+
+    def size(width: int, height: int, mobile: bool) -> None:
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+
+    out = os.environ.get("WSDAEMON_SCREENSHOTS")
+    desk = Desk(daemon)
+    try:
+        desk.request(type="availability", availability="online")
+        size(1280, 800, False)
+        browser.get(f"{daemon.http}/")
+        root = widget(browser)
+        css(root, ".launcher").click()
+        box = css(root, "#wsd-input")
+        box.send_keys("Hi! Do you have the Trail Runner 2 in size 44?", Keys.ENTER)
+        wait_for(lambda: all_css(root, "li.from-visitor.sent"))
+        conversation = desk.conversation()["id"]
+        desk.request(type="read", conversation=conversation)
+        desk.request(type="reply", conversation=conversation,
+                     text="Hello! Yes, size 44 is in stock in black and in sand.")
+        wait_for(lambda: all_css(root, "li.from-operator"))
+        box.send_keys("Great, black please. Can it arrive by Friday?", Keys.ENTER)
+        wait_for(lambda: len(all_css(root, "li.from-visitor:not(.sending)")) == 2)
+        desk.request(type="read", conversation=conversation)
+        desk.request(type="typing", conversation=conversation, on=True)
+        wait_for(lambda: len(all_css(root, "li.from-visitor.read")) == 2
+                 and css(root, ".typing").is_displayed())
+        panel, launcher = css(root, ".panel").rect, css(root, ".launcher").rect
+        assert panel["x"] >= 0 and panel["y"] >= 0
+        assert panel["x"] + panel["width"] <= 1280 and panel["y"] + panel["height"] <= 800
+        assert panel["y"] + panel["height"] <= launcher["y"]
+        if out:
+            browser.save_screenshot(str(Path(out) / "widget.png"))
+        size(390, 844, True)
+        wait_for(lambda: css(root, ".panel").rect == {"x": 0, "y": 0, "width": 390,
+                                                       "height": 844})
+        close = css(root, ".close").rect
+        assert close["x"] + close["width"] <= 390 and close["y"] >= 0
+        if out:
+            browser.save_screenshot(str(Path(out) / "widget-mobile.png"))
+    finally:
+        desk.close()
