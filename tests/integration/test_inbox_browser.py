@@ -295,6 +295,7 @@ def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
     are added and removed there; assigning to a colleague shows in the list.
     """
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.select import Select
 
     browser = chromium
@@ -343,6 +344,23 @@ def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
     Select(find(By.ID, "assignee")).select_by_value("alice")
     wait_for(lambda: "Alice Martin" in text_of(browser, ".conversation-row.selected"),
              what="assigned to Alice")
+
+    # Alt+Up: back to the first; snooze it until the visitor replies.
+    body.send_keys(Keys.ALT, Keys.ARROW_UP)
+    wait_for(lambda: "first visitor" in text_of(browser, "#entries"), what="Alt+Up: previous")
+    find(By.ID, "snooze-button").click()
+    find(By.CSS_SELECTOR, "[data-snooze=reply]").click()
+    wait_for(lambda: "Snoozed" in text_of(browser, ".conversation-row.selected"),
+             what="snoozed in the list")
+    assert "Snoozed" in text_of(browser, "#conversation-subtitle")
+
+    # Bob goes away: his colleagues are told.
+    Select(find(By.ID, "availability")).select_by_value("away")
+    while True:
+        team = next_of(alice, "team")
+        if team["operator"]["name"] == "bob" and team["operator"]["availability"] == "away":
+            break
+    assert "away" in find(By.ID, "availability-dot").get_attribute("class")
     assert problems(browser) == []
     for ws in (first, second, alice):
         ws.close()
@@ -360,9 +378,30 @@ def test_a_wrong_token_is_refused_on_the_form(daemon: Daemon, chromium: Any) -> 
     assert not chromium.find_element(By.ID, "app").is_displayed()
 
 
-def test_a_lost_daemon_shows_the_reconnecting_banner(daemon: Daemon, chromium: Any) -> None:
+def test_a_revoked_token_signs_out_saying_so(daemon: Daemon, chromium: Any,
+                                            tmp_path: Path) -> None:
+    """A reload that removes Bob's token closes his inbox (4001): the sign-in
+    form says the token was revoked."""
+    import signal
+
+    from selenium.webdriver.common.by import By
+
+    sign_in(chromium, daemon, BOB)
+    wait_for(lambda: chromium.find_element(By.ID, "me").text == "Bob Chen", what="in")
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(config.read_text().replace(f"  bob:{BOB}\n", "")
+                      .replace("  bob: Bob Chen\n", ""), encoding="utf-8")
+    daemon.process.send_signal(signal.SIGHUP)
+    error = chromium.find_element(By.ID, "signin-error")
+    wait_for(lambda: error.is_displayed() and "revoked" in error.text, what="revoked on the form")
+    assert not chromium.find_element(By.ID, "app").is_displayed()
+
+
+def test_a_lost_daemon_shows_the_reconnecting_banner(daemon: Daemon, chromium: Any,
+                                                     tmp_path: Path) -> None:
     """The daemon killed: a banner says the connection is lost and when it
-    tries again; the inbox stays on screen."""
+    tries again; the inbox stays on screen. The daemon back on its port: the
+    inbox reconnects by itself and the banner goes."""
     import signal
 
     from selenium.webdriver.common.by import By
@@ -375,6 +414,12 @@ def test_a_lost_daemon_shows_the_reconnecting_banner(daemon: Daemon, chromium: A
     wait_for(lambda: banner.is_displayed() and "Reconnecting" in banner.text, what="banner")
     assert "Connection lost" in banner.text
     assert chromium.find_element(By.ID, "app").is_displayed()
+    again = Daemon(tmp_path / "wsdaemon.ini", port=daemon.port)
+    try:
+        wait_for(lambda: not banner.is_displayed(), timeout=40, what="reconnected")
+        assert chromium.find_element(By.ID, "me").text == "Alice Martin"
+    finally:
+        again.stop()
 
 
 def fill_conversations(path: Path, count: int, now: float) -> None:
@@ -502,3 +547,33 @@ def test_the_inbox_stays_fast_with_10000_open_conversations(tmp_path: Path,
         assert problems(browser) == []
     finally:
         daemon.stop()
+
+
+def test_unread_count_in_the_title_while_looking_elsewhere(daemon: Daemon,
+                                                           chromium: Any) -> None:
+    """
+    With the inbox in a background tab, visitors' messages are counted in its
+    title ("(2) Inbox · wsdaemon"); back on the tab the count goes. The sound
+    is off until the operator turns it on.
+    """
+    from selenium.webdriver.common.by import By
+
+    sign_in(chromium, daemon, ALICE)
+    wait_for(lambda: chromium.find_element(By.ID, "me").text == "Alice Martin", what="in")
+    assert not chromium.find_element(By.ID, "sound").is_selected()
+    inbox = chromium.current_window_handle
+    chromium.switch_to.new_window("tab")
+
+    def inbox_title() -> str:
+        targets = chromium.execute_cdp_cmd("Target.getTargets", {})["targetInfos"]
+        return str(next(t["title"] for t in targets if t["url"].endswith("/console")))
+
+    guest = visitor(daemon)
+    for n in (1, 2):
+        guest.send(json.dumps({"type": "message", "id": f"m{n}", "text": f"hello {n}"}))
+        next_of(guest, "ack")
+    wait_for(lambda: inbox_title() == "(2) Inbox · wsdaemon", what=f"counted: {inbox_title()}")
+    chromium.close()
+    chromium.switch_to.window(inbox)
+    wait_for(lambda: chromium.title == "Inbox · wsdaemon", what="seen")
+    guest.close()
