@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,16 +157,25 @@ def test_a_plain_visitor_gets_the_bots_text_and_its_delays(daemon: Daemon) -> No
         assert visitor.recv(timeout=5) == "Let me think about it..."
 
 
+def reloaded(daemon: Daemon, times: int, timeout: float = 10) -> None:
+    """Wait until the daemon's log says it reloaded C{times} times."""
+    deadline = time.monotonic() + timeout
+    while daemon.log().count("reloaded") < times:
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+
+
 def test_a_reload_reads_the_bots_rules_again(daemon: Daemon, tmp_path: Path) -> None:
     """SIGHUP: the new rules answer the next message (same episode, same
-    connection); a bad rules file is refused with its line, the bot kept."""
+    connection); a bad rules file is refused with its line, the bot kept;
+    the option removed, the bot's episode is handed over."""
     rules = tmp_path / "bot.toml"
     with connect(f"{daemon.url}/support") as visitor:
         visitor.send("order 1")
         assert visitor.recv(timeout=5) == "Order 1 ships tomorrow."
         rules.write_text(RULES.replace("ships tomorrow", "ships today"), encoding="utf-8")
         daemon.process.send_signal(signal.SIGHUP)
-        daemon.wait_for_log("reloaded")
+        reloaded(daemon, 1)
         visitor.send("order 2")
         assert visitor.recv(timeout=5) == "Order 2 ships today."
         rules.write_text(RULES + "\n[[rule]]\ntext = 'x'\ndrop = true\n", encoding="utf-8")
@@ -173,3 +183,11 @@ def test_a_reload_reads_the_bots_rules_again(daemon: Daemon, tmp_path: Path) -> 
         daemon.wait_for_log("drop: not in a bot's rules")
         visitor.send("order 3")
         assert visitor.recv(timeout=5) == "Order 3 ships today."
+        # The option removed: the episode left with the bot goes to the operators.
+        config = tmp_path / "wsdaemon.ini"
+        config.write_text(CONFIG.replace("bot = bot.toml\nbot_name = Robo\n", ""),
+                          encoding="utf-8")
+        daemon.process.send_signal(signal.SIGHUP)
+        reloaded(daemon, 2)
+        visitor.send("order 4")
+        assert visitor.recv(timeout=5) == ACK

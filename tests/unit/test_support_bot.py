@@ -231,7 +231,7 @@ def test_a_route_without_a_bot_hands_its_bot_episodes_over() -> None:
     (a reload removed it) is handed over at the visitor's next message."""
     desk = BotDesk()
     desk.say("order 1")
-    desk.bots.reset()
+    desk.bots.drop(ROUTE)
     desk.say("hello?", bot=False)
     assert not desk.conversation().with_bot
     assert desk.notes() == [("bot", "handed over: " + GONE)]

@@ -251,21 +251,23 @@ class Bots:
         self._submit = submit
 
     def serve(self, route: str, settings: BotSettings) -> RouteBot:
-        """The route's bot from now (one it had is replaced: its episodes forgotten)."""
+        """
+        The route's bot from now (one it had is replaced: its episodes
+        forgotten). Each route's strategy, built or rebuilt by a reload,
+        serves its bot or drops the one it had.
+        """
         if self._submit is None:
             raise RuntimeError("Bots.attach(driver.submit) first")
-        old = self.routes.pop(route, None)
-        if old is not None:
-            old.close()
+        self.drop(route)
         bot = self.routes[route] = RouteBot(route, settings, self._clock, self._submit,
                                             self._max_episodes)
         return bot
 
-    def reset(self) -> None:
-        """No route has a bot (a reload: each route's strategy serves its own again)."""
-        for bot in self.routes.values():
-            bot.close()
-        self.routes.clear()
+    def drop(self, route: str) -> None:
+        """The route has no bot from now (a reload removed it): its episodes forgotten."""
+        old = self.routes.pop(route, None)
+        if old is not None:
+            old.close()
 
     # -- IOperatorPort -------------------------------------------------------
 

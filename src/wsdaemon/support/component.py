@@ -135,11 +135,10 @@ class SupportComponent:
     def update(self, settings: OperatorSettings) -> None:
         """
         A reload: the new routing, notices and caps apply to the next event;
-        the store, the conversations and the team stay. The routes' bots
-        go (their rules are read again: each route's strategy serves its
-        own as the routes are built).
+        the store, the conversations and the team stay. (Each route's
+        bot is served again, its rules read again, as its strategy is
+        built.)
         """
-        self.bots.reset()
         self.settings = settings
         self.canned = _canned(settings)
         self.driver.inbox.settings = settings.conversations

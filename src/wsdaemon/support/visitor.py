@@ -370,5 +370,7 @@ class ConversationStrategyFactory:
             if bots is None:
                 raise OptionError("bot", "these conversations run no bots")
             bots.serve(context.route, bot)
+        elif bots is not None:
+            bots.drop(context.route)
         return ConversationStrategy(support.driver, support.visitors, context.route,
                                     context.clock, identity, bot=bot is not None, bots=bots)
