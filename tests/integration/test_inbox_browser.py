@@ -25,7 +25,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
 from tests.conftest import CHROMEDRIVER, CHROMIUM, require_tool
-from tests.daemon import Daemon
+from tests.daemon import REPO, Daemon
 
 pytestmark = pytest.mark.slow
 
@@ -577,3 +577,40 @@ def test_unread_count_in_the_title_while_looking_elsewhere(daemon: Daemon,
     chromium.switch_to.window(inbox)
     wait_for(lambda: chromium.title == "Inbox · wsdaemon", what="seen")
     guest.close()
+
+
+def test_the_bots_part_is_shown_apart(tmp_path: Path, chromium: Any) -> None:
+    """
+    A route whose bot answers first (etc/support-bot.toml): the conversation
+    says the bot is answering, the bot's messages are shown as the bot's;
+    "human" hands it over and the chip goes.
+    """
+    from selenium.webdriver.common.by import By
+
+    (tmp_path / "canned.txt").write_text(CANNED, encoding="utf-8")
+    (tmp_path / "identify.key").write_text(IDENTIFY_SECRET + "\n", encoding="utf-8")
+    shutil.copy(REPO / "etc" / "support-bot.toml", tmp_path / "support-bot.toml")
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(CONFIG + "bot = support-bot.toml\n", encoding="utf-8")
+    daemon = Daemon(config)
+    try:
+        guest = visitor(daemon)
+        guest.send(json.dumps({"type": "message", "id": "b1", "text": "When are you open?"}))
+        while "20:00" not in next_of(guest, "message")["text"]:
+            pass
+        sign_in(chromium, daemon, ALICE)
+        row = wait_for(lambda: chromium.find_element(By.CSS_SELECTOR, ".conversation-row"),
+                       what="the bot's conversation listed")
+        assert "Bot answering" in row.text
+        row.find_element(By.CSS_SELECTOR, "button").click()
+        bot = wait_for(lambda: chromium.find_elements(By.CSS_SELECTOR, "#entries .entry.bot"),
+                       what="the bot's messages")
+        assert any("20:00" in entry.text and "Bot" in entry.text for entry in bot)
+        assert "The bot is answering" in text_of(chromium, "#conversation-subtitle")
+        guest.send(json.dumps({"type": "message", "id": "b2", "text": "human please"}))
+        wait_for(lambda: "Bot answering" not in text_of(chromium, ".conversation-row"),
+                 what="handed over")
+        assert problems(chromium) == []
+        guest.close()
+    finally:
+        daemon.stop()

@@ -223,6 +223,7 @@ function showSummary(c) {
   const parts = [];
   if (c.name) { parts.push(c.alias); }
   if (c.status === "snoozed") { parts.push("Snoozed"); } else if (c.status === "resolved") { parts.push("Resolved"); }
+  if (c.with_bot) { parts.push("The bot is answering"); }
   if (c.waiting_since) {
     const waited = since(c.waiting_since);
     parts.push(waited === "now" ? "Waiting < 1 min" : "Waiting " + waited);

@@ -177,6 +177,7 @@ export class ConversationList {
     chips.append(el("span", "assignee" + (c.assignee ? "" : " none"),
       c.assignee ? (c.assignee === this.me ? "You" : (c.assignee_name || c.assignee)) : "Unassigned"));
     if (c.status === "snoozed") { chips.append(el("span", "chip snoozed", "Snoozed")); }
+    if (c.with_bot) { chips.append(el("span", "chip bot-chip", "Bot answering")); }
     for (const label of (c.labels || []).slice(0, 2)) { chips.append(el("span", "chip", label)); }
     if (c.unread) {
       const badge = el("span", "badge", c.unread > 99 ? "99+" : String(c.unread));
