@@ -43,6 +43,7 @@ from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.redis_feed import ConversationFeed
 from wsdaemon.support.redis_news import decode_change, encode_news
 from wsdaemon.support.redis_store import RedisConversationStore
+from wsdaemon.support.redis_team import TeamPresence
 
 pytestmark = pytest.mark.slow
 
@@ -66,10 +67,13 @@ def links(redis_server: RedisServer) -> Generator[Links, None, None]:
 class Daemon:
     """One daemon's conversations on Redis: store, feed, driver, recording ports."""
 
-    def __init__(self, link: RedisLink, settings: ConversationSettings) -> None:
+    def __init__(self, link: RedisLink, settings: ConversationSettings,
+                 heartbeat: float = 2.0) -> None:
         self.link = link
         self.store = RedisConversationStore(link, link.prefix, reactor)
         self.feed = ConversationFeed(link, self.store, reactor)
+        self.team = TeamPresence(link, reactor, heartbeat)
+        self.feed.on_team = self.team.record
         self.ports = RecordingPorts(GatedStore())
         self.driver = ConversationDriver(self.store, Inbox(settings), reactor, self.ports,
                                          self.ports, self.ports, peers=self.feed)
@@ -79,6 +83,12 @@ class Daemon:
     def start(self) -> Generator[Any, Any, None]:
         yield self.driver.start()
         self.feed.ready()
+        self.team.start(self.driver)
+
+    @pytest_twisted.inlineCallbacks
+    def stop(self) -> Generator[Any, Any, None]:
+        self.team.stop()
+        yield self.driver.stop()
 
     def told(self, kind: type) -> list[Any]:
         return [e for e in self.ports.said if isinstance(e, kind)]
@@ -155,8 +165,8 @@ def test_a_visitor_on_one_daemon_an_operator_on_another(links: Links
         statuses = [e.status for e in a.told(SignalVisitor) if e.signal == "status"]
         assert statuses == ["resolved"]
     finally:
-        yield a.driver.stop()
-        yield b.driver.stop()
+        yield a.stop()
+        yield b.stop()
 
 
 @pytest_twisted.inlineCallbacks
@@ -186,8 +196,8 @@ def test_both_daemons_act_on_one_conversation_at_once(links: Links
                             if e.message.operator is not None)
             assert bodies == ["from A", "from B"], bodies
     finally:
-        yield a.driver.stop()
-        yield b.driver.stop()
+        yield a.stop()
+        yield b.stop()
 
 
 @pytest_twisted.inlineCallbacks
@@ -221,7 +231,7 @@ def test_own_commit_of_unknown_outcome_is_taken_from_its_event(links: Links
         bodies = [e.message.body for e in a.told(DeliverMessage)]
         assert bodies.count("landed anyway") == 1
     finally:
-        yield a.driver.stop()
+        yield a.stop()
 
 
 @pytest_twisted.inlineCallbacks
@@ -244,5 +254,37 @@ def test_typing_and_the_team_reach_the_other_daemon(links: Links
         yield b.driver.submit(OperatorTyping(cid("v1"), "bob", True))
         yield until(lambda: any(e.signal == "typing" and e.on for e in a.told(SignalVisitor)))
     finally:
-        yield a.driver.stop()
-        yield b.driver.stop()
+        yield a.stop()
+        yield b.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_team_in_redis_keys(links: Links) -> Generator[Any, Any, None]:
+    """A daemon started after an operator became available on another one
+    learns it from the team's keys; when that daemon goes silent for three
+    heartbeats, another one lets its operator go (offline, told to all),
+    once."""
+    settings = ConversationSettings(fallback_after=0)
+    a, b = Daemon(links(), settings, 0.2), Daemon(links(), settings, 0.2)
+    yield a.start()
+    yield b.start()
+    c: Daemon | None = None
+    try:
+        yield b.driver.submit(OperatorAvailability("bob", Availability.ONLINE))
+        yield until(lambda: a.driver.inbox.team.is_online("bob"))
+        c = Daemon(links(), settings, 0.2)
+        yield c.start()
+        assert c is not None
+        yield until(lambda: c.driver.inbox.team.is_online("bob"))  # type: ignore[union-attr]
+        b.team.stop()  # B hangs: no heartbeat, no goodbye
+        yield until(lambda: not a.driver.inbox.team.is_online("bob")
+                    and not c.driver.inbox.team.is_online("bob"),  # type: ignore[union-attr]
+                    timeout=10)
+        assert a.team.let_go + c.team.let_go == 1
+        entry = yield a.link.call("HGET", "t:c:team", "bob")
+        assert json.loads(entry)["availability"] == "offline"
+    finally:
+        yield a.stop()
+        yield b.stop()
+        if c is not None:
+            yield c.stop()

@@ -146,7 +146,10 @@ class Assembly:
         operator = config.operator
         if operator is None or operator.model != "conversations":
             return None
-        return SupportComponent(operator, self.reactor, link=link)
+        if link is None:
+            return SupportComponent(operator, self.reactor)
+        return SupportComponent(operator, self.reactor, link=link,
+                                heartbeat=link.settings.heartbeat)
 
     def route(self, config: DaemonConfig, route: RouteConfig,
               queue: IOperatorQueue | None, support: SupportComponent | None = None) -> Route:

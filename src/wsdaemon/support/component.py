@@ -20,7 +20,7 @@ factory by name (L{strategies}), a resource for the channel
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -37,6 +37,7 @@ from wsdaemon.support.metrics import ConversationCollector, ConversationMeasures
 from wsdaemon.support.ports import IConversationStore
 from wsdaemon.support.redis_feed import ConversationFeed, FeedLink
 from wsdaemon.support.redis_store import RedisConversationStore
+from wsdaemon.support.redis_team import TeamLink, TeamPresence
 from wsdaemon.support.store import SQLiteConversationStore
 from wsdaemon.support.visitor import ConversationStrategyFactory
 from wsdaemon.support.visitors import VisitorSessions
@@ -52,6 +53,10 @@ def _canned(settings: OperatorSettings) -> CannedReplies:
     return read_canned(settings.canned_path)
 
 
+class SharedLink(FeedLink, TeamLink, Protocol):
+    """The broker's link as the component uses it (L{wsdaemon.broker.link.RedisLink})."""
+
+
 class SupportComponent:
     """
     @param settings: the C{[operator]} section.
@@ -59,8 +64,9 @@ class SupportComponent:
     @param store: where conversations are kept (default: the SQLite file
         the section names, or Redis with a link).
     @param link: the broker's link, when daemons share Redis: the store is
-        Redis (under the link's prefix), and the other daemons' commits
-        come in through the link's event stream.
+        Redis (under the link's prefix), the other daemons' commits come in
+        through the link's event stream, and the team's entries are kept
+        in Redis keys, beating every C{heartbeat} seconds.
 
     @ivar driver: runs the conversations.
     @ivar started: whether the store is open and the conversations loaded.
@@ -68,15 +74,18 @@ class SupportComponent:
 
     def __init__(self, settings: OperatorSettings, reactor: Any, *,
                  store: IConversationStore | None = None,
-                 link: FeedLink | None = None) -> None:
+                 link: SharedLink | None = None, heartbeat: float = 2.0) -> None:
         self.settings = settings
         self.reactor = reactor
         bounds = settings.conversations.bounds
         #: With Redis: the other daemons' commits in, this one's news out.
         self.feed: ConversationFeed | None = None
+        self.team: TeamPresence | None = None
         if link is not None:
             shared = RedisConversationStore(link, link.prefix, reactor, bounds)
             self.feed = ConversationFeed(link, shared, reactor)
+            self.team = TeamPresence(link, reactor, heartbeat)
+            self.feed.on_team = self.team.record
             store = shared
         self.store: IConversationStore = (
             store if store is not None
@@ -117,6 +126,8 @@ class SupportComponent:
             self.started = True
             if self.feed is not None:
                 self.feed.ready()
+            if self.team is not None:
+                self.team.start(self.driver)
 
         d.addCallback(ready)
         return d
@@ -130,6 +141,8 @@ class SupportComponent:
         self.started = False
         if self.feed is not None:
             self.feed.stop()
+        if self.team is not None:
+            self.team.stop()
         return self.driver.stop()
 
     def update(self, settings: OperatorSettings) -> None:

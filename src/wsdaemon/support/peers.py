@@ -3,12 +3,14 @@ The driver's side of sharing conversations with other daemons (with
 Redis: L{wsdaemon.support.redis_feed}): what it asks of them (L{Peers}),
 and the team as another daemon's transition leaves it (L{adopted_team}).
 
-The team is not stored: each daemon keeps its own copy, moved by its own
-transitions and by the others' (their records move the loads; their
-operators' availability and capacity come as they told them). Two daemons
-routing at the same moment may each give an operator one more conversation
-than its capacity (each commit is checked against its conversations'
-versions, not the team's).
+Each daemon keeps its own copy of the team, moved by its own transitions
+and by the others' (their records move the loads; their operators'
+availability and capacity come as they told them); with Redis, a daemon
+starting later reads the operators' entries, and a gone daemon's
+operators are let go (L{wsdaemon.support.redis_team}). Two daemons routing
+at the same moment may each give an operator one more conversation than
+its capacity (each commit is checked against its conversations' versions,
+not the team's).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def adopted_team(inbox: Inbox, conversations: tuple[Conversation, ...],
             team = team.accounted(before, conversation)
     for effect in effects:
         if isinstance(effect, NotifyTeam):
-            known = team.get(effect.operator) or OperatorState(effect.operator)
+            known = team.get(effect.operator) or OperatorState(
+                effect.operator, load=inbox.load_of(effect.operator))
             team = team.with_operator(evolve(
                 known, availability=Availability(effect.availability),
                 capacity=effect.capacity))

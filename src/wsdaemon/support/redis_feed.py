@@ -51,6 +51,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wsdaemon.conversations.effects import NotifyTeam
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.support.driver import ConversationDriver
@@ -169,6 +170,9 @@ class ConversationFeed:
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._pending: dict[str, deque[_Pending]] = {}
         self._waiters: list[tuple[str, int, Deferred[None]]] = []
+        #: Told each of this daemon's own team changes once carried out
+        #: (L{wsdaemon.support.redis_team.TeamPresence.record}).
+        self.on_team: Callable[[NotifyTeam], None] | None = None
         link.on_events(self._events)
 
     def attach(self, driver: ConversationDriver) -> None:
@@ -203,6 +207,7 @@ class ConversationFeed:
         def landed(_: None) -> None:
             if self._inflight.pop(token, None) is not None:
                 self.skipped += 1  # its event came first: carried out here already
+            self._tell_team(transition)
 
         def failed(failure: Failure) -> Failure:
             read = self._inflight.pop(token, None)
@@ -224,12 +229,20 @@ class ConversationFeed:
         operator's availability or capacity): best effort, after the fact;
         lost when Redis is away (nothing durable is).
         """
+        self._tell_team(transition)
         news = encode_news(transition, self.daemon_id, 0)
         if not news["effects"]:
             return
         d = self._link.publish({**news, "type": "conversation_news"})
         d.addErrback(lambda f: _log.debug("conversations: news not published: {why}",
                                           why=f.getErrorMessage()))
+
+    def _tell_team(self, transition: Transition) -> None:
+        if self.on_team is None:
+            return
+        for effect in transition.effects:
+            if isinstance(effect, NotifyTeam):
+                self.on_team(effect)
 
     # -- in --------------------------------------------------------------------
 
