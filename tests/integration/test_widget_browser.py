@@ -34,6 +34,8 @@ TOKEN = "alice-token-0123456789abcdef"
 ACK = "Thanks! We will be with you shortly."
 JWT_SECRET = "jwt-secret-for-the-widget-test-0123456789"
 HASH_SECRET = "hash-secret-for-identify-0123456789"
+REPLY = ("Yes! Size 44 is in stock. <b>Shall I reserve a pair?</b> "
+         "https://shop.example/p/44?c=black.")
 AXE = Path("/opt/wsdaemon-npm/node_modules/axe-core/axe.min.js")
 
 CONFIG = f"""
@@ -234,12 +236,16 @@ def test_visitor_and_operator_through_the_widget(browser: Any, daemon: Daemon) -
         desk.request(type="typing", conversation=conversation, on=True)
         wait_for(lambda: css(root, ".typing").text == "Alice Martin is typing…")
         desk.request(type="reply", conversation=conversation,
-                     text="Yes! Size 44 is in stock. <b>Shall I reserve a pair?</b>")
+                     text=REPLY)
         reply = wait_for(lambda: all_css(root, "li.from-operator"))[0]
         assert reply.find_element(By.CSS_SELECTOR, ".name").text == "Alice Martin"
-        # Shown as text, never as HTML.
+        # Shown as text, never as HTML; an address is a link (opened apart).
         assert reply.find_element(By.CSS_SELECTOR, ".bubble").text == \
-            "Yes! Size 44 is in stock. <b>Shall I reserve a pair?</b>"
+            REPLY
+        link = reply.find_element(By.CSS_SELECTOR, ".bubble a")
+        assert link.get_attribute("href") == "https://shop.example/p/44?c=black"
+        assert link.get_attribute("rel") == "noopener noreferrer nofollow"
+        assert not reply.find_elements(By.CSS_SELECTOR, "b")
         assert reply.find_element(By.CSS_SELECTOR, "time").get_attribute("datetime")
         wait_for(lambda: not css(root, ".typing").is_displayed())
 
@@ -249,8 +255,7 @@ def test_visitor_and_operator_through_the_widget(browser: Any, daemon: Daemon) -
         wait_for(lambda: css(root, ".panel").is_displayed())
         wait_for(lambda: len(all_css(root, "li.message")) == 4)
         assert texts(root, "li.message .bubble") == [
-            "Do you have the Trail Runner 2\nin size 44?", ACK, "Black if possible",
-            "Yes! Size 44 is in stock. <b>Shall I reserve a pair?</b>"]
+            "Do you have the Trail Runner 2\nin size 44?", ACK, "Black if possible", REPLY]
         assert css(root, "li.from-operator .name").text == "Alice Martin"
         wait_for(lambda: all_css(root, "li.from-visitor.read"))
 
@@ -692,3 +697,4 @@ def test_layout_at_desktop_and_phone_sizes(browser: Any, daemon: Daemon) -> None
             browser.save_screenshot(str(Path(out) / "widget-mobile.png"))
     finally:
         desk.close()
+

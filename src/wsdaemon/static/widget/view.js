@@ -43,6 +43,25 @@ function el(tag, className, text) {
   return node;
 }
 
+const LINK = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'"]/g;
+
+/** A message's text, its http(s) addresses as links (made as nodes, never parsed as HTML). */
+function bubble(text) {
+  const p = el("p", "bubble");
+  let at = 0;
+  for (const match of text.matchAll(LINK)) {
+    p.append(text.slice(at, match.index));
+    const a = el("a", "", match[0]);
+    a.href = match[0];
+    a.target = "_blank";
+    a.rel = "noopener noreferrer nofollow";
+    p.append(a);
+    at = match.index + match[0].length;
+  }
+  p.append(text.slice(at));
+  return p;
+}
+
 export class ChatView {
   /**
    * @param host the element the shadow root is attached to.
@@ -303,7 +322,7 @@ export class ChatView {
     } else if (author === "visitor") {
       item.append(el("span", "visually-hidden", t.you + ": "));
     }
-    item.append(el("p", "bubble", entry.text));
+    item.append(bubble(entry.text));
     const meta = el("span", "meta");
     if (entry.at) {
       const time = el("time", "", this._time(entry.at));
