@@ -55,7 +55,8 @@ def links(redis_server: RedisServer) -> Generator[Links, None, None]:
     made: list[RedisLink] = []
 
     def make(**kwargs: Any) -> RedisLink:
-        link = redis_link(redis_server, daemon_id=f"d{len(made) + 1}", **kwargs)
+        kwargs.setdefault("daemon_id", f"d{len(made) + 1}")
+        link = redis_link(redis_server, **kwargs)
         made.append(link)
         return link
 
@@ -288,3 +289,28 @@ def test_the_team_in_redis_keys(links: Links) -> Generator[Any, Any, None]:
         yield b.stop()
         if c is not None:
             yield c.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_daemon_back_under_its_name_lets_its_operators_go(
+        links: Links) -> Generator[Any, Any, None]:
+    """A daemon killed and started again under the same configured name,
+    before its heartbeat ran out: its previous run's operators are gone, and
+    the other daemons hear so."""
+    settings = ConversationSettings(fallback_after=0)
+    a, b = Daemon(links(), settings, 0.2), Daemon(links(), settings, 0.2)
+    yield a.start()
+    yield b.start()
+    again: Daemon | None = None
+    try:
+        yield b.driver.submit(OperatorAvailability("bob", Availability.ONLINE))
+        yield until(lambda: a.driver.inbox.team.is_online("bob"))
+        yield b.stop()  # killed: nobody said bob went offline
+        again = Daemon(links(daemon_id=b.link.daemon_id), settings, 0.2)
+        yield again.start()
+        yield until(lambda: not a.driver.inbox.team.is_online("bob"))
+        assert again.team.let_go == 1 and not again.driver.inbox.team.is_online("bob")
+    finally:
+        yield a.stop()
+        if again is not None:
+            yield again.stop()

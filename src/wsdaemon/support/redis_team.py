@@ -166,13 +166,12 @@ class TeamPresence:
             and entry.get("availability") != Availability.OFFLINE)
         if told:
             driver.adopt(None, (), told).addErrback(self._failed, "learning the team")
-        mine = [operator for operator, entry in entries.items()
-                if entry.get("daemon") == self.daemon_id
-                and entry.get("availability") != Availability.OFFLINE]
-        for operator in mine:
-            # A previous run's operator (the same configured name): gone.
-            self.record(NotifyTeam(operator, str(Availability.OFFLINE),
-                                   int(entries[operator].get("capacity", 0)), 0))
+        for operator, entry in entries.items():
+            if entry.get("daemon") == self.daemon_id and \
+                    entry.get("availability") != Availability.OFFLINE:
+                # A previous run's operator (the same configured name): gone,
+                # and the others still count it in.
+                self._let_go(operator, entry)
 
     def _settled(self) -> bool:
         """Whether the link has been up long enough for others' silence to mean they are gone."""
@@ -192,9 +191,11 @@ class TeamPresence:
                 d.addErrback(self._failed, "letting an operator go")
 
     def _won(self, written: int, operator: str, entry: dict[str, Any]) -> None:
-        """This daemon let C{operator} go: into its view as it was, then offline (news)."""
-        if not int(written):
-            return
+        if int(written):
+            self._let_go(operator, entry)
+
+    def _let_go(self, operator: str, entry: dict[str, Any]) -> None:
+        """C{operator} is let go here: into the view as it was, then offline (news for all)."""
         driver = self._driver
         assert driver is not None
         self.let_go += 1
