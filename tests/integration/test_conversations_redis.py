@@ -294,3 +294,47 @@ def test_redis_stalling_and_restarting(pair: tuple[Daemon, Daemon],
     texts = [m["text"] for m in next_of(whole, "welcome")["messages"]]
     assert texts.count("Are you there?") == 1 and texts[-1] == "Yes, here."
     whole.close()
+
+
+def test_workers_share_conversations_through_redis(redis_server: RedisServer,
+                                                   tmp_path: Path) -> None:
+    """
+    `workers = 2` with conversations on Redis: each worker is a daemon of
+    its own on the shared listener. Visitors land on either worker; the
+    operator's replies reach each of them, also from the other worker (the
+    test goes on until a visitor landed on the operator's worker's sibling).
+    """
+    config = tmp_path / "workers.ini"
+    config.write_text(config_text(redis_server, tmp_path, "w").replace(
+        "listen = tcp:0:interface=127.0.0.1", "listen = tcp:0:interface=127.0.0.1\nworkers = 2"),
+        encoding="utf-8")
+    daemon = Daemon(config)
+    try:
+        daemon.wait_for_log("live conversations loaded", timeout=15)
+        desk = operator(daemon, BOB)
+        line = daemon.wait_for_log("operator bob connected").split("operator bob connected")[0]
+        desk_worker = line.rsplit("worker ", 1)[1].split("]", 1)[0]
+        crossed = 0
+        for n in range(20):
+            visitor = structured(daemon)
+            visitor.send(json.dumps({"type": "hello"}))
+            visitor_id = next_of(visitor, "welcome")["visitor"]
+            visitor.send(json.dumps({"type": "message", "id": "c-1", "text": f"hello {n}"}))
+            next_of(visitor, "ack")
+            entry = next_of(desk, "conversation",
+                            where=lambda e, v=visitor_id: e["conversation"]["visitor"] == v)
+            answer = request(desk, {"type": "reply", "conversation": entry["conversation"]["id"],
+                                    "text": f"answer {n}"}, f"r{n}")
+            assert answer["type"] == "ok", answer
+            reply = next_of(visitor, "message", where=lambda m: m.get("author") == "operator")
+            assert reply["text"] == f"answer {n}"
+            visitor.close()
+            connected = [line for line in daemon.log().splitlines()
+                         if f"client {visitor_id})" in line and "connected to" in line]
+            crossed += f"worker {desk_worker}]" not in connected[0]
+            if crossed:
+                break
+        assert crossed, "no visitor landed on the other worker in 20 tries"
+        desk.close()
+    finally:
+        assert daemon.stop() == 0
