@@ -698,3 +698,41 @@ def test_layout_at_desktop_and_phone_sizes(browser: Any, daemon: Daemon) -> None
     finally:
         desk.close()
 
+
+
+def test_identify_with_a_hash_function_of_the_visitor_id(browser: Any,
+                                                         tmp_path: Path) -> None:
+    """
+    On an anonymous route with identity_hash_secret_file, the page gives
+    identify's hash as a function: the widget calls it with the visitor id
+    from welcome (the daemon's, which the page cannot read from its cookie)
+    and sends what it gives; the operator sees the name.
+    """
+    from selenium.webdriver.common.keys import Keys
+
+    (tmp_path / "hash.secret").write_text(HASH_SECRET)
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(CONFIG.replace(
+        "[route:/support]\nstrategy = operator\n",
+        "[route:/support]\nstrategy = operator\nidentity_hash_secret_file = hash.secret\n"),
+        encoding="utf-8")
+    daemon = Daemon(config)
+    desk = Desk(daemon)
+    try:
+        desk.request(type="availability", availability="online")
+        browser.get(f"{daemon.http}/")
+        root = widget(browser)
+        css(root, ".launcher").click()
+        css(root, "#wsd-input").send_keys("Hello", Keys.ENTER)
+        wait_for(lambda: all_css(root, "li.from-visitor.sent"))
+        visitor = desk.conversation()["visitor"]
+        signed = hmac.new(HASH_SECRET.encode(), visitor.encode(), hashlib.sha256).hexdigest()
+        browser.execute_script(
+            "window.asked = []; wsdaemon.on('identified', () => window.asked.push('ok'));"
+            "wsdaemon.identify({name: 'Ann Lee', hash: (id) => {"
+            " window.asked.push(id); return Promise.resolve(arguments[0]); }});", signed)
+        wait_for(lambda: browser.execute_script("return window.asked") == [visitor, "ok"])
+        wait_for(lambda: desk.conversation()["name"] == "Ann Lee")
+    finally:
+        desk.close()
+        assert daemon.stop() == 0
