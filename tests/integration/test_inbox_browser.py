@@ -226,6 +226,7 @@ def test_an_operator_answers_a_visitor_from_the_inbox(daemon: Daemon, chromium: 
     wait_for(lambda: "My parcel <b>is</b> late" in row.text, what="the preview, as text")
     alias = text_of(browser, ".row-name")
     assert alias.startswith("Visitor ")
+    wait_for(lambda: text_of(browser, ".conversation-row .badge") == "1", what="1 unread")
     assert "Unassigned" in row.text or "You" in row.text
     screenshot(browser, "inbox-list.png")
 
@@ -235,6 +236,8 @@ def test_an_operator_answers_a_visitor_from_the_inbox(daemon: Daemon, chromium: 
              what="the visitor's message")
     assert not browser.find_elements(By.CSS_SELECTOR, "#entries b, #entries img")
     assert ACK in text_of(browser, "#entries .entry.system")
+    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, ".conversation-row .badge"),
+             what="read on opening")
 
     guest.send(json.dumps({"type": "typing", "on": True}))
     wait_for(lambda: f"{alias} is typing" in find(By.ID, "typing").text, what="typing shown")
@@ -376,6 +379,7 @@ def test_a_wrong_token_is_refused_on_the_form(daemon: Daemon, chromium: Any) -> 
              what="the error on the form")
     assert chromium.find_element(By.ID, "token").get_attribute("aria-invalid") == "true"
     assert not chromium.find_element(By.ID, "app").is_displayed()
+    assert axe_findings(chromium) == []
 
 
 def test_a_revoked_token_signs_out_saying_so(daemon: Daemon, chromium: Any,
@@ -553,14 +557,28 @@ def test_unread_count_in_the_title_while_looking_elsewhere(daemon: Daemon,
                                                            chromium: Any) -> None:
     """
     With the inbox in a background tab, visitors' messages are counted in its
-    title ("(2) Inbox · wsdaemon"); back on the tab the count goes. The sound
-    is off until the operator turns it on.
+    title ("(2) Inbox · wsdaemon") and shown as desktop notifications once
+    allowed (asked on a click); back on the tab the count goes. The sound is
+    off until the operator turns it on.
     """
     from selenium.webdriver.common.by import By
 
     sign_in(chromium, daemon, ALICE)
     wait_for(lambda: chromium.find_element(By.ID, "me").text == "Alice Martin", what="in")
     assert not chromium.find_element(By.ID, "sound").is_selected()
+    # Desktop notifications: asked on the button, once; then shown as text.
+    chromium.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": daemon.http, "permissions": ["notifications"]})
+    chromium.find_element(By.ID, "settings-button").click()
+    chromium.find_element(By.ID, "desktop-notify").click()
+    state = chromium.find_element(By.ID, "desktop-state")
+    wait_for(lambda: "on" in state.text, what="notifications allowed")
+    assert not chromium.find_element(By.ID, "desktop-notify").is_displayed()
+    chromium.execute_script(
+        "window.shown = []; const Real = window.Notification;"
+        "window.Notification = class extends Real {"
+        "constructor(title, options) { super(title, options); shown.push([title, options.body]); }"
+        "};")
     inbox = chromium.current_window_handle
     chromium.switch_to.new_window("tab")
 
@@ -576,6 +594,9 @@ def test_unread_count_in_the_title_while_looking_elsewhere(daemon: Daemon,
     chromium.close()
     chromium.switch_to.window(inbox)
     wait_for(lambda: chromium.title == "Inbox · wsdaemon", what="seen")
+    shown = chromium.execute_script("return window.shown")
+    assert [body for _, body in shown] == ["hello 1", "hello 2"]
+    assert all(title.startswith("Visitor ") for title, _ in shown)
     guest.close()
 
 
