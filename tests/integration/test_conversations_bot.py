@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.daemon import Daemon
+from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "alice-token-0123456789abcdef"
 ACK = "Thanks! We will be with you shortly."
+ADMIN_KEY = "admin-key-0123456789abcdef"
 CHAT = "wsdaemon.chat.v1"
 
 CONFIG = f"""
@@ -40,6 +42,10 @@ store = conversations.sqlite3
 ack_message = {ACK}
 offline_message =
 fallback_after = 0
+
+[admin]
+listen = tcp:ADMIN_PORT:interface=127.0.0.1
+api_keys = ops:{ADMIN_KEY}
 
 [route:/support]
 strategy = operator
@@ -67,7 +73,7 @@ reply = "I can help with orders. Say 'human' to talk to a person."
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     (tmp_path / "bot.toml").write_text(RULES, encoding="utf-8")
     config = tmp_path / "wsdaemon.ini"
-    config.write_text(CONFIG, encoding="utf-8")
+    config.write_text(CONFIG.replace("ADMIN_PORT", str(free_port())), encoding="utf-8")
     running = Daemon(config)
     try:
         yield running
@@ -95,7 +101,8 @@ def say(visitor: ClientConnection, text: str, cid: str) -> None:
     assert next_of(visitor, "ack")["id"] == cid
 
 
-def test_the_bot_answers_hands_over_and_an_operator_takes_it(daemon: Daemon) -> None:
+def test_the_bot_answers_hands_over_and_an_operator_takes_it(daemon: Daemon,
+                                                            tmp_path: Path) -> None:
     """The whole flow: bot answers, visitor asks for a human, the operator
     sees the bot's messages and the note, replies; the bot stays quiet."""
     with connect(f"{daemon.url}/support", subprotocols=[CHAT]) as visitor, \
@@ -143,6 +150,18 @@ def test_the_bot_answers_hands_over_and_an_operator_takes_it(daemon: Daemon) -> 
         opened = request(desk, {"type": "open", "conversation": summary["id"]}, "o2")
         bots = [e["text"] for e in opened["entries"] if e.get("author") == "bot"]
         assert bots == ["Order 42 ships tomorrow."]
+    metrics = admin_metrics(tmp_path)
+    assert 'wsdaemon_bot_replies_total{route="/support"} 1.0' in metrics
+    assert 'wsdaemon_bot_handoffs_total{reason="asked",route="/support"} 1.0' in metrics
+
+
+def admin_metrics(tmp_path: Path) -> str:
+    config = (tmp_path / "wsdaemon.ini").read_text()
+    port = config.split("listen = tcp:")[2].split(":", 1)[0]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return str(answer.read().decode())
 
 
 def test_a_plain_visitor_gets_the_bots_text_and_its_delays(daemon: Daemon) -> None:
@@ -185,7 +204,7 @@ def test_a_reload_reads_the_bots_rules_again(daemon: Daemon, tmp_path: Path) -> 
         assert visitor.recv(timeout=5) == "Order 3 ships today."
         # The option removed: the episode left with the bot goes to the operators.
         config = tmp_path / "wsdaemon.ini"
-        config.write_text(CONFIG.replace("bot = bot.toml\nbot_name = Robo\n", ""),
+        config.write_text(config.read_text().replace("bot = bot.toml\nbot_name = Robo\n", ""),
                           encoding="utf-8")
         daemon.process.send_signal(signal.SIGHUP)
         reloaded(daemon, 2)

@@ -27,9 +27,10 @@ from wsdaemon.conversations import (
     VisitorMessage,
 )
 from wsdaemon.strategies.scripted.rules import parse_rules
-from wsdaemon.support.bot import ASKED, GONE, UNMATCHED, Bots
+from wsdaemon.support.bot import ASKED, GONE, MAX_COUNTED_ROUTES, UNMATCHED, Bots
 from wsdaemon.support.bot_settings import BotSettings, Unmatched
 from wsdaemon.support.driver import ConversationDriver
+from wsdaemon.support.metrics import ConversationCollector, ConversationMeasures
 
 ACK = "Thanks! An operator will answer here soon."
 
@@ -266,3 +267,38 @@ def test_a_commit_adopted_from_another_daemon_is_not_answered() -> None:
     assert not failures
     assert desk.thread() == [("visitor", "order 4")]
     assert desk.conversation().with_bot
+
+
+def test_what_the_bots_did_is_counted_for_metrics() -> None:
+    """Replies and handoffs by why, per route, kept across a new rules file;
+    the collector shows them as counters."""
+    desk = BotDesk()
+    desk.say("order 1", "v1")  # greeting + reply
+    desk.say("I want an agent", "v2")  # asked
+    desk.say("refund", "v3")
+    desk.clock.advance(3)  # two delayed messages, then the rule's handoff
+    desk.say("blah", "v4")  # greeting, then unmatched
+    desk.bots.serve(ROUTE, desk.settings)
+    desk.say("order 2", "v5")
+    assert desk.bots.counts == {(ROUTE, "reply"): 8, (ROUTE, "asked"): 1,
+                                (ROUTE, "rule"): 1, (ROUTE, "unmatched"): 1}
+    collector = ConversationCollector(ConversationMeasures(), lambda: desk.driver.inbox,
+                                      desk.clock.seconds, desk.bots.counts)
+    families = {f.name: f for f in collector.collect()}
+    [replies] = families["wsdaemon_bot_replies"].samples
+    assert (replies.name, replies.labels, replies.value) == (
+        "wsdaemon_bot_replies_total", {"route": ROUTE}, 8)
+    handoffs = {s.labels["reason"]: s.value for s in families["wsdaemon_bot_handoffs"].samples
+                if s.name.endswith("_total")}
+    assert handoffs == {"asked": 1, "rule": 1, "unmatched": 1}
+
+
+def test_counted_routes_are_bounded() -> None:
+    """Past MAX_COUNTED_ROUTES routes, counts go under "(other)"."""
+    bots = Bots(RecordingPorts(GatedStore()), Clock())
+    for n in range(MAX_COUNTED_ROUTES + 3):
+        bots.count(f"/r{n}", "reply")
+    bots.count("/r0", "asked")
+    assert bots.counts[("(other)", "reply")] == 3
+    assert bots.counts[("/r0", "asked")] == 1
+    assert len({route for route, _ in bots.counts}) == MAX_COUNTED_ROUTES + 1

@@ -212,6 +212,8 @@ WORKER_MERGE: Mapping[str, Merge] = {
     "wsdaemon_conversations": Merge.SHARED,
     "wsdaemon_conversation_oldest_wait_seconds": Merge.SHARED,
     "wsdaemon_conversation_operators": Merge.SHARED,
+    "wsdaemon_bot_replies": Merge.SUM,
+    "wsdaemon_bot_handoffs": Merge.SUM,
 }
 
 _Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]

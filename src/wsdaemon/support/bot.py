@@ -63,7 +63,8 @@ from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
 from wsdaemon.support.bot_settings import BotSettings, Unmatched
 from wsdaemon.support.ports import IOperatorPort
 
-__all__ = ["ASKED", "DEFAULT_MAX_EPISODES", "GONE", "UNMATCHED", "Bots", "RouteBot"]
+__all__ = ["ASKED", "DEFAULT_MAX_EPISODES", "GONE", "MAX_COUNTED_ROUTES", "OUTCOMES",
+           "UNMATCHED", "Bots", "RouteBot"]
 
 _log = Logger(namespace="wsdaemon.support.bot")
 
@@ -74,7 +75,15 @@ ASKED = "the visitor asked for a person ({phrase})"
 UNMATCHED = "no rule of the bot answered the visitor's message"
 GONE = "the route has no bot any more"
 
+#: What the bots count per route (for /metrics): a reply sent, and each
+#: kind of handoff (a phrase, a rule's handoff, nothing answered, no bot).
+OUTCOMES = ("reply", "asked", "rule", "unmatched", "gone")
+#: Routes counted apart; more are counted as "(other)" (routes come from the
+#: config: a guard).
+MAX_COUNTED_ROUTES = 100
+
 Submit = Callable[[Event], "Deferred[Any]"]
+Count = Callable[[str, str], None]
 
 
 @implementer(ISession)
@@ -119,11 +128,14 @@ class RouteBot:
     One route's bot.
 
     @param submit: the driver's C{submit}.
+    @param count: told (route, outcome) of each reply and handoff submitted.
     """
 
     def __init__(self, route: str, settings: BotSettings, clock: IReactorTime, submit: Submit,
-                 max_episodes: int = DEFAULT_MAX_EPISODES) -> None:
+                 max_episodes: int = DEFAULT_MAX_EPISODES,
+                 count: Count | None = None) -> None:
         self.route = route
+        self._count = count or (lambda route, outcome: None)
         self.settings = settings
         self._clock = clock
         self._submit = submit
@@ -145,7 +157,7 @@ class RouteBot:
             return  # told twice
         phrase = self.settings.asked_for_person(message.body)
         if phrase is not None:
-            self._hand_off(conversation.visitor, ASKED.format(phrase=phrase))
+            self._hand_off(conversation.visitor, ASKED.format(phrase=phrase), "asked")
             return
         if episode is None:
             episode = self._start(conversation, greet=message.seq == conversation.unread_floor + 1)
@@ -156,7 +168,7 @@ class RouteBot:
         rule, reply = self._engine.answer(episode, message.body)
         if rule is None:
             if self.settings.unmatched is Unmatched.HANDOFF:
-                self._hand_off(conversation.visitor, UNMATCHED)
+                self._hand_off(conversation.visitor, UNMATCHED, "unmatched")
             return
         replies = reply if isinstance(reply, list) else [] if reply is None else [reply]
         for text in replies:
@@ -165,12 +177,12 @@ class RouteBot:
         if rule.handoff is None:
             return
         if reply is not None or not rule.messages:
-            self._hand_off(conversation.visitor, rule.handoff)
+            self._hand_off(conversation.visitor, rule.handoff, "rule")
             return
         # Its messages go later (delays): hand over once they have gone.
         still = (1 if rule.cycle else len(rule.messages)) - (episode.sent - before)
         if still <= 0:
-            self._hand_off(conversation.visitor, rule.handoff)
+            self._hand_off(conversation.visitor, rule.handoff, "rule")
         else:
             episode.handoff = (rule.handoff, still)
 
@@ -195,15 +207,17 @@ class RouteBot:
             visitor = episode.client_id
             d = self._submit(BotReply(self.route, visitor, message, self.settings.name))
             d.addErrback(self._failed, "reply", visitor)
+            self._count(self.route, "reply")
         if episode.handoff is not None:
             reason, still = episode.handoff
             episode.handoff = (reason, still - 1) if still > 1 else None
             if still <= 1:
-                self._hand_off(episode.client_id, reason)
+                self._hand_off(episode.client_id, reason, "rule")
 
-    def _hand_off(self, visitor: str, reason: str) -> None:
+    def _hand_off(self, visitor: str, reason: str, outcome: str) -> None:
         d = self._submit(Handoff(self.route, visitor, reason))
         d.addErrback(self._failed, "handoff", visitor)
+        self._count(self.route, outcome)
 
     def _failed(self, failure: Failure, what: str, visitor: str) -> None:
         if failure.check(InvalidMove):
@@ -246,6 +260,18 @@ class Bots:
         self._submit = submit
         self._max_episodes = max_episodes
         self.routes: dict[str, RouteBot] = {}
+        #: (route, outcome) -> how many (L{OUTCOMES}), across reloads.
+        self.counts: dict[tuple[str, str], int] = {}
+
+        self._counted: set[str] = set()
+
+    def count(self, route: str, outcome: str) -> None:
+        """One more C{outcome} (of L{OUTCOMES}) on C{route}."""
+        if route not in self._counted:
+            if len(self._counted) >= MAX_COUNTED_ROUTES:
+                route = "(other)"
+            self._counted.add(route)
+        self.counts[(route, outcome)] = self.counts.get((route, outcome), 0) + 1
 
     def attach(self, submit: Submit) -> None:
         self._submit = submit
@@ -260,7 +286,7 @@ class Bots:
             raise RuntimeError("Bots.attach(driver.submit) first")
         self.drop(route)
         bot = self.routes[route] = RouteBot(route, settings, self._clock, self._submit,
-                                            self._max_episodes)
+                                            self._max_episodes, self.count)
         return bot
 
     def drop(self, route: str) -> None:
@@ -308,6 +334,7 @@ class Bots:
         if bot is not None:
             bot.heard(conversation, message)
         elif self._submit is not None:
+            self.count(conversation.route, "gone")
             d = self._submit(Handoff(conversation.route, conversation.visitor, GONE))
             d.addErrback(lambda f: _log.failure("conversations: handing over {route}'s bot "
                                                 "episode failed", f, route=conversation.route))

@@ -107,7 +107,7 @@ class SupportComponent:
             feed.attach(self.driver)
         self.bots.attach(self.driver.submit)
         self.collector = ConversationCollector(self.measures, lambda: self.driver.inbox,
-                                               reactor.seconds)
+                                               reactor.seconds, self.bots.counts)
         self._channel: OperatorChannelFactory | None = None
         self.started = False
 

@@ -1,8 +1,8 @@
 """
 What conversations show on C{/metrics} (issue 22, item 8): first-response
 and resolution times as histograms per route, conversations by state,
-operators by availability, and how long the longest-waiting visitor has
-waited.
+operators by availability, how long the longest-waiting visitor has
+waited, and what the routes' bots did (replies, handoffs by why).
 
 As elsewhere, nothing from prometheus_client runs on the message path: the
 driver's L{Measure} effects add to plain counters (L{ConversationMeasures}),
@@ -15,9 +15,14 @@ message); the counts by state come from the inbox's indexes.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from zope.interface import implementer
 
 from wsdaemon.conversations.effects import Measure
@@ -39,6 +44,8 @@ FAMILIES = (
     "wsdaemon_conversations",
     "wsdaemon_conversation_oldest_wait_seconds",
     "wsdaemon_conversation_operators",
+    "wsdaemon_bot_replies",
+    "wsdaemon_bot_handoffs",
 )
 #: Routes a histogram keeps apart; measures of more routes are counted
 #: under C{"(other)"} (routes come from the config, so this is a guard).
@@ -87,10 +94,14 @@ class ConversationCollector:
 
     @param inbox: returns the live conversations' view (the driver's inbox).
     @param now: the clock's time.
+    @param bots: the bots' counts, (route, outcome) -> n
+        (L{wsdaemon.support.bot.Bots.counts}).
     """
 
     def __init__(self, measures: ConversationMeasures, inbox: Callable[[], Inbox],
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float],
+                 bots: Mapping[tuple[str, str], int] | None = None) -> None:
+        self.bots = bots if bots is not None else {}
         self.measures = measures
         self.inbox = inbox
         self.now = now
@@ -130,3 +141,19 @@ class ConversationCollector:
         for availability, count in by_availability.items():
             team.add_metric([availability.value], count)
         yield team
+        yield from self._bots()
+
+    def _bots(self) -> Iterator[Metric]:
+        replies = CounterMetricFamily(FAMILIES[5], "Messages the routes' bots sent",
+                                      labels=["route"])
+        handoffs = CounterMetricFamily(
+            FAMILIES[6], "Conversations the routes' bots handed to the operators, by why: "
+            "asked (a handoff phrase), rule (a rule's handoff), unmatched (no rule "
+            "answered), gone (the route has no bot any more)", labels=["route", "reason"])
+        for (route, outcome), count in sorted(self.bots.items()):
+            if outcome == "reply":
+                replies.add_metric([route], count)
+            else:
+                handoffs.add_metric([route, outcome], count)
+        yield replies
+        yield handoffs
