@@ -36,6 +36,7 @@ from wsdaemon.conversations import (
     Routing,
     SignalVisitor,
     VisitorMessage,
+    VisitorTyping,
 )
 from wsdaemon.conversations.effects import CancelTimer, Commit, Measure, SetTimer
 from wsdaemon.errors import BrokerOutcomeUnknown
@@ -254,6 +255,13 @@ def test_typing_and_the_team_reach_the_other_daemon(links: Links
         yield until(lambda: b.driver.inbox.team.get("bob").load == 1)  # type: ignore[union-attr]
         yield b.driver.submit(OperatorTyping(cid("v1"), "bob", True))
         yield until(lambda: any(e.signal == "typing" and e.on for e in a.told(SignalVisitor)))
+        typing = [e for e in a.told(NotifyOperators) if e.kind == "typing"]
+        assert [e.conversation.operators_typing() for e in typing] == [("bob",)]
+        # The visitor typing on A: B's operators see who types.
+        yield a.driver.submit(VisitorTyping(ROUTE, "v1", True))
+        yield until(lambda: any(e.kind == "typing"
+                                and e.conversation.visitor_typing_until is not None
+                                for e in b.told(NotifyOperators)))
     finally:
         yield a.stop()
         yield b.stop()

@@ -8,8 +8,9 @@ team's changes), as plain JSON values; and that read back.
 Not sent: the commit itself (the records are), timers (each daemon derives
 its own from the records), measures (taken where it was decided) and
 refusals (answered to the connection that sent the message). Typing is
-not kept in records: a notification's conversation is sent whole when it
-differs from the record (its typing), else named.
+not kept in records, but it is news: a record carries who is typing; a
+notification's conversation is named when it is one of the records, else
+sent whole.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from wsdaemon.conversations.effects import (
     NotifyTeam,
     SignalVisitor,
 )
-from wsdaemon.conversations.model import Conversation
+from wsdaemon.conversations.model import Conversation, evolve
 from wsdaemon.conversations.transition import Transition
 
 __all__ = ["NEWS_TYPES", "Change", "decode_change", "encode_news"]
@@ -62,9 +63,28 @@ class Change:
         return keys.pop() if len(keys) == 1 else None
 
 
+def _row(c: Conversation) -> dict[str, Any]:
+    """The store's row, and who is typing (not stored, but news)."""
+    row = conversation_row(c)
+    if c.typing:
+        row["typing"] = [list(entry) for entry in c.typing]
+    if c.visitor_typing_until is not None:
+        row["visitor_typing_until"] = c.visitor_typing_until
+    return row
+
+
+def _from_row(row: dict[str, Any]) -> Conversation:
+    conversation = conversation_from_row(row)
+    if "typing" in row or "visitor_typing_until" in row:
+        conversation = evolve(
+            conversation, typing=tuple((str(n), float(u)) for n, u in row.get("typing", ())),
+            visitor_typing_until=row.get("visitor_typing_until"))
+    return conversation
+
+
 def _conversation(c: Conversation, rows: dict[str, Conversation]) -> Any:
     """A conversation the rows hold as it is: named; else its whole row."""
-    return c.conversation_id if rows.get(c.conversation_id) == c else conversation_row(c)
+    return c.conversation_id if rows.get(c.conversation_id) == c else _row(c)
 
 
 def _effect_news(effect: Effect, rows: dict[str, Conversation]) -> dict[str, Any] | None:
@@ -102,7 +122,7 @@ def encode_news(transition: Transition, daemon: str, token: int) -> dict[str, An
     effects = [news for news in (_effect_news(e, rows) for e in transition.effects)
                if news is not None]
     return {"daemon": daemon, "token": token,
-            "rows": [conversation_row(c) for c in transition.conversations],
+            "rows": [_row(c) for c in transition.conversations],
             "effects": effects, "round": transition.team.last_chosen}
 
 
@@ -120,7 +140,7 @@ def _effect(news: dict[str, Any], rows: dict[str, Conversation]) -> Effect:
         return AnnounceAvailability(bool(news["available"]))
     if kind == "notify":
         named = news["conversation"]
-        conversation = rows[named] if isinstance(named, str) else conversation_from_row(named)
+        conversation = rows[named] if isinstance(named, str) else _from_row(named)
         return NotifyOperators(
             news["kind"], conversation,
             None if news["message"] is None else message_from_row(news["message"]),
@@ -146,7 +166,7 @@ def decode_change(event: dict[str, Any]) -> Change | None:
     """
     if event.get("type") not in NEWS_TYPES or "daemon" not in event:
         return None
-    conversations = tuple(conversation_from_row(row) for row in event["rows"])
+    conversations = tuple(_from_row(row) for row in event["rows"])
     rows = {c.conversation_id: c for c in conversations}
     effects = tuple(_effect(news, rows) for news in event["effects"])
     return Change(str(event["daemon"]), int(event["token"]), conversations, effects,
