@@ -153,6 +153,7 @@ def test_the_bot_answers_hands_over_and_an_operator_takes_it(daemon: Daemon,
     metrics = admin_metrics(tmp_path)
     assert 'wsdaemon_bot_replies_total{route="/support"} 1.0' in metrics
     assert 'wsdaemon_bot_handoffs_total{reason="asked",route="/support"} 1.0' in metrics
+    assert 'wsdaemon_bot_episodes_total{route="/support"} 1.0' in metrics
 
 
 def admin_metrics(tmp_path: Path) -> str:

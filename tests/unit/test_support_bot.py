@@ -270,8 +270,8 @@ def test_a_commit_adopted_from_another_daemon_is_not_answered() -> None:
 
 
 def test_what_the_bots_did_is_counted_for_metrics() -> None:
-    """Replies and handoffs by why, per route, kept across a new rules file;
-    the collector shows them as counters."""
+    """Episodes, replies and handoffs by why, per route, kept across a new
+    rules file; the collector shows them as counters."""
     desk = BotDesk()
     desk.say("order 1", "v1")  # greeting + reply
     desk.say("I want an agent", "v2")  # asked
@@ -280,14 +280,19 @@ def test_what_the_bots_did_is_counted_for_metrics() -> None:
     desk.say("blah", "v4")  # greeting, then unmatched
     desk.bots.serve(ROUTE, desk.settings)
     desk.say("order 2", "v5")
-    assert desk.bots.counts == {(ROUTE, "reply"): 8, (ROUTE, "asked"): 1,
-                                (ROUTE, "rule"): 1, (ROUTE, "unmatched"): 1}
+    desk.say("order 3", "v5")
+    assert desk.bots.counts == {(ROUTE, "episode"): 5, (ROUTE, "reply"): 9,
+                                (ROUTE, "asked"): 1, (ROUTE, "rule"): 1,
+                                (ROUTE, "unmatched"): 1}
     collector = ConversationCollector(ConversationMeasures(), lambda: desk.driver.inbox,
                                       desk.clock.seconds, desk.bots.counts)
     families = {f.name: f for f in collector.collect()}
     [replies] = families["wsdaemon_bot_replies"].samples
     assert (replies.name, replies.labels, replies.value) == (
-        "wsdaemon_bot_replies_total", {"route": ROUTE}, 8)
+        "wsdaemon_bot_replies_total", {"route": ROUTE}, 9)
+    [episodes] = [s for s in families["wsdaemon_bot_episodes"].samples
+                  if s.name.endswith("_total")]
+    assert episodes.value == 5
     handoffs = {s.labels["reason"]: s.value for s in families["wsdaemon_bot_handoffs"].samples
                 if s.name.endswith("_total")}
     assert handoffs == {"asked": 1, "rule": 1, "unmatched": 1}

@@ -214,6 +214,7 @@ WORKER_MERGE: Mapping[str, Merge] = {
     "wsdaemon_conversation_operators": Merge.SHARED,
     "wsdaemon_bot_replies": Merge.SUM,
     "wsdaemon_bot_handoffs": Merge.SUM,
+    "wsdaemon_bot_episodes": Merge.SUM,
 }
 
 _Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -75,9 +75,10 @@ ASKED = "the visitor asked for a person ({phrase})"
 UNMATCHED = "no rule of the bot answered the visitor's message"
 GONE = "the route has no bot any more"
 
-#: What the bots count per route (for /metrics): a reply sent, and each
-#: kind of handoff (a phrase, a rule's handoff, nothing answered, no bot).
-OUTCOMES = ("reply", "asked", "rule", "unmatched", "gone")
+#: What the bots count per route (for /metrics): an episode the bot opened
+#: with, a reply sent, and each kind of handoff (a phrase, a rule's
+#: handoff, nothing answered, no bot).
+OUTCOMES = ("episode", "reply", "asked", "rule", "unmatched", "gone")
 #: Routes counted apart; more are counted as "(other)" (routes come from the
 #: config: a guard).
 MAX_COUNTED_ROUTES = 100
@@ -155,12 +156,15 @@ class RouteBot:
             episode = None
         if episode is not None and message.seq <= episode.last_seq:
             return  # told twice
+        first = message.seq == conversation.unread_floor + 1
+        if first:
+            self._count(self.route, "episode")
         phrase = self.settings.asked_for_person(message.body)
         if phrase is not None:
             self._hand_off(conversation.visitor, ASKED.format(phrase=phrase), "asked")
             return
         if episode is None:
-            episode = self._start(conversation, greet=message.seq == conversation.unread_floor + 1)
+            episode = self._start(conversation, greet=first)
         else:
             self._episodes.move_to_end(key)
         episode.last_seq = message.seq

@@ -2,7 +2,8 @@
 What conversations show on C{/metrics} (issue 22, item 8): first-response
 and resolution times as histograms per route, conversations by state,
 operators by availability, how long the longest-waiting visitor has
-waited, and what the routes' bots did (replies, handoffs by why).
+waited, and what the routes' bots did (episodes, replies, handoffs by
+why).
 
 As elsewhere, nothing from prometheus_client runs on the message path: the
 driver's L{Measure} effects add to plain counters (L{ConversationMeasures}),
@@ -46,6 +47,7 @@ FAMILIES = (
     "wsdaemon_conversation_operators",
     "wsdaemon_bot_replies",
     "wsdaemon_bot_handoffs",
+    "wsdaemon_bot_episodes",
 )
 #: Routes a histogram keeps apart; measures of more routes are counted
 #: under C{"(other)"} (routes come from the config, so this is a guard).
@@ -150,10 +152,16 @@ class ConversationCollector:
             FAMILIES[6], "Conversations the routes' bots handed to the operators, by why: "
             "asked (a handoff phrase), rule (a rule's handoff), unmatched (no rule "
             "answered), gone (the route has no bot any more)", labels=["route", "reason"])
+        episodes = CounterMetricFamily(
+            FAMILIES[7], "Conversations (episodes) the routes' bots answered first; those "
+            "not handed over were the bot's alone", labels=["route"])
         for (route, outcome), count in sorted(self.bots.items()):
             if outcome == "reply":
                 replies.add_metric([route], count)
+            elif outcome == "episode":
+                episodes.add_metric([route], count)
             else:
                 handoffs.add_metric([route, outcome], count)
         yield replies
         yield handoffs
+        yield episodes
