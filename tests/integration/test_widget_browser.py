@@ -464,6 +464,15 @@ def test_widget_on_another_origin_with_jwt(browser: Any, tmp_path: Path) -> None
         root = widget(browser)
         wait_for(lambda: "你好，我的订单到哪里了？" in texts(root, "li.from-visitor .bubble"))
         assert csp_violations(browser) == []
+        # The same page from an origin the route does not list is refused at
+        # the handshake: the widget says so and keeps trying.
+        browser.get(f"http://127.0.0.1:{shop_port}/")
+        root = widget(browser)
+        css(root, ".launcher").click()
+        notice = wait_for(lambda: css(root, ".notice").is_displayed() and css(root, ".notice"))
+        assert "连接已断开" in notice.text
+        daemon.wait_for_log(f"on /support: origin 'http://127.0.0.1:{shop_port}' not allowed")
+        assert csp_violations(browser) == []
     finally:
         desk.close()
         server.shutdown()
