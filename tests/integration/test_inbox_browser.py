@@ -539,10 +539,21 @@ def test_the_inbox_stays_fast_with_10000_open_conversations(tmp_path: Path,
         wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".conversation-row")) == 50,
                  what="rows after a reload")
         loaded = browser.execute_script("return performance.now()") - reload
+        browser.execute_async_script(SWITCH, 0)
         browser.execute_script(
             "const l = document.getElementById('conversations'); l.scrollTop = l.scrollHeight;")
         wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".conversation-row")) == 150,
                  what="the next page on scrolling")
+        # A change to the open conversation redraws the list, which stays
+        # where the operator scrolled it.
+        scrolled = browser.execute_script(
+            "return document.getElementById('conversations').scrollTop")
+        assert scrolled > 1000
+        browser.find_element(By.ID, "label-input").send_keys("checked\n")
+        wait_for(lambda: "checked" in text_of(browser, ".conversation-row.selected"),
+                 what="redrawn")
+        assert abs(browser.execute_script(
+            "return document.getElementById('conversations').scrollTop") - scrolled) < 50
         print(f"\n10,000 open: first list {first_list:.0f} ms after sign-in, page reload to rows "
               f"<= {loaded:.0f} ms; switch conversation median "
               f"{statistics.median(switches):.0f} ms, max {max(switches):.0f} ms; "

@@ -34,6 +34,7 @@ export class ConversationList {
     this.more = false;
     this.next = null;
     this.selected = null;
+    this.shownSelection = null;
     this.frame = 0;
     this.loading = false;
   }
@@ -96,8 +97,21 @@ export class ConversationList {
       if (this.more && last && compareKeys(sortKey(c), sortKey(last)) > 0) { return; }
     }
     this.items.set(c.id, c);
-    this.sort();
+    this.place(c);
     this.schedule();
+  }
+
+  /** Move one conversation to where it sorts now (a binary search, no full sort). */
+  place(c) {
+    const at = this.order.indexOf(c.id);
+    if (at >= 0) { this.order.splice(at, 1); }
+    const key = sortKey(c);
+    let low = 0, high = this.order.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (compareKeys(sortKey(this.items.get(this.order[middle])), key) < 0) { low = middle + 1; } else { high = middle; }
+    }
+    this.order.splice(low, 0, c.id);
   }
 
   get(id) { return this.items.get(id); }
@@ -138,7 +152,10 @@ export class ConversationList {
     for (const id of [...this.rows.keys()]) {
       if (!this.items.has(id)) { this.rows.delete(id); }
     }
-    if (this.selected && this.rows.has(this.selected)) {
+    // Brought into view once when selected, not at every redraw (the
+    // operator may be scrolling the list while events come).
+    if (this.selected && this.selected !== this.shownSelection && this.rows.has(this.selected)) {
+      this.shownSelection = this.selected;
       const button = this.rows.get(this.selected).firstChild;
       if (document.activeElement && document.activeElement.closest && document.activeElement.closest(".conversations")) {
         button.focus({ preventScroll: true });
