@@ -646,3 +646,76 @@ def test_the_bots_part_is_shown_apart(tmp_path: Path, chromium: Any) -> None:
         guest.close()
     finally:
         daemon.stop()
+
+
+def test_a_visitor_in_the_widget_and_an_operator_in_the_inbox(
+        daemon: Daemon, chromium: Any, browser: Any) -> None:
+    """
+    Two browsers, as people use them (issue 23, item 3): the visitor on the
+    sample site's widget types and the operator sees it in the inbox; a
+    canned reply chosen on "/" reaches the widget under the operator's
+    name; the visitor reloads and the thread is there; the operator
+    resolves with "e"; the visitor writes again and it is back in the list.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    inbox, site = chromium, browser
+    sign_in(inbox, daemon, ALICE)
+    wait_for(lambda: inbox.find_element(By.ID, "me").text == "Alice Martin", what="in")
+    wait_for(lambda: inbox.find_element(By.ID, "availability").get_attribute("value")
+             == "online", what="online")
+
+    def widget() -> Any:
+        def ready() -> Any:
+            root = site.find_element(By.ID, "wsdaemon-chat").shadow_root
+            return root if root.find_elements(By.CSS_SELECTOR, ".frame.ready") else None
+        return wait_for(ready, what="the widget")
+
+    def bubbles(root: Any, selector: str) -> list[str]:
+        return [str(e.text) for e in root.find_elements(By.CSS_SELECTOR, selector)]
+
+    site.get(f"{daemon.http}/")
+    root = widget()
+    root.find_element(By.CSS_SELECTOR, ".launcher").click()
+    field = wait_for(lambda: root.find_element(By.CSS_SELECTOR, "#wsd-input"), what="input")
+    field.send_keys("Do you have the Trail Runner in size 44?", Keys.ENTER)
+
+    row = wait_for(lambda: inbox.find_element(By.CSS_SELECTOR, ".conversation-row"),
+                   what="the conversation in the inbox")
+    wait_for(lambda: "size 44" in row.text, what="its preview")
+    alias = text_of(inbox, ".row-name")
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    wait_for(lambda: "size 44" in text_of(inbox, "#entries"), what="opened")
+
+    field.send_keys("Black if possible")
+    wait_for(lambda: f"{alias} is typing" in inbox.find_element(By.ID, "typing").text,
+             what="the visitor's typing in the inbox")
+
+    box = inbox.find_element(By.ID, "text")
+    box.send_keys("/hel")
+    wait_for(lambda: "/hello" in text_of(inbox, "#canned .canned-item.active"), what="menu")
+    box.send_keys(Keys.ENTER)
+    wait_for(lambda: box.get_attribute("value") == f"Hello {alias}! How can I help?",
+             what="filled in")
+    box.send_keys(Keys.ENTER)
+    reply = wait_for(lambda: root.find_elements(By.CSS_SELECTOR, "li.from-operator"),
+                     what="the reply in the widget")[0]
+    assert reply.find_element(By.CSS_SELECTOR, ".name").text == "Alice Martin"
+    assert f"Hello {alias}! How can I help?" in reply.text
+
+    site.refresh()
+    root = widget()
+    wait_for(lambda: f"Hello {alias}! How can I help?" in bubbles(root, "li.message .bubble"),
+             what="the thread after a reload")
+
+    box.send_keys(Keys.ESCAPE)
+    inbox.find_element(By.TAG_NAME, "body").send_keys("e")
+    wait_for(lambda: not inbox.find_elements(By.CSS_SELECTOR, ".conversation-row"),
+             what="resolved")
+    root = widget()
+    field = wait_for(lambda: root.find_element(By.CSS_SELECTOR, "#wsd-input"), what="input")
+    field.send_keys("One more thing: do you ship to Canada?", Keys.ENTER)
+    wait_for(lambda: "Canada" in text_of(inbox, ".conversation-row"), what="reopened")
+    wait_for(lambda: "Canada" in text_of(inbox, "#entries"), what="in the open thread")
+    assert problems(inbox) == []
