@@ -719,3 +719,27 @@ def test_a_visitor_in_the_widget_and_an_operator_in_the_inbox(
     wait_for(lambda: "Canada" in text_of(inbox, ".conversation-row"), what="reopened")
     wait_for(lambda: "Canada" in text_of(inbox, "#entries"), what="in the open thread")
     assert problems(inbox) == []
+
+
+def test_signing_in_while_the_daemon_is_down(daemon: Daemon, chromium: Any,
+                                             tmp_path: Path) -> None:
+    """The form, submitted while the daemon is down, says it cannot reach it
+    and keeps trying; the daemon back, the operator is signed in."""
+    import signal
+
+    from selenium.webdriver.common.by import By
+
+    chromium.get(f"{daemon.http}/console")
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait(timeout=10)
+    chromium.find_element(By.ID, "token").send_keys(ALICE)
+    chromium.find_element(By.ID, "signin-button").click()
+    error = chromium.find_element(By.ID, "signin-error")
+    wait_for(lambda: error.is_displayed() and "Cannot reach the daemon" in error.text,
+             what="said on the form")
+    again = Daemon(tmp_path / "wsdaemon.ini", port=daemon.port)
+    try:
+        wait_for(lambda: chromium.find_element(By.ID, "me").text == "Alice Martin",
+                 timeout=40, what="signed in once it is back")
+    finally:
+        again.stop()

@@ -58,6 +58,10 @@ function onState(name, detail) {
     banner.hidden = true;
     $("signin").hidden = true;
     $("app").hidden = false;
+  } else if (name === "reconnecting" && $("app").hidden) {
+    // Never signed in yet: the form says it, and keeps trying.
+    $("signin-error").hidden = false;
+    $("signin-error").textContent = "Cannot reach the daemon" + (detail ? "; trying again in " + detail + " s…" : "…");
   } else if (name === "reconnecting") {
     banner.hidden = false;
     banner.className = "banner warning";
