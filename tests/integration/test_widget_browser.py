@@ -61,8 +61,9 @@ strategy = echo
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10) -> Any:
     """Poll until C{condition} gives something true; an element not there
-    yet, or replaced meanwhile, counts as not yet."""
+    yet, replaced meanwhile or not clickable yet counts as not yet."""
     from selenium.common.exceptions import (
+        ElementNotInteractableException,
         NoSuchElementException,
         NoSuchShadowRootException,
         StaleElementReferenceException,
@@ -74,7 +75,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10) -> Any:
         try:
             last = condition()
         except (StaleElementReferenceException, NoSuchElementException,
-                NoSuchShadowRootException):
+                NoSuchShadowRootException, ElementNotInteractableException):
             last = None
         if last:
             return last
@@ -556,7 +557,9 @@ def test_reconnects_with_a_visible_state_and_sends_what_waited(browser: Any,
     wait_for(lambda: all_css(root, "li.from-visitor.sending"))
     daemon = Daemon(config, port=port)
     try:
-        wait_for(lambda: css(root, ".notice .link").click() or True)
+        # "Retry now", unless the backoff's own attempt was quicker.
+        wait_for(lambda: not css(root, ".notice").is_displayed()
+                 or css(root, ".notice .link").click() or True)
         wait_for(lambda: not css(root, ".notice").is_displayed(), timeout=20)
         wait_for(lambda: len(all_css(root, "li.from-visitor.sent")) == 2)
         assert not all_css(root, "li.from-visitor.sending")
@@ -626,6 +629,9 @@ def test_long_thread_pages_back(browser: Any, daemon: Daemon) -> None:
         assert shown == ["Tell me everything", ACK] + [f"part {n}" for n in range(73)]
         seqs = [int(e.get_attribute("data-seq")) for e in all_css(root, "li.message")]
         assert seqs == list(range(1, 76))
+        # One sender's run of messages shows the name once.
+        names = [e for e in all_css(root, "li.from-operator .name") if e.is_displayed()]
+        assert [e.text for e in names] == ["Alice Martin"]
     finally:
         desk.close()
 

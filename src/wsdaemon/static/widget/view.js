@@ -168,6 +168,12 @@ export class ChatView {
     this.resolved = el("p", "resolved", t.resolved);
     this.resolved.hidden = true;
     this.typing = el("p", "typing");
+    this.typing.hidden = true;
+    const dots = el("span", "dots");
+    dots.setAttribute("aria-hidden", "true");
+    dots.append(el("i"), el("i"), el("i"));
+    this.typingText = el("span");
+    this.typing.append(dots, this.typingText);
     this.thread.append(this.earlier, greeting, this.list, this.resolved, this.typing);
 
     this.offline = this._offline();
@@ -316,6 +322,7 @@ export class ChatView {
     const author = entry.author;
     item.className = "message from-" + author + (entry.state ? " " + entry.state : "");
     if (entry.seq !== null) { item.dataset.seq = String(entry.seq); } else { delete item.dataset.seq; }
+    item.dataset.who = author + ":" + (entry.name || "");
     const t = this.t;
     if (author === "operator" || author === "bot") {
       item.append(el("span", "name", entry.name || (author === "bot" ? t.bot : t.team)));
@@ -345,6 +352,8 @@ export class ChatView {
     }
     item.append(meta);
     this._place(item, entry.seq);
+    this._group(item);
+    this._group(item.nextElementSibling);
     if (stick) { this.scrollToEnd(); }
   }
 
@@ -362,14 +371,26 @@ export class ChatView {
     }
   }
 
+  /** A message right after another of the same sender shows no name again. */
+  _group(item) {
+    if (!item) { return; }
+    const before = item.previousElementSibling;
+    item.classList.toggle("continued", Boolean(before && before.dataset.who === item.dataset.who));
+  }
+
   remove(key) {
     const item = this.items.get(key);
-    if (item) { item.remove(); this.items.delete(key); }
+    if (item) {
+      const next = item.nextElementSibling;
+      item.remove();
+      this.items.delete(key);
+      this._group(next);
+    }
   }
 
   showTyping(name) {
     this.typing.hidden = name === null;
-    this.typing.textContent = name === null ? "" : this.t.typing(name);
+    this.typingText.textContent = name === null ? "" : this.t.typing(name);
     if (name !== null && this._atEnd(80)) { this.scrollToEnd(); }
   }
 
