@@ -569,8 +569,9 @@ def test_unread_count_in_the_title_while_looking_elsewhere(daemon: Daemon,
     """
     With the inbox in a background tab, visitors' messages are counted in its
     title ("(2) Inbox · wsdaemon") and shown as desktop notifications once
-    allowed (asked on a click); back on the tab the count goes. The sound is
-    off until the operator turns it on.
+    allowed (asked on a click); back on the tab the count goes and the open
+    conversation's new messages are marked read. The sound is off until the
+    operator turns it on.
     """
     from selenium.webdriver.common.by import By
 
@@ -590,6 +591,13 @@ def test_unread_count_in_the_title_while_looking_elsewhere(daemon: Daemon,
         "window.Notification = class extends Real {"
         "constructor(title, options) { super(title, options); shown.push([title, options.body]); }"
         "};")
+    guest = visitor(daemon)
+    guest.send(json.dumps({"type": "message", "id": "m0", "text": "hello 0"}))
+    row = wait_for(lambda: chromium.find_element(By.CSS_SELECTOR, ".conversation-row"),
+                   what="the conversation")
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    wait_for(lambda: "hello 0" in text_of(chromium, "#entries"), what="opened")
+    assert chromium.title == "Inbox · wsdaemon"  # seen: not counted
     inbox = chromium.current_window_handle
     chromium.switch_to.new_window("tab")
 
@@ -597,7 +605,6 @@ def test_unread_count_in_the_title_while_looking_elsewhere(daemon: Daemon,
         targets = chromium.execute_cdp_cmd("Target.getTargets", {})["targetInfos"]
         return str(next(t["title"] for t in targets if t["url"].endswith("/console")))
 
-    guest = visitor(daemon)
     for n in (1, 2):
         guest.send(json.dumps({"type": "message", "id": f"m{n}", "text": f"hello {n}"}))
         next_of(guest, "ack")
@@ -605,6 +612,9 @@ def test_unread_count_in_the_title_while_looking_elsewhere(daemon: Daemon,
     chromium.close()
     chromium.switch_to.window(inbox)
     wait_for(lambda: chromium.title == "Inbox · wsdaemon", what="seen")
+    # What came in the open conversation meanwhile is read on coming back.
+    wait_for(lambda: not chromium.find_elements(By.CSS_SELECTOR, ".conversation-row .badge"),
+             what="read on coming back")
     shown = chromium.execute_script("return window.shown")
     assert [body for _, body in shown] == ["hello 1", "hello 2"]
     assert all(title.startswith("Visitor ") for title, _ in shown)

@@ -377,6 +377,14 @@ const shortcuts = installShortcuts({
 });
 $("help-button").addEventListener("click", () => { $("settings").hidden = true; shortcuts.openHelp(); });
 
+// Back on the tab: what arrived in the open conversation meanwhile is read now.
+function caughtUp() {
+  const c = state.open ? list.get(state.open) || thread.summary : null;
+  if (c && c.id === state.open && c.unread && notifier.looking) { markRead(c); }
+}
+window.addEventListener("focus", caughtUp);
+document.addEventListener("visibilitychange", caughtUp);
+
 setInterval(() => {
   list.draw(true);
   if (thread.summary && state.open) { showSummary(thread.summary); }

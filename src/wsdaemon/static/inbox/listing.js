@@ -27,7 +27,7 @@ export function installListing({ channel, list, $, toast }) {
   }
 
   let countsTimer = 0, countedAt = 0;
-  /** The tabs' counts (a one-entry listing each): at once, then at most every 1.5 s. */
+  /** The tabs' counts (a one-entry listing each): at once, then at most every 3 s. */
   function refreshCounts() {
     if (countsTimer) { return; }
     const count = () => {
@@ -39,7 +39,7 @@ export function installListing({ channel, list, $, toast }) {
         channel.request(body).then((a) => { $("count-" + view).textContent = a.total ? String(a.total) : ""; }, () => {});
       }
     };
-    countsTimer = setTimeout(count, Math.max(0, countedAt + 1500 - Date.now()));
+    countsTimer = setTimeout(count, Math.max(0, countedAt + 3000 - Date.now()));
   }
 
   for (const tab of document.querySelectorAll("[role=tab]")) {
