@@ -751,3 +751,42 @@ def test_identify_with_a_hash_function_of_the_visitor_id(browser: Any,
     finally:
         desk.close()
         assert daemon.stop() == 0
+
+
+def test_two_tabs_and_the_waiting_bound(browser: Any, daemon: Daemon) -> None:
+    """
+    The same visitor in two tabs: what one writes shows in the other (the
+    daemon sends it with its id). With the daemon gone, the 21st message
+    written is not taken (20 wait at most): it stays in the box.
+    """
+    from selenium.webdriver.common.keys import Keys
+
+    desk = Desk(daemon)
+    try:
+        desk.request(type="availability", availability="online")
+        browser.get(f"{daemon.http}/")
+        first = browser.current_window_handle
+        root = widget(browser)
+        css(root, ".launcher").click()
+        css(root, "#wsd-input").send_keys("From the first tab", Keys.ENTER)
+        wait_for(lambda: all_css(root, "li.from-visitor.sent"))
+        browser.switch_to.new_window("tab")
+        browser.get(f"{daemon.http}/")
+        other = widget(browser)  # the panel opens as it was left
+        wait_for(lambda: texts(other, "li.from-visitor .bubble") == ["From the first tab"])
+        css(other, "#wsd-input").send_keys("From the second tab", Keys.ENTER)
+        wait_for(lambda: len(all_css(other, "li.from-visitor.sent")) == 2)
+        browser.switch_to.window(first)
+        wait_for(lambda: texts(root, "li.from-visitor .bubble")
+                 == ["From the first tab", "From the second tab"])
+    finally:
+        desk.close()
+    assert daemon.stop() == 0
+    box = css(root, "#wsd-input")
+    wait_for(lambda: css(root, ".notice").is_displayed())
+    for n in range(20):
+        box.send_keys(f"waiting {n}", Keys.ENTER)
+    wait_for(lambda: len(all_css(root, "li.from-visitor.sending")) == 20)
+    box.send_keys("one too many", Keys.ENTER)
+    assert box.get_attribute("value") == "one too many"
+    assert len(all_css(root, "li.from-visitor.sending")) == 20

@@ -232,8 +232,9 @@ class Widget {
 
   // -- the visitor writes ----------------------------------------------------
 
+  /** @return whether the message was taken (at most MAX_PENDING wait for their ack). */
   send(text) {
-    if (this.pending.size >= MAX_PENDING) { return; }
+    if (this.pending.size >= MAX_PENDING) { return false; }
     this.counter += 1;
     const id = "w-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8) + this.counter;
     const entry = { key: "p" + id, id, seq: null, author: "visitor", text, at: null, state: "sending" };
@@ -242,6 +243,7 @@ class Widget {
     this.view.scrollToEnd();
     this.typingOff();
     if (this.welcomed) { this.connection.send({ type: "message", id, text }); }
+    return true;
   }
 
   resend(key) {
