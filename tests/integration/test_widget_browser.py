@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ import jwt
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from tests.conftest import require_tool
 from tests.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.slow
@@ -36,7 +38,8 @@ JWT_SECRET = "jwt-secret-for-the-widget-test-0123456789"
 HASH_SECRET = "hash-secret-for-identify-0123456789"
 REPLY = ("Yes! Size 44 is in stock. <b>Shall I reserve a pair?</b> "
          "https://shop.example/p/44?c=black.")
-AXE = Path("/opt/wsdaemon-npm/node_modules/axe-core/axe.min.js")
+NPM_HOME = Path(os.environ.get("WSDAEMON_NPM_HOME", "/opt/wsdaemon-npm"))
+AXE = NPM_HOME / "node_modules" / "axe-core" / "axe.min.js"
 
 CONFIG = f"""
 [wsdaemon]
@@ -176,8 +179,7 @@ def csp_violations(driver: Any) -> list[str]:
 def run_axe(driver: Any) -> list[dict[str, Any]]:
     """axe-core's serious and critical violations on the page as it is
     (the widget's Shadow DOM included)."""
-    if not AXE.exists():
-        pytest.skip(f"axe-core not installed at {AXE} (scripts/install-test-deps.sh)")
+    require_tool(AXE.exists(), f"axe-core in {NPM_HOME} (scripts/install-test-deps.sh)")
     driver.execute_script(AXE.read_text(encoding="utf-8"))
     result = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
@@ -667,8 +669,6 @@ def test_layout_at_desktop_and_phone_sizes(browser: Any, daemon: Daemon) -> None
     button is in reach. With WSDAEMON_SCREENSHOTS=DIR the two views are
     saved there as widget.png and widget-mobile.png (how docs/ got them).
     """
-    import os
-
     from selenium.webdriver.common.keys import Keys
 
     def size(width: int, height: int, mobile: bool) -> None:
