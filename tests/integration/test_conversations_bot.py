@@ -211,3 +211,19 @@ def test_a_reload_reads_the_bots_rules_again(daemon: Daemon, tmp_path: Path) -> 
         reloaded(daemon, 2)
         visitor.send("order 4")
         assert visitor.recv(timeout=5) == ACK
+
+
+def test_a_structured_visitor_sees_the_bot_typing(daemon: Daemon) -> None:
+    """While a delayed reply waits: typing on (named), the message, typing off."""
+    with connect(f"{daemon.url}/support", subprotocols=[CHAT]) as visitor:
+        visitor.send(json.dumps({"type": "hello"}))
+        next_of(visitor, "welcome")
+        say(visitor, "this is slow", "c-1")
+        frames = []
+        while len(frames) < 3:
+            frame = json.loads(visitor.recv(timeout=5))
+            if frame["type"] in ("typing", "message"):
+                frames.append(frame)
+        assert [(f["type"], f.get("on"), f["name"]) for f in frames] == [
+            ("typing", True, "Robo"), ("message", None, "Robo"), ("typing", False, "Robo")]
+        assert frames[1]["text"] == "Let me think about it..."

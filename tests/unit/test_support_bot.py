@@ -24,6 +24,7 @@ from wsdaemon.conversations import (
     Inbox,
     OperatorReply,
     Resolve,
+    SignalVisitor,
     VisitorMessage,
 )
 from wsdaemon.strategies.scripted.rules import parse_rules
@@ -76,7 +77,7 @@ class BotDesk:
         self.store = GatedStore()
         self.ports = RecordingPorts(self.store)
         settings = ConversationSettings(fallback_after=0, ack_message=ACK)
-        self.bots = Bots(self.ports, self.clock, max_episodes=max_episodes)
+        self.bots = Bots(self.ports, self.clock, max_episodes=max_episodes, visitors=self.ports)
         self.driver = ConversationDriver(self.store, Inbox(settings), self.clock, self.ports,
                                          self.bots, self.ports)
         self.bots.attach(self.driver.submit)
@@ -307,3 +308,49 @@ def test_counted_routes_are_bounded() -> None:
     assert bots.counts[("(other)", "reply")] == 3
     assert bots.counts[("/r0", "asked")] == 1
     assert len({route for route, _ in bots.counts}) == MAX_COUNTED_ROUTES + 1
+
+
+def typing(desk: BotDesk, visitor: str = "v1") -> list[tuple[bool, str | None]]:
+    return [(e.on, e.name) for e in desk.ports.of(SignalVisitor)
+            if e.signal == "typing" and e.visitor == visitor]
+
+
+def test_the_visitor_sees_the_bot_typing_while_a_reply_waits() -> None:
+    """On while a delayed message waits, off once the last went; none for
+    replies sent at once."""
+    desk = BotDesk()
+    desk.say("order 1")
+    assert typing(desk) == []
+    desk.say("I want a refund")  # two messages, at 1 s and 3 s
+    assert typing(desk) == [(True, "Robo")]
+    desk.clock.advance(1)
+    assert typing(desk) == [(True, "Robo")]
+    desk.clock.advance(2)
+    assert typing(desk) == [(True, "Robo"), (False, "Robo")]
+
+
+def test_typing_stops_when_the_operators_take_it() -> None:
+    """The episode forgotten with a reply waiting: typing off at once."""
+    desk = BotDesk()
+    desk.say("this is slow")
+    desk.say("order 2")  # sent at once while the slow one waits: typing stays on
+    assert typing(desk) == [(True, "Robo")]
+    desk.driver.submit(OperatorReply(cid("v1"), "alice", "I am here."))
+    assert typing(desk) == [(True, "Robo"), (False, "Robo")]
+    desk.clock.advance(10)
+    assert typing(desk) == [(True, "Robo"), (False, "Robo")]
+
+
+def test_a_handoff_waits_for_its_own_delayed_messages() -> None:
+    """A reply sent at once meanwhile (another rule) does not count as one
+    of them: the handoff still comes after the rule's last message."""
+    desk = BotDesk()
+    desk.say("I want a refund")  # at 1 s and 3 s, then the handoff
+    desk.say("order 5")
+    desk.say("order 6")
+    assert desk.conversation().with_bot
+    desk.clock.advance(1)
+    assert desk.conversation().with_bot
+    desk.clock.advance(2)
+    assert desk.thread()[-1] == ("bot", "A colleague will take over.")
+    assert not desk.conversation().with_bot

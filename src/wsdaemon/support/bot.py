@@ -28,6 +28,12 @@ A route's bot, for a visitor message:
    answers hands over too (C{bot_unmatched = handoff}, the default) or
    waits for an operator (C{silent}).
 
+While a reply waits for its C{delay}, the visitor's structured connections
+see the bot typing (C{{"type": "typing", "on": true, "name": bot_name}},
+off once the last waiting reply went or the episode left the bot): the
+signal goes straight to this daemon's visitor port, as it is nothing the
+thread keeps.
+
 An episode leaves the bot when the operators have the conversation (the
 handoff, an operator's reply, assignment or snooze) or it is resolved: its
 delayed replies are cancelled, and one already on its way is refused by
@@ -53,7 +59,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wsdaemon.conversations.effects import NotifyOperators, NotifyTeam
+from wsdaemon.conversations.effects import NotifyOperators, NotifyTeam, SignalVisitor
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import BotReply, Event, Handoff
 from wsdaemon.conversations.model import Author, Conversation, Message, Status
@@ -61,7 +67,7 @@ from wsdaemon.conversations.transition import Transition
 from wsdaemon.interfaces import ISession
 from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
 from wsdaemon.support.bot_settings import BotSettings, Unmatched
-from wsdaemon.support.ports import IOperatorPort
+from wsdaemon.support.ports import IOperatorPort, IVisitorPort
 
 __all__ = ["ASKED", "DEFAULT_MAX_EPISODES", "GONE", "MAX_COUNTED_ROUTES", "OUTCOMES",
            "UNMATCHED", "Bots", "RouteBot"]
@@ -85,6 +91,7 @@ MAX_COUNTED_ROUTES = 100
 
 Submit = Callable[[Event], "Deferred[Any]"]
 Count = Callable[[str, str], None]
+Signal = Callable[[SignalVisitor], None]
 
 
 @implementer(ISession)
@@ -95,10 +102,13 @@ class _Episode:
 
     @ivar handoff: (why, messages still to send first) once a rule handed
         over after delayed messages.
+    @ivar waiting: the rules' messages still waiting for their delay (the
+        visitor sees the bot typing meanwhile).
     """
 
     __slots__ = ("_bot", "client_id", "connected_at", "conversation_id", "handoff", "is_open",
-                 "last_seq", "opened_at", "peer", "route", "sent", "session_id")
+                 "last_seq", "opened_at", "peer", "route", "sent", "session_id", "waiting",
+                 "answering")
 
     def __init__(self, bot: RouteBot, conversation: Conversation, now: float) -> None:
         self._bot = bot
@@ -112,6 +122,9 @@ class _Episode:
         self.is_open = True
         self.last_seq = 0
         self.sent = 0
+        self.waiting = 0
+        #: The engine is answering now: what it sends is not a delayed message.
+        self.answering = False
         self.handoff: tuple[str, int] | None = None
 
     def send(self, message: str | bytes) -> bool:
@@ -130,12 +143,15 @@ class RouteBot:
 
     @param submit: the driver's C{submit}.
     @param count: told (route, outcome) of each reply and handoff submitted.
+    @param signal: shows the visitor the bot typing (the visitor port's
+        C{tell}).
     """
 
     def __init__(self, route: str, settings: BotSettings, clock: IReactorTime, submit: Submit,
                  max_episodes: int = DEFAULT_MAX_EPISODES,
-                 count: Count | None = None) -> None:
+                 count: Count | None = None, signal: Signal | None = None) -> None:
         self.route = route
+        self._signal = signal
         self._count = count or (lambda route, outcome: None)
         self.settings = settings
         self._clock = clock
@@ -169,26 +185,40 @@ class RouteBot:
             self._episodes.move_to_end(key)
         episode.last_seq = message.seq
         before = episode.sent
-        rule, reply = self._engine.answer(episode, message.body)
+        episode.answering = True
+        try:
+            rule, reply = self._engine.answer(episode, message.body)
+            replies = reply if isinstance(reply, list) else [] if reply is None else [reply]
+            for text in replies:
+                if isinstance(text, str | bytes):
+                    self.say(episode, text)
+        finally:
+            episode.answering = False
         if rule is None:
             if self.settings.unmatched is Unmatched.HANDOFF:
                 self._hand_off(conversation.visitor, UNMATCHED, "unmatched")
             return
-        replies = reply if isinstance(reply, list) else [] if reply is None else [reply]
-        for text in replies:
-            if isinstance(text, str | bytes):
-                self.say(episode, text)
+        # Its messages that wait for their delay (a plain reply: none).
+        still = 0 if reply is not None or not rule.messages else \
+            (1 if rule.cycle else len(rule.messages)) - (episode.sent - before)
+        if still > 0:
+            self._waiting(episode, still)
         if rule.handoff is None:
             return
-        if reply is not None or not rule.messages:
-            self._hand_off(conversation.visitor, rule.handoff, "rule")
-            return
-        # Its messages go later (delays): hand over once they have gone.
-        still = (1 if rule.cycle else len(rule.messages)) - (episode.sent - before)
         if still <= 0:
             self._hand_off(conversation.visitor, rule.handoff, "rule")
-        else:
+        else:  # hand over once they have gone
             episode.handoff = (rule.handoff, still)
+
+    def _waiting(self, episode: _Episode, more: int) -> None:
+        if episode.waiting == 0:
+            self._typing(episode, True)
+        episode.waiting += more
+
+    def _typing(self, episode: _Episode, on: bool) -> None:
+        if self._signal is not None:
+            self._signal(SignalVisitor(self.route, episode.client_id, "typing", on=on,
+                                       name=self.settings.name))
 
     def _start(self, conversation: Conversation, greet: bool) -> _Episode:
         episode = _Episode(self, conversation, self._clock.seconds())
@@ -199,7 +229,14 @@ class RouteBot:
                       "forgotten", route=self.route, count=self._max_episodes)
             self.forget(oldest)
         if greet:
-            self._engine.connection_opened(episode)
+            episode.answering = True
+            try:
+                self._engine.connection_opened(episode)
+            finally:
+                episode.answering = False
+            still = len(self.settings.rules.greetings) - episode.sent
+            if still > 0:
+                self._waiting(episode, still)
         return episode
 
     def say(self, episode: _Episode, message: str | bytes) -> None:
@@ -207,12 +244,21 @@ class RouteBot:
         if not episode.is_open:
             return
         episode.sent += 1
+        # The last delayed message: the bot stops typing once it is delivered.
+        done_typing = False
+        if episode.waiting > 0 and not episode.answering:
+            episode.waiting -= 1
+            done_typing = episode.waiting == 0
         if isinstance(message, str) and message.strip():
             visitor = episode.client_id
             d = self._submit(BotReply(self.route, visitor, message, self.settings.name))
             d.addErrback(self._failed, "reply", visitor)
             self._count(self.route, "reply")
-        if episode.handoff is not None:
+            if done_typing:
+                d.addBoth(lambda _: self._typing(episode, False))
+        elif done_typing:
+            self._typing(episode, False)
+        if episode.handoff is not None and not episode.answering:
             reason, still = episode.handoff
             episode.handoff = (reason, still - 1) if still > 1 else None
             if still <= 1:
@@ -238,6 +284,9 @@ class RouteBot:
         if episode is not None:
             episode.is_open = False
             self._engine.connection_closed(episode, None, "")
+            if episode.waiting > 0:
+                episode.waiting = 0
+                self._typing(episode, False)
 
     def close(self) -> None:
         """Every episode forgotten (the route's bot is replaced or gone)."""
@@ -252,21 +301,23 @@ class Bots:
     C{operators} first, then to the bots.
 
     @param operators: the operators' port (the hub).
+    @param visitors: the visitors' port, shown the bot typing.
     @param submit: the driver's C{submit} (set by L{attach} when the
         driver is built after this).
     """
 
     def __init__(self, operators: IOperatorPort, clock: IReactorTime,
                  submit: Submit | None = None,
-                 max_episodes: int = DEFAULT_MAX_EPISODES) -> None:
+                 max_episodes: int = DEFAULT_MAX_EPISODES,
+                 visitors: IVisitorPort | None = None) -> None:
         self._operators = operators
+        self._visitors = visitors
         self._clock = clock
         self._submit = submit
         self._max_episodes = max_episodes
         self.routes: dict[str, RouteBot] = {}
         #: (route, outcome) -> how many (L{OUTCOMES}), across reloads.
         self.counts: dict[tuple[str, str], int] = {}
-
         self._counted: set[str] = set()
 
     def count(self, route: str, outcome: str) -> None:
@@ -289,8 +340,9 @@ class Bots:
         if self._submit is None:
             raise RuntimeError("Bots.attach(driver.submit) first")
         self.drop(route)
+        signal = self._visitors.tell if self._visitors is not None else None
         bot = self.routes[route] = RouteBot(route, settings, self._clock, self._submit,
-                                            self._max_episodes, self.count)
+                                            self._max_episodes, self.count, signal)
         return bot
 
     def drop(self, route: str) -> None:

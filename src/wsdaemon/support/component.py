@@ -98,7 +98,7 @@ class SupportComponent:
         self.measures = ConversationMeasures()
         #: The routes' bots (route option bot): the driver's operator port,
         #: passing every notice on to the hub.
-        self.bots = Bots(self.operators, reactor)
+        self.bots = Bots(self.operators, reactor, visitors=self.visitors)
         feed = self.feed
         self.driver = ConversationDriver(
             self.store, inbox, reactor, self.visitors, self.bots, self.measures,
