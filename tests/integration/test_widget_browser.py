@@ -2,12 +2,16 @@
 The embeddable chat widget (issue 23, item 2) in headless Chromium against
 the real daemon (`[operator] model = conversations`), with an operator
 speaking protocol 2 over `websockets`: the sample site at `/` embeds it with
-one tag; a visitor opens it, types (the operator sees it), writes, sees the
+one tag; a visitor opens it, writes, types (the operator sees it), sees the
 operator typing, the reply with the operator's name, the read ticks; a
-reload keeps the thread; resolve is shown and writing again reopens; with
-nobody online the offline form leaves the contact; a page of another origin
-with `identity = jwt` mints the token and embeds it under its own strict
-CSP; no CSP violation; axe-core finds no serious or critical violation.
+reload keeps the thread; resolve is shown and writing again reopens; the
+unread badge and on('message'); with nobody online the offline form leaves
+the contact (or is skipped); a page of another site with `identity = jwt`
+mints the token and embeds it under its own strict CSP, identify with its
+HMAC, a refused origin; reconnection with a visible state and messages that
+waited; paging back a long thread; two tabs; layout at desktop and phone
+sizes (the docs' screenshots); no CSP violation; axe-core finds no serious
+or critical violation.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ class Widget {
     this.typingIdle = null;
     this.operatorTyping = null;
     this.countdown = null;
+    this.lost = false;
     this.counter = 0;
     const token = options.token;
     this.tokenSource = () => token;
@@ -113,12 +114,14 @@ class Widget {
     clearInterval(this.countdown);
     this.countdown = null;
     if (state === "waiting") {
+      this.lost = true;
       let left = Math.max(1, Math.round(seconds));
       const show = () => { this.view.setNotice(this.t.reconnecting(left)); left = Math.max(1, left - 1); };
       show();
       this.countdown = setInterval(show, 1000);
     } else {
-      this.view.setNotice(null);
+      // Trying again after a loss: the notice stays up, saying so, until welcome.
+      this.view.setNotice(this.lost ? this.t.connecting : null);
     }
     this.refresh();
   }
@@ -138,6 +141,7 @@ class Widget {
   welcome(frame) {
     this.welcomed = true;
     this.connection.settled();
+    this.lost = false;
     this.view.setNotice(null);
     if (frame.status === null && this.saved.seq) {
       this.saved.update({ seq: 0, read: 0, seen: 0 });  // another visitor's numbers (cookie cleared)
