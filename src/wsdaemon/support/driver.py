@@ -292,19 +292,25 @@ class ConversationDriver:
     async def _stale(self, keys: tuple[str, ...], attempt: int, turn: Turn) -> None:
         """
         Another writer moved C{keys} on: read them again (alone: the records
-        read may move the team's loads). With other daemons, first what
-        they committed is taken as they told it (its deliveries go out
-        before anything decided on it), after a pause at random, so that
-        two daemons racing fall out of step.
+        read may move the team's loads). With other daemons, what they
+        committed is taken as they told it, in order (its deliveries go out
+        before anything decided on it), alone only when it moves the team;
+        from the second retry on after a pause at random, so that two
+        daemons racing fall out of step.
         """
-        if self._peers is not None:
-            pause = random.random() * self._peers.stale_pause * attempt  # noqa: S311
-            await deferLater(self._clock, pause, lambda: None)
-        await turn.wait_alone()
-        if self._peers is not None:
-            await self._peers.catch_up(keys)
-        else:
+        if self._peers is None:
+            await turn.wait_alone()
             await self._reload(keys)
+            return
+        if attempt > 1:
+            pause = random.random() * self._peers.stale_pause * (attempt - 1)  # noqa: S311
+            await deferLater(self._clock, pause, lambda: None)
+        for adopted in await self._peers.catch_up(keys):
+            if not turn.alone and adopted_team(self.inbox, adopted.conversations,
+                                               adopted.effects,
+                                               adopted.last_chosen) != self.inbox.team:
+                await turn.wait_alone()
+            self.take_adopted(adopted.conversations, adopted.effects, adopted.last_chosen)
 
     async def _load(self, turn: Turn) -> None:
         """A conversation the view dropped (resolved) is read again from the store."""

@@ -15,6 +15,7 @@ not the team's).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from twisted.internet.defer import Deferred
@@ -25,7 +26,16 @@ from wsdaemon.conversations.model import Availability, Conversation, evolve
 from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.transition import Transition
 
-__all__ = ["Peers", "adopted_team"]
+__all__ = ["Adopted", "Peers", "adopted_team"]
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """Another daemon's transition (or a record read), for the driver to take."""
+
+    conversations: tuple[Conversation, ...]
+    effects: tuple[Effect, ...] = ()
+    last_chosen: str | None = None
 
 
 class Peers(Protocol):
@@ -47,11 +57,14 @@ class Peers(Protocol):
     def publish(self, transition: Transition) -> None:
         """Tell the others a transition that stored nothing (typing, availability)."""
 
-    def catch_up(self, keys: tuple[str, ...]) -> Deferred[None]:
+    def catch_up(self, keys: tuple[str, ...]) -> Deferred[list[Adopted]]:
         """
-        Take what the others committed to C{keys} up to what the store
-        holds now (the driver's C{take_adopted}), and at least the stored
-        records (its C{take_stored}); called alone.
+        What the others committed to C{keys} up to what the store holds
+        now, claimed from their turns (the driver takes them now).
+
+        @return: a Deferred firing with the transitions in the order they
+            were committed, then the stored records themselves (what the
+            stream did not bring in time).
         """
 
 

@@ -55,6 +55,7 @@ from wsdaemon.conversations.effects import NotifyTeam
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.support.driver import ConversationDriver
+from wsdaemon.support.peers import Adopted
 from wsdaemon.support.redis_news import Change, decode_change, encode_news
 from wsdaemon.support.redis_store import RedisConversationStore
 
@@ -332,18 +333,20 @@ class ConversationFeed:
         d.addBoth(settled)
         return d
 
-    def catch_up(self, keys: tuple[str, ...]) -> Deferred[None]:
+    def catch_up(self, keys: tuple[str, ...]) -> Deferred[list[Adopted]]:
         """
         A commit on C{keys} came back stale: what the other daemons
-        committed to them up to the store's version is taken now, in the
-        order they committed it, with its deliveries, before the driver
-        decides again (so a visitor here gets every message in order).
+        committed to them up to the store's version, claimed from their
+        turns, in the order they committed it (the driver takes it, with
+        its deliveries, before deciding again: a visitor here gets every
+        message in order); then the stored records (what the stream did not
+        bring in time, or trimmed: their deliveries come on the visitor's
+        resume; never newer than that: what came since waits its turn).
         """
         return Deferred.fromCoroutine(self._catch_up(keys))
 
-    async def _catch_up(self, keys: tuple[str, ...]) -> None:
-        driver = self._driver
-        assert driver is not None
+    async def _catch_up(self, keys: tuple[str, ...]) -> list[Adopted]:
+        taken: list[Adopted] = []
         for key in keys:
             stored = await self._store.load(key)
             if stored is None:
@@ -352,12 +355,10 @@ class ConversationFeed:
             for pending in list(self._pending.get(key, ())):
                 if pending.reaches(key, stored.version) and pending.claim():
                     change = pending.change
-                    driver.take_adopted(change.conversations, change.effects,
-                                        change.last_chosen)
-            # The stream did not bring it in time (or trimmed it): the
-            # record as stored; its deliveries come on the visitor's resume.
-            # Not a newer one than read: what came since waits its turn.
-            driver.take_stored(stored)
+                    taken.append(Adopted(change.conversations, change.effects,
+                                         change.last_chosen))
+            taken.append(Adopted((stored,)))
+        return taken
 
     def _reread_keys(self, keys: Iterable[str]) -> None:
         for key in keys:
