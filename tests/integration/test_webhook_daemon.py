@@ -38,6 +38,8 @@ class Backend:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.unverified = 0
+        #: TCP connections the daemon made to it (one handler each).
+        self.connections = 0
         self.stop = threading.Event()
         backend = self
 
@@ -47,6 +49,10 @@ class Backend:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                backend.connections += 1
+                super().setup()
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["content-length"]))
@@ -385,3 +391,22 @@ def test_the_daemons_stop_sends_the_disconnect_events(daemon: Daemon, backend: B
         time.sleep(0.1)  # in flight: the backend answers in 0.5 s
         assert daemon.stop() == 0
     assert backend.wait_for("disconnect", timeout=1)["code"] == 1001
+
+
+def test_requests_reuse_kept_alive_connections(daemon: Daemon, backend: Backend) -> None:
+    """32 clients talking at once: the daemon keeps a connection alive per
+    request in flight (max_requests), so 32 x 5 messages take about 32
+    connections to the backend, not one per request past the pool's size."""
+    clients = [connect(f"{daemon.url}/echo") for _ in range(32)]
+    try:
+        for ws in clients:
+            assert ws.recv(timeout=5).startswith("welcome ")
+        for n in range(5):
+            for ws in clients:
+                ws.send(f"m{n}")
+            for ws in clients:
+                assert ws.recv(timeout=10) == f"echo: m{n}"
+    finally:
+        for ws in clients:
+            ws.close()
+    assert backend.connections <= 40, backend.connections

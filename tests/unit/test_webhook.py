@@ -511,3 +511,33 @@ def test_a_connect_answer_cut_off_refuses_with_502(failure: Exception, status: i
     strategy.connecting(request()).addBoth(outcome.append)
     backend.requests[-1][3].errback(Failure(failure))
     assert outcome[0].value.status == status
+
+
+def test_the_route_has_at_most_max_requests_in_flight() -> None:
+    """With max_requests = 2, three connections' handshakes make two
+    requests; the third is made once one is answered, in order; a handshake
+    given up while waiting is never sent; the timeout counts from when a
+    request is made, not from when it began to wait."""
+    backend, clock = Backend(), Clock()
+    strategy = WebhookStrategy(settings(max_requests=2), clock, "/hook", backend)
+    outcomes: dict[str, list[object]] = {}
+    waiting = []
+    for name in ("s1", "s2", "s3", "s4"):
+        outcomes[name] = []
+        d = strategy.connecting(request(name))
+        d.addBoth(outcomes[name].append)
+        waiting.append(d)
+    assert [backend.event(i)["session_id"] for i in range(len(backend.requests))] == [
+        "s1", "s2"]
+    waiting[3].cancel()  # s4 gives up while waiting: nothing is sent for it
+    clock.advance(4.0)
+    backend.answer(0, status=204)
+    assert [backend.event(i)["session_id"] for i in range(len(backend.requests))] == [
+        "s1", "s2", "s3"]
+    clock.advance(4.0)  # s2's request times out (5 s); s3's has 1 s to go
+    assert isinstance(outcomes["s1"][0], HandshakeAnswer)
+    assert outcomes["s2"] and not isinstance(outcomes["s2"][0], HandshakeAnswer)
+    assert outcomes["s3"] == []
+    backend.answer(2, status=204)
+    assert isinstance(outcomes["s3"][0], HandshakeAnswer)
+    assert len(backend.requests) == 3

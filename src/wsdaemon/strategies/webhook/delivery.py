@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
@@ -53,6 +53,35 @@ class _Attempts:
         self.timer: IDelayedCall | None = None
         self.timed_out = False
         self.cancelled = False
+        #: The route's request slots: one is held from the first attempt
+        #: to the outcome (None: no route-wide bound).
+        self.slots: DeferredSemaphore | None = None
+        self.waiting: Deferred[Any] | None = None
+        self.holding = False
+
+    def begin(self, slots: DeferredSemaphore | None) -> None:
+        """Start once the route has a request slot free (at once, usually)."""
+        if slots is None:
+            self.start()
+            return
+        self.slots = slots
+        waiting: Deferred[Any] = slots.acquire()
+        self.waiting = waiting
+        waiting.addCallbacks(self._slot, self._no_slot)
+
+    def _slot(self, _: object) -> None:
+        self.waiting = None
+        self.holding = True
+        self.start()
+
+    def _no_slot(self, failure: Failure) -> None:
+        self.waiting = None
+        failure.trap(CancelledError)  # cancelled while waiting: nothing sent
+
+    def _release(self) -> None:
+        if self.holding and self.slots is not None:
+            self.holding = False
+            self.slots.release()
 
     def start(self, attempt: int = 0) -> None:
         self.timer = None
@@ -84,6 +113,7 @@ class _Attempts:
     def _answered(self, reply: Reply) -> None:
         self._stop_timer()
         self.current = None
+        self._release()
         if not self.cancelled:
             self.result.callback(reply)
 
@@ -91,6 +121,7 @@ class _Attempts:
         self._stop_timer()
         self.current = None
         if self.cancelled:
+            self._release()
             return
         settings = self.settings
         if self.timed_out:
@@ -109,23 +140,31 @@ class _Attempts:
         else:
             name = getattr(failure.type, "__name__", "error")
             error = DeliveryError("failed", f"{name}: {failure.getErrorMessage()}")
+        self._release()
         self.result.errback(error)
 
     def _cancel(self, _: Any) -> None:
         self.cancelled = True
         self._stop_timer()
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.cancel()
         current, self.current = self.current, None
         if current is not None:
             current.cancel()
+        self._release()
 
 
 def deliver(poster: Poster, settings: WebhookSettings, clock: IReactorTime, url: str,
-            message_id: str, body: bytes) -> Deferred[Reply]:
+            message_id: str, body: bytes,
+            slots: DeferredSemaphore | None = None) -> Deferred[Reply]:
     """
+    @param slots: the route's request slots (C{max_requests}): the first
+        attempt waits for one, and C{timeout} counts from then.
     @return: a Deferred firing with the backend's L{Reply} (any status), or
         failing with L{DeliveryError}; cancelling it cancels the attempt
-        under way.
+        under way (or the wait for a slot).
     """
     attempts = _Attempts(poster, settings, clock, url, message_id, body)
-    attempts.start()
+    attempts.begin(slots)
     return attempts.result

@@ -30,7 +30,7 @@ _SIZES = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": KiB * KiB, "mb": 
 _NEVER_PASS = {"sec-websocket-key", "sec-websocket-accept", "upgrade", "connection"}
 _OPTIONS = {"url", "url_connect", "url_message", "url_disconnect", "secret_file",
             "pass_headers", "timeout", "connect_timeout", "retries", "retry_backoff",
-            "max_queue", "max_response", "max_state"}
+            "max_queue", "max_response", "max_state", "max_requests"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class WebhookSettings:
         backend (its connection refused); none for one that did.
     @ivar max_queue: messages of one connection waiting behind the one in
         flight before the client stops being read.
+    @ivar max_requests: requests of the route in flight to the backend at
+        once (each connection has at most one); more wait their turn, in
+        order, and the pool keeps as many connections alive.
     """
 
     urls: tuple[tuple[str, str], ...]
@@ -57,6 +60,7 @@ class WebhookSettings:
     max_queue: int = 32
     max_response: int = 256 * KiB
     max_state: int = 4 * KiB
+    max_requests: int = 256
 
     def url(self, event: str) -> str:
         """@return: where C{event} is POSTed."""
@@ -97,6 +101,17 @@ def _url(key: str, raw: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OptionError(key, f"expected an http:// or https:// URL, got {raw!r}")
+    if not url.isascii():
+        # An international host name or path, as the URI the request names
+        # (IDNA, percent-encoding), worked out once here.
+        from hyperlink import URL
+
+        try:
+            url = URL.from_text(url).to_uri().to_text()
+        except Exception:
+            raise OptionError(key, f"expected a URL, got {raw!r}") from None
+    if any(c in url for c in " \t\r\n"):
+        raise OptionError(key, f"a URL has no spaces, got {raw!r}")
     return url
 
 
@@ -166,5 +181,6 @@ def check_options(options: Mapping[str, str], config_dir: Path) -> WebhookSettin
         retries=_whole(options, "retries", 2, 0, 10, "a number"),
         retry_backoff=_seconds(options, "retry_backoff", 0.2, 0.0, 60.0),
         max_queue=_whole(options, "max_queue", 32, 1, 100_000, "a number"),
+        max_requests=_whole(options, "max_requests", 256, 1, 100_000, "a number"),
         max_response=_whole(options, "max_response", 256 * KiB, 1, 64 * KiB * KiB, "bytes"),
         max_state=_whole(options, "max_state", 4 * KiB, 0, 1024 * KiB, "bytes"))

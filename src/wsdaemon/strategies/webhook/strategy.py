@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, fail
 from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -108,6 +108,8 @@ class WebhookStrategy:
         self.clock = clock
         self.route = route
         self.poster = poster
+        #: The route's requests in flight to the backend (max_requests).
+        self.slots = DeferredSemaphore(settings.max_requests)
         self.hook_stats = HookStats()
         self._links: dict[str, _Link] = {}
         #: The reactor's shutdown trigger, while connections are known.
@@ -242,7 +244,7 @@ class WebhookStrategy:
         stats.in_flight += 1
         started = self.clock.seconds()
         d = deliver(self.poster, self.settings, self.clock, self.settings.url(event),
-                    message_id, body)
+                    message_id, body, self.slots)
 
         def done(result: object) -> object:
             stats.in_flight -= 1
@@ -380,5 +382,6 @@ class WebhookStrategyFactory:
         clock: Any = context.clock
         poster: Poster = _unreachable
         if IReactorTCP.providedBy(clock):
-            poster = TreqPoster(clock, settings.max_response, settings.connect_timeout)
+            poster = TreqPoster(clock, settings.max_response, settings.connect_timeout,
+                                settings.max_requests)
         return WebhookStrategy(settings, context.clock, context.route, poster)
