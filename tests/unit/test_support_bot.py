@@ -28,8 +28,9 @@ from wsdaemon.conversations import (
     VisitorMessage,
 )
 from wsdaemon.strategies.scripted.rules import parse_rules
-from wsdaemon.support.bot import ASKED, GONE, MAX_COUNTED_ROUTES, UNMATCHED, Bots
+from wsdaemon.support.bot import ASKED, UNMATCHED
 from wsdaemon.support.bot_settings import BotSettings, Unmatched
+from wsdaemon.support.bots import GONE, MAX_COUNTED_ROUTES, Bots
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.metrics import ConversationCollector, ConversationMeasures
 

@@ -3,17 +3,9 @@ Bot first (issue 22, item 5): a support route's bot answers a new episode
 before the operators do, from a scripted rules file (route option
 C{bot = FILE}, L{wsdaemon.support.bot_settings}), and hands over to them.
 
-The visitor's strategy hands each committed transition of a visitor
-message to L{Bots.answer}: a visitor message of a conversation the bot has
-(C{with_bot}) goes to its route's L{RouteBot}. Whatever the visitor's
-client (plain or C{wsdaemon.chat.v1}), the bot answers only what is
-stored, and only on the daemon the visitor wrote to (with daemons sharing
-Redis, the others adopt the commit but do not answer it). L{Bots} is also
-the driver's operator port (L{IOperatorPort}): it passes every notice on to
-the operators' hub, and forgets an episode the operators have taken
-(whichever daemon's commit it was).
-
-A route's bot, for a visitor message:
+This module is one route's bot (L{RouteBot}); L{wsdaemon.support.bots}
+gives it the visitor messages of its episodes and tells it when one
+leaves it. A route's bot, for a visitor message:
 
 1. a handoff phrase in it ("I want a human"): L{Handoff} at once, the
    rules not asked;
@@ -43,8 +35,6 @@ loader refuses them).
 Bounded: each route's bot remembers at most C{max_episodes} episodes
 (L{DEFAULT_MAX_EPISODES}), least recently active dropped first (its
 delayed replies cancelled; the next message starts its counters again).
-A bot's episode on a route that has no bot any more (the option removed,
-then a restart or reload) is handed over at the visitor's next message.
 """
 
 from __future__ import annotations
@@ -59,18 +49,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wsdaemon.conversations.effects import NotifyOperators, NotifyTeam, SignalVisitor
+from wsdaemon.conversations.effects import SignalVisitor
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import BotReply, Event, Handoff
-from wsdaemon.conversations.model import Author, Conversation, Message, Status
-from wsdaemon.conversations.transition import Transition
+from wsdaemon.conversations.model import Conversation, Message
 from wsdaemon.interfaces import ISession
 from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
 from wsdaemon.support.bot_settings import BotSettings, Unmatched
-from wsdaemon.support.ports import IOperatorPort, IVisitorPort
 
-__all__ = ["ASKED", "DEFAULT_MAX_EPISODES", "GONE", "MAX_COUNTED_ROUTES", "OUTCOMES",
-           "UNMATCHED", "Bots", "RouteBot"]
+__all__ = ["ASKED", "DEFAULT_MAX_EPISODES", "OUTCOMES", "UNMATCHED", "Count", "RouteBot",
+           "Signal", "Submit"]
 
 _log = Logger(namespace="wsdaemon.support.bot")
 
@@ -79,15 +67,11 @@ DEFAULT_MAX_EPISODES = 10_000
 #: The reasons operators read in the handoff's note.
 ASKED = "the visitor asked for a person ({phrase})"
 UNMATCHED = "no rule of the bot answered the visitor's message"
-GONE = "the route has no bot any more"
 
 #: What the bots count per route (for /metrics): an episode the bot opened
 #: with, a reply sent, and each kind of handoff (a phrase, a rule's
 #: handoff, nothing answered, no bot).
 OUTCOMES = ("episode", "reply", "asked", "rule", "unmatched", "gone")
-#: Routes counted apart; more are counted as "(other)" (routes come from the
-#: config: a guard).
-MAX_COUNTED_ROUTES = 100
 
 Submit = Callable[[Event], "Deferred[Any]"]
 Count = Callable[[str, str], None]
@@ -292,105 +276,3 @@ class RouteBot:
         """Every episode forgotten (the route's bot is replaced or gone)."""
         for key in list(self._episodes):
             self.forget(key)
-
-
-@implementer(IOperatorPort)
-class Bots:
-    """
-    The routes' bots, as the driver's operator port: every notice goes to
-    C{operators} first, then to the bots.
-
-    @param operators: the operators' port (the hub).
-    @param visitors: the visitors' port, shown the bot typing.
-    @param submit: the driver's C{submit} (set by L{attach} when the
-        driver is built after this).
-    """
-
-    def __init__(self, operators: IOperatorPort, clock: IReactorTime,
-                 submit: Submit | None = None,
-                 max_episodes: int = DEFAULT_MAX_EPISODES,
-                 visitors: IVisitorPort | None = None) -> None:
-        self._operators = operators
-        self._visitors = visitors
-        self._clock = clock
-        self._submit = submit
-        self._max_episodes = max_episodes
-        self.routes: dict[str, RouteBot] = {}
-        #: (route, outcome) -> how many (L{OUTCOMES}), across reloads.
-        self.counts: dict[tuple[str, str], int] = {}
-        self._counted: set[str] = set()
-
-    def count(self, route: str, outcome: str) -> None:
-        """One more C{outcome} (of L{OUTCOMES}) on C{route}."""
-        if route not in self._counted:
-            if len(self._counted) >= MAX_COUNTED_ROUTES:
-                route = "(other)"
-            self._counted.add(route)
-        self.counts[(route, outcome)] = self.counts.get((route, outcome), 0) + 1
-
-    def attach(self, submit: Submit) -> None:
-        self._submit = submit
-
-    def serve(self, route: str, settings: BotSettings) -> RouteBot:
-        """
-        The route's bot from now (one it had is replaced: its episodes
-        forgotten). Each route's strategy, built or rebuilt by a reload,
-        serves its bot or drops the one it had.
-        """
-        if self._submit is None:
-            raise RuntimeError("Bots.attach(driver.submit) first")
-        self.drop(route)
-        signal = self._visitors.tell if self._visitors is not None else None
-        bot = self.routes[route] = RouteBot(route, settings, self._clock, self._submit,
-                                            self._max_episodes, self.count, signal)
-        return bot
-
-    def drop(self, route: str) -> None:
-        """The route has no bot from now (a reload removed it): its episodes forgotten."""
-        old = self.routes.pop(route, None)
-        if old is not None:
-            old.close()
-
-    # -- IOperatorPort -------------------------------------------------------
-
-    def notify(self, effect: NotifyOperators) -> None:
-        self._operators.notify(effect)
-        conversation = effect.conversation
-        bot = self.routes.get(conversation.route)
-        if bot is not None and not (conversation.with_bot and
-                                    conversation.status is Status.OPEN):
-            bot.forget(conversation.conversation_id)
-
-    def team_changed(self, effect: NotifyTeam) -> None:
-        self._operators.team_changed(effect)
-
-    # -- the visitor's messages ----------------------------------------------
-
-    def answer(self, transition: Transition) -> None:
-        """
-        A visitor message's transition, committed on this daemon: the bot
-        answers it if the conversation is the bot's (never raises).
-        """
-        for effect in transition.effects:
-            if isinstance(effect, NotifyOperators):
-                try:
-                    self._heard(effect)
-                except Exception:
-                    _log.failure("bot on {route}: a visitor message could not be answered",
-                                 route=effect.conversation.route)
-
-    def _heard(self, effect: NotifyOperators) -> None:
-        conversation = effect.conversation
-        message = effect.message
-        if message is None or message.author is not Author.VISITOR or effect.operator is not None:
-            return
-        if not (conversation.with_bot and conversation.status is Status.OPEN):
-            return
-        bot = self.routes.get(conversation.route)
-        if bot is not None:
-            bot.heard(conversation, message)
-        elif self._submit is not None:
-            self.count(conversation.route, "gone")
-            d = self._submit(Handoff(conversation.route, conversation.visitor, GONE))
-            d.addErrback(lambda f: _log.failure("conversations: handing over {route}'s bot "
-                                                "episode failed", f, route=conversation.route))

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from wsdaemon.config import OperatorSettings, ProtocolSettings
 from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.interfaces import IStrategyFactory
-from wsdaemon.support.bot import Bots
+from wsdaemon.support.bots import Bots
 from wsdaemon.support.canned import CannedReplies, read_canned
 from wsdaemon.support.channel import OperatorChannelFactory
 from wsdaemon.support.driver import ConversationDriver

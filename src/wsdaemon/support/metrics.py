@@ -97,7 +97,7 @@ class ConversationCollector:
     @param inbox: returns the live conversations' view (the driver's inbox).
     @param now: the clock's time.
     @param bots: the bots' counts, (route, outcome) -> n
-        (L{wsdaemon.support.bot.Bots.counts}).
+        (L{wsdaemon.support.bots.Bots.counts}).
     """
 
     def __init__(self, measures: ConversationMeasures, inbox: Callable[[], Inbox],

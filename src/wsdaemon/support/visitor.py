@@ -68,8 +68,8 @@ from wsdaemon.strategies.api import (
     StrategyContext,
     reject_unknown_options,
 )
-from wsdaemon.support.bot import Bots
 from wsdaemon.support.bot_settings import BOT_OPTIONS, BotSettings, bot_settings
+from wsdaemon.support.bots import Bots
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.lanes import LaneFull
 from wsdaemon.support.profiles import OPTIONS, ConnectionProfile, VisitorIdentity, visitor_identity

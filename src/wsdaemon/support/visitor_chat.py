@@ -50,7 +50,7 @@ from wsdaemon.conversations.model import Conversation, conversation_id_for
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.interfaces import ISession
-from wsdaemon.support.bot import Bots
+from wsdaemon.support.bots import Bots
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.lanes import LaneFull
 from wsdaemon.support.profiles import ConnectionProfile
