@@ -410,3 +410,39 @@ def test_requests_reuse_kept_alive_connections(daemon: Daemon, backend: Backend)
         for ws in clients:
             ws.close()
     assert backend.connections <= 40, backend.connections
+
+
+def test_an_https_backend_signed_by_the_ca_file(
+        tmp_path: Path, write_config: Callable[..., Path],
+        start_daemon: Callable[..., Daemon]) -> None:
+    """An https backend whose certificate a private CA signed: trusted with
+    ca_file (the answer comes back), refused without it (the handshake gets
+    503: the backend cannot be reached safely)."""
+    import ssl
+    from datetime import UTC, datetime
+
+    from wsdaemon.mock.ca import make_authority
+
+    authority = make_authority(tmp_path, datetime.now(UTC))
+    server = Backend()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(authority.cert_path, authority.key_path)
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    try:
+        (tmp_path / "hook.secret").write_text(f"{OLD}\n{NEW}\n")
+        url = f"https://127.0.0.1:{server.port}/echo"
+        daemon = start_daemon(write_config(
+            "[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n\n"
+            f"[route:/trusted]\nstrategy = webhook\nurl = {url}\nsecret_file = hook.secret\n"
+            f"ca_file = {authority.ca_path}\n\n"
+            f"[route:/untrusted]\nstrategy = webhook\nurl = {url}\nsecret_file = hook.secret\n"
+            "retries = 0\n"))
+        with connect(f"{daemon.url}/trusted") as ws:
+            assert ws.recv(timeout=5).startswith("welcome ")
+            ws.send("over TLS")
+            assert ws.recv(timeout=5) == "echo: over TLS"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"{daemon.url}/untrusted", open_timeout=10)
+        assert refused.value.response.status_code in (502, 503)
+    finally:
+        server.close()

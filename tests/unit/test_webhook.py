@@ -143,6 +143,10 @@ def test_options_defaults_overrides_and_secrets(tmp_path: Path) -> None:
     ({"url": "http://x/", "secret_file": "s", "max_queue": "0"}, "max_queue"),
     ({"url": "http://x/", "secret_file": "s", "pass_headers": "upgrade"}, "pass_headers"),
     ({"url": "http://x/", "secret_file": "s", "nope": "1"}, "nope"),
+    ({"url": "https://x/", "secret_file": "s", "ca_file": "missing.pem"}, "ca_file"),
+    ({"url": "https://x/", "secret_file": "s", "ca_file": "s"}, "ca_file"),
+    ({"url": "https://x/", "secret_file": "s", "max_requests": "0"}, "max_requests"),
+    ({"url": "http://a b/", "secret_file": "s"}, "url"),
 ])
 def test_wrong_options_name_the_key(tmp_path: Path, options: dict[str, str], key: str) -> None:
     """Each wrong option is an OptionError naming it."""

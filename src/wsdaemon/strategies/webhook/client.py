@@ -86,10 +86,10 @@ class _Endpoints:
     IDNA encoding and the TLS options are not worked out again each time.
     """
 
-    def __init__(self, reactor: Any, connect_timeout: float) -> None:
+    def __init__(self, reactor: Any, connect_timeout: float, trust: Any = None) -> None:
         self._reactor = reactor
         self._timeout = connect_timeout
-        self._policy = BrowserLikePolicyForHTTPS()
+        self._policy = BrowserLikePolicyForHTTPS(trust)
         self._made: dict[tuple[bytes, bytes, int], Any] = {}
 
     def endpointForURI(self, uri: Any) -> Any:  # noqa: N802 - Twisted's interface
@@ -114,10 +114,12 @@ class TreqPoster:
     each request's cost.
 
     @param reactor: the reactor making the connections (TCP, time).
+    @param trust: the certificates an https backend's must chain to (a
+        trust root; None: the system's).
     """
 
     def __init__(self, reactor: Any, max_response: int, connect_timeout: float,
-                 max_requests: int = 16) -> None:
+                 max_requests: int = 16, trust: Any = None) -> None:
         pool = HTTPConnectionPool(reactor, persistent=True)
         # As many kept alive as may be in flight at once: each request then
         # finds an idle connection instead of opening (and closing) one.
@@ -126,7 +128,7 @@ class TreqPoster:
         self.pool = pool
         self.max_response = max_response
         self._agent = Agent.usingEndpointFactory(
-            reactor, _Endpoints(reactor, connect_timeout), pool=pool)
+            reactor, _Endpoints(reactor, connect_timeout, trust), pool=pool)
 
     def __call__(self, url: str, headers: Mapping[str, str], body: bytes) -> Deferred[Reply]:
         fields = Headers({name.encode("latin-1"): [value.encode("latin-1")]

@@ -12,11 +12,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from wsdaemon.strategies import OptionError, reject_unknown_options
 
-__all__ = ["EVENTS", "WebhookSettings", "check_options"]
+__all__ = ["EVENTS", "WebhookSettings", "check_options", "trust_root"]
 
 KiB = 1024
 #: The events a route POSTs, each to C{url} unless C{url_<event>} says otherwise.
@@ -30,7 +31,7 @@ _SIZES = {"": 1, "b": 1, "k": KiB, "kb": KiB, "kib": KiB, "m": KiB * KiB, "mb": 
 _NEVER_PASS = {"sec-websocket-key", "sec-websocket-accept", "upgrade", "connection"}
 _OPTIONS = {"url", "url_connect", "url_message", "url_disconnect", "secret_file",
             "pass_headers", "timeout", "connect_timeout", "retries", "retry_backoff",
-            "max_queue", "max_response", "max_state", "max_requests"}
+            "max_queue", "max_response", "max_state", "max_requests", "ca_file"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class WebhookSettings:
     max_response: int = 256 * KiB
     max_state: int = 4 * KiB
     max_requests: int = 256
+    #: PEM certificates trusted for an https backend (None: the system's).
+    ca_pem: bytes | None = field(default=None, repr=False)
 
     def url(self, event: str) -> str:
         """@return: where C{event} is POSTed."""
@@ -174,7 +177,21 @@ def check_options(options: Mapping[str, str], config_dir: Path) -> WebhookSettin
     blocked = [n for n in headers if n in _NEVER_PASS]
     if blocked:
         raise OptionError("pass_headers", f"{blocked[0]} belongs to the handshake itself")
+    ca_pem = None
+    if options.get("ca_file", "").strip():
+        ca_path = Path(config_dir, options["ca_file"].strip())
+        try:
+            ca_pem = ca_path.read_bytes()
+        except OSError as e:
+            raise OptionError("ca_file", f"cannot read {ca_path}: {e.strerror or e}",
+                              path=ca_path) from None
+        try:
+            trust_root(ca_pem)
+        except Exception:
+            raise OptionError("ca_file", f"{ca_path}: expected PEM certificates "
+                                         "(-----BEGIN CERTIFICATE-----)", path=ca_path) from None
     return WebhookSettings(
+        ca_pem=ca_pem,
         urls=tuple(urls), secrets=secrets, pass_headers=headers,
         timeout=_seconds(options, "timeout", 10.0, 0.01, 3600.0),
         connect_timeout=_seconds(options, "connect_timeout", 3.0, 0.01, 600.0),
@@ -184,3 +201,17 @@ def check_options(options: Mapping[str, str], config_dir: Path) -> WebhookSettin
         max_requests=_whole(options, "max_requests", 256, 1, 100_000, "a number"),
         max_response=_whole(options, "max_response", 256 * KiB, 1, 64 * KiB * KiB, "bytes"),
         max_state=_whole(options, "max_state", 4 * KiB, 0, 1024 * KiB, "bytes"))
+
+
+def trust_root(pem: bytes) -> Any:
+    """
+    @return: the certificates in C{pem}, as a trust root for TLS.
+    @raise ValueError: if there is none.
+    """
+    from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN" in block]
+    if not blocks:
+        raise ValueError("no certificate")
+    return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])

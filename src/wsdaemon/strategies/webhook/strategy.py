@@ -51,7 +51,7 @@ from wsdaemon.strategies import (
 from wsdaemon.strategies.webhook.answer import Answer, AnswerError, parse_answer
 from wsdaemon.strategies.webhook.client import Poster, Reply, TreqPoster
 from wsdaemon.strategies.webhook.delivery import DeliveryError, deliver
-from wsdaemon.strategies.webhook.options import WebhookSettings, check_options
+from wsdaemon.strategies.webhook.options import WebhookSettings, check_options, trust_root
 from wsdaemon.strategies.webhook.stats import HookStats
 
 __all__ = ["WebhookStrategy", "WebhookStrategyFactory"]
@@ -382,6 +382,7 @@ class WebhookStrategyFactory:
         clock: Any = context.clock
         poster: Poster = _unreachable
         if IReactorTCP.providedBy(clock):
+            trust = trust_root(settings.ca_pem) if settings.ca_pem is not None else None
             poster = TreqPoster(clock, settings.max_response, settings.connect_timeout,
-                                settings.max_requests)
+                                settings.max_requests, trust)
         return WebhookStrategy(settings, context.clock, context.route, poster)
