@@ -262,12 +262,23 @@ def test_an_operator_answers_a_visitor_from_the_inbox(daemon: Daemon, chromium: 
     wait_for(lambda: "Read" in text_of(browser, "#entries .entry.operator .state"),
              what="the read tick")
 
+    # Shift+Enter: a new line; Enter sends both lines as one message.
+    box.send_keys("Tracking: 1Z999")
+    box.send_keys(Keys.SHIFT, Keys.ENTER)
+    box.send_keys("Arrives Friday", Keys.ENTER)
+    second = next_of(guest, "message")
+    while second["author"] != "operator":
+        second = next_of(guest, "message")
+    assert second["text"] == "Tracking: 1Z999\nArrives Friday"
+
     # A private note: styled apart, never sent to the visitor.
     find(By.CSS_SELECTOR, "input[name=mode][value=note]").click()
     box.send_keys("VIP customer, be nice", Keys.ENTER)
     note = wait_for(lambda: find(By.CSS_SELECTOR, "#entries .entry.note"), what="the note")
     assert "VIP customer" in note.text and "private note" in note.text
     find(By.CSS_SELECTOR, "input[name=mode][value=reply]").click()
+    with pytest.raises(TimeoutError):
+        next_of(guest, "message", timeout=0.5)  # the note stays with the team
     screenshot(browser, "inbox-conversation.png")
 
     # Accessibility and CSP, with everything on screen.
