@@ -437,8 +437,9 @@ def test_a_lost_daemon_shows_the_reconnecting_banner(daemon: Daemon, chromium: A
         again.stop()
 
 
-def fill_conversations(path: Path, count: int, now: float) -> None:
-    """C{count} open conversations, each waiting on a visitor's message after an answer."""
+def fill_conversations(path: Path, count: int, now: float, chatter: int = 0) -> None:
+    """C{count} open conversations, each waiting on a visitor's message after
+    an answer (after C{chatter} more messages before them)."""
     import sqlite3
 
     from wsdaemon.conversations.model import (
@@ -459,6 +460,8 @@ def fill_conversations(path: Path, count: int, now: float) -> None:
             key = conversation_id_for("/support", visitor_id)
             opened = now - 2 * count + n
             texts = [(Author.VISITOR, f"Hello, order {n} has not arrived"),
+                     *((Author.OPERATOR if i % 2 else Author.VISITOR, f"chatter {i}")
+                       for i in range(chatter)),
                      (Author.OPERATOR, "Let me check that for you."),
                      (Author.VISITOR, f"Thanks. It is order number {n}.")]
             for seq, (author, text) in enumerate(texts, start=1):
@@ -466,8 +469,9 @@ def fill_conversations(path: Path, count: int, now: float) -> None:
                                            "alice" if author is Author.OPERATOR else None))
             insert_conversation(db, Conversation(
                 conversation_id=key, route="/support", visitor=visitor_id, created_at=opened,
-                opened_at=opened, last_activity_at=opened + 3, status=Status.OPEN, version=1,
-                last_seq=3, waiting_since=opened + 3, unanswered=1, delivered_upto=3,
+                opened_at=opened, last_activity_at=opened + len(texts), status=Status.OPEN,
+                version=1, last_seq=len(texts), waiting_since=opened + len(texts), unanswered=1,
+                delivered_upto=len(texts),
                 recent_visitor_seqs=(1, 3), ack_sent=True, preview=texts[-1][1]))
     db.close()
 
@@ -764,3 +768,53 @@ def test_signing_in_while_the_daemon_is_down(daemon: Daemon, chromium: Any,
                  timeout=40, what="signed in once it is back")
     finally:
         again.stop()
+
+
+def test_a_long_thread_pages_back_and_search_filters(tmp_path: Path, chromium: Any) -> None:
+    """
+    A thread of 73 messages opens on its newest 50; "Earlier messages" brings
+    the rest above them, in order, once. Search narrows the list to what
+    matches (here a preview's text) and clearing it brings every one back.
+    """
+    from selenium.webdriver.common.by import By
+
+    (tmp_path / "canned.txt").write_text(CANNED, encoding="utf-8")
+    (tmp_path / "identify.key").write_text(IDENTIFY_SECRET + "\n", encoding="utf-8")
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(CONFIG, encoding="utf-8")
+    fill_conversations(tmp_path / "conversations.sqlite3", 3, time.time(), chatter=70)
+    daemon = Daemon(config)
+    try:
+        sign_in(chromium, daemon, ALICE)
+        rows = wait_for(lambda: chromium.find_elements(By.CSS_SELECTOR, ".conversation-row"),
+                        what="rows")
+        assert len(rows) == 3
+        rows[0].find_element(By.CSS_SELECTOR, "button").click()
+
+        def entries() -> list[str]:
+            return [str(e.text) for e in chromium.find_elements(
+                By.CSS_SELECTOR, "#entries .bubble")]
+
+        wait_for(lambda: len(entries()) == 50, what="the newest 50")
+        assert entries()[-1] == "Thanks. It is order number 0."
+        older = chromium.find_element(By.ID, "older")
+        assert older.is_displayed()
+        older.click()
+        wait_for(lambda: len(entries()) == 73, what="all 73")
+        shown = entries()
+        assert shown[0] == "Hello, order 0 has not arrived"
+        assert shown[1:71] == [f"chatter {i}" for i in range(70)]
+        assert not older.is_displayed()
+
+        search = chromium.find_element(By.ID, "search")
+        search.send_keys("number 2")
+        wait_for(lambda: len(chromium.find_elements(By.CSS_SELECTOR, ".conversation-row")) == 1,
+                 what="one match")
+        assert "order number 2" in text_of(chromium, ".conversation-row")
+        search.clear()
+        search.send_keys(" ")
+        wait_for(lambda: len(chromium.find_elements(By.CSS_SELECTOR, ".conversation-row")) == 3,
+                 what="all back")
+        assert problems(chromium) == []
+    finally:
+        daemon.stop()
