@@ -204,6 +204,8 @@ class ScriptedStrategy:
         self._clock = clock
         self._conversations: dict[str, _Conversation] = {}
         self._states = dict.fromkeys(rules.scenarios, INITIAL_STATE)
+        #: The rule the message being answered matched (for L{answer}).
+        self._answered: Rule | None = None
 
     # -- IReplyStrategy ------------------------------------------------------
 
@@ -232,25 +234,12 @@ class ScriptedStrategy:
         return conversation
 
     def message_received(self, session: ISession, message: str | bytes) -> object:
-        return self.answer(session, message)[1]
-
-    def answer(self, session: ISession, message: str | bytes) -> tuple[Rule | None, object]:
-        """
-        L{message_received}, saying which rule answered: a caller that acts
-        on the rule itself (a support route's bot hands over on C{handoff},
-        or when nothing answered) uses this.
-
-        @return: the rule that answered (None: none did, not even
-            C{[default]}, or a running sequence took the message) and the
-            reply as L{message_received} returns it (messages with delays
-            go through C{session.send} later).
-        """
         conversation = self._conversations.get(session.session_id)
         if conversation is None:  # opened before a reload, or a misbehaving caller
             conversation = self._open(session)
         conversation.counter += 1
         if conversation.steps is not None and conversation.steps.offer(message):
-            return None, None  # what a step expected (or not): the rules do not see it
+            return None  # what a step expected (or not): the rules do not see it
         document: Any = NOT_PARSED
         for rule in self.rules.rules:
             if rule.once and rule.index in conversation.answered_once:
@@ -267,11 +256,26 @@ class ScriptedStrategy:
                     continue
             matched, groups, document = self._match(rule, message, document)
             if matched:
-                return rule, self._answer(conversation, rule, message, groups, document, params)
-        default = self.rules.default
-        if default is not None:
-            return default, self._answer(conversation, default, message, None, NOT_JSON)
-        return None, None
+                return self._answer(conversation, rule, message, groups, document, params)
+        if self.rules.default is not None:
+            return self._answer(conversation, self.rules.default, message, None, NOT_JSON)
+        return None
+
+    def answer(self, session: ISession, message: str | bytes) -> tuple[Rule | None, object]:
+        """
+        L{message_received}, saying which rule answered: a caller that acts
+        on the rule itself (a support route's bot hands over on C{handoff},
+        or when nothing answered) uses this.
+
+        @return: the rule that answered (None: none did, not even
+            C{[default]}, or a running sequence took the message) and the
+            reply as L{message_received} returns it (messages with delays
+            go through C{session.send} later).
+        """
+        self._answered = None
+        reply = self.message_received(session, message)
+        rule, self._answered = self._answered, None
+        return rule, reply
 
     def connection_closed(self, session: ISession, code: int | None, reason: str) -> None:
         conversation = self._conversations.pop(session.session_id, None)
@@ -339,6 +343,7 @@ class ScriptedStrategy:
     def _answer(self, conversation: _Conversation, rule: Rule, message: str | bytes,
                 groups: Mapping[str, str | None] | None, document: Any,
                 params: Mapping[str, str] | None = None) -> object:
+        self._answered = rule
         if rule.once:
             conversation.answered_once.add(rule.index)
         if rule.set_state is not None and rule.scenario is not None:
