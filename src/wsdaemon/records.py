@@ -265,6 +265,9 @@ class HandshakeRequest:
     limits: MessageLimits = field(default_factory=MessageLimits)
     client_id: str | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
+    #: The subprotocol the connection was accepted with, once it is open
+    #: (None before, or when none was).
+    subprotocol: str | None = None
 
 
 @dataclass(frozen=True)

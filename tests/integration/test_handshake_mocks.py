@@ -41,7 +41,7 @@ reply = "{headers.x-user} in {path.room} speaking v2, token {query.token}"
 
 [[rule]]
 text = "who"
-reply = "someone on {path}"
+reply = "someone on {path} ({subprotocol})"
 
 [[rule]]
 when.path = "/users/{user}/feed"
@@ -66,7 +66,8 @@ def test_several_paths_placeholders_headers_and_subprotocols(
         mock: tuple[Daemon, Admin]) -> None:
     """One route serves its own path and two patterns (another path: 404);
     the room's greeting and replies are filled from the path, a header and
-    the query; the header rule needs chat.v2 offered."""
+    the query; the header rule needs chat.v2 offered; {subprotocol} is the
+    one the connection was accepted with (empty for none)."""
     daemon, _ = mock
     with connect(f"{daemon.url}/mock/rooms/42?token=t-1",
                  additional_headers={"X-User": "ann"},
@@ -79,13 +80,13 @@ def test_several_paths_placeholders_headers_and_subprotocols(
                  subprotocols=["chat.v1"]) as v1:  # type: ignore[list-item]
         assert v1.recv(timeout=5) == "welcome to room 7"
         v1.send("who")
-        assert v1.recv(timeout=5) == "someone on /mock/rooms/7"
+        assert v1.recv(timeout=5) == "someone on /mock/rooms/7 (chat.v1)"
     with connect(f"{daemon.url}/mock/users/bob/feed") as feed:
         feed.send("more")
         assert feed.recv(timeout=5) == "feed of bob: more"
     with connect(f"{daemon.url}/mock") as plain:
         plain.send("who")
-        assert plain.recv(timeout=5) == "someone on /mock"
+        assert plain.recv(timeout=5) == "someone on /mock ()"
     with pytest.raises(InvalidStatus) as refused:
         connect(f"{daemon.url}/mock/lobby")
     assert refused.value.response.status_code == 404
@@ -141,7 +142,7 @@ def test_reset_next_resets_the_connection(mock: tuple[Daemon, Admin]) -> None:
         connect(f"{daemon.url}/mock")
     with connect(f"{daemon.url}/mock") as client:
         client.send("who")
-        assert client.recv(timeout=5) == "someone on /mock"
+        assert client.recv(timeout=5) == "someone on /mock ()"
     faults = admin.call("POST", "/journal/find", {"direction": "handshake"})["entries"]
     assert [e["fault"] for e in faults][-3:] == ["reset", "reset", None]
 

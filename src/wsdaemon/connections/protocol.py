@@ -222,7 +222,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
             subprotocols=tuple(self.websocket_protocols or ()), peer=str(self.peer),
             limits=MessageLimits(settings.max_message_size, settings.max_frame_size,
                                  settings.max_fragments),
-            client_id=self._client_id, claims=self._claims)
+            client_id=self._client_id, claims=self._claims,
+            subprotocol=self.websocket_protocol_in_use or None)
 
     def onOpen(self) -> None:
         factory = self.factory

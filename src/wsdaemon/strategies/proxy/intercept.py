@@ -77,7 +77,7 @@ SIDES = ("client", "server")
 _ACTIONS = ("before", "replace", "drop", "after", "respond", "delay")
 _KEYS = frozenset({"from", "times", *_ACTIONS, *MATCH_KEYS})
 #: Placeholders an intercept's template may use (no handshake, no ticker).
-_NOT_HERE = ("path", "query.", "headers.", "tick")
+_NOT_HERE = ("path", "query.", "headers.", "tick", "subprotocol")
 
 
 class InterceptError(ValueError):

@@ -136,6 +136,8 @@ class _Values:
             return f"{self.clock.seconds():.3f}"
         if name == "path":
             return self.conversation.view.path
+        if name == "subprotocol":
+            return self.conversation.view.subprotocol
         kind, _, rest = name.partition(".")
         if kind == "path" and self.params is not None:
             return self.params.get(rest, "")

@@ -19,7 +19,9 @@ Placeholders:
     placeholder of the C{[handshake] paths} pattern it matched, or of the
     rule's C{when.path};
   - C{{query.NAME}}, C{{headers.NAME}}: a query parameter, a header (any
-    case) of the handshake; empty when absent.
+    case) of the handshake; empty when absent;
+  - C{{subprotocol}}: the subprotocol the connection was accepted with
+    (empty for none).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from wsdaemon.spelling import did_you_mean
 
 __all__ = ["Scope", "Template", "TemplateError", "parse_json_path"]
 
-_SIMPLE = frozenset({"message", "session", "route", "counter", "time", "timestamp", "path"})
+_SIMPLE = frozenset({"message", "session", "route", "counter", "time", "timestamp", "path",
+                     "subprotocol"})
 #: A query parameter's or header's name in a placeholder.
 _NAME = re.compile(r"[A-Za-z0-9_.~!$'*+^`|\-]+")
 #: Matched whole (fullmatch): `$` would accept a final newline.
@@ -125,7 +128,7 @@ class Scope:
         raise TemplateError(
             f"unknown placeholder {{{name}}}{hint}; expected one of {{message}}, {{session}}, "
             "{route}, {counter}, {time}, {timestamp}, {match.N}, {match.NAME}, {json.PATH}, "
-            "{tick}, {path}, {path.NAME}, {query.NAME}, {headers.NAME}"
+            "{tick}, {path}, {path.NAME}, {query.NAME}, {headers.NAME}, {subprotocol}"
         )
 
 

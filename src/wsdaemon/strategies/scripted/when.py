@@ -110,6 +110,8 @@ class HandshakeView:
     headers: Mapping[str, str] = field(default_factory=dict)
     subprotocols: tuple[str, ...] = ()
     params: Mapping[str, str] = field(default_factory=dict)
+    #: The subprotocol the connection was accepted with ("" for none).
+    subprotocol: str = ""
 
     def value(self, kind: str, name: str) -> str:
         """
@@ -152,7 +154,8 @@ def view_of(session: Any, paths: tuple[tuple[str, ...], ...],
     return HandshakeView(path=path, below=below, query=query,
                          headers={str(k).lower(): str(v) for k, v in request.headers.items()},
                          subprotocols=tuple(request.subprotocols),
-                         params=params if params is not None else found)
+                         params=params if params is not None else found,
+                         subprotocol=str(getattr(request, "subprotocol", None) or ""))
 
 
 def _value_test(value: Any, key: str, name: str) -> ValueTest:
