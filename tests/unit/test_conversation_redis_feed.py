@@ -322,3 +322,27 @@ def test_a_daemon_back_under_its_name_lets_its_operators_go(
         yield a.stop()
         if again is not None:
             yield again.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_operator_still_connected_here_stays_available(
+        links: Links) -> Generator[Any, Any, None]:
+    """Bob has connections to A and B; his last one to B closes, and B says
+    he went offline: A, which still holds one, makes him available again,
+    and B hears it."""
+    settings = ConversationSettings(fallback_after=0)
+    a, b = Daemon(links(), settings), Daemon(links(), settings)
+    a.feed.holds = lambda name: name == "bob"
+    yield a.start()
+    yield b.start()
+    try:
+        yield a.driver.submit(OperatorAvailability("bob", Availability.ONLINE))
+        yield until(lambda: b.driver.inbox.team.is_online("bob"))
+        yield b.driver.submit(OperatorAvailability("bob", Availability.OFFLINE))
+        assert not b.driver.inbox.team.is_online("bob")
+        yield until(lambda: a.driver.inbox.team.is_online("bob")
+                    and b.driver.inbox.team.is_online("bob")
+                    and len(a.told(NotifyTeam)) >= 3)
+    finally:
+        yield a.stop()
+        yield b.stop()

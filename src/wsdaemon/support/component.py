@@ -105,6 +105,9 @@ class SupportComponent:
             peers=feed)
         if feed is not None:
             feed.attach(self.driver)
+            # An operator still connected here stays available whatever
+            # another daemon says of its own connections.
+            feed.holds = lambda name: bool(self.operators.links_of(name))
         self.bots.attach(self.driver.submit)
         self.collector = ConversationCollector(self.measures, lambda: self.driver.inbox,
                                                reactor.seconds, self.bots.counts)

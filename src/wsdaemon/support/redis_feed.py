@@ -52,6 +52,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.conversations.effects import NotifyTeam
+from wsdaemon.conversations.events import OperatorAvailability
+from wsdaemon.conversations.model import Availability
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.support.driver import ConversationDriver
@@ -174,6 +176,9 @@ class ConversationFeed:
         #: Told each of this daemon's own team changes once carried out
         #: (L{wsdaemon.support.redis_team.TeamPresence.record}).
         self.on_team: Callable[[NotifyTeam], None] | None = None
+        #: Whether an operator has a connection to this daemon (the hub's):
+        #: one another daemon says went offline is made available again.
+        self.holds: Callable[[str], bool] | None = None
         link.on_events(self._events)
 
     def attach(self, driver: ConversationDriver) -> None:
@@ -281,8 +286,11 @@ class ConversationFeed:
             return
         self.taken += 1
         pending = _Pending(change, self._pending)
+        kept = self._still_here(change)
         d = driver.adopt(change.lane, change.conversations, change.effects, change.last_chosen,
                          still_due=pending.claim)
+        if kept:
+            d.addCallback(lambda _: self._reassert(kept))
 
         def refused(failure: Failure) -> None:
             pending.claim()
@@ -292,6 +300,33 @@ class ConversationFeed:
                 self._reread_keys(c.conversation_id for c in change.conversations)
 
         d.addErrback(refused)
+
+    def _still_here(self, change: Change) -> list[tuple[str, Availability]]:
+        """
+        Operators another daemon says went offline (their last connection
+        to it closed) who still have a connection here: with what they
+        were before.
+        """
+        driver = self._driver
+        if self.holds is None or driver is None:
+            return []
+        kept: list[tuple[str, Availability]] = []
+        for effect in change.effects:
+            if isinstance(effect, NotifyTeam) and effect.availability == Availability.OFFLINE:
+                before = driver.inbox.team.get(effect.operator)
+                if before is not None and before.availability is not Availability.OFFLINE \
+                        and self.holds(effect.operator):
+                    kept.append((effect.operator, before.availability))
+        return kept
+
+    def _reassert(self, kept: list[tuple[str, Availability]]) -> None:
+        driver = self._driver
+        assert driver is not None
+        for operator, availability in kept:
+            if self.holds is not None and self.holds(operator):
+                d = driver.submit(OperatorAvailability(operator, availability))
+                d.addErrback(lambda f: _log.failure("conversations: {what} failed", f,
+                                                    what="keeping an operator available"))
 
     def _saw(self, change: Change) -> None:
         for conversation in change.conversations:
