@@ -23,7 +23,8 @@ committed as the other told it (L{catch_up}: the stream already holds it,
 since the script appended it), deliveries included, so a visitor here is
 written every message in order, and only then decides again.
 
-What an event carries: L{wsdaemon.support.redis_news}.
+What an event carries: L{wsdaemon.support.redis_news}; what a stale commit
+catches up with: L{wsdaemon.support.redis_catchup}.
 
 A daemon's own events are skipped (it carried them out when the commit
 landed), except when the commit's outcome was unknown (Redis went silent
@@ -42,7 +43,7 @@ L{MAX_REREAD} at a time.
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -58,11 +59,12 @@ from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.peers import Adopted
+from wsdaemon.support.redis_catchup import Backlog
 from wsdaemon.support.redis_news import Change, decode_change, encode_news
 from wsdaemon.support.redis_store import RedisConversationStore
 
-__all__ = ["CATCH_UP_WAIT", "MAX_ATTEMPTS", "MAX_HELD", "MAX_REREAD", "MAX_SEEN", "MAX_UNKNOWN",
-           "REREAD_AFTER", "STALE_PAUSE", "ConversationFeed", "FeedLink"]
+__all__ = ["MAX_ATTEMPTS", "MAX_HELD", "MAX_REREAD", "MAX_UNKNOWN", "REREAD_AFTER", "STALE_PAUSE",
+           "ConversationFeed", "FeedLink"]
 
 #: Events held while the driver loads (the stream does not wait).
 MAX_HELD = 10_000
@@ -80,12 +82,6 @@ MAX_ATTEMPTS = 10
 #: ... each after a pause of up to this many seconds times the attempts
 #: so far, at random, so that two daemons racing fall out of step.
 STALE_PAUSE = 0.005
-#: Seconds a stale commit waits for the stream to bring what the store
-#: holds (it is there already: the commit script appended it); past it,
-#: the record is read from the store (its deliveries then come on resume).
-CATCH_UP_WAIT = 1.0
-#: Conversations whose newest version read from the stream is remembered.
-MAX_SEEN = 100_000
 
 _log = Logger(namespace="wsdaemon.conversations")
 
@@ -102,36 +98,6 @@ class FeedLink(Protocol):
     def on_events(self, handler: Callable[[list[dict[str, Any]]], None]) -> None: ...
 
     def publish(self, event: dict[str, Any]) -> Deferred[Any]: ...
-
-
-class _Pending:
-    """A change handed to the driver, until its turn comes or a stale commit takes it."""
-
-    def __init__(self, change: Change, pending: dict[str, deque[_Pending]]) -> None:
-        self.change = change
-        self.keys = tuple({c.conversation_id for c in change.conversations})
-        self._pending = pending
-        self.done = False
-        for key in self.keys:
-            pending.setdefault(key, deque()).append(self)
-
-    def claim(self) -> bool:
-        """@return: True the first time (it is to be taken now), then False."""
-        if self.done:
-            return False
-        self.done = True
-        for key in self.keys:
-            waiting = self._pending.get(key)
-            if waiting is not None:
-                waiting.remove(self)
-                if not waiting:
-                    del self._pending[key]
-        return True
-
-    def reaches(self, key: str, version: int) -> bool:
-        return any(c.conversation_id == key and c.version <= version
-                   for c in self.change.conversations)
-
 
 
 class ConversationFeed:
@@ -169,10 +135,7 @@ class ConversationFeed:
         #: The driver's retries of stale commits (L{Peers}).
         self.max_attempts = MAX_ATTEMPTS
         self.stale_pause = STALE_PAUSE
-        #: Each conversation's newest version read from the stream.
-        self._seen: OrderedDict[str, int] = OrderedDict()
-        self._pending: dict[str, deque[_Pending]] = {}
-        self._waiters: list[tuple[str, int, Deferred[None]]] = []
+        self._backlog = Backlog(clock)
         #: Told each of this daemon's own team changes once carried out
         #: (L{wsdaemon.support.redis_team.TeamPresence.record}).
         self.on_team: Callable[[NotifyTeam], None] | None = None
@@ -263,7 +226,7 @@ class ConversationFeed:
             if change is not None:
                 self._route(change)
                 # Only now: a stale commit waiting for it finds it pending.
-                self._saw(change)
+                self._backlog.saw(change)
 
     def _route(self, change: Change) -> None:
         if change.daemon == self.daemon_id:
@@ -285,7 +248,7 @@ class ConversationFeed:
                 self._overflowed = True
             return
         self.taken += 1
-        pending = _Pending(change, self._pending)
+        pending = self._backlog.pending(change)
         kept = self._still_here(change)
         d = driver.adopt(change.lane, change.conversations, change.effects, change.last_chosen,
                          still_due=pending.claim)
@@ -328,46 +291,6 @@ class ConversationFeed:
                 d.addErrback(lambda f: _log.failure("conversations: {what} failed", f,
                                                     what="keeping an operator available"))
 
-    def _saw(self, change: Change) -> None:
-        for conversation in change.conversations:
-            key = conversation.conversation_id
-            if self._seen.get(key, 0) < conversation.version:
-                self._seen[key] = conversation.version
-            self._seen.move_to_end(key)
-        while len(self._seen) > MAX_SEEN:
-            self._seen.popitem(last=False)
-        if self._waiters:
-            waiting, self._waiters = self._waiters, []
-            for key, version, d in waiting:
-                if self._seen.get(key, 0) >= version:
-                    d.callback(None)
-                else:
-                    self._waiters.append((key, version, d))
-
-    def _read_up_to(self, key: str, version: int) -> Deferred[None]:
-        """Fires once the stream brought C{key} at C{version}, or L{CATCH_UP_WAIT} later."""
-        d: Deferred[None] = Deferred()
-        if self._seen.get(key, 0) >= version:
-            d.callback(None)
-            return d
-        entry = (key, version, d)
-        self._waiters.append(entry)
-
-        def late() -> None:
-            if entry in self._waiters:
-                self._waiters.remove(entry)
-                d.callback(None)
-
-        call = self._clock.callLater(CATCH_UP_WAIT, late)
-
-        def settled(result: Any) -> Any:
-            if call.active():
-                call.cancel()
-            return result
-
-        d.addBoth(settled)
-        return d
-
     def catch_up(self, keys: tuple[str, ...]) -> Deferred[list[Adopted]]:
         """
         A commit on C{keys} came back stale: what the other daemons
@@ -386,12 +309,8 @@ class ConversationFeed:
             stored = await self._store.load(key)
             if stored is None:
                 continue
-            await self._read_up_to(key, stored.version)
-            for pending in list(self._pending.get(key, ())):
-                if pending.reaches(key, stored.version) and pending.claim():
-                    change = pending.change
-                    taken.append(Adopted(change.conversations, change.effects,
-                                         change.last_chosen))
+            await self._backlog.read_up_to(key, stored.version)
+            taken += self._backlog.claim_up_to(key, stored.version)
             taken.append(Adopted((stored,)))
         return taken
 
