@@ -57,6 +57,7 @@ from wsdaemon.conversations.events import OperatorAvailability
 from wsdaemon.conversations.model import Availability
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown
+from wsdaemon.escaping import visible
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.peers import Adopted
 from wsdaemon.support.redis_catchup import Backlog
@@ -108,9 +109,10 @@ class ConversationFeed:
 
     @param link: the broker's link (its daemon id names this daemon's events).
     @param store: the Redis store the driver commits to.
-    @param driver: the conversations (built with C{commit=feed.commit}, so
-        the feed exists first: see L{attach}).
-    @param clock: when conversations are read again.
+    @param clock: when conversations are read again, how long a stale
+        commit waits for the stream.
+
+    The driver is built with C{peers=feed} and then attached (L{attach}).
     """
 
     def __init__(self, link: FeedLink, store: RedisConversationStore,
@@ -221,7 +223,7 @@ class ConversationFeed:
                 change = decode_change(event)
             except (ValueError, KeyError, TypeError, IndexError):
                 _log.warn("conversations: skipped a malformed event from {daemon}",
-                          daemon=str(event.get("daemon"))[:64])
+                          daemon=visible(str(event.get("daemon"))[:64]))
                 continue
             if change is not None:
                 self._route(change)

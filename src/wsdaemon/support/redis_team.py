@@ -44,6 +44,7 @@ from wsdaemon.conversations.effects import NotifyTeam
 from wsdaemon.conversations.events import OperatorAvailability
 from wsdaemon.conversations.model import Availability
 from wsdaemon.errors import BrokerUnavailable
+from wsdaemon.escaping import visible
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.redis_scripts import ScriptRunner
 
@@ -148,7 +149,8 @@ class TeamPresence:
             try:
                 entries[str(operator)] = json.loads(raw)
             except ValueError:
-                _log.warn("conversations: skipped a malformed team entry")
+                _log.warn("conversations: skipped a malformed team entry for {operator}",
+                          operator=visible(str(operator)[:64]))
         first, self._first = self._first, False
         if first:
             self._learn(entries, alive)
@@ -200,7 +202,7 @@ class TeamPresence:
         assert driver is not None
         self.let_go += 1
         _log.info("conversations: operator {operator} let go: daemon {daemon} is gone",
-                  operator=operator, daemon=str(entry.get("daemon"))[:64])
+                  operator=visible(operator), daemon=visible(str(entry.get("daemon"))[:64]))
         was = NotifyTeam(operator, str(entry["availability"]), int(entry.get("capacity", 0)), 0)
         driver.adopt(None, (), (was,)).addErrback(self._failed, "letting an operator go")
         d = driver.submit(OperatorAvailability(operator, Availability.OFFLINE))
