@@ -223,7 +223,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
             limits=MessageLimits(settings.max_message_size, settings.max_frame_size,
                                  settings.max_fragments),
             client_id=self._client_id, claims=self._claims,
-            subprotocol=self.websocket_protocol_in_use or None)
+            subprotocol=getattr(self, "websocket_protocol_in_use", None) or None)
 
     def onOpen(self) -> None:
         factory = self.factory
