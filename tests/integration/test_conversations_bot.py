@@ -64,6 +64,13 @@ regex = '(?i)slow'
 text = "Let me think about it..."
 delay = 0.5
 
+[[rule]]
+regex = '(?i)refund'
+handoff = "refund request"
+[[rule.send]]
+text = "Checking your refund..."
+delay = 60
+
 [default]
 reply = "I can help with orders. Say 'human' to talk to a person."
 """
@@ -227,3 +234,33 @@ def test_a_structured_visitor_sees_the_bot_typing(daemon: Daemon) -> None:
         assert [(f["type"], f.get("on"), f["name"]) for f in frames] == [
             ("typing", True, "Robo"), ("message", None, "Robo"), ("typing", False, "Robo")]
         assert frames[1]["text"] == "Let me think about it..."
+
+
+def test_a_stopping_daemon_hands_over_what_a_rule_owed(tmp_path: Path) -> None:
+    """A rule's handoff waits for its delayed message; the daemon is stopped
+    meanwhile: the handoff is made before it stops, and after a restart the
+    conversation waits for an operator with the rule's reason."""
+    (tmp_path / "bot.toml").write_text(RULES, encoding="utf-8")
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(CONFIG.replace("ADMIN_PORT", str(free_port())), encoding="utf-8")
+    first = Daemon(config)
+    try:
+        with connect(f"{first.url}/support") as visitor:
+            visitor.send("I want a refund")
+            with pytest.raises(TimeoutError):
+                visitor.recv(timeout=0.5)  # the bot's message waits 60 s
+    finally:
+        assert first.stop() == 0
+    again = Daemon(config)
+    try:
+        with connect(f"{again.url}/operator",
+                     additional_headers={"Authorization": f"Bearer {TOKEN}"}) as desk:
+            next_of(desk, "hello")
+            waiting = request(desk, {"type": "conversations", "view": "unassigned"}, "w1")
+            [summary] = waiting["conversations"]
+            assert summary["with_bot"] is False
+            opened = request(desk, {"type": "open", "conversation": summary["id"]}, "o1")
+            notes = [e["text"] for e in opened["entries"] if e["kind"] == "note"]
+            assert notes == ["handed over: refund request"]
+    finally:
+        assert again.stop() == 0

@@ -355,3 +355,19 @@ def test_a_handoff_waits_for_its_own_delayed_messages() -> None:
     desk.clock.advance(2)
     assert desk.thread()[-1] == ("bot", "A colleague will take over.")
     assert not desk.conversation().with_bot
+
+
+def test_a_stopping_daemon_makes_the_handoffs_its_bots_owe() -> None:
+    """A rule's handoff still waiting for its delayed messages is made when
+    the bots stop (the messages are lost), then committed before the driver stops."""
+    desk = BotDesk()
+    desk.say("I want a refund", "v1")
+    desk.say("order 3", "v2")
+    desk.bots.stop()
+    assert not desk.conversation("v1").with_bot
+    assert desk.notes("v1") == [("bot", "handed over: refunds need a person")]
+    assert desk.conversation("v2").with_bot, "nothing owed for v2"
+    assert len(desk.bot) == 0
+    desk.clock.advance(10)
+    assert ("bot", "A colleague will take over.") not in desk.thread("v1")
+    assert desk.driver.stop().called

@@ -276,3 +276,14 @@ class RouteBot:
         """Every episode forgotten (the route's bot is replaced or gone)."""
         for key in list(self._episodes):
             self.forget(key)
+
+    def stop(self) -> None:
+        """
+        The daemon stops: a handoff a rule said, still waiting for its
+        delayed messages, is made now (those messages are lost with the
+        episodes), so no visitor is left with a bot that meant to hand over.
+        """
+        for episode in list(self._episodes.values()):
+            if episode.handoff is not None:
+                self._hand_off(episode.client_id, episode.handoff[0], "rule")
+        self.close()

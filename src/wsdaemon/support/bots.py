@@ -93,6 +93,11 @@ class Bots:
                                             self._max_episodes, self.count, signal)
         return bot
 
+    def stop(self) -> None:
+        """The daemon stops: each route's bot makes the handoffs it still owes."""
+        for bot in self.routes.values():
+            bot.stop()
+
     def drop(self, route: str) -> None:
         """The route has no bot from now (a reload removed it): its episodes forgotten."""
         old = self.routes.pop(route, None)

@@ -137,10 +137,12 @@ class SupportComponent:
 
     def stop(self) -> Deferred[None]:
         """
-        Let the events under way finish and close the store.
+        Let the events under way finish and close the store. (The bots
+        first make the handoffs they still owe.)
 
         @return: a Deferred firing with None once everything is written.
         """
+        self.bots.stop()
         self.started = False
         if self.feed is not None:
             self.feed.stop()
