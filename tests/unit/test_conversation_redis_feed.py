@@ -15,7 +15,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 
 from tests.conversation_desk import ROUTE, Desk, cid
 from tests.driver_bench import GatedStore, RecordingPorts
@@ -346,3 +346,30 @@ def test_an_operator_still_connected_here_stays_available(
     finally:
         yield a.stop()
         yield b.stop()
+
+
+def test_commits_the_stream_skipped_are_counted() -> None:
+    """A conversation's versions that never came (the stream trimmed while
+    the daemon was behind) are counted and logged; the newer record is
+    still taken."""
+    desk = Desk(fallback_after=0)
+    first = desk.step(VisitorMessage(ROUTE, "v1", "one"))
+    desk.step(VisitorMessage(ROUTE, "v1", "two"))
+    third = desk.step(VisitorMessage(ROUTE, "v1", "three"))
+
+    class Link:
+        daemon_id = "here"
+        prefix = "t:"
+        handler: Any = None
+
+        def on_events(self, handler: Any) -> None:
+            self.handler = handler
+
+    link = Link()
+    feed = ConversationFeed(link, None, Clock())  # type: ignore[arg-type]
+    events = [{**encode_news(t, "there", n), "type": "conversations"}
+              for n, t in ((1, first), (3, third))]
+    link.handler(events)
+    assert feed.missed == 1
+    link.handler([{**encode_news(third, "there", 4), "type": "conversations"}])
+    assert feed.missed == 1  # the same version again is no gap

@@ -75,11 +75,21 @@ class Backlog:
         """C{change} goes to the driver: waiting for its turn until claimed."""
         return Pending(change, self._pending)
 
-    def saw(self, change: Change) -> None:
-        """C{change} was read (and, if it is to be taken, is pending already)."""
+    def saw(self, change: Change) -> int:
+        """
+        C{change} was read (and, if it is to be taken, is pending already).
+
+        @return: how many versions of its conversations the stream skipped
+            (trimmed while this daemon was behind): their records are put
+            right by this change, their deliveries come on resume.
+        """
+        skipped = 0
         for conversation in change.conversations:
             key = conversation.conversation_id
-            if self._seen.get(key, 0) < conversation.version:
+            seen = self._seen.get(key)
+            if seen is not None and conversation.version > seen + 1:
+                skipped += conversation.version - seen - 1
+            if (seen or 0) < conversation.version:
                 self._seen[key] = conversation.version
             self._seen.move_to_end(key)
         while len(self._seen) > MAX_SEEN:
@@ -91,6 +101,7 @@ class Backlog:
                     d.callback(None)
                 else:
                     self._waiters.append((key, version, d))
+        return skipped
 
     def read_up_to(self, key: str, version: int) -> Deferred[None]:
         """Fires once the stream brought C{key} at C{version}, or L{CATCH_UP_WAIT} later."""

@@ -134,6 +134,8 @@ class ConversationFeed:
         #: Transitions of other daemons taken, and own events skipped (for tests, metrics).
         self.taken = 0
         self.skipped = 0
+        #: Commits the stream skipped (trimmed while this daemon was behind).
+        self.missed = 0
         #: The driver's retries of stale commits (L{Peers}).
         self.max_attempts = MAX_ATTEMPTS
         self.stale_pause = STALE_PAUSE
@@ -228,7 +230,17 @@ class ConversationFeed:
             if change is not None:
                 self._route(change)
                 # Only now: a stale commit waiting for it finds it pending.
-                self._backlog.saw(change)
+                self._missed(self._backlog.saw(change))
+
+    def _missed(self, count: int) -> None:
+        if not count:
+            return
+        if not self.missed or self.missed // 1000 != (self.missed + count) // 1000:
+            _log.warn("conversations: the event stream skipped {count} commit(s) (trimmed "
+                      "while this daemon was behind; {total} in all): records are put right "
+                      "by later changes, visitors get what they missed when they resume",
+                      count=count, total=self.missed + count)
+        self.missed += count
 
     def _route(self, change: Change) -> None:
         if change.daemon == self.daemon_id:
