@@ -371,3 +371,18 @@ def test_a_stopping_daemon_makes_the_handoffs_its_bots_owe() -> None:
     desk.clock.advance(10)
     assert ("bot", "A colleague will take over.") not in desk.thread("v1")
     assert desk.driver.stop().called
+
+
+def test_another_rules_delayed_message_does_not_bring_the_handoff_forward() -> None:
+    """A slow reply (5 s) asked for before a handing-over rule (1 s, 3 s):
+    the handoff still comes after the handing-over rule's last message."""
+    desk = BotDesk()
+    desk.say("this is slow")  # "Thinking..." at 5 s
+    desk.clock.advance(3)
+    desk.say("I want a refund")  # at 4 s and 6 s, then the handoff
+    desk.clock.advance(1)  # 4 s: "Let me look..."
+    desk.clock.advance(1)  # 5 s: "Thinking..." (not the rule's)
+    assert desk.conversation().with_bot
+    desk.clock.advance(1)  # 6 s: the rule's last, then the handoff
+    assert desk.thread()[-1] == ("bot", "A colleague will take over.")
+    assert not desk.conversation().with_bot

@@ -84,8 +84,8 @@ class _Episode:
     One episode of one conversation, as the scripted engine sees it: a
     "connection" whose messages become the bot's replies.
 
-    @ivar handoff: (why, messages still to send first) once a rule handed
-        over after delayed messages.
+    @ivar handoff: (why, messages still to send first, when the last is
+        due) once a rule hands over after delayed messages.
     @ivar waiting: the rules' messages still waiting for their delay (the
         visitor sees the bot typing meanwhile).
     """
@@ -109,7 +109,7 @@ class _Episode:
         self.waiting = 0
         #: The engine is answering now: what it sends is not a delayed message.
         self.answering = False
-        self.handoff: tuple[str, int] | None = None
+        self.handoff: tuple[str, int, float] | None = None
 
     def send(self, message: str | bytes) -> bool:
         if not self.is_open:
@@ -168,7 +168,7 @@ class RouteBot:
         else:
             self._episodes.move_to_end(key)
         episode.last_seq = message.seq
-        before = episode.sent
+        before, now = episode.sent, self._clock.seconds()
         episode.answering = True
         try:
             rule, reply = self._engine.answer(episode, message.body)
@@ -191,8 +191,9 @@ class RouteBot:
             return
         if still <= 0:
             self._hand_off(conversation.visitor, rule.handoff, "rule")
-        else:  # hand over once they have gone
-            episode.handoff = (rule.handoff, still)
+        else:  # hand over once they have gone: as many, the last one due
+            messages = rule.messages[:1] if rule.cycle else rule.messages
+            episode.handoff = (rule.handoff, still, now + sum(m.delay for m in messages))
 
     def _waiting(self, episode: _Episode, more: int) -> None:
         if episode.waiting == 0:
@@ -243,10 +244,14 @@ class RouteBot:
         elif done_typing:
             self._typing(episode, False)
         if episode.handoff is not None and not episode.answering:
-            reason, still = episode.handoff
-            episode.handoff = (reason, still - 1) if still > 1 else None
-            if still <= 1:
+            # Another rule's delayed message may come first: the handoff
+            # waits for as many messages as its rule sends, and its time.
+            reason, still, due = episode.handoff
+            if still <= 1 and self._clock.seconds() >= due:
+                episode.handoff = None
                 self._hand_off(episode.client_id, reason, "rule")
+            else:
+                episode.handoff = (reason, still - 1, due)
 
     def _hand_off(self, visitor: str, reason: str, outcome: str) -> None:
         d = self._submit(Handoff(self.route, visitor, reason))
