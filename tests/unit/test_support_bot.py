@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 
 from tests.driver_bench import ROUTE, GatedStore, RecordingPorts, cid
 from wsdaemon.conversations import (
@@ -386,3 +387,21 @@ def test_another_rules_delayed_message_does_not_bring_the_handoff_forward() -> N
     desk.clock.advance(1)  # 6 s: the rule's last, then the handoff
     assert desk.thread()[-1] == ("bot", "A colleague will take over.")
     assert not desk.conversation().with_bot
+
+
+def test_the_bound_is_logged_once() -> None:
+    """Reaching the bound is said once, not at every episode it drops."""
+    events: list[Any] = []
+
+    def observe(event: Any) -> None:
+        if "episodes remembered" in str(event.get("log_format", "")):
+            events.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        desk = BotDesk(max_episodes=1)
+        for visitor in ("v1", "v2", "v3", "v4"):
+            desk.say("order 1", visitor)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert len(desk.bot) == 1 and len(events) == 1

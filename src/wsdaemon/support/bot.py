@@ -53,6 +53,7 @@ from wsdaemon.conversations.effects import SignalVisitor
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import BotReply, Event, Handoff
 from wsdaemon.conversations.model import Conversation, Message
+from wsdaemon.escaping import visible
 from wsdaemon.interfaces import ISession
 from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
 from wsdaemon.support.bot_settings import BotSettings, Unmatched
@@ -143,6 +144,7 @@ class RouteBot:
         self._max_episodes = max_episodes
         self._engine = ScriptedStrategy(settings.rules, clock)
         self._episodes: OrderedDict[str, _Episode] = OrderedDict()
+        self._full = False
 
     def __len__(self) -> int:
         return len(self._episodes)
@@ -209,10 +211,12 @@ class RouteBot:
         episode = _Episode(self, conversation, self._clock.seconds())
         self._episodes[conversation.conversation_id] = episode
         while len(self._episodes) > self._max_episodes:
-            oldest = next(iter(self._episodes))
-            _log.info("bot on {route}: {count} episodes remembered, the least recently active "
-                      "forgotten", route=self.route, count=self._max_episodes)
-            self.forget(oldest)
+            if not self._full:  # once: at the bound, every new episode drops one
+                self._full = True
+                _log.info("bot on {route}: {count} episodes remembered, the least recently "
+                          "active are forgotten from now on", route=self.route,
+                          count=self._max_episodes)
+            self.forget(next(iter(self._episodes)))
         if greet:
             episode.answering = True
             try:
@@ -265,7 +269,7 @@ class RouteBot:
                        why=str(failure.value))
             return
         _log.failure("bot on {route}: its {what} for {visitor} was not stored", failure,
-                     route=self.route, what=what, visitor=visitor)
+                     route=self.route, what=what, visitor=visible(visitor))
 
     def forget(self, conversation_id: str) -> None:
         """The episode left the bot: its delayed replies are cancelled."""
