@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.daemon import Daemon
+from tests.daemon import Daemon, free_port
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -26,11 +27,15 @@ pytestmark = pytest.mark.slow
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdefgh"
 ACK = "Thanks! We will be with you shortly."
+ADMIN_KEY = "admin-key-0123456789abcdef"
 CHAT = "wsdaemon.chat.v1"
 
 
-def config_text(redis: RedisServer, shared: Path, name: str) -> str:
+def config_text(redis: RedisServer, shared: Path, name: str, admin_port: int = 0) -> str:
+    admin = (f"[admin]\nlisten = tcp:{admin_port}:interface=127.0.0.1\n"
+             f"api_keys = ops:{ADMIN_KEY}\n" if admin_port else "")
     return f"""
+{admin}
 [wsdaemon]
 listen = tcp:0:interface=127.0.0.1
 
@@ -71,8 +76,11 @@ def pair(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[Daemon, Da
     try:
         for name in ("a", "b"):
             config = tmp_path / f"{name}.ini"
-            config.write_text(config_text(redis_server, tmp_path, name), encoding="utf-8")
+            admin_port = free_port()
+            config.write_text(config_text(redis_server, tmp_path, name, admin_port),
+                              encoding="utf-8")
             daemon = Daemon(config)
+            daemon.admin_port = admin_port  # type: ignore[attr-defined]
             started.append(daemon)
             daemon.wait_for_log("live conversations loaded", timeout=10)
             daemon.wait_for_log("redis: connected", timeout=10)
@@ -80,6 +88,15 @@ def pair(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[Daemon, Da
     finally:
         for daemon in started:
             assert daemon.stop() == 0
+
+
+def admin_health(daemon: Daemon) -> dict[str, Any]:
+    """The daemon's /healthz, its conversations part."""
+    port = daemon.admin_port  # type: ignore[attr-defined]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz",
+                                      headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return dict(json.loads(answer.read().decode())["conversations"])
 
 
 def operator(daemon: Daemon, token: str) -> ClientConnection:
@@ -180,6 +197,10 @@ def test_visitor_on_a_operator_on_b(pair: tuple[Daemon, Daemon]) -> None:
     seqs = [f["seq"] for f in frames if f["type"] in ("message", "ack")]
     assert seqs == [1, 2, 3, 4]
     last = seqs[-1]
+    # A's feed took B's commits (its /healthz says so), and skipped its own.
+    health = admin_health(a)
+    assert health["feed"]["taken"] >= 2 and health["feed"]["skipped"] >= 2, health
+    assert health["feed"]["missed"] == 0
     again = structured(b, cookie)
     again.send(json.dumps({"type": "hello", "after": last}))
     resumed = next_of(again, "welcome")

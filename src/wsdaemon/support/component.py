@@ -195,6 +195,16 @@ class SupportComponent:
         return self._channel
 
     def health(self) -> dict[str, Any]:
-        """@return: what /healthz says of conversations."""
+        """
+        @return: what /healthz says of conversations; with Redis, what the
+            feed took of the other daemons' commits (C{taken}), skipped of
+            its own (C{skipped}), found missing in the stream (C{missed}),
+            and the operators of gone daemons it let go (C{let_go}).
+        """
         counts = self.driver.inbox.status_counts()
-        return {"started": self.started, "live": sum(counts.values()), **counts}
+        health: dict[str, Any] = {"started": self.started, "live": sum(counts.values()),
+                                  **counts}
+        if self.feed is not None and self.team is not None:
+            health["feed"] = {"taken": self.feed.taken, "skipped": self.feed.skipped,
+                              "missed": self.feed.missed, "let_go": self.team.let_go}
+        return health
