@@ -23,6 +23,7 @@ from tests.redis_server import RedisServer
 from tests.redis_store_link import redis_link
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.conversations import (
+    Author,
     Availability,
     ConversationSettings,
     DeliverMessage,
@@ -149,6 +150,9 @@ def test_a_visitor_on_one_daemon_an_operator_on_another(links: Links
         yield until(lambda: b.driver.inbox.conversation(cid("v1")) is not None)
         new = [e for e in b.told(NotifyOperators) if e.kind == "conversation"]
         assert [e.conversation.conversation_id for e in new] == [cid("v1")]
+        # The visitor's tabs on B get its message (acknowledged on A).
+        assert [e.message.body for e in b.told(DeliverMessage)
+                if e.message.author is Author.VISITOR] == ["hello from A"]
         yield b.driver.submit(OperatorReply(cid("v1"), "bob", "hello from B"))
         yield until(lambda: any(e.message.body == "hello from B"
                                 for e in a.told(DeliverMessage)))

@@ -6,8 +6,10 @@ connections (deliveries, visitor signals, operator notifications, the
 team's changes), as plain JSON values; and that read back.
 
 Not sent: the commit itself (the records are), timers (each daemon derives
-its own from the records), measures (taken where it was decided) and
-refusals (answered to the connection that sent the message). Typing is
+its own from the records), measures (taken where it was decided), refusals
+(answered to the connection that sent the message) and acknowledgements (by
+the daemon the message came through: the visitor's tabs on other daemons
+get the message itself). Typing is
 not kept in records, but it is news: a record carries who is typing; a
 notification's conversation is named when it is one of the records, else
 sent whole.
@@ -35,7 +37,7 @@ from wsdaemon.conversations.effects import (
     NotifyTeam,
     SignalVisitor,
 )
-from wsdaemon.conversations.model import Conversation, evolve
+from wsdaemon.conversations.model import Conversation, Message, conversation_id_for, evolve
 from wsdaemon.conversations.transition import Transition
 
 __all__ = ["NEWS_TYPES", "Change", "decode_change", "encode_news"]
@@ -87,14 +89,19 @@ def _conversation(c: Conversation, rows: dict[str, Conversation]) -> Any:
     return c.conversation_id if rows.get(c.conversation_id) == c else _row(c)
 
 
-def _effect_news(effect: Effect, rows: dict[str, Conversation]) -> dict[str, Any] | None:
+def _effect_news(effect: Effect, rows: dict[str, Conversation],
+                 stored: dict[tuple[str, int], Message]) -> dict[str, Any] | None:
     if isinstance(effect, DeliverMessage):
         return {"k": "deliver", "route": effect.route, "visitor": effect.visitor,
                 "message": message_row(effect.message)}
     if isinstance(effect, ConfirmVisitorMessage):
-        return {"k": "confirm", "route": effect.route, "visitor": effect.visitor,
-                "cmid": effect.client_message_id, "seq": effect.seq,
-                "duplicate": effect.duplicate}
+        # The visitor's own message: acknowledged by the daemon it was sent
+        # through; the visitor's tabs on other daemons get it as a message.
+        message = stored.get((conversation_id_for(effect.route, effect.visitor), effect.seq))
+        if effect.duplicate or message is None:
+            return None
+        return {"k": "deliver", "route": effect.route, "visitor": effect.visitor,
+                "message": message_row(message)}
     if isinstance(effect, SignalVisitor):
         return {"k": "signal", "route": effect.route, "visitor": effect.visitor,
                 "signal": effect.signal, "on": effect.on, "name": effect.name,
@@ -119,7 +126,9 @@ def encode_news(transition: Transition, daemon: str, token: int) -> dict[str, An
         (plain JSON values).
     """
     rows = {c.conversation_id: c for c in transition.conversations}
-    effects = [news for news in (_effect_news(e, rows) for e in transition.effects)
+    commit = transition.commit
+    stored = {(m.conversation_id, m.seq): m for m in (commit.messages if commit else ())}
+    effects = [news for news in (_effect_news(e, rows, stored) for e in transition.effects)
                if news is not None]
     return {"daemon": daemon, "token": token,
             "rows": [_row(c) for c in transition.conversations],
@@ -130,9 +139,6 @@ def _effect(news: dict[str, Any], rows: dict[str, Conversation]) -> Effect:
     kind = news["k"]
     if kind == "deliver":
         return DeliverMessage(news["route"], news["visitor"], message_from_row(news["message"]))
-    if kind == "confirm":
-        return ConfirmVisitorMessage(news["route"], news["visitor"], news["cmid"],
-                                     int(news["seq"]), bool(news["duplicate"]))
     if kind == "signal":
         return SignalVisitor(news["route"], news["visitor"], news["signal"], bool(news["on"]),
                              news["name"], int(news["upto"]), news["status"])
