@@ -156,9 +156,17 @@ def next_of(ws: ClientConnection, kind: str, timeout: float = 10) -> dict[str, A
 
 
 def text_of(browser: Any, selector: str) -> str:
+    """The text of the first match; the list redraws its rows as events come,
+    so an element found may be replaced before it is read: read it again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return str(browser.find_element(By.CSS_SELECTOR, selector).text)
+    for _ in range(20):
+        try:
+            return str(browser.find_element(By.CSS_SELECTOR, selector).text)
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    raise AssertionError(f"{selector} kept being redrawn")
 
 
 def sign_in(browser: Any, daemon: Daemon, token: str) -> None:
