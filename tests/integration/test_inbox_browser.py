@@ -108,7 +108,7 @@ def chromium() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10, what: str = "") -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 15, what: str = "") -> Any:
     """Retry C{condition} until it holds (elements may be redrawn under us)."""
     from selenium.common.exceptions import (
         NoSuchElementException,
