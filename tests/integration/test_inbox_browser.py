@@ -314,7 +314,8 @@ def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
     """
     "?" shows the shortcuts; j moves to a conversation; the side panel shows
     who an identified visitor is (name, email, attributes, as text); labels
-    are added and removed there; assigning to a colleague shows in the list.
+    are added and removed there; assigning to a colleague shows in the list;
+    a colleague viewing and typing in the same conversation is shown.
     """
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -366,6 +367,17 @@ def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
     Select(find(By.ID, "assignee")).select_by_value("alice")
     wait_for(lambda: "Alice Martin" in text_of(browser, ".conversation-row.selected"),
              what="assigned to Alice")
+
+    # A colleague opens the same conversation and types: Bob sees both.
+    selected = find(By.CSS_SELECTOR, ".conversation-row.selected").get_attribute("data-id")
+    alice.send(json.dumps({"type": "open", "conversation": selected, "id": 2}))
+    wait_for(lambda: "Also viewing: Alice Martin" in text_of(browser, "#conversation-subtitle"),
+             what="viewing")
+    alice.send(json.dumps({"type": "typing", "conversation": selected, "on": True, "id": 3}))
+    wait_for(lambda: "Alice Martin is typing" in find(By.ID, "typing").text, what="typing")
+    alice.send(json.dumps({"type": "close", "id": 4}))
+    wait_for(lambda: "Also viewing" not in text_of(browser, "#conversation-subtitle"),
+             what="no longer viewing")
 
     # Alt+Up: back to the first; snooze it until the visitor replies.
     body.send_keys(Keys.ALT, Keys.ARROW_UP)
