@@ -715,6 +715,7 @@ def test_layout_at_desktop_and_phone_sizes(browser: Any, daemon: Daemon) -> None
         if out:
             browser.save_screenshot(str(Path(out) / "widget-mobile.png"))
     finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         desk.close()
 
 
