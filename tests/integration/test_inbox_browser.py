@@ -838,3 +838,40 @@ def test_a_long_thread_pages_back_and_search_filters(tmp_path: Path, chromium: A
         assert problems(chromium) == []
     finally:
         daemon.stop()
+
+
+def test_a_thread_keeps_at_most_1000_entries(tmp_path: Path, chromium: Any) -> None:
+    """
+    Paging back through a thread of 1,103 messages stops at the newest 1,000
+    on the page (thread.js MAX_ENTRIES), saying where the whole thread is.
+    """
+    from selenium.webdriver.common.by import By
+
+    (tmp_path / "canned.txt").write_text(CANNED, encoding="utf-8")
+    (tmp_path / "identify.key").write_text(IDENTIFY_SECRET + "\n", encoding="utf-8")
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(CONFIG, encoding="utf-8")
+    fill_conversations(tmp_path / "conversations.sqlite3", 1, time.time(), chatter=1100)
+    daemon = Daemon(config)
+    try:
+        sign_in(chromium, daemon, ALICE)
+        row = wait_for(lambda: chromium.find_element(By.CSS_SELECTOR, ".conversation-row"),
+                       what="the row")
+        row.find_element(By.CSS_SELECTOR, "button").click()
+        older = wait_for(lambda: chromium.find_element(By.ID, "older"), what="older")
+        count = 0
+        for _ in range(30):
+            count = len(chromium.find_elements(By.CSS_SELECTOR, "#entries .entry"))
+            if not older.is_displayed():
+                break
+            older.click()
+            wait_for(lambda before=count: len(chromium.find_elements(
+                By.CSS_SELECTOR, "#entries .entry")) > before or not older.is_displayed(),
+                what="a page more")
+        assert len(chromium.find_elements(By.CSS_SELECTOR, "#entries .entry")) == 1000
+        assert chromium.find_element(By.ID, "thread-full").is_displayed()
+        assert text_of(chromium, "#entries .entry:last-child .bubble") == \
+            "Thanks. It is order number 0."
+        assert problems(chromium) == []
+    finally:
+        daemon.stop()

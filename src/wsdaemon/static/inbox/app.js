@@ -24,7 +24,7 @@ const list = new ConversationList($("conversations"), {
   onSelect: (id) => openConversation(id),
   onNeedMore: () => loadMore(),
 });
-const thread = new ThreadView({ list: $("entries"), scroller: $("thread"), older: $("older"), onWhole: showWhole });
+const thread = new ThreadView({ list: $("entries"), scroller: $("thread"), older: $("older"), full: $("thread-full"), onWhole: showWhole });
 const panel = new Panel({
   avatar: $("avatar"), name: $("visitor-name"), email: $("visitor-email"),
   visitorDetails: $("visitor-details"), conversationDetails: $("conversation-details"),

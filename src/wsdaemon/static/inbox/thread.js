@@ -21,10 +21,11 @@ function before(a, b) {
 }
 
 export class ThreadView {
-  constructor({ list, scroller, older, onWhole }) {
+  constructor({ list, scroller, older, full, onWhole }) {
     this.list = list;
     this.scroller = scroller;
     this.older = older;
+    this.full = full;
     this.onWhole = onWhole;
     this.entries = [];
     this.nodes = new Map();
@@ -39,6 +40,7 @@ export class ThreadView {
     this.entries = [];
     this.nodes.clear();
     this.list.replaceChildren();
+    this.full.hidden = true;
     for (const entry of answer.entries) { this.place(entry); }
     this.page(answer);
     this.scrollToEnd();
@@ -49,11 +51,18 @@ export class ThreadView {
     this.older.hidden = this.cursor === null;
   }
 
-  /** An older page, above what is shown. */
+  /** An older page, above what is shown (its newest entries, up to MAX_ENTRIES in all). */
   prepend(answer) {
     const height = this.scroller.scrollHeight;
-    for (const entry of answer.entries) { this.place(entry); }
+    const room = Math.max(0, MAX_ENTRIES - this.entries.length);
+    const taken = answer.entries.slice(Math.max(0, answer.entries.length - room));
+    for (const entry of taken) { this.place(entry); }
     this.page(answer);
+    if (taken.length < answer.entries.length) {
+      this.cursor = null;
+      this.older.hidden = true;
+      this.full.hidden = false;
+    }
     this.scroller.scrollTop += this.scroller.scrollHeight - height;
   }
 
@@ -61,12 +70,19 @@ export class ThreadView {
   add(entry) {
     const atEnd = this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight < 80;
     this.place(entry);
-    while (this.entries.length > MAX_ENTRIES) {
-      const dropped = this.entries.shift();
-      this.nodes.get(keyOf(dropped)).remove();
-      this.nodes.delete(keyOf(dropped));
-      this.cursor = this.cursor || { before: dropped.seq, before_note: null };
+    if (this.entries.length > MAX_ENTRIES) {
+      while (this.entries.length > MAX_ENTRIES) {
+        const dropped = this.entries.shift();
+        this.nodes.get(keyOf(dropped)).remove();
+        this.nodes.delete(keyOf(dropped));
+      }
+      // Older pages resume before what is still shown (a note seen twice is placed once).
+      const seqs = this.entries.filter((e) => e.kind === "message").map((e) => e.seq);
+      const notes = this.entries.filter((e) => e.kind === "note").map((e) => e.note_id);
+      this.cursor = { before: seqs.length ? Math.min(...seqs) : null,
+                      before_note: notes.length ? Math.min(...notes) : null };
       this.older.hidden = false;
+      this.full.hidden = true;
     }
     if (atEnd || entry.operator === this.me) { this.scrollToEnd(); }
   }
