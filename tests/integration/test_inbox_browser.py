@@ -859,15 +859,18 @@ def test_a_thread_keeps_at_most_1000_entries(tmp_path: Path, chromium: Any) -> N
                        what="the row")
         row.find_element(By.CSS_SELECTOR, "button").click()
         older = wait_for(lambda: chromium.find_element(By.ID, "older"), what="older")
-        count = 0
+        def shown() -> int:
+            return len(chromium.find_elements(By.CSS_SELECTOR, "#entries .entry"))
+
+        def grew(before: int) -> Callable[[], bool]:
+            return lambda: shown() > before or not older.is_displayed()
+
         for _ in range(30):
-            count = len(chromium.find_elements(By.CSS_SELECTOR, "#entries .entry"))
             if not older.is_displayed():
                 break
+            count = shown()
             older.click()
-            wait_for(lambda before=count: len(chromium.find_elements(
-                By.CSS_SELECTOR, "#entries .entry")) > before or not older.is_displayed(),
-                what="a page more")
+            wait_for(grew(count), what="a page more")
         assert len(chromium.find_elements(By.CSS_SELECTOR, "#entries .entry")) == 1000
         assert chromium.find_element(By.ID, "thread-full").is_displayed()
         assert text_of(chromium, "#entries .entry:last-child .bubble") == \
