@@ -46,19 +46,32 @@ export function el(tag, className, text) {
 
 const LINK = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'"]/g;
 
-/** A message's text, its http(s) addresses as links (made as nodes, never parsed as HTML). */
-export function bubble(text) {
-  const p = el("p", "bubble");
+/**
+ * A text cut into its parts: [{text}, {text, href}...], href for http(s)
+ * addresses (punctuation after one is left out of it).
+ */
+export function linkParts(text) {
+  const parts = [];
   let at = 0;
   for (const match of text.matchAll(LINK)) {
-    p.append(text.slice(at, match.index));
-    const a = el("a", "", match[0]);
-    a.href = match[0];
+    if (match.index > at) { parts.push({ text: text.slice(at, match.index) }); }
+    parts.push({ text: match[0], href: match[0] });
+    at = match.index + match[0].length;
+  }
+  if (at < text.length) { parts.push({ text: text.slice(at) }); }
+  return parts;
+}
+
+/** A message's text, its addresses as links (made as nodes, never parsed as HTML). */
+export function bubble(text) {
+  const p = el("p", "bubble");
+  for (const part of linkParts(text)) {
+    if (!part.href) { p.append(part.text); continue; }
+    const a = el("a", "", part.text);
+    a.href = part.href;
     a.target = "_blank";
     a.rel = "noopener noreferrer nofollow";
     p.append(a);
-    at = match.index + match[0].length;
   }
-  p.append(text.slice(at));
   return p;
 }
