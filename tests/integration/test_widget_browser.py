@@ -347,7 +347,7 @@ def test_offline_form_leaves_the_contact(browser: Any, daemon: Daemon) -> None:
         assert css(root, "[role=alert]").text == "Please enter a valid email address."
         css(root, "#wsd-email").clear()
         css(root, "#wsd-email").send_keys("ann@example.com", Keys.ENTER)
-        wait_for(lambda: css(root, ".thanks").text == "Thanks! We will answer at ann@example.com.")
+        wait_for(lambda: css(root, ".thanks").text == "✓ Email saved: ann@example.com")
         assert css(root, "form.composer").is_displayed()
         wait_for(lambda: texts(root, "li.from-visitor .bubble") == ["Can I return worn shoes?"])
         summary = wait_for(lambda: (s := desk.conversation())["contact"] and s)

@@ -3,6 +3,9 @@
 
 import { accentText, bubble, el, icon } from "./dom.js";
 
+/** How long the "email saved" confirmation stays (ms). */
+const THANKS_SHOWN = 8000;
+
 export class ChatView {
   /**
    * @param host the element the shadow root is attached to.
@@ -346,9 +349,12 @@ export class ChatView {
     }
   }
 
+  /** A short confirmation (the daemon's own notice, when configured, follows in the thread). */
   showThanks(text) {
+    clearTimeout(this.thanksTimer);
     this.thanks.hidden = !text;
     this.thanks.textContent = text || "";
+    if (text) { this.thanksTimer = setTimeout(() => this.showThanks(null), THANKS_SHOWN); }
   }
 
   showOfflineError(text) { this.offlineError.textContent = text; }
