@@ -245,10 +245,12 @@ def test_a_stopping_daemon_hands_over_what_a_rule_owed(tmp_path: Path) -> None:
     config.write_text(CONFIG.replace("ADMIN_PORT", str(free_port())), encoding="utf-8")
     first = Daemon(config)
     try:
-        with connect(f"{first.url}/support") as visitor:
-            visitor.send("I want a refund")
-            with pytest.raises(TimeoutError):
-                visitor.recv(timeout=0.5)  # the bot's message waits 60 s
+        with connect(f"{first.url}/support", subprotocols=[CHAT]) as visitor:
+            visitor.send(json.dumps({"type": "hello"}))
+            next_of(visitor, "welcome")
+            say(visitor, "I want a refund", "c-1")
+            # The bot types: its message waits 60 s, the rule's handoff after it.
+            assert next_of(visitor, "typing")["on"] is True
     finally:
         assert first.stop() == 0
     again = Daemon(config)
