@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock, deferLater
 
 from tests.conversation_desk import ROUTE, Desk, cid
-from tests.driver_bench import GatedStore, RecordingPorts
+from tests.driver_bench import Bench, GatedStore, RecordingPorts
 from tests.redis_server import RedisServer
 from tests.redis_store_link import redis_link
 from wsdaemon.broker.link import RedisLink
@@ -377,3 +377,30 @@ def test_commits_the_stream_skipped_are_counted() -> None:
     assert feed.missed == 1
     link.handler([{**encode_news(third, "there", 4), "type": "conversations"}])
     assert feed.missed == 1  # the same version again is no gap
+
+
+def test_a_commit_overtaken_here_is_not_carried_out() -> None:
+    """Another daemon's commit whose records this daemon already holds at
+    their version or newer (read from the store meanwhile) is not carried
+    out: its delivery would reach the visitor after newer messages. News
+    of what stored nothing (typing) is carried out whatever the versions."""
+    desk = Desk(fallback_after=0)
+    desk.step(OperatorAvailability("bob", Availability.ONLINE))
+    desk.step(VisitorMessage(ROUTE, "v1", "hi"))
+    older = desk.step(OperatorReply(cid("v1"), "bob", "first"))
+    newer = desk.step(OperatorReply(cid("v1"), "bob", "second"))
+    bench = Bench(ConversationSettings(fallback_after=0))
+    bench.driver.inbox.load(newer.conversations)
+    change = decode_change({**encode_news(older, "there", 1), "type": "conversations"})
+    assert change is not None
+    assert bench.driver.overtaken(change.adopted)
+    bench.driver.take_adopted(change.adopted)
+    assert bench.ports.said == []
+    # At the version held (read from the store before its event came): overtaken too.
+    later = decode_change({**encode_news(newer, "there", 2), "type": "conversations"})
+    assert later is not None and bench.driver.overtaken(later.adopted)
+    typing = desk.step(OperatorTyping(cid("v1"), "bob", True))
+    news = decode_change({**encode_news(typing, "there", 0), "type": "conversation_news"})
+    assert news is not None and not news.durable
+    bench.driver.take_adopted(news.adopted)
+    assert [type(e).__name__ for e in bench.ports.said] == ["SignalVisitor", "NotifyOperators"]

@@ -102,7 +102,7 @@ from wsdaemon.support.lanes import (
     Lanes,
     Turn,
 )
-from wsdaemon.support.peers import Peers, adopted_team
+from wsdaemon.support.peers import Adopted, Peers, adopted_team
 from wsdaemon.support.ports import (
     IConversationMeasures,
     IConversationStore,
@@ -305,17 +305,25 @@ class ConversationDriver:
         if attempt > 1:
             pause = random.random() * self._peers.stale_pause * (attempt - 1)  # noqa: S311
             await deferLater(self._clock, pause, lambda: None)
-        for adopted in await self._peers.catch_up(keys):
-            if not turn.alone and adopted_team(self.inbox, adopted.conversations,
-                                               adopted.effects,
-                                               adopted.last_chosen) != self.inbox.team:
+        await self._caught_up(keys, turn, wait=True)
+
+    async def _caught_up(self, keys: tuple[str, ...], turn: Turn, wait: bool) -> None:
+        """What the other daemons committed to C{keys}, taken in order (L{Peers.catch_up})."""
+        assert self._peers is not None
+        for adopted in await self._peers.catch_up(keys, wait):
+            if not turn.alone and adopted_team(self.inbox, adopted) != self.inbox.team:
                 await turn.wait_alone()
-            self.take_adopted(adopted.conversations, adopted.effects, adopted.last_chosen)
+            self.take_adopted(adopted)
 
     async def _load(self, turn: Turn) -> None:
         """A conversation the view dropped (resolved) is read again from the store."""
         key = turn.key
         if key is None or self.inbox.conversation(key) is not None:
+            return
+        if self._peers is not None:
+            # What the others committed to it and this daemon has read but
+            # not taken yet goes first, in order (its deliveries too).
+            await self._caught_up((key,), turn, wait=False)
             return
         found = await self.store.load(key)
         if found is not None and self.inbox.team.accounted(None, found) != self.inbox.team:
@@ -420,12 +428,12 @@ class ConversationDriver:
 
     # -- what other daemons committed (Redis) --------------------------------
 
-    def adopt(self, key: str | None, conversations: tuple[Conversation, ...],
-              effects: tuple[Effect, ...] = (), last_chosen: str | None = None,
+    def adopt(self, adopted: Adopted,
               still_due: Callable[[], bool] = lambda: True) -> Deferred[None]:
         """
         Take a transition another daemon committed (L{wsdaemon.support.redis_feed}):
-        in C{key}'s lane (None: the team's), after the events before it;
+        in its conversation's lane (several: the team's), after the events
+        before it;
         its records that are newer than the view's replace them (the
         team's loads move with them), and its effects for connections are
         carried out here, for this daemon's visitors and operators. Its
@@ -436,33 +444,47 @@ class ConversationDriver:
 
         @param still_due: asked when its turn comes: False, it was taken
             meanwhile (L{take_adopted}) and nothing is done.
+
+        A committed transition overtaken here (every record it brings is
+        here at its version or newer already: read from the store) is not
+        carried out: its deliveries would come out of order; visitors get
+        its messages on resume.
         @return: a Deferred firing with None once carried out, or failing
             with L{LaneFull} (nothing of it taken) or L{DriverStopped}.
         """
         if not self.running:
             return fail(DriverStopped("conversations are not running"))
-        return self._lanes.submit(key, lambda turn: Deferred.fromCoroutine(
-            self._adopt(conversations, effects, last_chosen, still_due, turn)))
+        return self._lanes.submit(adopted.lane, lambda turn: Deferred.fromCoroutine(
+            self._adopt(adopted, still_due, turn)))
 
-    async def _adopt(self, conversations: tuple[Conversation, ...], effects: tuple[Effect, ...],
-                     last_chosen: str | None, still_due: Callable[[], bool], turn: Turn) -> None:
-        while not turn.alone and adopted_team(self.inbox, conversations, effects,
-                                              last_chosen) != self.inbox.team:
+    async def _adopt(self, adopted: Adopted, still_due: Callable[[], bool], turn: Turn) -> None:
+        while not turn.alone and adopted_team(self.inbox, adopted) != self.inbox.team:
             await turn.wait_alone()
         if still_due():
-            self.take_adopted(conversations, effects, last_chosen)
+            self.take_adopted(adopted)
 
-    def take_adopted(self, conversations: tuple[Conversation, ...], effects: tuple[Effect, ...],
-                     last_chosen: str | None) -> None:
+    def overtaken(self, adopted: Adopted) -> bool:
+        """Whether the view holds every record of a committed transition at its version or newer."""
+        if not adopted.durable or not adopted.conversations:
+            return False
+        for conversation in adopted.conversations:
+            held = self.inbox.conversation(conversation.conversation_id)
+            if held is None or held.version < conversation.version:
+                return False
+        return True
+
+    def take_adopted(self, adopted: Adopted) -> None:
         """
         L{adopt}'s work, now: only in a turn that runs alone (the stale
         path's catching up, L{Peers.catch_up}) or that leaves the team as
         it is.
         """
-        team = adopted_team(self.inbox, conversations, effects, last_chosen)
-        taken = [c for c in conversations if self.take_stored(c)]
+        if self.overtaken(adopted):
+            return
+        team = adopted_team(self.inbox, adopted)
+        taken = [c for c in adopted.conversations if self.take_stored(c)]
         self.inbox.team = team
-        for effect in effects:
+        for effect in adopted.effects:
             if isinstance(effect, Commit | SetTimer | CancelTimer | Measure):
                 continue
             try:

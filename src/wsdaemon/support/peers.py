@@ -31,11 +31,23 @@ __all__ = ["Adopted", "Peers", "adopted_team"]
 
 @dataclass(frozen=True)
 class Adopted:
-    """Another daemon's transition (or a record read), for the driver to take."""
+    """
+    Another daemon's transition (or a record read), for the driver to take.
+
+    @ivar durable: it was committed (versions moved), as opposed to news
+        of what stored nothing (typing, availability).
+    """
 
     conversations: tuple[Conversation, ...]
     effects: tuple[Effect, ...] = ()
     last_chosen: str | None = None
+    durable: bool = True
+
+    @property
+    def lane(self) -> str | None:
+        """The one conversation it is about, or None (several or none: the team's lane)."""
+        keys = {c.conversation_id for c in self.conversations}
+        return keys.pop() if len(keys) == 1 else None
 
 
 class Peers(Protocol):
@@ -57,11 +69,15 @@ class Peers(Protocol):
     def publish(self, transition: Transition) -> None:
         """Tell the others a transition that stored nothing (typing, availability)."""
 
-    def catch_up(self, keys: tuple[str, ...]) -> Deferred[list[Adopted]]:
+    def catch_up(self, keys: tuple[str, ...], wait: bool = True) -> Deferred[list[Adopted]]:
         """
         What the others committed to C{keys} up to what the store holds
         now, claimed from their turns (the driver takes them now).
 
+        @param wait: for the stream to bring what the store holds (a stale
+            commit: it was committed after this daemon read the record);
+            False: only for conversations the stream brought before (one
+            read from the store may have been committed long ago).
         @return: a Deferred firing with the transitions in the order they
             were committed, then the stored records themselves (what the
             stream did not bring in time).
@@ -69,25 +85,26 @@ class Peers(Protocol):
 
 
 
-def adopted_team(inbox: Inbox, conversations: tuple[Conversation, ...],
-                 effects: tuple[Effect, ...], last_chosen: str | None) -> Team:
+def adopted_team(inbox: Inbox, adopted: Adopted) -> Team:
     """
     The team once another daemon's transition is taken: loads moved by the
     records newer than C{inbox}'s, an operator's availability and capacity
     as its daemon told, the round's place.
     """
     team = inbox.team
+    conversations = adopted.conversations
     for conversation in conversations:
         before = inbox.conversation(conversation.conversation_id)
         if before is None or before.version < conversation.version:
             team = team.accounted(before, conversation)
-    for effect in effects:
+    for effect in adopted.effects:
         if isinstance(effect, NotifyTeam):
             known = team.get(effect.operator) or OperatorState(
                 effect.operator, load=inbox.load_of(effect.operator))
             team = team.with_operator(evolve(
                 known, availability=Availability(effect.availability),
                 capacity=effect.capacity))
+    last_chosen = adopted.last_chosen
     if last_chosen is not None and last_chosen != team.last_chosen:
         team = evolve(team, last_chosen=last_chosen)
     return team

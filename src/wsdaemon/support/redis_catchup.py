@@ -103,6 +103,10 @@ class Backlog:
                     self._waiters.append((key, version, d))
         return skipped
 
+    def following(self, key: str) -> bool:
+        """Whether the stream brought C{key} before (its newest version is remembered)."""
+        return key in self._seen
+
     def read_up_to(self, key: str, version: int) -> Deferred[None]:
         """Fires once the stream brought C{key} at C{version}, or L{CATCH_UP_WAIT} later."""
         d: Deferred[None] = Deferred()

@@ -264,8 +264,7 @@ class ConversationFeed:
         self.taken += 1
         pending = self._backlog.pending(change)
         kept = self._still_here(change)
-        d = driver.adopt(change.lane, change.conversations, change.effects, change.last_chosen,
-                         still_due=pending.claim)
+        d = driver.adopt(change.adopted, still_due=pending.claim)
         if kept:
             d.addCallback(lambda _: self._reassert(kept))
 
@@ -305,7 +304,7 @@ class ConversationFeed:
                 d.addErrback(lambda f: _log.failure("conversations: {what} failed", f,
                                                     what="keeping an operator available"))
 
-    def catch_up(self, keys: tuple[str, ...]) -> Deferred[list[Adopted]]:
+    def catch_up(self, keys: tuple[str, ...], wait: bool = True) -> Deferred[list[Adopted]]:
         """
         A commit on C{keys} came back stale: what the other daemons
         committed to them up to the store's version, claimed from their
@@ -315,15 +314,16 @@ class ConversationFeed:
         bring in time, or trimmed: their deliveries come on the visitor's
         resume; never newer than that: what came since waits its turn).
         """
-        return Deferred.fromCoroutine(self._catch_up(keys))
+        return Deferred.fromCoroutine(self._catch_up(keys, wait))
 
-    async def _catch_up(self, keys: tuple[str, ...]) -> list[Adopted]:
+    async def _catch_up(self, keys: tuple[str, ...], wait: bool) -> list[Adopted]:
         taken: list[Adopted] = []
         for key in keys:
             stored = await self._store.load(key)
             if stored is None:
                 continue
-            await self._backlog.read_up_to(key, stored.version)
+            if wait or self._backlog.following(key):
+                await self._backlog.read_up_to(key, stored.version)
             taken += self._backlog.claim_up_to(key, stored.version)
             taken.append(Adopted((stored,)))
         return taken
@@ -350,7 +350,7 @@ class ConversationFeed:
         """C{key} from the store into the view; failing, read again later."""
         d: Deferred[Any] = self._store.load(key)
         d.addCallback(lambda found: None if found is None
-                      else driver.adopt(found.conversation_id, (found,)))
+                      else driver.adopt(Adopted((found,))))
 
         def again(_: Failure) -> None:
             if driver.running:

@@ -39,6 +39,7 @@ from wsdaemon.conversations.effects import (
 )
 from wsdaemon.conversations.model import Conversation, Message, conversation_id_for, evolve
 from wsdaemon.conversations.transition import Transition
+from wsdaemon.support.peers import Adopted
 
 __all__ = ["NEWS_TYPES", "Change", "decode_change", "encode_news"]
 
@@ -57,12 +58,16 @@ class Change:
     conversations: tuple[Conversation, ...]
     effects: tuple[Effect, ...]
     last_chosen: str | None
+    durable: bool = True
+
+    @property
+    def adopted(self) -> Adopted:
+        """What the driver takes of it."""
+        return Adopted(self.conversations, self.effects, self.last_chosen, self.durable)
 
     @property
     def lane(self) -> str | None:
-        """The one conversation it is about, or None (several: the team's lane)."""
-        keys = {c.conversation_id for c in self.conversations}
-        return keys.pop() if len(keys) == 1 else None
+        return self.adopted.lane
 
 
 def _row(c: Conversation) -> dict[str, Any]:
@@ -176,4 +181,4 @@ def decode_change(event: dict[str, Any]) -> Change | None:
     rows = {c.conversation_id: c for c in conversations}
     effects = tuple(_effect(news, rows) for news in event["effects"])
     return Change(str(event["daemon"]), int(event["token"]), conversations, effects,
-                  event.get("round"))
+                  event.get("round"), durable=event["type"] == "conversations")

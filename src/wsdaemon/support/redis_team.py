@@ -46,6 +46,7 @@ from wsdaemon.conversations.model import Availability
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.escaping import visible
 from wsdaemon.support.driver import ConversationDriver
+from wsdaemon.support.peers import Adopted
 from wsdaemon.support.redis_scripts import ScriptRunner
 
 __all__ = ["HEARTBEATS_TO_EXPIRE", "TeamPresence", "TeamLink"]
@@ -167,7 +168,8 @@ class TeamPresence:
             if entry.get("daemon") in alive and entry.get("daemon") != self.daemon_id
             and entry.get("availability") != Availability.OFFLINE)
         if told:
-            driver.adopt(None, (), told).addErrback(self._failed, "learning the team")
+            driver.adopt(Adopted((), told, durable=False)).addErrback(
+                self._failed, "learning the team")
         for operator, entry in entries.items():
             if entry.get("daemon") == self.daemon_id and \
                     entry.get("availability") != Availability.OFFLINE:
@@ -204,7 +206,8 @@ class TeamPresence:
         _log.info("conversations: operator {operator} let go: daemon {daemon} is gone",
                   operator=visible(operator), daemon=visible(str(entry.get("daemon"))[:64]))
         was = NotifyTeam(operator, str(entry["availability"]), int(entry.get("capacity", 0)), 0)
-        driver.adopt(None, (), (was,)).addErrback(self._failed, "letting an operator go")
+        driver.adopt(Adopted((), (was,), durable=False)).addErrback(
+            self._failed, "letting an operator go")
         d = driver.submit(OperatorAvailability(operator, Availability.OFFLINE))
         d.addErrback(self._failed, "letting an operator go")
 
