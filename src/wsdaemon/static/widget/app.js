@@ -67,7 +67,7 @@ class Widget {
     this.view = new ChatView(host, {
       position: this.options.position, title: this.options.title,
       greeting: this.options.greeting, color: this.options.color,
-      stylesheet: this.options.origin + "/_wsdaemon/widget/widget.css",
+      stylesheet: this.options.assets + "widget.css",
     }, this.t, {
       toggle: (open) => this.setOpen(open, true),
       send: (text) => this.send(text),

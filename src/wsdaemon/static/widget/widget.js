@@ -42,7 +42,8 @@
     return;
   }
   var options = {
-    origin: base.origin,
+    // The modules and style sheet next to this script (a proxy may serve it under a prefix).
+    assets: new URL("widget/", base).href,
     socket: (base.protocol === "https:" ? "wss://" : "ws://") + base.host + data.route,
     route: data.route,
     token: data.token || null,
