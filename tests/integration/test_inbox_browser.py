@@ -343,6 +343,7 @@ def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
     body.send_keys("?")
     wait_for(lambda: find(By.ID, "help").is_displayed(), what="help")
     assert "Next conversation" in find(By.ID, "help").text
+    assert axe_findings(browser) == []  # the dialog open
     find(By.ID, "help-close").click()
     wait_for(lambda: not find(By.ID, "help").is_displayed(), what="help closed")
     body.send_keys("j")
@@ -395,6 +396,9 @@ def test_help_labels_assign_and_keyboard(daemon: Daemon, chromium: Any) -> None:
         if team["operator"]["name"] == "bob" and team["operator"]["availability"] == "away":
             break
     assert "away" in find(By.ID, "availability-dot").get_attribute("class")
+    find(By.ID, "settings-button").click()
+    wait_for(lambda: find(By.ID, "settings").is_displayed(), what="the settings menu")
+    assert axe_findings(browser) == []  # a menu open, a snoozed conversation shown
     assert problems(browser) == []
     for ws in (first, second, alice):
         ws.close()
