@@ -270,6 +270,8 @@ def test_visitor_and_operator_through_the_widget(browser: Any, daemon: Daemon) -
         wait_for(lambda: css(root, ".resolved").is_displayed())
         box = css(root, "#wsd-input")
         box.send_keys("One more thing: do they run small?", Keys.ENTER)
+        wait_for(lambda: "One more thing: do they run small?"
+                 in texts(root, "li.from-visitor:not(.sending) .bubble"))
         wait_for(lambda: not css(root, ".resolved").is_displayed())
         assert desk.conversation()["status"] == "open"
 
@@ -795,3 +797,53 @@ def test_two_tabs_and_the_waiting_bound(browser: Any, daemon: Daemon) -> None:
     box.send_keys("one too many", Keys.ENTER)
     assert box.get_attribute("value") == "one too many"
     assert len(all_css(root, "li.from-visitor.sending")) == 20
+
+
+def test_the_page_s_own_button_instead_of_the_launcher(browser: Any, daemon: Daemon) -> None:
+    """
+    data-launcher="none": no launcher; the page's own button opens the
+    panel through the API, and Esc gives the focus back to that button.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    port = free_port()
+    _HostPage.csp = (f"default-src 'self'; script-src 'self' {daemon.http}; "
+                     f"style-src 'self' {daemon.http}; connect-src {daemon.url}")
+    _HostPage.files = {
+        "/": ("text/html; charset=utf-8", (
+            "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Help desk</title>"
+            "<script src=/page.js defer></script>"
+            f'<script src="{daemon.http}/_wsdaemon/widget.js" data-route="/support" '
+            'data-launcher="none" async></script></head>'
+            "<body><main><h1>Help</h1><button id=help>Chat with us</button></main></body>"
+            "</html>").encode()),
+        "/page.js": ("text/javascript", (
+            b"window.wsdaemon = window.wsdaemon || function () {"
+            b" (window.wsdaemon.q = window.wsdaemon.q || []).push(arguments); };"
+            b"document.getElementById('help').addEventListener('click',"
+            b" () => wsdaemon('open'));")),
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", port), _HostPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    desk = Desk(daemon)
+    try:
+        desk.request(type="availability", availability="online")
+        browser.get(f"http://127.0.0.1:{port}/")
+        root = widget(browser)
+        assert not css(root, ".launcher").is_displayed()
+        help_button = browser.find_element(By.ID, "help")
+        help_button.click()
+        wait_for(lambda: css(root, ".panel").is_displayed() and css(root, ".status").text
+                 == "We are online")
+        box = css(root, "#wsd-input")
+        assert browser.execute_script(
+            "return document.activeElement.shadowRoot.activeElement.id") == "wsd-input"
+        box.send_keys(Keys.ESCAPE)
+        wait_for(lambda: not css(root, ".panel").is_displayed())
+        assert browser.execute_script("return document.activeElement.id") == "help"
+        assert csp_violations(browser) == []
+    finally:
+        desk.close()
+        server.shutdown()
+        server.server_close()

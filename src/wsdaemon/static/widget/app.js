@@ -67,6 +67,7 @@ class Widget {
     this.view = new ChatView(host, {
       position: this.options.position, title: this.options.title,
       greeting: this.options.greeting, color: this.options.color,
+      launcher: this.options.launcher,
       stylesheet: this.options.assets + "widget.css",
     }, this.t, {
       toggle: (open) => this.setOpen(open, true),
@@ -399,11 +400,16 @@ class Widget {
   }
 
   setOpen(open, byVisitor) {
+    if (open && byVisitor) { this.returnFocus = document.activeElement; }
     // Restored open on a new page: the focus stays where the page put it.
     this.view.setOpen(open, this.unread(), byVisitor);
     this.saved.update({ open });
     this.markRead();
     this.emit(open ? "open" : "close", {});
-    if (!open && byVisitor) { this.view.launcher.focus(); }
+    if (!open && byVisitor) {
+      // Back to the launcher, or (none) to what opened the panel: the page's own button.
+      const back = this.options.launcher ? this.view.launcher : this.returnFocus;
+      if (back && back.isConnected) { back.focus(); }
+    }
   }
 }

@@ -28,12 +28,14 @@ export class ChatView {
     const sheet = el("link");
     sheet.rel = "stylesheet";
     sheet.href = options.stylesheet;
-    this.frame = el("div", "frame pos-" + options.position);
+    this.frame = el("div", "frame pos-" + options.position
+                    + (options.launcher === false ? " no-launcher" : ""));
     this.frame.lang = t.lang === "zh" ? "zh" : "en";
     sheet.addEventListener("load", () => this.frame.classList.add("ready"));
     root.append(sheet, this.frame);
     this.panel = this._panel(options);
     this.launcher = this._launcher();
+    this.launcher.hidden = options.launcher === false;
     this.frame.append(this.panel, this.launcher);
     this.frame.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && !this.panel.hidden) {

@@ -54,6 +54,7 @@
     subtitle: data.subtitle || null,
     greeting: data.greeting || null,
     open: data.open === "true",
+    launcher: data.launcher !== "none",  // "none": the page opens the panel (wsdaemon.open())
   };
   import(new URL("widget/app.js", base).href).then(function (app) {
     app.start(options, api, queue);
