@@ -39,6 +39,7 @@ In progress: not yet serving routes (docs/conversations.md, section 6).
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -111,7 +112,8 @@ from wsdaemon.support.ports import (
 )
 from wsdaemon.support.timers import DueTimers
 
-__all__ = ["MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped", "lane_of"]
+__all__ = ["FORGOTTEN_KEPT", "MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped",
+           "lane_of"]
 
 #: A timer whose event failed (the store down, its lane full) fires again
 #: this many seconds later: what was due is still due.
@@ -120,6 +122,9 @@ TIMER_RETRY = 5.0
 #: A commit the store refuses as stale is decided again on what the store
 #: holds, this many times in all, then the caller gets the refusal.
 MAX_ATTEMPTS = 3
+
+#: Versions of resolved conversations remembered once dropped from memory.
+FORGOTTEN_KEPT = 10_000
 
 _VISITOR_EVENTS = (VisitorMessage, VisitorDelivered, VisitorRead, VisitorTyping, LeaveContact,
                    BotReply, Handoff, Identify)
@@ -175,6 +180,9 @@ class ConversationDriver:
         #: the start): run in order once it is open, failed if it cannot be.
         self._early: list[tuple[Event, Deferred[Transition]]] | None = None
         self._stopped = False
+        #: Versions of resolved conversations dropped from the view, so that
+        #: another daemon's older commit read late does not bring one back.
+        self._forgotten: OrderedDict[str, int] = OrderedDict()
         #: The other daemons sharing the store, if any.
         self._peers = peers
         self.max_attempts = MAX_ATTEMPTS if peers is None else peers.max_attempts
@@ -263,7 +271,7 @@ class ConversationDriver:
             # A resolved conversation read for this event leaves memory again
             # (unless more of its events wait), whatever the event came to.
             if turn.key is not None and self._lanes.waiting(turn.key) <= 1:
-                self.inbox.forget(turn.key)
+                self._forget(turn.key)
 
     async def _decide_and_commit(self, event: Event, turn: Turn) -> Transition:
         attempt = 1
@@ -351,9 +359,32 @@ class ConversationDriver:
         before = self.inbox.conversation(found.conversation_id)
         if before is not None and before.version >= found.version:
             return False
+        if before is None and self._forgotten.get(found.conversation_id, 0) > found.version:
+            return False  # older than the one dropped: never brought back
         self.inbox.team = self.inbox.team.accounted(before, found)
         self.inbox.load([found])
         return True
+
+    def known_version(self, conversation_id: str) -> int:
+        """
+        The version of a conversation the view holds, or held before it
+        was dropped (resolved, among the last L{FORGOTTEN_KEPT}); 0 if none.
+        """
+        held = self.inbox.conversation(conversation_id)
+        if held is not None:
+            return held.version
+        return self._forgotten.get(conversation_id, 0)
+
+    def _forget(self, conversation_id: str) -> None:
+        """Drop a resolved conversation from the view, remembering its version."""
+        held = self.inbox.conversation(conversation_id)
+        if held is None or held.status is not Status.RESOLVED:
+            return
+        self.inbox.forget(conversation_id)
+        self._forgotten[conversation_id] = held.version
+        self._forgotten.move_to_end(conversation_id)
+        while len(self._forgotten) > FORGOTTEN_KEPT:
+            self._forgotten.popitem(last=False)
 
     def _stays_in_lane(self, key: str | None, transition: Transition) -> bool:
         """
@@ -387,7 +418,7 @@ class ConversationDriver:
             key = conversation.conversation_id
             # Only this job's own lane may be busy: a dropped one is read again.
             if conversation.status is Status.RESOLVED and self._lanes.waiting(key) <= 1:
-                self.inbox.forget(key)
+                self._forget(key)
 
     def _effect(self, effect: Effect) -> None:
         if isinstance(effect, Commit):
@@ -467,11 +498,8 @@ class ConversationDriver:
         """Whether the view holds every record of a committed transition at its version or newer."""
         if not adopted.durable or not adopted.conversations:
             return False
-        for conversation in adopted.conversations:
-            held = self.inbox.conversation(conversation.conversation_id)
-            if held is None or held.version < conversation.version:
-                return False
-        return True
+        return all(self.known_version(c.conversation_id) >= c.version
+                   for c in adopted.conversations)
 
     def take_adopted(self, adopted: Adopted) -> None:
         """
@@ -496,4 +524,4 @@ class ConversationDriver:
             self.timers.derive(conversation, self.settings)
             key = conversation.conversation_id
             if conversation.status is Status.RESOLVED and self._lanes.waiting(key) <= 1:
-                self.inbox.forget(key)
+                self._forget(key)
