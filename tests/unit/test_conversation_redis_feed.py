@@ -393,14 +393,14 @@ def test_a_commit_overtaken_here_is_not_carried_out() -> None:
     bench.driver.inbox.load(newer.conversations)
     change = decode_change({**encode_news(older, "there", 1), "type": "conversations"})
     assert change is not None
-    assert bench.driver.overtaken(change.adopted)
-    bench.driver.take_adopted(change.adopted)
+    assert bench.driver.adoption.overtaken(change.adopted)
+    bench.driver.adoption.take_adopted(change.adopted)
     assert bench.ports.said == []
     # At the version held (read from the store before its event came): overtaken too.
     later = decode_change({**encode_news(newer, "there", 2), "type": "conversations"})
-    assert later is not None and bench.driver.overtaken(later.adopted)
+    assert later is not None and bench.driver.adoption.overtaken(later.adopted)
     typing = desk.step(OperatorTyping(cid("v1"), "bob", True))
     news = decode_change({**encode_news(typing, "there", 0), "type": "conversation_news"})
     assert news is not None and not news.durable
-    bench.driver.take_adopted(news.adopted)
+    bench.driver.adoption.take_adopted(news.adopted)
     assert [type(e).__name__ for e in bench.ports.said] == ["SignalVisitor", "NotifyOperators"]

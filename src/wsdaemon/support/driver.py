@@ -39,7 +39,6 @@ In progress: not yet serving routes (docs/conversations.md, section 6).
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -91,11 +90,11 @@ from wsdaemon.conversations.events import (
 )
 from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.conversations.model import (
-    Conversation,
     Status,
     conversation_id_for,
 )
 from wsdaemon.conversations.transition import Transition
+from wsdaemon.support.adoption import Adoption
 from wsdaemon.support.lanes import (
     DEFAULT_MAX_PER_CONVERSATION,
     DEFAULT_MAX_TOTAL,
@@ -112,7 +111,7 @@ from wsdaemon.support.ports import (
 )
 from wsdaemon.support.timers import DueTimers
 
-__all__ = ["FORGOTTEN_KEPT", "MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped",
+__all__ = ["MAX_ATTEMPTS", "TIMER_RETRY", "ConversationDriver", "DriverStopped",
            "lane_of"]
 
 #: A timer whose event failed (the store down, its lane full) fires again
@@ -123,8 +122,6 @@ TIMER_RETRY = 5.0
 #: holds, this many times in all, then the caller gets the refusal.
 MAX_ATTEMPTS = 3
 
-#: Versions of resolved conversations remembered once dropped from memory.
-FORGOTTEN_KEPT = 10_000
 
 _VISITOR_EVENTS = (VisitorMessage, VisitorDelivered, VisitorRead, VisitorTyping, LeaveContact,
                    BotReply, Handoff, Identify)
@@ -180,9 +177,8 @@ class ConversationDriver:
         #: the start): run in order once it is open, failed if it cannot be.
         self._early: list[tuple[Event, Deferred[Transition]]] | None = None
         self._stopped = False
-        #: Versions of resolved conversations dropped from the view, so that
-        #: another daemon's older commit read late does not bring one back.
-        self._forgotten: OrderedDict[str, int] = OrderedDict()
+        #: Records the view takes without deciding them.
+        self.adoption = Adoption(self)
         #: The other daemons sharing the store, if any.
         self._peers = peers
         self.max_attempts = MAX_ATTEMPTS if peers is None else peers.max_attempts
@@ -271,7 +267,7 @@ class ConversationDriver:
             # A resolved conversation read for this event leaves memory again
             # (unless more of its events wait), whatever the event came to.
             if turn.key is not None and self._lanes.waiting(turn.key) <= 1:
-                self._forget(turn.key)
+                self.adoption.forget(turn.key)
 
     async def _decide_and_commit(self, event: Event, turn: Turn) -> Transition:
         attempt = 1
@@ -321,7 +317,7 @@ class ConversationDriver:
         for adopted in await self._peers.catch_up(keys, wait):
             if not turn.alone and adopted_team(self.inbox, adopted) != self.inbox.team:
                 await turn.wait_alone()
-            self.take_adopted(adopted)
+            self.adoption.take_adopted(adopted)
 
     async def _load(self, turn: Turn) -> None:
         """A conversation the view dropped (resolved) is read again from the store."""
@@ -339,52 +335,13 @@ class ConversationDriver:
             # Redis). Its load counts, and the team changes alone.
             await turn.wait_alone()
         if found is not None and self.inbox.conversation(key) is None:
-            self.take_stored(found)
+            self.adoption.take_stored(found)
 
     async def _reload(self, keys: tuple[str, ...]) -> None:
         for key in keys:
             found = await self.store.load(key)
             if found is not None:
-                self.take_stored(found)
-
-    def take_stored(self, found: Conversation) -> bool:
-        """
-        Take a record read from the store (or committed by another daemon)
-        unless the view has it at that version or later; the team's loads
-        move with it. Only while nothing else commits (alone), as the
-        team's changes are.
-
-        @return: whether the view took it.
-        """
-        before = self.inbox.conversation(found.conversation_id)
-        if before is not None and before.version >= found.version:
-            return False
-        if before is None and self._forgotten.get(found.conversation_id, 0) > found.version:
-            return False  # older than the one dropped: never brought back
-        self.inbox.team = self.inbox.team.accounted(before, found)
-        self.inbox.load([found])
-        return True
-
-    def known_version(self, conversation_id: str) -> int:
-        """
-        The version of a conversation the view holds, or held before it
-        was dropped (resolved, among the last L{FORGOTTEN_KEPT}); 0 if none.
-        """
-        held = self.inbox.conversation(conversation_id)
-        if held is not None:
-            return held.version
-        return self._forgotten.get(conversation_id, 0)
-
-    def _forget(self, conversation_id: str) -> None:
-        """Drop a resolved conversation from the view, remembering its version."""
-        held = self.inbox.conversation(conversation_id)
-        if held is None or held.status is not Status.RESOLVED:
-            return
-        self.inbox.forget(conversation_id)
-        self._forgotten[conversation_id] = held.version
-        self._forgotten.move_to_end(conversation_id)
-        while len(self._forgotten) > FORGOTTEN_KEPT:
-            self._forgotten.popitem(last=False)
+                self.adoption.take_stored(found)
 
     def _stays_in_lane(self, key: str | None, transition: Transition) -> bool:
         """
@@ -409,7 +366,7 @@ class ConversationDriver:
         """Everything after the commit, in order; a port that fails does not stop the rest."""
         for effect in transition.effects:
             try:
-                self._effect(effect)
+                self.carry_out_effect(effect)
             except Exception:
                 log.failure("conversations: carrying out {effect_type} failed",
                             effect_type=type(effect).__name__)
@@ -418,9 +375,10 @@ class ConversationDriver:
             key = conversation.conversation_id
             # Only this job's own lane may be busy: a dropped one is read again.
             if conversation.status is Status.RESOLVED and self._lanes.waiting(key) <= 1:
-                self._forget(key)
+                self.adoption.forget(key)
 
-    def _effect(self, effect: Effect) -> None:
+    def carry_out_effect(self, effect: Effect) -> None:
+        """One effect for a port or the timers (the commit is done already)."""
         if isinstance(effect, Commit):
             return
         if isinstance(effect, SetTimer):
@@ -474,7 +432,7 @@ class ConversationDriver:
         where it was decided.
 
         @param still_due: asked when its turn comes: False, it was taken
-            meanwhile (L{take_adopted}) and nothing is done.
+            meanwhile (L{Adoption.take_adopted}) and nothing is done.
 
         A committed transition overtaken here (every record it brings is
         here at its version or newer already: read from the store) is not
@@ -492,36 +450,4 @@ class ConversationDriver:
         while not turn.alone and adopted_team(self.inbox, adopted) != self.inbox.team:
             await turn.wait_alone()
         if still_due():
-            self.take_adopted(adopted)
-
-    def overtaken(self, adopted: Adopted) -> bool:
-        """Whether the view holds every record of a committed transition at its version or newer."""
-        if not adopted.durable or not adopted.conversations:
-            return False
-        return all(self.known_version(c.conversation_id) >= c.version
-                   for c in adopted.conversations)
-
-    def take_adopted(self, adopted: Adopted) -> None:
-        """
-        L{adopt}'s work, now: only in a turn that runs alone (the stale
-        path's catching up, L{Peers.catch_up}) or that leaves the team as
-        it is.
-        """
-        if self.overtaken(adopted):
-            return
-        team = adopted_team(self.inbox, adopted)
-        taken = [c for c in adopted.conversations if self.take_stored(c)]
-        self.inbox.team = team
-        for effect in adopted.effects:
-            if isinstance(effect, Commit | SetTimer | CancelTimer | Measure):
-                continue
-            try:
-                self._effect(effect)
-            except Exception:
-                log.failure("conversations: carrying out {effect_type} failed",
-                            effect_type=type(effect).__name__)
-        for conversation in taken:
-            self.timers.derive(conversation, self.settings)
-            key = conversation.conversation_id
-            if conversation.status is Status.RESOLVED and self._lanes.waiting(key) <= 1:
-                self._forget(key)
+            self.adoption.take_adopted(adopted)
