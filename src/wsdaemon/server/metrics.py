@@ -215,6 +215,9 @@ WORKER_MERGE: Mapping[str, Merge] = {
     "wsdaemon_bot_replies": Merge.SUM,
     "wsdaemon_bot_handoffs": Merge.SUM,
     "wsdaemon_bot_episodes": Merge.SUM,
+    "wsdaemon_bot_backend_latency_seconds": Merge.SUM,
+    "wsdaemon_bot_backend_errors": Merge.SUM,
+    "wsdaemon_bot_backend_in_flight": Merge.SUM,
 }
 
 _Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]

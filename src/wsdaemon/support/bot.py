@@ -142,6 +142,9 @@ class RouteBot:
         self._clock = clock
         self._submit = submit
         self._max_episodes = max_episodes
+        if settings.rules is None:
+            raise ValueError("a bot of rules needs its rules (a backend bot is a HookBot)")
+        self._rules = settings.rules
         self._engine = ScriptedStrategy(settings.rules, clock)
         self._episodes: OrderedDict[str, _Episode] = OrderedDict()
         self._full = False
@@ -223,7 +226,7 @@ class RouteBot:
                 self._engine.connection_opened(episode)
             finally:
                 episode.answering = False
-            still = len(self.settings.rules.greetings) - episode.sent
+            still = len(self._rules.greetings) - episode.sent
             if still > 0:
                 self._waiting(episode, still)
         return episode

@@ -110,7 +110,8 @@ class SupportComponent:
             feed.holds = lambda name: bool(self.operators.links_of(name))
         self.bots.attach(self.driver.submit)
         self.collector = ConversationCollector(self.measures, lambda: self.driver.inbox,
-                                               reactor.seconds, self.bots.counts)
+                                               reactor.seconds, self.bots.counts,
+                                               self.bots.hooks)
         self._channel: OperatorChannelFactory | None = None
         self.started = False
 

@@ -3,7 +3,7 @@ What conversations show on C{/metrics} (issue 22, item 8): first-response
 and resolution times as histograms per route, conversations by state,
 operators by availability, how long the longest-waiting visitor has
 waited, and what the routes' bots did (episodes, replies, handoffs by
-why).
+why; a backend bot's requests: latency, errors by kind, in flight).
 
 As elsewhere, nothing from prometheus_client runs on the message path: the
 driver's L{Measure} effects add to plain counters (L{ConversationMeasures}),
@@ -30,6 +30,7 @@ from wsdaemon.conversations.effects import Measure
 from wsdaemon.conversations.effects import Metric as Measured
 from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.conversations.model import Availability, Status
+from wsdaemon.strategies.webhook.stats import HookStats
 from wsdaemon.support.ports import IConversationMeasures
 
 __all__ = ["BUCKETS", "FAMILIES", "ConversationCollector", "ConversationMeasures"]
@@ -48,6 +49,9 @@ FAMILIES = (
     "wsdaemon_bot_replies",
     "wsdaemon_bot_handoffs",
     "wsdaemon_bot_episodes",
+    "wsdaemon_bot_backend_latency_seconds",
+    "wsdaemon_bot_backend_errors",
+    "wsdaemon_bot_backend_in_flight",
 )
 #: Routes a histogram keeps apart; measures of more routes are counted
 #: under C{"(other)"} (routes come from the config, so this is a guard).
@@ -98,12 +102,16 @@ class ConversationCollector:
     @param now: the clock's time.
     @param bots: the bots' counts, (route, outcome) -> n
         (L{wsdaemon.support.bots.Bots.counts}).
+    @param hooks: the backend bots' requests, by route
+        (L{wsdaemon.support.bots.Bots.hooks}).
     """
 
     def __init__(self, measures: ConversationMeasures, inbox: Callable[[], Inbox],
                  now: Callable[[], float],
-                 bots: Mapping[tuple[str, str], int] | None = None) -> None:
+                 bots: Mapping[tuple[str, str], int] | None = None,
+                 hooks: Callable[[], list[tuple[str, HookStats]]] | None = None) -> None:
         self.bots = bots if bots is not None else {}
+        self.hooks = hooks or list
         self.measures = measures
         self.inbox = inbox
         self.now = now
@@ -151,7 +159,9 @@ class ConversationCollector:
         handoffs = CounterMetricFamily(
             FAMILIES[6], "Conversations the routes' bots handed to the operators, by why: "
             "asked (a handoff phrase), rule (a rule's handoff), unmatched (no rule "
-            "answered), gone (the route has no bot any more)", labels=["route", "reason"])
+            "answered), gone (the route has no bot any more), backend (the backend's "
+            "handoff), backend_failed (the backend down, slow, wrong or too slow for the "
+            "visitor)", labels=["route", "reason"])
         episodes = CounterMetricFamily(
             FAMILIES[7], "Conversations (episodes) the routes' bots answered first; those "
             "not handed over were the bot's alone", labels=["route"])
@@ -165,3 +175,24 @@ class ConversationCollector:
         yield replies
         yield handoffs
         yield episodes
+        yield from self._hooks()
+
+    def _hooks(self) -> Iterator[Metric]:
+        hooks = self.hooks()
+        if not hooks:
+            return
+        latency = HistogramMetricFamily(
+            FAMILIES[8], "Time from a backend bot's request to its answer or failure, "
+            "retries included", labels=["route"])
+        errors = CounterMetricFamily(FAMILIES[9], "A backend bot's requests that failed, by "
+                                     "kind", labels=["route", "kind"])
+        in_flight = GaugeMetricFamily(FAMILIES[10], "A backend bot's requests under way",
+                                      labels=["route"])
+        for route, stats in hooks:
+            latency.add_metric([route], stats.cumulative(), sum_value=stats.latency_sum)
+            for kind, count in sorted(stats.errors.items()):
+                errors.add_metric([route, kind], count)
+            in_flight.add_metric([route], stats.in_flight)
+        yield latency
+        yield errors
+        yield in_flight
