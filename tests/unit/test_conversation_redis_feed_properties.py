@@ -7,7 +7,9 @@ everything is read, each daemon's view holds what the store holds.
 
 The store is the memory store; the stream is a list each daemon reads at
 its own pace (events go through JSON, as through Redis); a commit's event
-is appended when the commit lands, as the commit script does.
+is appended when the commit runs, as the commit script does; its answer
+comes later, or is lost (outcome unknown), or the commit never reaches the
+store, when the test says.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tests.conversation_desk import ROUTE, cid
@@ -34,6 +37,7 @@ from wsdaemon.conversations import (
     VisitorMessage,
 )
 from wsdaemon.conversations.effects import Commit
+from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.memory import MemoryConversationStore
 from wsdaemon.support.ports import IConversationStore
@@ -86,11 +90,40 @@ class Link:
 
 @implementer(IConversationStore)
 class SharedStore:
-    """The memory store; a commit with news appends its event once it landed."""
+    """
+    The memory store; a commit with news appends its event once it ran.
+    Commits wait in C{sent} until the test runs them (then their answer
+    waits in C{ran}) or loses them (the answer lost: outcome unknown if it
+    ran, not done if not).
+    """
 
     def __init__(self, inner: MemoryConversationStore, stream: Stream) -> None:
         self.inner = inner
         self._stream = stream
+        self.sent: list[tuple[Commit, dict[str, Any] | None, Deferred[None]]] = []
+        self.ran: list[tuple[Any, Deferred[None]]] = []
+
+    def run(self) -> None:
+        """The oldest commit sent runs in the store (its answer not yet back)."""
+        commit, news, answer = self.sent.pop(0)
+        result: list[Any] = []
+        self._commit(commit, news).addBoth(result.append)
+        self.ran.append((result[0], answer))
+
+    def answer(self, lost: bool) -> None:
+        """The oldest commit that ran is answered, or its answer is lost."""
+        result, answer = self.ran.pop(0)
+        if lost:
+            answer.errback(BrokerOutcomeUnknown("no answer"))
+        elif isinstance(result, Failure):
+            answer.errback(result)
+        else:
+            answer.callback(None)
+
+    def refuse(self) -> None:
+        """The oldest commit sent never reached the store."""
+        _, _, answer = self.sent.pop(0)
+        answer.errback(BrokerUnavailable("not sent"))
 
     def open(self) -> Deferred[None]:
         return self.inner.open()
@@ -99,6 +132,11 @@ class SharedStore:
         return self.inner.close()
 
     def commit(self, commit: Commit, news: dict[str, Any] | None = None) -> Deferred[None]:
+        answer: Deferred[None] = Deferred()
+        self.sent.append((commit, news, answer))
+        return answer
+
+    def _commit(self, commit: Commit, news: dict[str, Any] | None) -> Deferred[None]:
         def landed(_: None) -> None:
             if news is not None:
                 self._stream.append({**news, "type": "conversations"})
@@ -125,7 +163,7 @@ class Daemon:
     def __init__(self, name: str, inner: MemoryConversationStore, stream: Stream,
                  clock: Clock) -> None:
         self.name = name
-        store = SharedStore(inner, stream)
+        self.store = store = SharedStore(inner, stream)
         self.ports = RecordingPorts(GatedStore(inner))
         self.feed = ConversationFeed(Link(name, stream), store, clock)  # type: ignore[arg-type]
         self.driver = ConversationDriver(store, Inbox(ConversationSettings(fallback_after=0)),
@@ -151,7 +189,9 @@ actions = st.lists(st.one_of(
     st.tuples(st.just("resolve"), st.integers(0, 1), st.integers(0, 1)),
     st.tuples(st.just("deliver"), st.integers(0, 1), st.integers(1, 3)),
     st.tuples(st.just("tick"), st.sampled_from([0.0, 0.004, 0.05, 2.0]), st.just(0)),
-), max_size=40)
+    st.tuples(st.sampled_from(["run", "answer", "lose", "refuse"]), st.integers(0, 1),
+              st.just(0)),
+), max_size=50)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -169,17 +209,27 @@ def test_two_daemons_in_any_order(steps: list[tuple[str, Any, int]]) -> None:
         if kind == "deliver":
             stream.deliver(daemon.name, second)
             continue
+        if kind in ("run", "refuse", "answer", "lose"):
+            if kind in ("run", "refuse") and daemon.store.sent:
+                (daemon.store.run if kind == "run" else daemon.store.refuse)()
+            elif kind in ("answer", "lose") and daemon.store.ran:
+                daemon.store.answer(lost=kind == "lose")
+            continue
         visitor = VISITORS[second]
         event: Any = (VisitorMessage(ROUTE, visitor, "hello") if kind == "visitor"
                       else OperatorReply(cid(visitor), OPERATORS[first], "answer")
                       if kind == "reply" else Resolve(cid(visitor), OPERATORS[first]))
         daemon.driver.submit(event).addErrback(lambda _: None)
-    for _ in range(100):  # everything read, every pause and wait run out
+    for _ in range(100):  # everything run and read, every pause and wait run out
         for daemon in daemons:
+            while daemon.store.sent or daemon.store.ran:
+                if daemon.store.sent:
+                    daemon.store.run()
+                daemon.store.answer(lost=False)
             stream.deliver(daemon.name, len(stream.entries))
         clock.advance(2.0)
-        if not stream.behind() and all(d.driver.waiting(None) == 0 for d in daemons) \
-                and not any(d.driver._lanes.total for d in daemons):
+        if not stream.behind() and not any(d.driver._lanes.total or d.store.sent
+                                           for d in daemons):
             break
     for daemon in daemons:
         assert daemon.ports.unstored == []
