@@ -264,8 +264,8 @@ def test_an_operator_answers_a_visitor_from_the_inbox(daemon: Daemon, chromium: 
         reply = next_of(guest, "message")
     assert reply["text"] == expected and reply["name"] == "Alice Martin"
     wait_for(lambda: box.get_attribute("value") == "", what="the composer emptied")
-    mine = wait_for(lambda: find(By.CSS_SELECTOR, "#entries .entry.operator"), what="the reply")
-    assert expected in mine.text and "You" in mine.text
+    mine = wait_for(lambda: text_of(browser, "#entries .entry.operator"), what="the reply")
+    assert expected in mine and "You" in mine
     guest.send(json.dumps({"type": "read", "upto": reply["seq"]}))
     wait_for(lambda: "Read" in text_of(browser, "#entries .entry.operator .state"),
              what="the read tick")
@@ -282,8 +282,8 @@ def test_an_operator_answers_a_visitor_from_the_inbox(daemon: Daemon, chromium: 
     # A private note: styled apart, never sent to the visitor.
     find(By.CSS_SELECTOR, "input[name=mode][value=note]").click()
     box.send_keys("VIP customer, be nice", Keys.ENTER)
-    note = wait_for(lambda: find(By.CSS_SELECTOR, "#entries .entry.note"), what="the note")
-    assert "VIP customer" in note.text and "private note" in note.text
+    note = wait_for(lambda: text_of(browser, "#entries .entry.note"), what="the note")
+    assert "VIP customer" in note and "private note" in note
     find(By.CSS_SELECTOR, "input[name=mode][value=reply]").click()
     with pytest.raises(TimeoutError):
         next_of(guest, "message", timeout=0.5)  # the note stays with the team

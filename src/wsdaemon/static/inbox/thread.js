@@ -89,12 +89,10 @@ export class ThreadView {
 
   place(entry) {
     const key = keyOf(entry);
+    // A stored entry never changes: the second copy (a reply's answer and
+    // its event, a page overlapping what is shown) is the same.
+    if (this.nodes.has(key)) { return; }
     const node = this.draw(entry);
-    if (this.nodes.has(key)) {
-      this.nodes.get(key).replaceWith(node);
-      this.nodes.set(key, node);
-      return;
-    }
     this.nodes.set(key, node);
     let at = this.entries.length;
     while (at > 0 && before(entry, this.entries[at - 1])) { at -= 1; }
