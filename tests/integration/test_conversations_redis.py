@@ -9,6 +9,7 @@ both daemons' operators replying to one conversation at once.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 import urllib.request
@@ -359,3 +360,36 @@ def test_workers_share_conversations_through_redis(redis_server: RedisServer,
         desk.close()
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_stalled_daemon_catches_up_from_the_stream(pair: tuple[Daemon, Daemon]) -> None:
+    """
+    Daemon A is stopped (SIGSTOP) for 3 s while the operator on B replies
+    five times to A's visitor: once A runs again it reads what it missed
+    from the stream, and the visitor gets every reply once, in order.
+    """
+    a, b = pair
+    visitor = structured(a)
+    visitor.send(json.dumps({"type": "hello"}))
+    next_of(visitor, "welcome")
+    visitor.send(json.dumps({"type": "message", "id": "c-1", "text": "Hello?"}))
+    next_of(visitor, "ack")
+    desk = operator(b, BOB)
+    conversation = the_conversation(desk)
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        for n in range(5):
+            answer = request(desk, {"type": "reply", "conversation": conversation,
+                                    "text": f"reply {n}"}, f"r{n}")
+            assert answer["type"] == "ok", answer
+        time.sleep(3)
+    finally:
+        a.process.send_signal(signal.SIGCONT)
+    got = [next_of(visitor, "message", where=lambda m: m.get("author") == "operator",
+                   timeout=10) for _ in range(5)]
+    assert [m["text"] for m in got] == [f"reply {n}" for n in range(5)]
+    assert [m["seq"] for m in got] == sorted({m["seq"] for m in got})
+    with pytest.raises(TimeoutError):
+        next_of(visitor, "message", timeout=0.5)
+    desk.close()
+    visitor.close()
