@@ -41,7 +41,7 @@ from wsdaemon.support.bot import ASKED
 from wsdaemon.support.bot_settings import BotSettings, bot_settings
 from wsdaemon.support.bots import Bots
 from wsdaemon.support.driver import ConversationDriver
-from wsdaemon.support.hook_bot import DOWN, STOPPED, TOO_FAST, HookBot
+from wsdaemon.support.hook_bot import CHANGED, DOWN, STOPPED, TOO_FAST, HookBot
 from wsdaemon.support.hook_bot_answer import BACKEND_HANDOFF
 from wsdaemon.support.hook_bot_settings import BotBackend
 from wsdaemon.support.metrics import ConversationCollector, ConversationMeasures
@@ -365,3 +365,49 @@ def test_bad_bot_url_options_name_the_key(context: OptionContext, options: dict[
         bot_settings(options, context)
     assert caught.value.key == key
     assert says in caught.value.expected
+
+
+def config_error(tmp_path: Path, route: str) -> tuple[Path, str]:
+    from twisted.internet.task import Clock as ConfigClock
+
+    from wsdaemon.config import ConfigError, load_config
+
+    (tmp_path / "bot.secret").write_text(SECRET + "\n")
+    (tmp_path / "bot.toml").write_text('[[rule]]\ntext = "hi"\nreply = "hello"\n')
+    path = tmp_path / "wsdaemon.ini"
+    path.write_text(
+        "[wsdaemon]\nlisten = tcp:8080:interface=127.0.0.1\n\n"
+        "[operator]\nmodel = conversations\ntokens = alice:0123456789abcdef0123\n\n"
+        f"[route:/support]\nstrategy = operator\n{route}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, clock=ConfigClock())
+    return path, str(caught.value)
+
+
+def test_the_config_names_file_line_section_and_key(tmp_path: Path) -> None:
+    """bot and bot_url together; a bad bot_ option: one line naming where."""
+    path, message = config_error(tmp_path, f"bot = bot.toml\nbot_url = {URL}\n"
+                                           "bot_secret_file = bot.secret")
+    assert message.startswith(f"{path}:11: [route:/support] bot_url: a route's bot is "
+                              "either rules"), message
+    path, message = config_error(tmp_path, f"bot_url = {URL}\nbot_secret_file = bot.secret\n"
+                                           "bot_retries = many")
+    assert message.startswith(f"{path}:12: [route:/support] bot_retries: expected a number"), \
+        message
+
+
+def test_a_reload_keeps_an_unchanged_backend_bot_and_hands_over_for_a_changed_one() -> None:
+    """The same options: the same bot, its request still answered. Other
+    options (or none): what the backend had not answered goes to the operators."""
+    desk = HookDesk()
+    desk.say("hi")
+    assert desk.bots.serve(ROUTE, desk.settings) is desk.bot
+    desk.backend.answer(0, "still here")
+    assert desk.thread()[-1] == ("bot", "Helper", "still here")
+    desk.say("again")
+    renamed = BotSettings(None, "Other", backend=desk.settings.backend)
+    assert desk.bots.serve(ROUTE, renamed) is not desk.bot
+    assert desk.notes() == [("bot", "handed over: " + CHANGED)]
+    desk.say("quiet", visitor="v2")
+    desk.bots.drop(ROUTE)
+    assert desk.notes("v2") == [("bot", "handed over: " + CHANGED)]

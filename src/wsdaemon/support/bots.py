@@ -117,11 +117,16 @@ class Bots:
     def serve(self, route: str, settings: BotSettings) -> RouteBot | HookBot:
         """
         The route's bot from now (one it had is replaced: its episodes
-        forgotten). Each route's strategy, built or rebuilt by a reload,
-        serves its bot or drops the one it had.
+        forgotten; a backend bot's unanswered ones handed over). Each
+        route's strategy, built or rebuilt by a reload, serves its bot or
+        drops the one it had; a backend bot whose options did not change is
+        kept.
         """
         if self._submit is None:
             raise RuntimeError("Bots.attach(driver.submit) first")
+        old = self.routes.get(route)
+        if isinstance(old, HookBot) and old.settings == settings:
+            return old  # a reload that left it as it was: its requests go on
         self.drop(route)
         signal = self._visitors.tell if self._visitors is not None else None
         bot: RouteBot | HookBot

@@ -55,7 +55,7 @@ from wsdaemon.support.bot import ASKED, DEFAULT_MAX_EPISODES, Count, Signal, Sub
 from wsdaemon.support.bot_settings import BotSettings
 from wsdaemon.support.hook_bot_answer import BotAnswerError, parse_bot_answer
 
-__all__ = ["DOWN", "INVALID", "STOPPED", "TOO_FAST", "HookBot", "event_of"]
+__all__ = ["CHANGED", "DOWN", "INVALID", "STOPPED", "TOO_FAST", "HookBot", "event_of"]
 
 _log = Logger(namespace="wsdaemon.support.bot")
 
@@ -64,6 +64,7 @@ DOWN = "the bot's backend did not answer: {kind}"
 INVALID = "the bot's backend answered something it cannot do: {why}"
 TOO_FAST = "the visitor wrote faster than the bot's backend answers ({count} messages waiting)"
 STOPPED = "the daemon stopped before the bot's backend answered"
+CHANGED = "the route's bot changed before its backend answered"
 
 
 class _Episode:
@@ -193,22 +194,29 @@ class HookBot:
         self._typing(episode, False)
 
     def close(self) -> None:
-        """Every episode forgotten, the idle connections closed (replaced or gone)."""
-        for key in list(self._episodes):
-            self.forget(key)
-        closing = getattr(self.poster, "close", None)
-        if closing is not None:
-            closing()
+        """
+        The route's bot is replaced or gone (a reload): a conversation whose
+        message the backend has not answered is handed over; every episode
+        forgotten, the idle connections closed.
+        """
+        self._release(CHANGED)
 
     def stop(self) -> None:
         """
         The daemon stops: a conversation whose message the backend has not
         answered yet is handed over, so no visitor is left waiting for it.
         """
+        self._release(STOPPED)
+
+    def _release(self, reason: str) -> None:
         for episode in list(self._episodes.values()):
             if episode.in_flight is not None:
-                self._hand_off(episode.visitor, STOPPED, "backend_failed")
-        self.close()
+                self._hand_off(episode.visitor, reason, "backend_failed")
+        for key in list(self._episodes):
+            self.forget(key)
+        closing = getattr(self.poster, "close", None)
+        if closing is not None:
+            closing()
 
     # -- the backend ----------------------------------------------------------
 
