@@ -847,3 +847,30 @@ def test_the_page_s_own_button_instead_of_the_launcher(browser: Any, daemon: Dae
         desk.close()
         server.shutdown()
         server.server_close()
+
+
+def test_a_csp_without_the_daemon_in_style_src_is_explained(browser: Any,
+                                                             daemon: Daemon) -> None:
+    """A page whose CSP lets the script in but not the style sheet: the
+    widget stays hidden (never unstyled) and the console says why."""
+    from selenium.webdriver.common.by import By
+
+    port = free_port()
+    _HostPage.csp = (f"default-src 'self'; script-src 'self' {daemon.http}; style-src 'self'; "
+                     f"connect-src {daemon.url}")
+    _HostPage.files = {"/": ("text/html; charset=utf-8", (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Shop</title>"
+        f'<script src="{daemon.http}/_wsdaemon/widget.js" data-route="/support" async></script>'
+        "</head><body><h1>Shop</h1></body></html>").encode())}
+    server = ThreadingHTTPServer(("127.0.0.1", port), _HostPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        said = wait_for(lambda: [e["message"] for e in browser.get_log("browser")
+                                 if "style sheet did not load" in e["message"]])
+        assert "style-src" in said[0]
+        root = browser.find_element(By.ID, "wsdaemon-chat").shadow_root
+        assert not css(root, ".launcher").is_displayed()
+    finally:
+        server.shutdown()
+        server.server_close()

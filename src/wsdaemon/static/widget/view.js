@@ -31,7 +31,15 @@ export class ChatView {
     this.frame = el("div", "frame pos-" + options.position
                     + (options.launcher === false ? " no-launcher" : ""));
     this.frame.lang = t.lang === "zh" ? "zh" : "en";
-    sheet.addEventListener("load", () => this.frame.classList.add("ready"));
+    // Hidden by the attribute (the browser's own style) until our sheet is in: never unstyled.
+    this.frame.hidden = true;
+    sheet.addEventListener("load", () => {
+      this.frame.hidden = false;
+      this.frame.classList.add("ready");
+    });
+    sheet.addEventListener("error", () => console.error(
+      "wsdaemon widget: its style sheet did not load, so it stays hidden (" + sheet.href +
+      "; a Content-Security-Policy needs this daemon in style-src)"));
     root.append(sheet, this.frame);
     this.panel = this._panel(options);
     this.launcher = this._launcher();
