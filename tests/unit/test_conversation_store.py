@@ -433,11 +433,12 @@ def test_sqlite_file_older_than_profiles_gets_the_column(tmp_path: Path
 
 @pytest_twisted.inlineCallbacks
 def test_sqlite_on_a_new_file_takes_over_nothing(tmp_path: Path) -> Generator[Any, Any, None]:
-    """A file with no queue tables opens empty (and is marked done)."""
+    """A file with no queue tables opens empty (and is marked done, its
+    search index too)."""
     store = sqlite_store(tmp_path / "new.sqlite3")
     yield store.open()
     assert (yield store.load_live()) == []
     done = yield store._writer.run(lambda db: db.execute(
-        "SELECT name FROM wsdaemon_migrations").fetchall())
-    assert done == [("conversations-from-queue",)]
+        "SELECT name FROM wsdaemon_migrations ORDER BY name").fetchall())
+    assert done == [("conversations-from-queue",), ("search-index-1",)]
     yield store.close()

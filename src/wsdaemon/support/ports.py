@@ -25,8 +25,10 @@ if TYPE_CHECKING:
         SignalVisitor,
     )
     from wsdaemon.conversations.model import Conversation, Message, Note
+    from wsdaemon.support.search import SearchQuery, SearchResult
 
-__all__ = ["IConversationMeasures", "IConversationStore", "IOperatorPort", "IVisitorPort"]
+__all__ = ["IConversationMeasures", "IConversationSearch", "IConversationStore", "IOperatorPort",
+           "IVisitorPort"]
 
 
 class IConversationStore(Interface):
@@ -104,6 +106,24 @@ class IConversationStore(Interface):
         """
         @return: a Deferred firing with the newest C{limit} private notes
             numbered before C{before} (None: of all), oldest first.
+        """
+
+
+class IConversationSearch(Interface):
+    """
+    A store that searches every conversation it keeps, resolved ones
+    included (L{wsdaemon.support.search}); one that does not is searched in
+    what the daemon holds.
+    """
+
+    def search(query: SearchQuery) -> Deferred[SearchResult]:
+        """
+        Find the conversations whose messages (notes too, if asked) or
+        visitor details hold every word of C{query}: bounded in rows and
+        time, off the reactor thread and off the store's writer.
+
+        @return: a Deferred firing with the page of them, most recent
+            activity first, each with its newest hits and their snippets.
         """
 
 

@@ -6,16 +6,20 @@ docs/conversations.md section 5): C{conversations} (one row each; what the core 
 C{conversation_messages} and C{conversation_notes} (keyed by conversation
 and number: a page is a primary-key range). A commit is one savepoint of a
 group commit: every conversation written only over the version it was
-decided on, every message and note number new, or nothing.
+decided on, every message and note number new, or nothing. The same
+savepoint keeps the search index (L{search_index}) in step; searches read
+it on a connection and thread of their own, not the writer's.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from wsdaemon.conversations.codec import (
@@ -32,7 +36,7 @@ from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.conversations.model import Bounds, Conversation, Message, Note
 from wsdaemon.sqlite_writer import SQLiteWriter
 from wsdaemon.support.migration import take_over_queue
-from wsdaemon.support.ports import IConversationStore
+from wsdaemon.support.ports import IConversationSearch, IConversationStore
 from wsdaemon.support.schema import (
     SCHEMA,
     SELECT_CONVERSATION,
@@ -42,8 +46,12 @@ from wsdaemon.support.schema import (
     insert_message,
     insert_note,
 )
+from wsdaemon.support.search import SearchQuery, SearchResult
+from wsdaemon.support.search_index import SEARCH_SCHEMA, SQLiteSearch, build_index, index_commit
 
 __all__ = ["SQLiteConversationStore"]
+
+_log = Logger()
 
 def _write(db: sqlite3.Connection, commit: Commit) -> None:
     """One commit, inside its savepoint: raising undoes all of it."""
@@ -73,13 +81,14 @@ def _write(db: sqlite3.Connection, commit: Commit) -> None:
             insert_note(db, note)
         except sqlite3.IntegrityError:
             raise StaleConversation((note.conversation_id,)) from None
+    index_commit(db, commit)
 
 
 def _conversation(row: tuple[Any, ...]) -> Conversation:
     return conversation_from_row(dict(zip(CONVERSATION_COLUMNS, row, strict=True)))
 
 
-@implementer(IConversationStore)
+@implementer(IConversationStore, IConversationSearch)
 class SQLiteConversationStore:
     """
     @param path: the SQLite file (the C{[operator] store}).
@@ -93,21 +102,37 @@ class SQLiteConversationStore:
         self._reactor = reactor
         self._bounds = bounds or Bounds()
         self._writer = SQLiteWriter(path, reactor, "wsdaemon-conversations")
+        self._search = SQLiteSearch(path, reactor, time.monotonic)
 
     def open(self) -> Deferred[None]:
         now = float(self._reactor.seconds())
+        built: list[tuple[dict[str, int], float]] = []
 
         def prepare(db: sqlite3.Connection) -> None:
             db.executescript(SCHEMA)
+            db.executescript(SEARCH_SCHEMA)
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 add_missing_columns(db)
                 take_over_queue(db, self._bounds, now)
+            started = time.monotonic()
+            counts = build_index(db, now)
+            if counts is not None:
+                built.append((counts, time.monotonic() - started))
 
-        return self._writer.open(prepare)
+        def report(result: None) -> None:
+            for counts, seconds in built:
+                _log.info("search index of {path} built: {conversations} conversations, "
+                          "{messages} messages, {notes} notes in {seconds:.1f} s",
+                          path=str(self.path), seconds=seconds, **counts)
+
+        return self._writer.open(prepare).addCallback(report)
 
     def close(self) -> Deferred[None]:
-        return self._writer.close()
+        return self._search.close().addBoth(lambda _: self._writer.close())
+
+    def search(self, query: SearchQuery) -> Deferred[SearchResult]:
+        return self._search.search(query)
 
     def commit(self, commit: Commit) -> Deferred[None]:
         return self._writer.run(lambda db: _write(db, commit))
