@@ -225,6 +225,20 @@ def test_the_example_backend_answers_twice_then_hands_over(example: str,
     assert 'wsdaemon_bot_backend_latency_seconds_count{route="/support"} 3.0' in metrics
 
 
+def test_a_plain_visitor_gets_the_backends_text(example: str, tmp_path: Path) -> None:
+    """The seed's page (no subprotocol): the bot's answers as text frames."""
+    daemon = start_daemon(tmp_path, example)
+    try:
+        with connect(f"{daemon.url}/support") as visitor:
+            visitor.send("opening hours?")
+            assert visitor.recv(timeout=5) == HOURS
+            visitor.send("hello")
+            assert visitor.recv(timeout=5) == ("I know our opening hours. Say 'human' for "
+                                               "a person.")
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_a_slow_backend_hands_over_with_the_reason(tmp_path: Path) -> None:
     """Signed requests (verified with standardwebhooks) carrying the event;
     the second answer comes after bot_timeout: handed to the operators with

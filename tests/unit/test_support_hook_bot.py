@@ -261,7 +261,7 @@ def test_a_slow_backend_hands_over_logged_once_per_outage(logged: list[dict[str,
 
 
 @pytest.mark.parametrize(("answer", "status", "reason"), [
-    (b"", 503, "status 503"),
+    (b"", 503, "the bot's backend did not answer: status 503"),
     ({"messages": "no"}, 200, "answered something it cannot do"),
     ({"close": 1}, 200, "unknown key 'close'"),
 ])

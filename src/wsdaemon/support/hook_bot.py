@@ -261,7 +261,8 @@ class HookBot:
     def _answered(self, reply: Reply, episode: _Episode) -> None:
         episode.in_flight = None
         if not 200 <= reply.status < 300:
-            self._failed(episode, "status", f"status {reply.status}", f"status {reply.status}")
+            status = f"status {reply.status}"
+            self._failed(episode, "status", status, DOWN.format(kind=status))
             return
         try:
             answer = parse_bot_answer(reply.status, reply.content_type, reply.body)
