@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from tests.driver_bench import Bench, GatedStore, RecordingPorts
 from tests.redis_server import RedisServer
 from tests.redis_store_link import redis_link
 from wsdaemon.broker.link import RedisLink
+from wsdaemon.config import OperatorSettings
 from wsdaemon.conversations import (
     Author,
     Availability,
@@ -41,8 +43,9 @@ from wsdaemon.conversations import (
 )
 from wsdaemon.conversations.effects import CancelTimer, Commit, Measure, SetTimer
 from wsdaemon.errors import BrokerOutcomeUnknown
+from wsdaemon.support.component import SupportComponent
 from wsdaemon.support.driver import ConversationDriver
-from wsdaemon.support.redis_feed import ConversationFeed
+from wsdaemon.support.redis_feed import EVENTS_KEPT, ConversationFeed
 from wsdaemon.support.redis_news import decode_change, encode_news
 from wsdaemon.support.redis_store import RedisConversationStore
 from wsdaemon.support.redis_team import TeamPresence
@@ -404,3 +407,29 @@ def test_a_commit_overtaken_here_is_not_carried_out() -> None:
     assert news is not None and not news.durable
     bench.driver.adoption.take_adopted(news.adopted)
     assert [type(e).__name__ for e in bench.ports.said] == ["SignalVisitor", "NotifyOperators"]
+
+
+def test_the_component_on_a_link_keeps_a_shorter_stream() -> None:
+    """With the broker's link the component's store is Redis, and its
+    commits keep the event stream at EVENTS_KEPT (each entry carries
+    records and messages), not the queue's 100,000."""
+    class Link:
+        daemon_id = "here"
+        prefix = "p:"
+        up_since = None
+
+        def call(self, *args: Any) -> Deferred[Any]:
+            raise AssertionError("not called")
+
+        def on_events(self, handler: Any) -> None:
+            pass
+
+        def publish(self, event: Any) -> Deferred[Any]:
+            raise AssertionError("not called")
+
+    settings = OperatorSettings(store_path=Path("unused.sqlite3"))
+    component = SupportComponent(settings, Clock(), link=Link())
+    assert isinstance(component.store, RedisConversationStore)
+    assert component.store.prefix == "p:"
+    assert component.store.events_kept == EVENTS_KEPT == 10_000
+    assert component.feed is not None and component.team is not None

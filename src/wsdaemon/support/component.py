@@ -35,7 +35,7 @@ from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.hub import OperatorHub
 from wsdaemon.support.metrics import ConversationCollector, ConversationMeasures
 from wsdaemon.support.ports import IConversationStore
-from wsdaemon.support.redis_feed import ConversationFeed, FeedLink
+from wsdaemon.support.redis_feed import EVENTS_KEPT, ConversationFeed, FeedLink
 from wsdaemon.support.redis_store import RedisConversationStore
 from wsdaemon.support.redis_team import TeamLink, TeamPresence
 from wsdaemon.support.store import SQLiteConversationStore
@@ -82,7 +82,8 @@ class SupportComponent:
         self.feed: ConversationFeed | None = None
         self.team: TeamPresence | None = None
         if link is not None:
-            shared = RedisConversationStore(link, link.prefix, reactor, bounds)
+            shared = RedisConversationStore(link, link.prefix, reactor, bounds,
+                                            events_kept=EVENTS_KEPT)
             self.feed = ConversationFeed(link, shared, reactor)
             self.team = TeamPresence(link, reactor, heartbeat)
             self.feed.on_team = self.team.record

@@ -64,9 +64,14 @@ from wsdaemon.support.redis_catchup import Backlog
 from wsdaemon.support.redis_news import Change, decode_change, encode_news
 from wsdaemon.support.redis_store import RedisConversationStore
 
-__all__ = ["MAX_ATTEMPTS", "MAX_HELD", "MAX_REREAD", "MAX_UNKNOWN", "REREAD_AFTER", "STALE_PAUSE",
-           "ConversationFeed", "FeedLink"]
+__all__ = ["EVENTS_KEPT", "MAX_ATTEMPTS", "MAX_HELD", "MAX_REREAD", "MAX_UNKNOWN", "REREAD_AFTER",
+           "STALE_PAUSE", "ConversationFeed", "FeedLink"]
 
+#: Entries the event stream keeps, about, once conversations commit to it
+#: (MAXLEN ~): each carries its records and new messages (a reply: ~2 KB
+#: and its text), so Redis holds about this many of them; a daemon further
+#: behind than this counts what it missed (C{missed}, /healthz).
+EVENTS_KEPT = 10_000
 #: Events held while the driver loads (the stream does not wait).
 MAX_HELD = 10_000
 #: Own commits of unknown outcome remembered until their event is read.
