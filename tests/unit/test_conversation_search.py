@@ -325,6 +325,9 @@ def test_expression_and_marks() -> None:
     assert fts_expression(('say "hi"', "ab*"), notes=False) == '{text} : ("say ""hi""" "ab"*)'
     assert fts_expression(("a*",), notes=True) == '"a*"'
     assert marked("a \x02big\x03 \x02cat\x03") == ("a big cat", ((2, 5), (6, 9)))
+    long = "x" * 1000 + "\x02hit\x03" + "y" * 1000
+    text, marks = marked(long, chars=240)
+    assert len(text) == 240 and [text[s:e] for s, e in marks] == ["hit"]
 
 
 def test_live_search_without_an_index() -> None:

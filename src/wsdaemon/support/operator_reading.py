@@ -1,7 +1,8 @@
 """
 Reading conversations for operator protocol v2: the list (most waiting
 first, filtered, paged), a thread (messages and notes interleaved by time,
-paged back), a whole text in chunks; every answer bounded (L{ChannelLimits},
+paged back), a whole text in chunks, a search over every conversation
+(L{wsdaemon.support.search}); every answer bounded (L{ChannelLimits},
 L{PAGE_BYTES}). And what every request shares: naming a conversation (id,
 alias or unique prefix), checking fields, L{RequestError}.
 """
@@ -17,6 +18,8 @@ from typing import Any
 from wsdaemon.conversations.model import Conversation, Message, Note, Status
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.hub import OperatorHub
+from wsdaemon.support.ports import IConversationSearch
+from wsdaemon.support.search import SearchError, SearchQuery, SearchResult, live_search
 from wsdaemon.support.summaries import PAGE_BYTES, message_entry, note_entry, page, sort_key
 
 __all__ = ["PAGE_BYTES", "TEXT_CHUNK", "ChannelLimits", "ConversationReader", "RequestError",
@@ -170,6 +173,37 @@ class ConversationReader:
                 and math.isfinite(value[1]) and isinstance(value[2], str)):
             return (int(value[0]), float(value[1]), value[2])
         raise RequestError("'after' must be the 'next' of the previous page")
+
+    async def search(self, operator: str, request: dict[str, Any]) -> dict[str, Any]:
+        """
+        Conversations, resolved ones too, whose messages (notes if asked) or
+        visitor details hold every word: most recent activity first, each
+        with its newest hits (seq or note, and a plain-text snippet).
+        """
+        try:
+            query = SearchQuery.from_request(request)
+        except SearchError as e:
+            raise RequestError(str(e)) from None
+        store = self.driver.store
+        inbox = self.driver.inbox
+        result: SearchResult
+        if IConversationSearch.providedBy(store):
+            result = await store.search(query)
+        else:
+            result = live_search(inbox.conversations(), query)
+
+        def describe(found: Any) -> dict[str, Any]:
+            key = found.conversation.conversation_id
+            # The summary also makes its alias one the operator can name it by.
+            shown = self.hub.summary(inbox.conversation(key) or found.conversation, operator)
+            return {"conversation": shown, "hits": [hit.to_json() for hit in found.hits]}
+
+        entries, cut = page(result.found, describe, query.limit)
+        more = cut or result.more
+        last = result.found[len(entries) - 1].conversation if entries else None
+        return {"results": entries, "total": result.total, "more": more,
+                "partial": result.partial, "scope": result.scope,
+                "next": [last.last_activity_at, last.conversation_id] if more and last else None}
 
     async def thread(self, conversation_id: str, before: int | None, before_note: int | None,
                       limit: int) -> dict[str, Any]:

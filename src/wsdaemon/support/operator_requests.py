@@ -60,8 +60,8 @@ from wsdaemon.support.summaries import (
 __all__ = ["TEXT_CHUNK", "ChannelLimits", "OperatorRequests", "RequestError", "REQUESTS"]
 
 #: The request types, for the error that names them.
-REQUESTS = ("conversations", "open", "close", "history", "text", "reply", "note", "assign",
-            "transfer", "resolve", "reopen", "snooze", "labels", "read", "typing",
+REQUESTS = ("conversations", "search", "open", "close", "history", "text", "reply", "note",
+            "assign", "transfer", "resolve", "reopen", "snooze", "labels", "read", "typing",
             "availability", "capacity", "team", "canned")
 
 
@@ -129,6 +129,9 @@ class OperatorRequests:
 
     def _do_conversations(self, link: OperatorLink, request: dict[str, Any]) -> dict[str, Any]:
         return self.reader.listing(link.operator, request)
+
+    def _do_search(self, link: OperatorLink, request: dict[str, Any]) -> Any:
+        return self.reader.search(link.operator, request)
 
     def _do_text(self, link: OperatorLink, request: dict[str, Any]) -> Any:
         return self.reader.text(request)

@@ -45,6 +45,9 @@ HITS_PER_CONVERSATION = 3
 #: characters a stored text cannot hold in the index (L{indexed}).
 MARK_START, MARK_END = "\x02", "\x03"
 _UNMARK = str.maketrans({MARK_START: " ", MARK_END: " "})
+#: Characters of a snippet, at most (a text with few spaces makes long
+#: FTS5 snippets: it is cut around its first match).
+SNIPPET_CHARS = 240
 #: Characters of a snippet made without the index (L{live_search}).
 _LIVE_SNIPPET = 120
 
@@ -159,8 +162,12 @@ class Hit:
         return shown
 
 
-def marked(snippet: str) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """An FTS5 snippet made with L{MARK_START}/L{MARK_END}: its plain text and marks."""
+def marked(snippet: str,
+           chars: int = SNIPPET_CHARS) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """
+    An FTS5 snippet made with L{MARK_START}/L{MARK_END}: its plain text and
+    marks, at most C{chars} characters of it (around its first mark).
+    """
     plain: list[str] = []
     marks: list[tuple[int, int]] = []
     length, start = 0, None
@@ -174,7 +181,13 @@ def marked(snippet: str) -> tuple[str, tuple[tuple[int, int], ...]]:
         else:
             plain.append(ch)
             length += 1
-    return "".join(plain), tuple(marks)
+    text = "".join(plain)
+    if len(text) <= chars:
+        return text, tuple(marks)
+    begin = max(0, min(marks[0][0] - chars // 3 if marks else 0, len(text) - chars))
+    kept = tuple((max(s, begin) - begin, min(e, begin + chars) - begin) for s, e in marks
+                 if e > begin and s < begin + chars)
+    return text[begin:begin + chars], kept
 
 
 @dataclass(frozen=True)

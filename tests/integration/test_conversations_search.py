@@ -1,0 +1,163 @@
+"""
+Search over conversations served by the real daemon (issue 22, item 4):
+operator protocol v2's `search` over `websockets`, after a restart (so the
+resolved conversations are only in the store): found by a word of their
+text and by the visitor's email, snippets and marks right, notes only when
+asked, pages, a hit opened by the alias the answer gave, bad input refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.daemon import Daemon
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "alice-token-0123456789abcdef"
+CHAT = "wsdaemon.chat.v1"
+SECRET = "the-site-backend-secret-7f3a"
+
+CONFIG = f"""
+[wsdaemon]
+listen = tcp:0:interface=127.0.0.1
+
+[operator]
+model = conversations
+tokens = alice:{TOKEN}
+store = conversations.sqlite3
+offline_message =
+fallback_after = 0
+
+[route:/support]
+strategy = operator
+identity_hash_secret_file = visitor-ids.secret
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "visitor-ids.secret").write_text(f"{SECRET}\n")
+    path = tmp_path / "wsdaemon.ini"
+    path.write_text(CONFIG, encoding="utf-8")
+    yield path
+
+
+def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
+    while True:
+        message = json.loads(ws.recv(timeout=timeout))
+        if message.get("type") == kind:
+            return message
+
+
+def request(ws: ClientConnection, payload: dict[str, Any], rid: str = "r") -> dict[str, Any]:
+    ws.send(json.dumps({"id": rid, **payload}))
+    while True:
+        message = json.loads(ws.recv(timeout=5))
+        if message.get("id") == rid and message.get("type") in ("ok", "error"):
+            return message
+
+
+def operator(daemon: Daemon) -> ClientConnection:
+    desk = connect(f"{daemon.url}/operator",
+                   additional_headers={"Authorization": f"Bearer {TOKEN}"})
+    next_of(desk, "hello")
+    return desk
+
+
+def visitor_says(daemon: Daemon, text: str, email: str | None = None) -> str:
+    """A structured visitor (identified with the site's HMAC when an email is given) says
+    C{text} and leaves; @return: its visitor id."""
+    with connect(f"{daemon.url}/support", subprotocols=[CHAT]) as ws:  # type: ignore[list-item]
+        ws.send(json.dumps({"type": "hello"}))
+        visitor = str(next_of(ws, "welcome")["visitor"])
+        if email is not None:
+            ws.send(json.dumps({"type": "identify", "name": "Jane Roe", "email": email,
+                                "hash": hmac.new(SECRET.encode(), visitor.encode(),
+                                                 hashlib.sha256).hexdigest()}))
+            assert next_of(ws, "ok")["request"] == "identify"
+        ws.send(json.dumps({"type": "message", "id": "c-1", "text": text}))
+        assert next_of(ws, "ack")["id"] == "c-1"
+    return visitor
+
+
+def ok(answer: dict[str, Any]) -> dict[str, Any]:
+    assert answer["type"] == "ok", answer
+    return answer
+
+
+def test_resolved_conversations_are_found_after_a_restart(config: Path) -> None:
+    """Two resolved conversations, the daemon restarted: found by a word of
+    either side's text, by email (the visitor's details), by a note only
+    when asked; a page at a time, most recent first; a hit opened by the
+    alias it came with; bad searches refused saying why."""
+    daemon = Daemon(config)
+    try:
+        jane = visitor_says(daemon, "I want a refund for order A-1234, it never came",
+                            email="jane.roe@example.com")
+        bob = visitor_says(daemon, "Refund please, the box was broken")
+        with operator(daemon) as desk:
+            listed = ok(request(desk, {"type": "conversations"}))["conversations"]
+            ids = {c["visitor"]: c["id"] for c in listed}
+            ok(request(desk, {"type": "reply", "conversation": ids[jane],
+                              "text": "Your refunds were sent today."}))
+            ok(request(desk, {"type": "note", "conversation": ids[jane],
+                              "text": "gave a voucher as well"}))
+            for visitor in (jane, bob):
+                ok(request(desk, {"type": "resolve", "conversation": ids[visitor]}))
+    finally:
+        assert daemon.stop() == 0
+    again = Daemon(config)
+    try:
+        with operator(again) as desk:
+            assert ok(request(desk, {"type": "conversations"}))["conversations"] == []
+            both = ok(request(desk, {"type": "search", "text": "refund"}))
+            assert both["scope"] == "all" and both["total"] == 2 and not both["partial"]
+            # Jane's is the most recent (its reply and note came after Bob's message).
+            assert [r["conversation"]["visitor"] for r in both["results"]] == [jane, bob]
+            assert [r["conversation"]["status"] for r in both["results"]] == ["resolved"] * 2
+            jane_hits = both["results"][0]["hits"]
+            assert [h["kind"] for h in jane_hits] == ["message", "message"]
+            newest = jane_hits[0]
+            assert newest["snippet"] == "Your refunds were sent today."
+            assert [newest["snippet"][a:b] for a, b in newest["marks"]] == ["refunds"]
+            assert jane_hits[1]["seq"] == 1
+            first = ok(request(desk, {"type": "search", "text": "refund", "limit": 1}))
+            assert [r["conversation"]["visitor"] for r in first["results"]] == [jane]
+            assert first["more"] and first["next"]
+            second = ok(request(desk, {"type": "search", "text": "refund", "limit": 1,
+                                       "after": first["next"]}))
+            assert [r["conversation"]["visitor"] for r in second["results"]] == [bob]
+            assert not second["more"] and second["next"] is None
+            by_order = ok(request(desk, {"type": "search", "text": "a-1234"}))
+            [hit] = by_order["results"][0]["hits"]
+            assert hit["seq"] == 1 and "refund for order A-1234" in hit["snippet"]
+            by_email = ok(request(desk, {"type": "search", "text": "jane.roe@example.com"}))
+            [found] = by_email["results"]
+            assert found["conversation"]["email"] == "jane.roe@example.com"
+            assert found["hits"][0]["kind"] == "visitor"
+            assert ok(request(desk, {"type": "search", "text": "voucher"}))["results"] == []
+            noted = ok(request(desk, {"type": "search", "text": "voucher", "notes": True}))
+            assert noted["results"][0]["hits"][0] == {
+                "kind": "note", "note": 1, "snippet": "gave a voucher as well",
+                "marks": [[7, 14]]}
+            opened = ok(request(desk, {"type": "open",
+                                       "conversation": found["conversation"]["alias"]}))
+            assert opened["conversation"]["id"] == found["conversation"]["id"]
+            assert opened["entries"][0]["text"].startswith("I want a refund")
+            for bad, said in (({"text": ""}, "'text'"), ({"text": "refund", "limit": 51},
+                                                         "'limit'"),
+                              ({"text": "refund", "after": "x"}, "'after'"),
+                              ({"text": "?!"}, "no word")):
+                refused = request(desk, {"type": "search", **bad})
+                assert refused["type"] == "error" and said in refused["error"], refused
+    finally:
+        assert again.stop() == 0
