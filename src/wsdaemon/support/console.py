@@ -24,11 +24,13 @@ from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.escaping import visible
 from wsdaemon.support.canned import expand
-from wsdaemon.support.console_commands import HELP, list_request, parse_when
+from wsdaemon.support.console_commands import HELP, list_request, parse_when, search_request
 from wsdaemon.support.console_display import (
     entry_line,
     event_line,
     profile_lines,
+    search_heading,
+    search_lines,
     summary_line,
     team_line,
 )
@@ -178,6 +180,14 @@ class ConversationConsole:
         if self._last_list is not None:
             self.say("   ... more: type `more` for the next page")
 
+    def _show_found(self, answer: dict[str, Any], request: dict[str, Any]) -> None:
+        self.say(search_heading(answer))
+        for result in answer.get("results", []):
+            self._remember(result.get("conversation"))
+            for line in search_lines(result, self._now(), self._tz):
+                self.say("   " + line)
+        self._show_page({"more": answer.get("more"), "next": answer.get("next")}, request)
+
     def _canned_request(self, after: str | None, *, quiet: bool) -> dict[str, Any]:
         def take(answer: dict[str, Any]) -> None:
             for reply in answer.get("canned", []):
@@ -202,6 +212,8 @@ class ConversationConsole:
         elif kind == "conversations":
             self.say(f"{answer['total']} conversation(s)")
             self._show_page(answer, request)
+        elif kind == "search":
+            self._show_found(answer, request)
         elif kind in ("open", "history"):
             self._show_thread(answer, opened=kind == "open")
         elif kind == "reply":
@@ -298,6 +310,8 @@ class ConversationConsole:
             return None
         if verb in ("list", "ls"):
             return list_request(rest)
+        if verb == "search":
+            return search_request(rest)
         if verb in ("more", "older"):
             last = self._last_list if verb == "more" else self._older
             if last is None:

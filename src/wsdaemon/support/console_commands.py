@@ -1,7 +1,7 @@
 """
 The terminal console's command language for conversations, apart from the
 console's state: the help text, the times C{snooze} takes, the C{list}
-request.
+request, the C{search} request.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from typing import Any
 
 from wsdaemon.escaping import visible
 
-__all__ = ["HELP", "list_request", "parse_when"]
+__all__ = ["HELP", "list_request", "parse_when", "search_request"]
 
 HELP = """\
 commands (#REF: a conversation's alias, id, or a unique prefix of either,
 e.g. #4821 or #td4n; without it, the conversation you opened last):
   list [mine|unassigned|all] [snoozed] [label:NAME] [TEXT]
                            conversations, most waiting first
-  more                     the next page of the last list
+  search [--notes] TEXT    every conversation, resolved ones too, whose messages
+                           (notes too with --notes) or visitor's name, email,
+                           alias or labels hold every word; most recent first
+  more                     the next page of the last list or search
   open #REF                a conversation's thread (marked read)
   older                    older entries of the open thread
   close                    stop viewing the open conversation
@@ -81,4 +84,15 @@ def list_request(rest: str) -> dict[str, Any]:
         words.pop(0)
     if words:
         request["search"] = " ".join(words)
+    return request
+
+
+def search_request(rest: str) -> dict[str, Any]:
+    """The request of C{search [--notes] TEXT}."""
+    notes, _, text = rest.partition(" ") if rest.startswith("--notes") else ("", "", rest)
+    if notes not in ("", "--notes") or not text.strip():
+        raise ValueError("usage: search [--notes] TEXT")
+    request: dict[str, Any] = {"type": "search", "text": text.strip()}
+    if notes:
+        request["notes"] = True
     return request

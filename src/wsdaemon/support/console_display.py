@@ -17,7 +17,7 @@ from typing import Any
 from wsdaemon.escaping import visible
 
 __all__ = ["ID_SHOWN", "PREVIEW_SHOWN", "duration", "entry_line", "event_line", "local_time",
-           "profile_lines", "summary_line", "team_line"]
+           "profile_lines", "search_heading", "search_lines", "summary_line", "team_line"]
 
 #: Characters of a conversation id shown beside its alias (a prefix any
 #: command takes).
@@ -86,6 +86,35 @@ def summary_line(summary: dict[str, Any]) -> str:
     if viewing:
         parts.append("viewed by " + ", ".join(visible(name) for name in viewing))
     return "  ".join(parts) + ": " + _short(str(summary.get("preview") or ""), PREVIEW_SHOWN)
+
+
+def search_heading(answer: dict[str, Any]) -> str:
+    """How many a search found, and whether it looked everywhere."""
+    partial = " (stopped at its bound: narrow it)" if answer.get("partial") else ""
+    live = " (open and snoozed only: this store keeps no index)" \
+        if answer.get("scope") == "live" else ""
+    return f"{answer.get('total', 0)} conversation(s) found{partial}{live}"
+
+
+def search_lines(result: dict[str, Any], now: float, tz: tzinfo | None = None) -> list[str]:
+    """
+    One conversation a search found: who, status, assignee, last activity;
+    then a line per hit (which message or note, its snippet).
+    """
+    summary = result.get("conversation") or {}
+    assignee = summary.get("assignee")
+    at = summary.get("last_activity_at")
+    head = "  ".join([_who(summary), visible(str(summary.get("status"))),
+                      f"@{visible(assignee)}" if assignee else "unassigned",
+                      local_time(float(at), now, tz) if isinstance(at, int | float) else "?"])
+    lines = [head]
+    for hit in result.get("hits") or []:
+        kind = hit.get("kind")
+        where = (f"message {visible(str(hit.get('seq')))}" if kind == "message"
+                 else f"note {visible(str(hit.get('note')))}" if kind == "note"
+                 else visible(str(kind)))
+        lines.append(f"   {where}: {_short(str(hit.get('snippet') or ''), 2 * PREVIEW_SHOWN)}")
+    return lines
 
 
 def _more(entry: dict[str, Any]) -> str:
