@@ -291,7 +291,8 @@ def test_visitor_and_operator_through_the_widget(browser: Any, daemon: Daemon) -
 def test_unread_badge_and_message_event(browser: Any, daemon: Daemon) -> None:
     """
     With the panel closed, a reply raises the launcher's unread badge (and
-    its label says so) and reaches the page's on('message') listener;
+    its label says so), shows above the launcher (a click opens the chat, it
+    can be dismissed) and reaches the page's on('message') listener;
     opening the panel reads it: the badge goes, the operator sees the read.
     """
     from selenium.webdriver.common.keys import Keys
@@ -316,6 +317,21 @@ def test_unread_badge_and_message_event(browser: Any, daemon: Daemon) -> None:
         assert css(root, ".launcher").get_attribute("aria-label") == "Open chat, 1 unread message"
         heard = wait_for(lambda: browser.execute_script("return window.heard"))
         assert heard[-1]["text"] == "Hi there!" and heard[-1]["name"] == "Alice Martin"
+        # The reply shows above the launcher; a click on it opens the chat.
+        preview = wait_for(lambda: css(root, ".preview").is_displayed() and css(root, ".preview"))
+        assert preview.text.splitlines() == ["Alice Martin", "Hi there!"]
+        assert run_axe(browser) == []
+        css(root, ".preview-open").click()
+        wait_for(lambda: css(root, ".panel").is_displayed())
+        assert not css(root, ".preview").is_displayed()
+        browser.execute_script("wsdaemon.close()")
+        wait_for(lambda: not css(root, ".panel").is_displayed())
+        assert not css(root, ".preview").is_displayed()  # read now: nothing to show
+        desk.request(type="reply", conversation=conversation, text="Anything else?")
+        wait_for(lambda: css(root, ".preview").is_displayed())
+        css(root, ".preview-dismiss").click()
+        wait_for(lambda: not css(root, ".preview").is_displayed())
+        assert css(root, ".badge").text == "1"
         browser.execute_script("wsdaemon.open()")
         wait_for(lambda: not css(root, ".badge").is_displayed())
         # The visitor's read receipt reaches the operators.

@@ -80,3 +80,15 @@ console.log(JSON.stringify([
         [{"text": "no links at all"}],
         [{"text": "https://x.example/a_b-c/#frag", "href": "https://x.example/a_b-c/#frag"}],
     ]
+
+
+def test_the_newest_unread_reply() -> None:
+    """What shows by the closed launcher: the newest operator's or bot's
+    message after the read mark, never the visitor's or the daemon's."""
+    got = run_node("thread.js", """
+const t = new m.Thread(500);
+["operator", "bot", "system", "visitor"].forEach((author, i) =>
+  t.add({seq: i + 1, author, text: "t" + (i + 1)}));
+console.log(JSON.stringify([t.newestUnread(0).seq, t.newestUnread(2), t.newestUnread(1).seq]));
+""")
+    assert got == [2, None, 2]

@@ -228,6 +228,11 @@ class Widget {
       this.connection.send({ type: "read", upto: top });
     }
     const n = this.unread();
+    const newest = this.view.reading ? null : this.thread.newestUnread(this.saved.read);
+    if (newest !== this.previewed) {
+      this.previewed = newest;
+      this.view.setPreview(newest && this.options.launcher ? newest : null);
+    }
     if (n !== this.lastUnread) {
       this.lastUnread = n;
       this.view.setUnread(n);

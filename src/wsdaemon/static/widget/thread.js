@@ -49,6 +49,16 @@ export class Thread {
     return n;
   }
 
+  /** The newest message from operators or the bot after `read` (null: none). */
+  newestUnread(read) {
+    let found = null;
+    for (const entry of this.bySeq.values()) {
+      if (entry.seq > read && (entry.author === "operator" || entry.author === "bot")
+          && (!found || entry.seq > found.seq)) { found = entry; }
+    }
+    return found;
+  }
+
   /** The visitor's messages with from < seq <= upto. */
   visitorBetween(from, upto) {
     return [...this.bySeq.values()].filter(

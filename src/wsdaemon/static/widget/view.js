@@ -2,6 +2,7 @@
 // Every text from the network goes in through textContent, never as HTML.
 
 import { accentText, bubble, el, icon } from "./dom.js";
+import { Preview } from "./preview.js";
 
 /** How long the "email saved" confirmation stays (ms). */
 const THANKS_SHOWN = 8000;
@@ -44,7 +45,8 @@ export class ChatView {
     this.panel = this._panel(options);
     this.launcher = this._launcher();
     this.launcher.hidden = options.launcher === false;
-    this.frame.append(this.panel, this.launcher);
+    this.preview = new Preview(t, () => this.on.toggle(true));
+    this.frame.append(this.panel, this.preview.box, this.launcher);
     this.frame.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && !this.panel.hidden) {
         event.preventDefault();
@@ -226,6 +228,7 @@ export class ChatView {
   /** @param focus move the focus into the panel (the visitor opened it). */
   setOpen(open, unread, focus) {
     this.panel.hidden = !open;
+    if (open) { this.preview.show(null); }
     this.frame.classList.toggle("open", open);
     this.launcher.setAttribute("aria-expanded", String(open));
     this._label(this.launcher, unread);
@@ -234,6 +237,9 @@ export class ChatView {
       if (focus) { (this.offline.hidden ? this.input : this.offlineEmail).focus(); }
     }
   }
+
+  /** The newest unread reply by the closed launcher (null: none). */
+  setPreview(entry) { this.preview.show(this.panel.hidden ? entry : null); }
 
   setUnread(n) {
     this.badge.hidden = n === 0;
