@@ -393,3 +393,39 @@ def test_a_stalled_daemon_catches_up_from_the_stream(pair: tuple[Daemon, Daemon]
         next_of(visitor, "message", timeout=0.5)
     desk.close()
     visitor.close()
+
+
+def test_a_daemon_started_while_redis_is_down_waits_for_it(redis_server: RedisServer,
+                                                          tmp_path: Path) -> None:
+    """
+    Started while Redis is down, the daemon listens, says once that Redis
+    cannot be used yet, and loads the conversations as soon as Redis
+    answers; then a visitor's message is stored and acknowledged.
+    """
+    redis_server.stop()
+    config = tmp_path / "a.ini"
+    config.write_text(config_text(redis_server, tmp_path, "a"), encoding="utf-8")
+    daemon = Daemon(config)
+    try:
+        daemon.wait_for_log("Redis cannot be used yet", timeout=15)
+        assert "live conversations loaded" not in daemon.log()
+        redis_server.start()
+        daemon.wait_for_log("live conversations loaded", timeout=15)
+        daemon.wait_for_log("ready", timeout=5)
+        visitor = structured(daemon)
+        visitor.send(json.dumps({"type": "hello"}))
+        next_of(visitor, "welcome")
+        visitor.send(json.dumps({"type": "message", "id": "c-1", "text": "Hello?"}))
+        assert next_of(visitor, "ack")["seq"] == 1
+        visitor.close()
+        log = daemon.log()
+        assert log.count("Redis cannot be used yet") == 1, log
+        assert "cannot open the operator store" not in log
+    finally:
+        assert daemon.stop() == 0
+    # Stopped while still waiting for Redis: a clean exit.
+    redis_server.stop()
+    waiting = Daemon(config)
+    waiting.wait_for_log("Redis cannot be used yet", timeout=15)
+    assert waiting.stop() == 0
+    assert "Traceback" not in waiting.log()

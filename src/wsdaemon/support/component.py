@@ -23,10 +23,12 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from wsdaemon.config import OperatorSettings, ProtocolSettings
 from wsdaemon.conversations.inbox import Inbox
+from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.interfaces import IStrategyFactory
 from wsdaemon.support.bots import Bots
 from wsdaemon.support.canned import CannedReplies, read_canned
@@ -42,7 +44,11 @@ from wsdaemon.support.store import SQLiteConversationStore
 from wsdaemon.support.visitor import ConversationStrategyFactory
 from wsdaemon.support.visitors import VisitorSessions
 
-__all__ = ["SupportComponent"]
+__all__ = ["START_RETRY", "SupportComponent"]
+
+#: Seconds between tries to load the conversations while Redis cannot be
+#: used at start.
+START_RETRY = 1.0
 
 _log = Logger(namespace="wsdaemon.conversations")
 
@@ -114,6 +120,7 @@ class SupportComponent:
                                                reactor.seconds, self.bots.counts,
                                                self.bots.hooks)
         self._channel: OperatorChannelFactory | None = None
+        self._stopping = False
         self.started = False
 
     # -- life ----------------------------------------------------------------
@@ -123,9 +130,15 @@ class SupportComponent:
         Open the store (migrating the queue's records on the first start)
         and load the live conversations.
 
+        With Redis, a start that finds Redis unavailable (down, loading)
+        is tried again every L{START_RETRY} seconds until it answers, as
+        the broker's link reconnects: the daemon serves other routes
+        meanwhile, and visitors are told to try again.
+
         @return: a Deferred firing with None once conversations are served.
         """
-        d = self.driver.start()
+        d = (self.driver.start() if self.feed is None
+             else Deferred.fromCoroutine(self._start_on_redis()))
 
         def ready(_: None) -> None:
             self.started = True
@@ -137,6 +150,24 @@ class SupportComponent:
         d.addCallback(ready)
         return d
 
+    async def _start_on_redis(self) -> None:
+        told = False
+        while True:
+            try:
+                await self.driver.start()
+                return
+            except (BrokerUnavailable, BrokerOutcomeUnknown) as why:
+                if self._stopping:
+                    return
+                if not told:
+                    told = True
+                    _log.warn("conversations: Redis cannot be used yet ({why}); loading them "
+                              "again every {delay:g} s until it answers",
+                              why=str(why), delay=START_RETRY)
+                await deferLater(self.reactor, START_RETRY, lambda: None)
+                if self._stopping:
+                    return
+
     def stop(self) -> Deferred[None]:
         """
         Let the events under way finish and close the store. (The bots
@@ -145,6 +176,7 @@ class SupportComponent:
         @return: a Deferred firing with None once everything is written.
         """
         self.bots.stop()
+        self._stopping = True
         self.started = False
         if self.feed is not None:
             self.feed.stop()
