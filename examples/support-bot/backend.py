@@ -26,6 +26,9 @@ def signed(headers, body):  # Standard Webhooks: any key of the file, at most 5 
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; HTTP/1.0 closes without "Connection: close"
+    wbufsize = -1  # headers and body in one write: no Nagle wait on a kept-alive connection
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers["content-length"]))
         if not signed(self.headers, body):
