@@ -433,3 +433,23 @@ def test_the_component_on_a_link_keeps_a_shorter_stream() -> None:
     assert component.store.prefix == "p:"
     assert component.store.events_kept == EVENTS_KEPT == 10_000
     assert component.feed is not None and component.team is not None
+
+
+@pytest_twisted.inlineCallbacks
+def test_malformed_team_entries_are_skipped(links: Links) -> Generator[Any, Any, None]:
+    """Entries in the team's hash that are not what a daemon writes (not
+    JSON, not an object, an unknown availability) are skipped; the others
+    are learnt."""
+    settings = ConversationSettings(fallback_after=0)
+    a = Daemon(links(), settings, 0.2)
+    yield a.link.call("ZADD", "t:c:daemons", "9999999999", "elsewhere")
+    good = json.dumps({"availability": "online", "capacity": 2, "daemon": "elsewhere"})
+    yield a.link.call("HSET", "t:c:team", "bob", good, "x", "{", "y", "[1]",
+                      "z", json.dumps({"availability": "busy", "capacity": 1,
+                                       "daemon": "elsewhere"}))
+    yield a.start()
+    try:
+        yield until(lambda: a.driver.inbox.team.is_online("bob"))
+        assert [o.name for o in a.driver.inbox.team.operators] == ["bob"]
+    finally:
+        yield a.stop()

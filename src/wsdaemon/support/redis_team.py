@@ -85,6 +85,19 @@ return 1
 """
 
 
+def _entry(raw: Any) -> dict[str, Any] | None:
+    """A team entry as written by L{TeamPresence.record}, or None if it is not one."""
+    try:
+        entry = json.loads(raw)
+        if isinstance(entry, dict) and isinstance(entry.get("daemon"), str):
+            Availability(entry["availability"])
+            int(entry["capacity"])
+            return entry
+    except (ValueError, TypeError, KeyError):
+        pass
+    return None
+
+
 class TeamLink(Protocol):
     """What the team's keys need of the broker's link."""
 
@@ -147,11 +160,12 @@ class TeamPresence:
         fields = iter(pairs)
         entries: dict[str, dict[str, Any]] = {}
         for operator, raw in zip(fields, fields, strict=True):
-            try:
-                entries[str(operator)] = json.loads(raw)
-            except ValueError:
+            entry = _entry(raw)
+            if entry is None:
                 _log.warn("conversations: skipped a malformed team entry for {operator}",
                           operator=visible(str(operator)[:64]))
+            else:
+                entries[str(operator)] = entry
         first, self._first = self._first, False
         if first:
             self._learn(entries, alive)
