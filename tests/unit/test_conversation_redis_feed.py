@@ -453,3 +453,15 @@ def test_malformed_team_entries_are_skipped(links: Links) -> Generator[Any, Any,
         assert [o.name for o in a.driver.inbox.team.operators] == ["bob"]
     finally:
         yield a.stop()
+
+
+def test_malformed_news_is_refused_when_read() -> None:
+    """An event whose news is not what a daemon writes (an unknown effect,
+    an unknown availability, a missing field) is refused as it is read."""
+    for effects in ([{"k": "explode"}],
+                    [{"k": "team", "operator": "bob", "availability": "busy", "capacity": 1,
+                      "load": 0}],
+                    [{"k": "announce"}]):
+        with pytest.raises((ValueError, KeyError)):
+            decode_change({"type": "conversation_news", "daemon": "x", "token": 0,
+                           "rows": [], "effects": effects})

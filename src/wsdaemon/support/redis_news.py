@@ -37,7 +37,13 @@ from wsdaemon.conversations.effects import (
     NotifyTeam,
     SignalVisitor,
 )
-from wsdaemon.conversations.model import Conversation, Message, conversation_id_for, evolve
+from wsdaemon.conversations.model import (
+    Availability,
+    Conversation,
+    Message,
+    conversation_id_for,
+    evolve,
+)
 from wsdaemon.conversations.transition import Transition
 from wsdaemon.support.peers import Adopted
 
@@ -158,8 +164,8 @@ def _effect(news: dict[str, Any], rows: dict[str, Conversation]) -> Effect:
             None if news["note"] is None else note_from_row(news["note"]),
             news["operator"], news["actor"])
     if kind == "team":
-        return NotifyTeam(news["operator"], news["availability"], int(news["capacity"]),
-                          int(news["load"]))
+        return NotifyTeam(str(news["operator"]), str(Availability(news["availability"])),
+                          int(news["capacity"]), int(news["load"]))
     raise ValueError(f"unknown effect {kind!r}")
 
 
