@@ -43,10 +43,10 @@ from wsdaemon.support.search import (
     SearchQuery,
     SearchResult,
     about_text,
+    after_key,
     fts_expression,
     indexed,
     marked,
-    page_of,
 )
 
 __all__ = ["BUILD_BATCH", "SCAN_ROWS", "SEARCH_SCHEMA", "SEARCH_SECONDS", "SQLiteSearch",
@@ -231,13 +231,15 @@ class SQLiteSearch:
             expression = fts_expression(query.terms, query.notes)
             matches, partial = self._matches(db, expression, deadline)
             db.set_progress_handler(None, 0)
-            result = page_of(self._conversations(db, matches), query, partial=partial,
-                             scope="all")
+            # Ordered by their keys alone; only the page's rows are read whole.
+            keys = sorted(self._activity(db, list(matches)))
+            start = after_key(query.after)
+            rest = [k for k in keys if start is None or k > start]
+            shown = self._conversations(db, [key for _, key in rest[:query.limit]])
             return SearchResult(
-                tuple(Found(f.conversation, self._snippets(
-                    db, expression, matches[f.conversation.conversation_id]))
-                    for f in result.found),
-                result.total, result.more, result.partial, result.scope)
+                tuple(Found(c, self._snippets(db, expression, matches[c.conversation_id]))
+                      for c in shown),
+                len(keys), len(rest) > query.limit, partial, "all")
         finally:
             db.set_progress_handler(None, 0)
             db.execute("ROLLBACK")
@@ -269,17 +271,23 @@ class SQLiteSearch:
         return matches, False
 
     @staticmethod
-    def _conversations(db: sqlite3.Connection,
-                       matches: dict[str, list[_Match]]) -> list[Found]:
-        keys = list(matches)
-        found = []
+    def _activity(db: sqlite3.Connection, keys: list[str]) -> list[tuple[float, str]]:
+        """(minus last activity, id) of each conversation: most recent first when sorted."""
+        found: list[tuple[float, str]] = []
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            rows = db.execute(f"{SELECT_CONVERSATION} WHERE conversation_id IN "
-                              f"({', '.join('?' * len(chunk))})", chunk).fetchall()
-            for row in rows:
-                found.append(Found(_conversation(row), ()))
+            found += [(-at, key) for key, at in db.execute(
+                "SELECT conversation_id, last_activity_at FROM conversations WHERE "
+                f"conversation_id IN ({', '.join('?' * len(chunk))})", chunk)]
         return found
+
+    @staticmethod
+    def _conversations(db: sqlite3.Connection, keys: list[str]) -> list[Conversation]:
+        """The conversations named, whole, in that order."""
+        rows = db.execute(f"{SELECT_CONVERSATION} WHERE conversation_id IN "
+                          f"({', '.join('?' * len(keys))})", keys).fetchall()
+        by_key = {c.conversation_id: c for c in map(_conversation, rows)}
+        return [by_key[key] for key in keys if key in by_key]
 
     @staticmethod
     def _snippets(db: sqlite3.Connection, expression: str,
