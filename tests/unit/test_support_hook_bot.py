@@ -41,7 +41,7 @@ from wsdaemon.support.bot import ASKED
 from wsdaemon.support.bot_settings import BotSettings, bot_settings
 from wsdaemon.support.bots import Bots
 from wsdaemon.support.driver import ConversationDriver
-from wsdaemon.support.hook_bot import CHANGED, DOWN, STOPPED, TOO_FAST, HookBot
+from wsdaemon.support.hook_bot import CHANGED, CROWDED, DOWN, STOPPED, TOO_FAST, HookBot
 from wsdaemon.support.hook_bot_answer import BACKEND_HANDOFF
 from wsdaemon.support.hook_bot_settings import BotBackend
 from wsdaemon.support.metrics import ConversationCollector, ConversationMeasures
@@ -84,14 +84,15 @@ class Backend:
 class HookDesk:
     """A started driver whose operator port is the bots, a backend bot on ROUTE."""
 
-    def __init__(self, context: int = 20, max_queue: int = 32, retries: int = 0) -> None:
+    def __init__(self, context: int = 20, max_queue: int = 32, retries: int = 0,
+                 max_episodes: int = 100) -> None:
         self.clock = Clock()
         # Now: standardwebhooks refuses a timestamp more than 5 minutes off.
         self.clock.advance(time.time())
         self.store = GatedStore()
         self.ports = RecordingPorts(self.store)
         self.backend = Backend()
-        self.bots = Bots(self.ports, self.clock, visitors=self.ports,
+        self.bots = Bots(self.ports, self.clock, visitors=self.ports, max_episodes=max_episodes,
                          posters=lambda settings: self.backend)
         self.driver = ConversationDriver(self.store, Inbox(ConversationSettings(fallback_after=0)),
                                          self.clock, self.ports, self.bots, self.ports)
@@ -411,3 +412,18 @@ def test_a_reload_keeps_an_unchanged_backend_bot_and_hands_over_for_a_changed_on
     desk.say("quiet", visitor="v2")
     desk.bots.drop(ROUTE)
     assert desk.notes("v2") == [("bot", "handed over: " + CHANGED)]
+
+
+def test_episodes_are_bounded_and_a_dropped_one_waiting_is_handed_over() -> None:
+    """At max_episodes the least recently active is forgotten: answered ones
+    quietly, one whose request is out handed over (its answer would be lost)."""
+    desk = HookDesk(max_episodes=2)
+    desk.say("a", visitor="v1")
+    desk.backend.answer(0, "")
+    desk.say("b", visitor="v2")
+    desk.say("c", visitor="v3")  # v1 forgotten: nothing was out
+    assert desk.conversation("v1").with_bot and len(desk.bot) == 2
+    desk.say("d", visitor="v4")  # v2 forgotten while its request was out
+    assert desk.notes("v2") == [("bot", "handed over: " + CROWDED.format(count=2))]
+    assert desk.backend.requests[1][3].called  # cancelled
+    assert len(desk.bot) == 2

@@ -28,7 +28,8 @@ While a request is out the visitor sees the bot typing.
 The context is what this daemon saw of the episode (its visitor messages
 and the bot's replies): after a restart it starts again from the next
 message. Bounded: at most C{max_episodes} episodes (least recently
-active dropped first, their requests cancelled).
+active dropped first; one whose request is out is cancelled and handed
+over).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from wsdaemon.support.bot import ASKED, DEFAULT_MAX_EPISODES, Count, Signal, Sub
 from wsdaemon.support.bot_settings import BotSettings
 from wsdaemon.support.hook_bot_answer import BotAnswerError, parse_bot_answer
 
-__all__ = ["CHANGED", "DOWN", "INVALID", "STOPPED", "TOO_FAST", "HookBot", "event_of"]
+__all__ = ["CHANGED", "CROWDED", "DOWN", "INVALID", "STOPPED", "TOO_FAST", "HookBot", "event_of"]
 
 _log = Logger(namespace="wsdaemon.support.bot")
 
@@ -65,6 +66,8 @@ INVALID = "the bot's backend answered something it cannot do: {why}"
 TOO_FAST = "the visitor wrote faster than the bot's backend answers ({count} messages waiting)"
 STOPPED = "the daemon stopped before the bot's backend answered"
 CHANGED = "the route's bot changed before its backend answered"
+CROWDED = ("the bot keeps at most {count} conversations (max_episodes); this one was "
+           "the least recently active")
 
 
 class _Episode:
@@ -225,7 +228,11 @@ class HookBot:
         episode = _Episode(conversation, backend.context + backend.max_queue + 1)
         self._episodes[conversation.conversation_id] = episode
         while len(self._episodes) > self._max_episodes:
-            self.forget(next(iter(self._episodes)))
+            oldest = next(iter(self._episodes.values()))
+            if oldest.in_flight is not None:  # never a visitor left without an answer
+                self._hand_off(oldest.visitor, CROWDED.format(count=self._max_episodes),
+                               "backend_failed")
+            self.forget(oldest.conversation_id)
         return episode
 
     def _post(self, episode: _Episode, conversation: Conversation, message: Message) -> None:
