@@ -7,6 +7,7 @@ import { ChatView } from "./view.js";
 import { installApi } from "./api.js";
 import { Saved } from "./saved.js";
 import { Thread } from "./thread.js";
+import { VisitorTyping } from "./typing.js";
 
 /** Messages held in memory (the oldest go; "show earlier" fetches them again). */
 const MAX_KEPT = 500;
@@ -17,9 +18,6 @@ const HISTORY_PAGE = 50;
 /** Messages seen before, shown again on a new page (the rest: "show earlier"). */
 const REPLAYED = 30;
 const MAX_SEQ = 2 ** 53 - 1;
-/** Typing on is renewed at most this often (ms); off after this long without a key. */
-const TYPING_EVERY = 2000;
-const TYPING_IDLE = 4000;
 /** An operator's typing indicator that was never turned off goes after this (ms). */
 const OPERATOR_TYPING_MAX = 30000;
 const EVENTS = ["message", "open", "close", "unread", "ready", "status", "error", "identified"];
@@ -50,8 +48,8 @@ class Widget {
     this.identity = null;
     this.visitor = null;
     this.contact = null;
-    this.typingSentAt = 0;
-    this.typingIdle = null;
+    this.typing = new VisitorTyping(
+      (on) => this.welcomed && this.connection.send({ type: "typing", on }));
     this.operatorTyping = null;
     this.countdown = null;
     this.lost = false;
@@ -72,7 +70,7 @@ class Widget {
     }, this.t, {
       toggle: (open) => this.setOpen(open, true),
       send: (text) => this.send(text),
-      typing: () => this.typed(),
+      typing: () => this.typing.typed(),
       retry: () => this.connection.now(),
       earlier: () => this.earlier(),
       contact: (email, text) => this.leaveContact(email, text),
@@ -251,7 +249,7 @@ class Widget {
     this.pending.set(id, entry);
     this.view.put(entry);
     this.view.scrollToEnd();
-    this.typingOff();
+    this.typing.off();
     if (this.welcomed) { this.connection.send({ type: "message", id, text }); }
     return true;
   }
@@ -282,24 +280,6 @@ class Widget {
     entry.state = "failed";
     entry.note = note || null;
     this.view.put(entry);
-  }
-
-  typed() {
-    const now = Date.now();
-    if (now - this.typingSentAt > TYPING_EVERY && this.welcomed) {
-      this.typingSentAt = now;
-      this.connection.send({ type: "typing", on: true });
-    }
-    clearTimeout(this.typingIdle);
-    this.typingIdle = setTimeout(() => this.typingOff(), TYPING_IDLE);
-  }
-
-  typingOff() {
-    clearTimeout(this.typingIdle);
-    if (this.typingSentAt) {
-      this.typingSentAt = 0;
-      this.connection.send({ type: "typing", on: false });
-    }
   }
 
   leaveContact(email, text) {
