@@ -1,5 +1,5 @@
 // The widget's texts, English and Chinese; a site overrides some with data-
-// attributes (data-title, data-subtitle, data-greeting).
+// attributes (data-title, data-greeting).
 
 function within(seconds, minutes, hours) {
   const m = Math.max(1, Math.ceil(seconds / 60));

@@ -51,7 +51,6 @@
     color: data.color || null,
     position: data.position === "left" ? "left" : "right",
     title: data.title || null,
-    subtitle: data.subtitle || null,
     greeting: data.greeting || null,
     open: data.open === "true",
     launcher: data.launcher !== "none",  // "none": the page opens the panel (wsdaemon.open())
