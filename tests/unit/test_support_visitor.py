@@ -189,7 +189,7 @@ def seqs(received: list[dict[str, Any]]) -> list[int]:
 def test_factory_options() -> None:
     """A route's ack_message is refused saying where it went; other options are unknown."""
     factory = ConversationStrategyFactory()
-    context = OptionContext(config_dir=".", route=ROUTE, has_operator_queue=True)  # type: ignore[arg-type]
+    context = OptionContext(config_dir=".", route=ROUTE, sections=frozenset({"operator"}))  # type: ignore[arg-type]
     with pytest.raises(OptionError, match=r"\[operator\]") as raised:
         factory.check({"ack_message": "Thanks! {position}"}, context)
     assert raised.value.key == "ack_message"
@@ -455,6 +455,14 @@ def test_structured_typing_both_ways() -> None:
     desk.submit(OperatorRead(cid("v1"), "alice", 1))
     assert frames(client) == [{"type": "typing", "on": True, "name": "Alice"},
                               {"type": "read", "upto": 1}]
+    # The indicator's end names her as visitors know her, never by login.
+    desk.support.visitors.display_names = {"alice": "Alice"}
+    desk.submit(OperatorTyping(cid("v1"), "alice", False, display_name="Alice"))
+    desk.submit(OperatorTyping(cid("v1"), "alice", True, display_name="Alice"))
+    desk.clock.advance(7)  # the indicator runs out
+    assert frames(client) == [{"type": "typing", "on": False, "name": "Alice"},
+                              {"type": "typing", "on": True, "name": "Alice"},
+                              {"type": "typing", "on": False, "name": "Alice"}]
 
 
 def test_structured_contact() -> None:

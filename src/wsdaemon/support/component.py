@@ -100,6 +100,7 @@ class SupportComponent:
         self.canned = _canned(settings)
         inbox = Inbox(settings.conversations)
         self.visitors = VisitorSessions(inbox, reactor)
+        self.visitors.display_names = dict(settings.display_names)
         self.operators = OperatorHub(inbox, reactor,
                                      display_names=dict(settings.display_names))
         self.measures = ConversationMeasures()
@@ -193,6 +194,7 @@ class SupportComponent:
         """
         self.settings = settings
         self.canned = _canned(settings)
+        self.visitors.display_names = dict(settings.display_names)
         self.driver.inbox.settings = settings.conversations
         self.driver.settings = settings.conversations
 

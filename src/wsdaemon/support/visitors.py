@@ -45,7 +45,8 @@ committed, its team's availability).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -126,6 +127,10 @@ class VisitorSessions:
         self._handshakes: dict[str, tuple[Mode, int]] = {}
         self._token_profiles: dict[str, Profile] = {}
         self._available: bool | None = None
+        #: Operators' display names by login name (the support component
+        #: sets them, and again on a reload): an indicator's end names the
+        #: operator by login, and visitors see display names only.
+        self.display_names: Mapping[str, str] = {}
         self._sweep: list[str] = []
         self._sweep_call: IDelayedCall | None = None
 
@@ -251,6 +256,8 @@ class VisitorSessions:
         if isinstance(effect, ConfirmVisitorMessage):
             self._confirm(effect)
         elif isinstance(effect, SignalVisitor):
+            if effect.signal == "typing" and not effect.on and effect.name is not None:
+                effect = replace(effect, name=self.display_names.get(effect.name, effect.name))
             frame = _signal_frame(effect)
             if frame is None:
                 return
