@@ -221,6 +221,9 @@ def test_visitor_and_operator_through_the_widget(browser: Any, daemon: Daemon) -
         assert not css(root, ".panel").is_displayed()
         launcher.click()
         wait_for(lambda: css(root, ".status").text == "We are online")
+        # The sample site's tag names the title (data-title); the greeting is the default.
+        assert css(root, ".title").text == "Acme Shoes support"
+        assert css(root, ".greeting").text == "Hi there! Ask us anything: we are happy to help."
         box = css(root, "#wsd-input")
         assert root.find_element(By.CSS_SELECTOR, "label[for=wsd-input]") is not None
         box.send_keys("Do you have the Trail Runner 2")
