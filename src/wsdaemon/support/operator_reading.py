@@ -190,7 +190,7 @@ class ConversationReader:
         if IConversationSearch.providedBy(store):
             result = await store.search(query)
         else:
-            result = live_search(inbox.conversations(), query)
+            result = live_search(inbox.conversations(), query, self.hub.alias)
 
         def describe(found: Any) -> dict[str, Any]:
             key = found.conversation.conversation_id

@@ -22,7 +22,7 @@ nodes). C{marks} are the matched spans, as [start, end) offsets into it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,10 +124,13 @@ def indexed(text: str) -> str:
     return text.translate(_UNMARK)
 
 
-def about_text(conversation: Conversation) -> str:
-    """What is searched of who the visitor is: alias, name, email, contact, labels."""
+def about_text(conversation: Conversation, alias: str | None = None) -> str:
+    """
+    What is searched of who the visitor is: alias (C{alias}, when already
+    known), name, email, contact, labels.
+    """
     profile = conversation.profile
-    parts = [alias_for(conversation.visitor)]
+    parts = [alias or alias_for(conversation.visitor)]
     if profile is not None:
         parts += [value for value in (profile.name, profile.email) if value]
     if conversation.contact:
@@ -225,16 +228,6 @@ def after_key(after: tuple[float, str] | None) -> tuple[float, str] | None:
     return None if after is None else (-after[0], after[1])
 
 
-def page_of(matching: list[Found], query: SearchQuery, *, partial: bool,
-            scope: str) -> SearchResult:
-    """The page of C{matching} (in any order) after C{query.after}."""
-    matching.sort(key=lambda found: newest_first(found.conversation))
-    start = after_key(query.after)
-    rest = [f for f in matching if start is None or newest_first(f.conversation) > start]
-    return SearchResult(tuple(rest[:query.limit]), len(matching), len(rest) > query.limit,
-                        partial, scope)
-
-
 def _live_hit(field: str, words: tuple[str, ...], kind: str,
               number: int | None) -> Hit | None:
     folded = field.casefold()
@@ -252,20 +245,37 @@ def _live_hit(field: str, words: tuple[str, ...], kind: str,
     return Hit(kind, number, text, marks)
 
 
-def live_search(conversations: Iterable[Conversation], query: SearchQuery) -> SearchResult:
+def live_search(conversations: Iterable[Conversation], query: SearchQuery,
+                alias: Callable[[Conversation], str] | None = None) -> SearchResult:
     """
     A search without an index: the conversations given (those the daemon
     holds), every word in their details or in their latest message (the
-    preview), case-insensitive. One pass over them, no I/O.
+    preview), case-insensitive. One pass over them, no I/O; hits and
+    snippets are made for the page only.
+
+    @param alias: a conversation's alias, when its owner knows them already.
     """
     words = tuple(term.rstrip("*").casefold() for term in query.terms)
-    matching = []
-    for conversation in conversations:
-        if conversation.status is Status.RESOLVED:
-            continue
-        hits = [hit for hit in (
-            _live_hit(conversation.preview, words, "preview", None),
-            _live_hit(about_text(conversation), words, "visitor", None)) if hit is not None]
-        if hits:
-            matching.append(Found(conversation, tuple(hits)))
-    return page_of(matching, query, partial=False, scope="live")
+
+    def about(conversation: Conversation) -> str:
+        profile = conversation.profile
+        return " · ".join(filter(None, (
+            alias(conversation) if alias is not None else alias_for(conversation.visitor),
+            profile.name if profile is not None else None,
+            profile.email if profile is not None else None,
+            conversation.contact, *conversation.labels)))
+
+    def holds(text: str) -> bool:
+        folded = text.casefold()
+        return all(word in folded for word in words)
+
+    matching = sorted((c for c in conversations if c.status is not Status.RESOLVED
+                       and (holds(c.preview) or holds(about(c)))), key=newest_first)
+    start = after_key(query.after)
+    rest = [c for c in matching if start is None or newest_first(c) > start]
+    found = []
+    for conversation in rest[:query.limit]:
+        hits = (_live_hit(conversation.preview, words, "preview", None),
+                _live_hit(about(conversation), words, "visitor", None))
+        found.append(Found(conversation, tuple(hit for hit in hits if hit is not None)))
+    return SearchResult(tuple(found), len(matching), len(rest) > query.limit, False, "live")
