@@ -206,6 +206,10 @@ def test_visitor_message_reopens_a_resolved_conversation_as_a_new_episode() -> N
     assert [m.seq for m in desk.all_effects[0].messages] == [4, 5]  # type: ignore[union-attr]
     assert conversation.unread_for("bob") == 1
     assert [n.kind for n in desk.effects(NotifyOperators)][0] == "message"
+    # The visitor's other tabs (and its widget) hear it open again.
+    assert desk.effects(SignalVisitor) == [SignalVisitor(ROUTE, "v1", "status", status="open")]
+    write(desk, "still broken", at=51.0)
+    assert desk.effects(SignalVisitor) == [], "an open conversation is not reopened"
 
 
 def test_operator_reopens_and_the_visitor_hears_it() -> None:

@@ -12,6 +12,7 @@ from wsdaemon.conversations.effects import (
     ConfirmVisitorMessage,
     RefuseVisitor,
     SetTimer,
+    SignalVisitor,
 )
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import (
@@ -115,6 +116,10 @@ def visitor_message(draft: Draft, event: VisitorMessage) -> None:
         conversation = place(draft, conversation)
     draft.emit(ConfirmVisitorMessage(event.route, event.visitor, event.client_message_id,
                                      message.seq))
+    if found is not None and found.status is Status.RESOLVED:
+        # Reopened by the visitor: its other tabs (and its own widget)
+        # hear it as they hear an operator's reopen.
+        draft.emit(SignalVisitor(event.route, event.visitor, "status", status=str(Status.OPEN)))
     draft.notify("conversation" if found is None else "message", conversation, message=message)
     draft.put(conversation if with_bot else notices(draft, conversation))
 
