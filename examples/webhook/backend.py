@@ -3,7 +3,7 @@
 # and standardwebhooks (pip install standardwebhooks). Run: ./backend.py 8000 hook.secret
 import json
 import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks import Webhook
 
@@ -11,6 +11,9 @@ hooks = [Webhook(line.strip()) for line in open(sys.argv[2]) if line.startswith(
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the daemon reuses its connections
+    wbufsize = -1  # each answer written in one piece
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers["content-length"]))
         try:  # any one secret of the file verifies (rotation)
@@ -38,4 +41,4 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
