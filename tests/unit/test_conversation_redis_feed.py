@@ -38,6 +38,7 @@ from wsdaemon.conversations import (
     Resolve,
     Routing,
     SignalVisitor,
+    TimerKind,
     VisitorMessage,
     VisitorTyping,
 )
@@ -465,3 +466,33 @@ def test_malformed_news_is_refused_when_read() -> None:
         with pytest.raises((ValueError, KeyError)):
             decode_change({"type": "conversation_news", "daemon": "x", "token": 0,
                            "rows": [], "effects": effects})
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_timer_due_on_both_daemons_acts_once(links: Links) -> Generator[Any, Any, None]:
+    """Every daemon arms a conversation's timers from its state: the
+    fallback notice comes due on A and on B at the same moment; one commit
+    wins, the other comes back stale, catches up and finds nothing due. The
+    notice is stored once, and each daemon delivers it once."""
+    settings = ConversationSettings(fallback_after=0.3, fallback_message="Still there?")
+    a, b = Daemon(links(), settings), Daemon(links(), settings)
+    yield a.start()
+    yield b.start()
+    try:
+        yield a.driver.submit(VisitorMessage(ROUTE, "v1", "hello"))
+        yield until(lambda: b.driver.inbox.conversation(cid("v1")) is not None)
+        # Both armed it: A deciding the message, B taking A's commit.
+        assert list(a.driver.timers.pending(TimerKind.FALLBACK)) == \
+            list(b.driver.timers.pending(TimerKind.FALLBACK)) != []
+        yield until(lambda: all(
+            any(e.message.body == "Still there?" for e in d.told(DeliverMessage))
+            for d in (a, b)))
+        yield deferLater(reactor, 0.5, lambda: None)
+        stored = yield a.store.messages(cid("v1"))
+        assert [m.body for m in stored].count("Still there?") == 1
+        for daemon in (a, b):
+            notices = [e for e in daemon.told(DeliverMessage) if e.message.body == "Still there?"]
+            assert len(notices) == 1
+    finally:
+        yield a.stop()
+        yield b.stop()
