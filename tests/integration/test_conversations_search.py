@@ -3,7 +3,8 @@ Search over conversations served by the real daemon (issue 22, item 4):
 operator protocol v2's `search` over `websockets`, after a restart (so the
 resolved conversations are only in the store): found by a word of their
 text and by the visitor's email, snippets and marks right, notes only when
-asked, pages, a hit opened by the alias the answer gave, bad input refused.
+asked, pages, a hit opened by the alias the answer gave, bad input refused;
+and on Redis, which keeps no index, the live conversations searched.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon
+from tests.integration.test_conversations_redis import ALICE as REDIS_ALICE
+from tests.integration.test_conversations_redis import config_text as redis_config
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -161,3 +165,34 @@ def test_resolved_conversations_are_found_after_a_restart(config: Path) -> None:
                 assert refused["type"] == "error" and said in refused["error"], refused
     finally:
         assert again.stop() == 0
+
+
+def test_on_redis_the_live_conversations_are_searched(redis_server: RedisServer,
+                                                      tmp_path: Path) -> None:
+    """With conversations in Redis there is no index: a search finds a live
+    conversation by its latest message and says its scope is the live ones;
+    once resolved it is not found (the documented limit)."""
+    config = tmp_path / "a.ini"
+    config.write_text(redis_config(redis_server, tmp_path, "a"), encoding="utf-8")
+    daemon = Daemon(config)
+    try:
+        daemon.wait_for_log("redis: connected", timeout=10)
+        visitor_says(daemon, "my parcel is late")
+        with operator_on_redis(daemon) as desk:
+            found = ok(request(desk, {"type": "search", "text": "PARCEL"}))
+            assert found["scope"] == "live" and found["total"] == 1
+            [result] = found["results"]
+            assert result["hits"] == [{"kind": "preview", "snippet": "my parcel is late",
+                                       "marks": [[3, 9]]}]
+            ok(request(desk, {"type": "resolve", "conversation": result["conversation"]["id"]}))
+            gone = ok(request(desk, {"type": "search", "text": "parcel"}))
+            assert gone["results"] == [] and gone["scope"] == "live"
+    finally:
+        assert daemon.stop() == 0
+
+
+def operator_on_redis(daemon: Daemon) -> ClientConnection:
+    desk = connect(f"{daemon.url}/operator",
+                   additional_headers={"Authorization": f"Bearer {REDIS_ALICE}"})
+    next_of(desk, "hello")
+    return desk
