@@ -429,3 +429,38 @@ def test_a_daemon_started_while_redis_is_down_waits_for_it(redis_server: RedisSe
     waiting.wait_for_log("Redis cannot be used yet", timeout=15)
     assert waiting.stop() == 0
     assert "Traceback" not in waiting.log()
+
+
+def test_an_operator_on_two_daemons_stays_available(pair: tuple[Daemon, Daemon]) -> None:
+    """
+    Bob is connected to A and to B and available; his connection to B
+    closes, so B says he went offline; A, which still holds his other
+    connection, makes him available again: Alice (on A) is told he is
+    online once more, and B's team has him online.
+    """
+    a, b = pair
+    alice = operator(a, ALICE)
+    bob_on_a = operator(a, BOB)
+    bob_on_b = operator(b, BOB)
+    answer = request(bob_on_b, {"type": "availability", "availability": "online"})
+    assert answer["type"] == "ok", answer
+
+    def bob(availability: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda e: e["operator"]["name"] == "bob" and \
+            e["operator"]["availability"] == availability
+
+    next_of(alice, "team", where=bob("online"))
+    bob_on_b.close()
+    next_of(alice, "team", where=bob("offline"))
+    next_of(alice, "team", where=bob("online"))
+    watcher = operator(b, ALICE)
+    deadline = time.monotonic() + 5
+    while True:
+        team = request(watcher, {"type": "team"}, "t")
+        members = {m["name"]: m["availability"] for m in team.get("team", [])}
+        if members.get("bob") == "online" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert members.get("bob") == "online", team
+    for desk in (alice, bob_on_a, watcher):
+        desk.close()
