@@ -19,6 +19,7 @@ from wsdaemon.interfaces import ISession
 from wsdaemon.strategies.api import StrategyContext
 from wsdaemon.strategies.operator.memory import MemoryStore
 from wsdaemon.strategies.operator.queue import OperatorQueue, OperatorSettings
+from wsdaemon.strategies.operator.strategy import OperatorStrategyFactory
 from wsdaemon.strategies.registry import BUILTIN_STRATEGIES, StrategyRegistry
 from wsdaemon.testing import RecordingSession, check_strategy
 
@@ -49,9 +50,13 @@ def test_every_builtin_has_a_contract_case() -> None:
 def test_builtin_meets_contract(name: str, tmp_path: Path) -> None:
     """Builtin meets contract."""
     factory = StrategyRegistry(plugins=lambda: []).resolve(name)
-    queue = OperatorQueue(OperatorSettings(store_path=tmp_path / "unused"), MemoryStore(), Clock())
-    queue.start()
-    check_strategy(factory, CONTRACT_OPTIONS[name], config_dir=tmp_path, operator_queue=queue)
+    if name == "operator":  # the assembly binds it to the daemon's queue
+        queue = OperatorQueue(OperatorSettings(store_path=tmp_path / "unused"), MemoryStore(),
+                              Clock())
+        queue.start()
+        factory = OperatorStrategyFactory(queue)
+    check_strategy(factory, CONTRACT_OPTIONS[name], config_dir=tmp_path,
+                   sections=frozenset({"operator"}))
 
 
 def test_thirdparty_meets_contract(tmp_path: Path) -> None:

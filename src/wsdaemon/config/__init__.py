@@ -232,7 +232,7 @@ def load_config(
         seen[route_path] = section
         protocol = _protocol_settings(reader, section, defaults)
         routes.append(_route(reader, section, route_path, protocol, registry,
-                             has_operator_queue=operator is not None, clock=clock))
+                             sections=frozenset(reader.parser.sections()), clock=clock))
     if operator is not None:
         for special in (operator.path, operator.console_path):
             clash = [r.path for r in routes

@@ -127,7 +127,7 @@ def _route(
     protocol: ProtocolSettings,
     registry: StrategyRegistry,
     *,
-    has_operator_queue: bool,
+    sections: frozenset[str],
     clock: IReactorTime | None = None,
 ) -> RouteConfig:
     if "strategy" not in reader.parser[section]:
@@ -146,8 +146,7 @@ def _route(
         if key not in _ROUTE_KEYS and key not in _PROTOCOL_KEYS and key not in IDENTITY_KEYS
     })
     try:
-        checked = _check_options(factory, options, reader.path.parent, path,
-                                 has_operator_queue, clock)
+        checked = _check_options(factory, options, reader.path.parent, path, sections, clock)
     except OptionError as e:
         if e.path is not None:
             where = str(e.path) if e.line is None else f"{e.path}:{e.line}"
@@ -176,7 +175,7 @@ class _NotAStrategyError(Exception):
 
 
 def _check_options(factory: IStrategyFactory, options: Mapping[str, str], config_dir: Path,
-                   route: str, has_operator_queue: bool, clock: IReactorTime | None) -> object:
+                   route: str, sections: frozenset[str], clock: IReactorTime | None) -> object:
     """
     The factory's own option check; for a factory without one, build a
     strategy on a stopped clock and drop it (nothing it schedules runs).
@@ -185,7 +184,7 @@ def _check_options(factory: IStrategyFactory, options: Mapping[str, str], config
     """
     if IOptionCheck.providedBy(factory):
         checker: Any = factory
-        return checker.check(options, OptionContext(config_dir, route, has_operator_queue))
+        return checker.check(options, OptionContext(config_dir, route, sections))
     trial = factory.create(options, StrategyContext(clock=clock or Clock(),
                                                     config_dir=config_dir, route=route))
     if not IReplyStrategy.providedBy(trial):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -36,7 +36,7 @@ from wsdaemon.connections import accel, directwrite, frames
 from wsdaemon.connections.identity import with_secret
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.route import Route
-from wsdaemon.interfaces import IReplyStrategy
+from wsdaemon.interfaces import IReplyStrategy, IStrategyFactory
 from wsdaemon.internals import Reach, check
 from wsdaemon.server import poll
 from wsdaemon.server.admin import AdminSite
@@ -48,6 +48,7 @@ from wsdaemon.strategies.api import StrategyContext
 from wsdaemon.strategies.operator.ports import IOperatorQueue
 from wsdaemon.strategies.operator.queue import OperatorQueue
 from wsdaemon.strategies.operator.store import SQLiteStore
+from wsdaemon.strategies.operator.strategy import OperatorStrategyFactory
 from wsdaemon.strategies.registry import StrategyRegistry
 from wsdaemon.support.component import SupportComponent
 
@@ -169,10 +170,12 @@ class Assembly:
                               section=route.section, key="identity_secret_file") from None
         spec = route.strategy
         context = StrategyContext(clock=self.reactor, config_dir=config.path.parent,
-                                  route=route.path, operator_queue=queue, checked=spec.checked)
-        # A component serves its own strategies (the support component: the
-        # operator strategy on its conversations).
-        served = support.strategies if support is not None else {}
+                                  route=route.path, checked=spec.checked)
+        # The operator feature serves its own strategy, bound to what it
+        # runs on: the support component's conversations, or the queue.
+        served: Mapping[str, IStrategyFactory] = (
+            support.strategies if support is not None
+            else {"operator": OperatorStrategyFactory(queue)} if queue is not None else {})
         try:
             factory = served.get(spec.name) or self.registry.resolve(spec.name)
             strategy = factory.create(spec.options, context)

@@ -53,8 +53,6 @@ class StrategyContext:
     @ivar clock: the only source of time and timers a strategy may use.
     @ivar config_dir: the directory of the INI file, for relative paths.
     @ivar route: the URL path the strategy serves.
-    @ivar operator_queue: not part of the API: the built-in operator
-        strategy's queue (issue 22 takes it out of the context).
     @ivar checked: what the factory's C{check} returned for these options
         when the config was read (see L{wsdaemon.interfaces.IOptionCheck}),
         or None: then C{create} checks the options itself.
@@ -63,7 +61,6 @@ class StrategyContext:
     clock: IReactorTime
     config_dir: Path
     route: str
-    operator_queue: object = None
     checked: object = None
 
 
@@ -74,13 +71,14 @@ class OptionContext:
 
     @ivar config_dir: the directory of the INI file, for relative paths.
     @ivar route: the URL path the strategy will serve.
-    @ivar has_operator_queue: not part of the API: whether the config has
-        an [operator] section, for the built-in operator strategy.
+    @ivar sections: the names of the config file's sections (C{operator},
+        C{route:/chat}...), so that a check can say what else a strategy
+        needs ("needs an [operator] section").
     """
 
     config_dir: Path
     route: str
-    has_operator_queue: bool = False
+    sections: frozenset[str] = frozenset()
 
 
 def reject_unknown_options(options: Mapping[str, str], known: Iterable[str]) -> None:

@@ -354,16 +354,16 @@ class ConversationStrategyFactory:
         if "ack_message" in options:
             raise OptionError("ack_message", _ACK_MOVED)
         reject_unknown_options(options, (*OPTIONS, *BOT_OPTIONS))
-        if self.support is None and not context.has_operator_queue:
+        if self.support is None and "operator" not in context.sections:
             raise OptionError(None, _NEEDS_OPERATOR)
         return visitor_identity(options, context.config_dir)
 
     def create(self, options: Mapping[str, str],
                context: StrategyContext) -> ConversationStrategy:
-        identity = self._identity(options, OptionContext(context.config_dir, context.route,
-                                                         True))
+        built = OptionContext(context.config_dir, context.route, frozenset({"operator"}))
+        identity = self._identity(options, built)
         bot = context.checked if isinstance(context.checked, BotSettings) else \
-            bot_settings(options, OptionContext(context.config_dir, context.route, True))
+            bot_settings(options, built)
         support = support_of(self.support, context)
         bots = support.bots
         if bot is not None:

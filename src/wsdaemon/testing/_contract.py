@@ -110,7 +110,7 @@ def check_strategy(
     options: Mapping[str, str],
     config_dir: Path,
     messages: tuple[str | bytes, ...] = ("hello", "你好，世界", "", b"\x00\xff"),
-    operator_queue: object = None,
+    sections: frozenset[str] = frozenset(),
 ) -> None:
     """
     Assert that C{factory} and the strategy it builds meet the contract:
@@ -121,14 +121,15 @@ def check_strategy(
     the test clock, with a valid reply, not fail), and leave no timer
     behind once the connection closes.
 
+    @param sections: the config's section names the factory's option check
+        sees (L{OptionContext.sections}).
     @raise AssertionError: naming what is broken.
     """
     assert verifyObject(IStrategyFactory, factory)
     assert isinstance(factory.name, str) and factory.name, "factory.name must be a str"
     assert isinstance(factory.description, str), "factory.description must be a str"
     clock = Clock()
-    context = StrategyContext(clock=clock, config_dir=config_dir, route="/test",
-                              operator_queue=operator_queue)
+    context = StrategyContext(clock=clock, config_dir=config_dir, route="/test")
 
     bogus = dict(options, **{"no-such-option-xyz": "1"})
     try:
@@ -142,7 +143,7 @@ def check_strategy(
         checker: Any = factory
         assert verifyObject(IOptionCheck, checker)
         option_context = OptionContext(config_dir=config_dir, route="/test",
-                                       has_operator_queue=operator_queue is not None)
+                                       sections=sections)
         try:
             checker.check(MappingProxyType(bogus), option_context)
         except OptionError as e:

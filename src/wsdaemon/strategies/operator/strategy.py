@@ -117,8 +117,17 @@ class OperatorStrategy:
 
 @implementer(IStrategyFactory, IOptionCheck)
 class OperatorStrategyFactory:
+    """
+    @param queue: the operator queue the routes' strategies put messages
+        in (the assembly binds it; unbound, the factory checks options
+        only).
+    """
+
     name = "operator"
     description = "messages queue up for human operators (terminal or web console)"
+
+    def __init__(self, queue: IOperatorQueue | None = None) -> None:
+        self.queue = queue
 
     def check(self, options: Mapping[str, str], context: OptionContext) -> str:
         """
@@ -128,17 +137,18 @@ class OperatorStrategyFactory:
             raise OptionError("bot", "a bot answers conversations first: it needs model = "
                               "conversations in [operator] (the queue has no bot)")
         reject_unknown_options(options, {"ack_message"})
-        if not context.has_operator_queue:
+        if "operator" not in context.sections:
             raise OptionError(None, _NEEDS_OPERATOR)
         ack = options.get("ack_message", DEFAULT_ACK)
         _check_ack(ack)
         return ack
 
     def create(self, options: Mapping[str, str], context: StrategyContext) -> OperatorStrategy:
-        queue = context.operator_queue
-        if not IOperatorQueue.providedBy(queue):
+        queue = self.queue
+        if queue is None or not IOperatorQueue.providedBy(queue):
             raise OptionError(None, _NEEDS_OPERATOR)
         ack = context.checked
         if not isinstance(ack, str):
-            ack = self.check(options, OptionContext(context.config_dir, context.route, True))
+            ack = self.check(options, OptionContext(context.config_dir, context.route,
+                                                    frozenset({"operator"})))
         return OperatorStrategy(queue, ack)
