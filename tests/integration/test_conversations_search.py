@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,8 @@ def ok(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_resolved_conversations_are_found_after_a_restart(config: Path) -> None:
-    """Two resolved conversations, the daemon restarted: found by a word of
+    """Two resolved conversations, the daemon restarted on the file without
+    its index (built at start, logged with its counts): found by a word of
     either side's text, by email (the visitor's details), by a note only
     when asked; a page at a time, most recent first; a hit opened by the
     alias it came with; bad searches refused saying why."""
@@ -119,8 +121,16 @@ def test_resolved_conversations_are_found_after_a_restart(config: Path) -> None:
                 ok(request(desk, {"type": "resolve", "conversation": ids[visitor]}))
     finally:
         assert daemon.stop() == 0
+    # As an older release left the file: no index. The restart builds it, and says so.
+    db = sqlite3.connect(config.parent / "conversations.sqlite3")
+    with db:
+        db.execute("DROP TABLE conversation_search")
+        db.execute("DELETE FROM wsdaemon_migrations WHERE name = 'search-index-1'")
+    db.close()
     again = Daemon(config)
     try:
+        log = again.wait_for_log("search index of", timeout=10)
+        assert "built: 2 conversations, 3 messages, 1 notes in" in log
         with operator(again) as desk:
             assert ok(request(desk, {"type": "conversations"}))["conversations"] == []
             both = ok(request(desk, {"type": "search", "text": "refund"}))
