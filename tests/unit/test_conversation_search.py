@@ -343,3 +343,26 @@ def test_live_search_without_an_index() -> None:
             for f in live_search(desk.inbox.conversations(), query("SHIPPING")).found] \
         == [cid("v2")]
     assert live_search(desk.inbox.conversations(), query("refund")).found == ()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_build_cut_short_is_done_again_whole(path: Path) -> Generator[Any, Any, None]:
+    """An index without its migration row (a build cut short, rows half
+    written) is built again from nothing at open: every row once."""
+    store = yield filled(path)
+    yield store.close()
+    db = sqlite3.connect(path)
+    whole = db.execute("SELECT count(*) FROM conversation_search").fetchone()[0]
+    with db:
+        db.execute("DELETE FROM conversation_search WHERE rowid = "
+                   "(SELECT max(rowid) FROM conversation_search)")
+        db.execute("DELETE FROM wsdaemon_migrations WHERE name = ?", (MIGRATION,))
+    db.close()
+    store = store_at(path)
+    yield store.open()
+    assert (yield store.search(query("refund"))).total == 1
+    yield store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM conversation_search").fetchone()[0] == whole
+    assert db.execute("SELECT count(*) FROM conversation_search_about").fetchone()[0] == 2
+    db.close()
