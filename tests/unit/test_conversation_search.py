@@ -254,6 +254,29 @@ def test_bounded_in_time(path: Path) -> Generator[Any, Any, None]:
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_statement_past_the_time_bound_is_interrupted(
+        path: Path) -> Generator[Any, Any, None]:
+    """The clock is looked at inside a long statement too: past the bound
+    SQLite interrupts it, and the answer is partial (not an error); the
+    next search, in time, is whole."""
+    store = yield filled(path)
+    late = [False]
+    store._search.progress_ops = 1
+
+    def clock_jumps() -> float:
+        value = 100.0 if late[0] else 0.0
+        late[0] = True
+        return value
+
+    store._search._clock = clock_jumps
+    found = yield store.search(query("refund"))
+    assert found.partial and found.found == ()
+    store._search._clock = lambda: 0.0
+    assert not (yield store.search(query("refund"))).partial
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
 def test_search_syntax_is_taken_literally(path: Path) -> Generator[Any, Any, None]:
     """Quotes, operators, column filters and stars in what an operator
     types are words, never FTS5 syntax (no error, no other column)."""

@@ -185,6 +185,8 @@ class SQLiteSearch:
         self._clock = clock
         self.scan_rows = scan_rows
         self.seconds = seconds
+        #: SQLite steps between two looks at the clock during one statement.
+        self.progress_ops = 10_000
         self._pool = ThreadPool(minthreads=0, maxthreads=1, name="wsdaemon-search")
         self._db: sqlite3.Connection | None = None
         self._started = False
@@ -225,8 +227,8 @@ class SQLiteSearch:
     def _search(self, query: SearchQuery) -> SearchResult:
         db = self._connection()
         deadline = self._clock() + self.seconds
-        db.set_progress_handler(lambda: int(self._clock() > deadline), 10_000)
         db.execute("BEGIN")  # one snapshot for the matches, their rows and snippets
+        db.set_progress_handler(lambda: int(self._clock() > deadline), self.progress_ops)
         try:
             expression = fts_expression(query.terms, query.notes)
             matches, partial = self._matches(db, expression, deadline)
@@ -242,18 +244,19 @@ class SQLiteSearch:
                 len(keys), len(rest) > query.limit, partial, "all")
         finally:
             db.set_progress_handler(None, 0)
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # (an interrupted statement may have ended it)
+                db.execute("ROLLBACK")
 
     def _matches(self, db: sqlite3.Connection, expression: str,
                  deadline: float) -> tuple[dict[str, list[_Match]], bool]:
         """The newest matches of each conversation, and whether the walk was cut short."""
         matches: dict[str, list[_Match]] = {}
         scanned = 0
-        cursor = db.execute(
-            "SELECT rowid, conversation_id, kind, number FROM conversation_search "
-            "WHERE conversation_search MATCH ? ORDER BY rowid DESC LIMIT ?",
-            (expression, self.scan_rows + 1))
         try:
+            cursor = db.execute(
+                "SELECT rowid, conversation_id, kind, number FROM conversation_search "
+                "WHERE conversation_search MATCH ? ORDER BY rowid DESC LIMIT ?",
+                (expression, self.scan_rows + 1))
             while rows := cursor.fetchmany(256):
                 for rowid, key, kind, number in rows:
                     scanned += 1
