@@ -144,11 +144,14 @@ def test_resolved_conversations_are_found_after_a_restart(config: Path) -> None:
             assert newest["snippet"] == "Your refunds were sent today."
             assert [newest["snippet"][a:b] for a, b in newest["marks"]] == ["refunds"]
             assert jane_hits[1]["seq"] == 1
-            first = ok(request(desk, {"type": "search", "text": "refund", "limit": 1}))
+            assert ok(request(desk, {"type": "search", "text": "refund",
+                                     "status": "open"}))["results"] == []
+            first = ok(request(desk, {"type": "search", "text": "refund", "limit": 1,
+                                      "status": "resolved"}))
             assert [r["conversation"]["visitor"] for r in first["results"]] == [jane]
             assert first["more"] and first["next"]
             second = ok(request(desk, {"type": "search", "text": "refund", "limit": 1,
-                                       "after": first["next"]}))
+                                       "status": "resolved", "after": first["next"]}))
             assert [r["conversation"]["visitor"] for r in second["results"]] == [bob]
             assert not second["more"] and second["next"] is None
             by_order = ok(request(desk, {"type": "search", "text": "a-1234"}))
@@ -170,7 +173,8 @@ def test_resolved_conversations_are_found_after_a_restart(config: Path) -> None:
             for bad, said in (({"text": ""}, "'text'"), ({"text": "refund", "limit": 51},
                                                          "'limit'"),
                               ({"text": "refund", "after": "x"}, "'after'"),
-                              ({"text": "?!"}, "no word")):
+                              ({"text": "?!"}, "no word"),
+                              ({"text": "refund", "status": "closed"}, "'status'")):
                 refused = request(desk, {"type": "search", **bad})
                 assert refused["type"] == "error" and said in refused["error"], refused
     finally:

@@ -140,6 +140,8 @@ def test_resolved_conversation_found_by_a_word_and_by_email(
     assert [hit.to_json()["kind"], "seq" in hit.to_json()] == ["visitor", False]
     by_alias = yield store.search(query(alias_for("v2").split()[1]))
     assert cid("v2") in [f.conversation.conversation_id for f in by_alias.found]
+    assert (yield store.search(query("refund", status="resolved"))).total == 1
+    assert (yield store.search(query("refund", status="open"))).total == 0
     nothing = yield store.search(query("refund parcel"))
     assert nothing.found == () and nothing.total == 0
     yield store.close()
@@ -335,6 +337,7 @@ def test_index_built_at_open_for_an_older_file(path: Path) -> Generator[Any, Any
     ({"text": "a", "limit": True}, "'limit'"),
     ({"text": "a", "after": [1, 2]}, "'after'"),
     ({"text": "a", "after": [float("nan"), "x"]}, "'after'"),
+    ({"text": "a", "status": "closed"}, "'status'"),
 ])
 def test_bad_requests_refused(request_fields: dict[str, Any], error: str) -> None:
     """What a search may not ask is refused saying which field and why."""
@@ -366,6 +369,8 @@ def test_live_search_without_an_index() -> None:
             for f in live_search(desk.inbox.conversations(), query("SHIPPING")).found] \
         == [cid("v2")]
     assert live_search(desk.inbox.conversations(), query("refund")).found == ()
+    assert live_search(desk.inbox.conversations(), query("parcel", status="snoozed")).found \
+        == ()
 
 
 @pytest_twisted.inlineCallbacks

@@ -22,15 +22,18 @@ HOSTILE = "refund \x1b]0;pwned\x07\x1b[2J\nfake line\u202e"
 
 
 def test_search_command_becomes_the_request() -> None:
-    """`search TEXT` and `search --notes TEXT`; without text, the usage."""
+    """`search TEXT`, `search --notes TEXT`, `search --resolved TEXT`;
+    without text, or with a flag it does not know, the usage."""
     assert search_request("refund A-1234") == {"type": "search", "text": "refund A-1234"}
     assert search_request("--notes voucher") == {"type": "search", "text": "voucher",
                                                  "notes": True}
-    for bad in ("", "--notes", "--notesy x"):
+    assert search_request("--resolved --notes jane@example.com") == {
+        "type": "search", "text": "jane@example.com", "notes": True, "status": "resolved"}
+    for bad in ("", "--notes", "--notesy x", "--open --resolved x"):
         try:
             search_request(bad)
         except ValueError as e:
-            assert "usage: search [--notes] TEXT" in str(e)
+            assert "usage: search [--notes] [--open|--snoozed|--resolved] TEXT" in str(e)
         else:
             raise AssertionError(bad)
 

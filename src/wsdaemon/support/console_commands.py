@@ -19,7 +19,8 @@ commands (#REF: a conversation's alias, id, or a unique prefix of either,
 e.g. #4821 or #td4n; without it, the conversation you opened last):
   list [mine|unassigned|all] [snoozed] [label:NAME] [TEXT]
                            conversations, most waiting first
-  search [--notes] TEXT    every conversation, resolved ones too, whose messages
+  search [--notes] [--open|--snoozed|--resolved] TEXT
+                           every conversation, resolved ones too, whose messages
                            (notes too with --notes) or visitor's name, email,
                            alias or labels hold every word; most recent first
   more                     the next page of the last list or search
@@ -88,11 +89,18 @@ def list_request(rest: str) -> dict[str, Any]:
 
 
 def search_request(rest: str) -> dict[str, Any]:
-    """The request of C{search [--notes] TEXT}."""
-    notes, _, text = rest.partition(" ") if rest.startswith("--notes") else ("", "", rest)
-    if notes not in ("", "--notes") or not text.strip():
-        raise ValueError("usage: search [--notes] TEXT")
-    request: dict[str, Any] = {"type": "search", "text": text.strip()}
-    if notes:
-        request["notes"] = True
+    """The request of C{search [--notes] [--open|--snoozed|--resolved] TEXT}."""
+    request: dict[str, Any] = {"type": "search"}
+    words = rest.split()
+    while words and words[0].startswith("--"):
+        flag = words.pop(0)
+        if flag == "--notes":
+            request["notes"] = True
+        elif flag in ("--open", "--snoozed", "--resolved") and "status" not in request:
+            request["status"] = flag[2:]
+        else:
+            raise ValueError("usage: search [--notes] [--open|--snoozed|--resolved] TEXT")
+    if not words:
+        raise ValueError("usage: search [--notes] [--open|--snoozed|--resolved] TEXT")
+    request["text"] = " ".join(words)
     return request

@@ -63,12 +63,15 @@ class SearchQuery:
         C{*}: any word starting so).
     @ivar notes: whether operators' private notes are searched too.
     @ivar after: the C{next} of the previous page: (last activity, id).
+    @ivar status: only conversations in this state (C{open}, C{snoozed},
+        C{resolved}), or None: any.
     """
 
     terms: tuple[str, ...]
     notes: bool = False
     limit: int = MAX_LIMIT
     after: tuple[float, str] | None = None
+    status: str | None = None
 
     @classmethod
     def from_request(cls, request: dict[str, Any]) -> SearchQuery:
@@ -97,7 +100,10 @@ class SearchQuery:
                     and math.isfinite(after[0]) and isinstance(after[1], str)):
                 raise SearchError("'after' must be the 'next' of the previous page")
             after = (float(after[0]), after[1])
-        return cls(terms, notes, limit, after)
+        status = request.get("status")
+        if status not in (None, "open", "snoozed", "resolved"):
+            raise SearchError("'status' must be 'open', 'snoozed' or 'resolved' (or absent)")
+        return cls(terms, notes, limit, after, status)
 
 
 def search_terms(text: str) -> tuple[str, ...]:
@@ -270,6 +276,7 @@ def live_search(conversations: Iterable[Conversation], query: SearchQuery,
         return all(word in folded for word in words)
 
     matching = sorted((c for c in conversations if c.status is not Status.RESOLVED
+                       and (query.status is None or c.status == query.status)
                        and (holds(c.preview) or holds(about(c)))), key=newest_first)
     start = after_key(query.after)
     rest = [c for c in matching if start is None or newest_first(c) > start]

@@ -234,7 +234,7 @@ class SQLiteSearch:
             matches, partial = self._matches(db, expression, deadline)
             db.set_progress_handler(None, 0)
             # Ordered by their keys alone; only the page's rows are read whole.
-            keys = sorted(self._activity(db, list(matches)))
+            keys = sorted(self._activity(db, list(matches), query.status))
             start = after_key(query.after)
             rest = [k for k in keys if start is None or k > start]
             shown = self._conversations(db, [key for _, key in rest[:query.limit]])
@@ -274,14 +274,19 @@ class SQLiteSearch:
         return matches, False
 
     @staticmethod
-    def _activity(db: sqlite3.Connection, keys: list[str]) -> list[tuple[float, str]]:
-        """(minus last activity, id) of each conversation: most recent first when sorted."""
+    def _activity(db: sqlite3.Connection, keys: list[str],
+                  status: str | None) -> list[tuple[float, str]]:
+        """
+        (minus last activity, id) of each conversation (in C{status}, if
+        given): most recent first when sorted.
+        """
         found: list[tuple[float, str]] = []
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            found += [(-at, key) for key, at in db.execute(
-                "SELECT conversation_id, last_activity_at FROM conversations WHERE "
-                f"conversation_id IN ({', '.join('?' * len(chunk))})", chunk)]
+            found += [(-at, key) for key, at, state in db.execute(
+                "SELECT conversation_id, last_activity_at, status FROM conversations WHERE "
+                f"conversation_id IN ({', '.join('?' * len(chunk))})", chunk)
+                if status is None or state == status]
         return found
 
     @staticmethod
