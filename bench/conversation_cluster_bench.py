@@ -99,6 +99,13 @@ def conversations(config: Path) -> None:
 
 
 class ConversationSetup(Setup):
+    def __init__(self, directory: Path) -> None:
+        try:
+            super().__init__(directory)
+        except BaseException:
+            self.stop()  # what did start (Redis, a daemon) does not outlive the run
+            raise
+
     def _daemon(self, path: Path, name: str) -> str:
         conversations(path)
         return super()._daemon(path, name)
