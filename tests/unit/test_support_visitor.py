@@ -40,6 +40,7 @@ from wsdaemon.interfaces import IHandshakeHook, IReplyStrategy
 from wsdaemon.records import HandshakeRequest
 from wsdaemon.strategies.api import OptionContext, OptionError, StrategyContext
 from wsdaemon.support.driver import ConversationDriver
+from wsdaemon.support.reply_times import DAY, MAX_SAMPLES, ReplyTimes
 from wsdaemon.support.visitor import (
     MAX_BAD_REQUESTS,
     NOT_STORED,
@@ -310,7 +311,54 @@ def test_structured_hello_welcome() -> None:
     desk = Desk()
     client = desk.structured()
     assert frames(client) == [{"type": "welcome", "visitor": "v1", "status": None,
-                               "operators_available": False, "messages": [], "more": False}]
+                               "operators_available": False, "reply_within": None,
+                               "read_upto": 0, "typing": [], "messages": [],
+                               "more": False}]
+
+
+def test_welcome_says_how_soon_how_far_read_and_who_types() -> None:
+    """A reconnecting visitor learns at once what it would otherwise wait
+    for: the route's usual first response, how far operators have read,
+    who is typing (by display name); availability frames carry the usual
+    first response too."""
+    desk = Desk()
+    times = ReplyTimes(desk.clock)
+    desk.support.visitors.reply_within = times.reply_within
+    desk.support.visitors.display_names = {"alice": "Alice Martin"}
+    first = desk.structured()
+    send(first, {"type": "message", "id": "c-1", "text": "Hello?"})
+    desk.submit(OperatorRead(cid("v1"), "alice", 1))
+    desk.submit(OperatorTyping(cid("v1"), "alice", True, display_name="Alice Martin"))
+    times.observe(ROUTE, 150.0)
+    times.observe(ROUTE, 90.0)
+    times.observe(ROUTE, 3000.0)
+    again = desk.structured()
+    welcome = frames(again)[0]
+    assert (welcome["reply_within"], welcome["read_upto"], welcome["typing"]) == (
+        150.0, 1, ["Alice Martin"])
+    frames(first)
+    desk.online()
+    assert {"type": "availability", "available": True, "reply_within": 150.0} in frames(first)
+
+
+def test_reply_within_is_the_median_of_the_last_day() -> None:
+    """The median of the day's first responses, worked out again at most
+    once a minute; older ones drop out; bounded per route."""
+    clock = Clock()
+    times = ReplyTimes(clock)
+    assert times.reply_within("/r") is None
+    for seconds in (10.0, 20.0, 600.0):
+        times.observe("/r", seconds)
+    assert times.reply_within("/r") == 20.0
+    times.observe("/r", 700.0)
+    assert times.reply_within("/r") == 20.0, "cached for a minute"
+    clock.advance(61)
+    assert times.reply_within("/r") == 310.0
+    clock.advance(DAY)
+    assert times.reply_within("/r") is None, "a day later they are gone"
+    for n in range(MAX_SAMPLES + 5):
+        times.observe("/r", float(n))
+    assert len(times._samples["/r"]) == MAX_SAMPLES
 
 
 def test_structured_message_ack_and_notices() -> None:

@@ -40,6 +40,7 @@ from wsdaemon.support.ports import IConversationStore
 from wsdaemon.support.redis_feed import EVENTS_KEPT, ConversationFeed, FeedLink
 from wsdaemon.support.redis_store import RedisConversationStore
 from wsdaemon.support.redis_team import TeamLink, TeamPresence
+from wsdaemon.support.reply_times import ReplyTimes
 from wsdaemon.support.store import SQLiteConversationStore
 from wsdaemon.support.visitor import ConversationStrategyFactory
 from wsdaemon.support.visitors import VisitorSessions
@@ -101,9 +102,13 @@ class SupportComponent:
         inbox = Inbox(settings.conversations)
         self.visitors = VisitorSessions(inbox, reactor)
         self.visitors.display_names = dict(settings.display_names)
+        #: What visitors are told as "we usually reply within".
+        self.reply_times = ReplyTimes(reactor)
+        self.visitors.reply_within = self.reply_times.reply_within
         self.operators = OperatorHub(inbox, reactor,
                                      display_names=dict(settings.display_names))
         self.measures = ConversationMeasures()
+        self.measures.on_first_response = self.reply_times.observe
         #: The routes' bots (route option bot): the driver's operator port,
         #: passing every notice on to the hub.
         self.bots = Bots(self.operators, reactor, visitors=self.visitors)

@@ -84,8 +84,13 @@ class ConversationMeasures:
 
     def __init__(self) -> None:
         self.histograms: dict[tuple[Measured, str], _Histogram] = {}
+        #: Told each first response (route, seconds): what visitors hear
+        #: as "we usually reply within" (L{wsdaemon.support.reply_times}).
+        self.on_first_response: Callable[[str, float], None] | None = None
 
     def observe(self, effect: Measure) -> None:
+        if effect.metric is Measured.FIRST_RESPONSE and self.on_first_response is not None:
+            self.on_first_response(effect.route, effect.seconds)
         route = effect.route
         if (effect.metric, route) not in self.histograms and len(
                 {r for _, r in self.histograms}) >= MAX_ROUTES:

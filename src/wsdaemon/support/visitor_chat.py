@@ -243,8 +243,15 @@ class ChatConnection:
         end = entries[-1]["seq"] if entries else after
         available = self._driver.inbox.team.available > 0
         status = str(conversation.status) if conversation is not None else None
-        self._visitors.send(connection, welcome_frame(status, available, entries, more,
-                                                      self._visitor))
+        read_upto, typing = 0, []
+        if conversation is not None:
+            read_upto = max((seq for _, seq in conversation.read_marks), default=0)
+            names = self._visitors.display_names
+            typing = [names.get(name, name) for name in conversation.operators_typing()]
+        self._visitors.send(connection, welcome_frame(
+            status, available, entries, more, self._visitor,
+            reply_within=self._visitors.reply_within(self._route), read_upto=read_upto,
+            typing=typing))
         connection.told_available = available
         self.hello = True
         self._visitors.synced(connection, after, end, more)

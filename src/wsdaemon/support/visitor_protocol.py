@@ -360,13 +360,21 @@ def page(messages: Sequence[Message], *, newest: bool = False,
 
 
 def welcome_frame(status: str | None, available: bool, messages: list[dict[str, Any]],
-                  more: bool, visitor: str | None = None) -> str:
+                  more: bool, visitor: str | None = None, *,
+                  reply_within: float | None = None, read_upto: int = 0,
+                  typing: list[str] | None = None) -> str:
     """
     @param visitor: the visitor's public id (what the site's backend signs
         for C{identify}).
+    @param reply_within: the route's median first response of the last
+        day, in seconds (None: none known).
+    @param read_upto: how far operators have read the thread (its seq).
+    @param typing: the names of the operators typing now.
     """
     return dumps({"type": "welcome", "visitor": visitor, "status": status,
-                  "operators_available": available, "messages": messages, "more": more})
+                  "operators_available": available, "reply_within": reply_within,
+                  "read_upto": read_upto, "typing": typing or [],
+                  "messages": messages, "more": more})
 
 
 def history_frame(messages: list[dict[str, Any]], more: bool) -> str:

@@ -45,7 +45,7 @@ committed, its team's availability).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -131,6 +131,9 @@ class VisitorSessions:
         #: sets them, and again on a reload): an indicator's end names the
         #: operator by login, and visitors see display names only.
         self.display_names: Mapping[str, str] = {}
+        #: A route's "we usually reply within" in seconds, or None (the
+        #: support component gives L{wsdaemon.support.reply_times}'s).
+        self.reply_within: Callable[[str], float | None] = lambda route: None
         self._sweep: list[str] = []
         self._sweep_call: IDelayedCall | None = None
 
@@ -279,12 +282,16 @@ class VisitorSessions:
             return
         batch, self._sweep = self._sweep[:self.announce_batch], \
             self._sweep[self.announce_batch:]
-        frame = availability_frame(available)
+        frames: dict[str, str] = {}  # one per route
         for session_id in batch:
             connection = self._structured.get(session_id)
             if connection is None or connection.told_available is available:
                 continue
             connection.told_available = available
+            frame = frames.get(connection.route)
+            if frame is None:
+                frame = frames[connection.route] = availability_frame(
+                    available, self.reply_within(connection.route))
             connection.write(frame, None)
         if self._sweep:
             self._sweep_call = self._clock.callLater(0, self._announce_some)
