@@ -142,7 +142,8 @@ REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("request_", REQUESTS)
+@pytest.mark.parametrize("request_", REQUESTS,
+                         ids=[f"request-{n}" for n in range(len(REQUESTS))])
 def test_answers_are_the_same_both_ways(request_: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     """Accepted, refused by onConnect (origin), refused by Autobahn (a bad
     version, no Upgrade): the same status and headers straight as through
@@ -171,7 +172,8 @@ UNUSUAL = [
 ]
 
 
-@pytest.mark.parametrize("request_", UNUSUAL)
+@pytest.mark.parametrize("request_", UNUSUAL,
+                         ids=[f"unusual-{n}" for n in range(len(UNUSUAL))])
 def test_anything_unusual_takes_twisted_webs_way(request_: bytes, straight: None) -> None:
     """What twisted.web might read otherwise (or refuse) is left to it."""
     site = Site()
