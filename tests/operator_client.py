@@ -41,3 +41,20 @@ class Operator:
 
     def close(self) -> None:
         self.ws.close()
+
+
+def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
+    """The next message of C{kind} on a protocol-2 connection (others skipped)."""
+    while True:
+        message = json.loads(ws.recv(timeout=timeout))
+        if message.get("type") == kind:
+            return message  # type: ignore[no-any-return]
+
+
+def request(ws: ClientConnection, payload: dict[str, Any], rid: str) -> dict[str, Any]:
+    """Send C{payload} with the id C{rid}; its answer (ok or error)."""
+    ws.send(json.dumps({"id": rid, **payload}))
+    while True:
+        message = json.loads(ws.recv(timeout=5))
+        if message.get("id") == rid and message.get("type") in ("ok", "error"):
+            return message  # type: ignore[no-any-return]

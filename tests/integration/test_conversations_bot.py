@@ -16,12 +16,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon, free_port
+from tests.operator_client import next_of, request
 
 pytestmark = pytest.mark.slow
 
@@ -88,19 +88,6 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         assert running.stop() == 0
 
 
-def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
-    while True:
-        message = json.loads(ws.recv(timeout=timeout))
-        if message.get("type") == kind:
-            return message
-
-
-def request(ws: ClientConnection, payload: dict[str, Any], rid: str) -> dict[str, Any]:
-    ws.send(json.dumps({"id": rid, **payload}))
-    while True:
-        message = json.loads(ws.recv(timeout=5))
-        if message.get("id") == rid and message.get("type") in ("ok", "error"):
-            return message
 
 
 def say(visitor: ClientConnection, text: str, cid: str) -> None:

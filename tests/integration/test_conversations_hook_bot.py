@@ -28,6 +28,7 @@ from standardwebhooks import Webhook
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import REPO, Daemon, free_port
+from tests.operator_client import next_of, request
 
 pytestmark = pytest.mark.slow
 
@@ -140,19 +141,6 @@ class Backend:
         self.server.server_close()
 
 
-def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
-    while True:
-        message = json.loads(ws.recv(timeout=timeout))
-        if message.get("type") == kind:
-            return message
-
-
-def request(ws: ClientConnection, payload: dict[str, Any], rid: str) -> dict[str, Any]:
-    ws.send(json.dumps({"id": rid, **payload}))
-    while True:
-        message = json.loads(ws.recv(timeout=5))
-        if message.get("id") == rid and message.get("type") in ("ok", "error"):
-            return message
 
 
 def say(visitor: ClientConnection, text: str, cid: str) -> None:

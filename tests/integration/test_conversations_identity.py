@@ -26,6 +26,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon, run_cli
+from tests.operator_client import next_of, request
 
 pytestmark = pytest.mark.slow
 
@@ -71,19 +72,6 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         assert running.stop() == 0
 
 
-def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
-    while True:
-        message = json.loads(ws.recv(timeout=timeout))
-        if message.get("type") == kind:
-            return message
-
-
-def request(ws: ClientConnection, payload: dict[str, Any], rid: str) -> dict[str, Any]:
-    ws.send(json.dumps({"id": rid, **payload}))
-    while True:
-        message = json.loads(ws.recv(timeout=5))
-        if message.get("id") == rid and message.get("type") in ("ok", "error"):
-            return message
 
 
 def operator(daemon: Daemon) -> ClientConnection:
