@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
@@ -43,18 +44,68 @@ class Operator:
         self.ws.close()
 
 
-def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
-    """The next message of C{kind} on a protocol-2 connection (others skipped)."""
+#: The structured visitor protocol's subprotocol.
+CHAT = "wsdaemon.chat.v1"
+
+
+def next_of(ws: ClientConnection, kind: str, timeout: float = 5,
+            where: Callable[[dict[str, Any]], bool] = lambda _: True,
+            seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """
+    The next message of C{kind} that C{where} accepts on a protocol-2 (or
+    structured visitor) connection; others are skipped, and every one read
+    is added to C{seen}.
+    """
     while True:
         message = json.loads(ws.recv(timeout=timeout))
-        if message.get("type") == kind:
+        if seen is not None:
+            seen.append(message)
+        if message.get("type") == kind and where(message):
             return message  # type: ignore[no-any-return]
 
 
-def request(ws: ClientConnection, payload: dict[str, Any], rid: str) -> dict[str, Any]:
+def request(ws: ClientConnection, payload: dict[str, Any], rid: str = "r1") -> dict[str, Any]:
     """Send C{payload} with the id C{rid}; its answer (ok or error)."""
     ws.send(json.dumps({"id": rid, **payload}))
     while True:
         message = json.loads(ws.recv(timeout=5))
         if message.get("id") == rid and message.get("type") in ("ok", "error"):
             return message  # type: ignore[no-any-return]
+
+
+def operator_desk(daemon: Daemon, token: str, path: str = "/operator") -> ClientConnection:
+    """An operator's protocol-2 connection, its C{hello} read."""
+    ws = connect(f"{daemon.url}{path}", additional_headers={"Authorization": f"Bearer {token}"})
+    hello = next_of(ws, "hello")
+    assert hello["protocol"] == 2, hello
+    return ws
+
+
+def the_conversation(ws: ClientConnection, timeout: float = 5) -> str:
+    """The one conversation the operator lists (waiting up to C{timeout} for it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = request(ws, {"type": "conversations", "view": "all"}, "list")
+        assert listed["type"] == "ok", listed
+        if listed["conversations"] or time.monotonic() > deadline:
+            [summary] = listed["conversations"]
+            return str(summary["id"])
+        time.sleep(0.05)
+
+
+def structured(daemon: Daemon, cookie: str | None = None,
+               path: str = "/support") -> ClientConnection:
+    """A visitor speaking the structured protocol, with C{cookie} if given."""
+    headers = {"Cookie": cookie} if cookie else {}
+    ws = connect(f"{daemon.url}{path}", subprotocols=[CHAT],  # type: ignore[list-item]
+                 additional_headers=headers)
+    assert ws.subprotocol == CHAT
+    return ws
+
+
+def cookie_of(ws: ClientConnection) -> str:
+    """The identity cookie the daemon issued (as a browser would keep it)."""
+    assert ws.response is not None
+    header = ws.response.headers.get("Set-Cookie", "")
+    assert header, "the daemon issues an identity cookie"
+    return header.split(";", 1)[0]

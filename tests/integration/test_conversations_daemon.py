@@ -18,6 +18,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon, free_port
+from tests.operator_client import next_of, request
 
 TOKEN = "alice-token-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -49,23 +50,6 @@ def setup(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 def operator(daemon: Daemon) -> ClientConnection:
     return connect(f"{daemon.url}/operator",
                    additional_headers={"Authorization": f"Bearer {TOKEN}"})
-
-
-def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
-    """The next message of C{kind} (events of other kinds are skipped)."""
-    while True:
-        message = json.loads(ws.recv(timeout=timeout))
-        if message.get("type") == kind:
-            return message
-
-
-def request(ws: ClientConnection, payload: dict[str, Any]) -> dict[str, Any]:
-    """Send a request with an id; its answer (ok or error)."""
-    ws.send(json.dumps({"id": "r1", **payload}))
-    while True:
-        message = json.loads(ws.recv(timeout=5))
-        if message.get("id") == "r1" and message.get("type") in ("ok", "error"):
-            return message
 
 
 def admin_get(port: int, path: str) -> str:

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon, free_port
+from tests.operator_client import cookie_of, next_of, request, structured, the_conversation
+from tests.operator_client import operator_desk as operator
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -98,61 +99,6 @@ def admin_health(daemon: Daemon) -> dict[str, Any]:
                                       headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     with urllib.request.urlopen(request, timeout=5) as answer:
         return dict(json.loads(answer.read().decode())["conversations"])
-
-
-def operator(daemon: Daemon, token: str) -> ClientConnection:
-    desk = connect(f"{daemon.url}/operator",
-                   additional_headers={"Authorization": f"Bearer {token}"})
-    hello = next_of(desk, "hello")
-    assert hello["protocol"] == 2
-    return desk
-
-
-def next_of(ws: ClientConnection, kind: str, timeout: float = 5,
-            where: Callable[[dict[str, Any]], bool] = lambda _: True,
-            seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """
-    The next message of C{kind} that C{where} accepts (others are skipped,
-    and every one read is added to C{seen}).
-    """
-    while True:
-        message = json.loads(ws.recv(timeout=timeout))
-        if seen is not None:
-            seen.append(message)
-        if message.get("type") == kind and where(message):
-            return message
-
-
-def request(ws: ClientConnection, payload: dict[str, Any], rid: str = "r1") -> dict[str, Any]:
-    ws.send(json.dumps({"id": rid, **payload}))
-    while True:
-        message = json.loads(ws.recv(timeout=5))
-        if message.get("id") == rid and message.get("type") in ("ok", "error"):
-            return message
-
-
-def the_conversation(desk: ClientConnection) -> str:
-    """The one conversation the operator lists (waiting for it to arrive)."""
-    deadline = time.monotonic() + 5
-    while True:
-        listed = request(desk, {"type": "conversations", "view": "all"}, "list")
-        if listed["conversations"] or time.monotonic() > deadline:
-            [summary] = listed["conversations"]
-            return str(summary["id"])
-        time.sleep(0.05)
-
-
-def structured(daemon: Daemon, cookie: str | None = None) -> ClientConnection:
-    headers = {"Cookie": cookie} if cookie else {}
-    ws = connect(f"{daemon.url}/support", subprotocols=[CHAT],  # type: ignore[list-item]
-                 additional_headers=headers)
-    assert ws.subprotocol == CHAT
-    return ws
-
-
-def cookie_of(ws: ClientConnection) -> str:
-    assert ws.response is not None
-    return ws.response.headers["Set-Cookie"].split(";", 1)[0]
 
 
 def test_visitor_on_a_operator_on_b(pair: tuple[Daemon, Daemon]) -> None:

@@ -23,6 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.daemon import Daemon
 from tests.integration.test_conversations_redis import ALICE as REDIS_ALICE
 from tests.integration.test_conversations_redis import config_text as redis_config
+from tests.operator_client import next_of, operator_desk, request
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -56,26 +57,8 @@ def config(tmp_path: Path) -> Iterator[Path]:
     yield path
 
 
-def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
-    while True:
-        message = json.loads(ws.recv(timeout=timeout))
-        if message.get("type") == kind:
-            return message
-
-
-def request(ws: ClientConnection, payload: dict[str, Any], rid: str = "r") -> dict[str, Any]:
-    ws.send(json.dumps({"id": rid, **payload}))
-    while True:
-        message = json.loads(ws.recv(timeout=5))
-        if message.get("id") == rid and message.get("type") in ("ok", "error"):
-            return message
-
-
 def operator(daemon: Daemon) -> ClientConnection:
-    desk = connect(f"{daemon.url}/operator",
-                   additional_headers={"Authorization": f"Bearer {TOKEN}"})
-    next_of(desk, "hello")
-    return desk
+    return operator_desk(daemon, TOKEN)
 
 
 def visitor_says(daemon: Daemon, text: str, email: str | None = None) -> str:
@@ -206,7 +189,4 @@ def test_on_redis_the_live_conversations_are_searched(redis_server: RedisServer,
 
 
 def operator_on_redis(daemon: Daemon) -> ClientConnection:
-    desk = connect(f"{daemon.url}/operator",
-                   additional_headers={"Authorization": f"Bearer {REDIS_ALICE}"})
-    next_of(desk, "hello")
-    return desk
+    return operator_desk(daemon, REDIS_ALICE)

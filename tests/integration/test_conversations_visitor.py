@@ -19,6 +19,14 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon
+from tests.operator_client import (
+    cookie_of,
+    next_of,
+    operator_desk,
+    request,
+    structured,
+    the_conversation,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -55,49 +63,8 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         assert running.stop() == 0
 
 
-def cookie_of(ws: ClientConnection) -> str:
-    """The identity cookie the daemon issued (as a browser would keep it)."""
-    assert ws.response is not None
-    header = ws.response.headers.get("Set-Cookie", "")
-    assert header, "the daemon issues an identity cookie"
-    return header.split(";", 1)[0]
-
-
 def operator(daemon: Daemon) -> ClientConnection:
-    desk = connect(f"{daemon.url}/operator",
-                   additional_headers={"Authorization": f"Bearer {TOKEN}"})
-    next_of(desk, "hello")
-    return desk
-
-
-def next_of(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
-    while True:
-        message = json.loads(ws.recv(timeout=timeout))
-        if message.get("type") == kind:
-            return message
-
-
-def request(ws: ClientConnection, payload: dict[str, Any], rid: str = "r1") -> dict[str, Any]:
-    ws.send(json.dumps({"id": rid, **payload}))
-    while True:
-        message = json.loads(ws.recv(timeout=5))
-        if message.get("id") == rid and message.get("type") in ("ok", "error"):
-            return message
-
-
-def the_conversation(desk: ClientConnection) -> str:
-    listed = request(desk, {"type": "conversations", "view": "all"}, "list")
-    assert listed["type"] == "ok", listed
-    [summary] = listed["conversations"]
-    return str(summary["id"])
-
-
-def structured(daemon: Daemon, cookie: str | None = None) -> ClientConnection:
-    headers = {"Cookie": cookie} if cookie else {}
-    ws = connect(f"{daemon.url}/support", subprotocols=[CHAT],  # type: ignore[list-item]
-                 additional_headers=headers)
-    assert ws.subprotocol == CHAT
-    return ws
+    return operator_desk(daemon, TOKEN)
 
 
 def thread_seqs(frames: list[dict[str, Any]]) -> list[int]:
