@@ -10,7 +10,8 @@ search without an index (a store such as Redis's: what the daemon holds).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +84,11 @@ def _close_stores() -> Generator[None, None, None]:
             pytest_twisted.blockon(store.close())
 
 
-def store_at(path: Path, **bounds: Any) -> SQLiteConversationStore:
+def store_at(path: Path, timer: Callable[[], float] = time.monotonic,
+             **bounds: Any) -> SQLiteConversationStore:
     from twisted.internet import reactor
 
-    store = SQLiteConversationStore(path, reactor)
+    store = SQLiteConversationStore(path, reactor, timer=timer)
     for key, value in bounds.items():
         setattr(store._search, key, value)
     _opened.append(store)
@@ -103,8 +105,9 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest_twisted.inlineCallbacks
-def filled(path: Path, **bounds: Any) -> Generator[Any, Any, SQLiteConversationStore]:
-    store = store_at(path, **bounds)
+def filled(path: Path, timer: Callable[[], float] = time.monotonic,
+           **bounds: Any) -> Generator[Any, Any, SQLiteConversationStore]:
+    store = store_at(path, timer, **bounds)
     yield store.open()
     for commit in support_desk()[1]:
         yield store.commit(commit)
@@ -261,19 +264,21 @@ def test_a_statement_past_the_time_bound_is_interrupted(
     """The clock is looked at inside a long statement too: past the bound
     SQLite interrupts it, and the answer is partial (not an error); the
     next search, in time, is whole."""
-    store = yield filled(path)
-    late = [False]
-    store._search.progress_ops = 1
+    clock = {"jumping": False, "late": False}
 
-    def clock_jumps() -> float:
-        value = 100.0 if late[0] else 0.0
-        late[0] = True
+    def timer() -> float:
+        # The store's own timer: once jumping, its second look is late.
+        if not clock["jumping"]:
+            return 0.0
+        value = 100.0 if clock["late"] else 0.0
+        clock["late"] = True
         return value
 
-    store._search._clock = clock_jumps
+    store = yield filled(path, timer, progress_ops=1)
+    clock["jumping"] = True
     found = yield store.search(query("refund"))
     assert found.partial and found.found == ()
-    store._search._clock = lambda: 0.0
+    clock["jumping"] = False
     assert not (yield store.search(query("refund"))).partial
     yield store.close()
 

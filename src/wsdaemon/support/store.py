@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +96,19 @@ class SQLiteConversationStore:
     @param reactor: for handing results back to the reactor thread, and
         the time the queue's items and messages were taken over.
     @param bounds: what a conversation taken over from the queue may hold.
+    @param timer: the clock the store's threads time their own work by (a
+        search's time bound, the index's build), read in those threads
+        where the reactor's clock is not theirs to read: monotonic seconds.
     """
 
-    def __init__(self, path: Path, reactor: Any, bounds: Bounds | None = None) -> None:
+    def __init__(self, path: Path, reactor: Any, bounds: Bounds | None = None,
+                 timer: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self._reactor = reactor
         self._bounds = bounds or Bounds()
         self._writer = SQLiteWriter(path, reactor, "wsdaemon-conversations")
-        self._search = SQLiteSearch(path, reactor, time.monotonic)
+        self._timer = timer
+        self._search = SQLiteSearch(path, reactor, timer)
 
     def open(self) -> Deferred[None]:
         now = float(self._reactor.seconds())
@@ -115,10 +121,10 @@ class SQLiteConversationStore:
                 db.execute("BEGIN IMMEDIATE")
                 add_missing_columns(db)
                 take_over_queue(db, self._bounds, now)
-            started = time.monotonic()
+            started = self._timer()
             counts = build_index(db, now)
             if counts is not None:
-                built.append((counts, time.monotonic() - started))
+                built.append((counts, self._timer() - started))
 
         def report(result: None) -> None:
             for counts, seconds in built:
