@@ -300,3 +300,23 @@ def test_wsdaemon_operator_speaks_what_the_greeting_says(protocol: int | None) -
         assert sent == [{"type": "list", "id": 1}]
     switch.stopping = True
     assert switch.current.stopping
+
+
+def test_the_greeting_counts_the_team_as_it_will_be_with_me() -> None:
+    """The greeting's team is from before this console's availability: the
+    count is the others online, and me as this console is about to be
+    (a second console of mine online counted once)."""
+    s = Scripted()
+    s.console.event({"type": "hello", "protocol": 2, "operator": "alice",
+                     "display_name": "Alice A.", "conversations": [], "total": 0,
+                     "more": False, "next": None,
+                     "team": [{"name": "alice", "availability": "offline"},
+                              {"name": "bob", "availability": "online"},
+                              {"name": "carol", "availability": "away"}]})
+    assert "0 open conversation(s), 2 operator(s) online (you: online)" in s.out.getvalue()
+    again = Scripted()
+    again.console.event({"type": "hello", "protocol": 2, "operator": "alice",
+                         "display_name": "Alice A.", "conversations": [], "total": 0,
+                         "more": False, "next": None,
+                         "team": [{"name": "alice", "availability": "online"}]})
+    assert "1 operator(s) online (you: online)" in again.out.getvalue()

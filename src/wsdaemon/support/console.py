@@ -162,9 +162,14 @@ class ConversationConsole:
         self.me = str(event.get("operator", ""))
         self.display_name = str(event.get("display_name") or self.me)
         team = event.get("team") or []
-        online = sum(1 for o in team if isinstance(o, dict) and o.get("availability") == "online")
+        # The team as it is once this console's availability (asked for
+        # just below) is taken: the others as the greeting says, and me.
+        others = sum(1 for o in team if isinstance(o, dict) and o.get("name") != self.me
+                     and o.get("availability") == "online")
+        online = others + (self.availability == "online")
         self.say(f"-- connected as {visible(self.display_name)} ({visible(self.me)}); "
-                 f"{event.get('total', 0)} open conversation(s), {online} operator(s) online")
+                 f"{event.get('total', 0)} open conversation(s), {online} operator(s) online "
+                 f"(you: {self.availability})")
         self._show_page(event, {"type": "conversations"})
         self._followups.append({"type": "availability", "availability": self.availability,
                                 "_then": lambda answer: None})
