@@ -39,44 +39,33 @@ delayed replies cancelled; the next message starts its counters again).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
-
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wsdaemon.conversations.effects import SignalVisitor
-from wsdaemon.conversations.errors import InvalidMove
-from wsdaemon.conversations.events import BotReply, Event, Handoff
+from wsdaemon.conversations.events import BotReply
 from wsdaemon.conversations.model import Conversation, Message
-from wsdaemon.escaping import visible
 from wsdaemon.interfaces import ISession
 from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
+from wsdaemon.support.bot_episodes import (
+    ASKED,
+    DEFAULT_MAX_EPISODES,
+    Count,
+    Episodes,
+    Signal,
+    Submit,
+)
 from wsdaemon.support.bot_settings import BotSettings, Unmatched
 
 __all__ = ["ASKED", "DEFAULT_MAX_EPISODES", "OUTCOMES", "UNMATCHED", "Count", "RouteBot",
            "Signal", "Submit"]
 
-_log = Logger(namespace="wsdaemon.support.bot")
-
-#: Episodes each route's bot remembers (its rules' counters, delayed replies).
-DEFAULT_MAX_EPISODES = 10_000
-#: The reasons operators read in the handoff's note.
-ASKED = "the visitor asked for a person ({phrase})"
+#: The reason operators read when no rule answered.
 UNMATCHED = "no rule of the bot answered the visitor's message"
 
 #: What the bots count per route (for /metrics): an episode the bot opened
 #: with, a reply sent, and each kind of handoff (a phrase, a rule's
 #: handoff, nothing answered, no bot).
 OUTCOMES = ("episode", "reply", "asked", "rule", "unmatched", "gone")
-
-Submit = Callable[[Event], "Deferred[Any]"]
-Count = Callable[[str, str], None]
-Signal = Callable[[SignalVisitor], None]
 
 
 @implementer(ISession)
@@ -136,43 +125,30 @@ class RouteBot:
                  max_episodes: int = DEFAULT_MAX_EPISODES,
                  count: Count | None = None, signal: Signal | None = None) -> None:
         self.route = route
-        self._signal = signal
-        self._count = count or (lambda route, outcome: None)
         self.settings = settings
         self._clock = clock
         self._submit = submit
-        self._max_episodes = max_episodes
         if settings.rules is None:
             raise ValueError("a bot of rules needs its rules (a backend bot is a HookBot)")
         self._rules = settings.rules
         self._engine = ScriptedStrategy(settings.rules, clock)
-        self._episodes: OrderedDict[str, _Episode] = OrderedDict()
-        self._full = False
+        self._episodes: Episodes[_Episode] = Episodes(
+            route, settings, submit, self._make, self._let_go, max_episodes, count, signal)
 
     def __len__(self) -> int:
         return len(self._episodes)
 
+    def _make(self, conversation: Conversation) -> _Episode:
+        return _Episode(self, conversation, self._clock.seconds())
+
     def heard(self, conversation: Conversation, message: Message) -> None:
         """A visitor's committed message on a conversation the bot has."""
-        key = conversation.conversation_id
-        episode = self._episodes.get(key)
-        if episode is not None and episode.opened_at != conversation.opened_at:
-            self.forget(key)
-            episode = None
-        if episode is not None and message.seq <= episode.last_seq:
-            return  # told twice
-        first = message.seq == conversation.unread_floor + 1
-        if first:
-            self._count(self.route, "episode")
-        phrase = self.settings.asked_for_person(message.body)
-        if phrase is not None:
-            self._hand_off(conversation.visitor, ASKED.format(phrase=phrase), "asked")
+        admitted = self._episodes.admit(conversation, message, self.forget)
+        if admitted is None:
             return
-        if episode is None:
-            episode = self._start(conversation, greet=first)
-        else:
-            self._episodes.move_to_end(key)
-        episode.last_seq = message.seq
+        episode = admitted.episode
+        if admitted.new and admitted.first:
+            self._greet(episode)
         before, now = episode.sent, self._clock.seconds()
         episode.answering = True
         try:
@@ -185,7 +161,7 @@ class RouteBot:
             episode.answering = False
         if rule is None:
             if self.settings.unmatched is Unmatched.HANDOFF:
-                self._hand_off(conversation.visitor, UNMATCHED, "unmatched")
+                self._episodes.hand_off(conversation.visitor, UNMATCHED, "unmatched")
             return
         # Its messages that wait for their delay (a plain reply: none).
         still = 0 if reply is not None or not rule.messages else \
@@ -195,41 +171,25 @@ class RouteBot:
         if rule.handoff is None:
             return
         if still <= 0:
-            self._hand_off(conversation.visitor, rule.handoff, "rule")
+            self._episodes.hand_off(conversation.visitor, rule.handoff, "rule")
         else:  # hand over once they have gone: as many, the last one due
             messages = rule.messages[:1] if rule.cycle else rule.messages
             episode.handoff = (rule.handoff, still, now + sum(m.delay for m in messages))
 
     def _waiting(self, episode: _Episode, more: int) -> None:
         if episode.waiting == 0:
-            self._typing(episode, True)
+            self._episodes.typing(episode.client_id, True)
         episode.waiting += more
 
-    def _typing(self, episode: _Episode, on: bool) -> None:
-        if self._signal is not None:
-            self._signal(SignalVisitor(self.route, episode.client_id, "typing", on=on,
-                                       name=self.settings.name))
-
-    def _start(self, conversation: Conversation, greet: bool) -> _Episode:
-        episode = _Episode(self, conversation, self._clock.seconds())
-        self._episodes[conversation.conversation_id] = episode
-        while len(self._episodes) > self._max_episodes:
-            if not self._full:  # once: at the bound, every new episode drops one
-                self._full = True
-                _log.info("bot on {route}: {count} episodes remembered, the least recently "
-                          "active are forgotten from now on", route=self.route,
-                          count=self._max_episodes)
-            self.forget(next(iter(self._episodes)))
-        if greet:
-            episode.answering = True
-            try:
-                self._engine.connection_opened(episode)
-            finally:
-                episode.answering = False
-            still = len(self._rules.greetings) - episode.sent
-            if still > 0:
-                self._waiting(episode, still)
-        return episode
+    def _greet(self, episode: _Episode) -> None:
+        episode.answering = True
+        try:
+            self._engine.connection_opened(episode)
+        finally:
+            episode.answering = False
+        still = len(self._rules.greetings) - episode.sent
+        if still > 0:
+            self._waiting(episode, still)
 
     def say(self, episode: _Episode, message: str | bytes) -> None:
         """One message of the rules: the bot's reply, stored and delivered."""
@@ -241,53 +201,42 @@ class RouteBot:
         if episode.waiting > 0 and not episode.answering:
             episode.waiting -= 1
             done_typing = episode.waiting == 0
+        visitor = episode.client_id
         if isinstance(message, str) and message.strip():
-            visitor = episode.client_id
             d = self._submit(BotReply(self.route, visitor, message, self.settings.name))
-            d.addErrback(self._failed, "reply", visitor)
-            self._count(self.route, "reply")
+            d.addErrback(self._episodes.refused, "reply", visitor)
+            self._episodes.count("reply")
             if done_typing:
-                d.addBoth(lambda _: self._typing(episode, False))
+                d.addBoth(lambda _: self._episodes.typing(visitor, False))
         elif done_typing:
-            self._typing(episode, False)
+            self._episodes.typing(visitor, False)
         if episode.handoff is not None and not episode.answering:
             # Another rule's delayed message may come first: the handoff
             # waits for as many messages as its rule sends, and its time.
             reason, still, due = episode.handoff
             if still <= 1 and self._clock.seconds() >= due:
                 episode.handoff = None
-                self._hand_off(episode.client_id, reason, "rule")
+                self._episodes.hand_off(visitor, reason, "rule")
             else:
                 episode.handoff = (reason, still - 1, due)
 
-    def _hand_off(self, visitor: str, reason: str, outcome: str) -> None:
-        d = self._submit(Handoff(self.route, visitor, reason))
-        d.addErrback(self._failed, "handoff", visitor)
-        self._count(self.route, outcome)
-
-    def _failed(self, failure: Failure, what: str, visitor: str) -> None:
-        if failure.check(InvalidMove):
-            # The operators took it meanwhile: the bot stays quiet.
-            _log.debug("bot on {route}: {what} refused: {why}", route=self.route, what=what,
-                       why=str(failure.value))
-            return
-        _log.failure("bot on {route}: its {what} for {visitor} was not stored", failure,
-                     route=self.route, what=what, visitor=visible(visitor))
-
     def forget(self, conversation_id: str) -> None:
         """The episode left the bot: its delayed replies are cancelled."""
-        episode = self._episodes.pop(conversation_id, None)
+        episode = self._episodes.pop(conversation_id)
         if episode is not None:
-            episode.is_open = False
-            self._engine.connection_closed(episode, None, "")
-            if episode.waiting > 0:
-                episode.waiting = 0
-                self._typing(episode, False)
+            self._let_go(episode)
+
+    def _let_go(self, episode: _Episode) -> None:
+        episode.is_open = False
+        self._engine.connection_closed(episode, None, "")
+        if episode.waiting > 0:
+            episode.waiting = 0
+            self._episodes.typing(episode.client_id, False)
 
     def close(self) -> None:
         """Every episode forgotten (the route's bot is replaced or gone)."""
-        for key in list(self._episodes):
-            self.forget(key)
+        for episode in self._episodes:
+            self.forget(episode.conversation_id)
 
     def stop(self) -> None:
         """
@@ -295,7 +244,7 @@ class RouteBot:
         delayed messages, is made now (those messages are lost with the
         episodes), so no visitor is left with a bot that meant to hand over.
         """
-        for episode in list(self._episodes.values()):
+        for episode in self._episodes:
             if episode.handoff is not None:
-                self._hand_off(episode.client_id, episode.handoff[0], "rule")
+                self._episodes.hand_off(episode.client_id, episode.handoff[0], "rule")
         self.close()

@@ -35,7 +35,7 @@ over).
 from __future__ import annotations
 
 import json
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
@@ -44,15 +44,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.conversations.aliases import alias_for
-from wsdaemon.conversations.effects import SignalVisitor
-from wsdaemon.conversations.errors import InvalidMove
-from wsdaemon.conversations.events import BotReply, Handoff
+from wsdaemon.conversations.events import BotReply
 from wsdaemon.conversations.model import Author, Conversation, Message
 from wsdaemon.escaping import visible
 from wsdaemon.strategies.webhook.client import Poster, Reply
 from wsdaemon.strategies.webhook.delivery import DeliveryError, deliver
 from wsdaemon.strategies.webhook.stats import HookStats
-from wsdaemon.support.bot import ASKED, DEFAULT_MAX_EPISODES, Count, Signal, Submit
+from wsdaemon.support.bot_episodes import DEFAULT_MAX_EPISODES, Count, Episodes, Signal, Submit
 from wsdaemon.support.bot_settings import BotSettings
 from wsdaemon.support.hook_bot_answer import BotAnswerError, parse_bot_answer
 
@@ -135,10 +133,9 @@ class HookBot:
         self._submit = submit
         self.poster = poster
         self._max_episodes = max_episodes
-        self._count = count or (lambda route, outcome: None)
-        self._signal = signal
         self._slots = DeferredSemaphore(self.backend.webhook.max_requests)
-        self._episodes: OrderedDict[str, _Episode] = OrderedDict()
+        self._episodes: Episodes[_Episode] = Episodes(
+            route, settings, submit, self._make, self._dropped, max_episodes, count, signal)
         self.hook_stats = HookStats()
         #: The backend failed and has not answered since (logged once).
         self.down = False
@@ -150,31 +147,18 @@ class HookBot:
 
     def heard(self, conversation: Conversation, message: Message) -> None:
         """A visitor's committed message on a conversation the bot has."""
-        key = conversation.conversation_id
-        episode = self._episodes.get(key)
-        if episode is not None and episode.opened_at != conversation.opened_at:
-            self.forget(key)
-            episode = None
-        if episode is not None and message.seq <= episode.last_seq:
-            return  # told twice
-        if message.seq == conversation.unread_floor + 1:
-            self._count(self.route, "episode")
-        phrase = self.settings.asked_for_person(message.body)
-        if phrase is not None:
-            self._hand_off(conversation.visitor, ASKED.format(phrase=phrase), "asked")
+        admitted = self._episodes.admit(conversation, message, self.forget)
+        if admitted is None:
             return
-        if episode is None:
-            episode = self._start(conversation)
-        else:
-            self._episodes.move_to_end(key)
-        episode.last_seq = message.seq
+        episode = admitted.episode
         if episode.in_flight is None:
             self._post(episode, conversation, message)
             episode.history.append(_entry(message))
         elif len(episode.waiting) >= self.backend.max_queue:
             self.hook_stats.errors["queue"] += 1
-            self._hand_off(episode.visitor, TOO_FAST.format(count=len(episode.waiting) + 1),
-                           "backend_failed")
+            self._episodes.hand_off(episode.visitor,
+                                    TOO_FAST.format(count=len(episode.waiting) + 1),
+                                    "backend_failed")
         else:
             episode.waiting.append((conversation, message))
             episode.history.append(_entry(message))
@@ -187,9 +171,11 @@ class HookBot:
 
     def forget(self, conversation_id: str) -> None:
         """The episode left the bot: its request (and what waits) cancelled."""
-        episode = self._episodes.pop(conversation_id, None)
-        if episode is None:
-            return
+        episode = self._episodes.pop(conversation_id)
+        if episode is not None:
+            self._let_go(episode)
+
+    def _let_go(self, episode: _Episode) -> None:
         episode.waiting.clear()
         in_flight, episode.in_flight = episode.in_flight, None
         if in_flight is not None:
@@ -212,28 +198,27 @@ class HookBot:
         self._release(STOPPED)
 
     def _release(self, reason: str) -> None:
-        for episode in list(self._episodes.values()):
+        for episode in self._episodes:
             if episode.in_flight is not None:
-                self._hand_off(episode.visitor, reason, "backend_failed")
-        for key in list(self._episodes):
-            self.forget(key)
+                self._episodes.hand_off(episode.visitor, reason, "backend_failed")
+        for episode in self._episodes:
+            self.forget(episode.conversation_id)
         closing = getattr(self.poster, "close", None)
         if closing is not None:
             closing()
 
     # -- the backend ----------------------------------------------------------
 
-    def _start(self, conversation: Conversation) -> _Episode:
+    def _make(self, conversation: Conversation) -> _Episode:
         backend = self.backend
-        episode = _Episode(conversation, backend.context + backend.max_queue + 1)
-        self._episodes[conversation.conversation_id] = episode
-        while len(self._episodes) > self._max_episodes:
-            oldest = next(iter(self._episodes.values()))
-            if oldest.in_flight is not None:  # never a visitor left without an answer
-                self._hand_off(oldest.visitor, CROWDED.format(count=self._max_episodes),
-                               "backend_failed")
-            self.forget(oldest.conversation_id)
-        return episode
+        return _Episode(conversation, backend.context + backend.max_queue + 1)
+
+    def _dropped(self, oldest: _Episode) -> None:
+        """Dropped for the bound: one whose request is out is handed over."""
+        if oldest.in_flight is not None:  # never a visitor left without an answer
+            self._episodes.hand_off(oldest.visitor, CROWDED.format(count=self._max_episodes),
+                                    "backend_failed")
+        self._let_go(oldest)
 
     def _post(self, episode: _Episode, conversation: Conversation, message: Message) -> None:
         now = self._clock.seconds()
@@ -282,10 +267,10 @@ class HookBot:
         last: Deferred[Any] | None = None
         for text in answer.messages:
             last = self._submit(BotReply(self.route, episode.visitor, text, self.settings.name))
-            last.addErrback(self._refused, "reply", episode.visitor)
-            self._count(self.route, "reply")
+            last.addErrback(self._episodes.refused, "reply", episode.visitor)
+            self._episodes.count("reply")
         if answer.handoff is not None:
-            self._hand_off(episode.visitor, answer.handoff, "backend")
+            self._episodes.hand_off(episode.visitor, answer.handoff, "backend")
             self.forget(episode.conversation_id)
             return
         if episode.waiting:
@@ -313,7 +298,7 @@ class HookBot:
         else:
             _log.debug("bot on {route}: the backend failed again ({kind})", route=self.route,
                        kind=kind)
-        self._hand_off(episode.visitor, reason, "backend_failed")
+        self._episodes.hand_off(episode.visitor, reason, "backend_failed")
         self.forget(episode.conversation_id)
 
     # -- the conversation -----------------------------------------------------
@@ -322,19 +307,4 @@ class HookBot:
         if episode.typing == on:
             return
         episode.typing = on
-        if self._signal is not None:
-            self._signal(SignalVisitor(self.route, episode.visitor, "typing", on=on,
-                                       name=self.settings.name))
-
-    def _hand_off(self, visitor: str, reason: str, outcome: str) -> None:
-        d = self._submit(Handoff(self.route, visitor, reason))
-        d.addErrback(self._refused, "handoff", visitor)
-        self._count(self.route, outcome)
-
-    def _refused(self, failure: Failure, what: str, visitor: str) -> None:
-        if failure.check(InvalidMove):
-            _log.debug("bot on {route}: {what} refused: {why}", route=self.route, what=what,
-                       why=str(failure.value))
-            return
-        _log.failure("bot on {route}: its {what} for {visitor} was not stored", failure,
-                     route=self.route, what=what, visitor=visible(visitor))
+        self._episodes.typing(episode.visitor, on)
