@@ -19,7 +19,7 @@ from itertools import islice
 from wsdaemon.conversations.core import decide
 from wsdaemon.conversations.events import Event
 from wsdaemon.conversations.model import Conversation, Status
-from wsdaemon.conversations.routing import Team
+from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.settings import ConversationSettings
 from wsdaemon.conversations.transition import Transition
 
@@ -89,6 +89,24 @@ class Inbox:
         """Take conversations read from the store (queued ones in the order given)."""
         for conversation in conversations:
             self._put(conversation)
+
+    def enrol(self, names: Iterable[str]) -> None:
+        """
+        Make the configured operators members of the team from the start:
+        offline, with the default capacity and the load their loaded
+        conversations give them, so that they can be listed and assigned
+        before they first connect. Names the team knows stay as they are;
+        at most C{Bounds.max_operators} members in all.
+        """
+        team = self.team
+        bound = self.settings.bounds.max_operators
+        for name in sorted(set(names)):
+            if len(team.operators) >= bound:
+                break
+            if team.get(name) is None:
+                team = team.with_operator(OperatorState(
+                    name, capacity=self.settings.default_capacity, load=self.load_of(name)))
+        self.team = team
 
     def forget(self, conversation_id: str) -> None:
         """Drop a resolved conversation from memory (it stays in the store)."""

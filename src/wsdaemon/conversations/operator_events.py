@@ -19,8 +19,17 @@ from wsdaemon.conversations.events import (
     Snooze,
     Transfer,
 )
-from wsdaemon.conversations.model import Author, Conversation, Note, Status, describe_state, evolve
+from wsdaemon.conversations.model import (
+    Author,
+    Availability,
+    Conversation,
+    Note,
+    Status,
+    describe_state,
+    evolve,
+)
 from wsdaemon.conversations.moves import mark_read, new_episode, place, start_typing, stop_typing
+from wsdaemon.conversations.settings import Routing
 from wsdaemon.conversations.transition import Draft
 
 __all__ = ["add_note", "assign", "operator_read", "operator_reply", "operator_typing", "reopen",
@@ -80,8 +89,19 @@ def add_note(draft: Draft, event: AddNote) -> None:
 
 
 def _known(draft: Draft, conversation: Conversation, name: str, action: str) -> None:
-    if draft.team.get(name) is None:
+    """
+    A team member (the configured operators are, from the start). One who
+    is offline may be given a conversation by hand, where it waits for
+    them; with automatic routing that is refused, since routing would move
+    it to someone online at once.
+    """
+    operator = draft.team.get(name)
+    if operator is None:
         raise _refuse(conversation, action, f"no operator named {name}")
+    if operator.availability is Availability.OFFLINE and draft.settings.routing is Routing.AUTO:
+        raise _refuse(conversation, action,
+                      f"{name} is offline, and automatic routing gives conversations "
+                      "only to operators online")
 
 
 def assign(draft: Draft, event: Assign) -> None:

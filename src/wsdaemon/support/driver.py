@@ -39,7 +39,7 @@ In progress: not yet serving routes (docs/conversations.md, section 6).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -157,7 +157,8 @@ class ConversationDriver:
                  visitors: IVisitorPort, operators: IOperatorPort,
                  measures: IConversationMeasures, *,
                  max_per_conversation: int = DEFAULT_MAX_PER_CONVERSATION,
-                 max_total: int = DEFAULT_MAX_TOTAL, peers: Peers | None = None) -> None:
+                 max_total: int = DEFAULT_MAX_TOTAL, peers: Peers | None = None,
+                 roster: Iterable[str] = ()) -> None:
         for value, interface in ((store, IConversationStore), (visitors, IVisitorPort),
                                  (operators, IOperatorPort), (measures, IConversationMeasures),
                                  (clock, IReactorTime)):
@@ -182,6 +183,8 @@ class ConversationDriver:
         #: The other daemons sharing the store, if any.
         self._peers = peers
         self.max_attempts = MAX_ATTEMPTS if peers is None else peers.max_attempts
+        #: The configured operators: team members (offline) from the start.
+        self.roster = tuple(roster)
 
     # -- life ----------------------------------------------------------------
 
@@ -201,6 +204,7 @@ class ConversationDriver:
                 waiting.errback(DriverStopped("conversations are stopping"))
             return
         self.inbox.load(live)
+        self.inbox.enrol(self.roster)
         for conversation in live:
             self.timers.derive(conversation, self.settings)
         self.running = True
@@ -211,7 +215,8 @@ class ConversationDriver:
     def start(self) -> Deferred[None]:
         """
         Open the store, load the live conversations and set their timers.
-        Every operator is offline until it says otherwise.
+        The configured operators (C{roster}) are members of the team from
+        here on; every operator is offline until it says otherwise.
 
         @return: a Deferred firing with None once events are taken.
         """
