@@ -51,6 +51,7 @@ from wsdaemon.connections.protocol import autobahn_options
 from wsdaemon.conversations.events import OperatorAvailability
 from wsdaemon.conversations.model import Availability
 from wsdaemon.credentials import check_token
+from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.escaping import visible
 from wsdaemon.support.canned import CannedReplies
 from wsdaemon.support.driver import ConversationDriver
@@ -62,6 +63,14 @@ __all__ = ["PROTOCOL_VERSION", "TOKEN_REVOKED", "OperatorChannelFactory",
            "OperatorChannelProtocol", "OperatorHub"]
 
 _log = Logger(namespace="wsdaemon.operators")
+
+#: A request Redis could not take (unreachable, stalled, loading its data).
+STORE_AWAY = ("the conversation store (Redis) cannot be used right now: nothing changed; "
+              "try again")
+#: A request sent to Redis whose answer never came: it may have been done,
+#: and a reply sent again would be stored twice.
+STORE_UNCONFIRMED = ("the conversation store (Redis) did not confirm the request: it may "
+                     "have been done (it then shows in the thread); look before you try again")
 
 #: What the greeting's C{protocol} says.
 PROTOCOL_VERSION = 2
@@ -244,6 +253,13 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     def _answer_failure(self, failure: Failure, request_id: Any, kind: str) -> None:
         if failure.check(RequestError):
             self._answer_error(request_id, kind, failure.value)
+            return
+        if failure.check(BrokerUnavailable):
+            # An outage: the link logs it once, not a traceback per request.
+            _log.debug("operator {name}: {kind} request not done: {why}", name=self.operator,
+                       kind=visible(kind), why=failure.getErrorMessage())
+            self._answer_error(request_id, kind, RequestError(
+                STORE_UNCONFIRMED if failure.check(BrokerOutcomeUnknown) else STORE_AWAY))
             return
         _log.failure("operator {name}: {kind} request failed", failure=failure,
                      name=self.operator, kind=visible(kind))
