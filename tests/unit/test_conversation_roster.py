@@ -50,6 +50,16 @@ def test_enrol_is_bounded_by_max_operators() -> None:
     assert [o.name for o in desk.inbox.team.operators] == ["a", "b"]
 
 
+def test_the_roster_is_the_team_before_the_store_opens() -> None:
+    """An operator connected while the store still opens is shown the roster."""
+    store = GatedStore()
+    ports = RecordingPorts(store)
+    driver = ConversationDriver(store, Inbox(ConversationSettings()), Clock(), ports, ports,
+                                ports, roster=("carol", "bob"))
+    assert [(o.name, str(o.availability)) for o in driver.inbox.team.operators] == [
+        ("bob", "offline"), ("carol", "offline")]
+
+
 def test_the_driver_enrols_its_roster_at_start_with_stored_loads() -> None:
     """A driver started on a store where bob holds a conversation: bob is a
     member from the start, offline, with that conversation as his load."""

@@ -25,6 +25,7 @@ from wsdaemon.client_ids import public_id
 from wsdaemon.conversations import (
     AddNote,
     Author,
+    BotPending,
     Commit,
     Identify,
     OperatorRead,
@@ -441,4 +442,32 @@ def test_sqlite_on_a_new_file_takes_over_nothing(tmp_path: Path) -> Generator[An
     done = yield store._writer.run(lambda db: db.execute(
         "SELECT name FROM wsdaemon_migrations ORDER BY name").fetchall())
     assert done == [("conversations-from-queue",), ("search-index-1",)]
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_what_a_bot_owes_comes_back(make_store: Make) -> Generator[Any, Any, None]:
+    """A bot's episode with delayed messages and a handoff owed (bot_due,
+    bot_handoff) comes back as committed, after a reopen too, among the
+    live ones (so a restarted daemon hands it over when it is overdue);
+    one that owes nothing comes back without."""
+    desk = Desk(fallback_after=0)
+    made = commits(
+        desk,
+        VisitorMessage(ROUTE, "v1", "I want a refund", bot=True),
+        BotPending(ROUTE, "v1", 1234.5, "refund \u202e request"),
+        VisitorMessage(ROUTE, "v2", "hello", bot=True),
+    )
+    store = make_store()
+    yield store.open()
+    for commit in made:
+        yield store.commit(commit)
+    yield store.close()
+    store = make_store()
+    yield store.open()
+    live = {c.visitor: c for c in (yield store.load_live())}
+    assert (live["v1"].bot_due, live["v1"].bot_handoff) == (1234.5, "refund \u202e request")
+    assert (live["v2"].bot_due, live["v2"].bot_handoff) == (None, None)
+    for conversation in desk.inbox.conversations():
+        assert (yield store.load(conversation.conversation_id)) == stored_form(conversation)
     yield store.close()

@@ -33,6 +33,7 @@ from wsdaemon.conversations.errors import InvalidMove, StaleConversation
 from wsdaemon.conversations.events import (
     AddNote,
     Assign,
+    BotPending,
     BotReply,
     Event,
     Handoff,
@@ -73,8 +74,8 @@ from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.settings import ConversationSettings, Routing
 from wsdaemon.conversations.transition import InboxView, Transition, due_times
 
-__all__ = ["AddNote", "AnnounceAvailability", "Assign", "Author", "Availability", "BotReply",
-           "Bounds", "CancelTimer", "Commit", "ConfirmVisitorMessage", "Conversation",
+__all__ = ["AddNote", "AnnounceAvailability", "Assign", "Author", "Availability", "BotPending",
+           "BotReply", "Bounds", "CancelTimer", "Commit", "ConfirmVisitorMessage", "Conversation",
            "ConversationSettings", "DeliverMessage", "Effect", "Event", "Handoff", "Identify",
            "Inbox", "InboxView", "InvalidMove", "LeaveContact", "Measure", "Message", "Metric",
            "Note", "NotifyOperators", "NotifyTeam", "OperatorAvailability", "OperatorCapacity",

@@ -44,6 +44,10 @@ def conversation_row(conversation: Conversation) -> dict[str, Any]:
     }
     if c.with_bot:
         state["bot"] = True
+    if c.bot_due is not None:
+        state["bot_due"] = c.bot_due
+    if c.bot_handoff is not None:
+        state["bot_handoff"] = c.bot_handoff
     notices = (_ACK if c.ack_sent else 0) | (_OFFLINE if c.offline_sent else 0) | \
         (_FALLBACK if c.fallback_sent else 0)
     return {
@@ -85,6 +89,7 @@ def conversation_from_row(row: Mapping[str, Any]) -> Conversation:
         notes=tuple(Note(key, int(n), operator, body, at)
                     for n, operator, body, at in state["notes"]),
         with_bot=bool(state.get("bot", False)),
+        bot_due=state.get("bot_due"), bot_handoff=state.get("bot_handoff"),
         profile=profile_from_json(row.get("profile")),
     )
 

@@ -25,6 +25,7 @@ from wsdaemon.conversations import visitor_events as visitors
 from wsdaemon.conversations.events import (
     AddNote,
     Assign,
+    BotPending,
     BotReply,
     Event,
     Handoff,
@@ -60,6 +61,7 @@ _HANDLERS: dict[type[Any], Callable[[Draft, Any], None]] = {
     LeaveContact: visitors.leave_contact,
     Identify: profiles.identify,
     BotReply: bots.bot_reply,
+    BotPending: bots.bot_pending,
     Handoff: bots.handoff,
     OperatorReply: operators.operator_reply,
     AddNote: operators.add_note,

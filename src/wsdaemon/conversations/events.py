@@ -15,8 +15,8 @@ from enum import StrEnum
 from wsdaemon.conversations.model import Availability
 from wsdaemon.conversations.profile import Profile
 
-__all__ = ["AddNote", "Assign", "BotReply", "Event", "Handoff", "Identify", "LeaveContact",
-           "OperatorAvailability",
+__all__ = ["AddNote", "Assign", "BotPending", "BotReply", "Event", "Handoff", "Identify",
+           "LeaveContact", "OperatorAvailability",
            "OperatorCapacity", "OperatorRead", "OperatorReply", "OperatorTyping", "Reopen",
            "Resolve", "SetLabels", "Snooze", "Timer", "TimerFired", "TimerKind", "Transfer",
            "VisitorDelivered", "VisitorMessage", "VisitorRead", "VisitorTyping"]
@@ -59,6 +59,23 @@ class BotReply:
     visitor: str
     text: str
     name: str | None = None
+
+
+@dataclass(frozen=True)
+class BotPending:
+    """
+    The bot owes the episode more until C{until}: messages waiting for
+    their delay, and a handoff after them (C{handoff}, its reason). Stored,
+    so that when whatever was to send them is gone by then (the daemon
+    stopped or crashed, a reload replaced the bot) the conversation is
+    handed over (L{TimerKind.BOT}) rather than left with the bot. Nothing
+    happens if it is not the bot's (any more).
+    """
+
+    route: str
+    visitor: str
+    until: float
+    handoff: str | None = None
 
 
 @dataclass(frozen=True)
@@ -249,7 +266,8 @@ class TimerKind(StrEnum):
     C{wake}: a snooze ends; C{fallback}: the visitor waited C{fallback_after};
     C{silence}: the assignee has not answered for C{reassign_after};
     C{typing}: someone's typing indicator runs out; C{route}: more
-    conversations to route or reassign than one transition takes.
+    conversations to route or reassign than one transition takes;
+    C{bot}: what the bot owed (L{BotPending}) is overdue.
     """
 
     WAKE = "wake"
@@ -257,6 +275,7 @@ class TimerKind(StrEnum):
     SILENCE = "silence"
     TYPING = "typing"
     ROUTE = "route"
+    BOT = "bot"
 
 
 @dataclass(frozen=True)
@@ -283,7 +302,7 @@ class TimerFired:
 
 
 Event = (VisitorMessage | VisitorDelivered | VisitorRead | VisitorTyping | LeaveContact | Identify
-         | BotReply | Handoff | OperatorReply | AddNote | Assign | Transfer | Resolve | Reopen
-         | Snooze
+         | BotReply | BotPending | Handoff | OperatorReply | AddNote | Assign | Transfer | Resolve
+         | Reopen | Snooze
          | OperatorRead | OperatorTyping | SetLabels | OperatorAvailability | OperatorCapacity
          | TimerFired)

@@ -18,7 +18,7 @@ from itertools import islice
 
 from wsdaemon.conversations.core import decide
 from wsdaemon.conversations.events import Event
-from wsdaemon.conversations.model import Conversation, Status
+from wsdaemon.conversations.model import Conversation, Status, evolve
 from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.settings import ConversationSettings
 from wsdaemon.conversations.transition import Transition
@@ -92,11 +92,11 @@ class Inbox:
 
     def enrol(self, names: Iterable[str]) -> None:
         """
-        Make the configured operators members of the team from the start:
-        offline, with the default capacity and the load their loaded
-        conversations give them, so that they can be listed and assigned
-        before they first connect. Names the team knows stay as they are;
-        at most C{Bounds.max_operators} members in all.
+        Make the configured operators members of the team: offline, with the
+        default capacity and the load their conversations held give them,
+        so that they can be listed and assigned before they first connect.
+        Names the team knows stay as they are; at most
+        C{Bounds.max_operators} members in all.
         """
         team = self.team
         bound = self.settings.bounds.max_operators
@@ -107,6 +107,12 @@ class Inbox:
                 team = team.with_operator(OperatorState(
                     name, capacity=self.settings.default_capacity, load=self.load_of(name)))
         self.team = team
+
+    def recount(self) -> None:
+        """Every member's load from the conversations held (once loaded from the store)."""
+        self.team = evolve(self.team, operators=tuple(
+            evolve(operator, load=self.load_of(operator.name))
+            for operator in self.team.operators))
 
     def forget(self, conversation_id: str) -> None:
         """Drop a resolved conversation from memory (it stays in the store)."""

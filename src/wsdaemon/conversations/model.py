@@ -24,8 +24,12 @@ from typing import Any, TypeVar
 
 from wsdaemon.conversations.profile import Profile
 
-__all__ = ["Author", "Availability", "Bounds", "Conversation", "Message", "Note", "Status",
-           "conversation_id_for", "describe_state", "evolve"]
+__all__ = ["BOT_GRACE", "Author", "Availability", "Bounds", "Conversation", "Message", "Note",
+           "Status", "conversation_id_for", "describe_state", "evolve"]
+
+#: Seconds past a bot's C{bot_due} before the core hands over what it owed
+#: (the bot itself acts at C{bot_due}: its commits are given this long).
+BOT_GRACE = 5.0
 
 
 class Status(StrEnum):
@@ -189,6 +193,12 @@ class Conversation:
     @ivar with_bot: a bot answers this episode (the route lets a bot answer
         first): not in the operators' queue, no notices, no timers, until
         it hands over (or an operator replies, assigns or snoozes).
+    @ivar bot_due: the bot owes this episode more (messages waiting for
+        their delay, a handoff after them) until then; past it (and
+        L{BOT_GRACE}) the core hands the conversation over, as what was to
+        do it is gone (a daemon stopped or crashed, a reload replaced the
+        bot). None: it owes nothing.
+    @ivar bot_handoff: the reason of the handoff the bot owes after them.
     @ivar visitor_typing_until: the visitor is typing, until then (ephemeral).
     @ivar typing: (operator, typing until), oldest first (ephemeral).
     """
@@ -224,6 +234,8 @@ class Conversation:
     contact: str | None = None
     preview: str = ""
     with_bot: bool = False
+    bot_due: float | None = None
+    bot_handoff: str | None = None
     profile: Profile | None = None
     visitor_typing_until: float | None = None
     typing: tuple[tuple[str, float], ...] = ()

@@ -41,7 +41,8 @@ def new_episode(conversation: Conversation, now: float) -> Conversation:
     return evolve(conversation, status=Status.OPEN, opened_at=now, first_response_at=None,
                    resolved_at=None, waiting_since=None, snoozed_until=None, unanswered=0,
                    unread_floor=conversation.last_seq, recent_visitor_seqs=(),
-                   ack_sent=False, offline_sent=False, fallback_sent=False, with_bot=False)
+                   ack_sent=False, offline_sent=False, fallback_sent=False, with_bot=False,
+                   bot_due=None, bot_handoff=None)
 
 
 def notice(draft: Draft, conversation: Conversation, text: str) -> Conversation:

@@ -5,6 +5,7 @@ capacity changes, and timers come due.
 
 from __future__ import annotations
 
+from wsdaemon.conversations.bot_events import overdue
 from wsdaemon.conversations.effects import AnnounceAvailability, NotifyTeam, SignalVisitor
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import (
@@ -76,6 +77,8 @@ def timer_fired(draft: Draft, event: TimerFired) -> None:
         draft.put(evolve(conversation, fallback_sent=True))
     elif timer.kind is TimerKind.SILENCE:
         _reassign_silent(draft, found)
+    elif timer.kind is TimerKind.BOT:
+        overdue(draft, found)
 
 
 def _reassign_silent(draft: Draft, found: Conversation) -> None:

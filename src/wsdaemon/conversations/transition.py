@@ -26,7 +26,15 @@ from wsdaemon.conversations.effects import (
 )
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import Timer, TimerKind
-from wsdaemon.conversations.model import Author, Conversation, Message, Note, Status, evolve
+from wsdaemon.conversations.model import (
+    BOT_GRACE,
+    Author,
+    Conversation,
+    Message,
+    Note,
+    Status,
+    evolve,
+)
 from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.settings import ConversationSettings, Routing
 
@@ -87,9 +95,13 @@ def due_times(conversation: Conversation | None, settings: ConversationSettings
     before and after a change, and a timer that fires checks them again.
     """
     due: dict[TimerKind, float | None] = {
-        TimerKind.WAKE: None, TimerKind.FALLBACK: None, TimerKind.SILENCE: None}
+        TimerKind.WAKE: None, TimerKind.FALLBACK: None, TimerKind.SILENCE: None,
+        TimerKind.BOT: None}
     if conversation is None:
         return due
+    if conversation.status is Status.OPEN and conversation.with_bot and \
+            conversation.bot_due is not None:
+        due[TimerKind.BOT] = conversation.bot_due + BOT_GRACE
     if conversation.status is Status.SNOOZED:
         due[TimerKind.WAKE] = conversation.snoozed_until
     waiting = conversation.waiting_since

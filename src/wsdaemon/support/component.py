@@ -113,9 +113,11 @@ class SupportComponent:
         #: passing every notice on to the hub.
         self.bots = Bots(self.operators, reactor, visitors=self.visitors)
         feed = self.feed
+        # The configured operators are team members from the start (offline
+        # until they connect), on every daemon alike.
         self.driver = ConversationDriver(
             self.store, inbox, reactor, self.visitors, self.bots, self.measures,
-            peers=feed)
+            peers=feed, roster=sorted(set(settings.tokens.values())))
         if feed is not None:
             feed.attach(self.driver)
             # An operator still connected here stays available whatever

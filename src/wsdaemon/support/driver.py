@@ -183,8 +183,10 @@ class ConversationDriver:
         #: The other daemons sharing the store, if any.
         self._peers = peers
         self.max_attempts = MAX_ATTEMPTS if peers is None else peers.max_attempts
-        #: The configured operators: team members (offline) from the start.
+        #: The configured operators: team members (offline) from the start,
+        #: listed even to an operator connected while the store opens.
         self.roster = tuple(roster)
+        inbox.enrol(self.roster)
 
     # -- life ----------------------------------------------------------------
 
@@ -204,7 +206,7 @@ class ConversationDriver:
                 waiting.errback(DriverStopped("conversations are stopping"))
             return
         self.inbox.load(live)
-        self.inbox.enrol(self.roster)
+        self.inbox.recount()
         for conversation in live:
             self.timers.derive(conversation, self.settings)
         self.running = True
@@ -215,8 +217,9 @@ class ConversationDriver:
     def start(self) -> Deferred[None]:
         """
         Open the store, load the live conversations and set their timers.
-        The configured operators (C{roster}) are members of the team from
-        here on; every operator is offline until it says otherwise.
+        The configured operators (C{roster}, members from construction) get
+        the loads of their loaded conversations; every operator is offline
+        until it says otherwise.
 
         @return: a Deferred firing with None once events are taken.
         """
