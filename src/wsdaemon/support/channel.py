@@ -322,7 +322,22 @@ class OperatorChannelFactory(WebSocketServerFactory):
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
     def gone(self, operator: str) -> None:
-        """An operator's last connection closed: it is offline now (unless it already was)."""
+        """
+        An operator's last connection here closed: it is offline now
+        (unless it already was), or, with several daemons, once no other
+        live daemon holds a connection of it (never an offline flap).
+        """
+        presence = self.hub.presence
+        if presence is None:
+            self._offline(operator)
+            return
+        d = presence.release(operator)
+        d.addCallback(lambda elsewhere: None if elsewhere or self.hub.links_of(operator)
+                      else self._offline(operator))
+        d.addErrback(lambda failure: _log.failure(
+            "operator {name}: could not mark it offline", failure=failure, name=operator))
+
+    def _offline(self, operator: str) -> None:
         known = self.driver.inbox.team.get(operator)
         if known is None or known.availability is Availability.OFFLINE \
                 or not self.driver.running:

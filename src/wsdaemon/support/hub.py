@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -44,7 +45,7 @@ from wsdaemon.support.ordering import WaitingOrder
 from wsdaemon.support.ports import IOperatorPort
 from wsdaemon.support.summaries import DEFAULT_TEXT_CHARS, message_entry, note_entry, summary
 
-__all__ = ["ID_LENGTH", "OperatorHub", "OperatorLink"]
+__all__ = ["ID_LENGTH", "OperatorHub", "OperatorLink", "OperatorPresence"]
 
 _log = Logger(namespace="wsdaemon.operators")
 
@@ -53,6 +54,29 @@ _log = Logger(namespace="wsdaemon.operators")
 #: resolved conversation the driver reads from the store).
 ID_LENGTH = 20
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+
+class OperatorPresence(Protocol):
+    """
+    Where operators' connections are known across daemons (with Redis:
+    L{wsdaemon.support.redis_team.TeamPresence}).
+    """
+
+    def hold(self, operator: str) -> Deferred[None]:
+        """
+        C{operator}'s first connection to this daemon opened.
+
+        @return: a Deferred firing with None once it is known (errors
+            handled).
+        """
+
+    def release(self, operator: str) -> Deferred[bool]:
+        """
+        C{operator}'s last connection to this daemon closed.
+
+        @return: a Deferred firing with whether another live daemon still
+            holds a connection of it.
+        """
 
 
 class OperatorLink(Protocol):
@@ -94,6 +118,9 @@ class OperatorHub:
         self._links: list[OperatorLink] = []
         self._viewing: dict[OperatorLink, str] = {}
         self._viewers: dict[str, dict[OperatorLink, None]] = {}
+        #: Told of operators' first and last connections here (several
+        #: daemons sharing Redis); None with one daemon.
+        self.presence: OperatorPresence | None = None
 
     # -- names -----------------------------------------------------------------
 
@@ -147,7 +174,10 @@ class OperatorHub:
     def attach(self, link: OperatorLink) -> None:
         self.sync()
         if link not in self._links:
+            first = not self.links_of(link.operator)
             self._links.append(link)
+            if first and self.presence is not None:
+                self.presence.hold(link.operator)
 
     def detach(self, link: OperatorLink) -> bool:
         """

@@ -8,17 +8,30 @@ Keys (under the broker's prefix):
     P c:team      hash: operator -> JSON {"availability", "capacity",
                   "daemon"}: as the daemon where it last changed told
     P c:daemons   zset: daemon id -> Redis's time at its last heartbeat
+    P c:held      hash: operator -> JSON list of the daemons holding a
+                  connection of it
 
 Each daemon writes its operators' entries when their availability or
 capacity changes (L{record}, from the feed), and every C{heartbeat}
 seconds runs one script: its own time set (Redis's clock, so daemons on
-other machines compare alike), the daemons silent for three heartbeats
-returned, with the team's entries. An operator whose entry names such a
-daemon, and is not offline, is let go by the first daemon to rewrite its
-entry (a script: only while it still names the gone daemon): that daemon
-takes the entry's state into its view and sets the operator offline, as
-its own daemon does when its connection ends; the others hear it as its
-news (with automatic routing its conversations go to others).
+other machines compare alike), which operators it holds a connection of
+(C{c:held} made to say exactly that, and daemons no longer alive taken
+out of it), the daemons silent for three heartbeats returned, with the
+team's entries. An operator whose entry names such a daemon, and is not
+offline, is let go by the first daemon to rewrite its entry (a script:
+only while it still names the gone daemon, and only if no live daemon
+holds a connection of it: then the entry names that daemon instead):
+that daemon takes the entry's state into its view and sets the operator
+offline, as its own daemon does when its connection ends; the others
+hear it as its news (with automatic routing its conversations go to
+others).
+
+Presence per daemon: an operator's first connection to a daemon adds the
+daemon to its C{c:held} list (L{hold}); its last one closing takes it out
+(L{release}, a script answering how many live daemons still hold one):
+the operator goes offline only when that is none, so an operator
+connected through two daemons who closes one console stays available for
+everyone, at every moment.
 
 At start: the entries of daemons alive come in as their news would
 (L{ConversationDriver.adopt}); this daemon's own entries (a previous run
@@ -59,27 +72,111 @@ _RECONNECT = 1.0
 
 _log = Logger(namespace="wsdaemon.conversations")
 
-# ARGV: P, daemon, expiry (seconds). Returns {dead daemons, team pairs}.
-HEARTBEAT = r"""
-local P, me, expiry = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZADD', P .. 'c:daemons', now, me)
-redis.call('ZREMRANGEBYSCORE', P .. 'c:daemons', '-inf', '(' .. (now - 10 * expiry))
-local dead = redis.call('ZRANGEBYSCORE', P .. 'c:daemons', '-inf', '(' .. (now - expiry))
-local alive = redis.call('ZRANGEBYSCORE', P .. 'c:daemons', now - expiry, '+inf')
-return {dead, alive, redis.call('HGETALL', P .. 'c:team')}
+# The scripts' common part: a daemon's liveness (its heartbeat within
+# `expiry` seconds of Redis's clock) and an operator's holders (a JSON
+# list of daemon ids, '[]' or absent: none).
+_COMMON = r"""
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function alive(P, daemon, now, expiry)
+  local beat = redis.call('ZSCORE', P .. 'c:daemons', daemon)
+  return beat and tonumber(beat) >= now - expiry
+end
+local function holders(raw)
+  if not raw then return {} end
+  local ok, list = pcall(cjson.decode, raw)
+  if not ok or type(list) ~= 'table' then return {} end
+  local out = {}
+  for _, d in ipairs(list) do
+    if type(d) == 'string' then out[#out + 1] = d end
+  end
+  return out
+end
+local function keep(P, operator, list)
+  if #list == 0 then
+    redis.call('HDEL', P .. 'c:held', operator)
+  else
+    redis.call('HSET', P .. 'c:held', operator, cjson.encode(list))
+  end
+end
 """
 
-# ARGV: P, operator, the gone daemon, the entry to write. Writes it only if
-# the operator's entry still names that daemon (it may have come back
-# elsewhere meanwhile). Returns 1 when written.
-LET_GO = r"""
+# ARGV: P, daemon, expiry (seconds), then the operators it holds a
+# connection of. Returns {dead daemons, live daemons, team pairs}.
+HEARTBEAT = _COMMON + r"""
+local P, me, expiry = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = clock()
+redis.call('ZADD', P .. 'c:daemons', now, me)
+redis.call('ZREMRANGEBYSCORE', P .. 'c:daemons', '-inf', '(' .. (now - 10 * expiry))
+local mine = {}
+for i = 4, #ARGV do mine[ARGV[i]] = true end
+local held = redis.call('HGETALL', P .. 'c:held')
+for i = 1, #held, 2 do
+  local operator, list, out = held[i], holders(held[i + 1]), {}
+  for _, d in ipairs(list) do
+    if d ~= me and alive(P, d, now, expiry) then out[#out + 1] = d end
+  end
+  if mine[operator] then out[#out + 1] = me; mine[operator] = nil end
+  if #out ~= #list or cjson.encode(out) ~= held[i + 1] then keep(P, operator, out) end
+end
+for operator in pairs(mine) do keep(P, operator, {me}) end
+local dead = redis.call('ZRANGEBYSCORE', P .. 'c:daemons', '-inf', '(' .. (now - expiry))
+local live = redis.call('ZRANGEBYSCORE', P .. 'c:daemons', now - expiry, '+inf')
+return {dead, live, redis.call('HGETALL', P .. 'c:team')}
+"""
+
+# ARGV: P, operator, daemon. Its first connection there opened.
+HOLD = _COMMON + r"""
+local P, operator, me = ARGV[1], ARGV[2], ARGV[3]
+local list = holders(redis.call('HGET', P .. 'c:held', operator))
+for _, d in ipairs(list) do
+  if d == me then return 0 end
+end
+list[#list + 1] = me
+keep(P, operator, list)
+return 1
+"""
+
+# ARGV: P, operator, daemon, expiry. Its last connection there closed.
+# Returns how many live daemons still hold one.
+RELEASE = _COMMON + r"""
+local P, operator, me, expiry = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local now = clock()
+local out, live = {}, 0
+for _, d in ipairs(holders(redis.call('HGET', P .. 'c:held', operator))) do
+  if d ~= me then
+    out[#out + 1] = d
+    if alive(P, d, now, expiry) then live = live + 1 end
+  end
+end
+keep(P, operator, out)
+return live
+"""
+
+# ARGV: P, operator, the gone daemon, the entry to write, expiry, the
+# daemon running it. Writes it only if the operator's entry still names
+# that daemon (it may have come back elsewhere meanwhile) and no live
+# daemon holds a connection of it (the gone one is not counted, unless it
+# is the caller: its previous run's entry, and the operator has connected
+# to it since); when one does, the entry names it instead. Returns 1 when
+# the entry was written.
+LET_GO = _COMMON + r"""
 local P, operator, gone, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local expiry, me = tonumber(ARGV[5]), ARGV[6]
 local now = redis.call('HGET', P .. 'c:team', operator)
 if not now then return 0 end
 local ok, held = pcall(cjson.decode, now)
 if not ok or type(held) ~= 'table' or held['daemon'] ~= gone then return 0 end
+local t = clock()
+for _, d in ipairs(holders(redis.call('HGET', P .. 'c:held', operator))) do
+  if (d ~= gone or gone == me) and alive(P, d, t, expiry) then
+    held['daemon'] = d
+    redis.call('HSET', P .. 'c:team', operator, cjson.encode(held))
+    return 0
+  end
+end
 redis.call('HSET', P .. 'c:team', operator, entry)
 return 1
 """
@@ -124,6 +221,8 @@ class TeamPresence:
         self._driver: ConversationDriver | None = None
         self._loop: LoopingCall | None = None
         self._first = True
+        #: Operators with a connection to this daemon (L{hold}, L{release}).
+        self._here: set[str] = set()
         #: Operators let go here because their daemon was gone (for tests, logs).
         self.let_go = 0
 
@@ -145,12 +244,49 @@ class TeamPresence:
         d = self._link.call("HSET", self._key, effect.operator, entry)
         d.addErrback(self._failed, "writing the team's entry")
 
+    # -- presence per daemon ---------------------------------------------------
+
+    @property
+    def expiry(self) -> float:
+        """Seconds of silence after which a daemon is gone."""
+        return HEARTBEATS_TO_EXPIRE * self.heartbeat
+
+    def hold(self, operator: str) -> Deferred[None]:
+        """
+        C{operator}'s first connection to this daemon opened.
+
+        @return: a Deferred firing with None once written (or not: the
+            next heartbeat writes it again).
+        """
+        self._here.add(operator)
+        d: Deferred[Any] = self._scripts.run(HOLD, self._link.prefix, operator, self.daemon_id)
+        d.addCallbacks(lambda _: None, self._failed, errbackArgs=("holding an operator",))
+        return d
+
+    def release(self, operator: str) -> Deferred[bool]:
+        """
+        C{operator}'s last connection to this daemon closed.
+
+        @return: a Deferred firing with whether another live daemon still
+            holds a connection of it (then it stays as it is); False when
+            Redis cannot say (it goes offline, as with one daemon).
+        """
+        self._here.discard(operator)
+        d: Deferred[Any] = self._scripts.run(RELEASE, self._link.prefix, operator,
+                                             self.daemon_id, self.expiry)
+
+        def unknown(failure: Failure) -> bool:
+            self._failed(failure, "releasing an operator")
+            return False
+
+        d.addCallbacks(lambda live: int(live) > 0, unknown)
+        return d
+
     # -- the heartbeat ---------------------------------------------------------
 
     def _beat(self) -> Deferred[None]:
-        expiry = HEARTBEATS_TO_EXPIRE * self.heartbeat
         d: Deferred[Any] = self._scripts.run(HEARTBEAT, self._link.prefix, self.daemon_id,
-                                             expiry)
+                                             self.expiry, *sorted(self._here))
         d.addCallback(self._heard)
         d.addErrback(self._failed, "the heartbeat")
         return d
@@ -188,8 +324,27 @@ class TeamPresence:
             if entry.get("daemon") == self.daemon_id and \
                     entry.get("availability") != Availability.OFFLINE:
                 # A previous run's operator (the same configured name): gone,
-                # and the others still count it in.
-                self._let_go(operator, entry)
+                # and the others still count it in, unless a live daemon
+                # holds a connection of it (then it is as the entry says).
+                offline = self._offline(entry)
+                d = self._scripts.run(LET_GO, self._link.prefix, operator, self.daemon_id,
+                                      offline, self.expiry, self.daemon_id)
+                d.addCallback(self._won_own, operator, entry)
+                d.addErrback(self._failed, "letting an operator go")
+
+    def _won_own(self, written: int, operator: str, entry: dict[str, Any]) -> None:
+        if int(written):
+            self._let_go(operator, entry)
+            return
+        driver = self._driver
+        assert driver is not None
+        was = NotifyTeam(operator, str(entry["availability"]), int(entry.get("capacity", 0)), 0)
+        driver.adopt(Adopted((), (was,), durable=False)).addErrback(
+            self._failed, "learning the team")
+
+    def _offline(self, entry: dict[str, Any]) -> str:
+        return json.dumps({"availability": str(Availability.OFFLINE),
+                           "capacity": int(entry.get("capacity", 0)), "daemon": self.daemon_id})
 
     def _settled(self) -> bool:
         """Whether the link has been up long enough for others' silence to mean they are gone."""
@@ -200,11 +355,9 @@ class TeamPresence:
     def _sweep(self, entries: dict[str, dict[str, Any]], dead: set[str]) -> None:
         for operator, entry in entries.items():
             if entry.get("daemon") in dead and entry.get("availability") != Availability.OFFLINE:
-                offline = json.dumps({"availability": str(Availability.OFFLINE),
-                                      "capacity": int(entry.get("capacity", 0)),
-                                      "daemon": self.daemon_id})
                 d = self._scripts.run(LET_GO, self._link.prefix, operator,
-                                      str(entry["daemon"]), offline)
+                                      str(entry["daemon"]), self._offline(entry), self.expiry,
+                                      self.daemon_id)
                 d.addCallback(self._won, operator, entry)
                 d.addErrback(self._failed, "letting an operator go")
 
