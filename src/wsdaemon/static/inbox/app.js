@@ -7,8 +7,10 @@ import { expandCanned, learnServerTime, since, visitorName } from "./format.js";
 import { installShortcuts } from "./keys.js";
 import { ConversationList } from "./list.js";
 import { installListing } from "./listing.js";
+import { installMenus } from "./menus.js";
 import { Notifier } from "./notify.js";
 import { Panel } from "./panel.js";
+import { Search } from "./search.js";
 import { ThreadView } from "./thread.js";
 
 const $ = (id) => document.getElementById(id);
@@ -162,6 +164,14 @@ $("availability").addEventListener("change", (event) => setAvailability(event.ta
 
 const { reload, loadMore, summarize, refreshCounts } = installListing({ channel, list, $, toast });
 
+const search = new Search({
+  box: $("search"), panel: $("search-panel"), summary: $("search-summary"), scope: $("search-scope"),
+  results: $("search-results"), more: $("search-more"), notes: $("search-notes"), status: $("search-status"),
+}, {
+  channel, nameOf: (o) => o === state.me ? "You" : nameOf(o), onOpen: (id) => openConversation(id),
+  onActive: (on) => document.querySelector(".sidebar").classList.toggle("searching", on),
+});
+
 // -- events -------------------------------------------------------------------
 
 function onEvent(event) {
@@ -205,6 +215,7 @@ async function openConversation(id) {
   if (state.open !== id) { composer.clear(); }
   state.open = id;
   list.select(id);
+  search.select(id);
   try {
     const answer = await channel.request({ type: "open", conversation: id, limit: 50 });
     if (ticket !== state.opening) { return; }
@@ -238,6 +249,9 @@ function showSummary(c) {
   const resolved = c.status === "resolved";
   $("resolve").textContent = resolved ? "Reopen" : "Resolve";
   $("resolve").classList.toggle("primary", !resolved);
+  // A resolved conversation (found by search) is history: reopening it writes again.
+  $("composer").hidden = resolved;
+  $("resolved-bar").hidden = !resolved;
   const typing = (c.typing || []).filter((who) => who !== state.me);
   $("typing").textContent = typing.length ? typing.map((who) => who === "visitor" ? visitorName(c) : nameOf(who)).join(", ")
     + (typing.length > 1 ? " are typing…" : " is typing…") : "";
@@ -323,33 +337,9 @@ function resolveOrReopen() {
   change({ type: c.status === "resolved" ? "reopen" : "resolve" });
 }
 $("resolve").addEventListener("click", resolveOrReopen);
+$("reopen").addEventListener("click", () => change({ type: "reopen" }).then(() => $("text").focus(), () => {}));
 
-function toggleMenu(button, menu) {
-  const open = menu.hidden;
-  for (const other of document.querySelectorAll(".menu")) { other.hidden = true; }
-  for (const other of document.querySelectorAll("[aria-haspopup]")) { other.setAttribute("aria-expanded", "false"); }
-  menu.hidden = !open;
-  button.setAttribute("aria-expanded", String(open));
-  if (open) { const first = menu.querySelector("button, input"); if (first) { first.focus(); } }
-}
-$("snooze-button").addEventListener("click", () => toggleMenu($("snooze-button"), $("snooze-menu")));
-$("settings-button").addEventListener("click", () => toggleMenu($("settings-button"), $("settings")));
-for (const choice of document.querySelectorAll("[data-snooze]")) {
-  choice.addEventListener("click", () => {
-    const kind = choice.dataset.snooze;
-    let until = null;
-    if (kind === "tomorrow") {
-      const t = new Date();
-      t.setDate(t.getDate() + 1);
-      t.setHours(9, 0, 0, 0);
-      until = t.getTime() / 1000;
-    } else if (kind !== "reply") {
-      until = Date.now() / 1000 + Number(kind);
-    }
-    $("snooze-menu").hidden = true;
-    change({ type: "snooze", until });
-  });
-}
+installMenus({ $, onSnooze: (until) => change({ type: "snooze", until }) });
 
 function toast(text) {
   const box = $("banner");

@@ -90,3 +90,25 @@ export function expandCanned(text, values) {
 export function visitorName(summary) {
   return summary.name || summary.alias || "Visitor";
 }
+
+/**
+ * A search snippet cut into plain and matched parts: [{text, mark}]. The
+ * daemon's marks are [start, end) offsets into the snippet (never HTML);
+ * any that are not whole numbers in order inside it are ignored, so the
+ * parts always join back into the snippet exactly.
+ */
+export function markedParts(snippet, marks) {
+  const text = String(snippet || "");
+  const parts = [];
+  let at = 0;
+  for (const mark of Array.isArray(marks) ? marks : []) {
+    if (!Array.isArray(mark) || mark.length !== 2) { continue; }
+    const [start, end] = mark;
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < at || end <= start || end > text.length) { continue; }
+    if (start > at) { parts.push({ text: text.slice(at, start), mark: false }); }
+    parts.push({ text: text.slice(start, end), mark: true });
+    at = end;
+  }
+  if (at < text.length || !parts.length) { parts.push({ text: text.slice(at), mark: false }); }
+  return parts;
+}

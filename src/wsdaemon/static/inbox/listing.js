@@ -1,5 +1,5 @@
 // The list's controls: tabs (mine / unassigned / all) with their counts,
-// the status filter, search, and the next page on scrolling.
+// the status filter, and the next page on scrolling (search: search.js).
 
 /**
  * @param {object} deps channel (requests), list (ConversationList), $ (by id),
@@ -50,11 +50,6 @@ export function installListing({ channel, list, $, toast }) {
     });
   }
   $("status-filter").addEventListener("change", (event) => { list.filter.status = event.target.value || null; reload(); refreshCounts(); });
-  let searchTimer = 0;
-  $("search").addEventListener("input", (event) => {
-    clearTimeout(searchTimer);
-    searchTimer = setTimeout(() => { list.filter.search = event.target.value.trim(); reload(); }, 250);
-  });
   $("conversations").addEventListener("scroll", () => {
     const box = $("conversations");
     if (box.scrollHeight - box.scrollTop - box.clientHeight < 400) { loadMore(); }
