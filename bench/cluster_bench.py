@@ -124,6 +124,7 @@ def config(directory: Path, name: str, broker: str) -> Path:
         max_message_rate = 0
 
         [operator]
+        model = queue
         tokens = bench:{TOKEN}
         store = {directory}/{name}.sqlite3
         fallback_after = 0

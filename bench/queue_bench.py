@@ -139,6 +139,7 @@ auto_ping_interval = 0
 max_connections = 20000
 
 [operator]
+model = queue
 tokens = bench:{TOKEN}
 store = queue.sqlite3
 fallback_after = 0

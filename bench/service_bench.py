@@ -121,6 +121,7 @@ def _config(directory: Path, admin_port: int) -> Path:
     path = directory / "service-bench.ini"
     path.write_text(unlimited_config("tcp:0:interface=127.0.0.1", admin_port, f"""
         [operator]
+        model = queue
         tokens = bench:{TOKEN}
         store = {directory}/queue.sqlite3
         fallback_after = 0

@@ -87,6 +87,7 @@ def write_config(directory: Path, port: int, admin: int, broker: str = "",
         identity = claimed
         max_message_rate = 0
         [operator]
+        model = queue
         tokens = soak:{TOKEN}
         store = {directory}/{name}.sqlite3
         lease = 2

@@ -76,6 +76,7 @@ def test_pages_send_security_headers_and_still_work(
 
     daemon = start_daemon(write_config(CONFIG + """
     [operator]
+    model = queue
     tokens = alice:alice-token-0123456789abcdef
     store = queue.sqlite3
     """))

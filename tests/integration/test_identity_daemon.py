@@ -49,6 +49,7 @@ def start(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]
         api_keys = ops:{KEY}
 
         [operator]
+        model = queue
         tokens = alice:{ALICE}
         store = state/queue.sqlite3
         fallback_after = 0

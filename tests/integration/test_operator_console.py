@@ -33,6 +33,7 @@ CONFIG = f"""
     listen = tcp:0:interface=127.0.0.1
 
     [operator]
+    model = queue
     tokens = alice:{ALICE}
     store = state/queue.sqlite3
     fallback_after = 0

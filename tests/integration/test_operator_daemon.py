@@ -30,6 +30,7 @@ CONFIG = f"""
     listen = tcp:0:interface=127.0.0.1
 
     [operator]
+    model = queue
     tokens =
         alice:{ALICE}
         bob:{BOB}

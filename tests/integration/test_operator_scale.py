@@ -36,6 +36,7 @@ def config_text(operator_extra: str = "", route_extra: str = "") -> str:
         listen = tcp:0:interface=127.0.0.1
 
         [operator]
+        model = queue
         tokens =
             alice:{ALICE}
             bob:{BOB}

@@ -43,6 +43,7 @@ def config_text(redis: RedisServer, admin_port: int, name: str) -> str:
         api_keys = ci:{API_KEY}
 
         [operator]
+        model = queue
         tokens =
             alice:{ALICE}
             bob:{BOB}

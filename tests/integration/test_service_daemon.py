@@ -49,6 +49,7 @@ def config_text(admin_port: int, extra: str = "") -> str:
         max_body = 4KiB
 
         [operator]
+        model = queue
         tokens = alice:{TOKEN}
         store = queue.sqlite3
         fallback_after = 0

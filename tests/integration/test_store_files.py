@@ -22,6 +22,7 @@ CONFIG = """
     listen = tcp:0:interface=127.0.0.1
 
     [operator]
+    model = queue
     tokens = alice:alice-token-0123456789abcdef
     store = state/queue.sqlite3
     fallback_when_offline = no

@@ -309,6 +309,7 @@ def operator_config(redis_url: str, port: int, workers: int, prefix: str) -> str
 
     return admin_config(port, KEY, f"""
         [operator]
+        model = queue
         tokens = alice:{ALICE}
         lease = 60
         fallback_after = 0

@@ -24,6 +24,7 @@ CONFIG = """
 listen = {listen}
 
 [operator]
+model = queue
 tokens = alice:aaaaaaaaaaaaaaaaaaaaaaaa
 store = q.sqlite3
 

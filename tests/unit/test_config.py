@@ -305,12 +305,12 @@ BAD_CONFIGS = {
         [":6: [route:/echo] identity", "got 'claim' (did you mean claimed?)"],
     ),
     "operator bad ack placeholder": (
-        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
+        MINIMAL + "\n[operator]\nmodel = queue\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
         "[route:/support]\nstrategy = operator\nack_message = you are {number}\n",
         ["[route:/support] ack_message", "unknown placeholder {number}"],
     ),
     "operator misspelt ack placeholder": (
-        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
+        MINIMAL + "\n[operator]\nmodel = queue\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
         "[route:/support]\nstrategy = operator\nack_message = you are {postion}\n",
         ["[route:/support] ack_message",
          "unknown placeholder {postion} (did you mean {position}?)"],
@@ -367,6 +367,7 @@ def test_operator_section(write_config: Callable[..., Path]) -> None:
     """[operator] settings, tokens inline and from a file, paths relative to the config."""
     path = write_config(MINIMAL + """
 [operator]
+model = queue
 tokens = alice:aaaaaaaaaaaaaaaaaa
 tokens_file = ops.tokens
 store = state/q.sqlite3
@@ -411,6 +412,7 @@ timeout = 2.5
 heartbeat = 1
 
 [operator]
+model = queue
 tokens = alice:aaaaaaaaaaaaaaaaaa
 """)
     config = load(path)
@@ -449,7 +451,7 @@ def test_workers(write_config: Callable[..., Path]) -> None:
     ("0", "", None, "[wsdaemon] workers: expected 1 to 256 worker processes or auto"),
     ("many", "", None, "expected a number of worker processes (1 or more) or auto"),
     ("1", "", "0", "--workers: expected 1 to 256"),
-    ("2", "[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaaaaaaaa\n[route:/support]\n"
+    ("2", "[operator]\nmodel = queue\ntokens = alice:aaaaaaaaaaaaaaaaaaaaaaaa\n[route:/support]\n"
      "strategy = operator\n", None,
      "cannot share one embedded operator queue (route /support): add [broker] backend = "
      "redis, or set workers = 1"),

@@ -25,12 +25,12 @@ def config_with(tmp_path: Path, operator: str, extra: str = "") -> Path:
     return path
 
 
-def test_defaults_keep_the_queue(tmp_path: Path) -> None:
-    """Without the new keys the section is what it was: the queue, and the
-    core's defaults ready for the switch."""
+def test_an_operator_section_without_a_model_gets_conversations(tmp_path: Path) -> None:
+    """Conversations are the default model (issue 22): an [operator]
+    section without the new keys gets them, with the core's defaults."""
     operator = load_config(config_with(tmp_path, ""), clock=Clock()).operator
     assert operator is not None
-    assert operator.model == "queue"
+    assert operator.model == "conversations"
     assert operator.conversations == ConversationSettings()
     assert dict(operator.display_names) == {}
     assert operator.canned_path is None
@@ -118,3 +118,31 @@ def test_literal_braces_are_fine(tmp_path: Path) -> None:
                            clock=Clock()).operator
     assert operator is not None
     assert operator.conversations.ack_message == "Thanks :-} {"
+
+
+def test_the_queue_is_still_there_when_chosen(tmp_path: Path) -> None:
+    """model = queue, said explicitly, keeps the item queue (deprecated)."""
+    operator = load_config(config_with(tmp_path, "model = queue"), clock=Clock()).operator
+    assert operator is not None and operator.model == "queue"
+
+
+@pytest.mark.parametrize("model, store", [
+    ("", "conversation store"),
+    ("model = conversations", "conversation store"),
+    ("model = queue", "operator queue"),
+])
+def test_workers_without_a_broker_name_the_store_of_the_model(
+        tmp_path: Path, model: str, store: str) -> None:
+    """Several workers cannot share the embedded SQLite file: the refusal
+    names what the section's model really keeps there (the conversations
+    by default, the queue only when chosen), and the fix."""
+    path = config_with(tmp_path, model)
+    path.write_text(path.read_text().replace("[wsdaemon]", "[wsdaemon]\nworkers = 2"))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, clock=Clock())
+    message = str(raised.value)
+    assert message.startswith(f"{path}:2: [wsdaemon] workers: "), message
+    assert (f"2 workers cannot share one embedded {store} (route /support): "
+            "add [broker] backend = redis, or set workers = 1") in message
+    other = {"conversation store", "operator queue"} - {store}
+    assert other.pop() not in message

@@ -55,6 +55,7 @@ from wsdaemon.broker.mirror import (
 from wsdaemon.interfaces import ISession
 from wsdaemon.records import MessageRecord
 from wsdaemon.strategies.operator.delivery import log_failure
+from wsdaemon.strategies.operator.deprecation import warn_queue_deprecated
 from wsdaemon.strategies.operator.errors import (
     QueueError,
     QueueRefused,
@@ -126,6 +127,7 @@ class SharedOperatorQueue:
         again after every outage), so a daemon starts even while Redis is
         down and serves its other routes.
         """
+        warn_queue_deprecated(f"Redis, the keys under {self.link.settings.prefix!r}")
         self.link.on_events(self._handle_events)
         self.link.on_recovery(self._resync)
         self.link.start()

@@ -245,7 +245,8 @@ def load_config(
                     "console paths of their own",
                 )
 
-    _check_workers(reader, caps.get("workers", 1), listen, routes, broker, workers_override)
+    _check_workers(reader, caps.get("workers", 1), listen, routes, broker, workers_override,
+                   operator)
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
                         protocol=defaults, operator=operator, admin=admin, broker=broker,
                         **caps)
@@ -272,9 +273,10 @@ def _workers(raw: str) -> int:
 
 def _check_workers(reader: _Reader, workers: int, listen: Sequence[str],
                    routes: Sequence[RouteConfig], broker: BrokerSettings | None,
-                   override: str | None) -> None:
+                   override: str | None, operator: OperatorSettings | None) -> None:
     """
-    Refuse what several workers cannot do, naming the fix.
+    Refuse what several workers cannot do, naming the fix (and the operator
+    feature's store as the section's model has it).
     """
     if workers == 1:
         return
@@ -286,7 +288,9 @@ def _check_workers(reader: _Reader, workers: int, listen: Sequence[str],
 
     operator_routes = [r.path for r in routes if r.strategy.name == "operator"]
     if operator_routes and broker is None:
-        raise refuse(f"{workers} workers cannot share one embedded operator queue "
+        store = ("operator queue" if operator is not None and operator.model == "queue"
+                 else "conversation store")
+        raise refuse(f"{workers} workers cannot share one embedded {store} "
                      f"(route {operator_routes[0]}): add [broker] backend = redis, or set "
                      "workers = 1")
     for endpoint in listen:

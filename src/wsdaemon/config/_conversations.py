@@ -4,8 +4,8 @@ routed and what visitors are told, read into the core's own value
 (L{ConversationSettings}), plus the operators' display names and the
 canned replies file.
 
-While the operator queue still serves routes, C{model = conversations}
-chooses the conversation engine; the keys are read (and checked) in both
+Conversations are the default model; C{model = queue} keeps the item
+queue (deprecated, to be removed). The keys are read (and checked) in both
 models, so a config that names them is right before and after the switch.
 """
 
@@ -25,10 +25,12 @@ from wsdaemon.config._values import _bool, _count, _seconds
 from wsdaemon.conversations.settings import ConversationSettings, Routing
 from wsdaemon.spelling import did_you_mean
 
-__all__ = ["CONVERSATION_KEYS", "MODELS", "conversation_settings", "display_names"]
+__all__ = ["CONVERSATION_KEYS", "DEFAULT_MODEL", "MODELS", "conversation_settings", "display_names"]
 
 #: The engines an [operator] section may choose.
 MODELS = ("queue", "conversations")
+#: What an [operator] section without a C{model} key gets.
+DEFAULT_MODEL = "conversations"
 #: The keys this module reads (the section's other keys are the queue's and
 #: the channel's, read by L{wsdaemon.config._sections}).
 CONVERSATION_KEYS = {
@@ -82,10 +84,11 @@ def conversation_settings(reader: _Reader, section: str,
     @param shared: the values of the keys the queue and conversations share
         (C{fallback_after}, C{fallback_message}, C{max_open_per_route},
         C{max_open_total}), as the section gave them (absent: default).
-    @return: the model (C{queue} or C{conversations}) and the core's settings.
+    @return: the model (C{conversations} unless the section says
+        C{model = queue}) and the core's settings.
     """
     values = reader.parser[section]
-    model = values.get("model", "queue").strip().lower()
+    model = values.get("model", DEFAULT_MODEL).strip().lower()
     if model not in MODELS:
         raise reader.error(section, "model", f"expected one of {', '.join(MODELS)}, "
                                              f"got {values['model'].strip()!r}"

@@ -39,8 +39,9 @@ class OperatorSettings:
     @ivar page_size: items (or transcript lines) per page by default.
     @ivar preview_chars: texts longer than this are shown shortened, with
         the whole text fetched on request.
-    @ivar model: C{queue} (items, as before) or C{conversations} (issue 22:
-        one conversation per visitor, routed to a team).
+    @ivar model: C{conversations} (the default: one conversation per
+        visitor, routed to a team) or C{queue} (items, as before;
+        deprecated).
     @ivar conversations: the conversation core's settings (routing,
         notices, caps), read from the same section.
     @ivar display_names: operator name -> the name visitors see.
@@ -67,7 +68,7 @@ class OperatorSettings:
     max_outbound_buffer: int = 4 * MiB
     page_size: int = 100
     preview_chars: int = 500
-    model: str = "queue"
+    model: str = "conversations"
     conversations: ConversationSettings = field(default_factory=ConversationSettings)
     display_names: Mapping[str, str] = field(default_factory=dict)
     canned_path: Path | None = None

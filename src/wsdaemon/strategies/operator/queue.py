@@ -35,6 +35,7 @@ from wsdaemon.interfaces import ISession
 from wsdaemon.records import ItemRecord, MessageRecord
 from wsdaemon.strategies.operator.delivery import LocalDelivery, write
 from wsdaemon.strategies.operator.delivery import log_failure as _log_failure
+from wsdaemon.strategies.operator.deprecation import warn_queue_deprecated
 from wsdaemon.strategies.operator.errors import QueueError, QueueRefused, check_sendable, send_limit
 from wsdaemon.strategies.operator.item import InvalidTransition, QueueItem
 from wsdaemon.strategies.operator.openitems import OpenItems
@@ -92,6 +93,7 @@ class OperatorQueue(TimedMoves):
         """
         Open the store and take back every item not yet answered.
         """
+        warn_queue_deprecated(f"the SQLite file {self.settings.store_path}")
         d: Deferred[Any] = self.store.open()
         d.addCallback(lambda _: self.store.load_open_items(self.settings.preview_chars))
         d.addCallback(self._restore)
