@@ -48,6 +48,8 @@ def conversation_row(conversation: Conversation) -> dict[str, Any]:
         state["bot_due"] = c.bot_due
     if c.bot_handoff is not None:
         state["bot_handoff"] = c.bot_handoff
+    if c.episodes:
+        state["episodes"] = [list(episode) for episode in c.episodes]
     notices = (_ACK if c.ack_sent else 0) | (_OFFLINE if c.offline_sent else 0) | \
         (_FALLBACK if c.fallback_sent else 0)
     return {
@@ -90,6 +92,8 @@ def conversation_from_row(row: Mapping[str, Any]) -> Conversation:
                     for n, operator, body, at in state["notes"]),
         with_bot=bool(state.get("bot", False)),
         bot_due=state.get("bot_due"), bot_handoff=state.get("bot_handoff"),
+        episodes=tuple((int(after), float(opened), None if resolved is None else float(resolved))
+                       for after, opened, resolved in state.get("episodes", ())),
         profile=profile_from_json(row.get("profile")),
     )
 

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from wsdaemon.conversations.profile import Profile
 
-__all__ = ["BOT_GRACE", "Author", "Availability", "Bounds", "Conversation", "Message", "Note",
-           "Status", "conversation_id_for", "describe_state", "evolve"]
+__all__ = ["BOT_GRACE", "EPISODES_KEPT", "Author", "Availability", "Bounds", "Conversation",
+           "Message", "Note", "Status", "conversation_id_for", "describe_state", "evolve"]
 
 #: Seconds past a bot's C{bot_due} before the core hands over what it owed
 #: (the bot itself acts at C{bot_due}: its commits are given this long).
@@ -149,6 +149,10 @@ class Note:
     at: float
 
 
+#: Past episodes a conversation remembers (where each began), the newest.
+EPISODES_KEPT = 20
+
+
 @dataclass(frozen=True)
 class Conversation:
     """
@@ -199,6 +203,10 @@ class Conversation:
         do it is gone (a daemon stopped or crashed, a reload replaced the
         bot). None: it owes nothing.
     @ivar bot_handoff: the reason of the handoff the bot owes after them.
+    @ivar episodes: the past episodes (resolved, then reopened), oldest
+        first, at most L{EPISODES_KEPT}: (the seq each started after, when
+        it opened, when it was resolved). The current one is C{unread_floor},
+        C{opened_at}.
     @ivar visitor_typing_until: the visitor is typing, until then (ephemeral).
     @ivar typing: (operator, typing until), oldest first (ephemeral).
     """
@@ -237,6 +245,7 @@ class Conversation:
     bot_due: float | None = None
     bot_handoff: str | None = None
     profile: Profile | None = None
+    episodes: tuple[tuple[int, float, float | None], ...] = ()
     visitor_typing_until: float | None = None
     typing: tuple[tuple[str, float], ...] = ()
 

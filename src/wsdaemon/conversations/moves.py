@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from wsdaemon.conversations.effects import CancelTimer, SetTimer, SignalVisitor
 from wsdaemon.conversations.events import Timer, TimerKind
-from wsdaemon.conversations.model import Author, Availability, Conversation, Status, evolve
+from wsdaemon.conversations.model import (
+    EPISODES_KEPT,
+    Author,
+    Availability,
+    Conversation,
+    Status,
+    evolve,
+)
 from wsdaemon.conversations.settings import Routing
 from wsdaemon.conversations.transition import Draft
 
@@ -37,8 +44,13 @@ def place(draft: Draft, conversation: Conversation,
 
 
 def new_episode(conversation: Conversation, now: float) -> Conversation:
-    """A resolved conversation opens again: times, notices and unread start over."""
+    """
+    A resolved conversation opens again: times, notices and unread start
+    over; where the episode that ends began is remembered.
+    """
+    ended = (conversation.unread_floor, conversation.opened_at, conversation.resolved_at)
     return evolve(conversation, status=Status.OPEN, opened_at=now, first_response_at=None,
+                   episodes=(*conversation.episodes, ended)[-EPISODES_KEPT:],
                    resolved_at=None, waiting_since=None, snoozed_until=None, unanswered=0,
                    unread_floor=conversation.last_seq, recent_visitor_seqs=(),
                    ack_sent=False, offline_sent=False, fallback_sent=False, with_bot=False,

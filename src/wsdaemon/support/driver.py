@@ -183,6 +183,9 @@ class ConversationDriver:
         #: The other daemons sharing the store, if any.
         self._peers = peers
         self.max_attempts = MAX_ATTEMPTS if peers is None else peers.max_attempts
+        #: The routes whose conversations are served here (as their
+        #: strategies are built): where a visitor's other conversations are.
+        self.routes: set[str] = set()
         #: The configured operators: team members (offline) from the start,
         #: listed even to an operator connected while the store opens.
         self.roster = tuple(roster)

@@ -15,19 +15,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from wsdaemon.conversations.model import Conversation, Message, Note, Status
+from wsdaemon.conversations.model import (
+    Conversation,
+    Message,
+    Note,
+    Status,
+    conversation_id_for,
+)
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.hub import OperatorHub
 from wsdaemon.support.ports import IConversationSearch
 from wsdaemon.support.search import SearchError, SearchQuery, SearchResult, live_search
 from wsdaemon.support.summaries import PAGE_BYTES, message_entry, note_entry, page, sort_key
 
-__all__ = ["PAGE_BYTES", "TEXT_CHUNK", "ChannelLimits", "ConversationReader", "RequestError",
-           "optional"]
+__all__ = ["MAX_PREVIOUS", "PAGE_BYTES", "TEXT_CHUNK", "ChannelLimits", "ConversationReader",
+           "RequestError", "episodes_entry", "optional"]
 
 #: Characters of a message's or note's text per C{text} answer (at most 6
 #: JSON bytes each: well under a page).
 TEXT_CHUNK = 32 * 1024
+#: A visitor's conversations on other routes an C{open} answer lists, at most
+#: (one per route: the routes looked at, in name order, are bounded too).
+MAX_PREVIOUS = 10
 
 
 @dataclass(frozen=True)
@@ -205,6 +214,22 @@ class ConversationReader:
                 "partial": result.partial, "scope": result.scope,
                 "next": [last.last_activity_at, last.conversation_id] if more and last else None}
 
+    async def previous(self, conversation: Conversation, operator: str) -> list[dict[str, Any]]:
+        """
+        The visitor's conversations on the other routes served here (a
+        visitor has one per route, its id made from both: each is one read,
+        no index), most recent activity first, at most L{MAX_PREVIOUS}.
+        """
+        routes = sorted(self.driver.routes - {conversation.route})[:MAX_PREVIOUS]
+        found: list[Conversation] = []
+        for route in routes:
+            key = conversation_id_for(route, conversation.visitor)
+            other = self.driver.inbox.conversation(key) or await self.driver.store.load(key)
+            if other is not None:
+                found.append(other)
+        found.sort(key=lambda c: (-c.last_activity_at, c.conversation_id))
+        return [self.hub.summary(other, operator) for other in found]
+
     async def thread(self, conversation_id: str, before: int | None, before_note: int | None,
                       limit: int) -> dict[str, Any]:
         store = self.driver.store
@@ -254,3 +279,16 @@ class ConversationReader:
         part = body[offset:offset + TEXT_CHUNK]
         return {"conversation": conversation_id, "seq": seq, "note": note, "text": part,
                 "offset": offset, "length": len(body), "more": offset + len(part) < len(body)}
+
+
+def episodes_entry(conversation: Conversation) -> list[dict[str, Any]]:
+    """
+    The conversation's episodes, oldest first, the current one last: where
+    each began (C{from_seq}: its first message), when it opened and was
+    resolved (None: not yet).
+    """
+    ended = [{"from_seq": after + 1, "opened_at": opened, "resolved_at": resolved,
+              "current": False} for after, opened, resolved in conversation.episodes]
+    return [*ended, {"from_seq": conversation.unread_floor + 1,
+                     "opened_at": conversation.opened_at,
+                     "resolved_at": conversation.resolved_at, "current": True}]

@@ -47,6 +47,7 @@ from wsdaemon.support.operator_reading import (
     ChannelLimits,
     ConversationReader,
     RequestError,
+    episodes_entry,
     optional,
 )
 from wsdaemon.support.summaries import (
@@ -154,8 +155,10 @@ class OperatorRequests:
         conversation = await self.reader.conversation(conversation_id)
         thread = await self.reader.thread(conversation_id, None, None, limit)
         self.hub.view(link, conversation_id)
+        previous = await self.reader.previous(conversation, link.operator)
         return {"conversation": self.hub.summary(conversation, link.operator),
-                "profile": profile_entry(conversation), **thread}
+                "profile": profile_entry(conversation), "episodes": episodes_entry(conversation),
+                "previous": previous, **thread}
 
     def _do_close(self, link: OperatorLink, request: dict[str, Any]) -> dict[str, Any]:
         self.hub.view(link, None)

@@ -365,6 +365,7 @@ class ConversationStrategyFactory:
         bot = context.checked if isinstance(context.checked, BotSettings) else \
             bot_settings(options, built)
         support = support_of(self.support, context)
+        support.driver.routes.add(context.route)
         bots = support.bots
         if bot is not None:
             if bots is None:
