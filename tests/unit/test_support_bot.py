@@ -28,6 +28,8 @@ from wsdaemon.conversations import (
     SignalVisitor,
     VisitorMessage,
 )
+from wsdaemon.conversations.bot_events import LOST
+from wsdaemon.conversations.model import BOT_GRACE
 from wsdaemon.strategies.scripted.rules import parse_rules
 from wsdaemon.support.bot import ASKED, UNMATCHED
 from wsdaemon.support.bot_settings import BotSettings, Unmatched
@@ -73,10 +75,11 @@ class BotDesk:
     """A started driver whose operator port is the bots, one bot on ROUTE."""
 
     def __init__(self, rules: str = RULES, *, unmatched: Unmatched = Unmatched.HANDOFF,
-                 max_episodes: int = 100, serve: bool = True) -> None:
+                 max_episodes: int = 100, serve: bool = True,
+                 store: GatedStore | None = None, start: float = 1000) -> None:
         self.clock = Clock()
-        self.clock.advance(1000)
-        self.store = GatedStore()
+        self.clock.advance(start)
+        self.store = store if store is not None else GatedStore()
         self.ports = RecordingPorts(self.store)
         settings = ConversationSettings(fallback_after=0, ack_message=ACK)
         self.bots = Bots(self.ports, self.clock, max_episodes=max_episodes, visitors=self.ports)
@@ -215,19 +218,27 @@ def test_each_episode_starts_the_rules_again() -> None:
 
 
 def test_episodes_are_bounded() -> None:
-    """At most max_episodes remembered: the least recently active goes
-    (its delayed replies cancelled)."""
+    """At most max_episodes remembered: the least recently active goes, its
+    delayed replies cancelled (the conversation owed them: the core hands
+    it over once overdue, saying so); one that owed nothing stays with the
+    bot, its counters starting again, without a second greeting."""
     desk = BotDesk(max_episodes=2)
     desk.say("slow", "v1")
     desk.say("order 1", "v2")
     desk.say("order 2", "v3")
     assert len(desk.bot) == 2
-    desk.clock.advance(10)
+    desk.say("order 3", "v4")
+    desk.clock.advance(4)
     assert ("bot", "Thinking...") not in desk.thread("v1")
-    desk.say("order 9", "v1")
-    assert desk.thread("v1")[-1] == ("bot", "Order 9 ships tomorrow (message 1)."), \
+    assert desk.conversation("v1").with_bot
+    desk.clock.advance(1 + BOT_GRACE)
+    assert not desk.conversation("v1").with_bot
+    assert desk.notes("v1") == [("bot", "handed over: " + LOST)]
+    desk.say("order 9", "v2")
+    assert desk.thread("v2")[-1] == ("bot", "Order 9 ships tomorrow (message 1)."), \
         "counters start again; no second greeting mid-episode"
-    assert desk.thread("v1").count(("bot", "Hi, I am Robo.")) == 1
+    assert desk.thread("v2").count(("bot", "Hi, I am Robo.")) == 1
+    assert desk.conversation("v2").with_bot
 
 
 def test_a_route_without_a_bot_hands_its_bot_episodes_over() -> None:
@@ -242,13 +253,19 @@ def test_a_route_without_a_bot_hands_its_bot_episodes_over() -> None:
 
 
 def test_a_new_rules_file_replaces_the_routes_bot() -> None:
-    """serve again (a reload): the old episodes are forgotten, their timers cancelled."""
+    """serve again (a reload): the old episodes are forgotten, their timers
+    cancelled; what they owed is stored, so the conversation is handed over
+    once it is overdue (the core's timer is the only one left)."""
     desk = BotDesk()
     desk.say("slow")
     old = desk.bot
     desk.bots.serve(ROUTE, desk.settings)
-    assert len(old) == 0 and desk.clock.getDelayedCalls() == []
+    assert len(old) == 0
+    assert [call.func.__self__ for call in desk.clock.getDelayedCalls()] == [desk.driver.timers]
     assert desk.bots.routes[ROUTE] is not old
+    desk.clock.advance(5 + BOT_GRACE)
+    assert ("bot", "Thinking...") not in desk.thread()
+    assert desk.notes() == [("bot", "handed over: " + LOST)]
 
 
 def test_bot_messages_are_the_bots_in_the_store() -> None:

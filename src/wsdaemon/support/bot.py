@@ -39,12 +39,16 @@ delayed replies cancelled; the next message starts its counters again).
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from wsdaemon.conversations.events import BotReply
+from wsdaemon.conversations.events import BotPending, BotReply
 from wsdaemon.conversations.model import Conversation, Message
 from wsdaemon.interfaces import ISession
+from wsdaemon.strategies.scripted.rules import Rule
 from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
 from wsdaemon.support.bot_episodes import (
     ASKED,
@@ -80,9 +84,9 @@ class _Episode:
         visitor sees the bot typing meanwhile).
     """
 
-    __slots__ = ("_bot", "client_id", "connected_at", "conversation_id", "handoff", "is_open",
-                 "last_seq", "opened_at", "peer", "route", "sent", "session_id", "waiting",
-                 "answering")
+    __slots__ = ("_bot", "answering", "client_id", "connected_at", "conversation_id", "handoff",
+                 "is_open", "last_seq", "opened_at", "peer", "route", "said", "sent", "session_id",
+                 "waiting")
 
     def __init__(self, bot: RouteBot, conversation: Conversation, now: float) -> None:
         self._bot = bot
@@ -99,6 +103,8 @@ class _Episode:
         self.waiting = 0
         #: The engine is answering now: what it sends is not a delayed message.
         self.answering = False
+        #: What it sent while answering, sent once what waits is stored as owed.
+        self.said: list[str | bytes] = []
         self.handoff: tuple[str, int, float] | None = None
 
     def send(self, message: str | bytes) -> bool:
@@ -133,7 +139,7 @@ class RouteBot:
         self._rules = settings.rules
         self._engine = ScriptedStrategy(settings.rules, clock)
         self._episodes: Episodes[_Episode] = Episodes(
-            route, settings, submit, self._make, self._let_go, max_episodes, count, signal)
+            route, settings, submit, self._make, self._dropped, max_episodes, count, signal)
 
     def __len__(self) -> int:
         return len(self._episodes)
@@ -147,11 +153,34 @@ class RouteBot:
         if admitted is None:
             return
         episode = admitted.episode
-        if admitted.new and admitted.first:
-            self._greet(episode)
-        before, now = episode.sent, self._clock.seconds()
+        rule, still = self._answer(episode, message, greet=admitted.new and admitted.first)
+        if rule is None:
+            if self.settings.unmatched is Unmatched.HANDOFF:
+                self._episodes.hand_off(conversation.visitor, UNMATCHED, "unmatched")
+        elif still <= 0 and rule.handoff is not None:
+            self._episodes.hand_off(conversation.visitor, rule.handoff, "rule")
+
+    def _answer(self, episode: _Episode, message: Message, greet: bool) -> tuple[Rule | None, int]:
+        """
+        The greeting (C{greet}) and the rules' answer: what waits for a
+        delay is stored as owed (L{BotPending}) before the messages sent
+        now, so a visitor who has seen any of them cannot be left with a
+        bot that died owing the rest.
+
+        @return: the rule that answered (None: none) and how many of its
+            messages wait for their delay.
+        """
+        now = self._clock.seconds()
+        due: float | None = None
         episode.answering = True
         try:
+            if greet:
+                self._engine.connection_opened(episode)
+                still = len(self._rules.greetings) - episode.sent
+                if still > 0:
+                    self._waiting(episode, still)
+                    due = now + sum(g.delay for g in self._rules.greetings)
+            before = episode.sent
             rule, reply = self._engine.answer(episode, message.body)
             replies = reply if isinstance(reply, list) else [] if reply is None else [reply]
             for text in replies:
@@ -159,58 +188,52 @@ class RouteBot:
                     self.say(episode, text)
         finally:
             episode.answering = False
-        if rule is None:
-            if self.settings.unmatched is Unmatched.HANDOFF:
-                self._episodes.hand_off(conversation.visitor, UNMATCHED, "unmatched")
-            return
-        # Its messages that wait for their delay (a plain reply: none).
-        still = 0 if reply is not None or not rule.messages else \
+        # The rule's messages that wait for their delay (a plain reply: none).
+        still = 0 if rule is None or reply is not None or not rule.messages else \
             (1 if rule.cycle else len(rule.messages)) - (episode.sent - before)
-        if still > 0:
+        if rule is not None and still > 0:
             self._waiting(episode, still)
-        if rule.handoff is None:
-            return
-        if still <= 0:
-            self._episodes.hand_off(conversation.visitor, rule.handoff, "rule")
-        else:  # hand over once they have gone: as many, the last one due
             messages = rule.messages[:1] if rule.cycle else rule.messages
-            episode.handoff = (rule.handoff, still, now + sum(m.delay for m in messages))
+            last = now + sum(m.delay for m in messages)
+            due = last if due is None else max(due, last)
+            if rule.handoff is not None:
+                # Hand over once they have gone: as many, the last one due.
+                episode.handoff = (rule.handoff, still, last)
+        if due is not None:
+            handoff = episode.handoff[0] if episode.handoff is not None else None
+            d = self._submit(BotPending(self.route, episode.client_id, due, handoff))
+            d.addErrback(self._episodes.refused, "pending", episode.client_id)
+        said, episode.said = episode.said, []
+        for text in said:
+            self._reply(episode, text)
+        return rule, still
 
     def _waiting(self, episode: _Episode, more: int) -> None:
         if episode.waiting == 0:
             self._episodes.typing(episode.client_id, True)
         episode.waiting += more
 
-    def _greet(self, episode: _Episode) -> None:
-        episode.answering = True
-        try:
-            self._engine.connection_opened(episode)
-        finally:
-            episode.answering = False
-        still = len(self._rules.greetings) - episode.sent
-        if still > 0:
-            self._waiting(episode, still)
-
     def say(self, episode: _Episode, message: str | bytes) -> None:
         """One message of the rules: the bot's reply, stored and delivered."""
         if not episode.is_open:
             return
         episode.sent += 1
-        # The last delayed message: the bot stops typing once it is delivered.
+        if episode.answering:
+            episode.said.append(message)  # sent once what waits is stored as owed
+            return
+        # A delayed message: the bot stops typing once the last is delivered.
         done_typing = False
-        if episode.waiting > 0 and not episode.answering:
+        if episode.waiting > 0:
             episode.waiting -= 1
             done_typing = episode.waiting == 0
         visitor = episode.client_id
-        if isinstance(message, str) and message.strip():
-            d = self._submit(BotReply(self.route, visitor, message, self.settings.name))
-            d.addErrback(self._episodes.refused, "reply", visitor)
-            self._episodes.count("reply")
-            if done_typing:
+        d = self._reply(episode, message)
+        if done_typing:
+            if d is not None:
                 d.addBoth(lambda _: self._episodes.typing(visitor, False))
-        elif done_typing:
-            self._episodes.typing(visitor, False)
-        if episode.handoff is not None and not episode.answering:
+            else:
+                self._episodes.typing(visitor, False)
+        if episode.handoff is not None:
             # Another rule's delayed message may come first: the handoff
             # waits for as many messages as its rule sends, and its time.
             reason, still, due = episode.handoff
@@ -219,6 +242,15 @@ class RouteBot:
                 self._episodes.hand_off(visitor, reason, "rule")
             else:
                 episode.handoff = (reason, still - 1, due)
+
+    def _reply(self, episode: _Episode, message: str | bytes) -> Deferred[Any] | None:
+        if not (isinstance(message, str) and message.strip()):
+            return None
+        visitor = episode.client_id
+        d = self._submit(BotReply(self.route, visitor, message, self.settings.name))
+        d.addErrback(self._episodes.refused, "reply", visitor)
+        self._episodes.count("reply")
+        return d
 
     def forget(self, conversation_id: str) -> None:
         """The episode left the bot: its delayed replies are cancelled."""
@@ -233,18 +265,26 @@ class RouteBot:
             episode.waiting = 0
             self._episodes.typing(episode.client_id, False)
 
+    def _dropped(self, episode: _Episode) -> None:
+        """Dropped for the bound, or the bot replaced: the handoff it owed is made now."""
+        if episode.handoff is not None:
+            self._episodes.hand_off(episode.client_id, episode.handoff[0], "rule")
+            episode.handoff = None
+        self._let_go(episode)
+
     def close(self) -> None:
-        """Every episode forgotten (the route's bot is replaced or gone)."""
+        """
+        Every episode forgotten (the route's bot is replaced or gone, or the
+        daemon stops): a handoff a rule said, still waiting for its delayed
+        messages, is made now (those messages are lost with the episodes),
+        so no visitor is left with a bot that meant to hand over. Delayed
+        messages owed without a handoff are stored as owed: the core hands
+        those conversations over once they are overdue.
+        """
         for episode in self._episodes:
-            self.forget(episode.conversation_id)
+            if self._episodes.pop(episode.conversation_id) is not None:
+                self._dropped(episode)
 
     def stop(self) -> None:
-        """
-        The daemon stops: a handoff a rule said, still waiting for its
-        delayed messages, is made now (those messages are lost with the
-        episodes), so no visitor is left with a bot that meant to hand over.
-        """
-        for episode in self._episodes:
-            if episode.handoff is not None:
-                self._episodes.hand_off(episode.client_id, episode.handoff[0], "rule")
+        """The daemon stops: as L{close}."""
         self.close()

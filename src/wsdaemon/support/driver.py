@@ -66,6 +66,7 @@ from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.conversations.events import (
     AddNote,
     Assign,
+    BotPending,
     BotReply,
     Event,
     Handoff,
@@ -124,7 +125,7 @@ MAX_ATTEMPTS = 3
 
 
 _VISITOR_EVENTS = (VisitorMessage, VisitorDelivered, VisitorRead, VisitorTyping, LeaveContact,
-                   BotReply, Handoff, Identify)
+                   BotReply, BotPending, Handoff, Identify)
 _CONVERSATION_EVENTS = (OperatorReply, AddNote, Assign, Transfer, Resolve, Reopen, Snooze,
                         OperatorRead, OperatorTyping, SetLabels)
 
