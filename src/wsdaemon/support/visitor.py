@@ -52,7 +52,7 @@ from wsdaemon.conversations.events import Identify, VisitorDelivered, VisitorMes
 from wsdaemon.conversations.model import conversation_id_for
 from wsdaemon.conversations.profile import Profile, profile_from_claims
 from wsdaemon.conversations.transition import Transition
-from wsdaemon.errors import BrokerOutcomeUnknown
+from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.interfaces import (
     IHandshakeHook,
     IOptionCheck,
@@ -79,6 +79,7 @@ from wsdaemon.support.visitor_chat import (
     ChatConnection,
     conversation_of,
     log_not_stored,
+    log_unless_outage,
     refusal_in,
     submit_quietly,
 )
@@ -102,6 +103,8 @@ UNCONFIRMED = ("Sorry, we could not confirm that your message reached us; it may
                "Please wait for an answer before sending it again.")
 #: A plain client's binary message.
 TEXT_ONLY = "Only text messages reach an operator."
+#: Seconds between reads of what a plain client missed while Redis is away.
+CATCH_UP_RETRY = 1.0
 TOO_LONG = "Sorry, your message is too long for an operator (at most {limit} bytes)."
 _NEEDS_OPERATOR = ("the operator strategy needs an [operator] section (tokens, store) in "
                    "the config")
@@ -252,19 +255,33 @@ class ConversationStrategy:
         return None
 
     def _catch_up(self, connection: VisitorConnection) -> None:
-        """Messages written while the visitor was away, then live ones."""
+        """
+        Messages written while the visitor was away, then live ones. Read
+        again every C{CATCH_UP_RETRY} seconds while Redis is away and the
+        connection open (a plain client has no way to ask again).
+        """
         d = Deferred.fromCoroutine(self._plain_pages(connection))
 
         def failed(failure: Failure) -> None:
-            _log.failure("conversations: could not send {client_id} on {route} what was "
-                         "written while it was away", failure, client_id=connection.visitor,
-                         route=self.route)
+            if failure.check(BrokerUnavailable) and connection.session.is_open:
+                _log.debug("conversations: what was written while {client_id} on {route} "
+                           "was away cannot be read yet: {why}", client_id=connection.visitor,
+                           route=self.route, why=failure.getErrorMessage())
+                self.clock.callLater(CATCH_UP_RETRY, self._catch_up_again, connection)
+                return
+            log_unless_outage(failure, "conversations: could not send {client_id} on {route} "
+                              "what was written while it was away",
+                              client_id=connection.visitor, route=self.route)
             # Live messages flow again (what was held past the bound is dropped).
             while not self.visitors.synced(connection, connection.sent, connection.sent,
                                            False):
                 pass
 
         d.addErrback(failed)
+
+    def _catch_up_again(self, connection: VisitorConnection) -> None:
+        if connection.session.is_open:
+            self._catch_up(connection)
 
     async def _plain_pages(self, connection: VisitorConnection) -> None:
         conversation = await conversation_of(self.driver, self._key(connection.visitor))

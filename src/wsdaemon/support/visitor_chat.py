@@ -79,7 +79,7 @@ from wsdaemon.support.visitor_protocol import (
 from wsdaemon.support.visitors import VisitorConnection, VisitorSessions
 
 __all__ = ["MAX_BAD_REQUESTS", "MAX_EARLY", "REFUSED", "ChatConnection", "conversation_of",
-           "log_not_stored", "refusal_in", "submit_quietly"]
+           "log_not_stored", "log_unless_outage", "refusal_in", "submit_quietly"]
 
 _log = Logger(namespace="wsdaemon.support.visitor")
 
@@ -209,8 +209,8 @@ class ChatConnection:
             return result
 
         def failed(failure: Failure) -> None:
-            _log.failure("conversations: reading a page for {client_id} on {route} failed",
-                         failure, client_id=self._visitor, route=self._route)
+            log_unless_outage(failure, "conversations: reading a page for {client_id} on "
+                              "{route} failed", client_id=self._visitor, route=self._route)
             self._session.send(error_frame("the messages could not be read: ask again",
                                            request))
 
@@ -328,7 +328,7 @@ class ChatConnection:
             session.send(ack_frame(client_id, seq, at, duplicate=True))
 
         def failed(failure: Failure) -> None:
-            _log.failure("conversations: reading message {seq} failed", failure, seq=seq)
+            log_unless_outage(failure, "conversations: reading message {seq} failed", seq=seq)
             session.send(ack_frame(client_id, seq, None, duplicate=True))
 
         d.addCallbacks(found, failed)
@@ -408,9 +408,22 @@ def submit_quietly(driver: ConversationDriver,
             _log.debug("conversations: {event} dropped: {why}", event=type(event).__name__,
                        why=failure.getErrorMessage())
             return
-        _log.failure("conversations: {event} failed", failure, event=type(event).__name__)
+        log_unless_outage(failure, "conversations: {event} failed", event=type(event).__name__)
 
     driver.submit(event).addErrback(failed)
+
+
+def log_unless_outage(failure: Failure, message: str, **fields: Any) -> None:
+    """
+    A failure, logged with its traceback; but a Redis outage, which the link
+    logs once, only at debug level: not a traceback per visitor or request
+    while Redis is away (issue 21).
+    """
+    if failure.check(BrokerUnavailable):
+        _log.debug(message + " (Redis unavailable: {why})", why=failure.getErrorMessage(),
+                   **fields)
+        return
+    _log.failure(message, failure, **fields)
 
 
 def log_not_stored(failure: Failure, session: ISession, route: str) -> None:

@@ -1,0 +1,106 @@
+"""
+The visitor's side while Redis is away, in memory (the route protocol
+harness, the driver, a memory store made to fail as the Redis link does,
+one Clock): no traceback per visitor (the link logs the outage once), a
+plain visitor's catch-up read again until Redis answers, a structured
+visitor's page refused with "ask again".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.internet.defer import fail
+from twisted.logger import LogEvent, globalLogPublisher
+
+from tests.unit.test_support_visitor import Desk, frames, send, texts
+from wsdaemon.errors import BrokerUnavailable
+from wsdaemon.support.visitor import CATCH_UP_RETRY
+
+
+@pytest.fixture
+def failures() -> Iterator[list[LogEvent]]:
+    """The events logged with a traceback while the test runs."""
+    logged: list[LogEvent] = []
+
+    def observe(event: LogEvent) -> None:
+        if "log_failure" in event:
+            logged.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield logged
+    finally:
+        globalLogPublisher.removeObserver(observe)
+
+
+def away(*args: object, **kwargs: object) -> Any:
+    return fail(BrokerUnavailable("Redis did not answer ZRANGEBYSCORE within 1 s"))
+
+
+def test_plain_catch_up_is_read_again_once_redis_answers(failures: list[LogEvent]) -> None:
+    """
+    A plain visitor connecting while Redis is away gets what was written
+    while it was away once Redis answers (read again every second), before
+    what came live meanwhile, each once; nothing logged with a traceback.
+    """
+    desk = Desk()
+    first = desk.plain()
+    first.send("Hello?")
+    first.disconnect()
+    desk.online()
+    desk.reply("While away")
+    messages = desk.store.inner.messages
+    desk.store.inner.messages = away  # type: ignore[method-assign]
+    client = desk.plain()
+    desk.clock.advance(CATCH_UP_RETRY)
+    desk.reply("Live")
+    assert texts(client) == []
+    desk.store.inner.messages = messages  # type: ignore[method-assign]
+    desk.clock.advance(CATCH_UP_RETRY)
+    assert texts(client) == ["While away", "Live"]
+    assert desk.conversation().delivered_upto == desk.conversation().last_seq
+    desk.clock.advance(10 * CATCH_UP_RETRY)
+    assert texts(client) == []
+    assert failures == []
+
+
+def test_plain_catch_up_stops_when_the_visitor_leaves(failures: list[LogEvent]) -> None:
+    """A visitor gone while Redis is away: nothing more is read for it."""
+    desk = Desk()
+    reads: list[object] = []
+
+    def counted(*args: object, **kwargs: object) -> Any:
+        reads.append(args)
+        return away()
+
+    desk.store.inner.messages = counted  # type: ignore[method-assign]
+    client = desk.plain()
+    desk.clock.advance(CATCH_UP_RETRY)
+    assert len(reads) == 2
+    client.disconnect()
+    desk.clock.advance(10 * CATCH_UP_RETRY)
+    assert len(reads) == 2
+    assert failures == []
+
+
+def test_structured_page_and_receipts_while_redis_is_away(failures: list[LogEvent]) -> None:
+    """
+    A hello whose page cannot be read is refused with "ask again"; a
+    receipt that cannot be stored is dropped; neither logs a traceback.
+    """
+    desk = Desk()
+    client = desk.structured()
+    send(client, {"type": "message", "id": "c-1", "text": "Hello?"})
+    frames(client)
+    desk.reply("Answer")
+    frames(client)
+    desk.store.inner.messages = away  # type: ignore[method-assign]
+    desk.store.error = BrokerUnavailable("Redis cannot take EVALSHA now: LOADING")
+    send(client, {"type": "read", "upto": 2})
+    tab = desk.structured(after=0)
+    [refused] = frames(tab)
+    assert refused["type"] == "error" and "ask again" in refused["error"], refused
+    assert failures == []
