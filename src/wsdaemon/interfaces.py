@@ -15,7 +15,8 @@ dotted path or Twisted plugin.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -369,4 +370,82 @@ class IRulesReplaceable(Interface):
             expected, if C{source} is wrong; nothing changes then.
 
         @return: the number of rules.
+        """
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """
+    What a component adds to the daemon for one config (L{IComponent}): the
+    assembly mounts it and knows nothing else of the feature.
+
+    @ivar strategies: the strategy factories it serves, by name, bound to
+        it (they win over the registry's of the same name).
+    @ivar resources: what the web root serves, by URL path (WebSocket
+        resources, pages, folders of scripts).
+    @ivar collectors: Prometheus collectors (C{collect()} yielding metric
+        families) for C{/metrics}; registered once, when the daemon is
+        built (a reload's are not looked at).
+    @ivar channel: its operators' WebSocket server factory, or None: the
+        daemon counts its refusals in C{/metrics} (C{refusals}, by reason, at
+        C{path}) and closes its C{connections} with the clients' on a stop.
+    """
+
+    strategies: Mapping[str, IStrategyFactory] = field(default_factory=dict)
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    collectors: tuple[Any, ...] = ()
+    channel: Any = None
+
+
+class IComponent(Interface):
+    """
+    A feature that runs inside the daemon behind one hook (issue 22, item
+    9): the operator feature, conversations or the queue. The assembly
+    builds it once, from the config's values, through the factory it is
+    given; asks it what to mount (L{contribute}) for each config, the
+    first and every reload's; hands it the config that took effect
+    (L{update}); starts it before listening and stops it after the last
+    connection closed (the service); and shows its L{health}.
+    """
+
+    name = Attribute("What logs and errors call it (str), e.g. 'conversations'.")
+
+    def contribute(config: Any) -> Contribution:
+        """
+        What to mount for C{config} (a L{wsdaemon.config.DaemonConfig}),
+        without applying it yet: a reload whose routes then fail to build
+        leaves the component as it was.
+
+        @return: the L{Contribution}.
+        """
+
+    def update(config: Any) -> None:
+        """
+        C{config} took effect (it built whole): its settings apply from now
+        on (the next event, the next connection); what persists (the store,
+        the connections) stays.
+
+        @return: None.
+        """
+
+    def start() -> Deferred[None]:
+        """
+        Open what it keeps (its store), before the daemon listens.
+
+        @return: a Deferred firing with None once it serves, or failing
+            with why it cannot (the daemon then exits with status 1).
+        """
+
+    def stop() -> Deferred[None]:
+        """
+        Finish what is under way and close what it keeps, once the
+        daemon's connections are closed.
+
+        @return: a Deferred firing with None once everything is written.
+        """
+
+    def health() -> Mapping[str, object]:
+        """
+        @return: what C{/healthz} says of it, by key (e.g.
+            C{{"conversations": {...}}}); plain JSON values.
         """

@@ -104,6 +104,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    from wsdaemon.components import operator_component
     from wsdaemon.server.assembly import Assembly
 
     try:
@@ -120,7 +121,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                               handle_signals=handle_signals)
         if options.get("worker") is not None:
             return _worker(options, config, reactor)
-        return Assembly(reactor, lambda: load(options, reactor)).build(
+        return Assembly(reactor, lambda: load(options, reactor),
+                        components=operator_component).build(
             config, handle_signals=handle_signals)
     except ConfigError as e:
         sys.stderr.write(f"wsdaemon: config error: {e}\n")
@@ -133,6 +135,7 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
     saying "ready" on the supervisor's pipe, and stopping when the
     supervisor is gone (L{wsdaemon.server.lifeline}).
     """
+    from wsdaemon.components import operator_component
     from wsdaemon.server.assembly import Assembly
     from wsdaemon.server.lifeline import SUPERVISOR_PID_ENV, SupervisorLifeline, die_with_parent
     from wsdaemon.server.supervisor import (
@@ -176,7 +179,8 @@ def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:
             except OSError:
                 pass
 
-    service = Assembly(reactor, lambda: load(options, reactor), worker=number).build(
+    service = Assembly(reactor, lambda: load(options, reactor), worker=number,
+                       components=operator_component).build(
         config, handle_signals=True, inherited=inherited, on_ready=ready,
         admin_socket=os.environ.get(ADMIN_SOCKET_ENV) or None)
     if supervisor_pid is not None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
+from wsdaemon.broker.queue_component import QueueComponent
+from wsdaemon.components import operator_component
 from wsdaemon.config import ConfigError, load_config
 from wsdaemon.interfaces import IReplyStrategy
 from wsdaemon.server.assembly import Assembly
@@ -46,7 +48,7 @@ def daemon(write_config: Callable[..., Path], listen: str = "tcp:8080:interface=
     path = write_config(CONFIG.format(listen=listen))
     (path.parent / "bot.toml").write_text(RULES.format(reply="pong"))
     reactor = MemoryReactorClock()
-    assembly = Assembly(reactor, lambda: load_config(path))
+    assembly = Assembly(reactor, lambda: load_config(path), components=operator_component)
     assembly.build(load_config(path), handle_signals=False)
     return assembly, path
 
@@ -68,7 +70,9 @@ def test_build_makes_every_part(write_config: Callable[..., Path]) -> None:
     assert isinstance(strategies["/echo"], EchoStrategy)
     assert isinstance(strategies["/bot"], ScriptedStrategy)
     support = strategies["/support"]
-    assert isinstance(support, OperatorStrategy) and support.queue is service.parts.queue
+    component = service.parts.component
+    assert isinstance(component, QueueComponent)
+    assert isinstance(support, OperatorStrategy) and support.queue is component.queue
     assert service.parts.link is None
     assert set(service.webroot.factories) == {"/echo", "/bot", "/support"}
 
@@ -84,7 +88,7 @@ def test_reload_builds_new_routes_and_keeps_what_persists(
     factories = dict(service.webroot.factories)
     (path.parent / "bot.toml").write_text(RULES.format(reply="PONG"))
     after = assembly.reload()
-    assert service.parts is after and after.queue is before.queue
+    assert service.parts is after and after.component is before.component
     bot = {route.path: route for route in after.routes}["/bot"]
     old_bot = {route.path: route for route in before.routes}["/bot"]
     assert bot.strategy is not old_bot.strategy

@@ -11,6 +11,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from tests.daemon import REPO
+from wsdaemon.components import operator_component
 from wsdaemon.config import ConfigError, DaemonConfig, ProtocolSettings, load_config
 from wsdaemon.endpoints import check_endpoint
 from wsdaemon.server.assembly import Assembly
@@ -34,7 +35,7 @@ def load(path: Path, **kwargs: object) -> object:
 
 def built(config: DaemonConfig) -> Parts:
     """What the daemon builds from C{config} (nothing started)."""
-    return Assembly(Clock()).fresh(config)
+    return Assembly(Clock(), components=operator_component).fresh(config)
 
 
 def test_shipped_config_loads() -> None:
@@ -380,7 +381,7 @@ strategy = operator
     (path.parent / "ops.tokens").write_text("# ops\nbob:bbbbbbbbbbbbbbbbbb\n")
     config = load_config(path, clock=Clock())
     operator = config.operator
-    assert operator is not None and built(config).queue is not None
+    assert operator is not None and built(config).component is not None
     assert dict(operator.tokens) == {"aaaaaaaaaaaaaaaaaa": "alice", "bbbbbbbbbbbbbbbbbb": "bob"}
     assert operator.store_path == path.parent / "state" / "q.sqlite3"
     assert (operator.lease, operator.fallback_after, operator.keep_after_fallback) == \
@@ -402,6 +403,7 @@ def test_config_values_are_immutable(write_config: Callable[..., Path]) -> None:
 def test_broker_section(write_config: Callable[..., Path]) -> None:
     """[broker] backend = redis: URL parts, prefix, timings; the queue lives in Redis."""
     from wsdaemon.broker.queue import SharedOperatorQueue
+    from wsdaemon.broker.queue_component import QueueComponent
 
     path = write_config(MINIMAL + """
 [broker]
@@ -423,7 +425,8 @@ tokens = alice:aaaaaaaaaaaaaaaaaa
     assert broker.daemon_id == ""  # named by the link: host, pid, random
     parts = built(config)  # type: ignore[arg-type]
     assert parts.link is not None and parts.link.daemon_id
-    assert isinstance(parts.queue, SharedOperatorQueue)
+    assert isinstance(parts.component, QueueComponent)
+    assert isinstance(parts.component.queue, SharedOperatorQueue)
     summary = config.summary()  # type: ignore[attr-defined]
     assert "broker redis at redis.internal:6380/3" in summary and "cret" not in summary
 

@@ -15,6 +15,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.task import Clock
 
 from wsdaemon.client_ids import public_id, public_id_of_legacy
+from wsdaemon.components import operator_component
 from wsdaemon.config import ConfigError, IdentityPolicy, JwtSettings, load_config
 from wsdaemon.connections.identity import issue, resolve, verify
 from wsdaemon.server.assembly import Assembly
@@ -171,7 +172,7 @@ def test_identity_secret_file_is_created_private_and_kept(tmp_path: Path,
 
 
 def built(path: Path) -> Parts:
-    return Assembly(Clock()).fresh(load_config(path))
+    return Assembly(Clock(), components=operator_component).fresh(load_config(path))
 
 
 def test_reading_the_config_creates_no_secret_file(tmp_path: Path) -> None:

@@ -3,13 +3,14 @@ Building the running daemon from the config's values, in one place.
 
 L{wsdaemon.config} reads the INI file into values and nothing else. This
 module turns them into the running parts: each route's strategy (from the
-registry), the operator queue and its store (or, with C{model =
-conversations}, the support component), the Redis link, the push bus,
-the web and admin sites, the listeners, and the service that runs them.
+registry), the operator component (L{wsdaemon.interfaces.IComponent}, made
+by the factory the entry point hands over: this module knows no feature by
+name), the Redis link, the push bus, the web and admin sites, the
+listeners, and the service that runs them.
 
 A reload is the same step again: read new values, build what they describe
-(strategies, routes, settings), keep what must persist (the queue and its
-store, the Redis link, every open connection and each route's factory),
+(strategies, routes, settings), keep what must persist (the component and
+its store, the Redis link, every open connection and each route's factory),
 swap. Changes only a restart can make are refused, and the running daemon
 is left exactly as it was.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -30,13 +31,18 @@ from wsdaemon.broker.bus import IPushBus
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.broker.local import LocalPushBus
 from wsdaemon.broker.push import RedisPushBus
-from wsdaemon.broker.queue import SharedOperatorQueue
-from wsdaemon.config import BrokerSettings, ConfigError, DaemonConfig, RouteConfig
+from wsdaemon.config import (
+    BrokerSettings,
+    ConfigError,
+    DaemonConfig,
+    OperatorSettings,
+    RouteConfig,
+)
 from wsdaemon.connections import accel, directwrite, frames
 from wsdaemon.connections.identity import with_secret
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.route import Route
-from wsdaemon.interfaces import IReplyStrategy, IStrategyFactory
+from wsdaemon.interfaces import Contribution, IComponent, IReplyStrategy
 from wsdaemon.internals import Reach, check
 from wsdaemon.server import poll
 from wsdaemon.server.admin import AdminSite
@@ -45,14 +51,14 @@ from wsdaemon.server.reloads import ReloadCollector
 from wsdaemon.server.service import Parts, WsDaemonService
 from wsdaemon.server.web import WebRoot, build_site
 from wsdaemon.strategies.api import StrategyContext
-from wsdaemon.strategies.operator.ports import IOperatorQueue
-from wsdaemon.strategies.operator.queue import OperatorQueue
-from wsdaemon.strategies.operator.store import SQLiteStore
-from wsdaemon.strategies.operator.strategy import OperatorStrategyFactory
 from wsdaemon.strategies.registry import StrategyRegistry
-from wsdaemon.support.component import SupportComponent
 
-__all__ = ["Assembly", "check_reloadable"]
+__all__ = ["Assembly", "ComponentFactory", "check_reloadable"]
+
+#: Makes the component that runs the [operator] section (not started), given
+#: the section, the reactor and the broker's link (None: no Redis)
+#: (L{wsdaemon.components.operator_component}).
+ComponentFactory = Callable[[OperatorSettings, Any, RedisLink | None], IComponent]
 
 _LISTEN_KEY = "[wsdaemon] listen (or --listen)"
 _ADMIN_LISTEN_KEY = "[admin] listen (or --admin-listen)"
@@ -92,11 +98,15 @@ class Assembly:
     @param read_config: reads the config file (again), raising
         L{ConfigError}; a reload calls it (None: the daemon cannot reload).
     @param registry: where strategy factories are found by name.
+    @param components: makes the component that runs an [operator]
+        section; None: a config with one is refused.
     """
 
     def __init__(self, reactor: Any, read_config: Callable[[], DaemonConfig] | None = None,
-                 registry: StrategyRegistry | None = None, worker: int | None = None) -> None:
+                 registry: StrategyRegistry | None = None, worker: int | None = None,
+                 components: ComponentFactory | None = None) -> None:
         self.reactor = reactor
+        self.components = components
         #: This process's number among a supervisor's workers, or None.
         self.worker = worker
         self.read_config = read_config
@@ -122,38 +132,23 @@ class Assembly:
             settings = replace(settings, daemon_id=f"{settings.daemon_id}-w{self.worker}")
         return RedisLink(settings, self.reactor)
 
-    def queue(self, config: DaemonConfig, link: RedisLink | None) -> IOperatorQueue | None:
+    def component(self, config: DaemonConfig, link: RedisLink | None) -> IComponent | None:
         """
-        @return: the operator queue (not started): on Redis with a link, else
-            on the embedded SQLite store; None without an [operator] section.
+        @return: the component that runs C{config}'s [operator] section
+            (not started), or None without one.
+        @raise ConfigError: there is a section, but this daemon was given
+            no way to run it.
         """
-        operator = config.operator
-        if operator is None or operator.model == "conversations":
+        if config.operator is None:
             return None
-        if link is not None:
-            queue: IOperatorQueue = SharedOperatorQueue(operator, link, self.reactor)
-        else:
-            queue = OperatorQueue(operator, SQLiteStore(operator.store_path, self.reactor),
-                                  self.reactor)
-        return queue
-
-    def support(self, config: DaemonConfig,
-                link: RedisLink | None = None) -> SupportComponent | None:
-        """
-        @return: the conversations (not started) when the [operator] section
-            chooses them, else None: in Redis, shared with the other
-            daemons, with a link; else in the section's SQLite file.
-        """
-        operator = config.operator
-        if operator is None or operator.model != "conversations":
-            return None
-        if link is None:
-            return SupportComponent(operator, self.reactor)
-        return SupportComponent(operator, self.reactor, link=link,
-                                heartbeat=link.settings.heartbeat)
+        if self.components is None:
+            raise ConfigError(config.path, "this daemon was built without the operator "
+                              "component: run it through twistd wsdaemon (wsdaemon.tap)",
+                              section="operator", key=None)
+        return self.components(config.operator, self.reactor, link)
 
     def route(self, config: DaemonConfig, route: RouteConfig,
-              queue: IOperatorQueue | None, support: SupportComponent | None = None) -> Route:
+              contribution: Contribution | None = None) -> Route:
         """
         @return: C{route} with its strategy built by its factory, given what
             the factory's option check found when the config was read, and
@@ -171,11 +166,8 @@ class Assembly:
         spec = route.strategy
         context = StrategyContext(clock=self.reactor, config_dir=config.path.parent,
                                   route=route.path, checked=spec.checked)
-        # The operator feature serves its own strategy, bound to what it
-        # runs on: the support component's conversations, or the queue.
-        served: Mapping[str, IStrategyFactory] = (
-            support.strategies if support is not None
-            else {"operator": OperatorStrategyFactory(queue)} if queue is not None else {})
+        # A component serves its own strategies, bound to it.
+        served = contribution.strategies if contribution is not None else {}
         try:
             factory = served.get(spec.name) or self.registry.resolve(spec.name)
             strategy = factory.create(spec.options, context)
@@ -190,30 +182,27 @@ class Assembly:
                      protocol=replace(route.protocol, identity=identity),
                      strategy_name=spec.name, section=route.section)
 
-    def parts(self, config: DaemonConfig, queue: IOperatorQueue | None,
-              link: RedisLink | None, support: SupportComponent | None = None) -> Parts:
+    def parts(self, config: DaemonConfig, component: IComponent | None,
+              link: RedisLink | None) -> Parts:
         """
-        @return: C{config}'s routes built, around C{queue} (or C{support})
-            and C{link}; the queue (or the conversations) takes the new
-            [operator] settings and the routes' limits.
+        @return: C{config}'s routes built, around C{component} and C{link},
+            with what the component contributes; once every route is
+            built, the component takes C{config} (a failure before leaves it
+            as it was).
         """
-        if support is not None and config.operator is not None:
-            support.update(config.operator)
-        routes = tuple(self.route(config, route, queue, support) for route in config.routes)
-        if queue is not None and config.operator is not None:
-            queue.settings = config.operator
-            # What each route's clients accept: replies and pushes over it
-            # are refused at the operator, before anything is stored.
-            queue.send_limits = {"": config.protocol.max_message_size, **{
-                route.path: route.protocol.max_message_size for route in routes}}
-        return Parts(config=config, routes=routes, queue=queue, link=link, support=support)
+        contribution = component.contribute(config) if component is not None else None
+        routes = tuple(self.route(config, route, contribution) for route in config.routes)
+        if component is not None:
+            component.update(config)
+        return Parts(config=config, routes=routes, link=link, component=component,
+                     contribution=contribution)
 
     def fresh(self, config: DaemonConfig) -> Parts:
         """
         @return: everything C{config} describes, built new (nothing started).
         """
         link = self.link(config.broker)
-        return self.parts(config, self.queue(config, link), link, self.support(config, link))
+        return self.parts(config, self.component(config, link), link)
 
     # -- the daemon ----------------------------------------------------------------
 
@@ -244,7 +233,7 @@ class Assembly:
         webroot = WebRoot(clock=reactor, reactor=reactor, index=index,
                           timed_journal=bool(inherited), worker=self.worker or 0,
                           workers=max(config.workers, (self.worker or 0) + 1))
-        site = build_site(webroot.build(config, parts.routes, parts.queue, parts.support),
+        site = build_site(webroot.build(config, parts.routes, parts.contribution),
                           handshake_timeout=config.protocol.open_handshake_timeout)
         service = WsDaemonService(parts, reactor, index=index, bus=bus, webroot=webroot,
                                   site=site,
@@ -260,8 +249,9 @@ class Assembly:
         if config.admin is not None:
             admin = config.admin
             registry = make_registry(service, service.push_counters)
-            if parts.support is not None:
-                registry.register(parts.support.collector)
+            if parts.contribution is not None:
+                for collector in parts.contribution.collectors:
+                    registry.register(collector)
             if self.worker is None:
                 # A worker's reloads are its supervisor's to report: it
                 # decides (L{wsdaemon.server.supervisor}).
@@ -296,9 +286,8 @@ class Assembly:
         old = service.parts
         new = self.read_config()
         check_reloadable(old.config, new)
-        parts = self.parts(new, old.queue, old.link, old.support)
-        service.site.resource = service.webroot.build(new, parts.routes, parts.queue,
-                                                      parts.support)
+        parts = self.parts(new, old.component, old.link)
+        service.site.resource = service.webroot.build(new, parts.routes, parts.contribution)
         admin_site = service.admin_site
         if admin_site is not None and new.admin is not None:
             admin_site.api_keys = dict(new.admin.api_keys)

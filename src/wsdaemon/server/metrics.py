@@ -49,8 +49,6 @@ class MetricsSource(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    def queue_stats(self) -> dict[str, Any] | None: ...
-
     def broker_status(self) -> dict[str, Any]: ...
 
 
@@ -95,19 +93,6 @@ class DaemonCollector:
         yield from counters.values()
         yield refused
         yield from _webhook_families(source.factories)
-
-        queue = source.queue_stats()
-        if queue is not None:
-            items = GaugeMetricFamily("wsdaemon_queue_items", "Open operator queue items",
-                                      labels=["state"])
-            for state in ("queued", "claimed"):
-                items.add_metric([state], queue["by_state"].get(state, 0))
-            yield items
-            yield GaugeMetricFamily("wsdaemon_queue_oldest_item_age_seconds",
-                                    "Age of the oldest open item (0 when empty)",
-                                    value=queue["oldest_age"])
-            yield GaugeMetricFamily("wsdaemon_operators_online", "Operators connected",
-                                    value=queue["operators_online"])
 
         calls = CounterMetricFamily("wsdaemon_push_calls", "Push API calls",
                                     labels=["target", "outcome"])

@@ -33,13 +33,12 @@ from wsdaemon.connections.journal import Journal
 from wsdaemon.connections.route import Route
 from wsdaemon.credentials import example_names
 from wsdaemon.endpoints import build_endpoint
+from wsdaemon.interfaces import Contribution, IComponent
 from wsdaemon.server import poll
 from wsdaemon.server.admin import AdminSite, PushCounters
 from wsdaemon.server.reloads import ReloadStatus
 from wsdaemon.server.systemd import notify, reloading_message
 from wsdaemon.server.web import WebRoot
-from wsdaemon.strategies.operator.ports import IOperatorQueue
-from wsdaemon.support.component import SupportComponent
 
 __all__ = ["Parts", "WsDaemonService", "accelerations", "ignore_signals_while_stopping"]
 
@@ -86,17 +85,17 @@ class Parts:
     """
     What one config built; a reload swaps it whole.
 
-    @ivar queue: the operator queue (kept by every reload), or None.
     @ivar link: the Redis link (kept by every reload), or None.
-    @ivar support: the conversations (kept by every reload), when the
-        [operator] section chooses them instead of the queue; else None.
+    @ivar component: what runs the [operator] section (conversations or
+        the queue; kept by every reload), or None without one.
+    @ivar contribution: what the component contributes for C{config}.
     """
 
     config: DaemonConfig
     routes: tuple[Route, ...]
-    queue: IOperatorQueue | None = None
     link: RedisLink | None = None
-    support: SupportComponent | None = None
+    component: IComponent | None = None
+    contribution: Contribution | None = None
 
 
 class ListenError(Exception):
@@ -240,19 +239,6 @@ class WsDaemonService(MultiService):
         """
         return self.webroot.sequence.mark()
 
-    def queue_stats(self) -> dict[str, Any] | None:
-        queue = self.parts.queue
-        if queue is None:
-            return None
-        items = queue.open_items()
-        by_state: dict[str, int] = {}
-        for item in items:
-            by_state[item.state] = by_state.get(item.state, 0) + 1
-        now = self._reactor.seconds()
-        oldest = max(0.0, now - items[0].record.created_at) if items else 0.0
-        return {"by_state": by_state, "oldest_age": oldest,
-                "operators_online": queue.operators_online}
-
     def broker_status(self) -> dict[str, Any]:
         link = self.parts.link
         if link is None:
@@ -260,7 +246,7 @@ class WsDaemonService(MultiService):
         return link.status()
 
     def health(self) -> dict[str, Any]:
-        queue = self.parts.queue
+        component = self.parts.component
         broker = self.broker_status()
         return {
             # Still ready when Redis is down: echo and scripted routes serve,
@@ -269,10 +255,8 @@ class WsDaemonService(MultiService):
             "version": __version__, "broker": broker,
             "connections": len(self.index),
             "pending_timers": len(self._reactor.getDelayedCalls()),
-            "queue": None if queue is None else {"started": queue.started,
-                                                 "open_items": queue.count_open()},
-            "conversations": (None if self.parts.support is None
-                              else self.parts.support.health()),
+            # The component's own, by its keys ("conversations", "queue").
+            **(component.health() if component is not None else {}),
             "reload": self.reloads.describe(),
         }
 
@@ -316,11 +300,8 @@ class WsDaemonService(MultiService):
         )
         self._log_routes(config)
         self._warn_examples(config)
-        queue = self.parts.queue
-        support = self.parts.support
-        started: Deferred[Any] = (queue.start() if queue is not None
-                                  else support.start() if support is not None
-                                  else succeed(None))
+        component = self.parts.component
+        started: Deferred[Any] = component.start() if component is not None else succeed(None)
         if self.parts.link is not None:
             self.parts.link.start()
         try:
@@ -456,12 +437,9 @@ class WsDaemonService(MultiService):
                   count=len(self.index))
         d: Deferred[Any] = maybeDeferred(super().stopService)
         d.addCallback(lambda _: self._close_all())
-        queue = self.parts.queue
-        if queue is not None:
-            d.addCallback(lambda _: queue.stop())
-        support = self.parts.support
-        if support is not None:
-            d.addCallback(lambda _: support.stop())
+        component = self.parts.component
+        if component is not None:
+            d.addCallback(lambda _: component.stop())
         link = self.parts.link
         if link is not None:
             d.addCallback(lambda _: link.stop())

@@ -5,9 +5,7 @@ per route, all on one port.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import replace
 from importlib.resources import files
 from typing import Any
 
@@ -26,19 +24,14 @@ from wsdaemon.connections.limits import ConnectionLimits
 from wsdaemon.connections.protocol import RouteFactory
 from wsdaemon.connections.route import Route
 from wsdaemon.connections.upgrade import UpgradeChannel
+from wsdaemon.interfaces import Contribution
+from wsdaemon.pages import ASSET_TYPES, CONTENT_SECURITY_POLICY, StaticPage, inbox_assets
+from wsdaemon.pages import NoIndexResource as _NoIndexResource
+from wsdaemon.pages import render_page as _page
 from wsdaemon.server.widget import widget_assets, widget_tag
-from wsdaemon.strategies.operator.channel import OperatorChannelFactory
-from wsdaemon.strategies.operator.ports import IOperatorQueue
-from wsdaemon.support.component import SupportComponent
 
-__all__ = ["WebRoot", "build_site", "console_page", "demo_page"]
-
-
-def _page(name: str, data: object) -> bytes:
-    template = files("wsdaemon").joinpath(f"static/{name}").read_text(encoding="utf-8")
-    # Inside <script>, "</" and "<!--" must not appear literally.
-    data_json = json.dumps(data).replace("<", "\\u003c")
-    return template.replace("__DATA__", data_json).encode("utf-8")
+__all__ = ["CONTENT_SECURITY_POLICY", "StaticPage", "WebRoot", "build_site", "demo_page",
+           "inbox_assets"]
 
 
 def demo_page(config: DaemonConfig) -> bytes:
@@ -52,56 +45,9 @@ def demo_page(config: DaemonConfig) -> bytes:
     return page.replace(b"__WIDGET__", widget_tag(config).encode("utf-8"), 1)
 
 
-def console_page(channel_path: str) -> bytes:
-    """
-    @return: the operators' web console, talking to C{channel_path}.
-    """
-    return _page("console.html", {"channel": channel_path})
-
-
 #: Where the pages' scripts and style sheets are served (no route may lie
 #: there).
 ASSETS = ASSETS_PATH
-_ASSET_TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8"}
-#: Scripts and styles only from our own files (no inline script runs, so an
-#: injected one would not either); WebSockets to this origin; never framed.
-CONTENT_SECURITY_POLICY = (
-    b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    b"img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
-
-def security_headers(request: Request) -> None:
-    """
-    What every page and asset is sent with.
-    """
-    request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY)
-    request.setHeader(b"x-frame-options", b"DENY")
-    request.setHeader(b"x-content-type-options", b"nosniff")
-    # The console accepts ?token=: it must never leave in a Referer.
-    request.setHeader(b"referrer-policy", b"no-referrer")
-
-
-class StaticPage(Resource):
-    """
-    An HTML page (or one of its scripts or style sheets) rendered once at
-    startup.
-    """
-
-    isLeaf = True
-
-    def __init__(self, body: bytes, content_type: bytes = b"text/html; charset=utf-8") -> None:
-        super().__init__()
-        self._body = body
-        self._type = content_type
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", self._type)
-        request.setHeader(b"cache-control", b"no-store")
-        security_headers(request)
-        return self._body
-
-    render_HEAD = render_GET
 
 
 def assets() -> Resource:
@@ -111,20 +57,9 @@ def assets() -> Resource:
     folder = _NoIndexResource()
     for name in ("demo.js", "demo.css", "console.js", "console.css"):
         body = files("wsdaemon").joinpath(f"static/{name}").read_bytes()
-        folder.putChild(name.encode(), StaticPage(body, _ASSET_TYPES[name[name.rindex("."):]]))
+        folder.putChild(name.encode(), StaticPage(body, ASSET_TYPES[name[name.rindex("."):]]))
     widget_assets(folder, _NoIndexResource())
     return folder
-
-
-class _NoIndexResource(Resource):
-    """
-    An inner path segment: has children, answers 404 itself.
-    """
-
-    def render(self, request: Request) -> bytes:
-        request.setResponseCode(404)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"Not found\n"
 
 
 def _put(root: Resource, path: str, resource: Any) -> None:
@@ -137,20 +72,6 @@ def _put(root: Resource, path: str, resource: Any) -> None:
             node.putChild(segment.encode(), child)
         node = child
     node.putChild(leaf.encode(), resource)
-
-
-def inbox_assets() -> Resource:
-    """
-    @return: the operators' web inbox's modules and style sheets (static/inbox/),
-        served at C{ASSETS}/inbox/ with the conversations.
-    """
-    folder = _NoIndexResource()
-    for entry in files("wsdaemon").joinpath("static/inbox").iterdir():
-        suffix = entry.name[entry.name.rfind("."):]
-        if suffix in _ASSET_TYPES:
-            folder.putChild(entry.name.encode(), StaticPage(entry.read_bytes(),
-                                                            _ASSET_TYPES[suffix]))
-    return folder
 
 
 class WebRoot:
@@ -180,13 +101,12 @@ class WebRoot:
         return {path: factory.journal for path, factory in self.factories.items()}
 
     def build(self, config: DaemonConfig, routes: tuple[Route, ...],
-              queue: IOperatorQueue | None, support: SupportComponent | None = None) -> Resource:
+              contribution: Contribution | None = None) -> Resource:
         """
         @param routes: C{config}'s routes, built.
-        @param queue: the operator queue, when C{config} has an [operator]
-            section of the queue model.
-        @param support: the conversations, when the [operator] section
-            chooses them: their operator channel is mounted instead.
+        @param contribution: what a component contributes (its resources
+            are mounted at their paths; its operator channel is counted in
+            /metrics and closed on a stop), or None.
 
         @return: the root resource for C{config}.
         """
@@ -208,29 +128,9 @@ class WebRoot:
             factories[route.path] = factory
             _put(root, route.path, WebSocketResource(factory))
         self.factories = factories
-        operator = config.operator
-        if operator is not None and queue is not None:
-            # The channel's own limits, independent of the client routes'.
-            settings = replace(config.protocol, max_message_size=operator.max_message_size,
-                               max_frame_size=operator.max_message_size,
-                               max_outbound_buffer=operator.max_outbound_buffer)
-            channel = self.channel
-            if channel is None:
-                channel = OperatorChannelFactory(queue, dict(operator.tokens), settings,
-                                                 reactor=self.reactor)
-            else:
-                channel.update(queue, dict(operator.tokens), settings)
-            channel.path = operator.path
-            self.channel = channel
-            _put(root, operator.path, WebSocketResource(channel))
-            _put(root, operator.console_path, StaticPage(console_page(operator.path)))
-        elif operator is not None and support is not None:
-            channel = support.channel(config.protocol)
-            self.channel = channel
-            _put(root, operator.path, WebSocketResource(channel))
-            _put(root, f"{ASSETS}/inbox", inbox_assets())
-            _put(root, operator.console_path,
-                 StaticPage(_page("inbox/inbox.html", {"channel": operator.path})))
+        self.channel = contribution.channel if contribution is not None else None
+        for path, resource in (contribution.resources if contribution is not None else {}).items():
+            _put(root, path, resource)
         return root
 
 

@@ -12,9 +12,10 @@ and the metrics collector. The service starts it before it listens and
 stops it after the last connection closed; a reload keeps it (the store,
 the driver and every conversation) and hands it the new settings.
 
-What the assembly and the service see of it is this class: a strategy
-factory by name (L{strategies}), a resource for the channel
-(L{channel}), a collector (L{collector}), C{start}/C{stop}/C{update}.
+What the assembly and the service see of it is L{IComponent}: what it
+mounts (L{SupportComponent.contribute}: the C{operator} strategy's factory,
+the channel, the web inbox, the collector), C{start}/C{stop}, C{update} on
+a reload, and C{health}.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
+from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from wsdaemon.config import OperatorSettings, ProtocolSettings
+from wsdaemon.config import ASSETS_PATH, DaemonConfig, OperatorSettings, ProtocolSettings
 from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
-from wsdaemon.interfaces import IStrategyFactory
+from wsdaemon.interfaces import Contribution, IComponent, IStrategyFactory
+from wsdaemon.pages import StaticPage, inbox_assets, render_page
 from wsdaemon.support.bots import Bots
 from wsdaemon.support.canned import CannedReplies, read_canned
 from wsdaemon.support.channel import OperatorChannelFactory
@@ -54,6 +58,13 @@ START_RETRY = 1.0
 _log = Logger(namespace="wsdaemon.conversations")
 
 
+def _channel_limits(protocol: ProtocolSettings, operator: OperatorSettings) -> ProtocolSettings:
+    """The channel's limits: the section's, with the daemon's origin checks."""
+    return replace(protocol, max_message_size=operator.max_message_size,
+                   max_frame_size=operator.max_message_size,
+                   max_outbound_buffer=operator.max_outbound_buffer)
+
+
 def _canned(settings: OperatorSettings) -> CannedReplies:
     if settings.canned_path is None:
         return CannedReplies(())
@@ -64,6 +75,7 @@ class SharedLink(FeedLink, TeamLink, Protocol):
     """The broker's link as the component uses it (L{wsdaemon.broker.link.RedisLink})."""
 
 
+@implementer(IComponent)
 class SupportComponent:
     """
     @param settings: the C{[operator]} section.
@@ -78,6 +90,8 @@ class SupportComponent:
     @ivar driver: runs the conversations.
     @ivar started: whether the store is open and the conversations loaded.
     """
+
+    name = "conversations"
 
     def __init__(self, settings: OperatorSettings, reactor: Any, *,
                  store: IConversationStore | None = None,
@@ -192,18 +206,27 @@ class SupportComponent:
             self.team.stop()
         return self.driver.stop()
 
-    def update(self, settings: OperatorSettings) -> None:
+    def update(self, config: DaemonConfig) -> None:
         """
-        A reload: the new routing, notices and caps apply to the next event;
-        the store, the conversations and the team stay. (Each route's
-        bot is served again, its rules read again, as its strategy is
-        built.)
+        C{config} took effect (a reload, or the first build): the new
+        routing, notices, caps, canned replies and operators' tokens apply
+        to the next event and the next connection; the store, the
+        conversations and the team stay. (Each route's bot is served again,
+        its rules read again, as its strategy is built.)
         """
+        settings = config.operator
+        if settings is None:
+            return
+        canned = _canned(settings)
         self.settings = settings
-        self.canned = _canned(settings)
+        self.canned = canned
         self.visitors.display_names = dict(settings.display_names)
         self.driver.inbox.settings = settings.conversations
         self.driver.settings = settings.conversations
+        if self._channel is not None:
+            self._channel.update(dict(settings.tokens), dict(settings.display_names),
+                                 canned, _channel_limits(config.protocol, settings))
+            self._channel.path = settings.path
 
     # -- what the daemon mounts ----------------------------------------------
 
@@ -215,34 +238,49 @@ class SupportComponent:
         """
         return {"operator": ConversationStrategyFactory(self)}
 
+    def contribute(self, config: DaemonConfig) -> Contribution:
+        """
+        @return: the C{operator} strategy, the operator channel at the
+            section's C{path}, the web inbox at its C{console_path} (its
+            modules under the assets' path), and the conversations'
+            collector.
+        """
+        settings = config.operator if config.operator is not None else self.settings
+        channel = self.channel(config.protocol)
+        inbox = StaticPage(render_page("inbox/inbox.html", {"channel": settings.path}))
+        return Contribution(
+            strategies=self.strategies,
+            resources={settings.path: WebSocketResource(channel),
+                       f"{ASSETS_PATH}/inbox": inbox_assets(),
+                       settings.console_path: inbox},
+            collectors=(self.collector,), channel=channel)
+
     def channel(self, protocol: ProtocolSettings) -> OperatorChannelFactory:
         """
         @param protocol: the daemon's protocol settings, of which the
             channel takes the origin checks; its limits are the section's.
-        @return: the operator channel's WebSocket server factory (the same
-            one across reloads, given the new tokens and limits).
+        @return: the operator channel's WebSocket server factory: made
+            once, with the section's tokens and limits, and given the new
+            ones by L{update}.
         """
-        operator = self.settings
-        limits = replace(protocol, max_message_size=operator.max_message_size,
-                         max_frame_size=operator.max_message_size,
-                         max_outbound_buffer=operator.max_outbound_buffer)
         if self._channel is None:
+            operator = self.settings
             self._channel = OperatorChannelFactory(self.driver, self.operators,
                                                    dict(operator.tokens),
                                                    dict(operator.display_names),
-                                                   self.canned, limits, reactor=self.reactor)
-        else:
-            self._channel.update(dict(operator.tokens), dict(operator.display_names),
-                                 self.canned, limits)
-        self._channel.path = operator.path
+                                                   self.canned,
+                                                   _channel_limits(protocol, operator),
+                                                   reactor=self.reactor)
+            self._channel.path = operator.path
         return self._channel
 
     def health(self) -> dict[str, Any]:
         """
-        @return: what /healthz says of conversations; with Redis, what the
-            feed took of the other daemons' commits (C{taken}), skipped of
-            its own (C{skipped}), found missing in the stream (C{missed}),
-            and the operators of gone daemons it let go (C{let_go}).
+        @return: what /healthz says of conversations, under
+            C{conversations}; with Redis, what the feed took of the other
+            daemons' commits (C{taken}), skipped of its own (C{skipped}),
+            found missing in the stream (C{missed}), and the operators of
+            gone daemons it let go (C{let_go}).
         """
         counts = self.driver.inbox.status_counts()
         health: dict[str, Any] = {"started": self.started, "live": sum(counts.values()),
@@ -250,4 +288,4 @@ class SupportComponent:
         if self.feed is not None and self.team is not None:
             health["feed"] = {"taken": self.feed.taken, "skipped": self.feed.skipped,
                               "missed": self.feed.missed, "let_go": self.team.let_go}
-        return health
+        return {"conversations": health}
