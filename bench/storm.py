@@ -81,7 +81,10 @@ class Servers:
         self.ports = {name: free_port() for name in NAMES}
         admin = free_port()
         config = shipped_config(directory, self.ports["wsdaemon"], admin, workers)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # This tree's wsdaemon and plugin, whatever is installed.
+        repo = HERE.parent
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
+            filter(None, [str(repo), str(repo / "src"), os.environ.get("PYTHONPATH")])))
         twistd = shutil.which("twistd", path=str(Path(sys.executable).parent)) or "twistd"
         self.log_path = directory / "wsdaemon.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115
@@ -137,6 +140,26 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def run_delay_seconds(pid: int) -> float:
+    """
+    Time the threads of process C{pid} (and its children's) spent ready to
+    run but waiting for a core (/proc/PID/task/TID/schedstat, second field):
+    on a shared machine, what other load took from the server.
+    """
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[1]) / 1e9
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        pending.extend(int(child) for child in children)
+    return total
+
+
 def one_storm(servers: Servers, name: str, clients: int, concurrency: int,
               pin: bool, profile: Path | None = None) -> dict[str, float]:
     url, origin = servers.url(name), servers.origin(name)
@@ -158,6 +181,8 @@ def one_storm(servers: Servers, name: str, clients: int, concurrency: int,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attached
     before = cpu_seconds(server)
+    waited_before = run_delay_seconds(server)
+    began = time.monotonic()
     storm = subprocess.Popen(pinned(CLIENT_CPU, [*loadgen, "storm", url, str(clients),
                                                  str(concurrency), origin, "hold"], pin),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -165,6 +190,9 @@ def one_storm(servers: Servers, name: str, clients: int, concurrency: int,
     assert storm.stdin is not None and storm.stdout is not None
     line = storm.stdout.readline()
     connected = cpu_seconds(server)
+    wall = time.monotonic() - began
+    waited = run_delay_seconds(server) - waited_before
+    client_cpu = cpu_seconds(storm.pid)
     storm.stdin.write("\n")
     storm.stdin.flush()
     stdout, stderr = storm.communicate(timeout=600)
@@ -182,6 +210,13 @@ def one_storm(servers: Servers, name: str, clients: int, concurrency: int,
     # in it, on both servers alike).
     result["cpu_open_us"] = (connected - before) / clients * 1e6
     result["cpu_close_us"] = (closed - connected) / clients * 1e6
+    # Until all were connected: how much of the time the server was running,
+    # how much it was ready to but waited for its core (other load), and the
+    # load generator's CPU per handshake (when it is near its wall time, the
+    # client is the limit, not the server).
+    result["server_busy_pct"] = (connected - before) / wall * 100
+    result["server_waited_pct"] = waited / wall * 100
+    result["client_cpu_us"] = client_cpu / clients * 1e6
     bystander.stdin.write(f"{result['t0']} {result['t1']}\n")
     bystander.stdin.flush()
     seen = json.loads(bystander.stdout.readline())
@@ -199,7 +234,10 @@ def report(concurrency: int, clients: int, runs: dict[str, list[dict[str, float]
             ("p99_ms", "handshake p99", "ms", "{:7.1f}"),
             ("bystander_p99_us", "bystander p99", "µs", "{:7.0f}"),
             ("cpu_open_us", "server CPU per handshake", "µs", "{:7.0f}"),
-            ("cpu_close_us", "server CPU per close", "µs", "{:7.0f}"))
+            ("cpu_close_us", "server CPU per close", "µs", "{:7.0f}"),
+            ("server_busy_pct", "server on its core", "%", "{:7.0f}"),
+            ("server_waited_pct", "server waiting for its core", "%", "{:7.0f}"),
+            ("client_cpu_us", "load generator CPU per handshake", "µs", "{:7.0f}"))
     for key, title, unit, form in keys:
         medians = {name: statistics.median(r[key] for r in runs[name]) for name in NAMES}
         ratio = medians["wsdaemon"] / medians["websockets"] if medians["websockets"] else 0
@@ -207,7 +245,7 @@ def report(concurrency: int, clients: int, runs: dict[str, list[dict[str, float]
             min(r[key] for r in runs[name]), max(r[key] for r in runs[name])))
             for name in NAMES)
         figures = "  ".join(f"{name} {form.format(medians[name])}" for name in NAMES)
-        print(f"{f'storm {clients} x {concurrency} in flight, {title}':<52} {figures} {unit:<3} "
+        print(f"{f'storm {clients} x {concurrency} in flight, {title}':<60} {figures} {unit:<3} "
               f"wsdaemon/websockets {ratio:5.2f}x  (lower is better; spread {spread})",
               flush=True)
     failures = {name: sum(int(r["failures"]) for r in runs[name]) for name in NAMES}
@@ -217,7 +255,7 @@ def report(concurrency: int, clients: int, runs: dict[str, list[dict[str, float]
             for kind, count in dict(r["errors"]).items():  # type: ignore[call-overload]
                 errors[name][kind] = errors[name].get(kind, 0) + count
     quiet = {name: statistics.median(r["quiet_p99_us"] for r in runs[name]) for name in NAMES}
-    print(f"{f'storm {clients} x {concurrency} in flight, failures':<52} "
+    print(f"{f'storm {clients} x {concurrency} in flight, failures':<60} "
           + "  ".join(f"{name} {failures[name]}" for name in NAMES)
           + f" of {clients} x {len(runs['wsdaemon'])} runs"
           + "".join(f"; {name}: {errors[name]}" for name in NAMES if errors[name])

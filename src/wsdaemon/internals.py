@@ -2,7 +2,7 @@
 Every private part of Twisted and Autobahn that wsdaemon's speed paths use,
 named in one place and checked at start-up.
 
-Six speed paths reach past the libraries' public APIs (see
+Seven speed paths reach past the libraries' public APIs (see
 C{bench/RESULTS.md} for what each is worth):
 
   - C{accel} (L{wsdaemon.connections.accel}): replaces module-level helpers
@@ -19,7 +19,11 @@ C{bench/RESULTS.md} for what each is worth):
     Autobahn's C{WebSocketResource} does once twisted.web has parsed it;
   - C{loglines} (L{wsdaemon.connections.loglines}): replaces the two
     functions Twisted's text log observer formats events and timestamps
-    with, by ones giving the same text.
+    with, by ones giving the same text;
+  - C{setup} (L{wsdaemon.connections.setup}): sets up a route's new
+    connection as Autobahn's C{_connectionMade} does, from a snapshot of
+    the factory's options, and arms the opening handshake's timer only for
+    a handshake that waits.
 
 L{check} looks for every name below on the installed libraries: on a
 throwaway Autobahn server connection opened in memory (its attributes are
@@ -33,7 +37,8 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +49,7 @@ __all__ = [
     "FAST_FRAMES",
     "LOGLINES",
     "POLL",
+    "SETUP",
     "UPGRADE",
     "Reach",
     "check",
@@ -52,6 +58,7 @@ __all__ = [
     "check_fast_frames",
     "check_loglines",
     "check_poll",
+    "check_setup",
     "check_upgrade",
 ]
 
@@ -88,6 +95,21 @@ UPGRADE = (("autobahn.twisted.resource.WebSocketResource", "_factory"),
 #: The module-level names of C{twisted.logger._file} that its
 #: C{textFileLogObserver} looks up for every event, and C{loglines} replaces.
 LOGLINES = ("formatEventAsClassicLogText", "formatTime")
+
+#: What C{setup} uses of Autobahn (owner, name): the classes of per-connection
+#: state it makes, the options list it copies, the factory's timer and
+#: counter, the protocol's constants and timeout handler, and Autobahn's own
+#: setup (which it stands in for, and which runs instead without them).
+SETUP = (("autobahn.websocket.protocol", "TrafficStats"),
+         ("autobahn.websocket.protocol", "Utf8Validator"),
+         ("WebSocketServerProtocol", "CONFIG_ATTRS"),
+         ("WebSocketServerProtocol", "_connectionMade"),
+         ("WebSocketServerProtocol", "setTrackTimings"),
+         ("WebSocketServerProtocol", "onOpenHandshakeTimeout"),
+         ("WebSocketServerProtocol", "STATE_CONNECTING"),
+         ("WebSocketServerProtocol", "SEND_STATE_GROUND"),
+         ("WebSocketServerFactory", "_batched_timer"),
+         ("WebSocketServerFactory", "countConnections"))
 
 #: Attributes of the running C{EPollReactor} that the poll loop uses.
 POLL = ("_poller", "_selectables", "_doReadOrWrite", "doPoll", "doIteration")
@@ -273,6 +295,54 @@ def check_loglines() -> Reach:
         return Reach("loglines", why="textFileLogObserver no longer calls "
                      + ", ".join(f"twisted.logger._file.{name}" for name in unused))
     return Reach("loglines")
+
+
+def _same(theirs: Any, ours: Any) -> bool:
+    plain = (type(None), bool, int, float, str, bytes, list, tuple, dict, deque)
+    if isinstance(theirs, plain) or isinstance(ours, plain):
+        return type(theirs) is type(ours) and bool(theirs == ours)
+    return type(theirs) is type(ours)
+
+
+def check_setup(lean: Callable[[Any], None]) -> Reach:
+    """
+    @param lean: sets up a new server connection in Autobahn's stead.
+    @return: whether Autobahn has what C{setup} uses, and a probe connection
+        set up by C{lean} ends with the same attributes as one set up by
+        Autobahn's C{_connectionMade}: equal values (plain ones), the same
+        types (state objects); the factory counts both.
+    """
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from autobahn.websocket import protocol as ab
+
+    try:
+        factory = WebSocketServerFactory("ws://127.0.0.1:1")
+        factory.protocol = WebSocketServerProtocol
+        # No timer in a probe (its names are checked, not called).
+        factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0,
+                                   autoPingInterval=0, maxFramePayloadSize=1234)
+        owners = {"autobahn.websocket.protocol": ab,
+                  "WebSocketServerProtocol": WebSocketServerProtocol,
+                  "WebSocketServerFactory": factory}
+        missing = [f"{owner}.{name}" for owner, name in SETUP
+                   if not hasattr(owners[owner], name)]
+        if missing:
+            return Reach("setup", tuple(missing))
+        theirs: Any = factory.buildProtocol(None)
+        theirs._connectionMade()
+        ours: Any = factory.buildProtocol(None)
+        lean(ours)
+        differ = sorted(set(vars(theirs)) ^ set(vars(ours)))
+        differ += [name for name in sorted(set(vars(theirs)) & set(vars(ours)))
+                   if not _same(vars(theirs)[name], vars(ours)[name])]
+        if factory.countConnections != 2:
+            differ.append("countConnections")
+        if differ:
+            return Reach("setup", why="a probe set up differently from Autobahn's: "
+                         + ", ".join(differ[:6]))
+        return Reach("setup")
+    except Exception as e:  # noqa: BLE001 - any failure means: stay off
+        return Reach("setup", why=f"a probe failed: {type(e).__name__}")
 
 
 def check_poll(reactor: Any) -> Reach:

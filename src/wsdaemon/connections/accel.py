@@ -159,7 +159,7 @@ def install(reach: Reach | None = None) -> list[str]:
 
 
 def describe() -> str:
-    from wsdaemon.connections import collector, loglines
+    from wsdaemon.connections import collector, loglines, setup, upgrade
 
-    return ", ".join(filter(None, [*_installed, loglines.describe(),
-                                   collector.describe()])) or "none"
+    return ", ".join(filter(None, [*_installed, loglines.describe(), collector.describe(),
+                                   upgrade.describe(), setup.describe()])) or "none"

@@ -22,6 +22,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from wsdaemon.connections.setup import ARM_LATER
 from wsdaemon.escaping import visible
 from wsdaemon.records import HandshakePlan, path_params, path_pattern
 
@@ -274,6 +275,7 @@ class HandshakeState:
         if timeout is not None:
             timeout.cancel()
             protocol.openHandshakeTimeoutCall = None
+        protocol.__dict__.pop(ARM_LATER, None)  # nor armed later (connections.setup)
         self.held.add(protocol)
         call = protocol.factory.clock.callLater(MAX_HOLD_SECONDS, protocol.dropConnection,
                                                 abort=True)

@@ -33,6 +33,8 @@ from wsdaemon.connections.journal import Journal, Sequence
 from wsdaemon.connections.limits import ConnectionLimits, MessageRate
 from wsdaemon.connections.route import Route
 from wsdaemon.connections.session import Session
+from wsdaemon.connections.setup import connection_made, options_snapshot
+from wsdaemon.connections.setup import enable as enable_setup
 from wsdaemon.connections.stats import RouteStats
 from wsdaemon.escaping import visible
 from wsdaemon.interfaces import IHandshakeHook, IHandshakePolicy, IPushFraming
@@ -105,6 +107,12 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
     _pending_handshake: Deferred[Any] | None = None
 
     # -- Autobahn callbacks --------------------------------------------------
+
+    def _connectionMade(self) -> None:
+        # Autobahn's setup, without its per-option copy loop (see
+        # wsdaemon.connections.setup), where it was found to give the same.
+        if not connection_made(self, self.factory.protocol_options(type(self))):
+            super()._connectionMade()
 
     def failHandshake(self, reason: str, code: int = 400,
                       responseHeaders: Any = None) -> None:
@@ -684,7 +692,23 @@ class RouteFactory(WebSocketServerFactory):
         self.limits = limits
         self.connections = 0
         self.stats = RouteStats()
+        self._options: tuple[type, dict[str, Any]] | None = None
+        enable_setup()
         self.apply(route.protocol)
+
+    def setProtocolOptions(self, *args: Any, **kwargs: Any) -> None:
+        super().setProtocolOptions(*args, **kwargs)
+        self._options = None
+
+    def protocol_options(self, protocol_class: type) -> dict[str, Any]:
+        """
+        @return: the options a new connection of C{protocol_class} takes
+            from this factory (L{options_snapshot}, taken once per change).
+        """
+        options = self._options
+        if options is None or options[0] is not protocol_class:
+            options = self._options = (protocol_class, options_snapshot(self, protocol_class))
+        return options[1]
 
     def update(self, route: Route) -> None:
         """

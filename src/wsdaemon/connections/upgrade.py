@@ -49,6 +49,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.resource import Resource
 
 from wsdaemon.connections.limits import HandshakeDeadlineChannel
+from wsdaemon.connections.setup import ARM_LATER, arm_if_waiting
 from wsdaemon.internals import Reach, check_upgrade
 
 __all__ = ["HANDSHAKES_PER_TURN", "HandshakePacer", "UpgradeChannel", "describe", "enable"]
@@ -246,13 +247,16 @@ class UpgradeChannel(HandshakeDeadlineChannel):
         protocol = factory.buildProtocol(transport.getPeer())
         if protocol is None:
             return False
-        # What WebSocketResource.render does once Twisted has parsed it all.
+        # What WebSocketResource.render does once Twisted has parsed it all;
+        # the opening handshake's timer only if the answer waits (setup).
         self._disarm()
         self.setTimeout(None)
         self.transport = None
         transport.protocol = protocol
+        protocol.__dict__[ARM_LATER] = True
         protocol.makeConnection(transport)
         protocol.dataReceived(data)
+        arm_if_waiting(protocol)
         return True
 
     def _route_at(self, path: bytes) -> WebSocketResource | None:
