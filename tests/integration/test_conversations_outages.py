@@ -26,6 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.daemon import Daemon, free_port
 from tests.operator_client import Operator
 from tests.redis_server import RedisServer
+from wsdaemon.support.driver import TIMER_RETRY
 from wsdaemon.support.visitor import NOT_STORED, UNCONFIRMED
 
 pytestmark = pytest.mark.slow
@@ -165,6 +166,17 @@ def heard_by(desk: Operator, text: str, timeout: float = 10) -> dict[str, Any]:
             return event["message"]  # type: ignore[no-any-return]
 
 
+def woken(desk: Operator, conversation: str, timeout: float) -> bool:
+    """Whether the snoozed C{conversation} is open again within C{timeout} s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = desk.request(type="open", conversation=conversation)
+        if found["type"] == "ok" and found["conversation"]["status"] == "open":
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def log_lines(daemon: Daemon, text: str) -> int:
     return sum(text in line for line in daemon.log().splitlines())
 
@@ -178,8 +190,10 @@ def test_stalls_of_3_12_and_30_seconds(redis_server: RedisServer,
     with "could not be queued" or "may have reached us"; each time, without
     a restart, the daemon is healthy within a few seconds of Redis answering,
     the message sent again is acknowledged once and reaches the operator
-    over protocol 2. The log says unreachable and reachable again once per
-    stall, never a traceback.
+    over protocol 2; a plain visitor that came back during the stall gets
+    what was written while it was away; a snooze that came due during the
+    stall wakes once Redis answers. The log says unreachable and reachable
+    again once per stall, never a traceback.
     """
     daemon = daemons("a")
     visitor = structured(daemon)
@@ -199,6 +213,10 @@ def test_stalls_of_3_12_and_30_seconds(redis_server: RedisServer,
         answer = desk.request(type="reply", conversation=plain_conversation,
                               text=f"while you were away {n}")
         assert answer["type"] == "ok", answer
+        if seconds > 10:  # a timer comes due during the stall
+            snoozed = desk.request(type="snooze", conversation=plain_conversation,
+                                   until=time.time() + 2)
+            assert snoozed["conversation"]["status"] == "snoozed", snoozed
         redis_server.pause(seconds)
         time.sleep(0.2)
         visitor.send(json.dumps({"type": "message", "id": f"c-{n}", "text": text}))
@@ -236,6 +254,8 @@ def test_stalls_of_3_12_and_30_seconds(redis_server: RedisServer,
         else:  # the tab was live: it is written the message
             frames(tab, "message", where=lambda m, t=text: m["text"] == t)
         tab.close()
+        if seconds > 10:  # the timer is tried again: the conversation wakes
+            assert woken(desk, plain_conversation, timeout=TIMER_RETRY + 5)
         # What the plain visitor missed reaches it once Redis answers, once.
         assert plain.recv(timeout=10) == f"while you were away {n}"
         with pytest.raises(TimeoutError):

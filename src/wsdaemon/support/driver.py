@@ -95,6 +95,7 @@ from wsdaemon.conversations.model import (
     conversation_id_for,
 )
 from wsdaemon.conversations.transition import Transition
+from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.support.adoption import Adoption
 from wsdaemon.support.lanes import (
     DEFAULT_MAX_PER_CONVERSATION,
@@ -417,8 +418,12 @@ class ConversationDriver:
             return succeed(None)
 
         def failed(failure: Failure) -> None:
-            log.failure("conversations: {event_type} failed", failure,
-                        event_type=type(event).__name__)
+            if failure.check(BrokerUnavailable):  # the link logs an outage once
+                log.debug("conversations: {event_type} not done now: {why}",
+                          event_type=type(event).__name__, why=failure.getErrorMessage())
+            else:
+                log.failure("conversations: {event_type} failed", failure,
+                            event_type=type(event).__name__)
             if isinstance(event, TimerFired) and self.running:
                 self.timers.set(event.timer, self._clock.seconds() + TIMER_RETRY)
 

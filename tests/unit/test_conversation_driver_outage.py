@@ -1,0 +1,62 @@
+"""
+The driver's own events (timers, deliveries) while Redis is away: tried
+again as ever, but without a traceback each time (the link logs the outage
+once); any other failure keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from twisted.logger import LogEvent, globalLogPublisher
+
+from tests.driver_bench import cid
+from tests.unit.test_conversation_driver import desk
+from wsdaemon.conversations import DeliverMessage, Timer, TimerKind
+from wsdaemon.errors import BrokerUnavailable
+from wsdaemon.support.driver import TIMER_RETRY
+
+
+@pytest.fixture
+def failures() -> Iterator[list[LogEvent]]:
+    """The events logged with a traceback while the test runs."""
+    logged: list[LogEvent] = []
+
+    def observe(event: LogEvent) -> None:
+        if "log_failure" in event:
+            logged.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield logged
+    finally:
+        globalLogPublisher.removeObserver(observe)
+
+
+def test_a_timer_due_while_redis_is_away_is_tried_again_quietly(
+        failures: list[LogEvent]) -> None:
+    """
+    Redis away when the fallback comes due, for three retries: each is set
+    again TIMER_RETRY later with no traceback; once Redis answers it goes.
+    """
+    bench = desk(fallback_after=20)
+    bench.store.error = BrokerUnavailable("Redis did not answer EVALSHA within 1 s")
+    bench.clock.advance(20)
+    for _ in range(3):
+        bench.clock.advance(TIMER_RETRY)
+    assert bench.ports.of(DeliverMessage) == []
+    assert bench.driver.timers.pending() == {
+        Timer(TimerKind.FALLBACK, cid(v)): 20 + 4 * TIMER_RETRY for v in ("v1", "v2")}
+    assert failures == []
+    bench.store.error = None
+    bench.clock.advance(TIMER_RETRY)
+    assert len(bench.ports.of(DeliverMessage)) == 2
+
+
+def test_other_failures_keep_their_traceback(failures: list[LogEvent]) -> None:
+    """A store failure that is not an outage (a disk error) is still logged with it."""
+    bench = desk(fallback_after=20)
+    bench.store.error = OSError("disk I/O error")
+    bench.clock.advance(20)
+    assert [e["log_failure"].type for e in failures] == [OSError, OSError]
