@@ -99,7 +99,6 @@ def test_search_finds_resolved_ones_highlights_pages_and_clears(tmp_path: Path,
         statuses = sorted(r.find_element(By.CSS_SELECTOR, ".chip").text for r in rows)
         assert statuses == ["Open", "Resolved", "Resolved"]
         assert inbox.axe_findings(browser) == []
-        inbox.screenshot(browser, "inbox-search.png")
 
         # A resolved one: its history, read-only, and Reopen.
         hostile = next(r for r in rows if "<img" in r.text)
@@ -110,12 +109,17 @@ def test_search_finds_resolved_ones_highlights_pages_and_clears(tmp_path: Path,
         wait_for(lambda: browser.find_element(By.ID, "resolved-bar").is_displayed(),
                  what="read-only")
         assert not browser.find_element(By.ID, "composer").is_displayed()
+        assert not browser.find_element(By.ID, "snooze-button").is_displayed()
+        assert not browser.find_element(By.ID, "assignee").is_enabled()
         bubbles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#entries .bubble")]
         assert SAID[7] in bubbles
         assert "selected" in hostile.get_attribute("class")
+        assert inbox.axe_findings(browser) == []
+        inbox.screenshot(browser, "inbox-search.png")
         browser.find_element(By.ID, "reopen").click()
         wait_for(lambda: browser.find_element(By.ID, "composer").is_displayed(), what="reopened")
         assert not browser.find_element(By.ID, "resolved-bar").is_displayed()
+        assert browser.find_element(By.ID, "assignee").is_enabled()
 
         # Only resolved ones: one left (the other was just reopened).
         from selenium.webdriver.support.ui import Select

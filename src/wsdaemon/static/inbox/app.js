@@ -3,7 +3,7 @@
 
 import { Channel } from "./connection.js";
 import { Composer } from "./composer.js";
-import { expandCanned, learnServerTime, since, visitorName } from "./format.js";
+import { clock, expandCanned, learnServerTime, since, visitorName } from "./format.js";
 import { installShortcuts } from "./keys.js";
 import { ConversationList } from "./list.js";
 import { installListing } from "./listing.js";
@@ -30,10 +30,12 @@ const thread = new ThreadView({ list: $("entries"), scroller: $("thread"), older
 const panel = new Panel({
   avatar: $("avatar"), name: $("visitor-name"), email: $("visitor-email"),
   visitorDetails: $("visitor-details"), conversationDetails: $("conversation-details"),
-  labels: $("labels"), labelForm: $("label-form"), labelInput: $("label-input"),
+  labels: $("labels"), labelForm: $("label-form"), labelInput: $("label-input"), previous: $("previous"),
 }, {
   onAddLabel: (label) => change({ type: "labels", add: [label] }),
   onRemoveLabel: (label) => change({ type: "labels", remove: [label] }),
+  onOpen: (id) => openConversation(id),
+  onJump: jumpTo,
 });
 const notifier = new Notifier({ soundBox: $("sound"), desktopButton: $("desktop-notify"), desktopState: $("desktop-state") });
 const composer = new Composer({
@@ -224,11 +226,30 @@ async function openConversation(id) {
     $("panel").hidden = false;
     state.profile = answer.profile || null;
     thread.show(answer, state.me);
+    showEpisodes(answer.episodes || [], answer.previous || []);
     showSummary(answer.conversation);
     if (answer.conversation.unread && notifier.looking) { markRead(answer.conversation); }
   } catch (e) {
     if (ticket === state.opening) { toast("Could not open the conversation: " + e.message); }
   }
+}
+
+function showEpisodes(episodes, previous) {
+  panel.showPrevious(episodes, previous);
+  const later = episodes.slice(1).map((e) => ["m" + e.from_seq, "Reopened · " + clock(e.opened_at)]);
+  thread.markEpisodes(new Map(later));
+}
+
+/** Show message `seq` of the open conversation, loading older pages until it is there. */
+async function jumpTo(seq) {
+  const id = state.open;
+  try {
+    while (!thread.reveal(seq) && thread.cursor && state.open === id) {
+      const answer = await channel.request(Object.assign({ type: "history", conversation: id, limit: 100 }, thread.cursor));
+      if (state.open !== id) { return; }
+      thread.prepend(answer);
+    }
+  } catch (e) { toast("Could not load the earlier messages: " + e.message); }
 }
 
 function showSummary(c) {
@@ -252,6 +273,8 @@ function showSummary(c) {
   // A resolved conversation (found by search) is history: reopening it writes again.
   $("composer").hidden = resolved;
   $("resolved-bar").hidden = !resolved;
+  $("snooze-button").hidden = resolved;
+  $("assignee").disabled = resolved;
   const typing = (c.typing || []).filter((who) => who !== state.me);
   $("typing").textContent = typing.length ? typing.map((who) => who === "visitor" ? visitorName(c) : nameOf(who)).join(", ")
     + (typing.length > 1 ? " are typing…" : " is typing…") : "";

@@ -1,16 +1,19 @@
 // The side panel: who the visitor is (the profile item 3 of issue 22 adds,
 // when the summary has it; else its alias), the labels, the conversation's
-// facts. Previous conversations are not shown: a visitor has one
-// conversation per route for good (its episodes share the thread).
+// facts, and its previous conversations: the visitor's conversations on
+// other routes (one per route) and this one's earlier episodes (resolved,
+// then reopened: they share the thread), as links.
 
-import { ago, duration, el, fullTime, hue, initials, visitorName } from "./format.js";
+import { ago, clock, duration, el, fullTime, hue, initials, visitorName } from "./format.js";
 
 /** Attributes shown from a visitor's profile (the daemon bounds them too). */
 const MAX_ATTRIBUTES = 30;
 
 export class Panel {
-  constructor(ids, { onAddLabel, onRemoveLabel }) {
+  constructor(ids, { onAddLabel, onRemoveLabel, onOpen, onJump }) {
     this.ids = ids;
+    this.onOpen = onOpen;
+    this.onJump = onJump;
     ids.labelForm.addEventListener("submit", (event) => {
       event.preventDefault();
       const label = ids.labelInput.value.trim().toLowerCase();
@@ -65,6 +68,41 @@ export class Panel {
       return el("li", "chip label-chip", el("span", "", label), remove);
     }));
     if (!(c.labels || []).length) { ids.labels.append(el("li", "muted small", "No labels yet")); }
+  }
+
+  /**
+   * @param {Array} episodes the open answer's: {from_seq, opened_at, resolved_at, current}
+   * @param {Array} previous summaries of the visitor's conversations on other routes
+   */
+  showPrevious(episodes, previous) {
+    const items = [];
+    for (const c of previous.slice(0, 10)) {
+      const link = el("button", "link previous-link", "On " + c.route);
+      link.type = "button";
+      link.addEventListener("click", () => this.onOpen(c.id));
+      const state = c.status === "resolved" ? "Resolved" : c.status === "snoozed" ? "Snoozed" : "Open";
+      items.push(el("li", "previous", el("span", "previous-head", link,
+        el("span", "muted small", state + " · " + ago(c.last_activity_at))),
+        c.preview ? el("span", "previous-preview muted small", c.preview) : null));
+    }
+    const past = episodes.filter((e) => !e.current);
+    past.forEach((e, n) => {
+      const link = el("button", "link previous-link", "Episode " + (n + 1) + " · " + clock(e.opened_at));
+      link.type = "button";
+      link.title = "Opened " + fullTime(e.opened_at) + ": show where it began";
+      link.addEventListener("click", () => this.onJump(e.from_seq));
+      const resolved = e.resolved_at ? "resolved after " + duration(Math.max(0, e.resolved_at - e.opened_at)) : "";
+      items.push(el("li", "previous", el("span", "previous-head", link, el("span", "muted small", resolved))));
+    });
+    const current = episodes.find((e) => e.current);
+    if (past.length && current) {
+      const link = el("button", "link previous-link", "This episode · reopened " + ago(current.opened_at));
+      link.type = "button";
+      link.addEventListener("click", () => this.onJump(current.from_seq));
+      items.push(el("li", "previous", link));
+    }
+    if (!items.length) { items.push(el("li", "muted small", "No earlier conversations")); }
+    this.ids.previous.replaceChildren(...items);
   }
 
   list(dl, pairs) {

@@ -39,6 +39,7 @@ export class ThreadView {
     this.summary = answer.conversation;
     this.entries = [];
     this.nodes.clear();
+    this.episodeStarts = null;
     this.list.replaceChildren();
     this.full.hidden = true;
     for (const entry of answer.entries) { this.place(entry); }
@@ -94,6 +95,7 @@ export class ThreadView {
     if (this.nodes.has(key)) { return; }
     const node = this.draw(entry);
     this.nodes.set(key, node);
+    this.markEpisode(key, node);
     let at = this.entries.length;
     while (at > 0 && before(entry, this.entries[at - 1])) { at -= 1; }
     this.entries.splice(at, 0, entry);
@@ -160,6 +162,28 @@ export class ThreadView {
   }
 
   scrollToEnd() { this.scroller.scrollTop = this.scroller.scrollHeight; }
+
+  /** Where the later episodes began (seq -> "Reopened ..."): marked above their first message. */
+  markEpisodes(starts) {
+    this.episodeStarts = starts;
+    for (const [key, node] of this.nodes) { this.markEpisode(key, node); }
+  }
+
+  markEpisode(key, node) {
+    const label = this.episodeStarts ? this.episodeStarts.get(key) : undefined;
+    node.classList.toggle("episode-start", Boolean(label));
+    if (label) { node.dataset.episode = label; } else { delete node.dataset.episode; }
+  }
+
+  /** Whether message `seq` is shown; if so, scrolled to and pointed out. */
+  reveal(seq) {
+    const node = this.nodes.get("m" + seq);
+    if (!node) { return false; }
+    node.scrollIntoView({ block: "start" });
+    node.classList.add("pointed");
+    setTimeout(() => node.classList.remove("pointed"), 2000);
+    return true;
+  }
 
   get lastSeq() {
     for (let i = this.entries.length - 1; i >= 0; i--) {
