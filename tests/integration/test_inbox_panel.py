@@ -114,3 +114,40 @@ def test_previous_conversations_link_other_routes_and_episodes(tmp_path: Path,
         sales.close()
     finally:
         daemon.stop()
+
+
+def test_an_operator_who_never_connected_is_listed_offline_and_assignable(
+        tmp_path: Path, chromium: Any) -> None:
+    """
+    Bob is configured but has never connected: the assign list shows him
+    offline from the start, and alice gives him the conversation (manual
+    routing: it waits for him); the list row says so.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    (tmp_path / "canned.txt").write_text(inbox.CANNED, encoding="utf-8")
+    (tmp_path / "identify.key").write_text(inbox.IDENTIFY_SECRET + "\n", encoding="utf-8")
+    config = tmp_path / "wsdaemon.ini"
+    config.write_text(inbox.CONFIG, encoding="utf-8")
+    daemon = Daemon(config)
+    try:
+        ws, _ = visitor_on(daemon, "/support", None)
+        say(ws, "Hello, anyone?", 1)
+        browser = chromium
+        inbox.sign_in(browser, daemon, inbox.ALICE)
+        row = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".conversation-row"),
+                       what="the conversation")
+        row[0].find_element(By.CSS_SELECTOR, "button").click()
+        options = wait_for(lambda: [o.text for o in browser.find_elements(
+            By.CSS_SELECTOR, "#assignee option") if "Bob" in o.text], what="bob listed")
+        assert options == ["Bob Chen · offline"]
+        Select(browser.find_element(By.ID, "assignee")).select_by_value("bob")
+        wait_for(lambda: "Bob Chen" in inbox.text_of(browser, ".conversation-row"),
+                 what="assigned to bob")
+        assert inbox.text_of(browser, "#banner") == "" or not browser.find_element(
+            By.ID, "banner").is_displayed()
+        assert inbox.problems(browser) == []
+        ws.close()
+    finally:
+        daemon.stop()
