@@ -121,6 +121,7 @@ class SupportComponent:
         self.visitors.reply_within = self.reply_times.reply_within
         self.operators = OperatorHub(inbox, reactor,
                                      display_names=dict(settings.display_names))
+        self.operators.presence = self.team
         self.measures = ConversationMeasures()
         self.measures.on_first_response = self.reply_times.observe
         #: The routes' bots (route option bot): the driver's operator port,

@@ -1,0 +1,185 @@
+"""
+The operators as one team across two daemons sharing a real redis-server
+(issue 22, item 4): an operator connected through both daemons is
+available as long as one live daemon holds a connection (no offline flap
+when one of them closes or dies); automatic routing never gives an
+operator more than its capacity when both daemons route at the same
+moment; who has a conversation open is seen from the other daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection
+
+from tests.daemon import Daemon
+from tests.operator_client import next_of, operator_desk, request
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+
+ALICE = "alice-token-0123456789abcdef"
+BOB = "bob-token-0123456789abcdefgh"
+#: Seconds between heartbeats: a daemon silent 3 of them is gone.
+HEARTBEAT = 0.5
+
+
+def config_text(redis: RedisServer, shared: Path, name: str, routing: str) -> str:
+    return f"""
+[wsdaemon]
+listen = tcp:0:interface=127.0.0.1
+
+[protocol]
+identity = anonymous
+identity_secret_file = {shared / "identity.key"}
+
+[operator]
+model = conversations
+routing = {routing}
+tokens =
+    alice:{ALICE}
+    bob:{BOB}
+ack_message = Thanks!
+offline_message =
+fallback_after = 0
+
+[broker]
+backend = redis
+url = {redis.url}
+prefix = team:
+timeout = 1
+heartbeat = {HEARTBEAT}
+daemon_id = {name}
+
+[route:/support]
+strategy = operator
+"""
+
+
+class Pair:
+    """Daemons A and B on one Redis; one may be killed by the test."""
+
+    def __init__(self, redis: RedisServer, tmp_path: Path, routing: str) -> None:
+        self.daemons: dict[str, Daemon] = {}
+        self.killed: set[str] = set()
+        for name in ("a", "b"):
+            config = tmp_path / f"{name}.ini"
+            config.write_text(config_text(redis, tmp_path, name, routing), encoding="utf-8")
+            daemon = Daemon(config)
+            self.daemons[name] = daemon
+            daemon.wait_for_log("live conversations loaded", timeout=10)
+            daemon.wait_for_log("redis: connected", timeout=10)
+
+    def kill(self, name: str) -> None:
+        self.killed.add(name)
+        self.daemons[name].kill()
+
+    def stop(self) -> None:
+        for name, daemon in self.daemons.items():
+            if name not in self.killed:
+                assert daemon.stop() == 0
+
+
+@pytest.fixture
+def manual(redis_server: RedisServer, tmp_path: Path) -> Iterator[Pair]:
+    pair = Pair(redis_server, tmp_path, "manual")
+    try:
+        yield pair
+    finally:
+        pair.stop()
+
+
+@pytest.fixture
+def auto(redis_server: RedisServer, tmp_path: Path) -> Iterator[Pair]:
+    pair = Pair(redis_server, tmp_path, "auto")
+    try:
+        yield pair
+    finally:
+        pair.stop()
+
+
+def _bob(availability: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["operator"]["name"] == "bob" and \
+        e["operator"]["availability"] == availability
+
+
+def _team_events(ws: ClientConnection, seconds: float) -> list[dict[str, Any]]:
+    """Every team event C{ws} gets in the next C{seconds}."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            event = json.loads(ws.recv(timeout=left))
+        except TimeoutError:
+            break
+        if event.get("type") == "team":
+            got.append(event["operator"])
+    return got
+
+
+def _availability(ws: ClientConnection, name: str) -> str | None:
+    team = request(ws, {"type": "team"}, f"team-{time.monotonic()}")
+    return {m["name"]: m["availability"] for m in team.get("team", [])}.get(name)
+
+
+def _bob_on_both(pair: Pair) -> tuple[ClientConnection, ClientConnection, ClientConnection]:
+    """Alice watching on A; Bob connected to A and to B, online (said through B)."""
+    a, b = pair.daemons["a"], pair.daemons["b"]
+    alice = operator_desk(a, ALICE)
+    bob_on_a = operator_desk(a, BOB)
+    bob_on_b = operator_desk(b, BOB)
+    answer = request(bob_on_b, {"type": "availability", "availability": "online"})
+    assert answer["type"] == "ok", answer
+    next_of(alice, "team", where=_bob("online"))
+    return alice, bob_on_a, bob_on_b
+
+
+def test_closing_one_of_two_consoles_never_shows_offline(manual: Pair) -> None:
+    """
+    Bob is connected through A and B; he closes his console on B. A still
+    holds his other connection, so nobody ever sees him offline: Alice on
+    A hears no offline, and B's team lists him online at every look. Once
+    his connection to A closes too, he is offline for everyone.
+    """
+    alice, bob_on_a, bob_on_b = _bob_on_both(manual)
+    watcher = operator_desk(manual.daemons["b"], ALICE)
+    bob_on_b.close()
+    seen = []
+    for _ in range(10):
+        seen.append(_availability(watcher, "bob"))
+        time.sleep(0.1)
+    heard = _team_events(alice, 1.0)
+    assert [e for e in heard if e["name"] == "bob" and e["availability"] != "online"] == []
+    assert set(seen) == {"online"}, seen
+    bob_on_a.close()
+    next_of(alice, "team", where=_bob("offline"))
+    deadline = time.monotonic() + 5
+    while _availability(watcher, "bob") != "offline" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _availability(watcher, "bob") == "offline"
+    alice.close()
+    watcher.close()
+
+
+def test_a_dead_daemon_does_not_take_a_held_operator_offline(manual: Pair) -> None:
+    """
+    Bob said he is online through B and is connected to A too; B dies
+    (SIGKILL). After three heartbeats A takes B for gone, but Bob still
+    has a connection to A: he stays online (Alice hears no offline). When
+    that connection closes, he goes offline.
+    """
+    alice, bob_on_a, bob_on_b = _bob_on_both(manual)
+    time.sleep(3 * HEARTBEAT + 1.5)  # A's link settled: it lets gone daemons' operators go
+    manual.kill("b")
+    heard = _team_events(alice, 3 * HEARTBEAT + 2.0)
+    assert [e for e in heard if e["name"] == "bob" and e["availability"] != "online"] == []
+    assert _availability(alice, "bob") == "online"
+    bob_on_a.close()
+    next_of(alice, "team", where=_bob("offline"))
+    alice.close()
