@@ -129,8 +129,13 @@ class OperatorHub:
         return found is not None and found.status is not Status.RESOLVED
 
     def sync(self) -> None:
-        """Take every conversation the inbox holds into the index (once, after start)."""
-        if self._synced:
+        """
+        Take every conversation the inbox holds into the index, once: the
+        first time it holds any. An operator may connect while the store
+        still loads (a queue's take-over, 100,000 conversations): the empty
+        inbox it then finds is not yet the loaded one.
+        """
+        if self._synced or not len(self.inbox):
             return
         self._synced = True
         live = self.inbox.conversations()
