@@ -10,6 +10,7 @@ moment; who has a conversation open is seen from the other daemon.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from websockets.sync.client import ClientConnection
 
 from tests.daemon import Daemon
-from tests.operator_client import next_of, operator_desk, request
+from tests.operator_client import next_of, operator_desk, request, structured
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -183,3 +184,65 @@ def test_a_dead_daemon_does_not_take_a_held_operator_offline(manual: Pair) -> No
     bob_on_a.close()
     next_of(alice, "team", where=_bob("offline"))
     alice.close()
+
+
+def _assigned(ws: ClientConnection, rid: str) -> dict[str, str | None]:
+    listed = request(ws, {"type": "conversations", "view": "all"}, rid)
+    assert listed["type"] == "ok", listed
+    return {c["id"]: c["assignee"] for c in listed["conversations"]}
+
+
+def test_capacity_holds_when_both_daemons_route_at_once(auto: Pair,
+                                                        redis_server: RedisServer) -> None:
+    """
+    Automatic routing, Bob online with a capacity of 1, nobody else: two
+    visitors, one on A and one on B, write at the same moment (Redis holds
+    both commits back a moment, CLIENT PAUSE WRITE, so both daemons decide
+    on Bob's load 0). One conversation goes to Bob, the other waits for
+    room: Bob never holds more than his capacity, on either daemon. When
+    he resolves his, the waiting one comes to him.
+    """
+    a, b = auto.daemons["a"], auto.daemons["b"]
+    bob = operator_desk(a, BOB)
+    watcher = operator_desk(b, ALICE)
+    assert request(bob, {"type": "capacity", "n": 1})["type"] == "ok"
+    assert request(bob, {"type": "availability", "availability": "online"})["type"] == "ok"
+    deadline = time.monotonic() + 5
+    while _availability(watcher, "bob") != "online" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    visitors = {name: structured(daemon) for name, daemon in (("a", a), ("b", b))}
+    for ws in visitors.values():
+        ws.send(json.dumps({"type": "hello"}))
+        next_of(ws, "welcome")
+    assert redis_server.command("CLIENT", "PAUSE", "400", "WRITE") == "+OK"
+    start = threading.Barrier(len(visitors))
+
+    def write(ws: ClientConnection) -> None:
+        start.wait()
+        ws.send(json.dumps({"type": "message", "id": "c-1", "text": "Hello?"}))
+
+    writers = [threading.Thread(target=write, args=(ws,)) for ws in visitors.values()]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    for ws in visitors.values():
+        next_of(ws, "ack", timeout=10)
+    time.sleep(0.5)  # each daemon took the other's commit
+    for desk, rid in ((bob, "on-a"), (watcher, "on-b")):
+        assigned = _assigned(desk, rid)
+        assert len(assigned) == 2, assigned
+        assert sorted(map(str, assigned.values())) == ["None", "bob"], (rid, assigned)
+    assert [m["load"] for m in request(watcher, {"type": "team"}, "t")["team"]
+            if m["name"] == "bob"] == [1]
+    mine = next(c for c, who in _assigned(bob, "mine").items() if who == "bob")
+    assert request(bob, {"type": "resolve", "conversation": mine}, "res")["type"] == "ok"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        now = _assigned(watcher, f"after-{time.monotonic()}")
+        if list(now.values()) == ["bob"]:
+            break
+        time.sleep(0.1)
+    assert list(now.values()) == ["bob"], now
+    for ws in (*visitors.values(), bob, watcher):
+        ws.close()

@@ -97,6 +97,9 @@ class SharedStore:
     ran, not done if not).
     """
 
+    #: (The team's version is not checked here: no load-raising clash.)
+    loaded_team_version = 0
+
     def __init__(self, inner: MemoryConversationStore, stream: Stream) -> None:
         self.inner = inner
         self._stream = stream

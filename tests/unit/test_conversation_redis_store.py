@@ -112,9 +112,12 @@ class CountingLink:
         return sum(1 for c in self.calls if c[:2] == ("EVALSHA", sha))
 
     def pages(self) -> list[Any]:
-        """The load_live pages Redis answered: (count, last id, last score, JSON)."""
+        """
+        The load_live pages Redis answered: (count, last id, last score,
+        JSON, the team's version).
+        """
         return [reply for args, reply in self.replies
-                if args[0] in ("EVALSHA", "EVAL") and len(reply) == 4
+                if args[0] in ("EVALSHA", "EVAL") and len(reply) == 5
                 and args[1] in (LIVE_PAGE, hashlib.sha1(LIVE_PAGE.encode()).hexdigest())]
 
 
@@ -347,8 +350,8 @@ def test_load_live_at_100000_in_bounded_pages(links: Links) -> Generator[Any, An
     assert counting.page_calls() == 100_000 // LIVE_PAGE_SIZE + 1
     pages = counting.pages()
     assert len(pages) == 101
-    assert [int(count) for count, _, _, _ in pages] == [LIVE_PAGE_SIZE] * 100 + [0]
-    assert max(len(page) for _, _, _, page in pages) < 1_000_000  # bytes: one page's rows
+    assert [int(count) for count, _, _, _, _ in pages] == [LIVE_PAGE_SIZE] * 100 + [0]
+    assert max(len(page) for _, _, _, page, _ in pages) < 1_000_000  # bytes: one page's rows
 
 
 @pytest_twisted.inlineCallbacks

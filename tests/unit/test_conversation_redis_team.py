@@ -2,8 +2,9 @@
 The team across daemons in Redis keys (support/redis_team.py): presence
 per daemon (C{c:held}: which daemons hold a connection of an operator),
 kept exact by each heartbeat, and a gone daemon's operator let go only
-when no live daemon holds it. Real redis-server, the broker's real links,
-the real drivers and feeds.
+when no live daemon holds it; the team's version checked by the commit
+script for commits raising a load, and caught up with (redis_catchup).
+Real redis-server, the broker's real links, the real drivers and feeds.
 """
 
 from __future__ import annotations
@@ -16,13 +17,21 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 
+from tests.conversation_desk import ROUTE
 from tests.redis_server import RedisServer
 from tests.redis_store_link import redis_link
 from tests.unit.test_conversation_redis_feed import Daemon, until
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.conversations import Availability, ConversationSettings, OperatorAvailability
+from wsdaemon.conversations.effects import Commit
+from wsdaemon.conversations.errors import StaleConversation
+from wsdaemon.conversations.model import Conversation, conversation_id_for
+from wsdaemon.support.redis_catchup import Backlog
+from wsdaemon.support.redis_news import Change
+from wsdaemon.support.redis_scripts import TEAM
+from wsdaemon.support.redis_store import RedisConversationStore
 
 pytestmark = pytest.mark.slow
 
@@ -138,3 +147,65 @@ def test_a_gone_daemons_operator_held_elsewhere_is_not_let_go(
         yield a.stop()
         yield b.stop()
 
+
+
+def _new(n: int) -> Commit:
+    key = conversation_id_for(ROUTE, f"v{n}")
+    return Commit((Conversation(key, ROUTE, f"v{n}", created_at=1.0, opened_at=1.0,
+                                last_activity_at=1.0, version=1, assignee="bob",
+                                assigned_at=1.0),))
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_commit_raising_a_load_is_checked_against_the_teams_version(
+        made: Links) -> Generator[Any, Any, None]:
+    """Two daemons route a new conversation each to Bob, both decided on
+    team version 0: the first lands (version 1, in its event), the second
+    is refused naming TEAM and writes nothing; decided again on version 1,
+    it lands. A commit raising no load is not checked."""
+    link = made()
+    a = RedisConversationStore(link, link.prefix, reactor)
+    b = RedisConversationStore(made(), link.prefix, reactor)
+    yield a.commit(_new(1), {"team_version": 1})
+    with pytest.raises(StaleConversation) as refused:
+        yield b.commit(_new(2), {"team_version": 1})
+    assert refused.value.conversation_ids == (TEAM,)
+    assert (yield b.load(conversation_id_for(ROUTE, "v2"))) is None
+    yield b.commit(_new(2), {"team_version": 2})
+    yield b.commit(_new(3))  # not checked
+    assert (yield link.call("GET", f"{link.prefix}c:team:version")) == "2"
+    events = yield link.call("XRANGE", f"{link.prefix}events", "-", "+")
+    assert [json.loads(fields[1]).get("team_version") for _, fields in events] == [1, 2, None]
+    yield b.load_live()
+    assert b.loaded_team_version == 2
+
+
+def _change(key: str, version: int, team: int | None) -> Change:
+    conversation = Conversation(key, ROUTE, key, created_at=1.0, opened_at=1.0,
+                                last_activity_at=1.0, version=version)
+    return Change("d2", version, (conversation,), (), None, team_version=team)
+
+
+def test_the_backlog_claims_load_raising_changes_after_their_conversations_earlier_ones(
+        ) -> None:
+    """A commit refused for the team's version takes every change that
+    raised a load up to the stored version, each after the changes of its
+    conversation before it (their deliveries stay in order); the view's
+    version is then the stored one, and the stream bringing version 2 ends
+    the wait for it."""
+    backlog = Backlog(Clock())
+    earlier = backlog.pending(_change("x", 1, None))
+    raised = backlog.pending(_change("x", 2, 1))
+    other = backlog.pending(_change("y", 1, None))
+    later = backlog.pending(_change("z", 1, 2))
+    for pending in (earlier, raised, other, later):
+        backlog.saw(pending.change)
+    assert backlog.following(TEAM)
+    taken = backlog.claim_up_to(TEAM, 1)
+    assert [(a.conversations[0].conversation_id, a.conversations[0].version)
+            for a in taken] == [("x", 1), ("x", 2)]
+    assert backlog.team_version == 1
+    assert not other.done and not later.done
+    assert backlog.read_up_to(TEAM, 2).called
+    assert not backlog.read_up_to(TEAM, 3).called
+    assert later.claim() and backlog.team_version == 2

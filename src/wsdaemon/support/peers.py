@@ -7,10 +7,10 @@ Each daemon keeps its own copy of the team, moved by its own transitions
 and by the others' (their records move the loads; their operators'
 availability and capacity come as they told them); with Redis, a daemon
 starting later reads the operators' entries, and a gone daemon's
-operators are let go (L{wsdaemon.support.redis_team}). Two daemons routing
-at the same moment may each give an operator one more conversation than
-its capacity (each commit is checked against its conversations' versions,
-not the team's).
+operators are let go (L{wsdaemon.support.redis_team}). A commit that
+raises an operator's load is checked against the team's version it was
+decided on (L{raises_load}; with Redis, the commit script), so two daemons
+routing at the same moment never both fill the same room.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from wsdaemon.conversations.model import Availability, Conversation, evolve
 from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.transition import Transition
 
-__all__ = ["Adopted", "Peers", "adopted_team"]
+__all__ = ["Adopted", "Peers", "adopted_team", "raises_load"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,14 @@ def adopted_team(inbox: Inbox, adopted: Adopted) -> Team:
     if last_chosen is not None and last_chosen != team.last_chosen:
         team = evolve(team, last_chosen=last_chosen)
     return team
+
+
+def raises_load(before: Team, after: Team) -> bool:
+    """Whether C{after} gives an operator more open conversations than C{before}."""
+    if after is before:
+        return False
+    for operator in after.operators:
+        known = before.get(operator.name)
+        if operator.load > (0 if known is None else known.load):
+            return True
+    return False

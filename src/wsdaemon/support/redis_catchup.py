@@ -3,7 +3,9 @@ What a daemon has read of the others' commits and not yet taken, for a
 commit of its own that came back stale (L{wsdaemon.support.redis_feed}):
 each conversation's newest version read from the stream, the changes
 handed to the driver and waiting for their turn, and a wait for the
-stream to bring a version the store already holds.
+stream to bring a version the store already holds. The team's version
+(commits that raised an operator's load, L{TEAM}) is followed alike: a
+commit refused because it moved on takes every such change up to it.
 
 Bounded: versions of at most L{MAX_SEEN} conversations are remembered
 (least recently read dropped: a catch-up then waits L{CATCH_UP_WAIT} and
@@ -21,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.support.peers import Adopted
 from wsdaemon.support.redis_news import Change
+from wsdaemon.support.redis_scripts import TEAM
 
 __all__ = ["CATCH_UP_WAIT", "MAX_SEEN", "Backlog", "Pending"]
 
@@ -35,10 +38,14 @@ MAX_SEEN = 100_000
 class Pending:
     """A change handed to the driver, until its turn comes or a stale commit takes it."""
 
-    def __init__(self, change: Change, pending: dict[str, deque[Pending]]) -> None:
+    def __init__(self, change: Change, backlog: Backlog) -> None:
         self.change = change
-        self.keys = tuple({c.conversation_id for c in change.conversations})
-        self._pending = pending
+        keys = {c.conversation_id for c in change.conversations}
+        if change.team_version is not None:
+            keys.add(TEAM)
+        self.keys = tuple(keys)
+        self._backlog = backlog
+        pending = self._pending = backlog.waiting
         self.done = False
         for key in self.keys:
             pending.setdefault(key, deque()).append(self)
@@ -54,26 +61,44 @@ class Pending:
                 waiting.remove(self)
                 if not waiting:
                     del self._pending[key]
+        self._backlog.took(self.change)
         return True
 
     def reaches(self, key: str, version: int) -> bool:
+        if key == TEAM:
+            return self.change.team_version is not None and self.change.team_version <= version
         return any(c.conversation_id == key and c.version <= version
                    for c in self.change.conversations)
 
 
 
 class Backlog:
-    """@param clock: the wait's bound."""
+    """
+    @param clock: the wait's bound.
+
+    @ivar team_version: the team's version the driver's view is at: the
+        newest of the changes taken (and of this daemon's own commits).
+    """
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._seen: OrderedDict[str, int] = OrderedDict()
-        self._pending: dict[str, deque[Pending]] = {}
+        self._team_seen = 0
+        self.waiting: dict[str, deque[Pending]] = {}
         self._waiters: list[tuple[str, int, Deferred[None]]] = []
+        self.team_version = 0
 
     def pending(self, change: Change) -> Pending:
         """C{change} goes to the driver: waiting for its turn until claimed."""
-        return Pending(change, self._pending)
+        return Pending(change, self)
+
+    def took(self, change: Change) -> None:
+        """The driver took C{change} (or it was claimed to be read again)."""
+        if change.team_version is not None:
+            self.team_version = max(self.team_version, change.team_version)
+
+    def _version(self, key: str) -> int:
+        return self._team_seen if key == TEAM else self._seen.get(key, 0)
 
     def saw(self, change: Change) -> int:
         """
@@ -84,6 +109,8 @@ class Backlog:
             right by this change, their deliveries come on resume.
         """
         skipped = 0
+        if change.team_version is not None:
+            self._team_seen = max(self._team_seen, change.team_version)
         for conversation in change.conversations:
             key = conversation.conversation_id
             seen = self._seen.get(key)
@@ -97,7 +124,7 @@ class Backlog:
         if self._waiters:
             waiting, self._waiters = self._waiters, []
             for key, version, d in waiting:
-                if self._seen.get(key, 0) >= version:
+                if self._version(key) >= version:
                     d.callback(None)
                 else:
                     self._waiters.append((key, version, d))
@@ -105,12 +132,12 @@ class Backlog:
 
     def following(self, key: str) -> bool:
         """Whether the stream brought C{key} before (its newest version is remembered)."""
-        return key in self._seen
+        return self._team_seen > 0 if key == TEAM else key in self._seen
 
     def read_up_to(self, key: str, version: int) -> Deferred[None]:
         """Fires once the stream brought C{key} at C{version}, or L{CATCH_UP_WAIT} later."""
         d: Deferred[None] = Deferred()
-        if self._seen.get(key, 0) >= version:
+        if self._version(key) >= version:
             d.callback(None)
             return d
         entry = (key, version, d)
@@ -132,9 +159,21 @@ class Backlog:
         return d
 
     def claim_up_to(self, key: str, version: int) -> list[Adopted]:
-        """The changes waiting that bring C{key} up to C{version}, in order, claimed."""
-        taken = []
-        for pending in list(self._pending.get(key, ())):
+        """
+        The changes waiting that bring C{key} up to C{version}, in order,
+        claimed. (L{TEAM}: those that raised a load up to that version, each
+        after the changes before it of its conversations.)
+        """
+        taken: list[Adopted] = []
+        if key == TEAM:
+            for pending in list(self.waiting.get(TEAM, ())):
+                if pending.reaches(TEAM, version):
+                    for conversation in pending.change.conversations:
+                        taken += self.claim_up_to(conversation.conversation_id,
+                                                  conversation.version)
+            self.team_version = max(self.team_version, version)
+            return taken
+        for pending in list(self.waiting.get(key, ())):
             if pending.reaches(key, version) and pending.claim():
                 change = pending.change
                 taken.append(Adopted(change.conversations, change.effects, change.last_chosen))

@@ -32,6 +32,14 @@ after the script was sent): the event, read later, proves it landed, and
 it is taken then; an own event read while its commit's answer is still
 awaited waits for that answer.
 
+The team's capacity across daemons: a commit that raises an operator's
+load (routing gave it a conversation, an assignment) carries the team's
+version it was decided on; the commit script refuses it when another
+daemon's such commit came first (stale, as a conversation's version), and
+this daemon takes every load-raising change up to the stored version
+(L{catch_up} of L{TEAM}) and decides again: two daemons routing at once
+never give an operator more than its capacity.
+
 Bounded: the stream is capped (C{MAXLEN ~}, the store's C{events_kept});
 events read before the driver runs are held up to L{MAX_HELD} (more: the
 conversations are read again from the store once it runs); a transition
@@ -59,9 +67,10 @@ from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.escaping import visible
 from wsdaemon.support.driver import ConversationDriver
-from wsdaemon.support.peers import Adopted
+from wsdaemon.support.peers import Adopted, raises_load
 from wsdaemon.support.redis_catchup import Backlog
 from wsdaemon.support.redis_news import Change, decode_change, encode_news
+from wsdaemon.support.redis_scripts import TEAM
 from wsdaemon.support.redis_store import RedisConversationStore
 
 __all__ = ["EVENTS_KEPT", "MAX_ATTEMPTS", "MAX_HELD", "MAX_REREAD", "MAX_UNKNOWN", "REREAD_AFTER",
@@ -158,6 +167,8 @@ class ConversationFeed:
 
     def ready(self) -> None:
         """The driver runs: take what was held meanwhile (older records are ignored)."""
+        backlog = self._backlog
+        backlog.team_version = max(backlog.team_version, self._store.loaded_team_version)
         held, self._held = self._held, []
         for change in held:
             self._take(change)
@@ -180,11 +191,19 @@ class ConversationFeed:
         assert transition.commit is not None
         token = next(self._tokens)
         self._inflight[token] = None
-        d = self._store.commit(transition.commit, encode_news(transition, self.daemon_id, token))
+        news = encode_news(transition, self.daemon_id, token)
+        driver = self._driver
+        raises = driver is not None and raises_load(driver.inbox.team, transition.team)
+        team = self._backlog.team_version + 1 if raises else None
+        if team is not None:
+            news["team_version"] = team  # checked by the script against the one before
+        d = self._store.commit(transition.commit, news)
 
         def landed(_: None) -> None:
             if self._inflight.pop(token, None) is not None:
                 self.skipped += 1  # its event came first: carried out here already
+            if team is not None:
+                self._backlog.team_version = max(self._backlog.team_version, team)
             self._tell_team(transition)
 
         def failed(failure: Failure) -> Failure:
@@ -324,6 +343,9 @@ class ConversationFeed:
     async def _catch_up(self, keys: tuple[str, ...], wait: bool) -> list[Adopted]:
         taken: list[Adopted] = []
         for key in keys:
+            if key == TEAM:
+                taken += await self._team_caught_up()
+                continue
             stored = await self._store.load(key)
             if stored is None:
                 continue
@@ -332,6 +354,19 @@ class ConversationFeed:
             taken += self._backlog.claim_up_to(key, stored.version)
             taken.append(Adopted((stored,)))
         return taken
+
+    async def _team_caught_up(self) -> list[Adopted]:
+        """
+        A commit raising a load was refused: another daemon's came first.
+        Every load-raising change up to the stored team version, claimed in
+        order (waiting for the stream to bring it, up to its bound, once
+        the stream brought such changes before: at start the loaded
+        records hold them).
+        """
+        version = int(await self._link.call("GET", f"{self._link.prefix}c:team:version") or 0)
+        if self._backlog.following(TEAM):
+            await self._backlog.read_up_to(TEAM, version)
+        return self._backlog.claim_up_to(TEAM, version)
 
     def _reread_keys(self, keys: Iterable[str]) -> None:
         for key in keys:

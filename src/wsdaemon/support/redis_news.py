@@ -57,6 +57,8 @@ class Change:
 
     @ivar token: the commit's number on its daemon.
     @ivar last_chosen: the round's place after it.
+    @ivar team_version: the team's version once it was written, when it
+        raised an operator's load (L{wsdaemon.support.redis_scripts.COMMIT}).
     """
 
     daemon: str
@@ -65,6 +67,7 @@ class Change:
     effects: tuple[Effect, ...]
     last_chosen: str | None
     durable: bool = True
+    team_version: int | None = None
 
     @property
     def adopted(self) -> Adopted:
@@ -186,5 +189,7 @@ def decode_change(event: dict[str, Any]) -> Change | None:
     conversations = tuple(_from_row(row) for row in event["rows"])
     rows = {c.conversation_id: c for c in conversations}
     effects = tuple(_effect(news, rows) for news in event["effects"])
+    team = event.get("team_version")
     return Change(str(event["daemon"]), int(event["token"]), conversations, effects,
-                  event.get("round"), durable=event["type"] == "conversations")
+                  event.get("round"), durable=event["type"] == "conversations",
+                  team_version=None if team is None else int(team))

@@ -21,6 +21,10 @@ operator queue's do):
                     (ties: by id, as SQLite's index orders them)
     P c:migrated    string: when the operator queue's keys were taken over
     P c:migrating   string: who is taking them over now (expires)
+    P c:team:version  string: commits that raised an operator's load so far
+                    (the team's version: such a commit is checked against
+                    the one it was decided on, so two daemons routing at
+                    once cannot both fill the same room)
     P events        stream (the broker's): one entry per commit
 
 Timers are not stored: they are functions of a conversation's state
@@ -48,8 +52,12 @@ from wsdaemon.conversations.codec import (
 from wsdaemon.conversations.effects import Commit
 from wsdaemon.conversations.model import Conversation
 
-__all__ = ["COMMIT", "LIVE_PAGE", "READ_HASHES", "THREADS", "UNLOCK", "RedisCalls", "ScriptRunner",
-           "conversation_from_hash", "write_args"]
+__all__ = ["COMMIT", "LIVE_PAGE", "READ_HASHES", "TEAM", "THREADS", "UNLOCK", "RedisCalls",
+           "ScriptRunner", "conversation_from_hash", "write_args"]
+
+#: What a commit refused because the team's version moved on names
+#: instead of conversations (no conversation id looks like it).
+TEAM = "~team"
 
 
 class RedisCalls(Protocol):
@@ -65,17 +73,19 @@ class RedisCalls(Protocol):
 
 # ARGV: P, mode ('commit': check versions and numbers, append the event;
 # 'migrate': leave alone a conversation that exists, with its messages and
-# notes, no event), events kept (MAXLEN ~), conversations, messages, notes
-# (counts); then per conversation: id, version, status, opened_at, its
+# notes, no event), events kept (MAXLEN ~), the team's version it was
+# decided on ('' when it raises nobody's load: not checked; else checked,
+# and one more once written), conversations, messages, notes (counts);
+# then per conversation: id, version, status, opened_at, its
 # field/value pairs as a JSON list of strings (one argument, not fifty:
 # the client's encoding of arguments is what a big write costs); per
 # message and note: conversation id, number,
-# JSON; last, the event's JSON. Returns {'ok', conversations written} or
-# {'stale', ids...}.
+# JSON; last, the event's JSON. Returns {'ok', conversations written},
+# {'stale', ids...} or {'stale', TEAM} (the team's version moved on).
 COMMIT = r"""
-local P, mode, kept = ARGV[1], ARGV[2], ARGV[3]
-local nconv, nmsg, nnote = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local i = 7
+local P, mode, kept, team = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local nconv, nmsg, nnote = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local i = 8
 local convs = {}
 for c = 1, nconv do
   convs[c] = {id = ARGV[i], version = tonumber(ARGV[i + 1]), status = ARGV[i + 2],
@@ -108,6 +118,11 @@ else
     end
   end
   if #stale > 0 then return {'stale', unpack(stale)} end
+  if team ~= '' then
+    local version = tonumber(redis.call('GET', P .. 'c:team:version') or '0')
+    if version ~= tonumber(team) then return {'stale', '~team'} end
+    redis.call('SET', P .. 'c:team:version', version + 1)
+  end
 end
 
 local written = 0
@@ -138,7 +153,8 @@ return {'ok', written}
 """
 
 # ARGV: P, the cursor's score ('' for the first page), its id, page size.
-# Returns {count, last id, last score, JSON}: up to a page of conversations
+# Returns {count, last id, last score, JSON, the team's version}: up to a
+# page of conversations
 # after the cursor, in (opened_at, id) order, as a JSON list of their hashes
 # (each a list: field, value, ...). One string, not a nested reply of fifty
 # thousand: the client parses it at C speed. A cursor, not a rank:
@@ -168,8 +184,9 @@ while #out < limit do
   end
   start = start + limit
 end
-if #out == 0 then return {0, '', '', '[]'} end
-return {#out, last_id, last_score, cjson.encode(out)}
+local team = redis.call('GET', P .. 'c:team:version') or '0'
+if #out == 0 then return {0, '', '', '[]', team} end
+return {#out, last_id, last_score, cjson.encode(out), team}
 """
 
 # ARGV: P, field count, fields, then key names (under P). Returns each
@@ -283,9 +300,13 @@ def write_args(commit: Commit, mode: str, events_kept: int,
     and (mode C{commit}) the event every daemon reads: which conversations
     changed to which version, which messages and notes are new, and
     C{news}' fields (what other daemons carry out: L{wsdaemon.support.redis_feed}).
+    News with a C{team_version} (the team's version once written) makes the
+    script check the one before it.
     """
-    args: list[str] = [mode, str(events_kept), str(len(commit.conversations)),
-                       str(len(commit.messages)), str(len(commit.notes))]
+    team = (news or {}).get("team_version")
+    args: list[str] = [mode, str(events_kept), "" if team is None else str(int(team) - 1),
+                       str(len(commit.conversations)), str(len(commit.messages)),
+                       str(len(commit.notes))]
     for conversation in commit.conversations:
         fields = [word for column, value in conversation_row(conversation).items()
                   if value is not None for word in (column, _word(value))]

@@ -76,6 +76,9 @@ class RedisConversationStore:
         self.page_size = page_size
         self.events_kept = events_kept
         self._pending: set[Deferred[Any]] = set()
+        #: The team's version read just before the last L{load_live}: what
+        #: the loaded records' loads are at least up to (redis_scripts).
+        self.loaded_team_version = 0
 
     def _key(self, conversation_id: str, suffix: str = "") -> str:
         return f"{self.prefix}c:{conversation_id}{suffix}"
@@ -140,9 +143,14 @@ class RedisConversationStore:
     def _load_live(self) -> Any:
         loaded: list[Conversation] = []
         score, last = "", ""
+        first = True
         while True:
-            count, last, score, page = yield self._scripts.run(
+            count, last, score, page, team = yield self._scripts.run(
                 LIVE_PAGE, self.prefix, score, last, self.page_size)
+            if first:
+                # Read with the first page: the loaded loads are at least this far.
+                first = False
+                self.loaded_team_version = int(team)
             loaded.extend(conversation_from_hash(row) for row in json.loads(page))
             if int(count) < self.page_size:
                 return loaded
