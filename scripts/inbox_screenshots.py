@@ -7,8 +7,11 @@ Starts the real daemon (model = conversations) on a store filled with a
 day's worth of conversations (names, labels, waiting times), brings in a
 live identified visitor and a colleague, signs Alice in with headless
 Chromium at 1280x800, and saves inbox.png (a conversation open: the thread
-with a private note, the visitor typing, the side panel) and
-inbox-conversation.png (the canned replies on "/").
+with a private note, the visitor typing, the side panel),
+inbox-conversation.png (the canned replies on "/"), inbox-search.png (a
+search over every conversation, a resolved one open read-only) and
+inbox-panel.png (a returning customer: the previous conversations, the
+earlier episode marked in the thread).
 """
 
 from __future__ import annotations
@@ -65,6 +68,27 @@ EARLIER: list[tuple[int, str | None, str | None, list[str], tuple[str, ...], str
 ]
 
 
+#: Resolved conversations: (days ago, name, email, route, [(author, text)], labels, assignee).
+RESOLVED: list[tuple[float, str, str, str, list[tuple[Author, str]], tuple[str, ...], str]] = [
+    (2.2, "Lena Fischer", "lena@fischer.de", "/support",
+     [(Author.VISITOR, "I returned the hiking boots last week. When will I get my refund?"),
+      (Author.OPERATOR, "The boots reached us on Monday; your refund of \u20ac129 went out "
+                        "today."),
+      (Author.VISITOR, "The refund arrived, thank you!")], ("returns",), "alice"),
+    (5.5, "Omar Haddad", None, "/support",
+     [(Author.VISITOR, "How do refunds work when I paid with a gift card?"),
+      (Author.OPERATOR, "A refund goes back onto the gift card, usable right away.")],
+     (), "bob"),
+    (3.1, "Marco Rossi", "marco@rossi.it", "/sales",
+     [(Author.VISITOR, "Do you offer a discount for a team order of 12 jackets?"),
+      (Author.OPERATOR, "Yes: 15% from 10 pieces. I have sent you the quote.")],
+     ("b2b",), "bob"),
+]
+#: Marco's support conversation began nine days ago (an episode resolved since).
+MARCO_BEFORE = [(Author.VISITOR, "Where is the refund for order #3920?"),
+                (Author.OPERATOR, "It went out today: up to 5 working days on your card.")]
+
+
 def fill(path: Path, now: float) -> None:
     db = sqlite3.connect(path)
     db.executescript(SCHEMA)
@@ -74,19 +98,49 @@ def fill(path: Path, now: float) -> None:
             visitor_id = f"earlier-{n}"
             key = conversation_id_for("/support", visitor_id)
             at = now - minutes * 60
-            for seq, text in enumerate(texts, start=1):
+            # Marco (the first) came back: his first episode, nine days ago.
+            before = MARCO_BEFORE if n == 0 else []
+            began = now - 9 * 86400
+            for seq, (author, text) in enumerate(before, start=1):
+                insert_message(db, Message(key, seq, author, text, began + seq * 600,
+                                           "bob" if author is Author.OPERATOR else None,
+                                           "Bob Chen" if author is Author.OPERATOR else None))
+            floor = len(before)
+            for seq, text in enumerate(texts, start=floor + 1):
                 insert_message(db, Message(key, seq, Author.VISITOR, text, at + seq * 20))
             profile = Profile(name=name, email=email) if name else None
             snoozed = status == "snoozed"
             insert_conversation(db, Conversation(
-                conversation_id=key, route="/support", visitor=visitor_id, created_at=at,
-                opened_at=at, last_activity_at=at + len(texts) * 20,
+                conversation_id=key, route="/support", visitor=visitor_id,
+                created_at=began if before else at,
+                opened_at=at, last_activity_at=at + (floor + len(texts)) * 20,
                 status=Status.SNOOZED if snoozed else Status.OPEN, version=1,
-                last_seq=len(texts), waiting_since=None if snoozed else at + 20,
+                last_seq=floor + len(texts), waiting_since=None if snoozed else at + 20,
                 snoozed_until=now + 86400 if snoozed else None, unanswered=len(texts),
                 assignee=assignee, assigned_at=at if assignee else None,
-                recent_visitor_seqs=tuple(range(1, len(texts) + 1)), labels=labels,
+                recent_visitor_seqs=tuple(range(floor + 1, floor + len(texts) + 1)),
+                labels=labels, unread_floor=floor,
+                episodes=((0, began, began + 1800),) if before else (),
                 ack_sent=True, preview=texts[-1], profile=profile))
+        for n, (days, name, email, route, said, labels, assignee) in enumerate(RESOLVED):
+            # Marco's /sales conversation is the same visitor's as his /support one.
+            visitor_id = "earlier-0" if name == "Marco Rossi" else f"resolved-{n}"
+            key = conversation_id_for(route, visitor_id)
+            at = now - days * 86400
+            for seq, (author, text) in enumerate(said, start=1):
+                operator = author is Author.OPERATOR
+                insert_message(db, Message(key, seq, author, text, at + seq * 300,
+                                           assignee if operator else None,
+                                           ("Alice Martin" if assignee == "alice" else "Bob Chen")
+                                           if operator else None))
+            end = at + len(said) * 300
+            insert_conversation(db, Conversation(
+                conversation_id=key, route=route, visitor=visitor_id, created_at=at,
+                opened_at=at, last_activity_at=end, status=Status.RESOLVED,
+                resolved_at=end + 60, version=1, last_seq=len(said), first_response_at=at + 600,
+                assignee=assignee, assigned_at=at, labels=labels, ack_sent=True,
+                delivered_upto=len(said), visitor_read_upto=len(said), preview=said[-1][1],
+                profile=Profile(name=name, email=email)))
     db.close()
 
 
@@ -103,7 +157,7 @@ def main() -> None:
     (home / "canned.txt").write_text(CANNED, encoding="utf-8")
     (home / "identify.key").write_text(IDENTIFY_SECRET + "\n", encoding="utf-8")
     config = home / "wsdaemon.ini"
-    config.write_text(CONFIG, encoding="utf-8")
+    config.write_text(CONFIG + "\n[route:/sales]\nstrategy = operator\n", encoding="utf-8")
     fill(home / "conversations.sqlite3", time.time())
     daemon = Daemon(config)
     options = webdriver.ChromeOptions()
@@ -161,7 +215,30 @@ def main() -> None:
         box.send_keys("/")
         wait_for(lambda: find(By.ID, "canned").is_displayed())
         browser.save_screenshot(str(args.out / "inbox-conversation.png"))
-        print(f"saved {args.out / 'inbox.png'} and {args.out / 'inbox-conversation.png'}")
+        box.send_keys(Keys.ESCAPE)
+        box.clear()
+        ann.send(json.dumps({"type": "typing", "on": False}))
+
+        # Search: every conversation, resolved ones too; one opened read-only.
+        find(By.ID, "search").send_keys("refund")
+        wait_for(lambda: "found" in find(By.ID, "search-summary").text
+                 and browser.find_elements(By.CSS_SELECTOR, "#search-results .result-row"))
+        lena = wait_for(lambda: [r for r in browser.find_elements(
+            By.CSS_SELECTOR, "#search-results .result-row") if "Lena" in r.text][0])
+        lena.find_element(By.CSS_SELECTOR, "button").click()
+        wait_for(lambda: find(By.ID, "resolved-bar").is_displayed())
+        browser.save_screenshot(str(args.out / "inbox-search.png"))
+        find(By.ID, "search").send_keys(Keys.ESCAPE)
+
+        # A returning customer: Marco's previous conversations.
+        marco = wait_for(lambda: [r for r in browser.find_elements(
+            By.CSS_SELECTOR, ".conversation-row") if "Marco" in r.text][0])
+        marco.find_element(By.CSS_SELECTOR, "button").click()
+        wait_for(lambda: "On /sales" in find(By.ID, "previous").text
+                 and browser.find_elements(By.CSS_SELECTOR, "#entries .episode-start"))
+        browser.save_screenshot(str(args.out / "inbox-panel.png"))
+        print(f"saved inbox.png, inbox-conversation.png, inbox-search.png and inbox-panel.png "
+              f"in {args.out}")
         ann.close()
         bob.close()
     finally:
