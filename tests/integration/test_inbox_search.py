@@ -21,6 +21,9 @@ import pytest
 
 from tests.daemon import Daemon
 from tests.integration import test_inbox_browser as inbox
+from tests.integration.test_conversations_redis import config_text
+from tests.integration.test_inbox_panel import say, visitor_on
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -148,5 +151,38 @@ def test_search_finds_resolved_ones_highlights_pages_and_clears(tmp_path: Path,
         assert browser.find_element(By.ID, "search").get_attribute("value") == ""
         assert not browser.find_element(By.ID, "search-panel").is_displayed()
         assert inbox.problems(browser) == []
+    finally:
+        daemon.stop()
+
+
+def test_on_redis_the_search_says_it_saw_live_conversations_only(
+        redis_server: RedisServer, tmp_path: Path, chromium: Any) -> None:
+    """
+    A daemon whose conversations live in Redis (no search index): the search
+    finds the open conversation and says that only open and snoozed ones
+    were searched.
+    """
+    from selenium.webdriver.common.by import By
+
+    config = tmp_path / "a.ini"
+    config.write_text(config_text(redis_server, tmp_path, "a"), encoding="utf-8")
+    daemon = Daemon(config)
+    try:
+        daemon.wait_for_log("live conversations loaded", timeout=10)
+        ws, _ = visitor_on(daemon, "/support", None)
+        say(ws, "My parcel to Lisbon is late", 1)
+        browser = chromium
+        inbox.sign_in(browser, daemon, inbox.ALICE)
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".conversation-row"),
+                 what="the conversation listed")
+        search_for(browser, "lisbon")
+        wait_for(lambda: summary(browser) == "1 conversation found", what="found")
+        scope = browser.find_element(By.ID, "search-scope")
+        assert scope.is_displayed()
+        assert "Open and snoozed conversations only" in scope.text
+        assert [m.text for m in browser.find_elements(
+            By.CSS_SELECTOR, "#search-results mark")] == ["Lisbon"]
+        assert inbox.problems(browser) == []
+        ws.close()
     finally:
         daemon.stop()
