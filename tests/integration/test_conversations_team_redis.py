@@ -20,7 +20,7 @@ import pytest
 from websockets.sync.client import ClientConnection
 
 from tests.daemon import Daemon
-from tests.operator_client import next_of, operator_desk, request, structured
+from tests.operator_client import next_of, operator_desk, request, structured, the_conversation
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -246,3 +246,46 @@ def test_capacity_holds_when_both_daemons_route_at_once(auto: Pair,
     assert list(now.values()) == ["bob"], now
     for ws in (*visitors.values(), bob, watcher):
         ws.close()
+
+
+def _viewing(ws: ClientConnection, conversation: str, operators: list[str],
+             timeout: float = 5) -> dict[str, Any]:
+    return next_of(ws, "viewing", timeout=timeout,
+                   where=lambda e: e["conversation"] == conversation
+                   and e["operators"] == operators)
+
+
+def test_viewing_is_seen_from_the_other_daemon(manual: Pair) -> None:
+    """
+    Alice on A opens a conversation: Bob on B is told she views it, and
+    B's list says so; she closes it: Bob is told nobody does. She opens it
+    again and her connection drops: nobody views it. Opened once more, A
+    dies (SIGKILL): after three heartbeats B says nobody views it.
+    """
+    a, b = manual.daemons["a"], manual.daemons["b"]
+    visitor = structured(a)
+    visitor.send(json.dumps({"type": "hello"}))
+    next_of(visitor, "welcome")
+    visitor.send(json.dumps({"type": "message", "id": "c-1", "text": "Hello?"}))
+    next_of(visitor, "ack")
+    bob = operator_desk(b, BOB)
+    conversation = the_conversation(bob)
+    alice = operator_desk(a, ALICE)
+    assert request(alice, {"type": "open", "conversation": conversation}, "o1")["type"] == "ok"
+    _viewing(bob, conversation, ["alice"])
+    listed = request(bob, {"type": "conversations", "view": "all"}, "l1")
+    assert [c["viewing"] for c in listed["conversations"]] == [["alice"]]
+    assert request(alice, {"type": "close"}, "c1")["type"] == "ok"
+    _viewing(bob, conversation, [])
+    assert request(alice, {"type": "open", "conversation": conversation}, "o2")["type"] == "ok"
+    _viewing(bob, conversation, ["alice"])
+    alice.close()
+    _viewing(bob, conversation, [])
+    alice = operator_desk(a, ALICE)
+    assert request(alice, {"type": "open", "conversation": conversation}, "o3")["type"] == "ok"
+    _viewing(bob, conversation, ["alice"])
+    manual.kill("a")
+    _viewing(bob, conversation, [], timeout=3 * HEARTBEAT + 5)
+    listed = request(bob, {"type": "conversations", "view": "all"}, "l2")
+    assert [c["viewing"] for c in listed["conversations"]] == [[]]
+    bob.close()

@@ -19,7 +19,8 @@ alias index, L{ConversationIndex}, and the list's order, L{WaitingOrder},
 kept in step with the inbox: filled from it once, then told of every
 conversation the driver notifies about) and who has
 which conversation open (viewing indicators, at most one conversation per
-connection).
+connection), here and, with several daemons, through the others (told
+through its L{OperatorPresence}, kept in L{RemoteViewers}).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from wsdaemon.conversations.model import Conversation, Status
 from wsdaemon.support.ordering import WaitingOrder
 from wsdaemon.support.ports import IOperatorPort
 from wsdaemon.support.summaries import DEFAULT_TEXT_CHARS, message_entry, note_entry, summary
+from wsdaemon.support.viewing import RemoteViewers
 
 __all__ = ["ID_LENGTH", "OperatorHub", "OperatorLink", "OperatorPresence"]
 
@@ -77,6 +79,12 @@ class OperatorPresence(Protocol):
         @return: a Deferred firing with whether another live daemon still
             holds a connection of it.
         """
+
+    def share_viewing(self, hub: OperatorHub) -> None:
+        """Tell C{hub} what the other daemons' operators view (C{hub.remote})."""
+
+    def viewing(self, connection: str, operator: str, conversation_id: str | None) -> None:
+        """C{connection} (of C{operator}) here has C{conversation_id} open now (None: none)."""
 
 
 class OperatorLink(Protocol):
@@ -118,9 +126,23 @@ class OperatorHub:
         self._links: list[OperatorLink] = []
         self._viewing: dict[OperatorLink, str] = {}
         self._viewers: dict[str, dict[OperatorLink, None]] = {}
-        #: Told of operators' first and last connections here (several
-        #: daemons sharing Redis); None with one daemon.
-        self.presence: OperatorPresence | None = None
+        #: Who views what through the other daemons (with Redis).
+        self.remote = RemoteViewers()
+        self._presence: OperatorPresence | None = None
+
+    @property
+    def presence(self) -> OperatorPresence | None:
+        """
+        Told of operators' first and last connections here and what they
+        view (several daemons sharing Redis); None with one daemon.
+        """
+        return self._presence
+
+    @presence.setter
+    def presence(self, presence: OperatorPresence | None) -> None:
+        self._presence = presence
+        if presence is not None:
+            presence.share_viewing(self)
 
     # -- names -----------------------------------------------------------------
 
@@ -168,10 +190,9 @@ class OperatorHub:
 
     def summary(self, conversation: Conversation, operator: str) -> dict[str, Any]:
         """The conversation as C{operator} sees it (its unread count, who views it)."""
-        viewers = self._viewers.get(conversation.conversation_id, {})
         return summary(conversation, operator, self.clock.seconds(),
                        alias=self.alias(conversation),
-                       viewing={link.operator for link in viewers},
+                       viewing=self.viewers(conversation.conversation_id),
                        names=self.display_names)
 
     # -- connections -------------------------------------------------------------
@@ -202,7 +223,20 @@ class OperatorHub:
         return list(self._links)
 
     def viewers(self, conversation_id: str) -> list[str]:
-        return sorted({link.operator for link in self._viewers.get(conversation_id, {})})
+        """Who views C{conversation_id}, here and through the other daemons."""
+        here = {link.operator for link in self._viewers.get(conversation_id, {})}
+        return sorted(here | self.remote.operators(conversation_id))
+
+    def viewing_here(self) -> list[tuple[str, str, str]]:
+        """(connection, operator, conversation) of each connection here viewing one."""
+        return [(_connection_id(link), link.operator, conversation_id)
+                for link, conversation_id in self._viewing.items()]
+
+    def viewing_changed(self, conversation_ids: set[str]) -> None:
+        """Everyone is told who views these conversations now (the others' news moved them)."""
+        for conversation_id in sorted(conversation_ids):
+            self._broadcast({"type": "viewing", "conversation": conversation_id,
+                             "operators": self.viewers(conversation_id)})
 
     def view(self, link: OperatorLink, conversation_id: str | None) -> None:
         """
@@ -221,6 +255,8 @@ class OperatorHub:
         if conversation_id is not None:
             self._viewing[link] = conversation_id
             self._viewers.setdefault(conversation_id, {})[link] = None
+        if self._presence is not None:
+            self._presence.viewing(_connection_id(link), link.operator, conversation_id)
         for changed in (before, conversation_id):
             if changed is not None:
                 self._broadcast({"type": "viewing", "conversation": changed,
@@ -266,3 +302,8 @@ class OperatorHub:
         except Exception:
             _log.failure("operator {name}: could not send a {kind} event", name=link.operator,
                          kind=event.get("type"))
+
+
+def _connection_id(link: OperatorLink) -> str:
+    """A connection's name for the other daemons (unique while it is open)."""
+    return format(id(link), "x")

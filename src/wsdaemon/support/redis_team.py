@@ -33,6 +33,15 @@ the operator goes offline only when that is none, so an operator
 connected through two daemons who closes one console stays available for
 everyone, at every moment.
 
+Viewing across daemons: as an operator's connection here opens or closes
+a conversation (L{viewing}), the others are told through the event stream
+(C{"type": "operator_viewing"}: this daemon and its run, the connection,
+the operator, the conversation or null; not stored in any record). When
+the link comes up (the first heartbeat, and after an outage, when news may
+have been lost) a daemon sends everything its connections view and asks
+the others for theirs. A gone daemon's viewers are dropped with its
+operators (L{wsdaemon.support.viewing}).
+
 At start: the entries of daemons alive come in as their news would
 (L{ConversationDriver.adopt}); this daemon's own entries (a previous run
 under the same configured name) are let go the same way. After an outage
@@ -45,7 +54,7 @@ silent for ten times the expiry are dropped from C{c:daemons}.
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -61,6 +70,10 @@ from wsdaemon.escaping import visible
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.peers import Adopted
 from wsdaemon.support.redis_scripts import ScriptRunner
+from wsdaemon.support.viewing import TeamLink, ViewingNews
+
+if TYPE_CHECKING:
+    from wsdaemon.support.hub import OperatorHub
 
 __all__ = ["HEARTBEATS_TO_EXPIRE", "TeamPresence", "TeamLink"]
 
@@ -195,17 +208,6 @@ def _entry(raw: Any) -> dict[str, Any] | None:
     return None
 
 
-class TeamLink(Protocol):
-    """What the team's keys need of the broker's link."""
-
-    daemon_id: str
-    prefix: str
-    #: When the link last became up (None while it is down).
-    up_since: float | None
-
-    def call(self, *args: Any) -> Deferred[Any]: ...
-
-
 class TeamPresence:
     """
     @param heartbeat: seconds between heartbeats (C{[broker] heartbeat}).
@@ -223,6 +225,9 @@ class TeamPresence:
         self._first = True
         #: Operators with a connection to this daemon (L{hold}, L{release}).
         self._here: set[str] = set()
+        #: What this daemon's operators view, to the others and from them.
+        self.news = ViewingNews(link)
+        self._announced_for: float | None = None
         #: Operators let go here because their daemon was gone (for tests, logs).
         self.let_go = 0
 
@@ -282,6 +287,16 @@ class TeamPresence:
         d.addCallbacks(lambda live: int(live) > 0, unknown)
         return d
 
+    # -- viewing (L{ViewingNews}) ---------------------------------------------
+
+    def share_viewing(self, hub: OperatorHub) -> None:
+        """C{hub}'s connections' viewing goes to the others; theirs comes to C{hub.remote}."""
+        self.news.hub = hub
+
+    def viewing(self, connection: str, operator: str, conversation_id: str | None) -> None:
+        """C{connection} here has C{conversation_id} open now (None: none): the others hear it."""
+        self.news.viewing(connection, operator, conversation_id)
+
     # -- the heartbeat ---------------------------------------------------------
 
     def _beat(self) -> Deferred[None]:
@@ -305,6 +320,11 @@ class TeamPresence:
         first, self._first = self._first, False
         if first:
             self._learn(entries, alive)
+        if self._link.up_since != self._announced_for:
+            # Up (again): news may have been lost meanwhile.
+            self._announced_for = self._link.up_since
+            self.news.announce(ask=True)
+        self.news.gone(dead)
         if self._settled():
             self._sweep(entries, dead)
 
