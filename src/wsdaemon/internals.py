@@ -30,7 +30,9 @@ throwaway Autobahn server connection opened in memory (its attributes are
 set per connection, not on the class), on C{twisted.internet.tcp.Server}
 and on the running reactor. A path whose names are not all there stays off,
 the libraries' own code does its work, and the start-up log says which
-path is off and what was missing. Nothing here changes a byte on the wire.
+path is off and what was missing. C{setup} is checked (L{check_setup})
+when the first route is built, with the lean setup it compares to
+Autobahn's own. Nothing here changes a byte on the wire.
 """
 
 from __future__ import annotations
