@@ -2,8 +2,8 @@
 The visitor's side while Redis is away, in memory (the route protocol
 harness, the driver, a memory store made to fail as the Redis link does,
 one Clock): no traceback per visitor (the link logs the outage once), a
-plain visitor's catch-up read again until Redis answers, a structured
-visitor's page refused with "ask again".
+plain visitor's catch-up and a structured visitor's welcome read again
+until Redis answers.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from twisted.logger import LogEvent, globalLogPublisher
 from tests.unit.test_support_visitor import Desk, frames, send, texts
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.support.visitor import CATCH_UP_RETRY
+from wsdaemon.support.visitor_chat import WELCOME_RETRY
 
 
 @pytest.fixture
@@ -86,10 +87,14 @@ def test_plain_catch_up_stops_when_the_visitor_leaves(failures: list[LogEvent]) 
     assert failures == []
 
 
-def test_structured_page_and_receipts_while_redis_is_away(failures: list[LogEvent]) -> None:
+def test_structured_welcome_waits_for_redis_and_receipts_are_quiet(
+        failures: list[LogEvent]) -> None:
     """
-    A hello whose page cannot be read is refused with "ask again"; a
-    receipt that cannot be stored is dropped; neither logs a traceback.
+    A hello whose page cannot be read because Redis is away is read again
+    every second while the connection is open (a widget waits for its
+    welcome and does not ask again); a message sent meanwhile waits for the
+    welcome, then is acknowledged. A receipt that cannot be stored is
+    dropped. No traceback.
     """
     desk = Desk()
     client = desk.structured()
@@ -97,10 +102,39 @@ def test_structured_page_and_receipts_while_redis_is_away(failures: list[LogEven
     frames(client)
     desk.reply("Answer")
     frames(client)
+    messages = desk.store.inner.messages
     desk.store.inner.messages = away  # type: ignore[method-assign]
     desk.store.error = BrokerUnavailable("Redis cannot take EVALSHA now: LOADING")
     send(client, {"type": "read", "upto": 2})
     tab = desk.structured(after=0)
-    [refused] = frames(tab)
-    assert refused["type"] == "error" and "ask again" in refused["error"], refused
+    send(tab, {"type": "message", "id": "c-2", "text": "Still there?"})
+    desk.clock.advance(3 * WELCOME_RETRY)
+    assert frames(tab) == []
+    desk.store.inner.messages = messages  # type: ignore[method-assign]
+    desk.store.error = None
+    desk.clock.advance(WELCOME_RETRY)
+    got = frames(tab)
+    assert [f["type"] for f in got][:2] == ["welcome", "ack"], got
+    assert [m["text"] for m in got[0]["messages"]][-1] == "Answer"
+    assert got[1]["id"] == "c-2"
+    assert failures == []
+
+
+def test_a_welcome_not_read_for_a_closed_connection_is_not_read_again(
+        failures: list[LogEvent]) -> None:
+    """The tab closed while Redis is away: its welcome is not read again."""
+    desk = Desk()
+    reads: list[object] = []
+
+    def counted(*args: object, **kwargs: object) -> Any:
+        reads.append(args)
+        return away()
+
+    desk.store.inner.messages = counted  # type: ignore[method-assign]
+    tab = desk.structured(after=0)
+    desk.clock.advance(WELCOME_RETRY)
+    assert len(reads) == 2
+    tab.disconnect()
+    desk.clock.advance(10 * WELCOME_RETRY)
+    assert len(reads) == 2
     assert failures == []

@@ -29,6 +29,7 @@ event nobody answers.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -97,6 +98,8 @@ MAX_BAD_REQUESTS = 10
 #: Requests sent after C{hello} that wait for its C{welcome} (a client may
 #: send its first message without waiting); more are answered with an error.
 MAX_EARLY = 32
+#: Seconds between reads of a welcome while Redis is away.
+WELCOME_RETRY = 1.0
 
 
 class ChatConnection:
@@ -169,7 +172,7 @@ class ChatConnection:
             if self.hello or self.reading:
                 session.send(error_frame("hello was said already", "hello"))
                 return
-            self._read("hello", self._hello(request))
+            self._read("hello", lambda: self._hello(request))
             return
         if not self.hello:
             if not self.reading:
@@ -195,28 +198,44 @@ class ChatConnection:
         elif self.reading:
             session.send(error_frame("one page at a time: wait for the last one", "history"))
         else:
-            self._read("history", self._history(request))
+            self._read("history", lambda: self._history(request))
 
     # -- pages ---------------------------------------------------------------
 
-    def _read(self, request: str, work: Any) -> None:
-        """A page read: one at a time; a failure is an error frame (ask again)."""
+    def _read(self, request: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """
+        A page read: one at a time; a failure is an error frame (ask
+        again). A welcome that cannot be read because Redis is away is read
+        again every C{WELCOME_RETRY} seconds while the connection is open
+        (clients wait for their welcome; requests sent meanwhile wait too,
+        up to C{MAX_EARLY}).
+        """
         self.reading = True
-        d: Deferred[None] = Deferred.fromCoroutine(work)
-
-        def done(result: object) -> object:
-            self.reading = False
-            return result
+        d: Deferred[None] = Deferred.fromCoroutine(work())
 
         def failed(failure: Failure) -> None:
+            if request == "hello" and failure.check(BrokerUnavailable) \
+                    and self._session.is_open:
+                _log.debug("conversations: the welcome of {client_id} on {route} cannot be "
+                           "read yet: {why}", client_id=self._visitor, route=self._route,
+                           why=failure.getErrorMessage())
+                self._clock.callLater(WELCOME_RETRY, self._read_again, work)
+                return  # still reading
+            self.reading = False
             log_unless_outage(failure, "conversations: reading a page for {client_id} on "
                               "{route} failed", client_id=self._visitor, route=self._route)
             self._session.send(error_frame("the messages could not be read: ask again",
                                            request))
 
+        def done(result: object) -> object:
+            self.reading = False
+            return result
+
         def early(_: object) -> None:
             # What was sent after the hello, in order, now that the welcome
             # is out (or, the hello failed, refused: nothing was taken).
+            if self.reading:
+                return  # read again later: they wait
             held, self._early = self._early, deque()
             for waiting in held:
                 if self.hello:
@@ -226,10 +245,13 @@ class ChatConnection:
                                                    _kind(waiting),
                                                    getattr(waiting, "id", None)))
 
-        d.addBoth(done)
-        d.addErrback(failed)
+        d.addCallbacks(done, failed)
         if request == "hello":
             d.addCallback(early)
+
+    def _read_again(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if self._session.is_open:
+            self._read("hello", work)
 
     async def _hello(self, hello: Hello) -> None:
         connection = self._connection
