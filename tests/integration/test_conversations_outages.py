@@ -189,17 +189,19 @@ def test_stalls_of_3_12_and_30_seconds(redis_server: RedisServer,
     telling it to send it again with the same id, and a plain visitor's
     with "could not be queued" or "may have reached us"; each time, without
     a restart, the daemon is healthy within a few seconds of Redis answering,
-    the message sent again is acknowledged once and reaches the operator
-    over protocol 2; a plain visitor that came back during the stall gets
+    the message sent again is acknowledged once and reaches the operators
+    over protocol 2 (one on the same daemon, one on another that hears it
+    through the stream); a plain visitor that came back during the stall gets
     what was written while it was away; a snooze that came due during the
     stall wakes once Redis answers. The log says unreachable and reachable
     again once per stall, never a traceback.
     """
-    daemon = daemons("a")
+    daemon, other = daemons("a"), daemons("b")
     visitor = structured(daemon)
     visitor.send(json.dumps({"type": "hello"}))
     frames(visitor, "welcome")
     desk = Operator(daemon, ALICE)
+    far_desk = Operator(other, BOB)  # hears through the stream
     plain = connect(f"{daemon.url}/support")
     plain_cookie = cookie_of(plain)
     plain.send("hello from a plain page")
@@ -245,6 +247,8 @@ def test_stalls_of_3_12_and_30_seconds(redis_server: RedisServer,
         visitor.send(json.dumps({"type": "message", "id": f"c-{n}", "text": text}))
         ack = frames(visitor, "ack", where=lambda f, i=f"c-{n}": f["id"] == i)
         assert heard_by(desk, text)["seq"] == ack["seq"]
+        assert heard_by(far_desk, text)["seq"] == ack["seq"]
+        assert redis_up(other)
         # The tab waited for its welcome (read again once Redis answered),
         # then got the message, in its page or live; no error.
         welcome = frames(tab, ("welcome", "error"))
@@ -260,6 +264,7 @@ def test_stalls_of_3_12_and_30_seconds(redis_server: RedisServer,
             plain.recv(timeout=0.5)
         plain.close()
     print(f"plain visitor told: {Counter(told.values())}")
+    far_desk.close()
     visitor.close()
     # What a plain visitor was told had failed was not stored.
     plain_thread = structured(daemon, plain_cookie)
@@ -276,12 +281,13 @@ def test_stalls_of_3_12_and_30_seconds(redis_server: RedisServer,
     whole.close()
     assert [t for t in texts if t.startswith("after a")] == [
         f"after a {s} s stall" for s in (3, 12, 30)]
-    log = daemon.log()
-    assert "Traceback" not in log, log
-    assert log_lines(daemon, "redis: unreachable") <= 3, log
-    loud = [line for line in log.splitlines()
-            if "#warn]" in line or "#error]" in line or "#critical]" in line]
-    assert len(loud) <= 3 * 2, loud
+    for each in (daemon, other):
+        log = each.log()
+        assert "Traceback" not in log, log
+        assert log_lines(each, "redis: unreachable") <= 3, log
+        loud = [line for line in log.splitlines()
+                if "#warn]" in line or "#error]" in line or "#critical]" in line]
+        assert len(loud) <= 3 * 2, loud
 
 
 def test_redis_loading_its_data_is_an_outage_answered_try_again(
