@@ -310,7 +310,7 @@ class WsDaemonService(MultiService):
             self._cannot_listen(e)
         for line, endpoint in self._announce:
             _log.info(line, endpoint=endpoint)
-        started.addCallbacks(self._started, self._queue_failed)
+        started.addCallbacks(self._started, self._component_failed)
 
     def _warn_examples(self, config: DaemonConfig) -> None:
         for what, secrets in (("operator token", config.operator and config.operator.tokens),
@@ -340,7 +340,7 @@ class WsDaemonService(MultiService):
             self.on_ready()
         _log.info("ready")
 
-    def _queue_failed(self, failure: Failure) -> None:
+    def _component_failed(self, failure: Failure) -> None:
         """
         The store cannot be opened: one clear line, and exit status 1 (so
         systemd and scripts see the failure).
