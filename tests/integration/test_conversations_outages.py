@@ -535,6 +535,17 @@ def thread_of(daemon: Daemon, cookie: str) -> list[dict[str, Any]]:
     return messages
 
 
+def views_of(daemon: Daemon) -> list[tuple[Any, ...]]:
+    """What an operator on C{daemon} is shown of each conversation."""
+    desk = Operator(daemon, ALICE)
+    try:
+        listed = desk.request(type="conversations", view="all", limit=100)["conversations"]
+    finally:
+        desk.close()
+    return sorted((c["id"], c["status"], c["waiting_since"], c["preview"],
+                   c["delivered_upto"], c["visitor_read_upto"]) for c in listed)
+
+
 def test_redis_restarted_ten_times_under_load_loses_nothing_stores_nothing_twice(
         redis_server: RedisServer, daemons: Callable[[str], Daemon]) -> None:
     """
@@ -549,7 +560,8 @@ def test_redis_restarted_ten_times_under_load_loses_nothing_stores_nothing_twice
     twice. At the end every message a visitor was acknowledged is stored
     exactly once (no id stored twice, nothing stored that was not
     acknowledged), each got its answer, and every operator reply reached
-    its visitor exactly once, in seq order.
+    its visitor exactly once, in seq order; both daemons show the same
+    conversations, none waiting.
     """
     a, b = daemons("a"), daemons("b")
     stop_sending, stop_answering = threading.Event(), threading.Event()
@@ -599,6 +611,17 @@ def test_redis_restarted_ten_times_under_load_loses_nothing_stores_nothing_twice
         assert {text.removeprefix("answer to ") for _, text in replies} == {
             m["text"] for m in mine}, visitor.name
         assert visitor.got == replies, (visitor.name, visitor.got, replies)
+    # Both daemons' views of the conversations agree (and with the store):
+    # nobody waiting, the same last message, delivered and read as far.
+    views = [views_of(daemon) for daemon in (a, b)]
+    deadline = time.monotonic() + 5
+    while views[0] != views[1] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        views = [views_of(daemon) for daemon in (a, b)]
+    assert views[0] == views[1]
+    assert len(views[0]) == len(visitors)
+    assert all(view[1] == "open" and view[2] is None and view[3].startswith("answer to ")
+               for view in views[0]), views[0]
     log = "\n".join(d.log() for d in (a, b))
     assert "Traceback" not in log, log
     loud = Counter(line.split("]", 1)[1][:70] for line in log.splitlines()
