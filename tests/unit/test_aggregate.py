@@ -176,6 +176,19 @@ def test_health_is_ready_only_when_every_worker_is() -> None:
     assert health([one, one], 2)["connections"] == 4
 
 
+def test_health_carries_the_operator_component_of_either_model() -> None:
+    """What the operator component says (of the state the workers share) is
+    in the combined answer, whichever model: conversations as the queue."""
+    health = _COMBINERS[b"/healthz"]
+    one = {"status": "ok", "ready": True, "connections": 1, "version": "x",
+           "pending_timers": 3, "reload": {"last": None}}
+    talk = {**one, "conversations": {"started": True, "open": 7}}
+    assert health([talk, talk], 2)["conversations"] == {"started": True, "open": 7}
+    queue = {**one, "queue": {"started": True, "open_items": 2}}
+    assert health([queue, queue], 2)["queue"] == {"started": True, "open_items": 2}
+    assert "pending_timers" not in health([talk, talk], 2)
+
+
 def test_journals_merge_in_time_order_and_counts_add_up() -> None:
     """Entries of both workers by their (time-based) numbers; next is the
     earliest place a cut answer stopped."""

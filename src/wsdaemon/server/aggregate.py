@@ -277,14 +277,21 @@ def _clients(answers: list[Any], expected: int) -> dict[str, Any]:
     return {"count": len(clients), "clients": clients}
 
 
+#: What a worker's /healthz says of itself; any other key is its operator
+#: component's (C{conversations}, C{queue}), of state the workers share.
+_HEALTH_OWN = frozenset({"status", "ready", "version", "connections", "broker",
+                         "pending_timers", "reload", "worker"})
+
+
 def _health(answers: list[Any], expected: int) -> dict[str, Any]:
     ready = len(answers) == expected and all(a.get("ready") for a in answers)
     status = "ok" if all(a.get("status") == "ok" for a in answers) and ready else "degraded"
+    shared = {key: value for key, value in answers[0].items() if key not in _HEALTH_OWN}
     return {"status": status, "ready": ready, "version": answers[0].get("version"),
             "workers": {"expected": expected, "answering": len(answers)},
             "connections": _sum([a.get("connections") for a in answers]),
             "broker": answers[0].get("broker"),
-            "queue": answers[0].get("queue"),
+            **shared,
             "each": answers}
 
 
