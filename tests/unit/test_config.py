@@ -475,3 +475,27 @@ def test_workers_need_shareable_listeners(write_config: Callable[..., Path]) -> 
     with pytest.raises(ConfigError) as error:
         load_config(path, listen_override=["ssl:8443:privateKey=k.pem:certKey=c.pem"])
     assert "terminate TLS in front" in str(error.value)
+
+
+def test_a_plugin_failing_its_own_way_is_a_config_error(
+        tmp_path: Path, write_config: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin factory without an option check whose trial build raises
+    anything (not an OptionError) is refused with the route's section and
+    key and its message, not a traceback."""
+    (tmp_path / "flaky_plugin.py").write_text(
+        "from zope.interface import implementer\n"
+        "from wsdaemon.interfaces import IStrategyFactory\n"
+        "@implementer(IStrategyFactory)\n"
+        "class Flaky:\n"
+        "    def create(self, options, context):\n"
+        "        raise RuntimeError('the licence server is down')\n"
+        "factory = Flaky()\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_config("[wsdaemon]\nlisten = tcp:8080\n[route:/x]\n"
+                        "strategy = flaky_plugin.factory\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    text = str(caught.value)
+    for part in ("[route:/x] strategy", "flaky_plugin.factory", "the licence server is down"):
+        assert part in text, text

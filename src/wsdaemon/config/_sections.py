@@ -165,6 +165,10 @@ def _route(
             f"strategy factory {name!r} returned {e.args[0]!r}, which does not provide "
             "IReplyStrategy",
         ) from None
+    except Exception as e:
+        # A plugin's own check, or its trial build, failing its own way.
+        raise reader.error(section, "strategy",
+                           f"cannot build strategy {name!r}: {type(e).__name__}: {e}") from None
     return RouteConfig(path=path, section=section,
                        strategy=StrategySpec(name=name, options=options, checked=checked),
                        protocol=protocol)
