@@ -465,6 +465,74 @@ class LoadVisitor(threading.Thread):
         ws.close()
 
 
+class PlainLoadVisitor(threading.Thread):
+    """
+    A plain-text visitor sending a question every half second or so: one
+    told it could not be queued is sent again; one told it may have reached
+    us is not (it waits for the answer). Collects the answers.
+    """
+
+    def __init__(self, daemon: Daemon, name: str, stop_sending: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.daemon_ = daemon
+        self.name = name
+        self.stop_sending = stop_sending
+        self.cookie: str | None = None
+        self.answers: list[str] = []
+        self.told: Counter[str] = Counter()
+        self.problems: list[str] = []
+        self.sure: list[str] = []  # not told anything: stored
+        self.unsure: list[str] = []  # told it may have reached us
+
+    def run(self) -> None:
+        try:
+            self.converse()
+        except Exception as e:  # a thread's failure must reach the test
+            self.problems.append(f"failed: {e!r}")
+
+    def listen(self, ws: ClientConnection, seconds: float) -> str | None:
+        """What the daemon said of the last question within C{seconds}, if anything."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                text = str(ws.recv(timeout=left))
+            except TimeoutError:
+                break
+            if text.startswith("answer to "):
+                self.answers.append(text.removeprefix("answer to "))
+            elif text in (NOT_STORED, UNCONFIRMED):
+                return text
+            elif text != ACK:
+                self.problems.append(f"unexpected {text!r}")
+        return None
+
+    def converse(self) -> None:
+        ws = connect(f"{self.daemon_.url}/support")
+        self.cookie = cookie_of(ws)
+        n = 0
+        while not self.stop_sending.is_set():
+            question = f"{self.name}-{n}"
+            n += 1
+            while True:
+                ws.send(question)
+                # (A store call fails within the 1 s timeout.)
+                said = self.listen(ws, 1.5)
+                if said != NOT_STORED:
+                    break
+                self.told["not queued"] += 1
+            if said == UNCONFIRMED:
+                self.told["may have reached us"] += 1
+                self.unsure.append(question)
+            else:
+                self.sure.append(question)
+        end = time.monotonic() + 30
+        expected = set(self.sure)
+        while time.monotonic() < end and expected - set(self.answers):
+            self.listen(ws, 0.5)
+        self.listen(ws, 2)  # second copies
+        ws.close()
+
+
 class AnsweringOperator(threading.Thread):
     """
     Answers each visitor message ("answer to TEXT") it finds unanswered in
@@ -553,8 +621,9 @@ def test_redis_restarted_ten_times_under_load_loses_nothing_stores_nothing_twice
     one message after another, each sent again with its id until
     acknowledged, sending receipts as the widget does, and every eighth
     message coming back through the other daemon (resuming after what they
-    have); an operator on each daemon answering the visitors that started
-    on the other. Redis (AOF, appendfsync always) is
+    have); two plain-text visitors sending a question every half second; an
+    operator on each daemon answering the visitors that started on the
+    other. Redis (AOF, appendfsync always) is
     restarted ten times meanwhile, alternately killed (SIGKILL) and stopped
     cleanly, away for less than the call timeout, more, and more than
     twice. At the end every message a visitor was acknowledged is stored
@@ -567,10 +636,11 @@ def test_redis_restarted_ten_times_under_load_loses_nothing_stores_nothing_twice
     stop_sending, stop_answering = threading.Event(), threading.Event()
     visitors = [LoadVisitor([(a, b)[n % 2], (b, a)[n % 2]], f"v{n}", stop_sending)
                 for n in range(6)]
+    plain = [PlainLoadVisitor((a, b)[n % 2], f"p{n}", stop_sending) for n in range(2)]
     # Each operator answers the visitors that start on the other daemon.
     desks = [AnsweringOperator(a, ALICE, stop_answering, lambda t: int(t[1]) % 2 == 1),
              AnsweringOperator(b, BOB, stop_answering, lambda t: int(t[1]) % 2 == 0)]
-    for thread in (*visitors, *desks):
+    for thread in (*visitors, *plain, *desks):
         thread.start()
     started = time.monotonic()
     for restart in range(10):
@@ -583,7 +653,7 @@ def test_redis_restarted_ten_times_under_load_loses_nothing_stores_nothing_twice
         redis_server.start()
     time.sleep(1.5)
     stop_sending.set()
-    for visitor in visitors:
+    for visitor in (*visitors, *plain):
         visitor.join(45)
     stop_answering.set()
     for desk in desks:
@@ -595,9 +665,20 @@ def test_redis_restarted_ten_times_under_load_loses_nothing_stores_nothing_twice
           f"visitors told {dict(told)}, came back through the other daemon "
           f"{sum(v.reconnects for v in visitors)} times; operators answered "
           f"{sum(d.answered for d in desks)}, refused {dict(refused)}")
-    assert all(not v.is_alive() for v in visitors)
-    problems = [f"{v.name}: {p}" for v in visitors for p in v.problems]
+    print(f"plain visitors asked {sum(len(p.sure) + len(p.unsure) for p in plain)} "
+          f"questions, told "
+          f"{dict(sum((p.told for p in plain), Counter[str]()))}")
+    assert all(not v.is_alive() for v in (*visitors, *plain))
+    problems = [f"{v.name}: {p}" for v in (*visitors, *plain) for p in v.problems]
     assert not problems, problems
+    for person in plain:
+        assert person.cookie is not None
+        stored = [m["text"] for m in thread_of(a, person.cookie) if m["author"] == "visitor"]
+        # Each question stored once (those that may have reached us at
+        # most once), and each stored one answered once.
+        assert len(stored) == len(set(stored)), person.name
+        assert set(person.sure) <= set(stored) <= set(person.sure) | set(person.unsure)
+        assert sorted(person.answers) == sorted(stored), person.name
     for visitor in visitors:
         assert visitor.cookie is not None
         stored = thread_of(a, visitor.cookie)
@@ -619,7 +700,7 @@ def test_redis_restarted_ten_times_under_load_loses_nothing_stores_nothing_twice
         time.sleep(0.2)
         views = [views_of(daemon) for daemon in (a, b)]
     assert views[0] == views[1]
-    assert len(views[0]) == len(visitors)
+    assert len(views[0]) == len(visitors) + len(plain)
     assert all(view[1] == "open" and view[2] is None and view[3].startswith("answer to ")
                for view in views[0]), views[0]
     log = "\n".join(d.log() for d in (a, b))
