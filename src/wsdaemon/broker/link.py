@@ -304,8 +304,9 @@ class RedisLink:
         if self.up or self.down_since is None:
             self.outages += 1
             self.down_since = self._clock.seconds()
-            _log.error("redis: unreachable ({why}); queue and cross-daemon push wait for it, "
-                       "other routes keep serving; reconnecting until it answers", why=why)
+            _log.error("redis: unreachable ({why}); operator routes (conversations or the "
+                       "queue) and cross-daemon push wait for it, other routes keep serving; "
+                       "reconnecting until it answers", why=why)
         self.up = False
         self.up_since = None
         if which == "commands":
