@@ -88,9 +88,10 @@ def comparable(protocol: Any) -> dict[str, Any]:
             if name not in _PER_CONNECTION}
 
 
-#: What differs on every connection (random ids and keys, objects).
+#: What differs on every connection (random ids and keys, objects), and the
+#: UTF-8 validator a route's connection makes only if used.
 _PER_CONNECTION = ("_session_id", "_client_id", "http_response_data", "http_request_data",
-                   "http_headers", "websocket_key", "_wskey", "transport")
+                   "http_headers", "websocket_key", "_wskey", "transport", "utf8validator")
 
 
 def test_the_check_passes_on_the_installed_autobahn() -> None:
@@ -112,6 +113,24 @@ def test_a_route_connection_is_set_up_without_autobahns_loop_and_the_same(
     assert comparable(ours.protocol) == comparable(theirs.protocol)
     ours.send(ws.TEXT, b"hi")
     assert [f.payload for f in ours.frames()] == [b"hi"]
+
+
+def test_a_route_connection_makes_no_utf8_validator_it_does_not_use(lean: None) -> None:
+    """Routes validate text with their own decoder (utf8validateIncoming
+    off): no Autobahn validator is made per connection, one is made if
+    something asks for it; with the option on, one is made at setup."""
+    from autobahn.websocket.utf8validator import Utf8Validator
+
+    factory = make_factory(ProgrammableStrategy(echo))
+    client = Client(factory)
+    assert "utf8validator" not in vars(client.protocol)
+    client.send(ws.TEXT, "h\u00e9".encode())
+    assert [f.payload for f in client.frames()] == ["h\u00e9".encode()]
+    assert isinstance(client.protocol.utf8validator, Utf8Validator)
+    assert client.protocol.utf8validator is client.protocol.utf8validator
+    factory.setProtocolOptions(utf8validateIncoming=True)
+    validating = Client(factory)
+    assert isinstance(vars(validating.protocol)["utf8validator"], Utf8Validator)
 
 
 def test_autobahns_setup_runs_when_the_check_fails(autobahns: None,

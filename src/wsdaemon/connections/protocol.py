@@ -33,7 +33,7 @@ from wsdaemon.connections.journal import Journal, Sequence
 from wsdaemon.connections.limits import ConnectionLimits, MessageRate
 from wsdaemon.connections.route import Route
 from wsdaemon.connections.session import Session
-from wsdaemon.connections.setup import connection_made, options_snapshot
+from wsdaemon.connections.setup import LazyUtf8Validator, connection_made, options_snapshot
 from wsdaemon.connections.setup import enable as enable_setup
 from wsdaemon.connections.stats import RouteStats
 from wsdaemon.escaping import visible
@@ -105,6 +105,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
     #: A strategy taking part in the handshake (IHandshakeHook), until open.
     _hook: Any = None
     _pending_handshake: Deferred[Any] | None = None
+    #: Autobahn's UTF-8 validator, made only if used (see setup).
+    utf8validator = LazyUtf8Validator()
 
     # -- Autobahn callbacks --------------------------------------------------
 

@@ -35,12 +35,13 @@ from collections import deque
 from typing import Any
 
 import txaio
+from autobahn.websocket import protocol as _autobahn
 from twisted.logger import Logger
 
 from wsdaemon.internals import Reach, check_setup
 
-__all__ = ["ARM_LATER", "arm_if_waiting", "connection_made", "describe", "enable",
-           "options_snapshot"]
+__all__ = ["ARM_LATER", "LazyUtf8Validator", "arm_if_waiting", "connection_made", "describe",
+           "enable", "options_snapshot"]
 
 _log = Logger(namespace="wsdaemon.setup")
 
@@ -120,22 +121,39 @@ def options_snapshot(factory: Any, protocol_class: type) -> dict[str, Any]:
     return {name: getattr(factory, name) for name in names if not hasattr(protocol_class, name)}
 
 
+class LazyUtf8Validator:
+    """
+    A protocol class's C{utf8validator}: Autobahn's UTF-8 validator (an NVX
+    C struct, ~1.5% of a handshake's CPU in a storm), made on first use.
+    Autobahn uses it only for connections with C{utf8validateIncoming} on;
+    a route's text is validated by its own decoder instead, so a route's
+    connection never makes one. Set up with the option on, a connection
+    gets its validator at once, as from Autobahn.
+    """
+
+    def __get__(self, protocol: Any, owner: type | None = None) -> Any:
+        if protocol is None:
+            return self
+        validator = protocol.__dict__["utf8validator"] = _autobahn.Utf8Validator()
+        return validator
+
+
 def _set_up(protocol: Any, options: dict[str, Any], arm: bool) -> None:
     """
     What C{WebSocketServerProtocol._connectionMade} does, for a new
     connection whose instance sets none of the options itself.
     """
-    from autobahn.websocket import protocol as ab
-
     state = protocol.__dict__
     state.update(options)
     state.update(_PLAIN_STATE)
     protocol.setTrackTimings(protocol.trackTimings)
-    state["trafficStats"] = ab.TrafficStats()
+    state["trafficStats"] = _autobahn.TrafficStats()
     state["state"] = protocol.STATE_CONNECTING
     state["send_state"] = protocol.SEND_STATE_GROUND
     state["send_queue"] = deque()
-    state["utf8validator"] = ab.Utf8Validator()
+    if protocol.utf8validateIncoming or not isinstance(
+            getattr(type(protocol), "utf8validator", None), LazyUtf8Validator):
+        state["utf8validator"] = _autobahn.Utf8Validator()
     factory = protocol.factory
     if arm and protocol.openHandshakeTimeout > 0:
         state["openHandshakeTimeoutCall"] = factory._batched_timer.call_later(
@@ -160,7 +178,7 @@ def connection_made(protocol: Any, options: dict[str, Any] | None) -> bool:
         return False
     if _log_level() in ("debug", "trace"):
         return False
-    if protocol.__dict__.keys() & options.keys():  # an option set on this connection
+    if not options.keys().isdisjoint(protocol.__dict__):  # an option set on this connection
         return False
     _set_up(protocol, options, not protocol.__dict__.get(ARM_LATER, False))
     return True
