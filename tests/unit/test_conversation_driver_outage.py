@@ -13,7 +13,7 @@ from twisted.logger import LogEvent, globalLogPublisher
 
 from tests.driver_bench import cid
 from tests.unit.test_conversation_driver import desk
-from wsdaemon.conversations import DeliverMessage, Timer, TimerKind
+from wsdaemon.conversations import DeliverMessage, OperatorReply, Timer, TimerKind
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.support.driver import TIMER_RETRY
 
@@ -60,3 +60,27 @@ def test_other_failures_keep_their_traceback(failures: list[LogEvent]) -> None:
     bench.store.error = OSError("disk I/O error")
     bench.clock.advance(20)
     assert [e["log_failure"].type for e in failures] == [OSError, OSError]
+
+
+def test_a_plain_delivery_not_recorded_in_an_outage_is_recorded_later(
+        failures: list[LogEvent]) -> None:
+    """
+    A reply a plain connection took, whose delivery could not be recorded
+    because Redis went away just then, is recorded once Redis answers (tried
+    again every TIMER_RETRY): else the visitor's next connection would be
+    written it a second time (its catch-up starts at what was recorded).
+    """
+    bench = desk()
+    bench.ports.plain = True
+    bench.store.gated = True
+    reply = bench.driver.submit(OperatorReply(cid("v1"), "alice", "Hi!"))
+    bench.store.land(0)
+    assert reply.called
+    bench.store.refuse(0, BrokerUnavailable("Redis did not answer EVALSHA within 1 s"))
+    assert bench.stored("v1").delivered_upto < bench.stored("v1").last_seq
+    bench.clock.advance(TIMER_RETRY)
+    bench.store.refuse(0, BrokerUnavailable("Redis cannot take EVALSHA now: LOADING"))
+    bench.store.gated = False
+    bench.clock.advance(TIMER_RETRY)
+    assert bench.stored("v1").delivered_upto == bench.stored("v1").last_seq
+    assert failures == []

@@ -413,12 +413,18 @@ class ConversationDriver:
             self._measures.observe(effect)
 
     def _follow(self, event: Event) -> Deferred[Transition | None]:
-        """An event the driver makes itself (a delivery, a timer): its failure is logged."""
+        """
+        An event the driver makes itself (a delivery, a timer): its failure
+        is logged. A timer is set again C{TIMER_RETRY} later; so is a plain
+        delivery's record while Redis is away (else the visitor's next
+        connection would be written the message again).
+        """
         if not self.running:
             return succeed(None)
 
         def failed(failure: Failure) -> None:
-            if failure.check(BrokerUnavailable):  # the link logs an outage once
+            outage = failure.check(BrokerUnavailable) is not None
+            if outage:  # the link logs an outage once
                 log.debug("conversations: {event_type} not done now: {why}",
                           event_type=type(event).__name__, why=failure.getErrorMessage())
             else:
@@ -426,6 +432,8 @@ class ConversationDriver:
                             event_type=type(event).__name__)
             if isinstance(event, TimerFired) and self.running:
                 self.timers.set(event.timer, self._clock.seconds() + TIMER_RETRY)
+            elif isinstance(event, VisitorDelivered) and outage and self.running:
+                self._clock.callLater(TIMER_RETRY, self._follow, event)
 
         return self.submit(event).addErrback(failed)
 
