@@ -15,8 +15,10 @@ import pytest
 from twisted.internet.defer import fail
 from twisted.logger import LogEvent, globalLogPublisher
 
-from tests.unit.test_support_visitor import Desk, frames, send, texts
+from tests.unit.test_support_visitor import Desk, cid, frames, send, texts
+from wsdaemon.conversations import OperatorReply
 from wsdaemon.errors import BrokerUnavailable
+from wsdaemon.support.driver import TIMER_RETRY
 from wsdaemon.support.visitor import CATCH_UP_RETRY
 from wsdaemon.support.visitor_chat import WELCOME_RETRY
 
@@ -137,4 +139,35 @@ def test_a_welcome_not_read_for_a_closed_connection_is_not_read_again(
     tab.disconnect()
     desk.clock.advance(10 * WELCOME_RETRY)
     assert len(reads) == 2
+    assert failures == []
+
+
+def test_a_plain_reply_taken_but_not_recorded_is_not_written_again(
+        failures: list[LogEvent]) -> None:
+    """
+    A plain connection took a reply, and Redis went away before the
+    delivery was recorded: the visitor's next connection to this daemon
+    (while the record waits) is not written that reply a second time;
+    once Redis answers the record is made.
+    """
+    desk = Desk()
+    first = desk.plain()
+    first.send("Hello?")
+    texts(first)
+    desk.store.gated = True
+    desk.driver.submit(OperatorReply(cid("v1"), "alice", "Answer"))
+    desk.store.land(0)
+    assert texts(first) == ["Answer"]
+    desk.store.refuse(0, BrokerUnavailable("Redis did not answer EVALSHA within 1 s"))
+    assert desk.conversation().delivered_upto < desk.conversation().last_seq
+    first.disconnect()
+    again = desk.plain()
+    assert texts(again) == []
+    desk.store.gated = False
+    desk.clock.advance(TIMER_RETRY)
+    assert desk.conversation().delivered_upto == desk.conversation().last_seq
+    third = desk.plain()
+    assert texts(third) == []
+    desk.reply("Later")
+    assert texts(again) == texts(third) == ["Later"]
     assert failures == []

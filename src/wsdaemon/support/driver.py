@@ -188,6 +188,10 @@ class ConversationDriver:
         #: The routes whose conversations are served here (as their
         #: strategies are built): where a visitor's other conversations are.
         self.routes: set[str] = set()
+        #: Conversation -> the highest seq a plain connection here took
+        #: whose record (VisitorDelivered) has not landed yet: a catch-up
+        #: starts after it too. One entry per record in flight.
+        self.taken: dict[str, int] = {}
         #: The configured operators: team members (offline) from the start,
         #: listed even to an operator connected while the store opens.
         self.roster = tuple(roster)
@@ -400,6 +404,8 @@ class ConversationDriver:
             self.timers.cancel(effect.timer)
         elif isinstance(effect, DeliverMessage):
             if self._visitors.deliver(effect):
+                key = effect.message.conversation_id
+                self.taken[key] = max(self.taken.get(key, 0), effect.message.seq)
                 self._follow(VisitorDelivered(effect.route, effect.visitor, effect.message.seq))
         elif isinstance(effect, ConfirmVisitorMessage | SignalVisitor | RefuseVisitor):
             self._visitors.tell(effect)
@@ -422,6 +428,11 @@ class ConversationDriver:
         if not self.running:
             return succeed(None)
 
+        def recorded(result: Transition) -> Transition:
+            if isinstance(event, VisitorDelivered):
+                self._recorded(event)
+            return result
+
         def failed(failure: Failure) -> None:
             outage = failure.check(BrokerUnavailable) is not None
             if outage:  # the link logs an outage once
@@ -434,8 +445,15 @@ class ConversationDriver:
                 self.timers.set(event.timer, self._clock.seconds() + TIMER_RETRY)
             elif isinstance(event, VisitorDelivered) and outage and self.running:
                 self._clock.callLater(TIMER_RETRY, self._follow, event)
+            elif isinstance(event, VisitorDelivered):
+                self._recorded(event)  # not tried again
 
-        return self.submit(event).addErrback(failed)
+        return self.submit(event).addCallbacks(recorded, failed)
+
+    def _recorded(self, event: VisitorDelivered) -> None:
+        key = conversation_id_for(event.route, event.visitor)
+        if self.taken.get(key, 0) <= event.upto:
+            self.taken.pop(key, None)
 
     def _timer_fired(self, timer: Timer) -> None:
         self._follow(TimerFired(timer))

@@ -284,10 +284,12 @@ class ConversationStrategy:
             self._catch_up(connection)
 
     async def _plain_pages(self, connection: VisitorConnection) -> None:
-        conversation = await conversation_of(self.driver, self._key(connection.visitor))
-        start = conversation.delivered_upto if conversation is not None else 0
-        connection.sent = after = start
         key = self._key(connection.visitor)
+        conversation = await conversation_of(self.driver, key)
+        # What a plain connection here took counts, recorded or not yet.
+        start = max(conversation.delivered_upto if conversation is not None else 0,
+                    self.driver.taken.get(key, 0))
+        connection.sent = after = start
         while True:
             messages = await self.driver.store.messages(key, after=after, limit=PAGE_MESSAGES)
             if not connection.session.is_open:
