@@ -320,3 +320,18 @@ def test_the_greeting_counts_the_team_as_it_will_be_with_me() -> None:
                          "more": False, "next": None,
                          "team": [{"name": "alice", "availability": "online"}]})
     assert "1 operator(s) online (you: online)" in again.out.getvalue()
+
+
+def test_the_commands_help_leads_with_conversations(capsys: pytest.CaptureFixture[str]) -> None:
+    """wsdaemon-operator --help shows the conversations' commands (the default
+    model) before the deprecated queue's."""
+    from wsdaemon.strategies.operator.console import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    conversations = text.index("resolve [#REF]")
+    queue = text.index("answer the oldest")
+    assert conversations < queue
+    assert "deprecated" in text[conversations:queue + 200]

@@ -61,6 +61,8 @@ _WHERE = " (the channel is at the [operator] section's path, /operator by defaul
 #: The greeting's C{protocol} for conversations, and the console that speaks it.
 CONVERSATIONS_PROTOCOL = 2
 CONVERSATIONS_CONSOLE = "wsdaemon.support.console:ConversationConsole"
+#: Its command language's help (the layer above: found by name, as the console).
+CONVERSATIONS_HELP = "wsdaemon.support.console_commands:HELP"
 
 _REFUSED = re.compile(r"[\[(](401|403)\b")
 # HTTP answers below 500 worth another try (the server is busy).
@@ -377,12 +379,17 @@ def _endpoint(reactor: Any, url: str) -> IStreamClientEndpoint:
 
 
 def main(argv: list[str] | None = None) -> None:
+    module, _, name = CONVERSATIONS_HELP.partition(":")
+    conversations_help = getattr(importlib.import_module(module), name)
     parser = argparse.ArgumentParser(
         prog="wsdaemon-operator",
-        description="Answer wsdaemon's operator queue, or its conversations, from a terminal "
-                    "(or a script). With conversations (the channel's greeting says protocol "
-                    "2), type help once connected for their commands.",
-        epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Answer wsdaemon's conversations (or its deprecated operator queue) from a "
+                    "terminal or a script; the channel's greeting says which it serves, and "
+                    "`help` once connected shows its commands.",
+        epilog=(f"with conversations ([operator] model = conversations, the default):\n"
+                f"{conversations_help}\n\n"
+                f"with the operator queue (model = queue, deprecated):\n{HELP}"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("url", help="the operator channel, e.g. ws://127.0.0.1:8080/operator")
     parser.add_argument("--token-file", type=Path,
