@@ -133,6 +133,8 @@ strategy = echo
 @pytest.mark.parametrize(("extra", "key", "expected"), [
     ("identity = whoever", "identity", "expected one of anonymous, jwt, claimed"),
     ("identity = jwt", "identity", "jwt needs jwt_secret_file"),
+    ("identity = jwt\njwt_secret_fle = long.key", "jwt_secret_fle",
+     "did you mean jwt_secret_file?"),
     ("identity = jwt\njwt_secret_file = short.key", "jwt_secret_file", "expected at least 32"),
     ("identity = jwt\njwt_secret_file = missing.key", "jwt_secret_file", "cannot read"),
     ("identity = jwt\njwt_public_key_file = short.key", "jwt_public_key_file",

@@ -44,8 +44,13 @@ def identity_policy(reader: _Reader, section: str, base: IdentityPolicy) -> Iden
     if any(key in values for key in _JWT_KEYS):
         jwt = _jwt_settings(reader, section, base.jwt)
     if mode == "jwt" and jwt is None:
-        raise reader.error(section, "identity", "jwt needs jwt_secret_file (HS256) or "
-                           "jwt_public_key_file (RS256, ES256)")
+        needs = "jwt needs jwt_secret_file (HS256) or jwt_public_key_file (RS256, ES256)"
+        for key in values:
+            # A misspelt jwt key is the likelier mistake: name its line.
+            hint = "" if key in IDENTITY_KEYS else did_you_mean(key, _JWT_KEYS)
+            if hint:
+                raise reader.error(section, key, f"unknown key{hint}; {needs}")
+        raise reader.error(section, "identity", needs)
     return IdentityPolicy(mode=mode, secret=secret, secret_file=secret_file, jwt=jwt)
 
 
