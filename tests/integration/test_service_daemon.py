@@ -432,8 +432,8 @@ def test_unit_files_verify(tmp_path: Path) -> None:
     twistd = shutil.which("twistd")
     assert twistd is not None
     service = (REPO / "etc" / "wsdaemon.service").read_text()
-    assert "/usr/local/bin/twistd" in service
-    (tmp_path / "wsdaemon.service").write_text(service.replace("/usr/local/bin/twistd", twistd))
+    assert "/opt/wsdaemon/bin/twistd" in service
+    (tmp_path / "wsdaemon.service").write_text(service.replace("/opt/wsdaemon/bin/twistd", twistd))
     shutil.copy(REPO / "etc" / "wsdaemon.socket", tmp_path / "wsdaemon.socket")
     result = subprocess.run([str(analyze), "verify", str(tmp_path / "wsdaemon.service"),
                              str(tmp_path / "wsdaemon.socket")],
