@@ -374,8 +374,10 @@ def test_assign_transfer_unassign_by_hand() -> None:
     key = cid("v1")
     with pytest.raises(InvalidMove, match="nobody has it: assign it instead"):
         desk.step(Transfer(key, "bob", "alice"))
-    with pytest.raises(InvalidMove, match="no operator named zed"):
+    with pytest.raises(InvalidMove) as unknown:
         desk.step(Assign(key, "zed", "alice"))
+    # The reason leads: the conversation's state is not why.
+    assert str(unknown.value) == f"conversation {key}: cannot assign to zed: no operator named zed"
     desk.step(Assign(key, "alice", "alice"), at=3.0)
     assert desk.effects(NotifyOperators)[-1] == NotifyOperators(
         "assigned", desk.conversation("v1"), operator="alice")
@@ -542,7 +544,8 @@ def test_leaving_a_contact() -> None:
     write(desk)
     desk.step(LeaveContact(ROUTE, "v1", " ann@example.com "))
     assert desk.conversation("v1").contact == "ann@example.com"
-    assert bodies(desk) == ["Thanks! We will answer at ann@example.com."]
+    assert bodies(desk) == ["Thanks! The team will see your email address (ann@example.com) "
+                            "and may write to you there."]
     for wrong in ("ann", "ann@example", "a b@example.com", "x" * 250 + "@example.com"):
         with pytest.raises(InvalidMove, match="not an email address"):
             desk.step(LeaveContact(ROUTE, "v1", wrong))

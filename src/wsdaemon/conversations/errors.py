@@ -17,12 +17,20 @@ class InvalidMove(Exception):  # noqa: N818 - says what happened, as InvalidTran
         (an operator joining a full team, a capacity below 0).
     @ivar state: the conversation's state in words (L{describe_state}), or
         C{"unknown"} when there is no such conversation.
+    @param for_its_state: False when the state is not why (e.g. no such
+        operator): the message then leads with the reason.
     """
 
-    def __init__(self, conversation_id: str, state: str, action: str, why: str = "") -> None:
+    def __init__(self, conversation_id: str, state: str, action: str, why: str = "", *,
+                 for_its_state: bool = True) -> None:
         subject = f"conversation {conversation_id}" if conversation_id else "the team"
-        message = f"{subject} is {state}: cannot {action}"
-        super().__init__(f"{message} ({why})" if why else message)
+        if not for_its_state:
+            # Refused for something else (who it would go to): its state is
+            # not the reason, and is not said as if it were.
+            super().__init__(f"{subject}: cannot {action}: {why}")
+        else:
+            message = f"{subject} is {state}: cannot {action}"
+            super().__init__(f"{message} ({why})" if why else message)
         self.conversation_id = conversation_id
         self.state = state
         self.action = action

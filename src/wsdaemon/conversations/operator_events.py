@@ -97,11 +97,12 @@ def _known(draft: Draft, conversation: Conversation, name: str, action: str) -> 
     """
     operator = draft.team.get(name)
     if operator is None:
-        raise _refuse(conversation, action, f"no operator named {name}")
+        raise InvalidMove(conversation.conversation_id, describe_state(conversation), action,
+                          f"no operator named {name}", for_its_state=False)
     if operator.availability is Availability.OFFLINE and draft.settings.routing is Routing.AUTO:
-        raise _refuse(conversation, action,
-                      f"{name} is offline, and automatic routing gives conversations "
-                      "only to operators online")
+        raise InvalidMove(conversation.conversation_id, describe_state(conversation), action,
+                          f"{name} is offline, and automatic routing gives conversations "
+                          "only to operators online", for_its_state=False)
 
 
 def assign(draft: Draft, event: Assign) -> None:
