@@ -28,6 +28,8 @@ from wsdaemon.conversations import Availability, ConversationSettings, OperatorA
 from wsdaemon.conversations.effects import Commit
 from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.conversations.model import Conversation, conversation_id_for
+from wsdaemon.conversations.routing import OperatorState, Team
+from wsdaemon.support.peers import raises_load
 from wsdaemon.support.redis_catchup import Backlog
 from wsdaemon.support.redis_news import Change
 from wsdaemon.support.redis_scripts import TEAM
@@ -209,3 +211,15 @@ def test_the_backlog_claims_load_raising_changes_after_their_conversations_earli
     assert backlog.read_up_to(TEAM, 2).called
     assert not backlog.read_up_to(TEAM, 3).called
     assert later.claim() and backlog.team_version == 2
+
+
+def test_only_raising_a_capped_operators_load_is_checked() -> None:
+    """A transition that gives an operator with a capacity one more open
+    conversation is checked against the team's version; one without a cap
+    cannot be overfilled, and a lowered load never overshoots."""
+    before = Team((OperatorState("alice", Availability.ONLINE, capacity=2, load=1),
+                   OperatorState("bob", Availability.ONLINE, capacity=0, load=4)))
+    assert raises_load(before, before.with_load("alice", +1))
+    assert not raises_load(before, before.with_load("bob", +1))
+    assert not raises_load(before, before.with_load("alice", -1))
+    assert not raises_load(before, before)

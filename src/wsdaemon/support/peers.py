@@ -8,9 +8,10 @@ and by the others' (their records move the loads; their operators'
 availability and capacity come as they told them); with Redis, a daemon
 starting later reads the operators' entries, and a gone daemon's
 operators are let go (L{wsdaemon.support.redis_team}). A commit that
-raises an operator's load is checked against the team's version it was
-decided on (L{raises_load}; with Redis, the commit script), so two daemons
-routing at the same moment never both fill the same room.
+raises the load of an operator with a capacity is checked against the
+team's version it was decided on (L{raises_load}; with Redis, the commit
+script), so two daemons routing at the same moment never both fill the
+same room.
 """
 
 from __future__ import annotations
@@ -111,11 +112,15 @@ def adopted_team(inbox: Inbox, adopted: Adopted) -> Team:
 
 
 def raises_load(before: Team, after: Team) -> bool:
-    """Whether C{after} gives an operator more open conversations than C{before}."""
+    """
+    Whether C{after} gives an operator with a capacity more open
+    conversations than C{before} (one without a cap cannot be overfilled:
+    not checked, so a burst of new conversations for it never contends).
+    """
     if after is before:
         return False
     for operator in after.operators:
         known = before.get(operator.name)
-        if operator.load > (0 if known is None else known.load):
+        if operator.capacity and operator.load > (0 if known is None else known.load):
             return True
     return False
