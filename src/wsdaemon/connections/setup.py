@@ -103,12 +103,14 @@ def enable(reach: Reach | None = None) -> Reach:
     return _reach[0]
 
 
-def describe() -> str | None:
+def describe() -> str:
     """
-    @return: what the start-up log says of this path (None: on).
+    @return: what the start-up log says of this path.
     """
     reach = enable()
-    return None if reach.usable else f"Autobahn's own connection setup ({reach.describe()})"
+    if reach.usable:
+        return "connections set up from a snapshot of their options"
+    return f"Autobahn's own connection setup ({reach.describe()})"
 
 
 def options_snapshot(factory: Any, protocol_class: type) -> dict[str, Any]:
