@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -44,6 +45,7 @@ from wsdaemon.config._services import MAX_PAGE, BrokerSettings, OperatorSettings
 from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count
 from wsdaemon.cores import usable_cores
 from wsdaemon.credentials import example_names, is_loopback
+from wsdaemon.forwarded import parse_trusted_proxies
 from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.registry import CONVERSATIONS_OPERATOR, StrategyRegistry
 
@@ -68,7 +70,8 @@ MAIN_SECTION = "wsdaemon"
 #: The most worker processes one daemon runs.
 MAX_WORKERS = 256
 PROTOCOL_SECTION = "protocol"
-_MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip", "workers"}
+_MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip", "workers",
+              "trusted_proxies"}
 _SECTIONS = (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION, BROKER_SECTION)
 
 
@@ -184,6 +187,9 @@ def load_config(
     caps = {key: reader.convert(MAIN_SECTION, key, _count)
             for key in ("max_connections_total", "max_connections_per_ip")
             if key in parser[MAIN_SECTION]}
+    trusted_proxies: tuple[Any, ...] = ()
+    if "trusted_proxies" in parser[MAIN_SECTION]:
+        trusted_proxies = reader.convert(MAIN_SECTION, "trusted_proxies", parse_trusted_proxies)
     if workers_override is not None:
         try:
             caps["workers"] = _workers(workers_override)
@@ -249,7 +255,7 @@ def load_config(
                    operator)
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
                         protocol=defaults, operator=operator, admin=admin, broker=broker,
-                        **caps)
+                        trusted_proxies=trusted_proxies, **caps)
 
 
 

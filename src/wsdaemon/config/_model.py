@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from wsdaemon.config._services import BrokerSettings, OperatorSettings
@@ -172,6 +173,9 @@ class DaemonConfig:
     max_connections_per_ip: int = 0
     #: Worker processes sharing the listeners (1: this process serves).
     workers: int = 1
+    #: Reverse proxies whose X-Forwarded-For names the client (none: the
+    #: peer is the client), see L{wsdaemon.forwarded}.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     operator: OperatorSettings | None = None
     admin: AdminSettings | None = None

@@ -25,6 +25,7 @@ from wsdaemon.config import ProtocolSettings
 from wsdaemon.connections.backpressure import Backpressure
 from wsdaemon.connections.directwrite import write_now
 from wsdaemon.connections.faults import ConnectionFaults
+from wsdaemon.connections.forwarding import believe
 from wsdaemon.connections.frames import FastFrames, frame_header
 from wsdaemon.connections.handshake import HandshakeState
 from wsdaemon.connections.identity import resolve_with_claims
@@ -37,6 +38,7 @@ from wsdaemon.connections.setup import LazyUtf8Validator, connection_made, optio
 from wsdaemon.connections.setup import enable as enable_setup
 from wsdaemon.connections.stats import RouteStats
 from wsdaemon.escaping import visible
+from wsdaemon.forwarded import Forwarded, TrustedProxies
 from wsdaemon.interfaces import IHandshakeHook, IHandshakePolicy, IPushFraming
 from wsdaemon.records import (
     HandshakeAnswer,
@@ -105,6 +107,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
     #: A strategy taking part in the handshake (IHandshakeHook), until open.
     _hook: Any = None
     _pending_handshake: Deferred[Any] | None = None
+    #: Who the client is, when a trusted proxy is the peer ([wsdaemon] trusted_proxies).
+    _forwarded: Forwarded | None = None
     #: Autobahn's UTF-8 validator, made only if used (see setup).
     utf8validator = LazyUtf8Validator()
 
@@ -127,6 +131,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
 
     def onConnect(self, request: ConnectionRequest) -> Any:  # Autobahn takes a Deferred too
         handshake = self.factory.handshake
+        if self.factory.trusted_proxies.networks:  # nothing to do for the rest
+            self._forwarded = believe(self, request, self.factory.trusted_proxies)
         if handshake.active:  # journalled, refused, reset, held or delayed on purpose
             try:
                 return handshake.special(self, request, self._accept)
@@ -157,10 +163,13 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
                 factory.stats.refused("max_connections")
                 raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
             transport: Any = self.transport
+            forwarded = self._forwarded
             # Who the client is: refused here (401/403) if it must prove it.
             self._client_id, headers, self._claims = resolve_with_claims(
-                settings.identity, request, secure=ISSLTransport.providedBy(transport))
-            self._ip = str(getattr(transport.getPeer(), "host", request.peer))
+                settings.identity, request, secure=ISSLTransport.providedBy(transport)
+                or (forwarded is not None and forwarded.secure))
+            self._ip = (forwarded.host if forwarded is not None
+                        else str(getattr(transport.getPeer(), "host", request.peer)))
             subprotocol = factory.handshake.subprotocol(list(request.protocols or ()))
             refusal = factory.limits.admit(self._ip) if factory.limits is not None else None
             if refusal is not None:
@@ -676,6 +685,8 @@ class RouteFactory(WebSocketServerFactory):
     """
 
     protocol = RouteProtocol  # type: ignore[assignment]
+    #: Whose X-Forwarded-For is believed (the site's, set by its WebRoot).
+    trusted_proxies = TrustedProxies()
 
     def __init__(self, route: Route, clock: IReactorTime, reactor: Any = None,
                  index: SessionIndex | None = None,

@@ -24,6 +24,7 @@ from wsdaemon.connections.limits import ConnectionLimits
 from wsdaemon.connections.protocol import RouteFactory
 from wsdaemon.connections.route import Route
 from wsdaemon.connections.upgrade import UpgradeChannel
+from wsdaemon.forwarded import TrustedProxies
 from wsdaemon.interfaces import Contribution
 from wsdaemon.pages import ASSET_TYPES, CONTENT_SECURITY_POLICY, StaticPage, inbox_assets
 from wsdaemon.pages import NoIndexResource as _NoIndexResource
@@ -89,6 +90,8 @@ class WebRoot:
         self.factories: dict[str, RouteFactory] = {}
         self.channel: Any = None
         self.limits = ConnectionLimits(total=0, per_ip=0)
+        #: Whose X-Forwarded-For every route believes (changed by a reload).
+        self.trusted_proxies = TrustedProxies()
         #: Numbers every route's journal entries in one order (a worker's: on
         #: the clock's time line, shared with the other workers, none of
         #: which gives the same number).
@@ -112,6 +115,7 @@ class WebRoot:
         """
         self.limits.total = config.max_connections_total
         self.limits.per_ip = config.max_connections_per_ip
+        self.trusted_proxies.networks = config.trusted_proxies
         root = _NoIndexResource()
         root.putChild(ASSETS.strip("/").encode(), assets())
         if config.demo_page:
@@ -125,6 +129,7 @@ class WebRoot:
                                        sequence=self.sequence)
             else:
                 factory.update(route)
+            factory.trusted_proxies = self.trusted_proxies
             factories[route.path] = factory
             _put(root, route.path, WebSocketResource(factory))
         self.factories = factories

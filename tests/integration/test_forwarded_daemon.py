@@ -1,0 +1,115 @@
+"""
+The real daemon behind a reverse proxy ([wsdaemon] trusted_proxies): the
+test client on 127.0.0.1 plays the proxy, sending X-Forwarded-For as nginx
+does; the per-IP limit, /clients and the log see the forwarded address
+when 127.0.0.1 is trusted, and only the peer when it is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tests.admin_client import Admin, admin_config
+from tests.daemon import Daemon, free_port
+
+pytestmark = pytest.mark.slow
+
+KEY = "forwarded-key-0123456789abcdef"
+ROUTES = """
+[route:/echo]
+strategy = echo
+"""
+
+
+@pytest.fixture
+def proxied(write_config: Callable[..., Path],
+            start_daemon: Callable[..., Daemon]) -> Iterator[Callable[[str], tuple[Daemon, Admin]]]:
+    def start(trusted: str) -> tuple[Daemon, Admin]:
+        port = free_port()
+        text = admin_config(port, KEY, ROUTES, wsdaemon=f"trusted_proxies = {trusted}\n"
+                                                         "max_connections_per_ip = 2")
+        daemon = start_daemon(write_config(text))
+        daemon.wait_for_log("admin API listening on")
+        return daemon, Admin(port, KEY)
+
+    yield start
+
+
+def via_proxy(daemon: Daemon, forwarded_for: str, stack: ExitStack) -> ClientConnection:
+    ws = stack.enter_context(connect(f"{daemon.url}/echo", open_timeout=5,
+                                     additional_headers={"X-Forwarded-For": forwarded_for}))
+    ws.send("hi")
+    assert ws.recv(timeout=5) == "hi"
+    return ws
+
+
+def refused(daemon: Daemon, forwarded_for: str) -> int:
+    with pytest.raises(InvalidStatus) as info:
+        connect(f"{daemon.url}/echo", open_timeout=5,
+                additional_headers={"X-Forwarded-For": forwarded_for})
+    return info.value.response.status_code
+
+
+def peers(admin: Admin) -> list[str]:
+    return sorted(c["peer"] for c in admin.call("GET", "/clients")["clients"])
+
+
+def test_per_ip_limit_applies_to_the_forwarded_address(
+        proxied: Callable[[str], tuple[Daemon, Admin]]) -> None:
+    """
+    Behind a trusted proxy, max_connections_per_ip counts each client (the
+    proxy's X-Forwarded-For), not the proxy: a third connection of one
+    client is refused, another client behind the same proxy is not; the
+    forged left part of the header is not believed.
+    """
+    daemon, admin = proxied("127.0.0.1")
+    with ExitStack() as stack:
+        via_proxy(daemon, "203.0.113.5", stack)
+        via_proxy(daemon, "1.2.3.4, 203.0.113.5", stack)  # the client forged 1.2.3.4
+        assert refused(daemon, "203.0.113.5") == 429
+        via_proxy(daemon, "203.0.113.6", stack)
+        via_proxy(daemon, "[2001:db8::7]", stack)
+        assert peers(admin) == ["tcp4:203.0.113.5:0", "tcp4:203.0.113.5:0",
+                                "tcp4:203.0.113.6:0", "tcp6:2001:db8::7:0"]
+    log = daemon.log()
+    refusal = [line for line in log.splitlines() if "max_connections_per_ip" in line]
+    assert refusal and "203.0.113.5" in refusal[0], log
+    assert "1.2.3.4" not in log
+
+
+def test_header_from_an_untrusted_peer_is_ignored(
+        proxied: Callable[[str], tuple[Daemon, Admin]]) -> None:
+    """
+    A peer that is not a trusted proxy cannot dodge the per-IP limit by
+    naming other addresses: all its connections are its own.
+    """
+    daemon, admin = proxied("10.0.0.0/8")
+    with ExitStack() as stack:
+        via_proxy(daemon, "203.0.113.5", stack)
+        via_proxy(daemon, "203.0.113.6", stack)
+        assert refused(daemon, "203.0.113.7") == 429
+        assert all(p.startswith("tcp4:127.0.0.1:") for p in peers(admin)), peers(admin)
+    assert "203.0.113" not in daemon.log()
+
+
+def test_malformed_header_counts_as_the_proxy_and_is_logged_once(
+        proxied: Callable[[str], tuple[Daemon, Admin]]) -> None:
+    """
+    A trusted proxy's unreadable X-Forwarded-For: the connection is the
+    proxy's own (still limited), and the log says so once.
+    """
+    daemon, admin = proxied("127.0.0.1")
+    with ExitStack() as stack:
+        via_proxy(daemon, "bogus-address", stack)
+        via_proxy(daemon, "also bogus", stack)
+        assert refused(daemon, "still bogus") == 429
+        assert all(p.startswith("tcp4:127.0.0.1:") for p in peers(admin)), peers(admin)
+    log = daemon.log()
+    assert log.count("X-Forwarded-For that is not") == 1, log
+    assert "bogus-address" in log
