@@ -131,8 +131,10 @@ def test_a_queue_on_sqlite_switches_to_conversations(tmp_path: Path) -> None:
     cookie, queue_log = run_the_queue(config)
     config.write_text(config_text(""), encoding="utf-8")
     conversations_log = switched(config, cookie)
-    check_the_logs(queue_log, conversations_log,
-                   f"the SQLite file {tmp_path / 'state' / 'support.sqlite3'}")
+    store = tmp_path / "state" / "support.sqlite3"
+    assert (f"conversations: 1 made from the operator queue's tables in {store}"
+            in conversations_log)
+    check_the_logs(queue_log, conversations_log, f"the SQLite file {store}")
 
 
 def test_a_queue_on_redis_switches_to_conversations(redis_server: RedisServer,

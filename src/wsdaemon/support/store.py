@@ -113,6 +113,7 @@ class SQLiteConversationStore:
     def open(self) -> Deferred[None]:
         now = float(self._reactor.seconds())
         built: list[tuple[dict[str, int], float]] = []
+        made: list[int] = []
 
         def prepare(db: sqlite3.Connection) -> None:
             db.executescript(SCHEMA)
@@ -120,13 +121,16 @@ class SQLiteConversationStore:
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 add_missing_columns(db)
-                take_over_queue(db, self._bounds, now)
+                made.append(take_over_queue(db, self._bounds, now))
             started = self._timer()
             counts = build_index(db, now)
             if counts is not None:
                 built.append((counts, self._timer() - started))
 
         def report(result: None) -> None:
+            if any(made):
+                _log.info("conversations: {count} made from the operator queue's tables in "
+                          "{path}", count=sum(made), path=str(self.path))
             for counts, seconds in built:
                 _log.info("search index of {path} built: {conversations} conversations, "
                           "{messages} messages, {notes} notes in {seconds:.1f} s",
