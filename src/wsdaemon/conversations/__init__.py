@@ -9,7 +9,8 @@ changed records and the effects to carry out, store writes first. It does
 no I/O and holds no reactor; drivers (SQLite, Redis) carry the effects out.
 See docs/conversations.md.
 
-In progress: not yet serving routes (the operator queue still does).
+They serve operator routes by default (C{[operator] model}); the older
+item queue runs only when a config chooses it (deprecated).
 """
 
 from wsdaemon.conversations.core import decide
