@@ -7,6 +7,7 @@ when 127.0.0.1 is trusted, and only the peer when it is not.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from tests import wsframes
 from tests.admin_client import Admin, admin_config
 from tests.daemon import Daemon, free_port
 
@@ -113,3 +115,51 @@ def test_malformed_header_counts_as_the_proxy_and_is_logged_once(
     log = daemon.log()
     assert log.count("X-Forwarded-For that is not") == 1, log
     assert "bogus-address" in log
+
+
+def proxy_protocol_handshake(port: int, source: str) -> tuple[socket.socket, bytes]:
+    """
+    A connection as HAProxy (send-proxy) makes it: the PROXY v1 line naming
+    C{source}, then the client's handshake. @return: it, and the status line.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    family = "TCP6" if ":" in source else "TCP4"
+    target = "::1" if ":" in source else "127.0.0.1"
+    sock.sendall(f"PROXY {family} {source} {target} 40000 {port}\r\n".encode()
+                 + wsframes.handshake_request("/echo"))
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, "closed during the handshake"
+        data += chunk
+    return sock, data.split(b"\r\n", 1)[0]
+
+
+def test_haproxy_endpoint_prefix(write_config: Callable[..., Path],
+                                 start_daemon: Callable[..., Daemon]) -> None:
+    """
+    Twisted's C{haproxy:} endpoint prefix (PROXY protocol v1/v2) works with
+    our listen strings: the address the proxy names is the peer for
+    max_connections_per_ip and /clients, with no trusted_proxies set.
+    """
+    admin_port, proxied_port = free_port(), free_port()
+    text = admin_config(admin_port, KEY, ROUTES, wsdaemon="max_connections_per_ip = 1")
+    daemon = start_daemon(write_config(text), extra_args=[
+        "--listen", f"haproxy:tcp:{proxied_port}:interface=127.0.0.1"])
+    daemon.wait_for_log(f"listening on haproxy:tcp:{proxied_port}")
+    opened = []
+    try:
+        first, status = proxy_protocol_handshake(proxied_port, "203.0.113.5")
+        opened.append(first)
+        assert status == b"HTTP/1.1 101 Switching Protocols"
+        second, status = proxy_protocol_handshake(proxied_port, "203.0.113.5")
+        opened.append(second)
+        assert status.startswith(b"HTTP/1.1 429")
+        third, status = proxy_protocol_handshake(proxied_port, "2001:db8::9")
+        opened.append(third)
+        assert status == b"HTTP/1.1 101 Switching Protocols"
+        assert peers(Admin(admin_port, KEY)) == ["tcp4:203.0.113.5:40000",
+                                                 "tcp6:2001:db8::9:40000"]
+    finally:
+        for sock in opened:
+            sock.close()
