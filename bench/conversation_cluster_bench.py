@@ -89,7 +89,7 @@ uvloop.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys
 
 def conversations(config: Path) -> None:
     """The queue's bench config, turned to conversations (same store, same caps)."""
-    text = config.read_text(encoding="utf-8")
+    text = config.read_text(encoding="utf-8").replace("model = queue\n", "")
     text = text.replace("[operator]\n", "[operator]\nmodel = conversations\n"
                         "ack_message = Thanks!\noffline_message =\n", 1)
     text = text.replace("ack_message = queued {position}\n", "")
