@@ -289,3 +289,40 @@ def test_viewing_is_seen_from_the_other_daemon(manual: Pair) -> None:
     listed = request(bob, {"type": "conversations", "view": "all"}, "l2")
     assert [c["viewing"] for c in listed["conversations"]] == [[]]
     bob.close()
+
+
+def test_a_daemon_started_later_learns_who_views(manual: Pair, redis_server: RedisServer,
+                                                 tmp_path: Path) -> None:
+    """
+    Alice on A has a conversation open when daemon C starts: C asks the
+    others what their connections view, and Bob on C sees Alice viewing it.
+    """
+    a = manual.daemons["a"]
+    visitor = structured(a)
+    visitor.send(json.dumps({"type": "hello"}))
+    next_of(visitor, "welcome")
+    visitor.send(json.dumps({"type": "message", "id": "c-1", "text": "Hello?"}))
+    next_of(visitor, "ack")
+    alice = operator_desk(a, ALICE)
+    conversation = the_conversation(alice)
+    assert request(alice, {"type": "open", "conversation": conversation}, "o1")["type"] == "ok"
+    config = tmp_path / "c.ini"
+    config.write_text(config_text(redis_server, tmp_path, "c", "manual"), encoding="utf-8")
+    c = Daemon(config)
+    try:
+        c.wait_for_log("live conversations loaded", timeout=10)
+        bob = operator_desk(c, BOB)
+        deadline = time.monotonic() + 5
+        while True:
+            listed = request(bob, {"type": "conversations", "view": "all"},
+                             f"l-{time.monotonic()}")
+            viewing = [s["viewing"] for s in listed["conversations"]]
+            if viewing == [["alice"]] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert viewing == [["alice"]], listed
+        bob.close()
+    finally:
+        assert c.stop() == 0
+    alice.close()
+    visitor.close()
