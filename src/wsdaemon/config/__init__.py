@@ -71,7 +71,7 @@ MAIN_SECTION = "wsdaemon"
 MAX_WORKERS = 256
 PROTOCOL_SECTION = "protocol"
 _MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip", "workers",
-              "trusted_proxies"}
+              "trusted_proxies", "log_every_request"}
 _SECTIONS = (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION, BROKER_SECTION)
 
 
@@ -187,6 +187,9 @@ def load_config(
     caps = {key: reader.convert(MAIN_SECTION, key, _count)
             for key in ("max_connections_total", "max_connections_per_ip")
             if key in parser[MAIN_SECTION]}
+    log_every_request = False
+    if "log_every_request" in parser[MAIN_SECTION]:
+        log_every_request = reader.convert(MAIN_SECTION, "log_every_request", _bool)
     trusted_proxies: tuple[Any, ...] = ()
     if "trusted_proxies" in parser[MAIN_SECTION]:
         trusted_proxies = reader.convert(MAIN_SECTION, "trusted_proxies", parse_trusted_proxies)
@@ -255,7 +258,8 @@ def load_config(
                    operator)
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
                         protocol=defaults, operator=operator, admin=admin, broker=broker,
-                        trusted_proxies=trusted_proxies, **caps)
+                        trusted_proxies=trusted_proxies, log_every_request=log_every_request,
+                        **caps)
 
 
 

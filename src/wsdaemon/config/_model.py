@@ -176,6 +176,9 @@ class DaemonConfig:
     #: Reverse proxies whose X-Forwarded-For names the client (none: the
     #: peer is the client), see L{wsdaemon.forwarded}.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    #: Whether static assets and /healthz, /metrics probes get an access
+    #: log line (off: page views and probes do not flood the journal).
+    log_every_request: bool = False
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     operator: OperatorSettings | None = None
     admin: AdminSettings | None = None

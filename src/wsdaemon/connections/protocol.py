@@ -32,12 +32,12 @@ from wsdaemon.connections.identity import resolve_with_claims
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.journal import Journal, Sequence
 from wsdaemon.connections.limits import ConnectionLimits, MessageRate
+from wsdaemon.connections.refusals import fail_handshake_quietly
 from wsdaemon.connections.route import Route
 from wsdaemon.connections.session import Session
 from wsdaemon.connections.setup import LazyUtf8Validator, connection_made, options_snapshot
 from wsdaemon.connections.setup import enable as enable_setup
 from wsdaemon.connections.stats import RouteStats
-from wsdaemon.escaping import visible
 from wsdaemon.forwarded import Forwarded, TrustedProxies
 from wsdaemon.interfaces import IHandshakeHook, IHandshakePolicy, IPushFraming
 from wsdaemon.records import (
@@ -107,6 +107,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
     #: A strategy taking part in the handshake (IHandshakeHook), until open.
     _hook: Any = None
     _pending_handshake: Deferred[Any] | None = None
+    #: Whether a refusal of this handshake was logged (see refusals).
+    _refusal_told = False
     #: Who the client is, when a trusted proxy is the peer ([wsdaemon] trusted_proxies).
     _forwarded: Forwarded | None = None
     #: Autobahn's UTF-8 validator, made only if used (see setup).
@@ -127,7 +129,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         headers = list(responseHeaders or [])
         if self._deny_headers:
             headers.extend(self._deny_headers.items())
-        super().failHandshake(visible(reason), code, headers or None)
+        fail_handshake_quietly(self, super().failHandshake, reason, code, headers or None,
+                               told=self._refusal_told)
 
     def onConnect(self, request: ConnectionRequest) -> Any:  # Autobahn takes a Deferred too
         handshake = self.factory.handshake
@@ -154,6 +157,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
                     peer=request.peer, route=factory.route.path, origin=request.origin,
                 )
                 factory.stats.refused("origin")
+                self._refusal_told = True
                 raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
             if settings.max_connections and factory.connections >= settings.max_connections:
                 _log.warn(
@@ -161,6 +165,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
                     peer=request.peer, route=factory.route.path, count=factory.connections,
                 )
                 factory.stats.refused("max_connections")
+                self._refusal_told = True
                 raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
             transport: Any = self.transport
             forwarded = self._forwarded
@@ -176,6 +181,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
                 factory.stats.refused(refusal)
                 _log.warn("refused {peer} on {route}: {limit} reached", peer=request.peer,
                           route=factory.route.path, limit=refusal)
+                self._refusal_told = True
                 raise ConnectionDeny(
                     TOO_MANY_REQUESTS if refusal == "max_connections_per_ip"
                     else ConnectionDeny.SERVICE_UNAVAILABLE,

@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 
 from wsdaemon.broker.bus import IPushBus
 from wsdaemon.connections.index import PushTarget, SessionIndex
@@ -34,6 +34,7 @@ from wsdaemon.connections.journal import Journal
 from wsdaemon.connections.limits import HandshakeDeadlineChannel
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.escaping import visible
+from wsdaemon.server.access_log import QuietAccessLog
 from wsdaemon.server.api import (
     ApiResource,
     ApiRoot,
@@ -440,7 +441,7 @@ def _host_name(request: Request) -> str:
     return raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
 
 
-class AdminSite(Site):
+class AdminSite(QuietAccessLog):
     """
     @param api_keys: key -> name of who holds it.
     @param allowed_hosts: Host header names answered (others: 421).
@@ -449,6 +450,8 @@ class AdminSite(Site):
     """
 
     requestFactory = _AdminRequest
+    #: Monitors' probes, every few seconds: no access line unless they fail.
+    quiet_resources = (MetricsResource, HealthResource)
     protocol = _AdminChannel  # type: ignore[assignment]
     displayTracebacks = False
 

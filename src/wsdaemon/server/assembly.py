@@ -234,7 +234,8 @@ class Assembly:
                           timed_journal=bool(inherited), worker=self.worker or 0,
                           workers=max(config.workers, (self.worker or 0) + 1))
         site = build_site(webroot.build(config, parts.routes, parts.contribution),
-                          handshake_timeout=config.protocol.open_handshake_timeout)
+                          handshake_timeout=config.protocol.open_handshake_timeout,
+                          access_log=webroot.access_log)
         service = WsDaemonService(parts, reactor, index=index, bus=bus, webroot=webroot,
                                   site=site,
                                   rebuild=self.reload if self.read_config is not None else None,
@@ -260,6 +261,7 @@ class Assembly:
                 service, admin.api_keys, admin.max_body, registry, service.push_counters,
                 admin.request_timeout, admin.max_connections, admin.allowed_hosts,
                 clock=reactor)
+            service.admin_site.access_log = webroot.access_log
             if admin_socket is not None:
                 service.listen(f"unix:{admin_socket}:mode=600", service.admin_site,
                                _ADMIN_LISTEN_KEY,

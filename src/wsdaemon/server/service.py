@@ -416,8 +416,8 @@ class WsDaemonService(MultiService):
             notify("READY=1\nSTATUS=reload failed; running the previous config")
             return False
         self.reloads.succeeded()
-        _log.info("reloaded {config}: {summary}", config=str(new.config.path),
-                  summary=new.config.summary())
+        # The summary starts with the file's path.
+        _log.info("reloaded {summary}", summary=new.config.summary())
         self._log_routes(new.config)
         notify("READY=1\nSTATUS=serving (reloaded)")
         return True

@@ -29,7 +29,8 @@ from wsdaemon.interfaces import Contribution
 from wsdaemon.pages import ASSET_TYPES, CONTENT_SECURITY_POLICY, StaticPage, inbox_assets
 from wsdaemon.pages import NoIndexResource as _NoIndexResource
 from wsdaemon.pages import render_page as _page
-from wsdaemon.server.widget import widget_assets, widget_tag
+from wsdaemon.server.access_log import AccessLogPolicy, QuietAccessLog
+from wsdaemon.server.widget import WidgetAsset, widget_assets, widget_tag
 
 __all__ = ["CONTENT_SECURITY_POLICY", "StaticPage", "WebRoot", "build_site", "demo_page",
            "inbox_assets"]
@@ -92,6 +93,8 @@ class WebRoot:
         self.limits = ConnectionLimits(total=0, per_ip=0)
         #: Whose X-Forwarded-For every route believes (changed by a reload).
         self.trusted_proxies = TrustedProxies()
+        #: What the sites leave out of their access logs (changed by a reload).
+        self.access_log = AccessLogPolicy()
         #: Numbers every route's journal entries in one order (a worker's: on
         #: the clock's time line, shared with the other workers, none of
         #: which gives the same number).
@@ -116,6 +119,7 @@ class WebRoot:
         self.limits.total = config.max_connections_total
         self.limits.per_ip = config.max_connections_per_ip
         self.trusted_proxies.networks = config.trusted_proxies
+        self.access_log.every_request = config.log_every_request
         root = _NoIndexResource()
         root.putChild(ASSETS.strip("/").encode(), assets())
         if config.demo_page:
@@ -153,18 +157,24 @@ def redacting_log_formatter(timestamp: str, request: Request) -> str:
     return _SECRET_PARAMS.sub(r"\1***", line)
 
 
-def build_site(root: Resource, handshake_timeout: float) -> Site:
+def build_site(root: Resource, handshake_timeout: float,
+               access_log: AccessLogPolicy | None = None) -> Site:
     """
     @param handshake_timeout: seconds a connection has to send a request's
         headers (however slowly), see L{wsdaemon.connections.limits.HandshakeDeadlineChannel}.
+    @param access_log: what the access log leaves out (its WebRoot's).
     """
     site = _Site(root, logFormatter=redacting_log_formatter)
+    if access_log is not None:
+        site.access_log = access_log
     site.displayTracebacks = False
     site.handshake_timeout = handshake_timeout
     return site
 
 
-class _Site(Site):
+class _Site(QuietAccessLog):
     #: Paced, and WebSocket handshakes straight to their route (issue #26).
     protocol = UpgradeChannel  # type: ignore[assignment]
+    #: Pages, scripts and style sheets: a page view is not 14 access lines.
+    quiet_resources = (StaticPage, WidgetAsset)
     handshake_timeout = 5.0
