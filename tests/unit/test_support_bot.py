@@ -38,6 +38,8 @@ from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.metrics import ConversationCollector, ConversationMeasures
 
 ACK = "Thanks! An operator will answer here soon."
+#: What a handoff's visitor is told with nobody online (instead of ACK).
+OFFLINE = ConversationSettings().offline_message
 
 RULES = """
     [[greeting]]
@@ -148,7 +150,7 @@ def test_a_handoff_phrase_hands_over_without_asking_the_rules() -> None:
     assert not conversation.with_bot and conversation.waiting_since == desk.clock.seconds()
     assert desk.notes() == [("bot", "handed over: " + ASKED.format(phrase="HUMAN"))]
     assert desk.thread()[-1] == ("visitor", "No, I want a  HUMAN please")
-    assert desk.notices()[0] == ACK
+    assert desk.notices()[0] == OFFLINE
     assert [c.conversation_id for c in desk.driver.inbox.waiting(10)] == [cid("v1")]
     assert len(desk.bot) == 0, "the episode is forgotten"
 
@@ -173,7 +175,7 @@ def test_a_rules_handoff_comes_after_its_delayed_messages() -> None:
     assert desk.thread()[-1] == ("bot", "A colleague will take over.")
     assert not desk.conversation().with_bot
     assert desk.notes() == [("bot", "handed over: refunds need a person")]
-    assert desk.notices()[0] == ACK
+    assert desk.notices()[0] == OFFLINE
 
 
 def test_an_unmatched_message_hands_over_or_waits() -> None:

@@ -234,7 +234,7 @@ def test_plain_acknowledged_once_per_episode() -> None:
     desk = Desk()
     client = desk.plain()
     client.send("Hello?")
-    assert texts(client) == [ACK, OFFLINE]
+    assert texts(client) == [OFFLINE]
     client.send("Anyone?")
     client.send("Please")
     assert texts(client) == []
@@ -285,8 +285,8 @@ def test_plain_store_failure_not_confirmed() -> None:
     assert texts(client) == [NOT_STORED]
     desk.store.error = None
     client.send("Hello?")
-    assert texts(client) == [ACK, OFFLINE]
-    assert desk.conversation().last_seq == 3
+    assert texts(client) == [OFFLINE]
+    assert desk.conversation().last_seq == 2
 
 
 def test_plain_refused_over_max_unanswered() -> None:
@@ -362,7 +362,8 @@ def test_reply_within_is_the_median_of_the_last_day() -> None:
 
 
 def test_structured_message_ack_and_notices() -> None:
-    """A message is acknowledged with its seq and stored time, then the notices follow in order."""
+    """A message is acknowledged with its seq and stored time, then the notice
+    that fits follows (nobody online: the offline notice, not the acknowledgement)."""
     desk = Desk()
     client = desk.structured()
     frames(client)
@@ -370,8 +371,7 @@ def test_structured_message_ack_and_notices() -> None:
     send(client, {"type": "message", "id": "c-1", "text": "Hello?"})
     got = frames(client)
     assert got[0] == {"type": "ack", "id": "c-1", "seq": 1, "at": 100.0}
-    assert [(f["seq"], f["author"], f["text"]) for f in got[1:]] == [
-        (2, "system", ACK), (3, "system", OFFLINE)]
+    assert [(f["seq"], f["author"], f["text"]) for f in got[1:]] == [(2, "system", OFFLINE)]
     stored = desk.store.inner.message_log[cid("v1")][1]
     assert stored.at == 100.0 and stored.client_message_id == "c-1"
 
@@ -388,7 +388,7 @@ def test_structured_resend_stored_once() -> None:
     again = frames(client)
     assert again == [{"type": "ack", "id": "c-1", "seq": first["seq"], "at": first["at"],
                       "duplicate": True}]
-    assert desk.conversation().last_seq == 3
+    assert desk.conversation().last_seq == 2
 
 
 def test_structured_resume_after() -> None:
@@ -402,14 +402,14 @@ def test_structured_resume_after() -> None:
     client.disconnect()
     desk.reply("Answer two")
     desk.reply("Answer three")
-    again = desk.structured(after=4)
+    again = desk.structured(after=3)
     got = frames(again)
     assert got[0]["type"] == "welcome"
     assert got[0]["status"] == "open" and got[0]["operators_available"] is True
     assert [(m["seq"], m["name"], m["text"]) for m in got[0]["messages"]] == [
-        (5, "Alice", "Answer two"), (6, "Alice", "Answer three")]
+        (4, "Alice", "Answer two"), (5, "Alice", "Answer three")]
     desk.reply("Answer four")
-    assert seqs(frames(again)) == [7]
+    assert seqs(frames(again)) == [6]
 
 
 def test_structured_welcome_races_live_delivery() -> None:
@@ -439,13 +439,13 @@ def test_structured_welcome_races_live_delivery() -> None:
     d, conversation_id, after, limit = held.pop()
     # The read sees the first of them (it committed before the read's snapshot).
     rows: list[Any] = getattr(real(conversation_id, after, limit), "result")  # noqa: B009
-    d.callback([r for r in rows if r.seq <= 4])
+    d.callback([r for r in rows if r.seq <= 3])
     got = frames(again)
     assert got[0]["type"] == "welcome"
-    assert seqs(got) == [1, 2, 3, 4, 5]
+    assert seqs(got) == [1, 2, 3, 4]
     desk.store.inner.messages = real  # type: ignore[method-assign]
     desk.reply("After")
-    assert seqs(frames(again)) == [6]
+    assert seqs(frames(again)) == [5]
 
 
 def test_structured_other_tab_sees_own_message() -> None:
@@ -460,7 +460,7 @@ def test_structured_other_tab_sees_own_message() -> None:
     copy = frames(two)
     assert copy[0] == {"type": "message", "seq": 1, "author": "visitor", "name": None,
                        "text": "Hello?", "at": 0.0, "id": "c-1"}
-    assert seqs(copy) == [1, 2, 3]
+    assert seqs(copy) == [1, 2]
 
 
 def test_structured_receipts_move_watermarks() -> None:
@@ -471,12 +471,12 @@ def test_structured_receipts_move_watermarks() -> None:
     desk.online()
     desk.reply("Hi")
     assert desk.conversation().delivered_upto == 0
-    send(client, {"type": "received", "upto": 4})
-    assert desk.conversation().delivered_upto == 4
-    send(client, {"type": "read", "upto": 3})
-    assert desk.conversation().visitor_read_upto == 3
+    send(client, {"type": "received", "upto": 3})
+    assert desk.conversation().delivered_upto == 3
     send(client, {"type": "read", "upto": 2})
-    assert desk.conversation().visitor_read_upto == 3
+    assert desk.conversation().visitor_read_upto == 2
+    send(client, {"type": "read", "upto": 1})
+    assert desk.conversation().visitor_read_upto == 2
     send(client, {"type": "read", "upto": 99})
     assert desk.conversation().visitor_read_upto == desk.conversation().last_seq
 
@@ -527,7 +527,8 @@ def test_structured_contact() -> None:
                                "error": "not an email address"}]
     send(client, {"type": "contact", "email": "ann@example.com"})
     got = frames(client)
-    assert got[0]["text"] == "Thanks! We will answer at ann@example.com."
+    assert got[0]["text"] == ("Thanks! The team will see your email address (ann@example.com) "
+                              "and may write to you there.")
     assert got[-1] == {"type": "ok", "request": "contact"}
     assert desk.conversation().contact == "ann@example.com"
 
@@ -541,7 +542,7 @@ def test_structured_refused_over_max_unanswered() -> None:
     send(client, {"type": "message", "id": "c-2", "text": "two"})
     assert frames(client) == [{"type": "refused", "id": "c-2", "reason": "unanswered",
                                "text": REFUSED["unanswered"].format(limit=1)}]
-    assert desk.conversation().last_seq == 3
+    assert desk.conversation().last_seq == 2
 
 
 def test_structured_store_failure_not_acknowledged() -> None:
@@ -557,7 +558,7 @@ def test_structured_store_failure_not_acknowledged() -> None:
     desk.store.error = None
     send(client, {"type": "message", "id": "c-1", "text": "Hello?"})
     assert frames(client)[0] == {"type": "ack", "id": "c-1", "seq": 1, "at": 0.0}
-    assert desk.conversation().last_seq == 3
+    assert desk.conversation().last_seq == 2
 
 
 def test_structured_malformed_frames() -> None:
@@ -713,7 +714,7 @@ def test_structured_hello_after_past_the_end() -> None:
     assert frames(again)[0]["messages"] == []
     desk.online()
     desk.reply("Hi")
-    assert seqs(frames(again)) == [4]
+    assert seqs(frames(again)) == [3]
 
 
 def test_plain_catch_up_over_pages() -> None:
@@ -765,7 +766,7 @@ def test_handshake_without_the_subprotocol_is_plain() -> None:
     client = desk.harness.connect(query="client_id=v1", subprotocols=["chat.v2"])
     assert client.status == 101 and client.subprotocol is None
     client.send("Hello?")
-    assert texts(client) == [ACK, OFFLINE]
+    assert texts(client) == [OFFLINE]
 
 
 def test_visitor_sessions_bound_closes_with_1008() -> None:
@@ -889,3 +890,16 @@ def test_outcome_unknown_is_not_said_to_have_failed() -> None:
     send(client, {"type": "message", "id": "c-1", "text": "Hello?"})
     [error] = frames(client)
     assert error["id"] == "c-1" and "not stored twice" in error["error"]
+
+
+def test_welcome_says_when_an_email_is_known() -> None:
+    """A visitor that left an address is welcomed with email_known (the widget
+    then asks for none); before it did, the key is absent."""
+    desk = Desk()
+    client = desk.structured()
+    assert "email_known" not in frames(client)[0]
+    send(client, {"type": "message", "id": "c-1", "text": "Hello?"})
+    send(client, {"type": "contact", "email": "ann@example.com"})
+    assert frames(client)[-1] == {"type": "ok", "request": "contact"}
+    again = desk.structured()
+    assert frames(again)[0]["email_known"] is True

@@ -40,8 +40,10 @@ class ConversationSettings:
         it gets C{fallback_message}; 0: never.
     @ivar ack_message: sent when a visitor's message opens an episode
         (empty: none).
-    @ivar offline_message: sent when a visitor's message opens an episode
-        and no operator is online (empty: none).
+    @ivar offline_message: sent instead of C{ack_message} when a visitor's
+        message opens an episode and no operator is online (empty: none, the
+        acknowledgement is sent). The daemon sends no email: the defaults
+        promise only that the team sees the thread and an address left.
     @ivar contact_message: sent when the visitor leaves an email address;
         C{{email}} is replaced by it.
     @ivar notices_once: the acknowledgement, the offline notice and the
@@ -64,9 +66,12 @@ class ConversationSettings:
         "Sorry, no operator could answer yet. We will reply here as soon as one does."
     )
     offline_message: str = (
-        "No operator is available right now. Leave your email address and we will answer there."
+        "Thanks! Nobody is available right now. Your message is kept and the team will "
+        "answer here when they are back."
     )
-    contact_message: str = "Thanks! We will answer at {email}."
+    contact_message: str = (
+        "Thanks! The team will see your email address ({email}) and may write to you there."
+    )
     notices_once: bool = True
     max_unanswered: int = 20
     max_open_per_route: int = 50_000

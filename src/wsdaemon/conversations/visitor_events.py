@@ -125,15 +125,19 @@ def visitor_message(draft: Draft, event: VisitorMessage) -> None:
 
 
 def notices(draft: Draft, conversation: Conversation) -> Conversation:
-    """The acknowledgement and the offline notice: once per episode, or every time."""
+    """
+    One acknowledgement that fits, once per episode (or every time): with no
+    operator online the offline notice instead of the acknowledgement (which
+    would promise an answer soon, next to a notice saying nobody is there).
+    """
     settings = draft.settings
     every = not settings.notices_once
-    if settings.ack_message and (every or not conversation.ack_sent):
+    if settings.offline_message and draft.team.available == 0:
+        if every or not conversation.offline_sent:
+            conversation = evolve(notice(draft, conversation, settings.offline_message),
+                                   offline_sent=True, ack_sent=True)
+    elif settings.ack_message and (every or not conversation.ack_sent):
         conversation = evolve(notice(draft, conversation, settings.ack_message), ack_sent=True)
-    if settings.offline_message and draft.team.available == 0 and \
-            (every or not conversation.offline_sent):
-        conversation = evolve(notice(draft, conversation, settings.offline_message),
-                               offline_sent=True)
     return conversation
 
 

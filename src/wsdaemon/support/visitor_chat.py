@@ -273,10 +273,20 @@ class ChatConnection:
         self._visitors.send(connection, welcome_frame(
             status, available, entries, more, self._visitor,
             reply_within=self._visitors.reply_within(self._route), read_upto=read_upto,
-            typing=typing))
+            typing=typing, email_known=self._email_known(conversation)))
         connection.told_available = available
         self.hello = True
         self._visitors.synced(connection, after, end, more)
+
+    def _email_known(self, conversation: Conversation | None) -> bool:
+        """An address proven on this connection or earlier, or one the visitor left."""
+        mine = self.profile.profile
+        if mine is not None and mine.email is not None:
+            return True
+        if conversation is None:
+            return False
+        known = conversation.profile
+        return conversation.contact is not None or (known is not None and known.email is not None)
 
     async def _history(self, request: History) -> None:
         """

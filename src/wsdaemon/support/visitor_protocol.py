@@ -362,19 +362,24 @@ def page(messages: Sequence[Message], *, newest: bool = False,
 def welcome_frame(status: str | None, available: bool, messages: list[dict[str, Any]],
                   more: bool, visitor: str | None = None, *,
                   reply_within: float | None = None, read_upto: int = 0,
-                  typing: list[str] | None = None) -> str:
+                  typing: list[str] | None = None, email_known: bool = False) -> str:
     """
     @param visitor: the visitor's public id (what the site's backend signs
         for C{identify}).
+    @param email_known: an email address of the visitor is known (a token's
+        claim, an earlier C{identify}, or one it left): the widget asks for none.
     @param reply_within: the route's median first response of the last
         day, in seconds (None: none known).
     @param read_upto: how far operators have read the thread (its seq).
     @param typing: the names of the operators typing now.
     """
-    return dumps({"type": "welcome", "visitor": visitor, "status": status,
-                  "operators_available": available, "reply_within": reply_within,
-                  "read_upto": read_upto, "typing": typing or [],
-                  "messages": messages, "more": more})
+    frame: dict[str, Any] = {"type": "welcome", "visitor": visitor, "status": status,
+                             "operators_available": available, "reply_within": reply_within,
+                             "read_upto": read_upto, "typing": typing or [],
+                             "messages": messages, "more": more}
+    if email_known:
+        frame["email_known"] = True  # (absent: none known)
+    return dumps(frame)
 
 
 def history_frame(messages: list[dict[str, Any]], more: bool) -> str:
