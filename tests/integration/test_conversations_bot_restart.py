@@ -11,6 +11,8 @@ mid-episode, then started again:
   acknowledgement;
 - a rule's delayed reply pending (its first reply sent): the lost reply is
   not silently dropped: the conversation goes to the operators, saying so;
+- a backend bot's request out (no answer yet): the conversation goes to
+  the operators once the answer is overdue, not left unanswered;
 - the greeting is not sent again after a restart; the rules' per-episode
   counters (`once`, `{counter}`) start again (they are not stored).
 """
@@ -27,7 +29,9 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon, free_port
+from tests.integration.test_conversations_hook_bot import SECRET, Backend
 from tests.operator_client import next_of, request
+from wsdaemon.conversations.bot_events import LOST
 
 pytestmark = pytest.mark.slow
 
@@ -230,8 +234,7 @@ def test_a_crash_with_a_delayed_reply_pending(config: Path, daemons: list[Daemon
     again = Daemon(config)
     daemons.append(again)
     shown = entries(handed_over(again, OVERDUE))
-    assert ("note", "bot", "handed over: the bot's delayed answer was never sent "
-            "(its daemon stopped, or the bot changed)") in shown
+    assert ("note", "bot", f"handed over: {LOST}") in shown
     assert ("message", "bot", "Here is the answer.") not in shown
 
 
@@ -262,3 +265,42 @@ def test_a_restart_does_not_greet_again_and_counts_afresh(config: Path,
         listed = request(ws, {"type": "conversations", "view": "all"}, "l")
         assert [c["with_bot"] for c in listed["conversations"]] == [True]
     visitor.close()
+
+
+HOOK_CONFIG = CONFIG.replace("bot = bot.toml\n", "bot_url = BOT_URL\nbot_secret_file = bot.secret\n"
+                             "bot_timeout = 1\nbot_connect_timeout = 1\nbot_retries = 0\n")
+
+
+def test_a_crash_while_the_backend_bots_request_is_out(tmp_path: Path,
+                                                      daemons: list[Daemon]) -> None:
+    """Killed while its request to the team's backend is out: started again,
+    the daemon does not ask the backend again, and hands the conversation
+    over once the answer is overdue (the request's 2 s, BOT_GRACE), saying
+    the bot did not finish."""
+    backend = Backend()
+    backend.answers = [(8.0, "too late")]
+    try:
+        (tmp_path / "bot.secret").write_text(SECRET + "\n", encoding="utf-8")
+        config = tmp_path / "wsdaemon.ini"
+        config.write_text(HOOK_CONFIG.replace("ADMIN_PORT", str(free_port()))
+                          .replace("BOT_URL", backend.url), encoding="utf-8")
+        visitor = Visitor()
+        first = Daemon(config)
+        daemons.append(first)
+        visitor.connect(first)
+        visitor.say("When do you open?")
+        assert next_of(visitor.ws, "typing")["on"] is True  # type: ignore[arg-type]
+        first.kill()
+        visitor.close()
+        again = Daemon(config)
+        daemons.append(again)
+        visitor.connect(again)
+        shown = entries(handed_over(again, 2.0 + 5.0 + 5.0))
+        assert ("note", "bot", f"handed over: {LOST}") in shown
+        assert visitor.messages(1) == [("system", ACK)]
+        visitor.close()
+    finally:
+        backend.close()
+    # Killed as its request went out: the backend saw it, or not; the
+    # restarted daemon never asks again (the request may have reached it).
+    assert len(backend.events) <= 1

@@ -1,6 +1,8 @@
 """
-What a bot owes after a delay, in the core (issue 22, item 5): a
-L{BotPending} is stored with the conversation (C{bot_due}, C{bot_handoff},
+What a bot owes, in the core (issue 22, item 5): a visitor message to the
+bot is owed an answer from when it is stored (in its own commit); a
+L{BotPending} (delayed messages, a handoff after them, a backend's
+request) is stored with the conversation (C{bot_due}, C{bot_handoff},
 through the codec too); its last delayed message or the handoff clears it;
 still owed L{BOT_GRACE} past its time, the C{bot} timer hands the
 conversation over with the owed reason (or L{LOST}) as the note; the
@@ -118,7 +120,8 @@ def test_an_owed_handoff_is_cleared_only_by_the_handoff() -> None:
 
 def test_the_operators_taking_it_or_a_new_episode_owe_nothing() -> None:
     """An operator's reply takes it (no timer, a late promise ignored);
-    resolved and opened again, the new episode starts owing nothing."""
+    resolved and opened again, the new episode owes only the answer to its
+    first message (nothing of the last one's)."""
     desk = pending_desk()
     desk.step(OperatorReply(cid("v1"), "alice", "Alice here."), at=110)
     assert bot_due(desk) is None
@@ -130,4 +133,41 @@ def test_the_operators_taking_it_or_a_new_episode_owe_nothing() -> None:
     desk.step(VisitorMessage(ROUTE, "v1", "me again", None, bot=True), at=130)
     conversation = desk.conversation("v1")
     assert conversation.with_bot and conversation.status is Status.OPEN
+    assert (conversation.bot_due, conversation.bot_handoff) == (130.0, None)
+
+
+def test_a_backends_answer_settles_what_was_owed() -> None:
+    """A backend bot owes an answer until its request's time is up: the
+    answer's last message settles it early; an answer with no message
+    settles it with BotPending(until=None); nothing owed, nothing committed."""
+    desk = pending_desk(handoff=None)
+    desk.step(BotReply(ROUTE, "v1", "Open 9-17.", None, settles=True), at=101)
+    assert desk.conversation("v1").bot_due is None and bot_due(desk) is None
+    desk.step(BotPending(ROUTE, "v1", 170.0), at=102)
+    assert desk.conversation("v1").bot_due == 170.0
+    desk.step(BotPending(ROUTE, "v1", None), at=103)
+    conversation = desk.conversation("v1")
     assert (conversation.bot_due, conversation.bot_handoff) == (None, None)
+    desk.step(BotPending(ROUTE, "v1", None), at=104)
+    assert desk.effects(Commit) == []
+    fire(desk, at=400.0)
+    assert desk.conversation("v1").with_bot and notes(desk) == []
+
+
+def test_a_visitor_message_to_the_bot_is_owed_an_answer_in_its_own_commit() -> None:
+    """Stored with the message: owed from now (the timer BOT_GRACE later);
+    the bot's reply clears it; nobody answering, the timer hands over; a
+    message to the operators owes nothing of the bot."""
+    desk = Desk(fallback_after=0, ack_message=ACK)
+    desk.step(VisitorMessage(ROUTE, "v1", "hello", None, bot=True), at=100)
+    [commit] = desk.effects(Commit)
+    assert [c.bot_due for c in commit.conversations] == [100.0]
+    assert bot_due(desk) == 100.0 + BOT_GRACE
+    desk.step(BotReply(ROUTE, "v1", "Hi!", None), at=100.01)
+    assert desk.conversation("v1").bot_due is None
+    desk.step(VisitorMessage(ROUTE, "v1", "anyone?", None, bot=True), at=200)
+    fire(desk, at=200 + BOT_GRACE)
+    assert not desk.conversation("v1").with_bot
+    assert notes(desk) == [f"handed over: {LOST}"]
+    desk.step(VisitorMessage(ROUTE, "v2", "hello", None), at=300)
+    assert desk.conversation("v2").bot_due is None

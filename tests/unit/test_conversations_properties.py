@@ -22,6 +22,7 @@ from wsdaemon.conversations import (
     AddNote,
     Assign,
     Availability,
+    BotPending,
     BotReply,
     Bounds,
     CancelTimer,
@@ -66,7 +67,7 @@ from wsdaemon.support.memory import MemoryConversationStore, stored_form
 ROUTES = ("/a", "/b")
 VISITORS = ("v1", "v2", "v3")
 OPERATORS = ("alice", "bob", "carol")
-OWN_TIMERS = (TimerKind.WAKE, TimerKind.FALLBACK, TimerKind.SILENCE)
+OWN_TIMERS = (TimerKind.WAKE, TimerKind.FALLBACK, TimerKind.SILENCE, TimerKind.BOT)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ events: st.SearchStrategy[Any] = st.one_of(
     st.builds(BotReply, routes, visitors, st.sampled_from(["Try turning it off.", " "]),
               st.none() | st.just("Helper")),
     st.builds(Handoff, routes, visitors, st.sampled_from(["", "asked for a person"])),
+    st.builds(BotPending, routes, visitors, st.none() | st.floats(0, 60),
+              st.none() | st.just("refund")),
     st.builds(VisitorDelivered, routes, visitors, seqs),
     st.builds(VisitorRead, routes, visitors, seqs),
     st.builds(VisitorTyping, routes, visitors, st.booleans()),
@@ -236,6 +239,7 @@ def check_conversation(c: Conversation, run: Run) -> None:
         assert c.resolved_at is None
     assert (c.waiting_since is None) == (c.unanswered == 0)
     assert c.snoozed_until is None or c.status is Status.SNOOZED
+    assert c.bot_handoff is None or c.bot_due is not None, "a handoff owed has its time"
     if c.with_bot and c.status is Status.OPEN:
         # The bot's episode: no notices until the handoff, not the operators' load.
         assert not (c.ack_sent or c.offline_sent or c.fallback_sent)

@@ -14,9 +14,10 @@ from typing import Any
 
 from tests.driver_bench import GatedStore
 from tests.unit.test_support_bot import ROUTE, BotDesk
-from wsdaemon.conversations import Author, Commit
+from wsdaemon.conversations import Author, Commit, VisitorMessage
 from wsdaemon.conversations.bot_events import LOST
 from wsdaemon.conversations.model import BOT_GRACE
+from wsdaemon.support.bot_settings import Unmatched
 
 REFUND = "handed over: refunds need a person"
 
@@ -138,3 +139,23 @@ def test_what_is_owed_is_stored_before_anything_the_visitor_sees() -> None:
     bots = [i for i, c in enumerate(made) if any(m.author is Author.BOT for m in c.messages)]
     assert owed and bots and owed[0] < bots[0], made
     assert desk.thread()[1] == ("bot", "Hi, I am Robo.")
+
+
+def test_silence_is_an_answer_and_a_lost_one_is_not() -> None:
+    """bot_unmatched = silent: the message is owed nothing (it stays with
+    the bot, long after); a message the bot never heard (its daemon died
+    between storing it and answering) is handed over once overdue."""
+    quiet = BotDesk(unmatched=Unmatched.SILENT)
+    quiet.say("order 1")
+    quiet.say("something else entirely")
+    assert quiet.conversation().bot_due is None
+    quiet.clock.advance(600)
+    assert quiet.conversation().with_bot and quiet.notes() == []
+    # The visitor's message stored, but the bots never told of it (a crash).
+    failures: list[Any] = []
+    quiet.driver.submit(VisitorMessage(ROUTE, "v1", "hello?", None, bot=True)) \
+        .addErrback(failures.append)
+    again = restarted(quiet, 1)
+    again.clock.advance(BOT_GRACE)
+    assert not failures and not again.conversation().with_bot
+    assert again.notes() == [("bot", "handed over: " + LOST)]

@@ -85,11 +85,12 @@ class HookDesk:
     """A started driver whose operator port is the bots, a backend bot on ROUTE."""
 
     def __init__(self, context: int = 20, max_queue: int = 32, retries: int = 0,
-                 max_episodes: int = 100) -> None:
+                 max_episodes: int = 100, store: GatedStore | None = None,
+                 start: float | None = None) -> None:
         self.clock = Clock()
         # Now: standardwebhooks refuses a timestamp more than 5 minutes off.
-        self.clock.advance(time.time())
-        self.store = GatedStore()
+        self.clock.advance(time.time() if start is None else start)
+        self.store = store if store is not None else GatedStore()
         self.ports = RecordingPorts(self.store)
         self.backend = Backend()
         self.bots = Bots(self.ports, self.clock, visitors=self.ports, max_episodes=max_episodes,

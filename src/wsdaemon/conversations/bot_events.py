@@ -7,12 +7,16 @@ timers, until the bot hands it over (L{Handoff}: then it opens for the
 operators as any conversation does, notices and routing included) or an
 operator takes it (replies, assigns, snoozes).
 
-What the bot owes after a delay (L{BotPending}) is stored with the
-conversation (C{bot_due}, C{bot_handoff}): its last delayed message or the
-handoff clears it; still there L{BOT_GRACE} past its time (the daemon that
-was to send it stopped or crashed, or a reload replaced the bot), the
-core hands the conversation over (L{overdue}), the owed handoff's reason
-(or L{LOST}) as the note, so no visitor is left with a bot that stopped.
+What the bot owes is stored with the conversation (C{bot_due},
+C{bot_handoff}): a visitor message to the bot is owed an answer from when
+it is stored (in its own commit); a L{BotPending} extends it (delayed
+messages, a handoff after them, a backend's request). The bot's reply
+at or after that time, one that C{settles}, a L{BotPending} with no time
+(silence is its answer) or the handoff clear it; still there L{BOT_GRACE}
+past its time (the daemon that was to answer stopped or crashed, or a
+reload replaced the bot), the core hands the conversation over
+(L{overdue}), the owed handoff's reason (or L{LOST}) as the note, so no
+visitor is left with a bot that stopped.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ __all__ = ["BOT_NOTE_AUTHOR", "LOST", "MAX_REASON", "bot_pending", "bot_reply", 
 MAX_REASON = 200
 #: Whom the note saying why the bot handed over is from.
 BOT_NOTE_AUTHOR = "bot"
-#: The note's reason when the bot's delayed messages never came.
-LOST = "the bot's delayed answer was never sent (its daemon stopped, or the bot changed)"
+#: The note's reason when what the bot owed never came (its delayed
+#: messages, its backend's answer).
+LOST = "the bot did not finish its answer (its daemon stopped, or the bot changed, first)"
 #: A delayed message committed this close before its due time is its last.
 _EARLY = 0.001
 
@@ -61,7 +66,9 @@ def bot_reply(draft: Draft, event: BotReply) -> None:
     # again from here, as after an operator's reply).
     conversation = evolve(conversation, waiting_since=None, unanswered=0)
     due = found.bot_due
-    if due is not None and found.bot_handoff is None and draft.now >= due - _EARLY:
+    if event.settles:
+        conversation = evolve(conversation, bot_due=None, bot_handoff=None)
+    elif due is not None and found.bot_handoff is None and draft.now >= due - _EARLY:
         # The last of what it owed (a handoff owed clears it when it comes).
         conversation = evolve(conversation, bot_due=None)
     draft.put(conversation)
@@ -74,6 +81,10 @@ def bot_pending(draft: Draft, event: BotPending) -> None:
     found = draft.get(key)
     if found is None or found.status is not Status.OPEN or not found.with_bot:
         return  # the operators have it: the bot owes nothing
+    if event.until is None:  # it owes nothing any more
+        if found.bot_due is not None or found.bot_handoff is not None:
+            draft.put(evolve(found, bot_due=None, bot_handoff=None))
+        return
     until = event.until if found.bot_due is None else max(found.bot_due, event.until)
     reason = found.bot_handoff
     if event.handoff is not None:

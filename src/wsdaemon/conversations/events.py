@@ -53,12 +53,15 @@ class BotReply:
     bot's: once handed over, or taken by an operator, it is refused).
 
     @ivar name: the name the visitor is shown (None: none).
+    @ivar settles: the last of what the bot owed (L{BotPending}): it owes
+        nothing more (a backend's answer came).
     """
 
     route: str
     visitor: str
     text: str
     name: str | None = None
+    settles: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,14 @@ class BotPending:
     stopped or crashed, a reload replaced the bot) the conversation is
     handed over (L{TimerKind.BOT}) rather than left with the bot. Nothing
     happens if it is not the bot's (any more).
+
+    @ivar until: None: the bot owes nothing any more (its backend answered
+        with no message).
     """
 
     route: str
     visitor: str
-    until: float
+    until: float | None
     handoff: str | None = None
 
 

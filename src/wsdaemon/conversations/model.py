@@ -197,8 +197,9 @@ class Conversation:
     @ivar with_bot: a bot answers this episode (the route lets a bot answer
         first): not in the operators' queue, no notices, no timers, until
         it hands over (or an operator replies, assigns or snoozes).
-    @ivar bot_due: the bot owes this episode more (messages waiting for
-        their delay, a handoff after them) until then; past it (and
+    @ivar bot_due: the bot owes this episode more (an answer to the
+        visitor's message, messages waiting for their delay, a handoff after
+        them, a backend's answer) until then; past it (and
         L{BOT_GRACE}) the core hands the conversation over, as what was to
         do it is gone (a daemon stopped or crashed, a reload replaced the
         bot). None: it owes nothing.

@@ -112,7 +112,13 @@ def visitor_message(draft: Draft, event: VisitorMessage) -> None:
         waiting_since=now if conversation.waiting_since is None else conversation.waiting_since,
         recent_visitor_seqs=(*conversation.recent_visitor_seqs, message.seq)[-bounds.max_unread:],
         visitor_typing_until=None)
-    if opening and not with_bot:
+    if with_bot:
+        # The bot owes this message an answer from now, in the same commit:
+        # a daemon that dies before the bot says more leaves it overdue
+        # (BOT_GRACE), not unanswered with the bot for good.
+        due = conversation.bot_due
+        conversation = evolve(conversation, bot_due=now if due is None else max(due, now))
+    elif opening:
         conversation = place(draft, conversation)
     draft.emit(ConfirmVisitorMessage(event.route, event.visitor, event.client_message_id,
                                      message.seq))

@@ -153,22 +153,29 @@ class RouteBot:
         if admitted is None:
             return
         episode = admitted.episode
-        rule, still = self._answer(episode, message, greet=admitted.new and admitted.first)
-        if rule is None:
-            if self.settings.unmatched is Unmatched.HANDOFF:
-                self._episodes.hand_off(conversation.visitor, UNMATCHED, "unmatched")
-        elif still <= 0 and rule.handoff is not None:
-            self._episodes.hand_off(conversation.visitor, rule.handoff, "rule")
+        rule, still, replied = self._answer(episode, message,
+                                            greet=admitted.new and admitted.first)
+        visitor = conversation.visitor
+        if rule is None and self.settings.unmatched is Unmatched.HANDOFF:
+            self._episodes.hand_off(visitor, UNMATCHED, "unmatched")
+        elif rule is not None and still <= 0 and rule.handoff is not None:
+            self._episodes.hand_off(visitor, rule.handoff, "rule")
+        elif not replied and episode.waiting == 0:
+            # Silence is its answer (bot_unmatched = silent, or a rule with
+            # nothing to say): the message is owed nothing more.
+            d = self._submit(BotPending(self.route, visitor, None))
+            d.addErrback(self._episodes.refused, "pending", visitor)
 
-    def _answer(self, episode: _Episode, message: Message, greet: bool) -> tuple[Rule | None, int]:
+    def _answer(self, episode: _Episode, message: Message,
+                greet: bool) -> tuple[Rule | None, int, bool]:
         """
         The greeting (C{greet}) and the rules' answer: what waits for a
         delay is stored as owed (L{BotPending}) before the messages sent
         now, so a visitor who has seen any of them cannot be left with a
         bot that died owing the rest.
 
-        @return: the rule that answered (None: none) and how many of its
-            messages wait for their delay.
+        @return: the rule that answered (None: none), how many of its
+            messages wait for their delay, and whether any was sent now.
         """
         now = self._clock.seconds()
         due: float | None = None
@@ -204,9 +211,8 @@ class RouteBot:
             d = self._submit(BotPending(self.route, episode.client_id, due, handoff))
             d.addErrback(self._episodes.refused, "pending", episode.client_id)
         said, episode.said = episode.said, []
-        for text in said:
-            self._reply(episode, text)
-        return rule, still
+        replied = [self._reply(episode, text) for text in said]
+        return rule, still, any(d is not None for d in replied)
 
     def _waiting(self, episode: _Episode, more: int) -> None:
         if episode.waiting == 0:

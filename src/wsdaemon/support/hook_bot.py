@@ -44,7 +44,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.conversations.aliases import alias_for
-from wsdaemon.conversations.events import BotReply
+from wsdaemon.conversations.events import BotPending, BotReply
 from wsdaemon.conversations.model import Author, Conversation, Message
 from wsdaemon.escaping import visible
 from wsdaemon.strategies.webhook.client import Poster, Reply
@@ -231,6 +231,7 @@ class HookBot:
         context = context[len(context) - size:] if size else []
         event = event_of(self.route, conversation, message, context, now)
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        self._owe(episode, now)
         stats = self.hook_stats
         stats.in_flight += 1
         d = deliver(self.poster, self.backend.webhook, self._clock, self.backend.url,
@@ -250,6 +251,19 @@ class HookBot:
         d.addErrback(lambda f: _log.failure("bot on {route}: the backend's answer could not "
                                             "be carried out", f, route=self.route))
 
+    def _owe(self, episode: _Episode, now: float) -> None:
+        """
+        Stored with the conversation: an answer is owed until the request's
+        attempts are surely over. Should this daemon be gone before it is
+        answered (a crash: a stop hands over itself), the conversation is
+        handed over then rather than left with the bot.
+        """
+        hook = self.backend.webhook
+        longest = (hook.retries + 1) * (hook.connect_timeout + hook.timeout) + \
+            hook.retry_backoff * (2 ** hook.retries - 1)
+        d = self._submit(BotPending(self.route, episode.visitor, now + longest))
+        d.addErrback(self._episodes.refused, "pending", episode.visitor)
+
     def _answered(self, reply: Reply, episode: _Episode) -> None:
         episode.in_flight = None
         if not 200 <= reply.status < 300:
@@ -264,11 +278,18 @@ class HookBot:
         if self.down:
             self.down = False
             _log.info("bot on {route}: the backend answers again", route=self.route)
+        # The answer's last message says the bot owes nothing more (unless
+        # a handoff or the next request follows: they say it themselves).
+        settles = answer.handoff is None and not episode.waiting
         last: Deferred[Any] | None = None
-        for text in answer.messages:
-            last = self._submit(BotReply(self.route, episode.visitor, text, self.settings.name))
+        for n, text in enumerate(answer.messages, 1):
+            last = self._submit(BotReply(self.route, episode.visitor, text, self.settings.name,
+                                         settles=settles and n == len(answer.messages)))
             last.addErrback(self._episodes.refused, "reply", episode.visitor)
             self._episodes.count("reply")
+        if settles and not answer.messages:
+            self._submit(BotPending(self.route, episode.visitor, None)).addErrback(
+                self._episodes.refused, "pending", episode.visitor)
         if answer.handoff is not None:
             self._episodes.hand_off(episode.visitor, answer.handoff, "backend")
             self.forget(episode.conversation_id)
