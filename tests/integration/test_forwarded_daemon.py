@@ -8,6 +8,8 @@ when 127.0.0.1 is trusted, and only the peer when it is not.
 from __future__ import annotations
 
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -58,6 +60,20 @@ def refused(daemon: Daemon, forwarded_for: str) -> int:
     return info.value.response.status_code
 
 
+def access_line(daemon: Daemon, forwarded_for: str) -> str:
+    """
+    @return: the access log's line of a request (a 404) sent as through the
+        proxy.
+    """
+    page = f"/page-{free_port()}"
+    request = urllib.request.Request(daemon.http + page,
+                                     headers={"X-Forwarded-For": forwarded_for})
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(request, timeout=5)
+    log = daemon.wait_for_log(f"GET {page} ")
+    return next(line for line in log.splitlines() if f"GET {page} " in line)
+
+
 def peers(admin: Admin) -> list[str]:
     return sorted(c["peer"] for c in admin.call("GET", "/clients")["clients"])
 
@@ -83,6 +99,7 @@ def test_per_ip_limit_applies_to_the_forwarded_address(
     refusal = [line for line in log.splitlines() if "max_connections_per_ip" in line]
     assert refusal and "203.0.113.5" in refusal[0], log
     assert "1.2.3.4" not in log
+    assert '"203.0.113.8" - - [' in access_line(daemon, "1.2.3.4, 203.0.113.8")
 
 
 def test_header_from_an_untrusted_peer_is_ignored(
@@ -97,6 +114,7 @@ def test_header_from_an_untrusted_peer_is_ignored(
         via_proxy(daemon, "203.0.113.6", stack)
         assert refused(daemon, "203.0.113.7") == 429
         assert all(p.startswith("tcp4:127.0.0.1:") for p in peers(admin)), peers(admin)
+    assert '"127.0.0.1" - - [' in access_line(daemon, "203.0.113.8")
     assert "203.0.113" not in daemon.log()
 
 

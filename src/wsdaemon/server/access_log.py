@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.python.components import proxyForInterface
+from twisted.web.iweb import IRequest
 from twisted.web.server import Request, Site
+
+from wsdaemon.forwarded import TrustedProxies
 
 __all__ = ["AccessLogPolicy", "QuietAccessLog"]
 
@@ -26,8 +31,11 @@ class AccessLogPolicy:
     @ivar every_request: log every request, quiet resources included.
     """
 
-    def __init__(self, every_request: bool = False) -> None:
+    def __init__(self, every_request: bool = False,
+                 proxies: TrustedProxies | None = None) -> None:
         self.every_request = every_request
+        #: Whose X-Forwarded-For names the client in the access line.
+        self.proxies = proxies if proxies is not None else TrustedProxies()
 
     def logs(self, request: Request) -> bool:
         """
@@ -58,5 +66,39 @@ class QuietAccessLog(Site):
         return resource
 
     def log(self, request: Any) -> None:
-        if self.access_log.logs(request):
-            super().log(request)
+        policy = self.access_log
+        if policy.logs(request):
+            super().log(_client_seen(request, policy.proxies) if policy.proxies else request)
+
+
+class _ForwardedRequest(proxyForInterface(IRequest, "_request")):  # type: ignore[misc]
+    """
+    A request as the access log shows it: from the client a trusted proxy
+    named (Twisted's C{proxiedLogFormatter} believes any peer's header).
+    """
+
+    def __init__(self, request: Any, address: IPv4Address | IPv6Address) -> None:
+        super().__init__(request)
+        self._address = address
+
+    def getClientAddress(self) -> IPv4Address | IPv6Address:
+        return self._address
+
+    # Read by the access log's formatter, missing from IRequest.
+    clientproto = property(lambda self: self._request.clientproto)
+    code = property(lambda self: self._request.code)
+    sentLength = property(lambda self: self._request.sentLength)
+
+
+def _client_seen(request: Any, proxies: TrustedProxies) -> Any:
+    peer = request.getClientAddress()
+    host = str(getattr(peer, "host", ""))
+    if not proxies.trusts(host):
+        return request
+    headers = request.requestHeaders
+    forwarded = proxies.client(
+        host, b", ".join(headers.getRawHeaders(b"x-forwarded-for", [])).decode("latin-1"))
+    if not forwarded.forwarded:
+        return request
+    kind = IPv6Address if ":" in forwarded.host else IPv4Address
+    return _ForwardedRequest(request, kind("TCP", forwarded.host, 0))

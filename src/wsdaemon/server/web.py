@@ -94,7 +94,7 @@ class WebRoot:
         #: Whose X-Forwarded-For every route believes (changed by a reload).
         self.trusted_proxies = TrustedProxies()
         #: What the sites leave out of their access logs (changed by a reload).
-        self.access_log = AccessLogPolicy()
+        self.access_log = AccessLogPolicy(proxies=self.trusted_proxies)
         #: Numbers every route's journal entries in one order (a worker's: on
         #: the clock's time line, shared with the other workers, none of
         #: which gives the same number).
