@@ -151,6 +151,17 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
                 if getattr(transport, "producer", None) is not None:
                     transport.unregisterProducer()  # twisted.web's, from the handshake
                 transport.registerProducer(Backpressure(self), True)
+            # Greeted with the loaded inbox, not the empty one a daemon
+            # that listens while its store opens still has.
+            self.factory.driver.when_loaded().addCallback(lambda _: self._join())
+        except Exception:
+            _log.failure("operator {name}: could not greet", name=self.operator)
+            self.sendCloseFrame(code=INTERNAL_ERROR, reasonUtf8=b"internal error")
+
+    def _join(self) -> None:
+        if self.state != self.STATE_OPEN or self not in self.factory.connections:
+            return  # gone while the conversations loaded
+        try:
             self._joined = True
             self.factory.hub.attach(self)
             self.send_event(self.greeting())
@@ -234,6 +245,8 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
                 raise RequestError("expected a JSON object with a 'type'")
             request_id = _request_id(request.get("id"))
             kind = request.get("type") if isinstance(request.get("type"), str) else None
+            if not self._joined:
+                raise RequestError("wait for the hello: the conversations are still loading")
             d = self.factory.requests.handle(self, request)
         except RequestError as e:
             self._answer_error(request_id, kind, e)

@@ -179,6 +179,9 @@ class ConversationDriver:
         #: Events submitted while the store opens (the daemon listens from
         #: the start): run in order once it is open, failed if it cannot be.
         self._early: list[tuple[Event, Deferred[Transition]]] | None = None
+        #: Who waits for the live conversations (an operator's greeting):
+        #: one per connection waiting, so as many as the channel admits.
+        self._loaded: list[Deferred[None]] = []
         self._stopped = False
         #: Records the view takes without deciding them.
         self.adoption = Adoption(self)
@@ -208,11 +211,13 @@ class ConversationDriver:
             early, self._early = self._early, None
             for _, waiting in early:
                 waiting.errback(DriverStopped("the conversation store could not be opened"))
+            self._tell_loaded()
             raise
         early, self._early = self._early, None
         if self._stopped:
             for _, waiting in early:
                 waiting.errback(DriverStopped("conversations are stopping"))
+            self._tell_loaded()
             return
         self.inbox.load(live)
         self.inbox.recount()
@@ -220,8 +225,29 @@ class ConversationDriver:
             self.timers.derive(conversation, self.settings)
         self.running = True
         log.info("conversations: {count} live conversations loaded", count=len(live))
+        self._tell_loaded()
         for event, waiting in early:
             self.submit(event).chainDeferred(waiting)
+
+    def when_loaded(self) -> Deferred[None]:
+        """
+        The daemon listens while the store opens (a queue's take-over,
+        100,000 conversations to load): what shows the inbox waits for it.
+
+        @return: a Deferred firing with None once the live conversations are
+            in the inbox (at once if they are), or once loading them failed
+            or was given up (the caller goes on with what the inbox holds).
+        """
+        if self.running or self._stopped:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._loaded.append(d)
+        return d
+
+    def _tell_loaded(self) -> None:
+        waiting, self._loaded = self._loaded, []
+        for d in waiting:
+            d.callback(None)
 
     def start(self) -> Deferred[None]:
         """
