@@ -181,3 +181,23 @@ def test_haproxy_endpoint_prefix(write_config: Callable[..., Path],
     finally:
         for sock in opened:
             sock.close()
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [("127.0.0.1", True), ("10.0.0.0/8", False)])
+def test_forwarded_proto_makes_the_cookie_secure(
+        trusted: str, secure: bool, write_config: Callable[..., Path],
+        start_daemon: Callable[..., Daemon]) -> None:
+    """
+    The anonymous identity's cookie is Secure when a trusted proxy says the
+    client spoke HTTPS (X-Forwarded-Proto); an untrusted peer's say-so is
+    ignored.
+    """
+    daemon = start_daemon(write_config(
+        f"[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\ntrusted_proxies = {trusted}\n\n"
+        f"{ROUTES}"))
+    with connect(f"{daemon.url}/echo", open_timeout=5, additional_headers={
+            "X-Forwarded-For": "203.0.113.5", "X-Forwarded-Proto": "https"}) as ws:
+        assert ws.response is not None
+        cookie = ws.response.headers["Set-Cookie"]
+    assert cookie.startswith("wsdaemon_client=")
+    assert cookie.endswith("; Secure") is secure, cookie
