@@ -98,9 +98,13 @@ class Servers:
                                     str(config)], pin),
                 stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=directory),
         }
-        for name in NAMES:
-            wait_port(self.ports[name], self.processes[name])
-        wait_port(admin, self.processes["wsdaemon"])
+        try:
+            for name in NAMES:
+                wait_port(self.ports[name], self.processes[name])
+            wait_port(admin, self.processes["wsdaemon"])
+        except SystemExit:
+            self.stop()  # the other server too: nothing left running
+            raise
         if workers > 1:
             time.sleep(1.0 + 0.3 * workers)  # every worker listening
 
