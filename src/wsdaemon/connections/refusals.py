@@ -54,8 +54,12 @@ def fail_handshake_quietly(protocol: Any, fail: Callable[[str, int, Any], None],
                   peer=visible(getattr(protocol, "peer", "?")),
                   route=visible(getattr(protocol, "http_request_path", None) or "?"),
                   code=code, reason=reason)
+    own = protocol.__dict__.get("log", _SILENT)  # Autobahn's is its class's
     protocol.log = _SILENT
     try:
         fail(reason, code, headers)
     finally:
-        del protocol.log
+        if own is _SILENT:
+            del protocol.log
+        else:
+            protocol.log = own
