@@ -7,6 +7,7 @@ when 127.0.0.1 is trusted, and only the peer when it is not.
 
 from __future__ import annotations
 
+import signal
 import socket
 import urllib.error
 import urllib.request
@@ -201,3 +202,19 @@ def test_forwarded_proto_makes_the_cookie_secure(
         cookie = ws.response.headers["Set-Cookie"]
     assert cookie.startswith("wsdaemon_client=")
     assert cookie.endswith("; Secure") is secure, cookie
+
+
+def test_reload_changes_whom_the_daemon_trusts(
+        proxied: Callable[[str], tuple[Daemon, Admin]]) -> None:
+    """A reload that trusts the proxy applies to the next connections."""
+    daemon, admin = proxied("10.0.0.0/8")
+    config = next(Path(arg) for arg in daemon.process.args if str(arg).endswith(".ini"))
+    with ExitStack() as stack:
+        via_proxy(daemon, "203.0.113.5", stack)
+        config.write_text(config.read_text().replace("trusted_proxies = 10.0.0.0/8",
+                                                     "trusted_proxies = 127.0.0.1"))
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for_log("reloaded ")
+        via_proxy(daemon, "203.0.113.6", stack)
+        found = peers(admin)
+        assert found[0].startswith("tcp4:127.0.0.1:") and found[1] == "tcp4:203.0.113.6:0", found
