@@ -450,13 +450,13 @@ def test_what_a_bot_owes_comes_back(make_store: Make) -> Generator[Any, Any, Non
     """A bot's episode with delayed messages and a handoff owed (bot_due,
     bot_handoff) comes back as committed, after a reopen too, among the
     live ones (so a restarted daemon hands it over when it is overdue);
-    one that owes nothing comes back without."""
+    one that owes nothing (the operators') comes back without."""
     desk = Desk(fallback_after=0)
     made = commits(
         desk,
         VisitorMessage(ROUTE, "v1", "I want a refund", bot=True),
         BotPending(ROUTE, "v1", 1234.5, "refund \u202e request"),
-        VisitorMessage(ROUTE, "v2", "hello", bot=True),
+        VisitorMessage(ROUTE, "v2", "hello"),
     )
     store = make_store()
     yield store.open()
