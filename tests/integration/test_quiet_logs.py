@@ -134,3 +134,30 @@ def test_reload_names_the_config_once(
     log = daemon.wait_for_log("reloaded ")
     line = next(row for row in log.splitlines() if "reloaded " in row)
     assert line.count("wsdaemon.ini") == 1, line
+
+
+def test_identity_refusals_are_one_line(
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
+    """
+    On an identity = jwt route a forged token (403, explained by the
+    identity check's own line) and a missing one (401, explained by ours)
+    each leave one line.
+    """
+    path = write_config("[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n\n"
+                        "[route:/private]\nstrategy = echo\nidentity = jwt\n"
+                        "jwt_secret_file = jwt.secret\n")
+    (path.parent / "jwt.secret").write_text("s" * 40)
+    daemon = start_daemon(path)
+    ports = {}
+    for case, query in (("forged", "?access_token=forged.token.here"), ("missing", "")):
+        sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+        sock.sendall(wsframes.handshake_request("/private" + query))
+        ports[case] = (sock.getsockname()[1], sock.recv(4096).split(b"\r\n")[0])
+        sock.close()
+    assert ports["forged"][1].startswith(b"HTTP/1.1 403"), ports
+    assert ports["missing"][1].startswith(b"HTTP/1.1 401"), ports
+    log = daemon.wait_for_log(f":{ports['missing'][0]}")
+    for port, _ in ports.values():
+        assert len(refused_lines(log, port)) == 1, refused_lines(log, port)
+    assert "identity token not accepted" in refused_lines(log, ports["forged"][0])[0]
+    assert "401" in refused_lines(log, ports["missing"][0])[0]

@@ -22,6 +22,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from wsdaemon.connections.refusals import logged
 from wsdaemon.connections.setup import ARM_LATER
 from wsdaemon.escaping import visible
 from wsdaemon.records import HandshakePlan, path_params, path_pattern
@@ -219,7 +220,7 @@ class HandshakeState:
                       path=visible(str(request.path)))
             factory.stats.refused(why)
             if not delay:
-                raise ConnectionDeny(status, reason)
+                raise logged(ConnectionDeny(status, reason))
             return self._later(protocol, delay, _deny, status, reason)
         if fault == "reset":
             _log.info("reset {peer} on {route}, on purpose ([handshake] reset_next)",

@@ -40,6 +40,7 @@ from twisted.logger import Logger
 
 from wsdaemon.client_ids import public_id
 from wsdaemon.config import IdentityPolicy, JwtSettings
+from wsdaemon.connections.refusals import logged
 from wsdaemon.escaping import visible
 
 __all__ = ["COOKIE", "TOKEN_PARAM", "IdentityPolicy", "JwtSettings", "issue", "public_id",
@@ -170,7 +171,8 @@ def _from_token(settings: JwtSettings, request: ConnectionRequest) -> tuple[str,
     except jwt.PyJWTError as e:
         _log.info("refused {peer}: identity token not accepted ({why})", peer=request.peer,
                   why=type(e).__name__)
-        raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "identity token not accepted") from None
+        raise logged(ConnectionDeny(ConnectionDeny.FORBIDDEN,
+                                    "identity token not accepted")) from None
     subject = claims.get("sub")
     if (not isinstance(subject, str) or not _SUBJECT.fullmatch(subject)
             or visible(subject) != subject):

@@ -32,7 +32,7 @@ from wsdaemon.connections.identity import resolve_with_claims
 from wsdaemon.connections.index import SessionIndex
 from wsdaemon.connections.journal import Journal, Sequence
 from wsdaemon.connections.limits import ConnectionLimits, MessageRate
-from wsdaemon.connections.refusals import fail_handshake_quietly
+from wsdaemon.connections.refusals import fail_handshake_quietly, was_logged
 from wsdaemon.connections.route import Route
 from wsdaemon.connections.session import Session
 from wsdaemon.connections.setup import LazyUtf8Validator, connection_made, options_snapshot
@@ -139,7 +139,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         if handshake.active:  # journalled, refused, reset, held or delayed on purpose
             try:
                 return handshake.special(self, request, self._accept)
-            except ConnectionDeny:
+            except ConnectionDeny as deny:
+                self._refusal_told = self._refusal_told or was_logged(deny)
                 raise
             except Exception:
                 _log.failure("onConnect failed for {peer}", peer=getattr(request, "peer", "?"))
@@ -195,7 +196,8 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
             if IHandshakeHook.providedBy(strategy):
                 return self._ask_strategy(strategy, request, headers)
             return (subprotocol, headers) if headers or subprotocol else None
-        except ConnectionDeny:
+        except ConnectionDeny as deny:
+            self._refusal_told = self._refusal_told or was_logged(deny)
             raise
         except Exception:
             _log.failure("onConnect failed for {peer}", peer=getattr(request, "peer", "?"))

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from autobahn.websocket.types import ConnectionDeny
 from twisted.logger import Logger
 
 from wsdaemon.escaping import visible
 
-__all__ = ["fail_handshake_quietly"]
+__all__ = ["fail_handshake_quietly", "logged", "was_logged"]
 
 _log = Logger(namespace="wsdaemon.protocol")
 
@@ -38,6 +39,21 @@ class _Silent:
 
 
 _SILENT = _Silent()
+
+
+def logged(deny: ConnectionDeny) -> ConnectionDeny:
+    """
+    @return: C{deny}, marked as a refusal whose log line was written.
+    """
+    deny.wsdaemon_logged = True  # type: ignore[attr-defined]
+    return deny
+
+
+def was_logged(error: BaseException) -> bool:
+    """
+    @return: whether C{error} is a refusal marked by L{logged}.
+    """
+    return bool(getattr(error, "wsdaemon_logged", False))
 
 
 def fail_handshake_quietly(protocol: Any, fail: Callable[[str, int, Any], None],
