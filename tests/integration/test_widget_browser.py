@@ -498,7 +498,8 @@ def test_widget_on_another_origin_with_jwt(browser: Any, tmp_path: Path) -> None
         root = widget(browser)
         css(root, ".launcher").click()
         notice = wait_for(lambda: css(root, ".notice").is_displayed() and css(root, ".notice"))
-        assert "连接已断开" in notice.text
+        # (a countdown at first; refused three times in a row, a calm line)
+        assert "连接已断开" in notice.text or notice.text.startswith("此页面暂时无法使用在线咨询")
         daemon.wait_for_log(f"on /support: origin 'http://127.0.0.1:{shop_port}' not allowed")
         assert csp_violations(browser) == []
     finally:

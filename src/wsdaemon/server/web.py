@@ -39,10 +39,14 @@ __all__ = ["CONTENT_SECURITY_POLICY", "StaticPage", "WebRoot", "build_site", "de
 def demo_page(config: DaemonConfig) -> bytes:
     """
     @return: the demo page: a sample shop embedding the chat widget (for
-        the first conversations route), the config's routes to try below.
+        the first conversations route), the config's routes to try below
+        but those that need a token the page cannot give (identity = jwt),
+        listed apart with why.
     """
-    page = _page("demo.html", {"routes": [{"path": r.path, "strategy": r.strategy_name}
-                                          for r in config.routes]})
+    page = _page("demo.html", {
+        "routes": [{"path": r.path, "strategy": r.strategy_name}
+                   for r in config.routes if r.protocol.identity.mode != "jwt"],
+        "token_routes": [r.path for r in config.routes if r.protocol.identity.mode == "jwt"]})
     # The template's own placeholder comes first, before the data.
     return page.replace(b"__WIDGET__", widget_tag(config).encode("utf-8"), 1)
 

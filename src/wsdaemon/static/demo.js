@@ -1,6 +1,7 @@
 "use strict";
 (function () {
-  const routes = JSON.parse(document.getElementById("data").textContent).routes;
+  const data = JSON.parse(document.getElementById("data").textContent);
+  const routes = data.routes;
   const $ = (id) => document.getElementById(id);
   const select = $("route"), state = $("state"), log = $("log");
   let socket = null;
@@ -10,6 +11,13 @@
     option.value = route.path;
     option.textContent = route.path + " (" + route.strategy + ")";
     select.appendChild(option);
+  }
+  // Routes with identity = jwt need a token a site's backend mints: not from here.
+  const leftOut = data.token_routes || [];
+  if (leftOut.length) {
+    $("left-out").textContent = "Not listed: " + leftOut.join(", ") + " (identity = jwt: a "
+      + "client needs a token minted by the site's backend, which this page does not have).";
+    $("left-out").hidden = false;
   }
 
   function show(kind, text) {

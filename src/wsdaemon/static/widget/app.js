@@ -22,6 +22,8 @@ const MAX_SEQ = 2 ** 53 - 1;
 const OPERATOR_TYPING_MAX = 30000;
 const EVENTS = ["message", "open", "close", "unread", "ready", "status", "error", "identified"];
 const IDENTIFY_KEYS = ["name", "email", "attributes", "hash"];
+/** The page's `error` event when connections keep failing before they open. */
+const REFUSED = "the server refused the connection: check the page's token and origin";
 
 export function start(options, api, queue) {
   const widget = new Widget(options);
@@ -48,6 +50,8 @@ class Widget {
     this.identity = null;
     this.visitor = null;
     this.contact = null;
+    /** The daemon knows an email address of this visitor (proven, or left): no form asks for it. */
+    this.emailKnown = false;
     this.typing = new VisitorTyping(
       (on) => this.welcomed && this.connection.send({ type: "typing", on }));
     this.operatorTyping = null;
@@ -82,6 +86,7 @@ class Widget {
       opened: () => this.opened(),
       frame: (frame) => this.frame(frame),
       state: (state, seconds) => this.connectionState(state, seconds),
+      refused: () => this.emit("error", { request: null, error: REFUSED }),
     });
     for (const call of queue) { api.apply(null, call); }
     queue.length = 0;
@@ -112,7 +117,12 @@ class Widget {
     this.asked = null;  // its answer will not come
     clearInterval(this.countdown);
     this.countdown = null;
-    if (state === "waiting") {
+    if (state === "waiting" && this.connection.refused) {
+      // Refused, most likely for good (a bad token, an origin not allowed):
+      // a calm line, not a countdown; the tries go on with the backoff.
+      this.lost = true;
+      this.view.setNotice(this.t.unavailable);
+    } else if (state === "waiting") {
       this.lost = true;
       let left = Math.max(1, Math.round(seconds));
       const show = () => { this.view.setNotice(this.t.reconnecting(left)); left = Math.max(1, left - 1); };
@@ -120,7 +130,8 @@ class Widget {
       this.countdown = setInterval(show, 1000);
     } else {
       // Trying again after a loss: the notice stays up, saying so, until welcome.
-      this.view.setNotice(this.lost ? this.t.connecting : null);
+      this.view.setNotice(!this.lost ? null
+        : this.connection.refused ? this.t.unavailable : this.t.connecting);
     }
     this.refresh();
   }
@@ -139,6 +150,7 @@ class Widget {
 
   welcome(frame) {
     this.welcomed = true;
+    if (frame.email_known === true) { this.emailKnown = true; }
     this.connection.settled();
     this.lost = false;
     this.view.setNotice(null);
@@ -326,6 +338,7 @@ class Widget {
       this.view.showOfflineError(String(frame.error || ""));
     } else if (frame.request === "identify") {
       this.identity = null;  // not sent again on the next connection
+      this.refresh();  // its email is not proven: the offline form may ask for one
       console.warn("wsdaemon widget: identify refused:", frame.error);
     }
     this.emit("error", { request: frame.request || null, error: String(frame.error || "") });
@@ -338,6 +351,10 @@ class Widget {
       this.contact = null;
       this.refresh();
     } else if (frame.request === "identify") {
+      if (this.identity && typeof this.identity.email === "string" && this.identity.email) {
+        this.emailKnown = true;  // proven by the site's hash: no need to ask for it
+        this.refresh();
+      }
       this.emit("identified", {});
     }
   }
@@ -381,7 +398,8 @@ class Widget {
       this.view.setStatus("online", t.replySoon);
     }
     this.view.showOffline(this.welcomed && this.available === false && !this.saved.contact
-                          && !this.contact && !this.skipContact);
+                          && !this.contact && !this.skipContact && !this.emailKnown
+                          && !(this.identity && this.identity.email));
   }
 
   setOpen(open, byVisitor) {

@@ -4,13 +4,20 @@
 export const SUBPROTOCOL = "wsdaemon.chat.v1";
 /** Seconds before each new attempt (then the last, again), each +-20%. */
 const DELAYS = [1, 2, 4, 8, 15, 30];
+/**
+ * Attempts in a row that closed before they opened, after which the widget
+ * takes it as a refusal (the browser hides the handshake's 403 or 400: a bad
+ * token, an origin the route does not list) rather than a passing loss.
+ */
+export const REFUSED_AFTER = 3;
 
 export class Connection {
   /**
    * @param url the route's ws:// or wss:// URL.
    * @param token a function giving the identity token (or a promise of it,
    *   or null): called before every attempt, so a page can mint a fresh one.
-   * @param handlers {frame(object), opened(), state(name, seconds)}.
+   * @param handlers {frame(object), opened(), state(name, seconds),
+   *   refused() (REFUSED_AFTER attempts in a row failed before opening)}.
    */
   constructor(url, token, handlers) {
     this.url = url;
@@ -20,7 +27,12 @@ export class Connection {
     this.timer = null;
     this.attempt = 0;
     this.connecting = false;
+    /** Attempts in a row that closed before they opened. */
+    this.unopened = 0;
   }
+
+  /** Did the last REFUSED_AFTER attempts (or more) all fail before opening? */
+  get refused() { return this.unopened >= REFUSED_AFTER; }
 
   start() {
     window.addEventListener("online", () => this.now());
@@ -50,7 +62,10 @@ export class Connection {
     }
     this.connecting = false;
     this.socket = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
+      this.unopened = 0;
       if (socket.protocol !== SUBPROTOCOL) {  // not a conversations route
         console.error("wsdaemon widget: the route does not speak " + SUBPROTOCOL);
         socket.close(1000);
@@ -67,6 +82,10 @@ export class Connection {
     socket.onclose = () => {
       if (this.socket !== socket) { return; }
       this.socket = null;
+      if (!opened) {
+        this.unopened += 1;
+        if (this.unopened === REFUSED_AFTER) { this.handlers.refused(); }
+      }
       this.retry();
     };
   }

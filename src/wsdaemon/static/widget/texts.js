@@ -1,5 +1,6 @@
 // The widget's texts, English and Chinese; a site overrides some with data-
-// attributes (data-title, data-greeting).
+// attributes (data-title, data-greeting). They promise only what the product
+// does: the daemon sends no email, the team sees an address left and may write.
 
 function within(seconds, minutes, hours) {
   const m = Math.max(1, Math.ceil(seconds / 60));
@@ -35,7 +36,9 @@ const EN = {
   retry: "Try again",
   typing: (name) => `${name || "Someone"} is typing…`,
   resolved: "This conversation was marked as resolved. Write to us again any time.",
-  offlineIntro: "Nobody is available right now. Leave your email and a message: we will answer there.",
+  unavailable: "Chat is not available on this page right now. We will keep trying.",
+  offlineIntro: "Nobody is available right now. Leave a message: the team will answer here. "
+    + "Add your email address if you would like them to be able to write to you.",
   email: "Your email",
   emailInvalid: "Please enter a valid email address.",
   message: "Your message",
@@ -77,7 +80,8 @@ const ZH = {
   retry: "重试",
   typing: (name) => `${name || "对方"}正在输入…`,
   resolved: "此对话已标记为已解决。如有需要，欢迎随时再联系我们。",
-  offlineIntro: "目前没有客服在线。请留下您的邮箱和留言，我们会通过邮件回复您。",
+  unavailable: "此页面暂时无法使用在线咨询，我们会继续尝试连接。",
+  offlineIntro: "目前没有客服在线。请留言，客服会在这里回复您。如希望客服也能通过邮件联系您，请留下邮箱。",
   email: "您的邮箱",
   emailInvalid: "请输入有效的邮箱地址。",
   message: "您的留言",

@@ -154,6 +154,17 @@ export class ChatView {
     const text = el("textarea");
     text.id = "wsd-offline-text";
     text.rows = 3;
+    text.maxLength = 8000;
+    // As in the chat box: Enter sends, Shift+Enter is a new line.
+    text.setAttribute("aria-describedby", "wsd-offline-hint");
+    const hint = el("span", "visually-hidden", t.hint);
+    hint.id = "wsd-offline-hint";
+    text.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
     this.offlineError = el("p", "error");
     this.offlineError.setAttribute("role", "alert");
     const button = el("button", "primary", t.leave);
@@ -164,10 +175,20 @@ export class ChatView {
     textLabel.htmlFor = "wsd-offline-text";
     const skip = el("button", "link skip", t.skip);
     skip.type = "button";
-    skip.addEventListener("click", () => this.on.skip());
+    skip.addEventListener("click", () => {
+      // What was typed in the form goes on in the chat box, not lost.
+      const typed = text.value.trim();
+      text.value = "";
+      this.on.skip();
+      if (typed && !this.input.value.trim()) {
+        this.input.value = typed;
+        this.fitInput();
+      }
+      this.input.focus();
+    });
     const actions = el("div", "actions");
     actions.append(button, skip);
-    form.append(el("p", "intro", t.offlineIntro), emailLabel, email, textLabel, text,
+    form.append(el("p", "intro", t.offlineIntro), emailLabel, email, textLabel, text, hint,
                 this.offlineError, actions);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -206,6 +227,7 @@ export class ChatView {
     send.append(icon("send"));
     form.append(label, input, hint, send);
     const fit = () => { input.rows = Math.min(5, Math.max(1, input.value.split("\n").length)); };
+    this.fitInput = fit;
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
@@ -353,12 +375,20 @@ export class ChatView {
     if (name !== null && this._atEnd(80)) { this.scrollToEnd(); }
   }
 
-  showResolved(resolved) { this.resolved.hidden = !resolved; }
+  /** Shown at the end of the thread: in view when the visitor was at the end. */
+  showResolved(resolved) {
+    if (this.resolved.hidden !== resolved) { return; }
+    const stick = this._atEnd();
+    this.resolved.hidden = !resolved;
+    if (stick) { this.scrollToEnd(); }
+  }
 
   showOffline(show) {
     const moved = this.offline.hidden === show;
+    const stick = this._atEnd();
     this.offline.hidden = !show;
     this.composer.hidden = show;
+    if (moved && stick) { this.scrollToEnd(); }  // the thread's height changed
     const active = this.frame.getRootNode().activeElement;
     if (moved && active && (show ? this.composer : this.offline).contains(active)) {
       (show ? this.offlineEmail : this.input).focus();
