@@ -32,9 +32,19 @@ delayed replies are cancelled, and one already on its way is refused by
 the core (the bot stays quiet). Faults cannot be in a bot's rules (its
 loader refuses them).
 
+What waits for a delay (and a rule's handoff after it) is stored as owed
+(L{BotPending}) before anything of the answer is sent; a silent answer
+says it owes nothing. So a bot that is gone before it is done (the daemon
+stopped or crashed, a reload rebuilt it, the bound dropped the episode)
+leaves no conversation with the bot: the core hands it over once it is
+overdue (L{wsdaemon.conversations.bot_events}); a handoff owed is made at
+once when this bot is closed or drops the episode.
+
 Bounded: each route's bot remembers at most C{max_episodes} episodes
 (L{DEFAULT_MAX_EPISODES}), least recently active dropped first (its
-delayed replies cancelled; the next message starts its counters again).
+delayed replies cancelled; the next message starts its counters again,
+without a second greeting). The counters are not stored: a restart
+starts them again too.
 """
 
 from __future__ import annotations

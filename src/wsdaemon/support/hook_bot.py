@@ -25,6 +25,12 @@ handed to the operators ("the bot's backend did not answer: timeout"),
 logged once per outage (and once when it answers again), counted by kind.
 While a request is out the visitor sees the bot typing.
 
+Each request is stored as an answer owed (L{BotPending}, until its
+attempts are surely over); the answer's last message, or an empty answer,
+settles it. A daemon that crashes with a request out leaves it owed: the
+restarted one hands the conversation over once it is overdue, and never
+asks the backend again.
+
 The context is what this daemon saw of the episode (its visitor messages
 and the bot's replies): after a restart it starts again from the next
 message. Bounded: at most C{max_episodes} episodes (least recently
