@@ -76,6 +76,8 @@ def test_assets_and_probes_are_not_logged_by_default(
     assert "GET /no-such-page" in log
     assert "connected to /echo" in log
     assert "object at 0x" not in log
+    assert "_Site starting on" not in log and f"wsdaemon starting on {daemon.port}" in log
+    assert "wsdaemon admin API starting on" in log
 
 
 def test_every_request_logged_when_asked(

@@ -58,6 +58,11 @@ class QuietAccessLog(Site):
     #: Twisted's "Starting factory <..._Site object at 0x7f...>": the
     #: service says what listens where.
     noisy = False
+    #: What Twisted's "... starting on 8080" and "(... Port 8080 Closed)" call it.
+    log_name = "wsdaemon"
+
+    def logPrefix(self) -> str:
+        return self.log_name
 
     def getResourceFor(self, request: Any) -> Any:
         resource = super().getResourceFor(request)

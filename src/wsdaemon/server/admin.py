@@ -452,6 +452,7 @@ class AdminSite(QuietAccessLog):
     requestFactory = _AdminRequest
     #: Monitors' probes, every few seconds: no access line unless they fail.
     quiet_resources = (MetricsResource, HealthResource)
+    log_name = "wsdaemon admin API"
     protocol = _AdminChannel  # type: ignore[assignment]
     displayTracebacks = False
 
