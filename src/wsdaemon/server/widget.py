@@ -24,10 +24,10 @@ from wsdaemon.config import ASSETS_PATH, DaemonConfig
 __all__ = ["WIDGET_MODULES", "WidgetAsset", "widget_tag", "widget_assets"]
 
 #: What C{/_wsdaemon/widget/} serves, from C{static/widget/}.
-WIDGET_MODULES = ("app.js", "api.js", "connection.js", "thread.js", "view.js", "dom.js",
-                  "preview.js", "typing.js", "texts.js", "saved.js", "widget.css")
+WIDGET_MODULES = ("app.js", "api.js", "connection.js", "thread.js", "view.js", "offline.js",
+                  "dom.js", "preview.js", "typing.js", "texts.js", "saved.js", "widget.css")
 _TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8"}
-#: Browsers may keep them a few minutes: a page view loads twelve files.
+#: Browsers may keep them a few minutes: a page view loads thirteen files.
 _CACHE = b"public, max-age=300"
 
 

@@ -2,6 +2,7 @@
 // Every text from the network goes in through textContent, never as HTML.
 
 import { accentText, bubble, el, icon } from "./dom.js";
+import { OfflineForm } from "./offline.js";
 import { Preview } from "./preview.js";
 
 /** How long the "email saved" confirmation stays (ms). */
@@ -132,80 +133,26 @@ export class ChatView {
     this.typing.append(dots, this.typingText);
     this.thread.append(this.earlier, greeting, this.list, this.resolved, this.typing);
 
-    this.offline = this._offline();
+    this.offlineForm = new OfflineForm(t, {
+      contact: (email, text) => this.on.contact(email, text),
+      skip: (typed) => {
+        // What was typed in the form goes on in the chat box, not lost.
+        this.on.skip();
+        if (typed && !this.input.value.trim()) {
+          this.input.value = typed;
+          this.fitInput();
+        }
+        this.input.focus();
+      },
+    });
+    this.offline = this.offlineForm.form;
+    this.offlineEmail = this.offlineForm.email;
     this.thanks = el("p", "thanks");
     this.thanks.setAttribute("role", "status");
     this.thanks.hidden = true;
     this.composer = this._composer();
     panel.append(header, this.notice, this.thread, this.offline, this.thanks, this.composer);
     return panel;
-  }
-
-  _offline() {
-    const t = this.t;
-    const form = el("form", "offline");
-    form.noValidate = true;
-    form.hidden = true;
-    const email = el("input");
-    email.type = "email";
-    email.id = "wsd-email";
-    email.autocomplete = "email";
-    email.required = true;
-    const text = el("textarea");
-    text.id = "wsd-offline-text";
-    text.rows = 3;
-    text.maxLength = 8000;
-    // As in the chat box: Enter sends, Shift+Enter is a new line.
-    text.setAttribute("aria-describedby", "wsd-offline-hint");
-    const hint = el("span", "visually-hidden", t.hint);
-    hint.id = "wsd-offline-hint";
-    text.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        form.requestSubmit();
-      }
-    });
-    this.offlineError = el("p", "error");
-    this.offlineError.setAttribute("role", "alert");
-    const button = el("button", "primary", t.leave);
-    button.type = "submit";
-    const emailLabel = el("label", "", t.email);
-    emailLabel.htmlFor = "wsd-email";
-    const textLabel = el("label", "", t.message);
-    textLabel.htmlFor = "wsd-offline-text";
-    const skip = el("button", "link skip", t.skip);
-    skip.type = "button";
-    skip.addEventListener("click", () => {
-      // What was typed in the form goes on in the chat box, not lost.
-      const typed = text.value.trim();
-      text.value = "";
-      this.on.skip();
-      if (typed && !this.input.value.trim()) {
-        this.input.value = typed;
-        this.fitInput();
-      }
-      this.input.focus();
-    });
-    const actions = el("div", "actions");
-    actions.append(button, skip);
-    form.append(el("p", "intro", t.offlineIntro), emailLabel, email, textLabel, text, hint,
-                this.offlineError, actions);
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      const address = email.value.trim();
-      if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(address) || address.length > 254) {
-        this.offlineError.textContent = t.emailInvalid;
-        email.setAttribute("aria-invalid", "true");
-        email.focus();
-        return;
-      }
-      email.removeAttribute("aria-invalid");
-      this.offlineError.textContent = "";
-      this.on.contact(address, text.value.trim());
-      text.value = "";
-    });
-    this.offlineEmail = email;
-    return form;
   }
 
   _composer() {
@@ -403,7 +350,7 @@ export class ChatView {
     if (text) { this.thanksTimer = setTimeout(() => this.showThanks(null), THANKS_SHOWN); }
   }
 
-  showOfflineError(text) { this.offlineError.textContent = text; }
+  showOfflineError(text) { this.offlineForm.showError(text); }
 
   showEarlier(show) { this.earlier.hidden = !show; }
 
