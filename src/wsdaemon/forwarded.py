@@ -17,34 +17,47 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
-__all__ = ["MAX_HOPS", "Forwarded", "TrustedProxies", "parse_trusted_proxies", "peer_string"]
+from twisted.internet.address import UNIXAddress
+
+__all__ = ["MAX_HOPS", "UNIX", "Forwarded", "TrustedProxies", "parse_trusted_proxies",
+           "peer_string"]
 
 #: Entries of C{X-Forwarded-For} read at most; a longer chain is malformed.
 MAX_HOPS = 32
 
 Network = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address
+#: The entry trusting every connection on a Unix socket (a proxy on this
+#: machine, e.g. nginx's C{proxy_pass http://unix:/run/wsdaemon.sock}).
+UNIX = "unix"
+#: The host a Unix socket's peer is given here.
+_UNIX_HOST = "unix"
 
 
-def parse_trusted_proxies(raw: str) -> tuple[Network, ...]:
+def parse_trusted_proxies(raw: str) -> tuple[Network | str, ...]:
     """
     @param raw: addresses or CIDR networks, separated by commas, spaces or
-        lines (C{127.0.0.1, 10.0.0.0/8, ::1}).
+        lines (C{127.0.0.1, 10.0.0.0/8, ::1}), and C{unix} for connections
+        on a Unix socket.
 
-    @return: the networks (a single address is a network of one).
+    @return: the networks (a single address is a network of one), and
+        L{UNIX} if given.
 
     @raise ValueError: saying which entry is not an address or network.
     """
-    networks: list[Network] = []
+    networks: list[Network | str] = []
     for entry in raw.replace(",", " ").split():
+        if entry.lower() == UNIX:
+            networks.append(UNIX)
+            continue
         try:
             networks.append(ip_network(entry.strip("[]"), strict=True))
         except ValueError:
             bits = (" (a network's host bits must be zero: 10.0.0.0/8, not 10.0.0.1/8)"
                     if "/" in entry else "")
             raise ValueError(
-                f"expected IP addresses or CIDR networks (e.g. 127.0.0.1, 10.0.0.0/8, ::1), "
-                f"separated by commas; {entry!r} is not one{bits}") from None
+                f"expected IP addresses or CIDR networks (e.g. 127.0.0.1, 10.0.0.0/8, ::1) "
+                f"or unix, separated by commas; {entry!r} is not one{bits}") from None
     return tuple(networks)
 
 
@@ -86,8 +99,8 @@ class TrustedProxies:
     believed. Empty (the default): nobody's.
     """
 
-    def __init__(self, networks: Iterable[Network] = ()) -> None:
-        self.networks: tuple[Network, ...] = tuple(networks)
+    def __init__(self, networks: Iterable[Network | str] = ()) -> None:
+        self.networks = tuple(networks)
         #: Whether a malformed header was logged (it is, once per daemon).
         self.warned = False
 
@@ -98,14 +111,38 @@ class TrustedProxies:
         first, self.warned = not self.warned, True
         return first
 
+    @property
+    def networks(self) -> tuple[Network | str, ...]:
+        """
+        The trusted networks, and L{UNIX} if Unix socket peers are trusted
+        (set by a reload).
+        """
+        return self._entries
+
+    @networks.setter
+    def networks(self, entries: Iterable[Network | str]) -> None:
+        self._entries = tuple(entries)
+        self._ip = tuple(e for e in self._entries if not isinstance(e, str))
+        self.unix = UNIX in self._entries
+
     def __bool__(self) -> bool:
-        return bool(self.networks)
+        return bool(self._entries)
+
+    @staticmethod
+    def host_of(address: object) -> str:
+        """
+        @return: the host of a peer's address (C{unix} for a Unix socket's).
+        """
+        return _UNIX_HOST if isinstance(address, UNIXAddress) else str(
+            getattr(address, "host", ""))
 
     def trusts(self, host: str) -> bool:
         """
         @return: whether C{host} (a peer's address) is a trusted proxy.
         """
-        if not self.networks:
+        if host == _UNIX_HOST:
+            return self.unix
+        if not self._ip:
             return False
         address = _address(host)
         return address is not None and self._trusted(address)
@@ -113,7 +150,7 @@ class TrustedProxies:
     def _trusted(self, address: Address) -> bool:
         if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        return any(address in network for network in self.networks)
+        return any(address in network for network in self._ip)
 
     def client(self, peer_host: str, forwarded_for: str | None,
                forwarded_proto: str | None = None) -> Forwarded:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection, connect, unix_connect
 
 from tests import wsframes
 from tests.admin_client import Admin, admin_config
@@ -218,3 +218,31 @@ def test_reload_changes_whom_the_daemon_trusts(
         via_proxy(daemon, "203.0.113.6", stack)
         found = peers(admin)
         assert found[0].startswith("tcp4:127.0.0.1:") and found[1] == "tcp4:203.0.113.6:0", found
+
+
+def test_unix_socket_behind_a_local_proxy(write_config: Callable[..., Path],
+                                          start_daemon: Callable[..., Daemon],
+                                          tmp_path: Path) -> None:
+    """
+    trusted_proxies = unix: on a Unix socket listener (nginx's
+    proxy_pass http://unix:...), X-Forwarded-For names the client for the
+    per-IP limit and /clients.
+    """
+    admin_port = free_port()
+    sock_path = tmp_path / "ws.sock"
+    text = admin_config(admin_port, KEY, ROUTES,
+                        wsdaemon="trusted_proxies = unix\nmax_connections_per_ip = 1")
+    daemon = start_daemon(write_config(text), extra_args=["--listen", f"unix:{sock_path}"])
+    daemon.wait_for_log(f"listening on unix:{sock_path}")
+    with ExitStack() as stack:
+        def over_unix(forwarded_for: str) -> ClientConnection:
+            return stack.enter_context(unix_connect(
+                str(sock_path), "ws://localhost/echo", open_timeout=5,
+                additional_headers={"X-Forwarded-For": forwarded_for}))
+
+        over_unix("203.0.113.5")
+        with pytest.raises(InvalidStatus) as info:
+            over_unix("203.0.113.5")
+        assert info.value.response.status_code == 429
+        over_unix("203.0.113.6")
+        assert peers(Admin(admin_port, KEY)) == ["tcp4:203.0.113.5:0", "tcp4:203.0.113.6:0"]

@@ -121,3 +121,18 @@ def test_config_value(write_config: Callable[..., Path]) -> None:
     config = _load(write_config, "trusted_proxies = 127.0.0.1, 10.0.0.0/8")
     assert config.trusted_proxies == (ip_network("127.0.0.1/32"), ip_network("10.0.0.0/8"))
     assert _load(write_config, "").trusted_proxies == ()
+
+
+def test_unix_socket_peers_trusted_only_when_listed() -> None:
+    """
+    'unix' trusts every peer on a Unix socket (nginx on this machine);
+    without it a Unix socket's peer is no proxy, and 'unix' trusts no IP.
+    """
+    from twisted.internet.address import IPv4Address, UNIXAddress
+
+    unix = TrustedProxies(parse_trusted_proxies("unix"))
+    host = unix.host_of(UNIXAddress(None))
+    assert unix.client(host, "203.0.113.5").host == "203.0.113.5"
+    assert not unix.trusts(unix.host_of(IPv4Address("TCP", "127.0.0.1", 1)))
+    assert not PROXIES.trusts(host)
+    assert PROXIES.client(host, "203.0.113.5") == Forwarded(host)

@@ -174,8 +174,9 @@ class DaemonConfig:
     #: Worker processes sharing the listeners (1: this process serves).
     workers: int = 1
     #: Reverse proxies whose X-Forwarded-For names the client (none: the
-    #: peer is the client), see L{wsdaemon.forwarded}.
-    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    #: peer is the client; "unix": any peer on a Unix socket), see
+    #: L{wsdaemon.forwarded}.
+    trusted_proxies: tuple[IPv4Network | IPv6Network | str, ...] = ()
     #: Whether static assets and /healthz, /metrics probes get an access
     #: log line (off: page views and probes do not flood the journal).
     log_every_request: bool = False

@@ -29,8 +29,7 @@ def believe(protocol: Any, request: ConnectionRequest, proxies: TrustedProxies) 
 
     @return: who the connection is from.
     """
-    address: Any = protocol.transport.getPeer()
-    peer_host = str(getattr(address, "host", ""))
+    peer_host = proxies.host_of(protocol.transport.getPeer())
     headers = request.headers or {}
     forwarded = proxies.client(peer_host, headers.get("x-forwarded-for"),
                                headers.get("x-forwarded-proto"))

@@ -174,7 +174,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
             self._client_id, headers, self._claims = resolve_with_claims(
                 settings.identity, request, secure=ISSLTransport.providedBy(transport)
                 or (forwarded is not None and forwarded.secure))
-            self._ip = (forwarded.host if forwarded is not None
+            self._ip = (forwarded.host if forwarded is not None and forwarded.forwarded
                         else str(getattr(transport.getPeer(), "host", request.peer)))
             subprotocol = factory.handshake.subprotocol(list(request.protocols or ()))
             refusal = factory.limits.admit(self._ip) if factory.limits is not None else None

@@ -96,8 +96,7 @@ class _ForwardedRequest(proxyForInterface(IRequest, "_request")):  # type: ignor
 
 
 def _client_seen(request: Any, proxies: TrustedProxies) -> Any:
-    peer = request.getClientAddress()
-    host = str(getattr(peer, "host", ""))
+    host = proxies.host_of(request.getClientAddress())
     if not proxies.trusts(host):
         return request
     headers = request.requestHeaders
