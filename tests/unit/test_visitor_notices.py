@@ -66,3 +66,17 @@ def test_the_default_texts_promise_no_email() -> None:
     desk.step(LeaveContact(ROUTE, "v1", "ann@example.com"))
     assert bodies(desk) == ["Thanks! The team will see your email address (ann@example.com) "
                             "and may write to you there."]
+
+
+def test_the_shipped_config_ships_the_defaults() -> None:
+    """etc/wsdaemon.ini (what a trial runs) says what the defaults say: no
+    email asked for with nobody online, none promised for an address left."""
+    from pathlib import Path
+
+    from wsdaemon.config import load_config
+
+    shipped = load_config(Path(__file__).resolve().parents[2] / "etc" / "wsdaemon.ini")
+    settings = shipped.operator.conversations
+    defaults = ConversationSettings()
+    assert (settings.ack_message, settings.offline_message, settings.contact_message) == (
+        defaults.ack_message, defaults.offline_message, defaults.contact_message)
