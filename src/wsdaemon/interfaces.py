@@ -388,7 +388,8 @@ class Contribution:
         built (a reload's are not looked at).
     @ivar channel: its operators' WebSocket server factory, or None: the
         daemon counts its refusals in C{/metrics} (C{refusals}, by reason, at
-        C{path}) and closes its C{connections} with the clients' on a stop.
+        C{path}) and closes its C{connections} with the clients' on a stop;
+        it gives it the routes' C{trusted_proxies} (L{wsdaemon.forwarded}).
     """
 
     strategies: Mapping[str, IStrategyFactory] = field(default_factory=dict)

@@ -142,6 +142,8 @@ class WebRoot:
             _put(root, route.path, WebSocketResource(factory))
         self.factories = factories
         self.channel = contribution.channel if contribution is not None else None
+        if self.channel is not None:  # operators behind the same proxies as visitors
+            self.channel.trusted_proxies = self.trusted_proxies
         for path, resource in (contribution.resources if contribution is not None else {}).items():
             _put(root, path, resource)
         return root

@@ -47,12 +47,15 @@ from twisted.python.failure import Failure
 
 from wsdaemon.config import ProtocolSettings
 from wsdaemon.connections.backpressure import Backpressure
+from wsdaemon.connections.forwarding import believe
 from wsdaemon.connections.protocol import autobahn_options
+from wsdaemon.connections.refusals import fail_handshake_quietly
 from wsdaemon.conversations.events import OperatorAvailability
 from wsdaemon.conversations.model import Availability
 from wsdaemon.credentials import check_token
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.escaping import visible
+from wsdaemon.forwarded import TrustedProxies
 from wsdaemon.support.canned import CannedReplies
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.hub import OperatorHub
@@ -111,14 +114,21 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
     _held_reading = False
     _backlog = 0
 
+    #: Whether a refusal of this handshake was logged (one line in all).
+    _refusal_told = False
+
     def failHandshake(self, reason: str, code: int = 400,
                       responseHeaders: Any = None) -> None:
-        # Autobahn puts a bad header's value into its log and status line.
-        super().failHandshake(visible(reason), code, responseHeaders)
+        # Autobahn puts a bad header's value into its log and status line
+        # (escaped there) and logs two lines of its own (left out).
+        fail_handshake_quietly(self, super().failHandshake, reason, code, responseHeaders,
+                               told=self._refusal_told)
 
     def onConnect(self, request: ConnectionRequest) -> None:
         try:
             factory = self.factory
+            if factory.trusted_proxies:  # the operator behind the site's proxy
+                believe(self, request, factory.trusted_proxies)
             if not factory.settings.origins.allows(request.origin):
                 factory.count_refusal("origin")
                 raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
@@ -134,6 +144,7 @@ class OperatorChannelProtocol(WebSocketServerProtocol):
             if name is None:
                 factory.count_refusal("bad_token")
                 _log.warn("refused an operator from {peer}: bad token", peer=request.peer)
+                self._refusal_told = True
                 raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "bad operator token")
             self.operator = name
             self._token_digest = _digest(offered)
@@ -293,6 +304,8 @@ class OperatorChannelFactory(WebSocketServerFactory):
     """
 
     protocol = OperatorChannelProtocol  # type: ignore[assignment]
+    #: Whose X-Forwarded-For is believed (the site's, set by its WebRoot).
+    trusted_proxies = TrustedProxies()
 
     def __init__(self, driver: ConversationDriver, hub: OperatorHub, tokens: Mapping[str, str],
                  display_names: Mapping[str, str], canned: CannedReplies,
