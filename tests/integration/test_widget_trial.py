@@ -290,6 +290,7 @@ def test_a_refused_connection_fires_error_and_says_so_calmly(browser: Any,
     assert len([e for e in browser.execute_script("return window.seen") if e[0] == "error"]) == 1
     assert "Trying again in" not in css(root, ".notice").text
     assert csp_violations(browser) == []
+    assert run_axe(browser) == []
 
 
 def test_the_resolved_notice_is_scrolled_into_view(browser: Any, daemon: Daemon) -> None:
