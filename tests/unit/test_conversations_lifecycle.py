@@ -544,7 +544,7 @@ def test_leaving_a_contact() -> None:
     write(desk)
     desk.step(LeaveContact(ROUTE, "v1", " ann@example.com "))
     assert desk.conversation("v1").contact == "ann@example.com"
-    assert bodies(desk) == ["Thanks! The team will see your email address (ann@example.com) "
+    assert bodies(desk) == ["Got it: the team will see your email address (ann@example.com) "
                             "and may write to you there."]
     for wrong in ("ann", "ann@example", "a b@example.com", "x" * 250 + "@example.com"):
         with pytest.raises(InvalidMove, match="not an email address"):

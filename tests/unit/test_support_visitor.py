@@ -527,7 +527,7 @@ def test_structured_contact() -> None:
                                "error": "not an email address"}]
     send(client, {"type": "contact", "email": "ann@example.com"})
     got = frames(client)
-    assert got[0]["text"] == ("Thanks! The team will see your email address (ann@example.com) "
+    assert got[0]["text"] == ("Got it: the team will see your email address (ann@example.com) "
                               "and may write to you there.")
     assert got[-1] == {"type": "ok", "request": "contact"}
     assert desk.conversation().contact == "ann@example.com"

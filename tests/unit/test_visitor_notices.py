@@ -64,7 +64,7 @@ def test_the_default_texts_promise_no_email() -> None:
     [offline] = bodies(desk)
     assert "email" not in offline.lower() and "soon" not in offline.lower()
     desk.step(LeaveContact(ROUTE, "v1", "ann@example.com"))
-    assert bodies(desk) == ["Thanks! The team will see your email address (ann@example.com) "
+    assert bodies(desk) == ["Got it: the team will see your email address (ann@example.com) "
                             "and may write to you there."]
 
 

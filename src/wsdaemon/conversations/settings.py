@@ -70,7 +70,7 @@ class ConversationSettings:
         "answer here when they are back."
     )
     contact_message: str = (
-        "Thanks! The team will see your email address ({email}) and may write to you there."
+        "Got it: the team will see your email address ({email}) and may write to you there."
     )
     notices_once: bool = True
     max_unanswered: int = 20
