@@ -17,6 +17,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from threading import Thread
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -24,9 +25,30 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-__all__ = ["SQLiteWriter", "private"]
+__all__ = ["SQLiteWriter", "StoreThreadPool", "private"]
 
 T = TypeVar("T")
+
+
+class _StoreThread(Thread):
+    """A daemon thread: see L{StoreThreadPool}."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.daemon = True
+
+
+class StoreThreadPool(ThreadPool):
+    """
+    A store's threads, which do not keep the process alive: a store left
+    open (a test that failed before closing it, a start that failed half
+    way) no longer makes the interpreter wait for its idle thread forever
+    at exit. The daemon closes its stores when it stops, as before; a write
+    cut short by an exit is a transaction SQLite rolls back on the next
+    open, as after a crash.
+    """
+
+    threadFactory = _StoreThread
 
 
 class SQLiteWriter:
@@ -39,7 +61,7 @@ class SQLiteWriter:
     def __init__(self, path: Path, reactor: Any, name: str) -> None:
         self.path = path
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
+        self._pool = StoreThreadPool(minthreads=1, maxthreads=1, name=name)
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]] = []
         self._committing = False

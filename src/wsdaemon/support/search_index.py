@@ -28,11 +28,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
 
 from wsdaemon.conversations.codec import CONVERSATION_COLUMNS, conversation_from_row
 from wsdaemon.conversations.effects import Commit
 from wsdaemon.conversations.model import Author, Conversation
+from wsdaemon.sqlite_writer import StoreThreadPool
 from wsdaemon.support.schema import SELECT_CONVERSATION
 from wsdaemon.support.search import (
     HITS_PER_CONVERSATION,
@@ -187,7 +187,7 @@ class SQLiteSearch:
         self.seconds = seconds
         #: SQLite steps between two looks at the clock during one statement.
         self.progress_ops = 10_000
-        self._pool = ThreadPool(minthreads=0, maxthreads=1, name="wsdaemon-search")
+        self._pool = StoreThreadPool(minthreads=0, maxthreads=1, name="wsdaemon-search")
         self._db: sqlite3.Connection | None = None
         self._started = False
 
