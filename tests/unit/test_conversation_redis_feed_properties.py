@@ -97,8 +97,8 @@ class SharedStore:
     ran, not done if not).
     """
 
-    #: (The team's version is not checked here: no load-raising clash.)
-    loaded_team_version = 0
+    #: (Raised loads are not checked here: no load-raising clash.)
+    loaded_team_raised: dict[str, int] = {}  # noqa: RUF012 - read only
 
     def __init__(self, inner: MemoryConversationStore, stream: Stream) -> None:
         self.inner = inner

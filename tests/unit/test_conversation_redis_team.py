@@ -29,7 +29,7 @@ from wsdaemon.conversations.effects import Commit
 from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.conversations.model import Conversation, conversation_id_for
 from wsdaemon.conversations.routing import OperatorState, Team
-from wsdaemon.support.peers import raises_load
+from wsdaemon.support.peers import raised_loads
 from wsdaemon.support.redis_catchup import Backlog
 from wsdaemon.support.redis_news import Change
 from wsdaemon.support.redis_scripts import TEAM
@@ -159,67 +159,76 @@ def _new(n: int) -> Commit:
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_commit_raising_a_load_is_checked_against_the_teams_version(
+def test_a_commit_raising_a_load_is_refused_only_when_the_room_may_be_full(
         made: Links) -> Generator[Any, Any, None]:
-    """Two daemons route a new conversation each to Bob, both decided on
-    team version 0: the first lands (version 1, in its event), the second
-    is refused naming TEAM and writes nothing; decided again on version 1,
-    it lands. A commit raising no load is not checked."""
+    """Bob has a capacity of 2. Two daemons each route a conversation to
+    him, both having seen no raise (load 0 -> 1): both land (two unseen
+    raises at most fill his room). A third decided on the same view (load
+    1 -> 2, nothing seen) is refused naming him and writes nothing: with
+    the 2 raises seen it lands. Each event says the count after it; a
+    commit raising no load is not counted."""
     link = made()
     a = RedisConversationStore(link, link.prefix, reactor)
     b = RedisConversationStore(made(), link.prefix, reactor)
-    yield a.commit(_new(1), {"team_version": 1})
+    yield a.commit(_new(1), {"team_raise": {"bob": [0, 1, 2]}})
+    yield b.commit(_new(2), {"team_raise": {"bob": [0, 1, 2]}})
     with pytest.raises(StaleConversation) as refused:
-        yield b.commit(_new(2), {"team_version": 1})
-    assert refused.value.conversation_ids == (TEAM,)
-    assert (yield b.load(conversation_id_for(ROUTE, "v2"))) is None
-    yield b.commit(_new(2), {"team_version": 2})
-    yield b.commit(_new(3))  # not checked
-    assert (yield link.call("GET", f"{link.prefix}c:team:version")) == "2"
+        yield b.commit(_new(3), {"team_raise": {"bob": [0, 2, 2]}})
+    assert refused.value.conversation_ids == (TEAM + "bob",)
+    assert (yield b.load(conversation_id_for(ROUTE, "v3"))) is None
+    yield b.commit(_new(3), {"team_raise": {"bob": [2, 3, 0]}})  # no cap: counted only
+    yield b.commit(_new(4))
+    assert (yield link.call("HGET", f"{link.prefix}c:team:raised", "bob")) == "3"
     events = yield link.call("XRANGE", f"{link.prefix}events", "-", "+")
-    assert [json.loads(fields[1]).get("team_version") for _, fields in events] == [1, 2, None]
+    told = [json.loads(fields[1]) for _, fields in events]
+    assert [e.get("team_raised") for e in told] == [{"bob": 1}, {"bob": 2}, {"bob": 3}, None]
+    assert all("team_raise" not in e for e in told)
     yield b.load_live()
-    assert b.loaded_team_version == 2
+    assert b.loaded_team_raised == {"bob": 3}
 
 
-def _change(key: str, version: int, team: int | None) -> Change:
+def _change(key: str, version: int, raised: dict[str, int] | None) -> Change:
     conversation = Conversation(key, ROUTE, key, created_at=1.0, opened_at=1.0,
                                 last_activity_at=1.0, version=version)
-    return Change("d2", version, (conversation,), (), None, team_version=team)
+    return Change("d2", version, (conversation,), (), None, team_raised=raised)
 
 
 def test_the_backlog_claims_load_raising_changes_after_their_conversations_earlier_ones(
         ) -> None:
-    """A commit refused for the team's version takes every change that
-    raised a load up to the stored version, each after the changes of its
-    conversation before it (their deliveries stay in order); the view's
-    version is then the stored one, and the stream bringing version 2 ends
-    the wait for it."""
+    """A commit refused because Bob's room may be full takes every change
+    that raised Bob's load up to the stored count, each after the changes
+    of its conversation before it (their deliveries stay in order), and
+    none that raised only another's; the view's count is then the stored
+    one, and the stream bringing count 2 ends the wait for it."""
     backlog = Backlog(Clock())
     earlier = backlog.pending(_change("x", 1, None))
-    raised = backlog.pending(_change("x", 2, 1))
-    other = backlog.pending(_change("y", 1, None))
-    later = backlog.pending(_change("z", 1, 2))
+    raised = backlog.pending(_change("x", 2, {"bob": 1}))
+    other = backlog.pending(_change("y", 1, {"alice": 1}))
+    later = backlog.pending(_change("z", 1, {"bob": 2}))
     for pending in (earlier, raised, other, later):
         backlog.saw(pending.change)
-    assert backlog.following(TEAM)
-    taken = backlog.claim_up_to(TEAM, 1)
+    assert backlog.following(TEAM + "bob")
+    taken = backlog.claim_up_to(TEAM + "bob", 1)
     assert [(a.conversations[0].conversation_id, a.conversations[0].version)
             for a in taken] == [("x", 1), ("x", 2)]
-    assert backlog.team_version == 1
+    assert backlog.raised == {"bob": 1}
     assert not other.done and not later.done
-    assert backlog.read_up_to(TEAM, 2).called
-    assert not backlog.read_up_to(TEAM, 3).called
-    assert later.claim() and backlog.team_version == 2
+    assert backlog.read_up_to(TEAM + "bob", 2).called
+    assert not backlog.read_up_to(TEAM + "bob", 3).called
+    assert later.claim() and backlog.raised == {"bob": 2}
 
 
-def test_only_raising_a_capped_operators_load_is_checked() -> None:
-    """A transition that gives an operator with a capacity one more open
-    conversation is checked against the team's version; one without a cap
-    cannot be overfilled, and a lowered load never overshoots."""
+def test_raised_loads_say_what_the_view_holds() -> None:
+    """What a commit tells the script of the loads it raises: each raised
+    operator with the raises of it the view holds, its load after and its
+    capacity (0: none, counted but never refused; a load taken past it by
+    hand is told as none); a lowered load is not told."""
     before = Team((OperatorState("alice", Availability.ONLINE, capacity=2, load=1),
                    OperatorState("bob", Availability.ONLINE, capacity=0, load=4)))
-    assert raises_load(before, before.with_load("alice", +1))
-    assert not raises_load(before, before.with_load("bob", +1))
-    assert not raises_load(before, before.with_load("alice", -1))
-    assert not raises_load(before, before)
+    seen = {"alice": 7}
+    assert raised_loads(before, before.with_load("alice", +1), seen) == {"alice": [7, 2, 2]}
+    assert raised_loads(before, before.with_load("bob", +1), seen) == {"bob": [0, 5, 0]}
+    past = before.with_load("alice", +1).with_load("alice", +1)  # by hand, past its room
+    assert raised_loads(before, past, seen) == {"alice": [7, 3, 0]}
+    assert raised_loads(before, before.with_load("alice", -1), seen) == {}
+    assert raised_loads(before, before, seen) == {}

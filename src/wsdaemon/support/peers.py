@@ -8,14 +8,15 @@ and by the others' (their records move the loads; their operators'
 availability and capacity come as they told them); with Redis, a daemon
 starting later reads the operators' entries, and a gone daemon's
 operators are let go (L{wsdaemon.support.redis_team}). A commit that
-raises the load of an operator with a capacity is checked against the
-team's version it was decided on (L{raises_load}; with Redis, the commit
-script), so two daemons routing at the same moment never both fill the
-same room.
+raises an operator's load says how many raises of it the view holds
+(L{raised_loads}); with Redis, the commit script refuses it when those
+not held could overfill the operator's capacity, so two daemons routing
+at the same moment never both fill the same room.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +28,7 @@ from wsdaemon.conversations.model import Availability, Conversation, evolve
 from wsdaemon.conversations.routing import OperatorState, Team
 from wsdaemon.conversations.transition import Transition
 
-__all__ = ["Adopted", "Peers", "adopted_team", "raises_load"]
+__all__ = ["Adopted", "Peers", "adopted_team", "raised_loads"]
 
 
 @dataclass(frozen=True)
@@ -111,16 +112,23 @@ def adopted_team(inbox: Inbox, adopted: Adopted) -> Team:
     return team
 
 
-def raises_load(before: Team, after: Team) -> bool:
+def raised_loads(before: Team, after: Team,
+                 seen: Mapping[str, int]) -> dict[str, list[int]]:
     """
-    Whether C{after} gives an operator with a capacity more open
-    conversations than C{before} (one without a cap cannot be overfilled:
-    not checked, so a burst of new conversations for it never contends).
+    The operators C{after} gives more open conversations than C{before},
+    each with [the raises of its load the view holds (C{seen}), its load
+    after, its capacity (0: none)]: what the commit script checks (only a
+    capacity can be overfilled) and counts. A load taken past the capacity
+    on purpose (an assignment by hand, a reply taking the conversation) is
+    counted, not checked (told as no capacity): it does not rest on room.
     """
     if after is before:
-        return False
+        return {}
+    raised: dict[str, list[int]] = {}
     for operator in after.operators:
         known = before.get(operator.name)
-        if operator.capacity and operator.load > (0 if known is None else known.load):
-            return True
-    return False
+        if operator.load > (0 if known is None else known.load):
+            within = operator.capacity and operator.load <= operator.capacity
+            raised[operator.name] = [seen.get(operator.name, 0), operator.load,
+                                     operator.capacity if within else 0]
+    return raised

@@ -3,9 +3,10 @@ What a daemon has read of the others' commits and not yet taken, for a
 commit of its own that came back stale (L{wsdaemon.support.redis_feed}):
 each conversation's newest version read from the stream, the changes
 handed to the driver and waiting for their turn, and a wait for the
-stream to bring a version the store already holds. The team's version
-(commits that raised an operator's load, L{TEAM}) is followed alike: a
-commit refused because it moved on takes every such change up to it.
+stream to bring a version the store already holds. Each operator's
+raises counted (commits that raised its load: key L{TEAM} and its name)
+are followed alike: a commit refused because the operator's room may be
+full takes every change raising it up to the stored count.
 
 Bounded: versions of at most L{MAX_SEEN} conversations are remembered
 (least recently read dropped: a catch-up then waits L{CATCH_UP_WAIT} and
@@ -41,8 +42,7 @@ class Pending:
     def __init__(self, change: Change, backlog: Backlog) -> None:
         self.change = change
         keys = {c.conversation_id for c in change.conversations}
-        if change.team_version is not None:
-            keys.add(TEAM)
+        keys.update(TEAM + operator for operator in change.team_raised or ())
         self.keys = tuple(keys)
         self._backlog = backlog
         pending = self._pending = backlog.waiting
@@ -65,8 +65,10 @@ class Pending:
         return True
 
     def reaches(self, key: str, version: int) -> bool:
-        if key == TEAM:
-            return self.change.team_version is not None and self.change.team_version <= version
+        if key.startswith(TEAM):
+            raised = self.change.team_raised or {}
+            operator = key[len(TEAM):]
+            return operator in raised and raised[operator] <= version
         return any(c.conversation_id == key and c.version <= version
                    for c in self.change.conversations)
 
@@ -76,29 +78,31 @@ class Backlog:
     """
     @param clock: the wait's bound.
 
-    @ivar team_version: the team's version the driver's view is at: the
-        newest of the changes taken (and of this daemon's own commits).
+    @ivar raised: each operator's raises counted that the driver's view
+        holds: the newest of the changes taken (this daemon's own too).
     """
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._seen: OrderedDict[str, int] = OrderedDict()
-        self._team_seen = 0
+        self._team_seen: dict[str, int] = {}
         self.waiting: dict[str, deque[Pending]] = {}
         self._waiters: list[tuple[str, int, Deferred[None]]] = []
-        self.team_version = 0
+        self.raised: dict[str, int] = {}
 
     def pending(self, change: Change) -> Pending:
         """C{change} goes to the driver: waiting for its turn until claimed."""
         return Pending(change, self)
 
     def took(self, change: Change) -> None:
-        """The driver took C{change} (or it was claimed to be read again)."""
-        if change.team_version is not None:
-            self.team_version = max(self.team_version, change.team_version)
+        """The driver took C{change} (or it was claimed to be read again, or it is its own)."""
+        for operator, count in (change.team_raised or {}).items():
+            self.raised[operator] = max(self.raised.get(operator, 0), count)
 
     def _version(self, key: str) -> int:
-        return self._team_seen if key == TEAM else self._seen.get(key, 0)
+        if key.startswith(TEAM):
+            return self._team_seen.get(key[len(TEAM):], 0)
+        return self._seen.get(key, 0)
 
     def saw(self, change: Change) -> int:
         """
@@ -109,8 +113,8 @@ class Backlog:
             right by this change, their deliveries come on resume.
         """
         skipped = 0
-        if change.team_version is not None:
-            self._team_seen = max(self._team_seen, change.team_version)
+        for operator, count in (change.team_raised or {}).items():
+            self._team_seen[operator] = max(self._team_seen.get(operator, 0), count)
         for conversation in change.conversations:
             key = conversation.conversation_id
             seen = self._seen.get(key)
@@ -132,7 +136,7 @@ class Backlog:
 
     def following(self, key: str) -> bool:
         """Whether the stream brought C{key} before (its newest version is remembered)."""
-        return self._team_seen > 0 if key == TEAM else key in self._seen
+        return key[len(TEAM):] in self._team_seen if key.startswith(TEAM) else key in self._seen
 
     def read_up_to(self, key: str, version: int) -> Deferred[None]:
         """Fires once the stream brought C{key} at C{version}, or L{CATCH_UP_WAIT} later."""
@@ -161,17 +165,18 @@ class Backlog:
     def claim_up_to(self, key: str, version: int) -> list[Adopted]:
         """
         The changes waiting that bring C{key} up to C{version}, in order,
-        claimed. (L{TEAM}: those that raised a load up to that version, each
-        after the changes before it of its conversations.)
+        claimed. (L{TEAM} and an operator: those that raised its load up to
+        that count, each after the changes before it of its conversations.)
         """
         taken: list[Adopted] = []
-        if key == TEAM:
-            for pending in list(self.waiting.get(TEAM, ())):
-                if pending.reaches(TEAM, version):
+        if key.startswith(TEAM):
+            for pending in list(self.waiting.get(key, ())):
+                if pending.reaches(key, version):
                     for conversation in pending.change.conversations:
                         taken += self.claim_up_to(conversation.conversation_id,
                                                   conversation.version)
-            self.team_version = max(self.team_version, version)
+            operator = key[len(TEAM):]
+            self.raised[operator] = max(self.raised.get(operator, 0), version)
             return taken
         for pending in list(self.waiting.get(key, ())):
             if pending.reaches(key, version) and pending.claim():

@@ -33,12 +33,14 @@ it is taken then; an own event read while its commit's answer is still
 awaited waits for that answer.
 
 The team's capacity across daemons: a commit that raises an operator's
-load (routing gave it a conversation, an assignment) carries the team's
-version it was decided on; the commit script refuses it when another
-daemon's such commit came first (stale, as a conversation's version), and
-this daemon takes every load-raising change up to the stored version
-(L{catch_up} of L{TEAM}) and decides again: two daemons routing at once
-never give an operator more than its capacity.
+load (routing gave it a conversation, an assignment) says how many raises
+of that operator its view holds, its load after and its capacity; the
+commit script counts every raise, and refuses the commit (stale, as for a
+conversation's version) when the raises the view does not hold could take
+the operator past its capacity; this daemon then takes every change
+raising it up to the stored count (L{catch_up} of L{TEAM} and the
+operator) and decides again: two daemons routing at once never give an
+operator more than its capacity, and contend only near it.
 
 Bounded: the stream is capped (C{MAXLEN ~}, the store's C{events_kept});
 events read before the driver runs are held up to L{MAX_HELD} (more: the
@@ -67,7 +69,7 @@ from wsdaemon.conversations.transition import Transition
 from wsdaemon.errors import BrokerOutcomeUnknown
 from wsdaemon.escaping import visible
 from wsdaemon.support.driver import ConversationDriver
-from wsdaemon.support.peers import Adopted, raises_load
+from wsdaemon.support.peers import Adopted, raised_loads
 from wsdaemon.support.redis_catchup import Backlog
 from wsdaemon.support.redis_news import Change, decode_change, encode_news
 from wsdaemon.support.redis_scripts import TEAM
@@ -168,7 +170,8 @@ class ConversationFeed:
     def ready(self) -> None:
         """The driver runs: take what was held meanwhile (older records are ignored)."""
         backlog = self._backlog
-        backlog.team_version = max(backlog.team_version, self._store.loaded_team_version)
+        for operator, count in self._store.loaded_team_raised.items():
+            backlog.raised[operator] = max(backlog.raised.get(operator, 0), count)
         held, self._held = self._held, []
         for change in held:
             self._take(change)
@@ -193,17 +196,17 @@ class ConversationFeed:
         self._inflight[token] = None
         news = encode_news(transition, self.daemon_id, token)
         driver = self._driver
-        raises = driver is not None and raises_load(driver.inbox.team, transition.team)
-        team = self._backlog.team_version + 1 if raises else None
-        if team is not None:
-            news["team_version"] = team  # checked by the script against the one before
+        if driver is not None:
+            raised = raised_loads(driver.inbox.team, transition.team, self._backlog.raised)
+            if raised:
+                news["team_raise"] = raised  # checked and counted by the script
         d = self._store.commit(transition.commit, news)
 
         def landed(_: None) -> None:
-            if self._inflight.pop(token, None) is not None:
+            read = self._inflight.pop(token, None)
+            if read is not None:
                 self.skipped += 1  # its event came first: carried out here already
-            if team is not None:
-                self._backlog.team_version = max(self._backlog.team_version, team)
+                self._backlog.took(read)
             self._tell_team(transition)
 
         def failed(failure: Failure) -> Failure:
@@ -273,6 +276,7 @@ class ConversationFeed:
                 return
             if change.token not in self._unknown:
                 self.skipped += 1
+                self._backlog.took(change)  # its raises counted are in the view
                 return
             del self._unknown[change.token]
         self._take(change)
@@ -343,8 +347,8 @@ class ConversationFeed:
     async def _catch_up(self, keys: tuple[str, ...], wait: bool) -> list[Adopted]:
         taken: list[Adopted] = []
         for key in keys:
-            if key == TEAM:
-                taken += await self._team_caught_up()
+            if key.startswith(TEAM):
+                taken += await self._team_caught_up(key)
                 continue
             stored = await self._store.load(key)
             if stored is None:
@@ -355,18 +359,20 @@ class ConversationFeed:
             taken.append(Adopted((stored,)))
         return taken
 
-    async def _team_caught_up(self) -> list[Adopted]:
+    async def _team_caught_up(self, key: str) -> list[Adopted]:
         """
-        A commit raising a load was refused: another daemon's came first.
-        Every load-raising change up to the stored team version, claimed in
-        order (waiting for the stream to bring it, up to its bound, once
-        the stream brought such changes before: at start the loaded
-        records hold them).
+        A commit raising an operator's load was refused: others raised it
+        meanwhile. Every change raising it up to the stored count, claimed
+        in order (waiting for the stream to bring it, up to its bound, once
+        the stream brought such changes before: at start the loaded records
+        hold them).
         """
-        version = int(await self._link.call("GET", f"{self._link.prefix}c:team:version") or 0)
-        if self._backlog.following(TEAM):
-            await self._backlog.read_up_to(TEAM, version)
-        return self._backlog.claim_up_to(TEAM, version)
+        operator = key[len(TEAM):]
+        count = int(await self._link.call("HGET", f"{self._link.prefix}c:team:raised",
+                                          operator) or 0)
+        if self._backlog.following(key):
+            await self._backlog.read_up_to(key, count)
+        return self._backlog.claim_up_to(key, count)
 
     def _reread_keys(self, keys: Iterable[str]) -> None:
         for key in keys:

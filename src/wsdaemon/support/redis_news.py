@@ -57,8 +57,8 @@ class Change:
 
     @ivar token: the commit's number on its daemon.
     @ivar last_chosen: the round's place after it.
-    @ivar team_version: the team's version once it was written, when it
-        raised an operator's load (L{wsdaemon.support.redis_scripts.COMMIT}).
+    @ivar team_raised: the operators whose load it raised, with their
+        raises counted once it was written (L{wsdaemon.support.redis_scripts.COMMIT}).
     """
 
     daemon: str
@@ -67,7 +67,7 @@ class Change:
     effects: tuple[Effect, ...]
     last_chosen: str | None
     durable: bool = True
-    team_version: int | None = None
+    team_raised: dict[str, int] | None = None
 
     @property
     def adopted(self) -> Adopted:
@@ -189,7 +189,7 @@ def decode_change(event: dict[str, Any]) -> Change | None:
     conversations = tuple(_from_row(row) for row in event["rows"])
     rows = {c.conversation_id: c for c in conversations}
     effects = tuple(_effect(news, rows) for news in event["effects"])
-    team = event.get("team_version")
+    team = event.get("team_raised")
     return Change(str(event["daemon"]), int(event["token"]), conversations, effects,
                   event.get("round"), durable=event["type"] == "conversations",
-                  team_version=None if team is None else int(team))
+                  team_raised=None if not team else {str(k): int(v) for k, v in team.items()})

@@ -21,10 +21,10 @@ operator queue's do):
                     (ties: by id, as SQLite's index orders them)
     P c:migrated    string: when the operator queue's keys were taken over
     P c:migrating   string: who is taking them over now (expires)
-    P c:team:version  string: commits that raised an operator's load so far
-                    (the team's version: such a commit is checked against
-                    the one it was decided on, so two daemons routing at
-                    once cannot both fill the same room)
+    P c:team:raised hash: operator -> commits that raised its load so far
+                    (a commit raising a capped operator's load says how
+                    many it had seen, and is refused when those it had not
+                    seen could overfill the operator's room)
     P events        stream (the broker's): one entry per commit
 
 Timers are not stored: they are functions of a conversation's state
@@ -55,9 +55,10 @@ from wsdaemon.conversations.model import Conversation
 __all__ = ["COMMIT", "LIVE_PAGE", "READ_HASHES", "TEAM", "THREADS", "UNLOCK", "RedisCalls",
            "ScriptRunner", "conversation_from_hash", "write_args"]
 
-#: What a commit refused because the team's version moved on names
-#: instead of conversations (no conversation id looks like it).
-TEAM = "~team"
+#: What a commit refused because an operator's room may be full names
+#: (with the operator after it) instead of conversations (no conversation
+#: id looks like it).
+TEAM = "~team:"
 
 
 class RedisCalls(Protocol):
@@ -73,15 +74,16 @@ class RedisCalls(Protocol):
 
 # ARGV: P, mode ('commit': check versions and numbers, append the event;
 # 'migrate': leave alone a conversation that exists, with its messages and
-# notes, no event), events kept (MAXLEN ~), the team's version it was
-# decided on ('' when it raises nobody's load: not checked; else checked,
-# and one more once written), conversations, messages, notes (counts);
-# then per conversation: id, version, status, opened_at, its
+# notes, no event), events kept (MAXLEN ~), the loads it raises ('', or
+# JSON {operator: [raises seen, its load after, its capacity]}: refused
+# when the load after plus the raises not seen exceeds a capacity other
+# than 0; each counted, the counts after in the event), conversations,
+# messages, notes (counts); then per conversation: id, version, status, opened_at, its
 # field/value pairs as a JSON list of strings (one argument, not fifty:
 # the client's encoding of arguments is what a big write costs); per
 # message and note: conversation id, number,
 # JSON; last, the event's JSON. Returns {'ok', conversations written},
-# {'stale', ids...} or {'stale', TEAM} (the team's version moved on).
+# {'stale', ids...} or {'stale', TEAM .. operator} (its room may be full).
 COMMIT = r"""
 local P, mode, kept, team = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local nconv, nmsg, nnote = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -119,9 +121,18 @@ else
   end
   if #stale > 0 then return {'stale', unpack(stale)} end
   if team ~= '' then
-    local version = tonumber(redis.call('GET', P .. 'c:team:version') or '0')
-    if version ~= tonumber(team) then return {'stale', '~team'} end
-    redis.call('SET', P .. 'c:team:version', version + 1)
+    local counts = {}
+    for operator, seen in pairs(cjson.decode(team)) do
+      local stored = tonumber(redis.call('HGET', P .. 'c:team:raised', operator) or '0')
+      if seen[3] > 0 and seen[2] + stored - seen[1] > seen[3] then
+        return {'stale', '~team:' .. operator}
+      end
+      counts[operator] = stored + 1
+    end
+    for operator, n in pairs(counts) do
+      redis.call('HSET', P .. 'c:team:raised', operator, n)
+    end
+    event = string.sub(event, 1, -2) .. ',"team_raised":' .. cjson.encode(counts) .. '}'
   end
 end
 
@@ -153,8 +164,8 @@ return {'ok', written}
 """
 
 # ARGV: P, the cursor's score ('' for the first page), its id, page size.
-# Returns {count, last id, last score, JSON, the team's version}: up to a
-# page of conversations
+# Returns {count, last id, last score, JSON, the raises counted (JSON)}:
+# up to a page of conversations
 # after the cursor, in (opened_at, id) order, as a JSON list of their hashes
 # (each a list: field, value, ...). One string, not a nested reply of fifty
 # thousand: the client parses it at C speed. A cursor, not a rank:
@@ -184,7 +195,7 @@ while #out < limit do
   end
   start = start + limit
 end
-local team = redis.call('GET', P .. 'c:team:version') or '0'
+local team = cjson.encode(redis.call('HGETALL', P .. 'c:team:raised'))
 if #out == 0 then return {0, '', '', '[]', team} end
 return {#out, last_id, last_score, cjson.encode(out), team}
 """
@@ -300,11 +311,13 @@ def write_args(commit: Commit, mode: str, events_kept: int,
     and (mode C{commit}) the event every daemon reads: which conversations
     changed to which version, which messages and notes are new, and
     C{news}' fields (what other daemons carry out: L{wsdaemon.support.redis_feed}).
-    News with a C{team_version} (the team's version once written) makes the
-    script check the one before it.
+    News with C{team_raise} ({operator: [raises seen, load after,
+    capacity]}) makes the script check and count them (not in the event:
+    the script adds the counts after).
     """
-    team = (news or {}).get("team_version")
-    args: list[str] = [mode, str(events_kept), "" if team is None else str(int(team) - 1),
+    news = dict(news or {})
+    team = news.pop("team_raise", None)
+    args: list[str] = [mode, str(events_kept), "" if not team else _json(team),
                        str(len(commit.conversations)), str(len(commit.messages)),
                        str(len(commit.notes))]
     for conversation in commit.conversations:
@@ -317,7 +330,7 @@ def write_args(commit: Commit, mode: str, events_kept: int,
     for note in commit.notes:
         args += [note.conversation_id, str(note.note_id), _json(note_row(note))]
     args.append(_json({
-        **(news or {}),
+        **news,
         "type": "conversations",
         "conversations": [[c.conversation_id, c.version, str(c.status)]
                           for c in commit.conversations],

@@ -76,9 +76,9 @@ class RedisConversationStore:
         self.page_size = page_size
         self.events_kept = events_kept
         self._pending: set[Deferred[Any]] = set()
-        #: The team's version read just before the last L{load_live}: what
-        #: the loaded records' loads are at least up to (redis_scripts).
-        self.loaded_team_version = 0
+        #: Each operator's raises counted, read with the last L{load_live}'s
+        #: first page: the loaded records' loads hold at least those.
+        self.loaded_team_raised: dict[str, int] = {}
 
     def _key(self, conversation_id: str, suffix: str = "") -> str:
         return f"{self.prefix}c:{conversation_id}{suffix}"
@@ -150,7 +150,9 @@ class RedisConversationStore:
             if first:
                 # Read with the first page: the loaded loads are at least this far.
                 first = False
-                self.loaded_team_version = int(team)
+                pairs = iter(json.loads(team) or ())
+                self.loaded_team_raised = {str(name): int(count)
+                                           for name, count in zip(pairs, pairs, strict=True)}
             loaded.extend(conversation_from_hash(row) for row in json.loads(page))
             if int(count) < self.page_size:
                 return loaded
