@@ -49,6 +49,7 @@ __all__ = [
     "ACCEL_TIMINGS",
     "DIRECT_WRITE",
     "FAST_FRAMES",
+    "LOGLEVEL",
     "LOGLINES",
     "POLL",
     "SETUP",
@@ -58,6 +59,7 @@ __all__ = [
     "check_accel",
     "check_direct_write",
     "check_fast_frames",
+    "check_loglevel",
     "check_loglines",
     "check_poll",
     "check_setup",
@@ -97,6 +99,11 @@ UPGRADE = (("autobahn.twisted.resource.WebSocketResource", "_factory"),
 #: The module-level names of C{twisted.logger._file} that its
 #: C{textFileLogObserver} looks up for every event, and C{loglines} replaces.
 LOGLINES = ("formatEventAsClassicLogText", "formatTime")
+
+#: What C{[wsdaemon] log_level} (L{wsdaemon.server.loglevel}) reads of
+#: C{twisted.logger.LogPublisher} to wrap the observers logging began with:
+#: the publisher has no public list of them.
+LOGLEVEL = ("_observers",)
 
 #: What C{setup} uses of Autobahn (owner, name): the classes of per-connection
 #: state it makes, the options list it copies, the factory's timer and
@@ -297,6 +304,19 @@ def check_loglines() -> Reach:
         return Reach("loglines", why="textFileLogObserver no longer calls "
                      + ", ".join(f"twisted.logger._file.{name}" for name in unused))
     return Reach("loglines")
+
+
+def check_loglevel(publisher: Any) -> Reach:
+    """
+    @return: whether C{publisher} (a C{twisted.logger.LogPublisher}) keeps
+        its observers in a list where C{log_level} can find them.
+    """
+    missing = _missing("twisted.logger.LogPublisher", publisher, LOGLEVEL)
+    if missing:
+        return Reach("loglevel", tuple(missing))
+    if not isinstance(publisher._observers, list):
+        return Reach("loglevel", why="twisted.logger.LogPublisher._observers is not a list")
+    return Reach("loglevel")
 
 
 def _same(theirs: Any, ours: Any) -> bool:

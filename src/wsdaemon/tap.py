@@ -112,6 +112,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         if options["check-config"]:
             sys.stdout.write(config.summary() + "\n")
             raise SystemExit(0)
+        if handle_signals:
+            _log_level(options, config, reactor)
         if config.workers > 1 and options.get("worker") is None:
             from wsdaemon.server.supervisor import Supervisor, worker_command
 
@@ -127,6 +129,23 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     except ConfigError as e:
         sys.stderr.write(f"wsdaemon: config error: {e}\n")
         raise SystemExit(1) from None
+
+
+def _log_level(options: Options, config: DaemonConfig, reactor: Any) -> None:
+    """
+    Filter this process's output at C{[wsdaemon] log_level} once logging
+    has begun (twistd and twist begin it before the reactor runs); under
+    twist, its own filter (C{--log-level}, info by default) lets all through
+    so that the config alone decides.
+    """
+    from wsdaemon.server import loglevel
+
+    twist = getattr(options, "parent", None)
+    if twist is not None and "fileLogObserverFactory" in twist and "logLevel" in twist:
+        from twisted.logger import LogLevel
+
+        twist["logLevel"] = LogLevel.debug
+    reactor.callWhenRunning(loglevel.install, config.log_level)
 
 
 def _worker(options: Options, config: DaemonConfig, reactor: Any) -> IService:

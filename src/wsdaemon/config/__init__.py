@@ -71,8 +71,24 @@ MAIN_SECTION = "wsdaemon"
 MAX_WORKERS = 256
 PROTOCOL_SECTION = "protocol"
 _MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip", "workers",
-              "trusted_proxies", "log_every_request"}
+              "trusted_proxies", "log_every_request", "log_level"}
 _SECTIONS = (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION, BROKER_SECTION)
+
+
+#: C{[wsdaemon] log_level}'s values, lowest first (L{wsdaemon.server.loglevel}).
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
+def _log_level(reader: _Reader) -> str:
+    values = reader.parser[MAIN_SECTION]
+    if "log_level" not in values:
+        return "info"
+    raw = values["log_level"].strip().lower()
+    if raw not in LOG_LEVELS:
+        raise reader.error(MAIN_SECTION, "log_level",
+                           f"expected one of {', '.join(LOG_LEVELS)}, got "
+                           f"{values['log_level'].strip()!r}{did_you_mean(raw, LOG_LEVELS)}")
+    return raw
 
 
 def _unknown_section(reader: _Reader, section: str) -> ConfigError:
@@ -190,6 +206,7 @@ def load_config(
     log_every_request = False
     if "log_every_request" in parser[MAIN_SECTION]:
         log_every_request = reader.convert(MAIN_SECTION, "log_every_request", _bool)
+    log_level = _log_level(reader)
     trusted_proxies: tuple[Any, ...] = ()
     if "trusted_proxies" in parser[MAIN_SECTION]:
         trusted_proxies = reader.convert(MAIN_SECTION, "trusted_proxies", parse_trusted_proxies)
@@ -259,7 +276,7 @@ def load_config(
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
                         protocol=defaults, operator=operator, admin=admin, broker=broker,
                         trusted_proxies=trusted_proxies, log_every_request=log_every_request,
-                        **caps)
+                        log_level=log_level, **caps)
 
 
 

@@ -180,6 +180,9 @@ class DaemonConfig:
     #: Whether static assets and /healthz, /metrics probes get an access
     #: log line (off: page views and probes do not flood the journal).
     log_every_request: bool = False
+    #: The lowest level of event the daemon's output shows (debug, info,
+    #: warn, error, critical; L{wsdaemon.server.loglevel}).
+    log_level: str = "info"
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     operator: OperatorSettings | None = None
     admin: AdminSettings | None = None

@@ -34,7 +34,7 @@ from wsdaemon.connections.route import Route
 from wsdaemon.credentials import example_names
 from wsdaemon.endpoints import build_endpoint
 from wsdaemon.interfaces import Contribution, IComponent
-from wsdaemon.server import poll
+from wsdaemon.server import loglevel, poll
 from wsdaemon.server.admin import AdminSite, PushCounters
 from wsdaemon.server.reloads import ReloadStatus
 from wsdaemon.server.systemd import notify, reloading_message
@@ -416,6 +416,7 @@ class WsDaemonService(MultiService):
             notify("READY=1\nSTATUS=reload failed; running the previous config")
             return False
         self.reloads.succeeded()
+        loglevel.set_level(new.config.log_level)
         # The summary starts with the file's path.
         _log.info("reloaded {summary}", summary=new.config.summary())
         self._log_routes(new.config)

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from wsdaemon.config import ConfigError, DaemonConfig
 from wsdaemon.cores import usable_cores
+from wsdaemon.server import loglevel
 from wsdaemon.server.aggregate import AggregateResource
 from wsdaemon.server.assembly import check_reloadable
 from wsdaemon.server.lifeline import PARENT_FD, SUPERVISOR_PID_ENV
@@ -430,6 +431,7 @@ class Supervisor(Service):
             return False
         self.config = new
         self.reloads.succeeded()
+        loglevel.set_level(new.log_level)
         if self.admin_site is not None and new.admin is not None:
             self.admin_site.api_keys = dict(new.admin.api_keys)
             self.admin_site.max_body = new.admin.max_body
@@ -527,5 +529,7 @@ def worker_command(argv: Sequence[str], number: int) -> list[str]:
     """
     A worker's command line: this daemon's options, run by C{twist}.
     """
-    return [sys.executable, "-m", "twisted", "--log-format=text", "wsdaemon", *argv,
+    # --log-level=debug: the worker's [wsdaemon] log_level decides, not twist.
+    return [sys.executable, "-m", "twisted", "--log-format=text", "--log-level=debug",
+            "wsdaemon", *argv,
             "--worker", str(number)]
