@@ -122,6 +122,10 @@ class SupportComponent:
         self.operators = OperatorHub(inbox, reactor,
                                      display_names=dict(settings.display_names))
         self.operators.presence = self.team
+        # Whether a conversation's visitor is connected, in every summary.
+        self.visitors.presence.shared = link is not None
+        self.operators.visitor_state = self.visitors.presence.state
+        self.visitors.presence.on_change = self.operators.visitor_presence_changed
         self.measures = ConversationMeasures()
         self.measures.on_first_response = self.reply_times.observe
         #: The routes' bots (route option bot): the driver's operator port,

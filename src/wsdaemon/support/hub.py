@@ -25,7 +25,7 @@ through its L{OperatorPresence}, kept in L{RemoteViewers}).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -41,7 +41,7 @@ from wsdaemon.conversations.aliases import (
 )
 from wsdaemon.conversations.effects import NotifyOperators, NotifyTeam
 from wsdaemon.conversations.inbox import Inbox
-from wsdaemon.conversations.model import Conversation, Status
+from wsdaemon.conversations.model import Conversation, Status, conversation_id_for
 from wsdaemon.support.ordering import WaitingOrder
 from wsdaemon.support.ports import IOperatorPort
 from wsdaemon.support.summaries import DEFAULT_TEXT_CHARS, message_entry, note_entry, summary
@@ -129,6 +129,9 @@ class OperatorHub:
         #: Who views what through the other daemons (with Redis).
         self.remote = RemoteViewers()
         self._presence: OperatorPresence | None = None
+        #: (route, visitor) -> its visitor_online and visitor_last_seen (the
+        #: visitor sessions' L{VisitorPresence.state}); None: unknown.
+        self.visitor_state: Callable[[str, str], Mapping[str, Any]] | None = None
 
     @property
     def presence(self) -> OperatorPresence | None:
@@ -193,7 +196,15 @@ class OperatorHub:
         return summary(conversation, operator, self.clock.seconds(),
                        alias=self.alias(conversation),
                        viewing=self.viewers(conversation.conversation_id),
-                       names=self.display_names)
+                       names=self.display_names,
+                       presence=None if self.visitor_state is None
+                       else self.visitor_state(conversation.route, conversation.visitor))
+
+    def visitor_presence_changed(self, route: str, visitor: str) -> None:
+        """A visitor came or went: a C{presence} event, when its conversation is live."""
+        conversation = self.inbox.conversation(conversation_id_for(route, visitor))
+        if conversation is not None and self._links:
+            self.notify(NotifyOperators("presence", conversation))
 
     # -- connections -------------------------------------------------------------
 

@@ -39,13 +39,15 @@ def text_field(text: str, chars: int) -> dict[str, Any]:
 
 
 def summary(conversation: Conversation, operator: str, now: float, *, alias: str,
-            viewing: Iterable[str] = (), names: Mapping[str, str] | None = None
-            ) -> dict[str, Any]:
+            viewing: Iterable[str] = (), names: Mapping[str, str] | None = None,
+            presence: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """
     A conversation as C{operator} sees it in a list.
 
     @param viewing: the operators who have it open now.
     @param names: operators' display names, by login name.
+    @param presence: C{visitor_online} and C{visitor_last_seen}
+        (L{wsdaemon.support.visitor_presence}); both None when unknown.
     """
     assignee = conversation.assignee
     profile = conversation.profile
@@ -83,6 +85,8 @@ def summary(conversation: Conversation, operator: str, now: float, *, alias: str
         "typing": list(conversation.operators_typing())
         + (["visitor"] if conversation.visitor_typing_until is not None else []),
         "viewing": sorted(viewing),
+        "visitor_online": (presence or {}).get("visitor_online"),
+        "visitor_last_seen": (presence or {}).get("visitor_last_seen"),
     }
 
 

@@ -65,6 +65,7 @@ from wsdaemon.conversations.transition import InboxView
 from wsdaemon.interfaces import ISession
 from wsdaemon.support.ports import IVisitorPort
 from wsdaemon.support.visitor_connection import DEFAULT_MAX_BUFFERED, Mode, VisitorConnection
+from wsdaemon.support.visitor_presence import VisitorPresence
 from wsdaemon.support.visitor_protocol import (
     ack_frame,
     availability_frame,
@@ -136,6 +137,8 @@ class VisitorSessions:
         self.reply_within: Callable[[str], float | None] = lambda route: None
         self._sweep: list[str] = []
         self._sweep_call: IDelayedCall | None = None
+        #: Who is connected now and when the others were last seen.
+        self.presence = VisitorPresence(clock)
 
     # -- connections ---------------------------------------------------------
 
@@ -193,6 +196,7 @@ class VisitorSessions:
         self._connections[session.session_id] = connection
         if connection.structured:
             self._structured[session.session_id] = connection
+        self.presence.opened(session.route, session.client_id)
         return connection
 
     def remove(self, session: ISession) -> None:
@@ -206,6 +210,7 @@ class VisitorSessions:
         if visitor is not None:
             visitor.connections.pop(session.session_id, None)
             self._drop_if_idle(key, visitor)
+        self.presence.closed(connection.route, connection.visitor)
 
     def _drop_if_idle(self, key: tuple[str, str], visitor: _Visitor) -> None:
         if not visitor.connections and not visitor.pending:
