@@ -26,18 +26,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from wsdaemon.escaping import visible
 
-if TYPE_CHECKING:
-    from wsdaemon.support.hub import OperatorHub
-
 __all__ = ["MAX_NAME", "MAX_REMOTE_VIEWING", "VIEWING", "RemoteViewers", "TeamLink",
-           "ViewingNews"]
+           "ViewersHub", "ViewingNews"]
 
 #: The viewing news' type in the event stream.
 VIEWING = "operator_viewing"
@@ -144,6 +141,20 @@ class RemoteViewers:
         return {conversation_id}
 
 
+class ViewersHub(Protocol):
+    """
+    What the news needs of this daemon's operator hub
+    (L{wsdaemon.support.hub.OperatorHub}): its own viewers, the others'
+    it keeps, and being told which conversations' viewers changed.
+    """
+
+    remote: RemoteViewers
+
+    def viewing_here(self) -> Iterable[tuple[str, str, str]]: ...
+
+    def viewing_changed(self, conversation_ids: set[str]) -> None: ...
+
+
 class TeamLink(Protocol):
     """What the team's keys and news need of the broker's link."""
 
@@ -173,7 +184,7 @@ class ViewingNews:
         self._link = link
         self.daemon_id = link.daemon_id
         self.run = secrets.token_hex(6)
-        self.hub: OperatorHub | None = None
+        self.hub: ViewersHub | None = None
         link.on_events(self._events)
 
     def viewing(self, connection: str, operator: str, conversation_id: str | None) -> None:
