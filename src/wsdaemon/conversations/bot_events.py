@@ -21,6 +21,7 @@ visitor is left with a bot that stopped.
 
 from __future__ import annotations
 
+from wsdaemon.conversations.effects import Measure, Metric
 from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import BotPending, BotReply, Handoff
 from wsdaemon.conversations.model import (
@@ -102,8 +103,13 @@ def handoff(draft: Draft, event: Handoff) -> None:
 
 
 def overdue(draft: Draft, found: Conversation) -> None:
-    """What the bot owed is overdue (a timer): handed over, its reason the note."""
+    """
+    What the bot owed is overdue (a timer): handed over, its reason the
+    note, and measured (C{wsdaemon_bot_handoffs_total{reason="overdue"}}).
+    """
+    due = found.bot_due if found.bot_due is not None else draft.now
     _hand_over(draft, found, found.bot_handoff or LOST)
+    draft.emit(Measure(Metric.BOT_OVERDUE, found.route, max(0.0, draft.now - due)))
 
 
 def _hand_over(draft: Draft, found: Conversation, reason: str) -> None:

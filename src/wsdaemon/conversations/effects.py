@@ -145,6 +145,10 @@ class CancelTimer:
 class Metric(StrEnum):
     FIRST_RESPONSE = "first_response"
     RESOLUTION = "resolution"
+    #: The core handed a bot's conversation over, what the bot owed being
+    #: overdue (L{wsdaemon.conversations.bot_events.overdue}); the seconds
+    #: are how long after it was due.
+    BOT_OVERDUE = "bot_overdue"
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,20 @@ class ConversationMeasures:
         #: Told each first response (route, seconds): what visitors hear
         #: as "we usually reply within" (L{wsdaemon.support.reply_times}).
         self.on_first_response: Callable[[str, float], None] | None = None
+        #: Route -> conversations the core handed over from a bot that owed
+        #: an answer past its time (C{wsdaemon_bot_handoffs_total}, reason
+        #: C{overdue}: the bots count the handoffs they decided).
+        self.overdue: dict[str, int] = {}
 
     def observe(self, effect: Measure) -> None:
         if effect.metric is Measured.FIRST_RESPONSE and self.on_first_response is not None:
             self.on_first_response(effect.route, effect.seconds)
         route = effect.route
+        if effect.metric is Measured.BOT_OVERDUE:  # a count, not a histogram
+            if route not in self.overdue and len(self.overdue) >= MAX_ROUTES:
+                route = "(other)"
+            self.overdue[route] = self.overdue.get(route, 0) + 1
+            return
         if (effect.metric, route) not in self.histograms and len(
                 {r for _, r in self.histograms}) >= MAX_ROUTES:
             route = "(other)"
@@ -166,7 +175,9 @@ class ConversationCollector:
             "asked (a handoff phrase), rule (a rule's handoff), unmatched (no rule "
             "answered), gone (the route has no bot any more), backend (the backend's "
             "handoff), backend_failed (the backend down, slow, wrong or too slow for the "
-            "visitor)", labels=["route", "reason"])
+            "visitor), overdue (the bot owed an answer past its time: its daemon stopped, "
+            "or a reload replaced it, first; handed over by the daemon)",
+            labels=["route", "reason"])
         episodes = CounterMetricFamily(
             FAMILIES[7], "Conversations (episodes) the routes' bots answered first; those "
             "not handed over were the bot's alone", labels=["route"])
@@ -177,6 +188,8 @@ class ConversationCollector:
                 episodes.add_metric([route], count)
             else:
                 handoffs.add_metric([route, outcome], count)
+        for route, count in sorted(self.measures.overdue.items()):
+            handoffs.add_metric([route, "overdue"], count)
         yield replies
         yield handoffs
         yield episodes
