@@ -56,3 +56,56 @@ def test_canned_replies_fill_in_as_the_daemon_does() -> None:
 def test_durations_read_as_people_say_them(seconds: int, said: str) -> None:
     """Waiting and response times: minutes, then hours (with minutes under 10 h), then days."""
     assert run_node(f"console.log(JSON.stringify(f.duration({seconds})));") == said
+
+
+def run_node_with_widget(script: str) -> Any:
+    """C{script} with the inbox's format.js as C{f} and the widget's dom.js as C{w}."""
+    node = shutil.which("node")
+    require_tool(node is not None, "node (Debian package nodejs)")
+    assert node is not None
+    with as_file(files("wsdaemon").joinpath("static")) as static:
+        source = (f"import * as f from {json.dumps((static / 'inbox/format.js').as_uri())};\n"
+                  f"import * as w from {json.dumps((static / 'widget/dom.js').as_uri())};\n"
+                  f"{script}")
+        done = subprocess.run([node, "--input-type=module", "-e", source], capture_output=True,
+                              text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+LINK_TEXTS = [
+    "See https://shop.example/o/1234, and (http://x.org/y). Then https://z.io",
+    "<a href='javascript:alert(1)'>x</a> https://ok.example/?q=<b>",
+    "no address here", "", "https://end.example/path.",
+]
+
+
+def test_addresses_become_links_by_the_widgets_rule() -> None:
+    """linkParts cuts a text exactly as the widget's does (same addresses, punctuation left out)."""
+    got = run_node_with_widget(f"console.log(JSON.stringify({json.dumps(LINK_TEXTS)}.map("
+                               "(t) => [f.linkParts(t), w.linkParts(t)])));")
+    for inbox_parts, widget_parts in got:
+        assert inbox_parts == widget_parts
+    assert got[0][0][1] == {"text": "https://shop.example/o/1234",
+                            "href": "https://shop.example/o/1234"}
+    assert all("javascript" not in part.get("href", "") for part in got[1][0])
+
+
+@pytest.mark.parametrize(("email", "href"), [
+    ("ann@example.com", "mailto:ann@example.com"),
+    (" ann@example.com ", "mailto:ann@example.com"),
+    ("a?cc=x@example.com", "mailto:a%3Fcc%3Dx@example.com"),
+    ("ann@localhost", None), ("not an email", None), ("+44 20 7946 0000", None),
+    ("a@b@example.com", None), ("<ann@example.com>", None),
+])
+def test_emails_become_mailto_links_only_when_they_are_one(email: str, href: str | None) -> None:
+    """mailtoHref: one address (its parts encoded, nothing added to the mail), else null."""
+    assert run_node(f"console.log(JSON.stringify(f.mailtoHref({json.dumps(email)})));") == href
+
+
+def test_times_have_no_leading_zero() -> None:
+    """clock: the locale's hour without a leading zero (3:08 PM in en-US, as the widget shows)."""
+    shown = run_node("const d = new Date(); d.setHours(3, 8, 0, 0);"
+                     "console.log(JSON.stringify(f.clock(d.getTime() / 1000)));")
+    assert not shown.startswith("0"), shown
+    assert shown.startswith("3:08"), shown

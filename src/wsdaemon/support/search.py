@@ -60,7 +60,8 @@ class SearchError(ValueError):
 class SearchQuery:
     """
     @ivar terms: the words looked for, each to be found (a word ending in
-        C{*}: any word starting so).
+        C{*}: any word starting so); none (with a C{status}): every
+        conversation in that state, most recent activity first.
     @ivar notes: whether operators' private notes are searched too.
     @ivar after: the C{next} of the previous page: (last activity, id).
     @ivar status: only conversations in this state (C{open}, C{snoozed},
@@ -79,14 +80,22 @@ class SearchQuery:
         @raise SearchError: saying which field is wrong and what it takes.
         """
         text = request.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise SearchError("'text' must be the words to look for")
-        if len(text) > MAX_QUERY_CHARS:
+        status = request.get("status")
+        if status not in (None, "open", "snoozed", "resolved"):
+            raise SearchError("'status' must be 'open', 'snoozed' or 'resolved' (or absent)")
+        terms: tuple[str, ...] = ()
+        if text is None and status is not None:
+            pass  # every conversation in that state, most recent first (browsing)
+        elif not isinstance(text, str) or not text.strip():
+            raise SearchError("'text' must be the words to look for (or absent with a "
+                              "'status': every conversation in it, most recent first)")
+        elif len(text) > MAX_QUERY_CHARS:
             raise SearchError(f"'text' is {len(text)} characters long; at most "
                               f"{MAX_QUERY_CHARS}")
-        terms = search_terms(text)
-        if not terms:
-            raise SearchError("'text' has no word to look for (letters or digits)")
+        else:
+            terms = search_terms(text)
+            if not terms:
+                raise SearchError("'text' has no word to look for (letters or digits)")
         notes = request.get("notes", False)
         if not isinstance(notes, bool):
             raise SearchError("'notes' must be true or false (or absent)")
@@ -100,9 +109,6 @@ class SearchQuery:
                     and math.isfinite(after[0]) and isinstance(after[1], str)):
                 raise SearchError("'after' must be the 'next' of the previous page")
             after = (float(after[0]), after[1])
-        status = request.get("status")
-        if status not in (None, "open", "snoozed", "resolved"):
-            raise SearchError("'status' must be 'open', 'snoozed' or 'resolved' (or absent)")
         return cls(terms, notes, limit, after, status)
 
 

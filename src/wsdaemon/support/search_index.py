@@ -230,6 +230,8 @@ class SQLiteSearch:
         db.execute("BEGIN")  # one snapshot for the matches, their rows and snippets
         db.set_progress_handler(lambda: int(self._clock() > deadline), self.progress_ops)
         try:
+            if not query.terms:
+                return self._browse(db, query)
             expression = fts_expression(query.terms, query.notes)
             matches, partial = self._matches(db, expression, deadline)
             db.set_progress_handler(None, 0)
@@ -246,6 +248,36 @@ class SQLiteSearch:
             db.set_progress_handler(None, 0)
             if db.in_transaction:  # (an interrupted statement may have ended it)
                 db.execute("ROLLBACK")
+
+    def _browse(self, db: sqlite3.Connection, query: SearchQuery) -> SearchResult:
+        """
+        Every conversation in C{query.status}, most recent activity first: one
+        page read whole, the count and the page's keys from one scan of the
+        conversations (cut at the search's time limit: then partial).
+        """
+        start = query.after
+        try:
+            total = db.execute("SELECT COUNT(*) FROM conversations WHERE status = ?",
+                               (query.status,)).fetchone()[0]
+            if start is None:
+                rows = db.execute(
+                    "SELECT conversation_id FROM conversations WHERE status = ? "
+                    "ORDER BY last_activity_at DESC, conversation_id LIMIT ?",
+                    (query.status, query.limit + 1)).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT conversation_id FROM conversations WHERE status = ? AND "
+                    "(last_activity_at < ? OR (last_activity_at = ? AND conversation_id > ?)) "
+                    "ORDER BY last_activity_at DESC, conversation_id LIMIT ?",
+                    (query.status, start[0], start[0], start[1], query.limit + 1)).fetchall()
+        except sqlite3.OperationalError as e:
+            if "interrupt" not in str(e):
+                raise
+            return SearchResult((), 0, False, True, "all")
+        keys = [key for (key,) in rows]
+        shown = self._conversations(db, keys[:query.limit])
+        return SearchResult(tuple(Found(c, ()) for c in shown), total,
+                            len(keys) > query.limit, False, "all")
 
     def _matches(self, db: sqlite3.Connection, expression: str,
                  deadline: float) -> tuple[dict[str, list[_Match]], bool]:

@@ -3,11 +3,11 @@
 
 import { Channel } from "./connection.js";
 import { Composer } from "./composer.js";
-import { clock, expandCanned, learnServerTime, since, visitorName } from "./format.js";
+import { ago, clock, emailNode, expandCanned, learnServerTime, linkedText, since, visitorName } from "./format.js";
 import { installShortcuts } from "./keys.js";
 import { ConversationList } from "./list.js";
 import { installListing } from "./listing.js";
-import { installMenus } from "./menus.js";
+import { closeMenus, installMenus } from "./menus.js";
 import { Notifier } from "./notify.js";
 import { Panel } from "./panel.js";
 import { Search } from "./search.js";
@@ -26,7 +26,8 @@ const list = new ConversationList($("conversations"), {
   onSelect: (id) => openConversation(id),
   onNeedMore: () => loadMore(),
 });
-const thread = new ThreadView({ list: $("entries"), scroller: $("thread"), older: $("older"), full: $("thread-full"), onWhole: showWhole });
+const thread = new ThreadView({ list: $("entries"), scroller: $("thread"), older: $("older"), full: $("thread-full"),
+  onWhole: showWhole, nameOf: (o) => nameOf(o) });
 const panel = new Panel({
   avatar: $("avatar"), name: $("visitor-name"), email: $("visitor-email"),
   visitorDetails: $("visitor-details"), conversationDetails: $("conversation-details"),
@@ -49,6 +50,28 @@ const composer = new Composer({
   },
 });
 
+// -- the layout: the side panel (Details) and, on phones, list or conversation ----
+
+const wide = window.matchMedia("(min-width: 1101px)");
+function setPanel(open) {
+  $("app").classList.toggle("panel-open", open);
+  $("panel-toggle").setAttribute("aria-expanded", String(open));
+}
+setPanel(wide.matches);
+wide.addEventListener("change", () => setPanel(wide.matches));
+$("panel-toggle").addEventListener("click", () => {
+  const open = !$("app").classList.contains("panel-open");
+  setPanel(open);
+  if (open && !wide.matches) { $("panel").setAttribute("tabindex", "-1"); $("panel").focus(); }
+});
+$("panel-close").addEventListener("click", () => { setPanel(false); $("panel-toggle").focus(); });
+$("back").addEventListener("click", () => {
+  $("app").classList.remove("showing-conversation");
+  if (!wide.matches) { setPanel(false); }
+  const row = document.querySelector(".conversation-row.selected .row-button");
+  if (row) { row.focus(); }
+});
+
 const channel = new Channel(config.channel, { onHello, onEvent, onState });
 
 // -- signing in ---------------------------------------------------------------
@@ -60,6 +83,7 @@ function onState(name, detail) {
     $("signin-button").textContent = "Signing in…";
   } else if (name === "open") {
     banner.hidden = true;
+    showConnected(true);
     $("signin").hidden = true;
     $("app").hidden = false;
   } else if (name === "reconnecting" && $("app").hidden) {
@@ -67,6 +91,7 @@ function onState(name, detail) {
     $("signin-error").hidden = false;
     $("signin-error").textContent = "Cannot reach the daemon" + (detail ? "; trying again in " + detail + " s…" : "…");
   } else if (name === "reconnecting") {
+    showConnected(false);
     banner.hidden = false;
     banner.className = "banner warning";
     const retry = document.createElement("button");
@@ -78,6 +103,13 @@ function onState(name, detail) {
     sessionStorage.removeItem(TOKEN_KEY);
     showSignIn(detail);
   }
+}
+
+/** Lost: the dot is grey and says "Offline — reconnecting" until the hello (drawTeam) redraws it. */
+function showConnected(on) {
+  $("connection-state").hidden = on;
+  $("availability").disabled = !on;
+  if (!on) { $("availability-dot").className = "dot offline"; }
 }
 
 function showSignIn(error) {
@@ -181,7 +213,7 @@ function onEvent(event) {
   if (c && typeof c === "object") {
     if (c.waiting_since !== null && typeof c.waiting === "number") { learnServerTime(c.waiting_since + c.waiting); }
     list.upsert(c);
-    if (state.open === c.id) { showSummary(c); }
+    if (state.open === c.id) { showSummary(c, event.actor || null); }
     const message = event.message;
     if (message && state.open === c.id) { thread.add(message); }
     if (event.note && state.open === c.id) { thread.add(event.note); }
@@ -216,6 +248,7 @@ async function openConversation(id) {
   const ticket = ++state.opening;
   if (state.open !== id) { composer.clear(); }
   state.open = id;
+  $("app").classList.add("showing-conversation");
   list.select(id);
   search.select(id);
   try {
@@ -252,13 +285,15 @@ async function jumpTo(seq) {
   } catch (e) { toast("Could not load the earlier messages: " + e.message); }
 }
 
-function showSummary(c) {
-  thread.update(c);
+function showSummary(c, actor) {
+  thread.update(c, actor);
   panel.show(c, state.profile, (o) => o === state.me ? "You" : nameOf(o));
   $("conversation-title").textContent = visitorName(c);
   const parts = [];
   if (c.name) { parts.push(c.alias); }
   if (c.status === "snoozed") { parts.push("Snoozed"); } else if (c.status === "resolved") { parts.push("Resolved"); }
+  if (c.visitor_online === true) { parts.push("Connected now"); }
+  else if (c.visitor_online === false) { parts.push(c.visitor_last_seen ? "Last seen " + ago(c.visitor_last_seen) : "Not connected"); }
   if (c.with_bot) { parts.push("The bot is answering"); }
   if (c.waiting_since) {
     const waited = since(c.waiting_since);
@@ -274,11 +309,25 @@ function showSummary(c) {
   $("composer").hidden = resolved;
   $("resolved-bar").hidden = !resolved;
   $("snooze-button").hidden = resolved;
+  showAway(c, resolved);
   $("assignee").disabled = resolved;
   const typing = (c.typing || []).filter((who) => who !== state.me);
   $("typing").textContent = typing.length ? typing.map((who) => who === "visitor" ? visitorName(c) : nameOf(who)).join(", ")
     + (typing.length > 1 ? " are typing…" : " is typing…") : "";
   drawAssignee();
+}
+
+/** Under the composer: the visitor is not connected, so a reply waits for their return. */
+function showAway(c, resolved) {
+  const away = $("visitor-away");
+  const gone = c.visitor_online === false && !resolved;
+  away.hidden = !gone;
+  if (!gone) { away.replaceChildren(); return; }
+  const parts = ["Not connected: they will see your reply when they come back"
+    + (c.visitor_last_seen ? " (last seen " + ago(c.visitor_last_seen) + ")." : ".")];
+  const email = c.email || c.contact;
+  if (email) { parts.push(" Or write to them: ", emailNode(email, "away-email")); }
+  away.replaceChildren(...parts);
 }
 
 function nameOf(operator) {
@@ -314,7 +363,7 @@ function change(body) {
   if (!state.open) { return Promise.reject(new Error("no conversation open")); }
   return channel.request(Object.assign({ conversation: state.open }, body)).then((answer) => {
     list.upsert(answer.conversation);
-    if (state.open === answer.conversation.id) { showSummary(answer.conversation); }
+    if (state.open === answer.conversation.id) { showSummary(answer.conversation, state.me); }
     return answer;
   }, (e) => { toast(e.message); throw e; });
 }
@@ -329,7 +378,7 @@ function send(mode, text) {
     const entry = answer.message || answer.note;
     if (entry && state.open === answer.conversation.id) { thread.add(entry); }
     list.upsert(answer.conversation);
-    if (state.open === answer.conversation.id) { showSummary(answer.conversation); }
+    if (state.open === answer.conversation.id) { showSummary(answer.conversation, state.me); }
   });
 }
 
@@ -342,7 +391,7 @@ async function showWhole(entry, textNode, button) {
       text += part.text;
       if (!part.more) { break; }
     }
-    textNode.textContent = text;
+    textNode.replaceWith(linkedText("text", text));
     button.remove();
   } catch (e) { toast("Could not load the whole text: " + e.message); }
 }
@@ -384,7 +433,7 @@ const shortcuts = installShortcuts({
   reply: () => { if (state.open) { composer.setMode("reply"); $("text").focus(); } },
   note: () => { if (state.open) { composer.setMode("note"); $("text").focus(); } },
   escape: (event) => {
-    for (const menu of document.querySelectorAll(".menu")) { menu.hidden = true; }
+    closeMenus();
     if (event.target === $("text")) { $("text").blur(); }
   },
 });

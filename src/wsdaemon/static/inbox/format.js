@@ -35,7 +35,8 @@ export function since(at) {
 export function clock(at) {
   const date = new Date((at - skew) * 1000);
   const now = new Date();
-  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  // The browser's locale, no leading zero ("3:38 PM", "15:38"), as the widget shows it.
+  const time = date.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
   if (date.toDateString() === now.toDateString()) { return time; }
   if (now - date < 6 * 86400000) { return date.toLocaleDateString([], { weekday: "short" }) + " " + time; }
   return date.toLocaleDateString([], { day: "numeric", month: "short" }) + " " + time;
@@ -111,4 +112,54 @@ export function markedParts(snippet, marks) {
   }
   if (at < text.length || !parts.length) { parts.push({ text: text.slice(at), mark: false }); }
   return parts;
+}
+
+/** http(s) addresses in a text, as the widget finds them (static/widget/dom.js). */
+const LINK = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'"]/g;
+
+/**
+ * A text cut into its parts: [{text}, {text, href}...], href for http(s)
+ * addresses (punctuation after one is left out of it): the widget's rule.
+ */
+export function linkParts(text) {
+  const parts = [];
+  let at = 0;
+  for (const match of String(text).matchAll(LINK)) {
+    if (match.index > at) { parts.push({ text: text.slice(at, match.index) }); }
+    parts.push({ text: match[0], href: match[0] });
+    at = match.index + match[0].length;
+  }
+  if (at < text.length) { parts.push({ text: text.slice(at) }); }
+  return parts;
+}
+
+/** A paragraph of a message's text, its addresses as links (nodes, never HTML). */
+export function linkedText(className, text) {
+  const p = el("p", className);
+  for (const part of linkParts(String(text))) {
+    if (!part.href) { p.append(part.text); continue; }
+    const a = el("a", "", part.text);
+    a.href = part.href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer nofollow";
+    p.append(a);
+  }
+  return p;
+}
+
+/** "mailto:ann@example.com" for what looks like one address, else null. */
+export function mailtoHref(email) {
+  const text = String(email || "").trim();
+  const match = /^([^\s@<>"(),;:]+)@([^\s@<>"(),;:]+\.[^\s@<>"(),;:]+)$/.exec(text);
+  if (!match) { return null; }
+  return "mailto:" + encodeURIComponent(match[1]) + "@" + encodeURIComponent(match[2]);
+}
+
+/** An email as a mailto link when it is one, else as text. */
+export function emailNode(email, className) {
+  const href = mailtoHref(email);
+  if (!href) { return el("span", className || "", String(email)); }
+  const a = el("a", className || "", String(email).trim());
+  a.href = href;
+  return a;
 }

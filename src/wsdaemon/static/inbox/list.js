@@ -41,6 +41,11 @@ export class ConversationList {
 
   /** The listing request for the current filter (and a page's cursor). */
   request(after) {
+    if (this.filter.status === "resolved") {
+      // Resolved ones are the store's, not the live list: the search
+      // request with a status and no words (every tab alike).
+      return Object.assign({ type: "search", status: "resolved", limit: 50 }, after ? { after } : {});
+    }
     const body = { type: "conversations", view: this.filter.view, limit: 100 };
     if (this.filter.status) { body.status = this.filter.status; }
     if (this.filter.search) { body.search = this.filter.search; }
@@ -56,6 +61,11 @@ export class ConversationList {
 
   /** A further page. */
   take(answer) {
+    if (answer.results) {
+      answer = { conversations: answer.results.map((r) => r.conversation), total: answer.total,
+                 more: answer.more, next: answer.next, scope: answer.scope };
+    }
+    this.scope = answer.scope || null;
     for (const c of answer.conversations) { this.items.set(c.id, c); }
     this.total = answer.total;
     this.more = answer.more && this.items.size < MAX_LOADED;
@@ -66,6 +76,7 @@ export class ConversationList {
   }
 
   matches(c) {
+    if (this.filter.status === "resolved") { return c.status === "resolved"; }
     if (c.status === "resolved") { return false; }
     if (this.filter.status && c.status !== this.filter.status) { return false; }
     if (this.filter.view === "mine" && c.assignee !== this.me) { return false; }

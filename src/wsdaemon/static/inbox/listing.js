@@ -21,9 +21,13 @@ export function installListing({ channel, list, $, toast }) {
   }
 
   function summarize() {
-    $("count-" + list.filter.view).textContent = list.total ? String(list.total) : "";
+    if (list.filter.status !== "resolved") { $("count-" + list.filter.view).textContent = list.total ? String(list.total) : ""; }
     $("list-summary").textContent = list.total === 1 ? "1 conversation" : list.total + " conversations";
-    $("list-end").textContent = list.more ? "Scroll for more" : list.total ? "" : "Nothing here. Well done!";
+    const resolved = list.filter.status === "resolved";
+    $("list-end").textContent = list.more ? "Scroll for more"
+      : resolved && list.scope === "live" ? "This daemon's store (Redis) keeps no list of resolved conversations: search finds the live ones."
+      : list.total ? "" : resolved ? "No resolved conversations yet." : "Nothing here. Well done!";
+    if (resolved) { $("list-summary").textContent += " resolved, most recent first"; }
   }
 
   let countsTimer = 0, countedAt = 0;
@@ -35,7 +39,8 @@ export function installListing({ channel, list, $, toast }) {
       countedAt = Date.now();
       for (const view of ["mine", "unassigned", "all"]) {
         const body = { type: "conversations", view, limit: 1 };
-        if (list.filter.status) { body.status = list.filter.status; }
+        // (Resolved ones are listed from the store, whatever the tab: the counts stay the live ones'.)
+        if (list.filter.status && list.filter.status !== "resolved") { body.status = list.filter.status; }
         channel.request(body).then((a) => { $("count-" + view).textContent = a.total ? String(a.total) : ""; }, () => {});
       }
     };

@@ -1,6 +1,12 @@
 // The menus that drop down from a button (snooze, settings): one open at a
 // time, focus on its first choice; the snooze choices' times.
 
+/** Every menu closed, and every menu button saying so (Escape, a choice made). */
+export function closeMenus() {
+  for (const menu of document.querySelectorAll(".menu")) { menu.hidden = true; }
+  for (const button of document.querySelectorAll("[aria-haspopup]")) { button.setAttribute("aria-expanded", "false"); }
+}
+
 function toggleMenu(button, menu) {
   const open = menu.hidden;
   for (const other of document.querySelectorAll(".menu")) { other.hidden = true; }
@@ -27,6 +33,8 @@ export function installMenus({ $, onSnooze }) {
         until = Date.now() / 1000 + Number(kind);
       }
       $("snooze-menu").hidden = true;
+      $("snooze-button").setAttribute("aria-expanded", "false");
+      $("snooze-button").focus();
       onSnooze(until);
     });
   }

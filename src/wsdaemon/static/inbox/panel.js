@@ -4,7 +4,7 @@
 // other routes (one per route) and this one's earlier episodes (resolved,
 // then reopened: they share the thread), as links.
 
-import { ago, clock, duration, el, fullTime, hue, initials, visitorName } from "./format.js";
+import { ago, clock, duration, el, emailNode, fullTime, hue, initials, visitorName } from "./format.js";
 
 /** Attributes shown from a visitor's profile (the daemon bounds them too). */
 const MAX_ATTRIBUTES = 30;
@@ -36,7 +36,8 @@ export class Panel {
     ids.avatar.textContent = initials(name);
     ids.avatar.className = "avatar large hue-" + (hue(c.visitor) % 8);
     ids.name.textContent = name;
-    ids.email.textContent = c.email || c.contact || "No email given";
+    const email = c.email || c.contact;
+    ids.email.replaceChildren(email ? emailNode(email) : "No email given");
     const details = [];
     if (c.name && c.alias) { details.push(["Alias", c.alias]); }
     if (profile && profile.source) {
@@ -46,6 +47,10 @@ export class Panel {
     const attributes = Object.entries(given);
     for (const [key, value] of attributes.slice(0, MAX_ATTRIBUTES)) {
       details.push([key, typeof value === "string" ? value : JSON.stringify(value)]);
+    }
+    if (c.visitor_online === true) { details.push(["Connected", "Now"]); }
+    else if (c.visitor_online === false) {
+      details.push(["Connected", c.visitor_last_seen ? "No · last seen " + ago(c.visitor_last_seen) : "No"]);
     }
     details.push(["Visitor id", c.visitor]);
     details.push(["Channel", c.route]);

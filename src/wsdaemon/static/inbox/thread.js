@@ -1,16 +1,36 @@
 // One conversation's thread: messages and private notes in time order, with
 // who wrote them, when, and (for what we sent) delivered / read.
 
-import { clock, el, fullTime, visitorName } from "./format.js";
+import { clock, el, fullTime, linkedText, serverNow, visitorName } from "./format.js";
 
 /** Entries kept on the page for one conversation; older ones reload on scroll up. */
 export const MAX_ENTRIES = 1000;
 
 function keyOf(entry) {
+  if (entry.kind === "event") { return "e" + entry.event_id; }
   return entry.kind === "note" ? "n" + entry.note_id : "m" + entry.seq;
 }
 function orderOf(entry) {
+  if (entry.kind === "event") { return [entry.at, 2, entry.event_id]; }
   return [entry.at, entry.kind === "note" ? 1 : 0, entry.kind === "note" ? entry.note_id : entry.seq];
+}
+let events = 0;
+
+/** What changed between two summaries of one conversation, for a system line (or null). */
+export function changeLine(before, after, by) {
+  const suffix = by ? " by " + by : "";
+  if (before.status !== after.status) {
+    if (after.status === "resolved") { return "Resolved" + suffix; }
+    if (after.status === "snoozed") { return "Snoozed" + suffix; }
+    if (before.status === "resolved") { return "Reopened" + suffix; }
+    if (before.status === "snoozed") { return "Woke from snooze" + suffix; }
+  }
+  if ((before.assignee || null) !== (after.assignee || null)) {
+    if (!after.assignee) { return "Unassigned" + suffix; }
+    const to = after.assignee_name || after.assignee;
+    return (before.assignee ? "Transferred to " : "Assigned to ") + to + suffix;
+  }
+  return null;
 }
 function before(a, b) {
   const x = orderOf(a), y = orderOf(b);
@@ -21,7 +41,8 @@ function before(a, b) {
 }
 
 export class ThreadView {
-  constructor({ list, scroller, older, full, onWhole }) {
+  constructor({ list, scroller, older, full, onWhole, nameOf }) {
+    this.nameOf = nameOf || ((o) => o);
     this.list = list;
     this.scroller = scroller;
     this.older = older;
@@ -103,9 +124,19 @@ export class ThreadView {
     this.list.insertBefore(node, next ? this.nodes.get(keyOf(next)) : null);
   }
 
-  /** The conversation changed (delivery, read, typing): redraw the states. */
-  update(summary) {
+  /**
+   * The conversation changed (delivery, read, typing): redraw the states.
+   * An assignment, transfer, resolve, snooze or reopen seen here adds a
+   * small system line ("Assigned to Bob by Alice"), `actor` the operator
+   * who did it; the daemon does not store these, so they are seen live only.
+   */
+  update(summary, actor) {
+    const before = this.summary;
     this.summary = summary;
+    if (before && before.id === summary.id) {
+      const line = changeLine(before, summary, actor ? (actor === this.me ? "you" : this.nameOf(actor)) : null);
+      if (line) { this.add({ kind: "event", event_id: ++events, author: "system", at: serverNow(), text: line }); }
+    }
     for (const entry of this.entries) {
       if (entry.kind === "message" && (entry.author === "operator" || entry.author === "bot")) {
         const state = this.nodes.get(keyOf(entry)).querySelector(".state");
@@ -119,7 +150,8 @@ export class ThreadView {
     const read = entry.seq <= (s.visitor_read_upto || 0);
     const delivered = read || entry.seq <= (s.delivered_upto || 0);
     const known = s.delivered_upto !== undefined;
-    node.textContent = !known ? "" : read ? "✓✓ Read" : delivered ? "✓ Delivered" : "Sent";
+    const waits = s.visitor_online === false ? "Sent · waits for the visitor to come back" : "Sent";
+    node.textContent = !known ? "" : read ? "✓✓ Read" : delivered ? "✓ Delivered" : waits;
     node.className = "state" + (read ? " read" : delivered ? " delivered" : "");
   }
 
@@ -136,7 +168,7 @@ export class ThreadView {
       return li;
     }
     let who;
-    if (note) { who = (entry.operator === this.me ? "You" : entry.operator) + " · private note"; }
+    if (note) { who = (entry.operator === this.me ? "You" : this.nameOf(entry.operator)) + " · private note"; }
     else if (author === "visitor") { who = visitorName(this.summary || {}); }
     else if (author === "bot") { who = entry.name || "Bot"; }
     else { who = entry.operator === this.me ? "You" : (entry.name || entry.operator || "Operator"); }
@@ -145,7 +177,7 @@ export class ThreadView {
     time.title = fullTime(entry.at);
     const head = el("div", "entry-head", el("span", "who", who), time);
     if (author === "bot") { head.append(el("span", "chip bot-chip", "Bot")); }
-    const bubble = el("div", "bubble", el("p", "text", entry.text));
+    const bubble = el("div", "bubble", linkedText("text", entry.text));
     if (entry.truncated) {
       const whole = el("button", "link", "Show all (" + (entry.length - entry.text.length) + " more characters)");
       whole.type = "button";
