@@ -11,7 +11,9 @@ with a private note, the visitor typing, the side panel),
 inbox-conversation.png (the canned replies on "/"), inbox-search.png (a
 search over every conversation, a resolved one open read-only) and
 inbox-panel.png (a returning customer: the previous conversations, the
-earlier episode marked in the thread).
+earlier episode marked in the thread), then, Ann gone, inbox-narrow.png
+(1024x640, Details open over the thread) and inbox-phone.png (390x740: the
+conversation alone, "Not connected" under the composer).
 """
 
 from __future__ import annotations
@@ -237,9 +239,27 @@ def main() -> None:
         wait_for(lambda: "On /sales" in find(By.ID, "previous").text
                  and browser.find_elements(By.CSS_SELECTOR, "#entries .episode-start"))
         browser.save_screenshot(str(args.out / "inbox-panel.png"))
-        print(f"saved inbox.png, inbox-conversation.png, inbox-search.png and inbox-panel.png "
-              f"in {args.out}")
+
+        # Ann has left; smaller screens: 1024x640 with Details open, a phone.
         ann.close()
+        row = wait_for(lambda: [r for r in browser.find_elements(
+            By.CSS_SELECTOR, ".conversation-row") if "Ann Lee" in r.text][0])
+        row.find_element(By.CSS_SELECTOR, "button").click()
+        wait_for(lambda: find(By.ID, "visitor-away").is_displayed())
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": 1024, "height": 640, "deviceScaleFactor": 1, "mobile": False})
+        wait_for(lambda: find(By.ID, "panel-toggle").get_attribute("aria-expanded") == "false")
+        find(By.ID, "panel-toggle").click()
+        wait_for(lambda: find(By.ID, "panel").is_displayed())
+        browser.save_screenshot(str(args.out / "inbox-narrow.png"))
+        find(By.ID, "panel-close").click()
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": 390, "height": 740, "deviceScaleFactor": 2, "mobile": True})
+        wait_for(lambda: not find(By.CSS_SELECTOR, ".sidebar").is_displayed())
+        find(By.ID, "thread").click()
+        browser.save_screenshot(str(args.out / "inbox-phone.png"))
+        print(f"saved inbox.png, inbox-conversation.png, inbox-search.png, inbox-panel.png, "
+              f"inbox-narrow.png and inbox-phone.png in {args.out}")
         bob.close()
     finally:
         browser.quit()
