@@ -3,8 +3,9 @@
 
 import { Channel } from "./connection.js";
 import { Composer } from "./composer.js";
-import { ago, clock, emailNode, expandCanned, learnServerTime, linkedText, since, visitorName } from "./format.js";
+import { ago, clock, expandCanned, learnServerTime, linkedText, since, visitorName } from "./format.js";
 import { installShortcuts } from "./keys.js";
+import { installLayout } from "./layout.js";
 import { ConversationList } from "./list.js";
 import { installListing } from "./listing.js";
 import { closeMenus, installMenus } from "./menus.js";
@@ -50,27 +51,7 @@ const composer = new Composer({
   },
 });
 
-// -- the layout: the side panel (Details) and, on phones, list or conversation ----
-
-const wide = window.matchMedia("(min-width: 1101px)");
-function setPanel(open) {
-  $("app").classList.toggle("panel-open", open);
-  $("panel-toggle").setAttribute("aria-expanded", String(open));
-}
-setPanel(wide.matches);
-wide.addEventListener("change", () => setPanel(wide.matches));
-$("panel-toggle").addEventListener("click", () => {
-  const open = !$("app").classList.contains("panel-open");
-  setPanel(open);
-  if (open && !wide.matches) { $("panel").setAttribute("tabindex", "-1"); $("panel").focus(); }
-});
-$("panel-close").addEventListener("click", () => { setPanel(false); $("panel-toggle").focus(); });
-$("back").addEventListener("click", () => {
-  $("app").classList.remove("showing-conversation");
-  if (!wide.matches) { setPanel(false); }
-  const row = document.querySelector(".conversation-row.selected .row-button");
-  if (row) { row.focus(); }
-});
+const layout = installLayout({ $ });
 
 const channel = new Channel(config.channel, { onHello, onEvent, onState });
 
@@ -83,7 +64,7 @@ function onState(name, detail) {
     $("signin-button").textContent = "Signing in…";
   } else if (name === "open") {
     banner.hidden = true;
-    showConnected(true);
+    layout.showConnected(true);
     $("signin").hidden = true;
     $("app").hidden = false;
   } else if (name === "reconnecting" && $("app").hidden) {
@@ -91,7 +72,7 @@ function onState(name, detail) {
     $("signin-error").hidden = false;
     $("signin-error").textContent = "Cannot reach the daemon" + (detail ? "; trying again in " + detail + " s…" : "…");
   } else if (name === "reconnecting") {
-    showConnected(false);
+    layout.showConnected(false);
     banner.hidden = false;
     banner.className = "banner warning";
     const retry = document.createElement("button");
@@ -103,13 +84,6 @@ function onState(name, detail) {
     sessionStorage.removeItem(TOKEN_KEY);
     showSignIn(detail);
   }
-}
-
-/** Lost: the dot is grey and says "Offline — reconnecting" until the hello (drawTeam) redraws it. */
-function showConnected(on) {
-  $("connection-state").hidden = on;
-  $("availability").disabled = !on;
-  if (!on) { $("availability-dot").className = "dot offline"; }
 }
 
 function showSignIn(error) {
@@ -248,7 +222,7 @@ async function openConversation(id) {
   const ticket = ++state.opening;
   if (state.open !== id) { composer.clear(); }
   state.open = id;
-  $("app").classList.add("showing-conversation");
+  layout.showConversation();
   list.select(id);
   search.select(id);
   try {
@@ -309,25 +283,12 @@ function showSummary(c, actor) {
   $("composer").hidden = resolved;
   $("resolved-bar").hidden = !resolved;
   $("snooze-button").hidden = resolved;
-  showAway(c, resolved);
+  layout.showAway(c, resolved);
   $("assignee").disabled = resolved;
   const typing = (c.typing || []).filter((who) => who !== state.me);
   $("typing").textContent = typing.length ? typing.map((who) => who === "visitor" ? visitorName(c) : nameOf(who)).join(", ")
     + (typing.length > 1 ? " are typing…" : " is typing…") : "";
   drawAssignee();
-}
-
-/** Under the composer: the visitor is not connected, so a reply waits for their return. */
-function showAway(c, resolved) {
-  const away = $("visitor-away");
-  const gone = c.visitor_online === false && !resolved;
-  away.hidden = !gone;
-  if (!gone) { away.replaceChildren(); return; }
-  const parts = ["Not connected: they will see your reply when they come back"
-    + (c.visitor_last_seen ? " (last seen " + ago(c.visitor_last_seen) + ")." : ".")];
-  const email = c.email || c.contact;
-  if (email) { parts.push(" Or write to them: ", emailNode(email, "away-email")); }
-  away.replaceChildren(...parts);
 }
 
 function nameOf(operator) {
