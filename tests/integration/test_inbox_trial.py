@@ -30,8 +30,10 @@ import pytest
 
 from tests.daemon import Daemon
 from tests.integration import test_inbox_browser as inbox
-from tests.integration.test_inbox_panel import say
+from tests.integration.test_conversations_redis import config_text
+from tests.integration.test_inbox_panel import say, visitor_on
 from tests.operator_client import operator_desk, request
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -272,6 +274,46 @@ def test_resolved_conversations_are_browsed_from_the_store(tmp_path: Path,
         wait_for(lambda: browser.find_element("id", "resolved-bar").is_displayed(),
                  what="a resolved one open, read-only")
         assert inbox.axe_findings(browser) == []
+        assert inbox.problems(browser) == []
+    finally:
+        running.stop()
+
+
+def test_on_redis_resolved_ones_cannot_be_listed_and_presence_is_unknown(
+        redis_server: RedisServer, tmp_path: Path, chromium: Any) -> None:
+    """
+    Conversations in Redis (no index, other daemons may hold the visitors):
+    "Resolved" lists none and says why; a visitor connected here is
+    "Connected now", and once gone it is unknown (perhaps on another daemon),
+    so no "Not connected" line is shown.
+    """
+    config = tmp_path / "a.ini"
+    config.write_text(config_text(redis_server, tmp_path, "a"), encoding="utf-8")
+    running = Daemon(config)
+    try:
+        running.wait_for_log("live conversations loaded", timeout=10)
+        ws, _ = visitor_on(running, "/support", None)
+        say(ws, "My parcel to Lisbon is late", 1)
+        with operator_desk(running, inbox.BOB) as bob:
+            browsed = request(bob, {"type": "search", "status": "resolved"}, "a")
+            assert browsed["type"] == "ok" and browsed["scope"] == "live"
+            assert browsed["results"] == [] and browsed["total"] == 0
+        browser = chromium
+        inbox.sign_in(browser, running, inbox.ALICE)
+        open_row(browser, "Lisbon")
+        wait_for(lambda: "Connected now" in inbox.text_of(browser, "#conversation-subtitle"),
+                 what="connected here")
+        ws.close()
+        wait_for(lambda: "Connected now" not in inbox.text_of(browser, "#conversation-subtitle"),
+                 what="gone from here")
+        assert not browser.find_element("id", "visitor-away").is_displayed()
+        assert "Not connected" not in inbox.text_of(browser, "#conversation-subtitle")
+        from selenium.webdriver.support.ui import Select
+
+        Select(browser.find_element("id", "status-filter")).select_by_value("resolved")
+        wait_for(lambda: "keeps no list of resolved conversations"
+                 in inbox.text_of(browser, "#list-end"), what="said why")
+        assert by_css(browser, ".conversation-row") == []
         assert inbox.problems(browser) == []
     finally:
         running.stop()
