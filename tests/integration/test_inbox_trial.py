@@ -179,7 +179,8 @@ def test_lost_connection_says_offline(daemon: Daemon, chromium: Any, tmp_path: P
 def test_narrow_and_phone_layouts(daemon: Daemon, chromium: Any) -> None:
     """
     At 1024x640 the side panel is hidden behind "Details" (aria-expanded
-    false), which opens it over the thread; at 390x740 the list fills the
+    false), which opens it over the thread (Close details or Escape close it,
+    the focus back on Details); at 390x740 the list fills the
     screen, a conversation replaces it (its thread the screen's width) and
     Back brings the list back. No serious axe finding either way.
     """
@@ -201,6 +202,12 @@ def test_narrow_and_phone_layouts(daemon: Daemon, chromium: Any) -> None:
     inbox.screenshot(browser, "inbox-narrow.png")
     browser.find_element("id", "panel-close").click()
     wait_for(lambda: not panel.is_displayed(), what="the panel closed")
+    assert toggle.get_attribute("aria-expanded") == "false"
+    assert browser.switch_to.active_element == toggle
+    toggle.send_keys("\n")
+    wait_for(lambda: panel.is_displayed(), what="open again")
+    browser.switch_to.active_element.send_keys("\ue00c")  # Escape
+    wait_for(lambda: not panel.is_displayed(), what="closed by Escape")
     assert toggle.get_attribute("aria-expanded") == "false"
 
     size(browser, 390, 740)

@@ -92,3 +92,43 @@ def test_summary_carries_presence() -> None:
     shown = summary(conversation, "alice", 0.0, alias="Visitor 1",
                     presence={"visitor_online": False, "visitor_last_seen": 5.0})
     assert shown["visitor_online"] is False and shown["visitor_last_seen"] == 5.0
+
+
+def test_the_hub_tells_operators_when_a_visitor_comes_and_goes() -> None:
+    """Wired as the support component wires it: the visitor's first connection
+    and its last one closing each send every operator a 'presence' event with
+    the summary's new visitor_online; a visitor with no live conversation
+    sends nothing."""
+    from wsdaemon.conversations import Conversation, conversation_id_for
+    from wsdaemon.support.hub import OperatorHub
+
+    class Link:
+        def __init__(self, operator: str) -> None:
+            self.operator = operator
+            self.got: list[dict[str, Any]] = []
+
+        def send_event(self, event: dict[str, Any]) -> None:
+            self.got.append(event)
+
+    clock = Clock()
+    inbox = Inbox(ConversationSettings())
+    inbox.load([Conversation(conversation_id_for(ROUTE, "v1"), ROUTE, "v1", 0.0, 0.0, 0.0)])
+    sessions = VisitorSessions(inbox, clock)
+    hub = OperatorHub(inbox, clock)
+    hub.visitor_state = sessions.presence.state
+    sessions.presence.on_change = hub.visitor_presence_changed
+    alice, bob = Link("alice"), Link("bob")
+    hub.attach(alice)  # type: ignore[arg-type]
+    hub.attach(bob)  # type: ignore[arg-type]
+    tab = RecordingSession("s1", ROUTE, client_id="v1")
+    sessions.add(tab, Mode.STRUCTURED)
+    clock.advance(7)
+    sessions.remove(tab)
+    for link in (alice, bob):
+        assert [(e["type"], e["conversation"]["visitor_online"],
+                 e["conversation"]["visitor_last_seen"]) for e in link.got] == [
+            ("presence", True, None), ("presence", False, 7.0)]
+    other = RecordingSession("s2", ROUTE, client_id="v2")
+    sessions.add(other, Mode.STRUCTURED)
+    sessions.remove(other)
+    assert len(alice.got) == 2

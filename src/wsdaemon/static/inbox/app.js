@@ -395,6 +395,7 @@ const shortcuts = installShortcuts({
   note: () => { if (state.open) { composer.setMode("note"); $("text").focus(); } },
   escape: (event) => {
     closeMenus();
+    layout.closeOverlay();
     if (event.target === $("text")) { $("text").blur(); }
   },
 });

@@ -11,7 +11,7 @@ const WIDE = "(min-width: 1101px)";
 
 /**
  * @param {object} deps $ (by id)
- * @return {{showConversation, showConnected, showAway}}
+ * @return {{showConversation, showConnected, showAway, closeOverlay}}
  */
 export function installLayout({ $ }) {
   const wide = window.matchMedia(WIDE);
@@ -33,6 +33,14 @@ export function installLayout({ $ }) {
     const row = document.querySelector(".conversation-row.selected .row-button");
     if (row) { row.focus(); }
   });
+
+  /** Esc: the panel over the thread (narrow screens) closes; whether it was open. */
+  function closeOverlay() {
+    if (wide.matches || !$("app").classList.contains("panel-open")) { return false; }
+    setPanel(false);
+    $("panel-toggle").focus();
+    return true;
+  }
 
   /** A conversation opened: on a phone it takes the screen from the list. */
   function showConversation() {
@@ -59,5 +67,5 @@ export function installLayout({ $ }) {
     away.replaceChildren(...parts);
   }
 
-  return { showConversation, showConnected, showAway };
+  return { showConversation, showConnected, showAway, closeOverlay };
 }
