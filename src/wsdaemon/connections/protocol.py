@@ -17,7 +17,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorTime, ISSLTransport
+from twisted.internet.interfaces import IReactorTime, ISSLTransport, ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -121,6 +121,12 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         # wsdaemon.connections.setup), where it was found to give the same.
         if not connection_made(self, self.factory.protocol_options(type(self))):
             super()._connectionMade()
+        # Autobahn sets TCP_NODELAY in connectionMade before its tcpNoDelay
+        # option is copied (and swallows the AttributeError); twisted.web's
+        # channel sets it only from Twisted 24.10. Set it here, as the
+        # option says, once it is known.
+        if self.tcpNoDelay and ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpNoDelay(True)
 
     def failHandshake(self, reason: str, code: int = 400,
                       responseHeaders: Any = None) -> None:
