@@ -125,7 +125,7 @@ class RouteProtocol(FastFrames, ConnectionFaults, WebSocketServerProtocol):  # t
         # option is copied (and swallows the AttributeError); twisted.web's
         # channel sets it only from Twisted 24.10. Set it here, as the
         # option says, once it is known.
-        if self.tcpNoDelay and ITCPTransport.providedBy(self.transport):
+        if getattr(self, "tcpNoDelay", True) and ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)
 
     def failHandshake(self, reason: str, code: int = 400,
