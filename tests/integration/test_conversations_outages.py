@@ -34,6 +34,7 @@ from tests.conversation_load import (
     thread_of,
 )
 from tests.daemon import Daemon, free_port
+from tests.integration.test_conversations_redis import ADMIN_KEY, ALICE, BOB, config_text
 from tests.operator_client import Operator
 from tests.redis_server import RedisServer
 from wsdaemon.support.driver import TIMER_RETRY
@@ -41,9 +42,6 @@ from wsdaemon.support.visitor import NOT_STORED, UNCONFIRMED
 
 pytestmark = pytest.mark.slow
 
-ALICE = "alice-token-0123456789abcdef"
-BOB = "bob-token-0123456789abcdefgh"
-ADMIN_KEY = "admin-key-0123456789abcdef"
 #: What a structured visitor is told when its message was not stored or
 #: not confirmed (both say to send it again with the same id).
 RESEND = "send it again with the same id"
@@ -51,41 +49,6 @@ RESEND = "send it again with the same id"
 RECOVERS_WITHIN = 3.0
 #: Keys enough for Redis to load for seconds with --key-load-delay 50.
 FILL = "for i = 1, 20000 do redis.call('SET', 'filler:' .. i, 'x') end return 1"
-
-
-def config_text(redis: RedisServer, shared: Path, name: str, admin_port: int) -> str:
-    return f"""
-[admin]
-listen = tcp:{admin_port}:interface=127.0.0.1
-api_keys = ops:{ADMIN_KEY}
-
-[wsdaemon]
-listen = tcp:0:interface=127.0.0.1
-
-[protocol]
-identity = anonymous
-identity_secret_file = {shared / "identity.key"}
-
-[operator]
-model = conversations
-tokens =
-    alice:{ALICE}
-    bob:{BOB}
-ack_message = {ACK}
-offline_message =
-fallback_after = 0
-
-[broker]
-backend = redis
-url = {redis.url}
-prefix = it:
-timeout = 1
-heartbeat = 0.5
-daemon_id = {name}
-
-[route:/support]
-strategy = operator
-"""
 
 
 @pytest.fixture
