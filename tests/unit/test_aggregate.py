@@ -36,16 +36,16 @@ wsdaemon_connections{{route="/echo"}} {open}.0
 # HELP wsdaemon_messages_received_total Messages received from clients
 # TYPE wsdaemon_messages_received_total counter
 wsdaemon_messages_received_total{{route="/echo"}} {received}.0
-# HELP wsdaemon_queue_items Open operator queue items
-# TYPE wsdaemon_queue_items gauge
-wsdaemon_queue_items{{state="queued"}} {queued}.0
-wsdaemon_queue_items{{state="claimed"}} 1.0
-# HELP wsdaemon_queue_oldest_item_age_seconds Age of the oldest open item (0 when empty)
-# TYPE wsdaemon_queue_oldest_item_age_seconds gauge
-wsdaemon_queue_oldest_item_age_seconds {age}
-# HELP wsdaemon_operators_online Operators connected
-# TYPE wsdaemon_operators_online gauge
-wsdaemon_operators_online 2.0
+# HELP wsdaemon_conversations Live conversations by state
+# TYPE wsdaemon_conversations gauge
+wsdaemon_conversations{{state="unassigned"}} {unassigned}.0
+wsdaemon_conversations{{state="assigned"}} 1.0
+# HELP wsdaemon_conversation_oldest_wait_seconds How long the longest-waiting visitor has waited
+# TYPE wsdaemon_conversation_oldest_wait_seconds gauge
+wsdaemon_conversation_oldest_wait_seconds {age}
+# HELP wsdaemon_conversation_operators Operators by availability
+# TYPE wsdaemon_conversation_operators gauge
+wsdaemon_conversation_operators{{availability="online"}} 2.0
 # HELP wsdaemon_ready 1 once every listener is bound and the store is open
 # TYPE wsdaemon_ready gauge
 wsdaemon_ready {ready}.0
@@ -58,9 +58,10 @@ wsdaemon_broker_outages_total 1.0
 """
 
 
-def worker(open: int = 2, received: int = 10, queued: int = 3, age: float = 4.5,
+def worker(open: int = 2, received: int = 10, unassigned: int = 3, age: float = 4.5,
            ready: int = 1) -> str:
-    return WORKER.format(open=open, received=received, queued=queued, age=age, ready=ready)
+    return WORKER.format(open=open, received=received, unassigned=unassigned, age=age,
+                         ready=ready)
 
 
 def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -75,20 +76,21 @@ def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_metrics_of_shared_state_are_taken_once() -> None:
-    """Three workers each reporting the shared queue: the queue's gauges and
-    operators online once (the lowest-numbered worker's family, one
-    snapshot); open connections and counters summed; ready and the broker
-    link 1 since every worker's is; the workers expected and answering."""
+    """Three workers each reporting the conversations they share: the
+    conversations' gauges and the operators by availability once (the
+    lowest-numbered worker's family, one snapshot); open connections and
+    counters summed; ready and the broker link 1 since every worker's is;
+    the workers expected and answering."""
     merged = series(merge_metrics({0: worker(open=1, received=5, age=4.25),
-                                   1: worker(open=2, received=6, age=4.5, queued=4),
+                                   1: worker(open=2, received=6, age=4.5, unassigned=4),
                                    2: worker(open=4, received=7, age=4.0)}, expected=3))
     assert merged == {
         ("wsdaemon_connections", (("route", "/echo"),)): 7.0,
         ("wsdaemon_messages_received_total", (("route", "/echo"),)): 18.0,
-        ("wsdaemon_queue_items", (("state", "queued"),)): 3.0,
-        ("wsdaemon_queue_items", (("state", "claimed"),)): 1.0,
-        ("wsdaemon_queue_oldest_item_age_seconds", ()): 4.25,
-        ("wsdaemon_operators_online", ()): 2.0,
+        ("wsdaemon_conversations", (("state", "unassigned"),)): 3.0,
+        ("wsdaemon_conversations", (("state", "assigned"),)): 1.0,
+        ("wsdaemon_conversation_oldest_wait_seconds", ()): 4.25,
+        ("wsdaemon_conversation_operators", (("availability", "online"),)): 2.0,
         ("wsdaemon_ready", ()): 1.0,
         ("wsdaemon_broker_up", ()): 1.0,
         ("wsdaemon_broker_outages_total", ()): 3.0,
@@ -99,14 +101,14 @@ def test_metrics_of_shared_state_are_taken_once() -> None:
 
 def test_ready_is_1_only_when_every_worker_is_ready_and_answering() -> None:
     """One worker not ready, or one of three not answering: wsdaemon_ready 0;
-    the shared queue then comes from the lowest-numbered worker answering."""
+    the shared conversations then come from the lowest-numbered worker answering."""
     one_not_ready = series(merge_metrics({0: worker(), 1: worker(ready=0), 2: worker()},
                                          expected=3))
     assert one_not_ready[("wsdaemon_ready", ())] == 0.0
-    one_missing = series(merge_metrics({1: worker(queued=5), 2: worker()}, expected=3))
+    one_missing = series(merge_metrics({1: worker(unassigned=5), 2: worker()}, expected=3))
     assert one_missing[("wsdaemon_ready", ())] == 0.0
     assert one_missing[("wsdaemon_broker_up", ())] == 0.0
-    assert one_missing[("wsdaemon_queue_items", (("state", "queued"),))] == 5.0
+    assert one_missing[("wsdaemon_conversations", (("state", "unassigned"),))] == 5.0
     assert one_missing[("wsdaemon_workers_answering", ())] == 2.0
 
 
@@ -122,7 +124,7 @@ def test_a_gauge_without_a_declared_merge_is_labelled_by_worker() -> None:
 
 
 def test_every_family_of_the_collector_declares_how_workers_merge() -> None:
-    """Each family a daemon's collector yields (with an operator queue and
+    """Each family a daemon's collector yields (with a webhook route and
     Redis) has a declared merge; a counter's is the sum."""
     from wsdaemon.connections.stats import RouteStats
     from wsdaemon.server.admin import PushCounters
@@ -152,9 +154,6 @@ def test_every_family_of_the_collector_declares_how_workers_merge() -> None:
         index = Index()
         ready = True
 
-        def queue_stats(self) -> dict[str, Any]:
-            return {"by_state": {"queued": 1}, "oldest_age": 2.0, "operators_online": 1}
-
         def broker_status(self) -> dict[str, Any]:
             return {"backend": "redis", "up": True, "outages": 0, "calls_failed": 0}
 
@@ -176,17 +175,17 @@ def test_health_is_ready_only_when_every_worker_is() -> None:
     assert health([one, one], 2)["connections"] == 4
 
 
-def test_health_carries_the_operator_component_of_either_model() -> None:
-    """What the operator component says (of the state the workers share) is
-    in the combined answer, whichever model: conversations as the queue."""
+def test_health_carries_the_operator_component_once() -> None:
+    """What the operator component says (of the conversations the workers
+    share) is in the combined answer once, the first answer's, not summed;
+    what a worker says of itself (its timers) is not."""
     health = _COMBINERS[b"/healthz"]
     one = {"status": "ok", "ready": True, "connections": 1, "version": "x",
            "pending_timers": 3, "reload": {"last": None}}
     talk = {**one, "conversations": {"started": True, "open": 7}}
-    assert health([talk, talk], 2)["conversations"] == {"started": True, "open": 7}
-    queue = {**one, "queue": {"started": True, "open_items": 2}}
-    assert health([queue, queue], 2)["queue"] == {"started": True, "open_items": 2}
-    assert "pending_timers" not in health([talk, talk], 2)
+    later = {**one, "conversations": {"started": True, "open": 8}}
+    assert health([talk, later], 2)["conversations"] == {"started": True, "open": 7}
+    assert "pending_timers" not in health([talk, later], 2)
 
 
 def test_journals_merge_in_time_order_and_counts_add_up() -> None:
