@@ -10,7 +10,7 @@ bench/RESULTS.md.
     python bench/run.py                     # everything, 5 rounds
     python bench/run.py --only echo --rounds 3 --seconds 5
     python bench/run.py --only echo --against HEAD~3   # and wsdaemon at HEAD~3, same run
-    python bench/run.py --only latency,handshakes,idle,broadcast,queue
+    python bench/run.py --only latency,handshakes,idle,broadcast,conversations
     python bench/run.py --only journal      # the journal's cost (on vs off)
 
 Needs: pip install picows uvloop (see bench/README in RESULTS.md).
@@ -277,7 +277,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only",
-                        default="echo,journal,latency,handshakes,idle,broadcast,queue")
+                        default="echo,journal,latency,handshakes,idle,broadcast,conversations")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--idle", type=int, default=10000)
@@ -301,7 +301,7 @@ def main() -> None:
             results += bench_idle(servers, args.idle)
     finally:
         servers.stop()
-    if "broadcast" in wanted or "queue" in wanted:
+    if "broadcast" in wanted or "conversations" in wanted:
         from service_bench import run_service_benches
 
         results += run_service_benches(wanted)

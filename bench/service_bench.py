@@ -1,7 +1,8 @@
 """
 Benchmarks of what only wsdaemon does (no raw-Autobahn baseline exists):
-broadcast through the push API to many clients, and the operator queue with
-SQLite on. Called by bench/run.py (--only broadcast,queue).
+broadcast through the push API to many clients, and conversations with
+SQLite on (visitors asking, one operator answering). Called by bench/run.py
+(--only broadcast,conversations).
 """
 
 from __future__ import annotations
@@ -51,48 +52,67 @@ async def main(url, admin, count):
 uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
-_QUEUE_LOAD = r"""
+_CONVERSATION_LOAD = r"""
 import asyncio, json, sys, time, uvloop
 from picows import ws_connect, WSListener, WSMsgType
 class Operator(WSListener):
     def on_ws_connected(self, transport):
-        self.transport = transport; self.ready = asyncio.get_running_loop().create_future()
+        self.ready = asyncio.get_running_loop().create_future(); self.n = 0
     def on_ws_frame(self, transport, frame):
         event = json.loads(frame.get_payload_as_bytes())
-        if event["type"] == "hello":
+        kind = event.get("type")
+        if kind == "hello":
             self.ready.set_result(None)
-        elif event["type"] == "item":
-            transport.send(WSMsgType.TEXT, json.dumps({"type": "reply", "item": event["item"]["item_id"], "text": "answer"}).encode())
-class Client(WSListener):
+        elif kind in ("conversation", "message") and \
+                (event.get("message") or {}).get("author") == "visitor":
+            self.n += 1
+            transport.send(WSMsgType.TEXT, json.dumps({
+                "id": f"r{self.n}", "type": "reply",
+                "conversation": event["conversation"]["id"], "text": "answer"}).encode())
+class Visitor(WSListener):
+    # The structured protocol (wsdaemon.chat.v1): each message is acknowledged
+    # once stored, with its seq.
     def on_ws_connected(self, transport):
         self.transport = transport; self.acks = []; self.replies = 0; self.sent_at = 0.0
+        self.welcomed = asyncio.get_running_loop().create_future()
+        transport.send(WSMsgType.TEXT, b'{"type": "hello", "after": 0}')
     def send(self):
         self.sent_at = time.perf_counter()
-        self.transport.send(WSMsgType.TEXT, b"a question")
+        self.transport.send(WSMsgType.TEXT, json.dumps(
+            {"type": "message", "id": f"m{self.replies}", "text": "a question"}).encode())
     def on_ws_frame(self, transport, frame):
         if frame.msg_type != WSMsgType.TEXT: return
-        text = frame.get_payload_as_ascii_text()
-        if text.startswith("queued"):
+        event = json.loads(frame.get_payload_as_bytes())
+        kind = event.get("type")
+        if kind == "welcome":
+            self.welcomed.set_result(None)
+        elif kind == "ack":
             self.acks.append(time.perf_counter() - self.sent_at)
-        elif text == "answer":
+        elif kind in ("refused", "error"):
+            failed.append(event); done.done() or done.set_result(None)
+        elif kind == "message" and event.get("author") == "operator":
             self.replies += 1
             if self.replies < per_client: self.send()
             else: finished.append(self); (len(finished) == clients_total) and done.set_result(None)
 async def main(base, token, clients, per):
-    global per_client, finished, done, clients_total
-    per_client, finished, clients_total = per, [], clients
+    global per_client, finished, done, clients_total, failed
+    per_client, finished, clients_total, failed = per, [], clients, []
     done = asyncio.get_running_loop().create_future()
     _, operator = await ws_connect(Operator, f"{base}/operator?token={token}")
     await operator.ready
-    pairs = [await ws_connect(Client, f"{base}/support?client_id=c{n}") for n in range(clients)]
+    pairs = [await ws_connect(Visitor, f"{base}/support",
+                              extra_headers={"Sec-WebSocket-Protocol": "wsdaemon.chat.v1"})
+             for n in range(clients)]
+    for _, visitor in pairs: await visitor.welcomed
     started = time.perf_counter()
-    for _, client in pairs: client.send()
+    for _, visitor in pairs: visitor.send()
     await asyncio.wait_for(done, 300)
     elapsed = time.perf_counter() - started
-    acks = sorted(a for _, c in pairs for a in c.acks)
-    print(json.dumps({"items_per_s": clients * per / elapsed,
-                      "enqueue_p50_ms": acks[len(acks) // 2] * 1000,
-                      "enqueue_p99_ms": acks[int(len(acks) * 0.99)] * 1000}))
+    if failed: raise SystemExit(f"refused: {failed[0]}")
+    acks = sorted(a for _, v in pairs for a in v.acks)
+    print(json.dumps({"answers_per_s": clients * per / elapsed,
+                      "stored_p50_ms": acks[len(acks) // 2] * 1000,
+                      "stored_p99_ms": acks[int(len(acks) * 0.99)] * 1000}))
 uvloop.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 """
 
@@ -121,25 +141,28 @@ def _config(directory: Path, admin_port: int) -> Path:
     path = directory / "service-bench.ini"
     path.write_text(unlimited_config("tcp:0:interface=127.0.0.1", admin_port, f"""
         [operator]
-        model = queue
         tokens = bench:{TOKEN}
-        store = {directory}/queue.sqlite3
+        store = {directory}/conversations.sqlite3
+        ack_message = Thanks!
+        offline_message =
         fallback_after = 0
         fallback_when_offline = no
-        # Throughput, not the per-client cap: these clients pipeline.
-        max_open_per_client = 0
 
         [route:/echo]
         strategy = echo
 
         [route:/support]
         strategy = operator
-        ack_message = queued {{position}}
     """))
     return path
 
 
-def run_service_benches(wanted: set[str]) -> list[dict[str, Any]]:
+def run_service_benches(wanted: set[str], visitors: int = 50,
+                        per: int = 40) -> list[dict[str, Any]]:
+    """
+    The benches named in C{wanted} ("broadcast", "conversations"); the
+    conversations' one with C{visitors} visitors asking C{per} questions each.
+    """
     from run import CLIENT_CPU, Servers, free_port, pinned
 
     results: list[dict[str, Any]] = []
@@ -164,19 +187,19 @@ def run_service_benches(wanted: set[str]) -> list[dict[str, Any]]:
                           f"{runs[0]['delivered']})", flush=True)
                     results.append({"title": f"broadcast to {count}", "unit": "ms",
                                     "wsdaemon": last, "runs": runs})
-            if "queue" in wanted:
+            if "conversations" in wanted:
                 base = servers.urls()["wsdaemon"].rsplit("/", 1)[0]
                 out = subprocess.run(pinned(CLIENT_CPU, [
-                    sys.executable, "-c", _QUEUE_LOAD, base, TOKEN, "50", "40"]),
-                    capture_output=True, text=True, timeout=600)
+                    sys.executable, "-c", _CONVERSATION_LOAD, base, TOKEN, str(visitors),
+                    str(per)]), capture_output=True, text=True, timeout=600)
                 if out.returncode != 0:
                     raise SystemExit(out.stderr)
-                queue = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"{'operator queue (SQLite), 50 clients x 40':<44} "
-                      f"{queue['items_per_s']:.0f} items/s client->queue->operator->reply; "
-                      f"enqueue p50 {queue['enqueue_p50_ms']:.1f} ms, "
-                      f"p99 {queue['enqueue_p99_ms']:.1f} ms", flush=True)
-                results.append({"title": "operator queue", **queue})
+                answered = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"{f'conversations (SQLite), {visitors} visitors x {per}':<44} "
+                      f"{answered['answers_per_s']:.0f} answers/s visitor->store->operator->"
+                      f"reply; stored p50 {answered['stored_p50_ms']:.1f} ms, "
+                      f"p99 {answered['stored_p99_ms']:.1f} ms", flush=True)
+                results.append({"title": "conversations", **answered})
         finally:
             servers.stop()
     return results
@@ -184,4 +207,4 @@ def run_service_benches(wanted: set[str]) -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
     os.chdir(HERE)
-    run_service_benches({"broadcast", "queue"})
+    run_service_benches({"broadcast", "conversations"})
