@@ -1,5 +1,5 @@
 """
-The operator store's files, run by hand with a permissive umask, and a store
+The conversations' store files, run by hand with a permissive umask, and a store
 that cannot be opened.
 """
 
@@ -22,10 +22,8 @@ CONFIG = """
     listen = tcp:0:interface=127.0.0.1
 
     [operator]
-    model = queue
     tokens = alice:alice-token-0123456789abcdef
-    store = state/queue.sqlite3
-    fallback_when_offline = no
+    store = state/conversations.sqlite3
 
     [route:/support]
     strategy = operator
@@ -46,7 +44,8 @@ def test_store_files_are_private_whatever_the_umask(
         client.send("a private conversation")
         client.recv(timeout=5)
     state = config.parent / "state"
-    for name in ("queue.sqlite3", "queue.sqlite3-wal", "queue.sqlite3-shm"):
+    for name in ("conversations.sqlite3", "conversations.sqlite3-wal",
+                 "conversations.sqlite3-shm"):
         mode = stat.S_IMODE((state / name).stat().st_mode)
         assert mode == 0o600, f"{name}: {oct(mode)}"
 
@@ -56,9 +55,10 @@ def test_a_store_that_cannot_be_opened_stops_the_daemon_with_status_1(
     """A store file that is not a database: one clear line, exit status 1."""
     config = write_config(CONFIG)
     (config.parent / "state").mkdir()
-    (config.parent / "state" / "queue.sqlite3").write_bytes(b"this is not a database" * 100)
+    store = config.parent / "state" / "conversations.sqlite3"
+    store.write_bytes(b"this is not a database" * 100)
     result = run_cli("--config", str(config), cwd=config.parent)
     assert result.returncode == 1, result.stdout + result.stderr
     output = result.stdout + result.stderr
-    assert "cannot open the operator store" in output and "queue.sqlite3" in output
+    assert "cannot open the operator store" in output and "conversations.sqlite3" in output
     assert "Traceback" not in output
