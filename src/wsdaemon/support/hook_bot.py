@@ -13,7 +13,10 @@ For each committed visitor message of an episode the bot has:
    strategy does: L{wsdaemon.strategies.webhook.delivery}), with the
    episode's earlier messages (at most C{bot_context}) as context. One
    request per conversation is in flight; later messages wait in order
-   (at most C{bot_max_queue}; one more hands the conversation over);
+   (at most C{bot_max_queue}; one more hands the conversation over). A
+   request waits at most C{bot_timeout} for one of the route's
+   C{bot_max_requests} slots, else it is never sent and the conversation
+   is handed over (L{BUSY}; L{wsdaemon.support.hook_bot_request});
 3. the answer (L{wsdaemon.support.hook_bot_answer}): each message a
    L{BotReply} (stored, then delivered, in the thread operators read,
    named C{bot_name}); a handoff a L{Handoff} with its reason (the note
@@ -54,19 +57,22 @@ from wsdaemon.conversations.events import BotPending, BotReply
 from wsdaemon.conversations.model import Author, Conversation, Message
 from wsdaemon.escaping import visible
 from wsdaemon.strategies.webhook.client import Poster, Reply
-from wsdaemon.strategies.webhook.delivery import DeliveryError, deliver
+from wsdaemon.strategies.webhook.delivery import DeliveryError
 from wsdaemon.strategies.webhook.stats import HookStats
 from wsdaemon.support.bot_episodes import DEFAULT_MAX_EPISODES, Count, Episodes, Signal, Submit
 from wsdaemon.support.bot_settings import BotSettings
 from wsdaemon.support.hook_bot_answer import BotAnswerError, parse_bot_answer
+from wsdaemon.support.hook_bot_request import BUSY_KIND, owed_for, request
 
-__all__ = ["CHANGED", "CROWDED", "DOWN", "INVALID", "STOPPED", "TOO_FAST", "HookBot", "event_of"]
+__all__ = ["BUSY", "CHANGED", "CROWDED", "DOWN", "INVALID", "STOPPED", "TOO_FAST", "HookBot",
+           "event_of"]
 
 _log = Logger(namespace="wsdaemon.support.bot")
 
 #: The reasons operators read in the handoff's note.
 DOWN = "the bot's backend did not answer: {kind}"
 INVALID = "the bot's backend answered something it cannot do: {why}"
+BUSY = "the bot's backend is busy: {why}"
 TOO_FAST = "the visitor wrote faster than the bot's backend answers ({count} messages waiting)"
 STOPPED = "the daemon stopped before the bot's backend answered"
 CHANGED = "the route's bot changed before its backend answered"
@@ -237,10 +243,10 @@ class HookBot:
         context = context[len(context) - size:] if size else []
         event = event_of(self.route, conversation, message, context, now)
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        self._owe(episode, now)
+        self._owe(episode, now + owed_for(self.backend.webhook, self._slots.tokens > 0))
         stats = self.hook_stats
         stats.in_flight += 1
-        d = deliver(self.poster, self.backend.webhook, self._clock, self.backend.url,
+        d = request(self.poster, self.backend.webhook, self._clock, self.backend.url,
                     event["id"], body, self._slots)
 
         def done(result: object) -> object:
@@ -257,17 +263,15 @@ class HookBot:
         d.addErrback(lambda f: _log.failure("bot on {route}: the backend's answer could not "
                                             "be carried out", f, route=self.route))
 
-    def _owe(self, episode: _Episode, now: float) -> None:
+    def _owe(self, episode: _Episode, until: float) -> None:
         """
         Stored with the conversation: an answer is owed until the request's
-        attempts are surely over. Should this daemon be gone before it is
+        attempts are surely over (after its wait for a slot, when every one
+        is taken: L{owed_for}). Should this daemon be gone before it is
         answered (a crash: a stop hands over itself), the conversation is
         handed over then rather than left with the bot.
         """
-        hook = self.backend.webhook
-        longest = (hook.retries + 1) * (hook.connect_timeout + hook.timeout) + \
-            hook.retry_backoff * (2 ** hook.retries - 1)
-        d = self._submit(BotPending(self.route, episode.visitor, now + longest))
+        d = self._submit(BotPending(self.route, episode.visitor, until))
         d.addErrback(self._episodes.refused, "pending", episode.visitor)
 
     def _answered(self, reply: Reply, episode: _Episode) -> None:
@@ -313,7 +317,9 @@ class HookBot:
         failure.trap(DeliveryError)
         episode.in_flight = None
         error: Any = failure.value
-        self._failed(episode, error.kind, error.why, DOWN.format(kind=error.kind))
+        reason = BUSY.format(why=error.why) if error.kind == BUSY_KIND else \
+            DOWN.format(kind=error.kind)
+        self._failed(episode, error.kind, error.why, reason)
 
     def _failed(self, episode: _Episode, kind: str, why: str, reason: str) -> None:
         self.hook_stats.errors[kind] += 1
