@@ -305,16 +305,14 @@ BAD_CONFIGS = {
         MINIMAL + "identity = claim\n",
         [":6: [route:/echo] identity", "got 'claim' (did you mean claimed?)"],
     ),
-    "operator bad ack placeholder": (
-        MINIMAL + "\n[operator]\nmodel = queue\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
+    "operator route's own ack_message": (
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
         "[route:/support]\nstrategy = operator\nack_message = you are {number}\n",
-        ["[route:/support] ack_message", "unknown placeholder {number}"],
+        ["[route:/support] ack_message", "set ack_message in [operator] instead"],
     ),
-    "operator misspelt ack placeholder": (
-        MINIMAL + "\n[operator]\nmodel = queue\ntokens = alice:aaaaaaaaaaaaaaaaaa\n"
-        "[route:/support]\nstrategy = operator\nack_message = you are {postion}\n",
-        ["[route:/support] ack_message",
-         "unknown placeholder {postion} (did you mean {position}?)"],
+    "operator model queue": (
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\nmodel = queue\n",
+        [":9: [operator] model", "the item queue was retired", "remove this line"],
     ),
 }
 
@@ -368,7 +366,6 @@ def test_operator_section(write_config: Callable[..., Path]) -> None:
     """[operator] settings, tokens inline and from a file, paths relative to the config."""
     path = write_config(MINIMAL + """
 [operator]
-model = queue
 tokens = alice:aaaaaaaaaaaaaaaaaa
 tokens_file = ops.tokens
 store = state/q.sqlite3
@@ -401,9 +398,10 @@ def test_config_values_are_immutable(write_config: Callable[..., Path]) -> None:
 
 
 def test_broker_section(write_config: Callable[..., Path]) -> None:
-    """[broker] backend = redis: URL parts, prefix, timings; the queue lives in Redis."""
-    from wsdaemon.broker.queue import SharedOperatorQueue
-    from wsdaemon.broker.queue_component import QueueComponent
+    """[broker] backend = redis: URL parts, prefix, timings; the conversations
+    live in Redis."""
+    from wsdaemon.support.component import SupportComponent
+    from wsdaemon.support.redis_store import RedisConversationStore
 
     path = write_config(MINIMAL + """
 [broker]
@@ -414,7 +412,6 @@ timeout = 2.5
 heartbeat = 1
 
 [operator]
-model = queue
 tokens = alice:aaaaaaaaaaaaaaaaaa
 """)
     config = load(path)
@@ -425,8 +422,8 @@ tokens = alice:aaaaaaaaaaaaaaaaaa
     assert broker.daemon_id == ""  # named by the link: host, pid, random
     parts = built(config)  # type: ignore[arg-type]
     assert parts.link is not None and parts.link.daemon_id
-    assert isinstance(parts.component, QueueComponent)
-    assert isinstance(parts.component.queue, SharedOperatorQueue)
+    assert isinstance(parts.component, SupportComponent)
+    assert isinstance(parts.component.store, RedisConversationStore)
     summary = config.summary()  # type: ignore[attr-defined]
     assert "broker redis at redis.internal:6380/3" in summary and "cret" not in summary
 
@@ -454,9 +451,9 @@ def test_workers(write_config: Callable[..., Path]) -> None:
     ("0", "", None, "[wsdaemon] workers: expected 1 to 256 worker processes or auto"),
     ("many", "", None, "expected a number of worker processes (1 or more) or auto"),
     ("1", "", "0", "--workers: expected 1 to 256"),
-    ("2", "[operator]\nmodel = queue\ntokens = alice:aaaaaaaaaaaaaaaaaaaaaaaa\n[route:/support]\n"
+    ("2", "[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaaaaaaaa\n[route:/support]\n"
      "strategy = operator\n", None,
-     "cannot share one embedded operator queue (route /support): add [broker] backend = "
+     "cannot share one embedded conversation store (route /support): add [broker] backend = "
      "redis, or set workers = 1"),
 ])
 def test_workers_refused(write_config: Callable[..., Path], workers: str, tail: str,

@@ -60,10 +60,6 @@ def test_a_bad_bot_file_names_its_own_line(tmp_path: Path) -> None:
     assert "drop: not in a bot's rules" in message
 
 
-def test_bot_options_need_a_bot_and_conversations(tmp_path: Path) -> None:
-    """bot_name without bot is refused; on the queue model, bot is not an option."""
+def test_bot_options_need_a_bot(tmp_path: Path) -> None:
+    """bot_name without bot is refused."""
     assert "needs bot = FILE" in error_of(config_with(tmp_path, "bot_name = Robo"))
-    (tmp_path / "bot.toml").write_text('[default]\nreply = "x"\n')
-    queue = error_of(config_with(tmp_path, "bot = bot.toml", model="queue"))
-    assert "[route:/support] bot: a bot answers conversations first: it needs model = " \
-        "conversations in [operator]" in queue

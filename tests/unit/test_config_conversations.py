@@ -120,29 +120,36 @@ def test_literal_braces_are_fine(tmp_path: Path) -> None:
     assert operator.conversations.ack_message == "Thanks :-} {"
 
 
-def test_the_queue_is_still_there_when_chosen(tmp_path: Path) -> None:
-    """model = queue, said explicitly, keeps the item queue (deprecated)."""
-    operator = load_config(config_with(tmp_path, "model = queue"), clock=Clock()).operator
-    assert operator is not None and operator.model == "queue"
+def test_the_queue_model_is_refused(tmp_path: Path) -> None:
+    """model = queue is refused at its line: the queue was retired, and the
+    message says that conversations take over its store on start and what
+    to do (remove the line)."""
+    path = config_with(tmp_path, "model = queue")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, clock=Clock())
+    assert str(raised.value) == (
+        f"{path}:7: [operator] model: the item queue was retired in this version; "
+        "conversations take over its store on start (the SQLite file or Redis keys stay "
+        "where they are): remove this line")
 
 
-@pytest.mark.parametrize("model, store", [
-    ("", "conversation store"),
-    ("model = conversations", "conversation store"),
-    ("model = queue", "operator queue"),
-])
-def test_workers_without_a_broker_name_the_store_of_the_model(
-        tmp_path: Path, model: str, store: str) -> None:
+@pytest.mark.parametrize("model", ["", "model = conversations", "model = Conversations "])
+def test_conversations_is_the_only_model(tmp_path: Path, model: str) -> None:
+    """No model, or conversations said explicitly (any case), is accepted."""
+    operator = load_config(config_with(tmp_path, model), clock=Clock()).operator
+    assert operator is not None and operator.model == "conversations"
+
+
+@pytest.mark.parametrize("model", ["", "model = conversations"])
+def test_workers_without_a_broker_name_the_conversation_store(
+        tmp_path: Path, model: str) -> None:
     """Several workers cannot share the embedded SQLite file: the refusal
-    names what the section's model really keeps there (the conversations
-    by default, the queue only when chosen), and the fix."""
+    names the conversation store and the fix."""
     path = config_with(tmp_path, model)
     path.write_text(path.read_text().replace("[wsdaemon]", "[wsdaemon]\nworkers = 2"))
     with pytest.raises(ConfigError) as raised:
         load_config(path, clock=Clock())
     message = str(raised.value)
     assert message.startswith(f"{path}:2: [wsdaemon] workers: "), message
-    assert (f"2 workers cannot share one embedded {store} (route /support): "
+    assert ("2 workers cannot share one embedded conversation store (route /support): "
             "add [broker] backend = redis, or set workers = 1") in message
-    other = {"conversation store", "operator queue"} - {store}
-    assert other.pop() not in message

@@ -4,9 +4,9 @@ routed and what visitors are told, read into the core's own value
 (L{ConversationSettings}), plus the operators' display names and the
 canned replies file.
 
-Conversations are the default model; C{model = queue} keeps the item
-queue (deprecated, to be removed). The keys are read (and checked) in both
-models, so a config that names them is right before and after the switch.
+Conversations are the only model: C{model = conversations} is accepted
+(it is the default), C{model = queue} is refused (the item queue was
+retired; conversations take over its store on start).
 """
 
 from __future__ import annotations
@@ -28,7 +28,11 @@ from wsdaemon.spelling import did_you_mean
 __all__ = ["CONVERSATION_KEYS", "DEFAULT_MODEL", "MODELS", "conversation_settings", "display_names"]
 
 #: The engines an [operator] section may choose.
-MODELS = ("queue", "conversations")
+MODELS = ("conversations",)
+#: Why C{model = queue} is refused.
+QUEUE_RETIRED = (
+    "the item queue was retired in this version; conversations take over its store on start "
+    "(the SQLite file or Redis keys stay where they are): remove this line")
 #: What an [operator] section without a C{model} key gets.
 DEFAULT_MODEL = "conversations"
 #: The keys this module reads (the section's other keys are the queue's and
@@ -84,13 +88,15 @@ def conversation_settings(reader: _Reader, section: str,
     @param shared: the values of the keys the queue and conversations share
         (C{fallback_after}, C{fallback_message}, C{max_open_per_route},
         C{max_open_total}), as the section gave them (absent: default).
-    @return: the model (C{conversations} unless the section says
-        C{model = queue}) and the core's settings.
+    @return: the model (C{conversations}, the only one) and the core's
+        settings.
     """
     values = reader.parser[section]
     model = values.get("model", DEFAULT_MODEL).strip().lower()
+    if model == "queue":
+        raise reader.error(section, "model", QUEUE_RETIRED)
     if model not in MODELS:
-        raise reader.error(section, "model", f"expected one of {', '.join(MODELS)}, "
+        raise reader.error(section, "model", f"expected {' or '.join(MODELS)}, "
                                              f"got {values['model'].strip()!r}"
                                              f"{did_you_mean(model, MODELS)}")
     settings: dict[str, Any] = {}
@@ -114,7 +120,7 @@ def conversation_settings(reader: _Reader, section: str,
     defaults = ConversationSettings()
     for key in ("ack_message", "offline_message", "contact_message"):
         settings[key] = _message(reader, section, key, getattr(defaults, key))
-    if "fallback_message" in shared and model == "conversations":
+    if "fallback_message" in shared:
         _check_template(reader, section, "fallback_message", shared["fallback_message"])
     for key in ("fallback_after", "fallback_message", "max_open_per_route", "max_open_total"):
         if key in shared:
