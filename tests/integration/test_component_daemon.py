@@ -1,8 +1,8 @@
 """
 The real daemon runs the operator feature through the one hook (issue 22,
-item 9), for each model: the chosen component's console page, channel,
-/metrics families and /healthz key are served, the other model's are not,
-and a reload hands the component the new operators' tokens.
+item 9): the conversations component's console page (the inbox), channel,
+/metrics families and /healthz key are served, nothing of the retired
+queue's, and a reload hands the component the new operators' tokens.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -36,25 +35,17 @@ CONFIG = """
     api_keys = ops:{key}
 
     [operator]
-    model = {model}
     store = ops.sqlite3
     tokens = alice:{alice}{more}
 
     [route:/support]
     strategy = operator
 """
-#: What each model serves at the console path, its /metrics family, its
-#: /healthz key.
-MODELS = {
-    "conversations": (b"/_wsdaemon/inbox/app.js", "wsdaemon_conversations", "conversations"),
-    "queue": (b"console.js", "wsdaemon_queue_items", "queue"),
-}
 
 
-def _config(model: str, admin: int, bob: bool = False) -> str:
+def _config(admin: int, bob: bool = False) -> str:
     more = f"\n        bob:{BOB}" if bob else ""
-    return textwrap.dedent(CONFIG.format(admin=admin, key=KEY, model=model, alice=ALICE,
-                                         more=more))
+    return textwrap.dedent(CONFIG.format(admin=admin, key=KEY, alice=ALICE, more=more))
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -85,28 +76,27 @@ def _ready(admin: str) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_the_daemon_serves_the_chosen_component(
-        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon],
-        model: str) -> None:
-    """Console page, channel, /metrics and /healthz come from the model's
-    component only; a SIGHUP with a new token lets that operator in."""
-    page, family, key = MODELS[model]
-    other = next(k for name, (_, _, k) in MODELS.items() if name != model)
+def test_the_daemon_serves_the_conversations_component(
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
+    """Console page (the inbox), channel, /metrics and /healthz come from the
+    conversations component, nothing from the queue's; a SIGHUP with a new
+    token lets that operator in."""
     admin_port = free_port()
-    path = write_config(_config(model, admin_port))
+    path = write_config(_config(admin_port))
     daemon = start_daemon(path)
     admin = f"http://127.0.0.1:{admin_port}"
     health = _ready(admin)
-    assert health["ready"] is True and health[key]["started"] is True
-    assert other not in health
+    assert health["ready"] is True and health["conversations"]["started"] is True
+    assert "queue" not in health
     status, body = _get(f"{daemon.http}/console")
-    assert status == 200 and page in body
+    assert status == 200 and b"/_wsdaemon/inbox/app.js" in body
+    assert b"console.js" not in body
     status, body = _get(f"{admin}/metrics")
-    assert status == 200 and f"# TYPE {family} gauge" in body.decode()
+    assert status == 200 and "# TYPE wsdaemon_conversations gauge" in body.decode()
+    assert "wsdaemon_queue_" not in body.decode()
     assert _channel_accepts(daemon, ALICE) and not _channel_accepts(daemon, BOB)
 
-    path.write_text(_config(model, admin_port, bob=True))
+    path.write_text(_config(admin_port, bob=True))
     os.kill(daemon.process.pid, signal.SIGHUP)
     daemon.wait_for_log("reloaded")
     assert _channel_accepts(daemon, BOB)
