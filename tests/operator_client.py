@@ -46,6 +46,43 @@ class Operator:
 
 #: The structured visitor protocol's subprotocol.
 CHAT = "wsdaemon.chat.v1"
+#: The operator every one-operator daemon test signs in as (alice).
+TOKEN = "alice-token-0123456789abcdef"
+#: The acknowledgement those tests set, so that they can tell it apart.
+ACK = "Thanks! We will be with you shortly."
+ADMIN_KEY = "admin-key-0123456789abcdef"
+
+
+def support_config(*sections: str, display_name: bool = True, ack: bool = True,
+                   notices: bool = False, admin: bool = False) -> str:
+    """
+    The config of a one-operator daemon on conversations: alice (L{TOKEN})
+    on an SQLite store, then C{sections} (each a whole section's text,
+    e.g. C{"[route:/support]\nstrategy = operator"}).
+
+    @param display_name: alice shows as "Alice Martin" to visitors.
+    @param ack: the acknowledgement is L{ACK} (else the default one).
+    @param notices: the offline notice at its default; without it, none,
+        so that a test's visitor sees only what it is waiting for. The
+        fallback is never sent (C{fallback_after = 0}).
+    @param admin: an admin listener on C{ADMIN_PORT} (replace it with a
+        free port), key L{ADMIN_KEY}.
+    """
+    operator = ["[operator]", "model = conversations", f"tokens = alice:{TOKEN}"]
+    if display_name:
+        operator.append("display_names = alice: Alice Martin")
+    operator.append("store = conversations.sqlite3")
+    if ack:
+        operator.append(f"ack_message = {ACK}")
+    if not notices:
+        operator.append("offline_message =")
+    operator.append("fallback_after = 0")
+    parts = ["[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1", "\n".join(operator)]
+    if admin:
+        parts.append("[admin]\nlisten = tcp:ADMIN_PORT:interface=127.0.0.1\n"
+                     f"api_keys = ops:{ADMIN_KEY}")
+    parts.extend(section.strip() for section in sections)
+    return "\n" + "\n\n".join(parts) + "\n"
 
 
 def next_of(ws: ClientConnection, kind: str, timeout: float = 5,

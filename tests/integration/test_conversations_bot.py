@@ -21,37 +21,13 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon, free_port
-from tests.operator_client import next_of, request
+from tests.operator_client import ACK, ADMIN_KEY, CHAT, TOKEN, next_of, request, support_config
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "alice-token-0123456789abcdef"
-ACK = "Thanks! We will be with you shortly."
-ADMIN_KEY = "admin-key-0123456789abcdef"
-CHAT = "wsdaemon.chat.v1"
 
-CONFIG = f"""
-[wsdaemon]
-listen = tcp:0:interface=127.0.0.1
-
-[operator]
-model = conversations
-tokens = alice:{TOKEN}
-display_names = alice: Alice Martin
-store = conversations.sqlite3
-ack_message = {ACK}
-offline_message =
-fallback_after = 0
-
-[admin]
-listen = tcp:ADMIN_PORT:interface=127.0.0.1
-api_keys = ops:{ADMIN_KEY}
-
-[route:/support]
-strategy = operator
-bot = bot.toml
-bot_name = Robo
-"""
+CONFIG = support_config("[route:/support]\nstrategy = operator\nbot = bot.toml\nbot_name = Robo",
+                        admin=True)
 
 RULES = """
 [[rule]]

@@ -28,40 +28,16 @@ from standardwebhooks import Webhook
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import REPO, Daemon, free_port
-from tests.operator_client import next_of, request
+from tests.operator_client import ACK, ADMIN_KEY, CHAT, TOKEN, next_of, request, support_config
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "alice-token-0123456789abcdef"
-ACK = "Thanks! We will be with you shortly."
-ADMIN_KEY = "admin-key-0123456789abcdef"
-CHAT = "wsdaemon.chat.v1"
 SECRET = "whsec_NRm/pdS8h4I4QDUPnhpccTRuvUPnhvGu"
 HOURS = "We are open 9:00-17:00, Monday to Friday."
 
-CONFIG = f"""
-[wsdaemon]
-listen = tcp:0:interface=127.0.0.1
-
-[operator]
-model = conversations
-tokens = alice:{TOKEN}
-store = conversations.sqlite3
-ack_message = {ACK}
-offline_message =
-fallback_after = 0
-
-[admin]
-listen = tcp:ADMIN_PORT:interface=127.0.0.1
-api_keys = ops:{ADMIN_KEY}
-
-[route:/support]
-strategy = operator
-bot_url = BOT_URL
-bot_secret_file = bot.secret
-bot_name = Helper
-bot_timeout = 1
-"""
+CONFIG = support_config("[route:/support]\nstrategy = operator\nbot_url = BOT_URL\n"
+                        "bot_secret_file = bot.secret\nbot_name = Helper\nbot_timeout = 1",
+                        display_name=False, admin=True)
 
 
 def start_daemon(tmp_path: Path, bot_url: str) -> Daemon:

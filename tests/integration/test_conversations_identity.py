@@ -26,37 +26,19 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon, run_cli
-from tests.operator_client import next_of, request
+from tests.operator_client import CHAT, TOKEN, next_of, request, support_config
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "alice-token-0123456789abcdef"
-CHAT = "wsdaemon.chat.v1"
 SECRET = "the-site-backend-secret-7f3a"
 JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef"
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J<script>alert(1)</script>\u202eevil"
 
-CONFIG = f"""
-[wsdaemon]
-listen = tcp:0:interface=127.0.0.1
-
-[operator]
-model = conversations
-tokens = alice:{TOKEN}
-store = conversations.sqlite3
-offline_message =
-fallback_after = 0
-
-[route:/support]
-strategy = operator
-identity_hash_secret_file = visitor-ids.secret
-
-[route:/app]
-strategy = operator
-identity = jwt
-jwt_secret_file = jwt.secret
-profile_attributes_claim = account
-"""
+CONFIG = support_config(
+    "[route:/support]\nstrategy = operator\nidentity_hash_secret_file = visitor-ids.secret",
+    "[route:/app]\nstrategy = operator\nidentity = jwt\njwt_secret_file = jwt.secret\n"
+    "profile_attributes_claim = account",
+    display_name=False, ack=False)
 
 
 @pytest.fixture

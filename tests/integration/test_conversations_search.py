@@ -23,30 +23,16 @@ from websockets.sync.client import ClientConnection, connect
 from tests.daemon import Daemon
 from tests.integration.test_conversations_redis import ALICE as REDIS_ALICE
 from tests.integration.test_conversations_redis import config_text as redis_config
-from tests.operator_client import next_of, operator_desk, request
+from tests.operator_client import CHAT, TOKEN, next_of, operator_desk, request, support_config
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "alice-token-0123456789abcdef"
-CHAT = "wsdaemon.chat.v1"
 SECRET = "the-site-backend-secret-7f3a"
 
-CONFIG = f"""
-[wsdaemon]
-listen = tcp:0:interface=127.0.0.1
-
-[operator]
-model = conversations
-tokens = alice:{TOKEN}
-store = conversations.sqlite3
-offline_message =
-fallback_after = 0
-
-[route:/support]
-strategy = operator
-identity_hash_secret_file = visitor-ids.secret
-"""
+CONFIG = support_config(
+    "[route:/support]\nstrategy = operator\nidentity_hash_secret_file = visitor-ids.secret",
+    display_name=False, ack=False)
 
 
 @pytest.fixture

@@ -20,36 +20,21 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon import Daemon
 from tests.operator_client import (
+    ACK,
+    TOKEN,
     cookie_of,
     next_of,
     operator_desk,
     request,
     structured,
+    support_config,
     the_conversation,
 )
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "alice-token-0123456789abcdef"
-ACK = "Thanks! We will be with you shortly."
-CHAT = "wsdaemon.chat.v1"
 
-CONFIG = f"""
-[wsdaemon]
-listen = tcp:0:interface=127.0.0.1
-
-[operator]
-model = conversations
-tokens = alice:{TOKEN}
-display_names = alice: Alice Martin
-store = conversations.sqlite3
-ack_message = {ACK}
-offline_message =
-fallback_after = 0
-
-[route:/support]
-strategy = operator
-"""
+CONFIG = support_config("[route:/support]\nstrategy = operator")
 
 
 @pytest.fixture

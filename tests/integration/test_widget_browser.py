@@ -33,11 +33,10 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import require_tool
 from tests.daemon import Daemon, free_port
+from tests.operator_client import ACK, TOKEN, support_config
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "alice-token-0123456789abcdef"
-ACK = "Thanks! We will be with you shortly."
 JWT_SECRET = "jwt-secret-for-the-widget-test-0123456789"
 HASH_SECRET = "hash-secret-for-identify-0123456789"
 REPLY = ("Yes! Size 44 is in stock. <b>Shall I reserve a pair?</b> "
@@ -45,25 +44,8 @@ REPLY = ("Yes! Size 44 is in stock. <b>Shall I reserve a pair?</b> "
 NPM_HOME = Path(os.environ.get("WSDAEMON_NPM_HOME", "/opt/wsdaemon-npm"))
 AXE = NPM_HOME / "node_modules" / "axe-core" / "axe.min.js"
 
-CONFIG = f"""
-[wsdaemon]
-listen = tcp:0:interface=127.0.0.1
-
-[operator]
-model = conversations
-tokens = alice:{TOKEN}
-display_names = alice: Alice Martin
-store = conversations.sqlite3
-ack_message = {ACK}
-offline_message =
-fallback_after = 0
-
-[route:/support]
-strategy = operator
-
-[route:/echo]
-strategy = echo
-"""
+CONFIG = support_config("[route:/support]\nstrategy = operator",
+                        "[route:/echo]\nstrategy = echo")
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10) -> Any:
