@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from twisted.logger import LogEvent, globalLogPublisher
 
 from tests.daemon import Daemon
 from tests.redis_server import RedisServer, redis_available
@@ -107,3 +108,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def failures() -> Iterator[list[LogEvent]]:
+    """The events logged with a traceback while the test runs."""
+    logged: list[LogEvent] = []
+
+    def observe(event: LogEvent) -> None:
+        if "log_failure" in event:
+            logged.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield logged
+    finally:
+        globalLogPublisher.removeObserver(observe)

@@ -6,32 +6,13 @@ once); any other failure keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 
 from tests.driver_bench import cid
 from tests.unit.test_conversation_driver import desk
 from wsdaemon.conversations import DeliverMessage, OperatorReply, Timer, TimerKind
 from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.support.driver import TIMER_RETRY
-
-
-@pytest.fixture
-def failures() -> Iterator[list[LogEvent]]:
-    """The events logged with a traceback while the test runs."""
-    logged: list[LogEvent] = []
-
-    def observe(event: LogEvent) -> None:
-        if "log_failure" in event:
-            logged.append(event)
-
-    globalLogPublisher.addObserver(observe)
-    try:
-        yield logged
-    finally:
-        globalLogPublisher.removeObserver(observe)
 
 
 def test_a_timer_due_while_redis_is_away_is_tried_again_quietly(

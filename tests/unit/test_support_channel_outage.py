@@ -7,34 +7,16 @@ whose answer never came is not said to have failed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from twisted.internet.defer import fail
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 
 from tests.support_channel_kit import ROUTE, Desk
 from wsdaemon.conversations import Status, conversation_id_for
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 
 ALICE = "a" * 20
-
-
-@pytest.fixture
-def failures() -> Iterator[list[LogEvent]]:
-    """The events logged with a traceback while the test runs."""
-    logged: list[LogEvent] = []
-
-    def observe(event: LogEvent) -> None:
-        if "log_failure" in event:
-            logged.append(event)
-
-    globalLogPublisher.addObserver(observe)
-    try:
-        yield logged
-    finally:
-        globalLogPublisher.removeObserver(observe)
 
 
 def answer_with(problem: Exception, request: dict[str, Any]) -> tuple[Desk, dict[str, Any]]:

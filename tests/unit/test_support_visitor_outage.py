@@ -8,12 +8,10 @@ until Redis answers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from twisted.internet.defer import fail
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 
 from tests.unit.test_support_visitor import Desk, cid, frames, send, texts
 from wsdaemon.conversations import OperatorReply
@@ -21,22 +19,6 @@ from wsdaemon.errors import BrokerUnavailable
 from wsdaemon.support.driver import TIMER_RETRY
 from wsdaemon.support.visitor import CATCH_UP_RETRY
 from wsdaemon.support.visitor_chat import WELCOME_RETRY
-
-
-@pytest.fixture
-def failures() -> Iterator[list[LogEvent]]:
-    """The events logged with a traceback while the test runs."""
-    logged: list[LogEvent] = []
-
-    def observe(event: LogEvent) -> None:
-        if "log_failure" in event:
-            logged.append(event)
-
-    globalLogPublisher.addObserver(observe)
-    try:
-        yield logged
-    finally:
-        globalLogPublisher.removeObserver(observe)
 
 
 def away(*args: object, **kwargs: object) -> Any:
