@@ -221,14 +221,15 @@ def test_the_backlog_claims_load_raising_changes_after_their_conversations_earli
 def test_raised_loads_say_what_the_view_holds() -> None:
     """What a commit tells the script of the loads it raises: each raised
     operator with the raises of it the view holds, its load after and its
-    capacity (0: none, counted but never refused; a load taken past it by
-    hand is told as none); a lowered load is not told."""
+    capacity in the view (0: none: the store's capacity, if it holds one, is
+    checked; a load taken past it by hand is told as -1, never refused); a
+    lowered load is not told."""
     before = Team((OperatorState("alice", Availability.ONLINE, capacity=2, load=1),
                    OperatorState("bob", Availability.ONLINE, capacity=0, load=4)))
     seen = {"alice": 7}
     assert raised_loads(before, before.with_load("alice", +1), seen) == {"alice": [7, 2, 2]}
     assert raised_loads(before, before.with_load("bob", +1), seen) == {"bob": [0, 5, 0]}
     past = before.with_load("alice", +1).with_load("alice", +1)  # by hand, past its room
-    assert raised_loads(before, past, seen) == {"alice": [7, 3, 0]}
+    assert raised_loads(before, past, seen) == {"alice": [7, 3, -1]}
     assert raised_loads(before, before.with_load("alice", -1), seen) == {}
     assert raised_loads(before, before, seen) == {}

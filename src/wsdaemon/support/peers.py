@@ -117,10 +117,12 @@ def raised_loads(before: Team, after: Team,
     """
     The operators C{after} gives more open conversations than C{before},
     each with [the raises of its load the view holds (C{seen}), its load
-    after, its capacity (0: none)]: what the commit script checks (only a
-    capacity can be overfilled) and counts. A load taken past the capacity
-    on purpose (an assignment by hand, a reply taking the conversation) is
-    counted, not checked (told as no capacity): it does not rest on room.
+    after, its capacity in the view (0: none)]: what the commit script
+    checks (against the capacity the store holds, which another daemon may
+    have lowered; the view's if it holds none) and counts. A load taken
+    past the view's capacity on purpose (an assignment by hand, a reply
+    taking the conversation) is counted, not checked (told as -1): it does
+    not rest on room.
     """
     if after is before:
         return {}
@@ -128,7 +130,7 @@ def raised_loads(before: Team, after: Team,
     for operator in after.operators:
         known = before.get(operator.name)
         if operator.load > (0 if known is None else known.load):
-            within = operator.capacity and operator.load <= operator.capacity
+            past = operator.capacity and operator.load > operator.capacity
             raised[operator.name] = [seen.get(operator.name, 0), operator.load,
-                                     operator.capacity if within else 0]
+                                     -1 if past else operator.capacity]
     return raised

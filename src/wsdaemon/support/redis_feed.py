@@ -40,7 +40,11 @@ conversation's version) when the raises the view does not hold could take
 the operator past its capacity; this daemon then takes every change
 raising it up to the stored count (L{catch_up} of L{TEAM} and the
 operator) and decides again: two daemons routing at once never give an
-operator more than its capacity, and contend only near it.
+operator more than its capacity, and contend only near it. The capacity
+checked is the one the operator's team entry holds
+(L{wsdaemon.support.redis_team}): one lowered on another daemon counts
+from the moment it is written, and the refused daemon takes it into its
+view with the raises.
 
 Bounded: the stream is capped (C{MAXLEN ~}, the store's C{events_kept});
 events read before the driver runs are held up to L{MAX_HELD} (more: the
@@ -74,6 +78,7 @@ from wsdaemon.support.redis_catchup import Backlog
 from wsdaemon.support.redis_news import Change, decode_change, encode_news
 from wsdaemon.support.redis_scripts import TEAM
 from wsdaemon.support.redis_store import RedisConversationStore
+from wsdaemon.support.redis_team import team_entry
 
 __all__ = ["EVENTS_KEPT", "MAX_ATTEMPTS", "MAX_HELD", "MAX_REREAD", "MAX_UNKNOWN", "REREAD_AFTER",
            "STALE_PAUSE", "ConversationFeed", "FeedLink"]
@@ -372,7 +377,29 @@ class ConversationFeed:
                                           operator) or 0)
         if self._backlog.following(key):
             await self._backlog.read_up_to(key, count)
-        return self._backlog.claim_up_to(key, count)
+        taken = self._backlog.claim_up_to(key, count)
+        stored = await self._stored_capacity(operator)
+        if stored is not None:
+            taken.append(stored)
+        return taken
+
+    async def _stored_capacity(self, operator: str) -> Adopted | None:
+        """
+        The capacity the operator's team entry holds, when the view's
+        differs (lowered on another daemon, its news not read yet: the
+        commit script checked that one).
+        """
+        driver = self._driver
+        raw = await self._link.call("HGET", f"{self._link.prefix}c:team", operator)
+        entry = team_entry(raw) if raw is not None else None
+        if driver is None or entry is None:
+            return None
+        known = driver.inbox.team.get(operator)
+        capacity = int(entry["capacity"])
+        if known is None or capacity < 0 or known.capacity == capacity:
+            return None
+        told = NotifyTeam(operator, str(known.availability), capacity, known.load)
+        return Adopted((), (told,), durable=False)
 
     def _reread_keys(self, keys: Iterable[str]) -> None:
         for key in keys:

@@ -24,7 +24,9 @@ operator queue's do):
     P c:team:raised hash: operator -> commits that raised its load so far
                     (a commit raising a capped operator's load says how
                     many it had seen, and is refused when those it had not
-                    seen could overfill the operator's room)
+                    seen could overfill the operator's room: its capacity
+                    as its C{P c:team} entry holds it,
+                    L{wsdaemon.support.redis_team})
     P events        stream (the broker's): one entry per commit
 
 Timers are not stored: they are functions of a conversation's state
@@ -75,9 +77,12 @@ class RedisCalls(Protocol):
 # ARGV: P, mode ('commit': check versions and numbers, append the event;
 # 'migrate': leave alone a conversation that exists, with its messages and
 # notes, no event), events kept (MAXLEN ~), the loads it raises ('', or
-# JSON {operator: [raises seen, its load after, its capacity]}: refused
-# when the load after plus the raises not seen exceeds a capacity other
-# than 0; each counted, the counts after in the event), conversations,
+# JSON {operator: [raises seen, its load after, its capacity in the view
+# (0: none; -1: past it on purpose, never refused)]}: refused when the load
+# after plus the raises not seen exceeds the capacity, other than 0, that
+# the operator's C{c:team} entry holds (the view's when it has none: a
+# capacity lowered on another daemon counts at once); each counted, the
+# counts after in the event), conversations,
 # messages, notes (counts); then per conversation: id, version, status, opened_at, its
 # field/value pairs as a JSON list of strings (one argument, not fifty:
 # the client's encoding of arguments is what a big write costs); per
@@ -99,6 +104,16 @@ local records = {{first = i, count = nmsg, suffix = ':m'},
 local event = ARGV[i + 3 * (nmsg + nnote)]
 
 local function key(id) return P .. 'c:' .. id end
+-- The capacity the team's entry holds (set where it last changed), or nil.
+local function stored_capacity(operator)
+  local raw = redis.call('HGET', P .. 'c:team', operator)
+  if not raw then return nil end
+  local ok, entry = pcall(cjson.decode, raw)
+  if not ok or type(entry) ~= 'table' then return nil end
+  local cap = tonumber(entry['capacity'])
+  if cap == nil or cap < 0 then return nil end
+  return cap
+end
 local skip = {}
 if mode == 'migrate' then
   for _, c in ipairs(convs) do
@@ -124,8 +139,11 @@ else
     local counts = {}
     for operator, seen in pairs(cjson.decode(team)) do
       local stored = tonumber(redis.call('HGET', P .. 'c:team:raised', operator) or '0')
-      if seen[3] > 0 and seen[2] + stored - seen[1] > seen[3] then
-        return {'stale', '~team:' .. operator}
+      if seen[3] >= 0 then
+        local cap = stored_capacity(operator) or seen[3]
+        if cap > 0 and seen[2] + stored - seen[1] > cap then
+          return {'stale', '~team:' .. operator}
+        end
       end
       counts[operator] = stored + 1
     end
@@ -312,8 +330,8 @@ def write_args(commit: Commit, mode: str, events_kept: int,
     changed to which version, which messages and notes are new, and
     C{news}' fields (what other daemons carry out: L{wsdaemon.support.redis_feed}).
     News with C{team_raise} ({operator: [raises seen, load after,
-    capacity]}) makes the script check and count them (not in the event:
-    the script adds the counts after).
+    capacity (-1: not checked)]}) makes the script check and count them
+    (not in the event: the script adds the counts after).
     """
     news = dict(news or {})
     team = news.pop("team_raise", None)

@@ -75,7 +75,7 @@ from wsdaemon.support.viewing import TeamLink, ViewingNews
 if TYPE_CHECKING:
     from wsdaemon.support.hub import OperatorHub
 
-__all__ = ["HEARTBEATS_TO_EXPIRE", "TeamPresence", "TeamLink"]
+__all__ = ["HEARTBEATS_TO_EXPIRE", "TeamLink", "TeamPresence", "team_entry"]
 
 #: Heartbeats a daemon may miss before its operators are let go.
 HEARTBEATS_TO_EXPIRE = 3
@@ -195,7 +195,7 @@ return 1
 """
 
 
-def _entry(raw: Any) -> dict[str, Any] | None:
+def team_entry(raw: Any) -> dict[str, Any] | None:
     """A team entry as written by L{TeamPresence.record}, or None if it is not one."""
     try:
         entry = json.loads(raw)
@@ -311,7 +311,7 @@ class TeamPresence:
         fields = iter(pairs)
         entries: dict[str, dict[str, Any]] = {}
         for operator, raw in zip(fields, fields, strict=True):
-            entry = _entry(raw)
+            entry = team_entry(raw)
             if entry is None:
                 _log.warn("conversations: skipped a malformed team entry for {operator}",
                           operator=visible(str(operator)[:64]))
