@@ -158,7 +158,7 @@ def test_profile_text_reaches_the_terminal_console_escaped(daemon: Daemon,
     with operator(daemon) as desk:
         conversation = listed(desk, "list")[visitor]["id"]
     done = subprocess.run(
-        [sys.executable, "-m", "wsdaemon.strategies.operator.console",
+        [sys.executable, "-m", "wsdaemon.support.terminal",
          f"{daemon.url}/operator", "--token-file", str(token_file)],
         input=f"list\nopen #{conversation[:8]}\n", capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -67,7 +67,7 @@ def test_the_readme_conversations_example_runs(tmp_path: Path) -> None:
                     return dict(message)
 
         assert frame("ack")["seq"] == 1
-        operator = [sys.executable, "-m", "wsdaemon.strategies.operator.console",
+        operator = [sys.executable, "-m", "wsdaemon.support.terminal",
                     f"{daemon.url}/operator", "--token-file", str(tmp_path / "token")]
         listed = subprocess.run(operator, input="list\n", capture_output=True, text=True,
                                 timeout=30)

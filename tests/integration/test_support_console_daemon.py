@@ -55,7 +55,7 @@ def console(daemon: Daemon, tmp_path: Path, script: str) -> subprocess.Completed
     token_file = tmp_path / "alice.token"
     token_file.write_text(TOKEN + "\n", encoding="utf-8")
     return subprocess.run(
-        [sys.executable, "-m", "wsdaemon.strategies.operator.console",
+        [sys.executable, "-m", "wsdaemon.support.terminal",
          f"{daemon.url}/operator", "--token-file", str(token_file)],
         input=script, capture_output=True, text=True, timeout=30)
 

@@ -261,47 +261,6 @@ def test_a_session_against_the_channel() -> None:
     assert shown[-1].endswith(f"] {alias_for('ann')}: one more thing")
 
 
-V2_HELLO = {"type": "hello", "protocol": 2, "operator": "alice", "display_name": "Alice A.",
-            "conversations": [], "total": 0, "more": False, "next": None, "team": []}
-
-
-def test_wsdaemon_operator_recognises_the_v2_greeting() -> None:
-    """The command's greeting check takes the conversations' hello (protocol 2) too."""
-    from wsdaemon.strategies.operator.console import greeting
-
-    assert greeting(json.dumps(V2_HELLO).encode(), False) == V2_HELLO
-    assert isinstance(greeting(json.dumps({**V2_HELLO, "protocol": 3}).encode(), False), str)
-
-
-@pytest.mark.parametrize("protocol", [None, 2])
-def test_wsdaemon_operator_speaks_what_the_greeting_says(protocol: int | None) -> None:
-    """Lines typed before the greeting wait; the greeting chooses the console (the queue's,
-    or conversations' for protocol 2), which then gets them in order."""
-    from wsdaemon.strategies.operator.commands import Console
-    from wsdaemon.strategies.operator.console import Switch
-
-    out, err, sent = io.StringIO(), io.StringIO(), []
-    switch = Switch(out, err, lambda status: None, Clock())
-    switch.line("help")
-    switch.line("team" if protocol else "list")
-    switch.connected(sent.append)
-    hello = V2_HELLO if protocol else {"type": "hello", "operator": "alice", "items": [],
-                                       "total": 0, "operators_online": 1}
-    switch.event(hello)
-    if protocol:
-        assert isinstance(switch.current, ConversationConsole)
-        assert sent[0]["type"] == "availability"  # then the canned replies, then the lines
-        switch.event({"type": "ok", "id": 1, "team": []})
-        switch.event({"type": "ok", "id": 2, "canned": [], "more": False})
-        assert "open #REF" in out.getvalue()
-        assert sent[-1] == {"type": "team", "id": 3}
-    else:
-        assert type(switch.current) is Console
-        assert sent == [{"type": "list", "id": 1}]
-    switch.stopping = True
-    assert switch.current.stopping
-
-
 def test_the_greeting_counts_the_team_as_it_will_be_with_me() -> None:
     """The greeting's team is from before this console's availability: the
     count is the others online, and me as this console is about to be
@@ -320,18 +279,3 @@ def test_the_greeting_counts_the_team_as_it_will_be_with_me() -> None:
                          "more": False, "next": None,
                          "team": [{"name": "alice", "availability": "online"}]})
     assert "1 operator(s) online (you: online)" in again.out.getvalue()
-
-
-def test_the_commands_help_leads_with_conversations(capsys: pytest.CaptureFixture[str]) -> None:
-    """wsdaemon-operator --help shows the conversations' commands (the default
-    model) before the deprecated queue's."""
-    from wsdaemon.strategies.operator.console import main
-
-    with pytest.raises(SystemExit) as exited:
-        main(["--help"])
-    assert exited.value.code == 0
-    text = capsys.readouterr().out
-    conversations = text.index("resolve [#REF]")
-    queue = text.index("answer the oldest")
-    assert conversations < queue
-    assert "deprecated" in text[conversations:queue + 200]

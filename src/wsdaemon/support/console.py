@@ -2,9 +2,9 @@
 The terminal console for conversations (operator protocol v2): command
 lines in, requests out, answers and events printed
 (L{wsdaemon.support.console_display}, everything from the network
-escaped). No I/O of its own: C{wsdaemon-operator} runs it when the
-channel's greeting says C{"protocol": 2} (the operator queue's console
-otherwise), with the same connection, reconnection and line reading.
+escaped). No I/O of its own: C{wsdaemon-operator}
+(L{wsdaemon.support.terminal}) runs it, with its connection, reconnection
+and line reading.
 
 Commands run one at a time, each waiting for its answer, and none before
 the greeting. Each greeting (after a reconnection too) sets the operator's
