@@ -492,14 +492,17 @@ def test_widget_on_another_origin_with_jwt(browser: Any, tmp_path: Path) -> None
 
 
 def test_widget_files_are_served_for_other_origins(daemon: Daemon) -> None:
-    """widget.js and its modules come with their types, nosniff and CORS
-    (other origins' pages import the modules); the sample site embeds the
+    """widget.js, its modules and the modules it shares with the inbox come
+    with their types, nosniff and CORS (other origins' pages import the
+    modules); the sample site embeds the
     widget with one tag for the conversations route, no inline script."""
     import urllib.request
 
-    from wsdaemon.server.widget import WIDGET_MODULES
+    from wsdaemon.server.widget import SHARED_MODULES, WIDGET_MODULES
 
-    for path in ["/_wsdaemon/widget.js"] + [f"/_wsdaemon/widget/{m}" for m in WIDGET_MODULES]:
+    # The shared modules (the link rule) come as the widget's: its pages are other sites'.
+    for path in (["/_wsdaemon/widget.js"] + [f"/_wsdaemon/widget/{m}" for m in WIDGET_MODULES]
+                 + [f"/_wsdaemon/shared/{m}" for m in SHARED_MODULES]):
         request = urllib.request.Request(daemon.http + path,
                                          headers={"Origin": "https://shop.example"})
         with urllib.request.urlopen(request, timeout=5) as answer:

@@ -58,39 +58,6 @@ def test_durations_read_as_people_say_them(seconds: int, said: str) -> None:
     assert run_node(f"console.log(JSON.stringify(f.duration({seconds})));") == said
 
 
-def run_node_with_widget(script: str) -> Any:
-    """C{script} with the inbox's format.js as C{f} and the widget's dom.js as C{w}."""
-    node = shutil.which("node")
-    require_tool(node is not None, "node (Debian package nodejs)")
-    assert node is not None
-    with as_file(files("wsdaemon").joinpath("static")) as static:
-        source = (f"import * as f from {json.dumps((static / 'inbox/format.js').as_uri())};\n"
-                  f"import * as w from {json.dumps((static / 'widget/dom.js').as_uri())};\n"
-                  f"{script}")
-        done = subprocess.run([node, "--input-type=module", "-e", source], capture_output=True,
-                              text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-LINK_TEXTS = [
-    "See https://shop.example/o/1234, and (http://x.org/y). Then https://z.io",
-    "<a href='javascript:alert(1)'>x</a> https://ok.example/?q=<b>",
-    "no address here", "", "https://end.example/path.",
-]
-
-
-def test_addresses_become_links_by_the_widgets_rule() -> None:
-    """linkParts cuts a text exactly as the widget's does (same addresses, punctuation left out)."""
-    got = run_node_with_widget(f"console.log(JSON.stringify({json.dumps(LINK_TEXTS)}.map("
-                               "(t) => [f.linkParts(t), w.linkParts(t)])));")
-    for inbox_parts, widget_parts in got:
-        assert inbox_parts == widget_parts
-    assert got[0][0][1] == {"text": "https://shop.example/o/1234",
-                            "href": "https://shop.example/o/1234"}
-    assert all("javascript" not in part.get("href", "") for part in got[1][0])
-
-
 @pytest.mark.parametrize(("email", "href"), [
     ("ann@example.com", "mailto:ann@example.com"),
     (" ann@example.com ", "mailto:ann@example.com"),

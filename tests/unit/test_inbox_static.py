@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import re
 from importlib.resources import files
+from importlib.resources.abc import Traversable
 
-from wsdaemon.server.web import inbox_assets
+from wsdaemon.server.web import assets, inbox_assets
 
 FOLDER = files("wsdaemon").joinpath("static/inbox")
+#: The modules the inbox shares with the widget (the link rule).
+SHARED = files("wsdaemon").joinpath("static/shared")
 
 
-def _scripts() -> dict[str, str]:
+def _scripts(folder: Traversable = FOLDER) -> dict[str, str]:
     return {entry.name: entry.read_text(encoding="utf-8")
-            for entry in FOLDER.iterdir() if entry.name.endswith(".js")}
+            for entry in folder.iterdir() if entry.name.endswith(".js")}
 
 
 def test_no_markup_from_strings() -> None:
@@ -24,7 +27,8 @@ def test_no_markup_from_strings() -> None:
     text goes in as text nodes."""
     forbidden = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|"
                            r"new Function|setAttribute\(\s*[\"']on|\.style\.")
-    found = {name: forbidden.findall(text) for name, text in _scripts().items()}
+    scripts = {**_scripts(), **{f"shared/{n}": s for n, s in _scripts(SHARED).items()}}
+    found = {name: forbidden.findall(text) for name, text in scripts.items()}
     assert {name: hits for name, hits in found.items() if hits} == {}
 
 
@@ -40,10 +44,16 @@ def test_the_page_has_no_inline_script_or_style() -> None:
 
 def test_every_import_is_served() -> None:
     """Each relative import of each module names a file served at
-    /_wsdaemon/inbox/ (a missing one would break the page at load)."""
+    /_wsdaemon/inbox/, or at /_wsdaemon/shared/ for "../shared/" (a missing
+    one would break the page at load); nothing else is imported."""
     served = {name.decode() for name in inbox_assets().children}
+    shared = {name.decode() for name in assets().children[b"shared"].children}
     scripts = _scripts()
     assert set(scripts) <= served and "inbox.css" in served
+    assert set(_scripts(SHARED)) <= shared
     for name, text in scripts.items():
-        for imported in re.findall(r"from \"\./([\w.-]+)\"", text):
-            assert imported in served, f"{name} imports {imported}, which is not served"
+        for imported in re.findall(r"from \"([^\"]+)\"", text):
+            if imported.startswith("../shared/"):
+                assert imported.removeprefix("../shared/") in shared, name
+            else:
+                assert imported.removeprefix("./") in served, f"{name} imports {imported}"

@@ -1,8 +1,8 @@
 """
 The chat widget's pure parts run in Node: the thread it holds (static/widget/
 thread.js: by seq, once, bounded at 500 with the oldest dropped, unread
-counts, the visitor's messages in a range) and the links found in a
-message's text (dom.js).
+counts, the visitor's messages in a range). The links found in a message's
+text are the rule it shares with the inbox (test_links_js).
 """
 
 from __future__ import annotations
@@ -60,26 +60,6 @@ console.log(JSON.stringify({none: t.unread(6), after2: t.unread(2), all: t.unrea
   visitor: t.visitorBetween(1, 6).map((e) => e.seq), cut: cut.text}));
 """)
     assert got == {"none": 0, "after2": 3, "all": 4, "visitor": [4], "cut": "long…"}
-
-
-def test_links_in_a_message() -> None:
-    """http and https addresses become links, without the punctuation that
-    ends a sentence; nothing else does (javascript:, bare domains)."""
-    got = run_node("dom.js", """
-console.log(JSON.stringify([
-  "Track it: https://track.example/p/44?c=black. Thanks!",
-  "(see http://a.example/x), or javascript:alert(1) or www.example.com",
-  "no links at all", "https://x.example/a_b-c/#frag"].map(m.linkParts)));
-""")
-    assert got == [
-        [{"text": "Track it: "},
-         {"text": "https://track.example/p/44?c=black", "href": "https://track.example/p/44?c=black"},
-         {"text": ". Thanks!"}],
-        [{"text": "(see "}, {"text": "http://a.example/x", "href": "http://a.example/x"},
-         {"text": "), or javascript:alert(1) or www.example.com"}],
-        [{"text": "no links at all"}],
-        [{"text": "https://x.example/a_b-c/#frag", "href": "https://x.example/a_b-c/#frag"}],
-    ]
 
 
 def test_the_newest_unread_reply() -> None:

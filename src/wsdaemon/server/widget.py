@@ -1,7 +1,8 @@
 """
 The embeddable chat widget's files (issue 23): C{/_wsdaemon/widget.js}, the
 one script a site's page includes, and the modules and style sheet it
-imports from C{/_wsdaemon/widget/}.
+imports from C{/_wsdaemon/widget/}; and C{/_wsdaemon/shared/}, the modules
+the widget and the operators' inbox both import (the link rule).
 
 They are loaded by pages of other origins: the modules through C{import()},
 which needs CORS (C{Access-Control-Allow-Origin: *}; they hold nothing
@@ -20,14 +21,18 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from wsdaemon.config import ASSETS_PATH, DaemonConfig
+from wsdaemon.pages import NoIndexResource
 
-__all__ = ["WIDGET_MODULES", "WidgetAsset", "widget_tag", "widget_assets"]
+__all__ = ["SHARED_MODULES", "WIDGET_MODULES", "WidgetAsset", "widget_tag", "widget_assets"]
 
 #: What C{/_wsdaemon/widget/} serves, from C{static/widget/}.
 WIDGET_MODULES = ("app.js", "api.js", "connection.js", "thread.js", "view.js", "offline.js",
                   "dom.js", "preview.js", "typing.js", "texts.js", "saved.js", "widget.css")
+#: What C{/_wsdaemon/shared/} serves, from C{static/shared/}: modules both the
+#: widget (other sites' pages, so with CORS) and the inbox import.
+SHARED_MODULES = ("links.js",)
 _TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8"}
-#: Browsers may keep them a few minutes: a page view loads thirteen files.
+#: Browsers may keep them a few minutes: a page view loads fourteen files.
 _CACHE = b"public, max-age=300"
 
 
@@ -55,20 +60,25 @@ class WidgetAsset(Resource):
     render_HEAD = render_GET
 
 
-def _asset(name: str) -> WidgetAsset:
-    body = files("wsdaemon").joinpath(f"static/widget/{name}").read_bytes()
+def _asset(name: str, folder: str = "widget") -> WidgetAsset:
+    body = files("wsdaemon").joinpath(f"static/{folder}/{name}").read_bytes()
     return WidgetAsset(body, _TYPES[name[name.rindex("."):]])
 
 
 def widget_assets(assets: Resource, folder: Resource) -> None:
     """
-    Put C{widget.js} in C{assets} (the folder at L{ASSETS_PATH}) and the
-    modules in C{folder}, mounted there as C{widget}.
+    Put C{widget.js} in C{assets} (the folder at L{ASSETS_PATH}), the
+    modules in C{folder}, mounted there as C{widget}, and the shared modules
+    in a folder mounted as C{shared}.
     """
     assets.putChild(b"widget.js", _asset("widget.js"))
     for name in WIDGET_MODULES:
         folder.putChild(name.encode(), _asset(name))
     assets.putChild(b"widget", folder)
+    shared = NoIndexResource()
+    for name in SHARED_MODULES:
+        shared.putChild(name.encode(), _asset(name, "shared"))
+    assets.putChild(b"shared", shared)
 
 
 def widget_tag(config: DaemonConfig) -> str:

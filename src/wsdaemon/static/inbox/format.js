@@ -1,6 +1,9 @@
 // Small helpers: building elements (text always as text, never HTML) and
 // showing times the way people say them.
 
+// A message's text with its addresses as links: the widget's rule, one module.
+export { linkedText } from "../shared/links.js";
+
 /** An element with a class and children (strings become text nodes). */
 export function el(tag, className, ...children) {
   const node = document.createElement(tag);
@@ -112,39 +115,6 @@ export function markedParts(snippet, marks) {
   }
   if (at < text.length || !parts.length) { parts.push({ text: text.slice(at), mark: false }); }
   return parts;
-}
-
-/** http(s) addresses in a text, as the widget finds them (static/widget/dom.js). */
-const LINK = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'"]/g;
-
-/**
- * A text cut into its parts: [{text}, {text, href}...], href for http(s)
- * addresses (punctuation after one is left out of it): the widget's rule.
- */
-export function linkParts(text) {
-  const parts = [];
-  let at = 0;
-  for (const match of String(text).matchAll(LINK)) {
-    if (match.index > at) { parts.push({ text: text.slice(at, match.index) }); }
-    parts.push({ text: match[0], href: match[0] });
-    at = match.index + match[0].length;
-  }
-  if (at < text.length) { parts.push({ text: text.slice(at) }); }
-  return parts;
-}
-
-/** A paragraph of a message's text, its addresses as links (nodes, never HTML). */
-export function linkedText(className, text) {
-  const p = el("p", className);
-  for (const part of linkParts(String(text))) {
-    if (!part.href) { p.append(part.text); continue; }
-    const a = el("a", "", part.text);
-    a.href = part.href;
-    a.target = "_blank";
-    a.rel = "noopener noreferrer nofollow";
-    p.append(a);
-  }
-  return p;
 }
 
 /** "mailto:ann@example.com" for what looks like one address, else null. */

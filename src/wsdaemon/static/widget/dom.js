@@ -2,6 +2,8 @@
 // links (always built as nodes from the text, never parsed as HTML), the
 // colour that reads on the accent.
 
+import { linkedText } from "../shared/links.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 const ICONS = {
   chat: "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z",
@@ -44,34 +46,7 @@ export function el(tag, className, text) {
   return node;
 }
 
-const LINK = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'"]/g;
-
-/**
- * A text cut into its parts: [{text}, {text, href}...], href for http(s)
- * addresses (punctuation after one is left out of it).
- */
-export function linkParts(text) {
-  const parts = [];
-  let at = 0;
-  for (const match of text.matchAll(LINK)) {
-    if (match.index > at) { parts.push({ text: text.slice(at, match.index) }); }
-    parts.push({ text: match[0], href: match[0] });
-    at = match.index + match[0].length;
-  }
-  if (at < text.length) { parts.push({ text: text.slice(at) }); }
-  return parts;
-}
-
-/** A message's text, its addresses as links (made as nodes, never parsed as HTML). */
+/** A message's text, its addresses as links (the rule both pages share). */
 export function bubble(text) {
-  const p = el("p", "bubble");
-  for (const part of linkParts(text)) {
-    if (!part.href) { p.append(part.text); continue; }
-    const a = el("a", "", part.text);
-    a.href = part.href;
-    a.target = "_blank";
-    a.rel = "noopener noreferrer nofollow";
-    p.append(a);
-  }
-  return p;
+  return linkedText("bubble", text);
 }
