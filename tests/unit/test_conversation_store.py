@@ -20,6 +20,7 @@ import pytest_twisted
 from zope.interface.verify import verifyObject
 
 from tests.conversation_desk import ROUTE, Desk, cid
+from tests.legacy_queue import QueueFile
 from tests.redis_store_link import redis_link
 from wsdaemon.client_ids import public_id
 from wsdaemon.conversations import (
@@ -41,8 +42,6 @@ from wsdaemon.conversations import (
 )
 from wsdaemon.conversations.codec import conversation_row
 from wsdaemon.conversations.errors import StaleConversation
-from wsdaemon.records import ItemRecord, MessageRecord
-from wsdaemon.strategies.operator.store import SQLiteStore
 from wsdaemon.support.memory import MemoryConversationStore, stored_form
 from wsdaemon.support.ports import IConversationStore
 from wsdaemon.support.redis_store import RedisConversationStore
@@ -304,52 +303,24 @@ def test_sqlite_group_commit_keeps_each_commit_whole(tmp_path: Path
 LEGACY = "A" * 22 + "." + "B" * 16
 
 
-def item(item_id: str, client: str, at: float, **changes: Any) -> ItemRecord:
-    return ItemRecord(item_id=item_id, route=ROUTE, client_id=client, text=f"q {item_id}",
-                      created_at=at, **changes)
-
-
-def said(record: ItemRecord) -> MessageRecord:
-    return MessageRecord(client_id=record.client_id, route=ROUTE, direction="in",
-                         sender="client", body=record.text, at=record.created_at,
-                         item_id=record.item_id)
-
-
-def reply(client: str, sender: str, body: str, at: float, item_id: str | None = None
-          ) -> MessageRecord:
-    return MessageRecord(client_id=client, route=ROUTE, direction="out", sender=sender,
-                         body=body, at=at, item_id=item_id)
-
-
-@pytest_twisted.inlineCallbacks
-def fill_queue(path: Path) -> Generator[Any, Any, None]:
-    """The operator queue's store, used as the daemon uses it today."""
-    from twisted.internet import reactor
-
-    queue = SQLiteStore(path, reactor)
-    yield queue.open()
+def fill_queue(path: Path) -> None:
+    """The retired operator queue's file, as its store wrote it (tests/legacy_queue.py)."""
+    queue = QueueFile(path)
     # ann: answered once (delivered), then asked again, fallback sent, still queued.
-    a1 = item("a1", "ann", 10.0)
-    yield queue.add_item(a1, said(a1))
-    seq = yield queue.answer_item(replace(a1, state="answered", operator="alice",
-                                          answered_at=12.0), reply("ann", "alice", "Hi", 12.0))
-    yield queue.mark_delivered([seq])
-    a2 = item("a2", "ann", 20.0)
-    yield queue.add_item(a2, said(a2))
-    yield queue.answer_item(replace(a2, fallback_sent=True),
-                            reply("ann", "system", "Sorry, nobody yet", 320.0, "a2"))
+    queue.ask("a1", ROUTE, "ann", "q a1", 10.0)
+    queue.delivered(queue.answer("a1", "alice", "Hi", 12.0))
+    queue.ask("a2", ROUTE, "ann", "q a2", 20.0)
+    queue.fallback("a2", "Sorry, nobody yet", 320.0)
     # bob: answered with a reply too big for its route (failed for good).
-    b1 = item("b1", "bob", 30.0)
-    yield queue.add_item(b1, said(b1))
-    seq = yield queue.answer_item(replace(b1, state="answered", operator="carol",
-                                          answered_at=31.0), reply("bob", "carol", "x" * 9, 31.0))
-    yield queue.mark_failed([seq])
-    # A client still known by its credential (a store from before public ids).
-    c1 = item("c1", LEGACY, 40.0)
-    yield queue.add_item(c1, said(c1))
+    queue.ask("b1", ROUTE, "bob", "q b1", 30.0)
+    queue.failed(queue.answer("b1", "carol", "x" * 9, 31.0))
+    # A client still known by its credential (a store from before public ids),
+    # its item claimed when the queue stopped.
+    queue.ask("c1", ROUTE, LEGACY, "q c1", 40.0)
+    queue.claim("c1", "dave")
     # A push to someone who never wrote, not yet delivered.
-    yield queue.add_message(reply("dan", "alice", "Your order shipped", 50.0))
-    yield queue.close()
+    queue.push("dan", ROUTE, "alice", "Your order shipped", 50.0)
+    queue.close()
 
 
 @pytest_twisted.inlineCallbacks
@@ -359,7 +330,8 @@ def test_sqlite_takes_over_the_queue_once(tmp_path: Path) -> Generator[Any, Any,
     delivery kept; a failed reply noted; credential ids made public); the
     queue's tables stay as they were; a second open changes nothing."""
     path = tmp_path / "queue.sqlite3"
-    yield fill_queue(path)
+    fill_queue(path)
+    before = queue_tables(path)
     store = sqlite_store(path)
     yield store.open()
     ann = yield store.load(conversation_id_for(ROUTE, "ann"))
@@ -381,6 +353,7 @@ def test_sqlite_takes_over_the_queue_once(tmp_path: Path) -> Generator[Any, Any,
     legacy = yield store.load(conversation_id_for(ROUTE, public_id(LEGACY)))
     assert (legacy.visitor, legacy.status, legacy.unread_for("alice")) == \
         (public_id(LEGACY), Status.OPEN, 1)
+    assert legacy.assignee is None  # no claim survived a restart
     dan = yield store.load(conversation_id_for(ROUTE, "dan"))
     assert (dan.status, dan.delivered_upto, dan.last_seq) == (Status.RESOLVED, 0, 1)
     assert [c.visitor for c in (yield store.load_live())] == ["ann", public_id(LEGACY)]
@@ -396,6 +369,21 @@ def test_sqlite_takes_over_the_queue_once(tmp_path: Path) -> Generator[Any, Any,
         "SELECT count(*) FROM conversations").fetchone()[0])
     assert counts == 4
     yield again.close()
+    assert queue_tables(path) == before
+
+
+def queue_tables(path: Path) -> list[Any]:
+    """Every row of the queue's tables, and their definitions."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return [db.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name IN "
+                           "('items', 'messages') ORDER BY name").fetchall(),
+                *(db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
+                  for t in ("items", "messages"))]
+    finally:
+        db.close()
 
 
 @pytest_twisted.inlineCallbacks
