@@ -6,9 +6,13 @@ is refused, naming what it takes.
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
+from wsdaemon.support.schema import SCHEMA
 from wsdaemon.support.search import SearchError, SearchQuery, live_search
+from wsdaemon.support.search_index import BROWSE_AFTER, BROWSE_COUNT, BROWSE_FIRST
 
 
 def test_a_status_alone_browses() -> None:
@@ -30,3 +34,18 @@ def test_live_browse_never_lists_resolved_ones() -> None:
     """Without an index (Redis) the live conversations are all there is: none resolved."""
     result = live_search([], SearchQuery.from_request({"status": "resolved"}))
     assert result.found == () and result.total == 0 and result.scope == "live"
+
+
+@pytest.mark.parametrize("query", [BROWSE_COUNT, BROWSE_FIRST, BROWSE_AFTER])
+def test_a_list_by_state_reads_an_index_not_the_table(query: str) -> None:
+    """
+    The "Resolved" list's count and pages come from the conversations'
+    index by state, already in order: no scan of the whole table (which
+    costs in the number of conversations ever stored) and no sort.
+    """
+    db = sqlite3.connect(":memory:")
+    db.executescript(SCHEMA)
+    arguments = (2, 3, 4, 5, 6)[:query.count("?")]
+    plan = " | ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", arguments))
+    assert "conversations_by_status" in plan, plan
+    assert "SCAN conversations" not in plan and "TEMP B-TREE" not in plan, plan

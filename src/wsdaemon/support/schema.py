@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS conversations (
 );
 CREATE INDEX IF NOT EXISTS conversations_live ON conversations (opened_at, conversation_id)
     WHERE status != 'resolved';
+-- The inbox's lists by state ("Resolved": most recent activity first) read
+-- a page and the count from this index, not from the whole table.
+CREATE INDEX IF NOT EXISTS conversations_by_status
+    ON conversations (status, last_activity_at DESC, conversation_id);
 CREATE TABLE IF NOT EXISTS conversation_messages (
     conversation_id TEXT NOT NULL,
     seq INTEGER NOT NULL,

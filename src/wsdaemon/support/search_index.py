@@ -49,7 +49,8 @@ from wsdaemon.support.search import (
     marked,
 )
 
-__all__ = ["BUILD_BATCH", "SCAN_ROWS", "SEARCH_SCHEMA", "SEARCH_SECONDS", "SQLiteSearch",
+__all__ = ["BROWSE_AFTER", "BROWSE_COUNT", "BROWSE_FIRST",
+           "BUILD_BATCH", "SCAN_ROWS", "SEARCH_SCHEMA", "SEARCH_SECONDS", "SQLiteSearch",
            "build_index", "index_commit"]
 
 #: The migration's name in C{wsdaemon_migrations} once the index is whole.
@@ -70,6 +71,15 @@ _Row = tuple[str | None, str | None, str, str, int | None]
 #: A match before its snippet is made: its row, kind and number.
 _Match = tuple[int, str, int | None]
 _INDEXED_AUTHORS = frozenset((Author.VISITOR, Author.OPERATOR, Author.BOT))
+
+#: A list by state (no words): the count, the first page, a later page;
+#: each read from the C{conversations_by_status} index (schema.py).
+BROWSE_COUNT = "SELECT COUNT(*) FROM conversations WHERE status = ?"
+BROWSE_FIRST = ("SELECT conversation_id FROM conversations WHERE status = ? "
+                "ORDER BY last_activity_at DESC, conversation_id LIMIT ?")
+BROWSE_AFTER = ("SELECT conversation_id FROM conversations WHERE status = ? AND "
+                "(last_activity_at < ? OR (last_activity_at = ? AND conversation_id > ?)) "
+                "ORDER BY last_activity_at DESC, conversation_id LIMIT ?")
 
 SEARCH_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS conversation_search USING fts5(
@@ -252,24 +262,17 @@ class SQLiteSearch:
     def _browse(self, db: sqlite3.Connection, query: SearchQuery) -> SearchResult:
         """
         Every conversation in C{query.status}, most recent activity first: one
-        page read whole, the count and the page's keys from one scan of the
-        conversations (cut at the search's time limit: then partial).
+        page read whole, the count and the page's keys from the conversations'
+        index by state (cut at the search's time limit: then partial).
         """
         start = query.after
         try:
-            total = db.execute("SELECT COUNT(*) FROM conversations WHERE status = ?",
-                               (query.status,)).fetchone()[0]
+            total = db.execute(BROWSE_COUNT, (query.status,)).fetchone()[0]
             if start is None:
-                rows = db.execute(
-                    "SELECT conversation_id FROM conversations WHERE status = ? "
-                    "ORDER BY last_activity_at DESC, conversation_id LIMIT ?",
-                    (query.status, query.limit + 1)).fetchall()
+                rows = db.execute(BROWSE_FIRST, (query.status, query.limit + 1)).fetchall()
             else:
-                rows = db.execute(
-                    "SELECT conversation_id FROM conversations WHERE status = ? AND "
-                    "(last_activity_at < ? OR (last_activity_at = ? AND conversation_id > ?)) "
-                    "ORDER BY last_activity_at DESC, conversation_id LIMIT ?",
-                    (query.status, start[0], start[0], start[1], query.limit + 1)).fetchall()
+                rows = db.execute(BROWSE_AFTER, (query.status, start[0], start[0], start[1],
+                                                 query.limit + 1)).fetchall()
         except sqlite3.OperationalError as e:
             if "interrupt" not in str(e):
                 raise
