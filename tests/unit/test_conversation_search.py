@@ -399,3 +399,51 @@ def test_a_build_cut_short_is_done_again_whole(path: Path) -> Generator[Any, Any
     assert db.execute("SELECT count(*) FROM conversation_search").fetchone()[0] == whole
     assert db.execute("SELECT count(*) FROM conversation_search_about").fetchone()[0] == 2
     db.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_chinese_or_japanese_word_inside_a_sentence_is_found(
+        path: Path) -> Generator[Any, Any, None]:
+    """
+    Han and kana are written without spaces: a word inside a sentence is
+    found (as the phrase of its characters, in order), the snippet is the
+    text as written (nothing added) and the marks cover the word.
+    """
+    store = store_at(path)
+    yield store.open()
+    desk = Desk(fallback_after=0)
+    for commit in commits(desk, VisitorMessage(ROUTE, "v1", "你好，我要退款，订单A-1234还没到。"),
+                          VisitorMessage(ROUTE, "v2", "款退不是一个词"),
+                          VisitorMessage(ROUTE, "v3", "注文をキャンセルしたいです")):
+        yield store.commit(commit)
+    found = yield store.search(query("退款"))
+    assert [f.conversation.conversation_id for f in found.found] == [cid("v1")]
+    hit = found.found[0].hits[0]
+    assert hit.snippet == "你好，我要退款，订单A-1234还没到。"
+    assert [hit.snippet[s:e] for s, e in hit.marks] == ["退款"]
+    assert (yield store.search(query("订单 a-1234"))).total == 1
+    assert (yield store.search(query("退款 没到"))).total == 1
+    assert (yield store.search(query("キャンセル"))).total == 1
+    assert (yield store.search(query("退货"))).total == 0
+    yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_index_of_the_previous_version_is_made_again(path: Path) -> Generator[Any, Any, None]:
+    """A file indexed before Han was cut into characters (migration
+    search-index-1) is indexed again at open, and then finds a Chinese word."""
+    store = store_at(path)
+    yield store.open()
+    for commit in commits(Desk(fallback_after=0), VisitorMessage(ROUTE, "v1", "我要退款")):
+        yield store.commit(commit)
+    yield store.close()
+    db = sqlite3.connect(path)
+    with db:  # as the previous version wrote it: the sentence one token
+        db.execute("UPDATE conversation_search SET text = ? WHERE kind = 'm'", ("我要退款",))
+        db.execute("UPDATE wsdaemon_migrations SET name = 'search-index-1' WHERE name = ?",
+                   (MIGRATION,))
+    db.close()
+    store = store_at(path)
+    yield store.open()
+    assert (yield store.search(query("退款"))).total == 1
+    yield store.close()

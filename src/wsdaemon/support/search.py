@@ -22,6 +22,7 @@ nodes). C{marks} are the matched spans, as [start, end) offsets into it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 from wsdaemon.conversations.aliases import alias_for
 from wsdaemon.conversations.model import Conversation, Status
 
-__all__ = ["HITS_PER_CONVERSATION", "MARK_END", "MARK_START", "MAX_LIMIT", "MAX_QUERY_CHARS",
+__all__ = ["CUT", "HITS_PER_CONVERSATION", "MARK_END", "MARK_START", "MAX_LIMIT", "MAX_QUERY_CHARS",
            "MAX_TERMS", "Found", "Hit", "SearchQuery", "SearchResult", "about_text",
            "fts_expression", "indexed", "live_search", "marked", "search_terms"]
 
@@ -45,6 +46,14 @@ HITS_PER_CONVERSATION = 3
 #: characters a stored text cannot hold in the index (L{indexed}).
 MARK_START, MARK_END = "\x02", "\x03"
 _UNMARK = str.maketrans({MARK_START: " ", MARK_END: " "})
+#: Scripts written without spaces between words (Han ideographs, kana):
+#: each such character is a word of the index, cut from its neighbours by
+#: a zero-width space (a separator to FTS5's unicode61, invisible, dropped
+#: from snippets), so that a word inside a sentence is found as the
+#: phrase of its characters ("退款" in "我要退款").
+_UNSPACED = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+                       "\U00020000-\U0003134f])")
+CUT = "\u200b"
 #: Characters of a snippet, at most (a text with few spaces makes long
 #: FTS5 snippets: it is cut around its first match).
 SNIPPET_CHARS = 240
@@ -126,14 +135,22 @@ def fts_expression(terms: Iterable[str], notes: bool) -> str:
     for term in terms:
         prefix = term.endswith("*") and sum(ch.isalnum() for ch in term) >= 2
         word = term.rstrip("*") if prefix else term
-        phrases.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+        phrases.append('"' + _cut(word).replace('"', '""') + '"' + ("*" if prefix else ""))
     expression = " ".join(phrases)
     return expression if notes else "{text} : (" + expression + ")"
 
 
+def _cut(text: str) -> str:
+    """Each character of a script written without spaces made a word of its own."""
+    return _UNSPACED.sub(CUT + "\\1" + CUT, text)
+
+
 def indexed(text: str) -> str:
-    """A text as the index keeps it: without the characters that mark matches."""
-    return text.translate(_UNMARK)
+    """
+    A text as the index keeps it: without the characters that mark matches,
+    each character of a script written without spaces a word of its own.
+    """
+    return _cut(text.translate(_UNMARK))
 
 
 def about_text(conversation: Conversation, alias: str | None = None) -> str:
@@ -187,6 +204,8 @@ def marked(snippet: str,
     marks: list[tuple[int, int]] = []
     length, start = 0, None
     for ch in snippet:
+        if ch == CUT:
+            continue
         if ch == MARK_START:
             start = length
         elif ch == MARK_END:

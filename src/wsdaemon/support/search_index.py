@@ -53,8 +53,10 @@ __all__ = ["BROWSE_AFTER", "BROWSE_COUNT", "BROWSE_FIRST",
            "BUILD_BATCH", "SCAN_ROWS", "SEARCH_SCHEMA", "SEARCH_SECONDS", "SQLiteSearch",
            "build_index", "index_commit"]
 
-#: The migration's name in C{wsdaemon_migrations} once the index is whole.
-MIGRATION = "search-index-1"
+#: The migration's name in C{wsdaemon_migrations} once the index is whole
+#: (2: Han and kana indexed a character a word; a file indexed by 1 is
+#: indexed again at open).
+MIGRATION = "search-index-2"
 #: Conversations indexed per transaction when a file's index is built.
 BUILD_BATCH = 1000
 #: Matching rows a search reads at most (newest first).
