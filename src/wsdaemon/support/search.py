@@ -51,8 +51,8 @@ _UNMARK = str.maketrans({MARK_START: " ", MARK_END: " "})
 #: a zero-width space (a separator to FTS5's unicode61, invisible, dropped
 #: from snippets), so that a word inside a sentence is found as the
 #: phrase of its characters ("退款" in "我要退款").
-_UNSPACED = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-                       "\U00020000-\U0003134f])")
+_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+                       "\U00020000-\U0003134f]+")
 CUT = "\u200b"
 #: Characters of a snippet, at most (a text with few spaces makes long
 #: FTS5 snippets: it is cut around its first match).
@@ -142,7 +142,13 @@ def fts_expression(terms: Iterable[str], notes: bool) -> str:
 
 def _cut(text: str) -> str:
     """Each character of a script written without spaces made a word of its own."""
-    return _UNSPACED.sub(CUT + "\\1" + CUT, text)
+    if text.isascii():
+        return text
+    return _UNSPACED.sub(_cut_run, text)
+
+
+def _cut_run(run: re.Match[str]) -> str:
+    return CUT + CUT.join(run.group()) + CUT
 
 
 def indexed(text: str) -> str:
