@@ -1,7 +1,7 @@
 """
 C{[wsdaemon] log_level} on the real daemon: a debug line a client causes (a
-visitor's message while Redis is away: "message from client ... not
-queued", logged at debug, once per message) is absent from the output at
+visitor's message while Redis is away: "a message from ... was not
+stored", logged at debug, once per message) is absent from the output at
 info, present at debug, under twistd and twist, in a worker's output, and
 after a SIGHUP reload that changes the level.
 """
@@ -11,17 +11,17 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from websockets.sync.client import connect
 
-from tests.daemon import Daemon, free_port
-from wsdaemon.strategies.operator.strategy import NOT_QUEUED, UNCONFIRMED
+from tests.daemon import Daemon
+from tests.redis_server import RedisServer
+from wsdaemon.support.visitor import NOT_STORED, UNCONFIRMED
 
 
-def config_text(level: str, workers: int = 1, redis_port: int = 0) -> str:
-    # Redis on a port nothing listens on: every visitor's message fails
-    # with the outage's debug line.
+def config_text(level: str, redis: RedisServer, workers: int = 1) -> str:
     return f"""
         [wsdaemon]
         listen = tcp:0:interface=127.0.0.1
@@ -29,14 +29,12 @@ def config_text(level: str, workers: int = 1, redis_port: int = 0) -> str:
         workers = {workers}
 
         [operator]
-        model = queue
         tokens = alice:alice-token-0123456789abcdef
         fallback_after = 0
-        fallback_when_offline = no
 
         [broker]
         backend = redis
-        url = redis://127.0.0.1:{redis_port or free_port()}/0
+        url = {redis.url}
         prefix = ll:
         timeout = 1
         heartbeat = 0.5
@@ -49,11 +47,26 @@ def config_text(level: str, workers: int = 1, redis_port: int = 0) -> str:
         """
 
 
-def send_while_redis_away(daemon: Daemon, client_id: str) -> str:
-    """Send a visitor's message; return the daemon's log once it answered."""
-    with connect(f"{daemon.url}/support?client_id={client_id}") as client:
-        client.send("hello")
-        assert client.recv(timeout=10) in (NOT_QUEUED, UNCONFIRMED)
+def started(daemon: Daemon, redis: RedisServer, workers: int = 1) -> Daemon:
+    """The daemon once its conversations are loaded (by each worker), Redis stopped."""
+    deadline = time.monotonic() + 20
+    while daemon.log().count(" live conversations loaded") < workers:
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    redis.stop()
+    return daemon
+
+
+def send_while_redis_away(daemon: Daemon, *client_ids: str) -> str:
+    """Each visitor sends a message at once (each waits for the store's
+    timeout, 1 s); return the daemon's log once all are answered."""
+    with ExitStack() as stack:
+        clients = [stack.enter_context(connect(f"{daemon.url}/support?client_id={client_id}"))
+                   for client_id in client_ids]
+        for client in clients:
+            client.send("hello")
+        for client in clients:
+            assert client.recv(timeout=10) in (NOT_STORED, UNCONFIRMED)
     time.sleep(0.3)  # the line (if any) was written before the answer; let it flush
     return daemon.log()
 
@@ -67,45 +80,55 @@ def reload(daemon: Daemon, times: int) -> None:
 
 
 def debug_line(client_id: str) -> str:
-    return f"message from client {client_id} on /support"
+    return f"a message from {client_id} on /support was not stored"
 
 
 def test_info_hides_debug_and_a_reload_to_debug_shows_it(
-        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
-    redis_port = free_port()
-    daemon = start_daemon(write_config(config_text("info", redis_port=redis_port)))
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon],
+        redis_server: RedisServer) -> None:
+    """At info the debug line is not written; a reload to debug writes it,
+    one back to info hides it again."""
+    daemon = started(start_daemon(write_config(config_text("info", redis_server))),
+                     redis_server)
     log = send_while_redis_away(daemon, "v1")
     assert debug_line("v1") not in log, log
     assert "#debug]" not in log, log
 
-    write_config(config_text("debug", redis_port=redis_port))
+    write_config(config_text("debug", redis_server))
     reload(daemon, 1)
     log = send_while_redis_away(daemon, "v2")
-    assert f"[wsdaemon.operators#debug] {debug_line('v2')} not " in log, log
+    assert f"[wsdaemon.support.visitor#debug] conversations: {debug_line('v2')}" in log, log
 
-    write_config(config_text("info", redis_port=redis_port))
+    write_config(config_text("info", redis_server))
     reload(daemon, 2)
     log = send_while_redis_away(daemon, "v3")
     assert debug_line("v3") not in log, log
 
 
 def test_debug_under_twist(write_config: Callable[..., Path],
-                           start_daemon: Callable[..., Daemon]) -> None:
+                           start_daemon: Callable[..., Daemon],
+                           redis_server: RedisServer) -> None:
     """twist's own --log-level (info by default) does not hide what the config asks for."""
-    daemon = start_daemon(write_config(config_text("debug")), runner="twist")
+    daemon = started(start_daemon(write_config(config_text("debug", redis_server)),
+                                  runner="twist"), redis_server)
     log = send_while_redis_away(daemon, "v1")
-    assert '"client_id": "v1"' in log and '"outcome": "not ' in log, log
+    assert '"client_id": "v1"' in log and " was not stored or not confirmed" in log, log
 
 
 def test_workers_follow_the_level(write_config: Callable[..., Path],
-                                  start_daemon: Callable[..., Daemon]) -> None:
-    daemon = start_daemon(write_config(config_text("info", workers=2)))
-    daemon.wait_for_log("worker 1]", timeout=20)
-    for n in range(4):  # the kernel picks the worker
-        log = send_while_redis_away(daemon, f"i{n}")
-        assert debug_line(f"i{n}") not in log, log
+                                  start_daemon: Callable[..., Daemon],
+                                  redis_server: RedisServer) -> None:
+    """Each worker writes what the level lets through: nothing at info, the
+    line (marked with the worker) once a reload asked for debug."""
+    daemon = start_daemon(write_config(config_text("info", redis_server, workers=2)))
+    started(daemon, redis_server, workers=2)
+    visitors = [f"i{n}" for n in range(6)]  # the kernel picks each one's worker
+    log = send_while_redis_away(daemon, *visitors)
+    assert "was not stored" not in log and "#debug worker " not in log, log
 
-    debug = start_daemon(write_config(config_text("debug", workers=2), name="debug.ini"))
-    debug.wait_for_log("worker 1]", timeout=20)
-    log = send_while_redis_away(debug, "d1")
-    assert "#debug worker " in log and debug_line("d1") in log, log
+    write_config(config_text("debug", redis_server, workers=2))
+    reload(daemon, 1)
+    visitors = [f"d{n}" for n in range(6)]
+    log = send_while_redis_away(daemon, *visitors)
+    assert all(debug_line(v) in log for v in visitors), log
+    assert "#debug worker 0]" in log and "#debug worker 1]" in log, log
