@@ -28,6 +28,7 @@ from wsdaemon.support.console_commands import HELP, list_request, parse_when, se
 from wsdaemon.support.console_display import (
     entry_line,
     event_line,
+    presence_line,
     profile_lines,
     search_heading,
     search_lines,
@@ -144,6 +145,11 @@ class ConversationConsole:
                 others = [visible(n) for n in event.get("operators", []) if n != self.me]
                 if others:
                     self.say("     also viewing: " + ", ".join(others))
+                return
+            summary = event.get("conversation")
+            if kind == "presence" and isinstance(summary, dict) \
+                    and summary.get("id") == self.current:
+                self.say("     " + presence_line(summary))
                 return
             line = event_line(event, self.me, self._now(), self._tz)
             if line is not None:

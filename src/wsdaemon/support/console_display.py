@@ -17,7 +17,8 @@ from typing import Any
 from wsdaemon.escaping import visible
 
 __all__ = ["ID_SHOWN", "PREVIEW_SHOWN", "duration", "entry_line", "event_line", "local_time",
-           "profile_lines", "search_heading", "search_lines", "summary_line", "team_line"]
+           "presence_line", "profile_lines", "search_heading", "search_lines", "summary_line",
+           "team_line"]
 
 #: Characters of a conversation id shown beside its alias (a prefix any
 #: command takes).
@@ -85,7 +86,20 @@ def summary_line(summary: dict[str, Any]) -> str:
     viewing = summary.get("viewing") or []
     if viewing:
         parts.append("viewed by " + ", ".join(visible(name) for name in viewing))
+    if summary.get("visitor_online") is False:
+        parts.append("left")
     return "  ".join(parts) + ": " + _short(str(summary.get("preview") or ""), PREVIEW_SHOWN)
+
+
+def presence_line(summary: dict[str, Any]) -> str:
+    """
+    The opened conversation's visitor came or went (its C{presence} event):
+    whether a reply reaches them now or waits for their return.
+    """
+    who = visible(summary.get("name") or summary.get("alias") or "the visitor")
+    if summary.get("visitor_online"):
+        return f"{who} is connected: your replies reach them now"
+    return f"{who} left: your replies wait for them to come back"
 
 
 def search_heading(answer: dict[str, Any]) -> str:
