@@ -35,8 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QUEUE_SCHEMA", "QueueFile", "QueueKeys", "RESEND_WINDOW", "message_digest",
-           "queue_time"]
+__all__ = ["QUEUE_FALLBACK", "QUEUE_SCHEMA", "QueueFile", "QueueKeys", "RESEND_WINDOW",
+           "message_digest", "queue_time"]
 
 # -- SQLite ---------------------------------------------------------------------
 
@@ -179,6 +179,10 @@ _INSERT_MESSAGE = ("INSERT INTO messages (client_id, route, item_id, direction, 
 
 # -- Redis ----------------------------------------------------------------------
 
+#: The queue's fallback message (its default C{fallback_message}).
+QUEUE_FALLBACK = ("Sorry, no operator could answer yet. We will reply here as soon as one "
+                  "does.")
+
 #: Seconds a C{sent:DIGEST} key lasted (C{broker/queue.py}'s resend window).
 RESEND_WINDOW = 120.0
 
@@ -261,6 +265,17 @@ end
 redis.call('SET', P .. 'sent:' .. ARGV[9], id, 'EX', math.ceil(tonumber(ARGV[10])))
 emit_item('item', id, 'queued')
 return seq
+"""
+
+# ARGV: P, id, operator, lease end.
+_CLAIM = _PRELUDE + r"""
+local id, operator, lease_until = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local k = item_key(id)
+redis.call('HSET', k, 'state', 'claimed', 'operator', operator, 'lease_until', lease_until)
+redis.call('ZADD', P .. 'leases', lease_until, id)
+redis.call('HINCRBY', k, 'version', 1)
+emit_item('updated', id, 'claimed by ' .. operator)
+return 1
 """
 
 # ARGV: P, id, operator, at, body, taker ('' : kept for the client).
@@ -376,6 +391,10 @@ class QueueKeys:
         return self._run(_ASK, item_id, route, client, text, queue_time(at),
                          _message_json(client, route, "in", "client", text, at, item_id), due,
                          message_digest(route, client, text), math.ceil(RESEND_WINDOW))
+
+    def claim(self, item_id: str, operator: str, at: float, lease: float = 120.0) -> Any:
+        """An operator holds the item until C{at + lease} (C{[operator] lease})."""
+        return self._run(_CLAIM, item_id, operator, repr(float(queue_time(at)) + lease))
 
     def answer(self, item_id: str, operator: str, body: str, at: float,
                taken_by: str = "") -> Any:

@@ -1,8 +1,8 @@
 """
 What only the Redis conversation store does (its contract runs in
 test_conversation_store.py): two daemons committing the same conversation
-at once, taking over the shared operator queue's keys (made by the real
-SharedOperatorQueue and its scripts), load_live in bounded pages at
+at once, taking over the retired shared operator queue's keys (written as
+its scripts wrote them: tests/legacy_queue.py), load_live in bounded pages at
 100,000 conversations, the event stream's bound, and Redis going away.
 On a real redis-server, through the broker's real link.
 """
@@ -14,7 +14,6 @@ import hashlib
 import json
 from collections.abc import Callable, Generator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,11 +24,10 @@ from twisted.internet.task import Clock, deferLater
 
 from tests.conversation_desk import ROUTE, Desk, cid
 from tests.driver_bench import GatedStore, RecordingPorts
+from tests.legacy_queue import QUEUE_FALLBACK, QueueKeys
 from tests.redis_server import RedisServer
 from tests.redis_store_link import redis_link
-from tests.unit.test_operator_queue import Operator
 from wsdaemon.broker.link import RedisLink
-from wsdaemon.broker.queue import SharedOperatorQueue
 from wsdaemon.client_ids import public_id
 from wsdaemon.conversations import (
     Author,
@@ -47,13 +45,11 @@ from wsdaemon.conversations import (
 from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.conversations.model import Bounds
 from wsdaemon.errors import BrokerUnavailable
-from wsdaemon.strategies.operator.queue import OperatorSettings
 from wsdaemon.support import redis_migration
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.redis_migration import QueueTakeOver
 from wsdaemon.support.redis_scripts import COMMIT, LIVE_PAGE, ScriptRunner, write_args
 from wsdaemon.support.redis_store import LIVE_PAGE_SIZE, RedisConversationStore
-from wsdaemon.testing import RecordingSession
 
 Links = Callable[..., RedisLink]
 
@@ -184,42 +180,34 @@ def old_keys(link: RedisLink) -> Generator[Any, Any, dict[str, Any]]:
 LEGACY = "A" * 22 + "." + "B" * 16
 
 
-def visitor(client_id: str) -> RecordingSession:
-    return RecordingSession(session_id=f"s-{client_id}", route=ROUTE, client_id=client_id)
-
-
 @pytest_twisted.inlineCallbacks
-def fill_shared_queue(link: RedisLink, clock: Clock) -> Generator[Any, Any, None]:
-    """The shared operator queue, used as daemons use it today."""
-    settings = OperatorSettings(store_path=Path("unused"), fallback_after=300,
-                                fallback_when_offline=False, keep_after_fallback=True)
-    queue = SharedOperatorQueue(settings, link, clock,
-                                new_id=iter(f"i{n}" for n in range(100)).__next__)
-    alice, carol = Operator("alice"), Operator("carol")
+def fill_shared_queue(link: RedisLink) -> Generator[Any, Any, None]:
+    """
+    The retired shared operator queue's keys, as its scripts wrote them
+    (tests/legacy_queue.py), fallback_after 300 and keep_after_fallback on.
+    """
+    queue = QueueKeys(link.call, "t:")
     # ann: answered once (written by daemon d9), asked again, fallback sent.
-    clock.advance(10)
-    a1 = yield queue.enqueue(visitor("ann"), "q a1")
-    clock.advance(2)
-    yield queue.reply(a1.item_id, alice, "Hi")
-    taken = yield link.script("take", "d9", clock.seconds(), "ann", "*")
-    yield link.script("settle", "d9", "ann", taken[1], "1")
-    clock.advance(8)
-    yield queue.enqueue(visitor("ann"), "q a2")
-    clock.advance(300)
-    yield queue.sweep()
+    yield queue.ask("i0", ROUTE, "ann", "q a1", 10.0, fallback_after=300)
+    seq = yield queue.answer("i0", "alice", "Hi", 12.0)
+    yield queue.take("d9", "ann", 12.0)
+    yield queue.settle("d9", "ann", seq)
+    yield queue.ask("i1", ROUTE, "ann", "q a2", 20.0, fallback_after=300)
+    yield queue.fallback("i1", QUEUE_FALLBACK, 320.0)
     # bob: answered, the reply kept for him (not written yet).
-    b1 = yield queue.enqueue(visitor("bob"), "q b1")
-    clock.advance(1)
-    yield queue.reply(b1.item_id, carol, "x" * 9)
+    yield queue.ask("i2", ROUTE, "bob", "q b1", 320.0, fallback_after=300)
+    yield queue.answer("i2", "carol", "x" * 9, 321.0)
     # eve: answered, the reply taken by daemon d9 and not settled (in flight).
-    e1 = yield queue.enqueue(visitor("eve"), "q e1")
-    yield queue.reply(e1.item_id, carol, "on its way")
-    yield link.script("take", "d9", clock.seconds(), "eve", "*")
-    # A client still known by its credential (from before public ids).
-    clock.advance(1)
-    yield queue.enqueue(visitor(LEGACY), "q c1")
-    # A push to someone who never wrote, kept for them.
-    yield queue.push("dan", "Your order shipped", alice)
+    yield queue.ask("i3", ROUTE, "eve", "q e1", 321.0, fallback_after=300)
+    yield queue.answer("i3", "carol", "on its way", 321.0)
+    yield queue.take("d9", "eve", 321.0)
+    # A client still known by its credential (from before public ids), its
+    # item claimed when the queue stopped.
+    yield queue.ask("i4", ROUTE, LEGACY, "q c1", 322.0, fallback_after=300)
+    yield queue.claim("i4", "dave", 322.0)
+    # A push to someone who never wrote, kept for them (the queue stored a
+    # push to a client connected nowhere without a route).
+    yield queue.push("dan", "", "alice", "Your order shipped", 322.0)
 
 
 @pytest.mark.parametrize("budget", [redis_migration.THREAD_BUDGET, 3, 1])
@@ -237,7 +225,7 @@ def test_takes_over_the_shared_queue_once(links: Links, monkeypatch: pytest.Monk
     monkeypatch.setattr(redis_migration, "THREAD_BUDGET", budget)
     link = links()
     clock = Clock()
-    yield fill_shared_queue(link, clock)
+    yield fill_shared_queue(link)
     before = yield old_keys(link)
     store = store_on(link)
     yield store.open()
@@ -250,7 +238,7 @@ def test_takes_over_the_shared_queue_once(links: Links, monkeypatch: pytest.Monk
     thread = yield store.messages(ann.conversation_id)
     assert [(m.seq, m.author, m.operator, m.body) for m in thread] == [
         (1, Author.VISITOR, None, "q a1"), (2, Author.OPERATOR, "alice", "Hi"),
-        (3, Author.VISITOR, None, "q a2"), (4, Author.SYSTEM, None, queue_fallback())]
+        (3, Author.VISITOR, None, "q a2"), (4, Author.SYSTEM, None, QUEUE_FALLBACK)]
     bob = yield store.load(conversation_id_for(ROUTE, "bob"))
     assert (bob.status, bob.resolved_at, bob.delivered_upto, bob.last_seq) == \
         (Status.RESOLVED, 321.0, 1, 2)
@@ -259,6 +247,7 @@ def test_takes_over_the_shared_queue_once(links: Links, monkeypatch: pytest.Monk
     legacy = yield store.load(conversation_id_for(ROUTE, public_id(LEGACY)))
     assert (legacy.visitor, legacy.status, legacy.unread_for("alice")) == \
         (public_id(LEGACY), Status.OPEN, 1)
+    assert legacy.assignee is None  # claims never survived a restart
     # The shared queue stores a push to a client connected nowhere without a route.
     dan = yield store.load(conversation_id_for("", "dan"))
     assert (dan.status, dan.delivered_upto, dan.last_seq) == (Status.RESOLVED, 0, 1)
@@ -283,10 +272,6 @@ def test_takes_over_the_shared_queue_once(links: Links, monkeypatch: pytest.Monk
     assert (yield old_keys(link)) == before
 
 
-def queue_fallback() -> str:
-    return OperatorSettings(store_path=Path("unused")).fallback_message
-
-
 def _bounds() -> Bounds:
     return Bounds()
 
@@ -298,7 +283,7 @@ def test_daemons_starting_together_take_over_once(links: Links, monkeypatch: pyt
     marker and makes nothing; a lock left by a daemon that died expires."""
     monkeypatch.setattr(redis_migration, "WAIT_STEP", 0.05)
     first, second = links(), links()
-    yield fill_shared_queue(first, Clock())
+    yield fill_shared_queue(first)
     runs = [QueueTakeOver(link, ScriptRunner(link), "t:", reactor, _bounds()).run()
             for link in (first, second)]
     made = yield DeferredList(runs, fireOnOneErrback=True)
@@ -486,7 +471,7 @@ def test_open_while_redis_is_down_fails_and_can_be_tried_again(
     """open() with Redis away fails with the outage error (nothing taken
     over, no marker); opened again once Redis is back, it takes over."""
     link = links(timeout=0.5)
-    yield fill_shared_queue(link, Clock())
+    yield fill_shared_queue(link)
     store = store_on(link)
     redis_server.stop()
     with pytest.raises(BrokerUnavailable):
@@ -504,7 +489,7 @@ def test_a_take_over_leaves_a_lock_that_is_no_longer_its_own(links: Links
     """A daemon whose lock expired and was taken by another while it took
     over does not delete the other's lock at the end."""
     link = links()
-    yield fill_shared_queue(link, Clock())
+    yield fill_shared_queue(link)
     counting = CountingLink(link)
     calls = iter(range(1000))
 

@@ -43,8 +43,10 @@ from wsdaemon.conversations import (
 from wsdaemon.conversations.codec import conversation_row
 from wsdaemon.conversations.errors import StaleConversation
 from wsdaemon.support.memory import MemoryConversationStore, stored_form
+from wsdaemon.support.migration import MIGRATION as QUEUE_TAKE_OVER
 from wsdaemon.support.ports import IConversationStore
 from wsdaemon.support.redis_store import RedisConversationStore
+from wsdaemon.support.search_index import MIGRATION as SEARCH_INDEX
 from wsdaemon.support.store import SQLiteConversationStore
 
 Make = Callable[[], Any]
@@ -429,7 +431,7 @@ def test_sqlite_on_a_new_file_takes_over_nothing(tmp_path: Path) -> Generator[An
     assert (yield store.load_live()) == []
     done = yield store._writer.run(lambda db: db.execute(
         "SELECT name FROM wsdaemon_migrations ORDER BY name").fetchall())
-    assert done == [("conversations-from-queue",), ("search-index-1",)]
+    assert done == [(QUEUE_TAKE_OVER,), (SEARCH_INDEX,)]
     yield store.close()
 
 
