@@ -38,6 +38,7 @@ from wsdaemon.conversations.events import (
     OperatorTyping,
     Reopen,
     Resolve,
+    RosterChanged,
     SetLabels,
     Snooze,
     TimerFired,
@@ -75,6 +76,7 @@ _HANDLERS: dict[type[Any], Callable[[Draft, Any], None]] = {
     SetLabels: operators.set_labels,
     OperatorAvailability: team.operator_availability,
     OperatorCapacity: team.operator_capacity,
+    RosterChanged: team.roster_changed,
     TimerFired: team.timer_fired,
 }
 

@@ -121,12 +121,20 @@ class NotifyOperators:
 
 @dataclass(frozen=True)
 class NotifyTeam:
-    """An operator's availability or capacity changed: tell the operators."""
+    """
+    An operator's availability or capacity changed: tell the operators.
+
+    @ivar joined: it joined the team by the configuration (a reload):
+        another daemon that knows it already keeps what it knows.
+    @ivar left: it left the team (its name removed from the configuration).
+    """
 
     operator: str
     availability: str
     capacity: int
     load: int
+    joined: bool = False
+    left: bool = False
 
 
 @dataclass(frozen=True)

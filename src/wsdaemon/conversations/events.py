@@ -16,10 +16,10 @@ from wsdaemon.conversations.model import Availability
 from wsdaemon.conversations.profile import Profile
 
 __all__ = ["AddNote", "Assign", "BotPending", "BotReply", "Event", "Handoff", "Identify",
-           "LeaveContact", "OperatorAvailability",
-           "OperatorCapacity", "OperatorRead", "OperatorReply", "OperatorTyping", "Reopen",
-           "Resolve", "SetLabels", "Snooze", "Timer", "TimerFired", "TimerKind", "Transfer",
-           "VisitorDelivered", "VisitorMessage", "VisitorRead", "VisitorTyping"]
+           "LeaveContact", "OperatorAvailability", "OperatorCapacity", "OperatorRead",
+           "OperatorReply", "OperatorTyping", "Reopen", "Resolve", "RosterChanged", "SetLabels",
+           "Snooze", "Timer", "TimerFired", "TimerKind", "Transfer", "VisitorDelivered",
+           "VisitorMessage", "VisitorRead", "VisitorTyping"]
 
 
 @dataclass(frozen=True)
@@ -267,6 +267,20 @@ class OperatorCapacity:
     capacity: int
 
 
+@dataclass(frozen=True)
+class RosterChanged:
+    """
+    The configured operators changed (a reload): C{joined} become members
+    at once (offline, the default capacity), so that they can be assigned
+    before they first connect; each of C{left} leaves the team if it is
+    offline and holds no open conversation (else it stays, and is asked
+    to leave again later).
+    """
+
+    joined: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+
+
 class TimerKind(StrEnum):
     """
     C{wake}: a snooze ends; C{fallback}: the visitor waited C{fallback_after};
@@ -311,4 +325,5 @@ Event = (VisitorMessage | VisitorDelivered | VisitorRead | VisitorTyping | Leave
          | BotReply | BotPending | Handoff | OperatorReply | AddNote | Assign | Transfer | Resolve
          | Reopen | Snooze
          | OperatorRead | OperatorTyping | SetLabels | OperatorAvailability | OperatorCapacity
+         | RosterChanged
          | TimerFired)

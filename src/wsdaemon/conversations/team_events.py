@@ -11,15 +11,16 @@ from wsdaemon.conversations.errors import InvalidMove
 from wsdaemon.conversations.events import (
     OperatorAvailability,
     OperatorCapacity,
+    RosterChanged,
     TimerFired,
     TimerKind,
 )
-from wsdaemon.conversations.model import Conversation, Status, evolve
+from wsdaemon.conversations.model import Availability, Conversation, Status, evolve
 from wsdaemon.conversations.moves import notice, place
 from wsdaemon.conversations.routing import OperatorState
 from wsdaemon.conversations.transition import Draft, due_times
 
-__all__ = ["operator_availability", "operator_capacity", "timer_fired"]
+__all__ = ["operator_availability", "operator_capacity", "roster_changed", "timer_fired"]
 
 
 def _tell_team(draft: Draft, operator: OperatorState) -> None:
@@ -52,6 +53,32 @@ def operator_capacity(draft: Draft, event: OperatorCapacity) -> None:
     operator = evolve(draft.member(event.operator, "set a capacity"), capacity=event.capacity)
     draft.team = draft.team.with_operator(operator)
     _tell_team(draft, operator)
+
+
+def roster_changed(draft: Draft, event: RosterChanged) -> None:
+    """
+    Names added to the configuration join (offline) unless the team knows
+    them or is full; names removed leave only when offline and holding no
+    open conversation (its assignee stays a member while one is open).
+    """
+    for name in sorted(set(event.joined)):
+        if draft.team.get(name) is not None:
+            continue
+        if len(draft.team.operators) >= draft.bounds.max_operators:
+            break
+        joined = OperatorState(name, capacity=draft.settings.default_capacity,
+                               load=draft.view.load_of(name))
+        draft.team = draft.team.with_operator(joined)
+        draft.emit(NotifyTeam(name, str(joined.availability), joined.capacity, joined.load,
+                              joined=True))
+    for name in sorted(set(event.left)):
+        member = draft.team.get(name)
+        if member is None or member.availability is not Availability.OFFLINE \
+                or member.load or draft.view.load_of(name):
+            continue
+        draft.team = evolve(draft.team, operators=tuple(
+            o for o in draft.team.operators if o.name != name))
+        draft.emit(NotifyTeam(name, str(member.availability), member.capacity, 0, left=True))
 
 
 def timer_fired(draft: Draft, event: TimerFired) -> None:

@@ -79,6 +79,7 @@ from wsdaemon.conversations.events import (
     OperatorTyping,
     Reopen,
     Resolve,
+    RosterChanged,
     SetLabels,
     Snooze,
     Timer,
@@ -145,7 +146,7 @@ def lane_of(event: Event) -> str | None:
         return event.conversation_id
     if isinstance(event, TimerFired):
         return event.timer.conversation_id or None
-    assert isinstance(event, OperatorAvailability | OperatorCapacity)
+    assert isinstance(event, OperatorAvailability | OperatorCapacity | RosterChanged)
     return None
 
 

@@ -132,6 +132,10 @@ class OperatorHub:
         #: (route, visitor) -> its visitor_online and visitor_last_seen (the
         #: visitor sessions' L{VisitorPresence.state}); None: unknown.
         self.visitor_state: Callable[[str, str], Mapping[str, Any]] | None = None
+        #: Told an operator's name when its availability or capacity
+        #: changed, None when a conversation was updated (an assignee's
+        #: load may have dropped): L{wsdaemon.support.roster.Roster.check}.
+        self.on_team: Callable[[str | None], None] | None = None
 
     @property
     def presence(self) -> OperatorPresence | None:
@@ -277,6 +281,8 @@ class OperatorHub:
 
     def notify(self, effect: NotifyOperators) -> None:
         conversation = effect.conversation
+        if self.on_team is not None and effect.kind == "updated":
+            self.on_team(None)  # an assignee's load may have dropped
         self.index.add(conversation.conversation_id, conversation.visitor)
         self.order.see(conversation)
         recipients = (self._links if effect.operator is None
@@ -298,8 +304,30 @@ class OperatorHub:
             self._send(link, event)
 
     def team_changed(self, effect: NotifyTeam) -> None:
+        """
+        Every operator here is told. A member joined by the configuration
+        is told as the team holds it (another daemon's news of it may come
+        when this one knows it already, online); one that left, only if
+        the team here let it go (C{"left": true}).
+        """
+        if self.on_team is not None:
+            self.on_team(effect.operator)
+        name = effect.operator
+        if effect.joined or effect.left:
+            member = self.inbox.team.get(name)
+            if member is None and effect.left:
+                self._broadcast({"type": "team", "operator": {
+                    "name": name, "display_name": self.display_name(name),
+                    "availability": effect.availability, "capacity": effect.capacity,
+                    "load": 0, "left": True}})
+            elif member is not None and not effect.left:
+                self._broadcast({"type": "team", "operator": {
+                    "name": name, "display_name": self.display_name(name),
+                    "availability": str(member.availability), "capacity": member.capacity,
+                    "load": member.load}})
+            return
         self._broadcast({"type": "team", "operator": {
-            "name": effect.operator, "display_name": self.display_name(effect.operator),
+            "name": name, "display_name": self.display_name(name),
             "availability": effect.availability, "capacity": effect.capacity,
             "load": effect.load}})
 

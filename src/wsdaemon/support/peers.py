@@ -100,7 +100,9 @@ def adopted_team(inbox: Inbox, adopted: Adopted) -> Team:
         if before is None or before.version < conversation.version:
             team = team.accounted(before, conversation)
     for effect in adopted.effects:
-        if isinstance(effect, NotifyTeam):
+        if isinstance(effect, NotifyTeam) and (effect.joined or effect.left):
+            team = _roster_news(inbox, team, effect)
+        elif isinstance(effect, NotifyTeam):
             known = team.get(effect.operator) or OperatorState(
                 effect.operator, load=inbox.load_of(effect.operator))
             team = team.with_operator(evolve(
@@ -110,6 +112,25 @@ def adopted_team(inbox: Inbox, adopted: Adopted) -> Team:
     if last_chosen is not None and last_chosen != team.last_chosen:
         team = evolve(team, last_chosen=last_chosen)
     return team
+
+
+def _roster_news(inbox: Inbox, team: Team, effect: NotifyTeam) -> Team:
+    """
+    Another daemon's configuration added or removed an operator: one this
+    view knows already stays as it knows it (it may be online here); one
+    that left goes only if it is offline here and holds nothing.
+    """
+    known = team.get(effect.operator)
+    if effect.joined:
+        if known is not None or len(team.operators) >= inbox.settings.bounds.max_operators:
+            return team
+        return team.with_operator(OperatorState(
+            effect.operator, Availability(effect.availability), effect.capacity,
+            load=inbox.load_of(effect.operator)))
+    if known is None or known.availability is not Availability.OFFLINE or known.load \
+            or inbox.load_of(effect.operator):
+        return team
+    return evolve(team, operators=tuple(o for o in team.operators if o.name != effect.operator))
 
 
 def raised_loads(before: Team, after: Team,

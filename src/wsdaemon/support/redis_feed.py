@@ -321,7 +321,8 @@ class ConversationFeed:
             return []
         kept: list[tuple[str, Availability]] = []
         for effect in change.effects:
-            if isinstance(effect, NotifyTeam) and effect.availability == Availability.OFFLINE:
+            if isinstance(effect, NotifyTeam) and effect.availability == Availability.OFFLINE \
+                    and not (effect.joined or effect.left):
                 before = driver.inbox.team.get(effect.operator)
                 if before is not None and before.availability is not Availability.OFFLINE \
                         and self.holds(effect.operator):

@@ -129,8 +129,11 @@ def _effect_news(effect: Effect, rows: dict[str, Conversation],
                 "note": None if effect.note is None else note_row(effect.note),
                 "operator": effect.operator, "actor": effect.actor}
     if isinstance(effect, NotifyTeam):
-        return {"k": "team", "operator": effect.operator, "availability": effect.availability,
+        news = {"k": "team", "operator": effect.operator, "availability": effect.availability,
                 "capacity": effect.capacity, "load": effect.load}
+        if effect.joined or effect.left:
+            news["roster"] = "joined" if effect.joined else "left"
+        return news
     return None  # the commit, timers, measures, refusals: the deciding daemon's own
 
 
@@ -167,8 +170,10 @@ def _effect(news: dict[str, Any], rows: dict[str, Conversation]) -> Effect:
             None if news["note"] is None else note_from_row(news["note"]),
             news["operator"], news["actor"])
     if kind == "team":
+        roster = news.get("roster")
         return NotifyTeam(str(news["operator"]), str(Availability(news["availability"])),
-                          int(news["capacity"]), int(news["load"]))
+                          int(news["capacity"]), int(news["load"]),
+                          joined=roster == "joined", left=roster == "left")
     raise ValueError(f"unknown effect {kind!r}")
 
 

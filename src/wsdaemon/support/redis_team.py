@@ -243,10 +243,18 @@ class TeamPresence:
             self._loop.stop()
 
     def record(self, effect: NotifyTeam) -> None:
-        """An operator's availability or capacity changed here: its entry, in this daemon's name."""
+        """
+        An operator's availability or capacity changed here: its entry, in
+        this daemon's name. One joined by the configuration is written only
+        if it has none (another daemon's is as new, or newer); one that
+        left keeps its entry (offline: nobody learns it at start).
+        """
+        if effect.left:
+            return
         entry = json.dumps({"availability": effect.availability, "capacity": effect.capacity,
                             "daemon": self.daemon_id})
-        d = self._link.call("HSET", self._key, effect.operator, entry)
+        d = self._link.call("HSETNX" if effect.joined else "HSET", self._key, effect.operator,
+                            entry)
         d.addErrback(self._failed, "writing the team's entry")
 
     # -- presence per daemon ---------------------------------------------------
