@@ -68,7 +68,8 @@ def test_pages_send_security_headers_and_still_work(
         start_daemon: Callable[..., Daemon]) -> None:
     """Pages and their scripts come with a CSP that allows no inline script,
     frame-ancestors 'none', nosniff and no-referrer; Chromium runs the pages
-    under it without a single violation, and refuses to frame them."""
+    (the demo page, the inbox signed in) under it without a single
+    violation, and refuses to frame the inbox."""
     import urllib.request
 
     from selenium.webdriver.common.by import By
@@ -76,11 +77,10 @@ def test_pages_send_security_headers_and_still_work(
 
     daemon = start_daemon(write_config(CONFIG + """
     [operator]
-    model = queue
     tokens = alice:alice-token-0123456789abcdef
-    store = queue.sqlite3
+    store = conversations.sqlite3
     """))
-    for path in ("/", "/console", "/_wsdaemon/console.js", "/_wsdaemon/demo.css"):
+    for path in ("/", "/console", "/_wsdaemon/inbox/app.js", "/_wsdaemon/demo.css"):
         with urllib.request.urlopen(daemon.http + path, timeout=5) as response:
             headers = response.headers
         csp = headers["Content-Security-Policy"]
@@ -92,18 +92,19 @@ def test_pages_send_security_headers_and_still_work(
 
     driver: Any = browser
     wait = WebDriverWait(driver, 10)
-    driver.get(f"{daemon.http}/console?token=alice-token-0123456789abcdef")
+    driver.get(f"{daemon.http}/console")
+    wait.until(lambda d: d.find_element(By.ID, "token").is_displayed())
     driver.find_element(By.ID, "token").send_keys("alice-token-0123456789abcdef")
-    driver.find_element(By.ID, "login").click()
-    wait.until(lambda d: d.find_element(By.ID, "state").text == "open")
+    driver.find_element(By.ID, "signin-button").click()
+    wait.until(lambda d: d.find_element(By.ID, "app").is_displayed())
     driver.get(f"{daemon.http}/")
     driver.find_element(By.ID, "connect").click()
     wait.until(lambda d: d.find_element(By.ID, "state").text == "open")
-    # A page of another origin (a data: URL) cannot frame the console.
+    # A page of another origin (a data: URL) cannot frame the inbox.
     driver.get("data:text/html,<iframe id=f src='" + daemon.http + "/console'></iframe>")
     time.sleep(1)
     driver.switch_to.frame(driver.find_element(By.ID, "f"))
-    assert not driver.find_elements(By.ID, "login")
+    assert not driver.find_elements(By.ID, "token")
     driver.switch_to.default_content()
     violations = [entry for entry in driver.get_log("browser")
                   if "Content Security Policy" in entry["message"] and "/console'" not in
