@@ -1,7 +1,7 @@
 """
 Identity in the real daemon: ids it issues (cookies) and tokens the team's
-backend signs (JWT, HS256 and ES256), with the push API and the operator
-queue addressing them.
+backend signs (JWT, HS256 and ES256), with the push API and the operators'
+conversations addressing them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 
 from tests.daemon import Daemon, free_port
 from tests.integration.test_service_daemon import KEY, Admin
-from tests.operator_client import Operator
+from tests.operator_client import operator_desk, request
 
 pytestmark = pytest.mark.slow
 
@@ -49,23 +49,40 @@ def start(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]
         api_keys = ops:{KEY}
 
         [operator]
-        model = queue
         tokens = alice:{ALICE}
-        store = state/queue.sqlite3
+        store = state/conversations.sqlite3
+        ack_message = queued
         fallback_after = 0
-        fallback_when_offline = no
+        offline_message =
 
         [protocol]
         {identity}
 
         [route:/support]
         strategy = operator
-        ack_message = queued
     """.replace("\n        {identity}", "").replace("{identity}", identity))
     (config.parent / "jwt.secret").write_text(SECRET)
     for name, data in (files or {}).items():
         (config.parent / name).write_bytes(data)
     return start_daemon(config), Admin(admin_port)
+
+
+def conversations(daemon: Daemon) -> list[dict[str, Any]]:
+    """Every conversation an operator lists (its summaries), once one is there."""
+    with operator_desk(daemon, ALICE) as desk:
+        deadline = time.monotonic() + 5
+        while True:
+            listed = request(desk, {"type": "conversations", "view": "all"})
+            assert listed["type"] == "ok", listed
+            if listed["conversations"] or time.monotonic() > deadline:
+                return list(listed["conversations"])
+            time.sleep(0.05)
+
+
+def reply(daemon: Daemon, conversation: str, text: str) -> None:
+    with operator_desk(daemon, ALICE) as desk:
+        answer = request(desk, {"type": "reply", "conversation": conversation, "text": text})
+        assert answer["type"] == "ok", answer
 
 
 def test_anonymous_ids_are_issued_and_cannot_be_claimed(
@@ -83,13 +100,10 @@ def test_anonymous_ids_are_issued_and_cannot_be_claimed(
     assert first.recv(timeout=5) == "queued"
     first.close()
 
-    alice = Operator(daemon, ALICE)
-    try:
-        shown = alice.hello["items"][0]["client_id"]
-        assert shown != credential and credential.split(".")[0] not in shown
-        assert alice.request(type="reply", text="your code is 4711")["type"] == "ok"
-    finally:
-        alice.close()
+    [summary] = conversations(daemon)
+    shown = summary["visitor"]
+    assert shown != credential and credential.split(".")[0] not in shown
+    reply(daemon, summary["id"], "your code is 4711")
 
     # Someone who saw only the nonce, or guesses, or picks a name, is not them.
     for claim in (credential.split(".")[0] + ".AAAAAAAAAAAAAAAA", "alice"):
@@ -119,7 +133,7 @@ def test_no_id_an_operator_can_see_lets_anyone_read_a_client(
         write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
     """A client writes a secret question and gets a PIN back while away. An
     operator who copies the client's id from anything it can read (the
-    queue, the transcript, /clients, the journal, /metrics, the log) and
+    conversations, the thread, /clients, the journal, /metrics, the log) and
     connects with it, as ?client_id=, ?client_token= or the cookie, receives
     nothing of it; the client itself, with its cookie, does."""
     daemon, admin = start(write_config, start_daemon,
@@ -129,20 +143,21 @@ def test_no_id_an_operator_can_see_lets_anyone_read_a_client(
     client.send("secret question")
     assert client.recv(timeout=5) == "queued"
 
-    alice = Operator(daemon, ALICE)
-    try:
-        seen = {alice.hello["items"][0]["client_id"]}
-        transcript = alice.request(type="transcript")
-        seen |= {line["client_id"] for line in transcript["entries"]}
+    with operator_desk(daemon, ALICE) as desk:
+        listed = request(desk, {"type": "conversations", "view": "all"})
+        [summary] = listed["conversations"]
+        seen = {summary["visitor"]}
+        opened = request(desk, {"type": "open", "conversation": summary["id"]})
+        assert opened["type"] == "ok", opened
         _, clients = admin.call("/clients")
         seen |= {c["client_id"] for c in clients["clients"]}
         _, journal = admin.call("/journal")
         seen |= {e["client_id"] for e in journal["entries"] if e.get("client_id")}
         client.close()
-        assert alice.request(type="reply", text="your PIN is 4321")["type"] == "ok"
-    finally:
-        alice.close()
-    everything = json.dumps([alice.hello, transcript, clients, journal]) + daemon.log()
+        answer = request(desk, {"type": "reply", "conversation": summary["id"],
+                                "text": "your PIN is 4321"})
+        assert answer["type"] == "ok", answer
+    everything = json.dumps([listed, opened, clients, journal, answer]) + daemon.log()
     status, metrics = admin.call("/metrics")
     everything += str(metrics)
     assert len(seen) == 1 and credential not in everything
@@ -193,11 +208,7 @@ def test_jwt_identity(write_config: Callable[..., Path], start_daemon: Callable[
     with connect(url, additional_headers={"Authorization": f"Bearer {token()}"}) as client:
         client.send("question")
         assert client.recv(timeout=5) == "queued"
-    alice = Operator(daemon, ALICE)
-    try:
-        assert [i["client_id"] for i in alice.hello["items"]] == ["customer-7"]
-    finally:
-        alice.close()
+    assert [c["visitor"] for c in conversations(daemon)] == ["customer-7"]
 
 
 def test_jwt_with_a_public_key(write_config: Callable[..., Path],
@@ -222,8 +233,4 @@ def test_jwt_with_a_public_key(write_config: Callable[..., Path],
     with connect(f"{daemon.url}/support?access_token={token(private)}") as client:
         client.send("hello")
         assert client.recv(timeout=5) == "queued"
-    alice = Operator(daemon, ALICE)
-    try:
-        assert [i["client_id"] for i in alice.hello["items"]] == ["ec-user"]
-    finally:
-        alice.close()
+    assert [c["visitor"] for c in conversations(daemon)] == ["ec-user"]
