@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 
 from tests.daemon import Daemon, free_port
 from tests.operator_client import cookie_of, next_of, request, structured, the_conversation
 from tests.operator_client import operator_desk as operator
 from tests.redis_server import RedisServer
+from wsdaemon.support.visitor import NOT_STORED
 
 pytestmark = pytest.mark.slow
 
@@ -345,8 +347,10 @@ def test_a_daemon_started_while_redis_is_down_waits_for_it(redis_server: RedisSe
                                                           tmp_path: Path) -> None:
     """
     Started while Redis is down, the daemon listens, says once that Redis
-    cannot be used yet, and loads the conversations as soon as Redis
-    answers; then a visitor's message is stored and acknowledged.
+    cannot be used yet (a plain visitor's messages meanwhile are answered
+    "send it again", with no traceback per message), and loads the
+    conversations as soon as Redis answers; then a visitor's message is
+    stored and acknowledged.
     """
     redis_server.stop()
     config = tmp_path / "a.ini"
@@ -354,7 +358,13 @@ def test_a_daemon_started_while_redis_is_down_waits_for_it(redis_server: RedisSe
     daemon = Daemon(config)
     try:
         daemon.wait_for_log("Redis cannot be used yet", timeout=15)
+        with connect(f"{daemon.url}/support") as plain:
+            for n in range(3):
+                plain.send(f"message {n}")
+                assert plain.recv(timeout=10) == NOT_STORED
+                time.sleep(0.4)  # across the component's tries (every START_RETRY)
         assert "live conversations loaded" not in daemon.log()
+        assert "Traceback" not in daemon.log(), daemon.log()
         redis_server.start()
         daemon.wait_for_log("live conversations loaded", timeout=15)
         daemon.wait_for_log("ready", timeout=5)

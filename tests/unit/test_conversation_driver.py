@@ -45,6 +45,7 @@ from wsdaemon.conversations import (
     TimerKind,
     VisitorMessage,
 )
+from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.support.driver import TIMER_RETRY, ConversationDriver, DriverStopped, lane_of
 from wsdaemon.support.lanes import LaneFull
 from wsdaemon.support.memory import MemoryConversationStore, stored_form
@@ -420,6 +421,32 @@ def test_events_before_a_store_that_cannot_open_fail() -> None:
     assert isinstance(failure_of(started), sqlite3.OperationalError)
     for d in (held, started):
         d.addErrback(lambda _: None)
+
+
+def test_events_held_while_redis_cannot_be_used_fail_as_the_outage() -> None:
+    """Redis away when the daemon starts (its store cannot load): a held
+    event fails as the outage (the visitor is told to send it again, logged
+    at debug level, as any message in an outage), not as a stopped driver
+    (a traceback per message while Redis stays away)."""
+    driver, store, started = slow_driver()
+    held = driver.submit(hello("v1"))
+    store.opening.errback(BrokerUnavailable("Redis did not answer EVALSHA within 1 s"))
+    failure = failure_of(held)
+    assert isinstance(failure, BrokerUnavailable) and not isinstance(failure, BrokerOutcomeUnknown)
+    assert "EVALSHA" in str(failure)
+    assert isinstance(failure_of(started), BrokerUnavailable)
+    # Until the component's next try: a visitor's message fails the same way.
+    between = driver.submit(hello("v2"))
+    assert isinstance(failure_of(between), BrokerUnavailable)
+    for d in (held, started, between):
+        d.addErrback(lambda _: None)
+    store.opening = Deferred()
+    again = driver.start()
+    store.opening.callback(None)
+    assert again.called and driver.running
+    stopped = driver.stop()
+    assert isinstance(failure_of(driver.submit(hello("v3"))), DriverStopped)
+    stopped.addErrback(lambda _: None)
 
 
 def test_events_held_while_opening_are_bounded() -> None:

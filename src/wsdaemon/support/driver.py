@@ -134,6 +134,18 @@ _CONVERSATION_EVENTS = (OperatorReply, AddNote, Assign, Transfer, Resolve, Reope
 log = Logger()
 
 
+def _not_started(why: BaseException) -> Exception:
+    """
+    What an event held while the store opened fails with when it could not
+    open: a Redis outage as the outage (never sent: not stored; the visitor
+    is told to send it again and nothing is logged per message, as for any
+    message in an outage), anything else as L{DriverStopped}.
+    """
+    if isinstance(why, BrokerUnavailable):
+        return BrokerUnavailable(f"the conversations could not be loaded yet: {why}")
+    return DriverStopped("the conversation store could not be opened")
+
+
 class DriverStopped(Exception):  # noqa: N818 - says what happened
     """The driver is not running (not started yet, or stopping): the event was not taken."""
 
@@ -184,6 +196,10 @@ class ConversationDriver:
         #: one per connection waiting, so as many as the channel admits.
         self._loaded: list[Deferred[None]] = []
         self._stopped = False
+        #: Why the last start could not load the conversations, while Redis
+        #: cannot be used and the component tries again: events meanwhile
+        #: fail as the outage, not as a stopped driver.
+        self._not_loaded: BrokerUnavailable | None = None
         #: Records the view takes without deciding them.
         self.adoption = Adoption(self)
         #: The other daemons sharing the store, if any.
@@ -208,13 +224,15 @@ class ConversationDriver:
         try:
             await self.store.open()
             live = await self.store.load_live()
-        except BaseException:
+        except BaseException as why:
+            self._not_loaded = why if isinstance(why, BrokerUnavailable) else None
             early, self._early = self._early, None
             for _, waiting in early:
-                waiting.errback(DriverStopped("the conversation store could not be opened"))
+                waiting.errback(_not_started(why))
             self._tell_loaded()
             raise
         early, self._early = self._early, None
+        self._not_loaded = None
         if self._stopped:
             for _, waiting in early:
                 waiting.errback(DriverStopped("conversations are stopping"))
@@ -290,7 +308,9 @@ class ConversationDriver:
         """
         if not self.running:
             if self._early is None:
-                return fail(DriverStopped("conversations are not running"))
+                return fail(_not_started(self._not_loaded) if self._not_loaded is not None
+                            and not self._stopped
+                            else DriverStopped("conversations are not running"))
             # Starting: held until the store is open, as many as lanes hold.
             if len(self._early) >= self._lanes.max_total:
                 return fail(LaneFull(lane_of(event), self._lanes.max_total, "max_total"))
