@@ -1,6 +1,6 @@
 """
 Pages rendered once from the package's files (C{static/}): what the web root
-serves and what a component contributes to it (the operators' consoles).
+serves and what a component contributes to it (the operators' web inbox).
 
 Here, below every layer that serves a page, so that a component mounts its
 own pages without reaching into L{wsdaemon.server}.

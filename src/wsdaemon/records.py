@@ -1,19 +1,19 @@
 """
-The values that pass through the interfaces: what the operator queue stores
-(items and messages) and whom a push is for.
+The values that pass through the interfaces: whom a push is for, how a
+route answers handshakes on purpose, a message's limits.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_FAULT_SECONDS", "MAX_FRAGMENTS", "HandshakeAnswer", "HandshakePlan",
-           "HandshakeRefused", "HandshakeRequest", "ItemRecord", "MessageLimits", "MessageRecord",
-           "PushTarget", "SENDABLE_CLOSE_CODES", "SENDABLE_CLOSE_CODES_TEXT",
-           "check_plan", "path_params", "path_pattern"]
+__all__ = ["MAX_FAULT_SECONDS", "MAX_FRAGMENTS", "SENDABLE_CLOSE_CODES",
+           "SENDABLE_CLOSE_CODES_TEXT", "HandshakeAnswer", "HandshakePlan", "HandshakeRefused",
+           "HandshakeRequest", "MessageLimits", "PushTarget", "check_plan", "path_params",
+           "path_pattern"]
 
 #: The longest a fault on purpose (a pause, a hold, a ping's wait) may last.
 MAX_FAULT_SECONDS = 3600.0
@@ -27,58 +27,6 @@ SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015),
                                   *range(3000, 5000)})
 #: How L{SENDABLE_CLOSE_CODES} reads in an error message.
 SENDABLE_CLOSE_CODES_TEXT = "1000-1003, 1007-1014 or 3000-4999"
-
-
-@dataclass(frozen=True)
-class ItemRecord:
-    """
-    One client message waiting for (or answered by) an operator.
-
-    @ivar state: C{queued}, C{claimed}, C{answered} or C{expired}.
-    @ivar operator: who holds the claim, or who answered.
-    """
-
-    item_id: str
-    route: str
-    client_id: str
-    text: str
-    created_at: float
-    state: str = "queued"
-    operator: str | None = None
-    answered_at: float | None = None
-    fallback_sent: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class MessageRecord:
-    """
-    One line of a conversation.
-
-    @ivar direction: C{in} (from the client) or C{out} (to the client).
-    @ivar sender: C{client}, an operator's name, or C{system} (fallback,
-        acknowledgement).
-    @ivar delivered: for C{out} messages, whether it was written to a
-        connection of the client.
-    @ivar failed: for C{out} messages, whether writing it to the client
-        failed for good (too big for its route): it is not tried again.
-    """
-
-    client_id: str
-    route: str
-    direction: str
-    sender: str
-    body: str
-    at: float
-    item_id: str | None = None
-    delivered: bool = False
-    seq: int | None = None
-    failed: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ under way goes into the next transaction (one fsync for many), each piece
 in a savepoint of its own, so one that fails is undone alone. A Deferred
 fires only once its transaction is committed (C{synchronous=FULL}).
 
-Both SQLite stores write through it: the operator queue's
-(L{wsdaemon.strategies.operator.store}) and the conversations'
-(L{wsdaemon.support.store}).
+The conversations' SQLite store (L{wsdaemon.support.store}) writes through
+it.
 """
 
 from __future__ import annotations

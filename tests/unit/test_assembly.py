@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from wsdaemon.broker.queue_component import QueueComponent
 from wsdaemon.components import operator_component
 from wsdaemon.config import ConfigError, load_config
 from wsdaemon.interfaces import IReplyStrategy
 from wsdaemon.server.assembly import Assembly
 from wsdaemon.strategies.echo import EchoStrategy
-from wsdaemon.strategies.operator.strategy import OperatorStrategy
 from wsdaemon.strategies.scripted.strategy import ScriptedStrategy
+from wsdaemon.support.component import SupportComponent
+from wsdaemon.support.visitor import ConversationStrategy
 from wsdaemon.testing import RecordingSession
 
 CONFIG = """
@@ -26,7 +26,6 @@ CONFIG = """
 listen = {listen}
 
 [operator]
-model = queue
 tokens = alice:aaaaaaaaaaaaaaaaaaaaaaaa
 store = q.sqlite3
 
@@ -62,7 +61,8 @@ def answer(strategy: IReplyStrategy) -> list[str | bytes]:
 
 
 def test_build_makes_every_part(write_config: Callable[..., Path]) -> None:
-    """Each route gets its strategy built by its factory, around one queue."""
+    """Each route gets its strategy built by its factory, the operator route
+    on the one conversations component."""
     assembly, _ = daemon(write_config)
     service = assembly.service
     assert service is not None
@@ -71,8 +71,8 @@ def test_build_makes_every_part(write_config: Callable[..., Path]) -> None:
     assert isinstance(strategies["/bot"], ScriptedStrategy)
     support = strategies["/support"]
     component = service.parts.component
-    assert isinstance(component, QueueComponent)
-    assert isinstance(support, OperatorStrategy) and support.queue is component.queue
+    assert isinstance(component, SupportComponent)
+    assert isinstance(support, ConversationStrategy) and support.driver is component.driver
     assert service.parts.link is None
     assert set(service.webroot.factories) == {"/echo", "/bot", "/support"}
 
@@ -80,7 +80,7 @@ def test_build_makes_every_part(write_config: Callable[..., Path]) -> None:
 def test_reload_builds_new_routes_and_keeps_what_persists(
         write_config: Callable[..., Path]) -> None:
     """A reload re-reads the rules file, builds new strategies, and keeps the
-    queue, the route factories and the service's index."""
+    component, the route factories and the service's index."""
     assembly, path = daemon(write_config)
     service = assembly.service
     assert service is not None

@@ -46,7 +46,7 @@ def test_calls_fail_after_the_timeout_when_redis_is_unreachable() -> Iterator[An
         assert (status["up"], status["outages"], status["daemon_id"]) == (False, 1, "lonely")
         assert status["calls_failed"] >= 1 and status["down_for"] is not None
         with pytest.raises(BrokerUnavailable):
-            yield link.script("heartbeat", "lonely", 0, 0, 1)
+            yield link.call("GET", "lonely")
         assert link.status()["outages"] == 1  # one outage, however many calls fail
     finally:
         yield link.stop()
@@ -69,9 +69,6 @@ class FakeConnection:
             return fail(txredisapi.ConnectionError("Not connected"))
         self.server.sent.append(args)
         return self.server.answer(args)
-
-    def eval(self, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
-        return self.execute_command("EVAL", "<script>", *args)
 
     def whenDisconnected(self) -> Deferred[Any]:
         return self.lost
@@ -186,7 +183,7 @@ def test_a_call_sent_but_not_answered_has_an_unknown_outcome() -> None:
     link.call("GET", "k").addErrback(failures.append)
     clock.advance(SETTINGS.timeout)  # stalled: sent, never answered
     assert failures and failures[0].check(BrokerOutcomeUnknown)
-    link.script("enqueue", "x").addErrback(failures.append)
+    link.call("SET", "k", "x").addErrback(failures.append)
     redis.drop_all()
     assert failures[1].check(BrokerOutcomeUnknown)
 
@@ -199,11 +196,11 @@ def test_a_call_never_sent_was_not_done() -> None:
     redis.drop_all()
     sent_before = len(redis.sent)
     failures: list[Any] = []
-    link.script("enqueue", "x").addErrback(failures.append)
+    link.call("SET", "k", "x").addErrback(failures.append)
     clock.advance(SETTINGS.timeout)
     assert failures and failures[0].check(BrokerUnavailable)
     assert not failures[0].check(BrokerOutcomeUnknown)
-    assert not [args for args in redis.sent[sent_before:] if args[0] == "EVAL"]
+    assert not [args for args in redis.sent[sent_before:] if args[0] == "SET"]
 
 
 def test_a_call_waits_for_the_connection_within_the_timeout() -> None:
@@ -232,7 +229,7 @@ def test_loading_is_an_outage_logged_once(logged: list[LogEvent]) -> None:
     redis.drop_all()  # restarted: connecting works (SELECT), commands do not
     failures: list[Any] = []
     for _ in range(50):
-        link.script("claim", "x").addErrback(failures.append)
+        link.call("GET", "x").addErrback(failures.append)
         clock.advance(0.1)
     assert len(failures) == 50
     assert all(f.check(BrokerUnavailable) and not f.check(BrokerOutcomeUnknown)

@@ -1,8 +1,9 @@
 """
-The operator feature behind one hook (issue 22, item 9): conversations and
-the queue each provide L{IComponent}; the assembly builds the one the
-[operator] section chooses through the factory it is given, and mounts,
-starts, reloads, measures and reports it knowing nothing else of it.
+The operator feature behind one hook (issue 22, item 9): conversations
+provide L{IComponent} (the only model since the queue was retired); the
+assembly builds it for the [operator] section through the factory it is
+given, and mounts, starts, reloads, measures and reports it knowing nothing
+else of it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from prometheus_client import generate_latest
 from twisted.internet.testing import MemoryReactorClock
 from zope.interface.verify import verifyObject
 
-from wsdaemon.broker.queue_component import QueueComponent
 from wsdaemon.components import operator_component
 from wsdaemon.config import ConfigError, DaemonConfig, load_config
 from wsdaemon.interfaces import IComponent
@@ -36,8 +36,7 @@ listen = tcp:8081:interface=127.0.0.1
 api_keys = ops:{key}
 
 [operator]
-model = {model}
-tokens = alice:aaaaaaaaaaaaaaaaaaaaaaaa
+{model}tokens = alice:aaaaaaaaaaaaaaaaaaaaaaaa
 store = q.sqlite3
 
 [route:/bot]
@@ -48,12 +47,13 @@ rules = bot.toml
 strategy = operator
 """
 RULES = '[[rule]]\ntext = "ping"\nreply = "pong"\n'
-#: What each model mounts besides the routes.
-MOUNTED = {"queue": {"/operator", "/console"},
-           "conversations": {"/operator", "/console", "/_wsdaemon/inbox"}}
+#: What the component mounts besides the routes.
+MOUNTED = {"/operator", "/console", "/_wsdaemon/inbox"}
+#: The [operator] section's model line: conversations, said or not.
+MODELS = ["model = conversations\n", ""]
 
 
-def _config(write_config: Callable[..., Path], model: str) -> Path:
+def _config(write_config: Callable[..., Path], model: str = "") -> Path:
     path = write_config(CONFIG.format(model=model, key=KEY))
     (path.parent / "bot.toml").write_text(RULES)
     return path
@@ -72,67 +72,63 @@ def _child(root: Any, path: str) -> Any:
     return node
 
 
-@pytest.mark.parametrize("model, kind", [("queue", QueueComponent),
-                                         ("conversations", SupportComponent)])
-def test_each_model_is_a_component(write_config: Callable[..., Path], model: str,
-                                   kind: type) -> None:
-    """The chooser makes the model's component; it provides IComponent and
-    contributes the operator strategy, its channel, its pages and its
-    collectors."""
+@pytest.mark.parametrize("model", MODELS)
+def test_conversations_are_the_component(write_config: Callable[..., Path], model: str) -> None:
+    """The chooser makes the conversations' component, model said or not; it
+    provides IComponent and contributes the operator strategy, its channel,
+    its pages and its collectors."""
     config: DaemonConfig = load_config(_config(write_config, model))
     assert config.operator is not None
     component = operator_component(config.operator, MemoryReactorClock(), None)
-    assert isinstance(component, kind)
+    assert isinstance(component, SupportComponent)
     assert verifyObject(IComponent, component)
     contribution = component.contribute(config)
     assert set(contribution.strategies) == {"operator"}
-    assert set(contribution.resources) == MOUNTED[model]
+    assert set(contribution.resources) == MOUNTED
     assert contribution.channel is not None and contribution.channel.path == "/operator"
     assert contribution.collectors
-    assert component.name in {"queue", "conversations"}
+    assert component.name == "conversations"
 
 
-@pytest.mark.parametrize("model, page", [("queue", b"console.js"),
-                                         ("conversations", b"/_wsdaemon/inbox/app.js")])
 def test_the_assembly_mounts_and_reports_the_component(
-        write_config: Callable[..., Path], model: str, page: bytes) -> None:
+        write_config: Callable[..., Path]) -> None:
     """Routes get the component's factory, the web root its resources, the
     service its health under the component's key, /metrics its collectors."""
-    _, service = _service(_config(write_config, model))
+    _, service = _service(_config(write_config))
     component = service.parts.component
     assert component is not None and service.parts.contribution is not None
     root = service.site.resource
     console = _child(root, "/console")
-    assert isinstance(console, StaticPage) and page in console._body
+    assert isinstance(console, StaticPage) and b"/_wsdaemon/inbox/app.js" in console._body
     assert service.operator_channel is service.parts.contribution.channel
     assert service.operator_channel.path == "/operator"
     health = service.health()
-    assert health[component.name] is not None
-    assert ({"queue", "conversations"} - {component.name}).isdisjoint(health)
+    assert health["conversations"] is not None and "queue" not in health
     admin = service.admin_site
     assert admin is not None
     metrics = generate_latest(admin.resource.children[b"metrics"].registry).decode()
-    family = {"queue": "wsdaemon_queue_items", "conversations": "wsdaemon_conversations"}[model]
-    assert f"# TYPE {family} gauge" in metrics
+    assert "# TYPE wsdaemon_conversations gauge" in metrics
+    assert "wsdaemon_queue_" not in metrics
 
 
-def test_the_queue_gauges_are_declared_for_workers(write_config: Callable[..., Path]) -> None:
-    """Each family the queue's collector yields says how a supervisor
-    combines it."""
-    config = load_config(_config(write_config, "queue"))
+def test_the_conversations_families_are_declared_for_workers(
+        write_config: Callable[..., Path]) -> None:
+    """Each family the conversations' collector yields says how a supervisor
+    combines it, and none of the retired queue's is left declared."""
+    config = load_config(_config(write_config))
     assert config.operator is not None
-    component = QueueComponent(config.operator, MemoryReactorClock())
+    component = SupportComponent(config.operator, MemoryReactorClock())
     names = {family.name for family in component.collector.collect()}
-    assert names == {"wsdaemon_queue_items", "wsdaemon_queue_oldest_item_age_seconds",
-                     "wsdaemon_operators_online"}
+    assert "wsdaemon_conversations" in names
     assert names <= set(WORKER_MERGE)
+    assert not [name for name in WORKER_MERGE if name.startswith("wsdaemon_queue")]
 
 
 def test_an_operator_section_needs_a_component_factory(
         write_config: Callable[..., Path]) -> None:
     """An assembly given no way to run the [operator] section refuses it,
     naming the section, rather than running the daemon without it."""
-    config = load_config(_config(write_config, "conversations"))
+    config = load_config(_config(write_config))
     with pytest.raises(ConfigError) as error:
         Assembly(MemoryReactorClock()).fresh(config)
     assert error.value.section == "operator" and "operator component" in str(error.value)
@@ -158,7 +154,7 @@ class LateFactory:
 """
 
 
-@pytest.mark.parametrize("model", ["queue", "conversations"])
+@pytest.mark.parametrize("model", MODELS)
 def test_a_refused_reload_leaves_the_component_as_it_was(
         write_config: Callable[..., Path], model: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,11 +45,11 @@ def test_testing_helpers() -> None:
 def test_every_interface_method_documents_its_return() -> None:
     """Every interface method's docstring says what it returns."""
     from wsdaemon.broker.bus import IPushBus
-    from wsdaemon.strategies.operator.ports import IOperatorQueue, IQueueStore
+    from wsdaemon.support.ports import IConversationStore
 
     for interface in (wsdaemon.interfaces.IReplyStrategy, wsdaemon.interfaces.ISession,
-                      IQueueStore, IPushBus, wsdaemon.interfaces.IStrategyFactory,
-                      IOperatorQueue, wsdaemon.interfaces.IOptionCheck,
+                      IConversationStore, IPushBus, wsdaemon.interfaces.IStrategyFactory,
+                      wsdaemon.interfaces.IComponent, wsdaemon.interfaces.IOptionCheck,
                       wsdaemon.interfaces.IResettable, wsdaemon.interfaces.IRulesReplaceable,
                       wsdaemon.interfaces.IConnectionFaults, wsdaemon.interfaces.IHandshakeHook,
                       wsdaemon.interfaces.IFlowControl):
@@ -58,16 +58,18 @@ def test_every_interface_method_documents_its_return() -> None:
                 assert "@return" in (description.getDoc() or ""), f"{interface.__name__}.{name}"
 
 
-def test_both_operator_queues_provide_the_interface() -> None:
-    """The embedded and the Redis-backed queue offer the same calls."""
+def test_every_conversation_store_provides_the_interface() -> None:
+    """The SQLite, Redis and memory conversation stores offer the same calls."""
     from zope.interface.verify import verifyClass
 
-    from wsdaemon.broker.queue import SharedOperatorQueue
-    from wsdaemon.strategies.operator.ports import IOperatorQueue
-    from wsdaemon.strategies.operator.queue import OperatorQueue
+    from wsdaemon.support.memory import MemoryConversationStore
+    from wsdaemon.support.ports import IConversationStore
+    from wsdaemon.support.redis_store import RedisConversationStore
+    from wsdaemon.support.store import SQLiteConversationStore
 
-    for queue_class in (OperatorQueue, SharedOperatorQueue):
-        assert verifyClass(IOperatorQueue, queue_class)
+    for store_class in (SQLiteConversationStore, RedisConversationStore,
+                        MemoryConversationStore):
+        assert verifyClass(IConversationStore, store_class)
 
 
 def test_no_old_module_names() -> None:
@@ -80,6 +82,25 @@ def test_no_old_module_names() -> None:
                 "wsdaemon.scripted", "wsdaemon._compat"):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(old)
+
+
+def test_the_retired_queue_is_gone() -> None:
+    """The operator queue's modules were retired with it (issue 22): none is
+    left to import by mistake; its terminal client lives on in support."""
+    import importlib
+
+    import pytest
+
+    for old in ("wsdaemon.strategies.operator", "wsdaemon.broker.queue",
+                "wsdaemon.broker.queue_component", "wsdaemon.broker.delivery",
+                "wsdaemon.broker.mirror", "wsdaemon.broker.scripts"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+    from importlib.resources import files
+
+    for page in ("console.html", "console.js", "console.css"):
+        assert not files("wsdaemon").joinpath(f"static/{page}").is_file(), page
+    assert callable(importlib.import_module("wsdaemon.support.terminal").main)
 
 
 @pytest.mark.parametrize("package", ["wsdaemon.strategies.webhook", "wsdaemon.strategies.command"])

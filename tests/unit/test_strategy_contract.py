@@ -15,12 +15,12 @@ from twisted.internet.task import Clock, deferLater
 from zope.interface.verify import verifyObject
 
 from tests.daemon import REPO
+from wsdaemon.config import OperatorSettings
 from wsdaemon.interfaces import ISession
 from wsdaemon.strategies.api import StrategyContext
-from wsdaemon.strategies.operator.memory import MemoryStore
-from wsdaemon.strategies.operator.queue import OperatorQueue, OperatorSettings
-from wsdaemon.strategies.operator.strategy import OperatorStrategyFactory
 from wsdaemon.strategies.registry import BUILTIN_STRATEGIES, StrategyRegistry
+from wsdaemon.support.component import SupportComponent
+from wsdaemon.support.memory import MemoryConversationStore
 from wsdaemon.testing import RecordingSession, check_strategy
 
 CLOCK = Clock()
@@ -50,13 +50,16 @@ def test_every_builtin_has_a_contract_case() -> None:
 def test_builtin_meets_contract(name: str, tmp_path: Path) -> None:
     """Builtin meets contract."""
     factory = StrategyRegistry(plugins=lambda: []).resolve(name)
-    if name == "operator":  # the assembly binds it to the daemon's queue
-        queue = OperatorQueue(OperatorSettings(store_path=tmp_path / "unused"), MemoryStore(),
-                              Clock())
-        queue.start()
-        factory = OperatorStrategyFactory(queue)
+    if name == "operator":  # the conversations' component contributes it, bound to itself
+        support = SupportComponent(OperatorSettings(store_path=tmp_path / "unused"), Clock(),
+                                   store=MemoryConversationStore())
+        assert support.start().called
+        factory = support.strategies["operator"]
+        assert type(factory) is type(StrategyRegistry(plugins=lambda: []).resolve(name))
     check_strategy(factory, CONTRACT_OPTIONS[name], config_dir=tmp_path,
                    sections=frozenset({"operator"}))
+    if name == "operator":
+        assert support.store.message_log  # type: ignore[attr-defined]  # stored, as conversations
 
 
 def test_thirdparty_meets_contract(tmp_path: Path) -> None:

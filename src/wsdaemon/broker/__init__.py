@@ -1,5 +1,5 @@
 """
-Several daemons as one service, through Redis: the shared operator queue
-(L{wsdaemon.broker.queue}), pushes that reach every daemon
-(L{wsdaemon.broker.push}), and the link they share (L{wsdaemon.broker.link}).
+Several daemons as one service, through Redis: the link they share
+(L{wsdaemon.broker.link}, which the conversations' Redis store uses) and
+pushes that reach every daemon (L{wsdaemon.broker.push}).
 """

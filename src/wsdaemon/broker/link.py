@@ -38,7 +38,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsdaemon.broker.connection import Connector, RedisConnection, txredisapi_connector
-from wsdaemon.broker.scripts import SCRIPTS
 from wsdaemon.config import BrokerSettings
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 
@@ -47,7 +46,7 @@ __all__ = ["BrokerOutcomeUnknown", "BrokerSettings", "BrokerUnavailable", "Conne
 
 _log = Logger(namespace="wsdaemon.broker")
 
-#: Events the stream keeps, about (also in scripts.py's emit()).
+#: Events the stream keeps, about.
 EVENTS_KEPT = 100000
 
 #: Errors that mean "Redis cannot be reached now" (not "Redis said no").
@@ -113,7 +112,7 @@ class RedisLink:
         self.events_key = settings.prefix + "events"
         self.up = False
         # Both connections must work for the link to be up: commands (the
-        # queue's scripts, pushes) and the event stream (what others did).
+        # conversations' scripts, pushes) and the event stream (what others did).
         self._ok = {"commands": False, "events": False}
         self.down_since: float | None = None
         #: When the link last became up (None while it is down).
@@ -168,7 +167,7 @@ class RedisLink:
         self._events.start()
         self._read()
         # A PING now and then keeps the health current even on a daemon
-        # that makes no other calls (push only, no operator queue).
+        # that makes no other calls (push only, no conversations).
         self._pinger = LoopingCall(self._ping)
         self._pinger.clock = self._clock
         self._pinger.start(s.heartbeat, now=True)
@@ -200,18 +199,10 @@ class RedisLink:
         """
         return self._send(str(args[0]), lambda handler: handler.execute_command(*args))
 
-    def script(self, name: str, *args: Any) -> Deferred[Any]:
-        """
-        Run one of L{wsdaemon.broker.scripts.SCRIPTS} with the key prefix
-        and C{args} as its ARGV (EVALSHA, loading it again after a restart).
-        """
-        return self._send(name, lambda handler: handler.eval(
-            SCRIPTS[name], keys=[], args=[self.prefix, *args]))
-
     def publish(self, event: dict[str, Any]) -> Deferred[Any]:
         """
         Append one event to the stream every daemon reads (capped like the
-        scripts' own events).
+        conversations' commits, L{wsdaemon.support.redis_scripts}).
         """
         return self.call("XADD", self.events_key, "MAXLEN", "~", EVENTS_KEPT, "*", "e",
                          json.dumps(event, ensure_ascii=False))
@@ -304,8 +295,8 @@ class RedisLink:
         if self.up or self.down_since is None:
             self.outages += 1
             self.down_since = self._clock.seconds()
-            _log.error("redis: unreachable ({why}); operator routes (conversations or the "
-                       "queue) and cross-daemon push wait for it, other routes keep serving; "
+            _log.error("redis: unreachable ({why}); operator routes (conversations) and "
+                       "cross-daemon push wait for it, other routes keep serving; "
                        "reconnecting until it answers", why=why)
         self.up = False
         self.up_since = None
@@ -341,7 +332,7 @@ class RedisLink:
         s = self.settings
         if self._last_id is None:
             # Start after the newest event: what came before is in the state
-            # the queue loads when it (re)synchronises.
+            # the conversations load when they (re)synchronise.
             d: Deferred[Any] = handler.execute_command(
                 "XREVRANGE", self.events_key, "+", "-", "COUNT", 1)
             timeout = s.timeout

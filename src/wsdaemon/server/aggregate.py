@@ -278,7 +278,7 @@ def _clients(answers: list[Any], expected: int) -> dict[str, Any]:
 
 
 #: What a worker's /healthz says of itself; any other key is its operator
-#: component's (C{conversations}, C{queue}), of state the workers share.
+#: component's (C{conversations}), of state the workers share.
 _HEALTH_OWN = frozenset({"status", "ready", "version", "connections", "broker",
                          "pending_timers", "reload", "worker"})
 

@@ -153,7 +153,7 @@ class Merge(enum.Enum):
     #: Counters and per-process gauges: the daemon's total (the sum of every
     #: worker's open connections is the daemon's).
     SUM = "sum"
-    #: Shared state that every worker reports alike (the Redis queue): the
+    #: Shared state that every worker reports alike (conversations on Redis): the
     #: family of the lowest-numbered worker answering, one snapshot, never a
     #: mix of two.
     SHARED = "shared"
@@ -180,9 +180,6 @@ WORKER_MERGE: Mapping[str, Merge] = {
     "wsdaemon_webhook_latency_seconds": Merge.SUM,
     "wsdaemon_webhook_errors": Merge.SUM,
     "wsdaemon_webhook_in_flight": Merge.SUM,
-    "wsdaemon_queue_items": Merge.SHARED,
-    "wsdaemon_queue_oldest_item_age_seconds": Merge.SHARED,
-    "wsdaemon_operators_online": Merge.SHARED,
     "wsdaemon_push_calls": Merge.SUM,
     "wsdaemon_ready": Merge.MIN,
     "wsdaemon_broker_up": Merge.MIN,

@@ -86,8 +86,8 @@ class Parts:
     What one config built; a reload swaps it whole.
 
     @ivar link: the Redis link (kept by every reload), or None.
-    @ivar component: what runs the [operator] section (conversations or
-        the queue; kept by every reload), or None without one.
+    @ivar component: what runs the [operator] section (conversations; kept
+        by every reload), or None without one.
     @ivar contribution: what the component contributes for C{config}.
     """
 
@@ -255,7 +255,7 @@ class WsDaemonService(MultiService):
             "version": __version__, "broker": broker,
             "connections": len(self.index),
             "pending_timers": len(self._reactor.getDelayedCalls()),
-            # The component's own, by its keys ("conversations", "queue").
+            # The component's own, by its keys ("conversations").
             **(component.health() if component is not None else {}),
             "reload": self.reloads.describe(),
         }

@@ -61,7 +61,7 @@ def assets() -> Resource:
     @return: the pages' scripts and style sheets, at L{ASSETS}.
     """
     folder = _NoIndexResource()
-    for name in ("demo.js", "demo.css", "console.js", "console.css"):
+    for name in ("demo.js", "demo.css"):
         body = files("wsdaemon").joinpath(f"static/{name}").read_bytes()
         folder.putChild(name.encode(), StaticPage(body, ASSET_TYPES[name[name.rindex("."):]]))
     widget_assets(folder, _NoIndexResource())

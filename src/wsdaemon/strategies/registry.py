@@ -28,15 +28,17 @@ __all__ = ["BUILTIN_STRATEGIES", "CONVERSATIONS_OPERATOR", "StrategyRegistry",
 BUILTIN_STRATEGIES: dict[str, str] = {
     "echo": "wsdaemon.strategies.echo:EchoStrategyFactory",
     "scripted": "wsdaemon.strategies.scripted.strategy:ScriptedStrategyFactory",
-    "operator": "wsdaemon.strategies.operator.strategy:OperatorStrategyFactory",
+    # Conversations with operators: this one checks a route's options when
+    # the config is read; the daemon serves the one the [operator] section's
+    # component contributes, bound to its driver.
+    "operator": "wsdaemon.support.visitor:ConversationStrategyFactory",
     "proxy": "wsdaemon.strategies.proxy.strategy:ProxyStrategyFactory",
     "command": "wsdaemon.strategies.command.strategy:CommandStrategyFactory",
     "webhook": "wsdaemon.strategies.webhook.strategy:WebhookStrategyFactory",
 }
-#: The C{operator} strategy when the [operator] section chooses conversations
-#: (the support component serves it, bound to its driver; this one checks
-#: the options when the config is read).
-CONVERSATIONS_OPERATOR = "wsdaemon.support.visitor:ConversationStrategyFactory"
+#: The C{operator} built-in (conversations, the only model since the queue
+#: was retired).
+CONVERSATIONS_OPERATOR = BUILTIN_STRATEGIES["operator"]
 
 
 class UnknownStrategyError(LookupError):

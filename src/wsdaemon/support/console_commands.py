@@ -42,8 +42,9 @@ e.g. #4821 or #td4n; without it, the conversation you opened last):
 
 Text from visitors is shown with control characters escaped (\\x1b, \\n, ...)."""
 
-_SPAN = re.compile(r"(\d+)([smhd])")
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
+# ASCII digits only: other scripts' digits are refused, as everywhere.
+_SPAN = re.compile(r"(\d+)([smhd])", re.ASCII)
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})", re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
