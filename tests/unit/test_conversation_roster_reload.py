@@ -28,6 +28,7 @@ from wsdaemon.conversations import (
 from wsdaemon.conversations.model import Bounds
 from wsdaemon.conversations.routing import Team
 from wsdaemon.conversations.transition import Transition
+from wsdaemon.support.console_display import event_line
 from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.hub import OperatorHub
 from wsdaemon.support.peers import Adopted, adopted_team
@@ -166,3 +167,11 @@ def test_roster_news_from_another_daemon() -> None:
     assert kept == inbox.team
     gone = adopted_team(inbox, _news(NotifyTeam("dave", "offline", 0, 0, left=True)))
     assert [o.name for o in gone.operators] == ["bob"]
+
+
+def test_the_terminal_console_says_who_left() -> None:
+    """A 'left' team event is one line saying so (names escaped)."""
+    line = event_line({"type": "team", "operator": {
+        "name": "bob\x1b[2J", "display_name": "Bob", "availability": "offline", "capacity": 0,
+        "load": 0, "left": True}}, "alice", 0.0)
+    assert line == "team Bob (bob\\x1b[2J) left the team"

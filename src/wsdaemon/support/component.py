@@ -45,6 +45,7 @@ from wsdaemon.support.redis_feed import EVENTS_KEPT, ConversationFeed, FeedLink
 from wsdaemon.support.redis_store import RedisConversationStore
 from wsdaemon.support.redis_team import TeamLink, TeamPresence
 from wsdaemon.support.reply_times import ReplyTimes
+from wsdaemon.support.roster import Roster
 from wsdaemon.support.store import SQLiteConversationStore
 from wsdaemon.support.visitor import ConversationStrategyFactory
 from wsdaemon.support.visitors import VisitorSessions
@@ -143,6 +144,9 @@ class SupportComponent:
             # another daemon says of its own connections.
             feed.holds = lambda name: bool(self.operators.links_of(name))
         self.bots.attach(self.driver.submit)
+        #: The configured operators in the team as a reload changes them.
+        self.roster = Roster(self.driver)
+        self.operators.on_team = self.roster.check
         self.collector = ConversationCollector(self.measures, lambda: self.driver.inbox,
                                                reactor.seconds, self.bots.counts,
                                                self.bots.hooks)
@@ -216,7 +220,10 @@ class SupportComponent:
         C{config} took effect (a reload, or the first build): the new
         routing, notices, caps, canned replies and operators' tokens apply
         to the next event and the next connection; the store, the
-        conversations and the team stay. (Each route's bot is served again,
+        conversations and the team stay. An operator whose token was added
+        joins the team at once (offline; told to the other daemons too),
+        one whose token was removed leaves it once offline and free
+        (L{Roster}). (Each route's bot is served again,
         its rules read again, as its strategy is built.)
         """
         settings = config.operator
@@ -232,6 +239,7 @@ class SupportComponent:
             self._channel.update(dict(settings.tokens), dict(settings.display_names),
                                  canned, _channel_limits(config.protocol, settings))
             self._channel.path = settings.path
+        self.roster.update(settings.tokens.values())
 
     # -- what the daemon mounts ----------------------------------------------
 

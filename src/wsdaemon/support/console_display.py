@@ -192,7 +192,11 @@ def event_line(event: dict[str, Any], me: str, now: float, tz: tzinfo | None = N
     kind = event.get("type")
     summary = event.get("conversation")
     if kind == "team":
-        return "team " + team_line(event.get("operator") or {})
+        operator = event.get("operator") or {}
+        if operator.get("left"):
+            return (f"team {visible(operator.get('display_name') or operator.get('name'))} "
+                    f"({visible(operator.get('name'))}) left the team")
+        return "team " + team_line(operator)
     if not isinstance(summary, dict):
         return None
     who = _who(summary)

@@ -198,7 +198,9 @@ function onEvent(event) {
     refreshCounts();
     summarize();
   } else if (event.type === "team") {
-    state.team.set(event.operator.name, event.operator);
+    // A name removed from the configuration has left the team.
+    if (event.operator.left) { state.team.delete(event.operator.name); }
+    else { state.team.set(event.operator.name, event.operator); }
     drawTeam();
   } else if (event.type === "viewing") {
     const shown = list.get(event.conversation);
