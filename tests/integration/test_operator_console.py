@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import socket
 import subprocess
@@ -33,14 +34,10 @@ CONFIG = f"""
     listen = tcp:0:interface=127.0.0.1
 
     [operator]
-    model = queue
     tokens = alice:{ALICE}
-    store = state/queue.sqlite3
+    store = state/conversations.sqlite3
     fallback_after = 0
-    fallback_when_offline = no
-    page_size = 5
-    preview_chars = 40
-    max_open_per_client = 0
+    offline_message =
 
     [protocol]
     # These clients choose their ids (?client_id=).
@@ -82,7 +79,7 @@ def token_file(tmp_path: Path) -> Path:
 def run_console(url: str, token_file: Path, script: str,
                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "wsdaemon.strategies.operator.console", url, "--token-file",
+        [sys.executable, "-m", "wsdaemon.support.terminal", url, "--token-file",
          str(token_file)], input=script, capture_output=True, text=True, timeout=timeout)
 
 
@@ -143,7 +140,6 @@ def test_piped_console_gives_up_after_about_4_seconds(token_file: Path) -> None:
 
 @pytest.mark.parametrize(("path", "found"), [
     ("/support", "sent no greeting"),
-    ("/echo", "sent no greeting"),
     ("/nosuch", "HTTP 404"),
     ("/", "HTTP 200"),
 ])
@@ -160,7 +156,7 @@ def test_a_url_that_is_not_the_channel_is_named_and_exits_1(
     assert found in result.stderr
     assert time.monotonic() - started < 10
     check = run_console(f"{daemon.url}/operator", token_file, "list\n")
-    assert "0 open item(s)" in check.stdout, check.stdout + check.stderr
+    assert "\n0 conversation(s)\n" in check.stdout, check.stdout + check.stderr
 
 
 def test_a_route_that_speaks_first_is_shown_escaped(daemon: Daemon, token_file: Path) -> None:
@@ -176,32 +172,28 @@ def test_a_route_that_speaks_first_is_shown_escaped(daemon: Daemon, token_file: 
 
 def test_client_text_cannot_drive_the_terminal(daemon: Daemon, token_file: Path,
                                                tmp_path: Path) -> None:
-    """Escape sequences, OSC 52 and newlines from a client are shown escaped on
-    one line; long texts are shortened with the command that shows them whole;
-    pages go on with `more`; `export` writes every line whole."""
+    """Escape sequences, OSC 52 and newlines from a visitor are shown escaped
+    on one line, in the list and in the opened thread; `export` writes the
+    text whole."""
     nasty = ("\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07\n"
              "#forged /support x [answered by alice]: ok")
     send(daemon, "evil", nasty)
-    send(daemon, "many", *(f"question {n}" for n in range(7)))
-    long = "L" * 100 + "END"
-    send(daemon, "long", long)
-    export = tmp_path / "all.jsonl"
+    listed = run_console(f"{daemon.url}/operator", token_file, "list\n")
+    alias = next(line.split()[1] for line in listed.stdout.splitlines()
+                 if line.startswith("   Visitor "))
+    export = tmp_path / "thread.jsonl"
     result = run_console(f"{daemon.url}/operator", token_file,
-                         f"list\nmore\nshow #zz\nsearch END\nexport {export}\n")
-    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
-    lines = result.stdout.splitlines()
-    evil = next(line for line in lines if " evil " in line and line.startswith("   #"))
-    assert "\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07\\n#forg" in evil
-    assert not any(line.startswith("#forged") for line in lines)
-    assert "... more: type `more` for the next page" in result.stdout
-    assert "question 6" in result.stdout  # the second page
-    [shortened] = [line for line in lines if "LLLL" in line]
-    assert "[... 63 more characters: show #" in shortened
-    assert "error: no item 'zz'" in result.stderr
+                         f"open #{alias}\nexport {export}\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = listed.stdout + result.stdout
+    assert "\x1b" not in shown and "\x07" not in shown
+    escaped = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07\\n#forg"
+    assert escaped in listed.stdout  # the preview, on the conversation's line
+    thread = [line for line in result.stdout.splitlines() if line.startswith("   [")]
+    assert any(f"Visitor {alias}: {escaped}" in line for line in thread), result.stdout
+    assert not any(line.startswith("#forged") for line in shown.splitlines())
     entries = [json.loads(line) for line in export.read_text().splitlines()]
-    assert len(entries) == 9
-    assert [e["body"] for e in entries if e["client_id"] == "long"] == [long]
-    assert [e["body"] for e in entries if e["client_id"] == "evil"] == [nasty]
+    assert [e["text"] for e in entries if e["author"] == "visitor"] == [nasty]
 
 
 def _read_until(fd: int, wanted: str, seen: list[str], timeout: float = 10,
@@ -226,7 +218,7 @@ def test_terminal_at_a_client_route_exits_1(daemon: Daemon, token_file: Path) ->
     leader, follower = pty.openpty()
     url = f"{daemon.url}/support"
     process = subprocess.Popen(
-        [sys.executable, "-m", "wsdaemon.strategies.operator.console", url,
+        [sys.executable, "-m", "wsdaemon.support.terminal", url,
          "--token-file", str(token_file)], stdin=follower, stdout=follower, stderr=follower,
         env={**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"})
     os.close(follower)
@@ -246,7 +238,7 @@ def test_terminal_line_editing_history_and_events_above(daemon: Daemon,
     break it: the finished line runs as typed."""
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "wsdaemon.strategies.operator.console", f"{daemon.url}/operator",
+        [sys.executable, "-m", "wsdaemon.support.terminal", f"{daemon.url}/operator",
          "--token-file", str(token_file)], stdin=follower, stdout=follower, stderr=follower,
         env={**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"})
     os.close(follower)
@@ -255,14 +247,19 @@ def test_terminal_line_editing_history_and_events_above(daemon: Daemon,
         _read_until(leader, "-- connected as alice", seen)
         _read_until(leader, "operator>", seen)
         os.write(leader, b"list\r")
-        _read_until(leader, "0 open item(s), 1 operator(s) online", seen, count=2)
+        _read_until(leader, "0 conversation(s)\r\n", seen)
         os.write(leader, b"\x1b[A\r")  # Up, Enter: `list` again
-        output = _read_until(leader, "0 open item(s), 1 operator(s) online", seen, count=3)
+        output = _read_until(leader, "0 conversation(s)\r\n", seen, count=2)
         assert "unknown command" not in output
         with connect(f"{daemon.url}/support?client_id=c1") as client:
+            client.send("hello?")
+            client.recv(timeout=5)
+            alias = re.search(r"Visitor (\d{4})", _read_until(leader, "hello?", seen))
+            assert alias is not None, seen
+            os.write(leader, f"open #{alias.group(1)}\r".encode())
+            _read_until(leader, f"Visitor {alias.group(1)}: hello?", seen)
             os.write(leader, b"reply hel")
             client.send("are you there?")
-            client.recv(timeout=5)
             before = len(_read_until(leader, "are you there?", seen))
             # The half-typed line is drawn again below the event, intact.
             redrawn = _read_until(leader, "reply hel", seen, count=2)
