@@ -14,9 +14,10 @@ dotted path or Twisted plugin.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["IConnectionFaults", "IFlowControl", "IHandshakeHook", "IHandshakePolicy",
            "IJournalNotes", "IOptionCheck", "IReplyStrategy", "IResettable", "IRulesReplaceable",
            "IScenarios", "ISession", "IStrategyFactory"]
+
+_T = TypeVar("_T")
 
 
 class ISession(Interface):
@@ -449,4 +452,111 @@ class IComponent(Interface):
         """
         @return: what C{/healthz} says of it, by key (e.g.
             C{{"conversations": {...}}}); plain JSON values.
+        """
+
+
+# -- a component's config section (issue 22, item 9) ------------------------------
+
+
+class SectionReader(Protocol):
+    """
+    One section of the config file, as the config layer hands it to the
+    section's parser (L{ISectionParser}): its values, and errors that name
+    the file, the line, the section and the key
+    (L{wsdaemon.config.SectionView}).
+    """
+
+    @property
+    def path(self) -> Path:
+        """The config file (relative paths in values are relative to its folder)."""
+
+    @property
+    def section(self) -> str:
+        """The section's name."""
+
+    @property
+    def values(self) -> Mapping[str, str]:
+        """The section's keys (lower case) and raw values."""
+
+    def error(self, key: str | None, message: str) -> Exception:
+        """
+        @return: the error to raise (a L{wsdaemon.config.ConfigError}) for
+            C{key} (None: the section), naming the file and its line.
+        """
+
+    def convert(self, key: str, parse: Callable[[str], _T]) -> _T:
+        """
+        @return: C{parse} of C{key}'s value; its ValueError becomes the
+            error naming the key, with the ValueError's text.
+        """
+
+    def check_keys(self, allowed: Collection[str]) -> None:
+        """
+        Refuse the first key not in C{allowed}, with a did-you-mean and the
+        list of allowed keys.
+
+        @return: None.
+        """
+
+    def path_of(self, key: str) -> Path:
+        """
+        @return: the file C{key} names, relative to the config file's
+            folder, with C{${CREDENTIALS_DIRECTORY}} expanded.
+        """
+
+    def secrets(self, inline_key: str, file_key: str, what: str) -> dict[str, str]:
+        """
+        @return: secret -> name, from C{name:secret} lines inline and/or in
+            the file C{file_key} names (at least one), each at least 16
+            characters, no secret twice.
+        """
+
+
+@dataclass(frozen=True)
+class SectionContext:
+    """
+    What the rest of the config says, read before a component's section,
+    for the checks that cross sections.
+
+    @ivar listen: the daemon's endpoints (C{[wsdaemon] listen} or
+        C{--listen}).
+    @ivar routes: the routes' URL paths.
+    @ivar shared: whether daemons share a broker (C{[broker] backend =
+        redis}).
+    """
+
+    listen: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()
+    shared: bool = False
+
+
+class SectionSettings(Protocol):
+    """
+    A component section's values, as L{ISectionParser.parse} returns them:
+    immutable; the component reads them back by their own type.
+    """
+
+    def summary(self) -> str:
+        """
+        @return: what C{--check-config}'s line says of the section (no
+            secret).
+        """
+
+
+class ISectionParser(Protocol):
+    """
+    The parser of a component's own config section: the entry point hands
+    the config layer one per section name (L{wsdaemon.components.SECTIONS});
+    the config layer checks the file, the sections' names and every generic
+    rule, and keeps what C{parse} returns in C{DaemonConfig.sections}.
+    """
+
+    @property
+    def section(self) -> str:
+        """The section's name, e.g. C{operator}."""
+
+    def parse(self, reader: SectionReader, context: SectionContext) -> SectionSettings:
+        """
+        @return: the section's settings.
+        @raise Exception: the error C{reader.error} made, naming the key.
         """

@@ -83,14 +83,19 @@ class Options(usage.Options):
 
 def load(options: Options | dict[str, Any], reactor: Any) -> DaemonConfig:
     """
+    Read the config, its components' sections with their parsers.
+
     @raise ConfigError: if the config (or a --listen value) is wrong.
     """
+    from wsdaemon.components import SECTIONS
+
     return load_config(
         options["config"],
         listen_override=options["listen"],
         admin_listen_override=options.get("admin-listen", ()),
         check_endpoint=lambda description: check_endpoint(description, reactor),
         workers_override=options.get("workers"),
+        sections=SECTIONS,
     )
 
 

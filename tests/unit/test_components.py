@@ -25,6 +25,7 @@ from wsdaemon.server.assembly import Assembly
 from wsdaemon.server.metrics import WORKER_MERGE
 from wsdaemon.server.service import WsDaemonService
 from wsdaemon.support.component import SupportComponent
+from wsdaemon.support.settings import operator_settings
 
 KEY = "k" * 32
 CONFIG = """
@@ -78,8 +79,7 @@ def test_conversations_are_the_component(write_config: Callable[..., Path], mode
     provides IComponent and contributes the operator strategy, its channel,
     its pages and its collectors."""
     config: DaemonConfig = load_config(_config(write_config, model))
-    assert config.operator is not None
-    component = operator_component(config.operator, MemoryReactorClock(), None)
+    component = operator_component(config, MemoryReactorClock(), None)
     assert isinstance(component, SupportComponent)
     assert verifyObject(IComponent, component)
     contribution = component.contribute(config)
@@ -115,9 +115,9 @@ def test_the_conversations_families_are_declared_for_workers(
         write_config: Callable[..., Path]) -> None:
     """Each family the conversations' collector yields says how a supervisor
     combines it, and none of the retired queue's is left declared."""
-    config = load_config(_config(write_config))
-    assert config.operator is not None
-    component = SupportComponent(config.operator, MemoryReactorClock())
+    settings = operator_settings(load_config(_config(write_config)))
+    assert settings is not None
+    component = SupportComponent(settings, MemoryReactorClock())
     names = {family.name for family in component.collector.collect()}
     assert "wsdaemon_conversations" in names
     assert names <= set(WORKER_MERGE)

@@ -17,6 +17,7 @@ from wsdaemon.endpoints import check_endpoint
 from wsdaemon.server.assembly import Assembly
 from wsdaemon.server.service import Parts
 from wsdaemon.strategies.echo import EchoStrategy
+from wsdaemon.support.settings import operator_settings
 
 MINIMAL = """
 [wsdaemon]
@@ -228,13 +229,17 @@ BAD_CONFIGS = {
         MINIMAL + "\n[operator]\ntokens_file = nope.tokens\n",
         [":8: [operator] tokens_file", "cannot read", "nope.tokens"],
     ),
-    "operator bad lease": (
-        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\nlease = 0\n",
-        [":9: [operator] lease", "greater than 0"],
+    "operator bad fallback_after": (
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\nfallback_after = -1\n",
+        [":9: [operator] fallback_after", "expected"],
+    ),
+    "operator bad channel size": (
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\nmax_message_size = 0\n",
+        [":9: [operator] max_message_size", "greater than 0"],
     ),
     "operator unknown key": (
-        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\nleese = 5\n",
-        [":9: [operator] leese", "unknown key (did you mean lease?)", "tokens_file"],
+        MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\nrouteing = auto\n",
+        [":9: [operator] routeing", "unknown key (did you mean routing?)", "tokens_file"],
     ),
     "operator path collides with a route": (
         MINIMAL + "\n[operator]\ntokens = alice:aaaaaaaaaaaaaaaaaa\npath = /echo\n",
@@ -369,20 +374,17 @@ def test_operator_section(write_config: Callable[..., Path]) -> None:
 tokens = alice:aaaaaaaaaaaaaaaaaa
 tokens_file = ops.tokens
 store = state/q.sqlite3
-lease = 30
 fallback_after = 0
-keep_after_fallback = no
 [route:/support]
 strategy = operator
 """)
     (path.parent / "ops.tokens").write_text("# ops\nbob:bbbbbbbbbbbbbbbbbb\n")
     config = load_config(path, clock=Clock())
-    operator = config.operator
+    operator = operator_settings(config)
     assert operator is not None and built(config).component is not None
     assert dict(operator.tokens) == {"aaaaaaaaaaaaaaaaaa": "alice", "bbbbbbbbbbbbbbbbbb": "bob"}
     assert operator.store_path == path.parent / "state" / "q.sqlite3"
-    assert (operator.lease, operator.fallback_after, operator.keep_after_fallback) == \
-        (30.0, 0.0, False)
+    assert operator.conversations.fallback_after == 0.0 and not operator.ignored
     assert (operator.path, operator.console_path) == ("/operator", "/console")
     assert "2 token(s)" in config.summary() and "aaaa" not in config.summary()
     assert not (path.parent / "state").exists(), "loading the config must not touch the store"

@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 
 from wsdaemon.config import ConfigError, load_config
 from wsdaemon.conversations.settings import ConversationSettings, Routing
+from wsdaemon.support.settings import operator_settings
 
 TOKEN = "alice:0123456789abcdef0123\n  bob:fedcba9876543210fedc"
 
@@ -28,7 +29,7 @@ def config_with(tmp_path: Path, operator: str, extra: str = "") -> Path:
 def test_an_operator_section_without_a_model_gets_conversations(tmp_path: Path) -> None:
     """Conversations are the default model (issue 22): an [operator]
     section without the new keys gets them, with the core's defaults."""
-    operator = load_config(config_with(tmp_path, ""), clock=Clock()).operator
+    operator = operator_settings(load_config(config_with(tmp_path, ""), clock=Clock()))
     assert operator is not None
     assert operator.model == "conversations"
     assert operator.conversations == ConversationSettings()
@@ -40,14 +41,14 @@ def test_every_key_reaches_the_core(tmp_path: Path) -> None:
     """Each key lands in ConversationSettings; the keys the queue shares
     (fallback, caps) too."""
     (tmp_path / "canned.txt").write_text("/hi Hello {name}!\n", encoding="utf-8")
-    operator = load_config(config_with(tmp_path, "\n".join([
+    operator = operator_settings(load_config(config_with(tmp_path, "\n".join([
         "model = conversations", "routing = auto", "capacity = 3", "reassign_after = 90",
         "notices_once = no", "ack_message = Got it.", "offline_message = Nobody here.",
         "contact_message = We write to {email}.", "max_unanswered = 7", "typing_timeout = 4",
         "fallback_after = 60", "fallback_message = Still looking.", "max_open_per_route = 10",
         "max_open_total = 20", "canned_file = canned.txt",
         "display_names =\n  alice: Alice  Martin\n  # comment\n  bob: Bob",
-    ])), clock=Clock()).operator
+    ])), clock=Clock()))
     assert operator is not None
     settings = operator.conversations
     assert operator.model == "conversations"
@@ -108,14 +109,15 @@ def test_conversations_on_redis_are_accepted(tmp_path: Path) -> None:
     path = config_with(tmp_path, "model = conversations",
                        "[broker]\nbackend = redis\nurl = redis://127.0.0.1:6379/0\n")
     config = load_config(path, clock=Clock())
-    assert config.operator is not None and config.operator.model == "conversations"
+    operator = operator_settings(config)
+    assert operator is not None and operator.model == "conversations"
     assert config.broker is not None
 
 
 def test_literal_braces_are_fine(tmp_path: Path) -> None:
     """A notice is sent as written: a lone brace is text, not a mistake."""
-    operator = load_config(config_with(tmp_path, "ack_message = Thanks :-} {\n"),
-                           clock=Clock()).operator
+    operator = operator_settings(load_config(config_with(tmp_path, "ack_message = Thanks :-} {\n"),
+                                          clock=Clock()))
     assert operator is not None
     assert operator.conversations.ack_message == "Thanks :-} {"
 
@@ -136,7 +138,7 @@ def test_the_queue_model_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("model", ["", "model = conversations", "model = Conversations "])
 def test_conversations_is_the_only_model(tmp_path: Path, model: str) -> None:
     """No model, or conversations said explicitly (any case), is accepted."""
-    operator = load_config(config_with(tmp_path, model), clock=Clock()).operator
+    operator = operator_settings(load_config(config_with(tmp_path, model), clock=Clock()))
     assert operator is not None and operator.model == "conversations"
 
 
@@ -153,3 +155,56 @@ def test_workers_without_a_broker_name_the_conversation_store(
     assert message.startswith(f"{path}:2: [wsdaemon] workers: "), message
     assert ("2 workers cannot share one embedded conversation store (route /support): "
             "add [broker] backend = redis, or set workers = 1") in message
+
+
+@pytest.mark.parametrize("key, value, instead", [
+    ("lease", "120", "conversations are assigned, not leased"),
+    ("fallback_when_offline", "yes", "offline_message"),
+    ("keep_after_fallback", "no", "stays open after the fallback"),
+    ("max_open_per_client", "5", "max_unanswered"),
+    ("max_item_size", "64KiB", "a route's max_message_size"),
+    ("page_size", "100", "pages have sizes of their own"),
+    ("preview_chars", "500", "previews of a fixed length"),
+])
+def test_the_queue_only_keys_are_ignored_with_a_warning(
+        tmp_path: Path, key: str, value: str, instead: str) -> None:
+    """A key only the retired queue read is accepted (the shipped config
+    set some), changes nothing, and carries a one-line warning naming the
+    file, line, section and key, what takes its place, and the fix; the
+    --check-config line names it too."""
+    path = config_with(tmp_path, f"{key} = {value}")
+    config = load_config(path, clock=Clock())
+    (tmp_path / "plain").mkdir()
+    plain = operator_settings(load_config(config_with(tmp_path / "plain", ""), clock=Clock()))
+    operator = operator_settings(config)
+    assert operator is not None and plain is not None
+    assert operator.conversations == plain.conversations
+    assert list(operator.ignored) == [key]
+    warning = operator.ignored[key]
+    assert warning.startswith(f"{path}:7: [operator] {key}: ignored since the item queue was "
+                              "retired (")
+    assert instead in warning and warning.endswith("): remove this line")
+    assert f"(ignored, retired with the queue: {key})" in config.summary()
+
+
+def test_the_warning_is_logged_when_the_daemon_is_built(tmp_path: Path) -> None:
+    """The component logs each ignored key's warning once per build (and
+    per reload), at warn level."""
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    from wsdaemon.components import operator_component
+    from wsdaemon.server.assembly import Assembly
+
+    path = config_with(tmp_path, "lease = 120\nkeep_after_fallback = yes")
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        Assembly(MemoryReactorClock(), components=operator_component).fresh(
+            load_config(path, clock=Clock()))
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    warnings = [str(e["warning"]) for e in events
+                if e.get("log_level") == LogLevel.warn and "warning" in e]
+    assert [w.split(": ")[1] for w in warnings] == ["[operator] lease",
+                                                    "[operator] keep_after_fallback"]

@@ -12,6 +12,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from wsdaemon.config import ConfigError, DaemonConfig, load_config
+from wsdaemon.support.settings import operator_settings
 
 KEY = "push-key-0123456789abcdef"
 TOKEN = "alice-token-0123456789abcdef"
@@ -63,7 +64,8 @@ def test_secret_files_are_read_from_the_credentials_directory(
     path = write_config(CONFIG.format(identity="${CREDENTIALS_DIRECTORY}/identity.key"))
     config = load(path, {"CREDENTIALS_DIRECTORY": str(credentials)})
     assert config.admin is not None and config.admin.api_keys == {KEY: "ops"}
-    assert config.operator is not None and config.operator.tokens == {TOKEN: "alice"}
+    operator = operator_settings(config)
+    assert operator is not None and operator.tokens == {TOKEN: "alice"}
     identity = config.protocol.identity
     assert identity.secret_file == credentials / "identity.key"
     assert identity.secret == b"s" * 64
@@ -84,8 +86,11 @@ def test_unset_variable_names_file_line_section_and_key(
     write_config: Callable[..., Path]
 ) -> None:
     """Outside systemd, a credential path is an error naming where it is and
-    which LoadCredential= would provide it."""
-    path = write_config(CONFIG.format(identity="identity.key"))
+    which LoadCredential= would provide it: in the [operator] section too,
+    which its component's parser reads through the config layer."""
+    path = write_config(CONFIG.format(identity="identity.key").replace(
+        "${CREDENTIALS_DIRECTORY}/api.keys", "api.keys"))
+    (path.parent / "api.keys").write_text(f"ops:{KEY}\n")
     with pytest.raises(ConfigError) as info:
         load(path, {})
     error = info.value
@@ -163,4 +168,5 @@ def test_the_process_environment_is_the_default(
     (what systemd sets for the daemon)."""
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     config = load_config(write_config(CONFIG.format(identity="identity.key")), clock=Clock())
-    assert config.operator is not None and config.operator.tokens == {TOKEN: "alice"}
+    operator = operator_settings(config)
+    assert operator is not None and operator.tokens == {TOKEN: "alice"}

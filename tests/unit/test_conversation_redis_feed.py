@@ -23,7 +23,6 @@ from tests.driver_bench import Bench, GatedStore, RecordingPorts
 from tests.redis_server import RedisServer
 from tests.redis_store_link import redis_link
 from wsdaemon.broker.link import RedisLink
-from wsdaemon.config import OperatorSettings
 from wsdaemon.conversations import (
     Author,
     Availability,
@@ -50,6 +49,7 @@ from wsdaemon.support.redis_feed import EVENTS_KEPT, ConversationFeed
 from wsdaemon.support.redis_news import decode_change, encode_news
 from wsdaemon.support.redis_store import RedisConversationStore
 from wsdaemon.support.redis_team import TeamPresence
+from wsdaemon.support.settings import OperatorSettings
 
 pytestmark = pytest.mark.slow
 

@@ -15,12 +15,12 @@ from twisted.internet.task import Clock, deferLater
 from zope.interface.verify import verifyObject
 
 from tests.daemon import REPO
-from wsdaemon.config import OperatorSettings
 from wsdaemon.interfaces import ISession
 from wsdaemon.strategies.api import StrategyContext
 from wsdaemon.strategies.registry import BUILTIN_STRATEGIES, StrategyRegistry
 from wsdaemon.support.component import SupportComponent
 from wsdaemon.support.memory import MemoryConversationStore
+from wsdaemon.support.settings import OperatorSettings
 from wsdaemon.testing import RecordingSession, check_strategy
 
 CLOCK = Clock()

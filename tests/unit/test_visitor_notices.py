@@ -74,9 +74,12 @@ def test_the_shipped_config_ships_the_defaults() -> None:
     from pathlib import Path
 
     from wsdaemon.config import load_config
+    from wsdaemon.support.settings import operator_settings
 
-    shipped = load_config(Path(__file__).resolve().parents[2] / "etc" / "wsdaemon.ini")
-    settings = shipped.operator.conversations
+    shipped = operator_settings(
+        load_config(Path(__file__).resolve().parents[2] / "etc" / "wsdaemon.ini"))
+    assert shipped is not None
+    settings = shipped.conversations
     defaults = ConversationSettings()
     assert (settings.ack_message, settings.offline_message, settings.contact_message) == (
         defaults.ack_message, defaults.offline_message, defaults.contact_message)

@@ -5,19 +5,27 @@ All validation happens here, once: every later part of the daemon works on
 L{DaemonConfig} and never sees a raw string. Every error is a L{ConfigError}
 naming the file, the line where it can, the section, the key and what was
 expected.
+
+A component's own section (C{[operator]}) is read by the parser the
+component provides (L{wsdaemon.interfaces.ISectionParser}, handed over by
+the entry point: L{wsdaemon.components.SECTIONS}), through a
+L{SectionView} of the section; what it returns is kept in
+L{DaemonConfig.sections}, by section name.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
 from wsdaemon.config._broker import BROKER_SECTION, broker_settings
-from wsdaemon.config._credentials import expand_endpoint
+from wsdaemon.config._credentials import expand_endpoint, refuse_exposed_examples
 from wsdaemon.config._identity_keys import IDENTITY_KEYS
 from wsdaemon.config._model import (
     MODES,
@@ -34,24 +42,25 @@ from wsdaemon.config._reader import ROUTE_PREFIX, _parse, _read_file, _Reader
 from wsdaemon.config._sections import (
     ADMIN_SECTION,
     ASSETS_PATH,
-    OPERATOR_SECTION,
+    URL_PATH,
     _admin_settings,
-    _operator_settings,
     _protocol_settings,
     _route,
     _route_path,
 )
-from wsdaemon.config._services import MAX_PAGE, BrokerSettings, OperatorSettings
-from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count
+from wsdaemon.config._services import BrokerSettings
+from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count, _count_in, _seconds, _size
+from wsdaemon.config._view import SectionView
 from wsdaemon.cores import usable_cores
-from wsdaemon.credentials import example_names, is_loopback
 from wsdaemon.forwarded import parse_trusted_proxies
+from wsdaemon.interfaces import ISectionParser, SectionContext, SectionSettings
 from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.registry import CONVERSATIONS_OPERATOR, StrategyRegistry
 
 __all__ = [
     "ASSETS_PATH",
-    "MAX_PAGE",
+    "BUILTIN_SECTIONS",
+    "URL_PATH",
     "MODES",
     "AdminSettings",
     "BrokerSettings",
@@ -59,12 +68,33 @@ __all__ = [
     "DaemonConfig",
     "IdentityPolicy",
     "JwtSettings",
-    "OperatorSettings",
     "ProtocolSettings",
     "RouteConfig",
+    "SectionView",
     "StrategySpec",
+    "builtin_sections",
     "load_config",
+    "parse_bool",
+    "parse_count",
+    "parse_count_in",
+    "parse_seconds",
+    "parse_size",
+    "refuse_exposed_examples",
 ]
+
+# What a component's section parser may use to read its values: each takes
+# the raw string and returns the value or raises ValueError saying what was
+# expected (L{SectionView.convert} turns that into the error naming the key).
+parse_bool = _bool
+parse_count = _count
+parse_count_in = _count_in
+parse_seconds = _seconds
+parse_size = _size
+
+#: The component sections a config is read with when the caller names none
+#: (tests, tools): section -> "module:attribute" of its parser, imported
+#: lazily (the entry point hands the same over: L{wsdaemon.components.SECTIONS}).
+BUILTIN_SECTIONS = {"operator": "wsdaemon.support.settings:OperatorSection"}
 
 MAIN_SECTION = "wsdaemon"
 #: The most worker processes one daemon runs.
@@ -72,7 +102,7 @@ MAX_WORKERS = 256
 PROTOCOL_SECTION = "protocol"
 _MAIN_KEYS = {"listen", "demo_page", "max_connections_total", "max_connections_per_ip", "workers",
               "trusted_proxies", "log_every_request", "log_level"}
-_SECTIONS = (MAIN_SECTION, PROTOCOL_SECTION, OPERATOR_SECTION, ADMIN_SECTION, BROKER_SECTION)
+_SECTIONS = (MAIN_SECTION, PROTOCOL_SECTION, ADMIN_SECTION, BROKER_SECTION)
 
 
 #: C{[wsdaemon] log_level}'s values, lowest first (L{wsdaemon.server.loglevel}).
@@ -91,39 +121,26 @@ def _log_level(reader: _Reader) -> str:
     return raw
 
 
-def _unknown_section(reader: _Reader, section: str) -> ConfigError:
+def _unknown_section(reader: _Reader, section: str, known: Sequence[str]) -> ConfigError:
     # [rout:/chat], [route/chat], [/chat]: the route section it may have meant.
     slash = section.find("/")
     route = (ROUTE_PREFIX + section[slash:],) if slash >= 0 else ()
     return reader.error(
         section, None,
-        f"unknown section{did_you_mean(section, (*_SECTIONS, *route), '[{}]')}; expected "
-        f"{', '.join(f'[{name}]' for name in _SECTIONS)} or [{ROUTE_PREFIX}/path]",
+        f"unknown section{did_you_mean(section, (*known, *route), '[{}]')}; expected "
+        f"{', '.join(f'[{name}]' for name in known)} or [{ROUTE_PREFIX}/path]",
     )
 
 
-def _refuse_exposed_examples(reader: _Reader, listen: Sequence[str],
-                             operator: OperatorSettings | None,
-                             admin: AdminSettings | None) -> None:
+def builtin_sections() -> dict[str, ISectionParser]:
     """
-    The shipped example tokens and keys are public: refuse them on any
-    listener other than loopback (the service warns about them on loopback).
+    @return: the parsers of L{BUILTIN_SECTIONS}, by section.
     """
-    checks = []
-    if operator is not None:
-        checks.append((OPERATOR_SECTION, "tokens", example_names(operator.tokens), listen))
-    if admin is not None:
-        checks.append((ADMIN_SECTION, "api_keys", example_names(admin.api_keys), admin.listen))
-    for section, key, names, endpoints in checks:
-        if f"{key}_file" in reader.parser[section]:
-            key = f"{key}_file"
-        exposed = [e for e in endpoints if not is_loopback(e)]
-        if names and exposed:
-            raise reader.error(
-                section, key,
-                f"{', '.join(names)} still use(s) the shipped example secret, and "
-                f"{exposed[0]} is not a loopback listener: make your own "
-                "(e.g. `openssl rand -hex 24`)")
+    parsers: dict[str, ISectionParser] = {}
+    for name, spec in BUILTIN_SECTIONS.items():
+        module, _, attribute = spec.partition(":")
+        parsers[name] = getattr(importlib.import_module(module), attribute)()
+    return parsers
 
 
 def load_config(
@@ -136,6 +153,7 @@ def load_config(
     clock: IReactorTime | None = None,
     workers_override: str | None = None,
     environ: Mapping[str, str] | None = None,
+    sections: Mapping[str, ISectionParser] | None = None,
 ) -> DaemonConfig:
     """
     Read and validate the daemon's config into values. Nothing is built
@@ -153,6 +171,8 @@ def load_config(
         C{[wsdaemon] workers}.
     @param environ: where C{${CREDENTIALS_DIRECTORY}} (systemd's
         credentials) is looked up; default: this process's environment.
+    @param sections: the components' sections, by name, and their parsers
+        (default: L{builtin_sections}).
 
     @raise ConfigError: on the first mistake found.
     """
@@ -161,15 +181,17 @@ def load_config(
     parser = _parse(path, text)
     reader = _Reader(path, text, parser, os.environ if environ is None else environ)
     registry = registry if registry is not None else StrategyRegistry()
+    parsers = builtin_sections() if sections is None else dict(sections)
+    known = (*_SECTIONS, *parsers)
 
     route_sections = []
     for section in parser.sections():
-        if section in _SECTIONS:
+        if section in known:
             continue
         if section.startswith(ROUTE_PREFIX):
             route_sections.append(section)
             continue
-        raise _unknown_section(reader, section)
+        raise _unknown_section(reader, section, known)
     if MAIN_SECTION not in parser:
         raise ConfigError(path, f"missing section [{MAIN_SECTION}]")
     reader.check_keys(MAIN_SECTION, _MAIN_KEYS)
@@ -224,8 +246,7 @@ def load_config(
         defaults = _protocol_settings(reader, PROTOCOL_SECTION, defaults)
 
     broker = broker_settings(reader) if BROKER_SECTION in parser else None
-    operator = _operator_settings(reader) if OPERATOR_SECTION in parser else None
-    if operator is not None and operator.model == "conversations":
+    if "operator" in parser:
         # Routes' operator options are the conversations' (checked here, with
         # their lines; the daemon builds the strategy on its conversations).
         registry = registry.with_builtin("operator", CONVERSATIONS_OPERATOR)
@@ -233,7 +254,9 @@ def load_config(
              if ADMIN_SECTION in parser else None)
     if admin_listen_override and admin is None:
         raise ConfigError("--admin-listen", "the config has no [admin] section to move")
-    _refuse_exposed_examples(reader, listen, operator, admin)
+    if admin is not None:
+        refuse_exposed_examples(SectionView(reader, ADMIN_SECTION), "api_keys", admin.api_keys,
+                                admin.listen)
 
     if not route_sections:
         raise ConfigError(
@@ -259,24 +282,17 @@ def load_config(
         protocol = _protocol_settings(reader, section, defaults)
         routes.append(_route(reader, section, route_path, protocol, registry,
                              sections=frozenset(reader.parser.sections()), clock=clock))
-    if operator is not None:
-        for special in (operator.path, operator.console_path):
-            clash = [r.path for r in routes
-                     if special == r.path or special.startswith(r.path + "/")
-                     or r.path.startswith(special + "/")]
-            if clash:
-                raise reader.error(
-                    OPERATOR_SECTION, None,
-                    f"{special} collides with route {clash[0]}; give the operator channel and "
-                    "console paths of their own",
-                )
+    context = SectionContext(listen=listen, routes=tuple(r.path for r in routes),
+                             shared=broker is not None)
+    found: dict[str, SectionSettings] = {
+        name: section_parser.parse(SectionView(reader, name), context)
+        for name, section_parser in parsers.items() if name in parser}
 
-    _check_workers(reader, caps.get("workers", 1), listen, routes, broker, workers_override,
-                   operator)
+    _check_workers(reader, caps.get("workers", 1), listen, routes, broker, workers_override)
     return DaemonConfig(path=path, listen=listen, demo_page=demo_page, routes=tuple(routes),
-                        protocol=defaults, operator=operator, admin=admin, broker=broker,
-                        trusted_proxies=trusted_proxies, log_every_request=log_every_request,
-                        log_level=log_level, **caps)
+                        protocol=defaults, sections=MappingProxyType(found), admin=admin,
+                        broker=broker, trusted_proxies=trusted_proxies,
+                        log_every_request=log_every_request, log_level=log_level, **caps)
 
 
 
@@ -300,10 +316,9 @@ def _workers(raw: str) -> int:
 
 def _check_workers(reader: _Reader, workers: int, listen: Sequence[str],
                    routes: Sequence[RouteConfig], broker: BrokerSettings | None,
-                   override: str | None, operator: OperatorSettings | None) -> None:
+                   override: str | None) -> None:
     """
-    Refuse what several workers cannot do, naming the fix (and the operator
-    feature's store as the section's model has it).
+    Refuse what several workers cannot do, naming the fix.
     """
     if workers == 1:
         return
@@ -315,9 +330,7 @@ def _check_workers(reader: _Reader, workers: int, listen: Sequence[str],
 
     operator_routes = [r.path for r in routes if r.strategy.name == "operator"]
     if operator_routes and broker is None:
-        store = ("operator queue" if operator is not None and operator.model == "queue"
-                 else "conversation store")
-        raise refuse(f"{workers} workers cannot share one embedded {store} "
+        raise refuse(f"{workers} workers cannot share one embedded conversation store "
                      f"(route {operator_routes[0]}): add [broker] backend = redis, or set "
                      "workers = 1")
     for endpoint in listen:

@@ -12,12 +12,15 @@ the listeners' endpoint strings), and no other.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from wsdaemon.config._reader import _Reader
+from wsdaemon.credentials import example_names, is_loopback, parse_tokens
+from wsdaemon.interfaces import SectionReader
 
-__all__ = ["CREDENTIALS_VARIABLE", "expand_credentials", "expand_endpoint", "read_path"]
+__all__ = ["CREDENTIALS_VARIABLE", "expand_credentials", "expand_endpoint", "read_path",
+           "read_secrets", "refuse_exposed_examples"]
 
 #: The environment variable systemd sets for a unit with credentials.
 CREDENTIALS_VARIABLE = "CREDENTIALS_DIRECTORY"
@@ -86,3 +89,59 @@ def expand_endpoint(reader: _Reader, section: str, key: str, endpoint: str) -> s
         return expand_credentials(endpoint, reader.environ)[0]
     except ValueError as e:
         raise reader.error(section, key, str(e)) from None
+
+
+def read_secrets(reader: _Reader, section: str, inline_key: str, file_key: str,
+             what: str) -> dict[str, str]:
+    """
+    C{name:secret} lines from an inline key and/or a file it names.
+    """
+    values = reader.parser[section]
+    found: dict[str, str] = {}
+    if inline_key in values:
+        try:
+            found.update(parse_tokens(values[inline_key].splitlines()))
+        except ValueError as e:
+            raise reader.error(section, inline_key,
+                               f"{e} (counting lines of this value)") from None
+    if file_key in values:
+        secret_path = read_path(reader, section, file_key)
+        try:
+            lines = secret_path.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise reader.error(section, file_key,
+                               f"cannot read {secret_path}: {e.strerror}") from None
+        try:
+            for secret, name in parse_tokens(lines).items():
+                if secret in found:
+                    raise ValueError(f"{name!r} has the same {what} as {found[secret]!r}")
+                found[secret] = name
+        except ValueError as e:
+            raise reader.error(section, file_key, f"{secret_path}: {e}") from None
+    if not found:
+        raise reader.error(section, inline_key,
+                           f"no {what}s; expected {inline_key} = name:secret lines or "
+                           f"{file_key} = a file of them")
+    return found
+
+
+def refuse_exposed_examples(reader: SectionReader, key: str, secrets: Mapping[str, str],
+                            endpoints: Sequence[str]) -> None:
+    """
+    The shipped example tokens and keys are public: refuse them on any
+    listener other than loopback (the daemon warns about them on loopback).
+
+    @param key: the inline key of C{secrets} (C{tokens}); the error names
+        C{KEY_file} instead when the section has one.
+    @param secrets: secret -> name.
+    @param endpoints: where they would be accepted.
+    """
+    names = example_names(secrets)
+    exposed = [e for e in endpoints if not is_loopback(e)]
+    if names and exposed:
+        if f"{key}_file" in reader.values:
+            key = f"{key}_file"
+        raise reader.error(
+            key, f"{', '.join(names)} still use(s) the shipped example secret, and "
+                 f"{exposed[0]} is not a loopback listener: make your own "
+                 "(e.g. `openssl rand -hex 24`)")

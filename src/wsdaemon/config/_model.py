@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
-from wsdaemon.config._services import BrokerSettings, OperatorSettings
+from wsdaemon.config._services import BrokerSettings
+from wsdaemon.interfaces import SectionSettings
 from wsdaemon.origin import OriginPolicy
 
 __all__ = ["MODES", "AdminSettings", "ConfigError", "DaemonConfig", "IdentityPolicy",
@@ -184,7 +185,10 @@ class DaemonConfig:
     #: warn, error, critical; L{wsdaemon.server.loglevel}).
     log_level: str = "info"
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
-    operator: OperatorSettings | None = None
+    #: The components' sections (C{operator}), as their parsers read them
+    #: (L{wsdaemon.interfaces.ISectionParser}); each component reads its
+    #: own back by its type.
+    sections: Mapping[str, SectionSettings] = field(default_factory=dict)
     admin: AdminSettings | None = None
     #: Redis settings, or None for the embedded store (one daemon).
     broker: BrokerSettings | None = None
@@ -203,10 +207,8 @@ class DaemonConfig:
         if self.admin is not None:
             summary += (f"; admin API on {', '.join(self.admin.listen)} with "
                         f"{len(self.admin.api_keys)} key(s)")
-        if self.operator is not None:
-            summary += (f"; operators: {len(self.operator.tokens)} token(s), channel "
-                        f"{self.operator.path}, console {self.operator.console_path}, store "
-                        + (f"{self.operator.store_path}" if self.broker is None else "redis"))
+        for settings in self.sections.values():
+            summary += f"; {settings.summary()}"
         if self.broker is not None:
             summary += (f"; broker redis at {self.broker.host}:{self.broker.port}/"
                         f"{self.broker.db} prefix {self.broker.prefix}")

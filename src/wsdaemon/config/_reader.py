@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import configparser
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ class _Reader:
             self.path, message, section=section, key=key, line=self.line_of(section, key)
         )
 
-    def check_keys(self, section: str, allowed: Sequence[str] | set[str]) -> None:
+    def check_keys(self, section: str, allowed: Collection[str]) -> None:
         for key in self.parser[section]:
             if key not in allowed:
                 raise self.error(section, key, f"unknown key{did_you_mean(key, allowed)}; "

@@ -15,13 +15,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
-from wsdaemon.config._conversations import (
-    CONVERSATION_KEYS,
-    canned_path,
-    conversation_settings,
-    display_names,
-)
-from wsdaemon.config._credentials import expand_endpoint, read_path
+from wsdaemon.config._credentials import expand_endpoint, read_secrets
 from wsdaemon.config._identity_keys import IDENTITY_KEYS, identity_policy
 from wsdaemon.config._model import (
     AdminSettings,
@@ -31,47 +25,24 @@ from wsdaemon.config._model import (
     StrategySpec,
 )
 from wsdaemon.config._reader import ROUTE_PREFIX, _Reader
-from wsdaemon.config._services import MAX_PAGE, OperatorSettings
-from wsdaemon.config._values import _PROTOCOL_KEYS, _bool, _count, _seconds, _size
-from wsdaemon.credentials import parse_tokens
+from wsdaemon.config._values import _PROTOCOL_KEYS, _count_in, _seconds, _size
 from wsdaemon.endpoints import listen_interface
 from wsdaemon.interfaces import IOptionCheck, IReplyStrategy, IStrategyFactory
 from wsdaemon.spelling import did_you_mean
 from wsdaemon.strategies.api import OptionContext, OptionError, StrategyContext
 from wsdaemon.strategies.registry import StrategyRegistry, UnknownStrategyError
 
-OPERATOR_SECTION = "operator"
 #: Where the web pages' scripts and style sheets are served.
 ASSETS_PATH = "/_wsdaemon"
 ADMIN_SECTION = "admin"
-#: A URL path of one or more non-empty segments (routes, operator paths).
+#: A URL path of one or more non-empty segments (routes, a component's paths).
 #: Matched whole (fullmatch): `$` would accept a final newline.
-_URL_PATH = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
-_OPERATOR_KEYS = {
-    "path", "console_path", "store", "tokens", "tokens_file", "lease", "fallback_after",
-    "fallback_message", "fallback_when_offline", "keep_after_fallback",
-    "max_open_per_client", "max_open_per_route", "max_open_total", "max_item_size",
-    "max_message_size", "max_outbound_buffer", "page_size", "preview_chars",
-}
-#: [operator] keys that are whole numbers, with their allowed range.
-_OPERATOR_COUNTS = {
-    "max_open_per_client": (0, None), "max_open_per_route": (0, None),
-    "max_open_total": (0, None), "page_size": (1, MAX_PAGE), "preview_chars": (20, 10_000),
-}
-_OPERATOR_SIZES = ("max_item_size", "max_message_size", "max_outbound_buffer")
+URL_PATH = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
 _ADMIN_KEYS = {"listen", "api_keys", "api_keys_file", "max_body", "request_timeout",
                "max_connections", "allowed_hosts"}
 #: Host names the admin API always answers to.
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _ROUTE_KEYS = {"strategy"}
-
-
-def _count_in(raw: str, low: int, high: int | None) -> int:
-    number = _count(raw)
-    if number < low or (high is not None and number > high):
-        upto = f" to {high}" if high is not None else " or more"
-        raise ValueError(f"expected a whole number from {low}{upto}, got {raw!r}")
-    return number
 
 
 def _protocol_settings(
@@ -104,7 +75,7 @@ def _route_path(reader: _Reader, section: str) -> str:
     path = section[len(ROUTE_PREFIX):].strip()
     if path.endswith("/") and path != "/":
         path = path.rstrip("/")
-    if not _URL_PATH.fullmatch(path):
+    if not URL_PATH.fullmatch(path):
         raise reader.error(
             section, None,
             "expected a route section named [route:/path] with a URL path of one or more "
@@ -196,40 +167,6 @@ def _check_options(factory: IStrategyFactory, options: Mapping[str, str], config
     return None
 
 
-def _secrets(reader: _Reader, section: str, inline_key: str, file_key: str,
-             what: str) -> dict[str, str]:
-    """
-    C{name:secret} lines from an inline key and/or a file it names.
-    """
-    values = reader.parser[section]
-    found: dict[str, str] = {}
-    if inline_key in values:
-        try:
-            found.update(parse_tokens(values[inline_key].splitlines()))
-        except ValueError as e:
-            raise reader.error(section, inline_key,
-                               f"{e} (counting lines of this value)") from None
-    if file_key in values:
-        secret_path = read_path(reader, section, file_key)
-        try:
-            lines = secret_path.read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise reader.error(section, file_key,
-                               f"cannot read {secret_path}: {e.strerror}") from None
-        try:
-            for secret, name in parse_tokens(lines).items():
-                if secret in found:
-                    raise ValueError(f"{name!r} has the same {what} as {found[secret]!r}")
-                found[secret] = name
-        except ValueError as e:
-            raise reader.error(section, file_key, f"{secret_path}: {e}") from None
-    if not found:
-        raise reader.error(section, inline_key,
-                           f"no {what}s; expected {inline_key} = name:secret lines or "
-                           f"{file_key} = a file of them")
-    return found
-
-
 def _admin_settings(reader: _Reader, check_endpoint: Callable[[str], None] | None,
                     override: tuple[str, ...] = ()) -> AdminSettings:
     section = ADMIN_SECTION
@@ -248,7 +185,7 @@ def _admin_settings(reader: _Reader, check_endpoint: Callable[[str], None] | Non
                 if override:
                     raise ConfigError("--admin-listen", f"{endpoint!r}: {e}") from None
                 raise reader.error(section, "listen", f"{endpoint!r}: {e}") from None
-    keys = _secrets(reader, section, "api_keys", "api_keys_file", "API key")
+    keys = read_secrets(reader, section, "api_keys", "api_keys_file", "API key")
     max_body = 1024 * 1024
     if "max_body" in values:
         max_body = reader.convert(section, "max_body", _size)
@@ -263,47 +200,3 @@ def _admin_settings(reader: _Reader, check_endpoint: Callable[[str], None] | Non
     hosts |= {h.lower().strip("[]") for h in values.get("allowed_hosts", "").split()}
     return AdminSettings(listen=listen, api_keys=keys, max_body=max_body,
                          allowed_hosts=frozenset(hosts), **extra)
-
-
-
-def _operator_settings(reader: _Reader) -> OperatorSettings:
-    section = OPERATOR_SECTION
-    reader.check_keys(section, _OPERATOR_KEYS | CONVERSATION_KEYS)
-    values = reader.parser[section]
-    base = reader.path.parent
-    tokens = _secrets(reader, section, "tokens", "tokens_file", "operator token")
-    settings: dict[str, Any] = {}
-    for key in ("path", "console_path"):
-        if key in values:
-            value = values[key].strip()
-            if not _URL_PATH.fullmatch(value) or _reserved(value):
-                raise reader.error(section, key, f"expected a URL path such as /operator "
-                                                 f"(not under {ASSETS_PATH}), got {value!r}")
-            settings[key] = value
-    for key, allow_zero in (("lease", False), ("fallback_after", True)):
-        if key in values:
-            settings[key] = reader.convert(section, key, partial(_seconds, allow_zero=allow_zero))
-    for key in ("fallback_when_offline", "keep_after_fallback"):
-        if key in values:
-            settings[key] = reader.convert(section, key, _bool)
-    for key, (low, high) in _OPERATOR_COUNTS.items():
-        if key in values:
-            settings[key] = reader.convert(section, key, partial(_count_in, low=low, high=high))
-    for key in _OPERATOR_SIZES:
-        if key in values:
-            settings[key] = reader.convert(section, key, _size)
-    if "fallback_message" in values:
-        settings["fallback_message"] = values["fallback_message"].strip()
-        if not settings["fallback_message"]:
-            raise reader.error(section, "fallback_message", "expected a message, got nothing")
-    store = values.get("store", "wsdaemon-queue.sqlite3").strip()
-    if not store:
-        raise reader.error(section, "store", "expected the path of the SQLite file")
-    shared: dict[str, Any] = {key: settings[key] for key in ("fallback_after", "fallback_message",
-                                            "max_open_per_route", "max_open_total")
-              if key in settings}
-    model, conversations = conversation_settings(reader, section, shared)
-    return OperatorSettings(store_path=base / store, tokens=tokens, model=model,
-                            conversations=conversations,
-                            display_names=display_names(reader, section, tokens),
-                            canned_path=canned_path(reader, section), **settings)

@@ -73,6 +73,14 @@ def _count(raw: str) -> int:
     return number
 
 
+def _count_in(raw: str, low: int, high: int | None) -> int:
+    number = _count(raw)
+    if number < low or (high is not None and number > high):
+        upto = f" to {high}" if high is not None else " or more"
+        raise ValueError(f"expected a whole number from {low}{upto}, got {raw!r}")
+    return number
+
+
 def _words(raw: str) -> list[str]:
     return raw.split()
 

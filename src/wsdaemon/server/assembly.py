@@ -35,7 +35,6 @@ from wsdaemon.config import (
     BrokerSettings,
     ConfigError,
     DaemonConfig,
-    OperatorSettings,
     RouteConfig,
 )
 from wsdaemon.connections import accel, directwrite, frames
@@ -55,10 +54,11 @@ from wsdaemon.strategies.registry import StrategyRegistry
 
 __all__ = ["Assembly", "ComponentFactory", "check_reloadable"]
 
-#: Makes the component that runs the [operator] section (not started), given
-#: the section, the reactor and the broker's link (None: no Redis)
+#: Makes the component that runs the config's component section (not
+#: started), given the config, the reactor and the broker's link (None: no
+#: Redis); None when the config has no section for it
 #: (L{wsdaemon.components.operator_component}).
-ComponentFactory = Callable[[OperatorSettings, Any, RedisLink | None], IComponent]
+ComponentFactory = Callable[[DaemonConfig, Any, RedisLink | None], IComponent | None]
 
 _LISTEN_KEY = "[wsdaemon] listen (or --listen)"
 _ADMIN_LISTEN_KEY = "[admin] listen (or --admin-listen)"
@@ -134,18 +134,19 @@ class Assembly:
 
     def component(self, config: DaemonConfig, link: RedisLink | None) -> IComponent | None:
         """
-        @return: the component that runs C{config}'s [operator] section
-            (not started), or None without one.
+        @return: the component that runs C{config}'s component section
+            (C{[operator]}; not started), or None without one.
         @raise ConfigError: there is a section, but this daemon was given
             no way to run it.
         """
-        if config.operator is None:
+        if not config.sections:
             return None
         if self.components is None:
-            raise ConfigError(config.path, "this daemon was built without the operator "
+            section = next(iter(config.sections))
+            raise ConfigError(config.path, f"this daemon was built without the {section} "
                               "component: run it through twistd wsdaemon (wsdaemon.tap)",
-                              section="operator", key=None)
-        return self.components(config.operator, self.reactor, link)
+                              section=section, key=None)
+        return self.components(config, self.reactor, link)
 
     def route(self, config: DaemonConfig, route: RouteConfig,
               contribution: Contribution | None = None) -> Route:
@@ -313,15 +314,12 @@ def check_reloadable(old: DaemonConfig, new: DaemonConfig) -> None:
             and old.admin.listen != new.admin.listen):
         raise ConfigError(new.path, "the admin listener changed: restart to apply",
                           section="admin", key="listen")
-    if (old.operator is None) != (new.operator is None) or (
-            old.operator is not None and new.operator is not None
-            and old.operator.store_path != new.operator.store_path):
-        raise ConfigError(new.path, "the operator store changed: restart to apply",
-                          section="operator", key="store")
-    if old.operator is not None and new.operator is not None and (
-            old.operator.model != new.operator.model):
-        raise ConfigError(new.path, "the operator model changed: restart to apply",
-                          section="operator", key="model")
+    added = sorted(set(old.sections) ^ set(new.sections))
+    if added:
+        # (What else of a component's section only a restart can change,
+        # its component says: L{IComponent.contribute} refuses it.)
+        raise ConfigError(new.path, f"the [{added[0]}] section was added or removed: restart "
+                          "to apply", section=added[0], key=None)
     if old.broker != new.broker:
         raise ConfigError(new.path, "the [broker] section changed: restart to apply",
                           section="broker", key=None)

@@ -313,14 +313,12 @@ class WsDaemonService(MultiService):
         started.addCallbacks(self._started, self._component_failed)
 
     def _warn_examples(self, config: DaemonConfig) -> None:
-        for what, secrets in (("operator token", config.operator and config.operator.tokens),
-                              ("API key", config.admin and config.admin.api_keys)):
-            names = example_names(secrets or {})
-            if names:
-                _log.warn("{names}: the shipped example {what}(s), known to anyone who read "
-                          "the README; fine on loopback for a try, refused on any other "
-                          "listener: make your own (openssl rand -hex 24)",
-                          names=", ".join(names), what=what)
+        # (A component warns of its own secrets when it starts.)
+        names = example_names(config.admin.api_keys if config.admin is not None else {})
+        if names:
+            _log.warn("{names}: the shipped example API key(s), known to anyone who read "
+                      "the README; fine on loopback for a try, refused on any other "
+                      "listener: make your own (openssl rand -hex 24)", names=", ".join(names))
 
     def _log_routes(self, config: DaemonConfig) -> None:
         for route in config.routes:
@@ -342,12 +340,12 @@ class WsDaemonService(MultiService):
 
     def _component_failed(self, failure: Failure) -> None:
         """
-        The store cannot be opened: one clear line, and exit status 1 (so
-        systemd and scripts see the failure).
+        The component cannot start (its store cannot be opened): one clear
+        line, and exit status 1 (so systemd and scripts see the failure).
         """
-        operator = self.config.operator
-        _log.critical("cannot open the operator store {path}: {why}",
-                      path=str(operator.store_path) if operator is not None else "?",
+        component = self.parts.component
+        _log.critical("cannot start {component}: {why}",
+                      component=component.name if component is not None else "?",
                       why=failure.getErrorMessage() or repr(failure.value))
         self._exit_status = 1
         self._reactor.addSystemEventTrigger("after", "shutdown", self._exit)

@@ -84,12 +84,10 @@ def widget_assets(assets: Resource, folder: Resource) -> None:
 def widget_tag(config: DaemonConfig) -> str:
     """
     @return: the tag that embeds the widget for the config's first route
-        served by conversations (C{[operator] model = conversations},
-        C{strategy = operator}), or an empty string if there is none.
+        served by conversations (C{strategy = operator}, which the config
+        accepts only with an C{[operator]} section), or an empty string if
+        there is none.
     """
-    operator = config.operator
-    if operator is None or operator.model != "conversations":
-        return ""
     for route in config.routes:
         if route.strategy_name == "operator":
             return (f'<script src="{ASSETS_PATH}/widget.js" data-route="{escape(route.path)}" '

@@ -27,10 +27,12 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wsdaemon.config import ASSETS_PATH, DaemonConfig, OperatorSettings, ProtocolSettings
+from wsdaemon.config import ASSETS_PATH, ConfigError, DaemonConfig, ProtocolSettings
 from wsdaemon.conversations.inbox import Inbox
+from wsdaemon.credentials import example_names
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.interfaces import Contribution, IComponent, IStrategyFactory
 from wsdaemon.pages import StaticPage, inbox_assets, render_page
@@ -46,17 +48,22 @@ from wsdaemon.support.redis_store import RedisConversationStore
 from wsdaemon.support.redis_team import TeamLink, TeamPresence
 from wsdaemon.support.reply_times import ReplyTimes
 from wsdaemon.support.roster import Roster
+from wsdaemon.support.settings import OPERATOR_SECTION, OperatorSettings, operator_settings
 from wsdaemon.support.store import SQLiteConversationStore
 from wsdaemon.support.visitor import ConversationStrategyFactory
 from wsdaemon.support.visitors import VisitorSessions
 
-__all__ = ["START_RETRY", "SupportComponent"]
+__all__ = ["START_RETRY", "StoreUnavailableError", "SupportComponent"]
 
 #: Seconds between tries to load the conversations while Redis cannot be
 #: used at start.
 START_RETRY = 1.0
 
 _log = Logger(namespace="wsdaemon.conversations")
+
+
+class StoreUnavailableError(Exception):
+    """The conversations' SQLite file cannot be opened: C{str()} names it and why."""
 
 
 def _channel_limits(protocol: ProtocolSettings, operator: OperatorSettings) -> ProtocolSettings:
@@ -168,6 +175,11 @@ class SupportComponent:
 
         @return: a Deferred firing with None once conversations are served.
         """
+        names = example_names(self.settings.tokens)
+        if names:
+            _log.warn("{names}: the shipped example operator token(s), known to anyone who "
+                      "read the README; fine on loopback for a try, refused on any other "
+                      "listener: make your own (openssl rand -hex 24)", names=", ".join(names))
         d = (self.driver.start() if self.feed is None
              else Deferred.fromCoroutine(self._start_on_redis()))
 
@@ -179,7 +191,14 @@ class SupportComponent:
                 self.team.start(self.driver)
 
         d.addCallback(ready)
+        if self.feed is None:
+            d.addErrback(self._cannot_open)
         return d
+
+    def _cannot_open(self, failure: Failure) -> None:
+        raise StoreUnavailableError(
+            f"cannot open the operator store {self.settings.store_path}: "
+            f"{failure.getErrorMessage() or failure.value!r}")
 
     async def _start_on_redis(self) -> None:
         told = False
@@ -226,9 +245,11 @@ class SupportComponent:
         (L{Roster}). (Each route's bot is served again,
         its rules read again, as its strategy is built.)
         """
-        settings = config.operator
+        settings = operator_settings(config)
         if settings is None:
             return
+        for warning in settings.ignored.values():
+            _log.warn("{warning}", warning=warning)
         canned = _canned(settings)
         self.settings = settings
         self.canned = canned
@@ -257,8 +278,13 @@ class SupportComponent:
             section's C{path}, the web inbox at its C{console_path} (its
             modules under the assets' path), and the conversations'
             collector.
+        @raise ConfigError: C{config} names another store (a reload): only
+            a restart opens another.
         """
-        settings = config.operator if config.operator is not None else self.settings
+        settings = operator_settings(config) or self.settings
+        if settings.store_path != self.settings.store_path:
+            raise ConfigError(config.path, "the operator store changed: restart to apply",
+                              section=OPERATOR_SECTION, key="store")
         channel = self.channel(config.protocol)
         inbox = StaticPage(render_page("inbox/inbox.html", {"channel": settings.path}))
         return Contribution(

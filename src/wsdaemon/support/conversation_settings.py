@@ -2,7 +2,8 @@
 The C{[operator]} keys of conversations (issue 22): how conversations are
 routed and what visitors are told, read into the core's own value
 (L{ConversationSettings}), plus the operators' display names and the
-canned replies file.
+canned replies file. Part of the section's parser
+(L{wsdaemon.support.settings}), which the config layer calls.
 
 Conversations are the only model: C{model = conversations} is accepted
 (it is the default), C{model = queue} is refused (the item queue was
@@ -19,10 +20,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from wsdaemon.config._credentials import read_path
-from wsdaemon.config._reader import _Reader
-from wsdaemon.config._values import _bool, _count, _seconds
+from wsdaemon.config import parse_bool, parse_count, parse_seconds
 from wsdaemon.conversations.settings import ConversationSettings, Routing
+from wsdaemon.interfaces import SectionReader
 from wsdaemon.spelling import did_you_mean
 
 __all__ = ["CONVERSATION_KEYS", "DEFAULT_MODEL", "MODELS", "conversation_settings", "display_names"]
@@ -35,8 +35,8 @@ QUEUE_RETIRED = (
     "(the SQLite file or Redis keys stay where they are): remove this line")
 #: What an [operator] section without a C{model} key gets.
 DEFAULT_MODEL = "conversations"
-#: The keys this module reads (the section's other keys are the queue's and
-#: the channel's, read by L{wsdaemon.config._sections}).
+#: The keys this module reads (the section's other keys are the channel's
+#: and the store's, read by L{wsdaemon.support.settings}).
 CONVERSATION_KEYS = {
     "model", "routing", "capacity", "reassign_after", "notices_once", "ack_message",
     "offline_message", "contact_message", "max_unanswered", "typing_timeout",
@@ -53,7 +53,7 @@ _PLACEHOLDERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _check_template(reader: _Reader, section: str, key: str, text: str) -> None:
+def _check_template(reader: SectionReader, key: str, text: str) -> None:
     """
     Notices are sent as written, but for their placeholders: a C{{word}}
     that is not one of them is a mistake the visitor would see verbatim.
@@ -63,26 +63,26 @@ def _check_template(reader: _Reader, section: str, key: str, text: str) -> None:
         if name in allowed:
             continue
         if name in ("position", "item") and key == "ack_message":
-            raise reader.error(section, key, (
+            raise reader.error(key, (
                 f"{{{name}}} is gone: conversations are assigned, not served as numbered items "
                 "in queue order; write the acknowledgement without it, e.g. "
                 "'Thanks! An operator will answer here soon.'"))
         wanted = ", ".join(f"{{{n}}}" for n in allowed) if allowed else "no placeholders"
         hint = did_you_mean(name, allowed, "{{{}}}")
-        raise reader.error(section, key,
+        raise reader.error(key,
                            f"unknown placeholder {{{name}}}{hint}; expected {wanted}")
 
 
-def _message(reader: _Reader, section: str, key: str, default: str) -> str:
-    values = reader.parser[section]
+def _message(reader: SectionReader, key: str, default: str) -> str:
+    values = reader.values
     if key not in values:
         return default
     text = values[key].strip()
-    _check_template(reader, section, key, text)
+    _check_template(reader, key, text)
     return text
 
 
-def conversation_settings(reader: _Reader, section: str,
+def conversation_settings(reader: SectionReader,
                           shared: Mapping[str, Any]) -> tuple[str, ConversationSettings]:
     """
     @param shared: the values of the keys the queue and conversations share
@@ -91,12 +91,12 @@ def conversation_settings(reader: _Reader, section: str,
     @return: the model (C{conversations}, the only one) and the core's
         settings.
     """
-    values = reader.parser[section]
+    values = reader.values
     model = values.get("model", DEFAULT_MODEL).strip().lower()
     if model == "queue":
-        raise reader.error(section, "model", QUEUE_RETIRED)
+        raise reader.error("model", QUEUE_RETIRED)
     if model not in MODELS:
-        raise reader.error(section, "model", f"expected {' or '.join(MODELS)}, "
+        raise reader.error("model", f"expected {' or '.join(MODELS)}, "
                                              f"got {values['model'].strip()!r}"
                                              f"{did_you_mean(model, MODELS)}")
     settings: dict[str, Any] = {}
@@ -104,32 +104,31 @@ def conversation_settings(reader: _Reader, section: str,
         raw = values["routing"].strip().lower()
         choices = [r.value for r in Routing]
         if raw not in choices:
-            raise reader.error(section, "routing", f"expected manual or auto, got "
-                                                   f"{values['routing'].strip()!r}"
-                                                   f"{did_you_mean(raw, choices)}")
+            raise reader.error("routing", f"expected manual or auto, got "
+                                       f"{values['routing'].strip()!r}"
+                                       f"{did_you_mean(raw, choices)}")
         settings["routing"] = Routing(raw)
     if "capacity" in values:
-        settings["default_capacity"] = reader.convert(section, "capacity", _count)
+        settings["default_capacity"] = reader.convert("capacity", parse_count)
     if "max_unanswered" in values:
-        settings["max_unanswered"] = reader.convert(section, "max_unanswered", _count)
+        settings["max_unanswered"] = reader.convert("max_unanswered", parse_count)
     for key, allow_zero in (("reassign_after", True), ("typing_timeout", False)):
         if key in values:
-            settings[key] = reader.convert(section, key, partial(_seconds, allow_zero=allow_zero))
+            settings[key] = reader.convert(key, partial(parse_seconds, allow_zero=allow_zero))
     if "notices_once" in values:
-        settings["notices_once"] = reader.convert(section, "notices_once", _bool)
+        settings["notices_once"] = reader.convert("notices_once", parse_bool)
     defaults = ConversationSettings()
     for key in ("ack_message", "offline_message", "contact_message"):
-        settings[key] = _message(reader, section, key, getattr(defaults, key))
+        settings[key] = _message(reader, key, getattr(defaults, key))
     if "fallback_message" in shared:
-        _check_template(reader, section, "fallback_message", shared["fallback_message"])
+        _check_template(reader, "fallback_message", shared["fallback_message"])
     for key in ("fallback_after", "fallback_message", "max_open_per_route", "max_open_total"):
         if key in shared:
             settings[key] = shared[key]
     return model, replace(defaults, **settings)
 
 
-def display_names(reader: _Reader, section: str,
-                  operators: Mapping[str, str]) -> Mapping[str, str]:
+def display_names(reader: SectionReader, operators: Mapping[str, str]) -> Mapping[str, str]:
     """
     C{name: Display Name} lines: what visitors see as the operator's name.
 
@@ -138,7 +137,7 @@ def display_names(reader: _Reader, section: str,
     @return: operator name -> display name; an operator without a line is
         shown by its name.
     """
-    values = reader.parser[section]
+    values = reader.values
     if "display_names" not in values:
         return MappingProxyType({})
     known = set(operators.values())
@@ -151,31 +150,31 @@ def display_names(reader: _Reader, section: str,
         name, display = name.strip(), " ".join(display.split())
         where = f"line {number} of this value: "
         if not sep or not _NAME.fullmatch(name) or not display:
-            raise reader.error(section, "display_names",
+            raise reader.error("display_names",
                                f"{where}expected `operator: Display Name`, got {line!r}")
         if name not in known:
-            raise reader.error(section, "display_names",
+            raise reader.error("display_names",
                                f"{where}{name!r} is not an operator of this section's tokens"
                                f"{did_you_mean(name, sorted(known))}")
         if len(display) > MAX_DISPLAY_NAME or not display.isprintable():
-            raise reader.error(section, "display_names",
+            raise reader.error("display_names",
                                f"{where}expected a printable name of at most "
                                f"{MAX_DISPLAY_NAME} characters for {name!r}")
         names[name] = display
     return MappingProxyType(names)
 
 
-def canned_path(reader: _Reader, section: str) -> Path | None:
+def canned_path(reader: SectionReader) -> Path | None:
     """
     @return: the canned replies file (relative to the config file), which
         must be readable now; None when the section names none.
     """
-    if "canned_file" not in reader.parser[section]:
+    if "canned_file" not in reader.values:
         return None
-    path = read_path(reader, section, "canned_file")
+    path = reader.path_of("canned_file")
     try:
         path.read_bytes()
     except OSError as e:
-        raise reader.error(section, "canned_file",
+        raise reader.error("canned_file",
                            f"cannot read {path}: {e.strerror or e}") from None
     return path
