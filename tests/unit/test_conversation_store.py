@@ -322,6 +322,9 @@ def fill_queue(path: Path) -> None:
     queue.claim("c1", "dave")
     # A push to someone who never wrote, not yet delivered.
     queue.push("dan", ROUTE, "alice", "Your order shipped", 50.0)
+    # eve: nobody answered; the fallback closed her item (keep_after_fallback = no).
+    queue.ask("e1", ROUTE, "eve", "q e1", 60.0)
+    queue.fallback("e1", "Sorry, nobody yet", 360.0, keep=False)
     queue.close()
 
 
@@ -358,18 +361,21 @@ def test_sqlite_takes_over_the_queue_once(tmp_path: Path) -> Generator[Any, Any,
     assert legacy.assignee is None  # no claim survived a restart
     dan = yield store.load(conversation_id_for(ROUTE, "dan"))
     assert (dan.status, dan.delivered_upto, dan.last_seq) == (Status.RESOLVED, 0, 1)
+    eve = yield store.load(conversation_id_for(ROUTE, "eve"))
+    assert (eve.status, eve.resolved_at, eve.delivered_upto, eve.last_seq, eve.unanswered) == \
+        (Status.RESOLVED, 360.0, 1, 2, 0)
     assert [c.visitor for c in (yield store.load_live())] == ["ann", public_id(LEGACY)]
     counts = yield store._writer.run(lambda db: [
         db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
         for t in ("items", "messages", "conversations", "conversation_messages")])
-    assert counts == [4, 8, 4, 8]
+    assert counts == [5, 10, 5, 10]
     yield store.close()
     again = sqlite_store(path)
     yield again.open()
     assert (yield again.load(ann.conversation_id)) == ann
     counts = yield again._writer.run(lambda db: db.execute(
         "SELECT count(*) FROM conversations").fetchone()[0])
-    assert counts == 4
+    assert counts == 5
     yield again.close()
     assert queue_tables(path) == before
 
