@@ -49,11 +49,9 @@ def config_text(admin_port: int, extra: str = "") -> str:
         max_body = 4KiB
 
         [operator]
-        model = queue
         tokens = alice:{TOKEN}
-        store = queue.sqlite3
+        store = conversations.sqlite3
         fallback_after = 0
-        fallback_when_offline = no
 
         [protocol]
         # These clients choose their ids (?client_id=).
@@ -240,7 +238,8 @@ def test_admin_errors_with_workers(write_config: Callable[..., Path],
 
 
 def test_metrics_and_health(service: tuple[Daemon, Admin]) -> None:
-    """/metrics shows connections, messages, refusals, queue and pushes; /healthz is ready."""
+    """/metrics shows connections, messages, refusals, conversations and pushes; /healthz
+    is ready and says the conversations are served."""
     daemon, admin = service
     with connect(f"{daemon.url}/echo") as client:
         client.send("hello")
@@ -258,15 +257,18 @@ def test_metrics_and_health(service: tuple[Daemon, Admin]) -> None:
         'wsdaemon_messages_received_total{route="/echo"} 1.0',
         'wsdaemon_bytes_received_total{route="/echo"} 5.0',
         'wsdaemon_handshakes_refused_total{reason="origin",route="/echo"} 1.0',
-        'wsdaemon_queue_items{state="queued"} 1.0',
-        "wsdaemon_operators_online 0.0",
+        'wsdaemon_conversations{state="unassigned"} 1.0',
+        'wsdaemon_conversation_operators{availability="offline"} 1.0',
         'wsdaemon_push_calls_total{outcome="ok",target="all"} 1.0',
         "wsdaemon_ready 1.0",
     ):
         assert line in text, line
-    assert "wsdaemon_queue_oldest_item_age_seconds" in text
+    assert "wsdaemon_conversation_oldest_wait_seconds" in text
+    assert "wsdaemon_queue" not in text
     status, health = admin.call("/healthz", key=None)
-    assert status == 200 and health["ready"] is True and health["queue"]["started"] is True
+    assert status == 200 and health["ready"] is True
+    assert (health["conversations"]["started"], health["conversations"]["unassigned"]) == \
+        (True, 1)
 
 
 def test_reload_good_and_bad_with_clients_connected(

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import require_tool
 from tests.daemon import Daemon, free_port, twistd_command
-from tests.integration.test_operator_daemon import ALICE
+from tests.integration.test_conversations_redis import ALICE
 
 pytestmark = pytest.mark.slow
 
@@ -304,30 +304,25 @@ def test_the_admin_api_answers_for_every_worker(
 
 
 def operator_config(redis_url: str, port: int, workers: int, prefix: str) -> str:
-    """Clients on /echo, an operator route on the Redis broker, the admin API on C{port}."""
+    """Clients on /echo, conversations on the Redis broker, the admin API on C{port}."""
     from tests.admin_client import admin_config
 
     return admin_config(port, KEY, f"""
         [operator]
-        model = queue
         tokens = alice:{ALICE}
-        lease = 60
         fallback_after = 0
-        fallback_when_offline = no
 
         [broker]
         backend = redis
         url = {redis_url}
         prefix = {prefix}
         heartbeat = 0.5
-        sweep_interval = 0.25
 
         [route:/echo]
         strategy = echo
 
         [route:/support]
         strategy = operator
-        ack_message = queued #{{position}} as {{item}}
     """, wsdaemon=f"workers = {workers}\n")
 
 
@@ -350,16 +345,16 @@ def scrape(admin: Any) -> Series:
 #: What the scenario below leaves, whatever the number of workers.
 TRUTH = {
     ("wsdaemon_ready", ()): 1.0,
-    ("wsdaemon_operators_online", ()): 1.0,
-    ("wsdaemon_queue_items", (("state", "queued"),)): 2.0,
-    ("wsdaemon_queue_items", (("state", "claimed"),)): 1.0,
+    ("wsdaemon_conversation_operators", (("availability", "online"),)): 1.0,
+    ("wsdaemon_conversations", (("state", "unassigned"),)): 2.0,
+    ("wsdaemon_conversations", (("state", "assigned"),)): 1.0,
     ("wsdaemon_connections", (("route", "/echo"),)): 12.0,
     ("wsdaemon_connections", (("route", "/support"),)): 3.0,
     ("wsdaemon_push_calls_total", (("outcome", "ok"), ("target", "route"))): 1.0,
     ("wsdaemon_handshakes_refused_total", (("reason", "bad_token"), ("route", "/operator"))): 1.0,
     ("wsdaemon_broker_up", ()): 1.0,
 }
-AGE = ("wsdaemon_queue_oldest_item_age_seconds", ())
+AGE = ("wsdaemon_conversation_oldest_wait_seconds", ())
 SUPERVISOR_ONLY = {("wsdaemon_workers", ()), ("wsdaemon_workers_answering", ())}
 
 
@@ -377,17 +372,18 @@ def comparable(found: Series) -> Series:
 
 def drive(daemon: Daemon, admin: Any, opened: list[Any]) -> float:
     """
-    An operator online (and one refused), 12 echo clients, 3 questions
-    queued and one of them claimed, one push to /echo.
+    An operator online (and one refused), 12 echo clients, 3 visitors'
+    conversations and one of them assigned, one push to /echo.
 
     @return: when the first question was asked (C{time.monotonic()}).
     """
     from websockets.exceptions import InvalidStatus
 
-    from tests.operator_client import Operator
+    from tests.operator_client import operator_desk, request
 
-    operator = Operator(daemon, ALICE)
-    opened.append(operator)
+    desk = operator_desk(daemon, ALICE)
+    opened.append(desk)
+    assert request(desk, {"type": "availability", "availability": "online"})["type"] == "ok"
     with pytest.raises(InvalidStatus):
         connect(f"{daemon.url}/operator?token=not-the-right-token-at-all")
     echoes = []
@@ -403,12 +399,15 @@ def drive(daemon: Daemon, admin: Any, opened: list[Any]) -> float:
         ws = connect(f"{daemon.url}/support?client_id=s{n}")
         opened.append(ws)
         ws.send(f"question {n}")
-        assert str(ws.recv(timeout=5)).startswith("queued #")
+        ws.recv(timeout=5)  # the acknowledgement
     deadline = time.monotonic() + 10
-    while len(items := operator.request(type="list")["items"]) < 3:
-        assert time.monotonic() < deadline, items
+    while len(listed := request(desk, {"type": "conversations", "view": "all"},
+                                "list")["conversations"]) < 3:
+        assert time.monotonic() < deadline, listed
         time.sleep(0.1)
-    assert operator.request(type="claim", item=items[0]["item_id"])["type"] == "ok"
+    assigned = request(desk, {"type": "assign", "conversation": listed[0]["id"],
+                              "operator": "alice"}, "assign")
+    assert assigned["type"] == "ok", assigned
     # With Redis, "delivered" counts the connections of the worker that took the push.
     admin.call("POST", "/push", {"route": "/echo", "text": "to all"})
     for ws in echoes:
@@ -419,7 +418,7 @@ def drive(daemon: Daemon, admin: Any, opened: list[Any]) -> float:
 def settled(admin: Any, matches: Callable[[Series], bool], timeout: float = 10) -> Series:
     """
     /metrics once C{matches} it (the workers learn of each other's
-    operators and items through Redis), or the last scrape.
+    operators and conversations through Redis), or the last scrape.
     """
     deadline = time.monotonic() + timeout
     while not matches(found := scrape(admin)) and time.monotonic() < deadline:
@@ -432,8 +431,8 @@ def test_metrics_and_clients_with_workers_match_one_process(
         start_daemon: Callable[..., Daemon]) -> None:
     """Three workers on Redis, and one process in the same state: every
     series of the supervisor's /metrics equals the one process's (counters
-    and open connections summed, the shared queue's gauges, operators online
-    and ready once), the queue's age is as old as the oldest question, the
+    and open connections summed, the shared conversations' gauges, operators
+    online and ready once), the oldest wait is as old as the oldest question, the
     workers expected and answering are 3; /clients names the worker holding
     each client (the one whose log line says it connected there)."""
     from tests.admin_client import Admin
@@ -446,7 +445,7 @@ def test_metrics_and_clients_with_workers_match_one_process(
         daemons[workers] = (start_daemon(path), Admin(port, KEY))
     for workers, (daemon, _) in daemons.items():
         deadline = time.monotonic() + 20
-        while daemon.log().count("open item(s) in Redis") < workers:
+        while daemon.log().count("live conversations loaded") < workers:
             assert time.monotonic() < deadline, daemon.log()
             time.sleep(0.1)
     opened: list[Any] = []
