@@ -332,6 +332,8 @@ class TeamPresence:
             # Up (again): news may have been lost meanwhile.
             self._announced_for = self._link.up_since
             self.news.announce(ask=True)
+        else:
+            self.news.beat()
         self.news.gone(dead)
         if self._settled():
             self._sweep(entries, dead)

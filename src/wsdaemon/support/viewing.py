@@ -18,6 +18,15 @@ out (C{"type": "operator_viewing"}: the daemon and its run, the
 connection, the operator, the conversation or null), the others' in; when
 the link comes up everything viewed here, with a question for the others'.
 
+News is best effort (a publish that fails while the link stays up, a
+daemon so far behind that the capped stream dropped it): the heartbeat
+puts it right (L{ViewingNews.beat}). After a publish of this daemon's
+news failed, the next heartbeat sends everything viewed here; and every
+L{SNAPSHOT_EVERY} heartbeats it is sent anyway, so whatever another
+daemon lost is right again within that many heartbeats (10 s with the
+default heartbeat of 2 s). A snapshot is one stream entry per daemon,
+as big as the connections here that view a conversation.
+
 Bounded: at most L{MAX_REMOTE_VIEWING} entries (more are ignored, and
 logged once); names and ids longer than L{MAX_NAME} are not taken.
 """
@@ -30,11 +39,12 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from wsdaemon.escaping import visible
 
-__all__ = ["MAX_NAME", "MAX_REMOTE_VIEWING", "VIEWING", "RemoteViewers", "TeamLink",
-           "ViewersHub", "ViewingNews"]
+__all__ = ["MAX_NAME", "MAX_REMOTE_VIEWING", "SNAPSHOT_EVERY", "VIEWING", "RemoteViewers",
+           "TeamLink", "ViewersHub", "ViewingNews"]
 
 #: The viewing news' type in the event stream.
 VIEWING = "operator_viewing"
@@ -43,6 +53,8 @@ VIEWING = "operator_viewing"
 MAX_REMOTE_VIEWING = 10_000
 #: Characters of an operator's name, a connection's or a daemon's id taken.
 MAX_NAME = 200
+#: Heartbeats between two snapshots of what this daemon's connections view.
+SNAPSHOT_EVERY = 5
 
 _log = Logger(namespace="wsdaemon.operators")
 
@@ -185,6 +197,9 @@ class ViewingNews:
         self.daemon_id = link.daemon_id
         self.run = secrets.token_hex(6)
         self.hub: ViewersHub | None = None
+        #: Heartbeats since the last snapshot; whether news was lost since.
+        self._beats = 0
+        self._lost = False
         link.on_events(self._events)
 
     def viewing(self, connection: str, operator: str, conversation_id: str | None) -> None:
@@ -193,8 +208,19 @@ class ViewingNews:
     def announce(self, ask: bool) -> None:
         """Everything this daemon's connections view (C{ask}: and the others, theirs)."""
         if self.hub is not None:
+            self._beats = 0
+            self._lost = False
             self._publish({"views": [list(entry) for entry in self.hub.viewing_here()],
                            "ask": ask})
+
+    def beat(self) -> None:
+        """
+        A heartbeat ran (the link is up): a snapshot if news was lost
+        since the last one, or every L{SNAPSHOT_EVERY} heartbeats.
+        """
+        self._beats += 1
+        if self._lost or self._beats >= SNAPSHOT_EVERY:
+            self.announce(ask=False)
 
     def gone(self, daemons: Iterable[str]) -> None:
         """These daemons are gone: their connections view nothing."""
@@ -205,8 +231,12 @@ class ViewingNews:
     def _publish(self, fields: dict[str, Any]) -> None:
         d = self._link.publish({"type": VIEWING, "daemon": self.daemon_id, "run": self.run,
                                 **fields})
-        d.addErrback(lambda f: _log.debug("operators: viewing news not published: {why}",
-                                          why=f.getErrorMessage()))
+        d.addErrback(self._not_published)
+
+    def _not_published(self, failure: Failure) -> None:
+        self._lost = True  # the next heartbeat sends a snapshot
+        _log.debug("operators: viewing news not published: {why}",
+                   why=failure.getErrorMessage())
 
     def _events(self, events: list[dict[str, Any]]) -> None:
         hub = self.hub
