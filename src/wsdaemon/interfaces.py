@@ -1,7 +1,7 @@
 """
 The interfaces between the daemon's layers: what a strategy implements and
 what the connections and the admin API ask of it (strategy authors import
-theirs from L{wsdaemon.strategies}; the ports of the operator queue, the
+theirs from L{wsdaemon.strategies}; the ports of the conversations, the
 push bus and the support component live beside their owners).
 
 A *reply strategy* decides what a route answers. The protocol hands it every
@@ -240,7 +240,7 @@ class IOptionCheck(Interface):
         Validate C{options} (as for L{IStrategyFactory.create}).
 
         @param context: a L{wsdaemon.strategies.OptionContext} (config
-            directory, route path, whether the daemon has an operator queue).
+            directory, route path, the config's section names).
 
         @raise wsdaemon.strategies.OptionError: as C{create} would.
 
@@ -404,7 +404,7 @@ class Contribution:
 class IComponent(Interface):
     """
     A feature that runs inside the daemon behind one hook (issue 22, item
-    9): the operator feature, conversations or the queue. The assembly
+    9): the operator feature, conversations. The assembly
     builds it once, from the config's values, through the factory it is
     given; asks it what to mount (L{contribute}) for each config, the
     first and every reload's; hands it the config that took effect

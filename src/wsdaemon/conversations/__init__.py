@@ -9,8 +9,8 @@ changed records and the effects to carry out, store writes first. It does
 no I/O and holds no reactor; drivers (SQLite, Redis) carry the effects out.
 See docs/conversations.md.
 
-They serve operator routes by default (C{[operator] model}); the older
-item queue runs only when a config chooses it (deprecated).
+They serve every operator route (C{strategy = operator}); the older item
+queue was retired, its store taken over on start.
 """
 
 from wsdaemon.conversations.core import decide

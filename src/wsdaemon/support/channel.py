@@ -19,9 +19,9 @@ answers; C{max_outbound_buffer} how much an operator that stopped reading
 may leave unread before it is dropped; C{max_connections}), C{limits} the
 answers' bounds (L{ChannelLimits}). C{clock} defaults to C{reactor}.
 
-An operator authenticates at the handshake as on the queue's channel: its
-token in C{Authorization: Bearer TOKEN} or a C{token} query parameter (401
-without, 403 when wrong). The greeting is C{{"type": "hello", "protocol":
+An operator authenticates at the handshake: its token in
+C{Authorization: Bearer TOKEN} or a C{token} query parameter (401 without,
+403 when wrong). The greeting is C{{"type": "hello", "protocol":
 2, ...}} with the first page of conversations (most waiting first), the
 team and how many canned replies there are. Then each request (a JSON
 object with a C{type}, and an optional C{id} that the answer echoes) gets

@@ -4,7 +4,8 @@ time a Redis conversation store opens (docs/conversations.md, section 5),
 with the SQLite take-over's rules (L{wsdaemon.support.migration.
 conversation_from_queue}: the same mapping, not a copy of it).
 
-Read from the queue (L{wsdaemon.broker.scripts}), never changed: its open
+Read from the queue's keys (their layout: C{tests/legacy_queue.py}, which
+builds them as the retired queue's scripts wrote them), never changed: its open
 items (C{open}, C{item:ID}), and each client's thread (C{conv:C},
 C{messages}); a message to the client that no daemon has written yet
 (C{undelivered:C}, or taken by a daemon and not settled) counts as not
