@@ -151,6 +151,10 @@ class SupportComponent:
             # another daemon says of its own connections.
             feed.holds = lambda name: bool(self.operators.links_of(name))
         self.bots.attach(self.driver.submit)
+        if link is not None:
+            # Daemons share the store: a plain visitor's delivery is
+            # recorded before it is written (no reply twice after a hop).
+            self.visitors.record_before_writing(self.driver.submit)
         #: The configured operators in the team as a reload changes them.
         self.roster = Roster(self.driver)
         self.operators.on_team = self.roster.check

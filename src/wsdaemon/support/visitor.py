@@ -83,6 +83,7 @@ from wsdaemon.support.visitor_chat import (
     refusal_in,
     submit_quietly,
 )
+from wsdaemon.support.visitor_delivery import record_page
 from wsdaemon.support.visitor_protocol import (
     MAX_TEXT_BYTES,
     PAGE_MESSAGES,
@@ -289,11 +290,22 @@ class ConversationStrategy:
         # What a plain connection here took counts, recorded or not yet.
         start = max(conversation.delivered_upto if conversation is not None else 0,
                     self.driver.taken.get(key, 0))
+        recorded = self.visitors.recorded
+        if recorded is not None:
+            # Daemons share the store: what another one recorded (before
+            # writing it) may not be in this view yet.
+            stored = await self.driver.store.load(key)
+            if stored is not None:
+                start = max(start, stored.delivered_upto)
         connection.sent = after = start
         while True:
             messages = await self.driver.store.messages(key, after=after, limit=PAGE_MESSAGES)
             if not connection.session.is_open:
                 return
+            if recorded is not None:
+                await record_page(recorded.record, self.route, connection, messages)
+                if not connection.session.is_open:
+                    return
             for message in messages:
                 if message.to_visitor:
                     self.visitors.send(connection, message.body)

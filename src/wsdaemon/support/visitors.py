@@ -65,6 +65,7 @@ from wsdaemon.conversations.transition import InboxView
 from wsdaemon.interfaces import ISession
 from wsdaemon.support.ports import IVisitorPort
 from wsdaemon.support.visitor_connection import DEFAULT_MAX_BUFFERED, Mode, VisitorConnection
+from wsdaemon.support.visitor_delivery import Record, RecordedWrites
 from wsdaemon.support.visitor_presence import VisitorPresence
 from wsdaemon.support.visitor_protocol import (
     ack_frame,
@@ -139,6 +140,8 @@ class VisitorSessions:
         self._sweep_call: IDelayedCall | None = None
         #: Who is connected now and when the others were last seen.
         self.presence = VisitorPresence(clock)
+        #: Daemons sharing the store: plain writes wait for their record.
+        self.recorded: RecordedWrites | None = None
 
     # -- connections ---------------------------------------------------------
 
@@ -244,16 +247,30 @@ class VisitorSessions:
 
     # -- IVisitorPort --------------------------------------------------------
 
+    def record_before_writing(self, record: Record) -> None:
+        """
+        Daemons share the store: a plain connection's message is recorded
+        delivered before it is written (L{wsdaemon.support.visitor_delivery}).
+        """
+        self.recorded = RecordedWrites(record, self.connections_of)
+
     def deliver(self, effect: DeliverMessage) -> bool:
         message = effect.message
-        plain_took = False
+        plain_took = plain_waits = False
+        recorded = self.recorded
         whole: str | None = None
         for connection in self.connections_of(effect.route, effect.visitor):
             if connection.structured:
                 whole = whole or message_frame(message)
                 connection.write(connection.fitted(whole, message), message.seq)
-            elif message.to_visitor and connection.write(message.body, message.seq):
+            elif not message.to_visitor:
+                continue
+            elif recorded is not None:
+                plain_waits = True
+            elif connection.write(message.body, message.seq):
                 plain_took = True
+        if recorded is not None and plain_waits:
+            recorded.deliver(effect.route, effect.visitor, message)
         return plain_took
 
     def tell(self, effect: ConfirmVisitorMessage | SignalVisitor | RefuseVisitor) -> None:

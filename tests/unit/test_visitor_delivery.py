@@ -1,0 +1,97 @@
+"""
+L{VisitorSessions} on a store shared by daemons (L{RecordedWrites}): a plain
+connection's message is recorded delivered (L{VisitorDelivered} submitted)
+before it is written, in the order delivered even when the records' outcomes
+come out of order; a failed record still writes; structured connections are
+written at once, as with one daemon.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from tests.unit.test_support_visitors import deliver, got, seqs_of, session, sessions
+from wsdaemon.conversations.events import VisitorDelivered
+from wsdaemon.errors import BrokerUnavailable
+from wsdaemon.support.visitors import Mode
+
+
+class Records:
+    """The driver's submit, answered by the test."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[VisitorDelivered, Deferred[object]]] = []
+
+    def __call__(self, event: VisitorDelivered) -> Deferred[object]:
+        d: Deferred[object] = Deferred()
+        self.submitted.append((event, d))
+        return d
+
+    def upto(self) -> list[int]:
+        return [event.upto for event, _ in self.submitted]
+
+
+def test_a_plain_message_is_written_once_its_delivery_is_recorded() -> None:
+    """Nothing is written before the record commits; then the text, once.
+    The driver is told no plain connection took it (it records nothing more)."""
+    port, _ = sessions()
+    records = Records()
+    port.record_before_writing(records)
+    plain = session()
+    structured = session()
+    port.synced(port.add(plain, Mode.PLAIN), 0, 0, False)  # type: ignore[arg-type]
+    port.synced(port.add(structured, Mode.STRUCTURED), 0, 0, False)  # type: ignore[arg-type]
+    assert deliver(port, 1) is False
+    assert records.upto() == [1]
+    assert got(plain) == []
+    assert seqs_of(got(structured)) == [1]  # structured: at once
+    records.submitted[0][1].callback(None)
+    assert got(plain) == ["m1"]
+    assert len(port.recorded or ()) == 0
+
+
+def test_writes_keep_their_order_when_records_answer_out_of_order() -> None:
+    """Records of 1, 2, 3: 2 answers first (nothing written), then 1 (1 and 2
+    written), a failed record of 3 still writes 3 (it may come once more
+    later, as with one daemon, never lost)."""
+    port, _ = sessions()
+    records = Records()
+    port.record_before_writing(records)
+    plain = session()
+    port.synced(port.add(plain, Mode.PLAIN), 0, 0, False)  # type: ignore[arg-type]
+    for seq in (1, 2, 3):
+        deliver(port, seq)
+    assert records.upto() == [1, 2, 3]
+    records.submitted[1][1].callback(None)
+    assert got(plain) == []
+    records.submitted[0][1].callback(None)
+    assert got(plain) == ["m1", "m2"]
+    records.submitted[2][1].errback(Failure(BrokerUnavailable("redis is away")))
+    assert got(plain) == ["m3"]
+
+
+def test_a_connection_opened_before_the_write_gets_it_once() -> None:
+    """A second tab opened while the record is out, its page (up to 0) read:
+    the write reaches both tabs, once each; a tab gone by then gets nothing."""
+    port, _ = sessions()
+    records = Records()
+    port.record_before_writing(records)
+    first, second = session(), session()
+    port.synced(port.add(first, Mode.PLAIN), 0, 0, False)  # type: ignore[arg-type]
+    deliver(port, 1)
+    port.synced(port.add(second, Mode.PLAIN), 0, 0, False)  # type: ignore[arg-type]
+    port.remove(first)
+    records.submitted[0][1].callback(None)
+    assert got(first) == [] and got(second) == ["m1"]
+
+
+def test_no_plain_connection_nothing_recorded() -> None:
+    """A visitor with no plain connection here: nothing to record or write."""
+    port, _ = sessions()
+    records = Records()
+    port.record_before_writing(records)
+    structured = session()
+    port.synced(port.add(structured, Mode.STRUCTURED), 0, 0, False)  # type: ignore[arg-type]
+    deliver(port, 1)
+    assert records.submitted == [] and seqs_of(got(structured)) == [1]
