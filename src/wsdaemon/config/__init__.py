@@ -55,7 +55,7 @@ from wsdaemon.cores import usable_cores
 from wsdaemon.forwarded import parse_trusted_proxies
 from wsdaemon.interfaces import ISectionParser, SectionContext, SectionSettings
 from wsdaemon.spelling import did_you_mean
-from wsdaemon.strategies.registry import CONVERSATIONS_OPERATOR, StrategyRegistry
+from wsdaemon.strategies.registry import StrategyRegistry
 
 __all__ = [
     "ASSETS_PATH",
@@ -246,10 +246,6 @@ def load_config(
         defaults = _protocol_settings(reader, PROTOCOL_SECTION, defaults)
 
     broker = broker_settings(reader) if BROKER_SECTION in parser else None
-    if "operator" in parser:
-        # Routes' operator options are the conversations' (checked here, with
-        # their lines; the daemon builds the strategy on its conversations).
-        registry = registry.with_builtin("operator", CONVERSATIONS_OPERATOR)
     admin = (_admin_settings(reader, check_endpoint, tuple(admin_listen_override))
              if ADMIN_SECTION in parser else None)
     if admin_listen_override and admin is None:
