@@ -177,7 +177,7 @@ def test_a_queue_file_is_taken_over_by_conversations(tmp_path: Path) -> None:
 def test_queue_keys_are_taken_over_by_conversations(redis_server: RedisServer,
                                                     tmp_path: Path) -> None:
     """[broker] backend = redis: the conversations take the queue's keys over
-    (same prefix), once; the SQLite file is not used."""
+    (same prefix); the SQLite file is not used."""
     visitors = Visitors(tmp_path)
     the_queue_redis(redis_call(redis_server), visitors, time.time() - 600)
     config = tmp_path / "wsdaemon.ini"

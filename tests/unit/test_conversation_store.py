@@ -325,6 +325,8 @@ def fill_queue(path: Path) -> None:
     # eve: nobody answered; the fallback closed her item (keep_after_fallback = no).
     queue.ask("e1", ROUTE, "eve", "q e1", 60.0)
     queue.fallback("e1", "Sorry, nobody yet", 360.0, keep=False)
+    # ann again, on another operator route: another conversation.
+    queue.ask("s1", "/sales", "ann", "q s1", 70.0)
     queue.close()
 
 
@@ -364,18 +366,22 @@ def test_sqlite_takes_over_the_queue_once(tmp_path: Path) -> Generator[Any, Any,
     eve = yield store.load(conversation_id_for(ROUTE, "eve"))
     assert (eve.status, eve.resolved_at, eve.delivered_upto, eve.last_seq, eve.unanswered) == \
         (Status.RESOLVED, 360.0, 1, 2, 0)
-    assert [c.visitor for c in (yield store.load_live())] == ["ann", public_id(LEGACY)]
+    sales = yield store.load(conversation_id_for("/sales", "ann"))
+    assert (sales.route, sales.status, sales.last_seq, sales.waiting_since) == \
+        ("/sales", Status.OPEN, 1, 70.0)
+    assert [(c.route, c.visitor) for c in (yield store.load_live())] == [
+        (ROUTE, "ann"), (ROUTE, public_id(LEGACY)), ("/sales", "ann")]
     counts = yield store._writer.run(lambda db: [
         db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
         for t in ("items", "messages", "conversations", "conversation_messages")])
-    assert counts == [5, 10, 5, 10]
+    assert counts == [6, 11, 6, 11]
     yield store.close()
     again = sqlite_store(path)
     yield again.open()
     assert (yield again.load(ann.conversation_id)) == ann
     counts = yield again._writer.run(lambda db: db.execute(
         "SELECT count(*) FROM conversations").fetchone()[0])
-    assert counts == 5
+    assert counts == 6
     yield again.close()
     assert queue_tables(path) == before
 
