@@ -231,3 +231,20 @@ def test_the_help_shows_the_conversations_commands(capsys: pytest.CaptureFixture
     text = capsys.readouterr().out
     assert "resolve [#REF]" in text and "snooze" in text
     assert "queue" not in text and "answer the oldest" not in text
+
+
+def test_every_installed_command_names_a_function_that_exists() -> None:
+    """The commands pyproject.toml installs (wsdaemon-operator among them) each
+    name a module and function that import: a command left pointing at a
+    removed module would install and fail only when run."""
+    import importlib
+    import tomllib
+
+    from tests.daemon import REPO
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"]["scripts"]
+    assert scripts["wsdaemon-operator"] == "wsdaemon.support.terminal:main"
+    for command, target in scripts.items():
+        module, _, name = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), command
