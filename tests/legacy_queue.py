@@ -8,7 +8,7 @@ The queue (C{[operator] model = queue}) wrote them until commit 0889169
 (2026-12-07, the last on main with C{strategies/operator} and
 C{broker/queue.py}). What is here is a frozen copy of their layout and
 encodings, checked byte for byte against that code once, by hand, before
-it was removed (the commit that added this file says how and what was
+it was removed (commits 33af039 and 3fd22a1 say how and what was
 compared). Nothing here decides anything the queue decided (caps, claims,
 leases, who is online): a builder writes what the queue wrote once it had
 decided, with the times and ids the test gives.
