@@ -1,9 +1,9 @@
 """
 Several daemons as one service through a real redis-server, on what they
-share beside conversations (those: test_conversations_redis.py): pushes
-through any daemon, a plain visitor hopping between daemons, a reload that
-keeps the broker, workers on Redis, and the shipped cluster example
-(etc/cluster) behind HAProxy.
+share beside conversations (those: test_conversations_redis.py; a plain
+visitor hopping between daemons: test_plain_visitor_hops.py): pushes through
+any daemon, a reload that keeps the broker, workers on Redis, and the
+shipped cluster example (etc/cluster) behind HAProxy.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import require_tool
 from tests.daemon import REPO, Daemon, free_port
-from tests.integration.test_conversations_redis import ACK, ADMIN_KEY, ALICE, BOB, config_text
+from tests.integration.test_conversations_redis import ACK, ADMIN_KEY, BOB, config_text
 from tests.operator_client import cookie_of, next_of, operator_desk, request, structured
 from tests.redis_server import RedisServer
 from wsdaemon.client_ids import public_id
@@ -132,65 +132,6 @@ def test_push_through_b_reaches_clients_on_a(cluster: Cluster, closing: list[Any
     assert on_b.recv(timeout=5) == "everyone"
     assert next_of(visitor, "push") == {"type": "push", "text": "everyone"}
     no_more(on_a, on_b, visitor)
-
-
-def _delivered(desk: ClientConnection, seq: int) -> None:
-    """Wait until C{desk}'s daemon knows the visitor got every message up to C{seq}."""
-    next_of(desk, "delivered", timeout=10,
-            where=lambda e: e["conversation"]["delivered_upto"] >= seq)
-
-
-def test_a_plain_visitor_gets_each_reply_once_whichever_daemon(
-        cluster: Cluster, closing: list[Any]) -> None:
-    """
-    A plain-text visitor (its cookie kept) asks through A and B in turn,
-    as a balancer would send it: each answer, written on the daemon that
-    holds it and recorded as delivered there, is not sent again by the
-    other. Then it leaves; the answer written meanwhile comes once, on B,
-    not again on A.
-
-    (Each hop waits for both daemons to know of the delivery: a visitor
-    reconnecting to the other daemon before its view has the record gets
-    the answer again, unlike the queue's reply taken in Redis before it was
-    written. Plain visitors have no ids to resume with.)
-    """
-    a, b = cluster.start("a"), cluster.start("b")
-    desks = [operator_desk(a, ALICE), operator_desk(b, BOB)]
-    closing.extend(desks)
-    first = connect(f"{a.url}/support")
-    closing.append(first)
-    cookie = cookie_of(first)
-    first.send("question 0")
-    assert first.recv(timeout=5) == ACK  # once per conversation
-    conversation = str(next_of(desks[1], "conversation")["conversation"]["id"])
-    visitor = first
-    for n in range(4):
-        if n:
-            visitor = connect(f"{(a, b)[n % 2].url}/support",
-                              additional_headers={"Cookie": cookie})
-            closing.append(visitor)
-            visitor.send(f"question {n}")
-        answer = request(desks[n % 2], {"type": "reply", "conversation": conversation,
-                                        "text": f"answer {n}"}, f"r{n}")
-        assert answer["type"] == "ok", answer
-        assert visitor.recv(timeout=5) == f"answer {n}"
-        seq = answer["message"]["seq"]
-        for desk in desks:
-            _delivered(desk, seq)
-        visitor.close()
-    answer = request(desks[0], {"type": "reply", "conversation": conversation,
-                                "text": "written while away"}, "away")
-    assert answer["type"] == "ok", answer
-    back = connect(f"{b.url}/support", additional_headers={"Cookie": cookie})
-    closing.append(back)
-    assert back.recv(timeout=5) == "written while away"
-    no_more(back)
-    back.close()
-    for desk in desks:
-        _delivered(desk, seq + 1)
-    again = connect(f"{a.url}/support", additional_headers={"Cookie": cookie})
-    closing.append(again)
-    no_more(again)
 
 
 def test_reload_keeps_the_broker_and_refuses_to_change_it(cluster: Cluster,
