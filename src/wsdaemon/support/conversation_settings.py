@@ -97,16 +97,16 @@ def conversation_settings(reader: SectionReader,
         raise reader.error("model", QUEUE_RETIRED)
     if model not in MODELS:
         raise reader.error("model", f"expected {' or '.join(MODELS)}, "
-                                             f"got {values['model'].strip()!r}"
-                                             f"{did_you_mean(model, MODELS)}")
+                                    f"got {values['model'].strip()!r}"
+                                    f"{did_you_mean(model, MODELS)}")
     settings: dict[str, Any] = {}
     if "routing" in values:
         raw = values["routing"].strip().lower()
         choices = [r.value for r in Routing]
         if raw not in choices:
             raise reader.error("routing", f"expected manual or auto, got "
-                                       f"{values['routing'].strip()!r}"
-                                       f"{did_you_mean(raw, choices)}")
+                                      f"{values['routing'].strip()!r}"
+                                      f"{did_you_mean(raw, choices)}")
         settings["routing"] = Routing(raw)
     if "capacity" in values:
         settings["default_capacity"] = reader.convert("capacity", parse_count)
