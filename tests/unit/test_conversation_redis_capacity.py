@@ -38,6 +38,7 @@ from wsdaemon.conversations.events import Assign, OperatorCapacity
 from wsdaemon.conversations.model import Conversation, conversation_id_for
 from wsdaemon.support.redis_scripts import TEAM
 from wsdaemon.support.redis_store import RedisConversationStore
+from wsdaemon.support.redis_team import TeamPresence
 
 pytestmark = pytest.mark.slow
 
@@ -208,3 +209,22 @@ def test_the_script_checks_the_capacity_the_team_entry_holds(
     with pytest.raises(StaleConversation):
         yield store.commit(_new(4), {"team_raise": {"bob": [3, 4, 3]}})  # malformed: the view's
     assert (yield link.call("HGET", f"{link.prefix}c:team:raised", "bob")) == "3"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_joined_name_does_not_overwrite_a_team_entry(
+        links: Links) -> Generator[Any, Any, None]:
+    """A name joined by a reload writes its (offline) entry only if it has
+    none: Bob's entry, online through another daemon, stays; one that left
+    keeps its entry; Carol, unknown, gets hers."""
+    link = links()
+    team = TeamPresence(link, reactor, 2.0)
+    key = f"{link.prefix}c:team"
+    online = json.dumps({"availability": "online", "capacity": 2, "daemon": "d9"})
+    yield link.call("HSET", key, "bob", online)
+    team.record(NotifyTeam("bob", "offline", 0, 0, joined=True))
+    team.record(NotifyTeam("bob", "offline", 0, 0, left=True))
+    team.record(NotifyTeam("carol", "offline", 3, 0, joined=True))
+    carol = yield link.call("HGET", key, "carol")
+    assert json.loads(carol) == {"availability": "offline", "capacity": 3, "daemon": "d1"}
+    assert (yield link.call("HGET", key, "bob")) == online
