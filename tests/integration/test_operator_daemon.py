@@ -211,6 +211,14 @@ def test_terminal_console_reconnects_after_restart(config: Path, tmp_path: Path,
     try:
         assert process.stdout is not None and process.stdin is not None
         assert "connected as alice" in process.stdout.readline()
+        # Once `list` is answered, so are the requests the console makes on
+        # each greeting (availability, canned replies): none is cut off.
+        process.stdin.write("list\n")
+        process.stdin.flush()
+        line = process.stdout.readline()
+        while line != "0 conversation(s)\n":
+            assert line, "the console ended"
+            line = process.stdout.readline()
         assert first.stop() in (0, -15)  # twistd ends by re-raising SIGTERM
         line = process.stdout.readline()
         while "disconnected" not in line:
@@ -227,7 +235,8 @@ def test_terminal_console_reconnects_after_restart(config: Path, tmp_path: Path,
             process.stdin.write(f"open #{summary['id']}\nreply welcome back\nquit\n")
             process.stdin.flush()
             assert client.recv(timeout=10) == "welcome back"
-        assert process.wait(timeout=10) == 0
+        code = process.wait(timeout=10)
+        assert code == 0, process.stderr.read() + process.stdout.read()
     finally:
         process.kill()
 
