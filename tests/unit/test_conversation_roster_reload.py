@@ -175,3 +175,19 @@ def test_the_terminal_console_says_who_left() -> None:
         "name": "bob\x1b[2J", "display_name": "Bob", "availability": "offline", "capacity": 0,
         "load": 0, "left": True}}, "alice", 0.0)
     assert line == "team Bob (bob\\x1b[2J) left the team"
+
+
+def test_only_members_are_kept_leaving() -> None:
+    """A removed name the team does not hold (it never joined: the team was
+    full) is not waited for: the set of those leaving stays within the team."""
+    store = GatedStore()
+    ports = RecordingPorts(store)
+    settings = ConversationSettings(bounds=Bounds(max_operators=1))
+    driver = ConversationDriver(store, Inbox(settings), Clock(), ports, ports, ports,
+                                roster=("alice", "bob"))
+    assert driver.start().called
+    roster = Roster(driver)
+    assert [o.name for o in driver.inbox.team.operators] == ["alice"]
+    driver.submit(OperatorAvailability("alice", Availability.ONLINE))
+    roster.update(["carol"])
+    assert roster.leaving == {"alice"}

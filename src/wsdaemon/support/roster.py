@@ -57,7 +57,10 @@ class Roster:
         """
         now = frozenset(names)
         joined = now - self.names
-        self.leaving = (self.leaving | (self.names - now)) - now
+        team = self._driver.inbox.team
+        # Only members can leave (at most the team's bound).
+        self.leaving = {name for name in (self.leaving | (self.names - now)) - now
+                        if team.get(name) is not None}
         self.names = now
         self._driver.roster = tuple(sorted(now))
         if not self._driver.running:
@@ -78,12 +81,13 @@ class Roster:
             return
         inbox = self._driver.inbox
         free = []
-        for name in sorted(self.leaving):
+        # Those still holding a conversation first (a look-up each), the
+        # team's entries only for the others.
+        for name in sorted(n for n in self.leaving if not inbox.load_of(n)):
             member = inbox.team.get(name)
             if member is None:
                 self.leaving.discard(name)
-            elif member.availability is Availability.OFFLINE and not member.load \
-                    and not inbox.load_of(name):
+            elif member.availability is Availability.OFFLINE and not member.load:
                 self.leaving.discard(name)
                 free.append(name)
         if free:
