@@ -23,7 +23,7 @@ TOKEN = "alice-example-token-change-me"
 def section() -> str:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     start = readme.index("#### Conversations\n")
-    return readme[start:readme.index("#### The item queue", start)]
+    return readme[start:readme.index("#### Upgrading from the item queue", start)]
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
