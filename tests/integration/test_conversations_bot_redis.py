@@ -175,9 +175,9 @@ def entries(opened: dict[str, Any]) -> list[tuple[str, str | None, str]]:
 def test_each_bot_answers_once_and_hands_over_to_the_operator_on_b(
         cluster: list[Daemon], backend: Backend) -> None:
     """
-    On A: the rules answer "order 42" once; "human" hands over: Bob on B
-    finds it waiting with the bot's part and one note, replies, the visitor
-    on A reads it. On /desk the backend is asked once (not by both
+    The rules answer "order 42" on A once, then "order 7" through B once;
+    "human" hands over: Bob on B finds it waiting with the bot's part and
+    one note, replies, the visitor reads it. On /desk the backend is asked once (not by both
     daemons), answers once; a handoff phrase reaches Bob, one note.
     """
     a, b, _ = cluster
@@ -188,12 +188,18 @@ def test_each_bot_answers_once_and_hands_over_to_the_operator_on_b(
     with desk(b) as ws:
         scripted.say("Where is order 42?")
         assert scripted.messages(1) == [("bot", "Order 42 ships tomorrow.")]
+        # The same episode through B: B's bot answers, once (A's does not).
+        scripted.close()
+        scripted.connect(b)
+        scripted.say("And order 7?")
+        assert scripted.messages(1) == [("bot", "Order 7 ships tomorrow.")]
         scripted.say("I want a human please")
         assert scripted.messages(1) == [("system", ACK)]
         opened = handed_over(ws, "/support", 5)
         shown = entries(opened)
         assert [e for e in shown if e[1] == "bot"] == [
             ("message", "bot", "Order 42 ships tomorrow."),
+            ("message", "bot", "Order 7 ships tomorrow."),
             ("note", "bot", "handed over: the visitor asked for a person (human)")]
         reply = request(ws, {"type": "reply", "conversation": opened["conversation"]["id"],
                              "text": "Bob here."}, "r1")
