@@ -130,7 +130,6 @@ def config(directory: Path, name: str, broker: str) -> Path:
         ack_message = Thanks!
         offline_message =
         fallback_after = 0
-        fallback_when_offline = no
 
         [route:/support]
         strategy = operator

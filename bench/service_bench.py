@@ -146,7 +146,6 @@ def _config(directory: Path, admin_port: int) -> Path:
         ack_message = Thanks!
         offline_message =
         fallback_after = 0
-        fallback_when_offline = no
 
         [route:/echo]
         strategy = echo
