@@ -151,7 +151,8 @@ def _news(effect: NotifyTeam) -> Adopted:
 def test_roster_news_from_another_daemon() -> None:
     """Another daemon's reload: a name unknown here joins as told; one known
     here (bob, online) stays as it is; a name that left goes only if it is
-    offline here and holds nothing."""
+    offline here, holds nothing and this daemon's configuration does not
+    name it."""
     inbox = Inbox(ConversationSettings())
     desk = Desk(ConversationSettings())
     desk.inbox = inbox
@@ -167,6 +168,9 @@ def test_roster_news_from_another_daemon() -> None:
     assert kept == inbox.team
     gone = adopted_team(inbox, _news(NotifyTeam("dave", "offline", 0, 0, left=True)))
     assert [o.name for o in gone.operators] == ["bob"]
+    inbox.configured = frozenset({"dave"})  # this daemon's configuration names dave
+    assert adopted_team(inbox, _news(NotifyTeam("dave", "offline", 0, 0, left=True))) \
+        == inbox.team
 
 
 def test_the_terminal_console_says_who_left() -> None:

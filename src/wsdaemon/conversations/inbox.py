@@ -29,11 +29,15 @@ __all__ = ["Inbox"]
 class Inbox:
     """
     @ivar team: the team as the last committed transition left it.
+    @ivar configured: the operators this daemon's configuration names (set
+        by its roster): another daemon's word that one left the team does
+        not take it out here.
     """
 
     def __init__(self, settings: ConversationSettings, team: Team | None = None) -> None:
         self.settings = settings
         self.team = team if team is not None else Team()
+        self.configured: frozenset[str] = frozenset()
         self._conversations: dict[str, Conversation] = {}
         self._waiting: OrderedDict[str, None] = OrderedDict()
         self._assigned: dict[str, OrderedDict[str, None]] = {}

@@ -118,7 +118,8 @@ def _roster_news(inbox: Inbox, team: Team, effect: NotifyTeam) -> Team:
     """
     Another daemon's configuration added or removed an operator: one this
     view knows already stays as it knows it (it may be online here); one
-    that left goes only if it is offline here and holds nothing.
+    that left goes only if it is offline here and holds nothing, and this
+    daemon's configuration does not name it.
     """
     known = team.get(effect.operator)
     if effect.joined:
@@ -128,7 +129,7 @@ def _roster_news(inbox: Inbox, team: Team, effect: NotifyTeam) -> Team:
             effect.operator, Availability(effect.availability), effect.capacity,
             load=inbox.load_of(effect.operator)))
     if known is None or known.availability is not Availability.OFFLINE or known.load \
-            or inbox.load_of(effect.operator):
+            or inbox.load_of(effect.operator) or effect.operator in inbox.configured:
         return team
     return evolve(team, operators=tuple(o for o in team.operators if o.name != effect.operator))
 

@@ -47,6 +47,7 @@ class Roster:
         self._driver = driver
         self.names = frozenset(driver.roster)
         self.leaving: set[str] = set()
+        driver.inbox.configured = self.names
 
     def update(self, names: Iterable[str]) -> Deferred[Transition] | None:
         """
@@ -63,6 +64,7 @@ class Roster:
                         if team.get(name) is not None}
         self.names = now
         self._driver.roster = tuple(sorted(now))
+        self._driver.inbox.configured = now
         if not self._driver.running:
             # Nothing decides yet (the store opens): enrolled directly, as
             # the driver enrols its roster when built.
