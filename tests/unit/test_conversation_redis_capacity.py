@@ -4,6 +4,7 @@ A capacity changed on one daemon while another routes on the one it knew
 capacity the operator's team entry holds, so routing never gives an
 operator more than its current capacity, whatever news a daemon has not
 read yet; the refused daemon takes the stored capacity into its view.
+And a name joined by a reload writes its team entry only if it has none.
 Real redis-server, the broker's real links, the real drivers and feeds.
 """
 
