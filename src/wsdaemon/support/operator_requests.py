@@ -72,6 +72,11 @@ def _text(request: dict[str, Any], key: str, limit: int) -> str:
         raise RequestError(f"{key!r} must be a non-empty string")
     if len(value) > limit:
         raise RequestError(f"{key!r} is {len(value)} characters long; at most {limit}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON lets "\ud800" through; neither the store nor a visitor takes it.
+        raise RequestError(f"{key!r} holds a lone surrogate: not text") from None
     return value
 
 
