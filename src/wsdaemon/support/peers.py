@@ -38,12 +38,16 @@ class Adopted:
 
     @ivar durable: it was committed (versions moved), as opposed to news
         of what stored nothing (typing, availability).
+    @ivar capacities: operators' capacities as the store holds them (a
+        commit refused because one was lowered elsewhere): only the
+        capacity changes, whatever the view holds of the rest by then.
     """
 
     conversations: tuple[Conversation, ...]
     effects: tuple[Effect, ...] = ()
     last_chosen: str | None = None
     durable: bool = True
+    capacities: tuple[tuple[str, int], ...] = ()
 
     @property
     def lane(self) -> str | None:
@@ -108,6 +112,10 @@ def adopted_team(inbox: Inbox, adopted: Adopted) -> Team:
             team = team.with_operator(evolve(
                 known, availability=Availability(effect.availability),
                 capacity=effect.capacity))
+    for name, capacity in adopted.capacities:
+        member = team.get(name)
+        if member is not None and member.capacity != capacity:
+            team = team.with_operator(evolve(member, capacity=capacity))
     last_chosen = adopted.last_chosen
     if last_chosen is not None and last_chosen != team.last_chosen:
         team = evolve(team, last_chosen=last_chosen)

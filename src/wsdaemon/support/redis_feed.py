@@ -388,7 +388,9 @@ class ConversationFeed:
         """
         The capacity the operator's team entry holds, when the view's
         differs (lowered on another daemon, its news not read yet: the
-        commit script checked that one).
+        commit script checked that one). Only the capacity: what the view
+        holds of the operator's availability may be newer by the time it
+        is taken. (Operators here see it when the news comes.)
         """
         driver = self._driver
         raw = await self._link.call("HGET", f"{self._link.prefix}c:team", operator)
@@ -399,8 +401,7 @@ class ConversationFeed:
         capacity = int(entry["capacity"])
         if known is None or capacity < 0 or known.capacity == capacity:
             return None
-        told = NotifyTeam(operator, str(known.availability), capacity, known.load)
-        return Adopted((), (told,), durable=False)
+        return Adopted((), durable=False, capacities=((operator, capacity),))
 
     def _reread_keys(self, keys: Iterable[str]) -> None:
         for key in keys:
