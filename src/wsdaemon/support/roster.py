@@ -47,6 +47,8 @@ class Roster:
         self._driver = driver
         self.names = frozenset(driver.roster)
         self.leaving: set[str] = set()
+        #: Those of them whose leaving is submitted and not yet decided.
+        self._asked: set[str] = set()
         driver.inbox.configured = self.names
 
     def update(self, names: Iterable[str]) -> Deferred[Transition] | None:
@@ -88,12 +90,18 @@ class Roster:
         for name in sorted(n for n in self.leaving if not inbox.load_of(n)):
             member = inbox.team.get(name)
             if member is None:
-                self.leaving.discard(name)
-            elif member.availability is Availability.OFFLINE and not member.load:
-                self.leaving.discard(name)
+                self.leaving.discard(name)  # it left
+            elif member.availability is Availability.OFFLINE and not member.load \
+                    and name not in self._asked:
                 free.append(name)
         if free:
-            self._submit(RosterChanged(left=tuple(free)))
+            # Asked once; if it is busy again by its turn, the next change asks again.
+            self._asked.update(free)
+            d = self._submit(RosterChanged(left=tuple(free)))
+            if d is None:
+                self._asked.difference_update(free)
+            else:
+                d.addBoth(lambda _: self._asked.difference_update(free))
 
     def _submit(self, event: RosterChanged) -> Deferred[Transition] | None:
         if not self._driver.running:
