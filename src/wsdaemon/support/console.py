@@ -116,8 +116,10 @@ class ConversationConsole:
         if self.stopping:
             return
         if self._waiting is not None:
-            self.complain(f"connection lost before the answer to {self._waiting['type']}; "
-                          "check with `list`")
+            # The greeting's own requests are asked again on the next one.
+            if not self._waiting.get("_greeting"):
+                self.complain(f"connection lost before the answer to "
+                              f"{self._waiting['type']}; check with `list`")
             self._waiting = None
             self._followups.clear()
         self.say(f"-- disconnected ({visible(reason)}); reconnecting...")
@@ -178,7 +180,7 @@ class ConversationConsole:
                  f"(you: {self.availability})")
         self._show_page(event, {"type": "conversations"})
         self._followups.append({"type": "availability", "availability": self.availability,
-                                "_then": lambda answer: None})
+                                "_then": lambda answer: None, "_greeting": True})
         self._followups.append(self._canned_request(None, quiet=True))
         self._next_command()
 
@@ -211,8 +213,9 @@ class ConversationConsole:
             elif not quiet and not self.canned:
                 self.say("   no canned replies (the [operator] section names none)")
 
+        # Quiet: the greeting's own request (and its next pages).
         return {"type": "canned", "limit": 500, **({"after": after} if after else {}),
-                "_then": take}
+                "_then": take, "_greeting": quiet}
 
     def _answered(self, request: dict[str, Any], answer: dict[str, Any]) -> None:
         self._remember(answer.get("conversation"))
