@@ -158,8 +158,8 @@ def test_failed_commit_leaves_the_conversation_unchanged(write_config: Callable[
 
 
 @pytest.mark.xfail(strict=True, reason="bug: conversations store a reply bigger than the "
-                   "visitor's route takes ('ok'); it is never written, and nothing after it "
-                   "reaches a plain visitor, on this or a later connection")
+                   "visitor's route takes and answer 'ok'; a plain visitor never gets it "
+                   "(logged: 'not written'), on this or a later connection")
 def test_a_reply_too_big_for_the_route_is_refused(write_config: Callable[..., Path],
                                                   start_daemon: Callable[..., Daemon],
                                                   opened: list[Any]) -> None:
