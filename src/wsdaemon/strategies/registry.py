@@ -21,8 +21,7 @@ from twisted.python.reflect import namedAny
 from wsdaemon.interfaces import IStrategyFactory
 from wsdaemon.spelling import did_you_mean
 
-__all__ = ["BUILTIN_STRATEGIES", "CONVERSATIONS_OPERATOR", "StrategyRegistry",
-           "UnknownStrategyError"]
+__all__ = ["BUILTIN_STRATEGIES", "StrategyRegistry", "UnknownStrategyError"]
 
 #: Built-in strategies, short name -> "module:attribute" (imported lazily).
 BUILTIN_STRATEGIES: dict[str, str] = {
@@ -36,9 +35,6 @@ BUILTIN_STRATEGIES: dict[str, str] = {
     "command": "wsdaemon.strategies.command.strategy:CommandStrategyFactory",
     "webhook": "wsdaemon.strategies.webhook.strategy:WebhookStrategyFactory",
 }
-#: The C{operator} built-in (conversations, the only model since the queue
-#: was retired).
-CONVERSATIONS_OPERATOR = BUILTIN_STRATEGIES["operator"]
 
 
 class UnknownStrategyError(LookupError):
@@ -92,16 +88,6 @@ class StrategyRegistry:
                 found.setdefault(str(plugin.name), plugin)
             self._plugin_cache = found
         return self._plugin_cache
-
-    def with_builtin(self, name: str, spec: str) -> StrategyRegistry:
-        """
-        @return: a registry like this one, with the built-in C{name} loaded
-            from C{spec} ("module:attribute") instead.
-        """
-        other = StrategyRegistry(self._builtins, self._plugins)
-        other._builtins[name] = spec
-        other._plugin_cache = self._plugin_cache
-        return other
 
     def known_names(self) -> list[str]:
         """
