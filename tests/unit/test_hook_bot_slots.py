@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from twisted.internet.error import ConnectionRefusedError
 from twisted.python.failure import Failure
 
@@ -52,17 +53,22 @@ def test_a_request_that_waited_for_a_slot_is_not_handed_over_while_out() -> None
     desk.clock.advance(1)
     desk.say("two", visitor="v2")
     assert len(desk.backend.requests) == 1  # waits for the slot
+    assert hook_bot(desk).hook_stats.in_flight == 1  # the one sent
     assert desk.conversation("v2").bot_due == start + 1 + owed_for(hook, slot_free=False)
     desk.clock.advance(8.9)
     desk.backend.answer(0, "Answer one.")
     assert len(desk.backend.requests) == 2
     assert desk.backend.event(1)["message"]["text"] == "two"
+    assert hook_bot(desk).hook_stats.in_flight == 1
     # Past the time it would have owed from its arrival (and the grace),
     # its request sent at 9.9 s and not timed out yet (19.9 s):
     desk.clock.advance(1 + attempts_time(hook) + BOT_GRACE + 0.5 - 9.9)
     assert desk.conversation("v2").with_bot, desk.notes("v2")
     assert desk.notes("v2") == []
     desk.backend.answer(1, "Answer two.")
+    # Timed from when each was sent (9.9 s, then 9.6 s), not from arrival.
+    stats = hook_bot(desk).hook_stats
+    assert stats.in_flight == 0 and stats.latency_sum == pytest.approx(9.9 + 9.6)
     assert desk.thread("v2") == [("visitor", None, "two"), ("bot", "Helper", "Answer two.")]
     assert desk.conversation("v2").bot_due is None
     desk.clock.advance(60)

@@ -245,13 +245,19 @@ class HookBot:
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         self._owe(episode, now + owed_for(self.backend.webhook, self._slots.tokens > 0))
         stats = self.hook_stats
-        stats.in_flight += 1
+        sent_at: list[float] = []
+
+        def sent() -> None:  # in flight (and timed) from when it has its slot
+            stats.in_flight += 1
+            sent_at.append(self._clock.seconds())
+
         d = request(self.poster, self.backend.webhook, self._clock, self.backend.url,
-                    event["id"], body, self._slots)
+                    event["id"], body, self._slots, sent)
 
         def done(result: object) -> object:
-            stats.in_flight -= 1
-            stats.observe(self._clock.seconds() - now)
+            if sent_at:
+                stats.in_flight -= 1
+                stats.observe(self._clock.seconds() - sent_at[0])
             return result
 
         d.addBoth(done)

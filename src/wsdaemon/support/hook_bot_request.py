@@ -16,6 +16,7 @@ has only just been sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
@@ -49,8 +50,10 @@ def owed_for(hook: WebhookSettings, slot_free: bool) -> float:
 
 class _Request:
     def __init__(self, poster: Poster, hook: WebhookSettings, clock: IReactorTime, url: str,
-                 message_id: str, body: bytes, slots: DeferredSemaphore) -> None:
+                 message_id: str, body: bytes, slots: DeferredSemaphore,
+                 sent: Callable[[], None] | None) -> None:
         self.poster = poster
+        self.on_sent = sent
         self.hook = hook
         self.clock = clock
         self.url = url
@@ -68,6 +71,8 @@ class _Request:
     def _slot(self, _: object) -> None:
         self.acquiring = None
         self._stop_timer()
+        if self.on_sent is not None:
+            self.on_sent()
         sent = deliver(self.poster, self.hook, self.clock, self.url, self.message_id, self.body)
         self.sent = sent
         sent.addBoth(self._done)
@@ -113,13 +118,17 @@ class _Request:
 
 
 def request(poster: Poster, hook: WebhookSettings, clock: IReactorTime, url: str,
-            message_id: str, body: bytes, slots: DeferredSemaphore) -> Deferred[Reply]:
+            message_id: str, body: bytes, slots: DeferredSemaphore,
+            sent: Callable[[], None] | None = None) -> Deferred[Reply]:
     """
     Deliver C{body} once one of C{slots} is free (held until the outcome),
     waiting at most C{hook.timeout} for it.
+
+    @param sent: called when it has its slot and is sent (at once, before
+        this returns, when a slot is free).
 
     @return: a Deferred firing with the backend's L{Reply}, or failing with
         L{DeliveryError} (kind L{BUSY_KIND}: no slot in time, never sent);
         cancelling it cancels the wait or the request under way.
     """
-    return _Request(poster, hook, clock, url, message_id, body, slots).result
+    return _Request(poster, hook, clock, url, message_id, body, slots, sent).result
