@@ -8,7 +8,7 @@ temporary directory: anonymous identity with its signed cookie, the
 allowed-origins list, logging of every connection to a file), and only its
 listeners and connection caps changed (the shipped caps, 10,000 in all and
 1,000 per route, would refuse the storm itself); with --workers, the
-operator route goes too (workers cannot share its embedded queue). The baseline is websockets
+operator route goes too (workers cannot share its embedded conversation store). The baseline is websockets
 17 on uvloop (bench/websockets_server.py). Both servers pinned to one core,
 the picows load generator and a bystander echo client (64 B every 2 ms on a
 connection opened before the storm, its round-trip p99 during the storm) to
@@ -63,7 +63,7 @@ def shipped_config(directory: Path, port: int, admin: int, workers: int) -> Path
         if count != 1:
             raise SystemExit(f"etc/wsdaemon.ini changed: {pattern!r} matched {count} times")
     if workers > 1:
-        # Workers cannot share the embedded operator queue; the storm is on
+        # Workers cannot share the embedded conversation store; the storm is on
         # /echo, so the operator route (the last section) goes.
         text, count = re.subn(r"(?s)\n\[route:/support\].*", "\n", text)
         if count != 1:
