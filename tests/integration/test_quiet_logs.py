@@ -24,9 +24,17 @@ from tests.daemon import Daemon, free_port
 pytestmark = pytest.mark.slow
 
 KEY = "quiet-key-0123456789abcdef"
+# An [operator] section: its component serves the chat widget's files.
 ROUTES = """
+[operator]
+tokens = alice:alice-token-0123456789abcdef
+store = conversations.sqlite3
+
 [route:/echo]
 strategy = echo
+
+[route:/support]
+strategy = operator
 """
 
 
@@ -36,6 +44,7 @@ def start(write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]
     extra = "max_connections_per_ip = 1" + (f"\nlog_every_request = {every}" if every else "")
     daemon = start_daemon(write_config(admin_config(port, KEY, ROUTES, wsdaemon=extra)))
     daemon.wait_for_log("admin API listening on")
+    daemon.wait_for_log("live conversations loaded")  # ready: /healthz answers 200
     return daemon, Admin(port, KEY)
 
 

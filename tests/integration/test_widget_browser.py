@@ -498,7 +498,7 @@ def test_widget_files_are_served_for_other_origins(daemon: Daemon) -> None:
     widget with one tag for the conversations route, no inline script."""
     import urllib.request
 
-    from wsdaemon.server.widget import SHARED_MODULES, WIDGET_MODULES
+    from wsdaemon.pages import SHARED_MODULES, WIDGET_MODULES
 
     # The shared modules (the link rule) come as the widget's: its pages are other sites'.
     for path in (["/_wsdaemon/widget.js"] + [f"/_wsdaemon/widget/{m}" for m in WIDGET_MODULES]

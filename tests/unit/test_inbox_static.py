@@ -10,7 +10,8 @@ import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
-from wsdaemon.server.web import assets, inbox_assets
+from wsdaemon.pages import widget_assets
+from wsdaemon.server.web import inbox_assets
 
 FOLDER = files("wsdaemon").joinpath("static/inbox")
 #: The modules the inbox shares with the widget (the link rule).
@@ -47,7 +48,7 @@ def test_every_import_is_served() -> None:
     /_wsdaemon/inbox/, or at /_wsdaemon/shared/ for "../shared/" (a missing
     one would break the page at load); nothing else is imported."""
     served = {name.decode() for name in inbox_assets().children}
-    shared = {name.decode() for name in assets().children[b"shared"].children}
+    shared = {name.decode() for name in widget_assets("/_wsdaemon")["/_wsdaemon/shared"].children}
     scripts = _scripts()
     assert set(scripts) <= served and "inbox.css" in served
     assert set(_scripts(SHARED)) <= shared

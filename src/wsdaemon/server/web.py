@@ -6,6 +6,7 @@ per route, all on one port.
 from __future__ import annotations
 
 import re
+from html import escape
 from importlib.resources import files
 from typing import Any
 
@@ -26,14 +27,34 @@ from wsdaemon.connections.route import Route
 from wsdaemon.connections.upgrade import UpgradeChannel
 from wsdaemon.forwarded import TrustedProxies
 from wsdaemon.interfaces import Contribution
-from wsdaemon.pages import ASSET_TYPES, CONTENT_SECURITY_POLICY, StaticPage, inbox_assets
+from wsdaemon.pages import (
+    ASSET_TYPES,
+    CONTENT_SECURITY_POLICY,
+    StaticPage,
+    WidgetAsset,
+    inbox_assets,
+)
 from wsdaemon.pages import NoIndexResource as _NoIndexResource
 from wsdaemon.pages import render_page as _page
 from wsdaemon.server.access_log import AccessLogPolicy, QuietAccessLog
-from wsdaemon.server.widget import WidgetAsset, widget_assets, widget_tag
 
 __all__ = ["CONTENT_SECURITY_POLICY", "StaticPage", "WebRoot", "build_site", "demo_page",
            "inbox_assets"]
+
+
+def widget_tag(config: DaemonConfig) -> str:
+    """
+    @return: the tag that embeds the chat widget (whose files the
+        conversations' component serves) for the config's first route
+        served by conversations (C{strategy = operator}, which the config
+        accepts only with an C{[operator]} section), or an empty string if
+        there is none.
+    """
+    for route in config.routes:
+        if route.strategy_name == "operator":
+            return (f'<script src="{ASSETS_PATH}/widget.js" data-route="{escape(route.path)}" '
+                    'data-color="#0f5f58" data-title="Acme Shoes support" async></script>')
+    return ""
 
 
 def demo_page(config: DaemonConfig) -> bytes:
@@ -64,7 +85,6 @@ def assets() -> Resource:
     for name in ("demo.js", "demo.css"):
         body = files("wsdaemon").joinpath(f"static/{name}").read_bytes()
         folder.putChild(name.encode(), StaticPage(body, ASSET_TYPES[name[name.rindex("."):]]))
-    widget_assets(folder, _NoIndexResource())
     return folder
 
 

@@ -35,7 +35,7 @@ from wsdaemon.conversations.inbox import Inbox
 from wsdaemon.credentials import example_names
 from wsdaemon.errors import BrokerOutcomeUnknown, BrokerUnavailable
 from wsdaemon.interfaces import Contribution, IComponent, IStrategyFactory
-from wsdaemon.pages import StaticPage, inbox_assets, render_page
+from wsdaemon.pages import StaticPage, inbox_assets, render_page, widget_assets
 from wsdaemon.support.bots import Bots
 from wsdaemon.support.canned import CannedReplies, read_canned
 from wsdaemon.support.channel import OperatorChannelFactory
@@ -280,8 +280,8 @@ class SupportComponent:
         """
         @return: the C{operator} strategy, the operator channel at the
             section's C{path}, the web inbox at its C{console_path} (its
-            modules under the assets' path), and the conversations'
-            collector.
+            modules under the assets' path), the chat widget's files (under
+            the assets' path too), and the conversations' collector.
         @raise ConfigError: C{config} names another store (a reload): only
             a restart opens another.
         """
@@ -295,6 +295,7 @@ class SupportComponent:
             strategies=self.strategies,
             resources={settings.path: WebSocketResource(channel),
                        f"{ASSETS_PATH}/inbox": inbox_assets(),
+                       **widget_assets(ASSETS_PATH),
                        settings.console_path: inbox},
             collectors=(self.collector,), channel=channel)
 
