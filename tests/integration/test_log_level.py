@@ -16,12 +16,13 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from tests.daemon import Daemon
-from tests.redis_server import RedisServer
+from tests.daemon import Daemon, free_port
 from wsdaemon.support.visitor import NOT_STORED, UNCONFIRMED
 
 
-def config_text(level: str, redis: RedisServer, workers: int = 1) -> str:
+def config_text(level: str, redis_port: int, workers: int = 1) -> str:
+    # Redis on a port nothing listens on: the conversations cannot be
+    # loaded, and every visitor's message fails with the outage's debug line.
     return f"""
         [wsdaemon]
         listen = tcp:0:interface=127.0.0.1
@@ -34,7 +35,7 @@ def config_text(level: str, redis: RedisServer, workers: int = 1) -> str:
 
         [broker]
         backend = redis
-        url = {redis.url}
+        url = redis://127.0.0.1:{redis_port}/0
         prefix = ll:
         timeout = 1
         heartbeat = 0.5
@@ -45,16 +46,6 @@ def config_text(level: str, redis: RedisServer, workers: int = 1) -> str:
         [route:/support]
         strategy = operator
         """
-
-
-def started(daemon: Daemon, redis: RedisServer, workers: int = 1) -> Daemon:
-    """The daemon once its conversations are loaded (by each worker), Redis stopped."""
-    deadline = time.monotonic() + 20
-    while daemon.log().count(" live conversations loaded") < workers:
-        assert time.monotonic() < deadline, daemon.log()
-        time.sleep(0.05)
-    redis.stop()
-    return daemon
 
 
 def send_while_redis_away(daemon: Daemon, *client_ids: str) -> str:
@@ -84,49 +75,46 @@ def debug_line(client_id: str) -> str:
 
 
 def test_info_hides_debug_and_a_reload_to_debug_shows_it(
-        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon],
-        redis_server: RedisServer) -> None:
+        write_config: Callable[..., Path], start_daemon: Callable[..., Daemon]) -> None:
     """At info the debug line is not written; a reload to debug writes it,
     one back to info hides it again."""
-    daemon = started(start_daemon(write_config(config_text("info", redis_server))),
-                     redis_server)
+    redis_port = free_port()
+    daemon = start_daemon(write_config(config_text("info", redis_port)))
     log = send_while_redis_away(daemon, "v1")
     assert debug_line("v1") not in log, log
     assert "#debug]" not in log, log
 
-    write_config(config_text("debug", redis_server))
+    write_config(config_text("debug", redis_port))
     reload(daemon, 1)
     log = send_while_redis_away(daemon, "v2")
     assert f"[wsdaemon.support.visitor#debug] conversations: {debug_line('v2')}" in log, log
 
-    write_config(config_text("info", redis_server))
+    write_config(config_text("info", redis_port))
     reload(daemon, 2)
     log = send_while_redis_away(daemon, "v3")
     assert debug_line("v3") not in log, log
 
 
 def test_debug_under_twist(write_config: Callable[..., Path],
-                           start_daemon: Callable[..., Daemon],
-                           redis_server: RedisServer) -> None:
+                           start_daemon: Callable[..., Daemon]) -> None:
     """twist's own --log-level (info by default) does not hide what the config asks for."""
-    daemon = started(start_daemon(write_config(config_text("debug", redis_server)),
-                                  runner="twist"), redis_server)
+    daemon = start_daemon(write_config(config_text("debug", free_port())), runner="twist")
     log = send_while_redis_away(daemon, "v1")
     assert '"client_id": "v1"' in log and " was not stored or not confirmed" in log, log
 
 
 def test_workers_follow_the_level(write_config: Callable[..., Path],
-                                  start_daemon: Callable[..., Daemon],
-                                  redis_server: RedisServer) -> None:
+                                  start_daemon: Callable[..., Daemon]) -> None:
     """Each worker writes what the level lets through: nothing at info, the
     line (marked with the worker) once a reload asked for debug."""
-    daemon = start_daemon(write_config(config_text("info", redis_server, workers=2)))
-    started(daemon, redis_server, workers=2)
+    redis_port = free_port()
+    daemon = start_daemon(write_config(config_text("info", redis_port, workers=2)))
+    daemon.wait_for_log("worker 1]", timeout=20)
     visitors = [f"i{n}" for n in range(6)]  # the kernel picks each one's worker
     log = send_while_redis_away(daemon, *visitors)
     assert "was not stored" not in log and "#debug worker " not in log, log
 
-    write_config(config_text("debug", redis_server, workers=2))
+    write_config(config_text("debug", redis_port, workers=2))
     reload(daemon, 1)
     for batch in range(4):  # until both workers had one (each batch: 1 in 32 they did not)
         visitors = [f"d{batch}-{n}" for n in range(6)]
