@@ -18,7 +18,11 @@ key: visitors and operators land on either at random, and Redis is
 restarted once in the middle (down for two seconds). A visitor told its
 message "could not be queued" while Redis is away expects no answer to it;
 one told "we could not confirm" it expects at most one; every other question
-must still get exactly one answer.
+must still get exactly one answer. At the end each visitor's thread is read
+from the store: every answer stored once and written to its visitor once,
+but for the documented price of a plain visitor's delivery record that
+fails while Redis is away (see L{around_the_outage}): counted and shown,
+not failed.
 
 (Until 2026-12-07 the soak ran the operator queue, now retired.)
 
