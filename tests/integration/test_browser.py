@@ -1,10 +1,12 @@
 """
 The demo page in headless Chromium against the real daemon: pick a route,
-connect, send, see the reply, close, see the state.
+connect, send, see the reply, close, see the state; as a plain visitor of
+conversations it keeps the identity the daemon issued (a cookie).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,8 @@ import pytest
 from tests.daemon import Daemon
 
 pytestmark = pytest.mark.slow
+
+ALICE = "alice-token-0123456789abcdef"
 
 CONFIG = """
     [wsdaemon]
@@ -110,3 +114,70 @@ def test_pages_send_security_headers_and_still_work(
                   if "Content Security Policy" in entry["message"] and "/console'" not in
                   entry["message"] and "frame-ancestors" not in entry["message"]]
     assert violations == []
+
+
+def test_demo_page_gets_reply_after_coming_back(browser: Any, write_config: Callable[..., Path],
+                                                start_daemon: Callable[..., Daemon]) -> None:
+    """The demo page's identity is issued by the daemon (an HttpOnly cookie):
+    the operator sees the public id derived from it, never the credential,
+    and a reply sent while the page was away reaches it when it comes back."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.operator_client import operator_desk, request
+    from wsdaemon.client_ids import public_id
+
+    daemon = start_daemon(write_config(CONFIG + f"""
+    [operator]
+    tokens = alice:{ALICE}
+    store = conversations.sqlite3
+    ack_message = We will answer here.
+    fallback_after = 0
+    offline_message =
+
+    [protocol]
+    identity = anonymous
+
+    # The page embeds the chat widget for the first conversations route:
+    # /chat, so that the page's own plain connection is /support's only one.
+    [route:/chat]
+    strategy = operator
+
+    [route:/support]
+    strategy = operator
+    """))
+    driver: Any = browser
+    find = driver.find_element
+    wait = WebDriverWait(driver, 10)
+
+    def open_support() -> None:
+        driver.get(f"{daemon.http}/")
+        Select(find(By.ID, "route")).select_by_value("/support")
+        find(By.ID, "connect").click()
+        wait.until(lambda d: find(By.ID, "state").text == "open")
+
+    open_support()
+    find(By.ID, "message").send_keys("Call me back")
+    find(By.ID, "send").click()
+    wait.until(lambda d: "We will answer here." in find(By.ID, "log").text)
+    cookie = driver.get_cookie("wsdaemon_client")
+    driver.get("about:blank")  # the page goes away, and its connection
+    deadline = time.monotonic() + 10
+    while daemon.log().count(" left /support ") < daemon.log().count(" connected to /support "):
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+
+    assert cookie is not None and cookie["httpOnly"]
+    assert len(cookie["value"].split(".")[0]) == 22  # 128 random bits
+    with operator_desk(daemon, ALICE) as desk:
+        listed = request(desk, {"type": "conversations", "view": "all"})
+        [summary] = listed["conversations"]
+        assert summary["visitor"] == public_id(cookie["value"])
+        assert cookie["value"] not in json.dumps(listed)
+        answer = request(desk, {"type": "reply", "conversation": summary["id"],
+                                "text": "Calling you back"}, "reply")
+        assert answer["type"] == "ok", answer
+
+    open_support()  # a new page load: the same identity, from the cookie
+    wait.until(lambda d: "Calling you back" in find(By.ID, "log").text)
