@@ -49,7 +49,8 @@ strategy = operator
 """
 RULES = '[[rule]]\ntext = "ping"\nreply = "pong"\n'
 #: What the component mounts besides the routes.
-MOUNTED = {"/operator", "/console", "/_wsdaemon/inbox"}
+MOUNTED = {"/operator", "/console", "/_wsdaemon/inbox", "/_wsdaemon/widget.js", "/_wsdaemon/widget",
+           "/_wsdaemon/shared"}
 #: The [operator] section's model line: conversations, said or not.
 MODELS = ["model = conversations\n", ""]
 
