@@ -290,6 +290,9 @@ class SupportComponent:
             raise ConfigError(config.path, "the operator store changed: restart to apply",
                               section=OPERATOR_SECTION, key="store")
         channel = self.channel(config.protocol)
+        channel.requests.route_limits = {
+            route.path: route.protocol.max_message_size for route in config.routes
+            if route.strategy_name == "operator"}
         inbox = StaticPage(render_page("inbox/inbox.html", {"channel": settings.path}))
         return Contribution(
             strategies=self.strategies,

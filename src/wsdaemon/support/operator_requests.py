@@ -104,6 +104,10 @@ class OperatorRequests:
         self.limits = limits
         self.reader = ConversationReader(driver, hub, limits)
         self.listing = self.reader.listing
+        #: Each conversations route's max_message_size (0: no bound): a
+        #: reply bigger than its visitor's route takes is refused, as a
+        #: plain visitor could never be written it.
+        self.route_limits: dict[str, int] = {}
 
     def handle(self, link: OperatorLink, request: dict[str, Any]) -> Deferred[dict[str, Any]]:
         """
@@ -202,6 +206,7 @@ class OperatorRequests:
                                "prefix): nothing answers the oldest any more")
         text = _text(request, "text", self.limits.max_text)
         conversation_id = self.reader.conversation_id(request)
+        await self._fits_its_route(conversation_id, text)
         event = OperatorReply(conversation_id, link.operator, text,
                               self.hub.display_name(link.operator))
         transition, shown = await self._submit(link, event, conversation_id)
@@ -210,6 +215,18 @@ class OperatorRequests:
         return {"conversation": shown,
                 "message": message_entry(stored[-1], self.limits.text_chars) if stored
                 else None}
+
+    async def _fits_its_route(self, conversation_id: str, text: str) -> None:
+        """Refuse a reply bigger than its conversation's route takes."""
+        bounded = [limit for limit in self.route_limits.values() if limit]
+        if not bounded or len(text) * 4 <= min(bounded):  # 4: UTF-8's most per character
+            return
+        size = len(text.encode("utf-8"))
+        route = (await self.reader.conversation(conversation_id)).route
+        limit = self.route_limits.get(route, 0)
+        if limit and size > limit:
+            raise RequestError(f"the reply is {size} bytes; {route} takes at most {limit} "
+                               "bytes (its max_message_size): nothing sent")
 
     async def _do_note(self, link: OperatorLink, request: dict[str, Any]) -> dict[str, Any]:
         text = _text(request, "text", self.limits.max_text)
