@@ -279,7 +279,9 @@ class Desk:
             if summary.get("waiting_since") is None:
                 continue
             thread = await self.request(type="open", conversation=summary["id"], limit=100)
-            if thread["type"] != "ok":
+            # Still its own? Leaving on another daemon a moment ago handed it
+            # over, which that daemon's listing may not show yet.
+            if thread["type"] != "ok" or thread["conversation"]["assignee"] != self.login:
                 continue
             messages = [e for e in thread["entries"] if e.get("kind") == "message"]
             answered = {e["text"].removeprefix("answer to ") for e in messages
