@@ -457,3 +457,32 @@ def test_events_held_while_opening_are_bounded() -> None:
     held[2].addErrback(lambda _: None)
     store.opening.callback(None)
     assert all(not isinstance(getattr(d, "result", None), Failure) for d in held[:2])
+
+
+def test_a_delivery_record_refused_by_a_full_lane_is_made_later_quietly(
+        failures: list[Any]) -> None:
+    """
+    A plain visitor sending faster than its messages are decided fills its
+    conversation's lane: the record that a plain connection took a message
+    is then refused (LaneFull). It is no failure (no traceback) and the
+    record is not lost (else the visitor's next connection would be written
+    the message again): it is made TIMER_RETRY later, once the lane drains.
+    """
+    bench = Bench(ConversationSettings(fallback_after=0), max_per_conversation=2)
+    bench.ports.plain = True
+    bench.submit(OperatorAvailability("alice", Availability.ONLINE))
+    bench.submit(hello("v1"))
+    bench.store.gated = True
+    replied = bench.submit(OperatorReply(cid("v1"), "alice", "Hi!"))
+    waiting = [bench.submit(hello("v1", "more"))]
+    bench.store.land()  # the reply: written to the plain connection, its record refused
+    assert failures == []
+    assert replied.called
+    bench.store.land_all()
+    bench.clock.advance(TIMER_RETRY)
+    bench.store.land_all()
+    bench.store.land_all()
+    assert all(w.called for w in waiting)
+    reply = replied.result.commit.messages[0].seq
+    assert bench.stored("v1").delivered_upto >= reply >= 1
+    assert failures == []

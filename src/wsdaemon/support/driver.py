@@ -469,8 +469,8 @@ class ConversationDriver:
         """
         An event the driver makes itself (a delivery, a timer): its failure
         is logged. A timer is set again C{TIMER_RETRY} later; so is a plain
-        delivery's record while Redis is away (else the visitor's next
-        connection would be written the message again).
+        delivery's record while Redis is away or its lane is full (else the
+        visitor's next connection would be written the message again).
         """
         if not self.running:
             return succeed(None)
@@ -481,8 +481,11 @@ class ConversationDriver:
             return result
 
         def failed(failure: Failure) -> None:
-            outage = failure.check(BrokerUnavailable) is not None
-            if outage:  # the link logs an outage once
+            # Redis away (the link logs an outage once), or the lane full
+            # (a visitor sending faster than its messages are decided):
+            # not done now, done later; anything else is a failure.
+            later = failure.check(BrokerUnavailable, LaneFull) is not None
+            if later:
                 log.debug("conversations: {event_type} not done now: {why}",
                           event_type=type(event).__name__, why=failure.getErrorMessage())
             else:
@@ -490,7 +493,7 @@ class ConversationDriver:
                             event_type=type(event).__name__)
             if isinstance(event, TimerFired) and self.running:
                 self.timers.set(event.timer, self._clock.seconds() + TIMER_RETRY)
-            elif isinstance(event, VisitorDelivered) and outage and self.running:
+            elif isinstance(event, VisitorDelivered) and later and self.running:
                 self._clock.callLater(TIMER_RETRY, self._follow, event)
             elif isinstance(event, VisitorDelivered):
                 self._recorded(event)  # not tried again
