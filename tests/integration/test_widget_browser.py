@@ -522,8 +522,11 @@ def test_widget_files_are_served_for_other_origins(daemon: Daemon) -> None:
 
 def test_no_widget_without_a_conversations_route(write_config: Callable[..., Path],
                                                  start_daemon: Callable[..., Daemon]) -> None:
-    """A daemon with no conversations route serves the sample site without
-    the widget's tag (nothing to talk to), widget.js still (for other sites)."""
+    """A daemon with no conversations ([operator] section, operator route)
+    serves the sample site without the widget's tag, and not the widget's
+    files either: they are the conversations component's, and there is
+    nothing for a widget to talk to."""
+    import urllib.error
     import urllib.request
 
     running = start_daemon(write_config("[wsdaemon]\nlisten = tcp:0:interface=127.0.0.1\n"
@@ -531,8 +534,10 @@ def test_no_widget_without_a_conversations_route(write_config: Callable[..., Pat
     with urllib.request.urlopen(running.http + "/", timeout=5) as answer:
         page = answer.read().decode()
     assert "widget.js" not in page.split("<footer")[0] and "__WIDGET__" not in page
-    with urllib.request.urlopen(running.http + "/_wsdaemon/widget.js", timeout=5) as answer:
-        assert answer.status == 200
+    for path in ("/_wsdaemon/widget.js", "/_wsdaemon/widget/app.js", "/_wsdaemon/shared/links.js"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(running.http + path, timeout=5)
+        assert refused.value.code == 404, path
 
 
 def test_reconnects_with_a_visible_state_and_sends_what_waited(browser: Any,
