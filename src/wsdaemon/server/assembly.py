@@ -58,7 +58,8 @@ __all__ = ["Assembly", "ComponentFactory", "check_reloadable"]
 #: started), given the config, the reactor and the broker's link (None: no
 #: Redis); None when the config has no section for it
 #: (L{wsdaemon.components.operator_component}).
-ComponentFactory = Callable[[DaemonConfig, Any, RedisLink | None], IComponent | None]
+# (A string: zope.interface before 6.1 cannot make "IComponent | None" at run time.)
+ComponentFactory = Callable[[DaemonConfig, Any, RedisLink | None], "IComponent | None"]
 
 _LISTEN_KEY = "[wsdaemon] listen (or --listen)"
 _ADMIN_LISTEN_KEY = "[admin] listen (or --admin-listen)"
