@@ -345,8 +345,11 @@ def test_sqlite_takes_over_the_queue_once(tmp_path: Path) -> Generator[Any, Any,
     assert (ann.status, ann.waiting_since, ann.opened_at, ann.unanswered, ann.fallback_sent,
             ann.ack_sent, ann.assignee, ann.version) == \
         (Status.OPEN, 20.0, 20.0, 1, True, True, None, 1)
+    # The queue's fallback is no answer: "q a2" is still unread, and the open
+    # episode (since 20.0) has had no reply yet.
     assert (ann.last_seq, ann.delivered_upto, ann.unread_for("alice"), ann.preview) == \
-        (4, 3, 0, "q a2")
+        (4, 3, 1, "q a2")
+    assert ann.first_response_at is None
     thread = yield store.messages(ann.conversation_id)
     assert [(m.seq, m.author, m.operator, m.body) for m in thread] == [
         (1, Author.VISITOR, None, "q a1"), (2, Author.OPERATOR, "alice", "Hi"),
@@ -355,6 +358,7 @@ def test_sqlite_takes_over_the_queue_once(tmp_path: Path) -> Generator[Any, Any,
     assert (bob.status, bob.resolved_at, bob.delivered_upto, bob.note_count) == \
         (Status.RESOLVED, 31.0, 2, 1)
     assert bob.waiting_since is None and bob.resolution_time == 1.0
+    assert bob.first_response_at == 31.0  # answered (the reply failed, but was made)
     assert [n.body for n in (yield store.notes(bob.conversation_id))] == [
         "Message 2 could never be written to the visitor (too big for its route)."]
     legacy = yield store.load(conversation_id_for(ROUTE, public_id(LEGACY)))

@@ -131,9 +131,15 @@ def _conversation(key: str, route: str, client: str, messages: list[Message],
                   notes: list[Note], items: list[tuple[float, bool]], bounds: Bounds,
                   delivered_upto: int) -> Conversation:
     first, last = messages[0], messages[-1]
-    answered = [m.seq for m in messages if m.author is not Author.VISITOR]
+    # Answered by an operator: the queue's own notices (its fallback) are
+    # no answer, so a question followed only by one stays unread.
+    answered = [m.seq for m in messages if m.author is Author.OPERATOR]
+    opened = min(at for at, _ in items) if items else first.at
+    # The episode's first reply: the open one began at its oldest unanswered item.
+    first_response = next((m.at for m in messages
+                           if m.author is Author.OPERATOR and m.at >= opened), None)
     if items:
-        waiting_since = min(at for at, _ in items)
+        waiting_since = opened
         floor = max(answered, default=0)
         episode: dict[str, Any] = dict(
             status=Status.OPEN, opened_at=waiting_since, waiting_since=waiting_since,
@@ -145,6 +151,7 @@ def _conversation(key: str, route: str, client: str, messages: list[Message],
     return Conversation(
         key, route, client, created_at=first.at, last_activity_at=last.at, version=1,
         last_seq=last.seq, delivered_upto=delivered_upto, unread_floor=floor,
+        first_response_at=first_response,
         recent_visitor_seqs=_newest(
             (m.seq for m in messages if m.author is Author.VISITOR and m.seq > floor),
             bounds.max_unread),
