@@ -187,6 +187,18 @@ def test_the_queue_only_keys_are_ignored_with_a_warning(
     assert f"(ignored, retired with the queue: {key})" in config.summary()
 
 
+def test_a_mistyped_key_is_not_offered_a_retired_one(tmp_path: Path) -> None:
+    """A typo close to a retired key (leese) is an unknown key whose
+    did-you-mean and list name only keys that do something (not lease)."""
+    path = config_with(tmp_path, "leese = 120")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, clock=Clock())
+    message = str(refused.value)
+    assert f"{path}:7: [operator] leese: unknown key" in message
+    assert "lease" not in message.replace("leese", "")
+    assert "reassign_after" in message
+
+
 def test_the_warning_is_logged_when_the_daemon_is_built(tmp_path: Path) -> None:
     """The component logs each ignored key's warning once per build (and
     per reload), at warn level."""

@@ -32,6 +32,7 @@ from wsdaemon.config import (
 )
 from wsdaemon.conversations.settings import ConversationSettings
 from wsdaemon.interfaces import SectionContext, SectionReader
+from wsdaemon.spelling import did_you_mean
 from wsdaemon.support.conversation_settings import (
     CONVERSATION_KEYS,
     canned_path,
@@ -136,6 +137,18 @@ def _ignored(reader: SectionReader) -> Mapping[str, str]:
         for key, instead in RETIRED_KEYS.items() if key in reader.values})
 
 
+def _check_keys(reader: SectionReader) -> None:
+    """
+    Every key known: the section's, or a retired one (ignored, warned
+    about); a mistyped key is never offered a retired one as what was meant.
+    """
+    known = _KEYS | CONVERSATION_KEYS
+    for key in reader.values:
+        if key not in known and key not in RETIRED_KEYS:
+            raise reader.error(key, f"unknown key{did_you_mean(key, known)}; "
+                                    f"expected one of: {', '.join(sorted(known))}")
+
+
 class OperatorSection:
     """
     The parser of C{[operator]} (L{wsdaemon.interfaces.ISectionParser}).
@@ -149,7 +162,7 @@ class OperatorSection:
             must not collide with a route, and the shipped example tokens
             are refused on any listener other than loopback.
         """
-        reader.check_keys(_KEYS | CONVERSATION_KEYS | set(RETIRED_KEYS))
+        _check_keys(reader)
         values = reader.values
         tokens = reader.secrets("tokens", "tokens_file", "operator token")
         refuse_exposed_examples(reader, "tokens", tokens, context.listen)
