@@ -4,7 +4,7 @@
 //       visitor id, or a function (visitorId) => hash or a promise of it
 //   open() / close() / toggle()
 //   on(event, fn) / off(event, fn)   message, open, close, unread, ready,
-//       status, error, identified
+//       status, error, identified, push
 //   token(value or function)   the identity token (identity = jwt), or a
 //       function giving a fresh one (or a promise of it) before each connection
 //   send(text)

@@ -20,7 +20,10 @@ const REPLAYED = 30;
 const MAX_SEQ = 2 ** 53 - 1;
 /** An operator's typing indicator that was never turned off goes after this (ms). */
 const OPERATOR_TYPING_MAX = 30000;
-const EVENTS = ["message", "open", "close", "unread", "ready", "status", "error", "identified"];
+const EVENTS = ["message", "open", "close", "unread", "ready", "status", "error", "identified",
+  "push"];
+// Pushes (the admin API's POST /push) shown in the thread at once, at most.
+const PUSHES_SHOWN = 20;
 const IDENTIFY_KEYS = ["name", "email", "attributes", "hash"];
 /** The page's `error` event when connections keep failing before they open. */
 const REFUSED = "the server refused the connection: check the page's token and origin";
@@ -144,8 +147,26 @@ class Widget {
       ok: () => this.ok(frame), typing: () => this.typingShown(frame.on, frame.name),
       read: () => this.operatorsReadUpto(frame.upto), status: () => this.setStatus(frame.status),
       availability: () => this.setAvailable(frame.available, frame.reply_within),
+      push: () => this.pushed(frame),
     }[frame.type];
     if (handler) { handler(); }
+  }
+
+  /**
+   * A push from the site's backend (POST /push): not a message of the
+   * conversation (not stored, not numbered), shown in the thread after what
+   * is there, as the daemon's own notices are, and given to the page's
+   * on("push") listeners. The newest PUSHES_SHOWN stay on screen.
+   */
+  pushed(frame) {
+    if (typeof frame.text !== "string" || !frame.text) { return; }
+    this.pushes = this.pushes || [];
+    const key = "push-" + (this.pushCount = (this.pushCount || 0) + 1);
+    this.view.put({ key, seq: this.thread.size ? this.thread.maxSeq() : 0, author: "system",
+      name: "", text: frame.text, at: Date.now() / 1000 });
+    this.pushes.push(key);
+    while (this.pushes.length > PUSHES_SHOWN) { this.view.remove(this.pushes.shift()); }
+    this.emit("push", { text: frame.text });
   }
 
   welcome(frame) {
