@@ -154,6 +154,27 @@ def test_plain_held_messages_delivered_elsewhere_still_written() -> None:
     assert got(recording) == ["m2"]
 
 
+def test_plain_held_messages_the_visitor_had_through_another_daemon_not_written() -> None:
+    """
+    Daemons sharing the store: a plain visitor read message 2 through
+    daemon A, closed and connected here (B), whose news of 2 comes late,
+    while the catch-up reads its page (held). The catch-up starts after what
+    was recorded delivered (2: A records before it writes), which the
+    visitor has: the late 2 is not written again; 4, new, is.
+    """
+    port, _ = sessions()
+    recording = session()
+    connection = port.add(recording, Mode.PLAIN)
+    assert connection is not None
+    connection.had = 2        # recorded delivered (by A) when the catch-up began
+    deliver(port, 2)          # B's late news of 2: held
+    deliver(port, 4)          # held, and in the page
+    assert port.synced(connection, 2, 4, False)
+    assert got(recording) == []   # (the page wrote 4, through the strategy)
+    deliver(port, 5)
+    assert got(recording) == ["m5"]
+
+
 def test_buffer_bound_makes_structured_behind() -> None:
     """
     Past max_buffered held messages a structured connection is behind: it

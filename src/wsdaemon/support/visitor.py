@@ -297,6 +297,7 @@ class ConversationStrategy:
             stored = await self.driver.store.load(key)
             if stored is not None:
                 start = max(start, stored.delivered_upto)
+            connection.had = start  # the visitor has it, maybe through another daemon
         connection.sent = after = start
         while True:
             messages = await self.driver.store.messages(key, after=after, limit=PAGE_MESSAGES)

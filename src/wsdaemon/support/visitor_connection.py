@@ -61,6 +61,11 @@ class VisitorConnection:
     @ivar max_bytes: the largest message it takes (its route's
         C{max_message_size}; 0: any).
     @ivar max_buffered: frames held at most while a page is read.
+    @ivar had: (plain, daemons sharing the store) what was recorded
+        delivered when its catch-up began: the visitor has it, through
+        another connection (maybe on another daemon, which it left for this
+        one); a live message up to it, held while the page was read (the
+        other daemon's news of it came late), is not written again.
     """
 
     session: ISession
@@ -75,6 +80,7 @@ class VisitorConnection:
     held: list[_Held] = field(default_factory=list)
     told_available: bool | None = None
     max_buffered: int = DEFAULT_MAX_BUFFERED
+    had: int = 0
 
     @property
     def structured(self) -> bool:
@@ -116,6 +122,8 @@ class VisitorConnection:
             if self.behind:
                 continue
             if entry.seq <= self.sent and (self.structured or entry.seq > start):
+                continue
+            if entry.seq <= self.had:
                 continue
             self._send(entry.frame)
             self.sent = max(self.sent, entry.seq)
