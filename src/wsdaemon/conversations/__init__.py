@@ -56,6 +56,7 @@ from wsdaemon.conversations.events import (
     Transfer,
     VisitorDelivered,
     VisitorMessage,
+    VisitorMissed,
     VisitorRead,
     VisitorTyping,
 )
@@ -85,5 +86,6 @@ __all__ = ["AddNote", "AnnounceAvailability", "Assign", "Author", "Availability"
            "ProfileError", "ProfileSource", "RefuseVisitor", "Reopen", "Resolve", "RosterChanged",
            "Routing", "SetLabels", "SetTimer", "SignalVisitor", "Snooze", "StaleConversation",
            "Status", "Team", "Timer", "TimerFired", "TimerKind", "Transfer", "Transition",
-           "VISITOR_BOUND", "VisitorDelivered", "VisitorMessage", "VisitorRead", "VisitorTyping",
+           "VISITOR_BOUND", "VisitorDelivered", "VisitorMessage", "VisitorMissed", "VisitorRead",
+           "VisitorTyping",
            "conversation_id_for", "decide", "describe_state", "due_times"]

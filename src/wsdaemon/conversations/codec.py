@@ -50,6 +50,8 @@ def conversation_row(conversation: Conversation) -> dict[str, Any]:
         state["bot_handoff"] = c.bot_handoff
     if c.episodes:
         state["episodes"] = [list(episode) for episode in c.episodes]
+    if c.delivered_confirmed:
+        state["delivered_confirmed"] = True
     notices = (_ACK if c.ack_sent else 0) | (_OFFLINE if c.offline_sent else 0) | \
         (_FALLBACK if c.fallback_sent else 0)
     return {
@@ -80,6 +82,7 @@ def conversation_from_row(row: Mapping[str, Any]) -> Conversation:
         waiting_since=row["waiting_since"], snoozed_until=row["snoozed_until"],
         assigned_at=row["assigned_at"], unanswered=int(row["unanswered"]),
         delivered_upto=int(row["delivered_upto"]),
+        delivered_confirmed=bool(state.get("delivered_confirmed", False)),
         visitor_read_upto=int(row["visitor_read_upto"]),
         unread_floor=int(row["unread_floor"]), note_count=int(row["note_count"]),
         ack_sent=bool(notices & _ACK), offline_sent=bool(notices & _OFFLINE),

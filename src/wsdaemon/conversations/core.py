@@ -45,6 +45,7 @@ from wsdaemon.conversations.events import (
     Transfer,
     VisitorDelivered,
     VisitorMessage,
+    VisitorMissed,
     VisitorRead,
     VisitorTyping,
 )
@@ -57,6 +58,7 @@ __all__ = ["decide"]
 _HANDLERS: dict[type[Any], Callable[[Draft, Any], None]] = {
     VisitorMessage: visitors.visitor_message,
     VisitorDelivered: visitors.visitor_delivered,
+    VisitorMissed: visitors.visitor_missed,
     VisitorRead: visitors.visitor_read,
     VisitorTyping: visitors.visitor_typing,
     LeaveContact: visitors.leave_contact,

@@ -19,7 +19,7 @@ __all__ = ["AddNote", "Assign", "BotPending", "BotReply", "Event", "Handoff", "I
            "LeaveContact", "OperatorAvailability", "OperatorCapacity", "OperatorRead",
            "OperatorReply", "OperatorTyping", "Reopen", "Resolve", "RosterChanged", "SetLabels",
            "Snooze", "Timer", "TimerFired", "TimerKind", "Transfer", "VisitorDelivered",
-           "VisitorMessage", "VisitorRead", "VisitorTyping"]
+           "VisitorMessage", "VisitorMissed", "VisitorRead", "VisitorTyping"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,22 @@ class VisitorDelivered:
     route: str
     visitor: str
     upto: int
+
+
+@dataclass(frozen=True)
+class VisitorMissed:
+    """
+    Message C{seq} was recorded delivered before it was written (daemons
+    sharing a store record a plain connection's message first) but could
+    not be written: the visitor's connection had closed meanwhile. Unless
+    another connection confirmed it (C{delivered_confirmed}), it and what
+    follows count as not delivered again, so that the visitor's next
+    connection, through any daemon, gets them.
+    """
+
+    route: str
+    visitor: str
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -321,7 +337,8 @@ class TimerFired:
     timer: Timer
 
 
-Event = (VisitorMessage | VisitorDelivered | VisitorRead | VisitorTyping | LeaveContact | Identify
+Event = (VisitorMessage | VisitorDelivered | VisitorMissed | VisitorRead | VisitorTyping
+         | LeaveContact | Identify
          | BotReply | BotPending | Handoff | OperatorReply | AddNote | Assign | Transfer | Resolve
          | Reopen | Snooze
          | OperatorRead | OperatorTyping | SetLabels | OperatorAvailability | OperatorCapacity

@@ -178,6 +178,10 @@ class Conversation:
         by the settings' C{max_unanswered}).
     @ivar delivered_upto: messages to the visitor up to this seq reached one
         of its connections.
+    @ivar delivered_confirmed: a second record (another connection, maybe
+        through another daemon) said the same C{delivered_upto}: a daemon
+        whose own connection closed before it could write may then not take
+        it back (L{wsdaemon.conversations.events.VisitorMissed}).
     @ivar visitor_read_upto: the visitor has read up to this seq.
     @ivar read_marks: (operator, seq read up to), least recent first.
     @ivar unread_floor: the seq the current episode started after: nothing
@@ -229,6 +233,7 @@ class Conversation:
     assigned_at: float | None = None
     unanswered: int = 0
     delivered_upto: int = 0
+    delivered_confirmed: bool = False
     visitor_read_upto: int = 0
     read_marks: tuple[tuple[str, int], ...] = ()
     unread_floor: int = 0

@@ -21,6 +21,7 @@ from wsdaemon.conversations.events import (
     TimerKind,
     VisitorDelivered,
     VisitorMessage,
+    VisitorMissed,
     VisitorRead,
     VisitorTyping,
 )
@@ -152,9 +153,25 @@ def visitor_delivered(draft: Draft, event: VisitorDelivered) -> None:
     if found is None:
         return
     upto = min(event.upto, found.last_seq)
+    if upto == found.delivered_upto and upto > 0 and not found.delivered_confirmed:
+        # A second connection (maybe through another daemon) has it too.
+        draft.put(evolve(found, delivered_confirmed=True))
+        return
     if upto <= found.delivered_upto:
         return
-    conversation = evolve(found, delivered_upto=upto)
+    conversation = evolve(found, delivered_upto=upto, delivered_confirmed=False)
+    draft.put(conversation)
+    draft.notify("delivered", conversation)
+
+
+def visitor_missed(draft: Draft, event: VisitorMissed) -> None:
+    """A message recorded delivered was not written: delivered only up to before
+    it, unless another connection confirmed what is recorded."""
+    found = draft.get(conversation_id_for(event.route, event.visitor))
+    if found is None or event.seq < 1 or found.delivered_upto < event.seq \
+            or found.delivered_confirmed:
+        return
+    conversation = evolve(found, delivered_upto=event.seq - 1)
     draft.put(conversation)
     draft.notify("delivered", conversation)
 
@@ -167,7 +184,10 @@ def visitor_read(draft: Draft, event: VisitorRead) -> None:
     if upto <= found.visitor_read_upto:
         return
     conversation = evolve(found, visitor_read_upto=upto,
-                           delivered_upto=max(found.delivered_upto, upto))
+                           delivered_upto=max(found.delivered_upto, upto),
+                           # The visitor says it has them: nothing to take back.
+                           delivered_confirmed=found.delivered_confirmed
+                           or upto >= found.delivered_upto)
     draft.put(conversation)
     draft.notify("read", conversation)
 

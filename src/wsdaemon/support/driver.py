@@ -87,6 +87,7 @@ from wsdaemon.conversations.events import (
     Transfer,
     VisitorDelivered,
     VisitorMessage,
+    VisitorMissed,
     VisitorRead,
     VisitorTyping,
 )
@@ -126,8 +127,8 @@ TIMER_RETRY = 5.0
 MAX_ATTEMPTS = 3
 
 
-_VISITOR_EVENTS = (VisitorMessage, VisitorDelivered, VisitorRead, VisitorTyping, LeaveContact,
-                   BotReply, BotPending, Handoff, Identify)
+_VISITOR_EVENTS = (VisitorMessage, VisitorDelivered, VisitorMissed, VisitorRead, VisitorTyping,
+                   LeaveContact, BotReply, BotPending, Handoff, Identify)
 _CONVERSATION_EVENTS = (OperatorReply, AddNote, Assign, Transfer, Resolve, Reopen, Snooze,
                         OperatorRead, OperatorTyping, SetLabels)
 

@@ -304,8 +304,10 @@ class ConversationStrategy:
             if not connection.session.is_open:
                 return
             if recorded is not None:
-                await record_page(recorded.record, self.route, connection, messages)
+                first = await record_page(recorded.record, self.route, connection, messages)
                 if not connection.session.is_open:
+                    if first is not None:  # recorded, never written: for the next connection
+                        recorded.missed(self.route, connection.visitor, first)
                     return
             for message in messages:
                 if message.to_visitor:

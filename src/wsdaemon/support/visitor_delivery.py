@@ -12,11 +12,13 @@ record is in the store, and the other daemon's catch-up, reading the store,
 starts after it. The catch-up itself records each page before writing it
 (L{wsdaemon.support.visitor.ConversationStrategy}), for a visitor hopping on.
 
-The price, said in the docs: a connection that closes in the moment between
-the record and the write (one Redis round trip) does not get the message,
-and its next connection does not either (as a message written to a
-connection that was already dying, which a plain client never acknowledges,
-is lost today). A record that fails (Redis away, a full lane) does not hold
+A connection that closes in the moment between the record and the write
+(one Redis round trip) does not get the message: the daemon then records
+it missed (L{VisitorMissed}: delivered only up to before it again), so
+that the visitor's next connection, through any daemon, gets it; unless
+another connection confirmed the record (the visitor connected elsewhere
+has it: C{delivered_confirmed}), and only when this daemon's record is
+what raised it (L{_raised}). A record that fails (Redis away, a full lane) does not hold
 the message back: it is written, and may come once more on the visitor's
 next connection (as before).
 
@@ -37,24 +39,25 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wsdaemon.conversations.events import VisitorDelivered
+from wsdaemon.conversations.events import VisitorDelivered, VisitorMissed
 from wsdaemon.conversations.model import Message
 from wsdaemon.support.visitor_connection import VisitorConnection
 
 __all__ = ["Record", "RecordedWrites", "record_page"]
 
 #: Submits a visitor event to the driver (L{ConversationDriver.submit}).
-Record = Callable[[VisitorDelivered], "Deferred[Any]"]
+Record = Callable[[VisitorDelivered | VisitorMissed], "Deferred[Any]"]
 
 _log = Logger(namespace="wsdaemon.support.visitors")
 
 
 class _Write:
-    __slots__ = ("done", "message")
+    __slots__ = ("done", "message", "raised")
 
     def __init__(self, message: Message) -> None:
         self.message = message
         self.done = False
+        self.raised = False
 
 
 class RecordedWrites:
@@ -94,29 +97,72 @@ class RecordedWrites:
                        "before its write: {why}", client_id=key[1], route=key[0],
                        why=outcome.getErrorMessage())
         write.done = True
+        write.raised = _raised(outcome)
         waiting = self._waiting.get(key)
         while waiting and waiting[0].done:
-            message = waiting.popleft().message
+            done = waiting.popleft()
+            message = done.message
+            took = False
             for connection in self._connections_of(*key):
                 if not connection.structured:
                     connection.write(message.body, message.seq)
+                    took = True
+            if done.raised and not took:
+                self.missed(key[0], key[1], message.seq)
         if waiting is not None and not waiting:
             del self._waiting[key]
 
+    def missed(self, route: str, visitor: str, seq: int) -> None:
+        """
+        Message C{seq} was recorded delivered (by this daemon's record) but
+        no connection took it (the visitor's closed meanwhile): recorded
+        missed, for its next connection.
+        """
+        def failed(failure: Failure) -> None:
+            _log.debug("conversations: message {seq} to {client_id} on {route} was not "
+                       "written and could not be recorded so: {why}", seq=seq,
+                       client_id=visitor, route=route, why=failure.getErrorMessage())
+
+        try:
+            self.record(VisitorMissed(route, visitor, seq)).addErrback(failed)
+        except Exception:
+            failed(Failure())
+
 
 async def record_page(record: Record, route: str, connection: VisitorConnection,
-                      messages: list[Message]) -> None:
+                      messages: list[Message]) -> int | None:
     """
     A plain catch-up's page, for a visitor other daemons may serve next:
     recorded delivered before it is written (a failure is written all the
     same, as with one daemon).
+
+    @return: the page's first message this record raised what is delivered
+        past (for L{RecordedWrites.missed} if the connection closes before
+        the page is written), or None when it raised nothing.
     """
     upto = max((m.seq for m in messages if m.to_visitor), default=0)
     if upto <= connection.sent:
-        return
+        return None
     try:
-        await record(VisitorDelivered(route, connection.visitor, upto))
+        outcome = await record(VisitorDelivered(route, connection.visitor, upto))
     except Exception as e:
         _log.debug("conversations: the catch-up of {client_id} on {route} was not recorded "
                    "before its write: {why}", client_id=connection.visitor, route=route,
                    why=str(e))
+        return None
+    if not _raised(outcome):
+        return None
+    return min((m.seq for m in messages if m.to_visitor and m.seq > connection.sent),
+               default=upto)
+
+
+def _raised(outcome: object) -> bool:
+    """
+    Whether a record's outcome (the driver's transition) raised what is
+    recorded delivered: only then may a message that was not written be
+    recorded missed (not raised: another connection, maybe through another
+    daemon, had it recorded already).
+    """
+    commit = getattr(outcome, "commit", None)
+    return commit is not None and any(
+        getattr(c, "delivered_confirmed", True) is False for c in commit.conversations)
