@@ -25,6 +25,7 @@ from tests.integration.test_conversations_redis import ALICE as REDIS_ALICE
 from tests.integration.test_conversations_redis import config_text as redis_config
 from tests.operator_client import CHAT, TOKEN, next_of, operator_desk, request, support_config
 from tests.redis_server import RedisServer
+from wsdaemon.support.search_index import MIGRATION
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +95,7 @@ def test_resolved_conversations_are_found_after_a_restart(config: Path) -> None:
     db = sqlite3.connect(config.parent / "conversations.sqlite3")
     with db:
         db.execute("DROP TABLE conversation_search")
-        db.execute("DELETE FROM wsdaemon_migrations WHERE name = 'search-index-1'")
+        db.execute("DELETE FROM wsdaemon_migrations WHERE name = ?", (MIGRATION,))
     db.close()
     again = Daemon(config)
     try:
