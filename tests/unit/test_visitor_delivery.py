@@ -164,3 +164,28 @@ def test_the_core_takes_a_missed_message_back_unless_confirmed() -> None:
     assert not desk.conversation("v1").delivered_confirmed
     desk.step(VisitorRead(ROUTE, "v1", newer))
     assert desk.step(VisitorMissed(ROUTE, "v1", newer)).commit is None
+
+
+def test_a_message_a_closed_connection_was_written_is_not_taken_back() -> None:
+    """
+    A catch-up page wrote message 1 to the visitor's connection, which then
+    closed; this daemon's live record of 1 comes after (its view had not the
+    message when the page was recorded) and raises what is delivered: no
+    connection takes it now, but one here had it: not taken back (the
+    visitor would be written it twice).
+    """
+    port, _ = sessions()
+    records = Records()
+    port.record_before_writing(records)
+    plain = session()
+    connection = port.add(plain, Mode.PLAIN)
+    assert connection is not None
+    deliver(port, 1)                       # live: its record goes out
+    deliver(port, 2)
+    port.synced(connection, 0, 1, False)   # meanwhile the catch-up page wrote 1
+    assert connection.sent == 1
+    port.remove(plain)
+    assert port.written_upto(ROUTE, "v1") == 1
+    records.submitted[0][1].callback(outcome(confirmed=False))
+    records.submitted[1][1].callback(outcome(confirmed=False))
+    assert records.missed() == [VisitorMissed(ROUTE, "v1", 2)]

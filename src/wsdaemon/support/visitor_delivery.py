@@ -67,12 +67,17 @@ class RecordedWrites:
     @param record: submits the L{VisitorDelivered}.
     @param connections_of: the visitor's open connections (route, visitor)
         at the moment of the write.
+    @param written_upto: the highest seq written here to a plain connection
+        of the visitor, closed ones too (a catch-up page may have written a
+        message whose live record comes after its connection closed).
     """
 
     def __init__(self, record: Record,
-                 connections_of: Callable[[str, str], list[VisitorConnection]]) -> None:
+                 connections_of: Callable[[str, str], list[VisitorConnection]],
+                 written_upto: Callable[[str, str], int] = lambda route, visitor: 0) -> None:
         self.record = record
         self._connections_of = connections_of
+        self._written_upto = written_upto
         self._waiting: dict[tuple[str, str], deque[_Write]] = {}
 
     def __len__(self) -> int:
@@ -107,7 +112,7 @@ class RecordedWrites:
                 if not connection.structured:
                     connection.write(message.body, message.seq)
                     took = True
-            if done.raised and not took:
+            if done.raised and not took and self._written_upto(*key) < message.seq:
                 self.missed(key[0], key[1], message.seq)
         if waiting is not None and not waiting:
             del self._waiting[key]

@@ -45,6 +45,7 @@ committed, its team's availability).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -66,7 +67,7 @@ from wsdaemon.interfaces import ISession
 from wsdaemon.support.ports import IVisitorPort
 from wsdaemon.support.visitor_connection import DEFAULT_MAX_BUFFERED, Mode, VisitorConnection
 from wsdaemon.support.visitor_delivery import Record, RecordedWrites
-from wsdaemon.support.visitor_presence import VisitorPresence
+from wsdaemon.support.visitor_presence import DEFAULT_MAX_REMEMBERED, VisitorPresence
 from wsdaemon.support.visitor_protocol import (
     ack_frame,
     availability_frame,
@@ -140,6 +141,9 @@ class VisitorSessions:
         self._sweep_call: IDelayedCall | None = None
         #: Who is connected now and when the others were last seen.
         self.presence = VisitorPresence(clock)
+        #: What closed plain connections were written, by (route, visitor):
+        #: the visitors seen most recently (L{written_upto}).
+        self._written: OrderedDict[tuple[str, str], int] = OrderedDict()
         #: Daemons sharing the store: plain writes wait for their record.
         self.recorded: RecordedWrites | None = None
 
@@ -207,6 +211,8 @@ class VisitorSessions:
         connection = self._connections.pop(session.session_id, None)
         if connection is None:
             return
+        if not connection.structured and connection.sent:
+            self._remember_written(connection.route, connection.visitor, connection.sent)
         self._structured.pop(session.session_id, None)
         key = (connection.route, connection.visitor)
         visitor = self._visitors.get(key)
@@ -221,6 +227,24 @@ class VisitorSessions:
 
     def connection(self, session: ISession) -> VisitorConnection | None:
         return self._connections.get(session.session_id)
+
+    def _remember_written(self, route: str, visitor: str, sent: int) -> None:
+        key = (route, visitor)
+        self._written[key] = max(sent, self._written.pop(key, 0))
+        while len(self._written) > DEFAULT_MAX_REMEMBERED:
+            self._written.popitem(last=False)
+
+    def written_upto(self, route: str, visitor: str) -> int:
+        """
+        The highest seq written here to a plain connection of the visitor,
+        open or closed (closed ones remembered for the visitors seen most
+        recently, as their presence is): a message up to it reached one.
+        """
+        written = self._written.get((route, visitor), 0)
+        for connection in self.connections_of(route, visitor):
+            if not connection.structured:
+                written = max(written, connection.sent)
+        return written
 
     def connections_of(self, route: str, visitor: str) -> list[VisitorConnection]:
         """The visitor's open connections on C{route}, oldest first."""
@@ -252,7 +276,7 @@ class VisitorSessions:
         Daemons share the store: a plain connection's message is recorded
         delivered before it is written (L{wsdaemon.support.visitor_delivery}).
         """
-        self.recorded = RecordedWrites(record, self.connections_of)
+        self.recorded = RecordedWrites(record, self.connections_of, self.written_upto)
 
     def deliver(self, effect: DeliverMessage) -> bool:
         message = effect.message
