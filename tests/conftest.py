@@ -6,12 +6,15 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.logger import LogEvent, globalLogPublisher
 
 from tests.daemon import Daemon
 from tests.redis_server import RedisServer, redis_available
+from tests.redis_store_link import Links, redis_link
+from wsdaemon.broker.link import RedisLink
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -124,3 +127,22 @@ def failures() -> Iterator[list[LogEvent]]:
         yield logged
     finally:
         globalLogPublisher.removeObserver(observe)
+
+
+@pytest.fixture
+def links(redis_server: RedisServer) -> Iterator[Links]:
+    """Started links to the test's redis-server (daemon ids d1, d2... unless
+    given), stopped after the test."""
+    import pytest_twisted
+
+    made: list[RedisLink] = []
+
+    def make(**kwargs: Any) -> RedisLink:
+        kwargs.setdefault("daemon_id", f"d{len(made) + 1}")
+        link = redis_link(redis_server, **kwargs)
+        made.append(link)
+        return link
+
+    yield make
+    for link in made:
+        pytest_twisted.blockon(link.stop())

@@ -11,7 +11,7 @@ Real redis-server, the broker's real links, the real drivers and feeds.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -21,10 +21,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from tests.conversation_desk import ROUTE, cid
-from tests.redis_server import RedisServer
-from tests.redis_store_link import redis_link
+from tests.redis_store_link import Links
 from tests.unit.test_conversation_redis_feed import Daemon, until
-from wsdaemon.broker.link import RedisLink
 from wsdaemon.conversations import (
     Availability,
     ConversationSettings,
@@ -45,24 +43,6 @@ from wsdaemon.support.redis_store import RedisConversationStore
 from wsdaemon.support.redis_team import TeamPresence
 
 pytestmark = pytest.mark.slow
-
-Links = Callable[..., RedisLink]
-
-
-@pytest.fixture
-def links(redis_server: RedisServer) -> Generator[Links, None, None]:
-    made: list[RedisLink] = []
-
-    def make(**kwargs: Any) -> RedisLink:
-        kwargs.setdefault("daemon_id", f"d{len(made) + 1}")
-        link = redis_link(redis_server, **kwargs)
-        made.append(link)
-        return link
-
-    yield make
-    for link in made:
-        pytest_twisted.blockon(link.stop())
-
 
 def hold_news(daemon: Daemon) -> list[dict[str, Any]]:
     """

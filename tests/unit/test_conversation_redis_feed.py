@@ -20,8 +20,7 @@ from twisted.internet.task import Clock, deferLater
 
 from tests.conversation_desk import ROUTE, Desk, cid
 from tests.driver_bench import Bench, GatedStore, RecordingPorts
-from tests.redis_server import RedisServer
-from tests.redis_store_link import redis_link
+from tests.redis_store_link import Links
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.conversations import (
     Author,
@@ -52,24 +51,6 @@ from wsdaemon.support.redis_team import TeamPresence
 from wsdaemon.support.settings import OperatorSettings
 
 pytestmark = pytest.mark.slow
-
-Links = Callable[..., RedisLink]
-
-
-@pytest.fixture
-def links(redis_server: RedisServer) -> Generator[Links, None, None]:
-    made: list[RedisLink] = []
-
-    def make(**kwargs: Any) -> RedisLink:
-        kwargs.setdefault("daemon_id", f"d{len(made) + 1}")
-        link = redis_link(redis_server, **kwargs)
-        made.append(link)
-        return link
-
-    yield make
-    for link in made:
-        pytest_twisted.blockon(link.stop())
-
 
 class Daemon:
     """One daemon's conversations on Redis: store, feed, driver, recording ports."""

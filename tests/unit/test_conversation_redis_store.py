@@ -26,7 +26,7 @@ from tests.conversation_desk import ROUTE, Desk, cid
 from tests.driver_bench import GatedStore, RecordingPorts
 from tests.legacy_queue import QUEUE_FALLBACK, QueueKeys
 from tests.redis_server import RedisServer
-from tests.redis_store_link import redis_link
+from tests.redis_store_link import Links
 from wsdaemon.broker.link import RedisLink
 from wsdaemon.client_ids import public_id
 from wsdaemon.conversations import (
@@ -50,23 +50,6 @@ from wsdaemon.support.driver import ConversationDriver
 from wsdaemon.support.redis_migration import QueueTakeOver
 from wsdaemon.support.redis_scripts import COMMIT, LIVE_PAGE, ScriptRunner, write_args
 from wsdaemon.support.redis_store import LIVE_PAGE_SIZE, RedisConversationStore
-
-Links = Callable[..., RedisLink]
-
-
-@pytest.fixture
-def links(redis_server: RedisServer) -> Generator[Links, None, None]:
-    """Each call: another daemon's link to the same Redis (stopped after the test)."""
-    made: list[RedisLink] = []
-
-    def make(**kwargs: Any) -> RedisLink:
-        link = redis_link(redis_server, daemon_id=f"d{len(made) + 1}", **kwargs)
-        made.append(link)
-        return link
-
-    yield make
-    for link in made:
-        pytest_twisted.blockon(link.stop())
 
 
 def store_on(link: Any, **kwargs: Any) -> RedisConversationStore:

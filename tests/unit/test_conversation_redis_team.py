@@ -10,7 +10,7 @@ Real redis-server, the broker's real links, the real drivers and feeds.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -20,10 +20,8 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock, deferLater
 
 from tests.conversation_desk import ROUTE
-from tests.redis_server import RedisServer
-from tests.redis_store_link import redis_link
+from tests.redis_store_link import Links
 from tests.unit.test_conversation_redis_feed import Daemon, until
-from wsdaemon.broker.link import RedisLink
 from wsdaemon.conversations import Availability, ConversationSettings, OperatorAvailability
 from wsdaemon.conversations.effects import Commit
 from wsdaemon.conversations.errors import StaleConversation
@@ -37,24 +35,6 @@ from wsdaemon.support.redis_store import RedisConversationStore
 
 pytestmark = pytest.mark.slow
 
-Links = Callable[..., RedisLink]
-
-
-@pytest.fixture
-def made(redis_server: RedisServer) -> Generator[Links, None, None]:
-    made: list[RedisLink] = []
-
-    def make(**kwargs: Any) -> RedisLink:
-        kwargs.setdefault("daemon_id", f"d{len(made) + 1}")
-        link = redis_link(redis_server, **kwargs)
-        made.append(link)
-        return link
-
-    yield make
-    for link in made:
-        pytest_twisted.blockon(link.stop())
-
-
 def _held(daemon: Daemon, operator: str) -> Any:
     d = daemon.link.call("HGET", f"{daemon.link.prefix}c:held", operator)
     d.addCallback(lambda raw: None if raw is None else sorted(json.loads(raw)))
@@ -63,11 +43,11 @@ def _held(daemon: Daemon, operator: str) -> Any:
 
 @pytest_twisted.inlineCallbacks
 def test_released_on_one_daemon_still_held_on_the_other(
-        made: Links) -> Generator[Any, Any, None]:
+        links: Links) -> Generator[Any, Any, None]:
     """Bob holds connections to A and B: B's release answers that a live
     daemon still holds him; A's then answers none; c:held follows."""
     settings = ConversationSettings(fallback_after=0)
-    a, b = Daemon(made(), settings, 0.2), Daemon(made(), settings, 0.2)
+    a, b = Daemon(links(), settings, 0.2), Daemon(links(), settings, 0.2)
     yield a.start()
     yield b.start()
     try:
@@ -85,12 +65,12 @@ def test_released_on_one_daemon_still_held_on_the_other(
 
 
 @pytest_twisted.inlineCallbacks
-def test_the_heartbeat_says_exactly_what_is_held(made: Links) -> Generator[Any, Any, None]:
+def test_the_heartbeat_says_exactly_what_is_held(links: Links) -> Generator[Any, Any, None]:
     """A hold lost (Redis away when it was sent) is written by the next
     heartbeat; a holder entry of this daemon it no longer holds is taken
     out, and so are daemons not beating (one never seen, one that stopped)."""
     settings = ConversationSettings(fallback_after=0)
-    a, b = Daemon(made(), settings, 0.2), Daemon(made(), settings, 0.2)
+    a, b = Daemon(links(), settings, 0.2), Daemon(links(), settings, 0.2)
     yield a.start()
     yield b.start()
     try:
@@ -123,12 +103,12 @@ def until_held(daemon: Daemon, operator: str, expected: list[str] | None,
 
 @pytest_twisted.inlineCallbacks
 def test_a_gone_daemons_operator_held_elsewhere_is_not_let_go(
-        made: Links) -> Generator[Any, Any, None]:
+        links: Links) -> Generator[Any, Any, None]:
     """Bob became available through B and holds a connection to A too; B
     hangs: after three heartbeats nobody lets him go (A holds him), and his
     entry names A now (a daemon starting later learns him from A)."""
     settings = ConversationSettings(fallback_after=0)
-    a, b = Daemon(made(), settings, 0.2), Daemon(made(), settings, 0.2)
+    a, b = Daemon(links(), settings, 0.2), Daemon(links(), settings, 0.2)
     yield a.start()
     yield b.start()
     try:
@@ -160,16 +140,16 @@ def _new(n: int) -> Commit:
 
 @pytest_twisted.inlineCallbacks
 def test_a_commit_raising_a_load_is_refused_only_when_the_room_may_be_full(
-        made: Links) -> Generator[Any, Any, None]:
+        links: Links) -> Generator[Any, Any, None]:
     """Bob has a capacity of 2. Two daemons each route a conversation to
     him, both having seen no raise (load 0 -> 1): both land (two unseen
     raises at most fill his room). A third decided on the same view (load
     1 -> 2, nothing seen) is refused naming him and writes nothing: with
     the 2 raises seen it lands. Each event says the count after it; a
     commit raising no load is not counted."""
-    link = made()
+    link = links()
     a = RedisConversationStore(link, link.prefix, reactor)
-    b = RedisConversationStore(made(), link.prefix, reactor)
+    b = RedisConversationStore(links(), link.prefix, reactor)
     yield a.commit(_new(1), {"team_raise": {"bob": [0, 1, 2]}})
     yield b.commit(_new(2), {"team_raise": {"bob": [0, 1, 2]}})
     with pytest.raises(StaleConversation) as refused:
