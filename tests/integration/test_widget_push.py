@@ -9,6 +9,7 @@ route or to everyone showed nothing to the visitor using the widget.
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,8 @@ def push(admin: int, body: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_push_is_shown_in_the_widget_and_given_to_the_page(
         browser: Any, daemon: tuple[Daemon, int]) -> None:
+    """With WSDAEMON_SCREENSHOTS=DIR the widget showing it is saved as
+    widget-push.png (docs/)."""
     running, admin = daemon
     running.wait_for_log("live conversations loaded")
     browser.get(f"{running.http}/")
@@ -68,3 +71,6 @@ def test_a_push_is_shown_in_the_widget_and_given_to_the_page(
     assert wait_for(lambda: browser.execute_script("return window.pushed")) == [{"text": HOSTILE}]
     assert shown
     assert run_axe(browser) == []
+    out = os.environ.get("WSDAEMON_SCREENSHOTS")
+    if out:
+        browser.save_screenshot(str(Path(out) / "widget-push.png"))
